@@ -1,0 +1,178 @@
+"""`dipsim` command line. Exit codes (DESIGN.md): 0 ok, 1 bad input or policy, 2 usage, >2 internal error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from rich.console import Console
+
+from dipsim import __version__
+from dipsim.io.errors import DipsimError
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def _console(args) -> Console:
+    return Console(stderr=True, quiet=getattr(args, "quiet", False), highlight=False)
+
+
+# ---------------------------------------------------------------- validate
+
+
+def _add_read_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mapping", metavar="FILE", help="header mapping TOML ([columns] \"their header\" = \"canonical\")")
+    parser.add_argument("--encoding", help="force the text encoding of a CSV (default: detect UTF-8/UTF-8-BOM/GB18030)")
+    parser.add_argument("--sheet", help="Excel sheet name or 0-based index (default: the first sheet)")
+    parser.add_argument("--missing-principal", choices=["warn", "reject"], default="warn",
+                        help="a case with no principal diagnosis: keep it as ungroupable (warn, default) or reject it")
+    parser.add_argument("--dx-crosswalk", choices=["icd10_guolin2.0", "icd10_yb1.0"],
+                        help="translate diagnosis codes from 国临版 2.0 or 医保版 1.0 to 医保版 2.0")
+    parser.add_argument("--px-crosswalk", choices=["icd9_guolin3.0"],
+                        help="translate procedure codes from 国临版 3.0 to 医保版 2.0")
+
+
+def _read_options(args):
+    from dipsim.io.headers import load_header_mapping
+    from dipsim.io.validate import ValidationOptions
+
+    mapping = load_header_mapping(args.mapping) if args.mapping else None
+    options = ValidationOptions(missing_principal=args.missing_principal,
+                                diagnosis_crosswalk=args.dx_crosswalk, procedure_crosswalk=args.px_crosswalk)
+    sheet = int(args.sheet) if args.sheet and args.sheet.isdigit() else args.sheet
+    return mapping, options, sheet
+
+
+def cmd_validate(args) -> int:
+    from dipsim.io.pipeline import validate_to_dir
+
+    console = _console(args)
+    mapping, options, sheet = _read_options(args)
+    summary = validate_to_dir(args.input, args.out, options=options, header_mapping=mapping,
+                              encoding=args.encoding, sheet=sheet, console=console)
+    print(summary.counts_line())
+    console.print(f"accepted cases -> {summary.accepted_path}\nrejects -> {summary.rejects_path}\n"
+                  f"warnings -> {summary.warnings_path}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- synth
+
+
+def _synthesize(args, console: Console, out: Path):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from dipsim.synth import synthesize_region
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("synthesising cases", total=args.cases)
+        return synthesize_region(out, cases=args.cases, hospitals=args.hospitals, seed=args.seed, year=args.year,
+                                 progress=lambda done, total: bar.update(task, completed=done))
+
+
+def cmd_synth(args) -> int:
+    console = _console(args)
+    start = time.perf_counter()
+    summary = _synthesize(args, console, Path(args.out))
+    print(f"synthesised {args.cases:,} cases in {args.hospitals} hospitals (seed {args.seed}) -> {args.out} "
+          f"in {time.perf_counter() - start:.1f} s")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- demo
+
+
+def cmd_demo(args) -> int:
+    """The main job on the embedded default: synthesise a region, then read it back through validation."""
+    from dipsim.io.pipeline import validate_to_dir
+
+    console = _console(args)
+    out = Path(args.out)
+    console.print(f"[bold]dipsim demo[/bold]: a synthetic region of {args.cases:,} cases, {args.hospitals} hospitals, "
+                  f"seed {args.seed} -> {out}")
+    _synthesize(args, console, out / "region")
+    summary = validate_to_dir(out / "region" / "cases", out / "validated", console=console)
+    print(summary.counts_line())
+    console.print(f"region: {out / 'region'}   validated: {out / 'validated'}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dipsim",
+        description="DIP/DRG hospital-payment simulation: read and validate claims, synthesise regions, "
+                    "group, price and settle under a regional global budget.",
+        epilog="Exit codes: 0 ok, 1 bad input or policy, 2 usage error, 3 internal error.",
+    )
+    parser.add_argument("--version", action="version", version=f"dipsim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_text: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-q", "--quiet", action="store_true", help="print only the result line(s), no progress")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("validate", "Read a case file (CSV in UTF-8/GB18030, Excel, Parquet or a folder of Parquet), check every "
+                        "row, print rows read = accepted + rejected, and write accepted cases, rejects and warnings.",
+            cmd_validate)
+    p.add_argument("input", help="case file or folder of Parquet partitions")
+    p.add_argument("-o", "--out", default="validated", help="output folder (default: ./validated)")
+    _add_read_options(p)
+
+    def add_region_options(p: argparse.ArgumentParser, cases: int) -> None:
+        p.add_argument("--cases", type=_positive_int, default=cases, help=f"number of stays (default {cases:,})")
+        p.add_argument("--hospitals", type=_positive_int, default=100, help="number of hospitals (default 100)")
+        p.add_argument("--seed", type=int, default=20250101, help="random seed (default 20250101)")
+        p.add_argument("--year", type=int, default=2025, help="calendar year of the discharges (default 2025)")
+
+    p = add("synth", "Synthesise a year of a realistic pooling region: hospitals, monthly Parquet partitions of "
+                     "cases, and ground truth for injected upcoding and split stays. Deterministic for a seed.",
+            cmd_synth)
+    add_region_options(p, 1_000_000)
+    p.add_argument("-o", "--out", required=True, help="output folder")
+
+    p = add("demo", "The main job on the embedded default: synthesise a region and validate it. Needs no data.",
+            cmd_demo)
+    add_region_options(p, 200_000)
+    p.add_argument("-o", "--out", default="dipsim_demo", help="output folder (default: ./dipsim_demo)")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text.replace(",", "").replace("_", ""))
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive whole number")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except DipsimError as exc:
+        print(f"dipsim {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # an internal error, not the user's: say so with the traceback, exit > 2
+        traceback.print_exc()
+        print(f"dipsim {args.command}: internal error (a bug in dipsim {__version__}); please report it "
+              "with the traceback above", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Read claims files (CSV in UTF-8 / UTF-8-BOM / GB18030 / GBK, Excel .xlsx, Parquet) into a raw Arrow table.
+
+A reader only reads: it maps headers onto canonical names (headers.py), keeps every data row with its 1-based row
+number, and turns rows it cannot even split into fields into rejects. Types, ranges and codes are checked in
+validate.py, so that the row accounting (read = accepted + rejected) lives in one place.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
+
+from .errors import InputError
+from .headers import SPLIT_CODE_COLUMNS, map_headers
+
+CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
+EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+_DELIMITERS = (",", "\t", ";", "|")
+
+
+@dataclass
+class RawCases:
+    """What a reader returns: canonical-named columns (strings for text files), row numbers, early rejects."""
+
+    table: pa.Table
+    rows: np.ndarray  # int64, 1-based data row number of each table row
+    source: str
+    encoding: str = ""
+    header_map: dict[str, str] = field(default_factory=dict)
+    unmapped: list[str] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)  # rows that could not be split into fields
+
+    @property
+    def rows_read(self) -> int:
+        return len(self.rows) + len({r["row"] for r in self.rejects})
+
+
+def decode_text(data: bytes, encoding: str | None = None) -> tuple[str, str]:
+    """Decode a text file, detecting UTF-8 (with or without BOM) or GB18030 (a superset of GBK and GB2312).
+
+    Undecodable bytes become U+FFFD; validation rejects the rows that contain it, so nothing is silently mangled.
+    """
+    if encoding:
+        return data.decode(encoding, errors="replace"), encoding
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030"), "gb18030"
+    except UnicodeDecodeError:
+        pass
+    # Neither decodes cleanly: keep the reading with fewer undecodable characters. A UTF-8 file with a few corrupt
+    # bytes then stays UTF-8 (read as GB18030 most of its Chinese text would break), and a GB18030 file with a few
+    # corrupt bytes stays GB18030. Ties go to UTF-8.
+    as_utf8 = data.decode("utf-8", errors="replace")
+    as_gb = data.decode("gb18030", errors="replace")
+    if as_gb.count("\ufffd") < as_utf8.count("\ufffd"):
+        return as_gb, "gb18030"
+    return as_utf8, "utf-8"
+
+
+def _sniff_delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in _DELIMITERS}
+    return max(counts, key=counts.get) if any(counts.values()) else ","
+
+
+def _dedupe(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        name = name.strip().lstrip("\ufeff")
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}.{seen[name]}"
+        else:
+            seen[name] = 0
+        out.append(name)
+    return out
+
+
+def read_csv_raw(path: str | Path, encoding: str | None = None) -> tuple[pa.Table, np.ndarray, list[dict], str]:
+    """All columns as strings. Rows with the wrong number of fields become rejects with their row number."""
+    path = Path(path)
+    data = path.read_bytes()
+    text, detected = decode_text(data, encoding)
+    first_line = text.split("\n", 1)[0].rstrip("\r")
+    if not first_line.strip():
+        raise InputError(f"{path}: empty file or empty header line")
+    delimiter = _sniff_delimiter(first_line)
+    names = _dedupe(next(csv.reader([first_line], delimiter=delimiter)))
+    if detected.startswith("utf-8") and "\ufffd" not in text:
+        payload = data[3:] if detected == "utf-8-sig" else data  # already UTF-8: no copy
+    else:
+        payload = text.encode("utf-8")
+    bad_rows: list[dict] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        # `number` counts records including the header (pyarrow docs), so data row = number - 1.
+        bad_rows.append(
+            {
+                "row": int(row.number) - 1 if row.number is not None else -1,
+                "field": "",
+                "value": (row.text or "")[:200],
+                "reason": f"row has {row.actual_columns} fields, the header has {row.expected_columns}",
+            }
+        )
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(payload),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{path}: cannot parse as CSV ({detected}): {exc}") from exc
+    bad = {r["row"] for r in bad_rows}
+    total = table.num_rows + len(bad)
+    rows = np.arange(1, total + 1, dtype=np.int64)
+    if bad:
+        rows = rows[~np.isin(rows, np.fromiter(bad, dtype=np.int64))]
+    return table, rows, bad_rows, detected
+
+
+def read_excel_raw(path: str | Path, sheet: str | int | None = None) -> tuple[pa.Table, np.ndarray]:
+    """All cells as text (pandas + openpyxl). Row 1 is the first row under the header (Excel row 2)."""
+    try:
+        frame = pd.read_excel(path, sheet_name=0 if sheet is None else sheet, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{path}: cannot read as Excel: {exc}") from exc
+    frame.columns = _dedupe([str(c) for c in frame.columns])
+    frame = frame.fillna("").astype(str)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.cast(pa.schema([pa.field(n, pa.string()) for n in table.column_names]))
+    return table, np.arange(1, table.num_rows + 1, dtype=np.int64)
+
+
+def parquet_files(path: str | Path) -> list[Path]:
+    """A Parquet file, or every Parquet file under a directory (e.g. monthly partitions), in sorted order."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in PARQUET_SUFFIXES and p.is_file())
+        if not files:
+            raise InputError(f"{path}: directory holds no .parquet files")
+        return files
+    return [path]
+
+
+def read_parquet_raw(path: str | Path) -> tuple[pa.Table, np.ndarray]:
+    """Read Parquet as stored (typed); a directory is read as one dataset (hive partition columns dropped)."""
+    try:
+        if Path(path).is_dir():
+            dataset = pads.dataset(path, format="parquet", partitioning="hive")
+            partition_names = set(dataset.partitioning.schema.names) if dataset.partitioning else set()
+            columns = [n for n in dataset.schema.names if n not in partition_names]
+            table = dataset.to_table(columns=columns)
+        else:
+            table = pads.dataset(path, format="parquet").to_table()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{path}: cannot read as Parquet: {exc}") from exc
+    return table, np.arange(1, table.num_rows + 1, dtype=np.int64)
+
+
+def _join_split_code_columns(table: pa.Table, mapping: dict[str, str]) -> tuple[pa.Table, dict[str, str]]:
+    """主要诊断编码 + 其他诊断编码1..N -> one `diagnoses` text column 'principal,other1,other2' (same for procedures)."""
+    for canonical, (principal, others) in SPLIT_CODE_COLUMNS.items():
+        sources = [h for h, c in mapping.items() if c == principal] + [h for h, c in mapping.items() if c == others]
+        if not sources:
+            continue
+        if canonical in mapping.values():
+            raise InputError(f"both a {canonical} list column and separate principal/other columns: keep one")
+        parts = [pc.cast(table[h], pa.string()).fill_null("") for h in sources]
+        joined = pc.binary_join_element_wise(*parts, ",")
+        table = table.drop_columns(sources).append_column(canonical, joined)
+        mapping = {h: c for h, c in mapping.items() if h not in sources}
+        mapping[canonical] = canonical
+    return table, mapping
+
+
+def read_cases_raw(
+    path: str | Path,
+    header_mapping: dict[str, str] | None = None,
+    encoding: str | None = None,
+    sheet: str | int | None = None,
+) -> RawCases:
+    """Read any supported case file (by extension) and rename its columns to the canonical schema."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    suffix = path.suffix.lower()
+    rejects: list[dict] = []
+    detected = ""
+    if path.is_dir() or suffix in PARQUET_SUFFIXES:
+        table, rows = read_parquet_raw(path)
+    elif suffix in CSV_SUFFIXES:
+        table, rows, rejects, detected = read_csv_raw(path, encoding)
+    elif suffix in EXCEL_SUFFIXES:
+        table, rows = read_excel_raw(path, sheet)
+    else:
+        raise InputError(f"{path}: unsupported file type {suffix!r} (use .csv, .xlsx or .parquet)")
+    mapping = map_headers(table.column_names, header_mapping, source=str(path))
+    table, mapping = _join_split_code_columns(table, mapping)
+    table = table.rename_columns([mapping.get(n, n) for n in table.column_names])
+    unmapped = [n for n in table.column_names if n not in mapping.values()]
+    for r in rejects:
+        r["file"] = str(path)
+    return RawCases(table, rows, str(path), detected, mapping, unmapped, rejects)

@@ -1,0 +1,516 @@
+"""Validation that loses nothing: every row read ends in `accepted` or in `rejects`, with row, field, value, reason.
+
+Rows read = rows accepted + rows rejected, always (a rejected row may have several problems; each is one line of the
+rejects table). Problems that do not stop grouping (an unknown secondary code, a missing sex) keep the row and are
+recorded as warnings. All checks are vectorised over columns; there is no per-row Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dipsim import codes
+from dipsim.schema import CASE_FIELD_BY_NAME, CASE_FIELDS, DISCHARGE_MODES, REJECT_SCHEMA
+
+from .errors import InputError
+from .readers import RawCases
+
+MISSING_TOKENS = frozenset({"", "null", "none", "nan", "na", "n/a", "#n/a", "-", "--", "\\n"})
+_SEX_WORDS = {"男": 1, "m": 1, "male": 1, "女": 2, "f": 2, "female": 2, "未知": 0, "未说明": 9}
+_DISCHARGE_WORDS = {label: code for code, label in DISCHARGE_MODES.items()} | {"转院": 2, "离院": 1}
+_INSURANCE_WORDS = {
+    "employee": "employee", "职工": "employee", "城镇职工": "employee", "职工基本医疗保险": "employee",
+    "城镇职工基本医疗保险": "employee", "310": "employee",
+    "resident": "resident", "居民": "resident", "城乡居民": "resident", "城乡居民基本医疗保险": "resident",
+    "城镇居民": "resident", "新农合": "resident", "390": "resident",
+}
+_TRUE_WORDS = {"1": True, "true": True, "t": True, "y": True, "yes": True, "是": True,
+               "0": False, "false": False, "f": False, "n": False, "no": False, "否": False}
+_EXCEL_EPOCH = pd.Timestamp("1899-12-30")
+DAYS_PER_YEAR = 365.25
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """Thresholds and switches of validation; defaults follow the 结算清单 filling rules (DOMAIN.md §3)."""
+
+    # A claim without a principal diagnosis is still a paid stay: by default it is kept (the grouper marks it
+    # ungroupable, 0000) so that its cost stays in the budget. "reject" drops it into the rejects file instead.
+    missing_principal: Literal["warn", "reject"] = "warn"
+    # 住院天数 = 出院日期 - 入院日期, a same-day stay counting 1; exports differ by a day, so allow that much.
+    los_date_tolerance_days: int = 1
+    max_los_days: int = 3650
+    max_age_years: int = 150
+    max_birth_weight_g: int = 10_000
+    max_cost_yuan: float = 1e8
+    # 国临版 / 医保版 1.0 codes are translated to 医保版 2.0 on request: "icd10_guolin2.0", "icd10_yb1.0".
+    diagnosis_crosswalk: str | None = None
+    procedure_crosswalk: str | None = None  # "icd9_guolin3.0"
+    check_dictionary: bool = True  # warn about codes not in the 医保版 2.0 dictionaries
+
+
+@dataclass
+class ValidationResult:
+    accepted: pa.Table
+    accepted_rows: np.ndarray  # 1-based data row number of each accepted row
+    rejects: pa.Table  # REJECT_SCHEMA, one line per problem
+    warnings: pa.Table  # REJECT_SCHEMA, rows that were kept
+    rows_read: int
+    source: str
+    encoding: str = ""
+    unmapped_columns: list[str] = field(default_factory=list)
+
+    @property
+    def n_accepted(self) -> int:
+        return self.accepted.num_rows
+
+    @property
+    def n_rejected(self) -> int:
+        return len(set(self.rejects["row"].to_pylist()))
+
+    @property
+    def n_warnings(self) -> int:
+        return self.warnings.num_rows
+
+    def check_counts(self) -> None:
+        """The invariant of the whole io layer; raises if it is ever broken."""
+        if self.rows_read != self.n_accepted + self.n_rejected:
+            raise AssertionError(
+                f"{self.source}: rows read {self.rows_read} != accepted {self.n_accepted} + rejected {self.n_rejected}"
+            )
+
+
+class _Problems:
+    """Collects (mask, field, values, reason) findings and turns them into REJECT_SCHEMA tables."""
+
+    def __init__(self, source: str, rows: np.ndarray, case_ids: pd.Series):
+        self.source, self.rows, self.case_ids = source, rows, case_ids
+        self.rejects: list[pa.Table] = []
+        self.warnings: list[pa.Table] = []
+        self.rejected = np.zeros(len(rows), dtype=bool)
+
+    def _table(self, idx: np.ndarray, field_name: str, values, reasons) -> pa.Table:
+        n = len(idx)
+        values = pd.Series([values] * n if isinstance(values, str) else values)
+        values = values.astype("string").fillna("").str.slice(0, 200)
+        reasons = [reasons] * n if isinstance(reasons, str) else list(reasons)
+        return pa.table(
+            {
+                "file": pa.array([self.source] * n, pa.string()),
+                "row": pa.array(self.rows[idx], pa.int64()),
+                "case_id": pa.array(self.case_ids.iloc[idx].astype("string").fillna(""), pa.string()),
+                "field": pa.array([field_name] * n, pa.string()),
+                "value": pa.array(values.to_numpy(dtype=object), pa.string()),
+                "reason": pa.array(reasons, pa.string()),
+            },
+            schema=REJECT_SCHEMA,
+        )
+
+    def reject(self, mask, field_name: str, values, reason) -> None:
+        """Reject the rows in `mask`; `values` and `reason` are scalars or aligned with all rows."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            idx = np.flatnonzero(mask)
+            self.rejects.append(self._table(idx, field_name, _at(values, idx), _at(reason, idx)))
+            self.rejected |= mask
+
+    def warn(self, mask, field_name: str, values, reason) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            idx = np.flatnonzero(mask)
+            self.warnings.append(self._table(idx, field_name, _at(values, idx), _at(reason, idx)))
+
+    def warn_items(self, parents: np.ndarray, field_name: str, values: np.ndarray, reason: str) -> None:
+        """One warning per list item (a code) belonging to table row `parents[i]`."""
+        if len(parents):
+            self.warnings.append(self._table(parents, field_name, values, reason))
+
+
+def _at(values, idx: np.ndarray):
+    if isinstance(values, str):
+        return values
+    if isinstance(values, (int, float)) or values is None:
+        return [values] * len(idx)
+    if isinstance(values, pd.Series):
+        return values.iloc[idx].to_numpy(dtype=object)
+    return np.asarray(values, dtype=object)[idx]
+
+
+def _fmt(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Numbers as short text for messages (7, 3.5), filled only where `mask` is set (the rows reported)."""
+    out = np.full(len(values), "", dtype=object)
+    out[mask] = [f"{v:g}" for v in np.asarray(values, dtype=float)[mask]]
+    return out
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    return pa.concat_tables(tables) if tables else REJECT_SCHEMA.empty_table()
+
+
+# ---------------------------------------------------------------- parsing helpers (column -> values, missing, bad)
+
+
+def _text(col: pa.ChunkedArray) -> pd.Series:
+    """A column as trimmed, NFKC-normalised text (full-width digits and letters become ASCII)."""
+    col = pc.cast(col, pa.string()) if not pa.types.is_string(col.type) else col
+    col = pc.utf8_trim_whitespace(pc.utf8_normalize(col, "NFKC"))
+    return col.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+
+
+def _missing(text: pd.Series) -> np.ndarray:
+    return (text.isna() | text.str.lower().isin(MISSING_TOKENS)).to_numpy(dtype=bool)
+
+
+def _number(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Series]:
+    """float64 values (NaN where missing or bad), missing mask, bad mask, and the text for messages."""
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
+        values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+        missing = np.isnan(values)
+        return values, missing, np.zeros(len(values), bool), pd.Series(values)
+    text = _text(col)
+    missing = _missing(text)
+    cleaned = text.str.replace(",", "", regex=False).str.replace(r"(元|天|小时|克|g|岁)$", "", regex=True)
+    values = pd.to_numeric(cleaned.where(~missing), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.isnan(values) & ~missing
+    return values, missing, bad, text
+
+
+def _date(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Series]:
+    """datetime64[D] values (NaT where missing or bad), missing, bad, text. Accepts 2025-01-03, 2025/1/3,
+    20250103, 2025年1月3日, '2025-01-03 10:20:00' and Excel serial day numbers."""
+    if pa.types.is_date(col.type) or pa.types.is_timestamp(col.type):
+        values = pc.cast(col, pa.date32()).to_numpy(zero_copy_only=False).astype("datetime64[D]")
+        missing = np.isnat(values)
+        return values, missing, np.zeros(len(values), bool), pd.Series(values)
+    text = _text(col)
+    missing = _missing(text)
+    s = text.str.replace(r"[年月/.]", "-", regex=True).str.replace("日", "", regex=False)
+    s = s.str.split(r"[ T]", n=1, regex=True).str[0]
+    s = s.str.replace(r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3", regex=True)
+    parsed = pd.to_datetime(s.where(~missing), format="%Y-%m-%d", errors="coerce")
+    serial = pd.to_numeric(s.where(s.str.fullmatch(r"\d{5}(\.\d+)?").fillna(False)), errors="coerce")
+    parsed = parsed.fillna(_EXCEL_EPOCH + pd.to_timedelta(serial.where(serial.between(1, 2_958_465)), unit="D"))
+    values = parsed.to_numpy(dtype="datetime64[D]")
+    years = values.astype("datetime64[Y]").astype(np.int64) + 1970
+    bad = ~missing & (np.isnat(values) | (years < 1900) | (years > 2100))
+    values[bad] = np.datetime64("NaT")
+    return values, missing, bad, text
+
+
+def _lookup(col: pa.ChunkedArray, words: dict, numeric_ok: set | None = None):
+    """Map text (or numbers) through `words`; returns values (object), missing, bad, text."""
+    text = _text(col)
+    missing = _missing(text)
+    key = text.str.lower().str.replace(r"\.0+$", "", regex=True)
+    mapped = key.map(words)
+    if numeric_ok is not None:
+        as_num = pd.to_numeric(key, errors="coerce")
+        mapped = mapped.where(mapped.notna(), as_num.where(as_num.isin(numeric_ok)))
+    bad = mapped.isna().to_numpy() & ~missing
+    return mapped, missing, bad, text
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def _require_columns(raw: RawCases) -> None:
+    names = set(raw.table.column_names)
+    missing = []
+    if "diagnoses" not in names:
+        missing.append("diagnoses (诊断编码 / 主要诊断编码)")
+    if "los_days" not in names and not {"admission_date", "discharge_date"} <= names:
+        missing.append("los_days (住院天数) or both admission_date and discharge_date")
+    if missing:
+        original = {canonical: header for header, canonical in raw.header_map.items()}
+        found = ", ".join(original.get(name, name) for name in raw.table.column_names)
+        raise InputError(
+            f"{raw.source}: no column for {', '.join(missing)}. Headers found: {found}."
+            " Map yours with a header mapping file (--mapping FILE, see README)."
+        )
+
+
+def _case_ids(raw: RawCases, problems_source: str) -> tuple[pd.Series, bool]:
+    if "case_id" in raw.table.column_names:
+        return _text(raw.table["case_id"]), True
+    stem = problems_source.rsplit("/", 1)[-1]
+    return pd.Series([f"{stem}#{r}" for r in raw.rows], dtype="string"), False
+
+
+def _check_case_ids(p: _Problems, ids: pd.Series) -> None:
+    if ids.empty:
+        return
+    missing = _missing(ids)
+    p.reject(missing, "case_id", ids, "missing case id")
+    present = pd.Series(p.rows).where(~missing)
+    first_row = present.groupby(ids.where(~missing).to_numpy(dtype=object), dropna=True).transform("min")
+    dup = (~missing) & (first_row.to_numpy() != p.rows)
+    reasons = "duplicate case id (first at row " + _fmt(first_row.to_numpy(dtype=float), dup) + ")"
+    p.reject(dup, "case_id", ids, reasons)
+
+
+def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str | None,
+           opts: ValidationOptions) -> pa.Array:
+    """Split, normalise and (on request) crosswalk a code-list column; check the codes; return list<string>."""
+    n = raw.table.num_rows
+    if name not in raw.table.column_names:
+        return pa.array([[] for _ in range(0)], pa.list_(pa.string())) if n == 0 else \
+            pa.ListArray.from_arrays(np.zeros(n + 1, np.int32), pa.array([], pa.string()))
+    col = raw.table[name].combine_chunks() if isinstance(raw.table[name], pa.ChunkedArray) else raw.table[name]
+    lists = col if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) else codes.split_code_list(col)
+    lists = codes.normalise_codes(lists, system)
+    if crosswalk:
+        lists = codes.apply_crosswalk(lists, crosswalk)
+    values = pc.list_flatten(lists)
+    parents = pc.list_parent_indices(lists).to_numpy()
+    lengths = pc.list_value_length(lists).fill_null(0).to_numpy()
+    first_item = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    is_principal = np.zeros(len(values), bool)
+    is_principal[first_item[lengths > 0]] = True
+    undecodable = pc.match_substring(values, "\ufffd").to_numpy(zero_copy_only=False)
+    p.reject(np.isin(np.arange(n), parents[undecodable]), name, pd.Series(_join(lists)),
+             "undecodable bytes (not valid in the file's encoding)")
+    shape_ok = codes.is_valid_code_shape(values, system).to_numpy(zero_copy_only=False)
+    label = "ICD-10" if system == "icd10" else "ICD-9-CM-3"
+    text = values.to_numpy(zero_copy_only=False)
+    if name == "diagnoses":
+        has_principal = lengths > 0
+        bad_principal = np.zeros(n, bool)
+        bad_principal[parents[is_principal & ~shape_ok]] = True
+        principal_text = np.full(n, "", dtype=object)
+        principal_text[has_principal] = text[first_item[has_principal]]
+        p.reject(bad_principal, name, principal_text, f"principal diagnosis is not an {label} code")
+        if opts.missing_principal == "reject":
+            p.reject(~has_principal, name, "", "missing principal diagnosis (主要诊断)")
+        else:
+            p.warn(~has_principal, name, "", "missing principal diagnosis (主要诊断): will be ungroupable")
+    bad_items = ~shape_ok & ~(is_principal if name == "diagnoses" else np.zeros(len(values), bool))
+    p.warn_items(parents[bad_items], name, text[bad_items], f"not an {label} code: ignored by grouping")
+    if opts.check_dictionary and len(values):
+        dictionary = codes.load_icd10() if system == "icd10" else codes.load_icd9()
+        ids = dictionary.encode(values)
+        unknown = shape_ok & (ids < 0)
+        p.warn_items(parents[unknown], name, text[unknown], f"not in {label} 医保版 2.0")
+        if name == "diagnoses":
+            allowed = dictionary.table["allowed_as_principal"].to_numpy(dtype=bool)[np.maximum(ids, 0)]
+            not_allowed = is_principal & (ids >= 0) & ~allowed
+            p.warn_items(parents[not_allowed], name, text[not_allowed],
+                         "not allowed as principal diagnosis (灰码) in 医保版 2.0")
+    return lists
+
+
+def _join(lists: pa.Array) -> np.ndarray:
+    return pc.binary_join(lists, ",").to_numpy(zero_copy_only=False)
+
+
+def _integer(p: _Problems, raw: RawCases, name: str, low: float, high: float, label: str) -> np.ndarray:
+    """Parse a whole-number column; reject text, fractions and values outside [low, high]."""
+    n = raw.table.num_rows
+    if name not in raw.table.column_names:
+        return np.full(n, np.nan)
+    values, missing, bad, text = _number(raw.table[name])
+    p.reject(bad, name, text, f"{label} is not a number")
+    fraction = ~np.isnan(values) & (values != np.round(values))
+    p.reject(fraction, name, text, f"{label} is not a whole number")
+    out_of_range = ~np.isnan(values) & ((values < low) | (values > high))
+    p.reject(out_of_range & (values < 0), name, text, f"negative {label}")
+    p.reject(out_of_range & (values >= 0), name, text, f"{label} above {high:g}")
+    return values
+
+
+def _non_negative(p: _Problems, raw: RawCases, name: str, label: str, maximum: float = np.inf) -> np.ndarray:
+    """Parse an amount or a duration: reject text, negatives and values above `maximum`."""
+    if name not in raw.table.column_names:
+        return np.full(raw.table.num_rows, np.nan)
+    values, missing, bad, text = _number(raw.table[name])
+    p.reject(bad, name, text, f"{label} is not a number")
+    p.reject(~np.isnan(values) & (values < 0), name, text, f"negative {label}")
+    p.reject(~np.isnan(values) & (values > maximum), name, text, f"implausible {label} (above {maximum:,.0f})")
+    return values
+
+
+def _dates(p: _Problems, raw: RawCases) -> dict[str, np.ndarray]:
+    out = {}
+    for name in ("admission_date", "discharge_date"):
+        if name in raw.table.column_names:
+            values, missing, bad, text = _date(raw.table[name])
+            p.reject(bad, name, text, "bad date")
+        else:
+            values = np.full(raw.table.num_rows, np.datetime64("NaT"), dtype="datetime64[D]")
+        out[name] = values
+    return out
+
+
+def _check_text_fields(p: _Problems, raw: RawCases, names: list[str]) -> dict[str, pd.Series]:
+    out = {}
+    for name in names:
+        if name not in raw.table.column_names:
+            continue
+        text = _text(raw.table[name])
+        p.reject(text.str.contains("\ufffd", regex=False).fillna(False).to_numpy(), name, text,
+                 "undecodable bytes (not valid in the file's encoding)")
+        out[name] = text.where(~pd.Series(_missing(text), index=text.index))
+    return out
+
+
+def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> ValidationResult:
+    """Check every row of a raw read; return the accepted cases in CASE_SCHEMA, the rejects and the warnings."""
+    opts = options or ValidationOptions()
+    _require_columns(raw)
+    n = raw.table.num_rows
+    ids, has_id_column = _case_ids(raw, raw.source)
+    p = _Problems(raw.source, raw.rows, ids)
+    if not has_id_column and n:
+        p.warn(np.arange(n) == 0, "case_id", "", "no case id column: ids made from the file name and row number")
+    _check_case_ids(p, ids)
+    texts = _check_text_fields(p, raw, ["case_id", "patient_id", "hospital_id", "pool", "tcm_diagnosis", "department",
+                                        "insurer_drg"])
+
+    diagnoses = _codes(raw, p, "diagnoses", "icd10", opts.diagnosis_crosswalk, opts)
+    procedures = _codes(raw, p, "procedures", "icd9", opts.procedure_crosswalk, opts)
+
+    # 性别: a missing sex does not stop grouping (only sex-restricted MDCs use it), an unreadable one is an error.
+    sex = pd.Series(np.zeros(n), dtype="float64")
+    if "sex" in raw.table.column_names:
+        mapped, missing, bad, text = _lookup(raw.table["sex"], _SEX_WORDS, numeric_ok={0, 1, 2, 9})
+        p.reject(bad, "sex", text, "sex must be 1 (男), 2 (女), 0 or 9 (unknown)")
+        p.warn(missing, "sex", "", "missing sex: treated as unknown (0)")
+        sex = pd.to_numeric(mapped, errors="coerce").fillna(0)
+
+    discharge_mode = pd.Series(np.full(n, np.nan))
+    if "discharge_mode" in raw.table.column_names:
+        mapped, missing, bad, text = _lookup(raw.table["discharge_mode"], _DISCHARGE_WORDS,
+                                             numeric_ok=set(DISCHARGE_MODES))
+        p.reject(bad, "discharge_mode", text, "discharge mode (离院方式) must be 1, 2, 3, 4, 5 or 9")
+        p.warn(missing, "discharge_mode", "", "missing discharge mode (离院方式)")
+        discharge_mode = pd.to_numeric(mapped, errors="coerce")
+
+    insurance = pd.Series([None] * n, dtype="object")
+    if "insurance_type" in raw.table.column_names:
+        mapped, missing, bad, text = _lookup(raw.table["insurance_type"], _INSURANCE_WORDS)
+        p.warn(bad, "insurance_type", text, "unknown insurance type (险种): left empty, settles in no pool")
+        insurance = mapped
+
+    tcm_treated = pd.Series([None] * n, dtype="object")
+    if "tcm_treated" in raw.table.column_names:
+        mapped, missing, bad, text = _lookup(raw.table["tcm_treated"], _TRUE_WORDS)
+        p.reject(bad, "tcm_treated", text, "TCM flag (中医治疗标识) must be 1/0, 是/否 or true/false")
+        tcm_treated = mapped
+
+    age = _integer(p, raw, "age_years", 0, opts.max_age_years, "age")
+    age_days = _integer(p, raw, "age_days", 0, opts.max_age_years * 366, "age in days")
+    derivable = np.isnan(age) & ~np.isnan(age_days)
+    age = np.where(derivable, np.floor(age_days / DAYS_PER_YEAR), age)
+    p.warn(np.isnan(age), "age_years", "", "missing age")
+    inconsistent_age = ~np.isnan(age_days) & ~derivable & (np.abs(age_days / DAYS_PER_YEAR - age) > 1.5)
+    p.warn(inconsistent_age, "age_days", pd.Series(age_days), "age in days disagrees with age in years")
+    birth_weight = _integer(p, raw, "birth_weight_g", 0, opts.max_birth_weight_g, "birth weight")
+    birth_weight[birth_weight == 0] = np.nan  # many exports write 0 for "not a newborn"
+
+    dates = _dates(p, raw)
+    admission, discharge = dates["admission_date"], dates["discharge_date"]
+    span = (discharge - admission).astype("timedelta64[D]").astype("float64")
+    span[np.isnat(admission) | np.isnat(discharge)] = np.nan
+    p.reject(span < 0, "discharge_date", pd.Series(discharge.astype(str)), "discharge before admission")
+    los = _integer(p, raw, "los_days", 0, opts.max_los_days, "length of stay")
+    from_dates = np.isnan(los) & ~np.isnan(span) & (span >= 0)
+    los = np.where(from_dates, np.maximum(span, 1), los)  # a same-day stay counts one day
+    p.reject(np.isnan(los) & ~p.rejected, "los_days", "", "missing length of stay (住院天数) and dates")
+    inconsistent = ~np.isnan(span) & (span >= 0) & (np.abs(los - span) > opts.los_date_tolerance_days)
+    p.reject(inconsistent, "los_days", _fmt(los, inconsistent) + " vs dates " + _fmt(span, inconsistent) + " days",
+             "LOS inconsistent with the dates")
+
+    ventilation = _non_negative(p, raw, "ventilation_hours", "ventilation hours")
+    p.reject(~np.isnan(ventilation) & ~np.isnan(los) & (ventilation > (los + 1) * 24), "ventilation_hours",
+             pd.Series(ventilation), "ventilation hours longer than the stay")
+
+    money = {name: _non_negative(p, raw, name, "amount (yuan)", opts.max_cost_yuan)
+             for name in ("total_cost", "fund_paid", "patient_paid", "tcm_cost")}
+    split_sum = np.nan_to_num(money["fund_paid"]) + np.nan_to_num(money["patient_paid"])
+    over = ~np.isnan(money["total_cost"]) & (split_sum > money["total_cost"] + 0.005)
+    p.reject(over, "fund_paid", pd.Series(split_sum), "fund and patient amounts exceed the total cost")
+    p.reject(money["tcm_cost"] > money["total_cost"] + 0.005, "tcm_cost", pd.Series(money["tcm_cost"]),
+             "TCM cost exceeds the total cost")
+
+    keep = ~p.rejected
+    columns = {
+        **texts,
+        "case_id": ids,
+        "insurance_type": insurance,
+        "admission_date": admission,
+        "discharge_date": discharge,
+        "los_days": los,
+        "age_years": age,
+        "age_days": age_days,
+        "birth_weight_g": birth_weight,
+        "sex": sex,
+        "discharge_mode": discharge_mode,
+        "diagnoses": diagnoses,
+        "procedures": procedures,
+        "ventilation_hours": ventilation,
+        **money,
+        "tcm_treated": tcm_treated,
+    }
+    accepted = _assemble(columns, keep, n)
+    for name in raw.unmapped:  # columns we do not know ride along unchanged (nothing lost)
+        accepted = accepted.append_column(name, raw.table[name].filter(pa.array(keep)))
+    rejects = _concat(p.rejects + [_early_rejects(raw)])
+    result = ValidationResult(
+        accepted=accepted,
+        accepted_rows=raw.rows[keep],
+        rejects=rejects.sort_by([("row", "ascending")]),
+        warnings=_concat(p.warnings).sort_by([("row", "ascending")]),
+        rows_read=raw.rows_read,
+        source=raw.source,
+        encoding=raw.encoding,
+        unmapped_columns=list(raw.unmapped),
+    )
+    result.check_counts()
+    return result
+
+
+def _early_rejects(raw: RawCases) -> pa.Table:
+    if not raw.rejects:
+        return REJECT_SCHEMA.empty_table()
+    return pa.Table.from_pylist(
+        [{"file": raw.source, "case_id": "", **r} for r in raw.rejects], schema=REJECT_SCHEMA
+    )
+
+
+def _assemble(columns: dict, keep: np.ndarray, n: int) -> pa.Table:
+    """Build the accepted table in CASE_SCHEMA order and types; absent fields become all-null columns."""
+    mask = pa.array(keep)
+    arrays = []
+    for f in CASE_FIELDS:
+        value = columns.get(f.name)
+        if value is None:
+            arrays.append(pa.nulls(int(keep.sum()), f.type))
+            continue
+        if isinstance(value, (pa.Array, pa.ChunkedArray)):
+            arr = value.filter(mask)
+        else:
+            series = value if isinstance(value, pd.Series) else pd.Series(value)
+            series = series.reset_index(drop=True)[keep]
+            if pa.types.is_integer(f.type):
+                arr = pa.array(series.astype("float64").to_numpy(), from_pandas=True).cast(f.type)
+            elif pa.types.is_floating(f.type) or pa.types.is_date(f.type):
+                arr = pa.array(series.to_numpy(), from_pandas=True).cast(f.type)
+            elif pa.types.is_boolean(f.type):
+                arr = pa.array(series.to_numpy(dtype=object), type=pa.bool_(), from_pandas=True)
+            else:
+                arr = pa.array(series.astype("string").to_numpy(dtype=object), pa.string(), from_pandas=True)
+        arrays.append(arr.cast(f.type) if arr.type != f.type else arr)
+    return pa.table(dict(zip([f.name for f in CASE_FIELDS], arrays)))
+
+
+def load_cases(path, options: ValidationOptions | None = None, header_mapping: dict | None = None,
+               encoding: str | None = None, sheet=None) -> ValidationResult:
+    """Read and validate a case file: the one call notebooks and the CLI use."""
+    from .readers import read_cases_raw
+
+    return validate_cases(read_cases_raw(path, header_mapping, encoding, sheet), options)

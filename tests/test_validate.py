@@ -1,0 +1,173 @@
+"""Validation loses nothing: each bad row is rejected with row, field and reason; warnings keep the row."""
+
+from __future__ import annotations
+
+import csv
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dipsim.io import InputError, ValidationOptions, load_cases
+
+HEADER = "病案号,性别,年龄,入院日期,出院日期,住院天数,离院方式,诊断编码,手术操作编码,医疗总费用,统筹基金支付,个人支付"
+GOOD = "X,1,50,2025-03-01,2025-03-05,4,1,\"K35.800,E11.900\",47.0900,9000.00,7000.00,2000.00"
+
+
+def _write(tmp_path, rows: list[str], name="cases.csv"):
+    path = tmp_path / name
+    path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def _row(**changes) -> str:
+    fields = dict(zip(HEADER.split(","), next(csv.reader([GOOD]))))
+    fields.update(changes)
+    return ",".join(f'"{v}"' if "," in v else v for v in fields.values())
+
+
+# One bad row among good ones: (changes to the good row, field reported, words in the reason).
+REJECT_CASES = [
+    ({"入院日期": "2025-13-45"}, "admission_date", "bad date"),
+    ({"出院日期": "yesterday"}, "discharge_date", "bad date"),
+    ({"出院日期": "2025-02-01", "住院天数": "1"}, "discharge_date", "discharge before admission"),
+    ({"住院天数": "20"}, "los_days", "LOS inconsistent with the dates"),
+    ({"住院天数": "-3", "入院日期": "", "出院日期": ""}, "los_days", "negative length of stay"),
+    ({"住院天数": "3.5", "入院日期": "", "出院日期": ""}, "los_days", "not a whole number"),
+    ({"住院天数": "", "入院日期": "", "出院日期": ""}, "los_days", "missing length of stay"),
+    ({"医疗总费用": "-12.00"}, "total_cost", "negative amount"),
+    ({"医疗总费用": "1e12"}, "total_cost", "implausible amount"),
+    ({"医疗总费用": "abc"}, "total_cost", "not a number"),
+    ({"统筹基金支付": "8000.00"}, "fund_paid", "exceed the total cost"),
+    ({"诊断编码": "???"}, "diagnoses", "principal diagnosis is not an ICD-10 code"),
+    ({"性别": "7"}, "sex", "sex must be"),
+    ({"年龄": "200"}, "age_years", "age above 150"),
+    ({"离院方式": "8"}, "discharge_mode", "离院方式"),
+    ({"病案号": ""}, "case_id", "missing case id"),
+]
+
+
+@pytest.mark.parametrize("changes, field, reason", REJECT_CASES)
+def test_bad_row_is_rejected_with_its_reason(tmp_path, changes, field, reason):
+    rows = [_row(病案号="G1"), _row(**{"病案号": "B1", **changes}), _row(病案号="G2")]
+    result = load_cases(_write(tmp_path, rows))
+    assert (result.rows_read, result.n_accepted, result.n_rejected) == (3, 2, 1)
+    found = result.rejects.to_pylist()
+    assert any(r["row"] == 2 and r["field"] == field and reason in r["reason"] for r in found), found
+    assert result.accepted["case_id"].to_pylist() == ["G1", "G2"]
+
+
+def test_duplicate_case_id_keeps_the_first(tmp_path):
+    result = load_cases(_write(tmp_path, [_row(病案号="D"), _row(病案号="E"), _row(病案号="D")]))
+    assert result.accepted["case_id"].to_pylist() == ["D", "E"]
+    (reject,) = result.rejects.to_pylist()
+    assert reject["row"] == 3 and reject["reason"] == "duplicate case id (first at row 1)"
+
+
+def test_row_with_too_many_fields_is_rejected(tmp_path):
+    rows = [_row(病案号="A"), _row(病案号="B") + ",extra", _row(病案号="C")]
+    result = load_cases(_write(tmp_path, rows))
+    assert (result.rows_read, result.n_accepted, result.n_rejected) == (3, 2, 1)
+    assert result.rejects["row"].to_pylist() == [2]
+    assert "13 fields, the header has 12" in result.rejects["reason"][0].as_py()
+
+
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"诊断编码": "K35.800,E11.999"}, "not in ICD-10 医保版 2.0"),
+        ({"诊断编码": "K35.800,garbage"}, "not an ICD-10 code"),
+        ({"手术操作编码": "99.9999"}, "not in ICD-9-CM-3 医保版 2.0"),
+        ({"性别": ""}, "missing sex"),
+        ({"离院方式": ""}, "missing discharge mode"),
+        ({"诊断编码": ""}, "missing principal diagnosis"),
+    ],
+)
+def test_problems_that_do_not_stop_grouping_are_warnings(tmp_path, changes, reason):
+    result = load_cases(_write(tmp_path, [_row(病案号="W", **changes)]))
+    assert (result.n_accepted, result.n_rejected) == (1, 0)
+    assert any(reason in r for r in result.warnings["reason"].to_pylist()), result.warnings.to_pylist()
+
+
+def test_missing_principal_can_be_made_a_reject(tmp_path):
+    path = _write(tmp_path, [_row(病案号="W", 诊断编码="")])
+    result = load_cases(path, options=ValidationOptions(missing_principal="reject"))
+    assert (result.n_accepted, result.n_rejected) == (0, 1)
+
+
+def test_los_is_derived_from_dates_and_age_from_days(tmp_path):
+    path = tmp_path / "derive.csv"
+    path.write_text("病案号,入院日期,出院日期,诊断编码,新生儿年龄天\nN,2025-05-01,2025-05-01,P07.100,10\n",
+                    encoding="utf-8")
+    result = load_cases(path)
+    assert result.accepted["los_days"].to_pylist() == [1]  # a same-day stay counts one day
+    assert result.accepted["age_years"].to_pylist() == [0]
+
+
+def test_file_without_case_ids_gets_ids_from_row_numbers(tmp_path):
+    path = tmp_path / "noid.csv"
+    path.write_text("住院天数,诊断编码\n3,K35.800\n4,J18.900\n", encoding="utf-8")
+    result = load_cases(path)
+    assert result.accepted["case_id"].to_pylist() == ["noid.csv#1", "noid.csv#2"]
+
+
+def test_full_width_and_odd_code_forms_are_normalised(tmp_path):
+    path = _write(tmp_path, [_row(病案号="F", 诊断编码="ｋ３５．８００ｘ００１；e11900", 手术操作编码="470900")])
+    result = load_cases(path)
+    assert result.accepted["diagnoses"].to_pylist() == [["K35.800x001", "E11.900"]]
+    assert result.accepted["procedures"].to_pylist() == [["47.0900"]]
+
+
+def test_crosswalk_applied_on_request(tmp_path):
+    from dipsim.codes import load_crosswalk
+
+    table = load_crosswalk("icd10_yb1.0").table
+    changed = table[table["source_code"] != table["target_code"]].iloc[0]
+    path = _write(tmp_path, [_row(病案号="C", 诊断编码=f"{changed.source_code},E11.900")])
+    plain = load_cases(path)
+    walked = load_cases(path, options=ValidationOptions(diagnosis_crosswalk="icd10_yb1.0"))
+    assert plain.accepted["diagnoses"].to_pylist()[0][0] == changed.source_code
+    assert walked.accepted["diagnoses"].to_pylist()[0][0] == changed.target_code
+
+
+def test_empty_file_is_an_input_error(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    with pytest.raises(InputError):
+        load_cases(path)
+
+
+# ---------------------------------------------------------------- property: random malformed rows
+
+_cell_text = st.text(
+    alphabet=st.sampled_from(list(string.ascii_letters + string.digits + ".-/;| ,") + list("男女中医诊断ｋ３５．")),
+    max_size=12,
+)
+_cell = st.one_of(
+    _cell_text,
+    st.sampled_from(["", "NULL", "-1", "1e309", "99999999999", "2025-02-30", "K35.800", "47.0900", "0", "3"]),
+    st.integers(-10**12, 10**12).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+)
+_row_strategy = st.lists(_cell, min_size=10, max_size=14)  # wrong field counts included on purpose
+_bad_bytes = st.sampled_from([b"", b"\xff", b"\xfe\xfe", b"\x80abc", b"\xc3", b"\xa1\xa1"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(_row_strategy, _bad_bytes), min_size=1, max_size=25))
+def test_random_malformed_rows_never_lose_a_row(tmp_path, rows):
+    lines = []
+    for cells, junk in rows:
+        quoted = ",".join('"' + c.replace('"', "") + '"' if "," in c else c.replace('"', "") for c in cells)
+        lines.append(quoted.encode("utf-8") + junk)
+    path = tmp_path / "fuzz.csv"
+    path.write_bytes(HEADER.encode("utf-8") + b"\n" + b"\n".join(lines) + b"\n")
+    try:
+        result = load_cases(path)
+    except InputError:
+        return  # a clear, typed refusal of the whole file is allowed; a crash is not
+    assert result.rows_read == len(rows)
+    assert result.rows_read == result.n_accepted + result.n_rejected
+    assert set(result.rejects["row"].to_pylist()) <= set(range(1, len(rows) + 1))
+    assert all(result.rejects["reason"].to_pylist())
