@@ -103,7 +103,8 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
         for key in totals:
             totals[key] += counts[key]
         per_file.append({"file": str(path), "sha256": sha256_file(path), "encoding": result.encoding,
-                         "unmapped_columns": result.unmapped_columns, **counts, "warnings": result.n_warnings})
+                         "unmapped_columns": result.unmapped_columns,
+                         "absent_columns": result.absent_columns, **counts, "warnings": result.n_warnings})
     all_rejects = pa.concat_tables(rejects) if rejects else REJECT_SCHEMA.empty_table()
     all_warnings = pa.concat_tables(warnings) if warnings else REJECT_SCHEMA.empty_table()
     write_csv(all_rejects, out_dir / "rejects.csv")

@@ -64,7 +64,8 @@ class ValidationResult:
     rows_read: int
     source: str
     encoding: str = ""
-    unmapped_columns: list[str] = field(default_factory=list)
+    unmapped_columns: list[str] = field(default_factory=list)  # input columns kept as they are
+    absent_columns: list[str] = field(default_factory=list)  # canonical fields the input did not have (null)
 
     @property
     def n_accepted(self) -> int:
@@ -406,7 +407,8 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> V
     age_days = _integer(p, raw, "age_days", 0, opts.max_age_years * 366, "age in days")
     derivable = np.isnan(age) & ~np.isnan(age_days)
     age = np.where(derivable, np.floor(age_days / DAYS_PER_YEAR), age)
-    p.warn(np.isnan(age), "age_years", "", "missing age")
+    if {"age_years", "age_days"} & set(raw.table.column_names):  # an absent column is reported once, not per row
+        p.warn(np.isnan(age), "age_years", "", "missing age")
     inconsistent_age = ~np.isnan(age_days) & ~derivable & (np.abs(age_days / DAYS_PER_YEAR - age) > 1.5)
     p.warn(inconsistent_age, "age_days", pd.Series(age_days), "age in days disagrees with age in years")
     birth_weight = _integer(p, raw, "birth_weight_g", 0, opts.max_birth_weight_g, "birth weight")
@@ -469,6 +471,7 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> V
         source=raw.source,
         encoding=raw.encoding,
         unmapped_columns=list(raw.unmapped),
+        absent_columns=[f.name for f in CASE_FIELDS if f.name not in raw.table.column_names],
     )
     result.check_counts()
     return result

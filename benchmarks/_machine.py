@@ -1,0 +1,24 @@
+"""The machine/date/command line every benchmark prints above its figures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_line(command: str) -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{dt.date.today().isoformat()} · {cores} cores · {cpu_model()} · Python {platform.python_version()}"
+            f" · `{command}`")
