@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 import traceback
@@ -12,12 +13,24 @@ from rich.console import Console
 
 from dipsim import __version__
 from dipsim.io.errors import DipsimError
+from dipsim.schema import DISCHARGE_DEATH, HOSPITAL_LEVELS
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def _console(args) -> Console:
     return Console(stderr=True, quiet=getattr(args, "quiet", False), highlight=False)
+
+
+@contextlib.contextmanager
+def _progress(console: Console, description: str, total: int):
+    """A progress bar on stderr (hidden with --quiet or when stderr is not a terminal); yields update(done, total)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 # ---------------------------------------------------------------- validate
@@ -51,8 +64,9 @@ def cmd_validate(args) -> int:
 
     console = _console(args)
     mapping, options, sheet = _read_options(args)
-    summary = validate_to_dir(args.input, args.out, options=options, header_mapping=mapping,
-                              encoding=args.encoding, sheet=sheet, console=console)
+    with _progress(console, "validating", 1) as update:
+        summary = validate_to_dir(args.input, args.out, options=options, header_mapping=mapping,
+                                  encoding=args.encoding, sheet=sheet, progress=update)
     print(summary.counts_line())
     console.print(f"accepted cases -> {summary.accepted_path}\nrejects -> {summary.rejects_path}\n"
                   f"warnings -> {summary.warnings_path}")
@@ -63,15 +77,11 @@ def cmd_validate(args) -> int:
 
 
 def _synthesize(args, console: Console, out: Path):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from dipsim.synth import synthesize_region
 
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("synthesising cases", total=args.cases)
+    with _progress(console, "synthesising cases", args.cases) as update:
         return synthesize_region(out, cases=args.cases, hospitals=args.hospitals, seed=args.seed, year=args.year,
-                                 progress=lambda done, total: bar.update(task, completed=done))
+                                 progress=update)
 
 
 def cmd_synth(args) -> int:
@@ -95,10 +105,31 @@ def cmd_demo(args) -> int:
     console.print(f"[bold]dipsim demo[/bold]: a synthetic region of {args.cases:,} cases, {args.hospitals} hospitals, "
                   f"seed {args.seed} -> {out}")
     _synthesize(args, console, out / "region")
-    summary = validate_to_dir(out / "region" / "cases", out / "validated", console=console)
+    with _progress(console, "validating", 12) as update:
+        summary = validate_to_dir(out / "region" / "cases", out / "validated", progress=update)
     print(summary.counts_line())
+    print(_region_summary(out / "validated" / "accepted", out / "region" / "hospitals.parquet"))
     console.print(f"region: {out / 'region'}   validated: {out / 'validated'}")
     return EXIT_OK
+
+
+def _region_summary(cases_dir: Path, hospitals_path: Path) -> str:
+    """Cases, cost and TCM share by hospital level: the first table a modeler looks at."""
+    import pandas as pd
+
+    cases = pd.read_parquet(cases_dir, columns=["hospital_id", "total_cost", "tcm_treated", "discharge_mode"])
+    hospitals = pd.read_parquet(hospitals_path, columns=["hospital_id", "level"])
+    merged = cases.merge(hospitals, on="hospital_id", how="left")
+    table = merged.groupby("level", sort=False).agg(
+        hospitals=("hospital_id", "nunique"), cases=("hospital_id", "size"), cost=("total_cost", "sum"),
+        mean_cost=("total_cost", "mean"), tcm=("tcm_treated", "mean"),
+        deaths=("discharge_mode", lambda m: (m == DISCHARGE_DEATH).mean()))
+    table = table.reindex([lvl for lvl in HOSPITAL_LEVELS if lvl in table.index])
+    table["cost"] /= 1e4
+    table.index.name = "等级"
+    table.columns = ["医院数", "病例数", "总费用(万元)", "例均费用(元)", "中医治疗占比", "死亡率"]
+    with pd.option_context("display.unicode.east_asian_width", True):
+        return table.to_string(float_format=lambda v: f"{v:.1%}" if v < 1 else f"{v:,.0f}")
 
 
 # ---------------------------------------------------------------- parser

@@ -78,7 +78,8 @@ def _drop_cross_file_duplicates(result: ValidationResult, seen: set[str]) -> Val
 
 
 def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = None, header_mapping=None,
-                    encoding: str | None = None, sheet=None, console=None) -> ValidateSummary:
+                    encoding: str | None = None, sheet=None, progress=None) -> ValidateSummary:
+    """Validate `input_path` into `out_dir`; `progress(done_files, total_files)` is called after each file."""
     input_path, out_dir = Path(input_path), Path(out_dir)
     files = _input_files(input_path)
     accepted_dir = out_dir / "accepted"
@@ -90,8 +91,6 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
     seen: set[str] = set()
     totals = dict(rows_read=0, accepted=0, rejected=0)
     for number, path in enumerate(files):
-        if console is not None and len(files) > 1:
-            console.print(f"[{number + 1}/{len(files)}] {path}", end="\r")
         result = validate_cases(read_cases_raw(path, header_mapping, encoding, sheet), options)
         if len(files) > 1:
             result = _drop_cross_file_duplicates(result, seen)
@@ -105,6 +104,8 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
         per_file.append({"file": str(path), "sha256": sha256_file(path), "encoding": result.encoding,
                          "unmapped_columns": result.unmapped_columns,
                          "absent_columns": result.absent_columns, **counts, "warnings": result.n_warnings})
+        if progress is not None:
+            progress(number + 1, len(files))
     all_rejects = pa.concat_tables(rejects) if rejects else REJECT_SCHEMA.empty_table()
     all_warnings = pa.concat_tables(warnings) if warnings else REJECT_SCHEMA.empty_table()
     write_csv(all_rejects, out_dir / "rejects.csv")
