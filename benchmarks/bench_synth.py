@@ -12,7 +12,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -20,16 +19,7 @@ import sys
 import tempfile
 import time
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from _machine import cpu_model, machine_line
 
 
 def child(args: argparse.Namespace) -> None:
@@ -65,8 +55,7 @@ def main() -> int:
         size_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs) / 2**20
     r = json.loads(res.stdout.strip().splitlines()[-1])
     command = " ".join(["python benchmarks/bench_synth.py", shlex.join(sys.argv[1:])]).strip()
-    print(f"machine: {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}; "
-          f"python {platform.python_version()}; date {dt.date.today().isoformat()}")
+    print(machine_line(command))
     print(f"generator {r['generator_s']:.2f} s, process incl. imports {process_s:.2f} s, output {size_mb:.0f} MB; "
           f"readmissions {r['readmissions']}, split pairs {r['split_pairs']}, upcoded {r['upcoded']}")
     print()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -86,10 +85,11 @@ def _synthesize(args, console: Console, out: Path):
 
 def cmd_synth(args) -> int:
     console = _console(args)
-    start = time.perf_counter()
-    summary = _synthesize(args, console, Path(args.out))
-    print(f"synthesised {args.cases:,} cases in {args.hospitals} hospitals (seed {args.seed}) -> {args.out} "
-          f"in {time.perf_counter() - start:.1f} s")
+    s = _synthesize(args, console, Path(args.out))
+    print(f"synthesised {s.cases:,} cases in {s.hospitals} hospitals (seed {s.seed}, year {s.year}) -> {s.out_dir} "
+          f"in {s.elapsed_s:.1f} s; ground truth: {len(s.upcoding_hospitals)} upcoding hospitals "
+          f"({s.upcoded_cases:,} cases), {len(s.split_stay_hospitals)} split-stay hospitals "
+          f"({s.split_pairs:,} pairs); {s.readmissions:,} readmissions")
     return EXIT_OK
 
 

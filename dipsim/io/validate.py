@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dipsim import codes
-from dipsim.schema import CASE_FIELD_BY_NAME, CASE_FIELDS, DISCHARGE_MODES, REJECT_SCHEMA
+from dipsim.schema import CASE_FIELDS, DISCHARGE_MODES, REJECT_SCHEMA
 
 from .errors import InputError
 from .readers import RawCases
