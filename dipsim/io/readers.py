@@ -168,10 +168,8 @@ def read_parquet_raw(path: str | Path) -> tuple[pa.Table, np.ndarray]:
     """Read Parquet as stored (typed); a directory is read as one dataset (hive partition columns dropped)."""
     try:
         if Path(path).is_dir():
-            dataset = pads.dataset(path, format="parquet", partitioning="hive")
-            partition_names = set(dataset.partitioning.schema.names) if dataset.partitioning else set()
-            columns = [n for n in dataset.schema.names if n not in partition_names]
-            table = dataset.to_table(columns=columns)
+            dataset = pads.dataset(parquet_files(path), format="parquet")  # partition keys in paths are not data
+            table = dataset.to_table()
         else:
             table = pads.dataset(path, format="parquet").to_table()
     except (OSError, pa.ArrowInvalid) as exc:

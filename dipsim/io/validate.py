@@ -30,8 +30,8 @@ _INSURANCE_WORDS = {
     "resident": "resident", "居民": "resident", "城乡居民": "resident", "城乡居民基本医疗保险": "resident",
     "城镇居民": "resident", "新农合": "resident", "390": "resident",
 }
-_TRUE_WORDS = {"1": True, "true": True, "t": True, "y": True, "yes": True, "是": True,
-               "0": False, "false": False, "f": False, "n": False, "no": False, "否": False}
+_TRUE_WORDS = {"1": 1, "true": 1, "t": 1, "y": 1, "yes": 1, "是": 1,
+               "0": 0, "false": 0, "f": 0, "n": 0, "no": 0, "否": 0}
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 DAYS_PER_YEAR = 365.25
 
@@ -90,7 +90,7 @@ class ValidationResult:
 class _Problems:
     """Collects (mask, field, values, reason) findings and turns them into REJECT_SCHEMA tables."""
 
-    def __init__(self, source: str, rows: np.ndarray, case_ids: pd.Series):
+    def __init__(self, source: str, rows: np.ndarray, case_ids: pa.Array):
         self.source, self.rows, self.case_ids = source, rows, case_ids
         self.rejects: list[pa.Table] = []
         self.warnings: list[pa.Table] = []
@@ -105,7 +105,7 @@ class _Problems:
             {
                 "file": pa.array([self.source] * n, pa.string()),
                 "row": pa.array(self.rows[idx], pa.int64()),
-                "case_id": pa.array(self.case_ids.iloc[idx].astype("string").fillna(""), pa.string()),
+                "case_id": pc.fill_null(self.case_ids.take(pa.array(idx, pa.int64())), ""),
                 "field": pa.array([field_name] * n, pa.string()),
                 "value": pa.array(values.to_numpy(dtype=object), pa.string()),
                 "reason": pa.array(reasons, pa.string()),
@@ -134,13 +134,16 @@ class _Problems:
 
 
 def _at(values, idx: np.ndarray):
+    """The reported values of rows `idx`: `values` is a scalar, an Arrow array, a Series or a numpy array."""
     if isinstance(values, str):
         return values
     if isinstance(values, (int, float)) or values is None:
         return [values] * len(idx)
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return np.asarray(values.take(pa.array(idx, pa.int64())).to_pylist(), dtype=object)
     if isinstance(values, pd.Series):
         return values.iloc[idx].to_numpy(dtype=object)
-    return np.asarray(values, dtype=object)[idx]
+    return np.asarray(values)[idx].astype(object)
 
 
 def _fmt(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -155,66 +158,110 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
 
 
 # ---------------------------------------------------------------- parsing helpers (column -> values, missing, bad)
+# Text columns are parsed once per distinct value (Arrow dictionary encoding), not once per row: a million rows of
+# claims hold a few hundred distinct dates, sexes or LOS values, and the per-value parsing may then use pandas.
+
+_MISSING_VALUES = pa.array(sorted(MISSING_TOKENS), pa.string())
 
 
-def _text(col: pa.ChunkedArray) -> pd.Series:
-    """A column as trimmed, NFKC-normalised text (full-width digits and letters become ASCII)."""
-    col = pc.cast(col, pa.string()) if not pa.types.is_string(col.type) else col
-    col = pc.utf8_trim_whitespace(pc.utf8_normalize(col, "NFKC"))
-    return col.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+def _text(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A column as trimmed, NFKC-normalised text (full-width digits and letters become ASCII); missing -> null."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if not pa.types.is_string(arr.type):
+        arr = pc.cast(arr, pa.string())
+    ascii_only = pc.all(pc.string_is_ascii(arr)).as_py() is not False  # NFKC changes nothing in ASCII
+    arr = pc.ascii_trim_whitespace(arr) if ascii_only else pc.utf8_trim_whitespace(pc.utf8_normalize(arr, "NFKC"))
+    lower = pc.ascii_lower(arr) if ascii_only else pc.utf8_lower(arr)
+    token = pc.fill_null(pc.is_in(lower, value_set=_MISSING_VALUES), False)
+    return pc.if_else(token, pa.scalar(None, pa.string()), arr)
 
 
-def _missing(text: pd.Series) -> np.ndarray:
-    return (text.isna() | text.str.lower().isin(MISSING_TOKENS)).to_numpy(dtype=bool)
+def _per_value(text: pa.Array, parse, missing_value):
+    """Apply `parse` (a pandas Series of distinct strings -> numpy array) to each distinct value, spread to rows."""
+    encoded = pc.dictionary_encode(text)
+    parsed = np.asarray(parse(encoded.dictionary.to_pandas()))
+    out = np.concatenate([parsed, np.array([missing_value], dtype=parsed.dtype)])
+    return out[pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)]
 
 
-def _number(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Series]:
+def _is_numeric_type(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_boolean(t)
+
+
+def _numeric_column(col) -> np.ndarray:
+    """A writable float64 copy (NaN for null) of a numeric or boolean column."""
+    return np.array(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _number(col) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
     """float64 values (NaN where missing or bad), missing mask, bad mask, and the text for messages."""
-    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
-        values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
-        missing = np.isnan(values)
-        return values, missing, np.zeros(len(values), bool), pd.Series(values)
+    if _is_numeric_type(col.type):
+        values = _numeric_column(col)
+        return values, np.isnan(values), np.zeros(len(values), bool), values
     text = _text(col)
-    missing = _missing(text)
-    cleaned = text.str.replace(",", "", regex=False).str.replace(r"(元|天|小时|克|g|岁)$", "", regex=True)
-    values = pd.to_numeric(cleaned.where(~missing), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = np.isnan(values) & ~missing
-    return values, missing, bad, text
+    missing = text.is_null().to_numpy(zero_copy_only=False)
+    try:
+        values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # thousands separators, units, garbage: per value
+        def parse(uniq: pd.Series) -> np.ndarray:
+            cleaned = uniq.str.replace(",", "", regex=False).str.replace(r"(元|天|小时|克|g|岁)$", "", regex=True)
+            return pd.to_numeric(cleaned, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+        values = _per_value(text, parse, np.nan)
+    values = np.where(missing, np.nan, values)
+    return values, missing, np.isnan(values) & ~missing, text
 
 
-def _date(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Series]:
+def _parse_dates(uniq: pd.Series) -> np.ndarray:
+    s = uniq.str.replace(r"[年月/.]", "-", regex=True).str.replace("日", "", regex=False)
+    s = s.str.replace(r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3", regex=True)
+    parsed = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
+    serial = pd.to_numeric(s.where(s.str.fullmatch(r"\d{5}(\.\d+)?").fillna(False)), errors="coerce")
+    parsed = parsed.fillna(_EXCEL_EPOCH + pd.to_timedelta(serial.where(serial.between(1, 2_958_465)), unit="D"))
+    return parsed.to_numpy(dtype="datetime64[D]")
+
+
+def _date(col) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
     """datetime64[D] values (NaT where missing or bad), missing, bad, text. Accepts 2025-01-03, 2025/1/3,
     20250103, 2025年1月3日, '2025-01-03 10:20:00' and Excel serial day numbers."""
     if pa.types.is_date(col.type) or pa.types.is_timestamp(col.type):
         values = pc.cast(col, pa.date32()).to_numpy(zero_copy_only=False).astype("datetime64[D]")
-        missing = np.isnat(values)
-        return values, missing, np.zeros(len(values), bool), pd.Series(values)
+        return values, np.isnat(values), np.zeros(len(values), bool), values
     text = _text(col)
-    missing = _missing(text)
-    s = text.str.replace(r"[年月/.]", "-", regex=True).str.replace("日", "", regex=False)
-    s = s.str.split(r"[ T]", n=1, regex=True).str[0]
-    s = s.str.replace(r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3", regex=True)
-    parsed = pd.to_datetime(s.where(~missing), format="%Y-%m-%d", errors="coerce")
-    serial = pd.to_numeric(s.where(s.str.fullmatch(r"\d{5}(\.\d+)?").fillna(False)), errors="coerce")
-    parsed = parsed.fillna(_EXCEL_EPOCH + pd.to_timedelta(serial.where(serial.between(1, 2_958_465)), unit="D"))
-    values = parsed.to_numpy(dtype="datetime64[D]")
+    missing = text.is_null().to_numpy(zero_copy_only=False)
+    day = pc.replace_substring_regex(text, r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")  # time of day dropped
+    values = _per_value(day, _parse_dates, np.datetime64("NaT", "D"))
     years = values.astype("datetime64[Y]").astype(np.int64) + 1970
     bad = ~missing & (np.isnat(values) | (years < 1900) | (years > 2100))
     values[bad] = np.datetime64("NaT")
     return values, missing, bad, text
 
 
-def _lookup(col: pa.ChunkedArray, words: dict, numeric_ok: set | None = None):
-    """Map text (or numbers) through `words`; returns values (object), missing, bad, text."""
+def _lookup(col, words: dict, allowed: set | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
+    """Map text through `words` (or accept numbers in `allowed`); returns values, missing, bad, text.
+
+    Values are float64 when every target in `words` is a number (NaN where missing or bad), else objects."""
+    numeric = all(isinstance(v, (int, float)) for v in words.values())
+    if _is_numeric_type(col.type):
+        values = _numeric_column(col)
+        missing = np.isnan(values)
+        bad = ~missing & ~np.isin(values, list(allowed or ()))
+        values[bad] = np.nan
+        return values, missing, bad, values
     text = _text(col)
-    missing = _missing(text)
-    key = text.str.lower().str.replace(r"\.0+$", "", regex=True)
-    mapped = key.map(words)
-    if numeric_ok is not None:
-        as_num = pd.to_numeric(key, errors="coerce")
-        mapped = mapped.where(mapped.notna(), as_num.where(as_num.isin(numeric_ok)))
-    bad = mapped.isna().to_numpy() & ~missing
-    return mapped, missing, bad, text
+    missing = text.is_null().to_numpy(zero_copy_only=False)
+
+    def parse(uniq: pd.Series) -> np.ndarray:
+        key = uniq.str.lower().str.replace(r"\.0+$", "", regex=True)
+        mapped = key.map(words)
+        if allowed is not None:
+            as_number = pd.to_numeric(key, errors="coerce")
+            mapped = mapped.where(mapped.notna(), as_number.where(as_number.isin(allowed)))
+        return mapped.to_numpy(dtype=np.float64, na_value=np.nan) if numeric else mapped.to_numpy(dtype=object)
+
+    values = _per_value(text, parse, np.nan if numeric else None)
+    bad = ~missing & (np.isnan(values) if numeric else pd.isna(values))
+    return values, missing, bad, text
 
 
 # ---------------------------------------------------------------- the checks
@@ -236,65 +283,88 @@ def _require_columns(raw: RawCases) -> None:
         )
 
 
-def _case_ids(raw: RawCases, problems_source: str) -> tuple[pd.Series, bool]:
+def _case_ids(raw: RawCases) -> tuple[pa.Array, bool]:
     if "case_id" in raw.table.column_names:
         return _text(raw.table["case_id"]), True
-    stem = problems_source.rsplit("/", 1)[-1]
-    return pd.Series([f"{stem}#{r}" for r in raw.rows], dtype="string"), False
+    stem = raw.source.replace("\\", "/").rsplit("/", 1)[-1]
+    return pa.array([f"{stem}#{r}" for r in raw.rows], pa.string()), False
 
 
-def _check_case_ids(p: _Problems, ids: pd.Series) -> None:
-    if ids.empty:
+def _check_case_ids(p: _Problems, ids: pa.Array) -> None:
+    """Missing ids are rejected; of rows sharing an id the first is kept and the others rejected."""
+    if len(ids) == 0:
         return
-    missing = _missing(ids)
+    missing = ids.is_null().to_numpy(zero_copy_only=False)
     p.reject(missing, "case_id", ids, "missing case id")
-    present = pd.Series(p.rows).where(~missing)
-    first_row = present.groupby(ids.where(~missing).to_numpy(dtype=object), dropna=True).transform("min")
-    dup = (~missing) & (first_row.to_numpy() != p.rows)
-    reasons = "duplicate case id (first at row " + _fmt(first_row.to_numpy(dtype=float), dup) + ")"
-    p.reject(dup, "case_id", ids, reasons)
+    encoded = pc.dictionary_encode(ids)
+    index = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    present = index >= 0
+    if np.bincount(index[present]).max(initial=0) <= 1:
+        return
+    _, first = np.unique(index, return_index=True)  # position of each id's first row (first[0] may be for -1)
+    first_of = np.full(len(encoded.dictionary) + 1, -1, np.int64)
+    first_of[np.unique(index)] = first
+    first_position = first_of[index]
+    dup = present & (first_position != np.arange(len(index)))
+    first_row = np.where(dup, p.rows[np.maximum(first_position, 0)], 0)
+    p.reject(dup, "case_id", ids, "duplicate case id (first at row " + _fmt(first_row, dup) + ")")
+
+
+def _code_lists(col, system: str, crosswalk: str | None) -> tuple[pa.ListArray, pa.Array, np.ndarray]:
+    """Split, normalise and (on request) crosswalk a code-list column, working on its distinct codes.
+
+    Returns the list<string> array, its distinct normalised codes and, per list item, the index of its code
+    among them (so that every per-code check runs once per distinct code, not once per row)."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    lists = col if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) else codes.split_code_list(col)
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False).astype(np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int32)
+    encoded = pc.dictionary_encode(pc.fill_null(pc.cast(pc.list_flatten(lists), pa.string()), ""))
+    distinct = codes.normalise_codes(encoded.dictionary, system)
+    if crosswalk:
+        distinct = codes.apply_crosswalk(distinct, crosswalk)
+    # Normalising can merge distinct raw forms (k35.800 and K35.800): encode again so checks see one code once.
+    merged = pc.dictionary_encode(distinct)
+    item = merged.indices.to_numpy(zero_copy_only=False)[encoded.indices.to_numpy(zero_copy_only=False)]
+    distinct = merged.dictionary
+    values = distinct.take(pa.array(item, pa.int32()))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values), distinct, item
 
 
 def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str | None,
            opts: ValidationOptions) -> pa.Array:
-    """Split, normalise and (on request) crosswalk a code-list column; check the codes; return list<string>."""
+    """Code-list column: reject a malformed principal or undecodable bytes, warn about other code problems."""
     n = raw.table.num_rows
     if name not in raw.table.column_names:
-        return pa.array([[] for _ in range(0)], pa.list_(pa.string())) if n == 0 else \
-            pa.ListArray.from_arrays(np.zeros(n + 1, np.int32), pa.array([], pa.string()))
-    col = raw.table[name].combine_chunks() if isinstance(raw.table[name], pa.ChunkedArray) else raw.table[name]
-    lists = col if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) else codes.split_code_list(col)
-    lists = codes.normalise_codes(lists, system)
-    if crosswalk:
-        lists = codes.apply_crosswalk(lists, crosswalk)
-    values = pc.list_flatten(lists)
-    parents = pc.list_parent_indices(lists).to_numpy()
-    lengths = pc.list_value_length(lists).fill_null(0).to_numpy()
-    first_item = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    is_principal = np.zeros(len(values), bool)
-    is_principal[first_item[lengths > 0]] = True
-    undecodable = pc.match_substring(values, "\ufffd").to_numpy(zero_copy_only=False)
-    p.reject(np.isin(np.arange(n), parents[undecodable]), name, pd.Series(_join(lists)),
-             "undecodable bytes (not valid in the file's encoding)")
-    shape_ok = codes.is_valid_code_shape(values, system).to_numpy(zero_copy_only=False)
+        return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string()))
+    lists, distinct, item = _code_lists(raw.table[name], system, crosswalk)
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    parents = np.repeat(np.arange(n), lengths)
+    is_principal = np.zeros(len(item), bool)
+    is_principal[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
+    text = distinct.to_numpy(zero_copy_only=False)[item]
+    undecodable = pc.match_substring(distinct, "\ufffd").to_numpy(zero_copy_only=False)[item]
+    if undecodable.any():
+        p.reject(np.isin(np.arange(n), parents[undecodable]), name, pc.binary_join(lists, ","),
+                 "undecodable bytes (not valid in the file's encoding)")
+    shape_ok = pc.fill_null(codes.is_valid_code_shape(distinct, system), False).to_numpy(zero_copy_only=False)[item]
     label = "ICD-10" if system == "icd10" else "ICD-9-CM-3"
-    text = values.to_numpy(zero_copy_only=False)
     if name == "diagnoses":
         has_principal = lengths > 0
         bad_principal = np.zeros(n, bool)
         bad_principal[parents[is_principal & ~shape_ok]] = True
         principal_text = np.full(n, "", dtype=object)
-        principal_text[has_principal] = text[first_item[has_principal]]
+        principal_text[has_principal] = text[is_principal]
         p.reject(bad_principal, name, principal_text, f"principal diagnosis is not an {label} code")
         if opts.missing_principal == "reject":
             p.reject(~has_principal, name, "", "missing principal diagnosis (主要诊断)")
         else:
             p.warn(~has_principal, name, "", "missing principal diagnosis (主要诊断): will be ungroupable")
-    bad_items = ~shape_ok & ~(is_principal if name == "diagnoses" else np.zeros(len(values), bool))
+    bad_items = ~shape_ok & ~is_principal if name == "diagnoses" else ~shape_ok
     p.warn_items(parents[bad_items], name, text[bad_items], f"not an {label} code: ignored by grouping")
-    if opts.check_dictionary and len(values):
+    if opts.check_dictionary and len(item):
         dictionary = codes.load_icd10() if system == "icd10" else codes.load_icd9()
-        ids = dictionary.encode(values)
+        ids = dictionary.encode(distinct)[item]
         unknown = shape_ok & (ids < 0)
         p.warn_items(parents[unknown], name, text[unknown], f"not in {label} 医保版 2.0")
         if name == "diagnoses":
@@ -303,10 +373,6 @@ def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str |
             p.warn_items(parents[not_allowed], name, text[not_allowed],
                          "not allowed as principal diagnosis (灰码) in 医保版 2.0")
     return lists
-
-
-def _join(lists: pa.Array) -> np.ndarray:
-    return pc.binary_join(lists, ",").to_numpy(zero_copy_only=False)
 
 
 def _integer(p: _Problems, raw: RawCases, name: str, low: float, high: float, label: str) -> np.ndarray:
@@ -347,16 +413,13 @@ def _dates(p: _Problems, raw: RawCases) -> dict[str, np.ndarray]:
     return out
 
 
-def _check_text_fields(p: _Problems, raw: RawCases, names: list[str]) -> dict[str, pd.Series]:
-    out = {}
-    for name in names:
-        if name not in raw.table.column_names:
-            continue
-        text = _text(raw.table[name])
-        p.reject(text.str.contains("\ufffd", regex=False).fillna(False).to_numpy(), name, text,
-                 "undecodable bytes (not valid in the file's encoding)")
-        out[name] = text.where(~pd.Series(_missing(text), index=text.index))
-    return out
+def _check_text(p: _Problems, name: str, text: pa.Array, decoded: bool) -> pa.Array:
+    """Reject rows whose text holds U+FFFD: bytes that were not valid in the file's encoding (text files only:
+    Parquet strings are UTF-8 by definition)."""
+    if decoded:
+        bad = pc.fill_null(pc.match_substring(text, "\ufffd"), False).to_numpy(zero_copy_only=False)
+        p.reject(bad, name, text, "undecodable bytes (not valid in the file's encoding)")
+    return text
 
 
 def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> ValidationResult:
@@ -364,44 +427,44 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> V
     opts = options or ValidationOptions()
     _require_columns(raw)
     n = raw.table.num_rows
-    ids, has_id_column = _case_ids(raw, raw.source)
+    ids, has_id_column = _case_ids(raw)
     p = _Problems(raw.source, raw.rows, ids)
     if not has_id_column and n:
         p.warn(np.arange(n) == 0, "case_id", "", "no case id column: ids made from the file name and row number")
+    decoded = bool(raw.encoding)
+    _check_text(p, "case_id", ids, decoded)
     _check_case_ids(p, ids)
-    texts = _check_text_fields(p, raw, ["case_id", "patient_id", "hospital_id", "pool", "tcm_diagnosis", "department",
-                                        "insurer_drg"])
+    texts = {name: _check_text(p, name, _text(raw.table[name]), decoded)
+             for name in ("patient_id", "hospital_id", "pool", "tcm_diagnosis", "department", "insurer_drg")
+             if name in raw.table.column_names}
 
     diagnoses = _codes(raw, p, "diagnoses", "icd10", opts.diagnosis_crosswalk, opts)
     procedures = _codes(raw, p, "procedures", "icd9", opts.procedure_crosswalk, opts)
 
     # 性别: a missing sex does not stop grouping (only sex-restricted MDCs use it), an unreadable one is an error.
-    sex = pd.Series(np.zeros(n), dtype="float64")
+    sex = np.zeros(n)
     if "sex" in raw.table.column_names:
-        mapped, missing, bad, text = _lookup(raw.table["sex"], _SEX_WORDS, numeric_ok={0, 1, 2, 9})
+        values, missing, bad, text = _lookup(raw.table["sex"], _SEX_WORDS, allowed={0, 1, 2, 9})
         p.reject(bad, "sex", text, "sex must be 1 (男), 2 (女), 0 or 9 (unknown)")
         p.warn(missing, "sex", "", "missing sex: treated as unknown (0)")
-        sex = pd.to_numeric(mapped, errors="coerce").fillna(0)
+        sex = np.nan_to_num(values, nan=0.0)
 
-    discharge_mode = pd.Series(np.full(n, np.nan))
+    discharge_mode = np.full(n, np.nan)
     if "discharge_mode" in raw.table.column_names:
-        mapped, missing, bad, text = _lookup(raw.table["discharge_mode"], _DISCHARGE_WORDS,
-                                             numeric_ok=set(DISCHARGE_MODES))
+        discharge_mode, missing, bad, text = _lookup(raw.table["discharge_mode"], _DISCHARGE_WORDS,
+                                                     allowed=set(DISCHARGE_MODES))
         p.reject(bad, "discharge_mode", text, "discharge mode (离院方式) must be 1, 2, 3, 4, 5 or 9")
         p.warn(missing, "discharge_mode", "", "missing discharge mode (离院方式)")
-        discharge_mode = pd.to_numeric(mapped, errors="coerce")
 
-    insurance = pd.Series([None] * n, dtype="object")
+    insurance = None
     if "insurance_type" in raw.table.column_names:
-        mapped, missing, bad, text = _lookup(raw.table["insurance_type"], _INSURANCE_WORDS)
+        insurance, missing, bad, text = _lookup(raw.table["insurance_type"], _INSURANCE_WORDS)
         p.warn(bad, "insurance_type", text, "unknown insurance type (险种): left empty, settles in no pool")
-        insurance = mapped
 
-    tcm_treated = pd.Series([None] * n, dtype="object")
+    tcm_treated = np.full(n, np.nan)
     if "tcm_treated" in raw.table.column_names:
-        mapped, missing, bad, text = _lookup(raw.table["tcm_treated"], _TRUE_WORDS)
+        tcm_treated, missing, bad, text = _lookup(raw.table["tcm_treated"], _TRUE_WORDS, allowed={0, 1})
         p.reject(bad, "tcm_treated", text, "TCM flag (中医治疗标识) must be 1/0, 是/否 or true/false")
-        tcm_treated = mapped
 
     age = _integer(p, raw, "age_years", 0, opts.max_age_years, "age")
     age_days = _integer(p, raw, "age_days", 0, opts.max_age_years * 366, "age in days")
@@ -410,7 +473,7 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> V
     if {"age_years", "age_days"} & set(raw.table.column_names):  # an absent column is reported once, not per row
         p.warn(np.isnan(age), "age_years", "", "missing age")
     inconsistent_age = ~np.isnan(age_days) & ~derivable & (np.abs(age_days / DAYS_PER_YEAR - age) > 1.5)
-    p.warn(inconsistent_age, "age_days", pd.Series(age_days), "age in days disagrees with age in years")
+    p.warn(inconsistent_age, "age_days", age_days, "age in days disagrees with age in years")
     birth_weight = _integer(p, raw, "birth_weight_g", 0, opts.max_birth_weight_g, "birth weight")
     birth_weight[birth_weight == 0] = np.nan  # many exports write 0 for "not a newborn"
 
@@ -418,7 +481,7 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> V
     admission, discharge = dates["admission_date"], dates["discharge_date"]
     span = (discharge - admission).astype("timedelta64[D]").astype("float64")
     span[np.isnat(admission) | np.isnat(discharge)] = np.nan
-    p.reject(span < 0, "discharge_date", pd.Series(discharge.astype(str)), "discharge before admission")
+    p.reject(span < 0, "discharge_date", discharge, "discharge before admission")
     los = _integer(p, raw, "los_days", 0, opts.max_los_days, "length of stay")
     from_dates = np.isnan(los) & ~np.isnan(span) & (span >= 0)
     los = np.where(from_dates, np.maximum(span, 1), los)  # a same-day stay counts one day
@@ -429,14 +492,14 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> V
 
     ventilation = _non_negative(p, raw, "ventilation_hours", "ventilation hours")
     p.reject(~np.isnan(ventilation) & ~np.isnan(los) & (ventilation > (los + 1) * 24), "ventilation_hours",
-             pd.Series(ventilation), "ventilation hours longer than the stay")
+             ventilation, "ventilation hours longer than the stay")
 
     money = {name: _non_negative(p, raw, name, "amount (yuan)", opts.max_cost_yuan)
              for name in ("total_cost", "fund_paid", "patient_paid", "tcm_cost")}
     split_sum = np.nan_to_num(money["fund_paid"]) + np.nan_to_num(money["patient_paid"])
     over = ~np.isnan(money["total_cost"]) & (split_sum > money["total_cost"] + 0.005)
-    p.reject(over, "fund_paid", pd.Series(split_sum), "fund and patient amounts exceed the total cost")
-    p.reject(money["tcm_cost"] > money["total_cost"] + 0.005, "tcm_cost", pd.Series(money["tcm_cost"]),
+    p.reject(over, "fund_paid", split_sum, "fund and patient amounts exceed the total cost")
+    p.reject(money["tcm_cost"] > money["total_cost"] + 0.005, "tcm_cost", money["tcm_cost"],
              "TCM cost exceeds the total cost")
 
     keep = ~p.rejected
@@ -458,7 +521,7 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> V
         **money,
         "tcm_treated": tcm_treated,
     }
-    accepted = _assemble(columns, keep, n)
+    accepted = _assemble(columns, keep)
     for name in raw.unmapped:  # columns we do not know ride along unchanged (nothing lost)
         accepted = accepted.append_column(name, raw.table[name].filter(pa.array(keep)))
     rejects = _concat(p.rejects + [_early_rejects(raw)])
@@ -485,30 +548,27 @@ def _early_rejects(raw: RawCases) -> pa.Table:
     )
 
 
-def _assemble(columns: dict, keep: np.ndarray, n: int) -> pa.Table:
-    """Build the accepted table in CASE_SCHEMA order and types; absent fields become all-null columns."""
-    mask = pa.array(keep)
-    arrays = []
-    for f in CASE_FIELDS:
-        value = columns.get(f.name)
-        if value is None:
-            arrays.append(pa.nulls(int(keep.sum()), f.type))
-            continue
-        if isinstance(value, (pa.Array, pa.ChunkedArray)):
-            arr = value.filter(mask)
-        else:
-            series = value if isinstance(value, pd.Series) else pd.Series(value)
-            series = series.reset_index(drop=True)[keep]
-            if pa.types.is_integer(f.type):
-                arr = pa.array(series.astype("float64").to_numpy(), from_pandas=True).cast(f.type)
-            elif pa.types.is_floating(f.type) or pa.types.is_date(f.type):
-                arr = pa.array(series.to_numpy(), from_pandas=True).cast(f.type)
-            elif pa.types.is_boolean(f.type):
-                arr = pa.array(series.to_numpy(dtype=object), type=pa.bool_(), from_pandas=True)
-            else:
-                arr = pa.array(series.astype("string").to_numpy(dtype=object), pa.string(), from_pandas=True)
-        arrays.append(arr.cast(f.type) if arr.type != f.type else arr)
-    return pa.table(dict(zip([f.name for f in CASE_FIELDS], arrays)))
+def _arrow(value, f, keep: np.ndarray) -> pa.Array:
+    """The kept rows of one column as Arrow in the schema's type (numpy NaN / NaT become null)."""
+    if value is None:
+        return pa.nulls(int(keep.sum()), f.type)
+    if isinstance(value, (pa.Array, pa.ChunkedArray)):
+        value = value.filter(pa.array(keep))
+        return value if value.type == f.type else pc.cast(value, f.type)
+    value = np.asarray(value)[keep]
+    if value.dtype.kind == "M":
+        return pa.array(value.astype("datetime64[D]"), from_pandas=True).cast(f.type)
+    if value.dtype.kind == "f":
+        missing = np.isnan(value)
+        if pa.types.is_boolean(f.type):
+            return pa.array(value == 1, mask=missing)
+        return pa.array(np.where(missing, 0, value), mask=missing).cast(f.type)
+    return pa.array(value, pa.string(), from_pandas=True).cast(f.type)
+
+
+def _assemble(columns: dict, keep: np.ndarray) -> pa.Table:
+    """The accepted rows in CASE_SCHEMA order and types; fields the input lacks are all-null columns."""
+    return pa.table({f.name: _arrow(columns.get(f.name), f, keep) for f in CASE_FIELDS})
 
 
 def load_cases(path, options: ValidationOptions | None = None, header_mapping: dict | None = None,
