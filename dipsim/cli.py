@@ -67,9 +67,22 @@ def cmd_validate(args) -> int:
         summary = validate_to_dir(args.input, args.out, options=options, header_mapping=mapping,
                                   encoding=args.encoding, sheet=sheet, progress=update)
     print(summary.counts_line())
+    _print_reasons(console, "rejected", summary.reject_reasons)
+    _print_reasons(console, "warnings", summary.warning_reasons)
     console.print(f"accepted cases -> {summary.accepted_path}\nrejects -> {summary.rejects_path}\n"
                   f"warnings -> {summary.warnings_path}")
     return EXIT_OK
+
+
+def _print_reasons(console: Console, title: str, reasons: dict[str, int], top: int = 10) -> None:
+    """The most frequent problems, so that a user sees at once what to fix (the CSV has every row)."""
+    if not reasons:
+        return
+    console.print(f"{title} by field and reason (problem lines):")
+    for text, count in list(reasons.items())[:top]:
+        console.print(f"  {count:>9,}  {text}", markup=False)
+    if len(reasons) > top:
+        console.print(f"  … {len(reasons) - top} more kinds in the CSV")
 
 
 # ---------------------------------------------------------------- synth

@@ -171,3 +171,17 @@ def test_random_malformed_rows_never_lose_a_row(tmp_path, rows):
     assert result.rows_read == result.n_accepted + result.n_rejected
     assert set(result.rejects["row"].to_pylist()) <= set(range(1, len(rows) + 1))
     assert all(result.rejects["reason"].to_pylist())
+
+
+def test_one_problem_gives_one_line(tmp_path):
+    """A negative total is reported once, not again as 'fund and patient amounts exceed the total'."""
+    result = load_cases(_write(tmp_path, [_row(病案号="N", 医疗总费用="-5", 统筹基金支付="", 个人支付="")]))
+    assert [(r["field"], r["reason"]) for r in result.rejects.to_pylist()] == [("total_cost", "negative amount (yuan)")]
+
+
+def test_cli_summary_counts_reasons(tmp_path):
+    from dipsim.io.pipeline import validate_to_dir
+
+    rows = [_row(病案号="A", 住院天数="-1", 入院日期="", 出院日期=""), _row(病案号="B", 住院天数="-2", 入院日期="", 出院日期="")]
+    summary = validate_to_dir(_write(tmp_path, rows), tmp_path / "out")
+    assert summary.reject_reasons == {"los_days: negative length of stay": 2}

@@ -31,6 +31,8 @@ class ValidateSummary:
     warnings: int
     out_dir: Path
     inputs: list[Path]
+    reject_reasons: dict[str, int]  # problem lines by field and reason, most frequent first
+    warning_reasons: dict[str, int]
 
     @property
     def accepted_path(self) -> Path:
@@ -47,6 +49,13 @@ class ValidateSummary:
     def counts_line(self) -> str:
         return (f"rows read {self.rows_read:,} = accepted {self.accepted:,} + rejected {self.rejected:,}; "
                 f"warnings {self.warnings:,}")
+
+
+def _reasons(problems: pa.Table) -> dict[str, int]:
+    if problems.num_rows == 0:
+        return {}
+    counts = problems.group_by(["field", "reason"]).aggregate([("row", "count")]).sort_by([("row_count", "descending")])
+    return {f"{f}: {r}": n for f, r, n in zip(*(counts[c].to_pylist() for c in ("field", "reason", "row_count")))}
 
 
 def _input_files(path: Path) -> list[Path]:
@@ -111,7 +120,7 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
     write_csv(all_rejects, out_dir / "rejects.csv")
     write_csv(all_warnings, out_dir / "warnings.csv")
     summary = ValidateSummary(totals["rows_read"], totals["accepted"], totals["rejected"], all_warnings.num_rows,
-                              out_dir, files)
+                              out_dir, files, _reasons(all_rejects), _reasons(all_warnings))
     write_json({
         "dipsim_version": __version__,
         "command": "validate",
@@ -119,6 +128,8 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
         "options": (options or ValidationOptions()).__dict__,
         "inputs": per_file,
         "totals": {**totals, "warnings": summary.warnings},
+        "reject_reasons": summary.reject_reasons,
+        "warning_reasons": summary.warning_reasons,
         "elapsed_s": round(time.perf_counter() - start, 3),
     }, out_dir / "manifest.json")
     return summary

@@ -497,7 +497,8 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> V
     money = {name: _non_negative(p, raw, name, "amount (yuan)", opts.max_cost_yuan)
              for name in ("total_cost", "fund_paid", "patient_paid", "tcm_cost")}
     split_sum = np.nan_to_num(money["fund_paid"]) + np.nan_to_num(money["patient_paid"])
-    over = ~np.isnan(money["total_cost"]) & (split_sum > money["total_cost"] + 0.005)
+    has_split = ~np.isnan(money["fund_paid"]) | ~np.isnan(money["patient_paid"])
+    over = has_split & (money["total_cost"] >= 0) & (split_sum > money["total_cost"] + 0.005)
     p.reject(over, "fund_paid", split_sum, "fund and patient amounts exceed the total cost")
     p.reject(money["tcm_cost"] > money["total_cost"] + 0.005, "tcm_cost", money["tcm_cost"],
              "TCM cost exceeds the total cost")
