@@ -121,6 +121,7 @@ def cmd_demo(args) -> int:
     with _progress(console, "validating", 12) as update:
         summary = validate_to_dir(out / "region" / "cases", out / "validated", progress=update)
     print(summary.counts_line())
+    _print_reasons(console, "warnings", summary.warning_reasons)
     print(_region_summary(out / "validated" / "accepted", out / "region" / "hospitals.parquet"))
     console.print(f"region: {out / 'region'}   validated: {out / 'validated'}")
     return EXIT_OK
