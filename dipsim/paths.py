@@ -14,12 +14,15 @@ def repo_root() -> Path:
 
 
 def tables_dir() -> Path:
-    """The grouper tables folder: ``$DIPSIM_TABLES`` if set, else ``<repo root>/grouper_tables``.
+    """The grouper tables folder: ``$DIPSIM_TABLES`` if set, else ``<repo root>/grouper_tables`` in a checkout
+    (editable install), else the copy a wheel installs as ``dipsim/grouper_tables``.
 
     Raises FileNotFoundError naming the path when the folder does not exist.
     """
     env = os.environ.get(TABLES_ENV)
     path = Path(env).expanduser() if env else repo_root() / "grouper_tables"
+    if not env and not path.is_dir():
+        path = Path(__file__).resolve().parent / "grouper_tables"
     if not path.is_dir():
         hint = f" (from ${TABLES_ENV})" if env else f" (set ${TABLES_ENV} to point elsewhere)"
         raise FileNotFoundError(f"grouper tables folder not found: {path}{hint}")
