@@ -82,8 +82,11 @@ def main() -> None:
     print(machine_line(f"python benchmarks/bench_load.py --cases {args.cases}"))
     print("| input | rows | accepted | rejected | seconds | cases/s | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for label, path in (("Parquet, 12 monthly partitions", region / "cases"),
-                        (f"CSV GB18030, Chinese headers ({csv_path.stat().st_size / 1e6:.0f} MB)", csv_path)):
+    inputs = [("Parquet, 12 monthly partitions", region / "cases"),
+              (f"CSV GB18030, Chinese headers ({csv_path.stat().st_size / 1e6:.0f} MB)", csv_path)]
+    real = HERE.parent.parent / "shared" / "reference" / "cases"  # the real files, when this checkout has them
+    inputs += [(f"real cases `{p.name}` (UTF-8)", p) for p in sorted(real.glob("*.csv"))]
+    for label, path in inputs:
         r = time_load(path)
         print(f"| {label} | {r['rows']:,} | {r['accepted']:,} | {r['rejected']:,} | {r['seconds']:.2f} | "
               f"{r['rows'] / r['seconds']:,.0f} | {r['peak_rss_mb']:,.0f} |")
