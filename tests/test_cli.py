@@ -59,3 +59,21 @@ def test_entry_point_help_answers():
     for args in (["--help"], ["validate", "--help"], ["synth", "--help"], ["demo", "--help"]):
         done = subprocess.run([sys.executable, "-m", "dipsim.cli", *args], capture_output=True, text=True)
         assert done.returncode == 0 and "usage: dipsim" in done.stdout
+
+
+def test_a_case_id_in_two_partitions_is_rejected_the_second_time(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "parts"
+    for month, ids in (("2025-01", ["A", "B"]), ("2025-02", ["C", "A"])):
+        part = folder / f"discharge_month={month}"
+        part.mkdir(parents=True)
+        pq.write_table(pa.table({"case_id": ids, "los_days": [3, 4], "diagnoses": [["K35.800"], ["J18.900"]]}),
+                       part / "part-0.parquet")
+    assert main(["validate", str(folder), "-o", str(tmp_path / "v"), "-q"]) == 0
+    assert "rows read 4 = accepted 3 + rejected 1" in capsys.readouterr().out
+    rejects = pd.read_csv(tmp_path / "v" / "rejects.csv", encoding="utf-8-sig")
+    assert rejects[["row", "case_id", "reason"]].values.tolist() == [
+        [2, "A", "duplicate case id (accepted from an earlier file)"]]
+    assert sorted(pd.read_parquet(tmp_path / "v" / "accepted")["case_id"]) == ["A", "B", "C"]

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dipsim import __version__
 from dipsim.schema import REJECT_SCHEMA
@@ -64,20 +64,24 @@ def _input_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _drop_cross_file_duplicates(result: ValidationResult, seen: set[str]) -> ValidationResult:
+def _drop_cross_file_duplicates(result: ValidationResult, seen: list[pa.Array]) -> ValidationResult:
     """Move accepted rows whose case id was accepted from an earlier partition into the rejects."""
-    ids = result.accepted["case_id"].to_numpy(zero_copy_only=False)
-    dup = pd.Index(ids).isin(seen) if seen else np.zeros(len(ids), bool)
-    seen.update(ids.tolist())
+    ids = result.accepted["case_id"].combine_chunks()
+    if seen:
+        dup = pc.is_in(ids, value_set=pa.concat_arrays(seen)).to_numpy(zero_copy_only=False)
+    else:
+        dup = np.zeros(len(ids), bool)
+    seen.append(ids.filter(pa.array(~dup)))
     if not dup.any():
         return result
     idx = np.flatnonzero(dup)
+    dup_ids = ids.take(pa.array(idx))
     extra = pa.table({
         "file": [result.source] * len(idx),
         "row": result.accepted_rows[idx],
-        "case_id": ids[idx],
+        "case_id": dup_ids,
         "field": ["case_id"] * len(idx),
-        "value": ids[idx],
+        "value": dup_ids,
         "reason": ["duplicate case id (accepted from an earlier file)"] * len(idx),
     }, schema=REJECT_SCHEMA)
     result.rejects = pa.concat_tables([result.rejects, extra])
@@ -97,7 +101,7 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
         old.unlink()
     start = time.perf_counter()
     rejects, warnings, per_file = [], [], []
-    seen: set[str] = set()
+    seen: list[pa.Array] = []  # case ids accepted from earlier files
     totals = dict(rows_read=0, accepted=0, rejected=0)
     for number, path in enumerate(files):
         result = validate_cases(read_cases_raw(path, header_mapping, encoding, sheet), options)
