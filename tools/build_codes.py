@@ -29,7 +29,13 @@ import tomli_w
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dipsim.codes import ICD10_SHAPE, PROCEDURE_KINDS, is_valid_code_shape, normalise_codes  # noqa: E402
+from dipsim.codes import (  # noqa: E402
+    ICD10_SHAPE,
+    PROCEDURE_KINDS,
+    is_valid_code_shape,
+    normalise_codes,
+)
+from dipsim.io.writers import sha256_file  # noqa: E402
 
 VERSION = "医保版 2.0"
 LICENCE = "Apache-2.0 (OpenDRG/DRG_Datas)"
@@ -93,10 +99,6 @@ def read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     with path.open(encoding="utf-8-sig", newline="") as f:
         rows = list(csv.reader(f))
     return rows[0], rows[1:]
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -410,7 +412,7 @@ def build(src: Path, out: Path) -> list[str]:
         "built_on": dt.date.today().isoformat(),
         "licence": LICENCE,
         "source_dir": source_dir_label(src),
-        "sources": [{"file": f, "sha256": sha256(src / f)} for f in used],
+        "sources": [{"file": f, "sha256": sha256_file(src / f)} for f in used],
         "outputs": outputs,
     }
     write(out / "manifest.toml", tomli_w.dumps(manifest).encode("utf-8"))

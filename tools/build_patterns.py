@@ -21,7 +21,6 @@ files give byte-identical outputs.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -30,6 +29,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from dipsim.io.writers import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "reference" / "cases"
@@ -58,14 +59,6 @@ FEMALE_ONLY_PREFIXES = (
 )
 MALE_ONLY_PREFIXES = ("C60", "C61", "C62", "C63", "D29", "D40", "N40", "N41", "N42", "N43", "N44", "N45", "N46",
                       "N47", "N48", "N49", "N50", "N51")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def split_codes(cell: str) -> list[str]:

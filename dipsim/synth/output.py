@@ -3,7 +3,6 @@ when the whole region has been written, so an interrupted run never leaves a hal
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -11,13 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from dipsim.io.writers import sha256_file
 
 
 class StagedOutput:
@@ -40,7 +33,7 @@ class StagedOutput:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(path)
         self.staged[rel] = path
-        self.files[rel] = {"sha256": sha256(path), "bytes": path.stat().st_size}
+        self.files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
         if rows is not None:
             self.files[rel]["rows"] = rows
 

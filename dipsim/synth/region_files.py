@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dipsim import __version__
-from dipsim.synth.output import StagedOutput, sha256
+from dipsim.io.writers import sha256_file
+from dipsim.synth.output import StagedOutput
 from dipsim.synth.parameters import SPLIT_SHARE, TIER_SHARE, UPCODE_SHARE
 from dipsim.synth.patterns import PATTERNS_FILE, SEVERITY_FILE
 from dipsim.synth.region import POOL_CODE, POOL_NAME, Region, hospitals_table
@@ -54,7 +55,8 @@ def write_manifest(stage: StagedOutput, region: Region, parameters: dict, counts
         "parameters": parameters,
         "pool": {"code": POOL_CODE, "name": POOL_NAME},
         "counts": counts,
-        "pattern_library": {"patterns.parquet": sha256(PATTERNS_FILE), "severity_codes.parquet": sha256(SEVERITY_FILE)},
+        "pattern_library": {"patterns.parquet": sha256_file(PATTERNS_FILE),
+                            "severity_codes.parquet": sha256_file(SEVERITY_FILE)},
         "files": stage.files,
         "elapsed_s": round(elapsed, 3),
     }
