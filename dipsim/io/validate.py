@@ -426,57 +426,77 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> V
     """Check every row of a raw read; return the accepted cases in CASE_SCHEMA, the rejects and the warnings."""
     opts = options or ValidationOptions()
     _require_columns(raw)
-    n = raw.table.num_rows
     ids, has_id_column = _case_ids(raw)
     p = _Problems(raw.source, raw.rows, ids)
-    if not has_id_column and n:
-        p.warn(np.arange(n) == 0, "case_id", "", "no case id column: ids made from the file name and row number")
+    columns = {
+        **_check_identity(p, raw, ids, has_id_column),
+        "diagnoses": _codes(raw, p, "diagnoses", "icd10", opts.diagnosis_crosswalk, opts),
+        "procedures": _codes(raw, p, "procedures", "icd9", opts.procedure_crosswalk, opts),
+        **_check_person(p, raw, opts),
+        **_check_stay(p, raw, opts),
+        **_check_money(p, raw, opts),
+    }
+    keep = ~p.rejected
+    accepted = _assemble(columns, keep)
+    for name in raw.unmapped:  # columns we do not know ride along unchanged (nothing lost)
+        accepted = accepted.append_column(name, raw.table[name].filter(pa.array(keep)))
+    result = ValidationResult(
+        accepted=accepted,
+        accepted_rows=raw.rows[keep],
+        rejects=_concat(p.rejects + [_early_rejects(raw)]).sort_by([("row", "ascending")]),
+        warnings=_concat(p.warnings).sort_by([("row", "ascending")]),
+        rows_read=raw.rows_read,
+        source=raw.source,
+        encoding=raw.encoding,
+        unmapped_columns=list(raw.unmapped),
+        absent_columns=[f.name for f in CASE_FIELDS if f.name not in raw.table.column_names],
+    )
+    result.check_counts()
+    return result
+
+
+def _check_identity(p: _Problems, raw: RawCases, ids: pa.Array, has_id_column: bool) -> dict:
+    """Case id (missing, duplicate) and the other text fields (undecodable bytes)."""
+    if not has_id_column and len(ids):
+        p.warn(np.arange(len(ids)) == 0, "case_id", "", "no case id column: ids made from the file name and row")
     decoded = bool(raw.encoding)
     _check_text(p, "case_id", ids, decoded)
     _check_case_ids(p, ids)
     texts = {name: _check_text(p, name, _text(raw.table[name]), decoded)
              for name in ("patient_id", "hospital_id", "pool", "tcm_diagnosis", "department", "insurer_drg")
              if name in raw.table.column_names}
+    insurance = None
+    if "insurance_type" in raw.table.column_names:
+        insurance, _, bad, text = _lookup(raw.table["insurance_type"], _INSURANCE_WORDS)
+        p.warn(bad, "insurance_type", text, "unknown insurance type (险种): left empty, settles in no pool")
+    return {"case_id": ids, **texts, "insurance_type": insurance}
 
-    diagnoses = _codes(raw, p, "diagnoses", "icd10", opts.diagnosis_crosswalk, opts)
-    procedures = _codes(raw, p, "procedures", "icd9", opts.procedure_crosswalk, opts)
 
+def _check_person(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
+    """Sex, age in years and days (each derivable from the other), birth weight."""
+    names = set(raw.table.column_names)
     # 性别: a missing sex does not stop grouping (only sex-restricted MDCs use it), an unreadable one is an error.
-    sex = np.zeros(n)
-    if "sex" in raw.table.column_names:
+    sex = np.zeros(raw.table.num_rows)
+    if "sex" in names:
         values, missing, bad, text = _lookup(raw.table["sex"], _SEX_WORDS, allowed={0, 1, 2, 9})
         p.reject(bad, "sex", text, "sex must be 1 (男), 2 (女), 0 or 9 (unknown)")
         p.warn(missing, "sex", "", "missing sex: treated as unknown (0)")
         sex = np.nan_to_num(values, nan=0.0)
-
-    discharge_mode = np.full(n, np.nan)
-    if "discharge_mode" in raw.table.column_names:
-        discharge_mode, missing, bad, text = _lookup(raw.table["discharge_mode"], _DISCHARGE_WORDS,
-                                                     allowed=set(DISCHARGE_MODES))
-        p.reject(bad, "discharge_mode", text, "discharge mode (离院方式) must be 1, 2, 3, 4, 5 or 9")
-        p.warn(missing, "discharge_mode", "", "missing discharge mode (离院方式)")
-
-    insurance = None
-    if "insurance_type" in raw.table.column_names:
-        insurance, missing, bad, text = _lookup(raw.table["insurance_type"], _INSURANCE_WORDS)
-        p.warn(bad, "insurance_type", text, "unknown insurance type (险种): left empty, settles in no pool")
-
-    tcm_treated = np.full(n, np.nan)
-    if "tcm_treated" in raw.table.column_names:
-        tcm_treated, missing, bad, text = _lookup(raw.table["tcm_treated"], _TRUE_WORDS, allowed={0, 1})
-        p.reject(bad, "tcm_treated", text, "TCM flag (中医治疗标识) must be 1/0, 是/否 or true/false")
-
     age = _integer(p, raw, "age_years", 0, opts.max_age_years, "age")
     age_days = _integer(p, raw, "age_days", 0, opts.max_age_years * 366, "age in days")
     derivable = np.isnan(age) & ~np.isnan(age_days)
     age = np.where(derivable, np.floor(age_days / DAYS_PER_YEAR), age)
-    if {"age_years", "age_days"} & set(raw.table.column_names):  # an absent column is reported once, not per row
+    if {"age_years", "age_days"} & names:  # an absent column is reported once (absent_columns), not per row
         p.warn(np.isnan(age), "age_years", "", "missing age")
-    inconsistent_age = ~np.isnan(age_days) & ~derivable & (np.abs(age_days / DAYS_PER_YEAR - age) > 1.5)
-    p.warn(inconsistent_age, "age_days", age_days, "age in days disagrees with age in years")
+    inconsistent = ~np.isnan(age_days) & ~derivable & (np.abs(age_days / DAYS_PER_YEAR - age) > 1.5)
+    p.warn(inconsistent, "age_days", age_days, "age in days disagrees with age in years")
     birth_weight = _integer(p, raw, "birth_weight_g", 0, opts.max_birth_weight_g, "birth weight")
     birth_weight[birth_weight == 0] = np.nan  # many exports write 0 for "not a newborn"
+    return {"sex": sex, "age_years": age, "age_days": age_days, "birth_weight_g": birth_weight}
 
+
+def _check_stay(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
+    """Dates, length of stay (derived from the dates when missing), discharge mode, ventilation hours."""
     dates = _dates(p, raw)
     admission, discharge = dates["admission_date"], dates["discharge_date"]
     span = (discharge - admission).astype("timedelta64[D]").astype("float64")
@@ -489,11 +509,21 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> V
     inconsistent = ~np.isnan(span) & (span >= 0) & (np.abs(los - span) > opts.los_date_tolerance_days)
     p.reject(inconsistent, "los_days", _fmt(los, inconsistent) + " vs dates " + _fmt(span, inconsistent) + " days",
              "LOS inconsistent with the dates")
-
+    discharge_mode = np.full(raw.table.num_rows, np.nan)
+    if "discharge_mode" in raw.table.column_names:
+        discharge_mode, missing, bad, text = _lookup(raw.table["discharge_mode"], _DISCHARGE_WORDS,
+                                                     allowed=set(DISCHARGE_MODES))
+        p.reject(bad, "discharge_mode", text, "discharge mode (离院方式) must be 1, 2, 3, 4, 5 or 9")
+        p.warn(missing, "discharge_mode", "", "missing discharge mode (离院方式)")
     ventilation = _non_negative(p, raw, "ventilation_hours", "ventilation hours")
     p.reject(~np.isnan(ventilation) & ~np.isnan(los) & (ventilation > (los + 1) * 24), "ventilation_hours",
              ventilation, "ventilation hours longer than the stay")
+    return {"admission_date": admission, "discharge_date": discharge, "los_days": los,
+            "discharge_mode": discharge_mode, "ventilation_hours": ventilation}
 
+
+def _check_money(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
+    """Amounts in yuan: readable, not negative, plausible; the fund/patient split and TCM cost within the total."""
     money = {name: _non_negative(p, raw, name, "amount (yuan)", opts.max_cost_yuan)
              for name in ("total_cost", "fund_paid", "patient_paid", "tcm_cost")}
     split_sum = np.nan_to_num(money["fund_paid"]) + np.nan_to_num(money["patient_paid"])
@@ -502,43 +532,11 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> V
     p.reject(over, "fund_paid", split_sum, "fund and patient amounts exceed the total cost")
     p.reject(money["tcm_cost"] > money["total_cost"] + 0.005, "tcm_cost", money["tcm_cost"],
              "TCM cost exceeds the total cost")
-
-    keep = ~p.rejected
-    columns = {
-        **texts,
-        "case_id": ids,
-        "insurance_type": insurance,
-        "admission_date": admission,
-        "discharge_date": discharge,
-        "los_days": los,
-        "age_years": age,
-        "age_days": age_days,
-        "birth_weight_g": birth_weight,
-        "sex": sex,
-        "discharge_mode": discharge_mode,
-        "diagnoses": diagnoses,
-        "procedures": procedures,
-        "ventilation_hours": ventilation,
-        **money,
-        "tcm_treated": tcm_treated,
-    }
-    accepted = _assemble(columns, keep)
-    for name in raw.unmapped:  # columns we do not know ride along unchanged (nothing lost)
-        accepted = accepted.append_column(name, raw.table[name].filter(pa.array(keep)))
-    rejects = _concat(p.rejects + [_early_rejects(raw)])
-    result = ValidationResult(
-        accepted=accepted,
-        accepted_rows=raw.rows[keep],
-        rejects=rejects.sort_by([("row", "ascending")]),
-        warnings=_concat(p.warnings).sort_by([("row", "ascending")]),
-        rows_read=raw.rows_read,
-        source=raw.source,
-        encoding=raw.encoding,
-        unmapped_columns=list(raw.unmapped),
-        absent_columns=[f.name for f in CASE_FIELDS if f.name not in raw.table.column_names],
-    )
-    result.check_counts()
-    return result
+    tcm_treated = np.full(raw.table.num_rows, np.nan)
+    if "tcm_treated" in raw.table.column_names:
+        tcm_treated, _, bad, text = _lookup(raw.table["tcm_treated"], _TRUE_WORDS, allowed={0, 1})
+        p.reject(bad, "tcm_treated", text, "TCM flag (中医治疗标识) must be 1/0, 是/否 or true/false")
+    return {**money, "tcm_treated": tcm_treated}
 
 
 def _early_rejects(raw: RawCases) -> pa.Table:
