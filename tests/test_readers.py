@@ -213,3 +213,16 @@ def test_row_with_bad_bytes_is_rejected_not_mangled(tmp_path):
     assert (result.rows_read, result.n_accepted, result.n_rejected) == (3, 2, 1)
     reject = result.rejects.to_pylist()[0]
     assert reject["row"] == 2 and reject["field"] == "case_id" and "undecodable" in reject["reason"]
+
+
+def test_unknown_forced_encoding_is_an_input_error(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("病案号,住院天数,诊断编码\nA,3,K35.800\n", encoding="utf-8")
+    with pytest.raises(InputError, match="unknown text encoding 'klingon'"):
+        load_cases(path, encoding="klingon")
+
+
+def test_forced_encoding_is_used(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_bytes("病案号,住院天数,诊断编码,科室\nA,3,K35.800,普外科\n".encode("gbk"))
+    assert load_cases(path, encoding="gbk").accepted["department"].to_pylist() == ["普外科"]

@@ -51,7 +51,10 @@ def decode_text(data: bytes, encoding: str | None = None) -> tuple[str, str]:
     Undecodable bytes become U+FFFD; validation rejects the rows that contain it, so nothing is silently mangled.
     """
     if encoding:
-        return data.decode(encoding, errors="replace"), encoding
+        try:
+            return data.decode(encoding, errors="replace"), encoding
+        except LookupError as exc:
+            raise InputError(f"unknown text encoding {encoding!r} (try gb18030, utf-8 or utf-8-sig)") from exc
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
     try:
