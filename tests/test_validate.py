@@ -154,7 +154,7 @@ _row_strategy = st.lists(_cell, min_size=10, max_size=14)  # wrong field counts 
 _bad_bytes = st.sampled_from([b"", b"\xff", b"\xfe\xfe", b"\x80abc", b"\xc3", b"\xa1\xa1"])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.tuples(_row_strategy, _bad_bytes), min_size=1, max_size=25))
 def test_random_malformed_rows_never_lose_a_row(tmp_path, rows):
     lines = []
