@@ -1,0 +1,230 @@
+"""A plain-Python CHS-DRG grouper: one case at a time, written to be read against the rules (DOMAIN.md §5).
+
+It is the reference the Numba kernel is tested against, and it records every step in a trace so that
+`dipsim explain` can say why a case got its MDC, ADRG and suffix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .tables import Adrg, DrgScheme
+
+CC_NONE, CC_CC, CC_MCC = 0, 1, 2
+CC_LABELS = {CC_NONE: "none", CC_CC: "CC", CC_MCC: "MCC"}
+UNGROUPABLE = "0000"
+
+
+@dataclass
+class Case:
+    """The grouping fields of one stay; codes in 医保版 2.0 spelling, principal first."""
+
+    diagnoses: list[str]
+    procedures: list[str] = field(default_factory=list)
+    sex: int = 0
+    age_years: int | None = None
+    age_days: int | None = None
+    birth_weight_g: int | None = None
+    ventilation_hours: float | None = None
+
+
+@dataclass
+class Grouping:
+    drg: str
+    adrg: str = ""
+    mdc: str = ""
+    cc_level: int = CC_NONE
+    reason: str = ""  # why a case is ungroupable (drg 0000)
+    trace: list[str] = field(default_factory=list)
+
+
+class _Facts:
+    """What the rules ask of a case, computed once."""
+
+    def __init__(self, case: Case, scheme: DrgScheme):
+        self.case = case
+        self.principal = case.diagnoses[0] if case.diagnoses else ""
+        self.secondary = case.diagnoses[1:]
+        self.all_dx = set(case.diagnoses)
+        self.principal_px = case.procedures[0] if case.procedures else ""
+        self.all_px = set(case.procedures)
+        self.or_px = self.all_px & scheme.or_procedures
+        self.qy_px = self.all_px & scheme.qy_procedures
+
+    def holds(self, node: tuple, adrg: Adrg) -> bool:
+        kind, value = node
+        if kind == "and":
+            return all(self.holds(n, adrg) for n in value)
+        if kind == "or":
+            return any(self.holds(n, adrg) for n in value)
+        return self.in_list(value, adrg)
+
+    def in_list(self, name: str, adrg: Adrg) -> bool:
+        if name == "all_or":
+            return bool(self.or_px)
+        if name == "mdcz_no_surgery":
+            return not self.or_px
+        codes = adrg.lists.get(name, frozenset())
+        if name == "dx":
+            return self.principal in codes
+        if name == "px":
+            return self.principal_px in codes
+        if name == "any_dx":
+            return bool(self.all_dx & codes)
+        if name == "other_dx":
+            return bool(set(self.secondary) & codes)
+        # px_1, px_2, table_N, any_px: a procedure anywhere in the list
+        return bool(self.all_px & codes)
+
+
+def cc_level(case: Case, scheme: DrgScheme, trace: list[str] | None = None) -> int:
+    """MCC > CC > none from the secondary diagnoses; a code does not count when the principal diagnosis is in
+    its exclusion table (表 7-n)."""
+    principal = case.diagnoses[0] if case.diagnoses else ""
+    level = CC_NONE
+    for code in case.diagnoses[1:]:
+        for table, this_level in ((scheme.mcc, CC_MCC), (scheme.cc, CC_CC)):
+            if code not in table:
+                continue
+            exclusion = table[code]
+            if exclusion and principal in scheme.exclusions.get(exclusion, ()):
+                if trace is not None:
+                    trace.append(f"{code} would be {CC_LABELS[this_level]} but the principal {principal} is in "
+                                 f"its exclusion table {exclusion}")
+                continue
+            if trace is not None:
+                trace.append(f"{code} is {CC_LABELS[this_level]} (exclusion table {exclusion or 'none'})")
+            level = max(level, this_level)
+            break
+    return level
+
+
+def _choose_drg(adrg: Adrg, level: int, scheme: DrgScheme) -> str | None:
+    """The DRG of the ADRG for the case's CC level (suffix 1/3/5/9 as the ADRG's DRG list has them)."""
+    drgs = adrg.drgs
+    if "all" in drgs:
+        return drgs["all"]
+    if level == CC_MCC:
+        order = ("mcc", "cc_or_mcc", "cc", "none", "no_mcc")
+    elif level == CC_CC:
+        x1 = scheme.rules.get("options", {}).get("cc_only_in_x1_x5_split", "x1") == "x1"
+        order = ("cc", "cc_or_mcc", "no_mcc") + (("mcc", "none") if x1 else ("none", "mcc"))
+    else:
+        order = ("none", "no_mcc", "cc", "cc_or_mcc", "mcc")
+    return next((drgs[s] for s in order if s in drgs), None)
+
+
+def _newborn_bounds_ok(adrg: Adrg, case: Case, scheme: DrgScheme) -> bool:
+    bounds = scheme.rules.get("mdcp", {}).get("adrg", {}).get(adrg.code)
+    if not bounds:
+        return True
+    checks = (("weight_g_min", case.birth_weight_g, 1), ("weight_g_max", case.birth_weight_g, -1),
+              ("age_days_min", case.age_days, 1), ("age_days_max", case.age_days, -1))
+    for key, value, sign in checks:
+        if key in bounds:
+            if value is None or (value - bounds[key]) * sign < 0:
+                return False
+    return True
+
+
+def _match_adrg(facts: _Facts, adrgs: list[Adrg], scheme: DrgScheme, trace: list[str]) -> Adrg | None:
+    for adrg in adrgs:
+        if facts.holds(adrg.logic, adrg) and _newborn_bounds_ok(adrg, facts.case, scheme):
+            trace.append(f"ADRG {adrg.code} {adrg.name}: its rule {adrg_logic_text(adrg)} holds")
+            return adrg
+    return None
+
+
+def adrg_logic_text(adrg: Adrg) -> str:
+    def text(node: tuple) -> str:
+        kind, value = node
+        if kind == "list":
+            return value
+        return "(" + f" {'&' if kind == 'and' else '|'} ".join(text(n) for n in value) + ")"
+
+    return text(adrg.logic)
+
+
+def _pre_mdc(facts: _Facts, scheme: DrgScheme, trace: list[str]) -> tuple[str, Adrg | None] | None:
+    """MDCA, MDCP, MDCY, MDCZ in order (先期分组)."""
+    case = facts.case
+    for mdc in scheme.rules.get("pre_mdc", {}).get("order", ["A", "P", "Y", "Z"]):
+        if mdc == "A":
+            hours = scheme.rules.get("ventilation", {})
+            adrg = _match_adrg(facts, scheme.adrgs_of("A"), scheme, trace)
+            if adrg is None and case.ventilation_hours is not None and hours \
+                    and case.ventilation_hours >= hours["hours_min"]:
+                adrg = scheme.adrgs[hours["adrg"]]
+                trace.append(f"ADRG {adrg.code}: invasive ventilation {case.ventilation_hours:g} h >= "
+                             f"{hours['hours_min']} h")
+            if adrg is not None:
+                return "A", adrg
+        elif mdc == "P":
+            newborn = case.age_days is not None and case.age_days <= scheme.rules["mdcp"]["age_days_max"]
+            infant = case.age_days is not None and case.age_days < 365 and (case.age_years in (None, 0))
+            if (newborn or infant) and "P" in scheme.principal_mdcs.get(facts.principal, ()):
+                trace.append(f"MDCP: age {case.age_days} days and the principal diagnosis is in MDCP's table")
+                return "P", None
+        elif mdc == "Y":
+            if "Y" in scheme.principal_mdcs.get(facts.principal, ()):
+                trace.append("MDCY: the principal diagnosis is in MDCY's (HIV) table")
+                return "Y", None
+        elif mdc == "Z":
+            rules = scheme.rules["mdcz"]
+            sites = {scheme.mdcz_sites[c] for c in facts.all_dx if c in scheme.mdcz_sites}
+            if "Z" in scheme.principal_mdcs.get(facts.principal, ()) and len(sites) >= rules["min_sites"]:
+                trace.append(f"MDCZ: trauma in {len(sites)} body sites ({', '.join(sorted(sites))})")
+                return "Z", None
+    return None
+
+
+def group_case(case: Case, scheme: DrgScheme) -> Grouping:
+    """Group one case: pre-MDC, MDC by principal diagnosis, ADRG in official order, CC level, DRG suffix."""
+    trace: list[str] = []
+    facts = _Facts(case, scheme)
+    if not facts.principal:
+        return Grouping(UNGROUPABLE, reason="no principal diagnosis", trace=trace)
+    pre = _pre_mdc(facts, scheme, trace)
+    if pre is not None:
+        mdc, adrg = pre
+    else:
+        mdc, adrg = _principal_mdc(facts, scheme, trace), None
+        if mdc is None:
+            return Grouping(UNGROUPABLE, reason=f"principal diagnosis {facts.principal} is in no MDC", trace=trace)
+    if adrg is None:
+        # Surgical (A-J) then non-OR procedure (K-Q) ADRGs; an operation none of them takes makes the case
+        # xQY (与主要诊断无关的手术) before the medical (R-Z) ADRGs are tried.
+        candidates = scheme.adrgs_of(mdc)
+        adrg = _match_adrg(facts, [a for a in candidates if a.kind != "medical"], scheme, trace)
+        if adrg is None and facts.qy_px:
+            qy = f"{mdc}{scheme.rules.get('qy', {}).get('suffix', 'QY')}"
+            trace.append(f"operation(s) {', '.join(sorted(facts.qy_px))} fit no surgical or non-OR ADRG of "
+                         f"MDC{mdc}: {qy}")
+            return Grouping(qy, adrg=qy, mdc=mdc, cc_level=cc_level(case, scheme, trace), trace=trace)
+        if adrg is None:
+            adrg = _match_adrg(facts, [a for a in candidates if a.kind == "medical"], scheme, trace)
+    if adrg is None:
+        return Grouping(UNGROUPABLE, mdc=mdc, reason=f"no ADRG of MDC{mdc} takes this case", trace=trace)
+    level = cc_level(case, scheme, trace)
+    drg = _choose_drg(adrg, level, scheme)
+    if drg is None:
+        return Grouping(UNGROUPABLE, adrg=adrg.code, mdc=mdc, cc_level=level,
+                        reason=f"ADRG {adrg.code} has no DRG for CC level {CC_LABELS[level]}", trace=trace)
+    trace.append(f"DRG {drg} {scheme.drg_names.get(drg, '')} for CC level {CC_LABELS[level]}")
+    return Grouping(drg, adrg=adrg.code, mdc=mdc, cc_level=level, trace=trace)
+
+
+def _principal_mdc(facts: _Facts, scheme: DrgScheme, trace: list[str]) -> str | None:
+    sex_rules = scheme.rules.get("sex", {})
+    banned = set()
+    if facts.case.sex == 2:
+        banned |= set(sex_rules.get("male_only", []))
+    if facts.case.sex == 1:
+        banned |= set(sex_rules.get("female_only", []))
+    pre = set(scheme.rules.get("pre_mdc", {}).get("order", []))
+    for mdc in scheme.principal_mdcs.get(facts.principal, ()):
+        if mdc in pre or mdc in banned:
+            continue
+        trace.append(f"MDC{mdc} {scheme.mdc_names[mdc]}: principal diagnosis {facts.principal}")
+        return mdc
+    return None
