@@ -83,7 +83,7 @@ def test_logic_parser_precedence():
 
 
 def test_agreement_with_the_insurer_does_not_fall(shared_reference, scheme):
-    """Floor at the rate measured when this test was written (99.09%); raise it as rules improve."""
+    """Floor under the rate measured when this test was written (99.15%); raise it as rules improve."""
     from dipsim.io import load_cases
 
     cases = load_cases(shared_reference / "cases" / "grouped_cases_chs_drg_1.1.csv").accepted.to_pylist()

@@ -757,7 +757,7 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
     table("qy", [("suffix", "QY", "<MDC letter>QY, e.g. BQY"),
                  ("procedure_kinds", ["手术"], "kinds (grouper_tables/codes icd9 `kind`) that make a procedure an "
                                                "operating-room procedure for this rule"),
-                 ("rule", "a procedure of those kinds, when no surgical or non-OR ADRG of the MDC takes the case "
+                 ("rule", "a principal procedure of those kinds, when no surgical or non-OR ADRG of the MDC takes the case "
                           "(tried before the medical ADRGs)", "")],
           "CHS-DRG 1.1 分组方案 (歧义组 QY, 与主要诊断无关的手术); docs/DOMAIN.md section 5; not in the rule text")
 

@@ -49,7 +49,7 @@ class _Facts:
         self.principal_px = case.procedures[0] if case.procedures else ""
         self.all_px = set(case.procedures)
         self.or_px = self.all_px & scheme.or_procedures
-        self.qy_px = self.all_px & scheme.qy_procedures
+        self.qy_px = {self.principal_px} & scheme.qy_procedures  # QY looks at the principal procedure only
 
     def holds(self, node: tuple, adrg: Adrg) -> bool:
         kind, value = node
@@ -192,13 +192,13 @@ def group_case(case: Case, scheme: DrgScheme) -> Grouping:
         if mdc is None:
             return Grouping(UNGROUPABLE, reason=f"principal diagnosis {facts.principal} is in no MDC", trace=trace)
     if adrg is None:
-        # Surgical (A-J) then non-OR procedure (K-Q) ADRGs; an operation none of them takes makes the case
-        # xQY (与主要诊断无关的手术) before the medical (R-Z) ADRGs are tried.
+        # Surgical (A-J) then non-OR procedure (K-Q) ADRGs; a principal procedure that is an operation (手术)
+        # none of them takes makes the case xQY (与主要诊断无关的手术) before the medical (R-Z) ADRGs are tried.
         candidates = scheme.adrgs_of(mdc)
         adrg = _match_adrg(facts, [a for a in candidates if a.kind != "medical"], scheme, trace)
         if adrg is None and facts.qy_px:
             qy = f"{mdc}{scheme.rules.get('qy', {}).get('suffix', 'QY')}"
-            trace.append(f"operation(s) {', '.join(sorted(facts.qy_px))} fit no surgical or non-OR ADRG of "
+            trace.append(f"principal operation {facts.principal_px} fits no surgical or non-OR ADRG of "
                          f"MDC{mdc}: {qy}")
             return Grouping(qy, adrg=qy, mdc=mdc, cc_level=cc_level(case, scheme, trace), trace=trace)
         if adrg is None:
