@@ -77,3 +77,16 @@ def test_a_case_id_in_two_partitions_is_rejected_the_second_time(tmp_path, capsy
     assert rejects[["row", "case_id", "reason"]].values.tolist() == [
         [2, "A", "duplicate case id (accepted from an earlier file)"]]
     assert sorted(pd.read_parquet(tmp_path / "v" / "accepted")["case_id"]) == ["A", "B", "C"]
+
+
+def test_explain_says_which_rule_and_which_exclusion_table(tmp_path, capsys):
+    source = tmp_path / "claims.csv"
+    source.write_text("病案号,性别,年龄,住院天数,诊断编码,手术操作编码\n"
+                      "E1,1,60,5,\"J95.000,J96.000,K92.210\",\n", encoding="utf-8")
+    assert main(["explain", str(source), "--case-id", "E1"]) == 0
+    text = capsys.readouterr().out
+    assert "J96.000 would be MCC but the principal J95.000 is in its exclusion table 109" in text
+    assert "K92.210 is CC" in text
+    assert "ADRG DZ1" in text and "result: DRG DZ19" in text
+    assert "J95.000  " in text  # each code is shown with its Chinese name
+    assert main(["explain", str(source), "--case-id", "nope"]) == 1

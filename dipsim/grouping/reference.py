@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .tables import Adrg, DrgScheme
+from .tables import BUILTIN_LISTS, Adrg, DrgScheme
 
 CC_NONE, CC_CC, CC_MCC = 0, 1, 2
 CC_LABELS = {CC_NONE: "none", CC_CC: "CC", CC_MCC: "MCC"}
@@ -60,21 +60,27 @@ class _Facts:
         return self.in_list(value, adrg)
 
     def in_list(self, name: str, adrg: Adrg) -> bool:
-        if name == "all_or":
-            return bool(self.or_px)
-        if name == "mdcz_no_surgery":
-            return not self.or_px
+        return bool(self.matches(name, adrg)) if name not in BUILTIN_LISTS else self._builtin(name)
+
+    def _builtin(self, name: str) -> bool:
+        return bool(self.or_px) if name == "all_or" else not self.or_px  # mdcz_no_surgery
+
+    def matches(self, name: str, adrg: Adrg) -> list[str]:
+        """The case's codes that are in list `name` of the ADRG (what `explain` shows)."""
+        if name in BUILTIN_LISTS:
+            return sorted(self.or_px) if name == "all_or" else []
         codes = adrg.lists.get(name, frozenset())
         if name == "dx":
-            return self.principal in codes
-        if name == "px":
-            return self.principal_px in codes
-        if name == "any_dx":
-            return bool(self.all_dx & codes)
-        if name == "other_dx":
-            return bool(set(self.secondary) & codes)
-        # px_1, px_2, table_N, any_px: a procedure anywhere in the list
-        return bool(self.all_px & codes)
+            candidates = [self.principal]
+        elif name == "px":
+            candidates = [self.principal_px]
+        elif name == "any_dx":
+            candidates = self.case.diagnoses
+        elif name == "other_dx":
+            candidates = self.secondary
+        else:  # px_1, px_2, table_N, any_px: a procedure anywhere in the list
+            candidates = self.case.procedures
+        return [c for c in candidates if c in codes]
 
 
 def cc_level(case: Case, scheme: DrgScheme, trace: list[str] | None = None) -> int:
@@ -93,7 +99,8 @@ def cc_level(case: Case, scheme: DrgScheme, trace: list[str] | None = None) -> i
                                  f"its exclusion table {exclusion}")
                 continue
             if trace is not None:
-                trace.append(f"{code} is {CC_LABELS[this_level]} (exclusion table {exclusion or 'none'})")
+                cancel = f"exclusion table {exclusion} does not hold {principal}" if exclusion else "no exclusion table"
+                trace.append(f"{code} is {CC_LABELS[this_level]} ({cancel})")
             level = max(level, this_level)
             break
     return level
@@ -130,9 +137,16 @@ def _newborn_bounds_ok(adrg: Adrg, case: Case, scheme: DrgScheme) -> bool:
 def _match_adrg(facts: _Facts, adrgs: list[Adrg], scheme: DrgScheme, trace: list[str]) -> Adrg | None:
     for adrg in adrgs:
         if facts.holds(adrg.logic, adrg) and _newborn_bounds_ok(adrg, facts.case, scheme):
-            trace.append(f"ADRG {adrg.code} {adrg.name}: its rule {adrg_logic_text(adrg)} holds")
+            found = "; ".join(f"{name}: {', '.join(facts.matches(name, adrg)) or 'yes'}"
+                              for name in _list_names(adrg.logic) if facts.in_list(name, adrg))
+            trace.append(f"ADRG {adrg.code} {adrg.name}: its rule {adrg_logic_text(adrg)} holds ({found})")
             return adrg
     return None
+
+
+def _list_names(node: tuple) -> list[str]:
+    kind, value = node
+    return [value] if kind == "list" else [n for child in value for n in _list_names(child)]
 
 
 def adrg_logic_text(adrg: Adrg) -> str:
