@@ -154,8 +154,15 @@ def cmd_synth(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job on the embedded default: synthesise a region, then read it back through validation."""
+    """The main job on the embedded default: synthesise a region, validate it, group it under CHS-DRG 1.1 and
+    calibrate DRG weights on its costs; print the region by hospital level."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from dipsim.grouping.drg import group_table
     from dipsim.io.pipeline import validate_to_dir
+    from dipsim.io.writers import write_csv, write_parquet
+    from dipsim.weights import calibrate_weights
 
     console = _console(args)
     out = Path(args.out)
@@ -166,28 +173,41 @@ def cmd_demo(args) -> int:
         summary = validate_to_dir(out / "region" / "cases", out / "validated", progress=update)
     print(summary.counts_line())
     _print_reasons(console, "warnings", summary.warning_reasons)
-    print(_region_summary(out / "validated" / "accepted", out / "region" / "hospitals.parquet"))
-    console.print(f"region: {out / 'region'}   validated: {out / 'validated'}")
+    cases = pads.dataset(out / "validated" / "accepted", format="parquet").to_table()
+    with _progress(console, "grouping (chs-drg-1.1)", 1) as update:
+        groups = group_table(cases, scheme="chs-drg-1.1")
+        update(1, 1)
+    write_parquet(groups, out / "grouped.parquet")
+    drg = groups["drg"].to_pandas()
+    print(f"grouped {len(drg):,} cases into {drg.nunique():,} DRGs under chs-drg-1.1; "
+          f"QY {drg.str.endswith('QY').sum():,}, ungroupable (0000) {drg.str.startswith('0000').sum():,}")
+    weights = calibrate_weights(groups["drg"].to_numpy(zero_copy_only=False), cases["total_cost"].to_numpy())
+    write_csv(pa.Table.from_pandas(weights, preserve_index=False), out / "drg_weights.csv")
+    print(_region_summary(cases, groups, weights, out / "region" / "hospitals.parquet"))
+    console.print(f"region: {out / 'region'}   validated: {out / 'validated'}   groups: {out / 'grouped.parquet'}   "
+                  f"weights: {out / 'drg_weights.csv'}")
     return EXIT_OK
 
 
-def _region_summary(cases_dir: Path, hospitals_path: Path) -> str:
-    """Cases, cost and TCM share by hospital level: the first table a modeler looks at."""
+def _region_summary(cases, groups, weights, hospitals_path: Path) -> str:
+    """Cases, cost, case-mix index (CMI = mean RW), TCM share and deaths by hospital level."""
     import pandas as pd
 
-    cases = pd.read_parquet(cases_dir, columns=["hospital_id", "total_cost", "tcm_treated", "discharge_mode"])
+    frame = cases.select(["hospital_id", "total_cost", "tcm_treated", "discharge_mode"]).to_pandas()
+    frame["rw"] = groups["drg"].to_pandas().map(weights.set_index("drg")["rw"])
     hospitals = pd.read_parquet(hospitals_path, columns=["hospital_id", "level"])
-    merged = cases.merge(hospitals, on="hospital_id", how="left")
+    merged = frame.merge(hospitals, on="hospital_id", how="left")
     table = merged.groupby("level", sort=False).agg(
         hospitals=("hospital_id", "nunique"), cases=("hospital_id", "size"), cost=("total_cost", "sum"),
-        mean_cost=("total_cost", "mean"), tcm=("tcm_treated", "mean"),
+        mean_cost=("total_cost", "mean"), cmi=("rw", "mean"), tcm=("tcm_treated", "mean"),
         deaths=("discharge_mode", lambda m: (m == DISCHARGE_DEATH).mean()))
     table = table.reindex([lvl for lvl in HOSPITAL_LEVELS if lvl in table.index])
     table["cost"] /= 1e4
     table.index.name = "等级"
-    table.columns = ["医院数", "病例数", "总费用(万元)", "例均费用(元)", "中医治疗占比", "死亡率"]
+    table.columns = ["医院数", "病例数", "总费用(万元)", "例均费用(元)", "CMI", "中医治疗占比", "死亡率"]
+    formats = {"CMI": "{:.3f}".format, "中医治疗占比": "{:.1%}".format, "死亡率": "{:.1%}".format}
     with pd.option_context("display.unicode.east_asian_width", True):
-        return table.to_string(float_format=lambda v: f"{v:.1%}" if v < 1 else f"{v:,.0f}")
+        return table.to_string(formatters=formats, float_format=lambda v: f"{v:,.0f}")
 
 
 # ---------------------------------------------------------------- parser

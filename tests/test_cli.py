@@ -90,3 +90,24 @@ def test_explain_says_which_rule_and_which_exclusion_table(tmp_path, capsys):
     assert "ADRG DZ1" in text and "result: DRG DZ19" in text
     assert "J95.000  " in text  # each code is shown with its Chinese name
     assert main(["explain", str(source), "--case-id", "nope"]) == 1
+
+
+def test_group_writes_the_interface_columns_and_rejects(tmp_path, capsys):
+    source = tmp_path / "claims.csv"
+    source.write_bytes(("病案号,性别,年龄,住院天数,诊断编码,手术操作编码\n"
+                        "A,1,60,5,\"J18.900,J96.000\",\n"       # 肺炎 with an MCC
+                        "B,1,60,5,K92.210,81.5100\n"           # an unrelated operation: QY
+                        "C,1,60,-5,J18.900,\n"                 # rejected: negative LOS
+                        "D,1,60,5,,\n").encode("gb18030"))     # no principal: ungroupable
+    out = tmp_path / "groups.csv"
+    assert main(["group", str(source), "--scheme", "chs-drg-1.1", "-o", str(out), "-q"]) == 0
+    assert "accepted 3 + rejected 1; grouped 2, ungroupable (0000) 1" in capsys.readouterr().out
+    groups = pd.read_csv(out, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert list(groups.columns[:6]) == ["case_id", "drg", "adrg", "mdc", "cc_level", "reason"]
+    rows = {r.case_id: r for r in groups.itertuples()}
+    assert (rows["A"].drg, rows["A"].adrg, rows["A"].mdc, rows["A"].cc_level) == ("ES31", "ES3", "E", "2")
+    assert rows["B"].drg == "GQY"
+    assert rows["D"].drg.startswith("0000") and rows["D"].reason
+    rejects = pd.read_csv(tmp_path / "groups.rejects.csv", encoding="utf-8-sig")
+    assert rejects["case_id"].tolist() == ["C"]
+    assert main(["group", str(source), "-o", str(tmp_path / "x.txt")]) == 1

@@ -1,0 +1,376 @@
+"""Numba kernels (no Python objects): CHS-DRG grouping over CSR-encoded cases.
+
+`group_cases` groups every case in parallel (``prange``) with the arrays of a `compiled.CompiledScheme`, following
+`dipsim.grouping.reference` step by step; the reference is the specification and `tests/test_drg_kernel.py` checks
+the two agree. Set ``NUMBA_DISABLE_JIT=1`` to run the same code as plain Python for debugging.
+
+Speed notes: the per-case loop (`_group_range`) runs over blocks of cases and unpacks the table tuple once per
+block; it and its helpers are compiled with ``_nrt=False`` (they allocate nothing), because Numba otherwise updates
+the reference count of every array argument on every helper call, which cost more than the grouping itself.
+ADRGs are found in one pass over the case's codes through inverted indexes (`_scan`, see `compiled`).
+
+Case inputs: ``dx`` int32 diagnosis ids (principal first) with int64 ``dx_offsets`` (n + 1), ``px`` / ``px_offsets``
+likewise for procedures (ids: see `compiled`; -1 unknown, -2 missing), ``sex`` (1 male, 2 female, else unknown),
+``age_years``, ``age_days``, ``birth_weight`` (negative = missing) and ``ventilation_hours`` (NaN = missing).
+Outputs: ``mdc`` int8 (-1 none), ``adrg`` int16 (-1 none; ``n_adrg + mdc`` = <MDC>QY), ``drg`` int16 (-1 none;
+``n_drg + mdc`` = <MDC>QY), ``cc_level`` int8 (0 none, 1 CC, 2 MCC) and ``status`` int8 (0 grouped, 1 no principal
+diagnosis, 2 principal in no MDC, 3 no ADRG takes it, 4 no DRG for that CC level).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# Mirrors of the constants in compiled.py (Numba reads module globals as compile-time constants).
+_MISSING = -2
+_EXCL_NONE = -1
+_EXCL_ALWAYS = -2
+_LIST_DX, _LIST_PX, _LIST_ANY_DX, _LIST_OTHER_DX, _LIST_ANY_PX, _LIST_ALL_OR, _LIST_MDCZ_NO_SURGERY = range(7)
+_OP_AND, _OP_OR = -1, -2
+_KIND_MEDICAL = 2
+_FLAG_FREE_NO_OR, _FLAG_FREE_WITH_OR, _FLAG_SINGLE = 1, 2, 4
+_PRE_A, _PRE_P, _PRE_Y, _PRE_Z = 0, 1, 2, 3
+_NO_BOUND = np.iinfo(np.int32).min
+_INFANT_AGE_DAYS_BELOW = 365
+_ST_GROUPED, _ST_NO_PRINCIPAL, _ST_NO_MDC, _ST_NO_ADRG, _ST_NO_DRG = 0, 1, 2, 3, 4
+
+
+@njit(cache=True, inline="always")
+def _in_sorted(values, lo, hi, x):
+    """x is in the sorted slice values[lo:hi] (binary search)."""
+    if x < 0 or lo >= hi or x < values[lo] or x > values[hi - 1]:
+        return False
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        v = values[mid]
+        if v < x:
+            lo = mid + 1
+        elif v > x:
+            hi = mid
+        else:
+            return True
+    return False
+
+
+@njit(cache=True, _nrt=False)
+def _any_in(codes, start, stop, values, lo, hi):
+    for j in range(start, stop):
+        if _in_sorted(values, lo, hi, codes[j]):
+            return True
+    return False
+
+
+@njit(cache=True, _nrt=False)
+def _list_holds(lst, list_kind, list_offsets, list_codes, dx, d0, d1, px, p0, p1, has_or):
+    kind = list_kind[lst]
+    lo = list_offsets[lst]
+    hi = list_offsets[lst + 1]
+    if kind == _LIST_DX:
+        return _in_sorted(list_codes, lo, hi, dx[d0])
+    if kind == _LIST_PX:
+        return p1 > p0 and _in_sorted(list_codes, lo, hi, px[p0])
+    if kind == _LIST_ANY_DX:
+        return _any_in(dx, d0, d1, list_codes, lo, hi)
+    if kind == _LIST_OTHER_DX:
+        return _any_in(dx, d0 + 1, d1, list_codes, lo, hi)
+    if kind == _LIST_ANY_PX:
+        return _any_in(px, p0, p1, list_codes, lo, hi)
+    if kind == _LIST_ALL_OR:
+        return has_or
+    return not has_or  # _LIST_MDCZ_NO_SURGERY
+
+
+@njit(cache=True, _nrt=False)
+def _logic_holds(a, prog_offsets, prog, list_kind, list_offsets, list_codes, dx, d0, d1, px, p0, p1, has_or):
+    """Run ADRG a's postfix program; the stack of booleans lives in the bits of an int64 (top = bit 0)."""
+    stack = np.int64(0)
+    for k in range(prog_offsets[a], prog_offsets[a + 1]):
+        op = prog[k]
+        if op >= 0:
+            bit = 1 if _list_holds(op, list_kind, list_offsets, list_codes, dx, d0, d1, px, p0, p1, has_or) else 0
+            stack = (stack << 1) | bit
+        else:
+            top = stack & 1
+            below = (stack >> 1) & 1
+            r = (top & below) if op == _OP_AND else (top | below)
+            stack = ((stack >> 2) << 1) | r
+    return (stack & 1) == 1
+
+
+@njit(cache=True, inline="always")
+def _bounds_ok(a, adrg_bounds, weight, age_days):
+    """MDCP weight / age bounds (inclusive); a bound with a missing value fails, as in the reference."""
+    b = adrg_bounds[a, 0]
+    if b != _NO_BOUND and (weight < 0 or weight < b):
+        return False
+    b = adrg_bounds[a, 1]
+    if b != _NO_BOUND and (weight < 0 or weight > b):
+        return False
+    b = adrg_bounds[a, 2]
+    if b != _NO_BOUND and (age_days < 0 or age_days < b):
+        return False
+    b = adrg_bounds[a, 3]
+    if b != _NO_BOUND and (age_days < 0 or age_days > b):
+        return False
+    return True
+
+
+@njit(cache=True, inline="always")
+def _scan(is_dx, mdc_a, target, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or, weight, age_days,
+          inv_offsets, inv_ids, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc, adrg_kind,
+          adrg_bounds, adrg_flags, list_owner):
+    """One pass over the case's diagnoses (is_dx) or procedures: for every list holding one of its codes (through
+    the inverted index, in the position the list asks for: dx / px the principal, other_dx a secondary), try
+    the list's ADRG if it is of MDC `mdc_a` (pre-MDC A) or `target` (surgical and non-OR apart from medical) and
+    before the best found so far in its class. Returns the three bests (the ADRG ids are the official order).
+
+    The logic is AND / OR of lists, so an ADRG none of whose lists holds can only hold through the built-ins: the
+    caller tries those ADRGs (mdc_free_ids) itself. An ADRG whose logic is the one list found holds at once."""
+    c0 = d0 if is_dx else p0
+    c1 = d1 if is_dx else p1
+    for j in range(c0, c1):
+        code = dx[j] if is_dx else px[j]
+        if code < 0:
+            continue
+        for q in range(inv_offsets[code], inv_offsets[code + 1]):
+            lst = inv_ids[q]
+            a = list_owner[lst]
+            m = adrg_mdc[a]
+            if m == mdc_a:
+                if a >= best_a:
+                    continue
+            elif m == target:
+                if adrg_kind[a] == _KIND_MEDICAL:
+                    if a >= best_med:
+                        continue
+                elif a >= best_nonmed:
+                    continue
+            else:
+                continue
+            kind = list_kind[lst]
+            if j != c0 and (kind == _LIST_DX or kind == _LIST_PX):
+                continue  # a principal-only list, and this is not the principal
+            if j == c0 and kind == _LIST_OTHER_DX:
+                continue
+            if (adrg_flags[a] & _FLAG_SINGLE) == 0 and not _logic_holds(
+                    a, prog_offsets, prog, list_kind, list_offsets, list_codes, dx, d0, d1, px, p0, p1, has_or):
+                continue
+            if not _bounds_ok(a, adrg_bounds, weight, age_days):
+                continue
+            if m == mdc_a:
+                best_a = a
+            elif adrg_kind[a] == _KIND_MEDICAL:
+                best_med = a
+            else:
+                best_nonmed = a
+    return best_a, best_nonmed, best_med
+
+
+@njit(cache=True, _nrt=False)
+def _free(m, mdc_free_offsets, mdc_free_ids, adrg_kind, adrg_flags, adrg_bounds, has_or, weight, age_days,
+          best_nonmed, best_med):
+    """The first ADRGs of MDC m (all of them: best_nonmed; else by class) whose logic holds on the built-ins
+    alone (all_or, mdcz_no_surgery) and whose bounds hold."""
+    flag = _FLAG_FREE_WITH_OR if has_or else _FLAG_FREE_NO_OR
+    for k in range(mdc_free_offsets[m], mdc_free_offsets[m + 1]):
+        a = mdc_free_ids[k]
+        if (adrg_flags[a] & flag) == 0 or not _bounds_ok(a, adrg_bounds, weight, age_days):
+            continue
+        if adrg_kind[a] == _KIND_MEDICAL:
+            best_med = min(best_med, a)
+        else:
+            best_nonmed = min(best_nonmed, a)
+    return best_nonmed, best_med
+
+
+@njit(cache=True, _nrt=False)
+def _excluded(principal, table, excl_offsets, excl_codes):
+    return _in_sorted(excl_codes, excl_offsets[table], excl_offsets[table + 1], principal)
+
+
+@njit(cache=True, _nrt=False)
+def _cc_level(dx, d0, d1, dx_mcc_excl, dx_cc_excl, excl_offsets, excl_codes):
+    """MCC (2) > CC (1) > none (0): a secondary MCC / CC counts unless the principal is in its exclusion table;
+    a code whose MCC is cancelled may still count as a CC."""
+    principal = dx[d0]
+    level = 0
+    for j in range(d0 + 1, d1):
+        code = dx[j]
+        if code < 0:
+            continue
+        t = dx_mcc_excl[code]
+        if t != _EXCL_NONE and (t == _EXCL_ALWAYS or not _excluded(principal, t, excl_offsets, excl_codes)):
+            return 2
+        t = dx_cc_excl[code]
+        if t != _EXCL_NONE and (t == _EXCL_ALWAYS or not _excluded(principal, t, excl_offsets, excl_codes)):
+            level = 1
+    return level
+
+
+@njit(cache=True, _nrt=False)
+def _n_sites(dx, d0, d1, dx_site):
+    mask = np.int64(0)
+    for j in range(d0, d1):
+        code = dx[j]
+        if code >= 0:
+            s = dx_site[code]
+            if s >= 0:
+                mask |= np.int64(1) << s
+    n = 0
+    while mask != 0:
+        mask &= mask - 1
+        n += 1
+    return n
+
+
+@njit(cache=True, _nrt=False)
+def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, age_days, birth_weight,
+                 ventilation_hours, tables, out_mdc, out_adrg, out_drg, out_cc, out_status):
+    """Cases start..stop-1. The tables are unpacked once per range: passing ~40 arrays per case would cost a
+    reference-count update per array and case."""
+    (dx_mdc_mask, dx_mcc_excl, dx_cc_excl, dx_site, excl_offsets, excl_codes,
+     list_kind, list_offsets, list_codes, prog_offsets, prog,
+     adrg_mdc, adrg_kind, adrg_bounds, adrg_drg, adrg_flags,
+     list_owner, dx_list_offsets, dx_list_ids, px_list_offsets, px_list_ids,
+     mdc_adrg_lo, mdc_adrg_hi, mdc_free_offsets, mdc_free_ids,
+     or_px, qy_px, pre_ops, pre_mdc,
+     mdc_of_a, pre_mask, vent_hours_min, vent_adrg, mdcp_age_days_max, mdcz_min_sites,
+     banned_if_male, banned_if_female, n_adrg, n_drg) = tables
+    for i in range(start, stop):
+        out_mdc[i] = -1
+        out_adrg[i] = -1
+        out_drg[i] = -1
+        out_cc[i] = 0
+        d0 = dx_offsets[i]
+        d1 = dx_offsets[i + 1]
+        if d1 <= d0 or dx[d0] == _MISSING:
+            out_status[i] = _ST_NO_PRINCIPAL
+            continue
+        p0 = px_offsets[i]
+        p1 = px_offsets[i + 1]
+        principal = dx[d0]
+        pmask = dx_mdc_mask[principal] if principal >= 0 else np.int64(0)
+        has_or = False
+        for j in range(p0, p1):
+            code = px[j]
+            if code >= 0 and or_px[code]:
+                has_or = True
+                break
+        weight = birth_weight[i]
+        days = age_days[i]
+
+        # Pre-MDC (先期分组) in the scheme's order. P, Y and Z depend on the principal, ages and trauma sites
+        # only; A on the ADRG lists: first find the MDC the case gets if A does not take it (target), and
+        # whether A is tried before that.
+        target = -1
+        need_a = False
+        for k in range(pre_ops.shape[0]):
+            op = pre_ops[k]
+            m = pre_mdc[k]
+            if m < 0:
+                continue
+            if op == _PRE_A:
+                need_a = True
+            elif (pmask >> m) & 1:
+                if op == _PRE_P:
+                    if days >= 0 and (days <= mdcp_age_days_max or (days < _INFANT_AGE_DAYS_BELOW
+                                                                     and age_years[i] <= 0)):
+                        target = m
+                        break
+                elif op == _PRE_Y:
+                    target = m
+                    break
+                elif op == _PRE_Z:
+                    if _n_sites(dx, d0, d1, dx_site) >= mdcz_min_sites:
+                        target = m
+                        break
+        # Principal diagnosis -> MDC, first in scheme order, skipping the pre-MDCs and the other sex's MDC.
+        if target < 0:
+            banned = pre_mask
+            if sex[i] == 1:
+                banned |= banned_if_male
+            elif sex[i] == 2:
+                banned |= banned_if_female
+            avail = pmask & ~banned
+            if avail != 0:
+                target = 0
+                while ((avail >> target) & 1) == 0:
+                    target += 1
+
+        # ADRG candidates of MDCA (when tried) and of the target MDC, in one pass over the codes.
+        # An ADRG id >= mdc_adrg_hi of its MDC means "none"; -2 matches no MDC.
+        mdc_a = mdc_of_a if need_a else -2
+        mdc_t = target if target >= 0 else -2
+        none_a = mdc_adrg_hi[mdc_of_a] if need_a else 0
+        none_t = mdc_adrg_hi[target] if target >= 0 else 0
+        best_a, best_nonmed, best_med = none_a, none_t, none_t
+        if need_a:
+            free_nonmed, free_med = _free(mdc_of_a, mdc_free_offsets, mdc_free_ids, adrg_kind, adrg_flags,
+                                          adrg_bounds, has_or, weight, days, none_a, none_a)
+            best_a = min(free_nonmed, free_med)  # MDCA tries its ADRGs in official order, whatever their kind
+        if target >= 0:
+            best_nonmed, best_med = _free(target, mdc_free_offsets, mdc_free_ids, adrg_kind, adrg_flags,
+                                          adrg_bounds, has_or, weight, days, best_nonmed, best_med)
+        best_a, best_nonmed, best_med = _scan(
+            True, mdc_a, mdc_t, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or, weight, days,
+            dx_list_offsets, dx_list_ids, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc,
+            adrg_kind, adrg_bounds, adrg_flags, list_owner)
+        best_a, best_nonmed, best_med = _scan(
+            False, mdc_a, mdc_t, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or, weight, days,
+            px_list_offsets, px_list_ids, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc,
+            adrg_kind, adrg_bounds, adrg_flags, list_owner)
+
+        adrg = -1
+        if need_a and best_a < none_a:
+            mdc = mdc_of_a
+            adrg = best_a
+        elif need_a and vent_adrg >= 0 and ventilation_hours[i] >= vent_hours_min:
+            mdc = mdc_of_a
+            adrg = vent_adrg
+        elif target < 0:
+            out_status[i] = _ST_NO_MDC
+            continue
+        else:
+            mdc = target
+        out_mdc[i] = mdc
+
+        # ADRG: surgical and non-OR, then QY (an operation as principal procedure), then medical.
+        if adrg < 0:
+            if best_nonmed < none_t:
+                adrg = best_nonmed
+            elif p1 > p0 and px[p0] >= 0 and qy_px[px[p0]]:
+                out_adrg[i] = n_adrg + mdc
+                out_drg[i] = n_drg + mdc
+                out_cc[i] = _cc_level(dx, d0, d1, dx_mcc_excl, dx_cc_excl, excl_offsets, excl_codes)
+                out_status[i] = _ST_GROUPED
+                continue
+            elif best_med < none_t:
+                adrg = best_med
+        if adrg < 0:
+            out_status[i] = _ST_NO_ADRG
+            continue
+        out_adrg[i] = adrg
+        level = _cc_level(dx, d0, d1, dx_mcc_excl, dx_cc_excl, excl_offsets, excl_codes)
+        out_cc[i] = level
+        drg = adrg_drg[adrg, level]
+        if drg < 0:
+            out_status[i] = _ST_NO_DRG
+            continue
+        out_drg[i] = drg
+        out_status[i] = _ST_GROUPED
+
+
+BLOCK = 4096  # cases per parallel task
+
+
+@njit(cache=True, parallel=True)
+def group_cases(dx, dx_offsets, px, px_offsets, sex, age_years, age_days, birth_weight, ventilation_hours,
+                tables, out_mdc, out_adrg, out_drg, out_cc, out_status):
+    """Group cases 0..n-1 (n = len(dx_offsets) - 1) into the out_* arrays; `tables` is
+    `CompiledScheme.kernel_tables`. Parallel over blocks of BLOCK cases."""
+    n = dx_offsets.shape[0] - 1
+    n_blocks = (n + BLOCK - 1) // BLOCK
+    for b in prange(n_blocks):
+        _group_range(b * BLOCK, min(n, (b + 1) * BLOCK), dx, dx_offsets, px, px_offsets, sex, age_years, age_days,
+                     birth_weight, ventilation_hours, tables, out_mdc, out_adrg, out_drg, out_cc, out_status)
