@@ -1053,7 +1053,8 @@ def build(scheme: str, src: Path, out: Path, or_file: Path | None = None, effect
     sources = [{"file": f"rules/{f}", "sha256": sha256_file(rules_dir / f)} for f in RULE_FILES]
     if has_lists:
         sources += [{"file": f"lists/{f}", "sha256": sha256_file(lists_dir / f)} for f in LIST_FILES]
-    or_label = (f"lists/{OR_LIST}" if not or_borrowed else source_dir_label(or_file))
+    # Named by scheme, not by where the reference folder sits on this machine: the sha256 pins the content.
+    or_label = f"lists/{OR_LIST}" if not or_borrowed else f"{or_file.parent.parent.name}/lists/{or_file.name}"
     sources.append({"file": or_label, "sha256": sha256_file(or_file)})
     sources.append({"file": "LICENSE", "sha256": sha256_file(src / "LICENSE")})
     notes = [f"MCC / CC / exclusion tables from {cc_source}"
