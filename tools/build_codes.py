@@ -28,6 +28,7 @@ import tomli_w
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))  # tools/_common.py
 
 from dipsim.codes import (  # noqa: E402
     ICD10_SHAPE,
@@ -36,6 +37,8 @@ from dipsim.codes import (  # noqa: E402
     normalise_codes,
 )
 from dipsim.io.writers import sha256_file  # noqa: E402
+
+from _common import source_dir_label, write  # noqa: E402
 
 VERSION = "医保版 2.0"
 LICENCE = "Apache-2.0 (OpenDRG/DRG_Datas)"
@@ -367,18 +370,6 @@ ICD-10 file, source codes with an ICD-O morphology code glued on (`C22.101M81600
 pairs missing `+` or `*` get them. The build prints every repair. Crosswalks are applied only on request
 (`dipsim.codes.apply_crosswalk`).
 """
-
-
-def write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def source_dir_label(src: Path) -> str:
-    try:
-        return Path("..", src.resolve().relative_to(REPO.parent.resolve())).as_posix()
-    except ValueError:
-        return src.resolve().as_posix()
 
 
 def build(src: Path, out: Path) -> list[str]:

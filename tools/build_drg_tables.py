@@ -41,9 +41,12 @@ import tomli_w
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))  # tools/_common.py
 
 from dipsim.codes import is_valid_code_shape, load_icd9, load_icd10, normalise_codes  # noqa: E402
 from dipsim.io.writers import sha256_file  # noqa: E402
+
+from _common import source_dir_label, write  # noqa: E402
 
 DEFAULT_SCHEME = "chs-drg-1.1"
 LICENCE = "Apache-2.0 (OpenDRG/DRG_Rules; lists/ from OpenDRG/DRG_Python)"
@@ -786,18 +789,6 @@ def csv_bytes(header: list[str], rows: list[list]) -> bytes:
     writer.writerow(header)
     writer.writerows(rows)
     return buf.getvalue().encode("utf-8")
-
-
-def write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def source_dir_label(src: Path) -> str:
-    try:
-        return Path("..", src.resolve().relative_to(REPO.parent.resolve())).as_posix()
-    except ValueError:
-        return src.resolve().as_posix()
 
 
 def kind_of(adrg: str) -> str:
