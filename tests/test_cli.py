@@ -111,3 +111,23 @@ def test_group_writes_the_interface_columns_and_rejects(tmp_path, capsys):
     rejects = pd.read_csv(tmp_path / "groups.rejects.csv", encoding="utf-8-sig")
     assert rejects["case_id"].tolist() == ["C"]
     assert main(["group", str(source), "-o", str(tmp_path / "x.txt")]) == 1
+
+
+def test_validated_output_is_trusted_only_as_written(tmp_path):
+    """A folder written by `dipsim validate` reads back without a second validation; other options, a missing
+    part or a changed file mean it is validated again."""
+    from dipsim.io import ValidationOptions, load_cases
+    from dipsim.io.readers import read_cases_raw
+    from dipsim.io.validate import validate_cases
+
+    region = tmp_path / "region"
+    assert main(["synth", "--cases", "2000", "--hospitals", "8", "--seed", "3", "-o", str(region), "-q"]) == 0
+    assert main(["validate", str(region / "cases"), "-o", str(tmp_path / "v"), "-q"]) == 0
+    accepted = tmp_path / "v" / "accepted"
+    trusted = load_cases(accepted)
+    checked = validate_cases(read_cases_raw(accepted))
+    assert trusted.trusted and not checked.trusted
+    assert trusted.accepted.equals(checked.accepted)
+    assert not load_cases(accepted, options=ValidationOptions(missing_principal="reject")).trusted
+    sorted(accepted.glob("part-*.parquet"))[0].unlink()
+    assert not load_cases(accepted).trusted

@@ -103,7 +103,7 @@ def _csv(folder: Path, name: str) -> pd.DataFrame:
     path = folder / name
     if not path.is_file():
         raise FileNotFoundError(f"grouper table missing: {path} (see grouper_tables/README.md)")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    return pd.read_csv(path, dtype=object, keep_default_na=False)  # Python strings: iterated below
 
 
 @functools.lru_cache(maxsize=4)

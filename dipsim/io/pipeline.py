@@ -7,8 +7,10 @@ bounded by the largest partition; case ids are checked for duplicates across par
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,8 @@ import pyarrow.compute as pc
 from dipsim import __version__
 from dipsim.schema import REJECT_SCHEMA
 
-from .readers import parquet_files, read_cases_raw
+from .errors import InputError
+from .readers import VALIDATED_KEY, parquet_files, read_cases_raw
 from .validate import ValidationOptions, ValidationResult, validate_cases
 from .writers import sha256_file, write_csv, write_json, write_parquet
 
@@ -51,6 +54,14 @@ class ValidateSummary:
                 f"warnings {self.warnings:,}")
 
 
+def _stamp(input_digests: list[str], options: ValidationOptions) -> bytes:
+    """What the accepted partitions carry so that `load_cases` can trust them later: the version, the options,
+    the number of parts (a folder missing one, or mixing two runs, is validated again) and a run id."""
+    body = {"dipsim_version": __version__, "options": asdict(options), "parts": len(input_digests)}
+    run = hashlib.sha256(json.dumps([input_digests, body], sort_keys=True).encode()).hexdigest()[:16]
+    return json.dumps({**body, "run": run}, sort_keys=True).encode()
+
+
 def _reasons(problems: pa.Table) -> dict[str, int]:
     if problems.num_rows == 0:
         return {}
@@ -59,6 +70,8 @@ def _reasons(problems: pa.Table) -> dict[str, int]:
 
 
 def _input_files(path: Path) -> list[Path]:
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
     if path.is_dir():
         return parquet_files(path)
     return [path]
@@ -100,6 +113,9 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
     for old in accepted_dir.glob("part-*.parquet"):  # a re-run replaces the previous output, never mixes with it
         old.unlink()
     start = time.perf_counter()
+    options = options or ValidationOptions()
+    digests = [sha256_file(path) for path in files]
+    stamp = _stamp(digests, options)
     rejects, warnings, per_file = [], [], []
     seen: list[pa.Array] = []  # case ids accepted from earlier files
     totals = dict(rows_read=0, accepted=0, rejected=0)
@@ -108,13 +124,14 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
         if len(files) > 1:
             result = _drop_cross_file_duplicates(result, seen)
         result.check_counts()
-        write_parquet(result.accepted, accepted_dir / f"part-{number:05d}.parquet")
+        accepted = result.accepted.replace_schema_metadata({VALIDATED_KEY: stamp})
+        write_parquet(accepted, accepted_dir / f"part-{number:05d}.parquet")
         rejects.append(result.rejects)
         warnings.append(result.warnings)
         counts = dict(rows_read=result.rows_read, accepted=result.n_accepted, rejected=result.n_rejected)
         for key in totals:
             totals[key] += counts[key]
-        per_file.append({"file": str(path), "sha256": sha256_file(path), "encoding": result.encoding,
+        per_file.append({"file": str(path), "sha256": digests[number], "encoding": result.encoding,
                          "unmapped_columns": result.unmapped_columns,
                          "absent_columns": result.absent_columns, **counts, "warnings": result.n_warnings})
         if progress is not None:
@@ -129,7 +146,7 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
         "dipsim_version": __version__,
         "command": "validate",
         "input": str(input_path),
-        "options": (options or ValidationOptions()).__dict__,
+        "options": asdict(options),
         "inputs": per_file,
         "totals": {**totals, "warnings": summary.warnings},
         "reject_reasons": summary.reject_reasons,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from .errors import InputError
 from .headers import SPLIT_CODE_COLUMNS, map_headers
@@ -26,6 +28,8 @@ CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 _DELIMITERS = (",", "\t", ";", "|")
+# Schema metadata key that `dipsim validate` writes on its accepted partitions (see io/pipeline.py).
+VALIDATED_KEY = b"dipsim.validated"
 
 
 @dataclass
@@ -39,6 +43,7 @@ class RawCases:
     header_map: dict[str, str] = field(default_factory=dict)
     unmapped: list[str] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)  # rows that could not be split into fields
+    validated: dict | None = None  # the stamp of one complete `dipsim validate` output, when the input is one
 
     @property
     def rows_read(self) -> int:
@@ -180,6 +185,15 @@ def read_parquet_raw(path: str | Path) -> tuple[pa.Table, np.ndarray]:
     return table, np.arange(1, table.num_rows + 1, dtype=np.int64)
 
 
+def validated_stamp(files: list[Path]) -> dict | None:
+    """The `dipsim validate` stamp shared by all `files` when they are exactly one run's accepted partitions."""
+    stamps = {(pq.read_schema(f).metadata or {}).get(VALIDATED_KEY) for f in files}
+    if len(stamps) != 1 or None in stamps:
+        return None
+    stamp = json.loads(stamps.pop())
+    return stamp if stamp.get("parts") == len(files) else None
+
+
 def _join_split_code_columns(table: pa.Table, mapping: dict[str, str]) -> tuple[pa.Table, dict[str, str]]:
     """主要诊断编码 + 其他诊断编码1..N -> one `diagnoses` text column 'principal,other1,other2' (same for procedures)."""
     for canonical, (principal, others) in SPLIT_CODE_COLUMNS.items():
@@ -209,8 +223,10 @@ def read_cases_raw(
     suffix = path.suffix.lower()
     rejects: list[dict] = []
     detected = ""
+    validated = None
     if path.is_dir() or suffix in PARQUET_SUFFIXES:
         table, rows = read_parquet_raw(path)
+        validated = validated_stamp(parquet_files(path))
     elif suffix in CSV_SUFFIXES:
         table, rows, rejects, detected = read_csv_raw(path, encoding)
     elif suffix in EXCEL_SUFFIXES:
@@ -223,4 +239,4 @@ def read_cases_raw(
     unmapped = [n for n in table.column_names if n not in mapping.values()]
     for r in rejects:
         r["file"] = str(path)
-    return RawCases(table, rows, str(path), detected, mapping, unmapped, rejects)
+    return RawCases(table, rows, str(path), detected, mapping, unmapped, rejects, validated)
