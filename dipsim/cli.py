@@ -47,6 +47,12 @@ def _add_read_options(parser: argparse.ArgumentParser) -> None:
                         help="translate procedure codes from 国临版 3.0 to 医保版 2.0")
 
 
+def _add_qy_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--qy", choices=["on", "off"],
+                        help="xQY groups (与主要诊断无关的手术) on or off; default: the scheme's [qy] enabled "
+                             "(off for the national 1.1 list, which has no QY groups)")
+
+
 def _read_options(args):
     from dipsim.io.headers import load_header_mapping
     from dipsim.io.validate import ValidationOptions
@@ -106,7 +112,7 @@ def cmd_group(args) -> int:
                             sheet=sheet)
         update(1, 1)
     with _progress(console, f"grouping ({args.scheme})", 1) as update:
-        groups = group_table(result.accepted, scheme=args.scheme)
+        groups = group_table(result.accepted, scheme=_scheme(args))
         update(1, 1)
     write_table(groups, out)
     rejects = out.with_name(out.stem + ".rejects.csv")
@@ -119,12 +125,22 @@ def cmd_group(args) -> int:
     return EXIT_OK
 
 
+def _scheme(args):
+    """The grouper tables of --scheme, with the xQY rule switched by --qy when given."""
+    from dipsim.grouping.tables import load_scheme
+
+    try:
+        return load_scheme(args.scheme, qy=None if args.qy is None else args.qy == "on")
+    except FileNotFoundError as exc:
+        raise InputError(str(exc)) from exc
+
+
 def cmd_explain(args) -> int:
     from dipsim.grouping.explain import explain_case, find_case
 
     mapping, _, sheet = _read_options(args)
     row = find_case(args.input, args.case_id, header_mapping=mapping, encoding=args.encoding, sheet=sheet)
-    _, text = explain_case(row, args.scheme)
+    _, text = explain_case(row, _scheme(args))
     print(text)
     return EXIT_OK
 
@@ -249,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output file, .csv or .parquet")
     p.add_argument("--scheme", default="chs-drg-1.1", help="grouper table version in grouper_tables/ "
                                                           "(default chs-drg-1.1; also chs-drg-1.1-beijing)")
+    _add_qy_option(p)
     _add_read_options(p)
 
     p = add("explain", "Explain in words why one case got its MDC, ADRG and DRG: which list matched, which "
@@ -256,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="case file (CSV/Excel/Parquet) or folder of Parquet partitions")
     p.add_argument("--case-id", required=True, help="the case to explain")
     p.add_argument("--scheme", default="chs-drg-1.1", help="grouper table version (default chs-drg-1.1)")
+    _add_qy_option(p)
     _add_read_options(p)
 
     p = add("synth", "Synthesise a year of a realistic pooling region: hospitals, monthly Parquet partitions of "

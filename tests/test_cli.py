@@ -100,7 +100,7 @@ def test_group_writes_the_interface_columns_and_rejects(tmp_path, capsys):
                         "C,1,60,-5,J18.900,\n"                 # rejected: negative LOS
                         "D,1,60,5,,\n").encode("gb18030"))     # no principal: ungroupable
     out = tmp_path / "groups.csv"
-    assert main(["group", str(source), "--scheme", "chs-drg-1.1", "-o", str(out), "-q"]) == 0
+    assert main(["group", str(source), "--scheme", "chs-drg-1.1", "--qy", "on", "-o", str(out), "-q"]) == 0
     assert "accepted 3 + rejected 1; grouped 2, ungroupable (0000) 1" in capsys.readouterr().out
     groups = pd.read_csv(out, encoding="utf-8-sig", dtype=str, keep_default_na=False)
     assert list(groups.columns[:6]) == ["case_id", "drg", "adrg", "mdc", "cc_level", "reason"]

@@ -64,9 +64,14 @@ class Pools:
 _POOLS: dict[str, Pools] = {}
 
 
+def with_qy(name: str):
+    """The scheme with its xQY rule on: the kernel must get QY right wherever a city switches it on."""
+    return load_scheme(name, qy=True)
+
+
 def pools(name: str) -> Pools:
     if name not in _POOLS:
-        _POOLS[name] = Pools(load_scheme(name))
+        _POOLS[name] = Pools(with_qy(name))
     return _POOLS[name]
 
 
@@ -176,10 +181,10 @@ REACHED: dict[str, set] = {"chs-drg-1.1": set(), "chs-drg-1.1-beijing": set()}  
 
 
 def _check_batch(name: str, batch: list[Case]) -> None:
-    scheme = load_scheme(name)
+    scheme = with_qy(name)
     table = _table(batch)
-    out = group_table(table, name, chunk_size=7).to_pylist()  # small chunks: the chunking is exercised too
-    status = group_encoded(encode_table(table, name), name).status
+    out = group_table(table, scheme, chunk_size=7).to_pylist()  # small chunks: the chunking is exercised too
+    status = group_encoded(encode_table(table, scheme), scheme).status
     for i, (case, got) in enumerate(zip(batch, out)):
         want = group_case(case, scheme)
         assert (got["drg"], got["adrg"], got["mdc"], got["cc_level"], got["reason"], int(status[i])) == (
@@ -209,7 +214,7 @@ def test_kernel_agrees_with_the_reference_on_random_cases(name, examples):
 
 def test_kernel_reaches_every_outcome():
     """The random cases above are only useful if they reach pre-MDCs, QY, every status and every CC level."""
-    scheme = load_scheme("chs-drg-1.1")
+    scheme = with_qy("chs-drg-1.1")
     batch = [
         Case(["J18.900"], ventilation_hours=96),  # AH1 by ventilation
         Case(["P07.200", "K92.210"], age_years=0, age_days=3, birth_weight_g=1600),  # PS21
@@ -223,7 +228,8 @@ def test_kernel_reaches_every_outcome():
         Case(["X99.999x999"]),  # unknown principal
         Case([None, "J96.000"]),
     ]
-    out = group_table(_table(batch)).to_pylist()
+    out = group_table(_table(batch), scheme).to_pylist()
+    assert group_table(_table(batch[4:5])).to_pylist()[0]["drg"] == "GS15"  # QY off, as the national list is
     for case, got in zip(batch, out):
         want = group_case(case, scheme)
         assert (got["drg"], got["adrg"], got["mdc"], got["cc_level"], got["reason"]) == (

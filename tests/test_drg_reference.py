@@ -47,9 +47,11 @@ def test_sex_restriction_male_genital_mdc_for_a_woman(scheme):
     assert woman.drg.startswith("0000") and "no MDC" in woman.reason
 
 
-def test_unrelated_operation_gives_qy(scheme):
-    result = group_case(Case(["K92.210"], procedures=["81.5100"]), scheme)
-    assert result.drg == "GQY"
+def test_unrelated_operation_gives_qy_where_the_scheme_pays_qy(scheme):
+    """The national 1.1 DRG list has no xQY group ([qy] enabled = false); a city's scheme can switch it on."""
+    case = Case(["K92.210"], procedures=["81.5100"])
+    assert group_case(case, load_scheme("chs-drg-1.1", qy=True)).drg == "GQY"
+    assert group_case(case, scheme).adrg == "GS1"
 
 
 def test_cc_cancelled_by_the_principals_exclusion_table(scheme):
@@ -83,7 +85,7 @@ def test_logic_parser_precedence():
 
 
 def test_agreement_with_the_insurer_does_not_fall(shared_reference, scheme):
-    """Floor under the rate measured when this test was written (99.15%); raise it as rules improve."""
+    """Floor under the rate measured when this test was written (99.60%); raise it as rules improve."""
     from dipsim.io import load_cases
 
     cases = load_cases(shared_reference / "cases" / "grouped_cases_chs_drg_1.1.csv").accepted.to_pylist()
@@ -92,4 +94,4 @@ def test_agreement_with_the_insurer_does_not_fall(shared_reference, scheme):
                         c["birth_weight_g"], c["ventilation_hours"]), scheme).drg == c["insurer_drg"]
         for c in cases
     )
-    assert agree / len(cases) >= 0.990, f"{agree}/{len(cases)}"
+    assert agree / len(cases) >= 0.995, f"{agree}/{len(cases)}"

@@ -757,7 +757,9 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
           "In the real insurer data 819 of 819 such cases are paid as x1. DRGs named 不伴严重并发症或合并症\n"
           "(severity no_mcc, Beijing) settle this in the table itself.")
 
-    table("qy", [("suffix", "QY", "<MDC letter>QY, e.g. BQY"),
+    table("qy", [("enabled", False, "the national DRG list (3_DRG.txt) has no xQY group; a city that pays them "
+                                     "(8 of 27 published weight tables list BQY ... ZQY) sets true"),
+                 ("suffix", "QY", "<MDC letter>QY, e.g. BQY"),
                  ("procedure_kinds", ["手术"], "kinds (grouper_tables/codes icd9 `kind`) that make a procedure an "
                                                "operating-room procedure for this rule"),
                  ("rule", "a principal procedure of those kinds, when no surgical or non-OR ADRG of the MDC takes the case "

@@ -11,7 +11,7 @@ from dipsim.io.readers import RawCases, read_cases_raw
 from dipsim.io.validate import validate_cases
 
 from .reference import CC_LABELS, Case, Grouping, group_case
-from .tables import load_scheme
+from .tables import DrgScheme, load_scheme
 
 
 def case_from_row(row: dict) -> Case:
@@ -38,9 +38,10 @@ def find_case(path, case_id: str, **read_options) -> dict:
     return result.accepted.slice(0, 1).to_pylist()[0]
 
 
-def explain_case(row: dict, scheme_name: str = "chs-drg-1.1") -> tuple[Grouping, str]:
+def explain_case(row: dict, scheme: str | DrgScheme = "chs-drg-1.1") -> tuple[Grouping, str]:
     """Group one row with the reference grouper and describe each step."""
-    scheme = load_scheme(scheme_name)
+    scheme = load_scheme(scheme) if isinstance(scheme, str) else scheme
+    scheme_name = scheme.name
     grouping = group_case(case_from_row(row), scheme)
     icd10, icd9 = load_icd10(), load_icd9()
     lines = [f"case {row['case_id']} under {scheme_name}",

@@ -106,9 +106,12 @@ def _csv(folder: Path, name: str) -> pd.DataFrame:
     return pd.read_csv(path, dtype=object, keep_default_na=False)  # Python strings: iterated below
 
 
-@functools.lru_cache(maxsize=4)
-def load_scheme(scheme: str = "chs-drg-1.1", root: str | None = None) -> DrgScheme:
-    """Load grouper_tables/<scheme>/ (cached); raises FileNotFoundError naming what is missing."""
+@functools.lru_cache(maxsize=8)
+def load_scheme(scheme: str = "chs-drg-1.1", root: str | None = None, qy: bool | None = None) -> DrgScheme:
+    """Load grouper_tables/<scheme>/ (cached); raises FileNotFoundError naming what is missing.
+
+    `qy` switches the xQY rule (与主要诊断无关的手术) on or off against the scheme's `[qy] enabled`; the
+    returned scheme is then named e.g. `chs-drg-1.1+qy` so the two variants never share a cache entry."""
     folder = (Path(root) if root else tables_dir()) / scheme
     if not folder.is_dir():
         known = sorted(p.name for p in folder.parent.iterdir() if (p / "adrg.csv").is_file())
@@ -135,8 +138,10 @@ def load_scheme(scheme: str = "chs-drg-1.1", root: str | None = None) -> DrgSche
     exclusions: dict[str, set[str]] = defaultdict(set)
     for table, code in _csv(folder, "cc_exclusions.csv").itertuples(index=False):
         exclusions[table].add(code)
+    qy_rules = rules.get("qy", {})
+    qy_on = qy_rules.get("enabled", True) if qy is None else qy
     return DrgScheme(
-        name=scheme,
+        name=scheme if qy is None or qy == qy_rules.get("enabled", True) else f"{scheme}{'+qy' if qy else '-qy'}",
         mdc_order=list(mdc["mdc"]),
         mdc_names=dict(zip(mdc["mdc"], mdc["name"])),
         principal_mdcs={c: tuple(sorted(ms, key=order.get)) for c, ms in principal.items()},
@@ -146,7 +151,7 @@ def load_scheme(scheme: str = "chs-drg-1.1", root: str | None = None) -> DrgSche
         cc=dict(_csv(folder, "cc.csv").itertuples(index=False)),
         exclusions={k: frozenset(v) for k, v in exclusions.items()},
         or_procedures=frozenset(_csv(folder, "or_procedures.csv")["code"]),
-        qy_procedures=_procedures_of_kinds(rules.get("qy", {}).get("procedure_kinds", ["手术"])),
+        qy_procedures=_procedures_of_kinds(qy_rules.get("procedure_kinds", ["手术"])) if qy_on else frozenset(),
         mdcz_sites={code: site for site, code in _csv(folder, "mdcz_sites.csv").itertuples(index=False)},
         rules=rules,
     )
