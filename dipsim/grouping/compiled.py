@@ -68,8 +68,6 @@ _PRE_OPS = {"A": PRE_A, "P": PRE_P, "Y": PRE_Y, "Z": PRE_Z}
 NO_BOUND = np.iinfo(np.int32).min
 _BOUND_KEYS = ("weight_g_min", "weight_g_max", "age_days_min", "age_days_max")
 
-# The reference's infant rule for MDCP: age_days < 365 with age_years missing or 0 (reference._pre_mdc).
-INFANT_AGE_DAYS_BELOW = 365
 
 STATUS_GROUPED, STATUS_NO_PRINCIPAL, STATUS_NO_MDC, STATUS_NO_ADRG, STATUS_NO_DRG = range(5)
 CC_LEVELS = (CC_NONE, CC_CC, CC_MCC)
@@ -137,6 +135,7 @@ class CompiledScheme:
     vent_hours_min: np.ndarray  # float64[1], NaN: no ventilation rule
     vent_adrg: np.ndarray  # int32[1], -1: none
     mdcp_age_days_max: np.ndarray  # int32[1]
+    mdcp_infant_age_days_max: np.ndarray  # int32[1]: an infant with age in years 0 or missing also enters MDCP
     mdcz_min_sites: np.ndarray  # int32[1]
     banned_if_male: np.ndarray  # int64[1]
     banned_if_female: np.ndarray  # int64[1]
@@ -159,7 +158,8 @@ class CompiledScheme:
             self.or_px, self.qy_px, self.pre_ops, self.pre_mdc,
             np.int64(self.mdc_index_a), np.int64(self.pre_mask[0]), np.float64(self.vent_hours_min[0]),
             np.int64(self.vent_adrg[0]),
-            np.int64(self.mdcp_age_days_max[0]), np.int64(self.mdcz_min_sites[0]),
+            np.int64(self.mdcp_age_days_max[0]), np.int64(self.mdcp_infant_age_days_max[0]),
+            np.int64(self.mdcz_min_sites[0]),
             np.int64(self.banned_if_male[0]), np.int64(self.banned_if_female[0]),
             np.int64(self.n_adrg), np.int64(self.n_drg),
         )
@@ -374,6 +374,7 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
     vent_adrg = adrg_index[ventilation["adrg"]] if ventilation else -1
     sex = scheme.rules.get("sex", {})
     mdcp_age = int(scheme.rules["mdcp"]["age_days_max"]) if "P" in order else -1
+    mdcp_infant = int(scheme.rules["mdcp"]["infant_age_days_max"]) if "P" in order else -1
     min_sites = int(scheme.rules["mdcz"]["min_sites"]) if "Z" in order else 0
     qy_suffix = scheme.rules.get("qy", {}).get("suffix", "QY")
     qy_codes = [f"{m}{qy_suffix}" for m in mdc_order]
@@ -401,6 +402,7 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
         vent_hours_min=np.array([vent_hours], dtype=np.float64),
         vent_adrg=np.array([vent_adrg], dtype=np.int32),
         mdcp_age_days_max=np.array([mdcp_age], dtype=np.int32),
+        mdcp_infant_age_days_max=np.array([mdcp_infant], dtype=np.int32),
         mdcz_min_sites=np.array([min_sites], dtype=np.int32),
         banned_if_male=np.array([mask(sex.get("female_only", []))], dtype=np.int64),
         banned_if_female=np.array([mask(sex.get("male_only", []))], dtype=np.int64),

@@ -32,7 +32,6 @@ _KIND_MEDICAL = 2
 _FLAG_FREE_NO_OR, _FLAG_FREE_WITH_OR, _FLAG_SINGLE = 1, 2, 4
 _PRE_A, _PRE_P, _PRE_Y, _PRE_Z = 0, 1, 2, 3
 _NO_BOUND = np.iinfo(np.int32).min
-_INFANT_AGE_DAYS_BELOW = 365
 _ST_GROUPED, _ST_NO_PRINCIPAL, _ST_NO_MDC, _ST_NO_ADRG, _ST_NO_DRG = 0, 1, 2, 3, 4
 
 
@@ -235,7 +234,7 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
      list_owner, dx_list_offsets, dx_list_ids, px_list_offsets, px_list_ids,
      mdc_adrg_lo, mdc_adrg_hi, mdc_free_offsets, mdc_free_ids,
      or_px, qy_px, pre_ops, pre_mdc,
-     mdc_of_a, pre_mask, vent_hours_min, vent_adrg, mdcp_age_days_max, mdcz_min_sites,
+     mdc_of_a, pre_mask, vent_hours_min, vent_adrg, mdcp_age_days_max, mdcp_infant_age_days_max, mdcz_min_sites,
      banned_if_male, banned_if_female, n_adrg, n_drg) = tables
     for i in range(start, stop):
         out_mdc[i] = -1
@@ -274,7 +273,7 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
                 need_a = True
             elif (pmask >> m) & 1:
                 if op == _PRE_P:
-                    if days >= 0 and (days <= mdcp_age_days_max or (days < _INFANT_AGE_DAYS_BELOW
+                    if days >= 0 and (days <= mdcp_age_days_max or (days <= mdcp_infant_age_days_max
                                                                      and age_years[i] <= 0)):
                         target = m
                         break

@@ -174,8 +174,10 @@ def _pre_mdc(facts: _Facts, scheme: DrgScheme, trace: list[str]) -> tuple[str, A
             if adrg is not None:
                 return "A", adrg
         elif mdc == "P":
-            newborn = case.age_days is not None and case.age_days <= scheme.rules["mdcp"]["age_days_max"]
-            infant = case.age_days is not None and case.age_days < 365 and (case.age_years in (None, 0))
+            mdcp = scheme.rules["mdcp"]
+            days = case.age_days if case.age_days is not None and case.age_days >= 0 else None  # negative: missing
+            newborn = days is not None and days <= mdcp["age_days_max"]
+            infant = days is not None and days <= mdcp["infant_age_days_max"] and case.age_years in (None, 0)
             if (newborn or infant) and "P" in scheme.principal_mdcs.get(facts.principal, ()):
                 trace.append(f"MDCP: age {case.age_days} days and the principal diagnosis is in MDCP's table")
                 return "P", None
