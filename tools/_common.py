@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,3 +20,18 @@ def source_dir_label(src: Path) -> str:
         return Path("..", src.resolve().relative_to(REPO.parent.resolve())).as_posix()
     except ValueError:
         return src.resolve().as_posix()
+
+
+class BuildError(Exception):
+    """A source line or count the build cannot accept; the message lists every problem with file:line."""
+
+
+def run(name: str, build: Callable[[], list[str]]) -> int:
+    """Run a build, print its log; on BuildError print why and return exit code 1."""
+    try:
+        log = build()
+    except BuildError as e:
+        print(f"{name}: FAILED\n{e}", file=sys.stderr)
+        return 1
+    print("\n".join(log))
+    return 0

@@ -38,7 +38,7 @@ from dipsim.codes import (  # noqa: E402
 )
 from dipsim.io.writers import sha256_file  # noqa: E402
 
-from _common import source_dir_label, write  # noqa: E402
+from _common import BuildError, run, source_dir_label, write  # noqa: E402
 
 VERSION = "医保版 2.0"
 LICENCE = "Apache-2.0 (OpenDRG/DRG_Datas)"
@@ -71,10 +71,6 @@ SOURCE_REPAIRS: tuple[tuple[str, str, str], ...] = (
     ("dagger pair without +/*", r"^([A-Z][0-9]{2}\.[0-9x]{3}(?:x[0-9]{3})?)([A-Z][0-9]{2}(?:\.[0-9])?)$", r"\1+\2*"),
     ("asterisk code without *", r"^(.+\+[A-Z][0-9]{2}(?:\.[0-9])?)$", r"\1*"),
 )
-
-
-class BuildError(Exception):
-    pass
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -416,13 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help=f"default: {DEFAULT_SOURCE}")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT}")
     args = parser.parse_args(argv)
-    try:
-        log = build(args.source, args.out)
-    except BuildError as e:
-        print(f"build_codes: FAILED\n{e}", file=sys.stderr)
-        return 1
-    print("\n".join(log))
-    return 0
+    return run("build_codes", lambda: build(args.source, args.out))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO / "tools"))  # tools/_common.py
 from dipsim.codes import is_valid_code_shape, load_icd9, load_icd10, normalise_codes  # noqa: E402
 from dipsim.io.writers import sha256_file  # noqa: E402
 
-from _common import source_dir_label, write  # noqa: E402
+from _common import BuildError, run, source_dir_label, write  # noqa: E402
 
 DEFAULT_SCHEME = "chs-drg-1.1"
 LICENCE = "Apache-2.0 (OpenDRG/DRG_Rules; lists/ from OpenDRG/DRG_Python)"
@@ -132,10 +132,6 @@ SEVERITY_PHRASES = (
     ("伴一般并发症或合并症", "cc"),
     ("伴并发症或合并症", "cc_or_mcc"),
 )
-
-
-class BuildError(Exception):
-    pass
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -724,6 +720,8 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
     # Newborns (MDCP)
     p_adrgs = [a for a in adrg_rows if a.startswith("P")]
     table("mdcp", [("age_days_max", 28, "a newborn: age < 29 days (出生年龄＜29天)"),
+                   ("infant_age_days_max", 364, "an infant (PV1 29天≤出生年龄＜1周岁) with age in years 0 or missing "
+                                                "also enters MDCP"),
                    ("adrgs_with_bounds", [a for a in p_adrgs if newborn_bounds(adrg_rows[a][2])], "")],
           "2_ADRG.txt MDCP ADRG names (PB1/PC1/PJ1 新生儿（出生年龄＜29天）; PV1 29天≤出生年龄＜1周岁)",
           "Bounds are inclusive integers: weight in grams, age in days.")
@@ -1085,13 +1083,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     src = args.source or REPO.parent / "shared" / "reference" / args.scheme
     out = args.out or REPO / "grouper_tables" / args.scheme
-    try:
-        log = build(args.scheme, src, out, args.or_procedures, args.effective_date)
-    except BuildError as e:
-        print(f"build_drg_tables: FAILED\n{e}", file=sys.stderr)
-        return 1
-    print("\n".join(log))
-    return 0
+    return run("build_drg_tables", lambda: build(args.scheme, src, out, args.or_procedures, args.effective_date))
 
 
 if __name__ == "__main__":
