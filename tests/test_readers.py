@@ -59,25 +59,13 @@ def _check(result) -> None:
         assert result.accepted[name].to_pylist() == values, name
 
 
-def test_gb18030_csv_with_chinese_headers(tmp_path):
-    path = tmp_path / "claims_gb.csv"
-    path.write_bytes(CHINESE_ROWS.to_csv(index=False).encode("gb18030"))
+@pytest.mark.parametrize("written, detected", [("gb18030", "gb18030"), ("gbk", "gb18030"), ("utf-8-sig", "utf-8-sig"),
+                                               ("utf-8", "utf-8")])
+def test_csv_with_chinese_headers_in_each_encoding(tmp_path, written, detected):
+    path = tmp_path / f"claims_{written}.csv"
+    path.write_bytes(CHINESE_ROWS.to_csv(index=False).encode(written))
     result = load_cases(path)
-    assert result.encoding == "gb18030"
-    _check(result)
-
-
-def test_gbk_csv_is_read_as_gb18030(tmp_path):
-    path = tmp_path / "claims_gbk.csv"
-    path.write_bytes(CHINESE_ROWS.to_csv(index=False).encode("gbk"))
-    _check(load_cases(path))
-
-
-def test_utf8_bom_csv(tmp_path):
-    path = tmp_path / "claims_bom.csv"
-    path.write_bytes(CHINESE_ROWS.to_csv(index=False).encode("utf-8-sig"))
-    result = load_cases(path)
-    assert result.encoding == "utf-8-sig"
+    assert result.encoding == detected
     _check(result)
 
 

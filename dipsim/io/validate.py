@@ -302,9 +302,9 @@ def _check_case_ids(p: _Problems, ids: pa.Array) -> None:
     present = index >= 0
     if np.bincount(index[present]).max(initial=0) <= 1:
         return
-    _, first = np.unique(index, return_index=True)  # position of each id's first row (first[0] may be for -1)
+    ids_seen, first = np.unique(index, return_index=True)  # each id's first row (-1, a missing id, lands last)
     first_of = np.full(len(encoded.dictionary) + 1, -1, np.int64)
-    first_of[np.unique(index)] = first
+    first_of[ids_seen] = first
     first_position = first_of[index]
     dup = present & (first_position != np.arange(len(index)))
     first_row = np.where(dup, p.rows[np.maximum(first_position, 0)], 0)
@@ -517,7 +517,7 @@ def _check_stay(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
         p.reject(bad, "discharge_mode", text, "discharge mode (离院方式) must be 1, 2, 3, 4, 5 or 9")
         p.warn(missing, "discharge_mode", "", "missing discharge mode (离院方式)")
     ventilation = _non_negative(p, raw, "ventilation_hours", "ventilation hours")
-    p.reject(~np.isnan(ventilation) & ~np.isnan(los) & (ventilation > (los + 1) * 24), "ventilation_hours",
+    p.reject(~np.isnan(ventilation) & ~np.isnan(los) & (ventilation / 24 > los + 1), "ventilation_hours",
              ventilation, "ventilation hours longer than the stay")
     return {"admission_date": admission, "discharge_date": discharge, "los_days": los,
             "discharge_mode": discharge_mode, "ventilation_hours": ventilation}
