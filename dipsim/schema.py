@@ -16,14 +16,13 @@ import pyarrow as pa
 
 @dataclass(frozen=True)
 class Field:
-    """One canonical column: its Arrow type, unit, Chinese label and whether a case must have it."""
+    """One canonical column: its Arrow type, Chinese label, description and unit."""
 
     name: str
     type: pa.DataType
     label_zh: str
     description: str
     unit: str = ""
-    required: bool = False
 
 
 CODE_LIST = pa.list_(pa.string())
@@ -46,20 +45,20 @@ SEXES: dict[int, str] = {0: "未知", 1: "男", 2: "女", 9: "未说明"}
 INSURANCE_TYPES: dict[str, str] = {"employee": "职工", "resident": "居民"}
 
 CASE_FIELDS: tuple[Field, ...] = (
-    Field("case_id", pa.string(), "病案号/结算清单流水号", "unique id of the stay", required=True),
+    Field("case_id", pa.string(), "病案号/结算清单流水号", "unique id of the stay"),
     Field("patient_id", pa.string(), "患者ID", "pseudonymised patient id (links readmissions)"),
     Field("hospital_id", pa.string(), "定点医疗机构编码", "designated hospital id"),
     Field("pool", pa.string(), "统筹区", "pooling region code (统筹区划)"),
     Field("insurance_type", pa.string(), "险种类型", "employee (职工) or resident (居民)"),
     Field("admission_date", pa.date32(), "入院日期", "admission date"),
     Field("discharge_date", pa.date32(), "出院日期", "discharge date"),
-    Field("los_days", pa.int32(), "住院天数", "length of stay", unit="day", required=True),
+    Field("los_days", pa.int32(), "住院天数", "length of stay", unit="day"),
     Field("age_years", pa.int16(), "年龄", "age at admission", unit="year"),
     Field("age_days", pa.int32(), "新生儿年龄天", "age in days (newborns; some exports fill it for all)", unit="day"),
     Field("birth_weight_g", pa.int32(), "新生儿出生体重", "newborn birth weight", unit="g"),
     Field("sex", pa.int8(), "性别", "1 male, 2 female, 0 unknown"),
     Field("discharge_mode", pa.int8(), "离院方式", "1-5 or 9, see DISCHARGE_MODES"),
-    Field("diagnoses", CODE_LIST, "诊断编码", "ICD-10 医保版 2.0 codes, principal first", required=True),
+    Field("diagnoses", CODE_LIST, "诊断编码", "ICD-10 医保版 2.0 codes, principal first"),
     Field("procedures", CODE_LIST, "手术操作编码", "ICD-9-CM-3 医保版 2.0 codes, principal first"),
     Field("ventilation_hours", pa.float64(), "有创呼吸机使用时间", "invasive ventilation", unit="hour"),
     Field("total_cost", pa.float64(), "医疗总费用", "total billed cost of the stay", unit="yuan"),
@@ -74,7 +73,6 @@ CASE_FIELDS: tuple[Field, ...] = (
 
 CASE_FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in CASE_FIELDS}
 CASE_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in CASE_FIELDS])
-REQUIRED_CASE_COLUMNS = tuple(f.name for f in CASE_FIELDS if f.required)
 
 # 医疗机构等级 (hospital level), highest first; the order is used for sorting and for coefficient tables.
 HOSPITAL_LEVELS: tuple[str, ...] = ("三级甲等", "三级乙等", "三级", "二级甲等", "二级乙等", "二级", "一级")
@@ -82,11 +80,11 @@ HOSPITAL_LEVELS: tuple[str, ...] = ("三级甲等", "三级乙等", "三级", "�
 HOSPITAL_TYPES: tuple[str, ...] = ("综合", "中医", "专科")
 
 HOSPITAL_FIELDS: tuple[Field, ...] = (
-    Field("hospital_id", pa.string(), "定点医疗机构编码", "designated hospital id", required=True),
+    Field("hospital_id", pa.string(), "定点医疗机构编码", "designated hospital id"),
     Field("name", pa.string(), "机构名称", "hospital name"),
-    Field("level", pa.string(), "医疗机构等级", "one of HOSPITAL_LEVELS", required=True),
-    Field("type", pa.string(), "机构类型", "one of HOSPITAL_TYPES", required=True),
-    Field("pool", pa.string(), "统筹区", "pooling region the hospital is settled in", required=True),
+    Field("level", pa.string(), "医疗机构等级", "one of HOSPITAL_LEVELS"),
+    Field("type", pa.string(), "机构类型", "one of HOSPITAL_TYPES"),
+    Field("pool", pa.string(), "统筹区", "pooling region the hospital is settled in"),
     Field("coefficient_override", pa.float64(), "医疗机构系数(指定)", "fixed hospital coefficient, if set"),
 )
 HOSPITAL_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in HOSPITAL_FIELDS])
@@ -103,11 +101,3 @@ REJECT_SCHEMA = pa.schema(
     ]
 )
 
-
-def level_rank(level: str) -> int:
-    """0 for 三级甲等 ... 6 for 一级; raises ValueError for an unknown level."""
-    return HOSPITAL_LEVELS.index(level)
-
-
-def empty_cases() -> pa.Table:
-    return CASE_SCHEMA.empty_table()

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from . import kernels
 from .compiled import (
-    MISSING, STATUS_GROUPED, STATUS_NO_ADRG, STATUS_NO_DRG, STATUS_NO_MDC, STATUS_NO_PRINCIPAL, CompiledScheme,
+    MISSING, STATUS_GROUPED, STATUS_NO_MDC, CompiledScheme,
     compile_scheme,
 )
 from .tables import DrgScheme, load_scheme
@@ -31,14 +31,6 @@ OUTPUT_SCHEMA = pa.schema([
     ("cc_level", pa.int8()),
     ("reason", pa.string()),
 ])
-
-STATUS_NAMES = {
-    STATUS_GROUPED: "grouped",
-    STATUS_NO_PRINCIPAL: "no principal diagnosis",
-    STATUS_NO_MDC: "principal diagnosis in no MDC",
-    STATUS_NO_ADRG: "no ADRG takes the case",
-    STATUS_NO_DRG: "no DRG for the CC level",
-}
 
 
 @dataclass
