@@ -72,6 +72,24 @@ def test_cc_only_in_a_one_five_split_is_paid_as_x1(scheme):
     assert (result.cc_level, result.drg) == (CC_CC, "PS21")
 
 
+@pytest.mark.parametrize("procedures, adrg", [(["85.2200", "85.4301"], "JA2"), (["85.2301", "85.4301"], "JB2")])
+def test_the_principal_procedure_anchors_a_combined_rule(scheme, procedures, adrg):
+    """JA2 = 主要诊断 + 手术表 1, or + 手术表 2 + 手术表 3. 85.4301 is in 手术表 1 and 85.2200 in 手术表 2; 85.2301 is
+    a JB2 operation in none of JA2's tables. A secondary 手术表 1 operation under a JB2 principal stays JB2."""
+    assert group_case(Case(["C50.900"], procedures=procedures), scheme).adrg == adrg
+
+
+@pytest.mark.parametrize("procedures, adrg", [(["38.9700x002"], "SB1"), (["99.0800", "38.9700x002"], "SR1")])
+def test_any_operation_rule_looks_at_the_principal_procedure(scheme, procedures, adrg):
+    """SB1 全身性感染的手术 = 全部手术: 38.9700x002 is on the OR list, 99.0800 is not."""
+    assert group_case(Case(["A41.900"], procedures=procedures), scheme).adrg == adrg
+
+
+def test_a_principal_missing_from_the_mdc_table_takes_the_mdc_of_its_adrg(scheme):
+    """L04.002 急性颈部淋巴结炎 is in DZ1's diagnosis list but in no MDC 主诊表 of the text."""
+    assert group_case(Case(["L04.002"]), scheme).adrg == "DZ1"
+
+
 def test_no_principal_is_ungroupable(scheme):
     result = group_case(Case([]), scheme)
     assert result.drg == "0000" and result.reason == "no principal diagnosis"
@@ -85,7 +103,7 @@ def test_logic_parser_precedence():
 
 
 def test_agreement_with_the_insurer_does_not_fall(shared_reference, scheme):
-    """Floor under the rate measured when this test was written (99.60%); raise it as rules improve."""
+    """The issue's floor (99.7%; measured 6,719 / 6,738 = 99.72%); raise it as rules improve."""
     from dipsim.io import load_cases
 
     cases = load_cases(shared_reference / "cases" / "grouped_cases_chs_drg_1.1.csv").accepted.to_pylist()
@@ -94,4 +112,4 @@ def test_agreement_with_the_insurer_does_not_fall(shared_reference, scheme):
                         c["birth_weight_g"], c["ventilation_hours"]), scheme).drg == c["insurer_drg"]
         for c in cases
     )
-    assert agree / len(cases) >= 0.995, f"{agree}/{len(cases)}"
+    assert agree / len(cases) >= 0.997, f"{agree}/{len(cases)}"

@@ -192,9 +192,11 @@ def test_known_facts_chs_drg_11():
     assert adrg["AC1"]["logic"] == "px_1 & px_2"
     assert "52.8000" in lists[("AC1", "px_1")] and "55.6901" in lists[("AC1", "px_2")]
     assert "52.8000" not in lists[("AC1", "px_2")] and "55.6901" not in lists[("AC1", "px_1")]
-    assert adrg["IB1"]["logic"] == "dx & px_1 & px_2"
-    assert adrg["JA1"]["logic"] == "dx & table_1 & table_2 | dx & table_1 & table_3 & table_4"
-    assert adrg["NA1"]["logic"] == "dx & table_1 | dx & table_2 & table_3"
+    # Combined procedure rules are anchored by the principal procedure: px = the union of their lists.
+    assert adrg["IB1"]["logic"] == "px & dx & px_1 & px_2"
+    assert adrg["JA1"]["logic"] == "px & (dx & table_1 & table_2 | dx & table_1 & table_3 & table_4)"
+    assert adrg["NA1"]["logic"] == "px & (dx & table_1 | dx & table_2 & table_3)"
+    assert lists[("NA1", "px")] == lists[("NA1", "table_1")] | lists[("NA1", "table_2")] | lists[("NA1", "table_3")]
     assert adrg["PS1"]["logic"] == "any_dx" and "P07.200" in lists[("PS1", "any_dx")]
     assert adrg["ZZ1"]["logic"] == "mdcz_no_surgery"
     assert adrg["SB1"]["logic"] == adrg["TB1"]["logic"] == adrg["XJ1"]["logic"] == "all_or"
@@ -202,6 +204,7 @@ def test_known_facts_chs_drg_11():
     assert "K35.800x001" not in lists[("AA1", "px")]
     principal = {(r["mdc"], r["code"]) for r in read(s, "mdc_principal.csv")}
     assert ("B", "A17.000+G01*") in principal and ("B", "A01.002+G01*") in principal
+    assert ("D", "L04.002") in principal  # in DZ1's list, not in the text's MDCD table: added by the build
     mdc = {r["mdc"]: r for r in read(s, "mdc.csv")}
     assert mdc["B"]["name"] == "神经系统疾病及功能障碍" and mdc["B"]["order"] == "2" and mdc["Z"]["order"] == "26"
     drg = {r["drg"]: r for r in read(s, "drg.csv")}

@@ -108,6 +108,28 @@ FORMULA_LINE = re.compile(r"^(?:或)?(?:入组条件[0-9]*：|包含以下主要
 DX_LISTS = {"dx", "any_dx", "other_dx"}
 BUILTINS = {"all_or", "mdcz_no_surgery"}
 
+def anchor_lists(adrg: str, lists: set[str]) -> set[str]:
+    """The procedure lists (手术表 N, px_1 / px_2) of an ADRG that must hold its principal procedure. Not for
+    MDCA (pre-MDC entry by the procedures themselves: transplant pairs, ventilation, ECMO) nor for an ADRG with
+    its own `px` list or an `any_px` list (the text says any procedure)."""
+    if adrg.startswith("A") or lists & {"px", "any_px"}:
+        return set()
+    return {n for n in lists if n.startswith("table_") or n in ("px_1", "px_2")}
+
+
+def orphan_principals(principal_rows: set[tuple[str, str]],
+                      code_rows: set[tuple[str, str, str]]) -> set[tuple[str, str]]:
+    """(MDC, code) for principal diagnoses that no MDC table lists but an ADRG's `dx` list of exactly one MDC
+    names: an ADRG's principal diagnoses belong to its MDC, so a code missing from the MDC table is a gap in the
+    text. Pre-MDC ADRGs (A, P, Y, Z) are entered by their own rules and are left out."""
+    listed = {c for _, c in principal_rows}
+    owners: dict[str, set[str]] = {}
+    for adrg, name, code in code_rows:
+        if name == "dx" and code not in listed and adrg[0] not in "APYZ":
+            owners.setdefault(code, set()).add(adrg[0])
+    return {(next(iter(m)), c) for c, m in owners.items() if len(m) == 1}
+
+
 # ADRGs whose rule is free text (or missing) in the source: logic written by hand, with the reason.
 LOGIC_OVERRIDES: dict[str, dict[str, tuple[str, str]]] = {
     "chs-drg-1.1": {
@@ -118,11 +140,6 @@ LOGIC_OVERRIDES: dict[str, dict[str, tuple[str, str]]] = {
     },
     "chs-drg-1.1-beijing": {},
 }
-PREDICATE_NOTES = {
-    "all_or": "全部手术 / 包含全部手术: any procedure of or_procedures.csv",
-    "mdcz_no_surgery": "符合 MDCZ 主诊表，且无手术",
-}
-
 SEVERITY_PHRASES = (
     # (phrase as the last 、-separated part of a DRG name, severity); "伴并发症或合并症" is resolved below.
     ("不伴严重并发症或合并症", "no_mcc"),
@@ -884,6 +901,7 @@ def build(scheme: str, src: Path, out: Path, or_file: Path | None = None, effect
     adrg_out = []
     kind_mismatch = []
     special = []
+    anchored: list[str] = []
     order = 0
     for a in order_detail:
         r = rules[a]
@@ -897,8 +915,19 @@ def build(scheme: str, src: Path, out: Path, or_file: Path | None = None, effect
         logic, how = build_logic(r, scheme, problems)
         if not logic:
             continue
-        names = logic_names(parse_logic(logic))
         lists = set(r.lists)
+        anchor = anchor_lists(a, lists)
+        if anchor:
+            # The principal procedure (主要手术) decides a surgical ADRG: one whose rule combines procedure lists
+            # (手术表 N, 同时包含 … 和 …) is entered only when the principal procedure is in one of them; the other
+            # lists may be met by secondary procedures. Real 1.1 cases: C50.900 with principal 85.2301 (JB2) and
+            # a secondary 85.4301 (JA2 手术表 1) is paid JB2; with principal 85.2200 (JA2 手术表 2), JA2.
+            code_rows.update((a, "px", c) for adrg, name, c in list(code_rows) if adrg == a and name in anchor)
+            logic = render_logic(parse_logic(f"px & ({logic})"))
+            how += f"; px = {' + '.join(sorted(anchor))}: the principal procedure anchors the ADRG"
+            lists.add("px")
+            anchored.append(a)
+        names = logic_names(parse_logic(logic))
         for n in sorted(names - lists - BUILTINS):
             problems.append(f"{r.where}: {a} logic {logic!r} uses {n}, which has no code list")
         for n in sorted(lists - names):
@@ -916,6 +945,10 @@ def build(scheme: str, src: Path, out: Path, or_file: Path | None = None, effect
         adrg_out.append([a, a[0], adrg_names[a], order, k, logic])
     if kind_mismatch:
         warnings.append(f"ADRG kind (second letter) vs procedure conditions in the logic: {', '.join(kind_mismatch)}")
+    orphans = orphan_principals(principal_rows, code_rows)
+    principal_rows |= orphans
+    log.append(f"principal diagnoses in no MDC table but in an ADRG's dx list of one MDC, added to that MDC: "
+               f"{len(orphans)} {sorted(orphans)[:10]}")
     log.append(f"ADRGs without code lists (special free-text rules): {'; '.join(special) or '-'}")
 
     # -- DRG
@@ -1051,6 +1084,13 @@ def build(scheme: str, src: Path, out: Path, or_file: Path | None = None, effect
     notes = [f"MCC / CC / exclusion tables from {cc_source}"
              + ("; cross-checked against the rule text 5/6/7 (differences printed by the build)" if has_lists else
                 " (no clean lists/ for this scheme: parsed from the rule text, run-together records split)")]
+    if anchored:
+        notes.append(f"ADRGs {', '.join(anchored)} combine procedure lists (手术表 N / 同时包含): their logic is "
+                     "`px & (…)` with `px` = the union of those lists, so the principal procedure anchors them")
+    if orphans:
+        notes.append(f"mdc_principal.csv adds {len(orphans)} principal diagnoses that no MDC 主诊表 in "
+                     "4_ADRG_DETAIL.txt lists but the dx list of an ADRG of exactly one (non pre-MDC) MDC names "
+                     "(e.g. L04.002 急性颈部淋巴结炎 in DZ1): the MDC tables of the PDF text miss them")
     if or_borrowed:
         notes.append(f"or_procedures.csv is a copy of the {DEFAULT_SCHEME} OR procedure list ({or_label}): this "
                      "scheme publishes none")

@@ -250,12 +250,8 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
         p1 = px_offsets[i + 1]
         principal = dx[d0]
         pmask = dx_mdc_mask[principal] if principal >= 0 else np.int64(0)
-        has_or = False
-        for j in range(p0, p1):
-            code = px[j]
-            if code >= 0 and or_px[code]:
-                has_or = True
-                break
+        # The case "has an operation" (all_or, mdcz_no_surgery) when its principal procedure is one.
+        has_or = p1 > p0 and px[p0] >= 0 and or_px[px[p0]]
         weight = birth_weight[i]
         days = age_days[i]
 

@@ -47,8 +47,9 @@ class _Facts:
         self.secondary = case.diagnoses[1:]
         self.all_dx = set(case.diagnoses)
         self.principal_px = case.procedures[0] if case.procedures else ""
-        self.all_px = set(case.procedures)
-        self.or_px = self.all_px & scheme.or_procedures
+        # 全部手术 (all_or) and 无手术 (mdcz_no_surgery) look at the principal procedure, as every surgical ADRG
+        # rule does (主要手术): a secondary operation does not make a case surgical (real 1.1 cases, MDCS).
+        self.or_px = {self.principal_px} & scheme.or_procedures if self.principal_px else set()
         self.qy_px = {self.principal_px} & scheme.qy_procedures  # QY looks at the principal procedure only
 
     def holds(self, node: tuple, adrg: Adrg) -> bool:
