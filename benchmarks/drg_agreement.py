@@ -33,6 +33,10 @@ def kind_of(ours: str, theirs: str) -> str:
     return "MDC"
 
 
+def like_key(row: dict) -> tuple[str, str]:
+    return row["diagnoses"][0] if row["diagnoses"] else "", row["procedures"][0] if row["procedures"] else ""
+
+
 def insurer_rule(row: dict, insurer_drg: str, scheme) -> str:
     """Does the rule of the insurer's ADRG hold for this case, and which lists fail?"""
     adrg = scheme.adrgs.get(insurer_drg[:3])
@@ -57,6 +61,13 @@ def main() -> None:
         if grouping.drg != row["insurer_drg"]:
             disagreements.append((row, grouping))
     agree = len(rows) - len(disagreements)
+    qy_scheme = load_scheme(args.scheme, qy=True)
+    to_qy = sum(group_case(case_from_row(r), qy_scheme).drg.endswith("QY") for r in rows)
+    # The insurer's ADRGs for cases with the same principal diagnosis and principal procedure: shows where
+    # alike cases were paid differently (adjudication) rather than by a rule we miss.
+    alike: dict[tuple, collections.Counter] = collections.defaultdict(collections.Counter)
+    for r in rows:
+        alike[like_key(r)][r["insurer_drg"][:3]] += 1
     by_kind = collections.Counter(kind_of(g.drg, r["insurer_drg"]) for r, g in disagreements)
     lines = [
         f"# CHS-DRG agreement with the insurer ({args.scheme})",
@@ -70,17 +81,19 @@ def main() -> None:
         "The insurer's file holds no QY and no 0000 case (a selection of paid cases), and its groups may include "
         "manual adjudication (similar cases sometimes get different groups), so some disagreements are not rule "
         "errors: the table says what the rules give and whether the insurer's ADRG rule holds for the case. "
-        "xQY is off, as in the national 1.1 DRG list; with `--qy on` 30 more cases would go to QY.",
+        f"xQY is off, as in the national 1.1 DRG list; with `--qy on` {to_qy} cases would go to QY. The last "
+        "column counts the insurer's ADRGs for all cases with the same principal diagnosis and principal procedure.",
         "",
-        "| case | ours | insurer | kind | our decisive step | insurer's ADRG |",
-        "|---|---|---|---|---|---|",
+        "| case | ours | insurer | kind | our decisive step | insurer's ADRG | insurer, alike cases |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row, grouping in sorted(disagreements, key=lambda x: (kind_of(x[1].drg, x[0]["insurer_drg"]), x[1].drg)):
         step = grouping.reason or next((t for t in grouping.trace if t.startswith(("ADRG", "principal operation",
                                                                                   "MDCZ", "MDCP", "MDCY"))), "")
         lines.append(f"| {row['case_id']} | {grouping.drg} | {row['insurer_drg']} | "
                      f"{kind_of(grouping.drg, row['insurer_drg'])} | {step.replace('|', '/')} | "
-                     f"{insurer_rule(row, row['insurer_drg'], scheme).replace('|', '/')} |")
+                     f"{insurer_rule(row, row['insurer_drg'], scheme).replace('|', '/')} | "
+                     f"{', '.join(f'{a} {n}' for a, n in alike[like_key(row)].most_common())} |")
     with atomic_path(args.out) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"{agree}/{len(rows)} = {agree / len(rows):.4%} -> {args.out}")
