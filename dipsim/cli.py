@@ -112,7 +112,7 @@ def cmd_group(args) -> int:
                             sheet=sheet)
         update(1, 1)
     with _progress(console, f"grouping ({args.scheme})", 1) as update:
-        groups = group_table(result.accepted, scheme=_scheme(args))
+        groups = group_table(result.accepted, scheme=_scheme(args, compiled=True))
         update(1, 1)
     write_table(groups, out)
     rejects = out.with_name(out.stem + ".rejects.csv")
@@ -125,15 +125,23 @@ def cmd_group(args) -> int:
     return EXIT_OK
 
 
-def _scheme(args):
-    """The grouper tables of --scheme, with the xQY rule switched by --qy when given."""
+def _scheme(args, compiled: bool = False):
+    """The grouper tables of --scheme, with the xQY rule switched by --qy when given: the `DrgScheme` (explain
+    reads its rules), or with `compiled` the kernel's arrays from the disk cache."""
+    from dipsim.grouping.scheme_cache import load_compiled
     from dipsim.grouping.tables import load_scheme
 
+    qy = None if args.qy is None else args.qy == "on"
     try:
-        scheme = load_scheme(args.scheme, qy=None if args.qy is None else args.qy == "on")
+        scheme = (load_compiled if compiled else load_scheme)(args.scheme, qy=qy)
     except FileNotFoundError as exc:
         raise InputError(str(exc)) from exc
-    conditions = scheme.rules.get("drg_conditions", {})
+    import tomllib
+
+    from dipsim.grouping.tables import scheme_folder
+
+    rules = tomllib.loads((scheme_folder(args.scheme) / "special_rules.toml").read_text(encoding="utf-8"))
+    conditions = rules.get("drg_conditions", {})
     if conditions:  # said every time: these DRGs come out wrong for some ages and stays until this is done
         print(f"dipsim: warning: {args.scheme} splits {len(conditions)} DRGs by age or length of stay "
               f"({', '.join(sorted(conditions)[:6])}, ...); this version does not apply those splits yet",

@@ -85,7 +85,7 @@ def list_kind(name: str) -> int:
 @dataclass(frozen=True, eq=False)
 class CompiledScheme:
     name: str
-    scheme: DrgScheme
+    scheme: DrgScheme | None  # None when loaded from the disk cache (`scheme_cache`)
     # vocabularies and decoding
     dx_codes: pa.Array
     px_codes: pa.Array

@@ -21,7 +21,8 @@ from .compiled import (
     MISSING, STATUS_GROUPED, STATUS_NO_MDC, CompiledScheme,
     compile_scheme,
 )
-from .tables import DrgScheme, load_scheme
+from .scheme_cache import load_compiled
+from .tables import DrgScheme
 
 OUTPUT_SCHEMA = pa.schema([
     ("case_id", pa.string()),
@@ -65,7 +66,7 @@ class GroupedArrays:
 def _compiled(scheme: str | DrgScheme | CompiledScheme) -> CompiledScheme:
     if isinstance(scheme, CompiledScheme):
         return scheme
-    return compile_scheme(load_scheme(scheme) if isinstance(scheme, str) else scheme)
+    return load_compiled(scheme) if isinstance(scheme, str) else compile_scheme(scheme)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from dipsim.paths import tables_dir
 
@@ -99,11 +100,20 @@ class DrgScheme:
         return [a for a in self.adrgs.values() if a.mdc == mdc]
 
 
-def _csv(folder: Path, name: str) -> pd.DataFrame:
+def _csv(folder: Path, name: str) -> dict[str, list[str]]:
+    """A table's columns as lists of Python strings (every cell text; empty cells stay "")."""
     path = folder / name
     if not path.is_file():
         raise FileNotFoundError(f"grouper table missing: {path} (see grouper_tables/README.md)")
-    return pd.read_csv(path, dtype=object, keep_default_na=False)  # Python strings: iterated below
+    with path.open(encoding="utf-8") as f:
+        header = f.readline().strip().split(",")
+    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        column_types={n: pa.string() for n in header}, strings_can_be_null=False))
+    return {n: table[n].to_pylist() for n in table.column_names}
+
+
+def _rows(table: dict[str, list[str]], *names: str):
+    return zip(*(table[n] for n in names))
 
 
 @functools.lru_cache(maxsize=8)
@@ -112,49 +122,63 @@ def load_scheme(scheme: str = "chs-drg-1.1", root: str | None = None, qy: bool |
 
     `qy` switches the xQY rule (与主要诊断无关的手术) on or off against the scheme's `[qy] enabled`; the
     returned scheme is then named e.g. `chs-drg-1.1+qy` so the two variants never share a cache entry."""
-    folder = (Path(root) if root else tables_dir()) / scheme
-    if not folder.is_dir():
-        known = sorted(p.name for p in folder.parent.iterdir() if (p / "adrg.csv").is_file())
-        raise FileNotFoundError(f"no grouper tables for scheme {scheme!r} in {folder.parent} (have: {known})")
-    mdc = _csv(folder, "mdc.csv").sort_values("order", key=lambda s: s.astype(int))
-    order = {m: i for i, m in enumerate(mdc["mdc"])}
+    folder = scheme_folder(scheme, root)
+    mdc = _csv(folder, "mdc.csv")
+    mdc_rows = sorted(_rows(mdc, "mdc", "name", "order"), key=lambda r: int(r[2]))
+    order = {m: i for i, (m, _, _) in enumerate(mdc_rows)}
     principal: dict[str, list[str]] = defaultdict(list)
-    for m, code in _csv(folder, "mdc_principal.csv").itertuples(index=False):
+    for m, code in _rows(_csv(folder, "mdc_principal.csv"), "mdc", "code"):
         principal[code].append(m)
     lists: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for adrg, name, code in _csv(folder, "adrg_codes.csv").itertuples(index=False):
+    for adrg, name, code in _rows(_csv(folder, "adrg_codes.csv"), "adrg", "list", "code"):
         lists[adrg][name].add(code)
     drgs: dict[str, dict[str, str]] = defaultdict(dict)
     drg_table = _csv(folder, "drg.csv")
-    for row in drg_table.itertuples(index=False):
-        drgs[row.adrg][row.severity] = row.drg
-    adrg_table = _csv(folder, "adrg.csv").sort_values("order", key=lambda s: s.astype(int))
+    for drg, adrg, severity in _rows(drg_table, "drg", "adrg", "severity"):
+        drgs[adrg][severity] = drg
+    adrg_rows = sorted(_rows(_csv(folder, "adrg.csv"), "adrg", "mdc", "name", "kind", "logic", "order"),
+                       key=lambda r: int(r[5]))
     adrgs = {
-        row.adrg: Adrg(row.adrg, row.mdc, row.name, row.kind, parse_logic(row.logic),
-                       {k: frozenset(v) for k, v in lists[row.adrg].items()}, dict(drgs[row.adrg]))
-        for row in adrg_table.itertuples(index=False)
+        code: Adrg(code, mdc_, name, kind, parse_logic(logic),
+                   {k: frozenset(v) for k, v in lists[code].items()}, dict(drgs[code]))
+        for code, mdc_, name, kind, logic, _ in adrg_rows
     }
     rules = tomllib.loads((folder / "special_rules.toml").read_text(encoding="utf-8"))
     exclusions: dict[str, set[str]] = defaultdict(set)
-    for table, code in _csv(folder, "cc_exclusions.csv").itertuples(index=False):
+    for table, code in _rows(_csv(folder, "cc_exclusions.csv"), "exclusion_table", "code"):
         exclusions[table].add(code)
     qy_rules = rules.get("qy", {})
     qy_on = qy_rules.get("enabled", True) if qy is None else qy
     return DrgScheme(
-        name=scheme if qy is None or qy == qy_rules.get("enabled", True) else f"{scheme}{'+qy' if qy else '-qy'}",
-        mdc_order=list(mdc["mdc"]),
-        mdc_names=dict(zip(mdc["mdc"], mdc["name"])),
+        name=scheme_name(scheme, rules, qy),
+        mdc_order=[m for m, _, _ in mdc_rows],
+        mdc_names={m: n for m, n, _ in mdc_rows},
         principal_mdcs={c: tuple(sorted(ms, key=order.get)) for c, ms in principal.items()},
         adrgs=adrgs,
-        drg_names=dict(zip(drg_table["drg"], drg_table["name"])),
-        mcc=dict(_csv(folder, "mcc.csv").itertuples(index=False)),
-        cc=dict(_csv(folder, "cc.csv").itertuples(index=False)),
+        drg_names=dict(_rows(drg_table, "drg", "name")),
+        mcc=dict(_rows(_csv(folder, "mcc.csv"), "code", "exclusion_table")),
+        cc=dict(_rows(_csv(folder, "cc.csv"), "code", "exclusion_table")),
         exclusions={k: frozenset(v) for k, v in exclusions.items()},
         or_procedures=frozenset(_csv(folder, "or_procedures.csv")["code"]),
         qy_procedures=_procedures_of_kinds(qy_rules.get("procedure_kinds", ["手术"])) if qy_on else frozenset(),
-        mdcz_sites={code: site for site, code in _csv(folder, "mdcz_sites.csv").itertuples(index=False)},
+        mdcz_sites={code: site for site, code in _rows(_csv(folder, "mdcz_sites.csv"), "site", "code")},
         rules=rules,
     )
+
+
+def scheme_folder(scheme: str, root: str | None = None) -> Path:
+    """grouper_tables/<scheme>/; FileNotFoundError lists the schemes there when it does not exist."""
+    folder = (Path(root) if root else tables_dir()) / scheme
+    if not folder.is_dir():
+        known = sorted(p.name for p in folder.parent.iterdir() if (p / "adrg.csv").is_file())
+        raise FileNotFoundError(f"no grouper tables for scheme {scheme!r} in {folder.parent} (have: {known})")
+    return folder
+
+
+def scheme_name(scheme: str, rules: dict, qy: bool | None) -> str:
+    """`scheme`, or `scheme+qy` / `scheme-qy` when `qy` overrides the scheme's own `[qy] enabled`."""
+    enabled = rules.get("qy", {}).get("enabled", True)
+    return scheme if qy is None or qy == enabled else f"{scheme}{'+qy' if qy else '-qy'}"
 
 
 def _procedures_of_kinds(kinds: list[str]) -> frozenset[str]:
