@@ -34,7 +34,7 @@ from bench_load import ensure_region
 
 HERE = Path(__file__).resolve().parent
 COLUMNS = ["case_id", "diagnoses", "procedures", "sex", "age_years", "age_days", "birth_weight_g",
-           "ventilation_hours"]
+           "ventilation_hours", "los_days"]
 
 COLD = r"""
 import json, sys, time
@@ -97,7 +97,8 @@ def tiled(encoded, times: int):
     px, px_offsets = csr(encoded.px, encoded.px_offsets)
     return EncodedCases(dx, dx_offsets, px, px_offsets,
                         *(np.tile(getattr(encoded, f), times)
-                          for f in ("sex", "age_years", "age_days", "birth_weight", "ventilation_hours")))
+                          for f in ("sex", "age_years", "age_days", "birth_weight", "ventilation_hours",
+                                    "los_days")))
 
 
 def kernel_throughput(cases_path: Path, scheme: str, times: int, repeats: int = 3) -> list[tuple[int, float, int]]:
@@ -136,7 +137,8 @@ def _small():
 def reference_speed(cases_path: Path, scheme: str, n: int) -> tuple[int, float]:
     import pyarrow.dataset as pads
 
-    from dipsim.grouping.reference import Case, group_case
+    from dipsim.grouping.explain import case_from_row
+    from dipsim.grouping.reference import group_case
     from dipsim.grouping.tables import load_scheme
 
     table = pads.dataset(cases_path, format="parquet", partitioning="hive").head(n, columns=COLUMNS[1:])
@@ -144,8 +146,7 @@ def reference_speed(cases_path: Path, scheme: str, n: int) -> tuple[int, float]:
     s = load_scheme(scheme)
     start = time.perf_counter()
     for c in rows:
-        group_case(Case(c["diagnoses"] or [], c["procedures"] or [], c["sex"] or 0, c["age_years"], c["age_days"],
-                        c["birth_weight_g"], c["ventilation_hours"]), s)
+        group_case(case_from_row(c), s)
     return len(rows), time.perf_counter() - start
 
 

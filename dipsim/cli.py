@@ -136,16 +136,6 @@ def _scheme(args, compiled: bool = False):
         scheme = (load_compiled if compiled else load_scheme)(args.scheme, qy=qy)
     except FileNotFoundError as exc:
         raise InputError(str(exc)) from exc
-    import tomllib
-
-    from dipsim.grouping.tables import scheme_folder
-
-    rules = tomllib.loads((scheme_folder(args.scheme) / "special_rules.toml").read_text(encoding="utf-8"))
-    conditions = rules.get("drg_conditions", {})
-    if conditions:  # said every time: these DRGs come out wrong for some ages and stays until this is done
-        print(f"dipsim: warning: {args.scheme} splits {len(conditions)} DRGs by age or length of stay "
-              f"({', '.join(sorted(conditions)[:6])}, ...); this version does not apply those splits yet",
-              file=sys.stderr)
     return scheme
 
 

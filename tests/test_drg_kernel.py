@@ -37,6 +37,7 @@ class Pools:
             for m in mdcs:
                 by_mdc.setdefault(m, set()).add(code)
         self.principal_by_mdc = [sorted(by_mdc[m]) for m in s.mdc_order if m in by_mdc]
+        self.principal_of = {m: sorted(codes) for m, codes in by_mdc.items()}
         self.pre_mdc = [sorted(by_mdc[m]) for m in ("P", "Y", "Z") if m in by_mdc]
         self.newborn = sorted(by_mdc.get("P", ()))
         # principal diagnoses of an MDC that none of its medical ADRGs names: no ADRG may take them
@@ -52,6 +53,7 @@ class Pools:
         self.orphans = sorted(c for c in orphans if "no ADRG of" in group_case(Case([c]), s).reason)
         self.adrgs = list(s.adrgs.values())
         self.adrg_lists = [[(name, sorted(codes)) for name, codes in sorted(a.lists.items())] for a in self.adrgs]
+        self.banded = [i for i, a in enumerate(self.adrgs) if a.bands]
         self.mcc = sorted(s.mcc)
         self.cc = sorted(s.cc)
         self.exclusion_tables = sorted(s.exclusions)
@@ -78,7 +80,8 @@ def pools(name: str) -> Pools:
 def _reference_status(g) -> int:
     if g.drg != UNGROUPABLE:
         return 0
-    for status, words in ((1, "no principal diagnosis"), (2, "is in no MDC"), (3, "no ADRG of"), (4, "has no DRG")):
+    for status, words in ((1, "no principal diagnosis"), (2, "is in no MDC"), (3, "no ADRG of"),
+                          (5, "has no DRG for this age / length of stay"), (4, "has no DRG")):
         if words in g.reason:
             return status
     raise AssertionError(f"unknown reason {g.reason!r}")
@@ -91,6 +94,8 @@ def cases(draw, p: Pools):
         return values[draw(st.integers(0, len(values) - 1))]
 
     adrg_i = draw(st.integers(0, len(p.adrgs) - 1))
+    if p.banded and draw(st.integers(0, 4)) == 0:  # an ADRG whose DRGs are split by age or stay (Beijing)
+        adrg_i = pick(p.banded)
     lists = p.adrg_lists[adrg_i]
 
     def from_adrg(dx: bool) -> str | None:
@@ -106,8 +111,8 @@ def cases(draw, p: Pools):
             return pick(pick(p.pre_mdc))
         if source == 11:
             return pick(p.orphans)
-        if source <= 3:
-            return from_adrg(True) or pick(p.principal_by_mdc[0])
+        if source <= 3:  # the ADRG's own diagnoses, or (a procedure-only rule) its MDC's
+            return from_adrg(True) or pick(p.principal_of.get(p.adrgs[adrg_i].mdc) or p.principal_by_mdc[0])
         if source <= 6:
             table = pick(p.principal_by_mdc)
             return pick(table)
@@ -160,7 +165,9 @@ def cases(draw, p: Pools):
     weight = draw(st.integers(*weight)) if isinstance(weight, tuple) else weight
     hours = pick([None] * 8 + [math.nan, 0.0, 95.0, 95.9, 96.0, 96.1, 500.0])
     sex = pick([0, 1, 2, 9])
-    return Case(diagnoses, procedures, sex, age_years, age_days, weight, hours)
+    los = pick([None, None, None, 0, 1, 2, 5, 6, 7, 12, 13, 14, 15, (0, 60)])  # around the Beijing stay bands
+    los = draw(st.integers(*los)) if isinstance(los, tuple) else los
+    return Case(diagnoses, procedures, sex, age_years, age_days, weight, hours, los)
 
 
 def _table(batch: list[Case]) -> pa.Table:
@@ -173,6 +180,7 @@ def _table(batch: list[Case]) -> pa.Table:
         "age_days": pa.array([c.age_days for c in batch], pa.int32()),
         "birth_weight_g": pa.array([c.birth_weight_g for c in batch], pa.int32()),
         "ventilation_hours": pa.array([c.ventilation_hours for c in batch], pa.float64()),
+        "los_days": pa.array([c.los_days for c in batch], pa.int32()),
     })
 
 
@@ -190,6 +198,8 @@ def _check_batch(name: str, batch: list[Case]) -> None:
         assert (got["drg"], got["adrg"], got["mdc"], got["cc_level"], got["reason"], int(status[i])) == (
             want.drg, want.adrg, want.mdc, want.cc_level, want.reason, _reference_status(want)), (case, want.trace)
         REACHED[name].update({("status", int(status[i])), ("cc", got["cc_level"])})
+        if any(step.startswith("age ") for step in want.trace):
+            REACHED[name].add("band")
         if got["mdc"] in ("A", "P", "Y", "Z") or got["drg"].endswith("QY"):
             REACHED[name].add(got["drg"][1:] if got["drg"].endswith("QY") else got["mdc"])
     EXAMPLES[name] += len(batch)
@@ -207,8 +217,11 @@ def test_kernel_agrees_with_the_reference_on_random_cases(name, examples):
 
     check()
     print(f"{name}: {EXAMPLES[name]} random cases agree with the reference; reached {sorted(map(str, REACHED[name]))}")
-    # every status but 4 (both schemes give every ADRG a DRG for every CC level), every CC level, every pre-MDC, QY
+    # every status but 4 (both schemes give every ADRG a DRG for every CC level) and 5 (rare: see the hand-made
+    # cases below), every CC level, every pre-MDC, QY; for Beijing, DRGs from age / stay bands
     wanted = {("status", s) for s in range(4)} | {("cc", c) for c in range(3)} | {"A", "P", "Y", "Z", "QY"}
+    if pools(name).banded:
+        wanted.add("band")
     assert wanted <= REACHED[name], wanted - REACHED[name]
 
 
@@ -238,6 +251,18 @@ def test_kernel_reaches_every_outcome():
     assert out[2]["mdc"] == "Y" and out[4]["mdc"] == "G" and out[4]["adrg"] == "GQY"
     assert out[7]["reason"] == "no principal diagnosis" and out[10]["reason"] == "no principal diagnosis"
     assert out[9]["reason"] == "principal diagnosis X99.999x999 is in no MDC"
+
+
+def test_kernel_follows_the_beijing_age_and_stay_bands():
+    """92.2200 is an RC1 radiotherapy procedure (bands by stay only), C45.706 an MDCR principal diagnosis."""
+    scheme = load_scheme("chs-drg-1.1-beijing")
+    batch = [Case(["C45.706"], ["92.2200"], los_days=los) for los in (None, 0, 1, 4, 6, 12, 13, 40)]
+    out = group_table(_table(batch), scheme).to_pylist()
+    assert [g["drg"] for g in out] == ["0000", "RC18", "RC18", "RC16", "RC14", "RC14", "RC12", "RC12"]
+    assert out[0]["reason"] == "ADRG RC1 has no DRG for this age / length of stay"
+    for case, got in zip(batch, out):
+        want = group_case(case, scheme)
+        assert (got["drg"], got["reason"]) == (want.drg, want.reason)
 
 
 def test_group_table_edge_inputs():

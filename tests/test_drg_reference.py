@@ -90,6 +90,46 @@ def test_a_principal_missing_from_the_mdc_table_takes_the_mdc_of_its_adrg(scheme
     assert group_case(Case(["L04.002"]), scheme).adrg == "DZ1"
 
 
+@pytest.fixture(scope="module")
+def beijing():
+    return load_scheme("chs-drg-1.1-beijing")
+
+
+@pytest.mark.parametrize("los, drg", [(None, "0000"), (0, "RC18"), (1, "RC18"), (2, "RC16"), (5, "RC16"),
+                                      (6, "RC14"), (12, "RC14"), (13, "RC12")])
+def test_beijing_radiotherapy_is_split_by_length_of_stay(beijing, los, drg):
+    """RC1 恶性增生性疾患放射治疗（体外照射）: RC18 1天, RC16 2-5天, RC14 6-12天, RC12 13天及以上; a same-day stay counts
+    as one day; without a length of stay no band holds."""
+    result = group_case(Case(["C45.706"], ["92.2200"], los_days=los), beijing)
+    assert result.drg == drg
+    if drg == "0000":
+        assert result.reason == "ADRG RC1 has no DRG for this age / length of stay"
+
+
+def test_beijing_bands_that_overlap_take_the_first_drg(beijing):
+    """RE1: RE14 7-14天 and RE16 7天以内 both hold 7 days; the band listed first (RE14) takes it."""
+    principal = sorted(beijing.adrgs["RE1"].lists["dx"])[0]
+    px = sorted(beijing.adrgs["RE1"].lists["px"])[0]
+    assert [group_case(Case([principal], [px], los_days=d), beijing).drg for d in (6, 7, 14, 15)] == [
+        "RE16", "RE14", "RE14", "RE12"]
+
+
+@pytest.mark.parametrize("age, drg", [(6, "CD1D"), (7, "CD19"), (None, "CD19")])
+def test_beijing_eye_surgery_for_children_six_and_under(beijing, age, drg):
+    px = sorted(beijing.adrgs["CD1"].lists["px"])[0]
+    principal = sorted(c for c, m in beijing.principal_mdcs.items() if m == ("C",))[0]
+    assert group_case(Case([principal], [px], age_years=age), beijing).drg == drg
+
+
+@pytest.mark.parametrize("age, secondary, drg", [(5, "K92.210", "IT2B"), (5, None, "IT2C"), (30, "K92.210", "IT25"),
+                                                 (30, "J96.000", "IT21")])
+def test_beijing_age_band_with_its_own_severity_split(beijing, age, secondary, drg):
+    """IT2: for 6 and under IT2B 伴并发症或合并症 / IT2C 不伴; otherwise IT21 伴严重 / IT25 不伴严重."""
+    principal = sorted(beijing.adrgs["IT2"].lists["dx"])[0]
+    diagnoses = [principal] + ([secondary] if secondary else [])
+    assert group_case(Case(diagnoses, age_years=age), beijing).drg == drg
+
+
 def test_no_principal_is_ungroupable(scheme):
     result = group_case(Case([]), scheme)
     assert result.drg == "0000" and result.reason == "no principal diagnosis"

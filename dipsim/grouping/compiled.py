@@ -15,7 +15,9 @@ The compiled form follows `dipsim.grouping.reference` rule by rule; only the rep
 * Per ADRG: ``adrg_mdc``, ``adrg_kind``, ``adrg_bounds`` (MDCP weight min/max, age-days min/max, ``NO_BOUND`` for
   none), ``adrg_drg[a, level]``: the DRG id for CC level none / CC / MCC, chosen by the reference's `_choose_drg`
   itself (-1: the ADRG has no DRG for that level), and ``adrg_flags`` (``FLAG_*``: the logic holds on built-ins
-  alone without / with an OR procedure; the logic is a single code list).
+  alone without / with an OR procedure; the logic is a single code list). DRGs split by age or length of stay
+  (Beijing) are bands: CSR ``band_offsets`` per ADRG, ``band_bounds`` and ``band_drg`` (as ``adrg_drg``); the first
+  band that holds replaces ``adrg_drg``.
 * Inverted indexes ``dx_list_offsets`` / ``dx_list_ids`` and ``px_list_offsets`` / ``px_list_ids``: the lists
   holding each code, with ``list_owner`` (the ADRG of each list). ADRG ids are the official order, so the kernel
   finds "the first ADRG of the MDC whose rule holds" by looking only at ADRGs that own a list holding one of the
@@ -69,7 +71,7 @@ NO_BOUND = np.iinfo(np.int32).min
 _BOUND_KEYS = ("weight_g_min", "weight_g_max", "age_days_min", "age_days_max")
 
 
-STATUS_GROUPED, STATUS_NO_PRINCIPAL, STATUS_NO_MDC, STATUS_NO_ADRG, STATUS_NO_DRG = range(5)
+STATUS_GROUPED, STATUS_NO_PRINCIPAL, STATUS_NO_MDC, STATUS_NO_ADRG, STATUS_NO_DRG, STATUS_NO_BAND = range(6)
 CC_LEVELS = (CC_NONE, CC_CC, CC_MCC)
 
 
@@ -114,6 +116,10 @@ class CompiledScheme:
     adrg_bounds: np.ndarray  # int32 (n_adrg, 4)
     adrg_drg: np.ndarray  # int16 (n_adrg, 3)
     adrg_flags: np.ndarray  # int8 FLAG_*: logic holds with no code list (without / with an OR procedure); one list
+    # age / length-of-stay bands of DRGs (Beijing), per ADRG in DRG code order: the first that holds gives the DRGs
+    band_offsets: np.ndarray  # int64, n_adrg + 1
+    band_bounds: np.ndarray  # int32 (n_band, 3): age_years_max, los_days_min, los_days_max (NO_BOUND: open)
+    band_drg: np.ndarray  # int16 (n_band, 3): DRG id per CC level, as adrg_drg
     # inverted indexes: code id -> ids of the lists holding it, sorted (so by owner ADRG)
     list_owner: np.ndarray  # int32 per list, -1 for the shared built-ins
     dx_list_offsets: np.ndarray  # int64
@@ -153,6 +159,7 @@ class CompiledScheme:
             self.dx_mdc_mask, self.dx_mcc_excl, self.dx_cc_excl, self.dx_site, self.excl_offsets, self.excl_codes,
             self.list_kind, self.list_offsets, self.list_codes, self.prog_offsets, self.prog,
             self.adrg_mdc, self.adrg_kind, self.adrg_bounds, self.adrg_drg, self.adrg_flags,
+            self.band_offsets, self.band_bounds, self.band_drg,
             self.list_owner, self.dx_list_offsets, self.dx_list_ids, self.px_list_offsets, self.px_list_ids,
             self.mdc_adrg_lo, self.mdc_adrg_hi, self.mdc_free_offsets, self.mdc_free_ids,
             self.or_px, self.qy_px, self.pre_ops, self.pre_mdc,
@@ -176,6 +183,7 @@ class CompiledScheme:
         reasons += [f"no ADRG of MDC{m} takes this case" for m in self.mdc_codes]
         reasons += [f"ADRG {a} has no DRG for CC level {CC_LABELS[lv]}"
                     for a in self.adrg_codes[: self.n_adrg] for lv in CC_LEVELS]
+        reasons += [f"ADRG {a} has no DRG for this age / length of stay" for a in self.adrg_codes[: self.n_adrg]]
         return {
             "mdc": pa.array(list(self.mdc_codes) + [""], pa.string()),
             "adrg": pa.array(list(self.adrg_codes) + [""], pa.string()),
@@ -192,6 +200,8 @@ class CompiledScheme:
         idx[sel] = 3 + mdc[sel].astype(np.int64)
         sel = status == STATUS_NO_DRG
         idx[sel] = 3 + len(self.mdc_codes) + adrg[sel].astype(np.int64) * 3 + cc_level[sel]
+        sel = status == STATUS_NO_BAND
+        idx[sel] = 3 + len(self.mdc_codes) + self.n_adrg * 3 + adrg[sel].astype(np.int64)
         return idx
 
 
@@ -310,20 +320,34 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
     drg_codes_real = sorted(scheme.drg_names)
     for adrg in adrgs:
         drg_codes_real += [d for d in adrg.drgs.values() if d not in scheme.drg_names]
+        drg_codes_real += [d for b in adrg.bands for d in b.drgs.values() if d not in scheme.drg_names]
     drg_codes_real = sorted(set(drg_codes_real))
     drg_index = {d: i for i, d in enumerate(drg_codes_real)}
     n_adrg, n_drg = len(adrgs), len(drg_codes_real)
     adrg_drg = np.full((n_adrg, 3), -1, dtype=np.int16)
     adrg_bounds = np.full((n_adrg, 4), NO_BOUND, dtype=np.int32)
     mdcp_bounds = scheme.rules.get("mdcp", {}).get("adrg", {})
+    bands = [b for adrg in adrgs for b in adrg.bands]
+    band_offsets = np.zeros(n_adrg + 1, dtype=np.int64)
+    band_offsets[1:] = np.cumsum([len(a.bands) for a in adrgs])
+    band_bounds = np.array([[NO_BOUND if v is None else v for v in (b.age_years_max, b.los_days_min, b.los_days_max)]
+                            for b in bands], dtype=np.int32).reshape(len(bands), 3)
+    band_drg = np.full((len(bands), 3), -1, dtype=np.int16)
+
+    def drg_id(drgs: dict[str, str], level: int) -> int:
+        drg = _choose_drg(drgs, level, scheme)
+        return -1 if drg is None else drg_index[drg]
+
     for i, adrg in enumerate(adrgs):
         for level in CC_LEVELS:
-            drg = _choose_drg(adrg, level, scheme)
-            adrg_drg[i, level] = -1 if drg is None else drg_index[drg]
+            adrg_drg[i, level] = drg_id(adrg.drgs, level)
         bounds = mdcp_bounds.get(adrg.code) or {}
         for j, key in enumerate(_BOUND_KEYS):
             if key in bounds:
                 adrg_bounds[i, j] = int(bounds[key])
+    for j, band in enumerate(bands):
+        for level in CC_LEVELS:
+            band_drg[j, level] = drg_id(band.drgs, level)
     adrg_mdc = np.array([mdc_index.get(a.mdc, -1) for a in adrgs], dtype=np.int8)
     adrg_kind = np.array([_KINDS[a.kind] for a in adrgs], dtype=np.int8)
 
@@ -391,7 +415,8 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
         list_kind=np.array(kinds, dtype=np.int8), list_offsets=list_offsets, list_codes=list_codes,
         prog_offsets=prog_offsets, prog=prog,
         adrg_mdc=adrg_mdc, adrg_kind=adrg_kind, adrg_bounds=adrg_bounds, adrg_drg=adrg_drg,
-        adrg_flags=adrg_flags, list_owner=owner,
+        adrg_flags=adrg_flags, band_offsets=band_offsets, band_bounds=band_bounds, band_drg=band_drg,
+        list_owner=owner,
         dx_list_offsets=dx_list_offsets, dx_list_ids=dx_list_ids,
         px_list_offsets=px_list_offsets, px_list_ids=px_list_ids,
         mdc_adrg_lo=mdc_adrg_lo, mdc_adrg_hi=mdc_adrg_hi,

@@ -24,6 +24,10 @@ from .compiled import (
 from .scheme_cache import load_compiled
 from .tables import DrgScheme
 
+# The case columns grouping reads (dipsim.schema names); an absent one counts as missing for every case.
+GROUPING_COLUMNS = ("case_id", "diagnoses", "procedures", "sex", "age_years", "age_days", "birth_weight_g",
+                    "ventilation_hours", "los_days")
+
 OUTPUT_SCHEMA = pa.schema([
     ("case_id", pa.string()),
     ("drg", pa.string()),
@@ -47,6 +51,7 @@ class EncodedCases:
     age_days: np.ndarray  # int32, -1 missing
     birth_weight: np.ndarray  # int32, -1 missing
     ventilation_hours: np.ndarray  # float64, NaN missing
+    los_days: np.ndarray  # int32, -1 missing
 
     def __len__(self) -> int:
         return len(self.dx_offsets) - 1
@@ -126,6 +131,7 @@ def encode_table(cases: pa.Table, scheme: str | DrgScheme | CompiledScheme = "ch
         age_days=_int_column(cases, "age_days", n, -1, np.int32),
         birth_weight=_int_column(cases, "birth_weight_g", n, -1, np.int32),
         ventilation_hours=np.ascontiguousarray(vent, dtype=np.float64),
+        los_days=_int_column(cases, "los_days", n, -1, np.int32),
     )
 
 
@@ -137,19 +143,21 @@ def group_encoded(encoded: EncodedCases, scheme: str | DrgScheme | CompiledSchem
     compiled = _compiled(scheme)
     return group_arrays(encoded.dx, encoded.dx_offsets, encoded.px, encoded.px_offsets, encoded.sex,
                         encoded.age_years, encoded.age_days, encoded.birth_weight, encoded.ventilation_hours,
-                        compiled)
+                        encoded.los_days, compiled)
 
 
 def group_arrays(dx: np.ndarray, dx_offsets: np.ndarray, px: np.ndarray, px_offsets: np.ndarray,
                  sex: np.ndarray, age_years: np.ndarray, age_days: np.ndarray, birth_weight: np.ndarray,
-                 ventilation_hours: np.ndarray,
+                 ventilation_hours: np.ndarray, los_days: np.ndarray,
                  scheme: str | DrgScheme | CompiledScheme = "chs-drg-1.1") -> GroupedArrays:
     """Group CSR-encoded cases (ids from `encode_codes` with the scheme's vocabularies, offsets of length n + 1;
-    sex 0/1/2, ages and weight -1 when missing, ventilation NaN when missing) with the Numba kernel."""
+    sex 0/1/2, ages, weight and length of stay -1 when missing, ventilation NaN when missing) with the Numba
+    kernel."""
     compiled = _compiled(scheme)
     n = len(dx_offsets) - 1
     for name, arr in (("sex", sex), ("age_years", age_years), ("age_days", age_days),
-                      ("birth_weight", birth_weight), ("ventilation_hours", ventilation_hours)):
+                      ("birth_weight", birth_weight), ("ventilation_hours", ventilation_hours),
+                      ("los_days", los_days)):
         if len(arr) != n:
             raise ValueError(f"{name} has {len(arr)} values for {n} cases")
     out = GroupedArrays(mdc=np.empty(n, np.int8), adrg=np.empty(n, np.int16), drg=np.empty(n, np.int16),
@@ -163,7 +171,7 @@ def group_arrays(dx: np.ndarray, dx_offsets: np.ndarray, px: np.ndarray, px_offs
     kernels.group_cases(
         arr(dx, np.int32), arr(dx_offsets, np.int64), arr(px, np.int32), arr(px_offsets, np.int64),
         arr(sex, np.int8), arr(age_years, np.int32), arr(age_days, np.int32), arr(birth_weight, np.int32),
-        arr(ventilation_hours, np.float64),
+        arr(ventilation_hours, np.float64), arr(los_days, np.int32),
         compiled.kernel_tables,
         out.mdc, out.adrg, out.drg, out.cc_level, out.status,
     )
@@ -219,8 +227,8 @@ def _principal(diagnoses: pa.Array, offsets: np.ndarray) -> pa.Array:
 
 
 def group_table(cases: pa.Table, scheme: str | DrgScheme = "chs-drg-1.1", chunk_size: int = 1_000_000) -> pa.Table:
-    """Group a case table (columns of `dipsim.schema`: case_id, diagnoses, procedures, sex, age_years, age_days,
-    birth_weight_g, ventilation_hours; only diagnoses is required) with the Numba kernel.
+    """Group a case table (columns of `dipsim.schema`: GROUPING_COLUMNS, of which only diagnoses is required) with
+    the Numba kernel.
 
     Returns case_id, drg (``0000`` when ungroupable), adrg, mdc, cc_level (int8: 0 none, 1 CC, 2 MCC) and reason
     (empty when grouped). QY cases get drg and adrg ``<MDC>QY``. Works `chunk_size` rows at a time.
@@ -228,8 +236,7 @@ def group_table(cases: pa.Table, scheme: str | DrgScheme = "chs-drg-1.1", chunk_
     compiled = _compiled(scheme)
     if "diagnoses" not in cases.column_names:
         raise KeyError("group_table needs a 'diagnoses' column (list<string>, principal first)")
-    columns = [c for c in ("case_id", "diagnoses", "procedures", "sex", "age_years", "age_days", "birth_weight_g",
-                           "ventilation_hours") if c in cases.column_names]
+    columns = [c for c in GROUPING_COLUMNS if c in cases.column_names]
     cases = cases.select(columns)
     n = cases.num_rows
     if chunk_size <= 0:

@@ -18,7 +18,7 @@ from .tables import DrgScheme, load_scheme
 def case_from_row(row: dict) -> Case:
     """A grouping Case from one accepted row (CASE_SCHEMA names)."""
     return Case(row["diagnoses"] or [], row["procedures"] or [], row["sex"] or 0, row["age_years"],
-                row["age_days"], row["birth_weight_g"], row["ventilation_hours"])
+                row["age_days"], row["birth_weight_g"], row["ventilation_hours"], row.get("los_days"))
 
 
 def find_case(path, case_id: str, **read_options) -> dict:

@@ -32,7 +32,7 @@ _KIND_MEDICAL = 2
 _FLAG_FREE_NO_OR, _FLAG_FREE_WITH_OR, _FLAG_SINGLE = 1, 2, 4
 _PRE_A, _PRE_P, _PRE_Y, _PRE_Z = 0, 1, 2, 3
 _NO_BOUND = np.iinfo(np.int32).min
-_ST_GROUPED, _ST_NO_PRINCIPAL, _ST_NO_MDC, _ST_NO_ADRG, _ST_NO_DRG = 0, 1, 2, 3, 4
+_ST_GROUPED, _ST_NO_PRINCIPAL, _ST_NO_MDC, _ST_NO_ADRG, _ST_NO_DRG, _ST_NO_BAND = 0, 1, 2, 3, 4, 5
 
 
 @njit(cache=True, inline="always")
@@ -223,14 +223,32 @@ def _n_sites(dx, d0, d1, dx_site):
     return n
 
 
+@njit(cache=True, inline="always")
+def _band_holds(band_bounds, b, age_years, los_days):
+    """`tables.DrgBand.holds`: age <= max (missing fails); length of stay in [min, max], a same-day stay counting as
+    one day (missing fails when the band has a stay bound)."""
+    age_max = band_bounds[b, 0]
+    if age_max != _NO_BOUND and (age_years < 0 or age_years > age_max):
+        return False
+    los_min = band_bounds[b, 1]
+    los_max = band_bounds[b, 2]
+    if los_min == _NO_BOUND and los_max == _NO_BOUND:
+        return True
+    if los_days < 0:
+        return False
+    los = max(los_days, 1)
+    return (los_min == _NO_BOUND or los >= los_min) and (los_max == _NO_BOUND or los <= los_max)
+
+
 @njit(cache=True, _nrt=False)
 def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, age_days, birth_weight,
-                 ventilation_hours, tables, out_mdc, out_adrg, out_drg, out_cc, out_status):
+                 ventilation_hours, los_days, tables, out_mdc, out_adrg, out_drg, out_cc, out_status):
     """Cases start..stop-1. The tables are unpacked once per range: passing ~40 arrays per case would cost a
     reference-count update per array and case."""
     (dx_mdc_mask, dx_mcc_excl, dx_cc_excl, dx_site, excl_offsets, excl_codes,
      list_kind, list_offsets, list_codes, prog_offsets, prog,
      adrg_mdc, adrg_kind, adrg_bounds, adrg_drg, adrg_flags,
+     band_offsets, band_bounds, band_drg,
      list_owner, dx_list_offsets, dx_list_ids, px_list_offsets, px_list_ids,
      mdc_adrg_lo, mdc_adrg_hi, mdc_free_offsets, mdc_free_ids,
      or_px, qy_px, pre_ops, pre_mdc,
@@ -349,6 +367,17 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
         level = _cc_level(dx, d0, d1, dx_mcc_excl, dx_cc_excl, excl_offsets, excl_codes)
         out_cc[i] = level
         drg = adrg_drg[adrg, level]
+        b0 = band_offsets[adrg]
+        b1 = band_offsets[adrg + 1]
+        banded = False
+        for b in range(b0, b1):
+            if _band_holds(band_bounds, b, age_years[i], los_days[i]):
+                drg = band_drg[b, level]
+                banded = True
+                break
+        if b1 > b0 and not banded and drg < 0:  # every DRG of the ADRG has a band, and none holds
+            out_status[i] = _ST_NO_BAND
+            continue
         if drg < 0:
             out_status[i] = _ST_NO_DRG
             continue
@@ -361,11 +390,12 @@ BLOCK = 4096  # cases per parallel task
 
 @njit(cache=True, parallel=True)
 def group_cases(dx, dx_offsets, px, px_offsets, sex, age_years, age_days, birth_weight, ventilation_hours,
-                tables, out_mdc, out_adrg, out_drg, out_cc, out_status):
+                los_days, tables, out_mdc, out_adrg, out_drg, out_cc, out_status):
     """Group cases 0..n-1 (n = len(dx_offsets) - 1) into the out_* arrays; `tables` is
     `CompiledScheme.kernel_tables`. Parallel over blocks of BLOCK cases."""
     n = dx_offsets.shape[0] - 1
     n_blocks = (n + BLOCK - 1) // BLOCK
     for b in prange(n_blocks):
         _group_range(b * BLOCK, min(n, (b + 1) * BLOCK), dx, dx_offsets, px, px_offsets, sex, age_years, age_days,
-                     birth_weight, ventilation_hours, tables, out_mdc, out_adrg, out_drg, out_cc, out_status)
+                     birth_weight, ventilation_hours, los_days, tables, out_mdc, out_adrg, out_drg, out_cc,
+                     out_status)

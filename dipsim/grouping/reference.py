@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .tables import BUILTIN_LISTS, Adrg, DrgScheme
+from .tables import BUILTIN_LISTS, Adrg, DrgBand, DrgScheme
 
 CC_NONE, CC_CC, CC_MCC = 0, 1, 2
 CC_LABELS = {CC_NONE: "none", CC_CC: "CC", CC_MCC: "MCC"}
@@ -26,6 +26,7 @@ class Case:
     age_days: int | None = None
     birth_weight_g: int | None = None
     ventilation_hours: float | None = None
+    los_days: int | None = None  # length of stay: some schemes split DRGs by it (Beijing RC1, RE1)
 
 
 @dataclass
@@ -107,9 +108,25 @@ def cc_level(case: Case, scheme: DrgScheme, trace: list[str] | None = None) -> i
     return level
 
 
-def _choose_drg(adrg: Adrg, level: int, scheme: DrgScheme) -> str | None:
-    """The DRG of the ADRG for the case's CC level (suffix 1/3/5/9 as the ADRG's DRG list has them)."""
-    drgs = adrg.drgs
+def _drg_band(adrg: Adrg, case: Case) -> tuple[dict[str, str] | None, DrgBand | None]:
+    """The ADRG's DRGs for the case's age and length of stay: the first band that holds, else the DRGs without a
+    band (None when the ADRG has none: every DRG of RC1 is a length-of-stay band)."""
+    for band in adrg.bands:
+        if band.holds(case.age_years, case.los_days):
+            return band.drgs, band
+    return (adrg.drgs or None), None
+
+
+def band_text(band: DrgBand) -> str:
+    parts = [] if band.age_years_max is None else [f"age <= {band.age_years_max} years"]
+    if band.los_days_min is not None or band.los_days_max is not None:
+        parts.append(f"stay {band.los_days_min or 1}-{'' if band.los_days_max is None else band.los_days_max} days"
+                     + (f" ({band.text})" if band.text else ""))
+    return ", ".join(parts)
+
+
+def _choose_drg(drgs: dict[str, str], level: int, scheme: DrgScheme) -> str | None:
+    """The DRG for the case's CC level among `drgs` (severity -> DRG: suffix 1/3/5/9 as the ADRG has them)."""
     if "all" in drgs:
         return drgs["all"]
     if level == CC_MCC:
@@ -223,7 +240,13 @@ def group_case(case: Case, scheme: DrgScheme) -> Grouping:
     if adrg is None:
         return Grouping(UNGROUPABLE, mdc=mdc, reason=f"no ADRG of MDC{mdc} takes this case", trace=trace)
     level = cc_level(case, scheme, trace)
-    drg = _choose_drg(adrg, level, scheme)
+    drgs, band = _drg_band(adrg, case)
+    if drgs is None:
+        return Grouping(UNGROUPABLE, adrg=adrg.code, mdc=mdc, cc_level=level,
+                        reason=f"ADRG {adrg.code} has no DRG for this age / length of stay", trace=trace)
+    if band is not None:
+        trace.append(f"age {case.age_years} years, stay {case.los_days} days: {band_text(band)}")
+    drg = _choose_drg(drgs, level, scheme)
     if drg is None:
         return Grouping(UNGROUPABLE, adrg=adrg.code, mdc=mdc, cc_level=level,
                         reason=f"ADRG {adrg.code} has no DRG for CC level {CC_LABELS[level]}", trace=trace)

@@ -3,8 +3,8 @@ every run (reading the tables and compiling them takes about half a second; load
 
 The cache holds plain numpy arrays in an ``.npz`` file read with ``allow_pickle=False``: nothing in it is executed.
 Its name carries a sha256 of everything the arrays are built from: the scheme folder's files, the ICD-9 dictionary
-when the xQY rule is on (its procedure kinds), the `--qy` choice, the dipsim version and the source of
-`compiled.py` (a change to the compiled format invalidates old files). A stale or unreadable file is rebuilt; a
+when the xQY rule is on (its procedure kinds), the `--qy` choice, the dipsim version and the source of the modules
+that build the arrays (`compiled.py`, `reference.py`, `tables.py`: a change there invalidates old files). A stale or unreadable file is rebuilt; a
 cache folder that cannot be written is skipped silently (the scheme is then compiled in memory as before).
 
 Folder: ``$DIPSIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/dipsim``, else ``~/.cache/dipsim``; files under ``grouper/``.
@@ -26,6 +26,8 @@ import pyarrow as pa
 from dipsim import __version__
 
 from . import compiled as compiled_module
+from . import reference as reference_module
+from . import tables as tables_module
 from .compiled import CompiledScheme, compile_scheme
 from .tables import load_scheme, scheme_folder, scheme_name
 
@@ -42,7 +44,8 @@ def cache_dir() -> Path:
 
 def _key(folder: Path, qy_on: bool, qy: bool | None) -> str:
     digest = hashlib.sha256(f"{__version__}\0{folder.name}\0{qy}\0".encode())
-    digest.update(Path(compiled_module.__file__).read_bytes())
+    for module in (compiled_module, reference_module, tables_module):  # the code that builds the arrays
+        digest.update(Path(module.__file__).read_bytes())
     files = sorted(p for p in folder.iterdir() if p.is_file())
     if qy_on:  # the QY procedures are the ICD-9 dictionary's 手术 kind
         files.append(folder.parent / "codes" / "icd9cm3_yb2.0.csv")

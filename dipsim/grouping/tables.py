@@ -68,6 +68,29 @@ def parse_logic(text: str) -> tuple:
 
 
 @dataclass(frozen=True)
+class DrgBand:
+    """DRGs of an ADRG that hold only for an age or length-of-stay band written in their names (Beijing:
+    CD1D 小于等于6岁, RC16 2-5天): `special_rules.toml [drg_conditions.XXXX]`. Bounds are inclusive; None = open."""
+
+    age_years_max: int | None
+    los_days_min: int | None
+    los_days_max: int | None
+    text: str
+    drgs: dict[str, str]  # severity -> DRG code
+
+    def holds(self, age_years: int | None, los_days: int | None) -> bool:
+        if self.age_years_max is not None and (age_years is None or age_years > self.age_years_max):
+            return False
+        if self.los_days_min is None and self.los_days_max is None:
+            return True
+        if los_days is None:
+            return False
+        los = max(los_days, 1)  # a same-day stay counts as one day (入院当天与出院当天合计一天)
+        return ((self.los_days_min is None or los >= self.los_days_min)
+                and (self.los_days_max is None or los <= self.los_days_max))
+
+
+@dataclass(frozen=True)
 class Adrg:
     code: str
     mdc: str
@@ -75,7 +98,8 @@ class Adrg:
     kind: str  # surgical | non_or | medical
     logic: tuple
     lists: dict[str, frozenset[str]]
-    drgs: dict[str, str]  # severity -> DRG code
+    drgs: dict[str, str]  # severity -> DRG code, for DRGs without an age / stay condition
+    bands: tuple[DrgBand, ...] = ()  # DRGs with one, in DRG code order: the first band that holds is used
 
 
 @dataclass
@@ -132,18 +156,26 @@ def load_scheme(scheme: str = "chs-drg-1.1", root: str | None = None, qy: bool |
     lists: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for adrg, name, code in _rows(_csv(folder, "adrg_codes.csv"), "adrg", "list", "code"):
         lists[adrg][name].add(code)
+    rules = tomllib.loads((folder / "special_rules.toml").read_text(encoding="utf-8"))
+    conditions = rules.get("drg_conditions", {})
     drgs: dict[str, dict[str, str]] = defaultdict(dict)
+    banded: dict[str, dict[tuple, dict[str, str]]] = defaultdict(dict)  # ADRG -> band -> severity -> DRG
     drg_table = _csv(folder, "drg.csv")
-    for drg, adrg, severity in _rows(drg_table, "drg", "adrg", "severity"):
-        drgs[adrg][severity] = drg
+    for drg, adrg, severity in sorted(_rows(drg_table, "drg", "adrg", "severity")):
+        c = conditions.get(drg)
+        if c is None:
+            drgs[adrg][severity] = drg
+        else:
+            band = (c.get("age_years_max"), c.get("los_days_min"), c.get("los_days_max"), c.get("text", ""))
+            banded[adrg].setdefault(band, {})[severity] = drg
     adrg_rows = sorted(_rows(_csv(folder, "adrg.csv"), "adrg", "mdc", "name", "kind", "logic", "order"),
                        key=lambda r: int(r[5]))
     adrgs = {
         code: Adrg(code, mdc_, name, kind, parse_logic(logic),
-                   {k: frozenset(v) for k, v in lists[code].items()}, dict(drgs[code]))
+                   {k: frozenset(v) for k, v in lists[code].items()}, dict(drgs[code]),
+                   tuple(DrgBand(*band, drgs=d) for band, d in banded[code].items()))
         for code, mdc_, name, kind, logic, _ in adrg_rows
     }
-    rules = tomllib.loads((folder / "special_rules.toml").read_text(encoding="utf-8"))
     exclusions: dict[str, set[str]] = defaultdict(set)
     for table, code in _rows(_csv(folder, "cc_exclusions.csv"), "exclusion_table", "code"):
         exclusions[table].add(code)
