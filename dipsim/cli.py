@@ -98,7 +98,7 @@ def cmd_group(args) -> int:
     """Validate the input, group every accepted case, write OUT (csv or parquet) and the rejects beside it."""
     import pyarrow.compute as pc
 
-    from dipsim.grouping.drg import group_table
+    from dipsim.grouping.drg import GROUPING_COLUMNS, group_table, warm_up
     from dipsim.io.validate import load_cases
     from dipsim.io.writers import write_csv, write_table
 
@@ -107,12 +107,14 @@ def cmd_group(args) -> int:
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise InputError(f"{out}: the output must end in .csv or .parquet")
     mapping, options, sheet = _read_options(args)
+    scheme = _scheme(args, compiled=True)
+    warm_up(scheme)  # the kernel loads while the input is read
     with _progress(console, "reading and validating", 1) as update:
         result = load_cases(args.input, options=options, header_mapping=mapping, encoding=args.encoding,
-                            sheet=sheet)
+                            sheet=sheet, columns=list(GROUPING_COLUMNS))
         update(1, 1)
     with _progress(console, f"grouping ({args.scheme})", 1) as update:
-        groups = group_table(result.accepted, scheme=_scheme(args, compiled=True))
+        groups = group_table(result.accepted, scheme=scheme)
         update(1, 1)
     write_table(groups, out)
     rejects = out.with_name(out.stem + ".rejects.csv")

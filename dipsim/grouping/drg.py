@@ -10,6 +10,7 @@ ungroupable case (DRG ``0000``) the same reason in words.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,6 +177,23 @@ def group_arrays(dx: np.ndarray, dx_offsets: np.ndarray, px: np.ndarray, px_offs
         out.mdc, out.adrg, out.drg, out.cc_level, out.status,
     )
     return out
+
+
+def warm_up(scheme: str | DrgScheme | CompiledScheme = "chs-drg-1.1") -> threading.Thread:
+    """Load the compiled kernel from Numba's cache (about 0.4 s: Numba sets up its compiler) in a background
+    thread, by grouping one empty case; the caller reads its input meanwhile (Arrow's readers release the GIL).
+    A later call waits for the load if it is not finished."""
+    compiled = _compiled(scheme)
+
+    def run() -> None:
+        one, empty = np.zeros(2, np.int64), np.zeros(1, np.int32)
+        one[1] = 1
+        group_arrays(np.full(1, MISSING, np.int32), one, np.zeros(0, np.int32), np.zeros(2, np.int64),
+                     np.zeros(1, np.int8), empty - 1, empty - 1, empty - 1, np.full(1, np.nan), empty - 1, compiled)
+
+    thread = threading.Thread(target=run, name="dipsim-kernel-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 # ---------------------------------------------------------------------------------------------------------------

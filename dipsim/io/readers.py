@@ -172,14 +172,17 @@ def parquet_files(path: str | Path) -> list[Path]:
     return [path]
 
 
-def read_parquet_raw(path: str | Path) -> tuple[pa.Table, np.ndarray]:
-    """Read Parquet as stored (typed); a directory is read as one dataset (hive partition columns dropped)."""
+def read_parquet_raw(path: str | Path, columns: list[str] | None = None) -> tuple[pa.Table, np.ndarray]:
+    """Read Parquet as stored (typed); a directory is read as one dataset (hive partition columns dropped).
+    `columns`: only those of them the files have (all when None)."""
     try:
         if Path(path).is_dir():
             dataset = pads.dataset(parquet_files(path), format="parquet")  # partition keys in paths are not data
-            table = dataset.to_table()
         else:
-            table = pads.dataset(path, format="parquet").to_table()
+            dataset = pads.dataset(path, format="parquet")
+        if columns is not None:
+            columns = [c for c in columns if c in dataset.schema.names]
+        table = dataset.to_table(columns=columns)
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputError(f"{path}: cannot read as Parquet: {exc}") from exc
     return table, np.arange(1, table.num_rows + 1, dtype=np.int64)
@@ -215,8 +218,12 @@ def read_cases_raw(
     header_mapping: dict[str, str] | None = None,
     encoding: str | None = None,
     sheet: str | int | None = None,
+    columns: list[str] | None = None,
 ) -> RawCases:
-    """Read any supported case file (by extension) and rename its columns to the canonical schema."""
+    """Read any supported case file (by extension) and rename its columns to the canonical schema.
+
+    `columns` (canonical names) narrows what is read from the accepted partitions of `dipsim validate` (stamped
+    files, whose names are canonical already); every other input is read whole, for validation."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
@@ -225,8 +232,8 @@ def read_cases_raw(
     detected = ""
     validated = None
     if path.is_dir() or suffix in PARQUET_SUFFIXES:
-        table, rows = read_parquet_raw(path)
         validated = validated_stamp(parquet_files(path))
+        table, rows = read_parquet_raw(path, columns if validated else None)
     elif suffix in CSV_SUFFIXES:
         table, rows, rejects, detected = read_csv_raw(path, encoding)
     elif suffix in EXCEL_SUFFIXES:

@@ -572,18 +572,21 @@ def _assemble(columns: dict, keep: np.ndarray) -> pa.Table:
 
 
 def load_cases(path, options: ValidationOptions | None = None, header_mapping: dict | None = None,
-               encoding: str | None = None, sheet=None) -> ValidationResult:
+               encoding: str | None = None, sheet=None, columns: list[str] | None = None) -> ValidationResult:
     """Read and validate a case file: the one call notebooks and the CLI use.
 
     The accepted partitions of one `dipsim validate` run, read back with the same options, are not checked again
-    (the nightly job and `dipsim group` re-read them often): every row was accepted then, so all are now."""
+    (the nightly job and `dipsim group` re-read them often): every row was accepted then, so all are now. From
+    those, `columns` reads only the named columns (`dipsim group` needs nine of 25); other inputs are read and
+    validated whole."""
     from .readers import read_cases_raw
 
-    raw = read_cases_raw(path, header_mapping, encoding, sheet)
+    raw = read_cases_raw(path, header_mapping, encoding, sheet, columns=columns)
     opts = options or ValidationOptions()
-    if _trusted(raw, opts):
+    if _trusted(raw, opts, columns):
+        names = [n for n in CASE_SCHEMA.names if n in raw.table.column_names]
         extras = [n for n in raw.table.column_names if n not in CASE_SCHEMA.names]
-        accepted = raw.table.select(CASE_SCHEMA.names + extras).replace_schema_metadata(None)
+        accepted = raw.table.select(names + extras).replace_schema_metadata(None)
         return ValidationResult(accepted=accepted,
                                 accepted_rows=raw.rows, rejects=REJECT_SCHEMA.empty_table(),
                                 warnings=REJECT_SCHEMA.empty_table(), rows_read=len(raw.rows), source=raw.source,
@@ -591,10 +594,11 @@ def load_cases(path, options: ValidationOptions | None = None, header_mapping: d
     return validate_cases(raw, opts)
 
 
-def _trusted(raw: RawCases, opts: ValidationOptions) -> bool:
+def _trusted(raw: RawCases, opts: ValidationOptions, columns: list[str] | None = None) -> bool:
     stamp = raw.validated
     if not stamp or stamp.get("options") != asdict(opts) or stamp.get("dipsim_version") != __version__:
         return False
     schema = raw.table.schema
+    wanted = CASE_SCHEMA.names if columns is None else [n for n in columns if n in CASE_SCHEMA.names]
     return all(name in schema.names and schema.field(name).type == CASE_SCHEMA.field(name).type
-               for name in CASE_SCHEMA.names)
+               for name in wanted)
