@@ -128,6 +128,9 @@ def test_validated_output_is_trusted_only_as_written(tmp_path):
     checked = validate_cases(read_cases_raw(accepted))
     assert trusted.trusted and not checked.trusted
     assert trusted.accepted.equals(checked.accepted)
+    narrow = load_cases(accepted, columns=["case_id", "diagnoses", "los_days", "not_a_column"])
+    assert narrow.trusted and narrow.accepted.column_names == ["case_id", "los_days", "diagnoses"]
+    assert narrow.accepted.equals(checked.accepted.select(narrow.accepted.column_names))
     assert not load_cases(accepted, options=ValidationOptions(missing_principal="reject")).trusted
     sorted(accepted.glob("part-*.parquet"))[0].unlink()
     assert not load_cases(accepted).trusted
