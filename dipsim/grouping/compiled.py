@@ -5,9 +5,9 @@ The compiled form follows `dipsim.grouping.reference` rule by rule; only the rep
 * Codes become ids in two vocabularies (``dx_codes``, ``px_codes``): the sorted unique codes that appear anywhere in
   the scheme's tables. A case's codes are encoded with ``pyarrow.compute.index_in``; ``UNKNOWN`` (-1) is a code the
   scheme does not know (it matches nothing), ``MISSING`` (-2) a null or empty code (a missing principal diagnosis).
-* Per diagnosis id: ``dx_mdc_mask`` (bit k = the code is in the 主诊表 of ``mdc_codes[k]``), ``dx_mcc_excl`` /
-  ``dx_cc_excl`` (-1 not an MCC / CC, ``EXCL_ALWAYS`` counts always, else the id of its exclusion table) and
-  ``dx_site`` (MDCZ trauma site, -1 none).
+* Per diagnosis id: ``dx_mdc_mask`` (bit k = the code is in the 主诊表 of ``mdc_codes[k]``), ``dx_secondary``
+  rows (MCC / CC exclusion: -1 not an MCC / CC, ``EXCL_ALWAYS`` counts always, else the id of its exclusion table;
+  and the code's range of secondary-position lists) and ``dx_site`` (MDCZ trauma site, -1 none).
 * Exclusion tables: CSR ``excl_offsets`` / ``excl_codes`` (sorted principal-diagnosis ids per table).
 * ADRG code lists: CSR ``list_offsets`` / ``list_codes`` (sorted ids, in the dx or px vocabulary by kind) with
   ``list_kind`` (``LIST_*``); each ADRG's logic is a postfix program ``prog`` (op >= 0 pushes "list op holds",
@@ -18,8 +18,9 @@ The compiled form follows `dipsim.grouping.reference` rule by rule; only the rep
   alone without / with an OR procedure; the logic is a single code list). DRGs split by age or length of stay
   (Beijing) are bands: CSR ``band_offsets`` per ADRG, ``band_bounds`` and ``band_drg`` (as ``adrg_drg``); the first
   band that holds replaces ``adrg_drg``.
-* Inverted indexes ``dx_list_offsets`` / ``dx_list_ids`` and ``px_list_offsets`` / ``px_list_ids``: the lists
-  holding each code, with ``list_owner`` (the ADRG of each list). ADRG ids are the official order, so the kernel
+* Inverted indexes, split by the position the list reads (``dx_principal_*``, ``dx_secondary_ids``,
+  ``px_principal_*``, ``px_secondary_*``; a secondary code is looked up only in any_dx / other_dx / any_px lists):
+  the lists holding each code, with ``list_owner`` (the ADRG of each list). ADRG ids are the official order, so the kernel
   finds "the first ADRG of the MDC whose rule holds" by looking only at ADRGs that own a list holding one of the
   case's codes (the logic is AND / OR of lists: an ADRG none of whose lists holds can only hold on the built-ins,
   ``mdc_free_offsets`` / ``mdc_free_ids`` per MDC), instead of trying every ADRG of the MDC.
@@ -98,8 +99,9 @@ class CompiledScheme:
     n_drg: int
     # per diagnosis id
     dx_mdc_mask: np.ndarray  # int64
-    dx_mcc_excl: np.ndarray  # int32
-    dx_cc_excl: np.ndarray  # int32
+    # one 16-byte row per code for what a secondary diagnosis needs (one cache line, not three):
+    # MCC exclusion, CC exclusion (EXCL_*), and its range in dx_secondary_ids
+    dx_secondary: np.ndarray  # int32 (n_dx, 4): mcc_excl, cc_excl, lo, hi
     dx_site: np.ndarray  # int32
     excl_offsets: np.ndarray  # int64
     excl_codes: np.ndarray  # int32
@@ -122,10 +124,14 @@ class CompiledScheme:
     band_drg: np.ndarray  # int16 (n_band, 3): DRG id per CC level, as adrg_drg
     # inverted indexes: code id -> ids of the lists holding it, sorted (so by owner ADRG)
     list_owner: np.ndarray  # int32 per list, -1 for the shared built-ins
-    dx_list_offsets: np.ndarray  # int64
-    dx_list_ids: np.ndarray  # int32
-    px_list_offsets: np.ndarray
-    px_list_ids: np.ndarray
+    # split by the position a list reads: principal (dx / any_dx, px / any_px), secondary (any_dx / other_dx, any_px)
+    dx_principal_offsets: np.ndarray  # int64
+    dx_principal_ids: np.ndarray  # int32
+    dx_secondary_ids: np.ndarray  # int32, ranges in dx_secondary[:, 2:4]
+    px_principal_offsets: np.ndarray
+    px_principal_ids: np.ndarray
+    px_secondary_offsets: np.ndarray
+    px_secondary_ids: np.ndarray
     # per MDC
     mdc_adrg_lo: np.ndarray  # int32: smallest ADRG id of the MDC
     mdc_adrg_hi: np.ndarray  # int32: largest + 1 (0 when none)
@@ -156,11 +162,12 @@ class CompiledScheme:
     def kernel_tables(self) -> tuple:
         """The tuple `kernels.group_cases` takes after the case arrays (unpacked in `kernels._group_one`)."""
         return (
-            self.dx_mdc_mask, self.dx_mcc_excl, self.dx_cc_excl, self.dx_site, self.excl_offsets, self.excl_codes,
+            self.dx_mdc_mask, self.dx_secondary, self.dx_site, self.excl_offsets, self.excl_codes,
             self.list_kind, self.list_offsets, self.list_codes, self.prog_offsets, self.prog,
             self.adrg_mdc, self.adrg_kind, self.adrg_bounds, self.adrg_drg, self.adrg_flags,
             self.band_offsets, self.band_bounds, self.band_drg,
-            self.list_owner, self.dx_list_offsets, self.dx_list_ids, self.px_list_offsets, self.px_list_ids,
+            self.list_owner, self.dx_principal_offsets, self.dx_principal_ids, self.dx_secondary_ids,
+            self.px_principal_offsets, self.px_principal_ids, self.px_secondary_offsets, self.px_secondary_ids,
             self.mdc_adrg_lo, self.mdc_adrg_hi, self.mdc_free_offsets, self.mdc_free_ids,
             self.or_px, self.qy_px, self.pre_ops, self.pre_mdc,
             np.int64(self.mdc_index_a), np.int64(self.pre_mask[0]), np.float64(self.vent_hours_min[0]),
@@ -354,14 +361,23 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
     # Inverted indexes: which lists hold a code, so that the kernel tries only ADRGs one of whose lists holds
     # (the logic is AND / OR of lists: monotone) plus those whose logic holds with no list (built-ins only).
     owner = np.array(owners, dtype=np.int32)
-    dx_lists: list[list[int]] = [[] for _ in dx_codes]
-    px_lists: list[list[int]] = [[] for _ in px_codes]
+    # kind -> the inverted indexes a list goes in: (principal, secondary) positions of its vocabulary
+    positions = {LIST_DX: (True, False), LIST_ANY_DX: (True, True), LIST_OTHER_DX: (False, True),
+                 LIST_PX: (True, False), LIST_ANY_PX: (True, True)}
+    inverted = {key: [[] for _ in (dx_codes if key[0] == "dx" else px_codes)]
+                for key in (("dx", 0), ("dx", 1), ("px", 0), ("px", 1))}
     for list_no in range(len(kinds)):  # ascending list ids, hence ascending owners
-        target = dx_lists if kinds[list_no] in _DX_KINDS else px_lists
-        for code_id in groups[list_no]:
-            target[code_id].append(list_no)
-    dx_list_offsets, dx_list_ids = _csr(dx_lists)
-    px_list_offsets, px_list_ids = _csr(px_lists)
+        vocabulary = "dx" if kinds[list_no] in _DX_KINDS else "px"
+        for position, used in enumerate(positions.get(kinds[list_no], (False, False))):
+            if used:
+                for code_id in groups[list_no]:
+                    inverted[vocabulary, position][code_id].append(list_no)
+    dx_principal_offsets, dx_principal_ids = _csr(inverted["dx", 0])
+    dx_secondary_offsets, dx_secondary_ids = _csr(inverted["dx", 1])
+    px_principal_offsets, px_principal_ids = _csr(inverted["px", 0])
+    px_secondary_offsets, px_secondary_ids = _csr(inverted["px", 1])
+    dx_secondary = np.stack([excl_array(scheme.mcc), excl_array(scheme.cc), dx_secondary_offsets[:-1],
+                             dx_secondary_offsets[1:]], axis=1).astype(np.int32)
     adrg_flags = np.zeros(n_adrg, dtype=np.int8)
     for i, adrg in enumerate(adrgs):
         adrg_flags[i] |= FLAG_FREE_NO_OR if _holds_without_lists(adrg.logic, False) else 0
@@ -410,15 +426,17 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
         adrg_codes=np.array([a.code for a in adrgs] + qy_codes, dtype=object),
         drg_codes=np.array(drg_codes_real + qy_codes, dtype=object),
         n_adrg=n_adrg, n_drg=n_drg,
-        dx_mdc_mask=dx_mdc_mask, dx_mcc_excl=excl_array(scheme.mcc), dx_cc_excl=excl_array(scheme.cc),
+        dx_mdc_mask=dx_mdc_mask, dx_secondary=dx_secondary,
         dx_site=dx_site, excl_offsets=excl_offsets, excl_codes=excl_codes, excl_names=excl_names,
         list_kind=np.array(kinds, dtype=np.int8), list_offsets=list_offsets, list_codes=list_codes,
         prog_offsets=prog_offsets, prog=prog,
         adrg_mdc=adrg_mdc, adrg_kind=adrg_kind, adrg_bounds=adrg_bounds, adrg_drg=adrg_drg,
         adrg_flags=adrg_flags, band_offsets=band_offsets, band_bounds=band_bounds, band_drg=band_drg,
         list_owner=owner,
-        dx_list_offsets=dx_list_offsets, dx_list_ids=dx_list_ids,
-        px_list_offsets=px_list_offsets, px_list_ids=px_list_ids,
+        dx_principal_offsets=dx_principal_offsets, dx_principal_ids=dx_principal_ids,
+        dx_secondary_ids=dx_secondary_ids,
+        px_principal_offsets=px_principal_offsets, px_principal_ids=px_principal_ids,
+        px_secondary_offsets=px_secondary_offsets, px_secondary_ids=px_secondary_ids,
         mdc_adrg_lo=mdc_adrg_lo, mdc_adrg_hi=mdc_adrg_hi,
         mdc_free_offsets=mdc_free_offsets, mdc_free_ids=mdc_free_ids,
         or_px=or_px, qy_px=qy_px,

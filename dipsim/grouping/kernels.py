@@ -116,53 +116,41 @@ def _bounds_ok(a, adrg_bounds, weight, age_days):
 
 
 @njit(cache=True, inline="always")
-def _scan(is_dx, mdc_a, target, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or, weight, age_days,
-          inv_offsets, inv_ids, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc, adrg_kind,
-          adrg_bounds, adrg_flags, list_owner):
-    """One pass over the case's diagnoses (is_dx) or procedures: for every list holding one of its codes (through
-    the inverted index, in the position the list asks for: dx / px the principal, other_dx a secondary), try
-    the list's ADRG if it is of MDC `mdc_a` (pre-MDC A) or `target` (surgical and non-OR apart from medical) and
-    before the best found so far in its class. Returns the three bests (the ADRG ids are the official order).
+def _try_lists(q0, q1, list_ids, mdc_a, target, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or,
+               weight, age_days, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc, adrg_kind,
+               adrg_bounds, adrg_flags, list_owner):
+    """The lists list_ids[q0:q1] hold one of the case's codes in a position they read: try each list's ADRG if it
+    is of MDC `mdc_a` (pre-MDC A) or `target` (surgical and non-OR apart from medical) and before the best found
+    so far in its class. Returns the three bests (the ADRG ids are the official order).
 
     The logic is AND / OR of lists, so an ADRG none of whose lists holds can only hold through the built-ins: the
     caller tries those ADRGs (mdc_free_ids) itself. An ADRG whose logic is the one list found holds at once."""
-    c0 = d0 if is_dx else p0
-    c1 = d1 if is_dx else p1
-    for j in range(c0, c1):
-        code = dx[j] if is_dx else px[j]
-        if code < 0:
+    for q in range(q0, q1):
+        lst = list_ids[q]
+        a = list_owner[lst]
+        m = adrg_mdc[a]
+        if m == mdc_a:
+            if a >= best_a:
+                continue
+        elif m == target:
+            if adrg_kind[a] == _KIND_MEDICAL:
+                if a >= best_med:
+                    continue
+            elif a >= best_nonmed:
+                continue
+        else:
             continue
-        for q in range(inv_offsets[code], inv_offsets[code + 1]):
-            lst = inv_ids[q]
-            a = list_owner[lst]
-            m = adrg_mdc[a]
-            if m == mdc_a:
-                if a >= best_a:
-                    continue
-            elif m == target:
-                if adrg_kind[a] == _KIND_MEDICAL:
-                    if a >= best_med:
-                        continue
-                elif a >= best_nonmed:
-                    continue
-            else:
-                continue
-            kind = list_kind[lst]
-            if j != c0 and (kind == _LIST_DX or kind == _LIST_PX):
-                continue  # a principal-only list, and this is not the principal
-            if j == c0 and kind == _LIST_OTHER_DX:
-                continue
-            if (adrg_flags[a] & _FLAG_SINGLE) == 0 and not _logic_holds(
-                    a, prog_offsets, prog, list_kind, list_offsets, list_codes, dx, d0, d1, px, p0, p1, has_or):
-                continue
-            if not _bounds_ok(a, adrg_bounds, weight, age_days):
-                continue
-            if m == mdc_a:
-                best_a = a
-            elif adrg_kind[a] == _KIND_MEDICAL:
-                best_med = a
-            else:
-                best_nonmed = a
+        if (adrg_flags[a] & _FLAG_SINGLE) == 0 and not _logic_holds(
+                a, prog_offsets, prog, list_kind, list_offsets, list_codes, dx, d0, d1, px, p0, p1, has_or):
+            continue
+        if not _bounds_ok(a, adrg_bounds, weight, age_days):
+            continue
+        if m == mdc_a:
+            best_a = a
+        elif adrg_kind[a] == _KIND_MEDICAL:
+            best_med = a
+        else:
+            best_nonmed = a
     return best_a, best_nonmed, best_med
 
 
@@ -189,7 +177,7 @@ def _excluded(principal, table, excl_offsets, excl_codes):
 
 
 @njit(cache=True, _nrt=False)
-def _cc_level(dx, d0, d1, dx_mcc_excl, dx_cc_excl, excl_offsets, excl_codes):
+def _cc_level(dx, d0, d1, dx_secondary, excl_offsets, excl_codes):
     """MCC (2) > CC (1) > none (0): a secondary MCC / CC counts unless the principal is in its exclusion table;
     a code whose MCC is cancelled may still count as a CC."""
     principal = dx[d0]
@@ -198,10 +186,10 @@ def _cc_level(dx, d0, d1, dx_mcc_excl, dx_cc_excl, excl_offsets, excl_codes):
         code = dx[j]
         if code < 0:
             continue
-        t = dx_mcc_excl[code]
+        t = dx_secondary[code, 0]
         if t != _EXCL_NONE and (t == _EXCL_ALWAYS or not _excluded(principal, t, excl_offsets, excl_codes)):
             return 2
-        t = dx_cc_excl[code]
+        t = dx_secondary[code, 1]
         if t != _EXCL_NONE and (t == _EXCL_ALWAYS or not _excluded(principal, t, excl_offsets, excl_codes)):
             level = 1
     return level
@@ -245,11 +233,12 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
                  ventilation_hours, los_days, tables, out_mdc, out_adrg, out_drg, out_cc, out_status):
     """Cases start..stop-1. The tables are unpacked once per range: passing ~40 arrays per case would cost a
     reference-count update per array and case."""
-    (dx_mdc_mask, dx_mcc_excl, dx_cc_excl, dx_site, excl_offsets, excl_codes,
+    (dx_mdc_mask, dx_secondary, dx_site, excl_offsets, excl_codes,
      list_kind, list_offsets, list_codes, prog_offsets, prog,
      adrg_mdc, adrg_kind, adrg_bounds, adrg_drg, adrg_flags,
      band_offsets, band_bounds, band_drg,
-     list_owner, dx_list_offsets, dx_list_ids, px_list_offsets, px_list_ids,
+     list_owner, dx_principal_offsets, dx_principal_ids, dx_secondary_ids,
+     px_principal_offsets, px_principal_ids, px_secondary_offsets, px_secondary_ids,
      mdc_adrg_lo, mdc_adrg_hi, mdc_free_offsets, mdc_free_ids,
      or_px, qy_px, pre_ops, pre_mdc,
      mdc_of_a, pre_mask, vent_hours_min, vent_adrg, mdcp_age_days_max, mdcp_infant_age_days_max, mdcz_min_sites,
@@ -325,14 +314,33 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
         if target >= 0:
             best_nonmed, best_med = _free(target, mdc_free_offsets, mdc_free_ids, adrg_kind, adrg_flags,
                                           adrg_bounds, has_or, weight, days, best_nonmed, best_med)
-        best_a, best_nonmed, best_med = _scan(
-            True, mdc_a, mdc_t, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or, weight, days,
-            dx_list_offsets, dx_list_ids, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc,
-            adrg_kind, adrg_bounds, adrg_flags, list_owner)
-        best_a, best_nonmed, best_med = _scan(
-            False, mdc_a, mdc_t, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or, weight, days,
-            px_list_offsets, px_list_ids, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc,
-            adrg_kind, adrg_bounds, adrg_flags, list_owner)
+        # Every list holding one of the case's codes in a position it reads (principal / secondary).
+        for j in range(d0, d1):
+            code = dx[j]
+            if code < 0:
+                continue
+            if j == d0:
+                q0, q1, ids = dx_principal_offsets[code], dx_principal_offsets[code + 1], dx_principal_ids
+            else:
+                q0, q1, ids = dx_secondary[code, 2], dx_secondary[code, 3], dx_secondary_ids
+            if q1 > q0:
+                best_a, best_nonmed, best_med = _try_lists(
+                    q0, q1, ids, mdc_a, mdc_t, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or,
+                    weight, days, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc, adrg_kind,
+                    adrg_bounds, adrg_flags, list_owner)
+        for j in range(p0, p1):
+            code = px[j]
+            if code < 0:
+                continue
+            if j == p0:
+                q0, q1, ids = px_principal_offsets[code], px_principal_offsets[code + 1], px_principal_ids
+            else:
+                q0, q1, ids = px_secondary_offsets[code], px_secondary_offsets[code + 1], px_secondary_ids
+            if q1 > q0:
+                best_a, best_nonmed, best_med = _try_lists(
+                    q0, q1, ids, mdc_a, mdc_t, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or,
+                    weight, days, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc, adrg_kind,
+                    adrg_bounds, adrg_flags, list_owner)
 
         adrg = -1
         if need_a and best_a < none_a:
@@ -355,7 +363,7 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
             elif p1 > p0 and px[p0] >= 0 and qy_px[px[p0]]:
                 out_adrg[i] = n_adrg + mdc
                 out_drg[i] = n_drg + mdc
-                out_cc[i] = _cc_level(dx, d0, d1, dx_mcc_excl, dx_cc_excl, excl_offsets, excl_codes)
+                out_cc[i] = _cc_level(dx, d0, d1, dx_secondary, excl_offsets, excl_codes)
                 out_status[i] = _ST_GROUPED
                 continue
             elif best_med < none_t:
@@ -364,7 +372,7 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
             out_status[i] = _ST_NO_ADRG
             continue
         out_adrg[i] = adrg
-        level = _cc_level(dx, d0, d1, dx_mcc_excl, dx_cc_excl, excl_offsets, excl_codes)
+        level = _cc_level(dx, d0, d1, dx_secondary, excl_offsets, excl_codes)
         out_cc[i] = level
         drg = adrg_drg[adrg, level]
         b0 = band_offsets[adrg]
