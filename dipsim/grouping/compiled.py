@@ -8,7 +8,8 @@ The compiled form follows `dipsim.grouping.reference` rule by rule; only the rep
 * Per diagnosis id: ``dx_mdc_mask`` (bit k = the code is in the 主诊表 of ``mdc_codes[k]``), ``dx_secondary``
   rows (MCC / CC exclusion: -1 not an MCC / CC, ``EXCL_ALWAYS`` counts always, else the id of its exclusion table;
   and the code's range of secondary-position lists) and ``dx_site`` (MDCZ trauma site, -1 none).
-* Exclusion tables: CSR ``excl_offsets`` / ``excl_codes`` (sorted principal-diagnosis ids per table).
+* Exclusion tables, by principal diagnosis: CSR ``excl_offsets`` / ``excl_tables`` (the ids of the tables that
+  hold each diagnosis, sorted; one table each in 1.1), so a case reads its principal's short list once.
 * ADRG code lists: CSR ``list_offsets`` / ``list_codes`` (sorted ids, in the dx or px vocabulary by kind) with
   ``list_kind`` (``LIST_*``); each ADRG's logic is a postfix program ``prog`` (op >= 0 pushes "list op holds",
   ``OP_AND`` / ``OP_OR`` combine the top two) sliced by ``prog_offsets``.
@@ -104,7 +105,7 @@ class CompiledScheme:
     dx_secondary: np.ndarray  # int32 (n_dx, 4): mcc_excl, cc_excl, lo, hi
     dx_site: np.ndarray  # int32
     excl_offsets: np.ndarray  # int64
-    excl_codes: np.ndarray  # int32
+    excl_tables: np.ndarray  # int32
     excl_names: tuple[str, ...]
     # code lists and logic programs
     list_kind: np.ndarray  # int8
@@ -162,7 +163,7 @@ class CompiledScheme:
     def kernel_tables(self) -> tuple:
         """The tuple `kernels.group_cases` takes after the case arrays (unpacked in `kernels._group_one`)."""
         return (
-            self.dx_mdc_mask, self.dx_secondary, self.dx_site, self.excl_offsets, self.excl_codes,
+            self.dx_mdc_mask, self.dx_secondary, self.dx_site, self.excl_offsets, self.excl_tables,
             self.list_kind, self.list_offsets, self.list_codes, self.prog_offsets, self.prog,
             self.adrg_mdc, self.adrg_kind, self.adrg_bounds, self.adrg_drg, self.adrg_flags,
             self.band_offsets, self.band_bounds, self.band_drg,
@@ -281,7 +282,11 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
                 dx_mdc_mask[dx_id[code]] |= np.int64(1) << np.int64(mdc_index[m])
     excl_names = tuple(sorted(scheme.exclusions, key=_table_sort_key))
     excl_index = {n: i for i, n in enumerate(excl_names)}
-    excl_offsets, excl_codes = _csr([sorted(dx_id[c] for c in scheme.exclusions[n]) for n in excl_names])
+    tables_of: list[list[int]] = [[] for _ in dx_codes]
+    for t, name in enumerate(excl_names):  # ascending table ids
+        for code in scheme.exclusions[name]:
+            tables_of[dx_id[code]].append(t)
+    excl_offsets, excl_tables = _csr(tables_of)
 
     def excl_array(table: dict[str, str]) -> np.ndarray:
         out = np.full(len(dx_codes), EXCL_NONE, dtype=np.int32)
@@ -427,7 +432,7 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
         drg_codes=np.array(drg_codes_real + qy_codes, dtype=object),
         n_adrg=n_adrg, n_drg=n_drg,
         dx_mdc_mask=dx_mdc_mask, dx_secondary=dx_secondary,
-        dx_site=dx_site, excl_offsets=excl_offsets, excl_codes=excl_codes, excl_names=excl_names,
+        dx_site=dx_site, excl_offsets=excl_offsets, excl_tables=excl_tables, excl_names=excl_names,
         list_kind=np.array(kinds, dtype=np.int8), list_offsets=list_offsets, list_codes=list_codes,
         prog_offsets=prog_offsets, prog=prog,
         adrg_mdc=adrg_mdc, adrg_kind=adrg_kind, adrg_bounds=adrg_bounds, adrg_drg=adrg_drg,

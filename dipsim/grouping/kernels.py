@@ -172,12 +172,18 @@ def _free(m, mdc_free_offsets, mdc_free_ids, adrg_kind, adrg_flags, adrg_bounds,
 
 
 @njit(cache=True, _nrt=False)
-def _excluded(principal, table, excl_offsets, excl_codes):
-    return _in_sorted(excl_codes, excl_offsets[table], excl_offsets[table + 1], principal)
+def _excluded(principal, table, excl_offsets, excl_tables):
+    """The principal diagnosis is in exclusion table `table` (its few tables, scanned)."""
+    if principal < 0:
+        return False
+    for k in range(excl_offsets[principal], excl_offsets[principal + 1]):
+        if excl_tables[k] == table:
+            return True
+    return False
 
 
 @njit(cache=True, _nrt=False)
-def _cc_level(dx, d0, d1, dx_secondary, excl_offsets, excl_codes):
+def _cc_level(dx, d0, d1, dx_secondary, excl_offsets, excl_tables):
     """MCC (2) > CC (1) > none (0): a secondary MCC / CC counts unless the principal is in its exclusion table;
     a code whose MCC is cancelled may still count as a CC."""
     principal = dx[d0]
@@ -187,10 +193,10 @@ def _cc_level(dx, d0, d1, dx_secondary, excl_offsets, excl_codes):
         if code < 0:
             continue
         t = dx_secondary[code, 0]
-        if t != _EXCL_NONE and (t == _EXCL_ALWAYS or not _excluded(principal, t, excl_offsets, excl_codes)):
+        if t != _EXCL_NONE and (t == _EXCL_ALWAYS or not _excluded(principal, t, excl_offsets, excl_tables)):
             return 2
         t = dx_secondary[code, 1]
-        if t != _EXCL_NONE and (t == _EXCL_ALWAYS or not _excluded(principal, t, excl_offsets, excl_codes)):
+        if t != _EXCL_NONE and (t == _EXCL_ALWAYS or not _excluded(principal, t, excl_offsets, excl_tables)):
             level = 1
     return level
 
@@ -233,7 +239,7 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
                  ventilation_hours, los_days, tables, out_mdc, out_adrg, out_drg, out_cc, out_status):
     """Cases start..stop-1. The tables are unpacked once per range: passing ~40 arrays per case would cost a
     reference-count update per array and case."""
-    (dx_mdc_mask, dx_secondary, dx_site, excl_offsets, excl_codes,
+    (dx_mdc_mask, dx_secondary, dx_site, excl_offsets, excl_tables,
      list_kind, list_offsets, list_codes, prog_offsets, prog,
      adrg_mdc, adrg_kind, adrg_bounds, adrg_drg, adrg_flags,
      band_offsets, band_bounds, band_drg,
@@ -363,7 +369,7 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
             elif p1 > p0 and px[p0] >= 0 and qy_px[px[p0]]:
                 out_adrg[i] = n_adrg + mdc
                 out_drg[i] = n_drg + mdc
-                out_cc[i] = _cc_level(dx, d0, d1, dx_secondary, excl_offsets, excl_codes)
+                out_cc[i] = _cc_level(dx, d0, d1, dx_secondary, excl_offsets, excl_tables)
                 out_status[i] = _ST_GROUPED
                 continue
             elif best_med < none_t:
@@ -372,7 +378,7 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
             out_status[i] = _ST_NO_ADRG
             continue
         out_adrg[i] = adrg
-        level = _cc_level(dx, d0, d1, dx_secondary, excl_offsets, excl_codes)
+        level = _cc_level(dx, d0, d1, dx_secondary, excl_offsets, excl_tables)
         out_cc[i] = level
         drg = adrg_drg[adrg, level]
         b0 = band_offsets[adrg]
