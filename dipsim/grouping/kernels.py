@@ -321,32 +321,25 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
             best_nonmed, best_med = _free(target, mdc_free_offsets, mdc_free_ids, adrg_kind, adrg_flags,
                                           adrg_bounds, has_or, weight, days, best_nonmed, best_med)
         # Every list holding one of the case's codes in a position it reads (principal / secondary).
-        for j in range(d0, d1):
-            code = dx[j]
-            if code < 0:
-                continue
-            if j == d0:
-                q0, q1, ids = dx_principal_offsets[code], dx_principal_offsets[code + 1], dx_principal_ids
-            else:
-                q0, q1, ids = dx_secondary[code, 2], dx_secondary[code, 3], dx_secondary_ids
-            if q1 > q0:
-                best_a, best_nonmed, best_med = _try_lists(
-                    q0, q1, ids, mdc_a, mdc_t, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or,
-                    weight, days, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc, adrg_kind,
-                    adrg_bounds, adrg_flags, list_owner)
-        for j in range(p0, p1):
-            code = px[j]
-            if code < 0:
-                continue
-            if j == p0:
-                q0, q1, ids = px_principal_offsets[code], px_principal_offsets[code + 1], px_principal_ids
-            else:
-                q0, q1, ids = px_secondary_offsets[code], px_secondary_offsets[code + 1], px_secondary_ids
-            if q1 > q0:
-                best_a, best_nonmed, best_med = _try_lists(
-                    q0, q1, ids, mdc_a, mdc_t, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or,
-                    weight, days, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc, adrg_kind,
-                    adrg_bounds, adrg_flags, list_owner)
+        for is_dx in (True, False):
+            c0, c1 = (d0, d1) if is_dx else (p0, p1)
+            for j in range(c0, c1):
+                code = dx[j] if is_dx else px[j]
+                if code < 0:
+                    continue
+                if j == c0 and is_dx:
+                    q0, q1, ids = dx_principal_offsets[code], dx_principal_offsets[code + 1], dx_principal_ids
+                elif is_dx:
+                    q0, q1, ids = dx_secondary[code, 2], dx_secondary[code, 3], dx_secondary_ids
+                elif j == c0:
+                    q0, q1, ids = px_principal_offsets[code], px_principal_offsets[code + 1], px_principal_ids
+                else:
+                    q0, q1, ids = px_secondary_offsets[code], px_secondary_offsets[code + 1], px_secondary_ids
+                if q1 > q0:
+                    best_a, best_nonmed, best_med = _try_lists(
+                        q0, q1, ids, mdc_a, mdc_t, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or,
+                        weight, days, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc,
+                        adrg_kind, adrg_bounds, adrg_flags, list_owner)
 
         adrg = -1
         if need_a and best_a < none_a:
