@@ -120,8 +120,9 @@ def _drg_band(adrg: Adrg, case: Case) -> tuple[dict[str, str] | None, DrgBand | 
 def band_text(band: DrgBand) -> str:
     parts = [] if band.age_years_max is None else [f"age <= {band.age_years_max} years"]
     if band.los_days_min is not None or band.los_days_max is not None:
-        parts.append(f"stay {band.los_days_min or 1}-{'' if band.los_days_max is None else band.los_days_max} days"
-                     + (f" ({band.text})" if band.text else ""))
+        days = (f">= {band.los_days_min}" if band.los_days_max is None
+                else f"{band.los_days_min or 1}-{band.los_days_max}")
+        parts.append(f"stay {days} days" + (f" ({band.text})" if band.text else ""))
     return ", ".join(parts)
 
 

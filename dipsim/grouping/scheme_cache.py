@@ -4,8 +4,9 @@ every run (reading the tables and compiling them takes about half a second; load
 The cache holds plain numpy arrays in an ``.npz`` file read with ``allow_pickle=False``: nothing in it is executed.
 Its name carries a sha256 of everything the arrays are built from: the scheme folder's files, the ICD-9 dictionary
 when the xQY rule is on (its procedure kinds), the `--qy` choice, the dipsim version and the source of the modules
-that build the arrays (`compiled.py`, `reference.py`, `tables.py`: a change there invalidates old files). A stale or unreadable file is rebuilt; a
-cache folder that cannot be written is skipped silently (the scheme is then compiled in memory as before).
+that build the arrays (`compiled.py`, `reference.py`, `tables.py`: a change there invalidates old files). A stale
+or unreadable file is rebuilt; a cache folder that cannot be written is skipped silently (the scheme is then
+compiled in memory as before).
 
 Folder: ``$DIPSIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/dipsim``, else ``~/.cache/dipsim``; files under ``grouper/``.
 """
