@@ -111,7 +111,7 @@ def cmd_group(args) -> int:
     warm_up(scheme)  # the kernel loads while the input is read
     with _progress(console, "reading and validating", 1) as update:
         result = load_cases(args.input, options=options, header_mapping=mapping, encoding=args.encoding,
-                            sheet=sheet, columns=list(GROUPING_COLUMNS))
+                            sheet=sheet, columns=list(GROUPING_COLUMNS), dictionary_codes=True)
         update(1, 1)
     with _progress(console, f"grouping ({args.scheme})", 1) as update:
         groups = group_table(result.accepted, scheme=scheme)

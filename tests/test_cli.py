@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from dipsim.cli import main
@@ -131,6 +132,9 @@ def test_validated_output_is_trusted_only_as_written(tmp_path):
     narrow = load_cases(accepted, columns=["case_id", "diagnoses", "los_days", "not_a_column"])
     assert narrow.trusted and narrow.accepted.column_names == ["case_id", "los_days", "diagnoses"]
     assert narrow.accepted.equals(checked.accepted.select(narrow.accepted.column_names))
+    coded = load_cases(accepted, columns=["case_id", "diagnoses", "procedures"], dictionary_codes=True)
+    assert coded.trusted and pa.types.is_dictionary(coded.accepted.schema.field("diagnoses").type.value_type)
+    assert coded.accepted["diagnoses"].to_pylist() == checked.accepted["diagnoses"].to_pylist()
     assert not load_cases(accepted, options=ValidationOptions(missing_principal="reject")).trusted
     sorted(accepted.glob("part-*.parquet"))[0].unlink()
     assert not load_cases(accepted).trusted

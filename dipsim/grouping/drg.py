@@ -85,23 +85,30 @@ def _combine(col: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 def encode_codes(lists: pa.Array | pa.ChunkedArray, vocabulary: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """CSR (int32 ids, int64 offsets) of a ``list<string>`` column in a scheme vocabulary: -1 for a code the
-    scheme does not know, -2 for a null or empty code; a null list is empty."""
-    lists = _combine(lists)
+    scheme does not know, -2 for a null or empty code; a null list is empty. A ``list<dictionary<string>>``
+    column (validated Parquet read with `dictionary_codes`) is looked up once per distinct code."""
+    chunks = lists.chunks if isinstance(lists, pa.ChunkedArray) else [lists]
     if not (pa.types.is_list(lists.type) or pa.types.is_large_list(lists.type)):
         raise TypeError(f"expected a list<string> column, got {lists.type}")
-    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
-    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    values = pc.list_flatten(lists)
+    lengths = [pc.fill_null(pc.list_value_length(c), 0).to_numpy(zero_copy_only=False) for c in chunks]
+    offsets = np.zeros(sum(len(x) for x in lengths) + 1, dtype=np.int64)
+    if lengths:
+        np.cumsum(np.concatenate(lengths), out=offsets[1:])
+    ids = [_code_ids(pc.list_flatten(c), vocabulary) for c in chunks]
+    return (np.concatenate(ids) if ids else np.zeros(0, np.int32)), offsets
+
+
+def _code_ids(values: pa.Array, vocabulary: pa.Array) -> np.ndarray:
+    if pa.types.is_dictionary(values.type):
+        distinct = _code_ids(values.dictionary, vocabulary)
+        index = pc.fill_null(values.indices, -1).to_numpy(zero_copy_only=False)
+        return np.where(index >= 0, distinct[index], MISSING).astype(np.int32, copy=False)
     if values.type != pa.string():
         values = values.cast(pa.string())
     ids = pc.fill_null(pc.index_in(values, value_set=vocabulary), -1).to_numpy(zero_copy_only=False)
-    ids = ids.astype(np.int32, copy=False)
-    missing = pc.fill_null(pc.equal(values, ""), True).to_numpy(zero_copy_only=False)
-    if missing.any():
-        ids = ids.copy()  # to_numpy may give a read-only view of the Arrow buffer
-        ids[missing] = MISSING
-    return ids, offsets
+    ids = ids.astype(np.int32)  # a copy: to_numpy may give a read-only view of the Arrow buffer
+    ids[pc.fill_null(pc.equal(values, ""), True).to_numpy(zero_copy_only=False)] = MISSING
+    return ids
 
 
 def _int_column(table: pa.Table, name: str, n: int, missing: int, dtype) -> np.ndarray:
@@ -208,8 +215,8 @@ def _take(lookup: pa.Array, ids: np.ndarray) -> pa.Array:
 
 def decode(result: GroupedArrays, compiled: CompiledScheme, case_id: pa.Array,
            principal: pa.Array | None = None) -> pa.Table:
-    """The output table of `group_table` from kernel ids. `principal` (the principal diagnosis strings, only
-    read for status 2) names the code in the reason, as the reference does."""
+    """The output table of `group_table` from kernel ids. `principal` (the principal diagnosis strings of the
+    status-2 cases, in row order: `_principal`) names the code in the reason, as the reference does."""
     tables = compiled.decode_tables
     status = result.status
     drg = _take(tables["drg"], np.where(status == STATUS_GROUPED, result.drg, -1))
@@ -220,8 +227,7 @@ def decode(result: GroupedArrays, compiled: CompiledScheme, case_id: pa.Array,
     no_mdc = status == STATUS_NO_MDC
     if no_mdc.any():
         rows = np.flatnonzero(no_mdc)
-        codes = pc.fill_null(pc.take(principal, pa.array(rows)), "") if principal is not None else \
-            pa.array([""] * len(rows), pa.string())
+        codes = pc.fill_null(principal, "") if principal is not None else pa.array([""] * len(rows), pa.string())
         texts = pc.binary_join_element_wise("principal diagnosis ", codes, " is in no MDC", "")
         full = np.zeros(len(status), dtype=np.int64)
         full[rows] = np.arange(len(rows))
@@ -229,15 +235,13 @@ def decode(result: GroupedArrays, compiled: CompiledScheme, case_id: pa.Array,
     return pa.table([case_id, drg, adrg, mdc, pa.array(result.cc_level, pa.int8()), reason], schema=OUTPUT_SCHEMA)
 
 
-def _principal(diagnoses: pa.Array, offsets: np.ndarray) -> pa.Array:
-    """The first code of each list (null for an empty list); the values are taken at the CSR offsets."""
-    values = pc.list_flatten(diagnoses)
-    n = len(offsets) - 1
-    has = offsets[1:] > offsets[:-1]
-    idx = np.minimum(offsets[:-1], max(len(values) - 1, 0))
-    if len(values) == 0:
-        return pa.nulls(n, pa.string())
-    return pc.take(values, pa.array(idx, mask=~has))
+def _principal(diagnoses: pa.ChunkedArray | pa.Array, status: np.ndarray) -> pa.Array | None:
+    """The principal diagnosis (as text) of the cases with status 2 (in no MDC), in row order; None if none."""
+    rows = np.flatnonzero(status == STATUS_NO_MDC)
+    if len(rows) == 0:
+        return None
+    lists = pc.take(diagnoses, pa.array(rows))
+    return pc.cast(pc.list_element(_combine(lists).cast(pa.list_(pa.string())), 0), pa.string())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -268,8 +272,5 @@ def group_table(cases: pa.Table, scheme: str | DrgScheme = "chs-drg-1.1", chunk_
             case_id = _combine(chunk["case_id"]).cast(pa.string())
         else:
             case_id = pa.array(np.arange(start, start + chunk.num_rows).astype(str), pa.string())
-        principal = None
-        if (result.status == STATUS_NO_MDC).any():
-            principal = _principal(_combine(chunk["diagnoses"]), encoded.dx_offsets)
-        parts.append(decode(result, compiled, case_id, principal))
+        parts.append(decode(result, compiled, case_id, _principal(chunk["diagnoses"], result.status)))
     return pa.concat_tables(parts) if parts else OUTPUT_SCHEMA.empty_table()

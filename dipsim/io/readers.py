@@ -18,7 +18,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from .errors import InputError
@@ -172,18 +171,22 @@ def parquet_files(path: str | Path) -> list[Path]:
     return [path]
 
 
-def read_parquet_raw(path: str | Path, columns: list[str] | None = None) -> tuple[pa.Table, np.ndarray]:
-    """Read Parquet as stored (typed); a directory is read as one dataset (hive partition columns dropped).
-    `columns`: only those of them the files have (all when None)."""
+def read_parquet_raw(path: str | Path, columns: list[str] | None = None,
+                     dictionary_codes: bool = False) -> tuple[pa.Table, np.ndarray]:
+    """Read Parquet as stored (typed); a directory's files are read in order and stacked (partition keys in the
+    paths, e.g. discharge_month=2025-01, are not data). `columns`: only those of them the files have (all when
+    None). `dictionary_codes`: the code lists (diagnoses, procedures) as list<dictionary<string>>, as Parquet
+    stores them: about half the time to read, and encoding looks up each distinct code once."""
     try:
-        if Path(path).is_dir():
-            dataset = pads.dataset(parquet_files(path), format="parquet")  # partition keys in paths are not data
-        else:
-            dataset = pads.dataset(path, format="parquet")
-        if columns is not None:
-            columns = [c for c in columns if c in dataset.schema.names]
-        table = dataset.to_table(columns=columns)
-    except (OSError, pa.ArrowInvalid) as exc:
+        tables = []
+        for file in parquet_files(path):
+            names = pq.read_schema(file).names
+            wanted = None if columns is None else [c for c in columns if c in names]
+            codes = [f"{c}.list.element" for c in ("diagnoses", "procedures")
+                     if dictionary_codes and c in names and (wanted is None or c in wanted)]
+            tables.append(pq.ParquetFile(file, read_dictionary=codes or None).read(columns=wanted))
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    except (OSError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InputError(f"{path}: cannot read as Parquet: {exc}") from exc
     return table, np.arange(1, table.num_rows + 1, dtype=np.int64)
 
@@ -219,11 +222,13 @@ def read_cases_raw(
     encoding: str | None = None,
     sheet: str | int | None = None,
     columns: list[str] | None = None,
+    dictionary_codes: bool = False,
 ) -> RawCases:
     """Read any supported case file (by extension) and rename its columns to the canonical schema.
 
     `columns` (canonical names) narrows what is read from the accepted partitions of `dipsim validate` (stamped
-    files, whose names are canonical already); every other input is read whole, for validation."""
+    files, whose names are canonical already), and `dictionary_codes` reads their code lists dictionary-encoded
+    (`read_parquet_raw`); every other input is read whole, as text, for validation."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
@@ -233,7 +238,7 @@ def read_cases_raw(
     validated = None
     if path.is_dir() or suffix in PARQUET_SUFFIXES:
         validated = validated_stamp(parquet_files(path))
-        table, rows = read_parquet_raw(path, columns if validated else None)
+        table, rows = (read_parquet_raw(path, columns, dictionary_codes) if validated else read_parquet_raw(path))
     elif suffix in CSV_SUFFIXES:
         table, rows, rejects, detected = read_csv_raw(path, encoding)
     elif suffix in EXCEL_SUFFIXES:

@@ -572,16 +572,18 @@ def _assemble(columns: dict, keep: np.ndarray) -> pa.Table:
 
 
 def load_cases(path, options: ValidationOptions | None = None, header_mapping: dict | None = None,
-               encoding: str | None = None, sheet=None, columns: list[str] | None = None) -> ValidationResult:
+               encoding: str | None = None, sheet=None, columns: list[str] | None = None,
+               dictionary_codes: bool = False) -> ValidationResult:
     """Read and validate a case file: the one call notebooks and the CLI use.
 
     The accepted partitions of one `dipsim validate` run, read back with the same options, are not checked again
     (the nightly job and `dipsim group` re-read them often): every row was accepted then, so all are now. From
-    those, `columns` reads only the named columns (`dipsim group` needs nine of 25); other inputs are read and
-    validated whole."""
+    those, `columns` reads only the named columns (`dipsim group` needs nine of 25) and `dictionary_codes` reads
+    diagnoses and procedures as list<dictionary<string>> (what `group_table` encodes fastest); other inputs are
+    read and validated whole."""
     from .readers import read_cases_raw
 
-    raw = read_cases_raw(path, header_mapping, encoding, sheet, columns=columns)
+    raw = read_cases_raw(path, header_mapping, encoding, sheet, columns=columns, dictionary_codes=dictionary_codes)
     opts = options or ValidationOptions()
     if _trusted(raw, opts, columns):
         names = [n for n in CASE_SCHEMA.names if n in raw.table.column_names]
@@ -600,5 +602,13 @@ def _trusted(raw: RawCases, opts: ValidationOptions, columns: list[str] | None =
         return False
     schema = raw.table.schema
     wanted = CASE_SCHEMA.names if columns is None else [n for n in columns if n in CASE_SCHEMA.names]
-    return all(name in schema.names and schema.field(name).type == CASE_SCHEMA.field(name).type
+    return all(name in schema.names and _same_type(schema.field(name).type, CASE_SCHEMA.field(name).type)
                for name in wanted)
+
+
+def _same_type(read: pa.DataType, expected: pa.DataType) -> bool:
+    """The column type is the schema's, or for a code list its dictionary-encoded form (`dictionary_codes`)."""
+    if read == expected:
+        return True
+    return (pa.types.is_list(read) and pa.types.is_list(expected) and pa.types.is_dictionary(read.value_type)
+            and read.value_type.value_type == expected.value_type)
