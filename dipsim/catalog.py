@@ -1,0 +1,309 @@
+"""DIP catalogue building (病种目录库): a city's groups and points from its own past cases (DOMAIN.md §6).
+
+A case's **key** is its principal diagnosis cut to the subcategory (亚目, `I74.800x021` -> `I74.8`) and the unordered
+set of its procedure codes (order and repeats ignored; `procedure_kinds` may keep only some kinds). Keys with at
+least `threshold` cases are **core groups** (核心病种); the other cases fall into **comprehensive groups** (综合病种)
+by diagnosis category (类目, 3 characters) x treatment type: 相关手术 (an operation or an interventional procedure),
+治疗性操作, 诊断性操作, or 保守治疗 (no procedure).
+
+**Points** (病种分值) = m_i / M x scale: m_i the group's mean cost after trimming its costs outside the
+`trim_percentiles` (within the group), weighted by year (`year_weights`, oldest first, default 1:2:7 for the last
+three years; a group without cases in a year is averaged over the years it has); M the same weighted mean over all
+cases kept. With `reference_group`, M is that group's m_i, so the reference disease gets exactly `scale` points.
+Points are rounded to 4 decimals (`POINTS_DECIMALS`); money is not involved here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dipsim import __version__
+from dipsim.codes import load_icd9, load_icd10
+
+POINTS_DECIMALS = 4
+CORE, COMPREHENSIVE = "core", "comprehensive"
+# 治疗方式 of a comprehensive group, from the ICD-9-CM-3 kinds of the case's counted procedures (highest wins)
+TREATMENTS = ("保守治疗", "诊断性操作", "治疗性操作", "相关手术")
+KIND_TREATMENT = {"手术": 3, "介入治疗": 3, "治疗性操作": 2, "诊断性操作": 1}
+UNKNOWN_KIND_TREATMENT = 2  # a procedure whose kind the dictionary does not give: counted as 治疗性操作
+
+CATALOG_SCHEMA = pa.schema([
+    ("group_id", pa.string()),  # core: "I74.8/39.2901+88.4700" ("I74.8/" without procedures); comprehensive: "I74/相关手术"
+    ("kind", pa.string()),  # core | comprehensive
+    ("diagnosis", pa.string()),  # subcategory (core) or category (comprehensive)
+    ("procedures", pa.string()),  # sorted codes joined by "+" (core); "" for comprehensive
+    ("treatment", pa.string()),  # comprehensive groups: one of TREATMENTS; core: the treatment of its procedures
+    ("name", pa.string()),  # Chinese: diagnosis name, then procedure names
+    ("points", pa.float64()),
+    ("cases", pa.int64()),  # cases in the group (all years)
+    ("cases_used", pa.int64()),  # after trimming
+    ("mean_cost", pa.float64()),  # m_i: trimmed, year-weighted
+    ("cv_cost", pa.float64()),  # coefficient of variation of the kept costs
+])
+
+
+@dataclass(frozen=True)
+class CatalogOptions:
+    """How a catalogue is built; every default is DOMAIN.md §6's."""
+
+    threshold: int = 15  # cases a key needs to be a core group
+    coverage: float | None = None  # instead: the largest threshold whose core groups still hold >= this share
+    trim_percentiles: tuple[float, float] = (2.5, 97.5)
+    year_weights: tuple[float, ...] = (1.0, 2.0, 7.0)  # oldest first, for the last len() years of the data
+    scale: float = 1000.0
+    reference_group: str | None = None  # a group_id fixed at `scale` points
+    procedure_kinds: tuple[str, ...] | None = None  # ICD-9 kinds that count in the key (None: every procedure)
+
+    def __post_init__(self):
+        if self.threshold < 1:
+            raise ValueError("threshold must be at least 1")
+        if self.coverage is not None and not 0 < self.coverage <= 1:
+            raise ValueError("coverage must be in (0, 1]")
+        low, high = self.trim_percentiles
+        if not 0 <= low < high <= 100:
+            raise ValueError(f"trim percentiles must satisfy 0 <= low < high <= 100, not {self.trim_percentiles}")
+        if not self.year_weights or any(w < 0 for w in self.year_weights) or sum(self.year_weights) <= 0:
+            raise ValueError(f"year weights must be non-negative with a positive sum, not {self.year_weights}")
+        if self.scale <= 0:
+            raise ValueError("scale must be positive")
+
+
+@dataclass
+class Catalog:
+    """The groups (CATALOG_SCHEMA) and what was built: the threshold used, coverage, counts, parameters."""
+
+    groups: pa.Table
+    threshold: int
+    coverage: float  # share of the cases with a cost that fall in core groups
+    cases: int  # cases used to build (with a principal diagnosis and a cost)
+    cases_skipped: int  # without a principal diagnosis or a positive cost
+    years: dict[int, float] = field(default_factory=dict)  # year -> weight used
+    options: CatalogOptions = field(default_factory=CatalogOptions)
+
+    def summary(self) -> dict:
+        kinds = pc.value_counts(self.groups["kind"]).to_pylist()
+        return {"dipsim_version": __version__, "built_on": dt.date.today().isoformat(),
+                "options": asdict(self.options), "threshold": self.threshold, "core_coverage": self.coverage,
+                "cases": self.cases, "cases_skipped": self.cases_skipped,
+                "years": {str(y): w for y, w in self.years.items()},
+                "groups": {k["values"]: k["counts"] for k in kinds}}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Keys
+
+
+def _procedure_sets(procedures: pa.ChunkedArray | pa.Array,
+                    kinds: tuple[str, ...] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per case: the sorted distinct counted procedure codes joined by "+" ("" for none), and the treatment level
+    (index into TREATMENTS). Codes are looked up once per distinct code."""
+    lists = procedures.combine_chunks() if isinstance(procedures, pa.ChunkedArray) else procedures
+    n = len(lists)
+    values = pc.fill_null(pc.list_flatten(lists).cast(pa.string()), "")
+    row = pc.list_parent_indices(lists).to_numpy()
+    encoded = pc.dictionary_encode(values)
+    distinct = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    index = encoded.indices.to_numpy()
+    icd9 = load_icd9()
+    ids = icd9.encode(encoded.dictionary)
+    kind = np.where(ids >= 0, icd9.table["kind"].to_numpy(dtype=object)[np.maximum(ids, 0)], "")
+    counted = distinct != ""
+    if kinds is not None:
+        counted &= np.isin(kind, list(kinds))
+    level = np.array([KIND_TREATMENT.get(k, UNKNOWN_KIND_TREATMENT) for k in kind], dtype=np.int8)
+    keep = counted[index]
+    row, index = row[keep], index[keep]
+    treatment = np.zeros(n, dtype=np.int8)
+    np.maximum.at(treatment, row, level[index])
+    # distinct codes per case in code order: sort (row, rank of the code), then drop repeats
+    order = np.argsort(distinct)
+    rank_of = np.empty(len(order), dtype=np.int64)
+    rank_of[order] = np.arange(len(order))
+    rank = rank_of[index]
+    by = np.lexsort((rank, row))
+    row, rank = row[by], rank[by]
+    first = np.ones(len(row), dtype=bool)
+    first[1:] = (row[1:] != row[:-1]) | (rank[1:] != rank[:-1])
+    row, rank = row[first], rank[first]
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(row, minlength=n), out=offsets[1:])
+    values = pc.take(pa.array(distinct[order].tolist(), pa.string()), pa.array(rank))
+    sets = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), values), "+")
+    return sets.to_numpy(zero_copy_only=False).astype(object), treatment
+
+
+def _principals(diagnoses: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """The first code of each list ("" for an empty or null list, or a null code)."""
+    lists = diagnoses.combine_chunks() if isinstance(diagnoses, pa.ChunkedArray) else diagnoses
+    first = pc.list_slice(lists, 0, 1)
+    out = np.full(len(lists), "", dtype=object)
+    values = pc.fill_null(pc.list_flatten(first).cast(pa.string()), "")
+    out[pc.list_parent_indices(first).to_numpy()] = values.to_numpy(zero_copy_only=False)
+    return pa.array(out, pa.string())
+
+
+def case_keys(cases: pa.Table, options: CatalogOptions | None = None) -> pd.DataFrame:
+    """Per case: `diagnosis` (principal subcategory, "" without a principal), `category`, `procedures` (the key's
+    set), `treatment` (index into TREATMENTS) and `key` (the id of the core group it would be in)."""
+    opts = options or CatalogOptions()
+    n = cases.num_rows
+    principal = _principals(cases["diagnoses"])
+    if "procedures" in cases.column_names:
+        procedures, treatment = _procedure_sets(cases["procedures"], opts.procedure_kinds)
+    else:
+        procedures, treatment = np.full(n, "", dtype=object), np.zeros(n, np.int8)
+    diagnosis = pc.utf8_slice_codeunits(principal, 0, 5)
+    key = pc.binary_join_element_wise(diagnosis, pa.array(procedures, pa.string()), "/")
+    return pd.DataFrame({"diagnosis": diagnosis.to_numpy(zero_copy_only=False),
+                         "category": pc.utf8_slice_codeunits(principal, 0, 3).to_numpy(zero_copy_only=False),
+                         "procedures": procedures, "treatment": treatment,
+                         "key": key.to_numpy(zero_copy_only=False)})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building
+
+
+def coverage_threshold(key_counts: pd.Series, coverage: float) -> int:
+    """The largest threshold whose core groups (keys with at least that many cases) still hold >= `coverage` of
+    the cases: the fewest core groups that reach the target (at worst 1, every key a core group)."""
+    counts = np.sort(key_counts.to_numpy())[::-1]
+    held = np.cumsum(counts) / counts.sum()
+    # keys sorted by size: taking every key with count >= counts[i] holds held[j] for the last j with that count
+    for t in np.unique(counts)[::-1]:
+        if held[np.searchsorted(-counts, -t, side="right") - 1] >= coverage:
+            return int(t)
+    return 1
+
+
+def _year_weights(years: np.ndarray, weights: tuple[float, ...]) -> dict[int, float]:
+    """The last len(weights) years of the data, oldest first, with their weights (fewer years: the last weights)."""
+    present = sorted(int(y) for y in np.unique(years))[-len(weights):]
+    return dict(zip(present, weights[len(weights) - len(present):]))
+
+
+def build_catalog(cases: pa.Table, options: CatalogOptions | None = None, cost_column: str = "total_cost",
+                  names: bool = True) -> Catalog:
+    """Build a DIP catalogue from accepted cases (`dipsim.schema` columns; the year is the discharge year, or one
+    year when there is no discharge date). Cases without a principal diagnosis or a positive cost are skipped
+    (counted in `cases_skipped`)."""
+    opts = options or CatalogOptions()
+    keys = case_keys(cases, opts)
+    cost = pc.cast(cases[cost_column], pa.float64()).to_numpy(zero_copy_only=False)
+    cost = np.where(np.isnan(cost), 0.0, cost)
+    if "discharge_date" in cases.column_names:
+        year = pc.fill_null(pc.year(cases["discharge_date"]), 0).to_numpy(zero_copy_only=False)
+    else:
+        year = np.zeros(cases.num_rows, dtype=np.int64)
+    usable = (keys["diagnosis"].to_numpy() != "") & (cost > 0)
+    frame = keys[usable].reset_index(drop=True)
+    cost, year = cost[usable], year[usable]
+    if frame.empty:
+        raise ValueError("no case with a principal diagnosis and a positive cost: nothing to build a catalogue from")
+
+    key_id, key_names = pd.factorize(frame["key"])
+    key_counts = np.bincount(key_id)
+    threshold = (opts.threshold if opts.coverage is None
+                 else coverage_threshold(pd.Series(key_counts), opts.coverage))
+    is_core = key_counts[key_id] >= threshold
+    treatment_names = np.array(TREATMENTS, dtype=object)[frame["treatment"].to_numpy()]
+    group_id = np.where(is_core, frame["key"].to_numpy(dtype=object),
+                        frame["category"].to_numpy(dtype=object) + "/" + treatment_names)
+    g, group_names = pd.factorize(group_id)
+    n_groups = len(group_names)
+    size = np.bincount(g, minlength=n_groups)
+    kept = _trimmed(g, cost, size, opts.trim_percentiles)
+
+    # year-weighted means: per group and year, then weighted over the years each group has
+    weights = _year_weights(year, opts.year_weights)
+    years = np.array(sorted(weights))
+    w = np.array([weights[y] for y in years], dtype=float)
+    y = np.searchsorted(years, year)
+    in_window = (y < len(years)) & (years[np.minimum(y, len(years) - 1)] == year)
+    used = kept & in_window
+    cell = g[used] * len(years) + y[used]
+    cell_n = np.bincount(cell, minlength=n_groups * len(years)).reshape(n_groups, len(years))
+    cell_sum = np.bincount(cell, weights=cost[used], minlength=n_groups * len(years)).reshape(n_groups, len(years))
+    has = cell_n > 0
+    cell_mean = np.divide(cell_sum, cell_n, out=np.zeros_like(cell_sum), where=has)
+    weight_sum = (has * w).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        group_mean = (cell_mean * w).sum(axis=1) / weight_sum  # NaN: no case in a weighted year
+    if opts.reference_group is not None:
+        ref = np.flatnonzero(group_names == opts.reference_group)
+        if len(ref) == 0:
+            raise ValueError(f"reference group {opts.reference_group!r} is not in the catalogue")
+        overall = group_mean[ref[0]]
+    else:
+        year_n, year_sum = cell_n.sum(axis=0), cell_sum.sum(axis=0)
+        present = year_n > 0
+        overall = float((year_sum[present] / year_n[present] * w[present]).sum() / w[present].sum())
+
+    kept_n = np.bincount(g[kept], minlength=n_groups)
+    kept_mean = np.bincount(g[kept], weights=cost[kept], minlength=n_groups) / np.maximum(kept_n, 1)
+    kept_var = np.bincount(g[kept], weights=(cost[kept] - kept_mean[g[kept]]) ** 2, minlength=n_groups)
+    first = np.full(n_groups, len(g), dtype=np.int64)
+    np.minimum.at(first, g, np.arange(len(g)))
+    core = is_core[first]
+    pick = frame.iloc[first]
+    out = pd.DataFrame({
+        "group_id": np.asarray(group_names, dtype=object),
+        "kind": np.where(core, CORE, COMPREHENSIVE),
+        "diagnosis": np.where(core, pick["diagnosis"].to_numpy(dtype=object), pick["category"].to_numpy(dtype=object)),
+        "procedures": np.where(core, pick["procedures"].to_numpy(dtype=object), ""),
+        "treatment": np.array(TREATMENTS, dtype=object)[pick["treatment"].to_numpy()],
+        "points": np.round(group_mean / overall * opts.scale, POINTS_DECIMALS),
+        "cases": size,
+        "cases_used": kept_n,
+        "mean_cost": group_mean,
+        "cv_cost": np.sqrt(kept_var / np.maximum(kept_n, 1)) / kept_mean,  # population standard deviation
+    })
+    out["name"] = _names(out) if names else ""
+    out = out.sort_values(["kind", "diagnosis", "procedures", "treatment"], kind="stable",
+                          key=lambda s: s.map({CORE: 0, COMPREHENSIVE: 1}) if s.name == "kind" else s)
+    table = pa.Table.from_pandas(out[CATALOG_SCHEMA.names], schema=CATALOG_SCHEMA, preserve_index=False)
+    return Catalog(groups=table, threshold=threshold, coverage=float(is_core.mean()), cases=len(frame),
+                   cases_skipped=int((~usable).sum()), years=weights, options=opts)
+
+
+def _trimmed(g: np.ndarray, cost: np.ndarray, size: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
+    """Cases kept by trimming within each group: the bounds are the group's order statistics at the positions
+    p (n - 1) rounded outward (pandas' `lower` / `higher` quantiles), so a small group keeps its extremes (fewer
+    than 41 cases at 2.5 / 97.5) and equal costs are kept or dropped together."""
+    order = np.lexsort((cost, g))
+    start = np.zeros(len(size) + 1, dtype=np.int64)
+    np.cumsum(size, out=start[1:])
+    sorted_cost = cost[order]
+    low = sorted_cost[start[:-1] + np.floor(percentiles[0] / 100 * (size - 1)).astype(np.int64)]
+    high = sorted_cost[start[:-1] + np.ceil(percentiles[1] / 100 * (size - 1)).astype(np.int64)]
+    return (cost >= low[g]) & (cost <= high[g])
+
+
+def _names(groups: pd.DataFrame) -> list[str]:
+    """The Chinese name of each group: its subcategory (the name of its first code in the ICD-10 dictionary) and
+    its procedures' names; for a comprehensive group the category, its first code's name + 等, and the treatment
+    (the dictionary has no category names)."""
+    table = load_icd10().table
+    first_sub = dict(zip(table["subcategory"][::-1], table["name"][::-1]))
+    first_cat = dict(zip(table["category"][::-1], table["name"][::-1]))
+    icd9 = load_icd9()
+    codes = sorted({c for p in groups["procedures"] if p for c in p.split("+")})
+    found = icd9.names(pa.array(codes, pa.string())).to_pylist()
+    procedure_name = {c: n or c for c, n in zip(codes, found)}
+    out = []
+    for kind, diagnosis, procedures, treatment in zip(groups["kind"], groups["diagnosis"], groups["procedures"],
+                                                      groups["treatment"]):
+        if kind == CORE:
+            name = first_sub.get(diagnosis, diagnosis)
+            if procedures:
+                name += " + " + "、".join(procedure_name[c] for c in procedures.split("+"))
+        else:
+            name = f"{diagnosis} {first_cat.get(diagnosis, '')}等（{treatment}）"  # the category's first code
+        out.append(name)
+    return out

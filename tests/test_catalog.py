@@ -1,0 +1,137 @@
+"""DIP catalogue building on small hand-made case tables; every expected figure is worked out by hand in the test.
+
+Codes: K35.800 / K35.801 are in subcategory K35.8 (阑尾炎); 47.0901 is an appendectomy (手术), 45.2302 a colonoscopy
+(诊断性操作), 99.2503 an intravenous chemotherapy (治疗性操作); J18.9 / J18.900 is pneumonia.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from dipsim.catalog import CatalogOptions, build_catalog, case_keys, coverage_threshold
+
+
+def cases(rows: list[tuple]) -> pa.Table:
+    """rows: (diagnoses, procedures, cost, discharge year)."""
+    return pa.table({
+        "case_id": [str(i) for i in range(len(rows))],
+        "diagnoses": pa.array([r[0] for r in rows], pa.list_(pa.string())),
+        "procedures": pa.array([r[1] for r in rows], pa.list_(pa.string())),
+        "total_cost": pa.array([r[2] for r in rows], pa.float64()),
+        "discharge_date": pa.array([dt.date(r[3] if len(r) > 3 else 2025, 6, 1) for r in rows], pa.date32()),
+    })
+
+
+def groups(catalog) -> dict:
+    return {g["group_id"]: g for g in catalog.groups.to_pylist()}
+
+
+def test_key_is_subcategory_and_the_unordered_set_of_procedures():
+    keys = case_keys(cases([
+        (["K35.800", "E11.900"], ["47.0901", "45.2302", "47.0901"], 1.0),
+        (["K35.801"], ["45.2302", "47.0901"], 1.0),
+        (["J18.900"], [], 1.0),
+        ([], ["47.0901"], 1.0),
+    ]))
+    assert keys["key"].tolist() == ["K35.8/45.2302+47.0901", "K35.8/45.2302+47.0901", "J18.9/", "/47.0901"]
+    assert keys["treatment"].tolist() == [3, 3, 0, 3]  # 相关手术, 相关手术, 保守治疗
+
+
+def test_threshold_splits_core_and_comprehensive_groups_and_points_are_means_over_the_overall_mean():
+    # 3 appendectomies at 10,000 / 12,000 / 14,000 (mean 12,000); 2 pneumonias at 4,000 and 6,000 (mean 5,000);
+    # 1 appendicitis with a colonoscopy at 7,000. Threshold 2: the colonoscopy case is alone, so it goes to the
+    # comprehensive group K35/诊断性操作. Overall mean M = 53,000 / 6 = 8,833.33...
+    table = cases([(["K35.800"], ["47.0901"], c) for c in (10_000, 12_000, 14_000)]
+                  + [(["J18.900"], [], c) for c in (4_000, 6_000)]
+                  + [(["K35.800"], ["45.2302"], 7_000)])
+    cat = build_catalog(table, CatalogOptions(threshold=2, year_weights=(1.0,)))
+    g = groups(cat)
+    assert set(g) == {"K35.8/47.0901", "J18.9/", "K35/诊断性操作"}
+    assert g["K35.8/47.0901"]["kind"] == "core" and g["K35/诊断性操作"]["kind"] == "comprehensive"
+    overall = 53_000 / 6
+    assert g["K35.8/47.0901"]["points"] == pytest.approx(round(12_000 / overall * 1000, 4), abs=0)
+    assert g["J18.9/"]["points"] == round(5_000 / overall * 1000, 4)
+    assert g["K35/诊断性操作"]["points"] == round(7_000 / overall * 1000, 4)
+    assert cat.coverage == pytest.approx(5 / 6) and cat.threshold == 2
+    assert g["J18.9/"]["cv_cost"] == pytest.approx(1_000 / 5_000)  # population sd 1,000 over mean 5,000
+    # every case maps back to its own group: core by its key, else the comprehensive group of its category
+    keys = case_keys(table)
+    assert all(k in g or f"{k[:3]}/诊断性操作" in g for k in keys["key"])
+
+
+def test_trimming_drops_outliers_only_in_groups_large_enough():
+    # 41 cases: 39 at 1,000, one at 10 and one at 1,000,000. Positions 0.025 x 40 = 1 and 0.975 x 40 = 39:
+    # the bounds are the 2nd and the 40th smallest costs (1,000 and 1,000), so both extremes go.
+    big = [(["J18.900"], [], 1_000)] * 39 + [(["J18.900"], [], 10), (["J18.900"], [], 1_000_000)]
+    g = groups(build_catalog(cases(big), CatalogOptions(threshold=1)))["J18.9/"]
+    assert (g["cases"], g["cases_used"], g["mean_cost"]) == (41, 39, 1_000)
+    # 40 cases: positions 0.975 and 38.025 round outward to 0 and 39: nothing is trimmed
+    small = big[:38] + big[39:]
+    g = groups(build_catalog(cases(small), CatalogOptions(threshold=1)))["J18.9/"]
+    assert (g["cases"], g["cases_used"]) == (40, 40)
+
+
+def test_years_are_weighted_one_two_seven():
+    # pneumonia: 2023 mean 1,000, 2024 mean 2,000, 2025 mean 3,000 -> (1x1,000 + 2x2,000 + 7x3,000) / 10 = 2,600
+    # appendectomy only in 2025 at 6,000 -> 6,000 (its only year). Overall by year: 2023 1,000, 2024 2,000,
+    # 2025 (3,000 + 6,000) / 2 = 4,500 -> (1,000 + 4,000 + 31,500) / 10 = 3,650
+    table = cases([(["J18.900"], [], 1_000, 2023), (["J18.900"], [], 2_000, 2024), (["J18.900"], [], 3_000, 2025),
+                   (["K35.800"], ["47.0901"], 6_000, 2025)])
+    cat = build_catalog(table, CatalogOptions(threshold=1))
+    g = groups(cat)
+    assert cat.years == {2023: 1.0, 2024: 2.0, 2025: 7.0}
+    assert g["J18.9/"]["mean_cost"] == pytest.approx(2_600)
+    assert g["K35.8/47.0901"]["mean_cost"] == pytest.approx(6_000)
+    assert g["J18.9/"]["points"] == round(2_600 / 3_650 * 1000, 4)
+    # four years of data: the oldest is outside the 1:2:7 window
+    older = pa.concat_tables([table, cases([(["J18.900"], [], 50_000, 2022)])])
+    assert groups(build_catalog(older, CatalogOptions(threshold=1)))["J18.9/"]["mean_cost"] == pytest.approx(2_600)
+
+
+def test_a_reference_disease_gets_exactly_the_scale():
+    table = cases([(["J18.900"], [], 4_000), (["J18.900"], [], 6_000), (["K35.800"], ["47.0901"], 12_000)])
+    g = groups(build_catalog(table, CatalogOptions(threshold=1, reference_group="J18.9/", scale=100)))
+    assert g["J18.9/"]["points"] == 100.0 and g["K35.8/47.0901"]["points"] == 240.0
+    with pytest.raises(ValueError, match="reference group"):
+        build_catalog(table, CatalogOptions(threshold=1, reference_group="X00.0/"))
+
+
+def test_comprehensive_groups_merge_by_category_and_treatment():
+    # four single cases of category K35 with different keys: two operations merge, one chemotherapy, one without
+    table = cases([(["K35.800"], ["47.0901"], 10_000), (["K35.801"], ["47.0901", "45.2302"], 14_000),
+                   (["K35.800"], ["99.2503"], 5_000), (["K35.900"], [], 3_000)])
+    g = groups(build_catalog(table, CatalogOptions(threshold=2, year_weights=(1.0,))))
+    assert set(g) == {"K35/相关手术", "K35/治疗性操作", "K35/保守治疗"}
+    assert g["K35/相关手术"]["cases"] == 2 and g["K35/相关手术"]["mean_cost"] == 12_000
+    assert g["K35/相关手术"]["name"].endswith("（相关手术）")
+
+
+def test_coverage_target_picks_the_largest_threshold_reaching_it():
+    counts = np.array([50, 30, 10, 5, 5])  # 100 cases
+    assert coverage_threshold(counts_series(counts), 0.80) == 30  # 50 + 30 = 80%
+    assert coverage_threshold(counts_series(counts), 0.81) == 10  # + 10 = 90%
+    assert coverage_threshold(counts_series(counts), 0.95) == 5
+    assert coverage_threshold(counts_series(counts), 1.0) == 5
+
+
+def counts_series(values):
+    import pandas as pd
+
+    return pd.Series(values)
+
+
+def test_cases_without_a_principal_or_a_cost_are_skipped_and_counted():
+    table = cases([(["J18.900"], [], 1_000), ([], [], 1_000), (["J18.900"], [], 0.0)])
+    cat = build_catalog(table, CatalogOptions(threshold=1))
+    assert (cat.cases, cat.cases_skipped) == (1, 2)
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError):
+        CatalogOptions(trim_percentiles=(50, 10))
+    with pytest.raises(ValueError):
+        CatalogOptions(coverage=1.5)
