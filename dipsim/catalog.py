@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -307,3 +308,53 @@ def _names(groups: pd.DataFrame) -> list[str]:
             name = f"{diagnosis} {first_cat.get(diagnosis, '')}等（{treatment}）"  # the category's first code
         out.append(name)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files
+
+
+def write_catalog(catalog: Catalog, out_dir, inputs: list[dict] | None = None) -> Path:
+    """CATALOG/ with catalog.parquet and catalog.csv (the groups), coverage.md (what a modeler checks first) and
+    manifest.json (inputs with sha256, parameters, counts). Each file is written atomically."""
+    from dipsim.io.writers import atomic_path, write_csv, write_json, write_parquet
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_parquet(catalog.groups, out / "catalog.parquet")
+    write_csv(catalog.groups, out / "catalog.csv")
+    with atomic_path(out / "coverage.md") as tmp:
+        tmp.write_text(coverage_report(catalog), encoding="utf-8")
+    write_json({**catalog.summary(), "command": "catalog build", "inputs": inputs or [],
+                "outputs": ["catalog.parquet", "catalog.csv", "coverage.md"]}, out / "manifest.json")
+    return out
+
+
+def coverage_report(catalog: Catalog, top: int = 20) -> str:
+    """Markdown: threshold, coverage, groups by kind, the points range, and the largest groups."""
+    frame = catalog.groups.to_pandas()
+    core = frame[frame["kind"] == CORE]
+    lines = [
+        "# DIP catalogue: coverage",
+        "",
+        f"Built by dipsim {__version__} on {dt.date.today().isoformat()} from {catalog.cases:,} cases "
+        f"({catalog.cases_skipped:,} skipped: no principal diagnosis or no positive cost); "
+        + ("no discharge dates, so one period." if list(catalog.years) == [0] else
+           "discharge years and weights " + ", ".join(f"{y}: {w:g}" for y, w in catalog.years.items()) + "."),
+        "",
+        f"- Core threshold: {catalog.threshold} cases"
+        + (f" (the largest reaching the coverage target {catalog.options.coverage:.0%})"
+           if catalog.options.coverage is not None else ""),
+        f"- Core groups: {len(core):,}, holding {catalog.coverage:.2%} of the cases",
+        f"- Comprehensive groups: {len(frame) - len(core):,}, holding {1 - catalog.coverage:.2%}",
+        f"- Points (scale {catalog.options.scale:g}): {frame['points'].min():,.2f} to {frame['points'].max():,.2f}",
+        "",
+        f"## The {min(top, len(frame))} largest groups",
+        "",
+        "| group | kind | name | cases | points | CV |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for row in frame.nlargest(top, "cases").itertuples():
+        lines.append(f"| {row.group_id} | {row.kind} | {row.name} | {row.cases:,} | {row.points:,.2f} | "
+                     f"{row.cv_cost:.2f} |")
+    return "\n".join(lines) + "\n"

@@ -151,6 +151,50 @@ def cmd_explain(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- catalog
+
+
+def cmd_catalog_build(args) -> int:
+    import pyarrow as pa
+
+    from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
+    from dipsim.io.validate import load_cases
+    from dipsim.io.writers import sha256_file
+
+    console = _console(args)
+    try:
+        options = CatalogOptions(threshold=args.threshold, coverage=args.coverage, trim_percentiles=args.trim,
+                                 year_weights=args.year_weights, scale=args.scale,
+                                 reference_group=args.reference_group, procedure_kinds=args.procedure_kinds)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"catalog options: {exc}") from exc
+    mapping, read_options, sheet = _read_options(args)
+    tables, inputs = [], []
+    with _progress(console, "reading and validating", len(args.input)) as update:
+        for number, path in enumerate(args.input):
+            result = load_cases(path, options=read_options, header_mapping=mapping, encoding=args.encoding,
+                                sheet=sheet)
+            if args.cost_column not in result.accepted.column_names:
+                raise InputError(f"{path}: no cost column {args.cost_column!r} (see --cost-column)")
+            tables.append(result.accepted)
+            files = [Path(path)] if Path(path).is_file() else sorted(p for p in Path(path).rglob("*") if p.is_file())
+            inputs.append({"path": str(path), "rows_read": result.rows_read, "accepted": result.n_accepted,
+                           "rejected": result.n_rejected,
+                           "files": [{"file": str(f), "sha256": sha256_file(f)} for f in files]})
+            update(number + 1, len(args.input))
+    cases = pa.concat_tables(tables, promote_options="permissive")
+    try:
+        catalog = build_catalog(cases, options, cost_column=args.cost_column)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    out = write_catalog(catalog, args.out, inputs)
+    kinds = catalog.summary()["groups"]
+    print(f"{catalog.cases:,} cases ({catalog.cases_skipped:,} skipped) -> {kinds.get('core', 0):,} core groups "
+          f"(threshold {catalog.threshold}, coverage {catalog.coverage:.2%}) + {kinds.get('comprehensive', 0):,} "
+          f"comprehensive groups -> {out}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- synth
 
 
@@ -282,6 +326,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_qy_option(p)
     _add_read_options(p)
 
+    catalog = sub.add_parser("catalog", help="DIP catalogues: build one from a city's past cases",
+                             description="DIP catalogues (病种目录库).")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", metavar="ACTION")
+    catalog.set_defaults(func=lambda _: catalog.print_help() or EXIT_USAGE)
+    p = catalog_sub.add_parser(
+        "build", help="Build a DIP catalogue from past cases with costs",
+        description="Build a DIP catalogue: key = principal diagnosis subcategory + the set of procedures; keys "
+                    "with >= THRESHOLD cases are core groups, the rest comprehensive groups by diagnosis category "
+                    "x treatment; points = trimmed, year-weighted group mean / overall mean x SCALE. Writes "
+                    "CATALOG/catalog.parquet, catalog.csv, coverage.md and manifest.json.")
+    p.set_defaults(func=cmd_catalog_build, command="catalog build")
+    p.add_argument("input", nargs="+", help="case files or folders (several years: one per year, or mixed)")
+    p.add_argument("-o", "--out", required=True, help="output folder CATALOG")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the result line(s), no progress")
+    p.add_argument("--threshold", type=_positive_int, default=15, help="cases a key needs to be a core group "
+                                                                       "(default 15)")
+    p.add_argument("--coverage", type=_share, help="instead of --threshold: the largest threshold whose core "
+                                                   "groups still hold this share of the cases, e.g. 0.85")
+    p.add_argument("--trim", type=_numbers, default=(2.5, 97.5), metavar="LOW,HIGH",
+                   help="trimming percentiles within each group (default 2.5,97.5)")
+    p.add_argument("--year-weights", type=_numbers, default=(1.0, 2.0, 7.0), metavar="W1,W2,...",
+                   help="weights of the last years, oldest first (default 1,2,7)")
+    p.add_argument("--scale", type=float, default=1000.0, help="points of the overall mean (default 1000; or 100)")
+    p.add_argument("--reference-group", metavar="GROUP_ID",
+                   help="a group fixed at SCALE points instead of the overall mean, e.g. 'K35.8/47.0901'")
+    p.add_argument("--procedure-kinds", type=lambda t: tuple(k.strip() for k in t.split(",") if k.strip()),
+                   metavar="KINDS", help="only these ICD-9 kinds count in the key, e.g. 手术,介入治疗,治疗性操作 "
+                                         "(default: every procedure)")
+    p.add_argument("--cost-column", default="total_cost", help="the cost column (default total_cost)")
+    _add_read_options(p)
+
     p = add("synth", "Synthesise a year of a realistic pooling region: hospitals, monthly Parquet partitions of "
                      "cases, and ground truth for injected upcoding and split stays. Deterministic for a seed.",
             cmd_synth)
@@ -293,6 +368,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_region_options(p, 200_000)
     p.add_argument("-o", "--out", default="dipsim_demo", help="output folder (default: ./dipsim_demo)")
     return parser
+
+
+def _share(text: str) -> float:
+    value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError("must be a share in (0, 1], e.g. 0.85 or 85%")
+    return value
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.replace("：", ":").replace(":", ",").split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {text!r}") from None
 
 
 def _positive_int(text: str) -> int:

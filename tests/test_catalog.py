@@ -135,3 +135,25 @@ def test_options_are_checked():
         CatalogOptions(trim_percentiles=(50, 10))
     with pytest.raises(ValueError):
         CatalogOptions(coverage=1.5)
+
+
+def test_catalog_build_command_writes_the_catalogue_and_its_manifest(tmp_path):
+    import json
+
+    from dipsim.cli import main
+
+    region = tmp_path / "region"
+    assert main(["synth", "--cases", "3000", "--hospitals", "8", "--seed", "5", "-o", str(region), "-q"]) == 0
+    out = tmp_path / "cat"
+    assert main(["catalog", "build", str(region / "cases"), "-o", str(out), "--threshold", "20", "-q"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    import pyarrow.parquet as pq
+
+    groups = pq.read_table(out / "catalog.parquet")
+    assert manifest["cases"] + manifest["cases_skipped"] == manifest["inputs"][0]["accepted"]
+    assert sum(groups["cases"].to_pylist()) == manifest["cases"]
+    assert manifest["threshold"] == 20 and manifest["options"]["threshold"] == 20
+    assert all(len(f["sha256"]) == 64 for f in manifest["inputs"][0]["files"])
+    assert (out / "catalog.csv").read_bytes().startswith(b"\xef\xbb\xbf")  # BOM: Excel opens the Chinese names
+    assert "Core groups" in (out / "coverage.md").read_text(encoding="utf-8")
+    assert main(["catalog", "build", str(region / "cases"), "-o", str(out), "--trim", "60,10"]) == 1
