@@ -34,6 +34,7 @@ TREATMENTS = ("保守治疗", "诊断性操作", "治疗性操作", "相关手�
 KIND_TREATMENT = {"手术": 3, "介入治疗": 3, "治疗性操作": 2, "诊断性操作": 1}
 UNKNOWN_KIND_TREATMENT = 2  # a procedure whose kind the dictionary does not give: counted as 治疗性操作
 
+KEYS_SCHEMA = pa.schema([("key", pa.string()), ("group_id", pa.string()), ("cases", pa.int64())])
 CATALOG_SCHEMA = pa.schema([
     ("group_id", pa.string()),  # core: "I74.8/39.2901+88.4700" ("I74.8/" without procedures); comprehensive: "I74/相关手术"
     ("kind", pa.string()),  # core | comprehensive
@@ -86,6 +87,9 @@ class Catalog:
     cases_skipped: int  # without a principal diagnosis or a positive cost
     years: dict[int, float] = field(default_factory=dict)  # year -> weight used
     options: CatalogOptions = field(default_factory=CatalogOptions)
+    # every key seen in the building cases, with its group (a core key: itself; else its comprehensive group)
+    # and case count (KEYS_SCHEMA): the grouper sends a known non-core key where the build sent it
+    keys: pa.Table | None = None
 
     def summary(self) -> dict:
         kinds = pc.value_counts(self.groups["kind"]).to_pylist()
@@ -101,7 +105,7 @@ class Catalog:
 
 
 def _procedure_sets(procedures: pa.ChunkedArray | pa.Array,
-                    kinds: tuple[str, ...] | None) -> tuple[np.ndarray, np.ndarray]:
+                    kinds: tuple[str, ...] | None) -> tuple[pa.Array, np.ndarray]:
     """Per case: the sorted distinct counted procedure codes joined by "+" ("" for none), and the treatment level
     (index into TREATMENTS). Codes are looked up once per distinct code."""
     lists = procedures.combine_chunks() if isinstance(procedures, pa.ChunkedArray) else procedures
@@ -135,8 +139,7 @@ def _procedure_sets(procedures: pa.ChunkedArray | pa.Array,
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(np.bincount(row, minlength=n), out=offsets[1:])
     values = pc.take(pa.array(distinct[order].tolist(), pa.string()), pa.array(rank))
-    sets = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), values), "+")
-    return sets.to_numpy(zero_copy_only=False).astype(object), treatment
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), values), "+"), treatment
 
 
 def _principals(diagnoses: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -149,22 +152,41 @@ def _principals(diagnoses: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pa.array(out, pa.string())
 
 
-def case_keys(cases: pa.Table, options: CatalogOptions | None = None) -> pd.DataFrame:
-    """Per case: `diagnosis` (principal subcategory, "" without a principal), `category`, `procedures` (the key's
-    set), `treatment` (index into TREATMENTS) and `key` (the id of the core group it would be in)."""
+@dataclass
+class KeyParts:
+    """Per case, as Arrow arrays: `diagnosis` (principal subcategory, "" without a principal), `category`,
+    `procedures` (the key's set, "+"-joined), `key` (the id of the core group it would be in) and `comprehensive`
+    (the id of its comprehensive group); `treatment` (numpy, index into TREATMENTS)."""
+
+    diagnosis: pa.Array
+    category: pa.Array
+    procedures: pa.Array
+    treatment: np.ndarray
+    key: pa.Array
+    comprehensive: pa.Array
+
+
+def key_parts(cases: pa.Table, options: CatalogOptions | None = None) -> KeyParts:
     opts = options or CatalogOptions()
     n = cases.num_rows
     principal = _principals(cases["diagnoses"])
     if "procedures" in cases.column_names:
         procedures, treatment = _procedure_sets(cases["procedures"], opts.procedure_kinds)
     else:
-        procedures, treatment = np.full(n, "", dtype=object), np.zeros(n, np.int8)
+        procedures, treatment = pa.array([""] * n, pa.string()), np.zeros(n, np.int8)
     diagnosis = pc.utf8_slice_codeunits(principal, 0, 5)
-    key = pc.binary_join_element_wise(diagnosis, pa.array(procedures, pa.string()), "/")
-    return pd.DataFrame({"diagnosis": diagnosis.to_numpy(zero_copy_only=False),
-                         "category": pc.utf8_slice_codeunits(principal, 0, 3).to_numpy(zero_copy_only=False),
-                         "procedures": procedures, "treatment": treatment,
-                         "key": key.to_numpy(zero_copy_only=False)})
+    category = pc.utf8_slice_codeunits(principal, 0, 3)
+    treatment_name = pc.take(pa.array(TREATMENTS, pa.string()), pa.array(treatment))
+    return KeyParts(diagnosis=diagnosis, category=category, procedures=procedures, treatment=treatment,
+                    key=pc.binary_join_element_wise(diagnosis, procedures, "/"),
+                    comprehensive=pc.binary_join_element_wise(category, treatment_name, "/"))
+
+
+def case_keys(cases: pa.Table, options: CatalogOptions | None = None) -> pd.DataFrame:
+    """`key_parts` as a DataFrame (columns diagnosis, category, procedures, treatment, key, comprehensive)."""
+    parts = key_parts(cases, options)
+    return pd.DataFrame({name: (value if isinstance(value, np.ndarray) else value.to_numpy(zero_copy_only=False))
+                         for name, value in vars(parts).items()})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -213,9 +235,7 @@ def build_catalog(cases: pa.Table, options: CatalogOptions | None = None, cost_c
     threshold = (opts.threshold if opts.coverage is None
                  else coverage_threshold(pd.Series(key_counts), opts.coverage))
     is_core = key_counts[key_id] >= threshold
-    treatment_names = np.array(TREATMENTS, dtype=object)[frame["treatment"].to_numpy()]
-    group_id = np.where(is_core, frame["key"].to_numpy(dtype=object),
-                        frame["category"].to_numpy(dtype=object) + "/" + treatment_names)
+    group_id = np.where(is_core, frame["key"].to_numpy(dtype=object), frame["comprehensive"].to_numpy(dtype=object))
     g, group_names = pd.factorize(group_id)
     n_groups = len(group_names)
     size = np.bincount(g, minlength=n_groups)
@@ -269,8 +289,13 @@ def build_catalog(cases: pa.Table, options: CatalogOptions | None = None, cost_c
     out = out.sort_values(["kind", "diagnosis", "procedures", "treatment"], kind="stable",
                           key=lambda s: s.map({CORE: 0, COMPREHENSIVE: 1}) if s.name == "kind" else s)
     table = pa.Table.from_pandas(out[CATALOG_SCHEMA.names], schema=CATALOG_SCHEMA, preserve_index=False)
+    key_first = np.full(len(key_names), len(key_id), dtype=np.int64)
+    np.minimum.at(key_first, key_id, np.arange(len(key_id)))
+    keys_table = pa.table({"key": pa.array(np.asarray(key_names, dtype=object), pa.string()),
+                           "group_id": pa.array(group_id[key_first], pa.string()),
+                           "cases": pa.array(key_counts, pa.int64())}, schema=KEYS_SCHEMA).sort_by("key")
     return Catalog(groups=table, threshold=threshold, coverage=float(is_core.mean()), cases=len(frame),
-                   cases_skipped=int((~usable).sum()), years=weights, options=opts)
+                   cases_skipped=int((~usable).sum()), years=weights, options=opts, keys=keys_table)
 
 
 def _trimmed(g: np.ndarray, cost: np.ndarray, size: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
@@ -315,18 +340,21 @@ def _names(groups: pd.DataFrame) -> list[str]:
 
 
 def write_catalog(catalog: Catalog, out_dir, inputs: list[dict] | None = None) -> Path:
-    """CATALOG/ with catalog.parquet and catalog.csv (the groups), coverage.md (what a modeler checks first) and
-    manifest.json (inputs with sha256, parameters, counts). Each file is written atomically."""
+    """CATALOG/ with catalog.parquet and catalog.csv (the groups), keys.parquet (every key seen and its group),
+    coverage.md (what a modeler checks first) and manifest.json (inputs with sha256, parameters, counts). Each
+    file is written atomically."""
     from dipsim.io.writers import atomic_path, write_csv, write_json, write_parquet
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(catalog.groups, out / "catalog.parquet")
     write_csv(catalog.groups, out / "catalog.csv")
+    if catalog.keys is not None:
+        write_parquet(catalog.keys, out / "keys.parquet")
     with atomic_path(out / "coverage.md") as tmp:
         tmp.write_text(coverage_report(catalog), encoding="utf-8")
     write_json({**catalog.summary(), "command": "catalog build", "inputs": inputs or [],
-                "outputs": ["catalog.parquet", "catalog.csv", "coverage.md"]}, out / "manifest.json")
+                "outputs": ["catalog.parquet", "catalog.csv", "keys.parquet", "coverage.md"]}, out / "manifest.json")
     return out
 
 

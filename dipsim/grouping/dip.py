@@ -1,0 +1,248 @@
+"""DIP grouping: match cases to a catalogue built by `dipsim.catalog` (DOMAIN.md §6).
+
+A case's key (principal subcategory + the set of its procedures, counted as the catalogue counted them) is looked
+up among the core groups; a key the building cases had under the core threshold goes to its comprehensive group,
+as it did in the build (so every building case maps back to its own group); for a new key, the core group of the same diagnosis sharing the most procedures
+(at least one) is taken, ties by the group mean cost nearest the case cost, then the higher points; else the
+comprehensive group of its diagnosis category and treatment; else the case is ungroupable, with the reason.
+
+`group_dip_table` does this for a table with the Numba kernel (`dip_kernel.match_cases`); `match_case` is the
+plain-Python reference, one case at a time, with the steps in words for `dipsim explain`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dipsim.catalog import COMPREHENSIVE, CORE, TREATMENTS, CatalogOptions, key_parts
+from dipsim.io.errors import InputError
+
+from . import dip_kernel
+from .dip_kernel import MATCH_BEST, MATCH_COMPREHENSIVE, MATCH_EXACT, MATCH_NONE
+
+MATCH_NAMES = {MATCH_NONE: "none", MATCH_EXACT: "exact", MATCH_BEST: "best", MATCH_COMPREHENSIVE: "comprehensive"}
+OUTPUT_SCHEMA = pa.schema([
+    ("case_id", pa.string()),
+    ("dip_group", pa.string()),  # "" when ungroupable
+    ("dip_points", pa.float64()),  # null when ungroupable
+    ("match", pa.string()),  # exact | best | comprehensive | none
+    ("reason", pa.string()),  # why a case is ungroupable
+])
+
+
+@dataclass
+class DipCatalog:
+    """A catalogue's groups and the options it was built with (the procedure kinds decide the keys)."""
+
+    groups: pa.Table
+    options: CatalogOptions
+    source: str
+    keys: pa.Table | None = None  # keys.parquet: every key of the building cases and its group
+
+
+def load_catalog(path) -> DipCatalog:
+    """A catalogue folder written by `dipsim catalog build` (catalog.parquet + manifest.json), or a catalogue
+    table (.parquet / .csv with the catalogue's columns; options then default)."""
+    path = Path(path)
+    table_path = path / "catalog.parquet" if path.is_dir() else path
+    if not table_path.is_file():
+        raise InputError(f"{path}: no DIP catalogue here (expected a folder from `dipsim catalog build`)")
+    if table_path.suffix.lower() == ".csv":
+        groups = pa.Table.from_pandas(pd.read_csv(table_path, encoding="utf-8-sig", dtype={"procedures": str},
+                                                  keep_default_na=False, na_values={"points": [""]}),
+                                      preserve_index=False)
+    else:
+        groups = pq.read_table(table_path)
+    missing = {"group_id", "kind", "diagnosis", "procedures", "treatment", "points", "mean_cost"} - set(
+        groups.column_names)
+    if missing:
+        raise InputError(f"{table_path}: not a DIP catalogue: no column(s) {sorted(missing)}")
+    options = CatalogOptions()
+    manifest = table_path.parent / "manifest.json"
+    if manifest.is_file():
+        stored = json.loads(manifest.read_text(encoding="utf-8")).get("options", {})
+        known = {f.name for f in fields(CatalogOptions)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known}
+        options = CatalogOptions(**values)
+    keys_path = table_path.parent / "keys.parquet"
+    keys = pq.read_table(keys_path) if keys_path.is_file() and table_path.suffix != ".csv" else None
+    return DipCatalog(groups=groups, options=options, source=str(path), keys=keys)
+
+
+def _known_non_core(catalog: DipCatalog) -> set[str]:
+    if catalog.keys is None:
+        return set()
+    keys = catalog.keys
+    non_core = pc.not_equal(keys["key"], keys["group_id"])
+    return set(keys.filter(non_core)["key"].to_pylist())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reference, one case at a time
+
+
+@dataclass
+class DipMatch:
+    group: str  # "" when ungroupable
+    points: float | None
+    match: str
+    reason: str = ""
+    steps: list[str] | None = None
+
+
+def match_case(diagnosis: str, procedures: list[str], treatment: int, cost: float | None,
+               catalog: DipCatalog) -> DipMatch:
+    """Match one case's key parts (as `catalog.case_keys` gives them) to the catalogue, with the steps in words."""
+    rows = catalog.groups.to_pylist()
+    core = [r for r in rows if r["kind"] == CORE]
+    key = f"{diagnosis}/{'+'.join(procedures)}"
+    steps = [f"key {key} (principal subcategory {diagnosis or '-'}, procedures {', '.join(procedures) or 'none'})"]
+    exact = next((r for r in core if r["group_id"] == key), None)
+    if exact is not None:
+        steps.append(f"exact core group {key}")
+        return DipMatch(key, exact["points"], "exact", steps=steps)
+    comprehensive = f"{diagnosis[:3]}/{TREATMENTS[treatment]}"
+    seen = key in _known_non_core(catalog)
+    best, best_rank = None, None
+    if seen:
+        steps.append(f"key {key} was in the building cases but under the core threshold: its comprehensive group")
+    elif diagnosis and procedures:
+        mine = set(procedures)
+        for index, r in enumerate(core):
+            if r["diagnosis"] != diagnosis:
+                continue
+            shared = len(mine & set(filter(None, r["procedures"].split("+"))))
+            if shared == 0:
+                continue
+            gap = 0.0 if cost is None or np.isnan(cost) else abs(r["mean_cost"] - cost)
+            gap = np.inf if np.isnan(gap) else gap
+            points = -np.inf if r["points"] is None or np.isnan(r["points"]) else r["points"]
+            rank = (-shared, gap, -points, index)
+            if best_rank is None or rank < best_rank:
+                best, best_rank = r, rank
+    if best is not None:
+        steps.append(f"no exact core group; core group {best['group_id']} of {diagnosis} shares the most procedures "
+                     f"({-best_rank[0]}), then the nearest mean cost {best['mean_cost']:,.2f}")
+        return DipMatch(best["group_id"], best["points"], "best", steps=steps)
+    found = next((r for r in rows if r["kind"] == COMPREHENSIVE and r["group_id"] == comprehensive), None)
+    if found is not None:
+        if not seen:
+            steps.append(f"no core group of {diagnosis or '-'} shares a procedure")
+        steps.append(f"comprehensive group {comprehensive}")
+        return DipMatch(comprehensive, found["points"], "comprehensive", steps=steps)
+    reason = ("no principal diagnosis" if not diagnosis else
+              f"no core group of {diagnosis} fits and no comprehensive group {comprehensive}")
+    steps.append(reason)
+    return DipMatch("", None, "none", reason=reason, steps=steps)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Whole tables with the kernel
+
+
+@dataclass
+class _Compiled:
+    core_ids: pa.Array
+    comprehensive_ids: pa.Array
+    diagnoses: pa.Array  # the core groups' diagnoses, sorted
+    procedures: pa.Array  # the core groups' procedure codes, sorted
+    diag_offsets: np.ndarray
+    diag_groups: np.ndarray
+    group_px: np.ndarray
+    group_px_offsets: np.ndarray
+    group_mean: np.ndarray
+    group_points: np.ndarray
+    group_ids: pa.Array  # all groups: core first (kernel indices), then comprehensive
+    group_points_all: np.ndarray
+
+
+def _compile(catalog: DipCatalog) -> _Compiled:
+    groups = catalog.groups
+    kind = groups["kind"].to_numpy(zero_copy_only=False)
+    core = groups.filter(pa.array(kind == CORE))
+    comp = groups.filter(pa.array(kind == COMPREHENSIVE))
+    diagnoses = pc.unique(core["diagnosis"]).sort()
+    diag = pc.index_in(core["diagnosis"], value_set=diagnoses).to_numpy(zero_copy_only=False)
+    sets = pc.split_pattern(pc.fill_null(core["procedures"], ""), "+")
+    codes = pc.list_flatten(sets)
+    codes = codes.filter(pc.not_equal(codes, ""))
+    procedures = pc.unique(codes).sort()
+    group_px, group_px_offsets = _encode_sets(sets, procedures)
+    order = np.argsort(diag, kind="stable")
+    diag_offsets = np.zeros(len(diagnoses) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(diag, minlength=len(diagnoses)), out=diag_offsets[1:])
+    points = pc.cast(groups["points"], pa.float64())
+    return _Compiled(
+        core_ids=core["group_id"].combine_chunks(), comprehensive_ids=comp["group_id"].combine_chunks(),
+        diagnoses=diagnoses, procedures=procedures, diag_offsets=diag_offsets,
+        diag_groups=order.astype(np.int32), group_px=group_px, group_px_offsets=group_px_offsets,
+        group_mean=pc.fill_null(pc.cast(core["mean_cost"], pa.float64()), np.nan).to_numpy(zero_copy_only=False),
+        group_points=pc.fill_null(pc.cast(core["points"], pa.float64()), np.nan).to_numpy(zero_copy_only=False),
+        group_ids=pa.concat_arrays([core["group_id"].combine_chunks(), comp["group_id"].combine_chunks()]),
+        group_points_all=np.concatenate([
+            pc.fill_null(pc.cast(t["points"], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+            for t in (core, comp)]) if len(points) else np.zeros(0),
+    )
+
+
+def _encode_sets(sets: pa.Array | pa.ChunkedArray, vocabulary: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of each list's codes as sorted ids in `vocabulary`; codes not in it (or empty) are left out."""
+    sets = sets.combine_chunks() if isinstance(sets, pa.ChunkedArray) else sets
+    ids = pc.fill_null(pc.index_in(pc.list_flatten(sets), value_set=vocabulary), -1).to_numpy(zero_copy_only=False)
+    row = pc.list_parent_indices(sets).to_numpy()
+    keep = ids >= 0
+    ids, row = ids[keep], row[keep]
+    order = np.lexsort((ids, row))
+    offsets = np.zeros(len(sets) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=len(sets)), out=offsets[1:])
+    return ids[order].astype(np.int32), offsets
+
+
+def group_dip_table(cases: pa.Table, catalog: DipCatalog, cost_column: str = "total_cost") -> pa.Table:
+    """case_id, dip_group, dip_points, match and reason for every case (OUTPUT_SCHEMA)."""
+    c = _compile(catalog)
+    parts = key_parts(cases, catalog.options)
+    n = cases.num_rows
+    exact = pc.fill_null(pc.index_in(parts.key, value_set=c.core_ids), -1).to_numpy(zero_copy_only=False)
+    known = pa.array(sorted(_known_non_core(catalog)), pa.string())
+    seen = pc.is_in(parts.key, value_set=known).to_numpy(zero_copy_only=False)
+    comp = pc.fill_null(pc.index_in(parts.comprehensive, value_set=c.comprehensive_ids), -1)
+    comp = comp.to_numpy(zero_copy_only=False)
+    diagnosis = pc.fill_null(pc.index_in(parts.diagnosis, value_set=c.diagnoses), -1).to_numpy(zero_copy_only=False)
+    px, px_offsets = _encode_sets(pc.split_pattern(parts.procedures, "+"), c.procedures)
+    if cost_column in cases.column_names:
+        cost = pc.fill_null(pc.cast(cases[cost_column], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    else:
+        cost = np.full(n, np.nan)
+    group = np.empty(n, dtype=np.int32)
+    match = np.empty(n, dtype=np.int8)
+    dip_kernel.match_cases(exact.astype(np.int32), np.where(comp >= 0, comp + len(c.core_ids), -1).astype(np.int32),
+                           seen,
+                           diagnosis.astype(np.int32), px, px_offsets, np.ascontiguousarray(cost, np.float64),
+                           c.diag_offsets, c.diag_groups, c.group_px, c.group_px_offsets, c.group_mean,
+                           c.group_points, group, match)
+    found = group >= 0
+    ids = pc.take(c.group_ids, pa.array(np.where(found, group, 0))) if len(c.group_ids) else \
+        pa.array([""] * n, pa.string())
+    dip_group = pc.if_else(pa.array(found), ids, "")
+    points = pa.array(np.where(found, c.group_points_all[np.maximum(group, 0)] if len(c.group_ids) else 0, np.nan),
+                      mask=~found)
+    reason = np.full(n, "", dtype=object)
+    for i in np.flatnonzero(~found):  # few: only the ungroupable cases get a reason
+        diagnosis_i = parts.diagnosis[i].as_py()
+        reason[i] = ("no principal diagnosis" if not diagnosis_i else
+                     f"no core group of {diagnosis_i} fits and no comprehensive group {parts.comprehensive[i].as_py()}")
+    case_id = (pc.cast(cases["case_id"], pa.string()) if "case_id" in cases.column_names
+               else pa.array([str(i) for i in range(n)], pa.string()))
+    return pa.Table.from_arrays([
+        case_id.combine_chunks() if isinstance(case_id, pa.ChunkedArray) else case_id, dip_group, points,
+        pa.array(np.array([MATCH_NAMES[m] for m in range(4)], dtype=object)[match], pa.string()),
+        pa.array(reason, pa.string())], schema=OUTPUT_SCHEMA)
