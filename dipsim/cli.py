@@ -107,6 +107,8 @@ def cmd_group(args) -> int:
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise InputError(f"{out}: the output must end in .csv or .parquet")
     mapping, options, sheet = _read_options(args)
+    if args.scheme == "dip":
+        return _group_dip(args, console, out, mapping, options, sheet)
     scheme = _scheme(args, compiled=True)
     warm_up(scheme)  # the kernel loads while the input is read
     with _progress(console, "reading and validating", 1) as update:
@@ -125,6 +127,42 @@ def cmd_group(args) -> int:
     if result.n_rejected:
         console.print(f"rejected rows are not grouped; see {rejects}")
     return EXIT_OK
+
+
+def _group_dip(args, console, out: Path, mapping, options, sheet) -> int:
+    """`dipsim group --scheme dip --catalog CAT`: OUT has case_id, dip_group, dip_points, match and reason."""
+    import pyarrow.compute as pc
+
+    from dipsim.grouping.dip import group_dip_table
+    from dipsim.io.validate import load_cases
+    from dipsim.io.writers import write_csv, write_table
+
+    catalog = _catalog(args)
+    with _progress(console, "reading and validating", 1) as update:
+        result = load_cases(args.input, options=options, header_mapping=mapping, encoding=args.encoding,
+                            sheet=sheet)
+        update(1, 1)
+    with _progress(console, f"grouping (DIP, {catalog.source})", 1) as update:
+        groups = group_dip_table(result.accepted, catalog)
+        update(1, 1)
+    write_table(groups, out)
+    rejects = out.with_name(out.stem + ".rejects.csv")
+    write_csv(result.rejects, rejects)
+    counts = {v["values"]: v["counts"] for v in pc.value_counts(groups["match"]).to_pylist()}
+    print(f"rows read {result.rows_read:,} = accepted {result.n_accepted:,} + rejected {result.n_rejected:,}; "
+          + ", ".join(f"{name} {counts.get(name, 0):,}" for name in ("exact", "best", "comprehensive", "none"))
+          + f" -> {out}")
+    if result.n_rejected:
+        console.print(f"rejected rows are not grouped; see {rejects}")
+    return EXIT_OK
+
+
+def _catalog(args):
+    from dipsim.grouping.dip import load_catalog
+
+    if not args.catalog:
+        raise InputError("--scheme dip needs --catalog CATALOG (a folder from `dipsim catalog build`)")
+    return load_catalog(args.catalog)
 
 
 def _scheme(args, compiled: bool = False):
@@ -146,6 +184,11 @@ def cmd_explain(args) -> int:
 
     mapping, _, sheet = _read_options(args)
     row = find_case(args.input, args.case_id, header_mapping=mapping, encoding=args.encoding, sheet=sheet)
+    if args.scheme == "dip":
+        from dipsim.grouping.dip import explain_dip
+
+        print(explain_dip(row, _catalog(args)))
+        return EXIT_OK
     _, text = explain_case(row, _scheme(args))
     print(text)
     return EXIT_OK
@@ -314,7 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="case file (CSV/Excel/Parquet) or folder of Parquet partitions")
     p.add_argument("-o", "--out", required=True, help="output file, .csv or .parquet")
     p.add_argument("--scheme", default="chs-drg-1.1", help="grouper table version in grouper_tables/ "
-                                                          "(default chs-drg-1.1; also chs-drg-1.1-beijing)")
+                                                          "(default chs-drg-1.1; also chs-drg-1.1-beijing), or "
+                                                          "dip with --catalog: OUT then has case_id, dip_group, "
+                                                          "dip_points, match (exact/best/comprehensive/none), reason")
+    p.add_argument("--catalog", help="DIP catalogue folder from `dipsim catalog build` (with --scheme dip)")
     _add_qy_option(p)
     _add_read_options(p)
 
@@ -322,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "secondary code gave CC/MCC, which exclusion table cancelled which code.", cmd_explain)
     p.add_argument("input", help="case file (CSV/Excel/Parquet) or folder of Parquet partitions")
     p.add_argument("--case-id", required=True, help="the case to explain")
-    p.add_argument("--scheme", default="chs-drg-1.1", help="grouper table version (default chs-drg-1.1)")
+    p.add_argument("--scheme", default="chs-drg-1.1", help="grouper table version (default chs-drg-1.1), or dip "
+                                                          "with --catalog")
+    p.add_argument("--catalog", help="DIP catalogue folder from `dipsim catalog build` (with --scheme dip)")
     _add_qy_option(p)
     _add_read_options(p)
 

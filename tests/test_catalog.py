@@ -157,3 +157,26 @@ def test_catalog_build_command_writes_the_catalogue_and_its_manifest(tmp_path):
     assert (out / "catalog.csv").read_bytes().startswith(b"\xef\xbb\xbf")  # BOM: Excel opens the Chinese names
     assert "Core groups" in (out / "coverage.md").read_text(encoding="utf-8")
     assert main(["catalog", "build", str(region / "cases"), "-o", str(out), "--trim", "60,10"]) == 1
+
+
+def test_dip_group_and_explain_commands(tmp_path, capsys):
+    from dipsim.cli import main
+
+    region = tmp_path / "region"
+    assert main(["synth", "--cases", "2000", "--hospitals", "8", "--seed", "7", "-o", str(region), "-q"]) == 0
+    cat = tmp_path / "cat"
+    assert main(["catalog", "build", str(region / "cases"), "-o", str(cat), "--threshold", "10", "-q"]) == 0
+    out = tmp_path / "dip.csv"
+    assert main(["group", str(region / "cases"), "--scheme", "dip", "--catalog", str(cat), "-o", str(out), "-q"]) == 0
+    import pandas as pd
+
+    groups = pd.read_csv(out, encoding="utf-8-sig", keep_default_na=False)
+    assert list(groups.columns) == ["case_id", "dip_group", "dip_points", "match", "reason"]
+    assert set(groups["match"]) <= {"exact", "comprehensive", "none"}  # building cases: never a best match
+    case_id = groups["case_id"].iloc[0]
+    capsys.readouterr()
+    assert main(["explain", str(region / "cases"), "--case-id", case_id, "--scheme", "dip", "--catalog",
+                 str(cat)]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[-1].startswith(f"result: {groups['dip_group'].iloc[0]} ")
+    assert main(["group", str(region / "cases"), "--scheme", "dip", "-o", str(out)]) == 1  # no --catalog

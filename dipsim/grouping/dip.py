@@ -246,3 +246,26 @@ def group_dip_table(cases: pa.Table, catalog: DipCatalog, cost_column: str = "to
         case_id.combine_chunks() if isinstance(case_id, pa.ChunkedArray) else case_id, dip_group, points,
         pa.array(np.array([MATCH_NAMES[m] for m in range(4)], dtype=object)[match], pa.string()),
         pa.array(reason, pa.string())], schema=OUTPUT_SCHEMA)
+
+
+def explain_dip(row: dict, catalog: DipCatalog) -> str:
+    """One accepted case row (CASE_SCHEMA names) matched to the catalogue, step by step, codes with their names."""
+    from dipsim.codes import load_icd9, load_icd10
+    from dipsim.schema import CASE_SCHEMA
+
+    one = pa.Table.from_pylist([{name: row.get(name) for name in CASE_SCHEMA.names}], schema=CASE_SCHEMA)
+    parts = key_parts(one, catalog.options)
+    cost = row.get("total_cost")
+    m = match_case(parts.diagnosis[0].as_py(), [p for p in parts.procedures[0].as_py().split("+") if p],
+                   int(parts.treatment[0]), cost, catalog)
+    icd10, icd9 = load_icd10(), load_icd9()
+    lines = [f"case {row['case_id']} under the DIP catalogue {catalog.source}",
+             f"  total cost {cost if cost is not None else '-'}"]
+    for label, codes, dictionary in (("diagnoses", row["diagnoses"], icd10), ("procedures", row["procedures"], icd9)):
+        lines.append(f"  {label} (principal first):")
+        lines += [f"    {code}  {dictionary.name(code) or '(not in 医保版 2.0)'}" for code in codes or []]
+    lines.append("steps:")
+    lines += [f"  {step}" for step in m.steps or []]
+    points = f"{m.points:,.4f} points" if m.points is not None else "no points"
+    lines.append(f"result: {m.group or 'ungroupable'} ({m.match}; {points})" + (f": {m.reason}" if m.reason else ""))
+    return "\n".join(lines)
