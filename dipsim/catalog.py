@@ -142,7 +142,7 @@ def _procedure_sets(procedures: pa.ChunkedArray | pa.Array,
     return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), values), "+"), treatment
 
 
-def _principals(diagnoses: pa.ChunkedArray | pa.Array) -> pa.Array:
+def principal_codes(diagnoses: pa.ChunkedArray | pa.Array) -> pa.Array:
     """The first code of each list ("" for an empty or null list, or a null code)."""
     lists = diagnoses.combine_chunks() if isinstance(diagnoses, pa.ChunkedArray) else diagnoses
     first = pc.list_slice(lists, 0, 1)
@@ -169,7 +169,7 @@ class KeyParts:
 def key_parts(cases: pa.Table, options: CatalogOptions | None = None) -> KeyParts:
     opts = options or CatalogOptions()
     n = cases.num_rows
-    principal = _principals(cases["diagnoses"])
+    principal = principal_codes(cases["diagnoses"])
     if "procedures" in cases.column_names:
         procedures, treatment = _procedure_sets(cases["procedures"], opts.procedure_kinds)
     else:

@@ -406,3 +406,13 @@ def group_cases(dx, dx_offsets, px, px_offsets, sex, age_years, age_days, birth_
         _group_range(b * BLOCK, min(n, (b + 1) * BLOCK), dx, dx_offsets, px, px_offsets, sex, age_years, age_days,
                      birth_weight, ventilation_hours, los_days, tables, out_mdc, out_adrg, out_drg, out_cc,
                      out_status)
+
+
+@njit(cache=True, parallel=True)
+def cc_levels(dx, dx_offsets, dx_secondary, excl_offsets, excl_tables, out):
+    """The CC level (0 none, 1 CC, 2 MCC) of every case from its secondary diagnoses alone, whatever its group
+    (the DIP auxiliary catalogue's severity); 0 without a principal diagnosis."""
+    for i in prange(dx_offsets.shape[0] - 1):
+        d0 = dx_offsets[i]
+        d1 = dx_offsets[i + 1]
+        out[i] = 0 if d1 <= d0 or dx[d0] < 0 else _cc_level(dx, d0, d1, dx_secondary, excl_offsets, excl_tables)
