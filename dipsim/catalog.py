@@ -26,9 +26,10 @@ import pyarrow.compute as pc
 
 from dipsim import __version__
 from dipsim.codes import load_icd9, load_icd10
+from dipsim.tcm import TCM_PREFIX, TcmRule, tcm_groups, tcm_treated
 
 POINTS_DECIMALS = 4
-CORE, COMPREHENSIVE = "core", "comprehensive"
+CORE, COMPREHENSIVE, TCM = "core", "comprehensive", "tcm"
 # 治疗方式 of a comprehensive group, from the ICD-9-CM-3 kinds of the case's counted procedures (highest wins)
 TREATMENTS = ("保守治疗", "诊断性操作", "治疗性操作", "相关手术")
 KIND_TREATMENT = {"手术": 3, "介入治疗": 3, "治疗性操作": 2, "诊断性操作": 1}
@@ -37,7 +38,7 @@ UNKNOWN_KIND_TREATMENT = 2  # a procedure whose kind the dictionary does not giv
 KEYS_SCHEMA = pa.schema([("key", pa.string()), ("group_id", pa.string()), ("cases", pa.int64())])
 CATALOG_SCHEMA = pa.schema([
     ("group_id", pa.string()),  # core: "I74.8/39.2901+88.4700" ("I74.8/" without procedures); comprehensive: "I74/相关手术"
-    ("kind", pa.string()),  # core | comprehensive
+    ("kind", pa.string()),  # core | comprehensive | tcm
     ("diagnosis", pa.string()),  # subcategory (core) or category (comprehensive)
     ("procedures", pa.string()),  # sorted codes joined by "+" (core); "" for comprehensive
     ("treatment", pa.string()),  # comprehensive groups: one of TREATMENTS; core: the treatment of its procedures
@@ -61,6 +62,7 @@ class CatalogOptions:
     scale: float = 1000.0
     reference_group: str | None = None  # a group_id fixed at `scale` points
     procedure_kinds: tuple[str, ...] | None = None  # ICD-9 kinds that count in the key (None: every procedure)
+    tcm: TcmRule | None = None  # the TCM catalogue: TCM-treated cases of its diseases get TCM groups (dipsim.tcm)
 
     def __post_init__(self):
         if self.threshold < 1:
@@ -225,17 +227,23 @@ def build_catalog(cases: pa.Table, options: CatalogOptions | None = None, cost_c
     else:
         year = np.zeros(cases.num_rows, dtype=np.int64)
     usable = (keys["diagnosis"].to_numpy() != "") & (cost > 0)
+    tcm = tcm_groups(pa.array(keys["diagnosis"].to_numpy(dtype=object), pa.string()),
+                     tcm_treated(cases, opts.tcm) if opts.tcm else np.zeros(len(keys), bool), opts.tcm)[usable]
     frame = keys[usable].reset_index(drop=True)
     cost, year = cost[usable], year[usable]
     if frame.empty:
         raise ValueError("no case with a principal diagnosis and a positive cost: nothing to build a catalogue from")
 
-    key_id, key_names = pd.factorize(frame["key"])
+    # core keys are counted among the Western cases: TCM-treated cases of the TCM diseases have groups of their own
+    western = tcm == ""
+    key_id, key_names = pd.factorize(frame["key"].to_numpy(dtype=object)[western])
     key_counts = np.bincount(key_id)
     threshold = (opts.threshold if opts.coverage is None
                  else coverage_threshold(pd.Series(key_counts), opts.coverage))
-    is_core = key_counts[key_id] >= threshold
+    is_core = np.zeros(len(frame), dtype=bool)
+    is_core[western] = key_counts[key_id] >= threshold
     group_id = np.where(is_core, frame["key"].to_numpy(dtype=object), frame["comprehensive"].to_numpy(dtype=object))
+    group_id = np.where(western, group_id, tcm)
     g, group_names = pd.factorize(group_id)
     n_groups = len(group_names)
     size = np.bincount(g, minlength=n_groups)
@@ -271,15 +279,18 @@ def build_catalog(cases: pa.Table, options: CatalogOptions | None = None, cost_c
     kept_var = np.bincount(g[kept], weights=(cost[kept] - kept_mean[g[kept]]) ** 2, minlength=n_groups)
     first = np.full(n_groups, len(g), dtype=np.int64)
     np.minimum.at(first, g, np.arange(len(g)))
-    core = is_core[first]
+    core, is_tcm = is_core[first], ~western[first]
     pick = frame.iloc[first]
+    points = group_mean / overall * opts.scale
     out = pd.DataFrame({
         "group_id": np.asarray(group_names, dtype=object),
-        "kind": np.where(core, CORE, COMPREHENSIVE),
-        "diagnosis": np.where(core, pick["diagnosis"].to_numpy(dtype=object), pick["category"].to_numpy(dtype=object)),
+        "kind": np.where(core, CORE, np.where(is_tcm, TCM, COMPREHENSIVE)),
+        "diagnosis": np.where(core | is_tcm, pick["diagnosis"].to_numpy(dtype=object),
+                              pick["category"].to_numpy(dtype=object)),
         "procedures": np.where(core, pick["procedures"].to_numpy(dtype=object), ""),
-        "treatment": np.array(TREATMENTS, dtype=object)[pick["treatment"].to_numpy()],
-        "points": np.round(group_mean / overall * opts.scale, POINTS_DECIMALS),
+        "treatment": np.where(is_tcm, "中医", np.array(TREATMENTS, dtype=object)[pick["treatment"].to_numpy()]),
+        "points": np.round(_western_points(np.asarray(group_names, dtype=object), is_tcm, points),
+                           POINTS_DECIMALS),
         "cases": size,
         "cases_used": kept_n,
         "mean_cost": group_mean,
@@ -287,15 +298,28 @@ def build_catalog(cases: pa.Table, options: CatalogOptions | None = None, cost_c
     })
     out["name"] = _names(out) if names else ""
     out = out.sort_values(["kind", "diagnosis", "procedures", "treatment"], kind="stable",
-                          key=lambda s: s.map({CORE: 0, COMPREHENSIVE: 1}) if s.name == "kind" else s)
+                          key=lambda s: s.map({CORE: 0, COMPREHENSIVE: 1, TCM: 2}) if s.name == "kind" else s)
     table = pa.Table.from_pandas(out[CATALOG_SCHEMA.names], schema=CATALOG_SCHEMA, preserve_index=False)
     key_first = np.full(len(key_names), len(key_id), dtype=np.int64)
     np.minimum.at(key_first, key_id, np.arange(len(key_id)))
     keys_table = pa.table({"key": pa.array(np.asarray(key_names, dtype=object), pa.string()),
-                           "group_id": pa.array(group_id[key_first], pa.string()),
+                           "group_id": pa.array(group_id[western][key_first], pa.string()),
                            "cases": pa.array(key_counts, pa.int64())}, schema=KEYS_SCHEMA).sort_by("key")
     return Catalog(groups=table, threshold=threshold, coverage=float(is_core.mean()), cases=len(frame),
                    cases_skipped=int((~usable).sum()), years=weights, options=opts, keys=keys_table)
+
+
+def _western_points(group_ids: np.ndarray, is_tcm: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """同病同价: a TCM group takes the points of its disease's Western group, the conservative core group
+    `<subcategory>/`, else the comprehensive group `<category>/保守治疗`; without either it keeps its own."""
+    index = {g: i for i, g in enumerate(group_ids)}
+    out = points.copy()
+    for i in np.flatnonzero(is_tcm):
+        diagnosis = group_ids[i][len(TCM_PREFIX):]
+        western = index.get(f"{diagnosis}/", index.get(f"{diagnosis[:3]}/{TREATMENTS[0]}"))
+        if western is not None:
+            out[i] = points[western]
+    return out
 
 
 def _trimmed(g: np.ndarray, cost: np.ndarray, size: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
@@ -329,6 +353,8 @@ def _names(groups: pd.DataFrame) -> list[str]:
             name = first_sub.get(diagnosis, diagnosis)
             if procedures:
                 name += " + " + "、".join(procedure_name[c] for c in procedures.split("+"))
+        elif kind == TCM:
+            name = f"{first_sub.get(diagnosis, diagnosis)}（中医优势病种，同病同价）"
         else:
             name = f"{diagnosis} {first_cat.get(diagnosis, '')}等（{treatment}）"  # the category's first code
         out.append(name)

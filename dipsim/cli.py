@@ -150,7 +150,7 @@ def _group_dip(args, console, out: Path, mapping, options, sheet) -> int:
     write_csv(result.rejects, rejects)
     counts = {v["values"]: v["counts"] for v in pc.value_counts(groups["match"]).to_pylist()}
     print(f"rows read {result.rows_read:,} = accepted {result.n_accepted:,} + rejected {result.n_rejected:,}; "
-          + ", ".join(f"{name} {counts.get(name, 0):,}" for name in ("exact", "best", "comprehensive", "none"))
+          + ", ".join(f"{name} {counts.get(name, 0):,}" for name in ("exact", "best", "comprehensive", "tcm", "none"))
           + f" -> {out}")
     if result.n_rejected:
         console.print(f"rejected rows are not grouped; see {rejects}")
@@ -204,11 +204,15 @@ def cmd_catalog_build(args) -> int:
     from dipsim.io.validate import load_cases
     from dipsim.io.writers import sha256_file
 
+    from dipsim.tcm import load_tcm
+
     console = _console(args)
+    tcm = load_tcm(args.tcm) if args.tcm else None
     try:
         options = CatalogOptions(threshold=args.threshold, coverage=args.coverage, trim_percentiles=args.trim,
                                  year_weights=args.year_weights, scale=args.scale,
-                                 reference_group=args.reference_group, procedure_kinds=args.procedure_kinds)
+                                 reference_group=args.reference_group, procedure_kinds=args.procedure_kinds,
+                                 tcm=tcm)
     except (ValueError, TypeError) as exc:
         raise InputError(f"catalog options: {exc}") from exc
     mapping, read_options, sheet = _read_options(args)
@@ -234,7 +238,7 @@ def cmd_catalog_build(args) -> int:
     kinds = catalog.summary()["groups"]
     print(f"{catalog.cases:,} cases ({catalog.cases_skipped:,} skipped) -> {kinds.get('core', 0):,} core groups "
           f"(threshold {catalog.threshold}, coverage {catalog.coverage:.2%}) + {kinds.get('comprehensive', 0):,} "
-          f"comprehensive groups -> {out}")
+          f"comprehensive" + (f" + {kinds.get('tcm', 0):,} TCM" if tcm else "") + f" groups -> {out}")
     return EXIT_OK
 
 
@@ -403,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="KINDS", help="only these ICD-9 kinds count in the key, e.g. 手术,介入治疗,治疗性操作 "
                                          "(default: every procedure)")
     p.add_argument("--cost-column", default="total_cost", help="the cost column (default total_cost)")
+    p.add_argument("--tcm", metavar="FILE", help="TCM catalogue TOML (中医优势病种: diseases, treated_by, min_share; "
+                                                 "see examples/dip_tcm.toml): TCM-treated cases of its diseases get "
+                                                 "TCM groups at the Western group's points")
     _add_read_options(p)
 
     p = add("synth", "Synthesise a year of a realistic pooling region: hospitals, monthly Parquet partitions of "

@@ -180,3 +180,49 @@ def test_dip_group_and_explain_commands(tmp_path, capsys):
     text = capsys.readouterr().out
     assert text.splitlines()[-1].startswith(f"result: {groups['dip_group'].iloc[0]} ")
     assert main(["group", str(region / "cases"), "--scheme", "dip", "-o", str(out)]) == 1  # no --catalog
+
+
+def tcm_cases(rows):
+    """rows: (diagnoses, cost, tcm_treated, tcm_cost)."""
+    return pa.table({
+        "case_id": [str(i) for i in range(len(rows))],
+        "diagnoses": pa.array([r[0] for r in rows], pa.list_(pa.string())),
+        "procedures": pa.array([[] for _ in rows], pa.list_(pa.string())),
+        "total_cost": pa.array([r[1] for r in rows], pa.float64()),
+        "tcm_treated": pa.array([r[2] for r in rows], pa.bool_()),
+        "tcm_cost": pa.array([r[3] for r in rows], pa.float64()),
+        "tcm_diagnosis": pa.array([None] * len(rows), pa.string()),
+    })
+
+
+def test_tcm_cases_of_listed_diseases_get_the_western_points_and_stay_out_of_its_calibration():
+    from dipsim.grouping.dip import DipCatalog, group_dip_table
+    from dipsim.tcm import TcmRule
+
+    # I63.9: Western cases 10,000 and 12,000 (mean 11,000); two TCM-treated cases at 6,000 (flag) and 7,000
+    # (TCM share 3,000 / 7,000 = 43% >= 30%). J18.9 at 4,000 is not listed. All cases: M = 39,000 / 5 = 7,800.
+    rows = [(["I63.900"], 10_000, False, 0), (["I63.900"], 12_000, False, 0), (["I63.900"], 6_000, True, 0),
+            (["I63.900"], 7_000, False, 3_000), (["J18.900"], 4_000, True, 4_000)]
+    rule = TcmRule(diseases=("I63.9",), treated_by=("flag", "share"), min_share=0.3)
+    cat = build_catalog(tcm_cases(rows), CatalogOptions(threshold=1, year_weights=(1.0,), tcm=rule))
+    g = groups(cat)
+    assert g["I63.9/"]["mean_cost"] == 11_000 and g["I63.9/"]["cases"] == 2  # TCM cases left out
+    assert g["TCM/I63.9"]["kind"] == "tcm" and g["TCM/I63.9"]["mean_cost"] == 6_500
+    assert g["TCM/I63.9"]["points"] == g["I63.9/"]["points"] == round(11_000 / 7_800 * 1000, 4)
+    assert g["J18.9/"]["cases"] == 1  # TCM-treated, but J18.9 is not a TCM advantage disease
+    out = group_dip_table(tcm_cases(rows), DipCatalog(cat.groups, cat.options, "t", cat.keys)).to_pylist()
+    assert [o["match"] for o in out] == ["exact", "exact", "tcm", "tcm", "exact"]
+    assert out[2]["dip_points"] == out[0]["dip_points"]
+
+
+def test_tcm_rule_criteria():
+    from dipsim.tcm import TcmRule, tcm_treated
+
+    table = tcm_cases([(["I63.900"], 1_000, True, 0), (["I63.900"], 1_000, False, 500),
+                       (["I63.900"], 1_000, None, None)])
+    table = table.set_column(6, "tcm_diagnosis", pa.array([None, None, "BNG080"], pa.string()))
+    assert tcm_treated(table, TcmRule(("I63.9",))).tolist() == [True, False, False]
+    assert tcm_treated(table, TcmRule(("I63.9",), ("share",), 0.5)).tolist() == [False, True, False]
+    assert tcm_treated(table, TcmRule(("I63.9",), ("diagnosis",))).tolist() == [False, False, True]
+    with pytest.raises(ValueError):
+        TcmRule(("I63.9",), ("share",))  # no min_share

@@ -22,18 +22,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dipsim.catalog import COMPREHENSIVE, CORE, TREATMENTS, CatalogOptions, key_parts
+from dipsim.catalog import COMPREHENSIVE, CORE, TCM, TREATMENTS, CatalogOptions, key_parts
 from dipsim.io.errors import InputError
+from dipsim.tcm import rule_from_dict, tcm_groups, tcm_treated
 
 from . import dip_kernel
 from .dip_kernel import MATCH_BEST, MATCH_COMPREHENSIVE, MATCH_EXACT, MATCH_NONE
 
-MATCH_NAMES = {MATCH_NONE: "none", MATCH_EXACT: "exact", MATCH_BEST: "best", MATCH_COMPREHENSIVE: "comprehensive"}
+MATCH_TCM = 4  # set after the kernel: a TCM-treated case of a TCM advantage disease
+MATCH_NAMES = {MATCH_NONE: "none", MATCH_EXACT: "exact", MATCH_BEST: "best", MATCH_COMPREHENSIVE: "comprehensive",
+               MATCH_TCM: "tcm"}
 OUTPUT_SCHEMA = pa.schema([
     ("case_id", pa.string()),
     ("dip_group", pa.string()),  # "" when ungroupable
     ("dip_points", pa.float64()),  # null when ungroupable
-    ("match", pa.string()),  # exact | best | comprehensive | none
+    ("match", pa.string()),  # exact | best | comprehensive | tcm | none
     ("reason", pa.string()),  # why a case is ungroupable
 ])
 
@@ -71,6 +74,7 @@ def load_catalog(path) -> DipCatalog:
         stored = json.loads(manifest.read_text(encoding="utf-8")).get("options", {})
         known = {f.name for f in fields(CatalogOptions)}
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known}
+        values["tcm"] = rule_from_dict(stored.get("tcm"))
         options = CatalogOptions(**values)
     keys_path = table_path.parent / "keys.parquet"
     keys = pq.read_table(keys_path) if keys_path.is_file() and table_path.suffix != ".csv" else None
@@ -99,12 +103,18 @@ class DipMatch:
 
 
 def match_case(diagnosis: str, procedures: list[str], treatment: int, cost: float | None,
-               catalog: DipCatalog) -> DipMatch:
-    """Match one case's key parts (as `catalog.case_keys` gives them) to the catalogue, with the steps in words."""
+               catalog: DipCatalog, tcm_group: str = "") -> DipMatch:
+    """Match one case's key parts (as `catalog.case_keys` gives them) to the catalogue, with the steps in words.
+    `tcm_group`: the case's TCM group (`dipsim.tcm.tcm_groups`), "" when it is not a TCM case."""
     rows = catalog.groups.to_pylist()
     core = [r for r in rows if r["kind"] == CORE]
     key = f"{diagnosis}/{'+'.join(procedures)}"
     steps = [f"key {key} (principal subcategory {diagnosis or '-'}, procedures {', '.join(procedures) or 'none'})"]
+    tcm = next((r for r in rows if r["kind"] == TCM and r["group_id"] == tcm_group), None) if tcm_group else None
+    if tcm is not None:
+        steps.append(f"TCM-treated case of the TCM advantage disease {diagnosis}: {tcm_group}, at the Western "
+                     f"group's points (同病同价)")
+        return DipMatch(tcm_group, tcm["points"], "tcm", steps=steps)
     exact = next((r for r in core if r["group_id"] == key), None)
     if exact is not None:
         steps.append(f"exact core group {key}")
@@ -160,7 +170,8 @@ class _Compiled:
     group_px_offsets: np.ndarray
     group_mean: np.ndarray
     group_points: np.ndarray
-    group_ids: pa.Array  # all groups: core first (kernel indices), then comprehensive
+    tcm_ids: pa.Array
+    group_ids: pa.Array  # all groups: core first (kernel indices), then comprehensive, then TCM
     group_points_all: np.ndarray
 
 
@@ -169,6 +180,7 @@ def _compile(catalog: DipCatalog) -> _Compiled:
     kind = groups["kind"].to_numpy(zero_copy_only=False)
     core = groups.filter(pa.array(kind == CORE))
     comp = groups.filter(pa.array(kind == COMPREHENSIVE))
+    tcm = groups.filter(pa.array(kind == TCM))
     diagnoses = pc.unique(core["diagnosis"]).sort()
     diag = pc.index_in(core["diagnosis"], value_set=diagnoses).to_numpy(zero_copy_only=False)
     sets = pc.split_pattern(pc.fill_null(core["procedures"], ""), "+")
@@ -186,10 +198,11 @@ def _compile(catalog: DipCatalog) -> _Compiled:
         diag_groups=order.astype(np.int32), group_px=group_px, group_px_offsets=group_px_offsets,
         group_mean=pc.fill_null(pc.cast(core["mean_cost"], pa.float64()), np.nan).to_numpy(zero_copy_only=False),
         group_points=pc.fill_null(pc.cast(core["points"], pa.float64()), np.nan).to_numpy(zero_copy_only=False),
-        group_ids=pa.concat_arrays([core["group_id"].combine_chunks(), comp["group_id"].combine_chunks()]),
+        tcm_ids=tcm["group_id"].combine_chunks(),
+        group_ids=pa.concat_arrays([t["group_id"].combine_chunks().cast(pa.string()) for t in (core, comp, tcm)]),
         group_points_all=np.concatenate([
             pc.fill_null(pc.cast(t["points"], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
-            for t in (core, comp)]) if len(points) else np.zeros(0),
+            for t in (core, comp, tcm)]) if len(points) else np.zeros(0),
     )
 
 
@@ -224,11 +237,18 @@ def group_dip_table(cases: pa.Table, catalog: DipCatalog, cost_column: str = "to
         cost = np.full(n, np.nan)
     group = np.empty(n, dtype=np.int32)
     match = np.empty(n, dtype=np.int8)
+    rule = catalog.options.tcm
+    tcm = tcm_groups(parts.diagnosis, tcm_treated(cases, rule) if rule else np.zeros(n, bool), rule)
+    tcm_index = pc.fill_null(pc.index_in(pa.array(tcm, pa.string()), value_set=c.tcm_ids), -1)
+    tcm_index = tcm_index.to_numpy(zero_copy_only=False)
     dip_kernel.match_cases(exact.astype(np.int32), np.where(comp >= 0, comp + len(c.core_ids), -1).astype(np.int32),
                            seen,
                            diagnosis.astype(np.int32), px, px_offsets, np.ascontiguousarray(cost, np.float64),
                            c.diag_offsets, c.diag_groups, c.group_px, c.group_px_offsets, c.group_mean,
                            c.group_points, group, match)
+    is_tcm = tcm_index >= 0
+    group[is_tcm] = len(c.core_ids) + len(c.comprehensive_ids) + tcm_index[is_tcm]
+    match[is_tcm] = MATCH_TCM
     found = group >= 0
     ids = pc.take(c.group_ids, pa.array(np.where(found, group, 0))) if len(c.group_ids) else \
         pa.array([""] * n, pa.string())
@@ -244,7 +264,7 @@ def group_dip_table(cases: pa.Table, catalog: DipCatalog, cost_column: str = "to
                else pa.array([str(i) for i in range(n)], pa.string()))
     return pa.Table.from_arrays([
         case_id.combine_chunks() if isinstance(case_id, pa.ChunkedArray) else case_id, dip_group, points,
-        pa.array(np.array([MATCH_NAMES[m] for m in range(4)], dtype=object)[match], pa.string()),
+        pa.array(np.array([MATCH_NAMES[m] for m in range(5)], dtype=object)[match], pa.string()),
         pa.array(reason, pa.string())], schema=OUTPUT_SCHEMA)
 
 
@@ -256,8 +276,10 @@ def explain_dip(row: dict, catalog: DipCatalog) -> str:
     one = pa.Table.from_pylist([{name: row.get(name) for name in CASE_SCHEMA.names}], schema=CASE_SCHEMA)
     parts = key_parts(one, catalog.options)
     cost = row.get("total_cost")
+    rule = catalog.options.tcm
+    tcm = tcm_groups(parts.diagnosis, tcm_treated(one, rule), rule)[0] if rule else ""
     m = match_case(parts.diagnosis[0].as_py(), [p for p in parts.procedures[0].as_py().split("+") if p],
-                   int(parts.treatment[0]), cost, catalog)
+                   int(parts.treatment[0]), cost, catalog, tcm_group=tcm)
     icd10, icd9 = load_icd10(), load_icd9()
     lines = [f"case {row['case_id']} under the DIP catalogue {catalog.source}",
              f"  total cost {cost if cost is not None else '-'}"]
