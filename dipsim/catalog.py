@@ -400,7 +400,11 @@ def coverage_report(catalog: Catalog, top: int = 20) -> str:
         + (f" (the largest reaching the coverage target {catalog.options.coverage:.0%})"
            if catalog.options.coverage is not None else ""),
         f"- Core groups: {len(core):,}, holding {catalog.coverage:.2%} of the cases",
-        f"- Comprehensive groups: {len(frame) - len(core):,}, holding {1 - catalog.coverage:.2%}",
+        f"- Comprehensive groups: {(frame['kind'] == COMPREHENSIVE).sum():,}, holding "
+        f"{frame.loc[frame['kind'] == COMPREHENSIVE, 'cases'].sum() / catalog.cases:.2%}",
+        *([f"- TCM groups (中医优势病种, at the Western group's points): {(frame['kind'] == TCM).sum():,}, holding "
+           f"{frame.loc[frame['kind'] == TCM, 'cases'].sum() / catalog.cases:.2%}"] if (frame["kind"] == TCM).any()
+          else []),
         f"- Points (scale {catalog.options.scale:g}): {frame['points'].min():,.2f} to {frame['points'].max():,.2f}",
         "",
         f"## The {min(top, len(frame))} largest groups",

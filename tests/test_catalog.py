@@ -226,3 +226,22 @@ def test_tcm_rule_criteria():
     assert tcm_treated(table, TcmRule(("I63.9",), ("diagnosis",))).tolist() == [False, False, True]
     with pytest.raises(ValueError):
         TcmRule(("I63.9",), ("share",))  # no min_share
+
+
+@pytest.mark.parametrize("name", ["dip-demo-costed", "dip-demo-synthetic"])
+def test_committed_demo_catalogues_load_and_reconcile(name):
+    import json
+
+    from dipsim.grouping.dip import load_catalog
+    from dipsim.paths import tables_dir
+
+    folder = tables_dir() / name
+    catalog = load_catalog(folder)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    kinds = catalog.groups["kind"].to_pylist()
+    cases_by_kind = {k: sum(c for c, kk in zip(catalog.groups["cases"].to_pylist(), kinds) if kk == k)
+                     for k in set(kinds)}
+    assert sum(cases_by_kind.values()) == manifest["cases"]
+    assert cases_by_kind["core"] / manifest["cases"] == pytest.approx(manifest["core_coverage"])
+    assert sum(catalog.keys["cases"].to_pylist()) == manifest["cases"] - cases_by_kind.get("tcm", 0)
+    assert (catalog.options.tcm is not None) == (name == "dip-demo-synthetic")
