@@ -121,7 +121,6 @@ def main() -> None:
         kernel.append((threads, best_of(args.repeats, lambda: dip_kernel.match_cases(*arrays))))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     n_kernel = len(arrays[0])
-    del arrays
 
     own = DipCatalog(built.groups, built.options, "own", built.keys)
     group_dip_table(cases.slice(0, 100), own)

@@ -62,6 +62,9 @@ class CatalogOptions:
     scale: float = 1000.0
     reference_group: str | None = None  # a group_id fixed at `scale` points
     procedure_kinds: tuple[str, ...] | None = None  # ICD-9 kinds that count in the key (None: every procedure)
+    # DIP 2.0: a procedure counts only if it carries at least this share of the case's cost (0.10), where the
+    # per-procedure cost is known (a `procedure_costs` column); None: every procedure counts
+    min_procedure_share: float | None = None
     tcm: TcmRule | None = None  # the TCM catalogue: TCM-treated cases of its diseases get TCM groups (dipsim.tcm)
 
     def __post_init__(self):
@@ -106,14 +109,18 @@ class Catalog:
 # Keys
 
 
-def _procedure_sets(procedures: pa.ChunkedArray | pa.Array,
-                    kinds: tuple[str, ...] | None) -> tuple[pa.Array, np.ndarray]:
+def _procedure_sets(procedures: pa.ChunkedArray | pa.Array, kinds: tuple[str, ...] | None,
+                    resource_share: np.ndarray | None = None, min_share: float | None = None
+                    ) -> tuple[pa.Array, np.ndarray]:
     """Per case: the sorted distinct counted procedure codes joined by "+" ("" for none), and the treatment level
-    (index into TREATMENTS). Codes are looked up once per distinct code."""
+    (index into TREATMENTS). Codes are looked up once per distinct code. `resource_share` (per procedure value,
+    NaN unknown) below `min_share` leaves a procedure out."""
     lists = procedures.combine_chunks() if isinstance(procedures, pa.ChunkedArray) else procedures
     n = len(lists)
     values = pc.fill_null(pc.list_flatten(lists).cast(pa.string()), "")
     row = pc.list_parent_indices(lists).to_numpy()
+    if min_share is not None and resource_share is not None:
+        values = pc.if_else(pa.array(resource_share < min_share), "", values)  # NaN (unknown) compares False
     encoded = pc.dictionary_encode(values)
     distinct = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
     index = encoded.indices.to_numpy()
@@ -168,12 +175,35 @@ class KeyParts:
     comprehensive: pa.Array
 
 
+def _resource_shares(cases: pa.Table) -> np.ndarray:
+    """Per procedure value (the flattened `procedures`): its cost (`procedure_costs`, one number per procedure in
+    the same order, a list or comma-separated text) over the case's total cost; NaN where unknown (no cost, or a
+    case whose lists differ in length)."""
+    if "procedure_costs" not in cases.column_names:
+        raise ValueError("min_procedure_share needs a procedure_costs column (one cost per procedure, in order)")
+    costs = cases["procedure_costs"].combine_chunks()
+    if not pa.types.is_list(costs.type):
+        costs = pc.split_pattern(pc.cast(costs, pa.string()), ",")
+    procedures = cases["procedures"].combine_chunks()
+    n_px = pc.fill_null(pc.list_value_length(procedures), 0).to_numpy(zero_copy_only=False)
+    n_cost = pc.fill_null(pc.list_value_length(costs), 0).to_numpy(zero_copy_only=False)
+    total = pc.fill_null(pc.cast(cases["total_cost"], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    share = np.full(int(n_px.sum()), np.nan)
+    aligned = np.repeat(n_px == n_cost, n_px)
+    values = pc.cast(pc.list_flatten(costs.filter(pa.array(n_px == n_cost))), pa.float64(), safe=False)
+    row = np.repeat(np.arange(len(n_px)), n_px)
+    share[aligned] = pc.fill_null(values, np.nan).to_numpy(zero_copy_only=False) / total[row[aligned]]
+    return share
+
+
 def key_parts(cases: pa.Table, options: CatalogOptions | None = None) -> KeyParts:
     opts = options or CatalogOptions()
     n = cases.num_rows
     principal = principal_codes(cases["diagnoses"])
     if "procedures" in cases.column_names:
-        procedures, treatment = _procedure_sets(cases["procedures"], opts.procedure_kinds)
+        share = _resource_shares(cases) if opts.min_procedure_share is not None else None
+        procedures, treatment = _procedure_sets(cases["procedures"], opts.procedure_kinds, share,
+                                                opts.min_procedure_share)
     else:
         procedures, treatment = pa.array([""] * n, pa.string()), np.zeros(n, np.int8)
     diagnosis = pc.utf8_slice_codeunits(principal, 0, 5)

@@ -212,7 +212,7 @@ def cmd_catalog_build(args) -> int:
         options = CatalogOptions(threshold=args.threshold, coverage=args.coverage, trim_percentiles=args.trim,
                                  year_weights=args.year_weights, scale=args.scale,
                                  reference_group=args.reference_group, procedure_kinds=args.procedure_kinds,
-                                 tcm=tcm)
+                                 min_procedure_share=args.min_procedure_share, tcm=tcm)
     except (ValueError, TypeError) as exc:
         raise InputError(f"catalog options: {exc}") from exc
     mapping, read_options, sheet = _read_options(args)
@@ -406,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--procedure-kinds", type=lambda t: tuple(k.strip() for k in t.split(",") if k.strip()),
                    metavar="KINDS", help="only these ICD-9 kinds count in the key, e.g. 手术,介入治疗,治疗性操作 "
                                          "(default: every procedure)")
+    p.add_argument("--min-procedure-share", type=_share, metavar="SHARE",
+                   help="DIP 2.0: a procedure counts in the key only if it carries this share of the case's cost, "
+                        "e.g. 0.10; needs a procedure_costs column (one cost per procedure, in order)")
     p.add_argument("--cost-column", default="total_cost", help="the cost column (default total_cost)")
     p.add_argument("--tcm", metavar="FILE", help="TCM catalogue TOML (中医优势病种: diseases, treated_by, min_share; "
                                                  "see examples/dip_tcm.toml): TCM-treated cases of its diseases get "

@@ -245,3 +245,21 @@ def test_committed_demo_catalogues_load_and_reconcile(name):
     assert cases_by_kind["core"] / manifest["cases"] == pytest.approx(manifest["core_coverage"])
     assert sum(catalog.keys["cases"].to_pylist()) == manifest["cases"] - cases_by_kind.get("tcm", 0)
     assert (catalog.options.tcm is not None) == (name == "dip-demo-synthetic")
+
+
+def test_a_procedure_under_the_resource_share_does_not_count():
+    """DIP 2.0: a related procedure counts only if it carries >= 10% of the case's resources. 45.2302 costs 500 of
+    10,000 (5%) in the first case and 2,000 (20%) in the second; the third has one cost too many: unknown, counts."""
+    table = pa.table({
+        "diagnoses": pa.array([["K35.800"]] * 3, pa.list_(pa.string())),
+        "procedures": pa.array([["47.0901", "45.2302"], ["47.0901", "45.2302"], ["47.0901"]],
+                               pa.list_(pa.string())),
+        "procedure_costs": pa.array([[5_000.0, 500.0], [5_000.0, 2_000.0], [100.0, 200.0]],
+                                    pa.list_(pa.float64())),
+        "total_cost": [10_000.0] * 3,
+    })
+    keys = case_keys(table, CatalogOptions(min_procedure_share=0.10))["key"].tolist()
+    assert keys == ["K35.8/47.0901", "K35.8/45.2302+47.0901", "K35.8/47.0901"]
+    assert case_keys(table)["key"].tolist()[0] == "K35.8/45.2302+47.0901"  # the rule is off by default
+    with pytest.raises(ValueError, match="procedure_costs"):
+        case_keys(table.drop_columns(["procedure_costs"]), CatalogOptions(min_procedure_share=0.10))
