@@ -268,9 +268,14 @@ def cmd_synth(args) -> int:
 
 def cmd_demo(args) -> int:
     """The main job on the embedded default: synthesise a region, validate it, group it under CHS-DRG 1.1 and
-    calibrate DRG weights on its costs; print the region by hospital level."""
+    calibrate DRG weights on its costs, print the region by hospital level; build a DIP catalogue from it and
+    group it to that catalogue."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.dataset as pads
+
+    from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
+    from dipsim.grouping.dip import DipCatalog, group_dip_table
 
     from dipsim.grouping.drg import group_table
     from dipsim.io.pipeline import validate_to_dir
@@ -297,8 +302,19 @@ def cmd_demo(args) -> int:
     weights = calibrate_weights(groups["drg"].to_numpy(zero_copy_only=False), cases["total_cost"].to_numpy())
     write_csv(pa.Table.from_pandas(weights, preserve_index=False), out / "drg_weights.csv")
     print(_region_summary(cases, groups, weights, out / "region" / "hospitals.parquet"))
+    with _progress(console, "DIP catalogue and grouping", 1) as update:
+        catalog = build_catalog(cases, CatalogOptions())
+        write_catalog(catalog, out / "dip_catalog", [{"path": str(out / "validated" / "accepted"),
+                                                      "accepted": cases.num_rows}])
+        dip = group_dip_table(cases, DipCatalog(catalog.groups, catalog.options, "demo", catalog.keys))
+        write_parquet(dip, out / "dip_grouped.parquet")
+        update(1, 1)
+    kinds = catalog.summary()["groups"]
+    print(f"DIP catalogue: {kinds.get('core', 0):,} core groups (threshold {catalog.threshold}, holding "
+          f"{catalog.coverage:.1%} of the cases) + {kinds.get('comprehensive', 0):,} comprehensive groups; points "
+          f"{pc.min(catalog.groups['points']).as_py():,.1f} to {pc.max(catalog.groups['points']).as_py():,.1f}")
     console.print(f"region: {out / 'region'}   validated: {out / 'validated'}   groups: {out / 'grouped.parquet'}   "
-                  f"weights: {out / 'drg_weights.csv'}")
+                  f"weights: {out / 'drg_weights.csv'}   DIP: {out / 'dip_catalog'}, {out / 'dip_grouped.parquet'}")
     return EXIT_OK
 
 
@@ -363,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheme", default="chs-drg-1.1", help="grouper table version in grouper_tables/ "
                                                           "(default chs-drg-1.1; also chs-drg-1.1-beijing), or "
                                                           "dip with --catalog: OUT then has case_id, dip_group, "
-                                                          "dip_points, match (exact/best/comprehensive/none), reason")
+                                                          "dip_points, match (exact/best/comprehensive/tcm/none), "
+                                                          "reason")
     p.add_argument("--catalog", help="DIP catalogue folder from `dipsim catalog build` (with --scheme dip)")
     _add_qy_option(p)
     _add_read_options(p)
@@ -421,8 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_region_options(p, 1_000_000)
     p.add_argument("-o", "--out", required=True, help="output folder")
 
-    p = add("demo", "The main job on the embedded default: synthesise a region and validate it. Needs no data.",
-            cmd_demo)
+    p = add("demo", "The main job on the embedded default: synthesise a region, validate it, group it under "
+                    "CHS-DRG 1.1 with weights calibrated on its costs, build a DIP catalogue from it and group it "
+                    "to that. Needs no data.", cmd_demo)
     add_region_options(p, 200_000)
     p.add_argument("-o", "--out", default="dipsim_demo", help="output folder (default: ./dipsim_demo)")
     return parser
