@@ -6,24 +6,17 @@ Codes: K35.800 / K35.801 are in subcategory K35.8 (阑尾炎); 47.0901 is an app
 
 from __future__ import annotations
 
-import datetime as dt
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from case_tables import case_table
+
 from dipsim.catalog import CatalogOptions, build_catalog, case_keys, coverage_threshold
 
 
-def cases(rows: list[tuple]) -> pa.Table:
-    """rows: (diagnoses, procedures, cost, discharge year)."""
-    return pa.table({
-        "case_id": [str(i) for i in range(len(rows))],
-        "diagnoses": pa.array([r[0] for r in rows], pa.list_(pa.string())),
-        "procedures": pa.array([r[1] for r in rows], pa.list_(pa.string())),
-        "total_cost": pa.array([r[2] for r in rows], pa.float64()),
-        "discharge_date": pa.array([dt.date(r[3] if len(r) > 3 else 2025, 6, 1) for r in rows], pa.date32()),
-    })
+cases = case_table
 
 
 def groups(catalog) -> dict:

@@ -9,12 +9,13 @@ points); J18.9/ (conservative); comprehensive groups K35/相关手术 and J18/�
 
 from __future__ import annotations
 
-import datetime as dt
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from case_tables import case_table
 
 from dipsim.catalog import (
     CATALOG_SCHEMA,
@@ -48,15 +49,7 @@ def hand_catalog(seen: list[tuple[str, str]] = ()) -> DipCatalog:
     return DipCatalog(groups=table, options=CatalogOptions(), source="hand", keys=keys_table)
 
 
-def cases(rows: list[tuple]) -> pa.Table:
-    """rows: (diagnoses, procedures, cost)."""
-    return pa.table({
-        "case_id": [str(i) for i in range(len(rows))],
-        "diagnoses": pa.array([r[0] for r in rows], pa.list_(pa.string())),
-        "procedures": pa.array([r[1] for r in rows], pa.list_(pa.string())),
-        "total_cost": pa.array([r[2] for r in rows], pa.float64()),
-        "discharge_date": pa.array([dt.date(2025, 6, 1)] * len(rows), pa.date32()),
-    })
+cases = case_table
 
 
 ROWS = [
