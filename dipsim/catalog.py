@@ -11,6 +11,9 @@ by diagnosis category (类目, 3 characters) x treatment type: 相关手术 (an 
 three years; a group without cases in a year is averaged over the years it has); M the same weighted mean over all
 cases kept. With `reference_group`, M is that group's m_i, so the reference disease gets exactly `scale` points.
 Points are rounded to 4 decimals (`POINTS_DECIMALS`); money is not involved here.
+
+With a TCM catalogue (`dipsim.tcm`), TCM-treated cases of its diseases form TCM groups at the Western group's points
+and are left out of the other groups. `Catalog.keys` keeps every building key and its group, for the grouper.
 """
 
 from __future__ import annotations
@@ -37,11 +40,12 @@ UNKNOWN_KIND_TREATMENT = 2  # a procedure whose kind the dictionary does not giv
 
 KEYS_SCHEMA = pa.schema([("key", pa.string()), ("group_id", pa.string()), ("cases", pa.int64())])
 CATALOG_SCHEMA = pa.schema([
-    ("group_id", pa.string()),  # core: "I74.8/39.2901+88.4700" ("I74.8/" without procedures); comprehensive: "I74/相关手术"
+    # core: "I74.8/39.2901+88.4700" ("I74.8/" without procedures); comprehensive: "I74/相关手术"; TCM: "TCM/I63.9"
+    ("group_id", pa.string()),
     ("kind", pa.string()),  # core | comprehensive | tcm
-    ("diagnosis", pa.string()),  # subcategory (core) or category (comprehensive)
+    ("diagnosis", pa.string()),  # subcategory (core, TCM) or category (comprehensive)
     ("procedures", pa.string()),  # sorted codes joined by "+" (core); "" for comprehensive
-    ("treatment", pa.string()),  # comprehensive groups: one of TREATMENTS; core: the treatment of its procedures
+    ("treatment", pa.string()),  # one of TREATMENTS (core: from its procedures); TCM groups: 中医
     ("name", pa.string()),  # Chinese: diagnosis name, then procedure names
     ("points", pa.float64()),
     ("cases", pa.int64()),  # cases in the group (all years)
