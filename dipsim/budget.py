@@ -1,0 +1,168 @@
+"""The settlement point value (结算点值) of a pool and the hospitals' fund payouts, to the fen (DOMAIN.md §8).
+
+In a pool (统筹区 x insurance type) hospital h has case points P_h, cost billed by item C_h and patient-paid amounts
+U_h. At point value V its group payment is G_h = V x P_h. Settlement bands (结余留用、超支分担) act on q = G / C:
+
+* q >= 1: the hospital keeps the whole surplus up to q = `surplus_keep_ratio`, and `surplus_share_above` of the
+  surplus beyond it;
+* `deficit_lower_ratio` <= q < 1: the fund covers `deficit_fund_share` of the deficit;
+* q < `deficit_lower_ratio`: the fund covers that share of the deficit between the lower ratio and 1 only; the
+  hospital bears the rest.
+
+So the hospital is paid A_h(G) (piecewise linear, continuous, non-decreasing) and the fund pays A_h - U_h. V is the
+value at which the fund payouts sum to the pool's available budget, B x (1 - reserve share):
+
+    sum_h (A_h(V x P_h) - U_h) = B_available.
+
+The sum is piecewise linear in V with breakpoints where a hospital crosses a band ratio, so V is found exactly:
+sort the breakpoints, accumulate the slope, and solve the one linear segment that reaches the budget (no
+iteration, no tolerance). A floor and cap on V (a band around the budget point value) may bind: at the cap, money
+is left in the fund (`unspent_fen`); at the floor, the payouts exceed the budget (`overrun_fen`, said in `status`).
+Hospital amounts are rounded to the fen by the largest-remainder method so that they sum exactly to the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dipsim.money import largest_remainder, to_fen, to_fen_array
+
+
+class SettlementError(ValueError):
+    """A pool's inputs admit no point value (said with the amounts that show why)."""
+
+
+@dataclass(frozen=True)
+class SettlementBands:
+    """结余留用、超支分担: the ratios and shares of the bands on q = group payment / cost billed by item."""
+
+    surplus_keep_ratio: float  # q up to this: the hospital keeps the whole surplus (e.g. 1.1)
+    surplus_share_above: float  # the share of the surplus above that ratio the hospital keeps (0-1)
+    deficit_lower_ratio: float  # between this and 1 the deficit is shared (e.g. 0.9)
+    deficit_fund_share: float  # the share of that deficit the fund covers (0-1)
+
+    def __post_init__(self):
+        if not self.surplus_keep_ratio >= 1:
+            raise ValueError("surplus_keep_ratio must be at least 1")
+        if not 0 <= self.deficit_lower_ratio <= 1:
+            raise ValueError("deficit_lower_ratio must be in [0, 1]")
+        for name in ("surplus_share_above", "deficit_fund_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1]")
+
+
+def hospital_payment(group_payment: np.ndarray, cost: np.ndarray, bands: SettlementBands | None) -> np.ndarray:
+    """A_h: what the hospital is paid for a group payment G under the bands (G itself without bands, or where the
+    hospital billed nothing)."""
+    g = np.asarray(group_payment, dtype=np.float64)
+    if bands is None:
+        return g.copy()
+    c = np.asarray(cost, dtype=np.float64)
+    lower, keep = bands.deficit_lower_ratio * c, bands.surplus_keep_ratio * c
+    f, k = bands.deficit_fund_share, bands.surplus_share_above
+    paid = np.where(g < lower, g + f * (c - lower),  # below the lower ratio: the fund covers f of (C - lower C)
+           np.where(g < c, g + f * (c - g),  # deficit shared
+           np.where(g <= keep, g,  # surplus kept
+                    keep + k * (g - keep))))  # surplus above the keep ratio: a share kept
+    return np.where(c > 0, paid, g)
+
+
+@dataclass
+class PoolSettlement:
+    """One pool's point value and the hospitals' amounts (fen, int64, in the input order)."""
+
+    point_value: float  # yuan per point
+    status: str  # balanced | capped (V at its cap, money left in the fund) | floored (V at its floor, overrun)
+    budget_available_fen: int
+    fund_payout_fen: np.ndarray  # A - U
+    payment_fen: np.ndarray  # A: what the hospital is paid (fund + patients)
+    group_payment_fen: np.ndarray  # G = V x P
+    band_adjustment_fen: np.ndarray  # A - G
+    unspent_fen: int = 0  # left in the fund when V is capped
+    overrun_fen: int = 0  # paid beyond the budget when V is floored
+
+    @property
+    def fund_payout_total_fen(self) -> int:
+        return int(self.fund_payout_fen.sum())
+
+
+def _segments(points: np.ndarray, cost: np.ndarray, bands: SettlementBands | None):
+    """The pool's total payment sum_h A_h(V P_h) as F0 + piecewise slopes: (F at V = 0, slope just above 0, sorted
+    breakpoints in V, slope change at each)."""
+    p, c = points, cost
+    f0 = float(hospital_payment(np.zeros_like(p), c, bands).sum())
+    if bands is None:
+        return f0, float(p.sum()), np.zeros(0), np.zeros(0)
+    banded = (c > 0) & (p > 0)
+    f, k = bands.deficit_fund_share, bands.surplus_share_above
+    pb, cb = p[banded], c[banded]
+    # slope of A in G: 1 below the lower ratio, 1 - f up to 1, 1 up to the keep ratio, k above; times P in V
+    with np.errstate(over="ignore"):
+        breaks = np.concatenate([bands.deficit_lower_ratio * cb / pb, cb / pb, bands.surplus_keep_ratio * cb / pb])
+    deltas = np.concatenate([-f * pb, f * pb, (k - 1.0) * pb])
+    reached = np.isfinite(breaks)  # a hospital with vanishing points crosses its ratios only at infinite V
+    breaks, deltas = breaks[reached], deltas[reached]
+    order = np.argsort(breaks, kind="stable")
+    slope0 = float(p[~banded & (c <= 0)].sum() + pb.sum())  # unbanded hospitals (no cost) have slope P
+    return f0, slope0, breaks[order], deltas[order]
+
+
+def settle_pool(points, cost, patient_paid, budget_available: float, bands: SettlementBands | None = None,
+                point_value_floor: float | None = None, point_value_cap: float | None = None) -> PoolSettlement:
+    """Solve one pool: the point value at which the fund payouts sum to `budget_available` (yuan, 2 decimals),
+    within [floor, cap] when given, and each hospital's amounts to the fen."""
+    p = np.asarray(points, dtype=np.float64)
+    c = np.asarray(cost, dtype=np.float64)
+    u = np.asarray(patient_paid, dtype=np.float64)
+    if np.any(p < 0) or np.any(c < 0) or not np.all(np.isfinite(p + c + u)):
+        raise SettlementError("points and costs must be finite and non-negative")
+    target_fen = to_fen(budget_available)
+    target = target_fen / 100 + float(u.sum())  # what the payments A must sum to
+    f0, slope, breaks, deltas = _segments(p, c, bands)
+    if f0 > target + 1e-9 * max(1.0, abs(target)):
+        raise SettlementError(
+            f"even at point value 0 the pool pays {f0 - u.sum():,.2f} yuan (the fund's share of the hospitals' "
+            f"deficits under the bands, less patient payments) > the available budget {target_fen / 100:,.2f}")
+    value = _solve(f0, slope, breaks, deltas, target)
+    status = "balanced"
+    if point_value_cap is not None and (value is None or value > point_value_cap):
+        value, status = point_value_cap, "capped"
+    elif value is None:
+        raise SettlementError(f"the budget {target_fen / 100:,.2f} cannot be paid out: under the bands every "
+                              f"hospital's payment stops growing before it is reached (surplus_share_above = 0)")
+    if point_value_floor is not None and value < point_value_floor:
+        value, status = point_value_floor, "floored"
+    group = value * p
+    paid = hospital_payment(group, c, bands)
+    fund = paid - u
+    total_fen = target_fen if status == "balanced" else to_fen(float(fund.sum()))
+    fund_fen = largest_remainder(fund, total_fen)
+    payment_fen = fund_fen + to_fen_array(u)
+    group_fen = to_fen_array(group)
+    return PoolSettlement(
+        point_value=float(value), status=status, budget_available_fen=target_fen, fund_payout_fen=fund_fen,
+        payment_fen=payment_fen, group_payment_fen=group_fen, band_adjustment_fen=payment_fen - group_fen,
+        unspent_fen=max(target_fen - total_fen, 0) if status == "capped" else 0,
+        overrun_fen=max(total_fen - target_fen, 0) if status == "floored" else 0)
+
+
+def _solve(f0: float, slope0: float, breaks: np.ndarray, deltas: np.ndarray, target: float) -> float | None:
+    """The smallest V >= 0 with F(V) = target for F = f0 + slope0 V until the first breakpoint, the slope changing
+    by `deltas` at the sorted `breaks`; None when F never reaches the target."""
+    if target <= f0:
+        return 0.0
+    knots = np.concatenate([[0.0], breaks])
+    slopes = slope0 + np.concatenate([[0.0], np.cumsum(deltas)])  # slope on [knots[i], knots[i + 1])
+    rises = slopes[:-1] * np.diff(knots)
+    values = f0 + np.concatenate([[0.0], np.cumsum(rises)])  # F at each knot
+    i = int(np.searchsorted(values, target, side="left")) - 1  # the last knot below the target
+    if i >= len(knots) - 1:  # beyond the last breakpoint
+        i = len(knots) - 1
+    if slopes[i] <= 0:
+        return None
+    v = knots[i] + (target - values[i]) / slopes[i]
+    if i < len(knots) - 1:
+        v = min(v, knots[i + 1])  # guard against rounding past the segment's end
+    return float(v)
