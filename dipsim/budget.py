@@ -24,8 +24,11 @@ Hospital amounts are rounded to the fen by the largest-remainder method so that 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 
 from dipsim.money import largest_remainder, to_fen, to_fen_array
 
@@ -140,10 +143,11 @@ def settle_pool(points, cost, patient_paid, budget_available: float, bands: Sett
     total_fen = target_fen if status == "balanced" else to_fen(float(fund.sum()))
     fund_fen = largest_remainder(fund, total_fen)
     payment_fen = fund_fen + to_fen_array(u)
-    group_fen = to_fen_array(group)
+    # the band effect rounded on its own; the group payment takes the fen the exact split gave the payment
+    band_fen = to_fen_array(paid - group)
     return PoolSettlement(
         point_value=float(value), status=status, budget_available_fen=target_fen, fund_payout_fen=fund_fen,
-        payment_fen=payment_fen, group_payment_fen=group_fen, band_adjustment_fen=payment_fen - group_fen,
+        payment_fen=payment_fen, group_payment_fen=payment_fen - band_fen, band_adjustment_fen=band_fen,
         unspent_fen=max(target_fen - total_fen, 0) if status == "capped" else 0,
         overrun_fen=max(total_fen - target_fen, 0) if status == "floored" else 0)
 
@@ -166,3 +170,83 @@ def _solve(f0: float, slope0: float, breaks: np.ndarray, deltas: np.ndarray, tar
     if i < len(knots) - 1:
         v = min(v, knots[i + 1])  # guard against rounding past the segment's end
     return float(v)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# All pools of a case table
+
+
+def _yuan(fen) -> list[Decimal]:
+    """Whole fen as exact yuan amounts (Decimal with 2 places) for the output tables."""
+    return [Decimal(int(f)).scaleb(-2) for f in np.asarray(fen).tolist()]
+
+
+def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None) -> tuple[pa.Table, pa.Table]:
+    """Settle every pool of a priced case table: per hospital and pool, the sums of case points, cost billed by
+    item and patient payments; per pool, the point value that spends its available budget (`budget.total` x
+    (1 - `budget.reserve_share`)), with the policy's bands and point-value floor / cap (multiples of the budget
+    point value, here the value that would spend the budget without bands: (budget + patient payments) / points).
+
+    Returns (hospitals, pools): hospitals has hospital_id, pool, cases, points, cost, patient_paid, group_payment,
+    band_adjustment, payment, fund_payout, payment_ratio (group payment / cost); pools has pool, budget,
+    budget_available, budget_point_value, point_value, status, total_points, fund_payout, unspent, overrun.
+    Money columns are exact yuan (decimal, 2 places); each pool's fund payouts sum to its budget to the fen."""
+    keys = pd.DataFrame({"pool": np.asarray(pool, dtype=object), "hospital_id": np.asarray(hospital_id, dtype=object)})
+    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(keys))
+    n = len(uniques)
+    sums = {name: np.bincount(codes, weights=np.asarray(values, dtype=np.float64), minlength=n)
+            for name, values in (("points", case_points), ("cost", cost), ("patient_paid", patient_paid))}
+    cases = np.bincount(codes, minlength=n)
+    pools_of = np.array([u[0] for u in uniques], dtype=object)
+    hospitals_of = np.array([u[1] for u in uniques], dtype=object)
+    budgets = policy.get("budget.total", on)
+    missing = sorted(set(pools_of) - set(budgets))
+    if missing:
+        raise SettlementError(f"no budget (budget.total) for pool(s) {missing}")
+    reserve = policy.get("budget.reserve_share", on)
+    bands = None
+    if policy.get("bands.in_effect", on):
+        bands = SettlementBands(*(policy.get(f"bands.{k}", on) for k in (
+            "surplus_keep_ratio", "surplus_share_above", "deficit_lower_ratio", "deficit_fund_share")))
+    floor_ratio, cap_ratio = policy.get("budget.point_value_floor", on), policy.get("budget.point_value_cap", on)
+
+    hospital_rows, pool_rows = [], []
+    for p in sorted(set(pools_of)):
+        at = np.flatnonzero(pools_of == p)
+        order = at[np.argsort(hospitals_of[at], kind="stable")]
+        budget_fen = to_fen(budgets[p])
+        available = to_fen(budgets[p] * (1 - reserve)) / 100
+        points, cost_h, paid_h = sums["points"][order], sums["cost"][order], sums["patient_paid"][order]
+        budget_value = (available + paid_h.sum()) / points.sum() if points.sum() > 0 else 0.0
+        try:
+            s = settle_pool(points, cost_h, paid_h, available, bands,
+                            floor_ratio * budget_value if floor_ratio > 0 else None,
+                            cap_ratio * budget_value if cap_ratio > 0 else None)
+        except SettlementError as exc:
+            raise SettlementError(f"pool {p}: {exc}") from exc
+        cost_fen, paid_fen = to_fen_array(cost_h), to_fen_array(paid_h)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(cost_fen > 0, s.group_payment_fen / np.maximum(cost_fen, 1), np.nan)
+        hospital_rows.append(pd.DataFrame({
+            "hospital_id": hospitals_of[order], "pool": p, "cases": cases[order], "points": np.round(points, 4),
+            "cost": _yuan(cost_fen), "patient_paid": _yuan(paid_fen), "group_payment": _yuan(s.group_payment_fen),
+            "band_adjustment": _yuan(s.band_adjustment_fen), "payment": _yuan(s.payment_fen),
+            "fund_payout": _yuan(s.fund_payout_fen), "payment_ratio": np.round(ratio, 6)}))
+        pool_rows.append({"pool": p, "budget": _yuan([budget_fen])[0],
+                          "budget_available": _yuan([s.budget_available_fen])[0],
+                          "budget_point_value": budget_value, "point_value": s.point_value, "status": s.status,
+                          "total_points": round(float(points.sum()), 4),
+                          "fund_payout": _yuan([s.fund_payout_total_fen])[0],
+                          "unspent": _yuan([s.unspent_fen])[0], "overrun": _yuan([s.overrun_fen])[0]})
+    hospitals = pa.Table.from_pandas(pd.concat(hospital_rows, ignore_index=True), preserve_index=False)
+    return _tidy(hospitals), _tidy(pa.Table.from_pylist(pool_rows))
+
+
+def _tidy(table: pa.Table) -> pa.Table:
+    """Money as decimal(18, 2), text as string."""
+    def kind(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_decimal(t):
+            return pa.decimal128(18, 2)
+        return pa.string() if pa.types.is_large_string(t) else t
+
+    return table.cast(pa.schema([pa.field(f.name, kind(f.type)) for f in table.schema]))

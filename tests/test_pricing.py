@@ -1,0 +1,76 @@
+"""Case points by hand: outliers, coefficients, bonuses that do not stack, TCM same price, auxiliary factors; and
+the settlement of a small region of three hospitals and ten cases to the fen."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from dipsim.budget import SettlementError, settle
+from dipsim.policy import Policy
+from dipsim.pricing import case_points, outlier_factors
+
+BASE = Policy(values={})
+HOSPITALS = pa.table({"hospital_id": ["H1", "H2", "H3"], "level": ["三级甲等", "二级", "一级"],
+                      "type": ["综合", "中医", "综合"], "coefficient_override": [None, None, 0.8]})
+
+
+@pytest.mark.parametrize("cost, factor, kind", [
+    (400, 0.4, "low"),  # r = 0.4 < 0.5: paid its ratio
+    (500, 1.0, "normal"), (2_000, 1.0, "normal"),
+    (3_000, 2.0, "high"),  # r = 3: (3 - 2) + 1 = 2, "a case at 3x the group mean gets factor 2"
+    (6_000, 5.0, "extreme"),  # r = 6 > 5: factor 5 and flagged for special-case review
+])
+def test_dip_outlier_factors(cost, factor, kind):
+    r, f, k = outlier_factors(np.array([cost]), np.array([1_000.0]), BASE)
+    assert (f[0], k[0]) == (pytest.approx(factor), kind)
+
+
+def test_a_tcm_group_case_is_not_cut_as_a_low_outlier():
+    _, f, k = outlier_factors(np.array([300.0, 300.0]), np.array([1_000.0, 1_000.0]), BASE,
+                              no_low_cut=np.array([True, False]))
+    assert f.tolist() == [1.0, 0.3] and k.tolist() == ["normal", "low"]
+
+
+def test_coefficients_levels_overrides_and_bonuses_that_do_not_stack():
+    policy = BASE.overlay({"coefficient.level": {"三级甲等": 1.0, "二级": 0.889, "一级": 0.677},
+                           "coefficient.hospital": {"H1": 1.05}, "coefficient.tcm_hospital_bonus": 0.10,
+                           "tcm.case_bonus": 0.05})
+    out = case_points(np.array([100.0, 100.0, 100.0, 100.0]), np.full(4, 1_000.0), np.full(4, 1_000.0),
+                      np.array(["H1", "H2", "H2", "H3"]), HOSPITALS, policy,
+                      tcm_treated=np.array([True, True, False, False]), aux_factor=np.array([1.0, 1.0, 1.0, 1.2]))
+    assert out["coefficient"].tolist() == [1.05, 0.889, 0.889, 0.8]  # H1 per hospital; H3 the table override
+    # H1's TCM-treated case: case bonus 5%; H2 (a TCM hospital): 10% whether or not the case is TCM-treated
+    assert out["bonus"].tolist() == [0.05, 0.10, 0.10, 0.0]
+    assert out["case_points"] == pytest.approx([100 * 1.05 * 1.05, 100 * 0.889 * 1.1, 100 * 0.889 * 1.1,
+                                                100 * 0.8 * 1.2])
+    with pytest.raises(ValueError, match="not in the hospitals table"):
+        case_points(np.array([1.0]), np.array([1.0]), np.array([1.0]), np.array(["H9"]), HOSPITALS, policy)
+
+
+def test_a_small_region_settles_to_the_fen_by_hand():
+    """Ten cases, group points 100 each with standard cost 1,000; costs and patient payments below. Coefficients
+    1.0 / 0.889 / 0.8 (H3's override). Outliers: case 3 at r = 0.3 -> 0.3; case 7 at r = 3 -> 2.
+    Points: H1 = 100 + 100 + 30 = 230; H2 = 4 x 88.9 = 355.6; H3 = (100 + 200 + 100) x 0.8 = 320. Total 905.6.
+    Budget 9,056 yuan, patients paid 0: V = 10 yuan a point; payouts 2,300 / 3,556 / 3,200."""
+    policy = BASE.overlay({"coefficient.level": {"三级甲等": 1.0, "二级": 0.889}, "budget.total": {"P": 9_056.0}})
+    hospital = np.array(["H1", "H1", "H1", "H2", "H2", "H2", "H2", "H3", "H3", "H3"])
+    cost = np.array([1_000, 1_200, 300, 900, 1_000, 1_100, 1_000, 1_000, 3_000, 800], dtype=float)
+    priced = case_points(np.full(10, 100.0), cost, np.full(10, 1_000.0), hospital, HOSPITALS, policy)
+    assert priced["outlier_factor"].tolist() == [1, 1, 0.3, 1, 1, 1, 1, 1, 2, 1]
+    hospitals, pools = settle(hospital, np.full(10, "P"), priced["case_points"], cost, np.zeros(10), policy)
+    rows = {r["hospital_id"]: r for r in hospitals.to_pylist()}
+    assert {h: r["points"] for h, r in rows.items()} == {"H1": 230.0, "H2": 355.6, "H3": 320.0}
+    assert pools.to_pylist()[0]["point_value"] == pytest.approx(10.0)
+    assert [rows[h]["fund_payout"] for h in ("H1", "H2", "H3")] == [Decimal("2300.00"), Decimal("3556.00"),
+                                                                   Decimal("3200.00")]
+    assert sum(r["fund_payout"] for r in rows.values()) == Decimal("9056.00")
+    assert rows["H3"]["payment_ratio"] == pytest.approx(3_200 / 4_800)
+
+
+def test_settling_a_pool_without_a_budget_names_it():
+    with pytest.raises(SettlementError, match=r"no budget \(budget.total\) for pool\(s\) \['Q'\]"):
+        settle(np.array(["H1"]), np.array(["Q"]), np.array([1.0]), np.array([1.0]), np.array([0.0]), BASE)
