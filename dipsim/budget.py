@@ -159,8 +159,9 @@ def _solve(f0: float, slope0: float, breaks: np.ndarray, deltas: np.ndarray, tar
         return 0.0
     knots = np.concatenate([[0.0], breaks])
     slopes = slope0 + np.concatenate([[0.0], np.cumsum(deltas)])  # slope on [knots[i], knots[i + 1])
-    rises = slopes[:-1] * np.diff(knots)
-    values = f0 + np.concatenate([[0.0], np.cumsum(rises)])  # F at each knot
+    with np.errstate(over="ignore", invalid="ignore"):  # knots of vanishing points lie far out: F is inf there
+        rises = slopes[:-1] * np.diff(knots)
+        values = f0 + np.concatenate([[0.0], np.cumsum(rises)])  # F at each knot
     i = int(np.searchsorted(values, target, side="left")) - 1  # the last knot below the target
     if i >= len(knots) - 1:  # beyond the last breakpoint
         i = len(knots) - 1
