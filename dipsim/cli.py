@@ -242,6 +242,106 @@ def cmd_catalog_build(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- settle
+
+
+def _policy_with_overrides(args):
+    import tomllib
+
+    from dipsim.policy import load_policy
+
+    policy = load_policy(args.policy)
+    changes = {}
+    for item in args.set:
+        path, _, text = item.partition("=")
+        try:
+            changes[path.strip()] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"--set {item}: the value is not TOML ({exc})") from exc
+    budgets = dict(policy.get("budget.total"))
+    for item in args.budget:
+        pool, _, amount = item.partition("=")
+        try:
+            budgets[pool.strip()] = float(amount.replace(",", ""))
+        except ValueError:
+            raise InputError(f"--budget {item}: expected POOL=YUAN") from None
+    if args.budget:
+        changes["budget.total"] = budgets
+    return policy.overlay(changes, name=policy.name) if changes else policy
+
+
+def cmd_settle(args) -> int:
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from dipsim import __version__ as version
+    from dipsim.io.validate import load_cases
+    from dipsim.io.writers import sha256_file, write_csv, write_json, write_parquet
+    from dipsim.settlement import case_pools, dip_inputs, drg_inputs, run_settlement
+
+    console = _console(args)
+    policy = _policy_with_overrides(args)
+    mode = policy.get("payment.mode")
+    if mode == "dip" and not args.catalog:
+        raise InputError("payment.mode = dip needs --catalog CATALOG")
+    mapping, options, sheet = _read_options(args)
+    with _progress(console, "reading and validating", 1) as update:
+        result = load_cases(args.input, options=options, header_mapping=mapping, encoding=args.encoding,
+                            sheet=sheet)
+        update(1, 1)
+    cases = result.accepted
+    hospitals_path = Path(args.hospitals)
+    if not hospitals_path.is_file():
+        raise InputError(f"{hospitals_path}: no hospitals table")
+    hospitals = (pacsv.read_csv(hospitals_path) if hospitals_path.suffix.lower() == ".csv"
+                 else pq.read_table(hospitals_path))
+    if args.budget_share:
+        budgets = dict(policy.get("budget.total"))
+        pool = case_pools(cases)
+        cost = pc.fill_null(pc.cast(cases["total_cost"], "float64"), 0.0).to_numpy(zero_copy_only=False)
+        for p in sorted(set(pool) - set(budgets)):
+            budgets[p] = round(float(cost[pool == p].sum()) * args.budget_share, 2)
+        policy = policy.overlay({"budget.total": budgets}, name=policy.name)
+    with _progress(console, f"grouping ({mode}) and pricing", 1) as update:
+        if mode == "dip":
+            from dipsim.grouping.dip import load_catalog
+
+            grouped = dip_inputs(cases, load_catalog(args.catalog))
+        else:
+            grouped = drg_inputs(cases, args.scheme, policy)
+        aux = None
+        if args.auxiliary:
+            from dipsim.auxiliary import auxiliary_table, load_auxiliary
+
+            aux = auxiliary_table(cases, load_auxiliary(args.auxiliary))["aux_factor"].to_numpy()
+        try:
+            run = run_settlement(cases, hospitals, policy, grouped, aux)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        update(1, 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(run.hospitals, out / "hospitals.csv")
+    write_csv(run.pools, out / "pools.csv")
+    write_parquet(run.cases, out / "cases.parquet")
+    inputs = [Path(args.input)] if Path(args.input).is_file() else sorted(
+        p for p in Path(args.input).rglob("*") if p.is_file())
+    write_json({"dipsim_version": version, "command": "settle", "policy": policy.source,
+                "policy_name": policy.name, "policy_sha256": policy.digest(), "overlays": list(policy.overlays),
+                "mode": mode, "catalog": args.catalog, "scheme": args.scheme if mode == "drg" else None,
+                "auxiliary": args.auxiliary, "rows_read": result.rows_read, "accepted": result.n_accepted,
+                "rejected": result.n_rejected,
+                "inputs": [{"file": str(f), "sha256": sha256_file(f)} for f in [*inputs, hospitals_path]],
+                "outputs": ["hospitals.csv", "pools.csv", "cases.parquet"]}, out / "manifest.json")
+    for row in run.pools.to_pylist():
+        print(f"pool {row['pool']}: budget available {row['budget_available']:,} yuan, point value "
+              f"{row['point_value']:.6f} ({row['status']}), {row['total_points']:,.1f} points, fund payout "
+              f"{row['fund_payout']:,} yuan")
+    print(f"{run.hospitals.num_rows:,} hospital-pool rows, {run.cases.num_rows:,} cases priced -> {out}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- synth
 
 
@@ -430,6 +530,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tcm", metavar="FILE", help="TCM catalogue TOML (中医优势病种: diseases, treated_by, min_share; "
                                                  "see examples/dip_tcm.toml): TCM-treated cases of its diseases get "
                                                  "TCM groups at the Western group's points")
+    _add_read_options(p)
+
+    p = add("settle", "Group, price and settle a year of cases under a policy: the point value of every pool "
+                      "and each hospital's payout, to the fen. Writes DIR/hospitals.csv, pools.csv, cases.parquet "
+                      "(the pricing chain per case) and manifest.json.", cmd_settle)
+    p.add_argument("input", help="case file (CSV/Excel/Parquet) or folder of Parquet partitions")
+    p.add_argument("--policy", required=True, help="policy TOML (e.g. scenarios/baseline.toml)")
+    p.add_argument("--hospitals", required=True, help="hospitals table (.parquet or .csv: hospital_id, level, "
+                                                      "type, optional coefficient_override)")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--catalog", help="DIP catalogue folder (payment.mode = dip)")
+    p.add_argument("--scheme", default="chs-drg-1.1", help="CHS-DRG scheme (payment.mode = drg; default "
+                                                          "chs-drg-1.1); RW calibrated on the cases' costs")
+    p.add_argument("--auxiliary", metavar="FILE", help="DIP auxiliary catalogue TOML (辅助目录; default: none)")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a policy parameter (TOML value), e.g. outlier.high_ratio=1.5; repeatable")
+    p.add_argument("--budget", action="append", default=[], metavar="POOL=YUAN",
+                   help="a pool's budget, e.g. 990100-employee=123456789.00; repeatable")
+    p.add_argument("--budget-share", type=_share, metavar="SHARE",
+                   help="for pools without a budget: SHARE x the pool's total cost billed by item")
     _add_read_options(p)
 
     p = add("synth", "Synthesise a year of a realistic pooling region: hospitals, monthly Parquet partitions of "

@@ -74,3 +74,31 @@ def test_a_small_region_settles_to_the_fen_by_hand():
 def test_settling_a_pool_without_a_budget_names_it():
     with pytest.raises(SettlementError, match=r"no budget \(budget.total\) for pool\(s\) \['Q'\]"):
         settle(np.array(["H1"]), np.array(["Q"]), np.array([1.0]), np.array([1.0]), np.array([0.0]), BASE)
+
+
+def test_settle_command_writes_hospitals_pools_and_cases(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from dipsim.cli import main
+    from dipsim.paths import repo_root
+
+    region = tmp_path / "region"
+    assert main(["synth", "--cases", "3000", "--hospitals", "10", "--seed", "9", "-o", str(region), "-q"]) == 0
+    assert main(["catalog", "build", str(region / "cases"), "-o", str(tmp_path / "cat"), "-q"]) == 0
+    out = tmp_path / "settle"
+    args = ["settle", str(region / "cases"), "--policy", str(repo_root() / "scenarios" / "baseline.toml"),
+            "--hospitals", str(region / "hospitals.parquet"), "--catalog", str(tmp_path / "cat"), "-o", str(out),
+            "--budget-share", "0.6", "--set", "bands.in_effect=true", "-q"]
+    assert main(args) == 0
+    hospitals = pd.read_csv(out / "hospitals.csv", encoding="utf-8-sig", dtype={"fund_payout": str})
+    pools = pd.read_csv(out / "pools.csv", encoding="utf-8-sig", dtype={"budget_available": str})
+    for pool, rows in hospitals.groupby("pool"):
+        fen = sum(int(v.replace(".", "")) for v in rows["fund_payout"])  # exact: sum the fen as integers
+        want = pools.loc[pools["pool"] == pool, "budget_available"].iloc[0]
+        assert fen == int(want.replace(".", "")), pool
+    assert hospitals["cases"].sum() == 3000
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["overlays"][0] == {"bands.in_effect": True} and len(manifest["policy_sha256"]) == 64
+    assert main(args[:-3] + ["--set", "outlier.high_ration=1.5", "-q"]) == 1  # a typo in a parameter: exit 1

@@ -1,0 +1,91 @@
+"""One settlement run (DOMAIN.md §7-8): group, price and settle a year of cases under a policy.
+
+    group (DIP catalogue or CHS-DRG scheme) -> case points (pricing.case_points) -> pools settled (budget.settle)
+
+The pool of a case is its 统筹区 and insurance type (`990100-employee`). In DRG point mode the group points are
+RW x `payment.drg_points_per_rw`, with RW from a published table or calibrated on the cases' own costs; the group's
+standard cost for outliers is its mean cost (the DIP catalogue's, or the calibration's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dipsim.budget import settle
+from dipsim.policy import Policy
+from dipsim.pricing import case_points
+
+
+@dataclass
+class SettlementRun:
+    cases: pa.Table  # case_id, hospital_id, pool, group, the pricing columns
+    hospitals: pa.Table
+    pools: pa.Table
+
+
+def case_pools(cases: pa.Table) -> np.ndarray:
+    """Per case its settlement pool: 统筹区-险种 (pool and insurance type)."""
+    pool = pc.fill_null(pc.cast(cases["pool"], pa.string()), "")
+    insurance = pc.fill_null(pc.cast(cases["insurance_type"], pa.string()), "")
+    return pc.binary_join_element_wise(pool, insurance, "-").to_numpy(zero_copy_only=False)
+
+
+def _float(cases: pa.Table, name: str) -> np.ndarray:
+    return pc.fill_null(pc.cast(cases[name], pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+
+
+def dip_inputs(cases: pa.Table, catalog) -> dict:
+    """Group points, standard cost, TCM flags and group ids of every case under a DIP catalogue."""
+    from dipsim.grouping.dip import group_dip_table
+    from dipsim.tcm import tcm_treated
+
+    groups = group_dip_table(cases, catalog)
+    mean = dict(zip(catalog.groups["group_id"].to_pylist(), catalog.groups["mean_cost"].to_pylist()))
+    group = groups["dip_group"].to_numpy(zero_copy_only=False)
+    rule = catalog.options.tcm
+    treated = (tcm_treated(cases, rule) if rule else
+               pc.fill_null(cases["tcm_treated"], False).to_numpy(zero_copy_only=False)
+               if "tcm_treated" in cases.column_names else np.zeros(cases.num_rows, bool))
+    return {"group": group, "group_points": pc.fill_null(groups["dip_points"], 0.0).to_numpy(zero_copy_only=False),
+            "standard_cost": np.array([mean.get(g, np.nan) if g else np.nan for g in group], dtype=np.float64),
+            "tcm_group_case": groups["match"].to_numpy(zero_copy_only=False) == "tcm", "tcm_treated": treated}
+
+
+def drg_inputs(cases: pa.Table, scheme: str, policy: Policy, weights=None) -> dict:
+    """Group points (RW x points per RW) and standard cost of every case under a CHS-DRG scheme; RW from
+    `weights` (a DataFrame with drg, rw[, mean_cost]) or calibrated on the cases' costs."""
+    from dipsim.grouping.drg import group_table
+    from dipsim.weights import calibrate_weights
+
+    drg = group_table(cases, scheme)["drg"].to_numpy(zero_copy_only=False)
+    cost = _float(cases, "total_cost")
+    table = weights if weights is not None else calibrate_weights(drg, cost)
+    rw = dict(zip(table["drg"], table["rw"]))
+    mean = dict(zip(table["drg"], table["mean_cost"])) if "mean_cost" in table else {}
+    scale = policy.get("payment.drg_points_per_rw")
+    treated = (pc.fill_null(cases["tcm_treated"], False).to_numpy(zero_copy_only=False)
+               if "tcm_treated" in cases.column_names else np.zeros(cases.num_rows, bool))
+    return {"group": drg, "group_points": np.array([rw.get(d, np.nan) for d in drg], dtype=np.float64) * scale,
+            "standard_cost": np.array([mean.get(d, np.nan) for d in drg], dtype=np.float64),
+            "tcm_group_case": np.zeros(cases.num_rows, bool), "tcm_treated": treated}
+
+
+def run_settlement(cases: pa.Table, hospitals: pa.Table, policy: Policy, grouped: dict,
+                   aux_factor: np.ndarray | None = None) -> SettlementRun:
+    """Price every case from `grouped` (dip_inputs / drg_inputs) and settle every pool."""
+    hospital_id = pc.cast(cases["hospital_id"], pa.string()).to_numpy(zero_copy_only=False)
+    cost = _float(cases, "total_cost")
+    priced = case_points(grouped["group_points"], cost, grouped["standard_cost"], hospital_id, hospitals, policy,
+                         tcm_group_case=grouped["tcm_group_case"], tcm_treated=grouped["tcm_treated"],
+                         aux_factor=aux_factor)
+    pool = case_pools(cases)
+    hospital_table, pool_table = settle(hospital_id, pool, priced["case_points"], cost,
+                                        _float(cases, "patient_paid"), policy)
+    case_table = pa.table({"case_id": cases["case_id"], "hospital_id": hospital_id, "pool": pool,
+                           "group": pa.array(grouped["group"], pa.string()), **{
+                               name: pa.array(values) for name, values in priced.items()}})
+    return SettlementRun(case_table, hospital_table, pool_table)
