@@ -192,14 +192,16 @@ def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None) 
     band_adjustment, payment, fund_payout, payment_ratio (group payment / cost); pools has pool, budget,
     budget_available, budget_point_value, point_value, status, total_points, fund_payout, unspent, overrun.
     Money columns are exact yuan (decimal, 2 places); each pool's fund payouts sum to its budget to the fen."""
-    keys = pd.DataFrame({"pool": np.asarray(pool, dtype=object), "hospital_id": np.asarray(hospital_id, dtype=object)})
-    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(keys))
-    n = len(uniques)
+    # one integer per (pool, hospital): each column factorised on its own (hashing), then combined
+    pool_code, pool_names = pd.factorize(np.asarray(pool, dtype=object))
+    hospital_code, hospital_names = pd.factorize(np.asarray(hospital_id, dtype=object))
+    pairs, codes = np.unique(pool_code.astype(np.int64) * len(hospital_names) + hospital_code, return_inverse=True)
+    n = len(pairs)
     sums = {name: np.bincount(codes, weights=np.asarray(values, dtype=np.float64), minlength=n)
             for name, values in (("points", case_points), ("cost", cost), ("patient_paid", patient_paid))}
     cases = np.bincount(codes, minlength=n)
-    pools_of = np.array([u[0] for u in uniques], dtype=object)
-    hospitals_of = np.array([u[1] for u in uniques], dtype=object)
+    pools_of = np.asarray(pool_names, dtype=object)[pairs // len(hospital_names)]
+    hospitals_of = np.asarray(hospital_names, dtype=object)[pairs % len(hospital_names)]
     budgets = policy.get("budget.total", on)
     missing = sorted(set(pools_of) - set(budgets))
     if missing:
