@@ -182,16 +182,22 @@ def _yuan(fen) -> list[Decimal]:
     return [Decimal(int(f)).scaleb(-2) for f in np.asarray(fen).tolist()]
 
 
-def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None) -> tuple[pa.Table, pa.Table]:
+def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, month=None,
+           quality: dict[str, float] | None = None) -> tuple[pa.Table, pa.Table]:
     """Settle every pool of a priced case table: per hospital and pool, the sums of case points, cost billed by
     item and patient payments; per pool, the point value that spends its available budget (`budget.total` x
     (1 - `budget.reserve_share`)), with the policy's bands and point-value floor / cap (multiples of the budget
     point value, here the value that would spend the budget without bands: (budget + patient payments) / points).
 
+    Then the year's cycle (`year_cycle`): monthly prepayment at the budget point value (`month`: the case's month,
+    any integers; one period when None), the quality deposit and its release by `quality` (hospital_id -> score
+    0-100; 100 when not given), and the year-end clearing.
+
     Returns (hospitals, pools): hospitals has hospital_id, pool, cases, points, cost, patient_paid, group_payment,
-    band_adjustment, payment, fund_payout, payment_ratio (group payment / cost); pools has pool, budget,
-    budget_available, budget_point_value, point_value, status, total_points, fund_payout, unspent, overrun.
-    Money columns are exact yuan (decimal, 2 places); each pool's fund payouts sum to its budget to the fen."""
+    band_adjustment, payment, fund_payout, payment_ratio (group payment / cost), prepaid, deposit,
+    deposit_released, clearing; pools has pool, budget, budget_available, budget_point_value, point_value, status,
+    total_points, fund_payout, unspent, overrun. Money columns are exact yuan (decimal, 2 places); each pool's fund
+    payouts sum to its budget to the fen."""
     # one integer per (pool, hospital): each column factorised on its own (hashing), then combined
     pool_code, pool_names = pd.factorize(np.asarray(pool, dtype=object))
     hospital_code, hospital_names = pd.factorize(np.asarray(hospital_id, dtype=object))
@@ -200,6 +206,10 @@ def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None) 
     sums = {name: np.bincount(codes, weights=np.asarray(values, dtype=np.float64), minlength=n)
             for name, values in (("points", case_points), ("cost", cost), ("patient_paid", patient_paid))}
     cases = np.bincount(codes, minlength=n)
+    month_code, months = pd.factorize(np.zeros(len(codes), np.int64) if month is None else np.asarray(month))
+    cell = codes * len(months) + month_code
+    monthly = {name: np.bincount(cell, weights=np.asarray(values, dtype=np.float64), minlength=n * len(months))
+               .reshape(n, len(months)) for name, values in (("points", case_points), ("patient_paid", patient_paid))}
     pools_of = np.asarray(pool_names, dtype=object)[pairs // len(hospital_names)]
     hospitals_of = np.asarray(hospital_names, dtype=object)[pairs % len(hospital_names)]
     budgets = policy.get("budget.total", on)
@@ -228,13 +238,17 @@ def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None) 
         except SettlementError as exc:
             raise SettlementError(f"pool {p}: {exc}") from exc
         cost_fen, paid_fen = to_fen_array(cost_h), to_fen_array(paid_h)
+        due = budget_value * monthly["points"][order] - monthly["patient_paid"][order]
+        scores = np.array([(quality or {}).get(h, 100.0) for h in hospitals_of[order]], dtype=np.float64)
+        cycle = year_cycle(due, s.fund_payout_fen, scores, policy, on)
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(cost_fen > 0, s.group_payment_fen / np.maximum(cost_fen, 1), np.nan)
         hospital_rows.append(pd.DataFrame({
             "hospital_id": hospitals_of[order], "pool": p, "cases": cases[order], "points": np.round(points, 4),
             "cost": _yuan(cost_fen), "patient_paid": _yuan(paid_fen), "group_payment": _yuan(s.group_payment_fen),
             "band_adjustment": _yuan(s.band_adjustment_fen), "payment": _yuan(s.payment_fen),
-            "fund_payout": _yuan(s.fund_payout_fen), "payment_ratio": np.round(ratio, 6)}))
+            "fund_payout": _yuan(s.fund_payout_fen), "payment_ratio": np.round(ratio, 6),
+            **{name: _yuan(values) for name, values in cycle.items()}}))
         pool_rows.append({"pool": p, "budget": _yuan([budget_fen])[0],
                           "budget_available": _yuan([s.budget_available_fen])[0],
                           "budget_point_value": budget_value, "point_value": s.point_value, "status": s.status,
@@ -253,3 +267,32 @@ def _tidy(table: pa.Table) -> pa.Table:
         return pa.string() if pa.types.is_large_string(t) else t
 
     return table.cast(pa.schema([pa.field(f.name, kind(f.type)) for f in table.schema]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The year's cycle: monthly prepayment, quality deposit, clearing
+
+
+def release_share(score: float, schedule: list) -> float:
+    """The share of the quality deposit released for a quality score: the schedule row with the highest score not
+    above it (0 below every row)."""
+    rows = sorted((float(s), float(v)) for s, v in schedule)
+    held = [v for s, v in rows if s <= score]
+    return held[-1] if held else 0.0
+
+
+def year_cycle(monthly_due: np.ndarray, annual_fund_fen: np.ndarray, quality_score: np.ndarray,
+               policy, on=None) -> dict[str, np.ndarray]:
+    """Per hospital (fen, int64): prepaid (the months' due at the budget point value x `cycle.prepay_share`, each
+    month to the fen), deposit (the annual fund payout x `cycle.quality_deposit_share`), deposit_released (by the
+    quality score and `cycle.quality_schedule`) and clearing = annual payout - prepaid - deposit + released (年终清算:
+    positive, the fund pays the hospital; negative, the hospital pays back). The unreleased deposit stays in the fund.
+    `monthly_due` is (hospitals x months) in yuan."""
+    prepay = policy.get("cycle.prepay_share", on)
+    prepaid = to_fen_array(np.maximum(monthly_due, 0.0) * prepay).sum(axis=1)
+    deposit = to_fen_array(annual_fund_fen / 100 * policy.get("cycle.quality_deposit_share", on))
+    schedule = policy.get("cycle.quality_schedule", on)
+    shares = np.array([release_share(s, schedule) for s in quality_score], dtype=np.float64)
+    released = to_fen_array(deposit / 100 * shares)
+    return {"prepaid": prepaid, "deposit": deposit, "deposit_released": released,
+            "clearing": annual_fund_fen - prepaid - deposit + released}

@@ -315,8 +315,15 @@ def cmd_settle(args) -> int:
             from dipsim.auxiliary import auxiliary_table, load_auxiliary
 
             aux = auxiliary_table(cases, load_auxiliary(args.auxiliary))["aux_factor"].to_numpy()
+        quality = None
+        if args.quality:
+            table = pacsv.read_csv(args.quality)
+            if not {"hospital_id", "quality_score"} <= set(table.column_names):
+                raise InputError(f"{args.quality}: needs columns hospital_id and quality_score")
+            quality = dict(zip(pc.cast(table["hospital_id"], "string").to_pylist(),
+                               pc.cast(table["quality_score"], "float64").to_pylist()))
         try:
-            run = run_settlement(cases, hospitals, policy, grouped, aux)
+            run = run_settlement(cases, hospitals, policy, grouped, aux, quality)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         update(1, 1)
@@ -330,9 +337,10 @@ def cmd_settle(args) -> int:
     write_json({"dipsim_version": version, "command": "settle", "policy": policy.source,
                 "policy_name": policy.name, "policy_sha256": policy.digest(), "overlays": list(policy.overlays),
                 "mode": mode, "catalog": args.catalog, "scheme": args.scheme if mode == "drg" else None,
-                "auxiliary": args.auxiliary, "rows_read": result.rows_read, "accepted": result.n_accepted,
+                "auxiliary": args.auxiliary, "quality": args.quality, "rows_read": result.rows_read, "accepted": result.n_accepted,
                 "rejected": result.n_rejected,
-                "inputs": [{"file": str(f), "sha256": sha256_file(f)} for f in [*inputs, hospitals_path]],
+                "inputs": [{"file": str(f), "sha256": sha256_file(f)}
+                           for f in [*inputs, hospitals_path, *([Path(args.quality)] if args.quality else [])]],
                 "outputs": ["hospitals.csv", "pools.csv", "cases.parquet"]}, out / "manifest.json")
     for row in run.pools.to_pylist():
         print(f"pool {row['pool']}: budget available {row['budget_available']:,} yuan, point value "
@@ -544,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheme", default="chs-drg-1.1", help="CHS-DRG scheme (payment.mode = drg; default "
                                                           "chs-drg-1.1); RW calibrated on the cases' costs")
     p.add_argument("--auxiliary", metavar="FILE", help="DIP auxiliary catalogue TOML (辅助目录; default: none)")
+    p.add_argument("--quality", metavar="FILE", help="CSV of hospital_id, quality_score (0-100) for the release of "
+                                                     "the quality deposit (default: 100 for every hospital)")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a policy parameter (TOML value), e.g. outlier.high_ratio=1.5; repeatable")
     p.add_argument("--budget", action="append", default=[], metavar="POOL=YUAN",

@@ -102,3 +102,28 @@ def test_settle_command_writes_hospitals_pools_and_cases(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["overlays"][0] == {"bands.in_effect": True} and len(manifest["policy_sha256"]) == 64
     assert main(args[:-3] + ["--set", "outlier.high_ration=1.5", "-q"]) == 1  # a typo in a parameter: exit 1
+
+
+def test_the_year_cycle_prepayment_deposit_and_clearing_by_hand():
+    """The region above (V = 10 = the budget point value, no bands), over two months, prepaying 90%, withholding a
+    5% quality deposit released by score: >= 90 all, >= 80 80%, below nothing.
+    H1 (score 95): months 200 and 30 points -> due 2,000 + 300; prepaid 2,070; deposit 115, all released;
+       clearing 2,300 - 2,070 - 115 + 115 = 230.
+    H2 (score 85): 177.8 points a month -> due 1,778 each; prepaid 2 x 1,600.20; deposit 177.80, 142.24 released;
+       clearing 3,556 - 3,200.40 - 177.80 + 142.24 = 320.04.
+    H3 (score 70): due 800 and 2,400; prepaid 2,880; deposit 160, none released; clearing 160."""
+    policy = BASE.overlay({"coefficient.level": {"三级甲等": 1.0, "二级": 0.889}, "budget.total": {"P": 9_056.0},
+                           "cycle.prepay_share": 0.9, "cycle.quality_deposit_share": 0.05,
+                           "cycle.quality_schedule": [[90, 1.0], [80, 0.8], [0, 0.0]]})
+    hospital = np.array(["H1", "H1", "H1", "H2", "H2", "H2", "H2", "H3", "H3", "H3"])
+    month = np.array([1, 1, 2, 1, 1, 2, 2, 1, 2, 2])
+    cost = np.array([1_000, 1_200, 300, 900, 1_000, 1_100, 1_000, 1_000, 3_000, 800], dtype=float)
+    priced = case_points(np.full(10, 100.0), cost, np.full(10, 1_000.0), hospital, HOSPITALS, policy)
+    hospitals, _ = settle(hospital, np.full(10, "P"), priced["case_points"], cost, np.zeros(10), policy,
+                          month=month, quality={"H1": 95, "H2": 85, "H3": 70})
+    rows = {r["hospital_id"]: r for r in hospitals.to_pylist()}
+    got = {h: tuple(str(rows[h][k]) for k in ("prepaid", "deposit", "deposit_released", "clearing"))
+           for h in rows}
+    assert got == {"H1": ("2070.00", "115.00", "115.00", "230.00"),
+                   "H2": ("3200.40", "177.80", "142.24", "320.04"),
+                   "H3": ("2880.00", "160.00", "0.00", "160.00")}
