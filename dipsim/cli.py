@@ -183,6 +183,13 @@ def cmd_explain(args) -> int:
     from dipsim.grouping.explain import explain_case, find_case
 
     mapping, _, sheet = _read_options(args)
+    if args.hospital:
+        from dipsim.settlement import explain_hospital
+
+        print(explain_hospital(args.input, args.hospital))
+        return EXIT_OK
+    if not args.case_id:
+        raise InputError("explain needs --case-id ID (a case) or --hospital H (with a `dipsim settle` folder)")
     row = find_case(args.input, args.case_id, header_mapping=mapping, encoding=args.encoding, sheet=sheet)
     if args.scheme == "dip":
         from dipsim.grouping.dip import explain_dip
@@ -495,8 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("explain", "Explain in words why one case got its MDC, ADRG and DRG: which list matched, which "
                        "secondary code gave CC/MCC, which exclusion table cancelled which code.", cmd_explain)
-    p.add_argument("input", help="case file (CSV/Excel/Parquet) or folder of Parquet partitions")
-    p.add_argument("--case-id", required=True, help="the case to explain")
+    p.add_argument("input", help="case file (CSV/Excel/Parquet) or folder of Parquet partitions; with --hospital, "
+                                 "the output folder of `dipsim settle`")
+    p.add_argument("--case-id", help="the case to explain")
+    p.add_argument("--hospital", help="explain how this hospital's settlement amounts were built")
     p.add_argument("--scheme", default="chs-drg-1.1", help="grouper table version (default chs-drg-1.1), or dip "
                                                           "with --catalog")
     p.add_argument("--catalog", help="DIP catalogue folder from `dipsim catalog build` (with --scheme dip)")

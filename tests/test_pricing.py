@@ -127,3 +127,22 @@ def test_the_year_cycle_prepayment_deposit_and_clearing_by_hand():
     assert got == {"H1": ("2070.00", "115.00", "115.00", "230.00"),
                    "H2": ("3200.40", "177.80", "142.24", "320.04"),
                    "H3": ("2880.00", "160.00", "0.00", "160.00")}
+
+
+def test_explain_a_hospital_from_a_settle_folder(tmp_path, capsys):
+    from dipsim.cli import main
+    from dipsim.paths import repo_root
+
+    region = tmp_path / "region"
+    assert main(["synth", "--cases", "2000", "--hospitals", "6", "--seed", "4", "-o", str(region), "-q"]) == 0
+    out = tmp_path / "settle"
+    assert main(["settle", str(region / "cases"), "--policy", str(repo_root() / "scenarios" / "baseline_drg.toml"),
+                 "--hospitals", str(region / "hospitals.parquet"), "--budget-share", "0.6", "-o", str(out),
+                 "-q"]) == 0
+    capsys.readouterr()
+    assert main(["explain", str(out), "--hospital", "H0001"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("hospital H0001 under policy baseline-drg")
+    assert "fund payout = payment - patient paid" in text and "clearing = " in text
+    assert main(["explain", str(out), "--hospital", "H9999"]) == 1
+    assert main(["explain", str(out)]) == 1  # neither --case-id nor --hospital
