@@ -1,15 +1,18 @@
-"""Case points (病例分值): group points x outlier factor x hospital coefficient x auxiliary factor (DOMAIN.md §7, 9).
+"""Case points (病例分值) = group points x outlier factor x hospital coefficient x auxiliary factor (DOMAIN.md §7, 9).
 
 One short pipeline, in this order, each factor kept as its own column so that `explain` can show the chain:
 
 1. **group points**: the DIP group's points, or in DRG point mode the RW x `payment.drg_points_per_rw`;
 2. **outlier factor** on r = case cost / the group's standard cost (its mean cost): r < `outlier.low_ratio` pays r
-   (the case is paid about its cost), r > `outlier.high_ratio` pays (r - high) + 1, otherwise 1; r above
-   `outlier.extreme_ratio` is flagged for special-case review (特例单议). A TCM case of a TCM group (同病同价,
-   `tcm.same_price`) is never cut as a low outlier;
+   (the case is paid about its cost), r > `outlier.high_ratio` (or its hospital level's,
+   `outlier.high_ratio_by_level`) pays (r - high) + 1, otherwise 1; r above `outlier.extreme_ratio` is flagged for
+   special-case review (特例单议). A TCM case of a TCM group (同病同价, `tcm.same_price`) is never cut as a low
+   outlier;
 3. **hospital coefficient** (医疗机构系数): `coefficient.hospital` for the hospital, else the hospitals table's
-   coefficient_override, else `coefficient.level` for its level (1.0 when not listed); times 1 + the larger of the TCM
-   hospital bonus (a 中医 hospital) and the TCM case bonus (a TCM-treated case): bonuses do not stack;
+   coefficient_override, else `coefficient.level` for its level (1.0 when not listed), or with
+   `coefficient.mode = "history"` the hospital's cost ratio blended with its level's (`history_coefficients`);
+   times 1 + the larger of the TCM hospital bonus (a 中医 hospital) and the TCM case bonus (a TCM-treated case):
+   bonuses do not stack;
 4. **auxiliary factor** (辅助目录, `dipsim.auxiliary`), 1.0 when not given.
 """
 
@@ -25,10 +28,12 @@ OUTLIER_LOW, OUTLIER_NORMAL, OUTLIER_HIGH, OUTLIER_EXTREME = "low", "normal", "h
 
 
 def outlier_factors(cost: np.ndarray, standard: np.ndarray, policy: Policy, no_low_cut: np.ndarray | None = None,
-                    on=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    on=None, high: np.ndarray | float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per case: r, the outlier factor and the outlier class (low / normal / high / extreme). A case without a
-    standard cost (or cost) keeps factor 1."""
-    low, high = policy.get("outlier.low_ratio", on), policy.get("outlier.high_ratio", on)
+    standard cost (or cost) keeps factor 1. `high`: the high ratio per case (by its hospital's level), else
+    `outlier.high_ratio`."""
+    low = policy.get("outlier.low_ratio", on)
+    high = policy.get("outlier.high_ratio", on) if high is None else high
     extreme = policy.get("outlier.extreme_ratio", on)
     cost = np.asarray(cost, dtype=np.float64)
     standard = np.asarray(standard, dtype=np.float64)
@@ -60,6 +65,30 @@ def hospital_coefficients(hospitals: pa.Table, policy: Policy, on=None) -> dict[
     return out
 
 
+def history_coefficients(codes: np.ndarray, ids, cost, standard_cost, level_of: dict, fixed: dict[str, float],
+                         policy: Policy, on=None) -> dict[str, float]:
+    """History mode (Zigong): a hospital's coefficient = blend x its cost ratio + (1 - blend) x its level's, the
+    cost ratio being the cost of its cases over their groups' standard costs (cases with both known). A hospital
+    with a per-hospital value (`coefficient.hospital`) keeps it; one without usable cases gets 1.0."""
+    blend = policy.get("coefficient.history_blend", on)
+    cost = np.asarray(cost, dtype=np.float64)
+    standard = np.asarray(standard_cost, dtype=np.float64)
+    usable = np.isfinite(cost) & np.isfinite(standard) & (standard > 0)
+    spent = np.bincount(codes[usable], weights=cost[usable], minlength=len(ids))
+    expected = np.bincount(codes[usable], weights=standard[usable], minlength=len(ids))
+    levels = np.array([level_of.get(h) for h in ids], dtype=object)
+    out = {}
+    for i, h in enumerate(ids):
+        same = levels == levels[i]
+        own = spent[i] / expected[i] if expected[i] > 0 else np.nan
+        level = spent[same].sum() / expected[same].sum() if expected[same].sum() > 0 else np.nan
+        value = blend * own + (1 - blend) * level
+        out[h] = float(value) if np.isfinite(value) else 1.0
+    for h, value in policy.get("coefficient.hospital", on).items():
+        out[h] = float(value)
+    return out
+
+
 def case_points(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray, hospital_id: np.ndarray,
                 hospitals: pa.Table, policy: Policy, tcm_group_case: np.ndarray | None = None,
                 tcm_treated: np.ndarray | None = None, aux_factor: np.ndarray | None = None, on=None) -> dict:
@@ -70,9 +99,15 @@ def case_points(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.nd
     tcm_group_case = np.zeros(n, bool) if tcm_group_case is None else np.asarray(tcm_group_case, bool)
     tcm_treated = np.zeros(n, bool) if tcm_treated is None else np.asarray(tcm_treated, bool)
     no_low_cut = tcm_group_case if policy.get("tcm.same_price", on) else None
-    r, factor, kind = outlier_factors(cost, standard_cost, policy, no_low_cut, on)
-    coefficients = hospital_coefficients(hospitals, policy, on)
     codes, ids = pd.factorize(np.asarray(hospital_id, dtype=object))
+    level_of = dict(zip(hospitals["hospital_id"].to_pylist(), hospitals["level"].to_pylist()))
+    by_level = policy.get("outlier.high_ratio_by_level", on)
+    high = np.array([by_level.get(level_of.get(h), policy.get("outlier.high_ratio", on)) for h in ids],
+                    dtype=np.float64)[codes] if n else None
+    r, factor, kind = outlier_factors(cost, standard_cost, policy, no_low_cut, on, high)
+    coefficients = hospital_coefficients(hospitals, policy, on)
+    if policy.get("coefficient.mode", on) == "history":
+        coefficients = history_coefficients(codes, ids, cost, standard_cost, level_of, coefficients, policy, on)
     unknown = sorted(set(ids) - set(coefficients))
     if unknown:
         raise ValueError(f"{len(unknown)} hospital(s) of the cases are not in the hospitals table, e.g. {unknown[:3]}")

@@ -146,3 +146,25 @@ def test_explain_a_hospital_from_a_settle_folder(tmp_path, capsys):
     assert "fund payout = payment - patient paid" in text and "clearing = " in text
     assert main(["explain", str(out), "--hospital", "H9999"]) == 1
     assert main(["explain", str(out)]) == 1  # neither --case-id nor --hospital
+
+
+def test_high_outlier_ratio_by_hospital_level():
+    """DRG practice: above 3x for a tertiary hospital, 2x for a secondary one. A case at r = 2.5: normal at H1
+    (三级甲等, threshold 3), high at H2 (二级, 2: factor 1.5)."""
+    policy = BASE.overlay({"outlier.high_ratio_by_level": {"三级甲等": 3.0, "二级": 2.0}})
+    out = case_points(np.array([100.0, 100.0]), np.array([2_500.0, 2_500.0]), np.array([1_000.0, 1_000.0]),
+                      np.array(["H1", "H2"]), HOSPITALS, policy)
+    assert out["outlier"].tolist() == ["normal", "high"] and out["outlier_factor"].tolist() == [1.0, 1.5]
+
+
+def test_history_coefficients_blend_the_hospital_with_its_level():
+    """Four hospitals: H1 and H4 are both 三级甲等. H1 spends 1,200 where its groups' standard is 1,000 (ratio 1.2),
+    H4 800 of 1,000 (0.8): their level's ratio is 2,000 / 2,000 = 1.0. Blend 0.5: H1 = 0.5 x 1.2 + 0.5 x 1.0 = 1.1,
+    H4 = 0.9. H2 alone in 二级 at 1.0: 1.0. H3 has a per-hospital value 0.95: kept."""
+    hospitals = pa.table({"hospital_id": ["H1", "H2", "H3", "H4"], "level": ["三级甲等", "二级", "一级", "三级甲等"],
+                          "type": ["综合"] * 4, "coefficient_override": [None] * 4})
+    policy = BASE.overlay({"coefficient.mode": "history", "coefficient.history_blend": 0.5,
+                           "coefficient.hospital": {"H3": 0.95}})
+    out = case_points(np.full(4, 100.0), np.array([1_200.0, 1_000.0, 500.0, 800.0]), np.full(4, 1_000.0),
+                      np.array(["H1", "H2", "H3", "H4"]), hospitals, policy)
+    assert out["coefficient"] == pytest.approx([1.1, 1.0, 0.95, 0.9])
