@@ -77,7 +77,8 @@ class PoolSettlement:
     """One pool's point value and the hospitals' amounts (fen, int64, in the input order)."""
 
     point_value: float  # yuan per point
-    status: str  # balanced | capped (V at its cap, money left in the fund) | floored (V at its floor, overrun)
+    status: str  # balanced | capped (V at its cap, money left in the fund) | floored (V at its floor, overrun) |
+    #              fixed (V set in advance: DRG rate mode)
     budget_available_fen: int
     fund_payout_fen: np.ndarray  # A - U
     payment_fen: np.ndarray  # A: what the hospital is paid (fund + patients)
@@ -113,9 +114,11 @@ def _segments(points: np.ndarray, cost: np.ndarray, bands: SettlementBands | Non
 
 
 def settle_pool(points, cost, patient_paid, budget_available: float, bands: SettlementBands | None = None,
-                point_value_floor: float | None = None, point_value_cap: float | None = None) -> PoolSettlement:
+                point_value_floor: float | None = None, point_value_cap: float | None = None,
+                point_value_fixed: float | None = None) -> PoolSettlement:
     """Solve one pool: the point value at which the fund payouts sum to `budget_available` (yuan, 2 decimals),
-    within [floor, cap] when given, and each hospital's amounts to the fen."""
+    within [floor, cap] when given, and each hospital's amounts to the fen. With `point_value_fixed` (DRG rate mode,
+    费率法) the value is not solved: the payouts are what it gives, and the budget shows unspent or overrun."""
     p = np.asarray(points, dtype=np.float64)
     c = np.asarray(cost, dtype=np.float64)
     u = np.asarray(patient_paid, dtype=np.float64)
@@ -124,18 +127,18 @@ def settle_pool(points, cost, patient_paid, budget_available: float, bands: Sett
     target_fen = to_fen(budget_available)
     target = target_fen / 100 + float(u.sum())  # what the payments A must sum to
     f0, slope, breaks, deltas = _segments(p, c, bands)
-    if f0 > target + 1e-9 * max(1.0, abs(target)):
+    if point_value_fixed is None and f0 > target + 1e-9 * max(1.0, abs(target)):
         raise SettlementError(
             f"even at point value 0 the pool pays {f0 - u.sum():,.2f} yuan (the fund's share of the hospitals' "
             f"deficits under the bands, less patient payments) > the available budget {target_fen / 100:,.2f}")
-    value = _solve(f0, slope, breaks, deltas, target)
-    status = "balanced"
-    if point_value_cap is not None and (value is None or value > point_value_cap):
+    value = _solve(f0, slope, breaks, deltas, target) if point_value_fixed is None else point_value_fixed
+    status = "balanced" if point_value_fixed is None else "fixed"
+    if point_value_fixed is None and point_value_cap is not None and (value is None or value > point_value_cap):
         value, status = point_value_cap, "capped"
     elif value is None:
         raise SettlementError(f"the budget {target_fen / 100:,.2f} cannot be paid out: under the bands every "
                               f"hospital's payment stops growing before it is reached (surplus_share_above = 0)")
-    if point_value_floor is not None and value < point_value_floor:
+    if point_value_fixed is None and point_value_floor is not None and value < point_value_floor:
         value, status = point_value_floor, "floored"
     group = value * p
     paid = hospital_payment(group, c, bands)
@@ -148,8 +151,8 @@ def settle_pool(points, cost, patient_paid, budget_available: float, bands: Sett
     return PoolSettlement(
         point_value=float(value), status=status, budget_available_fen=target_fen, fund_payout_fen=fund_fen,
         payment_fen=payment_fen, group_payment_fen=payment_fen - band_fen, band_adjustment_fen=band_fen,
-        unspent_fen=max(target_fen - total_fen, 0) if status == "capped" else 0,
-        overrun_fen=max(total_fen - target_fen, 0) if status == "floored" else 0)
+        unspent_fen=max(target_fen - total_fen, 0) if status in ("capped", "fixed") else 0,
+        overrun_fen=max(total_fen - target_fen, 0) if status in ("floored", "fixed") else 0)
 
 
 def _solve(f0: float, slope0: float, breaks: np.ndarray, deltas: np.ndarray, target: float) -> float | None:
@@ -222,6 +225,7 @@ def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, 
         bands = SettlementBands(*(policy.get(f"bands.{k}", on) for k in (
             "surplus_keep_ratio", "surplus_share_above", "deficit_lower_ratio", "deficit_fund_share")))
     floor_ratio, cap_ratio = policy.get("budget.point_value_floor", on), policy.get("budget.point_value_cap", on)
+    fixed = policy.get("budget.fixed_point_value", on)
 
     hospital_rows, pool_rows = [], []
     for p in sorted(set(pools_of)):
@@ -234,7 +238,7 @@ def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, 
         try:
             s = settle_pool(points, cost_h, paid_h, available, bands,
                             floor_ratio * budget_value if floor_ratio > 0 else None,
-                            cap_ratio * budget_value if cap_ratio > 0 else None)
+                            cap_ratio * budget_value if cap_ratio > 0 else None, fixed or None)
         except SettlementError as exc:
             raise SettlementError(f"pool {p}: {exc}") from exc
         cost_fen, paid_fen = to_fen_array(cost_h), to_fen_array(paid_h)

@@ -155,3 +155,12 @@ def test_more_points_never_mean_less_money_and_take_it_only_from_the_others(pool
     others = np.arange(len(points)) != h
     assert np.all(a1[others] <= a0[others] + 1e-6 * np.maximum(1, a0[others]))
     assert after.fund_payout_fen.sum() == before.fund_payout_fen.sum()
+
+
+def test_a_fixed_point_value_rate_mode_shows_what_is_left_or_overrun():
+    # DRG rate mode (费率法): V fixed at 9 -> payouts 9 P - U = 48,000 of a 54,000 budget: 6,000 left in the fund
+    s = settle_pool(P, C, U, 54_000, point_value_fixed=9.0)
+    assert (s.status, s.point_value, s.unspent_fen, s.overrun_fen) == ("fixed", 9.0, 600_000, 0)
+    assert s.fund_payout_fen.tolist() == [800_000, 1_600_000, 2_400_000]
+    s = settle_pool(P, C, U, 54_000, point_value_fixed=11.0)
+    assert (s.unspent_fen, s.overrun_fen) == (0, 600_000)
