@@ -234,7 +234,9 @@ def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, 
         budget_fen = to_fen(budgets[p])
         available = to_fen(budgets[p] * (1 - reserve)) / 100
         points, cost_h, paid_h = sums["points"][order], sums["cost"][order], sums["patient_paid"][order]
-        budget_value = (available + paid_h.sum()) / points.sum() if points.sum() > 0 else 0.0
+        budget_value = policy.get("budget.budget_point_value", on).get(p)
+        if budget_value is None:  # the value that would spend the budget without bands
+            budget_value = (available + paid_h.sum()) / points.sum() if points.sum() > 0 else 0.0
         try:
             s = settle_pool(points, cost_h, paid_h, available, bands,
                             floor_ratio * budget_value if floor_ratio > 0 else None,
@@ -274,7 +276,17 @@ def _tidy(table: pa.Table) -> pa.Table:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The year's cycle: monthly prepayment, quality deposit, clearing
+# The year's cycle: budget point value, monthly prepayment, quality deposit, clearing
+
+
+def weighted_budget_point_value(costs: list[float], points: list[float], weights=(1.0, 2.0, 7.0)) -> float:
+    """预算点值 = expected total cost / expected total points, each the weighted mean of the last years (oldest
+    first; default 1:2:7 over three years; fewer years use the last weights)."""
+    if len(costs) != len(points) or not costs:
+        raise ValueError("give one cost and one points total per year, oldest first")
+    w = np.asarray(weights[len(weights) - len(costs):] if len(costs) <= len(weights) else weights, dtype=float)
+    c, p = np.asarray(costs[-len(w):], dtype=float), np.asarray(points[-len(w):], dtype=float)
+    return float((w * c).sum() / w.sum()) / float((w * p).sum() / w.sum())
 
 
 def release_share(score: float, schedule: list) -> float:

@@ -164,3 +164,13 @@ def test_a_fixed_point_value_rate_mode_shows_what_is_left_or_overrun():
     assert s.fund_payout_fen.tolist() == [800_000, 1_600_000, 2_400_000]
     s = settle_pool(P, C, U, 54_000, point_value_fixed=11.0)
     assert (s.unspent_fen, s.overrun_fen) == (0, 600_000)
+
+
+def test_budget_point_value_from_weighted_history():
+    # costs 100 / 110 / 120 million over 10 / 10.5 / 11 million points, weighted 1:2:7:
+    # cost (100 + 220 + 840) / 10 = 116; points (10 + 21 + 77) / 10 = 10.8 -> 116 / 10.8
+    from dipsim.budget import weighted_budget_point_value
+
+    value = weighted_budget_point_value([100e6, 110e6, 120e6], [10e6, 10.5e6, 11e6])
+    assert value == pytest.approx(116 / 10.8)
+    assert weighted_budget_point_value([120e6], [11e6]) == pytest.approx(120 / 11)  # one year: its own ratio

@@ -168,3 +168,18 @@ def test_history_coefficients_blend_the_hospital_with_its_level():
     out = case_points(np.full(4, 100.0), np.array([1_200.0, 1_000.0, 500.0, 800.0]), np.full(4, 1_000.0),
                       np.array(["H1", "H2", "H3", "H4"]), hospitals, policy)
     assert out["coefficient"] == pytest.approx([1.1, 1.0, 0.95, 0.9])
+
+
+def test_prepayment_uses_the_published_budget_point_value():
+    """The cycle test's region with a budget point value of 8 published for pool P: H3's months have 80 and 240
+    points -> due 640 + 1,920; prepaid 90% = 2,304 (10 yuan a point gave 2,880)."""
+    policy = BASE.overlay({"coefficient.level": {"三级甲等": 1.0, "二级": 0.889}, "budget.total": {"P": 9_056.0},
+                           "cycle.prepay_share": 0.9, "budget.budget_point_value": {"P": 8.0}})
+    hospital = np.array(["H1", "H1", "H1", "H2", "H2", "H2", "H2", "H3", "H3", "H3"])
+    month = np.array([1, 1, 2, 1, 1, 2, 2, 1, 2, 2])
+    cost = np.array([1_000, 1_200, 300, 900, 1_000, 1_100, 1_000, 1_000, 3_000, 800], dtype=float)
+    priced = case_points(np.full(10, 100.0), cost, np.full(10, 1_000.0), hospital, HOSPITALS, policy)
+    hospitals, pools = settle(hospital, np.full(10, "P"), priced["case_points"], cost, np.zeros(10), policy,
+                              month=month)
+    rows = {r["hospital_id"]: r for r in hospitals.to_pylist()}
+    assert str(rows["H3"]["prepaid"]) == "2304.00" and pools.to_pylist()[0]["budget_point_value"] == 8.0
