@@ -329,8 +329,12 @@ def cmd_settle(args) -> int:
                 raise InputError(f"{args.quality}: needs columns hospital_id and quality_score")
             quality = dict(zip(pc.cast(table["hospital_id"], "string").to_pylist(),
                                pc.cast(table["quality_score"], "float64").to_pylist()))
+        on = args.on
+        if on is None and "discharge_date" in cases.column_names and cases.num_rows:
+            last = pc.max(cases["discharge_date"]).as_py()
+            on = last.isoformat() if last else None
         try:
-            run = run_settlement(cases, hospitals, policy, grouped, aux, quality)
+            run = run_settlement(cases, hospitals, policy, grouped, aux, quality, on=on)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         update(1, 1)
@@ -343,8 +347,9 @@ def cmd_settle(args) -> int:
         p for p in Path(args.input).rglob("*") if p.is_file())
     write_json({"dipsim_version": version, "command": "settle", "policy": policy.source,
                 "policy_name": policy.name, "policy_sha256": policy.digest(), "overlays": list(policy.overlays),
-                "mode": mode, "catalog": args.catalog, "scheme": args.scheme if mode == "drg" else None,
-                "auxiliary": args.auxiliary, "quality": args.quality, "rows_read": result.rows_read, "accepted": result.n_accepted,
+                "policy_day": on, "mode": mode, "catalog": args.catalog,
+                "scheme": args.scheme if mode == "drg" else None, "auxiliary": args.auxiliary,
+                "quality": args.quality, "rows_read": result.rows_read, "accepted": result.n_accepted,
                 "rejected": result.n_rejected,
                 "inputs": [{"file": str(f), "sha256": sha256_file(f)}
                            for f in [*inputs, hospitals_path, *([Path(args.quality)] if args.quality else [])]],
@@ -569,6 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a pool's budget, e.g. 990100-employee=123456789.00; repeatable")
     p.add_argument("--budget-share", type=_share, metavar="SHARE",
                    help="for pools without a budget: SHARE x the pool's total cost billed by item")
+    p.add_argument("--on", metavar="YYYY-MM-DD", help="use the policy values in force on this day (dated values; "
+                                                     "default: the last discharge day of the cases)")
     _add_read_options(p)
 
     p = add("synth", "Synthesise a year of a realistic pooling region: hospitals, monthly Parquet partitions of "

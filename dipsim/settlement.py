@@ -75,21 +75,23 @@ def drg_inputs(cases: pa.Table, scheme: str, policy: Policy, weights=None) -> di
 
 
 def run_settlement(cases: pa.Table, hospitals: pa.Table, policy: Policy, grouped: dict,
-                   aux_factor: np.ndarray | None = None, quality: dict[str, float] | None = None) -> SettlementRun:
-    """Price every case from `grouped` (dip_inputs / drg_inputs) and settle every pool; the monthly prepayment
-    follows the cases' discharge months, the deposit release the hospitals' `quality` scores (100 when absent)."""
+                   aux_factor: np.ndarray | None = None, quality: dict[str, float] | None = None,
+                   on=None) -> SettlementRun:
+    """Price every case from `grouped` (dip_inputs / drg_inputs) and settle every pool with the policy values in
+    force on `on` (default: the latest value of each); the monthly prepayment follows the cases' discharge months,
+    the deposit release the hospitals' `quality` scores (100 when absent)."""
     hospital_id = pc.cast(cases["hospital_id"], pa.string()).to_numpy(zero_copy_only=False)
     cost = _float(cases, "total_cost")
     priced = case_points(grouped["group_points"], cost, grouped["standard_cost"], hospital_id, hospitals, policy,
                          tcm_group_case=grouped["tcm_group_case"], tcm_treated=grouped["tcm_treated"],
-                         aux_factor=aux_factor)
+                         aux_factor=aux_factor, on=on)
     pool = case_pools(cases)
     month = None
     if "discharge_date" in cases.column_names:
         day = cases["discharge_date"]
         month = pc.fill_null(pc.add(pc.multiply(pc.year(day), 12), pc.month(day)), 0).to_numpy(zero_copy_only=False)
     hospital_table, pool_table = settle(hospital_id, pool, priced["case_points"], cost,
-                                        _float(cases, "patient_paid"), policy, month=month, quality=quality)
+                                        _float(cases, "patient_paid"), policy, on=on, month=month, quality=quality)
     case_table = pa.table({"case_id": cases["case_id"], "hospital_id": hospital_id, "pool": pool,
                            "group": pa.array(grouped["group"], pa.string()), **{
                                name: pa.array(values) for name, values in priced.items()}})
