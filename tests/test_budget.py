@@ -174,3 +174,31 @@ def test_budget_point_value_from_weighted_history():
     value = weighted_budget_point_value([100e6, 110e6, 120e6], [10e6, 10.5e6, 11e6])
     assert value == pytest.approx(116 / 10.8)
     assert weighted_budget_point_value([120e6], [11e6]) == pytest.approx(120 / 11)  # one year: its own ratio
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 60), st.integers(1, 4), st.integers(0, 2**31 - 1), st.booleans())
+def test_random_regions_settle_every_pool_to_the_fen(n_cases, n_pools, seed, bands_on):
+    from decimal import Decimal
+
+    from dipsim.budget import settle
+    from dipsim.policy import Policy
+
+    rng = np.random.default_rng(seed)
+    hospital = np.array([f"H{i}" for i in rng.integers(0, 8, n_cases)], dtype=object)
+    pool = np.array([f"P{i}" for i in rng.integers(0, n_pools, n_cases)], dtype=object)
+    points = rng.uniform(0, 2_000, n_cases)
+    cost = rng.uniform(100, 50_000, n_cases)
+    paid = cost * rng.uniform(0, 0.3, n_cases)
+    budgets = {p: round(float(cost[pool == p].sum()) * rng.uniform(0.4, 0.9), 2) for p in set(pool)}
+    policy = Policy(values={}).overlay({"budget.total": budgets, "bands.in_effect": bands_on})
+    hospitals, pools = settle(hospital, pool, points, cost, paid, policy)
+    assert sum(hospitals["cases"].to_pylist()) == n_cases
+    for row in pools.to_pylist():
+        payouts = [r["fund_payout"] for r in hospitals.to_pylist() if r["pool"] == row["pool"]]
+        assert sum(payouts, Decimal(0)) == row["budget_available"] == Decimal(str(budgets[row["pool"]])).quantize(
+            Decimal("0.01"))
+        for r in hospitals.to_pylist():  # the identities of each row hold exactly
+            assert r["payment"] == r["group_payment"] + r["band_adjustment"]
+            assert r["fund_payout"] == r["payment"] - r["patient_paid"]
+            assert r["clearing"] == r["fund_payout"] - r["prepaid"] - r["deposit"] + r["deposit_released"]
