@@ -115,13 +115,16 @@ def _segments(points: np.ndarray, cost: np.ndarray, bands: SettlementBands | Non
 
 def settle_pool(points, cost, patient_paid, budget_available: float, bands: SettlementBands | None = None,
                 point_value_floor: float | None = None, point_value_cap: float | None = None,
-                point_value_fixed: float | None = None) -> PoolSettlement:
+                point_value_fixed: float | None = None, item_cost=None) -> PoolSettlement:
     """Solve one pool: the point value at which the fund payouts sum to `budget_available` (yuan, 2 decimals),
     within [floor, cap] when given, and each hospital's amounts to the fen. With `point_value_fixed` (DRG rate mode,
-    费率法) the value is not solved: the payouts are what it gives, and the budget shows unspent or overrun."""
+    费率法) the value is not solved: the payouts are what it gives, and the budget shows unspent or overrun.
+    `item_cost` (per hospital, part of `cost`): cases paid by item (按项目付费), paid their cost outside the points;
+    the bands then act on the rest of the cost."""
     p = np.asarray(points, dtype=np.float64)
-    c = np.asarray(cost, dtype=np.float64)
-    u = np.asarray(patient_paid, dtype=np.float64)
+    item = np.zeros(len(p)) if item_cost is None else np.asarray(item_cost, dtype=np.float64)
+    c = np.asarray(cost, dtype=np.float64) - item
+    u = np.asarray(patient_paid, dtype=np.float64) - item  # the item-paid cases' cost comes first out of the budget
     if np.any(p < 0) or np.any(c < 0) or not np.all(np.isfinite(p + c + u)):
         raise SettlementError("points and costs must be finite and non-negative")
     target_fen = to_fen(budget_available)
@@ -145,9 +148,9 @@ def settle_pool(points, cost, patient_paid, budget_available: float, bands: Sett
     fund = paid - u
     total_fen = target_fen if status == "balanced" else to_fen(float(fund.sum()))
     fund_fen = largest_remainder(fund, total_fen)
-    payment_fen = fund_fen + to_fen_array(u)
+    payment_fen = fund_fen + to_fen_array(u + item)  # (A + item) - U = fund
     # the band effect rounded on its own; the group payment takes the fen the exact split gave the payment
-    band_fen = to_fen_array(paid - group)
+    band_fen = to_fen_array(paid - group)  # the item-paid amounts sit in the group payment column
     return PoolSettlement(
         point_value=float(value), status=status, budget_available_fen=target_fen, fund_payout_fen=fund_fen,
         payment_fen=payment_fen, group_payment_fen=payment_fen - band_fen, band_adjustment_fen=band_fen,
@@ -186,7 +189,7 @@ def _yuan(fen) -> list[Decimal]:
 
 
 def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, month=None,
-           quality: dict[str, float] | None = None) -> tuple[pa.Table, pa.Table]:
+           quality: dict[str, float] | None = None, paid_by_item=None) -> tuple[pa.Table, pa.Table]:
     """Settle every pool of a priced case table: per hospital and pool, the sums of case points, cost billed by
     item and patient payments; per pool, the point value that spends its available budget (`budget.total` x
     (1 - `budget.reserve_share`)), with the policy's bands and point-value floor / cap (multiples of the budget
@@ -206,13 +209,16 @@ def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, 
     hospital_code, hospital_names = pd.factorize(np.asarray(hospital_id, dtype=object))
     pairs, codes = np.unique(pool_code.astype(np.int64) * len(hospital_names) + hospital_code, return_inverse=True)
     n = len(pairs)
+    item_case_cost = np.where(np.zeros(len(codes), bool) if paid_by_item is None else paid_by_item, cost, 0.0)
     sums = {name: np.bincount(codes, weights=np.asarray(values, dtype=np.float64), minlength=n)
-            for name, values in (("points", case_points), ("cost", cost), ("patient_paid", patient_paid))}
+            for name, values in (("points", case_points), ("cost", cost), ("patient_paid", patient_paid),
+                                 ("item_cost", item_case_cost))}
     cases = np.bincount(codes, minlength=n)
     month_code, months = pd.factorize(np.zeros(len(codes), np.int64) if month is None else np.asarray(month))
     cell = codes * len(months) + month_code
     monthly = {name: np.bincount(cell, weights=np.asarray(values, dtype=np.float64), minlength=n * len(months))
-               .reshape(n, len(months)) for name, values in (("points", case_points), ("patient_paid", patient_paid))}
+               .reshape(n, len(months)) for name, values in (("points", case_points), ("patient_paid", patient_paid),
+                                                            ("item_cost", item_case_cost))}
     pools_of = np.asarray(pool_names, dtype=object)[pairs // len(hospital_names)]
     hospitals_of = np.asarray(hospital_names, dtype=object)[pairs % len(hospital_names)]
     budgets = policy.get("budget.total", on)
@@ -236,15 +242,18 @@ def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, 
         points, cost_h, paid_h = sums["points"][order], sums["cost"][order], sums["patient_paid"][order]
         budget_value = policy.get("budget.budget_point_value", on).get(p)
         if budget_value is None:  # the value that would spend the budget without bands
-            budget_value = (available + paid_h.sum()) / points.sum() if points.sum() > 0 else 0.0
+            spend = available + paid_h.sum() - sums["item_cost"][order].sum()  # what the points share
+            budget_value = spend / points.sum() if points.sum() > 0 else 0.0
         try:
             s = settle_pool(points, cost_h, paid_h, available, bands,
                             floor_ratio * budget_value if floor_ratio > 0 else None,
-                            cap_ratio * budget_value if cap_ratio > 0 else None, fixed or None)
+                            cap_ratio * budget_value if cap_ratio > 0 else None, fixed or None,
+                            sums["item_cost"][order])
         except SettlementError as exc:
             raise SettlementError(f"pool {p}: {exc}") from exc
         cost_fen, paid_fen = to_fen_array(cost_h), to_fen_array(paid_h)
-        due = budget_value * monthly["points"][order] - monthly["patient_paid"][order]
+        due = (budget_value * monthly["points"][order] + monthly["item_cost"][order]
+               - monthly["patient_paid"][order])
         scores = np.array([(quality or {}).get(h, 100.0) for h in hospitals_of[order]], dtype=np.float64)
         cycle = year_cycle(due, s.fund_payout_fen, scores, policy, on)
         with np.errstate(invalid="ignore", divide="ignore"):

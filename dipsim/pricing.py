@@ -14,6 +14,9 @@ One short pipeline, in this order, each factor kept as its own column so that `e
    times 1 + the larger of the TCM hospital bonus (a 中医 hospital) and the TCM case bonus (a TCM-treated case):
    bonuses do not stack;
 4. **auxiliary factor** (辅助目录, `dipsim.auxiliary`), 1.0 when not given.
+
+With `outlier.pay_by_item`, outlier cases get no points and are paid their cost by item (`paid_by_item`): the
+settlement pays them out of the pool's budget first (`budget.settle`).
 """
 
 from __future__ import annotations
@@ -117,6 +120,9 @@ def case_points(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.nd
     bonus = np.maximum(np.where(is_tcm_hospital, policy.get("coefficient.tcm_hospital_bonus", on), 0.0),
                        np.where(tcm_treated, policy.get("tcm.case_bonus", on), 0.0))
     aux = np.ones(n) if aux_factor is None else np.asarray(aux_factor, dtype=np.float64)
+    by_item = np.isin(kind, {"none": [], "high": [OUTLIER_HIGH, OUTLIER_EXTREME],
+                             "high_and_low": [OUTLIER_HIGH, OUTLIER_EXTREME, OUTLIER_LOW]}[
+                                 policy.get("outlier.pay_by_item", on)])
     return {"group_points": points, "r": r, "outlier": kind, "outlier_factor": factor,
-            "coefficient": coefficient, "bonus": bonus, "aux_factor": aux,
-            "case_points": points * factor * coefficient * (1.0 + bonus) * aux}
+            "coefficient": coefficient, "bonus": bonus, "aux_factor": aux, "paid_by_item": by_item,
+            "case_points": np.where(by_item, 0.0, points * factor * coefficient * (1.0 + bonus) * aux)}

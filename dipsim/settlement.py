@@ -91,7 +91,8 @@ def run_settlement(cases: pa.Table, hospitals: pa.Table, policy: Policy, grouped
         day = cases["discharge_date"]
         month = pc.fill_null(pc.add(pc.multiply(pc.year(day), 12), pc.month(day)), 0).to_numpy(zero_copy_only=False)
     hospital_table, pool_table = settle(hospital_id, pool, priced["case_points"], cost,
-                                        _float(cases, "patient_paid"), policy, on=on, month=month, quality=quality)
+                                        _float(cases, "patient_paid"), policy, on=on, month=month, quality=quality,
+                                        paid_by_item=priced["paid_by_item"])
     case_table = pa.table({"case_id": cases["case_id"], "hospital_id": hospital_id, "pool": pool,
                            "group": pa.array(grouped["group"], pa.string()), **{
                                name: pa.array(values) for name, values in priced.items()}})

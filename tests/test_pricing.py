@@ -183,3 +183,19 @@ def test_prepayment_uses_the_published_budget_point_value():
                               month=month)
     rows = {r["hospital_id"]: r for r in hospitals.to_pylist()}
     assert str(rows["H3"]["prepaid"]) == "2304.00" and pools.to_pylist()[0]["budget_point_value"] == 8.0
+
+
+def test_outliers_paid_by_item_come_out_of_the_budget_first():
+    """H1 has a case at r = 3 paid its 3,000 by item; the other four cases have 100 points each (coefficient 1).
+    Budget 10,000: 3,000 by item, 7,000 over 400 points -> V = 17.5; H1 = 1,750 + 3,000, H2 = 3,500, H3 = 1,750."""
+    policy = BASE.overlay({"outlier.pay_by_item": "high", "budget.total": {"P": 10_000.0},
+                           "coefficient.hospital": {"H2": 1.0, "H3": 1.0}})
+    hospital = np.array(["H1", "H1", "H2", "H2", "H3"])
+    cost = np.array([3_000.0, 1_000.0, 1_000.0, 1_000.0, 1_000.0])
+    priced = case_points(np.full(5, 100.0), cost, np.full(5, 1_000.0), hospital, HOSPITALS, policy)
+    assert priced["paid_by_item"].tolist() == [True, False, False, False, False]
+    assert priced["case_points"].tolist() == [0.0, 100.0, 100.0, 100.0, 100.0]
+    hospitals, pools = settle(hospital, np.full(5, "P"), priced["case_points"], cost, np.zeros(5), policy,
+                              paid_by_item=priced["paid_by_item"])
+    assert pools.to_pylist()[0]["point_value"] == pytest.approx(17.5)
+    assert [str(r["fund_payout"]) for r in hospitals.to_pylist()] == ["4750.00", "3500.00", "1750.00"]
