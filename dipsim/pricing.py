@@ -4,8 +4,8 @@ One short pipeline, in this order, each factor kept as its own column so that `e
 
 1. **group points**: the DIP group's points, or in DRG point mode the RW x `payment.drg_points_per_rw`;
 2. **outlier factor** on r = case cost / the group's standard cost (its mean cost): r < `outlier.low_ratio` pays r
-   (the case is paid about its cost), r > `outlier.high_ratio` (or its hospital level's,
-   `outlier.high_ratio_by_level`) pays (r - high) + 1, otherwise 1; r above `outlier.extreme_ratio` is flagged for
+   (the case is paid about its cost), r > `outlier.high_ratio` pays (r - high) + 1, otherwise 1 (both ratios may
+   differ by hospital level, `outlier.*_ratio_by_level`); r above `outlier.extreme_ratio` is flagged for
    special-case review (特例单议). A TCM case of a TCM group (同病同价, `tcm.same_price`) is never cut as a low
    outlier;
 3. **hospital coefficient** (医疗机构系数): `coefficient.hospital` for the hospital, else the hospitals table's
@@ -31,11 +31,12 @@ OUTLIER_LOW, OUTLIER_NORMAL, OUTLIER_HIGH, OUTLIER_EXTREME = "low", "normal", "h
 
 
 def outlier_factors(cost: np.ndarray, standard: np.ndarray, policy: Policy, no_low_cut: np.ndarray | None = None,
-                    on=None, high: np.ndarray | float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    on=None, high: np.ndarray | float | None = None,
+                    low: np.ndarray | float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per case: r, the outlier factor and the outlier class (low / normal / high / extreme). A case without a
-    standard cost (or cost) keeps factor 1. `high`: the high ratio per case (by its hospital's level), else
-    `outlier.high_ratio`."""
-    low = policy.get("outlier.low_ratio", on)
+    standard cost (or cost) keeps factor 1. `high` / `low`: the ratios per case (by its hospital's level), else
+    `outlier.high_ratio` / `outlier.low_ratio`."""
+    low = policy.get("outlier.low_ratio", on) if low is None else low
     high = policy.get("outlier.high_ratio", on) if high is None else high
     extreme = policy.get("outlier.extreme_ratio", on)
     cost = np.asarray(cost, dtype=np.float64)
@@ -104,10 +105,11 @@ def case_points(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.nd
     no_low_cut = tcm_group_case if policy.get("tcm.same_price", on) else None
     codes, ids = pd.factorize(np.asarray(hospital_id, dtype=object))
     level_of = dict(zip(hospitals["hospital_id"].to_pylist(), hospitals["level"].to_pylist()))
-    by_level = policy.get("outlier.high_ratio_by_level", on)
-    high = np.array([by_level.get(level_of.get(h), policy.get("outlier.high_ratio", on)) for h in ids],
-                    dtype=np.float64)[codes] if n else None
-    r, factor, kind = outlier_factors(cost, standard_cost, policy, no_low_cut, on, high)
+    def by_level(name: str):
+        table, default = policy.get(f"outlier.{name}_ratio_by_level", on), policy.get(f"outlier.{name}_ratio", on)
+        return np.array([table.get(level_of.get(h), default) for h in ids], dtype=np.float64)[codes] if n else None
+
+    r, factor, kind = outlier_factors(cost, standard_cost, policy, no_low_cut, on, by_level("high"), by_level("low"))
     coefficients = hospital_coefficients(hospitals, policy, on)
     if policy.get("coefficient.mode", on) == "history":
         coefficients = history_coefficients(codes, ids, cost, standard_cost, level_of, coefficients, policy, on)

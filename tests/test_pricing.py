@@ -151,10 +151,15 @@ def test_explain_a_hospital_from_a_settle_folder(tmp_path, capsys):
 def test_high_outlier_ratio_by_hospital_level():
     """DRG practice: above 3x for a tertiary hospital, 2x for a secondary one. A case at r = 2.5: normal at H1
     (三级甲等, threshold 3), high at H2 (二级, 2: factor 1.5)."""
-    policy = BASE.overlay({"outlier.high_ratio_by_level": {"三级甲等": 3.0, "二级": 2.0}})
+    policy = BASE.overlay({"outlier.high_ratio_by_level": {"三级甲等": 3.0, "二级": 2.0},
+                           "outlier.low_ratio_by_level": {"二级": 0.4}})
     out = case_points(np.array([100.0, 100.0]), np.array([2_500.0, 2_500.0]), np.array([1_000.0, 1_000.0]),
                       np.array(["H1", "H2"]), HOSPITALS, policy)
     assert out["outlier"].tolist() == ["normal", "high"] and out["outlier_factor"].tolist() == [1.0, 1.5]
+    # r = 0.45: low at H1 (default 0.5), normal at H2 (its level's 0.4)
+    out = case_points(np.array([100.0, 100.0]), np.array([450.0, 450.0]), np.array([1_000.0, 1_000.0]),
+                      np.array(["H1", "H2"]), HOSPITALS, policy)
+    assert out["outlier"].tolist() == ["low", "normal"]
 
 
 def test_history_coefficients_blend_the_hospital_with_its_level():
