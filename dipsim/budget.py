@@ -207,14 +207,21 @@ def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, 
     # one integer per (pool, hospital): each column factorised on its own (hashing), then combined
     pool_code, pool_names = pd.factorize(np.asarray(pool, dtype=object))
     hospital_code, hospital_names = pd.factorize(np.asarray(hospital_id, dtype=object))
-    pairs, codes = np.unique(pool_code.astype(np.int64) * len(hospital_names) + hospital_code, return_inverse=True)
+    dense = pool_code.astype(np.int64) * len(hospital_names) + hospital_code  # few pools x hospitals: no sort
+    pairs = np.flatnonzero(np.bincount(dense, minlength=len(pool_names) * len(hospital_names)))
+    renumber = np.full(len(pool_names) * len(hospital_names), -1, dtype=np.int64)
+    renumber[pairs] = np.arange(len(pairs))
+    codes = renumber[dense]
     n = len(pairs)
     item_case_cost = np.where(np.zeros(len(codes), bool) if paid_by_item is None else paid_by_item, cost, 0.0)
     sums = {name: np.bincount(codes, weights=np.asarray(values, dtype=np.float64), minlength=n)
             for name, values in (("points", case_points), ("cost", cost), ("patient_paid", patient_paid),
                                  ("item_cost", item_case_cost))}
     cases = np.bincount(codes, minlength=n)
-    month_code, months = pd.factorize(np.zeros(len(codes), np.int64) if month is None else np.asarray(month))
+    if month is None:
+        month_code, months = np.zeros(len(codes), dtype=np.int64), [0]
+    else:
+        month_code, months = pd.factorize(np.asarray(month))
     cell = codes * len(months) + month_code
     monthly = {name: np.bincount(cell, weights=np.asarray(values, dtype=np.float64), minlength=n * len(months))
                .reshape(n, len(months)) for name, values in (("points", case_points), ("patient_paid", patient_paid),

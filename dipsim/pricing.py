@@ -48,9 +48,8 @@ def outlier_factors(cost: np.ndarray, standard: np.ndarray, policy: Policy, no_l
         is_low &= ~no_low_cut
     is_high = known & (r > high)
     factor = np.where(is_low, r, np.where(is_high, r - high + 1.0, 1.0))
-    kind = np.where(is_low, OUTLIER_LOW, np.where(known & (r > extreme), OUTLIER_EXTREME,
-                                                  np.where(is_high, OUTLIER_HIGH, OUTLIER_NORMAL)))
-    return r, factor, kind
+    code = np.where(is_low, 0, np.where(known & (r > extreme), 3, np.where(is_high, 2, 1)))
+    return r, factor, np.array([OUTLIER_LOW, OUTLIER_NORMAL, OUTLIER_HIGH, OUTLIER_EXTREME])[code]
 
 
 def hospital_coefficients(hospitals: pa.Table, policy: Policy, on=None) -> dict[str, float]:
