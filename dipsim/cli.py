@@ -388,8 +388,8 @@ def cmd_synth(args) -> int:
 
 def cmd_demo(args) -> int:
     """The main job on the embedded default: synthesise a region, validate it, group it under CHS-DRG 1.1 and
-    calibrate DRG weights on its costs, print the region by hospital level; build a DIP catalogue from it and
-    group it to that catalogue."""
+    calibrate DRG weights on its costs, print the region by hospital level; build a DIP catalogue from it, group it
+    to that catalogue and settle it under the default policy."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
@@ -433,9 +433,38 @@ def cmd_demo(args) -> int:
     print(f"DIP catalogue: {kinds.get('core', 0):,} core groups (threshold {catalog.threshold}, holding "
           f"{catalog.coverage:.1%} of the cases) + {kinds.get('comprehensive', 0):,} comprehensive groups; points "
           f"{pc.min(catalog.groups['points']).as_py():,.1f} to {pc.max(catalog.groups['points']).as_py():,.1f}")
+    settled = _demo_settlement(cases, catalog, out)
     console.print(f"region: {out / 'region'}   validated: {out / 'validated'}   groups: {out / 'grouped.parquet'}   "
-                  f"weights: {out / 'drg_weights.csv'}   DIP: {out / 'dip_catalog'}, {out / 'dip_grouped.parquet'}")
+                  f"weights: {out / 'drg_weights.csv'}   DIP: {out / 'dip_catalog'}, {out / 'dip_grouped.parquet'}   "
+                  f"settlement: {settled}")
     return EXIT_OK
+
+
+def _demo_settlement(cases, catalog, out: Path) -> Path:
+    """Settle the demo region under the default policy (DIP points, no bands) with a budget of 60% of each pool's
+    billed cost; write hospitals.csv and pools.csv and print each pool's point value."""
+    import pyarrow.parquet as pq
+
+    from dipsim.grouping.dip import DipCatalog
+    from dipsim.io.writers import write_csv
+    from dipsim.policy import Policy
+    from dipsim.settlement import case_pools, dip_inputs, run_settlement
+
+    pool = case_pools(cases)
+    cost = cases["total_cost"].to_numpy()
+    budgets = {p: round(float(cost[pool == p].sum()) * 0.6, 2) for p in sorted(set(pool))}
+    policy = Policy(values={}, name="defaults").overlay({"budget.total": budgets}, name="defaults, budget 60% of cost")
+    hospitals = pq.read_table(out / "region" / "hospitals.parquet")
+    grouped = dip_inputs(cases, DipCatalog(catalog.groups, catalog.options, "demo", catalog.keys))
+    run = run_settlement(cases, hospitals, policy, grouped)
+    folder = out / "settlement"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_csv(run.hospitals, folder / "hospitals.csv")
+    write_csv(run.pools, folder / "pools.csv")
+    for row in run.pools.to_pylist():
+        print(f"settlement {row['pool']}: budget {row['budget_available']:,} yuan over {row['total_points']:,.0f} "
+              f"points -> point value {row['point_value']:.4f} yuan, paid out to the fen")
+    return folder
 
 
 def _region_summary(cases, groups, weights, hospitals_path: Path) -> str:
@@ -585,8 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output folder")
 
     p = add("demo", "The main job on the embedded default: synthesise a region, validate it, group it under "
-                    "CHS-DRG 1.1 with weights calibrated on its costs, build a DIP catalogue from it and group it "
-                    "to that. Needs no data.", cmd_demo)
+                    "CHS-DRG 1.1 with weights calibrated on its costs, build a DIP catalogue from it, group it to "
+                    "that and settle it (budget 60% of cost). Needs no data.", cmd_demo)
     add_region_options(p, 200_000)
     p.add_argument("-o", "--out", default="dipsim_demo", help="output folder (default: ./dipsim_demo)")
     return parser
