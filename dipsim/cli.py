@@ -615,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", "The main job on the embedded default: synthesise a region, validate it, group it under "
                     "CHS-DRG 1.1 with weights calibrated on its costs, build a DIP catalogue from it, group it to "
-                    "that and settle it (budget 60% of cost). Needs no data.", cmd_demo)
+                    "that and settle it (budget 60%% of cost). Needs no data.", cmd_demo)
     add_region_options(p, 200_000)
     p.add_argument("-o", "--out", default="dipsim_demo", help="output folder (default: ./dipsim_demo)")
     return parser
