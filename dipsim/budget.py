@@ -188,48 +188,100 @@ def _yuan(fen) -> list[Decimal]:
     return [Decimal(int(f)).scaleb(-2) for f in np.asarray(fen).tolist()]
 
 
-def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, month=None,
-           quality: dict[str, float] | None = None, paid_by_item=None) -> tuple[pa.Table, pa.Table]:
-    """Settle every pool of a priced case table: per hospital and pool, the sums of case points, cost billed by
-    item and patient payments; per pool, the point value that spends its available budget (`budget.total` x
-    (1 - `budget.reserve_share`)), with the policy's bands and point-value floor / cap (multiples of the budget
-    point value, here the value that would spend the budget without bands: (budget + patient payments) / points).
+@dataclass
+class SettlementFrame:
+    """The (pool, hospital) rows of a case table, each case's row and month, and the sums that do not depend on
+    the policy: computed once, reused by every scenario of a sweep (only the case points change)."""
 
-    Then the year's cycle (`year_cycle`): monthly prepayment at the budget point value (`month`: the case's month,
-    any integers; one period when None), the quality deposit and its release by `quality` (hospital_id -> score
-    0-100; 100 when not given), and the year-end clearing.
+    codes: np.ndarray  # case -> row
+    cell: np.ndarray  # case -> row x months + month
+    n_months: int
+    pools: np.ndarray  # row -> pool id
+    hospitals: np.ndarray  # row -> hospital_id
+    cases: np.ndarray  # row -> number of cases
+    cost: np.ndarray  # case cost billed by item (yuan)
+    patient_paid: np.ndarray  # case patient payments (yuan)
+    row_cost: np.ndarray
+    row_patient_paid: np.ndarray
+    monthly_patient_paid: np.ndarray  # rows x months
+    pool_order: dict  # pool -> its rows, by hospital_id
 
-    Returns (hospitals, pools): hospitals has hospital_id, pool, cases, points, cost, patient_paid, group_payment,
-    band_adjustment, payment, fund_payout, payment_ratio (group payment / cost), prepaid, deposit,
-    deposit_released, clearing; pools has pool, budget, budget_available, budget_point_value, point_value, status,
-    total_points, fund_payout, unspent, overrun. Money columns are exact yuan (decimal, 2 places); each pool's fund
-    payouts sum to its budget to the fen."""
-    # one integer per (pool, hospital): each column factorised on its own (hashing), then combined
-    pool_code, pool_names = pd.factorize(np.asarray(pool, dtype=object))
-    hospital_code, hospital_names = pd.factorize(np.asarray(hospital_id, dtype=object))
-    dense = pool_code.astype(np.int64) * len(hospital_names) + hospital_code  # few pools x hospitals: no sort
-    pairs = np.flatnonzero(np.bincount(dense, minlength=len(pool_names) * len(hospital_names)))
-    renumber = np.full(len(pool_names) * len(hospital_names), -1, dtype=np.int64)
-    renumber[pairs] = np.arange(len(pairs))
-    codes = renumber[dense]
-    n = len(pairs)
-    item_case_cost = np.where(np.zeros(len(codes), bool) if paid_by_item is None else paid_by_item, cost, 0.0)
-    sums = {name: np.bincount(codes, weights=np.asarray(values, dtype=np.float64), minlength=n)
-            for name, values in (("points", case_points), ("cost", cost), ("patient_paid", patient_paid),
-                                 ("item_cost", item_case_cost))}
-    cases = np.bincount(codes, minlength=n)
-    if month is None:
-        month_code, months = np.zeros(len(codes), dtype=np.int64), [0]
-    else:
-        month_code, months = pd.factorize(np.asarray(month))
-    cell = codes * len(months) + month_code
-    monthly = {name: np.bincount(cell, weights=np.asarray(values, dtype=np.float64), minlength=n * len(months))
-               .reshape(n, len(months)) for name, values in (("points", case_points), ("patient_paid", patient_paid),
-                                                            ("item_cost", item_case_cost))}
-    pools_of = np.asarray(pool_names, dtype=object)[pairs // len(hospital_names)]
-    hospitals_of = np.asarray(hospital_names, dtype=object)[pairs % len(hospital_names)]
+    @classmethod
+    def of(cls, hospital_id, pool, cost, patient_paid, month=None) -> SettlementFrame:
+        # one integer per (pool, hospital): each column factorised on its own (hashing), then combined
+        pool_code, pool_names = pd.factorize(np.asarray(pool, dtype=object))
+        hospital_code, hospital_names = pd.factorize(np.asarray(hospital_id, dtype=object))
+        dense = pool_code.astype(np.int64) * len(hospital_names) + hospital_code  # few pools x hospitals: no sort
+        pairs = np.flatnonzero(np.bincount(dense, minlength=len(pool_names) * len(hospital_names)))
+        renumber = np.full(len(pool_names) * len(hospital_names), -1, dtype=np.int64)
+        renumber[pairs] = np.arange(len(pairs))
+        codes = renumber[dense]
+        if month is None:
+            month_code, n_months = np.zeros(len(codes), dtype=np.int64), 1
+        else:
+            month_code, months = pd.factorize(np.asarray(month))
+            n_months = len(months)
+        cost = np.asarray(cost, dtype=np.float64)
+        patient_paid = np.asarray(patient_paid, dtype=np.float64)
+        pools = np.asarray(pool_names, dtype=object)[pairs // max(len(hospital_names), 1)]
+        hospitals = np.asarray(hospital_names, dtype=object)[pairs % max(len(hospital_names), 1)]
+        frame = cls(codes=codes, cell=codes * n_months + month_code, n_months=n_months, pools=pools,
+                    hospitals=hospitals, cases=np.bincount(codes, minlength=len(pairs)), cost=cost,
+                    patient_paid=patient_paid, row_cost=np.zeros(0), row_patient_paid=np.zeros(0),
+                    monthly_patient_paid=np.zeros(0), pool_order={})
+        frame.row_cost, frame.row_patient_paid = frame.sum(cost), frame.sum(patient_paid)
+        frame.monthly_patient_paid = frame.monthly(patient_paid)
+        for p in sorted(set(pools)):
+            at = np.flatnonzero(pools == p)
+            frame.pool_order[p] = at[np.argsort(hospitals[at], kind="stable")]
+        return frame
+
+    def sum(self, case_values) -> np.ndarray:
+        return np.bincount(self.codes, weights=np.asarray(case_values, dtype=np.float64), minlength=len(self.pools))
+
+    def monthly(self, case_values) -> np.ndarray:
+        return np.bincount(self.cell, weights=np.asarray(case_values, dtype=np.float64),
+                           minlength=len(self.pools) * self.n_months).reshape(len(self.pools), self.n_months)
+
+
+@dataclass
+class RegionSettlement:
+    """Every pool's settlement of one scenario, per row of the frame (fen, int64, in `frame` row order) and per
+    pool; `tables()` gives the exact yuan tables."""
+
+    frame: SettlementFrame
+    points: np.ndarray
+    amounts: dict  # name -> fen per row: group_payment, band_adjustment, payment, fund_payout, prepaid, ...
+    pools: list  # one dict per pool
+
+    def tables(self) -> tuple[pa.Table, pa.Table]:
+        f = self.frame
+        order = np.concatenate([f.pool_order[p] for p in sorted(f.pool_order)])
+        cost_fen, paid_fen = to_fen_array(f.row_cost), to_fen_array(f.row_patient_paid)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(cost_fen > 0, self.amounts["group_payment"] / np.maximum(cost_fen, 1), np.nan)
+        columns = {"hospital_id": f.hospitals[order], "pool": f.pools[order], "cases": f.cases[order],
+                   "points": np.round(self.points[order], 4), "cost": _yuan(cost_fen[order]),
+                   "patient_paid": _yuan(paid_fen[order])}
+        for name in ("group_payment", "band_adjustment", "payment", "fund_payout"):
+            columns[name] = _yuan(self.amounts[name][order])
+        columns["payment_ratio"] = np.round(ratio[order], 6)
+        for name in ("prepaid", "deposit", "deposit_released", "clearing"):
+            columns[name] = _yuan(self.amounts[name][order])
+        pools = [{**row, **{k: _yuan([row[k]])[0] for k in ("budget", "budget_available", "fund_payout", "unspent",
+                                                             "overrun")}} for row in self.pools]
+        return (_tidy(pa.Table.from_pandas(pd.DataFrame(columns), preserve_index=False)),
+                _tidy(pa.Table.from_pylist(pools)))
+
+
+def settle_frame(frame: SettlementFrame, case_points, policy, on=None, quality: dict[str, float] | None = None,
+                 paid_by_item=None) -> RegionSettlement:
+    """Settle every pool of `frame` for these case points under `policy` (see `settle`)."""
+    item_case_cost = np.zeros(len(frame.cost)) if paid_by_item is None else np.where(paid_by_item, frame.cost, 0.0)
+    points_row, item_row = frame.sum(case_points), frame.sum(item_case_cost)
+    monthly_points, monthly_item = frame.monthly(case_points), frame.monthly(item_case_cost)
     budgets = policy.get("budget.total", on)
-    missing = sorted(set(pools_of) - set(budgets))
+    missing = sorted(set(frame.pool_order) - set(budgets))
     if missing:
         raise SettlementError(f"no budget (budget.total) for pool(s) {missing}")
     reserve = policy.get("budget.reserve_share", on)
@@ -239,46 +291,57 @@ def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, 
             "surplus_keep_ratio", "surplus_share_above", "deficit_lower_ratio", "deficit_fund_share")))
     floor_ratio, cap_ratio = policy.get("budget.point_value_floor", on), policy.get("budget.point_value_cap", on)
     fixed = policy.get("budget.fixed_point_value", on)
-
-    hospital_rows, pool_rows = [], []
-    for p in sorted(set(pools_of)):
-        at = np.flatnonzero(pools_of == p)
-        order = at[np.argsort(hospitals_of[at], kind="stable")]
+    published = policy.get("budget.budget_point_value", on)
+    names = ("group_payment", "band_adjustment", "payment", "fund_payout", "prepaid", "deposit", "deposit_released",
+             "clearing")
+    amounts = {name: np.zeros(len(frame.pools), dtype=np.int64) for name in names}
+    pool_rows = []
+    for p, order in frame.pool_order.items():
         budget_fen = to_fen(budgets[p])
         available = to_fen(budgets[p] * (1 - reserve)) / 100
-        points, cost_h, paid_h = sums["points"][order], sums["cost"][order], sums["patient_paid"][order]
-        budget_value = policy.get("budget.budget_point_value", on).get(p)
+        points, paid_h, item_h = points_row[order], frame.row_patient_paid[order], item_row[order]
+        budget_value = published.get(p)
         if budget_value is None:  # the value that would spend the budget without bands
-            spend = available + paid_h.sum() - sums["item_cost"][order].sum()  # what the points share
+            spend = available + paid_h.sum() - item_h.sum()  # what the points share
             budget_value = spend / points.sum() if points.sum() > 0 else 0.0
         try:
-            s = settle_pool(points, cost_h, paid_h, available, bands,
+            s = settle_pool(points, frame.row_cost[order], paid_h, available, bands,
                             floor_ratio * budget_value if floor_ratio > 0 else None,
-                            cap_ratio * budget_value if cap_ratio > 0 else None, fixed or None,
-                            sums["item_cost"][order])
+                            cap_ratio * budget_value if cap_ratio > 0 else None, fixed or None, item_h)
         except SettlementError as exc:
             raise SettlementError(f"pool {p}: {exc}") from exc
-        cost_fen, paid_fen = to_fen_array(cost_h), to_fen_array(paid_h)
-        due = (budget_value * monthly["points"][order] + monthly["item_cost"][order]
-               - monthly["patient_paid"][order])
-        scores = np.array([(quality or {}).get(h, 100.0) for h in hospitals_of[order]], dtype=np.float64)
+        due = budget_value * monthly_points[order] + monthly_item[order] - frame.monthly_patient_paid[order]
+        scores = np.array([(quality or {}).get(h, 100.0) for h in frame.hospitals[order]], dtype=np.float64)
         cycle = year_cycle(due, s.fund_payout_fen, scores, policy, on)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.where(cost_fen > 0, s.group_payment_fen / np.maximum(cost_fen, 1), np.nan)
-        hospital_rows.append(pd.DataFrame({
-            "hospital_id": hospitals_of[order], "pool": p, "cases": cases[order], "points": np.round(points, 4),
-            "cost": _yuan(cost_fen), "patient_paid": _yuan(paid_fen), "group_payment": _yuan(s.group_payment_fen),
-            "band_adjustment": _yuan(s.band_adjustment_fen), "payment": _yuan(s.payment_fen),
-            "fund_payout": _yuan(s.fund_payout_fen), "payment_ratio": np.round(ratio, 6),
-            **{name: _yuan(values) for name, values in cycle.items()}}))
-        pool_rows.append({"pool": p, "budget": _yuan([budget_fen])[0],
-                          "budget_available": _yuan([s.budget_available_fen])[0],
+        for name, values in (("group_payment", s.group_payment_fen), ("band_adjustment", s.band_adjustment_fen),
+                             ("payment", s.payment_fen), ("fund_payout", s.fund_payout_fen), *cycle.items()):
+            amounts[name][order] = values
+        pool_rows.append({"pool": p, "budget": budget_fen, "budget_available": s.budget_available_fen,
                           "budget_point_value": budget_value, "point_value": s.point_value, "status": s.status,
-                          "total_points": round(float(points.sum()), 4),
-                          "fund_payout": _yuan([s.fund_payout_total_fen])[0],
-                          "unspent": _yuan([s.unspent_fen])[0], "overrun": _yuan([s.overrun_fen])[0]})
-    hospitals = pa.Table.from_pandas(pd.concat(hospital_rows, ignore_index=True), preserve_index=False)
-    return _tidy(hospitals), _tidy(pa.Table.from_pylist(pool_rows))
+                          "total_points": round(float(points.sum()), 4), "fund_payout": s.fund_payout_total_fen,
+                          "unspent": s.unspent_fen, "overrun": s.overrun_fen})
+    return RegionSettlement(frame=frame, points=points_row, amounts=amounts, pools=pool_rows)
+
+
+def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, month=None,
+           quality: dict[str, float] | None = None, paid_by_item=None) -> tuple[pa.Table, pa.Table]:
+    """Settle every pool of a priced case table: per hospital and pool, the sums of case points, cost billed by
+    item and patient payments; per pool, the point value that spends its available budget (`budget.total` x
+    (1 - `budget.reserve_share`)), with the policy's bands and point-value floor / cap (multiples of the budget
+    point value: `budget.budget_point_value`, else the value that would spend the budget without bands).
+
+    Then the year's cycle (`year_cycle`): monthly prepayment at the budget point value (`month`: the case's month,
+    any integers; one period when None), the quality deposit and its release by `quality` (hospital_id -> score
+    0-100; 100 when not given), and the year-end clearing.
+
+    Returns (hospitals, pools): hospitals has hospital_id, pool, cases, points, cost, patient_paid, group_payment,
+    band_adjustment, payment, fund_payout, payment_ratio (group payment / cost), prepaid, deposit,
+    deposit_released, clearing; pools has pool, budget, budget_available, budget_point_value, point_value, status,
+    total_points, fund_payout, unspent, overrun. Money columns are exact yuan (decimal, 2 places); each pool's fund
+    payouts sum to its budget to the fen. A sweep of scenarios builds the `SettlementFrame` once and calls
+    `settle_frame` per scenario."""
+    frame = SettlementFrame.of(hospital_id, pool, cost, patient_paid, month)
+    return settle_frame(frame, case_points, policy, on, quality, paid_by_item).tables()
 
 
 def _tidy(table: pa.Table) -> pa.Table:
