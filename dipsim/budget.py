@@ -277,10 +277,15 @@ class RegionSettlement:
 def settle_frame(frame: SettlementFrame, case_points, policy, on=None, quality: dict[str, float] | None = None,
                  paid_by_item=None) -> RegionSettlement:
     """Settle every pool of `frame` for these case points under `policy` (see `settle`)."""
-    item_case_cost = np.zeros(len(frame.cost)) if paid_by_item is None else np.where(paid_by_item, frame.cost, 0.0)
-    points_row, item_row = frame.sum(case_points), frame.sum(item_case_cost)
-    monthly_points, monthly_item = frame.monthly(case_points), frame.monthly(item_case_cost)
-    budgets = policy.get("budget.total", on)
+    points_row = frame.sum(case_points)
+    monthly_points = frame.monthly(case_points) if frame.n_months > 1 else points_row[:, None]
+    if paid_by_item is None or not np.any(paid_by_item):
+        item_row, monthly_item = np.zeros(len(frame.pools)), np.zeros((len(frame.pools), frame.n_months))
+    else:
+        item_case_cost = np.where(paid_by_item, frame.cost, 0.0)
+        item_row, monthly_item = frame.sum(item_case_cost), frame.monthly(item_case_cost)
+    scale = policy.get("budget.scale", on)
+    budgets = {p: b * scale for p, b in policy.get("budget.total", on).items()}
     missing = sorted(set(frame.pool_order) - set(budgets))
     if missing:
         raise SettlementError(f"no budget (budget.total) for pool(s) {missing}")

@@ -362,6 +362,82 @@ def cmd_settle(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- scenarios
+
+
+def cmd_scenarios_run(args) -> int:
+    import hashlib
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from dipsim import __version__ as version
+    from dipsim.io.validate import load_cases
+    import pyarrow as pa
+
+    from dipsim.io.writers import sha256_file, write_csv, write_json
+    from dipsim.scenarios import grouped_cached, load_scenarios, run_scenarios
+    from dipsim.settlement import case_pools
+
+    console = _console(args)
+    scenario_set = load_scenarios(args.file)
+    base = scenario_set.baseline
+    mode = base.get("payment.mode")
+    if mode == "dip" and not args.catalog:
+        raise InputError("payment.mode = dip needs --catalog CATALOG")
+    mapping, options, sheet = _read_options(args)
+    with _progress(console, "reading and validating", 1) as update:
+        result = load_cases(args.cases, options=options, header_mapping=mapping, encoding=args.encoding,
+                            sheet=sheet)
+        update(1, 1)
+    cases = result.accepted
+    hospitals_path = Path(args.hospitals)
+    hospitals = (pacsv.read_csv(hospitals_path) if hospitals_path.suffix.lower() == ".csv"
+                 else pq.read_table(hospitals_path))
+    budgets = dict(base.get("budget.total"))
+    for item in args.budget:
+        pool, _, amount = item.partition("=")
+        budgets[pool.strip()] = float(amount.replace(",", ""))
+    if args.budget_share:
+        pool = case_pools(cases)
+        cost = cases["total_cost"].to_numpy()
+        for p in sorted(set(pool) - set(budgets)):
+            budgets[p] = round(float(cost[pool == p].sum()) * args.budget_share, 2)
+    scenario_set.baseline = base.overlay({"budget.total": budgets}, name=base.name)
+    files = [Path(args.cases)] if Path(args.cases).is_file() else sorted(
+        p for p in Path(args.cases).rglob("*") if p.is_file())
+    inputs = [{"file": str(f), "sha256": sha256_file(f)} for f in [*files, hospitals_path]]
+    input_digest = hashlib.sha256("".join(i["sha256"] for i in inputs).encode()).hexdigest()
+    with _progress(console, f"grouping ({mode}, cached)", 1) as update:
+        catalog = None
+        if mode == "dip":
+            from dipsim.grouping.dip import load_catalog
+
+            catalog = load_catalog(args.catalog)
+        grouped = grouped_cached(cases, input_digest, mode, catalog, args.scheme, scenario_set.baseline)
+        update(1, 1)
+    with _progress(console, f"{scenario_set.name}: pricing and settling", len(scenario_set.variants) + 1) as update:
+        try:
+            results = run_scenarios(cases, hospitals, scenario_set, grouped, progress=update)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("hospitals", "pools", "summary", "by_level"):
+        frame = getattr(results, name)
+        write_csv(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.csv")
+    write_json({"dipsim_version": version, "command": "scenarios run", "scenario_file": args.file,
+                "scenario": scenario_set.name, "title": scenario_set.title,
+                "baseline_policy": scenario_set.baseline.source, "baseline_sha256": scenario_set.baseline.digest(),
+                "variants": [{"name": v.name, "set": v.changes} for v in scenario_set.variants],
+                "mode": mode, "catalog": args.catalog, "budgets": budgets, "inputs": inputs,
+                "outputs": ["hospitals.csv", "pools.csv", "summary.csv", "by_level.csv"]}, out / "manifest.json")
+    print(results.summary.to_string(index=False))
+    print(f"{len(scenario_set.variants) + 1} scenarios x {results.hospitals['hospital_id'].nunique():,} hospitals "
+          f"-> {out}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- synth
 
 
@@ -605,6 +681,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for pools without a budget: SHARE x the pool's total cost billed by item")
     p.add_argument("--on", metavar="YYYY-MM-DD", help="use the policy values in force on this day (dated values; "
                                                      "default: the last discharge day of the cases)")
+    _add_read_options(p)
+
+    scenarios = sub.add_parser("scenarios", help="compare policy variants hospital by hospital",
+                               description="Scenarios: a baseline policy and its variants or sweeps.")
+    scenarios_sub = scenarios.add_subparsers(dest="scenarios_command", metavar="ACTION")
+    scenarios.set_defaults(func=lambda _: scenarios.print_help() or EXIT_USAGE)
+    p = scenarios_sub.add_parser(
+        "run", help="Run a scenario file on a year of cases",
+        description="Group the cases once, then price and settle the baseline and every variant of the scenario file "
+                    "(scenarios/*.toml); write per hospital x scenario payouts and deltas against the baseline "
+                    "(hospitals.csv), point values (pools.csv), winners and losers (summary.csv), totals by level "
+                    "(by_level.csv) and manifest.json.")
+    p.set_defaults(func=cmd_scenarios_run, command="scenarios run")
+    p.add_argument("file", help="scenario file (TOML)")
+    p.add_argument("--cases", required=True, help="case file or folder of Parquet partitions")
+    p.add_argument("--hospitals", required=True, help="hospitals table (.parquet or .csv)")
+    p.add_argument("--catalog", help="DIP catalogue folder (payment.mode = dip)")
+    p.add_argument("--scheme", default="chs-drg-1.1", help="CHS-DRG scheme (payment.mode = drg)")
+    p.add_argument("--budget", action="append", default=[], metavar="POOL=YUAN", help="a pool's budget; repeatable")
+    p.add_argument("--budget-share", type=_share, metavar="SHARE",
+                   help="for pools without a budget: SHARE x the pool's total cost billed by item")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the result line(s), no progress")
     _add_read_options(p)
 
     p = add("synth", "Synthesise a year of a realistic pooling region: hospitals, monthly Parquet partitions of "

@@ -21,6 +21,8 @@ settlement pays them out of the pool's budget first (`budget.settle`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -28,6 +30,7 @@ import pyarrow as pa
 from dipsim.policy import Policy
 
 OUTLIER_LOW, OUTLIER_NORMAL, OUTLIER_HIGH, OUTLIER_EXTREME = "low", "normal", "high", "extreme"
+OUTLIER_CLASSES = (OUTLIER_LOW, OUTLIER_NORMAL, OUTLIER_HIGH, OUTLIER_EXTREME)  # the codes 0-3 of `outlier`
 
 
 def outlier_factors(cost: np.ndarray, standard: np.ndarray, policy: Policy, no_low_cut: np.ndarray | None = None,
@@ -48,8 +51,8 @@ def outlier_factors(cost: np.ndarray, standard: np.ndarray, policy: Policy, no_l
         is_low &= ~no_low_cut
     is_high = known & (r > high)
     factor = np.where(is_low, r, np.where(is_high, r - high + 1.0, 1.0))
-    code = np.where(is_low, 0, np.where(known & (r > extreme), 3, np.where(is_high, 2, 1)))
-    return r, factor, np.array([OUTLIER_LOW, OUTLIER_NORMAL, OUTLIER_HIGH, OUTLIER_EXTREME])[code]
+    code = np.where(is_low, 0, np.where(known & (r > extreme), 3, np.where(is_high, 2, 1))).astype(np.int8)
+    return r, factor, pd.Categorical.from_codes(code, OUTLIER_CLASSES)  # strings without a string per case
 
 
 def hospital_coefficients(hospitals: pa.Table, policy: Policy, on=None) -> dict[str, float]:
@@ -92,38 +95,65 @@ def history_coefficients(codes: np.ndarray, ids, cost, standard_cost, level_of: 
     return out
 
 
+@dataclass(frozen=True)
+class CaseHospitals:
+    """Each case's hospital as an integer code into `ids` (factorised once; a sweep of scenarios reuses it)."""
+
+    codes: np.ndarray
+    ids: np.ndarray
+
+    @classmethod
+    def of(cls, hospital_id) -> CaseHospitals:
+        codes, ids = pd.factorize(np.asarray(hospital_id, dtype=object))
+        return cls(codes, np.asarray(ids, dtype=object))
+
+
 def case_points(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray, hospital_id: np.ndarray,
                 hospitals: pa.Table, policy: Policy, tcm_group_case: np.ndarray | None = None,
                 tcm_treated: np.ndarray | None = None, aux_factor: np.ndarray | None = None, on=None) -> dict:
-    """The pricing chain per case: columns group_points, r, outlier, outlier_factor, coefficient, bonus,
-    aux_factor, case_points (numpy arrays, in the cases' order). Cases without group points get 0 points."""
-    n = len(group_points)
-    points = np.nan_to_num(np.asarray(group_points, dtype=np.float64), nan=0.0)
-    tcm_group_case = np.zeros(n, bool) if tcm_group_case is None else np.asarray(tcm_group_case, bool)
-    tcm_treated = np.zeros(n, bool) if tcm_treated is None else np.asarray(tcm_treated, bool)
-    no_low_cut = tcm_group_case if policy.get("tcm.same_price", on) else None
-    codes, ids = pd.factorize(np.asarray(hospital_id, dtype=object))
-    level_of = dict(zip(hospitals["hospital_id"].to_pylist(), hospitals["level"].to_pylist()))
-    def by_level(name: str):
-        table, default = policy.get(f"outlier.{name}_ratio_by_level", on), policy.get(f"outlier.{name}_ratio", on)
-        return np.array([table.get(level_of.get(h), default) for h in ids], dtype=np.float64)[codes] if n else None
+    """The pricing chain per case: columns group_points, r, outlier (categorical: OUTLIER_CLASSES),
+    outlier_factor, coefficient, bonus, aux_factor, paid_by_item, case_points (in the cases' order). Cases without
+    group points get 0 points. The policy is read here, per hospital; the Numba kernel (`pricing_kernel`) prices
+    every case in one pass. `hospital_id` may be a `CaseHospitals` (factorised once for a sweep)."""
+    from dipsim.pricing_kernel import price_cases
 
-    r, factor, kind = outlier_factors(cost, standard_cost, policy, no_low_cut, on, by_level("high"), by_level("low"))
+    n = len(group_points)
+    index = hospital_id if isinstance(hospital_id, CaseHospitals) else CaseHospitals.of(hospital_id)
+    codes, ids = index.codes, index.ids
+    level_of = dict(zip(hospitals["hospital_id"].to_pylist(), hospitals["level"].to_pylist()))
+
+    def per_level(name: str) -> np.ndarray:
+        table, default = policy.get(f"outlier.{name}_ratio_by_level", on), policy.get(f"outlier.{name}_ratio", on)
+        return np.array([table.get(level_of.get(h), default) for h in ids], dtype=np.float64)
+
     coefficients = hospital_coefficients(hospitals, policy, on)
     if policy.get("coefficient.mode", on) == "history":
         coefficients = history_coefficients(codes, ids, cost, standard_cost, level_of, coefficients, policy, on)
     unknown = sorted(set(ids) - set(coefficients))
     if unknown:
         raise ValueError(f"{len(unknown)} hospital(s) of the cases are not in the hospitals table, e.g. {unknown[:3]}")
-    coefficient = np.array([coefficients[h] for h in ids], dtype=np.float64)[codes] if n else np.zeros(0)
     tcm_hospitals = {row["hospital_id"] for row in hospitals.to_pylist() if row.get("type") == "中医"}
-    is_tcm_hospital = np.array([h in tcm_hospitals for h in ids], dtype=bool)[codes] if n else np.zeros(0, bool)
-    bonus = np.maximum(np.where(is_tcm_hospital, policy.get("coefficient.tcm_hospital_bonus", on), 0.0),
-                       np.where(tcm_treated, policy.get("tcm.case_bonus", on), 0.0))
-    aux = np.ones(n) if aux_factor is None else np.asarray(aux_factor, dtype=np.float64)
-    by_item = np.isin(kind, {"none": [], "high": [OUTLIER_HIGH, OUTLIER_EXTREME],
-                             "high_and_low": [OUTLIER_HIGH, OUTLIER_EXTREME, OUTLIER_LOW]}[
-                                 policy.get("outlier.pay_by_item", on)])
-    return {"group_points": points, "r": r, "outlier": kind, "outlier_factor": factor,
-            "coefficient": coefficient, "bonus": bonus, "aux_factor": aux, "paid_by_item": by_item,
-            "case_points": np.where(by_item, 0.0, points * factor * coefficient * (1.0 + bonus) * aux)}
+
+    def flags(values) -> np.ndarray:
+        return np.zeros(n, bool) if values is None else np.ascontiguousarray(values, dtype=np.bool_)
+
+    no_low_cut = flags(tcm_group_case) if policy.get("tcm.same_price", on) else np.zeros(n, bool)
+    aux = np.ones(n) if aux_factor is None else np.ascontiguousarray(aux_factor, dtype=np.float64)
+    by_item_codes = np.array({"none": [], "high": [2, 3], "high_and_low": [0, 2, 3]}[
+        policy.get("outlier.pay_by_item", on)], dtype=np.int8)
+    out = {name: np.empty(n, dtype=np.float64) for name in ("r", "outlier_factor", "coefficient", "bonus",
+                                                              "case_points")}
+    code, by_item = np.empty(n, dtype=np.int8), np.empty(n, dtype=np.bool_)
+    price_cases(np.ascontiguousarray(group_points, dtype=np.float64), np.ascontiguousarray(cost, dtype=np.float64),
+                np.ascontiguousarray(standard_cost, dtype=np.float64), np.ascontiguousarray(codes, dtype=np.int64),
+                no_low_cut, flags(tcm_treated), aux, per_level("low"), per_level("high"),
+                np.array([coefficients[h] for h in ids], dtype=np.float64),
+                np.array([h in tcm_hospitals for h in ids], dtype=np.bool_),
+                float(policy.get("outlier.extreme_ratio", on)), float(policy.get("coefficient.tcm_hospital_bonus", on)),
+                float(policy.get("tcm.case_bonus", on)), by_item_codes,
+                out["r"], out["outlier_factor"], code, out["coefficient"], out["bonus"], out["case_points"], by_item)
+    points = np.asarray(group_points, dtype=np.float64)
+    return {"group_points": np.where(np.isfinite(points), points, 0.0), "r": out["r"],
+            "outlier": pd.Categorical.from_codes(code, OUTLIER_CLASSES), "outlier_factor": out["outlier_factor"],
+            "coefficient": out["coefficient"], "bonus": out["bonus"], "aux_factor": aux, "paid_by_item": by_item,
+            "case_points": out["case_points"]}

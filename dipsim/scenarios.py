@@ -1,0 +1,203 @@
+"""Scenarios: a baseline policy and named variants (overlays) or sweeps, priced and settled on one grouped case set,
+compared hospital by hospital (who gains and who pays under a fixed budget).
+
+A scenario file (scenarios/*.toml):
+
+    [scenario]
+    name = "tcm_weighting"
+    title = "中医加成与同病同价"
+    baseline = "baseline.toml"            # the policy the variants change (relative to this file)
+
+    [[variant]]                           # named variants: overlays on the baseline
+    name = "中医加成 10%"
+    set = { "coefficient.tcm_hospital_bonus" = 0.10 }
+
+    [sweep]                               # and / or a grid: every combination is a variant
+    "coefficient.tcm_hospital_bonus" = [0.0, 0.05, 0.10, 0.15]
+    "tcm.same_price" = [true, false]
+
+Every overlay is checked against the policy table before anything runs (a typo stops the run with all problems).
+Grouping happens once; each variant only re-prices the cases and re-solves the pools (`budget.settle_frame`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dipsim.budget import SettlementFrame, settle_frame
+from dipsim.io.errors import InputError
+from dipsim.policy import Policy, PolicyError, load_policy
+from dipsim.pricing import CaseHospitals, case_points
+
+BASELINE = "baseline"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    changes: dict
+
+
+@dataclass
+class ScenarioSet:
+    name: str
+    title: str
+    baseline: Policy
+    variants: list[Variant]
+    source: str
+
+
+def _label(changes: dict) -> str:
+    return ", ".join(f"{path.split('.')[-1]}={value}" for path, value in changes.items())
+
+
+def load_scenarios(path, baseline: Policy | None = None) -> ScenarioSet:
+    """Read a scenario file; every variant is checked against the policy table first (PolicyError lists all)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the scenario file: {exc}") from exc
+    meta = data.get("scenario", {})
+    if baseline is None:
+        if "baseline" not in meta:
+            raise InputError(f"{path}: [scenario] baseline = \"POLICY.toml\" is missing")
+        baseline = load_policy(path.parent / meta["baseline"])
+    variants = [Variant(v.get("name") or _label(v.get("set", {})), dict(v.get("set", {})))
+                for v in data.get("variant", [])]
+    sweep = data.get("sweep", {})
+    if sweep:
+        paths = list(sweep)
+        for values in itertools.product(*(sweep[p] if isinstance(sweep[p], list) else [sweep[p]] for p in paths)):
+            changes = dict(zip(paths, values))
+            variants.append(Variant(_label(changes), changes))
+    problems, names = [], set()
+    for v in variants:
+        if v.name in names or v.name == BASELINE:
+            problems.append(f"variant {v.name!r}: the name is used twice")
+        names.add(v.name)
+        try:
+            baseline.overlay(v.changes)
+        except PolicyError as exc:
+            problems += [f"variant {v.name!r}: {p}" for p in exc.problems]
+    if problems:
+        raise PolicyError(str(path), problems)
+    return ScenarioSet(name=meta.get("name", path.stem), title=meta.get("title", meta.get("name", path.stem)),
+                       baseline=baseline, variants=variants, source=str(path))
+
+
+@dataclass
+class ScenarioResults:
+    hospitals: pd.DataFrame  # scenario, hospital_id, pool, level, type, points, fund_payout, delta, delta_pct
+    pools: pd.DataFrame  # scenario, pool, point_value, status, fund_payout, budget_available
+    summary: pd.DataFrame  # scenario, winners, losers, unchanged, moved (yuan), TCM hospitals' share
+    by_level: pd.DataFrame  # scenario, level, fund_payout, delta
+
+
+def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, grouped: dict,
+                  aux_factor: np.ndarray | None = None, progress=None) -> ScenarioResults:
+    """Price and settle the baseline and every variant on the same grouped cases (`settlement.dip_inputs` /
+    `drg_inputs`); deltas are against the baseline, in yuan (exact fen) and percent."""
+    from dipsim.settlement import _float, case_pools
+
+    hospital_id = pc.cast(cases["hospital_id"], pa.string()).to_numpy(zero_copy_only=False)
+    index = CaseHospitals.of(hospital_id)
+    cost = _float(cases, "total_cost")
+    frame = SettlementFrame.of(hospital_id, case_pools(cases), cost, _float(cases, "patient_paid"))
+    runs = [(BASELINE, scenarios.baseline)] + [(v.name, scenarios.baseline.overlay(v.changes, name=v.name))
+                                               for v in scenarios.variants]
+    payouts, points, pool_rows = {}, {}, []
+    for number, (name, policy) in enumerate(runs):
+        priced = case_points(grouped["group_points"], cost, grouped["standard_cost"], index, hospitals, policy,
+                             tcm_group_case=grouped["tcm_group_case"], tcm_treated=grouped["tcm_treated"],
+                             aux_factor=aux_factor)
+        result = settle_frame(frame, priced["case_points"], policy, paid_by_item=priced["paid_by_item"])
+        payouts[name], points[name] = result.amounts["fund_payout"], result.points
+        pool_rows += [{"scenario": name, "pool": r["pool"], "point_value": r["point_value"], "status": r["status"],
+                       "fund_payout": r["fund_payout"] / 100, "budget_available": r["budget_available"] / 100}
+                      for r in result.pools]
+        if progress is not None:
+            progress(number + 1, len(runs))
+    info = hospitals.select(["hospital_id", "level", "type"]).to_pandas().set_index("hospital_id")
+    base = payouts[BASELINE]
+    frames = []
+    for name, _ in runs:
+        delta = payouts[name] - base
+        frames.append(pd.DataFrame({
+            "scenario": name, "hospital_id": frame.hospitals, "pool": frame.pools,
+            "level": info["level"].reindex(frame.hospitals).to_numpy(),
+            "type": info["type"].reindex(frame.hospitals).to_numpy(), "points": np.round(points[name], 4),
+            "fund_payout": payouts[name] / 100, "delta": delta / 100,
+            "delta_pct": np.where(base != 0, delta / np.where(base != 0, base, 1) * 100, np.nan)}))
+    table = pd.concat(frames, ignore_index=True).sort_values(["scenario", "pool", "hospital_id"], kind="stable")
+    return ScenarioResults(hospitals=table.reset_index(drop=True), pools=pd.DataFrame(pool_rows),
+                           summary=_summary(table, [name for name, _ in runs]), by_level=_by_level(table))
+
+
+def _summary(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Per scenario: hospitals that gain / lose / keep at least one fen, the money moved (the sum of the gains,
+    equal to the losses when the budget is fixed), and TCM hospitals' share of the payouts."""
+    rows = []
+    for name in order:
+        t = table[table["scenario"] == name]
+        total = t["fund_payout"].sum()
+        rows.append({"scenario": name, "winners": int((t["delta"] >= 0.01).sum()),
+                     "losers": int((t["delta"] <= -0.01).sum()),
+                     "unchanged": int((t["delta"].abs() < 0.01).sum()),
+                     "moved": round(float(t.loc[t["delta"] > 0, "delta"].sum()), 2),
+                     "fund_payout": round(float(total), 2),
+                     "tcm_hospital_share": float(t.loc[t["type"] == "中医", "fund_payout"].sum() / total)
+                     if total else np.nan})
+    return pd.DataFrame(rows)
+
+
+def _by_level(table: pd.DataFrame) -> pd.DataFrame:
+    grouped = table.groupby(["scenario", "level"], sort=False)[["fund_payout", "delta"]].sum().reset_index()
+    return grouped.round({"fund_payout": 2, "delta": 2})
+
+
+def grouped_cached(cases: pa.Table, input_digest: str, mode: str, catalog=None, scheme: str = "chs-drg-1.1",
+                   policy: Policy | None = None) -> dict:
+    """`settlement.dip_inputs` / `drg_inputs` of the cases, kept on disk (npz, no pickle) under a key made of the
+    input files' sha256, the catalogue's files or the scheme, and the dipsim version: a sweep re-run on the same
+    data skips grouping."""
+    import hashlib
+    import os
+    import tempfile
+
+    from dipsim import __version__
+    from dipsim.grouping.scheme_cache import cache_dir
+    from dipsim.settlement import dip_inputs, drg_inputs
+
+    digest = hashlib.sha256(f"{__version__}\0{mode}\0{input_digest}\0{scheme}\0".encode())
+    if mode == "dip":
+        for f in sorted(Path(catalog.source).glob("*")):
+            digest.update(f.name.encode() + f.read_bytes())
+    else:
+        digest.update(str(policy.get("payment.drg_points_per_rw") if policy else "").encode())
+    path = cache_dir() / "grouped" / f"{digest.hexdigest()[:32]}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return {name: stored[name] for name in stored.files}
+        except (OSError, ValueError, KeyError):
+            pass
+    grouped = dip_inputs(cases, catalog) if mode == "dip" else drg_inputs(cases, scheme, policy)
+    grouped = {**grouped, "group": np.asarray(grouped["group"]).astype(str)}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as out:
+            np.savez(out, **grouped)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return grouped
