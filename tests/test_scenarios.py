@@ -1,0 +1,109 @@
+"""Scenario files and the runner: variants and sweeps checked before running, zero-sum redistribution under a fixed
+budget, and a frozen summary per shipped scenario file (tests/expected/, regenerated only on purpose:
+DIPSIM_REGENERATE=1 python -m pytest tests/test_scenarios.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dipsim.paths import repo_root
+from dipsim.policy import PolicyError
+from dipsim.scenarios import BASELINE, load_scenarios, run_scenarios
+
+SCENARIOS = repo_root() / "scenarios"
+EXPECTED = Path(__file__).resolve().parent / "expected"
+SHIPPED = ("tcm_weighting", "budget_growth", "outlier_thresholds")
+
+
+def test_variants_and_sweeps_are_read_and_checked(tmp_path):
+    s = load_scenarios(SCENARIOS / "tcm_weighting.toml")
+    assert len(s.variants) == 8  # 4 bonuses x same price on / off
+    assert s.variants[2].changes == {"coefficient.tcm_hospital_bonus": 0.05, "tcm.same_price": True}
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[scenario]\nbaseline = "{(SCENARIOS / "baseline.toml").as_posix()}"\n'
+                   '[[variant]]\nname = "a"\nset = { "outlier.high_ration" = 1.5 }\n'
+                   '[[variant]]\nname = "a"\nset = { "bands.in_effect" = "yes" }\n', encoding="utf-8")
+    with pytest.raises(PolicyError) as error:
+        load_scenarios(bad)
+    assert len(error.value.problems) == 3  # the typo, the bad value and the repeated name, all at once
+
+
+@pytest.fixture(scope="module")
+def small_region(tmp_path_factory):
+    """A small synthetic region, validated, with a DIP catalogue (TCM catalogue included) and budgets of 60% of
+    each pool's cost."""
+    import pyarrow.parquet as pq
+
+    from dipsim.catalog import CatalogOptions, build_catalog
+    from dipsim.grouping.dip import DipCatalog
+    from dipsim.io import load_cases
+    from dipsim.settlement import case_pools, dip_inputs
+    from dipsim.synth import synthesize_region
+    from dipsim.tcm import load_tcm
+
+    root = tmp_path_factory.mktemp("scenarios")
+    synthesize_region(root / "region", cases=6_000, hospitals=12, seed=20251122)
+    cases = load_cases(root / "region" / "cases").accepted
+    hospitals = pq.read_table(root / "region" / "hospitals.parquet")
+    built = build_catalog(cases, CatalogOptions(threshold=10, tcm=load_tcm(repo_root() / "examples" / "dip_tcm.toml")))
+    grouped = dip_inputs(cases, DipCatalog(built.groups, built.options, "test", built.keys))
+    pool = case_pools(cases)
+    cost = cases["total_cost"].to_numpy()
+    budgets = {p: round(float(cost[pool == p].sum()) * 0.6, 2) for p in sorted(set(pool))}
+    return cases, hospitals, grouped, budgets
+
+
+def run(name: str, region):
+    cases, hospitals, grouped, budgets = region
+    scenarios = load_scenarios(SCENARIOS / f"{name}.toml")
+    scenarios.baseline = scenarios.baseline.overlay({"budget.total": budgets})
+    return run_scenarios(cases, hospitals, scenarios, grouped)
+
+
+def test_under_a_fixed_budget_a_tcm_bonus_only_moves_money(small_region):
+    results = run("tcm_weighting", small_region)
+    h = results.hospitals
+    for (scenario, pool), rows in h.groupby(["scenario", "pool"]):
+        assert round(rows["delta"].sum(), 2) == 0.0, (scenario, pool)  # zero-sum to the fen
+    bonus = h[h["scenario"] == "tcm_hospital_bonus=0.15, same_price=True"]
+    assert (bonus.loc[bonus["type"] == "中医", "delta"] > 0).all()  # TCM hospitals gain ...
+    assert (bonus.loc[bonus["type"] != "中医", "delta"] <= 0).all()  # ... the others pay
+    summary = results.summary.set_index("scenario")
+    assert summary.loc[BASELINE, "moved"] == 0 and summary.loc["tcm_hospital_bonus=0.15, same_price=True",
+                                                                "tcm_hospital_share"] > summary.loc[
+        BASELINE, "tcm_hospital_share"]
+
+
+def test_budget_growth_raises_the_point_value_as_the_payments_grow(small_region):
+    """Bands off: V = (B + U) / P, so a 5% larger budget gives V x (1.05 B + U) / (B + U) in each pool."""
+    from dipsim.settlement import case_pools
+
+    cases, _, _, budgets = small_region
+    results = run("budget_growth", small_region)
+    p = results.pools.pivot(index="pool", columns="scenario", values="point_value")
+    pool = case_pools(cases)
+    paid = cases["patient_paid"].to_numpy()
+    for name in p.index:
+        b, u = budgets[name], paid[pool == name].sum()
+        assert p.loc[name, "scale=1.05"] / p.loc[name, "scale=1.0"] == pytest.approx((1.05 * b + u) / (b + u))
+
+
+def frozen(results) -> pd.DataFrame:
+    summary = results.summary.copy()
+    summary["tcm_hospital_share"] = summary["tcm_hospital_share"].round(6)
+    values = results.pools.pivot(index="scenario", columns="pool", values="point_value").round(6)
+    return summary.merge(values, left_on="scenario", right_index=True)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_scenarios_match_their_frozen_summary(name, small_region):
+    got = frozen(run(name, small_region))
+    path = EXPECTED / f"scenario_{name}.csv"
+    if os.environ.get("DIPSIM_REGENERATE") == "1":
+        got.to_csv(path, index=False)
+    want = pd.read_csv(path)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False, atol=1e-6)
