@@ -274,15 +274,35 @@ class RegionSettlement:
                 _tidy(pa.Table.from_pylist(pools)))
 
 
+def budget_point_values(frame: SettlementFrame, case_points, policy, on=None, paid_by_item=None) -> dict:
+    """Per pool, the budget point value: published (`budget.budget_point_value`), else the value that would spend
+    the available budget without bands: (budget + patient payments - item-paid costs) / points."""
+    points_row = frame.sum(case_points)
+    item_row = frame.sum(frame.cost * np.asarray(paid_by_item, dtype=np.float64)) if paid_by_item is not None \
+        else np.zeros(len(frame.pools))
+    scale, reserve = policy.get("budget.scale", on), policy.get("budget.reserve_share", on)
+    published, budgets = policy.get("budget.budget_point_value", on), policy.get("budget.total", on)
+    out = {}
+    for p, order in frame.pool_order.items():
+        if p in published:
+            out[p] = published[p]
+            continue
+        available = budgets.get(p, 0.0) * scale * (1 - reserve)
+        spend = available + frame.row_patient_paid[order].sum() - item_row[order].sum()
+        out[p] = spend / points_row[order].sum() if points_row[order].sum() > 0 else 0.0
+    return out
+
+
 def settle_frame(frame: SettlementFrame, case_points, policy, on=None, quality: dict[str, float] | None = None,
-                 paid_by_item=None) -> RegionSettlement:
-    """Settle every pool of `frame` for these case points under `policy` (see `settle`)."""
+                 paid_by_item=None, budget_extra: dict | None = None) -> RegionSettlement:
+    """Settle every pool of `frame` for these case points under `policy` (see `settle`); `budget_extra` (pool ->
+    yuan) is added to a pool's available budget (special cases funded from the reserve)."""
     points_row = frame.sum(case_points)
     monthly_points = frame.monthly(case_points) if frame.n_months > 1 else points_row[:, None]
     if paid_by_item is None or not np.any(paid_by_item):
         item_row, monthly_item = np.zeros(len(frame.pools)), np.zeros((len(frame.pools), frame.n_months))
-    else:
-        item_case_cost = np.where(paid_by_item, frame.cost, 0.0)
+    else:  # a bool per case, or a share (special-case review in expected value)
+        item_case_cost = frame.cost * np.asarray(paid_by_item, dtype=np.float64)
         item_row, monthly_item = frame.sum(item_case_cost), frame.monthly(item_case_cost)
     scale = policy.get("budget.scale", on)
     budgets = {p: b * scale for p, b in policy.get("budget.total", on).items()}
@@ -303,7 +323,7 @@ def settle_frame(frame: SettlementFrame, case_points, policy, on=None, quality: 
     pool_rows = []
     for p, order in frame.pool_order.items():
         budget_fen = to_fen(budgets[p])
-        available = to_fen(budgets[p] * (1 - reserve)) / 100
+        available = to_fen(budgets[p] * (1 - reserve) + (budget_extra or {}).get(p, 0.0)) / 100
         points, paid_h, item_h = points_row[order], frame.row_patient_paid[order], item_row[order]
         budget_value = published.get(p)
         if budget_value is None:  # the value that would spend the budget without bands

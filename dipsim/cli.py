@@ -278,6 +278,7 @@ def _policy_with_overrides(args):
 
 
 def cmd_settle(args) -> int:
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -343,6 +344,8 @@ def cmd_settle(args) -> int:
     write_csv(run.hospitals, out / "hospitals.csv")
     write_csv(run.pools, out / "pools.csv")
     write_parquet(run.cases, out / "cases.parquet")
+    if run.review is not None:  # special-case review: applied / approved / rate / amount per hospital
+        write_csv(pa.Table.from_pandas(run.review, preserve_index=False), out / "review.csv")
     inputs = [Path(args.input)] if Path(args.input).is_file() else sorted(
         p for p in Path(args.input).rglob("*") if p.is_file())
     write_json({"dipsim_version": version, "command": "settle", "policy": policy.source,

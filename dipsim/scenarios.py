@@ -114,12 +114,23 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
     frame = SettlementFrame.of(hospital_id, case_pools(cases), cost, _float(cases, "patient_paid"))
     runs = [(BASELINE, scenarios.baseline)] + [(v.name, scenarios.baseline.overlay(v.changes, name=v.name))
                                                for v in scenarios.variants]
-    payouts, points, pool_rows = {}, {}, []
+    payouts, points, pool_rows, reviews = {}, {}, [], []
     for number, (name, policy) in enumerate(runs):
         priced = case_points(grouped["group_points"], cost, grouped["standard_cost"], index, hospitals, policy,
                              tcm_group_case=grouped["tcm_group_case"], tcm_treated=grouped["tcm_treated"],
                              aux_factor=aux_factor)
-        result = settle_frame(frame, priced["case_points"], policy, paid_by_item=priced["paid_by_item"])
+        review_row = {"scenario": name, "review_applied": 0, "review_approved": 0.0, "review_amount": 0.0}
+        if policy.get("review.in_effect"):
+            from dipsim.review import apply_review
+
+            case_pts, weight, extra, review = apply_review(priced, cases, grouped, frame, policy)
+            result = settle_frame(frame, case_pts, policy, paid_by_item=weight, budget_extra=extra)
+            review_row.update(review_applied=int(review.hospitals["applied"].sum()),
+                              review_approved=round(float(review.hospitals["approved"].sum()), 2),
+                              review_amount=round(float(review.hospitals["amount"].sum()), 2))
+        else:
+            result = settle_frame(frame, priced["case_points"], policy, paid_by_item=priced["paid_by_item"])
+        reviews.append(review_row)
         payouts[name], points[name] = result.amounts["fund_payout"], result.points
         pool_rows += [{"scenario": name, "pool": r["pool"], "point_value": r["point_value"], "status": r["status"],
                        "fund_payout": r["fund_payout"] / 100, "budget_available": r["budget_available"] / 100}
@@ -138,8 +149,9 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
             "fund_payout": payouts[name] / 100, "delta": delta / 100,
             "delta_pct": np.where(base != 0, delta / np.where(base != 0, base, 1) * 100, np.nan)}))
     table = pd.concat(frames, ignore_index=True).sort_values(["scenario", "pool", "hospital_id"], kind="stable")
+    summary = _summary(table, [name for name, _ in runs]).merge(pd.DataFrame(reviews), on="scenario")
     return ScenarioResults(hospitals=table.reset_index(drop=True), pools=pd.DataFrame(pool_rows),
-                           summary=_summary(table, [name for name, _ in runs]), by_level=_by_level(table))
+                           summary=summary, by_level=_by_level(table))
 
 
 def _summary(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:

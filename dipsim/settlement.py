@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dipsim.budget import settle
+from dipsim.budget import SettlementFrame, settle_frame
 from dipsim.policy import Policy
 from dipsim.pricing import case_points
 
@@ -25,6 +25,7 @@ class SettlementRun:
     cases: pa.Table  # case_id, hospital_id, pool, group, the pricing columns
     hospitals: pa.Table
     pools: pa.Table
+    review: object = None  # per hospital: candidates, applied, approved, rate, amount (special-case review)
 
 
 def case_pools(cases: pa.Table) -> np.ndarray:
@@ -90,13 +91,18 @@ def run_settlement(cases: pa.Table, hospitals: pa.Table, policy: Policy, grouped
     if "discharge_date" in cases.column_names:
         day = cases["discharge_date"]
         month = pc.fill_null(pc.add(pc.multiply(pc.year(day), 12), pc.month(day)), 0).to_numpy(zero_copy_only=False)
-    hospital_table, pool_table = settle(hospital_id, pool, priced["case_points"], cost,
-                                        _float(cases, "patient_paid"), policy, on=on, month=month, quality=quality,
-                                        paid_by_item=priced["paid_by_item"])
+    frame = SettlementFrame.of(hospital_id, pool, cost, _float(cases, "patient_paid"), month)
+    case_pts, item, extra, review = priced["case_points"], priced["paid_by_item"], None, None
+    if policy.get("review.in_effect", on):
+        from dipsim.review import apply_review
+
+        case_pts, item, extra, review = apply_review(priced, cases, grouped, frame, policy, on)
+    hospital_table, pool_table = settle_frame(frame, case_pts, policy, on, quality, item, extra).tables()
     case_table = pa.table({"case_id": cases["case_id"], "hospital_id": hospital_id, "pool": pool,
                            "group": pa.array(grouped["group"], pa.string()), **{
                                name: pa.array(values) for name, values in priced.items()}})
-    return SettlementRun(case_table, hospital_table, pool_table)
+    return SettlementRun(case_table, hospital_table, pool_table,
+                         review.hospitals if review is not None else None)
 
 
 def explain_hospital(out_dir, hospital_id: str) -> str:

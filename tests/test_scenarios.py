@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,7 +17,7 @@ from dipsim.scenarios import BASELINE, load_scenarios, run_scenarios
 
 SCENARIOS = repo_root() / "scenarios"
 EXPECTED = Path(__file__).resolve().parent / "expected"
-SHIPPED = ("tcm_weighting", "budget_growth", "outlier_thresholds")
+SHIPPED = ("tcm_weighting", "budget_growth", "outlier_thresholds", "special_case_review")
 
 
 def test_variants_and_sweeps_are_read_and_checked(tmp_path):
@@ -107,3 +108,41 @@ def test_shipped_scenarios_match_their_frozen_summary(name, small_region):
         got.to_csv(path, index=False)
     want = pd.read_csv(path)
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False, atol=1e-6)
+
+
+def test_review_in_expected_value_by_hand():
+    """Three hospitals, points 100 each at a budget point value of 10 (each case paid 1,000). H1: 1,000 cases, two
+    candidates losing 9,000 and 4,000 (cost 10,000 and 5,000); quota 1 per mille -> 1 application (the 9,000 loss).
+    H2: 3 cases, one candidate losing 2,000: quota rounds down to 0, at least 1 -> applies. H3: no candidate.
+    Approval 65.29%: H1 0.6529 approved, 9,000 x 0.6529 = 5,876.10; H2 2,000 x 0.6529 = 1,305.80."""
+    from dipsim.policy import Policy
+    from dipsim.review import review_cases
+
+    policy = Policy(values={}).overlay({"review.quota_per_mille": 1.0})
+    hospital = np.array(["H1"] * 1000 + ["H2"] * 3 + ["H3"] * 2, dtype=object)
+    cost = np.full(1005, 1_000.0)
+    cost[0], cost[1], cost[1000] = 10_000.0, 5_000.0, 3_000.0
+    candidate = np.zeros(1005, bool)
+    candidate[[0, 1, 1000]] = True
+    review = review_cases(hospital, cost, np.full(1005, 100.0), np.full(1005, 10.0), candidate, policy)
+    assert np.flatnonzero(review.applied).tolist() == [0, 1000]
+    h = review.hospitals.set_index("hospital_id")
+    assert h.loc["H1", "candidates"] == 2 and h.loc["H1", "applied"] == 1 and h.loc["H3", "applied"] == 0
+    assert h.loc["H1", "amount"] == pytest.approx(5_876.10) and h.loc["H2", "amount"] == pytest.approx(1_305.80)
+    assert h["approved"].sum() / h["applied"].sum() == pytest.approx(0.6529)  # the county's 143 / 219
+
+
+def test_review_monte_carlo_gives_intervals_around_the_expected_value():
+    from dipsim.policy import Policy
+    from dipsim.review import review_cases, simulate
+
+    rng = np.random.default_rng(3)
+    hospital = np.array([f"H{i % 4}" for i in range(4000)], dtype=object)
+    cost = rng.uniform(500, 50_000, 4000)
+    candidate = rng.random(4000) < 0.1
+    review = review_cases(hospital, cost, np.full(4000, 100.0), np.full(4000, 10.0), candidate, Policy(values={}))
+    mc = simulate(review, hospital, cost - 1_000, draws=2000, seed=1).set_index("hospital_id")
+    ev = review.hospitals.set_index("hospital_id")
+    for h in ev.index:
+        assert mc.loc[h, "approved_p5"] <= ev.loc[h, "approved"] <= mc.loc[h, "approved_p95"]
+        assert mc.loc[h, "approved_mean"] == pytest.approx(ev.loc[h, "approved"], rel=0.05)
