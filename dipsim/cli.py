@@ -434,7 +434,14 @@ def cmd_scenarios_run(args) -> int:
                 "baseline_policy": scenario_set.baseline.source, "baseline_sha256": scenario_set.baseline.digest(),
                 "variants": [{"name": v.name, "set": v.changes} for v in scenario_set.variants],
                 "mode": mode, "catalog": args.catalog, "budgets": budgets, "inputs": inputs,
-                "outputs": ["hospitals.csv", "pools.csv", "summary.csv", "by_level.csv"]}, out / "manifest.json")
+                "outputs": ["hospitals.csv", "pools.csv", "summary.csv", "by_level.csv"]
+                + ([] if args.no_report else ["report.html"])}, out / "manifest.json")
+    if not args.no_report:
+        from dipsim.report.html import write_report
+
+        with _progress(console, "report", 1) as update:
+            write_report(results, out / "report.html", scenario_set.title, args.lang)
+            update(1, 1)
     print(results.summary.to_string(index=False))
     print(f"{len(scenario_set.variants) + 1} scenarios x {results.hospitals['hospital_id'].nunique():,} hospitals "
           f"-> {out}")
@@ -706,6 +713,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-share", type=_share, metavar="SHARE",
                    help="for pools without a budget: SHARE x the pool's total cost billed by item")
     p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--lang", choices=["zh", "en"], default="zh", help="language of report.html (default zh)")
+    p.add_argument("--no-report", action="store_true", help="write the tables only, no report.html")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result line(s), no progress")
     _add_read_options(p)
 

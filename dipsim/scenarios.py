@@ -96,7 +96,7 @@ def load_scenarios(path, baseline: Policy | None = None) -> ScenarioSet:
 
 @dataclass
 class ScenarioResults:
-    hospitals: pd.DataFrame  # scenario, hospital_id, pool, level, type, points, fund_payout, delta, delta_pct
+    hospitals: pd.DataFrame  # scenario, hospital_id, pool, level, type, points, cost, fund_payout, delta, delta_pct
     pools: pd.DataFrame  # scenario, pool, point_value, status, fund_payout, budget_available
     summary: pd.DataFrame  # scenario, winners, losers, unchanged, moved (yuan), TCM hospitals' share
     by_level: pd.DataFrame  # scenario, level, fund_payout, delta
@@ -146,6 +146,7 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
             "scenario": name, "hospital_id": frame.hospitals, "pool": frame.pools,
             "level": info["level"].reindex(frame.hospitals).to_numpy(),
             "type": info["type"].reindex(frame.hospitals).to_numpy(), "points": np.round(points[name], 4),
+            "cost": np.round(frame.row_cost, 2),
             "fund_payout": payouts[name] / 100, "delta": delta / 100,
             "delta_pct": np.where(base != 0, delta / np.where(base != 0, base, 1) * 100, np.nan)}))
     table = pd.concat(frames, ignore_index=True).sort_values(["scenario", "pool", "hospital_id"], kind="stable")

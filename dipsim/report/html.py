@@ -1,0 +1,55 @@
+"""`report.html`: one self-contained page (figures embedded as base64 PNG, no external files) of a scenario run."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+from pathlib import Path
+
+from dipsim import __version__
+from dipsim.report.plots import figures, frame_html
+from dipsim.scenarios import ScenarioResults
+
+HEAD = {
+    "zh": {"title": "情景比较报告：{t}", "built": "dipsim {v} 生成于 {d}", "summary": "各方案汇总",
+           "by_level": "按医院等级", "figures": "图表", "note": "固定总额下，任何规则变化都是医院之间的再分配：获益之和等于受损之和。"},
+    "en": {"title": "Scenario report: {t}", "built": "made by dipsim {v} on {d}", "summary": "Summary by scenario",
+           "by_level": "By hospital level", "figures": "Figures",
+           "note": "Under a fixed budget every rule moves money between hospitals: the gains add up to the losses."},
+}
+COLUMNS = {
+    "zh": {"scenario": "方案", "winners": "获益医院", "losers": "受损医院", "unchanged": "不变", "moved": "转移金额（元）",
+           "fund_payout": "基金支付（元）", "tcm_hospital_share": "中医医院占比", "review_applied": "特例申请",
+           "review_approved": "特例核准", "review_amount": "特例金额（元）", "level": "等级", "delta": "变化（元）"},
+    "en": {},
+}
+
+
+def write_report(results: ScenarioResults, path, title: str, lang: str = "zh") -> Path:
+    """Write the report; returns its path."""
+    from dipsim.io.writers import atomic_path
+
+    text, names = HEAD[lang], COLUMNS[lang]
+    images = figures(results, lang)
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(text['title'].format(t=title))}</title>",
+        "<style>body{font-family:'Noto Sans CJK SC','Microsoft YaHei',sans-serif;margin:2em;max-width:1000px}"
+        "table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;border-bottom:1px solid #ddd;"
+        "text-align:right}img{max-width:100%}</style></head><body>",
+        f"<h1>{html.escape(text['title'].format(t=title))}</h1>",
+        f"<p>{html.escape(text['built'].format(v=__version__, d=dt.date.today().isoformat()))}</p>",
+        f"<p>{html.escape(text['note'])}</p>",
+        f"<h2>{html.escape(text['summary'])}</h2>", frame_html(results.summary.rename(columns=names)),
+        f"<h2>{html.escape(text['by_level'])}</h2>", frame_html(results.by_level.rename(columns=names)),
+        f"<h2>{html.escape(text['figures'])}</h2>",
+    ]
+    for name, png in images.items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f"<p><img alt='{name}' src='data:image/png;base64,{data}'></p>")
+    parts.append("</body></html>")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
+    return path
