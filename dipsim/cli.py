@@ -520,10 +520,48 @@ def cmd_demo(args) -> int:
           f"{catalog.coverage:.1%} of the cases) + {kinds.get('comprehensive', 0):,} comprehensive groups; points "
           f"{pc.min(catalog.groups['points']).as_py():,.1f} to {pc.max(catalog.groups['points']).as_py():,.1f}")
     settled = _demo_settlement(cases, catalog, out)
+    reports = _demo_scenarios(cases, catalog, out)
     console.print(f"region: {out / 'region'}   validated: {out / 'validated'}   groups: {out / 'grouped.parquet'}   "
                   f"weights: {out / 'drg_weights.csv'}   DIP: {out / 'dip_catalog'}, {out / 'dip_grouped.parquet'}   "
                   f"settlement: {settled}")
+    for report in reports:
+        console.print(f"report: {report}")
     return EXIT_OK
+
+
+def _demo_scenarios(cases, catalog, out: Path) -> list[Path]:
+    """Run every shipped scenario file on the demo region (budget 60% of cost) and write its report."""
+    import pyarrow.parquet as pq
+
+    from dipsim.grouping.dip import DipCatalog
+    from dipsim.paths import scenarios_dir
+    from dipsim.report.html import write_report
+    from dipsim.scenarios import load_scenarios, run_scenarios
+    from dipsim.settlement import case_pools, dip_inputs
+
+    pool = case_pools(cases)
+    cost = cases["total_cost"].to_numpy()
+    budgets = {p: round(float(cost[pool == p].sum()) * 0.6, 2) for p in sorted(set(pool))}
+    hospitals = pq.read_table(out / "region" / "hospitals.parquet")
+    grouped = dip_inputs(cases, DipCatalog(catalog.groups, catalog.options, "demo", catalog.keys))
+    reports = []
+    for path in sorted(scenarios_dir().glob("*.toml")):
+        if path.stem.startswith("baseline"):
+            continue
+        scenario_set = load_scenarios(path)
+        if scenario_set.baseline.get("payment.mode") != "dip":
+            continue
+        scenario_set.baseline = scenario_set.baseline.overlay({"budget.total": budgets})
+        results = run_scenarios(cases, hospitals, scenario_set, grouped)
+        folder = out / "scenarios" / scenario_set.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("hospitals", "pools", "summary", "by_level"):
+            getattr(results, name).to_csv(folder / f"{name}.csv", index=False, encoding="utf-8-sig")
+        reports.append(write_report(results, folder / "report.html", scenario_set.title))
+        moved = results.summary.set_index("scenario")["moved"].drop("baseline")
+        print(f"scenarios {scenario_set.name}: {len(scenario_set.variants)} variants; most money moved "
+              f"{moved.max():,.2f} yuan ({moved.idxmax()})")
+    return reports
 
 
 def _demo_settlement(cases, catalog, out: Path) -> Path:
@@ -726,7 +764,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", "The main job on the embedded default: synthesise a region, validate it, group it under "
                     "CHS-DRG 1.1 with weights calibrated on its costs, build a DIP catalogue from it, group it to "
-                    "that and settle it (budget 60%% of cost). Needs no data.", cmd_demo)
+                    "that, settle it (budget 60%% of cost), run the shipped scenarios and write their reports. "
+                    "Needs no data.", cmd_demo)
     add_region_options(p, 200_000)
     p.add_argument("-o", "--out", default="dipsim_demo", help="output folder (default: ./dipsim_demo)")
     return parser

@@ -27,3 +27,10 @@ def tables_dir() -> Path:
         hint = f" (from ${TABLES_ENV})" if env else f" (set ${TABLES_ENV} to point elsewhere)"
         raise FileNotFoundError(f"grouper tables folder not found: {path}{hint}")
     return path
+
+
+def scenarios_dir() -> Path:
+    """The shipped scenario and policy files: ``<repo root>/scenarios`` in a checkout, else the copy a wheel installs
+    as ``dipsim/scenario_files``."""
+    path = repo_root() / "scenarios"
+    return path if path.is_dir() else Path(__file__).resolve().parent / "scenario_files"

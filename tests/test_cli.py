@@ -138,3 +138,13 @@ def test_validated_output_is_trusted_only_as_written(tmp_path):
     assert not load_cases(accepted, options=ValidationOptions(missing_principal="reject")).trusted
     sorted(accepted.glob("part-*.parquet"))[0].unlink()
     assert not load_cases(accepted).trusted
+
+
+def test_demo_runs_the_whole_chain(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--cases", "3000", "--hospitals", "10", "-o", str(out), "-q"]) == 0
+    for path in ("grouped.parquet", "drg_weights.csv", "dip_catalog/catalog.parquet", "dip_grouped.parquet",
+                 "settlement/hospitals.csv", "settlement/pools.csv"):
+        assert (out / path).is_file(), path
+    reports = sorted(p.parent.name for p in (out / "scenarios").glob("*/report.html"))
+    assert reports == ["budget_growth", "outlier_thresholds", "special_case_review", "tcm_weighting"]
