@@ -426,7 +426,7 @@ def cmd_scenarios_run(args) -> int:
             raise InputError(str(exc)) from exc
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("hospitals", "pools", "summary", "by_level"):
+    for name in ("hospitals", "pools", "summary", "by_level", "by_type"):
         frame = getattr(results, name)
         write_csv(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.csv")
     write_json({"dipsim_version": version, "command": "scenarios run", "scenario_file": args.file,
@@ -434,7 +434,7 @@ def cmd_scenarios_run(args) -> int:
                 "baseline_policy": scenario_set.baseline.source, "baseline_sha256": scenario_set.baseline.digest(),
                 "variants": [{"name": v.name, "set": v.changes} for v in scenario_set.variants],
                 "mode": mode, "catalog": args.catalog, "budgets": budgets, "inputs": inputs,
-                "outputs": ["hospitals.csv", "pools.csv", "summary.csv", "by_level.csv"]
+                "outputs": ["hospitals.csv", "pools.csv", "summary.csv", "by_level.csv", "by_type.csv"]
                 + ([] if args.no_report else ["report.html"])}, out / "manifest.json")
     if not args.no_report:
         from dipsim.report.html import write_report
@@ -555,7 +555,7 @@ def _demo_scenarios(cases, catalog, out: Path) -> list[Path]:
         results = run_scenarios(cases, hospitals, scenario_set, grouped)
         folder = out / "scenarios" / scenario_set.name
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("hospitals", "pools", "summary", "by_level"):
+        for name in ("hospitals", "pools", "summary", "by_level", "by_type"):
             getattr(results, name).to_csv(folder / f"{name}.csv", index=False, encoding="utf-8-sig")
         reports.append(write_report(results, folder / "report.html", scenario_set.title))
         moved = results.summary.set_index("scenario")["moved"].drop("baseline")

@@ -100,6 +100,7 @@ class ScenarioResults:
     pools: pd.DataFrame  # scenario, pool, point_value, status, fund_payout, budget_available
     summary: pd.DataFrame  # scenario, winners, losers, unchanged, moved (yuan), TCM hospitals' share
     by_level: pd.DataFrame  # scenario, level, fund_payout, delta
+    by_type: pd.DataFrame | None = None  # scenario, hospital_type (TCM / other), fund_payout, delta
 
 
 def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, grouped: dict,
@@ -151,8 +152,10 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
             "delta_pct": np.where(base != 0, delta / np.where(base != 0, base, 1) * 100, np.nan)}))
     table = pd.concat(frames, ignore_index=True).sort_values(["scenario", "pool", "hospital_id"], kind="stable")
     summary = _summary(table, [name for name, _ in runs]).merge(pd.DataFrame(reviews), on="scenario")
+    tcm = table.assign(hospital_type=np.where(table["type"] == "中医", "TCM (中医)", "other"))
+    by_type = tcm.groupby(["scenario", "hospital_type"], sort=False)[["fund_payout", "delta"]].sum().reset_index()
     return ScenarioResults(hospitals=table.reset_index(drop=True), pools=pd.DataFrame(pool_rows),
-                           summary=summary, by_level=_by_level(table))
+                           summary=summary, by_level=_by_level(table), by_type=by_type.round(2))
 
 
 def _summary(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:

@@ -73,6 +73,9 @@ def test_under_a_fixed_budget_a_tcm_bonus_only_moves_money(small_region):
     bonus = h[h["scenario"] == "tcm_hospital_bonus=0.15, same_price=True"]
     assert (bonus.loc[bonus["type"] == "中医", "delta"] > 0).all()  # TCM hospitals gain ...
     assert (bonus.loc[bonus["type"] != "中医", "delta"] <= 0).all()  # ... the others pay
+    by_type = results.by_type.set_index(["scenario", "hospital_type"])["delta"]
+    assert by_type[("tcm_hospital_bonus=0.15, same_price=True", "TCM (中医)")] == pytest.approx(
+        -by_type[("tcm_hospital_bonus=0.15, same_price=True", "other")], abs=0.01)  # what TCM gains, others pay
     summary = results.summary.set_index("scenario")
     assert summary.loc[BASELINE, "moved"] == 0 and summary.loc["tcm_hospital_bonus=0.15, same_price=True",
                                                                 "tcm_hospital_share"] > summary.loc[

@@ -13,9 +13,9 @@ from dipsim.scenarios import ScenarioResults
 
 HEAD = {
     "zh": {"title": "情景比较报告：{t}", "built": "dipsim {v} 生成于 {d}", "summary": "各方案汇总",
-           "by_level": "按医院等级", "figures": "图表", "note": "固定总额下，任何规则变化都是医院之间的再分配：获益之和等于受损之和。"},
+           "by_level": "按医院等级", "by_type": "中医医院与其他医院", "figures": "图表", "note": "固定总额下，任何规则变化都是医院之间的再分配：获益之和等于受损之和。"},
     "en": {"title": "Scenario report: {t}", "built": "made by dipsim {v} on {d}", "summary": "Summary by scenario",
-           "by_level": "By hospital level", "figures": "Figures",
+           "by_level": "By hospital level", "by_type": "TCM hospitals and the others", "figures": "Figures",
            "note": "Under a fixed budget every rule moves money between hospitals: the gains add up to the losses."},
 }
 COLUMNS = {
@@ -43,6 +43,8 @@ def write_report(results: ScenarioResults, path, title: str, lang: str = "zh") -
         f"<p>{html.escape(text['note'])}</p>",
         f"<h2>{html.escape(text['summary'])}</h2>", frame_html(results.summary.rename(columns=names)),
         f"<h2>{html.escape(text['by_level'])}</h2>", frame_html(results.by_level.rename(columns=names)),
+        *([f"<h2>{html.escape(text['by_type'])}</h2>", frame_html(results.by_type.rename(columns=names))]
+          if results.by_type is not None else []),
         f"<h2>{html.escape(text['figures'])}</h2>",
     ]
     for name, png in images.items():
