@@ -448,6 +448,26 @@ def cmd_scenarios_run(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- nightly
+
+
+def cmd_nightly(args) -> int:
+    import pyarrow.csv as pacsv
+
+    from dipsim.nightly import run_nightly
+
+    seasonality = None
+    if args.seasonality:
+        table = pacsv.read_csv(args.seasonality).to_pydict()
+        seasonality = {int(m): float(v) for m, v in zip(table["month"], table["share"])}
+    result = run_nightly(Path(args.claims), Path(args.policy), Path(args.hospitals), Path(args.state),
+                         Path(args.out), args.catalog, args.scheme, seasonality,
+                         log=(lambda _: None) if args.quiet else print)
+    print(f"{result.partitions} partitions ({result.grouped_now} grouped now), {result.months} months, budget share "
+          f"{result.budget_share:.4f} -> {result.run_dir} (latest)")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- synth
 
 
@@ -755,6 +775,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="write the tables only, no report.html")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result line(s), no progress")
     _add_read_options(p)
+
+    p = add("nightly", "The nightly year-to-date point-value recalculation: group only new or changed claim "
+                       "partitions (cached in STATE), settle the year to date with its share of the annual budget, "
+                       "write OUT/runs/<id>/ atomically and switch OUT/latest. Exit 4: another run holds the lock.",
+            cmd_nightly)
+    p.add_argument("--claims", required=True, help="folder of monthly Parquet partitions of claims")
+    p.add_argument("--policy", required=True, help="policy TOML with the annual budget per pool (budget.total)")
+    p.add_argument("--hospitals", required=True, help="hospitals table (.parquet or .csv)")
+    p.add_argument("--catalog", help="DIP catalogue folder (payment.mode = dip)")
+    p.add_argument("--scheme", default="chs-drg-1.1", help="CHS-DRG scheme (payment.mode = drg)")
+    p.add_argument("--seasonality", metavar="CSV", help="last year's share of the cost by month (columns month, "
+                                                       "share) for the projection; default pro rata")
+    p.add_argument("--state", required=True, help="state folder (lock, cached partitions, log)")
+    p.add_argument("--out", required=True, help="output folder (runs/<id>/ and the latest link)")
 
     p = add("synth", "Synthesise a year of a realistic pooling region: hospitals, monthly Parquet partitions of "
                      "cases, and ground truth for injected upcoding and split stays. Deterministic for a seed.",

@@ -1,0 +1,228 @@
+"""The nightly year-to-date point-value recalculation (每日点值测算): safe to run from cron, never half-written.
+
+    dipsim nightly --claims DIR --policy P --hospitals H [--catalog CAT] --state DIR --out DIR
+
+1. **Lock**: `STATE/lock` holds the running process's id; a second run exits with code 4. A lock left by a process
+   that no longer exists (killed) is taken over.
+2. **Partitions**: every Parquet file under the claims folder is hashed (sha256); a partition whose hash is in
+   `STATE/partitions/` was grouped before and is read back; only new or changed ones are validated and grouped
+   (each cached file written atomically, so a failure part-way keeps the partitions already done).
+3. **Year to date**: all cached partitions are priced under the policy and settled with the year-to-date share of
+   the annual budget: pro-rata by months (m / 12), or by last year's seasonality (`--seasonality`, the share of the
+   year's cost in each month). The point value that spends that share is the projection of the year's value.
+4. **Output**: the results go to `OUT/runs/<id>/` (id = hash of the inputs, policy and version), written in a
+   temporary folder and renamed into place, then `OUT/latest` (a symbolic link) is switched atomically. A failure
+   at any step leaves the previous `latest` as it was. A rerun with the same data gives the same id and
+   byte-identical files (the manifest holds no clock time; `STATE/nightly.log` has the timings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from dipsim import __version__
+from dipsim.io.errors import DipsimError
+
+EXIT_LOCKED = 4
+GROUPED_COLUMNS = ("case_id", "hospital_id", "pool", "month", "cost", "patient_paid", "group", "group_points",
+                   "standard_cost", "tcm_group_case", "tcm_treated")
+
+
+class LockedError(DipsimError):
+    exit_code = EXIT_LOCKED
+
+
+@dataclass
+class NightlyResult:
+    run_dir: Path
+    run_id: str
+    partitions: int
+    grouped_now: int  # partitions grouped in this run (the others came from the state's cache)
+    months: int
+    budget_share: float
+
+
+class _Lock:
+    def __init__(self, state: Path):
+        self.path = state / "lock"
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                return self
+            except FileExistsError:
+                try:
+                    holder = int(self.path.read_text() or "0")
+                except (OSError, ValueError):
+                    holder = 0
+                if holder and _alive(holder):
+                    raise LockedError(f"{self.path}: another nightly run (process {holder}) holds the lock")
+                self.path.unlink(missing_ok=True)  # left by a killed run: take it over
+        raise LockedError(f"{self.path}: cannot take the lock")
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sha256(path: Path) -> str:
+    from dipsim.io.writers import sha256_file
+
+    return sha256_file(path)
+
+
+def _group_partition(path: Path, catalog, scheme: str, policy) -> pa.Table:
+    """Validate and group one partition; the per-case columns the year-to-date settlement needs."""
+    import pyarrow.compute as pc
+
+    from dipsim.io.validate import load_cases
+    from dipsim.settlement import _float, case_pools, dip_inputs, drg_inputs
+
+    cases = load_cases(path).accepted
+    grouped = dip_inputs(cases, catalog) if catalog is not None else drg_inputs(cases, scheme, policy)
+    day = cases["discharge_date"]
+    month = pc.fill_null(pc.add(pc.multiply(pc.year(day), 12), pc.month(day)), 0)
+    return pa.table({
+        "case_id": pc.cast(cases["case_id"], pa.string()), "hospital_id": pc.cast(cases["hospital_id"], pa.string()),
+        "pool": pa.array(case_pools(cases), pa.string()), "month": month,
+        "cost": _float(cases, "total_cost"), "patient_paid": _float(cases, "patient_paid"),
+        "group": pa.array(np.asarray(grouped["group"]).astype(str), pa.string()),
+        "group_points": grouped["group_points"], "standard_cost": grouped["standard_cost"],
+        "tcm_group_case": grouped["tcm_group_case"], "tcm_treated": grouped["tcm_treated"]})
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def budget_share(months: list[int], seasonality: dict[int, float] | None) -> float:
+    """The share of the year's budget for the months seen (calendar months 1-12): m / 12, or the sum of last
+    year's monthly shares."""
+    calendar = sorted({(m - 1) % 12 + 1 for m in months})
+    if not seasonality:
+        return len(calendar) / 12
+    total = sum(seasonality.values())
+    return sum(seasonality.get(m, 0.0) for m in calendar) / total
+
+
+def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Path, out: Path, catalog_path=None,
+                scheme: str = "chs-drg-1.1", seasonality: dict[int, float] | None = None, log=print) -> NightlyResult:
+    """One nightly run (see the module's docstring); returns where the results are."""
+    from dipsim.io.readers import parquet_files
+    from dipsim.io.writers import write_csv, write_json
+    from dipsim.policy import load_policy
+    from dipsim.settlement import run_settlement
+
+    start = time.perf_counter()
+    policy = load_policy(policy_path)
+    catalog = None
+    if policy.get("payment.mode") == "dip":
+        from dipsim.grouping.dip import load_catalog
+
+        if catalog_path is None:
+            raise DipsimError("payment.mode = dip needs --catalog")
+        catalog = load_catalog(catalog_path)
+    with _Lock(Path(state)):
+        cache = Path(state) / "partitions"
+        cache.mkdir(parents=True, exist_ok=True)
+        files = parquet_files(claims)
+        hashes = [_sha256(f) for f in files]
+        setup = hashlib.sha256(f"{__version__}\0{scheme}\0".encode())
+        if catalog is not None:
+            for f in sorted(Path(catalog.source).glob("*")):
+                setup.update(f.name.encode() + f.read_bytes())
+        setup_key = setup.hexdigest()[:16]
+        grouped_now = 0
+        for number, (path, digest) in enumerate(zip(files, hashes)):
+            cached = cache / f"{setup_key}-{digest[:32]}.parquet"
+            if not cached.is_file():
+                _write_atomic(_group_partition(path, catalog, scheme, policy), cached)
+                grouped_now += 1
+                log(f"grouped partition {number + 1}/{len(files)}: {path}")
+        year = pa.concat_tables([pq.read_table(cache / f"{setup_key}-{d[:32]}.parquet") for d in hashes])
+        months = sorted(set(year["month"].to_pylist()) - {0})
+        share = budget_share(months, seasonality)
+        annual = policy.get("budget.total")
+        ytd_policy = policy.overlay({"budget.total": {p: round(b * share, 2) for p, b in annual.items()}})
+        hospitals = pq.read_table(hospitals_path) if str(hospitals_path).endswith(".parquet") else \
+            pacsv.read_csv(hospitals_path)
+        cases = pa.table({"case_id": year["case_id"], "hospital_id": year["hospital_id"],
+                          "total_cost": year["cost"], "patient_paid": year["patient_paid"]})
+        grouped = {name: year[name].to_numpy(zero_copy_only=False) for name in
+                   ("group", "group_points", "standard_cost", "tcm_group_case", "tcm_treated")}
+        run = _settle(cases, year, hospitals, ytd_policy, grouped, run_settlement)
+        inputs = [{"file": str(f), "sha256": d} for f, d in zip(files, hashes)]
+        run_id = hashlib.sha256(json.dumps([__version__, policy.digest(), setup_key, hashes, share,
+                                            _sha256(Path(hospitals_path))]).encode()).hexdigest()[:16]
+        runs = Path(out) / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        final = runs / run_id
+        tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".{run_id}-"))
+        os.chmod(tmp, 0o755)  # readable by the analysts, as a normal folder
+        try:
+            write_csv(run.hospitals, tmp / "hospitals.csv")
+            write_csv(run.pools, tmp / "pools.csv")
+            write_json({"dipsim_version": __version__, "command": "nightly", "run_id": run_id,
+                        "policy": str(policy_path), "policy_sha256": policy.digest(), "catalog": str(catalog_path),
+                        "scheme": scheme if catalog is None else None, "months": months,
+                        "budget_share": share, "projection": "seasonality" if seasonality else "pro rata",
+                        "partitions": inputs, "hospitals": {"file": str(hospitals_path),
+                                                            "sha256": _sha256(Path(hospitals_path))}},
+                       tmp / "manifest.json")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        link = Path(out) / "latest"
+        temp_link = Path(out) / f".latest-{os.getpid()}"
+        temp_link.unlink(missing_ok=True)
+        temp_link.symlink_to(Path("runs") / run_id)
+        os.replace(temp_link, link)  # the switch: readers see the old results or the new ones, never a mix
+        elapsed = time.perf_counter() - start
+        with open(Path(state) / "nightly.log", "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} run {run_id}: {len(files)} partitions, {grouped_now} "
+                    f"grouped, months {len(months)}, budget share {share:.4f}, {elapsed:.2f} s\n")
+    return NightlyResult(final, run_id, len(files), grouped_now, len(months), share)
+
+
+def _settle(cases, year, hospitals, policy, grouped, run_settlement):
+    """Settle the year to date; the cases table carries the pool and month columns the settlement reads."""
+    import pyarrow.compute as pc
+
+    parts = pc.split_pattern(year["pool"], "-", max_splits=1)  # 统筹区-险种, as `settlement.case_pools` made it
+    cases = cases.append_column("pool", pc.list_element(parts, 0)).append_column(
+        "insurance_type", pc.list_element(parts, 1))
+    return run_settlement(cases, hospitals, policy, grouped)

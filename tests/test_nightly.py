@@ -1,0 +1,103 @@
+"""The nightly job: idempotent reruns, a failure part-way leaves the previous results valid and the next run
+recovers, the lock."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from dipsim import nightly
+from dipsim.nightly import LockedError, budget_share, run_nightly
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A synthetic region (12 monthly partitions), a DIP catalogue and a policy with annual budgets."""
+    from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
+    from dipsim.io import load_cases
+    from dipsim.synth import synthesize_region
+
+    root = tmp_path_factory.mktemp("nightly")
+    synthesize_region(root / "region", cases=3_000, hospitals=8, seed=77)
+    write_catalog(build_catalog(load_cases(root / "region" / "cases").accepted, CatalogOptions()), root / "cat")
+    policy = root / "policy.toml"
+    policy.write_text('[payment]\nmode = "dip"\n[budget]\ntotal = { "990100-employee" = 9000000.0, '
+                      '"990100-resident" = 11000000.0 }\n', encoding="utf-8")
+    return root
+
+
+def months(world, tmp_path, n: int):
+    """A claims folder with the first n monthly partitions."""
+    claims = tmp_path / "claims"
+    claims.mkdir(exist_ok=True)
+    for part in sorted((world / "region" / "cases").iterdir())[:n]:
+        if not (claims / part.name).exists():
+            shutil.copytree(part, claims / part.name)
+    return claims
+
+
+def run(world, tmp_path, claims):
+    return run_nightly(claims, world / "policy.toml", world / "region" / "hospitals.parquet", tmp_path / "state",
+                       tmp_path / "out", world / "cat", log=lambda _: None)
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_rerun_without_new_data_is_byte_identical(world, tmp_path):
+    claims = months(world, tmp_path, 6)
+    first = run(world, tmp_path, claims)
+    before = snapshot(first.run_dir)
+    second = run(world, tmp_path, claims)
+    assert second.run_id == first.run_id and second.grouped_now == 0 and first.grouped_now == 6
+    assert snapshot(second.run_dir) == before
+    assert first.budget_share == 0.5  # six months of twelve, pro rata
+
+
+def test_a_failure_part_way_keeps_the_previous_results_and_the_next_run_recovers(world, tmp_path, monkeypatch):
+    claims = months(world, tmp_path, 6)
+    good = run(world, tmp_path, claims)
+    latest = tmp_path / "out" / "latest"
+    before = snapshot(latest)
+    months(world, tmp_path, 12)  # six new partitions arrive
+    calls = {"n": 0}
+    real = nightly._group_partition
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("injected failure after two new partitions")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nightly, "_group_partition", failing)
+    with pytest.raises(RuntimeError, match="injected"):
+        run(world, tmp_path, claims)
+    assert latest.resolve() == good.run_dir.resolve() and snapshot(latest) == before  # still the previous run
+    assert not (tmp_path / "state" / "lock").exists()  # the lock went with the failed run
+    monkeypatch.setattr(nightly, "_group_partition", real)
+    recovered = run(world, tmp_path, claims)
+    assert recovered.grouped_now == 4  # the two grouped before the failure were kept
+    assert latest.resolve() == recovered.run_dir.resolve() and recovered.budget_share == 1.0
+    assert snapshot(good.run_dir) == before  # the old run's folder is untouched
+
+
+def test_the_lock_refuses_a_live_run_and_takes_over_a_dead_one(world, tmp_path):
+    import os
+
+    claims = months(world, tmp_path, 2)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "lock").write_text(str(os.getpid()))  # a live process holds it
+    with pytest.raises(LockedError) as error:
+        run(world, tmp_path, claims)
+    assert error.value.exit_code == 4
+    (state / "lock").write_text("999999999")  # a killed run's lock: no such process
+    assert run(world, tmp_path, claims).grouped_now == 2
+
+
+def test_budget_share_pro_rata_or_by_seasonality():
+    assert budget_share([2025 * 12 + 1, 2025 * 12 + 2, 2025 * 12 + 3], None) == 0.25
+    season = {m: (2.0 if m == 12 else 1.0) for m in range(1, 13)}  # December twice a normal month: 13 parts
+    assert budget_share([2025 * 12 + m for m in range(1, 12)], season) == pytest.approx(11 / 13)
