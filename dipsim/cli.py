@@ -640,7 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dipsim",
         description="DIP/DRG hospital-payment simulation: read and validate claims, synthesise regions, "
                     "group, price and settle under a regional global budget.",
-        epilog="Exit codes: 0 ok, 1 bad input or policy, 2 usage error, 3 internal error.",
+        epilog="Exit codes: 0 ok, 1 bad input or policy, 2 usage error, 3 internal error, 4 nightly: another run "
+               "holds the lock.",
     )
     parser.add_argument("--version", action="version", version=f"dipsim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
