@@ -101,3 +101,36 @@ def test_budget_share_pro_rata_or_by_seasonality():
     assert budget_share([2025 * 12 + 1, 2025 * 12 + 2, 2025 * 12 + 3], None) == 0.25
     season = {m: (2.0 if m == 12 else 1.0) for m in range(1, 13)}  # December twice a normal month: 13 parts
     assert budget_share([2025 * 12 + m for m in range(1, 12)], season) == pytest.approx(11 / 13)
+
+
+def test_a_killed_run_leaves_the_previous_results_and_the_next_run_recovers(world, tmp_path):
+    """SIGKILL while the new partitions are being grouped: `latest` stays the previous run, the stale lock is taken
+    over, and the partitions cached before the kill are not grouped again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    claims = months(world, tmp_path, 6)
+    good = run(world, tmp_path, claims)
+    before = snapshot(tmp_path / "out" / "latest")
+    months(world, tmp_path, 12)
+    cache = tmp_path / "state" / "partitions"
+    args = [sys.executable, "-m", "dipsim.cli", "nightly", "--claims", str(claims), "--policy",
+            str(world / "policy.toml"), "--hospitals", str(world / "region" / "hospitals.parquet"), "--catalog",
+            str(world / "cat"), "--state", str(tmp_path / "state"), "--out", str(tmp_path / "out"), "-q"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list(cache.glob("*.parquet"))) < 7 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done = len(list(cache.glob("*.parquet")))
+    if done == 12:
+        pytest.skip("the run finished grouping before it could be killed")
+    assert (tmp_path / "out" / "latest").resolve() == good.run_dir.resolve()
+    assert snapshot(tmp_path / "out" / "latest") == before
+    assert (tmp_path / "state" / "lock").exists()  # left behind by the killed process
+    recovered = run(world, tmp_path, claims)
+    assert recovered.grouped_now == 12 - done and recovered.budget_share == 1.0
