@@ -236,6 +236,19 @@ class SettlementFrame:
             frame.pool_order[p] = at[np.argsort(hospitals[at], kind="stable")]
         return frame
 
+    @classmethod
+    def from_sums(cls, pools, hospitals, cases, cost, patient_paid) -> SettlementFrame:
+        """A frame of (pool, hospital) rows already summed (a chunked run: no per-case arrays; one period)."""
+        pools, hospitals = np.asarray(pools, dtype=object), np.asarray(hospitals, dtype=object)
+        cost, paid = np.asarray(cost, dtype=np.float64), np.asarray(patient_paid, dtype=np.float64)
+        frame = cls(codes=np.zeros(0, np.int64), cell=np.zeros(0, np.int64), n_months=1, pools=pools,
+                    hospitals=hospitals, cases=np.asarray(cases), cost=np.zeros(0), patient_paid=np.zeros(0),
+                    row_cost=cost, row_patient_paid=paid, monthly_patient_paid=paid[:, None], pool_order={})
+        for p in sorted(set(pools)):
+            at = np.flatnonzero(pools == p)
+            frame.pool_order[p] = at[np.argsort(hospitals[at], kind="stable")]
+        return frame
+
     def sum(self, case_values) -> np.ndarray:
         return np.bincount(self.codes, weights=np.asarray(case_values, dtype=np.float64), minlength=len(self.pools))
 
@@ -268,8 +281,10 @@ class RegionSettlement:
         columns["payment_ratio"] = np.round(ratio[order], 6)
         for name in ("prepaid", "deposit", "deposit_released", "clearing"):
             columns[name] = _yuan(self.amounts[name][order])
+        # point values to 10 decimals: the float sums of a chunked run differ from an in-memory one in the 15th
         pools = [{**row, **{k: _yuan([row[k]])[0] for k in ("budget", "budget_available", "fund_payout", "unspent",
-                                                             "overrun")}} for row in self.pools]
+                                                             "overrun")},
+                  **{k: round(float(row[k]), 10) for k in ("point_value", "budget_point_value")}} for row in self.pools]
         return (_tidy(pa.Table.from_pandas(pd.DataFrame(columns), preserve_index=False)),
                 _tidy(pa.Table.from_pylist(pools)))
 
@@ -294,16 +309,22 @@ def budget_point_values(frame: SettlementFrame, case_points, policy, on=None, pa
 
 
 def settle_frame(frame: SettlementFrame, case_points, policy, on=None, quality: dict[str, float] | None = None,
-                 paid_by_item=None, budget_extra: dict | None = None) -> RegionSettlement:
+                 paid_by_item=None, budget_extra: dict | None = None, row_sums: tuple | None = None
+                 ) -> RegionSettlement:
     """Settle every pool of `frame` for these case points under `policy` (see `settle`); `budget_extra` (pool ->
-    yuan) is added to a pool's available budget (special cases funded from the reserve)."""
-    points_row = frame.sum(case_points)
-    monthly_points = frame.monthly(case_points) if frame.n_months > 1 else points_row[:, None]
-    if paid_by_item is None or not np.any(paid_by_item):
-        item_row, monthly_item = np.zeros(len(frame.pools)), np.zeros((len(frame.pools), frame.n_months))
-    else:  # a bool per case, or a share (special-case review in expected value)
-        item_case_cost = frame.cost * np.asarray(paid_by_item, dtype=np.float64)
-        item_row, monthly_item = frame.sum(item_case_cost), frame.monthly(item_case_cost)
+    yuan) is added to a pool's available budget (special cases funded from the reserve). `row_sums` = (points,
+    item-paid cost) per row, already summed (a chunked run; `case_points` is then None)."""
+    if row_sums is not None:
+        points_row, item_row = (np.asarray(x, dtype=np.float64) for x in row_sums)
+        monthly_points, monthly_item = points_row[:, None], item_row[:, None]
+    else:
+        points_row = frame.sum(case_points)
+        monthly_points = frame.monthly(case_points) if frame.n_months > 1 else points_row[:, None]
+        if paid_by_item is None or not np.any(paid_by_item):
+            item_row, monthly_item = np.zeros(len(frame.pools)), np.zeros((len(frame.pools), frame.n_months))
+        else:  # a bool per case, or a share (special-case review in expected value)
+            item_case_cost = frame.cost * np.asarray(paid_by_item, dtype=np.float64)
+            item_row, monthly_item = frame.sum(item_case_cost), frame.monthly(item_case_cost)
     scale = policy.get("budget.scale", on)
     budgets = {p: b * scale for p, b in policy.get("budget.total", on).items()}
     missing = sorted(set(frame.pool_order) - set(budgets))

@@ -137,8 +137,11 @@ def budget_share(months: list[int], seasonality: dict[int, float] | None) -> flo
 
 
 def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Path, out: Path, catalog_path=None,
-                scheme: str = "chs-drg-1.1", seasonality: dict[int, float] | None = None, log=print) -> NightlyResult:
-    """One nightly run (see the module's docstring); returns where the results are."""
+                scheme: str = "chs-drg-1.1", seasonality: dict[int, float] | None = None, log=print,
+                engine: str = "chunked") -> NightlyResult:
+    """One nightly run (see the module's docstring); returns where the results are. `engine`: "chunked" prices
+    one cached partition at a time and keeps only per-hospital sums (memory bounded whatever the year's size);
+    "memory" loads the year at once (needed, and used, for special-case review and history coefficients)."""
     from dipsim.io.readers import parquet_files
     from dipsim.io.writers import write_csv, write_json
     from dipsim.policy import load_policy
@@ -170,18 +173,25 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
                 _write_atomic(_group_partition(path, catalog, scheme, policy), cached)
                 grouped_now += 1
                 log(f"grouped partition {number + 1}/{len(files)}: {path}")
-        year = pa.concat_tables([pq.read_table(cache / f"{setup_key}-{d[:32]}.parquet") for d in hashes])
-        months = sorted(set(year["month"].to_pylist()) - {0})
+        cached = [cache / f"{setup_key}-{d[:32]}.parquet" for d in hashes]
+        months = sorted(set().union(*(set(pq.read_table(f, columns=["month"])["month"].to_pylist())
+                                      for f in cached)) - {0})
         share = budget_share(months, seasonality)
         annual = policy.get("budget.total")
         ytd_policy = policy.overlay({"budget.total": {p: round(b * share, 2) for p, b in annual.items()}})
         hospitals = pq.read_table(hospitals_path) if str(hospitals_path).endswith(".parquet") else \
             pacsv.read_csv(hospitals_path)
-        cases = pa.table({"case_id": year["case_id"], "hospital_id": year["hospital_id"],
-                          "total_cost": year["cost"], "patient_paid": year["patient_paid"]})
-        grouped = {name: year[name].to_numpy(zero_copy_only=False) for name in
-                   ("group", "group_points", "standard_cost", "tcm_group_case", "tcm_treated")}
-        run = _settle(cases, year, hospitals, ytd_policy, grouped, run_settlement)
+        needs_all = ytd_policy.get("review.in_effect") or ytd_policy.get("coefficient.mode") == "history"
+        if engine == "chunked" and not needs_all:
+            tables = _settle_chunked(cached, hospitals, ytd_policy)
+        else:  # in memory: special-case review and history coefficients look at every case at once
+            year = pa.concat_tables([pq.read_table(f) for f in cached])
+            cases = pa.table({"case_id": year["case_id"], "hospital_id": year["hospital_id"],
+                              "total_cost": year["cost"], "patient_paid": year["patient_paid"]})
+            grouped = {name: year[name].to_numpy(zero_copy_only=False) for name in
+                       ("group", "group_points", "standard_cost", "tcm_group_case", "tcm_treated")}
+            run = _settle(cases, year, hospitals, ytd_policy, grouped, run_settlement)
+            tables = (run.hospitals, run.pools)
         inputs = [{"file": str(f), "sha256": d} for f, d in zip(files, hashes)]
         run_id = hashlib.sha256(json.dumps([__version__, policy.digest(), setup_key, hashes, share,
                                             _sha256(Path(hospitals_path))]).encode()).hexdigest()[:16]
@@ -191,8 +201,8 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".{run_id}-"))
         os.chmod(tmp, 0o755)  # readable by the analysts, as a normal folder
         try:
-            write_csv(run.hospitals, tmp / "hospitals.csv")
-            write_csv(run.pools, tmp / "pools.csv")
+            write_csv(tables[0], tmp / "hospitals.csv")
+            write_csv(tables[1], tmp / "pools.csv")
             write_json({"dipsim_version": __version__, "command": "nightly", "run_id": run_id,
                         "policy": str(policy_path), "policy_sha256": policy.digest(), "catalog": str(catalog_path),
                         "scheme": scheme if catalog is None else None, "months": months,
@@ -216,6 +226,35 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} run {run_id}: {len(files)} partitions, {grouped_now} "
                     f"grouped, months {len(months)}, budget share {share:.4f}, {elapsed:.2f} s\n")
     return NightlyResult(final, run_id, len(files), grouped_now, len(months), share)
+
+
+def _settle_chunked(cached: list[Path], hospitals: pa.Table, policy) -> tuple[pa.Table, pa.Table]:
+    """Price one cached partition at a time, keep per (pool, hospital) sums, settle from the sums."""
+    import pandas as pd
+
+    from dipsim.budget import SettlementFrame, settle_frame
+    from dipsim.pricing import case_points
+
+    sums = []
+    for path in cached:
+        part = pq.read_table(path)
+        cost = part["cost"].to_numpy()
+        priced = case_points(part["group_points"].to_numpy(), cost, part["standard_cost"].to_numpy(),
+                             part["hospital_id"].to_numpy(zero_copy_only=False), hospitals, policy,
+                             tcm_group_case=part["tcm_group_case"].to_numpy(zero_copy_only=False),
+                             tcm_treated=part["tcm_treated"].to_numpy(zero_copy_only=False))
+        frame = pd.DataFrame({"pool": part["pool"].to_numpy(zero_copy_only=False),
+                              "hospital_id": part["hospital_id"].to_numpy(zero_copy_only=False),
+                              "points": priced["case_points"], "cost": cost,
+                              "patient_paid": part["patient_paid"].to_numpy(),
+                              "item": np.where(priced["paid_by_item"], cost, 0.0), "cases": 1})
+        sums.append(frame.groupby(["pool", "hospital_id"], sort=False).sum())
+    total = pd.concat(sums).groupby(level=[0, 1]).sum()
+    pools, hospital_ids = (np.asarray(total.index.get_level_values(i), dtype=object) for i in (0, 1))
+    frame = SettlementFrame.from_sums(pools, hospital_ids, total["cases"].to_numpy(), total["cost"].to_numpy(),
+                                      total["patient_paid"].to_numpy())
+    result = settle_frame(frame, None, policy, row_sums=(total["points"].to_numpy(), total["item"].to_numpy()))
+    return result.tables()
 
 
 def _settle(cases, year, hospitals, policy, grouped, run_settlement):

@@ -134,3 +134,13 @@ def test_a_killed_run_leaves_the_previous_results_and_the_next_run_recovers(worl
     assert (tmp_path / "state" / "lock").exists()  # left behind by the killed process
     recovered = run(world, tmp_path, claims)
     assert recovered.grouped_now == 12 - done and recovered.budget_share == 1.0
+
+
+def test_the_chunked_engine_equals_the_in_memory_one_to_the_fen(world, tmp_path):
+    claims = months(world, tmp_path, 12)
+    chunked = run_nightly(claims, world / "policy.toml", world / "region" / "hospitals.parquet", tmp_path / "s1",
+                          tmp_path / "o1", world / "cat", log=lambda _: None, engine="chunked")
+    memory = run_nightly(claims, world / "policy.toml", world / "region" / "hospitals.parquet", tmp_path / "s2",
+                         tmp_path / "o2", world / "cat", log=lambda _: None, engine="memory")
+    for name in ("hospitals.csv", "pools.csv"):
+        assert (chunked.run_dir / name).read_bytes() == (memory.run_dir / name).read_bytes(), name
