@@ -462,7 +462,8 @@ def cmd_nightly(args) -> int:
         seasonality = {int(m): float(v) for m, v in zip(table["month"], table["share"])}
     result = run_nightly(Path(args.claims), Path(args.policy), Path(args.hospitals), Path(args.state),
                          Path(args.out), args.catalog, args.scheme, seasonality,
-                         log=(lambda _: None) if args.quiet else print, engine=args.engine)
+                         log=(lambda _: None) if args.quiet else print, engine=args.engine,
+                         scheduler=args.scheduler)
     print(f"{result.partitions} partitions ({result.grouped_now} grouped now), {result.months} months, budget share "
           f"{result.budget_share:.4f} -> {result.run_dir} (latest)")
     return EXIT_OK
@@ -788,9 +789,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheme", default="chs-drg-1.1", help="CHS-DRG scheme (payment.mode = drg)")
     p.add_argument("--seasonality", metavar="CSV", help="last year's share of the cost by month (columns month, "
                                                        "share) for the projection; default pro rata")
-    p.add_argument("--engine", choices=["chunked", "memory"], default="chunked",
+    p.add_argument("--engine", choices=["chunked", "memory", "dask"], default="chunked",
                    help="chunked (default): one partition at a time, memory bounded; memory: the year at once "
-                        "(used anyway with special-case review or history coefficients)")
+                        "(used anyway with special-case review or history coefficients); dask: partitions grouped "
+                        "and priced on a Dask cluster (pip install 'dipsim[dask]')")
+    p.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address (default: a local cluster)")
     p.add_argument("--state", required=True, help="state folder (lock, cached partitions, log)")
     p.add_argument("--out", required=True, help="output folder (runs/<id>/ and the latest link)")
 

@@ -138,10 +138,12 @@ def budget_share(months: list[int], seasonality: dict[int, float] | None) -> flo
 
 def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Path, out: Path, catalog_path=None,
                 scheme: str = "chs-drg-1.1", seasonality: dict[int, float] | None = None, log=print,
-                engine: str = "chunked") -> NightlyResult:
+                engine: str = "chunked", scheduler: str | None = None) -> NightlyResult:
     """One nightly run (see the module's docstring); returns where the results are. `engine`: "chunked" prices
     one cached partition at a time and keeps only per-hospital sums (memory bounded whatever the year's size);
-    "memory" loads the year at once (needed, and used, for special-case review and history coefficients)."""
+    "memory" loads the year at once (needed, and used, for special-case review and history coefficients);
+    "dask" groups new partitions and prices cached ones on a Dask cluster (`scheduler` address, or a local cluster
+    of two processes), the sums added and the pools solved on the client."""
     from dipsim.io.readers import parquet_files
     from dipsim.io.writers import write_csv, write_json
     from dipsim.policy import load_policy
@@ -166,13 +168,15 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
             for f in sorted(Path(catalog.source).glob("*")):
                 setup.update(f.name.encode() + f.read_bytes())
         setup_key = setup.hexdigest()[:16]
-        grouped_now = 0
-        for number, (path, digest) in enumerate(zip(files, hashes)):
-            cached = cache / f"{setup_key}-{digest[:32]}.parquet"
-            if not cached.is_file():
-                _write_atomic(_group_partition(path, catalog, scheme, policy), cached)
-                grouped_now += 1
-                log(f"grouped partition {number + 1}/{len(files)}: {path}")
+        todo = [(path, cache / f"{setup_key}-{digest[:32]}.parquet") for path, digest in zip(files, hashes)
+                if not (cache / f"{setup_key}-{digest[:32]}.parquet").is_file()]
+        grouped_now = len(todo)
+        if engine == "dask":  # each worker groups partitions and writes their cache files (atomically)
+            _dask_map(_group_to_cache, [(p, c, catalog, scheme, policy) for p, c in todo], scheduler)
+            log(f"grouped {len(todo)} partitions on Dask")
+        for number, (path, target) in enumerate(todo if engine != "dask" else []):
+            _write_atomic(_group_partition(path, catalog, scheme, policy), target)
+            log(f"grouped partition {number + 1}/{len(todo)}: {path}")
         cached = [cache / f"{setup_key}-{d[:32]}.parquet" for d in hashes]
         months = sorted(set().union(*(set(pq.read_table(f, columns=["month"])["month"].to_pylist())
                                       for f in cached)) - {0})
@@ -182,8 +186,8 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         hospitals = pq.read_table(hospitals_path) if str(hospitals_path).endswith(".parquet") else \
             pacsv.read_csv(hospitals_path)
         needs_all = ytd_policy.get("review.in_effect") or ytd_policy.get("coefficient.mode") == "history"
-        if engine == "chunked" and not needs_all:
-            tables = _settle_chunked(cached, hospitals, ytd_policy)
+        if engine in ("chunked", "dask") and not needs_all:
+            tables = _settle_chunked(cached, hospitals, ytd_policy, scheduler if engine == "dask" else False)
         else:  # in memory: special-case review and history coefficients look at every case at once
             year = pa.concat_tables([pq.read_table(f) for f in cached])
             cases = pa.table({"case_id": year["case_id"], "hospital_id": year["hospital_id"],
@@ -228,33 +232,66 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
     return NightlyResult(final, run_id, len(files), grouped_now, len(months), share)
 
 
-def _settle_chunked(cached: list[Path], hospitals: pa.Table, policy) -> tuple[pa.Table, pa.Table]:
-    """Price one cached partition at a time, keep per (pool, hospital) sums, settle from the sums."""
+def _partition_sums(path: Path, hospitals: pa.Table, policy):
+    """Price one cached partition; its per (pool, hospital) sums."""
+    import pandas as pd
+
+    from dipsim.pricing import case_points
+
+    part = pq.read_table(path)
+    cost = part["cost"].to_numpy()
+    priced = case_points(part["group_points"].to_numpy(), cost, part["standard_cost"].to_numpy(),
+                         part["hospital_id"].to_numpy(zero_copy_only=False), hospitals, policy,
+                         tcm_group_case=part["tcm_group_case"].to_numpy(zero_copy_only=False),
+                         tcm_treated=part["tcm_treated"].to_numpy(zero_copy_only=False))
+    frame = pd.DataFrame({"pool": part["pool"].to_numpy(zero_copy_only=False),
+                          "hospital_id": part["hospital_id"].to_numpy(zero_copy_only=False),
+                          "points": priced["case_points"], "cost": cost,
+                          "patient_paid": part["patient_paid"].to_numpy(),
+                          "item": np.where(priced["paid_by_item"], cost, 0.0), "cases": 1})
+    return frame.groupby(["pool", "hospital_id"], sort=False).sum()
+
+
+def _group_to_cache(job) -> None:
+    path, target, catalog, scheme, policy = job
+    _write_atomic(_group_partition(path, catalog, scheme, policy), target)
+
+
+def _dask_map(function, items: list, scheduler: str | None) -> list:
+    """`function` over `items` on a Dask cluster: the scheduler at `scheduler`, or a local one (2 processes)."""
+    from dask.distributed import Client, LocalCluster
+
+    if not items:
+        return []
+    if scheduler:
+        with Client(scheduler) as client:
+            return client.gather(client.map(function, items, pure=False))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        return client.gather(client.map(function, items, pure=False))
+
+
+def _settle_chunked(cached: list[Path], hospitals: pa.Table, policy, scheduler=False) -> tuple[pa.Table, pa.Table]:
+    """Price one cached partition at a time (on Dask when `scheduler` is not False), keep per (pool, hospital)
+    sums, settle from the sums on the client. The sums are added in partition order whatever the engine."""
     import pandas as pd
 
     from dipsim.budget import SettlementFrame, settle_frame
-    from dipsim.pricing import case_points
 
-    sums = []
-    for path in cached:
-        part = pq.read_table(path)
-        cost = part["cost"].to_numpy()
-        priced = case_points(part["group_points"].to_numpy(), cost, part["standard_cost"].to_numpy(),
-                             part["hospital_id"].to_numpy(zero_copy_only=False), hospitals, policy,
-                             tcm_group_case=part["tcm_group_case"].to_numpy(zero_copy_only=False),
-                             tcm_treated=part["tcm_treated"].to_numpy(zero_copy_only=False))
-        frame = pd.DataFrame({"pool": part["pool"].to_numpy(zero_copy_only=False),
-                              "hospital_id": part["hospital_id"].to_numpy(zero_copy_only=False),
-                              "points": priced["case_points"], "cost": cost,
-                              "patient_paid": part["patient_paid"].to_numpy(),
-                              "item": np.where(priced["paid_by_item"], cost, 0.0), "cases": 1})
-        sums.append(frame.groupby(["pool", "hospital_id"], sort=False).sum())
+    if scheduler is False:
+        sums = [_partition_sums(path, hospitals, policy) for path in cached]
+    else:
+        sums = _dask_map(_sums_job, [(path, hospitals, policy) for path in cached], scheduler)
     total = pd.concat(sums).groupby(level=[0, 1]).sum()
     pools, hospital_ids = (np.asarray(total.index.get_level_values(i), dtype=object) for i in (0, 1))
     frame = SettlementFrame.from_sums(pools, hospital_ids, total["cases"].to_numpy(), total["cost"].to_numpy(),
                                       total["patient_paid"].to_numpy())
     result = settle_frame(frame, None, policy, row_sums=(total["points"].to_numpy(), total["item"].to_numpy()))
     return result.tables()
+
+
+def _sums_job(job):
+    return _partition_sums(*job)
 
 
 def _settle(cases, year, hospitals, policy, grouped, run_settlement):

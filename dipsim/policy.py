@@ -141,6 +141,9 @@ class Policy:
     name: str = ""
     overlays: tuple = field(default=())
 
+    def __reduce__(self):  # a mapping proxy does not pickle; a Dask worker gets the plain values
+        return (Policy, (dict(self.values), self.source, self.name, self.overlays))
+
     def get(self, path: str, on: dt.date | str | None = None):
         if path not in PARAMETERS:
             raise KeyError(f"unknown policy parameter {path!r}")

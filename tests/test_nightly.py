@@ -144,3 +144,15 @@ def test_the_chunked_engine_equals_the_in_memory_one_to_the_fen(world, tmp_path)
                          tmp_path / "o2", world / "cat", log=lambda _: None, engine="memory")
     for name in ("hospitals.csv", "pools.csv"):
         assert (chunked.run_dir / name).read_bytes() == (memory.run_dir / name).read_bytes(), name
+
+
+def test_the_dask_engine_equals_the_in_process_one(world, tmp_path):
+    pytest.importorskip("dask.distributed")
+    claims = months(world, tmp_path, 12)
+    local = run_nightly(claims, world / "policy.toml", world / "region" / "hospitals.parquet", tmp_path / "s1",
+                        tmp_path / "o1", world / "cat", log=lambda _: None, engine="chunked")
+    dask = run_nightly(claims, world / "policy.toml", world / "region" / "hospitals.parquet", tmp_path / "s2",
+                       tmp_path / "o2", world / "cat", log=lambda _: None, engine="dask")
+    assert dask.grouped_now == 12
+    for name in ("hospitals.csv", "pools.csv"):
+        assert (dask.run_dir / name).read_bytes() == (local.run_dir / name).read_bytes(), name
