@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _machine import machine_line
+from _machine import best_of, machine_line
 from bench_drg import child
 from bench_load import ensure_region
 
@@ -45,15 +45,6 @@ out = group_dip_table(cases, DipCatalog(built.groups, built.options, "cold", bui
 done = time.perf_counter()
 print(json.dumps({"import_s": imported - start, "first_call_s": done - imported, "total_s": done - start}))
 """
-
-
-def best_of(repeats: int, run) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def kernel_arrays(cases, catalog, times: int) -> tuple:

@@ -35,7 +35,7 @@ def main() -> None:
     from dipsim.io import load_cases
     from dipsim.policy import load_policy
     from dipsim.scenarios import ScenarioSet, Variant, run_scenarios
-    from dipsim.settlement import case_pools, dip_inputs
+    from dipsim.settlement import budgets_from_cost, dip_inputs
 
     region = ensure_region(args.cases, args.seed)
     cases = load_cases(region / "cases").accepted
@@ -44,9 +44,7 @@ def main() -> None:
     start = time.perf_counter()
     grouped = dip_inputs(cases, DipCatalog(built.groups, built.options, "bench", built.keys))
     group_s = time.perf_counter() - start
-    pool = case_pools(cases)
-    cost = cases["total_cost"].to_numpy()
-    budgets = {p: round(float(cost[pool == p].sum()) * 0.6, 2) for p in sorted(set(pool))}
+    budgets = budgets_from_cost(cases, 0.6)
     baseline = load_policy(HERE.parent / "scenarios" / "baseline.toml").overlay({"budget.total": budgets})
     variants = [Variant(f"v{i}", {"coefficient.tcm_hospital_bonus": (i % 20) / 100,
                                   "outlier.high_ratio": round(1.5 + (i // 20) * 0.05, 2)})

@@ -15,14 +15,13 @@ Both give the same point values (checked to 1e-9 relative) before anything is ti
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from scipy.optimize import brentq
 
-from _machine import machine_line
+from _machine import best_of, machine_line
 from dipsim.budget import SettlementBands, hospital_payment, settle, settle_pool
 from dipsim.money import largest_remainder, to_fen
 from dipsim.policy import Policy
@@ -90,15 +89,6 @@ def pandas_solve(sums: pd.DataFrame, budgets: dict) -> dict:
         largest_remainder(fund, to_fen(budgets[pool]))
         values[pool] = v
     return values
-
-
-def best_of(repeats: int, run) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:

@@ -286,7 +286,7 @@ def cmd_settle(args) -> int:
     from dipsim import __version__ as version
     from dipsim.io.validate import load_cases
     from dipsim.io.writers import sha256_file, write_csv, write_json, write_parquet
-    from dipsim.settlement import case_pools, dip_inputs, drg_inputs, run_settlement
+    from dipsim.settlement import budgets_from_cost, dip_inputs, drg_inputs, run_settlement
 
     console = _console(args)
     policy = _policy_with_overrides(args)
@@ -305,11 +305,7 @@ def cmd_settle(args) -> int:
     hospitals = (pacsv.read_csv(hospitals_path) if hospitals_path.suffix.lower() == ".csv"
                  else pq.read_table(hospitals_path))
     if args.budget_share:
-        budgets = dict(policy.get("budget.total"))
-        pool = case_pools(cases)
-        cost = pc.fill_null(pc.cast(cases["total_cost"], "float64"), 0.0).to_numpy(zero_copy_only=False)
-        for p in sorted(set(pool) - set(budgets)):
-            budgets[p] = round(float(cost[pool == p].sum()) * args.budget_share, 2)
+        budgets = budgets_from_cost(cases, args.budget_share, policy.get("budget.total"))
         policy = policy.overlay({"budget.total": budgets}, name=policy.name)
     with _progress(console, f"grouping ({mode}) and pricing", 1) as update:
         if mode == "dip":
@@ -380,7 +376,7 @@ def cmd_scenarios_run(args) -> int:
 
     from dipsim.io.writers import sha256_file, write_csv, write_json
     from dipsim.scenarios import grouped_cached, load_scenarios, run_scenarios
-    from dipsim.settlement import case_pools
+    from dipsim.settlement import budgets_from_cost
 
     console = _console(args)
     scenario_set = load_scenarios(args.file)
@@ -402,10 +398,7 @@ def cmd_scenarios_run(args) -> int:
         pool, _, amount = item.partition("=")
         budgets[pool.strip()] = float(amount.replace(",", ""))
     if args.budget_share:
-        pool = case_pools(cases)
-        cost = cases["total_cost"].to_numpy()
-        for p in sorted(set(pool) - set(budgets)):
-            budgets[p] = round(float(cost[pool == p].sum()) * args.budget_share, 2)
+        budgets = budgets_from_cost(cases, args.budget_share, budgets)
     scenario_set.baseline = base.overlay({"budget.total": budgets}, name=base.name)
     files = [Path(args.cases)] if Path(args.cases).is_file() else sorted(
         p for p in Path(args.cases).rglob("*") if p.is_file())
@@ -558,11 +551,9 @@ def _demo_scenarios(cases, catalog, out: Path) -> list[Path]:
     from dipsim.paths import scenarios_dir
     from dipsim.report.html import write_report
     from dipsim.scenarios import load_scenarios, run_scenarios
-    from dipsim.settlement import case_pools, dip_inputs
+    from dipsim.settlement import budgets_from_cost, dip_inputs
 
-    pool = case_pools(cases)
-    cost = cases["total_cost"].to_numpy()
-    budgets = {p: round(float(cost[pool == p].sum()) * 0.6, 2) for p in sorted(set(pool))}
+    budgets = budgets_from_cost(cases, 0.6)
     hospitals = pq.read_table(out / "region" / "hospitals.parquet")
     grouped = dip_inputs(cases, DipCatalog(catalog.groups, catalog.options, "demo", catalog.keys))
     reports = []
@@ -593,11 +584,9 @@ def _demo_settlement(cases, catalog, out: Path) -> Path:
     from dipsim.grouping.dip import DipCatalog
     from dipsim.io.writers import write_csv
     from dipsim.policy import Policy
-    from dipsim.settlement import case_pools, dip_inputs, run_settlement
+    from dipsim.settlement import budgets_from_cost, dip_inputs, run_settlement
 
-    pool = case_pools(cases)
-    cost = cases["total_cost"].to_numpy()
-    budgets = {p: round(float(cost[pool == p].sum()) * 0.6, 2) for p in sorted(set(pool))}
+    budgets = budgets_from_cost(cases, 0.6)
     policy = Policy(values={}, name="defaults").overlay({"budget.total": budgets}, name="defaults, budget 60% of cost")
     hospitals = pq.read_table(out / "region" / "hospitals.parquet")
     grouped = dip_inputs(cases, DipCatalog(catalog.groups, catalog.options, "demo", catalog.keys))
@@ -692,10 +681,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_qy_option(p)
     _add_read_options(p)
 
-    catalog = sub.add_parser("catalog", help="DIP catalogues: build one from a city's past cases",
-                             description="DIP catalogues (病种目录库).")
-    catalog_sub = catalog.add_subparsers(dest="catalog_command", metavar="ACTION")
-    catalog.set_defaults(func=lambda _: catalog.print_help() or EXIT_USAGE)
+    def add_group(name: str, help_text: str, description: str):
+        """A command with actions (`dipsim catalog build`): its sub-parsers; alone it prints its help."""
+        group = sub.add_parser(name, help=help_text, description=description)
+        group.set_defaults(func=lambda _: group.print_help() or EXIT_USAGE)
+        return group.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+
+    catalog_sub = add_group("catalog", "DIP catalogues: build one from a city's past cases", "DIP catalogues (病种目录库).")
     p = catalog_sub.add_parser(
         "build", help="Build a DIP catalogue from past cases with costs",
         description="Build a DIP catalogue: key = principal diagnosis subcategory + the set of procedures; keys "
@@ -753,10 +745,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "default: the last discharge day of the cases)")
     _add_read_options(p)
 
-    scenarios = sub.add_parser("scenarios", help="compare policy variants hospital by hospital",
-                               description="Scenarios: a baseline policy and its variants or sweeps.")
-    scenarios_sub = scenarios.add_subparsers(dest="scenarios_command", metavar="ACTION")
-    scenarios.set_defaults(func=lambda _: scenarios.print_help() or EXIT_USAGE)
+    scenarios_sub = add_group("scenarios", "compare policy variants hospital by hospital",
+                              "Scenarios: a baseline policy and its variants or sweeps.")
     p = scenarios_sub.add_parser(
         "run", help="Run a scenario file on a year of cases",
         description="Group the cases once, then price and settle the baseline and every variant of the scenario file "

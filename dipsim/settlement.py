@@ -35,6 +35,17 @@ def case_pools(cases: pa.Table) -> np.ndarray:
     return pc.binary_join_element_wise(pool, insurance, "-").to_numpy(zero_copy_only=False)
 
 
+def budgets_from_cost(cases: pa.Table, share: float, budgets: dict | None = None) -> dict[str, float]:
+    """`budgets` with every pool of the cases that has none set to `share` x its total cost billed by item (a
+    convenience for synthetic regions and what-ifs: a bureau sets its budgets itself)."""
+    out = dict(budgets or {})
+    pool = case_pools(cases)
+    cost = _float(cases, "total_cost")
+    for p in sorted(set(pool) - set(out)):
+        out[p] = round(float(cost[pool == p].sum()) * share, 2)
+    return out
+
+
 def _float(cases: pa.Table, name: str) -> np.ndarray:
     return pc.fill_null(pc.cast(cases[name], pa.float64()), 0.0).to_numpy(zero_copy_only=False)
 

@@ -42,7 +42,7 @@ def small_region(tmp_path_factory):
     from dipsim.catalog import CatalogOptions, build_catalog
     from dipsim.grouping.dip import DipCatalog
     from dipsim.io import load_cases
-    from dipsim.settlement import case_pools, dip_inputs
+    from dipsim.settlement import budgets_from_cost, dip_inputs
     from dipsim.synth import synthesize_region
     from dipsim.tcm import load_tcm
 
@@ -52,9 +52,7 @@ def small_region(tmp_path_factory):
     hospitals = pq.read_table(root / "region" / "hospitals.parquet")
     built = build_catalog(cases, CatalogOptions(threshold=10, tcm=load_tcm(repo_root() / "examples" / "dip_tcm.toml")))
     grouped = dip_inputs(cases, DipCatalog(built.groups, built.options, "test", built.keys))
-    pool = case_pools(cases)
-    cost = cases["total_cost"].to_numpy()
-    budgets = {p: round(float(cost[pool == p].sum()) * 0.6, 2) for p in sorted(set(pool))}
+    budgets = budgets_from_cost(cases, 0.6)
     return cases, hospitals, grouped, budgets
 
 

@@ -33,14 +33,14 @@ print(f"{cases.num_rows:,} cases in {hospitals.num_rows} hospitals")'''
 
 CATALOG_AND_BUDGET = '''from dipsim.catalog import CatalogOptions, build_catalog
 from dipsim.grouping.dip import DipCatalog
-from dipsim.settlement import case_pools, dip_inputs
+from dipsim.settlement import budgets_from_cost, case_pools, dip_inputs
 
 catalog = build_catalog(cases, CatalogOptions(threshold=15))
 dip = DipCatalog(catalog.groups, catalog.options, "notebook", catalog.keys)
 grouped = dip_inputs(cases, dip)
 pool = case_pools(cases)
 cost = cases["total_cost"].to_numpy()
-budgets = {p: round(float(cost[pool == p].sum()) * 0.6, 2) for p in sorted(set(pool))}
+budgets = budgets_from_cost(cases, 0.6)
 print(f"{catalog.groups.num_rows:,} DIP groups, core coverage {catalog.coverage:.1%}; budgets {budgets}")'''
 
 NOTEBOOKS = {
