@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -36,6 +37,9 @@ from dipsim import __version__
 from dipsim.io.errors import DipsimError
 
 EXIT_LOCKED = 4
+BATCH_ROWS = 1 << 20  # cases validated, grouped and priced at a time: what bounds the chunked engine's memory
+CACHE_FORMAT = 2  # of the state's cache files; a new format groups every partition again
+COUNTS_KEY = "dipsim.nightly"  # cache-file metadata: the partition's row counts and months
 GROUPED_COLUMNS = ("case_id", "hospital_id", "pool", "month", "cost", "patient_paid", "group", "group_points",
                    "standard_cost", "tcm_group_case", "tcm_treated")
 
@@ -96,14 +100,40 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def _group_partition(path: Path, catalog, scheme: str, policy) -> pa.Table:
-    """Validate and group one partition; the per-case columns the year-to-date settlement needs."""
-    import pyarrow.compute as pc
+def _group_partition(path: Path, target: Path, catalog, scheme: str, policy) -> None:
+    """Validate and group one partition, `BATCH_ROWS` cases at a time, into its cache file `target`: the per-case
+    columns the year-to-date settlement needs, with the partition's row counts and months in the file's metadata.
+    Its rejects go beside it first (`rejects/<name>`); `target` appears last and whole (atomic), so a cache file
+    that exists is complete."""
+    from dipsim.io.validate import iter_load_cases
+    from dipsim.io.writers import atomic_path, write_parquet
+    from dipsim.schema import REJECT_SCHEMA
 
-    from dipsim.io.validate import load_cases
+    rejects, rows_read, months = [], 0, set()
+    with atomic_path(target) as tmp:
+        writer = None
+        try:
+            for result in iter_load_cases(path, BATCH_ROWS):
+                table = _grouped_columns(result.accepted, catalog, scheme, policy)
+                writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer.write_table(table)
+                rejects.append(result.rejects)
+                rows_read += result.rows_read
+                months.update(pc.unique(table["month"]).to_pylist())
+            rejected = pa.concat_tables(rejects) if rejects else REJECT_SCHEMA.empty_table()
+            writer.add_key_value_metadata({COUNTS_KEY: json.dumps({
+                "rows_read": rows_read, "rejected": len(pc.unique(rejected["row"])),
+                "months": sorted(months - {0})})})
+        finally:
+            if writer is not None:
+                writer.close()
+        write_parquet(rejected, target.parent / "rejects" / target.name)
+
+
+def _grouped_columns(cases: pa.Table, catalog, scheme: str, policy) -> pa.Table:
+    """The grouped per-case columns of validated cases."""
     from dipsim.settlement import _float, case_pools, dip_inputs, drg_inputs
 
-    cases = load_cases(path).accepted
     grouped = dip_inputs(cases, catalog) if catalog is not None else drg_inputs(cases, scheme, policy)
     day = cases["discharge_date"]
     month = pc.fill_null(pc.add(pc.multiply(pc.year(day), 12), pc.month(day)), 0)
@@ -116,14 +146,10 @@ def _group_partition(path: Path, catalog, scheme: str, policy) -> pa.Table:
         "tcm_group_case": grouped["tcm_group_case"], "tcm_treated": grouped["tcm_treated"]})
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+def _counts(cached: Path) -> dict:
+    """A cache file's partition counts: rows read, rejected (accepted = the file's rows) and months."""
+    meta = pq.ParquetFile(cached).metadata
+    return {**json.loads(meta.metadata[COUNTS_KEY.encode()]), "accepted": meta.num_rows}
 
 
 def budget_share(months: list[int], seasonality: dict[int, float] | None) -> float:
@@ -163,7 +189,7 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         cache.mkdir(parents=True, exist_ok=True)
         files = parquet_files(claims)
         hashes = [_sha256(f) for f in files]
-        setup = hashlib.sha256(f"{__version__}\0{scheme}\0".encode())
+        setup = hashlib.sha256(f"{__version__}\0{CACHE_FORMAT}\0{scheme}\0".encode())
         if catalog is not None:
             for f in sorted(Path(catalog.source).glob("*")):
                 setup.update(f.name.encode() + f.read_bytes())
@@ -175,11 +201,11 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
             _dask_map(_group_to_cache, [(p, c, catalog, scheme, policy) for p, c in todo], scheduler)
             log(f"grouped {len(todo)} partitions on Dask")
         for number, (path, target) in enumerate(todo if engine != "dask" else []):
-            _write_atomic(_group_partition(path, catalog, scheme, policy), target)
+            _group_partition(path, target, catalog, scheme, policy)
             log(f"grouped partition {number + 1}/{len(todo)}: {path}")
         cached = [cache / f"{setup_key}-{d[:32]}.parquet" for d in hashes]
-        months = sorted(set().union(*(set(pq.read_table(f, columns=["month"])["month"].to_pylist())
-                                      for f in cached)) - {0})
+        counts = [_counts(f) for f in cached]
+        months = sorted(set().union(*(c["months"] for c in counts)))
         share = budget_share(months, seasonality)
         annual = policy.get("budget.total")
         ytd_policy = policy.overlay({"budget.total": {p: round(b * share, 2) for p, b in annual.items()}})
@@ -196,7 +222,11 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
                        ("group", "group_points", "standard_cost", "tcm_group_case", "tcm_treated")}
             run = _settle(cases, year, hospitals, ytd_policy, grouped, run_settlement)
             tables = (run.hospitals, run.pools)
-        inputs = [{"file": str(f), "sha256": d} for f, d in zip(files, hashes)]
+        inputs = [{"file": str(f), "sha256": d, **{k: c[k] for k in ("rows_read", "accepted", "rejected")}}
+                  for f, d, c in zip(files, hashes, counts)]
+        totals = {k: sum(i[k] for i in inputs) for k in ("rows_read", "accepted", "rejected")}
+        if totals["rejected"]:
+            log(f"{totals['rejected']:,} of {totals['rows_read']:,} rows rejected: see rejects.csv")
         run_id = hashlib.sha256(json.dumps([__version__, policy.digest(), setup_key, hashes, share,
                                             _sha256(Path(hospitals_path))]).encode()).hexdigest()[:16]
         runs = Path(out) / "runs"
@@ -207,11 +237,13 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         try:
             write_csv(tables[0], tmp / "hospitals.csv")
             write_csv(tables[1], tmp / "pools.csv")
+            write_csv(pa.concat_tables([pq.read_table(f.parent / "rejects" / f.name) for f in cached]),
+                      tmp / "rejects.csv")
             write_json({"dipsim_version": __version__, "command": "nightly", "run_id": run_id,
                         "policy": str(policy_path), "policy_sha256": policy.digest(), "catalog": str(catalog_path),
                         "scheme": scheme if catalog is None else None, "months": months,
                         "budget_share": share, "projection": "seasonality" if seasonality else "pro rata",
-                        "partitions": inputs, "hospitals": {"file": str(hospitals_path),
+                        "partitions": inputs, "totals": totals, "hospitals": {"file": str(hospitals_path),
                                                             "sha256": _sha256(Path(hospitals_path))}},
                        tmp / "manifest.json")
             if final.exists():
@@ -233,28 +265,30 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
 
 
 def _partition_sums(path: Path, hospitals: pa.Table, policy):
-    """Price one cached partition; its per (pool, hospital) sums."""
+    """Price one cached partition, `BATCH_ROWS` cases at a time; its per (pool, hospital) sums."""
     import pandas as pd
 
     from dipsim.pricing import case_points
 
-    part = pq.read_table(path)
-    cost = part["cost"].to_numpy()
-    priced = case_points(part["group_points"].to_numpy(), cost, part["standard_cost"].to_numpy(),
-                         part["hospital_id"].to_numpy(zero_copy_only=False), hospitals, policy,
-                         tcm_group_case=part["tcm_group_case"].to_numpy(zero_copy_only=False),
-                         tcm_treated=part["tcm_treated"].to_numpy(zero_copy_only=False))
-    frame = pd.DataFrame({"pool": part["pool"].to_numpy(zero_copy_only=False),
-                          "hospital_id": part["hospital_id"].to_numpy(zero_copy_only=False),
-                          "points": priced["case_points"], "cost": cost,
-                          "patient_paid": part["patient_paid"].to_numpy(),
-                          "item": np.where(priced["paid_by_item"], cost, 0.0), "cases": 1})
-    return frame.groupby(["pool", "hospital_id"], sort=False).sum()
+    sums = []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
+        part = pa.Table.from_batches([batch])
+        cost = part["cost"].to_numpy()
+        hospital_id = part["hospital_id"].to_numpy(zero_copy_only=False)
+        priced = case_points(part["group_points"].to_numpy(), cost, part["standard_cost"].to_numpy(), hospital_id,
+                             hospitals, policy,
+                             tcm_group_case=part["tcm_group_case"].to_numpy(zero_copy_only=False),
+                             tcm_treated=part["tcm_treated"].to_numpy(zero_copy_only=False))
+        frame = pd.DataFrame({"pool": part["pool"].to_numpy(zero_copy_only=False), "hospital_id": hospital_id,
+                              "points": priced["case_points"], "cost": cost,
+                              "patient_paid": part["patient_paid"].to_numpy(),
+                              "item": np.where(priced["paid_by_item"], cost, 0.0), "cases": 1})
+        sums.append(frame.groupby(["pool", "hospital_id"], sort=False).sum())
+    return pd.concat(sums).groupby(level=[0, 1], sort=False).sum() if sums else None  # None: an empty partition
 
 
 def _group_to_cache(job) -> None:
-    path, target, catalog, scheme, policy = job
-    _write_atomic(_group_partition(path, catalog, scheme, policy), target)
+    _group_partition(*job)
 
 
 def _dask_map(function, items: list, scheduler: str | None) -> list:
@@ -282,7 +316,7 @@ def _settle_chunked(cached: list[Path], hospitals: pa.Table, policy, scheduler=F
         sums = [_partition_sums(path, hospitals, policy) for path in cached]
     else:
         sums = _dask_map(_sums_job, [(path, hospitals, policy) for path in cached], scheduler)
-    total = pd.concat(sums).groupby(level=[0, 1]).sum()
+    total = pd.concat([s for s in sums if s is not None]).groupby(level=[0, 1]).sum()
     pools, hospital_ids = (np.asarray(total.index.get_level_values(i), dtype=object) for i in (0, 1))
     frame = SettlementFrame.from_sums(pools, hospital_ids, total["cases"].to_numpy(), total["cost"].to_numpy(),
                                       total["patient_paid"].to_numpy())

@@ -156,3 +156,36 @@ def test_the_dask_engine_equals_the_in_process_one(world, tmp_path):
     assert dask.grouped_now == 12
     for name in ("hospitals.csv", "pools.csv"):
         assert (dask.run_dir / name).read_bytes() == (local.run_dir / name).read_bytes(), name
+
+
+def test_small_batches_give_the_same_results_and_every_row_is_counted(world, tmp_path, monkeypatch):
+    """A partition with a bad row and a case id repeated far apart, and an empty partition: read in batches of 50
+    or whole, the results and rejects are the same, and rows read = accepted + rejected in the manifest."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    claims = months(world, tmp_path, 3)
+    first = sorted(claims.glob("*/*.parquet"))[0]
+    table = pq.read_table(first)
+    ids = table["case_id"].to_pylist()
+    ids[-1] = ids[0]  # a duplicate, batches apart
+    cost = pc.multiply(table["total_cost"], pa.array([-1.0 if i == 7 else 1.0 for i in range(table.num_rows)]))
+    table = table.set_column(table.schema.get_field_index("case_id"), "case_id", pa.array(ids, pa.string()))
+    table = table.set_column(table.schema.get_field_index("total_cost"), "total_cost", cost)
+    pq.write_table(table, first)
+    (claims / "discharge_month=2025-13").mkdir()
+    pq.write_table(table.slice(0, 0), claims / "discharge_month=2025-13" / "part-0.parquet")
+    whole = run(world, tmp_path / "whole", claims)
+    monkeypatch.setattr(nightly, "BATCH_ROWS", 50)
+    batched = run(world, tmp_path / "batched", claims)
+    for name in ("hospitals.csv", "pools.csv", "rejects.csv"):
+        assert (batched.run_dir / name).read_bytes() == (whole.run_dir / name).read_bytes(), name
+    manifest = json.loads((batched.run_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["totals"] == {"rows_read": sum(pq.read_metadata(f).num_rows for f in claims.glob("*/*.parquet")),
+                                  "accepted": manifest["totals"]["rows_read"] - 2, "rejected": 2}
+    reasons = (batched.run_dir / "rejects.csv").read_text(encoding="utf-8-sig")
+    assert "duplicate case id (first at row 1)" in reasons and "negative amount" in reasons
+    assert manifest["partitions"][-1]["rows_read"] == 0

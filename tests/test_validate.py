@@ -185,3 +185,33 @@ def test_cli_summary_counts_reasons(tmp_path):
     rows = [_row(病案号="A", 住院天数="-1", 入院日期="", 出院日期=""), _row(病案号="B", 住院天数="-2", 入院日期="", 出院日期="")]
     summary = validate_to_dir(_write(tmp_path, rows), tmp_path / "out")
     assert summary.reject_reasons == {"los_days: negative length of stay": 2}
+
+
+# ---------------------------------------------------------------- batches: the same answer as one read
+
+_BAD = [{"医疗总费用": "-12.00"}, {"年龄": "200"}, {"病案号": ""}, {"出院日期": "yesterday"}]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.sampled_from("ABCDEFGHIJKLMNOPQRST"), st.sampled_from([None, *range(len(_BAD))])),
+                     min_size=1, max_size=40),
+       batch_rows=st.integers(1, 12))
+def test_a_parquet_file_validated_in_batches_equals_one_read(tmp_path, rows, batch_rows):
+    """Ids repeat across batches and bad rows fall anywhere: accepted rows, rejects (duplicates with their first
+    row) and counts are those of one read of the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dipsim.io.validate import iter_load_cases
+
+    lines = [next(csv.reader([_row(**{"病案号": cid, **(_BAD[bad] if bad is not None else {})})])) for cid, bad in rows]
+    header = HEADER.split(",")
+    path = tmp_path / "part.parquet"
+    pq.write_table(pa.table({h: [line[i] for line in lines] for i, h in enumerate(header)}), path,
+                   row_group_size=5)
+    whole = load_cases(path)
+    parts = list(iter_load_cases(path, batch_rows))
+    assert sum(p.rows_read for p in parts) == whole.rows_read == len(rows)
+    assert pa.concat_tables([p.accepted for p in parts]).equals(whole.accepted)
+    assert pa.concat_tables([p.rejects for p in parts]).to_pylist() == whole.rejects.to_pylist()
+    assert sum(p.n_rejected for p in parts) == whole.n_rejected

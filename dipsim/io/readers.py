@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -245,10 +246,37 @@ def read_cases_raw(
         table, rows = read_excel_raw(path, sheet)
     else:
         raise InputError(f"{path}: unsupported file type {suffix!r} (use .csv, .xlsx or .parquet)")
+    return _canonical(table, rows, path, header_mapping, detected, rejects, validated)
+
+
+def _canonical(table: pa.Table, rows: np.ndarray, path: Path, header_mapping: dict[str, str] | None,
+               detected: str = "", rejects: list[dict] | None = None, validated: dict | None = None) -> RawCases:
+    """Headers mapped onto canonical names, split code columns joined."""
     mapping = map_headers(table.column_names, header_mapping, source=str(path))
     table, mapping = _join_split_code_columns(table, mapping)
     table = table.rename_columns([mapping.get(n, n) for n in table.column_names])
     unmapped = [n for n in table.column_names if n not in mapping.values()]
-    for r in rejects:
+    for r in rejects or []:
         r["file"] = str(path)
-    return RawCases(table, rows, str(path), detected, mapping, unmapped, rejects, validated)
+    return RawCases(table, rows, str(path), detected, mapping, unmapped, rejects or [], validated)
+
+
+def iter_parquet_raw(path: str | Path, batch_rows: int, header_mapping: dict[str, str] | None = None
+                     ) -> Iterator[RawCases]:
+    """One Parquet file `batch_rows` rows at a time (as its row groups allow), each batch a RawCases numbered by
+    its rows in the file: memory bounded by the batch, whatever the file's size. An empty file gives one empty
+    batch."""
+    path = Path(path)
+    try:
+        file = pq.ParquetFile(path)
+        validated = validated_stamp([path])
+        start = 1
+        for batch in file.iter_batches(batch_size=batch_rows):
+            rows = np.arange(start, start + batch.num_rows, dtype=np.int64)
+            start += batch.num_rows
+            yield _canonical(pa.Table.from_batches([batch]), rows, path, header_mapping, validated=validated)
+        if start == 1:
+            yield _canonical(file.schema_arrow.empty_table(), np.zeros(0, np.int64), path, header_mapping,
+                             validated=validated)
+    except (OSError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InputError(f"{path}: cannot read as Parquet: {exc}") from exc

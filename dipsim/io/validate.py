@@ -7,13 +7,16 @@ recorded as warnings. All checks are vectorised over columns; there is no per-ro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from dipsim import __version__, codes
 from dipsim.schema import CASE_FIELDS, CASE_SCHEMA, DISCHARGE_MODES, REJECT_SCHEMA
@@ -291,24 +294,35 @@ def _case_ids(raw: RawCases) -> tuple[pa.Array, bool]:
     return pa.array([f"{stem}#{r}" for r in raw.rows], pa.string()), False
 
 
-def _check_case_ids(p: _Problems, ids: pa.Array) -> None:
-    """Missing ids are rejected; of rows sharing an id the first is kept and the others rejected."""
-    if len(ids) == 0:
-        return
-    missing = ids.is_null().to_numpy(zero_copy_only=False)
-    p.reject(missing, "case_id", ids, "missing case id")
+def _first_positions(ids: pa.Array) -> np.ndarray | None:
+    """Each row's position of the first row with its case id (-1 where the id is missing); None when no id
+    repeats."""
     encoded = pc.dictionary_encode(ids)
     index = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
     present = index >= 0
     if np.bincount(index[present]).max(initial=0) <= 1:
-        return
-    ids_seen, first = np.unique(index, return_index=True)  # each id's first row (-1, a missing id, lands last)
-    first_of = np.full(len(encoded.dictionary) + 1, -1, np.int64)
+        return None
+    ids_seen, first = np.unique(index, return_index=True)
+    first_of = np.full(len(encoded.dictionary) + 1, -1, np.int64)  # a missing id (-1) takes the spare last slot
     first_of[ids_seen] = first
-    first_position = first_of[index]
-    dup = present & (first_position != np.arange(len(index)))
-    first_row = np.where(dup, p.rows[np.maximum(first_position, 0)], 0)
-    p.reject(dup, "case_id", ids, "duplicate case id (first at row " + _fmt(first_row, dup) + ")")
+    return np.where(present, first_of[index], -1)
+
+
+def _check_case_ids(p: _Problems, ids: pa.Array, first_rows: np.ndarray | None = None) -> None:
+    """Missing ids are rejected; of rows sharing an id the first is kept and the others rejected. `first_rows`:
+    the row number of each row's id's first row, when it was found over more rows than these (a file read in
+    batches); 0 for a missing id."""
+    if len(ids) == 0:
+        return
+    missing = ids.is_null().to_numpy(zero_copy_only=False)
+    p.reject(missing, "case_id", ids, "missing case id")
+    if first_rows is None:
+        first = _first_positions(ids)
+        if first is None:
+            return
+        first_rows = np.where(first >= 0, p.rows[np.maximum(first, 0)], 0)
+    dup = (first_rows > 0) & (first_rows != p.rows)
+    p.reject(dup, "case_id", ids, "duplicate case id (first at row " + _fmt(first_rows, dup) + ")")
 
 
 def _code_lists(col, system: str, crosswalk: str | None) -> tuple[pa.ListArray, pa.Array, np.ndarray]:
@@ -423,14 +437,16 @@ def _check_text(p: _Problems, name: str, text: pa.Array, decoded: bool) -> pa.Ar
     return text
 
 
-def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> ValidationResult:
-    """Check every row of a raw read; return the accepted cases in CASE_SCHEMA, the rejects and the warnings."""
+def validate_cases(raw: RawCases, options: ValidationOptions | None = None,
+                   first_rows: np.ndarray | None = None) -> ValidationResult:
+    """Check every row of a raw read; return the accepted cases in CASE_SCHEMA, the rejects and the warnings.
+    `first_rows`: see `_check_case_ids` (a batch of a larger file)."""
     opts = options or ValidationOptions()
     _require_columns(raw)
     ids, has_id_column = _case_ids(raw)
     p = _Problems(raw.source, raw.rows, ids)
     columns = {
-        **_check_identity(p, raw, ids, has_id_column),
+        **_check_identity(p, raw, ids, has_id_column, first_rows),
         "diagnoses": _codes(raw, p, "diagnoses", "icd10", opts.diagnosis_crosswalk, opts),
         "procedures": _codes(raw, p, "procedures", "icd9", opts.procedure_crosswalk, opts),
         **_check_person(p, raw, opts),
@@ -456,13 +472,14 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None) -> V
     return result
 
 
-def _check_identity(p: _Problems, raw: RawCases, ids: pa.Array, has_id_column: bool) -> dict:
+def _check_identity(p: _Problems, raw: RawCases, ids: pa.Array, has_id_column: bool,
+                    first_rows: np.ndarray | None = None) -> dict:
     """Case id (missing, duplicate) and the other text fields (undecodable bytes)."""
     if not has_id_column and len(ids):
         p.warn(np.arange(len(ids)) == 0, "case_id", "", "no case id column: ids made from the file name and row")
     decoded = bool(raw.encoding)
     _check_text(p, "case_id", ids, decoded)
-    _check_case_ids(p, ids)
+    _check_case_ids(p, ids, first_rows)
     texts = {name: _check_text(p, name, _text(raw.table[name]), decoded)
              for name in ("patient_id", "hospital_id", "pool", "tcm_diagnosis", "department", "insurer_drg")
              if name in raw.table.column_names}
@@ -584,7 +601,37 @@ def load_cases(path, options: ValidationOptions | None = None, header_mapping: d
     from .readers import read_cases_raw
 
     raw = read_cases_raw(path, header_mapping, encoding, sheet, columns=columns, dictionary_codes=dictionary_codes)
+    return _result(raw, options or ValidationOptions(), columns)
+
+
+def iter_load_cases(path, batch_rows: int, options: ValidationOptions | None = None) -> Iterator[ValidationResult]:
+    """`load_cases` of one Parquet file, `batch_rows` rows at a time (memory bounded by the batch): each batch is
+    validated alone, and a case id repeated from an earlier batch is rejected as in one read (the file's case id
+    column is checked whole first, when the file is larger than a batch)."""
+    from .readers import iter_parquet_raw
+
     opts = options or ValidationOptions()
+    first_rows = None
+    for number, raw in enumerate(iter_parquet_raw(path, batch_rows)):
+        if number == 0 and not _trusted(raw, opts) and pq.ParquetFile(path).metadata.num_rows > batch_rows:
+            first_rows = _file_first_rows(Path(path), raw.header_map)
+        part = None if first_rows is None or not len(raw.rows) else first_rows[raw.rows[0] - 1:raw.rows[-1]]
+        yield _result(raw, opts, first_rows=part)
+
+
+def _file_first_rows(path: Path, header_map: dict[str, str]) -> np.ndarray | None:
+    """The row number of each row's case id's first row over the whole file (0: missing); None when no id
+    repeats or the file has no case id column (ids are then made from the row numbers)."""
+    header = next((h for h, c in header_map.items() if c == "case_id"), None)
+    if header is None:
+        return None
+    first = _first_positions(_text(pq.read_table(path, columns=[header])[header]))
+    return None if first is None else np.where(first >= 0, first + 1, 0)
+
+
+def _result(raw: RawCases, opts: ValidationOptions, columns: list[str] | None = None,
+            first_rows: np.ndarray | None = None) -> ValidationResult:
+    """The accepted rows of `raw`: as read when it is `dipsim validate` output (trusted), else validated."""
     if _trusted(raw, opts, columns):
         names = [n for n in CASE_SCHEMA.names if n in raw.table.column_names]
         extras = [n for n in raw.table.column_names if n not in CASE_SCHEMA.names]
@@ -593,7 +640,7 @@ def load_cases(path, options: ValidationOptions | None = None, header_mapping: d
                                 accepted_rows=raw.rows, rejects=REJECT_SCHEMA.empty_table(),
                                 warnings=REJECT_SCHEMA.empty_table(), rows_read=len(raw.rows), source=raw.source,
                                 trusted=True)
-    return validate_cases(raw, opts)
+    return validate_cases(raw, opts, first_rows)
 
 
 def _trusted(raw: RawCases, opts: ValidationOptions, columns: list[str] | None = None) -> bool:
