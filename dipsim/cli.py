@@ -462,6 +462,52 @@ def cmd_nightly(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- screen
+
+
+def cmd_screen(args) -> int:
+    """Validate, group and run the supervision screens; write flags.csv, hospitals.csv, rejects.csv, manifest.json."""
+    import pyarrow as pa
+
+    from dipsim.io.readers import parquet_files
+    from dipsim.io.validate import load_cases
+    from dipsim.io.writers import sha256_file, write_csv, write_json
+    from dipsim.policy import Policy, load_policy
+    from dipsim.supervise import SCREENS, screen_region
+
+    console = _console(args)
+    out = Path(args.out)
+    policy = load_policy(args.policy) if args.policy else Policy(values={})
+    mapping, options, sheet = _read_options(args)
+    catalog = _catalog(args) if args.catalog else None
+    with _progress(console, "reading and validating", 1) as update:
+        result = load_cases(args.input, options=options, header_mapping=mapping, encoding=args.encoding,
+                            sheet=sheet)
+        update(1, 1)
+    with _progress(console, "grouping and screening", 1) as update:
+        screens = screen_region(result.accepted, policy, _scheme(args, compiled=True), catalog)
+        update(1, 1)
+    write_csv(pa.Table.from_pandas(screens.flags, preserve_index=False), out / "flags.csv")
+    write_csv(pa.Table.from_pandas(screens.hospitals, preserve_index=False), out / "hospitals.csv")
+    write_csv(result.rejects, out / "rejects.csv")
+    counts = screens.flags["screen"].value_counts()
+    upcoding = screens.hospitals.loc[screens.hospitals.get("upcoding_flag", False) == True, "hospital_id"]  # noqa: E712
+    inputs = parquet_files(args.input) if Path(args.input).is_dir() else [Path(args.input)]
+    write_json({"dipsim_version": __version__, "command": "screen",
+                "inputs": [{"file": str(f), "sha256": sha256_file(f)} for f in inputs],
+                "policy": args.policy, "policy_sha256": policy.digest(),
+                "grouping": {"drg_scheme": args.scheme, "dip_catalog": str(catalog.source) if catalog else None},
+                "rows_read": result.rows_read, "accepted": result.n_accepted, "rejected": result.n_rejected,
+                "flags": {s: int(counts.get(s, 0)) for s in SCREENS}, "skipped": screens.skipped,
+                "upcoding_hospitals": upcoding.tolist()}, out / "manifest.json")
+    print(f"rows read {result.rows_read:,} = accepted {result.n_accepted:,} + rejected {result.n_rejected:,}; flags: "
+          + ", ".join(f"{s} {int(counts.get(s, 0)):,}" for s in SCREENS if s not in screens.skipped)
+          + f"; upcoding hospitals: {', '.join(upcoding) or 'none'} -> {out}")
+    for screen, why in screens.skipped.items():
+        console.print(f"{screen} not run: {why}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- synth
 
 
@@ -678,6 +724,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheme", default="chs-drg-1.1", help="grouper table version (default chs-drg-1.1), or dip "
                                                           "with --catalog")
     p.add_argument("--catalog", help="DIP catalogue folder from `dipsim catalog build` (with --scheme dip)")
+    _add_qy_option(p)
+    _add_read_options(p)
+
+    p = add("screen", "Fund supervision screens (基金监管): split readmissions (分解住院), low-standard admissions (低标入院), "
+                      "long stays, 五同 repeats, upcoding hospitals (高套) and deaths in low-risk groups. Writes "
+                      "OUT/flags.csv (one line per flagged case and screen, with the reason), hospitals.csv, "
+                      "rejects.csv and manifest.json.", cmd_screen)
+    p.add_argument("input", help="case file (CSV/Excel/Parquet) or folder of Parquet partitions")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--policy", help="policy TOML whose supervision.* parameters set the screens (default: the defaults "
+                                    "in dipsim/data/policy_parameters.toml)")
+    p.add_argument("--scheme", default="chs-drg-1.1", help="CHS-DRG tables for the MCC/CC levels and, without "
+                                                          "--catalog, the groups (default chs-drg-1.1)")
+    p.add_argument("--catalog", help="DIP catalogue folder: screen by its groups (a DIP city)")
     _add_qy_option(p)
     _add_read_options(p)
 

@@ -333,3 +333,26 @@ def apply_consequences(case_points: np.ndarray, screens: Screens | None, policy,
         return case_points
     factor, deducted = consequences
     return np.maximum(case_points * factor - deducted, 0.0)
+
+
+def screen_region(cases: pa.Table, policy, scheme: str = "chs-drg-1.1", catalog=None, on=None) -> Screens:
+    """Group the validated `cases` and screen them: under the CHS-DRG `scheme` for MCC/CC levels (and, without a
+    DIP `catalog`, for the groups and their weights calibrated on the cases' costs), or to the catalogue's groups."""
+    from dipsim.grouping.drg import group_table
+
+    drg = group_table(cases, scheme)
+    codes = drg["drg"].to_numpy(zero_copy_only=False)
+    if catalog is not None:
+        from dipsim.settlement import dip_inputs
+
+        grouped = dip_inputs(cases, catalog)
+        group, points = grouped["group"], grouped["group_points"]
+    else:
+        from dipsim.weights import calibrate_weights
+
+        cost = pc.fill_null(pc.cast(cases["total_cost"], pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+        weights = calibrate_weights(codes, cost)
+        group = np.where(codes == "0000", None, codes)
+        points = pd.Series(codes).map(dict(zip(weights["drg"], weights["rw"]))).to_numpy(dtype=np.float64)
+    return screen_cases(cases, group, policy, cc_level=drg["cc_level"].to_numpy(zero_copy_only=False),
+                        points=points, on=on)

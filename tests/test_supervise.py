@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -159,3 +160,55 @@ def test_consequences_halve_the_split_stay_refuse_low_standard_and_deduct_points
     assert sum(v != 100.0 for v in cut.values()) == 3
     with pytest.raises(ValueError, match="unknown screen"):
         apply_consequences(points, screens, DEFAULTS.overlay({"supervision.deduction_points": {"splits": 1.0}}))
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_the_screens_find_the_behaviours_the_generator_injected(tmp_path, seed):
+    """Ground truth from the synthetic region: split-stay pairs are found (all but the chemotherapy and
+    radiotherapy ones, which the rule exempts) and the upcoding hospitals flagged, with few honest ones."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from dipsim.io import load_cases
+    from dipsim.supervise import screen_region
+    from dipsim.synth import synthesize_region
+
+    region = synthesize_region(tmp_path / "region", cases=60_000, hospitals=30, seed=seed)
+    cases = load_cases(tmp_path / "region" / "cases").accepted
+    screens = screen_region(cases, DEFAULTS)
+    pairs = pq.read_table(tmp_path / "region" / "ground_truth" / "split_stays.parquet").to_pandas()
+    principal = dict(zip(cases["case_id"].to_pylist(), pc.list_element(cases["diagnoses"], 0).to_pylist()))
+    exempt = pairs["first_case_id"].map(principal).str.startswith(("Z51.0", "Z51.1", "Z51.2"))
+    splits = screens.flags[screens.flags["screen"] == "split_readmission"]
+    found = pd.Series(list(zip(pairs["first_case_id"], pairs["second_case_id"]))).isin(
+        set(zip(splits["case_id"], splits["related_case_id"])))
+    assert len(pairs) > 300
+    assert found[~exempt.to_numpy()].mean() >= 0.95
+    assert found.mean() >= 0.85  # all pairs, the exempt ones included
+    assert len(splits) <= 1.05 * found.sum()  # few flags that are not injected splits
+    hospitals = screens.hospitals.set_index("hospital_id")
+    flagged = set(hospitals.index[hospitals["upcoding_flag"]])
+    upcoding = set(region.upcoding_hospitals)
+    assert len(flagged & upcoding) >= 0.9 * len(upcoding)
+    assert len(flagged - upcoding) <= 0.05 * (len(hospitals) - len(upcoding))
+
+
+def test_dipsim_screen_writes_flags_hospitals_and_a_manifest_that_adds_up(tmp_path, capsys):
+    import json
+
+    from dipsim.cli import main
+    from dipsim.synth import synthesize_region
+
+    synthesize_region(tmp_path / "region", cases=20_000, hospitals=12, seed=3)
+    out = tmp_path / "screens"
+    assert main(["screen", str(tmp_path / "region" / "cases"), "-o", str(out), "-q"]) == 0
+    line = capsys.readouterr().out
+    assert "rows read 20,000 = accepted 20,000 + rejected 0" in line and "split_readmission" in line
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    flags = pd.read_csv(out / "flags.csv", encoding="utf-8-sig")
+    hospitals = pd.read_csv(out / "hospitals.csv", encoding="utf-8-sig")
+    assert manifest["flags"] == {s: int((flags["screen"] == s).sum()) for s in manifest["flags"]}
+    assert hospitals["cases"].sum() == 20_000 and len(manifest["inputs"]) == 12
+    for screen, count in manifest["flags"].items():
+        assert hospitals[screen].sum() == count
+    assert flags["reason"].notna().all()
