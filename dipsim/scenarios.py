@@ -36,6 +36,7 @@ from dipsim.budget import SettlementFrame, settle_frame
 from dipsim.io.errors import InputError
 from dipsim.policy import Policy, PolicyError, load_policy
 from dipsim.pricing import CaseHospitals, case_points
+from dipsim.supervise import supervised_points
 
 BASELINE = "baseline"
 
@@ -115,11 +116,12 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
     frame = SettlementFrame.of(hospital_id, case_pools(cases), cost, _float(cases, "patient_paid"))
     runs = [(BASELINE, scenarios.baseline)] + [(v.name, scenarios.baseline.overlay(v.changes, name=v.name))
                                                for v in scenarios.variants]
-    payouts, points, pool_rows, reviews = {}, {}, [], []
+    payouts, points, pool_rows, reviews, screens = {}, {}, [], [], {}
     for number, (name, policy) in enumerate(runs):
         priced = case_points(grouped["group_points"], cost, grouped["standard_cost"], index, hospitals, policy,
                              tcm_group_case=grouped["tcm_group_case"], tcm_treated=grouped["tcm_treated"],
                              aux_factor=aux_factor)
+        priced["case_points"] = supervised_points(priced["case_points"], cases, grouped["group"], policy, screens)
         review_row = {"scenario": name, "review_applied": 0, "review_approved": 0.0, "review_amount": 0.0}
         if policy.get("review.in_effect"):
             from dipsim.review import apply_review

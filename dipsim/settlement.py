@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from dipsim.budget import SettlementFrame, settle_frame
 from dipsim.policy import Policy
 from dipsim.pricing import case_points
+from dipsim.supervise import supervised_points
 
 
 @dataclass
@@ -103,6 +104,7 @@ def run_settlement(cases: pa.Table, hospitals: pa.Table, policy: Policy, grouped
         day = cases["discharge_date"]
         month = pc.fill_null(pc.add(pc.multiply(pc.year(day), 12), pc.month(day)), 0).to_numpy(zero_copy_only=False)
     frame = SettlementFrame.of(hospital_id, pool, cost, _float(cases, "patient_paid"), month)
+    priced["case_points"] = supervised_points(priced["case_points"], cases, grouped["group"], policy, on=on)
     case_pts, item, extra, review = priced["case_points"], priced["paid_by_item"], None, None
     if policy.get("review.in_effect", on):
         from dipsim.review import apply_review

@@ -302,28 +302,39 @@ def _upcoding(c: _Cases, excess: float, z_min: float):
     return table, idx, reasons
 
 
+CONSEQUENCES = ("split_readmission_factor", "low_standard_factor", "deduction_points")
+
+
 def payment_factors(screens: Screens, policy, on=None) -> tuple[np.ndarray, np.ndarray] | None:
     """The policy's consequences per case: (points factor, points deducted), or None when the policy sets none.
     A split readmission's earlier stay keeps `split_readmission_factor` of its points, a low-standard admission
     `low_standard_factor`; `deduction_points` takes fixed points off each flagged case."""
-    split = policy.get("supervision.split_readmission_factor", on)
-    low = policy.get("supervision.low_standard_factor", on)
+    if not has_consequences(policy, on):
+        return None
     deductions = policy.get("supervision.deduction_points", on)
     unknown = set(deductions) - set(SCREENS)
     if unknown:
         raise ValueError(f"supervision.deduction_points: unknown screen(s) {sorted(unknown)}; known: {list(SCREENS)}")
-    if split == 1.0 and low == 1.0 and not any(deductions.values()):
-        return None
-    n = len(next(iter(screens.masks.values())))  # low_risk_death always runs
+    missing = {s for s, v in deductions.items() if v and s not in screens.masks}
+    if missing:
+        raise ValueError(f"supervision.deduction_points: {sorted(missing)} did not run: "
+                         + "; ".join(screens.skipped.get(s, "") for s in sorted(missing)))
+    n = len(screens.masks["low_risk_death"])  # the one screen that always runs
     factor = np.ones(n)
-    for screen, value in (("split_readmission", split), ("low_standard", low)):
+    for screen in ("split_readmission", "low_standard"):
+        value = policy.get(f"supervision.{screen}_factor", on)
         if value != 1.0 and screen in screens.masks:
             factor[screens.masks[screen]] *= value
     deducted = np.zeros(n)
     for screen, points in deductions.items():
-        if screen in screens.masks:
-            deducted[screens.masks[screen]] += points
+        deducted[screens.masks[screen]] += points
     return factor, deducted
+
+
+def has_consequences(policy, on=None) -> bool:
+    return (policy.get("supervision.split_readmission_factor", on) != 1.0
+            or policy.get("supervision.low_standard_factor", on) != 1.0
+            or any(policy.get("supervision.deduction_points", on).values()))
 
 
 def apply_consequences(case_points: np.ndarray, screens: Screens | None, policy, on=None) -> np.ndarray:
@@ -333,6 +344,26 @@ def apply_consequences(case_points: np.ndarray, screens: Screens | None, policy,
         return case_points
     factor, deducted = consequences
     return np.maximum(case_points * factor - deducted, 0.0)
+
+
+def supervised_points(case_points: np.ndarray, cases: pa.Table, group, policy, cache: dict | None = None,
+                      cc_level=None, on=None) -> np.ndarray:
+    """`apply_consequences` with the screens run on demand: only when the policy sets a consequence, and once per
+    set of screen parameters (`cache`, shared by the variants of a scenario run)."""
+    if not has_consequences(policy, on):
+        return case_points
+    cache = {} if cache is None else cache
+    key = tuple(str(policy.get(p, on)) for p in sorted(policy_parameters()) if p.split(".")[1] not in CONSEQUENCES)
+    if key not in cache:
+        cache[key] = screen_cases(cases, group, policy, cc_level=cc_level, on=on)
+    return apply_consequences(case_points, cache[key], policy, on)
+
+
+def policy_parameters() -> list[str]:
+    """The policy parameters of the supervision section."""
+    from dipsim.policy import PARAMETERS
+
+    return [p for p in PARAMETERS if p.startswith("supervision.")]
 
 
 def screen_region(cases: pa.Table, policy, scheme: str = "chs-drg-1.1", catalog=None, on=None) -> Screens:

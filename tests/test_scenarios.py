@@ -147,3 +147,41 @@ def test_review_monte_carlo_gives_intervals_around_the_expected_value():
     for h in ev.index:
         assert mc.loc[h, "approved_p5"] <= ev.loc[h, "approved"] <= mc.loc[h, "approved_p95"]
         assert mc.loc[h, "approved_mean"] == pytest.approx(ev.loc[h, "approved"], rel=0.05)
+
+
+def test_supervision_cuts_move_money_from_the_flagged_hospitals_and_raise_the_point_value(small_region):
+    """Under a fixed budget the cut points go back to everyone through the point value: the pool pays out the same
+    to the fen, the split-stay hospitals pay, the value rises."""
+    from dipsim.policy import Policy
+    from dipsim.supervise import screen_cases
+
+    cases, _, grouped, _ = small_region
+    results = run("supervision", small_region)
+    h = results.hospitals
+    for (scenario, pool), rows in h.groupby(["scenario", "pool"]):
+        assert round(rows["delta"].sum(), 2) == 0.0, (scenario, pool)
+    halved = "分解住院: the earlier stay's points halved (Zhejiang)"
+    screens = screen_cases(cases, grouped["group"], Policy(values={}))
+    splitters = set(screens.flags.loc[screens.flags["screen"] == "split_readmission", "hospital_id"])
+    assert splitters
+    rows = h[h["scenario"] == halved].groupby("hospital_id")["delta"].sum()
+    assert (rows[rows.index.isin(splitters)] < 0).all() and (rows[~rows.index.isin(splitters)] >= 0).all()
+    values = results.pools.pivot(index="pool", columns="scenario", values="point_value")
+    assert (values[halved] > values[BASELINE]).all()
+    assert (values["both, and 50 points off each 超长住院 and 五同 repeat"] >= values[halved]).all()
+
+
+def test_settlement_halves_exactly_the_flagged_earlier_stays(small_region):
+    from dipsim.policy import Policy
+    from dipsim.settlement import run_settlement
+    from dipsim.supervise import screen_cases
+
+    cases, hospitals, grouped, budgets = small_region
+    policy = Policy(values={}).overlay({"budget.total": budgets})
+    plain = run_settlement(cases, hospitals, policy, grouped).cases["case_points"].to_numpy()
+    cut = run_settlement(cases, hospitals, policy.overlay({"supervision.split_readmission_factor": 0.5}),
+                         grouped).cases["case_points"].to_numpy()
+    earlier = screen_cases(cases, grouped["group"], policy).masks["split_readmission"]
+    assert earlier.sum() > 0
+    np.testing.assert_allclose(cut[earlier], plain[earlier] * 0.5)
+    np.testing.assert_array_equal(cut[~earlier], plain[~earlier])
