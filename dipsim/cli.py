@@ -419,16 +419,16 @@ def cmd_scenarios_run(args) -> int:
             raise InputError(str(exc)) from exc
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("hospitals", "pools", "summary", "by_level", "by_type"):
-        frame = getattr(results, name)
+    tables = results.tables()
+    for name, frame in tables.items():
         write_csv(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.csv")
     write_json({"dipsim_version": version, "command": "scenarios run", "scenario_file": args.file,
                 "scenario": scenario_set.name, "title": scenario_set.title,
                 "baseline_policy": scenario_set.baseline.source, "baseline_sha256": scenario_set.baseline.digest(),
                 "variants": [{"name": v.name, "set": v.changes} for v in scenario_set.variants],
                 "mode": mode, "catalog": args.catalog, "budgets": budgets, "inputs": inputs,
-                "outputs": ["hospitals.csv", "pools.csv", "summary.csv", "by_level.csv", "by_type.csv"]
-                + ([] if args.no_report else ["report.html"])}, out / "manifest.json")
+                "outputs": [f"{n}.csv" for n in tables] + ([] if args.no_report else ["report.html"])},
+               out / "manifest.json")
     if not args.no_report:
         from dipsim.report.html import write_report
 
@@ -593,7 +593,10 @@ def _demo_scenarios(cases, catalog, out: Path) -> list[Path]:
     """Run every shipped scenario file on the demo region (budget 60% of cost) and write its report."""
     import pyarrow.parquet as pq
 
+    import pyarrow as pa
+
     from dipsim.grouping.dip import DipCatalog
+    from dipsim.io.writers import write_csv
     from dipsim.paths import scenarios_dir
     from dipsim.report.html import write_report
     from dipsim.scenarios import load_scenarios, run_scenarios
@@ -613,8 +616,8 @@ def _demo_scenarios(cases, catalog, out: Path) -> list[Path]:
         results = run_scenarios(cases, hospitals, scenario_set, grouped)
         folder = out / "scenarios" / scenario_set.name
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("hospitals", "pools", "summary", "by_level", "by_type"):
-            getattr(results, name).to_csv(folder / f"{name}.csv", index=False, encoding="utf-8-sig")
+        for name, frame in results.tables().items():
+            write_csv(pa.Table.from_pandas(frame, preserve_index=False), folder / f"{name}.csv")
         reports.append(write_report(results, folder / "report.html", scenario_set.title))
         moved = results.summary.set_index("scenario")["moved"].drop("baseline")
         print(f"scenarios {scenario_set.name}: {len(scenario_set.variants)} variants; most money moved "

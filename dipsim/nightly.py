@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from dipsim import __version__
 from dipsim.io.errors import DipsimError
+from dipsim.monitor import budget_share
 
 EXIT_LOCKED = 4
 BATCH_ROWS = 1 << 20  # cases validated, grouped and priced at a time: what bounds the chunked engine's memory
@@ -150,16 +151,6 @@ def _counts(cached: Path) -> dict:
     """A cache file's partition counts: rows read, rejected (accepted = the file's rows) and months."""
     meta = pq.ParquetFile(cached).metadata
     return {**json.loads(meta.metadata[COUNTS_KEY.encode()]), "accepted": meta.num_rows}
-
-
-def budget_share(months: list[int], seasonality: dict[int, float] | None) -> float:
-    """The share of the year's budget for the months seen (calendar months 1-12): m / 12, or the sum of last
-    year's monthly shares."""
-    calendar = sorted({(m - 1) % 12 + 1 for m in months})
-    if not seasonality:
-        return len(calendar) / 12
-    total = sum(seasonality.values())
-    return sum(seasonality.get(m, 0.0) for m in calendar) / total
 
 
 def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Path, out: Path, catalog_path=None,

@@ -102,6 +102,12 @@ class ScenarioResults:
     summary: pd.DataFrame  # scenario, winners, losers, unchanged, moved (yuan), TCM hospitals' share
     by_level: pd.DataFrame  # scenario, level, fund_payout, delta
     by_type: pd.DataFrame | None = None  # scenario, hospital_type (TCM / other), fund_payout, delta
+    funds: pd.DataFrame | None = None  # the baseline's fund monitoring by pool and month (`monitor.fund_monitor`)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The result tables there are, by the name of their CSV file."""
+        return {name: getattr(self, name) for name in ("hospitals", "pools", "summary", "by_level", "by_type", "funds")
+                if getattr(self, name) is not None}
 
 
 def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, grouped: dict,
@@ -116,7 +122,7 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
     frame = SettlementFrame.of(hospital_id, case_pools(cases), cost, _float(cases, "patient_paid"))
     runs = [(BASELINE, scenarios.baseline)] + [(v.name, scenarios.baseline.overlay(v.changes, name=v.name))
                                                for v in scenarios.variants]
-    payouts, points, pool_rows, reviews, screens = {}, {}, [], [], {}
+    payouts, points, pool_rows, reviews, screens, funds = {}, {}, [], [], {}, None
     for number, (name, policy) in enumerate(runs):
         priced = case_points(grouped["group_points"], cost, grouped["standard_cost"], index, hospitals, policy,
                              tcm_group_case=grouped["tcm_group_case"], tcm_treated=grouped["tcm_treated"],
@@ -134,6 +140,8 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
         else:
             result = settle_frame(frame, priced["case_points"], policy, paid_by_item=priced["paid_by_item"])
         reviews.append(review_row)
+        if name == BASELINE and "discharge_date" in cases.column_names:
+            funds = _funds(cases, cost, priced, policy)
         payouts[name], points[name] = result.amounts["fund_payout"], result.points
         pool_rows += [{"scenario": name, "pool": r["pool"], "point_value": r["point_value"], "status": r["status"],
                        "fund_payout": r["fund_payout"] / 100, "budget_available": r["budget_available"] / 100}
@@ -157,7 +165,21 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
     tcm = table.assign(hospital_type=np.where(table["type"] == "中医", "TCM (中医)", "other"))
     by_type = tcm.groupby(["scenario", "hospital_type"], sort=False)[["fund_payout", "delta"]].sum().reset_index()
     return ScenarioResults(hospitals=table.reset_index(drop=True), pools=pd.DataFrame(pool_rows),
-                           summary=summary, by_level=_by_level(table), by_type=by_type.round(2))
+                           summary=summary, by_level=_by_level(table), by_type=by_type.round(2), funds=funds)
+
+
+def _funds(cases: pa.Table, cost: np.ndarray, priced: dict, policy) -> pd.DataFrame:
+    """Fund monitoring of the baseline: claims are 统筹基金支付 where the cases have it, else cost - patient paid."""
+    from dipsim.monitor import fund_monitor
+    from dipsim.settlement import _float, case_pools
+
+    day = cases["discharge_date"]
+    month = pc.fill_null(pc.add(pc.multiply(pc.year(day), 12), pc.month(day)), 0).to_numpy(zero_copy_only=False)
+    paid = _float(cases, "patient_paid")
+    has_fund = "fund_paid" in cases.column_names and cases["fund_paid"].null_count < cases.num_rows
+    claims = _float(cases, "fund_paid") if has_fund else cost - paid
+    return fund_monitor(case_pools(cases), month, claims, priced["case_points"], paid, policy,
+                        item_cost=np.where(priced["paid_by_item"], cost, 0.0))
 
 
 def _summary(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:

@@ -147,4 +147,5 @@ def test_demo_runs_the_whole_chain(tmp_path):
                  "settlement/hospitals.csv", "settlement/pools.csv"):
         assert (out / path).is_file(), path
     reports = sorted(p.parent.name for p in (out / "scenarios").glob("*/report.html"))
-    assert reports == ["budget_growth", "outlier_thresholds", "special_case_review", "tcm_weighting"]
+    assert reports == ["budget_growth", "outlier_thresholds", "special_case_review", "supervision",
+                       "tcm_weighting"]

@@ -22,7 +22,8 @@ TEXT = {
            "ratio": "支付/费用比（按医院等级）", "level": "医院等级", "point_value": "各统筹区结算点值",
            "value": "点值（元/分）", "tcm_share": "中医医院基金支付占比", "share": "占比",
            "review": "特例单议：申请、核准与金额", "applied": "申请例数", "approved": "核准例数（期望）",
-           "amount": "核准金额（万元）"},
+           "amount": "核准金额（万元）", "funds": "基金预算执行率（累计应付 / 序时预算，基准方案）",
+           "execution": "执行率", "month": "月份", "warning": "预警线", "alert": "警报线"},
     "en": {"payout_change": "Fund payout change by hospital ({s}, against the baseline)",
            "hospital": "hospital (sorted by change)", "delta": "change (10k yuan)", "tcm": "TCM hospitals",
            "other": "other hospitals", "winners": "winners", "losers": "losers", "count": "hospitals",
@@ -31,6 +32,8 @@ TEXT = {
            "point_value": "Settlement point value by pool", "value": "point value (yuan / point)",
            "tcm_share": "TCM hospitals' share of the fund payout", "share": "share",
            "review": "Special-case review: applied, approved and amount", "applied": "applied",
+           "funds": "Budget execution (claims to date / budget to date, baseline)", "execution": "execution",
+           "month": "month", "warning": "warning line", "alert": "alert line",
            "approved": "approved (expected)", "amount": "amount approved (10k yuan)"},
 }
 
@@ -115,7 +118,24 @@ def figures(results: ScenarioResults, lang: str = "zh") -> dict[str, bytes]:
         ax.set_xticks(x, r["scenario"], rotation=30, ha="right", fontsize=7)
         ax.legend(loc="upper left")
         out["review"] = _png(fig)
+    if results.funds is not None and len(results.funds):
+        out["funds"] = _funds_figure(results.funds, t)
     return out
+
+
+def _funds_figure(funds: pd.DataFrame, t: dict) -> bytes:
+    """Execution by month per pool, with the policy's warning and alert lines."""
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    for pool, rows in funds.groupby("pool", sort=True):
+        ax.plot(rows["month"], rows["execution"] * 100, marker="o", label=pool)
+    for name, style in (("warning", "--"), ("alert", ":")):
+        line = 100 * funds[f"{name}_at"].iloc[0]
+        ax.axhline(line, color="#c0392b", linestyle=style, linewidth=0.8, label=f"{t[name]} {line:.0f}%")
+    ax.axhline(100, color="black", linewidth=0.6)
+    ax.set(title=t["funds"], xlabel=t["month"], ylabel=f"{t['execution']} (%)")
+    ax.tick_params(axis="x", rotation=30, labelsize=7)
+    ax.legend(fontsize=7)
+    return _png(fig)
 
 
 def frame_html(frame: pd.DataFrame) -> str:
