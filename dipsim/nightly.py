@@ -166,8 +166,13 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
     from dipsim.policy import load_policy
     from dipsim.settlement import run_settlement
 
+    from dipsim.supervise import has_consequences
+
     start = time.perf_counter()
     policy = load_policy(policy_path)
+    if has_consequences(policy):  # the screens link a patient's stays across partitions; the cache keeps no history
+        raise DipsimError(f"{policy_path}: supervision.* payment consequences are not applied by the nightly job "
+                          "(its cache keeps no patient histories); settle with `dipsim settle`")
     catalog = None
     if policy.get("payment.mode") == "dip":
         from dipsim.grouping.dip import load_catalog

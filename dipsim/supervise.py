@@ -61,11 +61,11 @@ class _Coded:
     labels: np.ndarray
 
     @classmethod
-    def of(cls, column, empty_is_missing: bool = True) -> _Coded:
+    def of(cls, column) -> _Coded:
+        """Codes of a text column; an empty text is missing."""
         column = pa.chunked_array([column]) if isinstance(column, pa.Array) else column
         text = pc.cast(column, pa.string())
-        if empty_is_missing:
-            text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
         encoded = pc.dictionary_encode(text).combine_chunks()
         codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         return cls(codes, encoded.dictionary.to_numpy(zero_copy_only=False))
@@ -80,9 +80,10 @@ def _first(column) -> pa.Array:
     lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     has = pc.fill_null(pc.greater(pc.list_value_length(lists), 0), False)
     firsts = pc.list_element(lists.filter(has), 0)
-    index = np.cumsum(has.to_numpy(zero_copy_only=False)) - 1
-    return pc.if_else(has, firsts.take(pa.array(np.maximum(index, 0))) if len(firsts) else
-                      pa.nulls(len(lists), firsts.type), pa.scalar(None, firsts.type))
+    if not len(firsts):
+        return pa.nulls(len(lists), firsts.type)
+    index = np.cumsum(has.to_numpy(zero_copy_only=False)) - 1  # each row's place among the non-empty lists
+    return pc.if_else(has, firsts.take(pa.array(np.maximum(index, 0))), pa.scalar(None, firsts.type))
 
 
 @dataclass

@@ -189,3 +189,14 @@ def test_small_batches_give_the_same_results_and_every_row_is_counted(world, tmp
     reasons = (batched.run_dir / "rejects.csv").read_text(encoding="utf-8-sig")
     assert "duplicate case id (first at row 1)" in reasons and "negative amount" in reasons
     assert manifest["partitions"][-1]["rows_read"] == 0
+
+
+def test_supervision_consequences_are_refused_not_ignored(world, tmp_path):
+    from dipsim.io.errors import DipsimError
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text((world / "policy.toml").read_text(encoding="utf-8")
+                      + "[supervision]\nsplit_readmission_factor = 0.5\n", encoding="utf-8")
+    with pytest.raises(DipsimError, match="supervision"):
+        run_nightly(months(world, tmp_path, 1), policy, world / "region" / "hospitals.parquet", tmp_path / "state",
+                    tmp_path / "out", world / "cat", log=lambda _: None)
