@@ -266,8 +266,8 @@ def screen_cases(cases: pa.Table, group, policy, cc_level=None, points=None, on=
 def _upcoding(c: _Cases, excess: float, z_min: float):
     """Per hospital: observed / expected MCC/CC share and MCC share, expected from the region's rate for each
     principal diagnosis (indirect standardisation), each with a z-score (O - E) / sqrt(sum p(1 - p)); and the
-    mean group points against the region's for the same diagnoses (reported, not used to flag: points also
-    reflect procedures)."""
+    mean group points against the region's for the same diagnoses, with its z-score (O - E) / sqrt(sum var)
+    (reported, not used to flag: points also reflect procedures)."""
     known = (c.dx.codes >= 0) & (c.hospital.codes >= 0) & ~np.isnan(c.cc)
     dx, hospital = c.dx.codes[known], c.hospital.codes[known]
     n_dx, n_h = len(c.dx.labels), len(c.hospital.labels)
@@ -285,11 +285,14 @@ def _upcoding(c: _Cases, excess: float, z_min: float):
     if c.points is not None:  # mean group points against the region's for the same diagnoses (reported only)
         pts = c.points[known]
         has = np.isfinite(pts) & (pts > 0)
-        mean = np.bincount(dx[has], weights=pts[has], minlength=n_dx) / np.maximum(
-            np.bincount(dx[has], minlength=n_dx), 1)
-        o, e = (np.bincount(hospital[has], weights=w, minlength=n_h) for w in (pts[has], mean[dx[has]]))
+        count = np.maximum(np.bincount(dx[has], minlength=n_dx), 1)
+        mean = np.bincount(dx[has], weights=pts[has], minlength=n_dx) / count
+        var = np.maximum(np.bincount(dx[has], weights=pts[has] ** 2, minlength=n_dx) / count - mean ** 2, 0.0)
+        o, e, v = (np.bincount(hospital[has], weights=w, minlength=n_h)
+                   for w in (pts[has], mean[dx[has]], var[dx[has]]))
         with np.errstate(invalid="ignore", divide="ignore"):
             out["points_ratio"] = np.round(np.where(e > 0, o / e, np.nan), 4)
+            out["points_z"] = np.round(np.where(v > 0, (o - e) / np.sqrt(v), np.nan), 2)
     table = pd.DataFrame(out)
     flagged = (((table["any_cc_ratio"] >= excess) & (table["any_cc_z"] >= z_min))
                | ((table["mcc_ratio"] >= excess) & (table["mcc_z"] >= z_min))).to_numpy()

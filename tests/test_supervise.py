@@ -139,6 +139,7 @@ def test_upcoding_flags_the_hospital_coding_mcc_cc_above_its_peers_for_the_same_
     hospitals = screens.hospitals.set_index("hospital_id")
     assert hospitals.index[hospitals["upcoding_flag"]].tolist() == ["H0"]
     assert hospitals.loc["H0", "any_cc_ratio"] > 1.3 and hospitals.loc["H0", "any_cc_z"] > 3
+    assert "points_ratio" not in hospitals  # no points given
     assert set(screens.flags.loc[screens.flags["screen"] == "upcoding", "hospital_id"]) == {"H0"}
     assert "upcoding" in screen_cases(table, group, DEFAULTS).skipped  # without MCC/CC levels
 
