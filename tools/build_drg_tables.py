@@ -148,6 +148,12 @@ SEVERITY_PHRASES = (
     ("伴严重并发症或合并症", "mcc"),
     ("伴一般并发症或合并症", "cc"),
     ("伴并发症或合并症", "cc_or_mcc"),
+    # CHS-DRG 2.0 writes 合并症或并发症 (the same words, the other order)
+    ("不伴严重合并症或并发症", "no_mcc"),
+    ("不伴合并症或并发症", "none"),
+    ("伴严重合并症或并发症", "mcc"),
+    ("伴一般合并症或并发症", "cc"),
+    ("伴合并症或并发症", "cc_or_mcc"),
 )
 
 
@@ -705,7 +711,8 @@ def toml_value(v) -> str:
 
 
 def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: dict, principal: dict,
-                       rules: dict[str, AdrgRule], sites: dict[str, list[str]]) -> str:
+                       rules: dict[str, AdrgRule], sites: dict[str, list[str]], ventilation_adrg: str = "AH1",
+                       source: str | None = None) -> str:
     out: list[str] = [f"# Special (free-text) rules of {scheme}, encoded by tools/build_drg_tables.py.",
                       "# Every table names its source: a rule file and the section / name the values come from.", ""]
 
@@ -721,18 +728,19 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
     table("pre_mdc", [("order", ["A", "P", "Y", "Z"], "tried in this order before the principal-diagnosis MDC")],
           "CHS-DRG 1.1 分组方案 (先期分组 MDCA, MDCP, MDCY, MDCZ); docs/DOMAIN.md section 5; not in the rule text")
 
-    # Ventilation (AH1)
-    ah1 = adrg_rows.get("AH1")
+    # Ventilation (1.1 AH1, 2.0 AH2): the hours are only in the ADRG's name
+    vent = adrg_rows.get(ventilation_adrg)
     hours = None
-    if ah1:
-        m = re.search(r"≥\s*([0-9]+)\s*小时", ah1[2])
+    if vent:
+        m = re.search(r"≥\s*([0-9]+)\s*小时", vent[2])
         hours = int(m.group(1)) if m else None
-    vent_codes = sorted({c for lst in rules["AH1"].lists.values() for c, _ in lst
-                         if c.startswith("96.72")}) if "AH1" in rules else []
-    table("ventilation", [("adrg", "AH1", "有创呼吸机支持≥96小时或ECMO或全人工心脏移植术"),
+    vent_codes = sorted({c for lst in rules[ventilation_adrg].lists.values() for c, _ in lst
+                         if c.startswith("96.72")}) if ventilation_adrg in rules else []
+    table("ventilation", [("adrg", ventilation_adrg, vent[2] if vent else ""),
                           ("hours_min", hours, "invasive ventilation of at least this many hours"),
-                          ("procedures", vent_codes, "呼吸机治疗[大于等于 96 小时] in AH1's lists")],
-          "2_ADRG.txt AH1 name; 4_ADRG_DETAIL.txt AH1 lists (logic in adrg.csv)")
+                          ("procedures", vent_codes, f"呼吸机治疗[大于等于 96 小时] in {ventilation_adrg}'s lists")],
+          f"{source}: {ventilation_adrg} name and lists (logic in adrg.csv)" if source else
+          f"2_ADRG.txt {ventilation_adrg} name; 4_ADRG_DETAIL.txt {ventilation_adrg} lists (logic in adrg.csv)")
 
     # Newborns (MDCP)
     p_adrgs = [a for a in adrg_rows if a.startswith("P")]

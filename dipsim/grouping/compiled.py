@@ -45,7 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 from .reference import CC_CC, CC_MCC, CC_NONE, _choose_drg
-from .tables import Adrg, DrgScheme
+from .tables import Adrg, DrgScheme, list_reads
 
 UNKNOWN = -1  # a code the scheme does not know: matches nothing
 MISSING = -2  # a null or empty code
@@ -83,7 +83,8 @@ def list_kind(name: str) -> int:
         return LIST_ALL_OR
     if name == "mdcz_no_surgery":
         return LIST_MDCZ_NO_SURGERY
-    return {"dx": LIST_DX, "px": LIST_PX, "any_dx": LIST_ANY_DX, "other_dx": LIST_OTHER_DX}.get(name, LIST_ANY_PX)
+    return {"dx": LIST_DX, "px": LIST_PX, "any_dx": LIST_ANY_DX, "other_dx": LIST_OTHER_DX,
+            "any_px": LIST_ANY_PX}[list_reads(name)]
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .tables import BUILTIN_LISTS, Adrg, DrgBand, DrgScheme
+from .tables import BUILTIN_LISTS, Adrg, DrgBand, DrgScheme, list_reads
 
 CC_NONE, CC_CC, CC_MCC = 0, 1, 2
 CC_LABELS = {CC_NONE: "none", CC_CC: "CC", CC_MCC: "MCC"}
@@ -72,16 +72,8 @@ class _Facts:
         if name in BUILTIN_LISTS:
             return sorted(self.or_px) if name == "all_or" else []
         codes = adrg.lists.get(name, frozenset())
-        if name == "dx":
-            candidates = [self.principal]
-        elif name == "px":
-            candidates = [self.principal_px]
-        elif name == "any_dx":
-            candidates = self.case.diagnoses
-        elif name == "other_dx":
-            candidates = self.secondary
-        else:  # px_1, px_2, table_N, any_px: a procedure anywhere in the list
-            candidates = self.case.procedures
+        candidates = {"dx": [self.principal], "px": [self.principal_px], "any_dx": self.case.diagnoses,
+                      "other_dx": self.secondary, "any_px": self.case.procedures}[list_reads(name)]
         return [c for c in candidates if c in codes]
 
 

@@ -67,6 +67,17 @@ def parse_logic(text: str) -> tuple:
     return tree
 
 
+def list_reads(name: str) -> str:
+    """Which of a case's codes an ADRG list is matched against (grouper_tables/README.md, list names): `dx` the
+    principal diagnosis (`dx`, `dx_N`), `px` the principal procedure (`px`, `main_px_N`), `any_dx` any diagnosis,
+    `other_dx` a secondary diagnosis (`other_dx`, `other_dx_N`), `any_px` any procedure (`any_px`, `table_N`, and
+    the pair `px_1` / `px_2` of 同时包含)."""
+    if name == "px" or re.fullmatch(r"main_px_[0-9]+", name):
+        return "px"
+    base = re.sub(r"_[0-9]+$", "", name)
+    return base if base in ("dx", "any_dx", "other_dx") else "any_px"
+
+
 @dataclass(frozen=True)
 class DrgBand:
     """DRGs of an ADRG that hold only for an age or length-of-stay band written in their names (Beijing:
