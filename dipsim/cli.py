@@ -109,6 +109,8 @@ def cmd_group(args) -> int:
     mapping, options, sheet = _read_options(args)
     if args.scheme == "dip":
         return _group_dip(args, console, out, mapping, options, sheet)
+    if args.scheme == "auto" or args.compare_schemes:
+        return _group_versions(args, console, out, mapping, options, sheet)
     scheme = _scheme(args, compiled=True)
     warm_up(scheme)  # the kernel loads while the input is read
     with _progress(console, "reading and validating", 1) as update:
@@ -126,6 +128,54 @@ def cmd_group(args) -> int:
           f"grouped {groups.num_rows - ungroupable:,}, ungroupable (0000) {ungroupable:,} -> {out}")
     if result.n_rejected:
         console.print(f"rejected rows are not grouped; see {rejects}")
+    return EXIT_OK
+
+
+def _group_versions(args, console, out: Path, mapping, options, sheet) -> int:
+    """`--scheme auto`: each case under the CHS-DRG version in force on its discharge date (OUT gets a `scheme`
+    column); `--compare-schemes A,B`: every case under both, OUT with case_id, from_drg, to_drg and the transition
+    table beside it (OUT.transition.csv: from_drg, to_drg, cases, share_of_from)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from dipsim.grouping.drg import group_table
+    from dipsim.grouping.versions import group_by_date, load_scheme_dates, transition
+    from dipsim.io.validate import load_cases
+    from dipsim.io.writers import write_csv, write_table
+
+    with _progress(console, "reading and validating", 1) as update:
+        result = load_cases(args.input, options=options, header_mapping=mapping, encoding=args.encoding,
+                            sheet=sheet)
+        update(1, 1)
+    cases = result.accepted
+    counts = (f"rows read {result.rows_read:,} = accepted {result.n_accepted:,} + rejected "
+              f"{result.n_rejected:,}")
+    if args.compare_schemes:
+        names = [n.strip() for n in args.compare_schemes.split(",") if n.strip()]
+        if len(names) != 2:
+            raise InputError("--compare-schemes takes two versions, e.g. chs-drg-1.1,chs-drg-2.0")
+        with _progress(console, f"grouping under {names[0]} and {names[1]}", 2) as update:
+            first = group_table(cases, _scheme(args, compiled=True, name=names[0]))
+            update(1, 2)
+            second = group_table(cases, _scheme(args, compiled=True, name=names[1]))
+            update(2, 2)
+        write_table(pa.table({"case_id": first["case_id"], "from_drg": first["drg"], "to_drg": second["drg"]}), out)
+        moves = transition(first, second)
+        write_csv(pa.Table.from_pandas(moves, preserve_index=False), out.with_name(out.stem + ".transition.csv"))
+        same = pc.sum(pc.equal(first["drg"], second["drg"])).as_py() or 0
+        print(f"{counts}; the same DRG code under both: {same:,} ({same / max(cases.num_rows, 1):.1%}); "
+              f"{len(moves):,} distinct transitions -> {out}, {out.stem}.transition.csv")
+    else:
+        dates = load_scheme_dates(args.scheme_dates)
+        compiled = {name: _scheme(args, compiled=True, name=name) for _, name in dates}
+        with _progress(console, "grouping by discharge date", 1) as update:
+            groups = group_by_date(cases, dates, compiled)
+            update(1, 1)
+        write_table(groups, out)
+        used = {v["values"]: v["counts"] for v in pc.value_counts(groups["scheme"]).to_pylist()}
+        print(f"{counts}; " + ", ".join(f"{name} {used.get(name, 0):,}" for _, name in dates) + f" -> {out}")
+    rejects = out.with_name(out.stem + ".rejects.csv")
+    write_csv(result.rejects, rejects)
     return EXIT_OK
 
 
@@ -165,15 +215,15 @@ def _catalog(args):
     return load_catalog(args.catalog)
 
 
-def _scheme(args, compiled: bool = False):
-    """The grouper tables of --scheme, with the xQY rule switched by --qy when given: the `DrgScheme` (explain
-    reads its rules), or with `compiled` the kernel's arrays from the disk cache."""
+def _scheme(args, compiled: bool = False, name: str | None = None):
+    """The grouper tables of --scheme (or `name`), with the xQY rule switched by --qy when given: the `DrgScheme`
+    (explain reads its rules), or with `compiled` the kernel's arrays from the disk cache."""
     from dipsim.grouping.scheme_cache import load_compiled
     from dipsim.grouping.tables import load_scheme
 
     qy = None if args.qy is None else args.qy == "on"
     try:
-        scheme = (load_compiled if compiled else load_scheme)(args.scheme, qy=qy)
+        scheme = (load_compiled if compiled else load_scheme)(name or args.scheme, qy=qy)
     except FileNotFoundError as exc:
         raise InputError(str(exc)) from exc
     return scheme
@@ -710,11 +760,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="case file (CSV/Excel/Parquet) or folder of Parquet partitions")
     p.add_argument("-o", "--out", required=True, help="output file, .csv or .parquet")
     p.add_argument("--scheme", default="chs-drg-1.1", help="grouper table version in grouper_tables/ "
-                                                          "(default chs-drg-1.1; also chs-drg-1.1-beijing), or "
+                                                          "(default chs-drg-1.1; also chs-drg-1.1-beijing, "
+                                                          "chs-drg-2.0), auto (the version in force on each "
+                                                          "case's discharge date: --scheme-dates), or "
                                                           "dip with --catalog: OUT then has case_id, dip_group, "
                                                           "dip_points, match (exact/best/comprehensive/tcm/none), "
                                                           "reason")
     p.add_argument("--catalog", help="DIP catalogue folder from `dipsim catalog build` (with --scheme dip)")
+    p.add_argument("--scheme-dates", metavar="FILE", help="with --scheme auto: the versions' effective dates "
+                                                          "(default grouper_tables/scheme_dates.toml: 1.1 before "
+                                                          "2025-01-01, 2.0 from then)")
+    p.add_argument("--compare-schemes", metavar="A,B", help="group every case under two versions (e.g. "
+                                                            "chs-drg-1.1,chs-drg-2.0): OUT has case_id, from_drg, "
+                                                            "to_drg; OUT.transition.csv the transition table")
     _add_qy_option(p)
     _add_read_options(p)
 

@@ -16,24 +16,25 @@ import pyarrow as pa
 import pytest
 
 from dipsim.codes import is_valid_code_shape
+from dipsim.grouping.tables import list_reads
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = REPO / "grouper_tables"
-SCHEMES = ("chs-drg-1.1", "chs-drg-1.1-beijing")
+SCHEMES = ("chs-drg-1.1", "chs-drg-1.1-beijing", "chs-drg-2.0")
 CSV_FILES = ("mdc.csv", "mdc_principal.csv", "mdcz_sites.csv", "adrg.csv", "adrg_codes.csv", "drg.csv", "mcc.csv",
              "cc.csv", "cc_exclusions.csv", "or_procedures.csv")
 DX_LISTS = {"dx", "any_dx", "other_dx"}
 
 
-def _load_builder():
-    spec = importlib.util.spec_from_file_location("build_drg_tables", REPO / "tools" / "build_drg_tables.py")
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
 
-builder = _load_builder()
+builder = _load_tool("build_drg_tables")
 
 
 def read(scheme: str, name: str) -> list[dict[str, str]]:
@@ -66,11 +67,13 @@ def test_counts_chs_drg_11():
 def test_manifest_matches_files(scheme):
     manifest = tomllib.loads((TABLES / scheme / "manifest.toml").read_text(encoding="utf-8"))
     assert manifest["scheme"] == scheme
-    assert manifest["effective_date"] == {"chs-drg-1.1": "2021", "chs-drg-1.1-beijing": "2022"}[scheme]
+    assert manifest["effective_date"] == {"chs-drg-1.1": "2021", "chs-drg-1.1-beijing": "2022",
+                                          "chs-drg-2.0": "2025-01-01"}[scheme]
     assert "Apache-2.0" in manifest["licence"]
     assert (TABLES / scheme / "LICENSE").is_file()
     outputs = {o["file"]: o for o in manifest["outputs"]}
-    assert set(CSV_FILES) | {"special_rules.toml"} == set(outputs)
+    extra = {"invalid_principal.csv"} if scheme == "chs-drg-2.0" else set()
+    assert set(CSV_FILES) | extra | {"special_rules.toml"} == set(outputs)
     for name in CSV_FILES:
         data = (TABLES / scheme / name).read_bytes()
         assert builder.hashlib.sha256(data).hexdigest() == outputs[name]["sha256"], name
@@ -135,7 +138,7 @@ def test_code_shapes(scheme):
     dx: list[str] = []
     px: list[str] = []
     for r in read(scheme, "adrg_codes.csv"):
-        (dx if r["list"] in DX_LISTS else px).append(r["code"])
+        (dx if list_reads(r["list"]) in DX_LISTS else px).append(r["code"])
     dx += [r["code"] for r in read(scheme, "mdc_principal.csv")]
     dx += [r["code"] for r in read(scheme, "mdcz_sites.csv")]
     for name in ("mcc.csv", "cc.csv", "cc_exclusions.csv"):
@@ -282,7 +285,10 @@ def test_rebuild_reproduces_committed_files(name, shared_reference, tmp_path):
     src = shared_reference / name
     if not src.is_dir():
         pytest.skip(f"{src} is absent")
-    builder.build(name, src, tmp_path)
+    if name == "chs-drg-2.0":
+        _load_tool("build_drg20_tables").build(src, tmp_path)
+    else:
+        builder.build(name, src, tmp_path)
     committed = TABLES / name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in committed.iterdir())
     for path in sorted(committed.iterdir()):

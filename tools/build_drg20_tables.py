@@ -211,9 +211,9 @@ def build(src: Path, out: Path) -> list[str]:
     log.extend(how_notes)
     # MDCP has no table of its own in the source: its principal diagnoses are those its ADRGs list (as in 1.1, an
     # ADRG's principal diagnoses belong to its MDC); a newborn's case enters MDCP by age and such a diagnosis.
-    p_rows = {("P", c) for a, n, c in code_rows if a.startswith("P") and n == "dx"}
+    p_rows = {("P", c) for a, n, c in code_rows if a.startswith("P") and n in ("dx", "any_dx")}
     principal_rows |= p_rows
-    log.append(f"MDCP principal table: {len(p_rows)} codes from the dx lists of the P ADRGs")
+    log.append(f"MDCP principal table: {len(p_rows)} codes from the dx and any_dx lists of the P ADRGs")
 
     # -- DRG
     drg_list = [(c, n, f"DRG.dat:{i}") for i, (c, n) in enumerate(read_dat(src / VERSION / "raw/DRG.dat"), 1)]
@@ -293,6 +293,9 @@ def build(src: Path, out: Path) -> list[str]:
     adrg_rows = {a: [a, a[0], names[a]] for a in names}
     text = special_rules_text(SCHEME, adrg_rows, drg_info, {}, rules, {s: [] for s in sites},
                               ventilation_adrg="AH2", source="ADRG.dat / adrg_rules.json")
+    for old, new in (("2_ADRG.txt", "ADRG.dat"), ("4_ADRG_DETAIL.txt", "adrg_rules.json"),
+                     ("1_MDC.txt", "mdc_rules.json"), ("3_DRG.txt", "DRG.dat")):  # the 2.0 source files' names
+        text = text.replace(old, new)
     write(out / "special_rules.toml", text.encode("utf-8"))
     outputs.append({"file": "special_rules.toml", "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()})
     manifest = {
@@ -301,7 +304,7 @@ def build(src: Path, out: Path) -> list[str]:
         "built_by": "tools/build_drg20_tables.py", "built_on": dt.date.today().isoformat(), "licence": LICENCE,
         "source_dir": source_dir_label(src),
         "notes": [f"{k}: {v}" for k, v in RULE_KINDS.items()] + [
-            "MDCP has no principal table in the source: mdc_principal.csv gives it the dx codes of its ADRGs",
+            "MDCP has no principal table in the source: mdc_principal.csv gives it the dx and any_dx codes of its ADRGs",
             "or_procedures.csv = the 医保版 2.0 procedure dictionary minus ss_invalid.json (procedures that do not "
             "count for grouping); invalid_principal.csv = zd_invalid.json (diagnoses not valid as principal)"],
         "sources": [{"file": str(f), "sha256": sha256_file(src / f)} for f in SOURCES]

@@ -1,0 +1,338 @@
+"""Every DRG of CHS-DRG 2.0 is reachable: one synthetic case per DRG, built from the grouper tables alone.
+
+For each DRG of grouper_tables/chs-drg-2.0/drg.csv a deterministic, bounded search builds a case that
+- satisfies one conjunction of its ADRG's entry rule (the rule in disjunctive normal form: a principal diagnosis in
+  every `dx` list, a principal procedure in every `px` list, a secondary diagnosis per `other_dx` list, a procedure
+  per `table_N` list, ...),
+- reaches the ADRG's MDC (principal diagnosis of that MDC, sex for MDCM / MDCN, newborn age and birth weight for
+  MDCP, a second trauma site for MDCZ),
+- carries the secondary diagnosis its severity needs (an MCC or a CC the principal does not cancel, or none).
+Codes that fewer of the ADRGs tried before the target name are tried first, so that an earlier ADRG does not catch
+the case; the reference grouper decides whether an attempt lands in the target DRG. The Numba kernel must then put
+every case in the same DRG. A DRG no attempt reaches is collected, never skipped: the test asserts the list is empty.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections import Counter
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pytest
+
+from dipsim.grouping.reference import Case, group_case
+from dipsim.grouping.tables import Adrg, DrgScheme, list_reads, load_scheme, scheme_folder
+from dipsim.schema import CASE_FIELD_BY_NAME
+
+SCHEME = "chs-drg-2.0"
+PRE_MDC_TABLES = ("P", "Y", "Z")  # pre-MDC groups entered through the principal diagnosis
+CANDIDATES = 40  # codes tried per slot (principal diagnosis, principal procedure, each secondary code)
+ATTEMPTS = 300  # cases grouped per DRG at most (all conjunctions of its rule together)
+ADULT_AGE, STAY_DAYS, NEWBORN_DAYS = 40, 5, 10
+
+
+@functools.cache
+def _scheme() -> DrgScheme:
+    """The 2.0 scheme, or a clean skip of the module when its grouper tables are absent."""
+    try:
+        scheme_folder(SCHEME)
+    except FileNotFoundError:
+        pytest.skip(f"grouper_tables/{SCHEME} is absent")
+    return load_scheme(SCHEME)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading the rules
+
+
+def _dnf(node: tuple) -> list[tuple[str, ...]]:
+    """The logic AST as a disjunction of conjunctions of list names, in formula order: the ways into the ADRG."""
+    kind, value = node
+    if kind == "list":
+        return [(value,)]
+    parts = [_dnf(child) for child in value]
+    if kind == "or":
+        return [conj for part in parts for conj in part]
+    return [tuple(name for conj in combo for name in conj) for combo in itertools.product(*parts)]
+
+
+def _competitors(scheme: DrgScheme, target: Adrg) -> list[Adrg]:
+    """The ADRGs the grouper tries before `target` for a case of the target's MDC: MDCA (all of it when the target
+    is elsewhere), then the target's MDC in official order, surgical and non-OR ADRGs before the medical ones (MDCA
+    is tried in plain official order)."""
+    pre_a = [a for a in scheme.adrgs_of("A") if target.mdc != "A"]
+    same = scheme.adrgs_of(target.mdc)
+    if target.mdc == "A":
+        ordered = same
+    else:
+        ordered = [a for a in same if a.kind != "medical"] + [a for a in same if a.kind == "medical"]
+    return pre_a + ordered[:ordered.index(target)]
+
+
+@functools.cache
+def _named_by(adrg_code: str) -> frozenset[str]:
+    """Every code an ADRG's rule can match: the union of its lists, plus all OR procedures for `all_or`."""
+    adrg = _scheme().adrgs[adrg_code]
+    codes = frozenset().union(*adrg.lists.values())
+    if any("all_or" in conj for conj in _dnf(adrg.logic)):
+        codes |= _scheme().or_procedures
+    return codes
+
+
+@functools.cache
+def _usage() -> Counter:
+    """How many ADRG lists, MDCZ site lists and the MDCY table name each diagnosis: a secondary diagnosis named
+    nowhere cannot move a case into another ADRG or pre-MDC group."""
+    scheme = _scheme()
+    usage = Counter(code for adrg in scheme.adrgs.values() for codes in adrg.lists.values() for code in codes)
+    usage.update(list(scheme.mdcz_sites))
+    usage.update(code for code, mdcs in scheme.principal_mdcs.items() if "Y" in mdcs)
+    return usage
+
+
+def _sex_for(scheme: DrgScheme, principal: str, mdc: str) -> int | None:
+    """A sex (1 male, 2 female) with which `principal` leads the grouper to MDC `mdc`, or None when none does."""
+    mdcs = scheme.principal_mdcs.get(principal, ())
+    sex_rules = scheme.rules.get("sex", {})
+    female_only, male_only = set(sex_rules.get("female_only", [])), set(sex_rules.get("male_only", []))
+    natural = 2 if female_only & set(mdcs) or "O" in mdcs or mdc == "O" else 1  # MDCO: pregnancy
+    if mdc == "A":  # MDCA takes the case on its procedures, whatever the principal
+        return natural
+    if mdc in PRE_MDC_TABLES:
+        return natural if mdc in mdcs else None
+    if "Y" in mdcs:  # MDCY takes every case with such a principal before its MDC is chosen
+        return None
+    for sex in (natural, 3 - natural):
+        banned = female_only if sex == 1 else male_only
+        first = next((m for m in mdcs if m not in PRE_MDC_TABLES and m not in banned), None)
+        if first == mdc:
+            return sex
+    return None
+
+
+def _ranked(codes, avoid: list[frozenset[str]], *extra_keys) -> list[str]:
+    """`codes` sorted by how many of the `avoid` sets hold them (then by each function of `extra_keys`, then by
+    code): the first ones are the least likely to be caught by an earlier ADRG."""
+    return sorted(codes, key=lambda c: (sum(c in s for s in avoid), *(k(c) for k in extra_keys), c))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Building cases
+
+
+@dataclass
+class _Plan:
+    """One conjunction of an ADRG's rule as code slots, each a ranked candidate list."""
+
+    conj: tuple[str, ...]
+    principals: list[str]  # principal diagnoses (each with a sex that reaches the MDC)
+    principal_px: list[str | None]  # principal procedures ([None]: the table slots or nothing give the procedures)
+    secondary_dx: list[tuple[frozenset[str], list[str]]]  # (list, candidates): one secondary per other_dx / any_dx
+    procedures: list[tuple[frozenset[str], list[str]]]  # (list, candidates): one procedure per table_N / any_px
+
+
+@functools.cache
+def _plans(adrg_code: str) -> list[_Plan]:
+    """The ranked slots of every conjunction of the ADRG's rule, for cases of its MDC."""
+    scheme = _scheme()
+    adrg = scheme.adrgs[adrg_code]
+    avoid = [_named_by(a.code) for a in _competitors(scheme, adrg)]
+    all_principals = (scheme.principal_mdcs if adrg.mdc == "A"
+                      else [c for c, mdcs in scheme.principal_mdcs.items() if adrg.mdc in mdcs])
+    counts_severity = lambda c: c in scheme.mcc or c in scheme.cc  # noqa: E731 - a secondary that is no CC first
+    pre_tables = lambda c: sum(m in PRE_MDC_TABLES and m != adrg.mdc  # noqa: E731
+                               for m in scheme.principal_mdcs.get(c, ()))
+    plans = []
+    for conj in _dnf(adrg.logic):
+        lists = {name: adrg.lists.get(name, frozenset()) for name in conj}
+        reads = {name: list_reads(name) for name in conj if name not in ("all_or", "mdcz_no_surgery")}
+        dx_lists = [lists[n] for n, r in reads.items() if r == "dx"]
+        pool = frozenset.intersection(*dx_lists) if dx_lists else all_principals
+        principals = _ranked([c for c in pool if _sex_for(scheme, c, adrg.mdc)], avoid, pre_tables)
+        px_lists = [lists[n] for n, r in reads.items() if r == "px"]
+        if "all_or" in conj:
+            px_lists.append(scheme.or_procedures)
+        principal_px = (_ranked(frozenset.intersection(*px_lists), avoid)[:CANDIDATES] if px_lists else [None])
+        secondary_dx = [(lists[n], _ranked(lists[n], avoid, counts_severity)[:CANDIDATES])
+                        for n, r in reads.items() if r in ("other_dx", "any_dx")]
+        procedures = [(lists[n], _ranked(lists[n], avoid)[:CANDIDATES]) for n, r in reads.items() if r == "any_px"]
+        plans.append(_Plan(conj, principals[:CANDIDATES], principal_px, secondary_dx, procedures))
+    return plans
+
+
+@functools.cache
+def _severity_codes(severity: str) -> list[str]:
+    """Secondary diagnoses that give a case the DRG severity `severity`, least used first: MCCs for `mcc`, CCs
+    that are no MCC for `cc` / `cc_or_mcc`, none for `none`, `no_mcc` and `all` (an empty list)."""
+    scheme = _scheme()
+    if severity == "mcc":
+        codes = scheme.mcc
+    elif severity in ("cc", "cc_or_mcc"):
+        codes = [c for c in scheme.cc if c not in scheme.mcc]
+    else:
+        return []
+    return sorted(codes, key=lambda c: (_usage()[c], c))
+
+
+def _counts_for(scheme: DrgScheme, code: str, principal: str) -> bool:
+    """Whether an MCC / CC `code` counts beside `principal` (the principal is not in its exclusion table)."""
+    table = scheme.mcc.get(code, scheme.cc.get(code, ""))
+    return not table or principal not in scheme.exclusions.get(table, ())
+
+
+def _nth(candidates, keep, n: int) -> str | None:
+    """The n-th of `candidates` for which `keep` holds, or None."""
+    return next(itertools.islice((c for c in candidates if keep(c)), n, None), None)
+
+
+def _diagonal(sizes: list[int]):
+    """Every index tuple below `sizes`, in order of their sum: first choices everywhere first, then one second
+    choice, and so on, so that no slot is exhausted before the others are tried."""
+    def compositions(total: int, sizes: list[int]):
+        if len(sizes) == 1:
+            if total < sizes[0]:
+                yield (total,)
+            return
+        for i in range(min(total, sizes[0] - 1) + 1):
+            for rest in compositions(total - i, sizes[1:]):
+                yield (i, *rest)
+
+    for total in range(sum(s - 1 for s in sizes) + 1):
+        yield from compositions(total, sizes)
+
+
+def _case(scheme: DrgScheme, adrg: Adrg, severity: str, plan: _Plan, choice: tuple[int, ...]) -> Case | None:
+    """The case of one index tuple of the plan's slots (principal diagnosis, principal procedure, secondary
+    diagnoses, procedures, trauma site, severity code), or None when a slot has no fitting code."""
+    i_dx, i_px, *rest = choice
+    i_sec, rest = rest[:len(plan.secondary_dx)], rest[len(plan.secondary_dx):]
+    i_proc, (i_site, i_sev) = rest[:len(plan.procedures)], rest[len(plan.procedures):]
+    principal = plan.principals[i_dx]
+    diagnoses = [principal]
+    for (codes, candidates), i in zip(plan.secondary_dx, i_sec):
+        if principal not in codes:  # an any_dx list the principal already meets needs no secondary
+            diagnoses.append(candidates[i])
+    px = plan.principal_px[i_px]
+    procedures = [px] if px else []
+    for (codes, candidates), i in zip(plan.procedures, i_proc):
+        if not codes & set(procedures):  # a table the principal procedure already meets needs no other one
+            procedures.append(candidates[i])
+    if adrg.mdc == "Z":  # 多发严重创伤: a second trauma diagnosis in another body site
+        site = scheme.mdcz_sites.get(principal)
+        other = _nth(sorted(scheme.mdcz_sites, key=lambda c: (_usage()[c], c)),
+                     lambda c: scheme.mdcz_sites[c] != site, i_site)
+        if other is None:
+            return None
+        diagnoses.append(other)
+    if _severity_codes(severity):
+        code = _nth(_severity_codes(severity), lambda c: _counts_for(scheme, c, principal), i_sev)
+        if code is None:
+            return None
+        diagnoses.append(code)
+    age_years, age_days, weight = ADULT_AGE, None, None
+    if adrg.mdc == "P":  # a newborn (or, with an age bound over 28 days, an infant of age 0 years)
+        bounds = scheme.rules["mdcp"].get("adrg", {}).get(adrg.code, {})
+        age_years, age_days = 0, max(bounds.get("age_days_min", NEWBORN_DAYS), NEWBORN_DAYS)
+        low, high = bounds.get("weight_g_min"), bounds.get("weight_g_max")
+        if low is not None or high is not None:  # PS1-PS4: a birth weight inside the band
+            weight = (low + high) // 2 if low is not None and high is not None else (low + 500 if high is None
+                                                                                      else high - 300)
+    return Case(diagnoses=list(dict.fromkeys(diagnoses)), procedures=list(dict.fromkeys(procedures)),
+                sex=_sex_for(scheme, principal, adrg.mdc), age_years=age_years, age_days=age_days,
+                birth_weight_g=weight, los_days=STAY_DAYS)
+
+
+def _search(scheme: DrgScheme, drg: str, adrg: Adrg, severity: str) -> Case | None:
+    """The first case (diagonal order over each conjunction's slots) that the reference grouper puts in `drg`,
+    trying at most ATTEMPTS distinct cases; None when none does."""
+    plans = _plans(adrg.code)
+    per_plan = max(ATTEMPTS // len(plans), 1)
+    site_slots = CANDIDATES if adrg.mdc == "Z" else 1
+    severity_slots = CANDIDATES if _severity_codes(severity) else 1
+    for plan in plans:
+        if not plan.principals or not plan.principal_px:
+            continue
+        sizes = [len(plan.principals), len(plan.principal_px), *(len(c) for _, c in plan.secondary_dx),
+                 *(len(c) for _, c in plan.procedures), site_slots, severity_slots]
+        if min(sizes) == 0:
+            continue
+        seen, tried = set(), 0
+        for choice in itertools.islice(_diagonal(sizes), 20 * per_plan):
+            case = _case(scheme, adrg, severity, plan, choice)
+            if case is None or (key := (tuple(case.diagnoses), tuple(case.procedures))) in seen:
+                continue
+            seen.add(key)
+            if group_case(case, scheme).drg == drg:
+                return case
+            tried += 1
+            if tried >= per_plan:
+                break
+    return None
+
+
+@functools.cache
+def _cases() -> tuple[dict[str, Case], list[str]]:
+    """One case per reachable DRG of drg.csv (DRG -> case) and the DRGs no attempt reaches, in DRG code order (a
+    DRG that only an age / stay band names, none in 2.0, is counted as not reached)."""
+    scheme = _scheme()
+    found, missing = {}, []
+    for drg in sorted(scheme.drg_names):
+        adrg = scheme.adrgs.get(drg[:3])
+        severity = next((s for s, d in adrg.drgs.items() if d == drg), None) if adrg else None
+        case = _search(scheme, drg, adrg, severity) if severity else None
+        if case is None:
+            missing.append(drg)
+        else:
+            found[drg] = case
+    return found, missing
+
+
+def _table(cases: dict[str, Case]) -> pa.Table:
+    """The cases as a case table of dipsim.schema's types; case_id = the target DRG."""
+    columns = {
+        "case_id": list(cases),
+        "diagnoses": [c.diagnoses for c in cases.values()],
+        "procedures": [c.procedures for c in cases.values()],
+        "sex": [c.sex for c in cases.values()],
+        "age_years": [c.age_years for c in cases.values()],
+        "age_days": [c.age_days for c in cases.values()],
+        "birth_weight_g": [c.birth_weight_g for c in cases.values()],
+        "los_days": [c.los_days for c in cases.values()],
+        "ventilation_hours": [c.ventilation_hours for c in cases.values()],
+    }
+    return pa.table({n: pa.array(v, type=CASE_FIELD_BY_NAME[n].type) for n, v in columns.items()})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_every_drg_and_adrg_of_chs_drg_20_is_reached_by_the_reference_grouper():
+    scheme = _scheme()
+    found, missing = _cases()
+    assert len(scheme.adrgs) == 409 and len(scheme.drg_names) == 634
+    assert missing == []
+    assert set(found) == set(scheme.drg_names)
+    assert {group_case(case, scheme).adrg for case in found.values()} == set(scheme.adrgs)
+    for drg, case in found.items():
+        grouping = group_case(case, scheme)
+        assert (grouping.drg, grouping.adrg) == (drg, drg[:3]), drg
+
+
+def test_the_kernel_puts_every_generated_case_in_its_drg():
+    from dipsim.grouping.drg import group_table
+
+    scheme = _scheme()
+    found, _ = _cases()
+    out = group_table(_table(found), scheme=SCHEME)
+    assert out["case_id"].to_pylist() == list(found)
+    wrong = [(target, drg) for target, drg in zip(out["case_id"].to_pylist(), out["drg"].to_pylist())
+             if target != drg]
+    assert wrong == []
+    reference = [group_case(case, scheme) for case in found.values()]
+    assert out["adrg"].to_pylist() == [g.adrg for g in reference]
+    assert out["mdc"].to_pylist() == [g.mdc for g in reference]
+    assert out["cc_level"].to_pylist() == [g.cc_level for g in reference]
+    assert set(out["reason"].to_pylist()) == {""}
