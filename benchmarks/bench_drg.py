@@ -172,8 +172,8 @@ def main() -> None:
 
     import numba
 
-    print(machine_line(f"python benchmarks/bench_drg.py --cases {args.cases} --tile {args.tile} "
-                       f"--reference-cases {args.reference_cases}") + f" · numba {numba.__version__}")
+    print(machine_line(f"python benchmarks/bench_drg.py --cases {args.cases} --scheme {args.scheme} --tile "
+                       f"{args.tile} --reference-cases {args.reference_cases}") + f" · numba {numba.__version__}")
     print()
     print("| step | cases | threads | seconds | cases/s | cases/s per core |")
     print("|---|---:|---:|---:|---:|---:|")

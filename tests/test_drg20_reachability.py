@@ -23,7 +23,13 @@ import pyarrow as pa
 import pytest
 
 from dipsim.grouping.reference import Case, group_case
-from dipsim.grouping.tables import Adrg, DrgScheme, list_reads, load_scheme, scheme_folder
+from dipsim.grouping.tables import (
+    Adrg,
+    DrgScheme,
+    list_reads,
+    load_scheme,
+    scheme_folder,
+)
 from dipsim.schema import CASE_FIELD_BY_NAME
 
 SCHEME = "chs-drg-2.0"
@@ -141,9 +147,13 @@ def _plans(adrg_code: str) -> list[_Plan]:
     avoid = [_named_by(a.code) for a in _competitors(scheme, adrg)]
     all_principals = (scheme.principal_mdcs if adrg.mdc == "A"
                       else [c for c, mdcs in scheme.principal_mdcs.items() if adrg.mdc in mdcs])
-    counts_severity = lambda c: c in scheme.mcc or c in scheme.cc  # noqa: E731 - a secondary that is no CC first
-    pre_tables = lambda c: sum(m in PRE_MDC_TABLES and m != adrg.mdc  # noqa: E731
-                               for m in scheme.principal_mdcs.get(c, ()))
+
+    def counts_severity(code: str) -> bool:  # secondaries that are no MCC / CC are tried first
+        return code in scheme.mcc or code in scheme.cc
+
+    def pre_tables(code: str) -> int:  # principals that could also open another pre-MDC group come last
+        return sum(m in PRE_MDC_TABLES and m != adrg.mdc for m in scheme.principal_mdcs.get(code, ()))
+
     plans = []
     for conj in _dnf(adrg.logic):
         lists = {name: adrg.lists.get(name, frozenset()) for name in conj}
