@@ -50,6 +50,16 @@ def test_ventilation_needs_the_formula(scheme, diagnoses, procedures, in_ah2):
     assert (both(Case(diagnoses, procedures, **ADULT), scheme)[0] == "AH2") == in_ah2
 
 
+@pytest.mark.parametrize("hours, procedures, in_ah2", [
+    (96.0, ["31.1x00x005"], True),  # tracheotomy, hours recorded but no 96.7201 code: the hours stand for it
+    (95.0, ["31.1x00x005"], False),
+    (200.0, [], False),  # hours without a tracheostomy: AH2's formula does not hold
+])
+def test_ventilation_hours_stand_for_the_procedure(scheme, hours, procedures, in_ah2):
+    case = Case(["J18.900"], procedures, ventilation_hours=hours, **ADULT)
+    assert (both(case, scheme)[0] == "AH2") == in_ah2
+
+
 # JA2 乳房恶性肿瘤根治性切除术: 主要诊断 + 主要手术或操作 1, or 主要诊断 + 手术或操作 2 + 手术或操作 3
 @pytest.mark.parametrize("procedures, adrg", [
     (["85.4301"], "JA2"),  # a principal procedure of 主要手术或操作 1

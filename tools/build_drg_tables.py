@@ -712,7 +712,7 @@ def toml_value(v) -> str:
 
 def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: dict, principal: dict,
                        rules: dict[str, AdrgRule], sites: dict[str, list[str]], ventilation_adrg: str = "AH1",
-                       source: str | None = None) -> str:
+                       source: str | None = None, ventilation_as_procedure: bool = False) -> str:
     out: list[str] = [f"# Special (free-text) rules of {scheme}, encoded by tools/build_drg_tables.py.",
                       "# Every table names its source: a rule file and the section / name the values come from.", ""]
 
@@ -738,7 +738,10 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
                          if c.startswith("96.72")}) if ventilation_adrg in rules else []
     table("ventilation", [("adrg", ventilation_adrg, vent[2] if vent else ""),
                           ("hours_min", hours, "invasive ventilation of at least this many hours"),
-                          ("procedures", vent_codes, f"呼吸机治疗[大于等于 96 小时] in {ventilation_adrg}'s lists")],
+                          ("procedures", vent_codes, f"呼吸机治疗[大于等于 96 小时] in {ventilation_adrg}'s lists"),
+                          *([("mode", "procedure", "recorded hours >= hours_min count as the first of `procedures` "
+                                                   "(appended to the case's procedures); the ADRG's formula decides")]
+                            if ventilation_as_procedure else [])],
           f"{source}: {ventilation_adrg} name and lists (logic in adrg.csv)" if source else
           f"2_ADRG.txt {ventilation_adrg} name; 4_ADRG_DETAIL.txt {ventilation_adrg} lists (logic in adrg.csv)")
 

@@ -147,7 +147,8 @@ class CompiledScheme:
     pre_mdc: np.ndarray  # int8, -1 where the scheme has no such MDC
     pre_mask: np.ndarray  # int64[1]: pre-MDCs, never given by the principal diagnosis alone
     vent_hours_min: np.ndarray  # float64[1], NaN: no ventilation rule
-    vent_adrg: np.ndarray  # int32[1], -1: none
+    vent_adrg: np.ndarray  # int32[1], -1: none (or the hours count as a procedure: vent_px)
+    vent_px: np.ndarray  # int32[1]: ventilation.mode = "procedure": the procedure id the hours stand for, else -1
     mdcp_age_days_max: np.ndarray  # int32[1]
     mdcp_infant_age_days_max: np.ndarray  # int32[1]: an infant with age in years 0 or missing also enters MDCP
     mdcz_min_sites: np.ndarray  # int32[1]
@@ -417,7 +418,9 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
     pre_mask = mask(scheme.rules.get("pre_mdc", {}).get("order", []))
     ventilation = scheme.rules.get("ventilation", {})
     vent_hours = float(ventilation["hours_min"]) if ventilation else float("nan")
-    vent_adrg = adrg_index[ventilation["adrg"]] if ventilation else -1
+    as_procedure = ventilation.get("mode") == "procedure"
+    vent_adrg = adrg_index[ventilation["adrg"]] if ventilation and not as_procedure else -1
+    vent_px = px_id.get(ventilation["procedures"][0], -1) if as_procedure and ventilation["procedures"] else -1
     sex = scheme.rules.get("sex", {})
     mdcp_age = int(scheme.rules["mdcp"]["age_days_max"]) if "P" in order else -1
     mdcp_infant = int(scheme.rules["mdcp"]["infant_age_days_max"]) if "P" in order else -1
@@ -450,6 +453,7 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
         pre_mask=np.array([pre_mask], dtype=np.int64),
         vent_hours_min=np.array([vent_hours], dtype=np.float64),
         vent_adrg=np.array([vent_adrg], dtype=np.int32),
+        vent_px=np.array([vent_px], dtype=np.int32),
         mdcp_age_days_max=np.array([mdcp_age], dtype=np.int32),
         mdcp_infant_age_days_max=np.array([mdcp_infant], dtype=np.int32),
         mdcz_min_sites=np.array([min_sites], dtype=np.int32),

@@ -132,6 +132,8 @@ def encode_table(cases: pa.Table, scheme: str | DrgScheme | CompiledScheme = "ch
         vent = pc.fill_null(vent, float("nan")).to_numpy(zero_copy_only=False)
     else:
         vent = np.full(n, np.nan)
+    if compiled.vent_px[0] >= 0:
+        px, px_offsets = _with_ventilation(px, px_offsets, vent >= compiled.vent_hours_min[0], compiled.vent_px[0])
     return EncodedCases(
         dx=dx, dx_offsets=dx_offsets, px=px, px_offsets=px_offsets,
         sex=_int_column(cases, "sex", n, 0, np.int8),
@@ -141,6 +143,24 @@ def encode_table(cases: pa.Table, scheme: str | DrgScheme | CompiledScheme = "ch
         ventilation_hours=np.ascontiguousarray(vent, dtype=np.float64),
         los_days=_int_column(cases, "los_days", n, -1, np.int32),
     )
+
+
+def _with_ventilation(px: np.ndarray, offsets: np.ndarray, ventilated: np.ndarray, code: int):
+    """CSR procedures with `code` appended to each `ventilated` row that lacks it: where a scheme's ventilation
+    rule reads a procedure (2.0 AH2: 96.7201 呼吸机治疗[≥96 小时]), recorded hours stand for it."""
+    counts = np.diff(offsets)
+    row = np.repeat(np.arange(len(counts)), counts)
+    has = np.zeros(len(counts), bool)
+    has[row[px == code]] = True
+    add = ventilated & ~has
+    if not add.any():
+        return px, offsets
+    new_offsets = np.zeros(len(offsets), np.int64)
+    np.cumsum(counts + add, out=new_offsets[1:])
+    new_px = np.empty(new_offsets[-1], np.int32)
+    new_px[new_offsets[row] + np.arange(len(px)) - offsets[row]] = px
+    new_px[new_offsets[1:][add] - 1] = code
+    return new_px, new_offsets
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ It is the reference the Numba kernel is tested against, and it records every ste
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from .tables import BUILTIN_LISTS, Adrg, DrgBand, DrgScheme, list_reads
@@ -177,7 +178,7 @@ def _pre_mdc(facts: _Facts, scheme: DrgScheme, trace: list[str]) -> tuple[str, A
         if mdc == "A":
             hours = scheme.rules.get("ventilation", {})
             adrg = _match_adrg(facts, scheme.adrgs_of("A"), scheme, trace)
-            if adrg is None and case.ventilation_hours is not None and hours \
+            if adrg is None and case.ventilation_hours is not None and hours and hours.get("mode") != "procedure" \
                     and case.ventilation_hours >= hours["hours_min"]:
                 adrg = scheme.adrgs[hours["adrg"]]
                 trace.append(f"ADRG {adrg.code}: invasive ventilation {case.ventilation_hours:g} h >= "
@@ -208,6 +209,12 @@ def _pre_mdc(facts: _Facts, scheme: DrgScheme, trace: list[str]) -> tuple[str, A
 def group_case(case: Case, scheme: DrgScheme) -> Grouping:
     """Group one case: pre-MDC, MDC by principal diagnosis, ADRG in official order, CC level, DRG suffix."""
     trace: list[str] = []
+    vent = scheme.rules.get("ventilation", {})
+    if vent.get("mode") == "procedure" and vent.get("procedures") and case.ventilation_hours is not None \
+            and case.ventilation_hours >= vent["hours_min"] and vent["procedures"][0] not in case.procedures:
+        case = dataclasses.replace(case, procedures=[*case.procedures, vent["procedures"][0]])
+        trace.append(f"invasive ventilation {case.ventilation_hours:g} h >= {vent['hours_min']} h counts as "
+                     f"{vent['procedures'][0]}")
     facts = _Facts(case, scheme)
     if not facts.principal:
         return Grouping(UNGROUPABLE, reason="no principal diagnosis", trace=trace)
