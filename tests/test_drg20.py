@@ -96,6 +96,41 @@ def test_numbered_other_diagnosis_lists(scheme):
     assert both(Case(["T20.300", "T31.100"], [px], **ADULT), scheme)[0] != "WB1"  # 10-19%: not
 
 
+# IB1 复杂脊柱疾病或3节段及以上脊柱融合手术或翻修手术: 主要诊断 + 主要手术或操作 1, or 主要手术或操作 2, or
+# 手术或操作 3 + 手术或操作 4
+@pytest.mark.parametrize("diagnoses, procedures, in_ib1", [
+    (["A18.000x047+M49.0*"], ["03.0900x025"], True),  # spinal tuberculosis + 主要手术或操作 1
+    (["M48.001"], ["03.0900x007"], True),  # 主要手术或操作 2 alone
+    (["M50.100"], ["81.0200x001", "81.6300"], True),  # 手术或操作 3 + 4 (M50.100: not in IB1's 主要诊断)
+    (["M50.100"], ["81.0200x001"], False),  # 手术或操作 3 without 4
+    (["M48.001"], ["81.0200x001"], True),  # ... but with a 主要诊断 of IB1 it is 主要手术或操作 1
+])
+def test_three_way_formula(scheme, diagnoses, procedures, in_ib1):
+    assert (both(Case(diagnoses, procedures, **ADULT), scheme)[0] == "IB1") == in_ib1
+
+
+def test_a_formula_of_three_conjunctions_with_tables(scheme):
+    """JA1 乳房恶性肿瘤根治性切除伴乳房重建术: 主要诊断 + 手术或操作 1 + 手术或操作 2 (one of the three ways)."""
+    woman = dict(sex=2, age_years=50, los_days=8)
+    assert both(Case(["C50.900"], ["85.4301", "85.5300x001"], **woman), scheme)[0] == "JA1"
+    assert both(Case(["C50.900"], ["85.4301"], **woman), scheme)[0] == "JA2"  # no reconstruction: JA2
+
+
+def test_required_procedure_groups_need_one_of_each(scheme):
+    """FB1 瓣膜手术伴冠脉手术 (requiredProcedureGroups): a valve and a coronary procedure."""
+    valve, coronary = sorted(scheme.adrgs["FB1"].lists["table_1"])[0], sorted(scheme.adrgs["FB1"].lists["table_2"])[0]
+    assert both(Case(["I35.000"], [valve, coronary], **ADULT), scheme)[0] == "FB1"
+    assert both(Case(["I35.000"], [valve], **ADULT), scheme)[0] != "FB1"
+
+
+def test_burns_other_diagnosis_branch_and_referenced_other_operations(scheme):
+    """WB3: (主要诊断 或 其他诊断) + 主要手术或操作; WJ1 烧伤相关其他手术 (after WB1-WB3): any other OR procedure."""
+    px = sorted(scheme.adrgs["WB3"].lists["px"])[0]
+    assert both(Case(["T20.000x010"], [px], **ADULT), scheme)[0] == "WB3"
+    assert "54.1100" not in scheme.adrgs["WB3"].lists["px"] and "54.1100" in scheme.or_procedures
+    assert both(Case(["T20.000x010"], ["54.1100"], **ADULT), scheme)[0] == "WJ1"
+
+
 def test_referenced_adrgs_need_both_procedure_sets(scheme):
     """CB2 玻璃体、视网膜、脉络膜联合晶状体手术 = a CB4 and a CB5 procedure (requiredReferencedADRGs)."""
     cb4 = sorted(scheme.adrgs["CB4"].lists["px"])[0]
