@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
 from dipsim.codes import load_icd9  # noqa: E402
+from dipsim.grouping.tables import list_reads  # noqa: E402
 from dipsim.io.writers import sha256_file  # noqa: E402
 
 from _common import BuildError, run, source_dir_label, write  # noqa: E402
@@ -63,7 +64,6 @@ LICENCE = ("NHSA CHS-DRG 2.0 (2024) rule data; encoded by CHS-DRG-Grouper (Apach
 SECTION_LISTS = {"主要诊断": "dx", "主要手术或操作": "px", "其他诊断": "other_dx", "诊断": "any_dx",
                  "手术或操作": "table"}
 NUMBERED = {"dx": "dx_{n}", "px": "main_px_{n}", "other_dx": "other_dx_{n}", "table": "table_{n}"}
-DX_LISTS = re.compile(r"^(dx|any_dx|other_dx)(_[0-9]+)?$")
 # The structured rules of an ADRG without sections, and how each is written in the table format.
 RULE_KINDS = {
     "requiredProcedureGroups": "one procedure from each group: `table_1 & table_2`, the principal procedure in one "
@@ -142,7 +142,7 @@ def build(src: Path, out: Path) -> list[str]:
     junk = set()
     for m in mdc_json:
         letter = m["code"].removeprefix("MDC")
-        raw = [c for c in m.get("identifyingDiagnoses", [])]
+        raw = list(m.get("identifyingDiagnoses", []))
         junk |= JUNK_PRINCIPAL & set(raw)
         principal_rows |= {(letter, c) for c in codes([c for c in raw if c not in JUNK_PRINCIPAL], "icd10",
                                                       f"MDC{letter} identifyingDiagnoses")}
@@ -188,6 +188,8 @@ def build(src: Path, out: Path) -> list[str]:
         else:
             problems.append(f"{code} {names[code]}: no sections and no rule")
             continue
+        # as in 1.1, a rule that combines procedure lists is entered by its principal procedure; one with
+        # principal-procedure lists of its own (main_px_N) already says where the principal procedure must be
         anchor = anchor_lists(code, set(lists)) if not any(n.startswith("main_px_") for n in lists) else set()
         if anchor:
             lists["px"] = sorted({c for n in anchor for c in lists[n]})
@@ -199,7 +201,7 @@ def build(src: Path, out: Path) -> list[str]:
         for n in sorted(set(lists) - used):
             problems.append(f"{code}: list {n} is not used by its logic {logic!r}")
         for n, values in lists.items():
-            system = "icd10" if DX_LISTS.match(n) else "icd9"
+            system = "icd10" if list_reads(n) in ("dx", "any_dx", "other_dx") else "icd9"
             for c in codes(values, system, f"{code} {n}"):
                 code_rows.add((code, n, c))
         if how != "sections joined with &" or logic not in ("dx", "px", "dx & px"):
