@@ -164,10 +164,16 @@ def test_newborn_weight_thresholds_from_the_names(scheme):
     assert scheme.rules["ventilation"]["hours_min"] == 96  # AH2's name: ≥96小时
 
 
-def test_a_principal_diagnosis_not_valid_for_grouping_is_ungroupable(scheme):
-    """zd_invalid.json (grouper_tables/chs-drg-2.0/invalid_principal.csv): in no MDC table, so no group."""
-    result = group_case(Case(["B95.000"], [], **ADULT), scheme)
-    assert result.drg == "0000" and "no MDC" in result.reason
+@pytest.mark.parametrize("principal, barred", [("B95.000", True), ("X99.999", False)])
+def test_a_principal_diagnosis_not_valid_for_grouping_is_ungroupable(scheme, principal, barred):
+    """zd_invalid.json (grouper_tables/chs-drg-2.0/invalid_principal.csv): in no MDC table, so no group; the
+    reason names the list, for the reference and the kernel alike. A code in no table at all just has no MDC."""
+    assert (principal in scheme.invalid_principal) is barred
+    result = group_case(Case([principal], [], **ADULT), scheme)
+    kernel = group_table(pa.table({"case_id": ["c"], "diagnoses": [[principal]]}), SCHEME).to_pylist()[0]
+    assert result.drg == kernel["drg"] == "0000"
+    assert kernel["reason"] == result.reason
+    assert ("invalid_principal.csv" in result.reason) is barred and result.reason.endswith("in no MDC")
 
 
 def test_mcc_cancelled_by_its_exclusion_table(scheme):

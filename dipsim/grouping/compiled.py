@@ -99,6 +99,7 @@ class CompiledScheme:
     drg_codes: np.ndarray  # str: n_drg real DRGs (sorted), then <MDC>QY per MDC
     n_adrg: int
     n_drg: int
+    invalid_principal: np.ndarray  # str: diagnoses not valid as principal (invalid_principal.csv), for reasons
     # per diagnosis id
     dx_mdc_mask: np.ndarray  # int64
     # one 16-byte row per code for what a secondary diagnosis needs (one cache line, not three):
@@ -435,6 +436,7 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
         adrg_codes=np.array([a.code for a in adrgs] + qy_codes, dtype=object),
         drg_codes=np.array(drg_codes_real + qy_codes, dtype=object),
         n_adrg=n_adrg, n_drg=n_drg,
+        invalid_principal=np.array(sorted(scheme.invalid_principal), dtype=object),
         dx_mdc_mask=dx_mdc_mask, dx_secondary=dx_secondary,
         dx_site=dx_site, excl_offsets=excl_offsets, excl_tables=excl_tables, excl_names=excl_names,
         list_kind=np.array(kinds, dtype=np.int8), list_offsets=list_offsets, list_codes=list_codes,

@@ -22,6 +22,7 @@ from .compiled import (
     MISSING, STATUS_GROUPED, STATUS_NO_MDC, CompiledScheme,
     compile_scheme,
 )
+from .reference import no_mdc_reason
 from .scheme_cache import load_compiled
 from .tables import DrgScheme
 
@@ -247,8 +248,9 @@ def decode(result: GroupedArrays, compiled: CompiledScheme, case_id: pa.Array,
     no_mdc = status == STATUS_NO_MDC
     if no_mdc.any():
         rows = np.flatnonzero(no_mdc)
-        codes = pc.fill_null(principal, "") if principal is not None else pa.array([""] * len(rows), pa.string())
-        texts = pc.binary_join_element_wise("principal diagnosis ", codes, " is in no MDC", "")
+        codes = principal.to_pylist() if principal is not None else [""] * len(rows)
+        invalid = frozenset(compiled.invalid_principal.tolist())
+        texts = pa.array([no_mdc_reason(c or "", invalid) for c in codes], pa.string())
         full = np.zeros(len(status), dtype=np.int64)
         full[rows] = np.arange(len(rows))
         reason = pc.if_else(pa.array(no_mdc), pc.take(texts, pa.array(full)), reason)

@@ -206,6 +206,14 @@ def _pre_mdc(facts: _Facts, scheme: DrgScheme, trace: list[str]) -> tuple[str, A
     return None
 
 
+def no_mdc_reason(principal: str, invalid_principal) -> str:
+    """Why a principal diagnosis gave no MDC: the scheme bars it as principal (invalid_principal.csv), or no MDC
+    table lists it."""
+    if principal in invalid_principal:
+        return f"principal diagnosis {principal} is not valid as principal (invalid_principal.csv), so in no MDC"
+    return f"principal diagnosis {principal} is in no MDC"
+
+
 def group_case(case: Case, scheme: DrgScheme) -> Grouping:
     """Group one case: pre-MDC, MDC by principal diagnosis, ADRG in official order, CC level, DRG suffix."""
     trace: list[str] = []
@@ -224,7 +232,7 @@ def group_case(case: Case, scheme: DrgScheme) -> Grouping:
     else:
         mdc, adrg = _principal_mdc(facts, scheme, trace), None
         if mdc is None:
-            return Grouping(UNGROUPABLE, reason=f"principal diagnosis {facts.principal} is in no MDC", trace=trace)
+            return Grouping(UNGROUPABLE, reason=no_mdc_reason(facts.principal, scheme.invalid_principal), trace=trace)
     if adrg is None:
         # Surgical (A-J) then non-OR procedure (K-Q) ADRGs; a principal procedure that is an operation (手术)
         # none of them takes makes the case xQY (与主要诊断无关的手术) before the medical (R-Z) ADRGs are tried.

@@ -130,6 +130,7 @@ class DrgScheme:
     qy_procedures: frozenset[str]  # procedures of the [qy] procedure_kinds (手术): they make a case QY
     mdcz_sites: dict[str, str]  # diagnosis -> trauma site
     rules: dict = field(repr=False)
+    invalid_principal: frozenset[str] = frozenset()  # invalid_principal.csv (2.0): not valid as principal
 
     def adrgs_of(self, mdc: str) -> list[Adrg]:
         return [a for a in self.adrgs.values() if a.mdc == mdc]
@@ -206,6 +207,8 @@ def load_scheme(scheme: str = "chs-drg-1.1", root: str | None = None, qy: bool |
         qy_procedures=_procedures_of_kinds(qy_rules.get("procedure_kinds", ["手术"])) if qy_on else frozenset(),
         mdcz_sites={code: site for site, code in _rows(_csv(folder, "mdcz_sites.csv"), "site", "code")},
         rules=rules,
+        invalid_principal=frozenset(_csv(folder, "invalid_principal.csv")["code"])
+        if (folder / "invalid_principal.csv").is_file() else frozenset(),
     )
 
 
