@@ -36,7 +36,6 @@ from build_drg_tables import (  # noqa: E402
     MDCZ_SITES,
     AdrgRule,
     anchor_lists,
-    csv_bytes,
     drg_severities,
     kind_of,
     logic_names,
@@ -45,6 +44,7 @@ from build_drg_tables import (  # noqa: E402
     render_logic,
     shape_ok,
     special_rules_text,
+    write_tables,
 )
 
 SCHEME = "chs-drg-2.0"
@@ -272,26 +272,8 @@ def build(src: Path, out: Path) -> list[str]:
         raise BuildError("\n".join(problems + [f"{len(problems)} problems"]))
 
     # -- write
-    order_of = {m: i for i, (m, _) in enumerate(mdc_rows)}
-    outputs_spec = {
-        "mdc.csv": (["mdc", "name", "order"], [[m, n, i + 1] for i, (m, n) in enumerate(mdc_rows)]),
-        "mdc_principal.csv": (["mdc", "code"], sorted(principal_rows, key=lambda r: (order_of[r[0]], r[1]))),
-        "mdcz_sites.csv": (["site", "code"], sorted(site_rows, key=lambda r: (MDCZ_SITES.index(r[0]), r[1]))),
-        "adrg.csv": (["adrg", "mdc", "name", "order", "kind", "logic"], adrg_out),
-        "adrg_codes.csv": (["adrg", "list", "code"], sorted(code_rows)),
-        "drg.csv": (["drg", "adrg", "name", "suffix", "severity"], sorted(drg_out)),
-        "mcc.csv": (["code", "exclusion_table"], sorted([c, t] for c, t in mcc.items())),
-        "cc.csv": (["code", "exclusion_table"], sorted([c, t] for c, t in cc.items())),
-        "cc_exclusions.csv": (["exclusion_table", "code"], [list(r) for r in cce]),
-        "or_procedures.csv": (["code"], [[c] for c in or_codes]),
-        "invalid_principal.csv": (["code"], [[c] for c in sorted(invalid_dx)]),
-    }
-    outputs = []
-    for name, (header, rows) in outputs_spec.items():
-        data = csv_bytes(header, [list(r) for r in rows])
-        write(out / name, data)
-        outputs.append({"file": name, "rows": len(rows), "sha256": hashlib.sha256(data).hexdigest()})
-        log.append(f"wrote {name}: {len(rows)} rows")
+    outputs = write_tables(out, log, mdc_rows, principal_rows, site_rows, adrg_out, code_rows, drg_out, mcc, cc,
+                           cce, or_codes, **{"invalid_principal.csv": (["code"], [[c] for c in sorted(invalid_dx)])})
     adrg_rows = {a: [a, a[0], names[a]] for a in names}
     text = special_rules_text(SCHEME, adrg_rows, drg_info, {}, rules, {s: [] for s in sites},
                               ventilation_adrg="AH2", source="ADRG.dat / adrg_rules.json",

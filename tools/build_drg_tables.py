@@ -819,6 +819,33 @@ def csv_bytes(header: list[str], rows: list[list]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+def write_tables(out: Path, log: list[str], mdc_names: list[tuple[str, str]], principal_rows, site_rows, adrg_out,
+                 code_rows, drg_out, mcc: dict, cc: dict, cce, or_codes, **extra: tuple[list[str], list]) -> list[dict]:
+    """Write the format's CSV tables (grouper_tables/README.md) in a stable order, plus `extra` name -> (header,
+    rows); returns their manifest entries (file, rows, sha256). `mdc_names` is (mdc, name) in official order."""
+    order_of = {m: i for i, (m, _) in enumerate(mdc_names)}
+    tables: dict[str, tuple[list[str], list]] = {
+        "mdc.csv": (["mdc", "name", "order"], [[m, n, i + 1] for i, (m, n) in enumerate(mdc_names)]),
+        "mdc_principal.csv": (["mdc", "code"], sorted(principal_rows, key=lambda r: (order_of[r[0]], r[1]))),
+        "mdcz_sites.csv": (["site", "code"], sorted(site_rows, key=lambda r: (MDCZ_SITES.index(r[0]), r[1]))),
+        "adrg.csv": (["adrg", "mdc", "name", "order", "kind", "logic"], adrg_out),
+        "adrg_codes.csv": (["adrg", "list", "code"], sorted(code_rows)),
+        "drg.csv": (["drg", "adrg", "name", "suffix", "severity"], sorted(drg_out)),
+        "mcc.csv": (["code", "exclusion_table"], sorted([c, t] for c, t in mcc.items())),
+        "cc.csv": (["code", "exclusion_table"], sorted([c, t] for c, t in cc.items())),
+        "cc_exclusions.csv": (["exclusion_table", "code"], [list(r) for r in cce]),
+        "or_procedures.csv": (["code"], [[c] for c in or_codes]),
+        **extra,
+    }
+    outputs = []
+    for name, (header, rows) in tables.items():
+        data = csv_bytes(header, [list(r) for r in rows])
+        write(out / name, data)
+        outputs.append({"file": name, "rows": len(rows), "sha256": hashlib.sha256(data).hexdigest()})
+        log.append(f"wrote {name}: {len(rows)} rows")
+    return outputs
+
+
 def kind_of(adrg: str) -> str:
     c = adrg[1]
     return "surgical" if "A" <= c <= "J" else "non_or" if "K" <= c <= "Q" else "medical"
@@ -1061,25 +1088,8 @@ def build(scheme: str, src: Path, out: Path, or_file: Path | None = None, effect
         raise BuildError("\n".join(problems + [f"{len(problems)} problems"]))
 
     # -- write
-    mdc_order_idx = {m: i for i, m in enumerate(mdcs)}
-    tables: dict[str, tuple[list[str], list[list]]] = {
-        "mdc.csv": (["mdc", "name", "order"], [[m, n, i + 1] for i, (m, n, _) in enumerate(mdc_rows)]),
-        "mdc_principal.csv": (["mdc", "code"], sorted(principal_rows, key=lambda r: (mdc_order_idx[r[0]], r[1]))),
-        "mdcz_sites.csv": (["site", "code"], sorted(site_rows, key=lambda r: (MDCZ_SITES.index(r[0]), r[1]))),
-        "adrg.csv": (["adrg", "mdc", "name", "order", "kind", "logic"], adrg_out),
-        "adrg_codes.csv": (["adrg", "list", "code"], sorted(code_rows)),
-        "drg.csv": (["drg", "adrg", "name", "suffix", "severity"], sorted(drg_out)),
-        "mcc.csv": (["code", "exclusion_table"], sorted([c, t] for c, t in mcc.items())),
-        "cc.csv": (["code", "exclusion_table"], sorted([c, t] for c, t in cc.items())),
-        "cc_exclusions.csv": (["exclusion_table", "code"], [list(r) for r in cce]),
-        "or_procedures.csv": (["code"], [[c] for c in or_codes]),
-    }
-    outputs = []
-    for name, (header, rows) in tables.items():
-        data = csv_bytes(header, [list(r) for r in rows])
-        write(out / name, data)
-        outputs.append({"file": name, "rows": len(rows), "sha256": hashlib.sha256(data).hexdigest()})
-        log.append(f"wrote {name}: {len(rows)} rows")
+    outputs = write_tables(out, log, [(m, n) for m, n, _ in mdc_rows], principal_rows, site_rows, adrg_out,
+                           code_rows, drg_out, mcc, cc, cce, or_codes)
     adrg_rows = {a: [a, a[0], adrg_names[a]] for a in adrg_names}
     special_text = special_rules_text(scheme, adrg_rows, drg_info, principal, rules, sites).encode("utf-8")
     write(out / "special_rules.toml", special_text)
