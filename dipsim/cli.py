@@ -64,6 +64,32 @@ def _read_options(args):
     return mapping, options, sheet
 
 
+def _load(args, console: Console, path, **kwargs):
+    """Read and validate `path` with the read options (--mapping, --encoding, --sheet, ...), with progress."""
+    from dipsim.io.validate import load_cases
+
+    mapping, options, sheet = _read_options(args)
+    with _progress(console, "reading and validating", 1) as update:
+        result = load_cases(path, options=options, header_mapping=mapping, encoding=args.encoding, sheet=sheet,
+                            **kwargs)
+        update(1, 1)
+    return result
+
+
+def _counts(result) -> str:
+    """The line every command prints: nothing lost between reading and validation."""
+    return f"rows read {result.rows_read:,} = accepted {result.n_accepted:,} + rejected {result.n_rejected:,}"
+
+
+def _file_digests(*paths) -> list[dict]:
+    """Manifest entries (file, sha256) of every file given, or under a folder given, in sorted order."""
+    from dipsim.io.writers import sha256_file
+
+    files = [f for p in map(Path, paths)
+             for f in ([p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file()))]
+    return [{"file": str(f), "sha256": sha256_file(f)} for f in files]
+
+
 def cmd_validate(args) -> int:
     from dipsim.io.pipeline import validate_to_dir
 
@@ -99,24 +125,19 @@ def cmd_group(args) -> int:
     import pyarrow.compute as pc
 
     from dipsim.grouping.drg import GROUPING_COLUMNS, group_table, warm_up
-    from dipsim.io.validate import load_cases
     from dipsim.io.writers import write_csv, write_table
 
     console = _console(args)
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise InputError(f"{out}: the output must end in .csv or .parquet")
-    mapping, options, sheet = _read_options(args)
     if args.scheme == "dip":
-        return _group_dip(args, console, out, mapping, options, sheet)
+        return _group_dip(args, console, out)
     if args.scheme == "auto" or args.compare_schemes:
-        return _group_versions(args, console, out, mapping, options, sheet)
+        return _group_versions(args, console, out)
     scheme = _scheme(args, compiled=True)
     warm_up(scheme)  # the kernel loads while the input is read
-    with _progress(console, "reading and validating", 1) as update:
-        result = load_cases(args.input, options=options, header_mapping=mapping, encoding=args.encoding,
-                            sheet=sheet, columns=list(GROUPING_COLUMNS), dictionary_codes=True)
-        update(1, 1)
+    result = _load(args, console, args.input, columns=list(GROUPING_COLUMNS), dictionary_codes=True)
     with _progress(console, f"grouping ({args.scheme})", 1) as update:
         groups = group_table(result.accepted, scheme=scheme)
         update(1, 1)
@@ -124,14 +145,13 @@ def cmd_group(args) -> int:
     rejects = out.with_name(out.stem + ".rejects.csv")
     write_csv(result.rejects, rejects)
     ungroupable = pc.sum(pc.starts_with(groups["drg"], "0000")).as_py() or 0
-    print(f"rows read {result.rows_read:,} = accepted {result.n_accepted:,} + rejected {result.n_rejected:,}; "
-          f"grouped {groups.num_rows - ungroupable:,}, ungroupable (0000) {ungroupable:,} -> {out}")
+    print(f"{_counts(result)}; grouped {groups.num_rows - ungroupable:,}, ungroupable (0000) {ungroupable:,} -> {out}")
     if result.n_rejected:
         console.print(f"rejected rows are not grouped; see {rejects}")
     return EXIT_OK
 
 
-def _group_versions(args, console, out: Path, mapping, options, sheet) -> int:
+def _group_versions(args, console, out: Path) -> int:
     """`--scheme auto`: each case under the CHS-DRG version in force on its discharge date (OUT gets a `scheme`
     column); `--compare-schemes A,B`: every case under both, OUT with case_id, from_drg, to_drg and the transition
     table beside it (OUT.transition.csv: from_drg, to_drg, cases, share_of_from)."""
@@ -140,16 +160,11 @@ def _group_versions(args, console, out: Path, mapping, options, sheet) -> int:
 
     from dipsim.grouping.drg import group_table
     from dipsim.grouping.versions import group_by_date, load_scheme_dates, transition
-    from dipsim.io.validate import load_cases
     from dipsim.io.writers import write_csv, write_table
 
-    with _progress(console, "reading and validating", 1) as update:
-        result = load_cases(args.input, options=options, header_mapping=mapping, encoding=args.encoding,
-                            sheet=sheet)
-        update(1, 1)
+    result = _load(args, console, args.input)
     cases = result.accepted
-    counts = (f"rows read {result.rows_read:,} = accepted {result.n_accepted:,} + rejected "
-              f"{result.n_rejected:,}")
+    counts = _counts(result)
     if args.compare_schemes:
         names = [n.strip() for n in args.compare_schemes.split(",") if n.strip()]
         if len(names) != 2:
@@ -179,19 +194,15 @@ def _group_versions(args, console, out: Path, mapping, options, sheet) -> int:
     return EXIT_OK
 
 
-def _group_dip(args, console, out: Path, mapping, options, sheet) -> int:
+def _group_dip(args, console, out: Path) -> int:
     """`dipsim group --scheme dip --catalog CAT`: OUT has case_id, dip_group, dip_points, match and reason."""
     import pyarrow.compute as pc
 
     from dipsim.grouping.dip import group_dip_table
-    from dipsim.io.validate import load_cases
     from dipsim.io.writers import write_csv, write_table
 
     catalog = _catalog(args)
-    with _progress(console, "reading and validating", 1) as update:
-        result = load_cases(args.input, options=options, header_mapping=mapping, encoding=args.encoding,
-                            sheet=sheet)
-        update(1, 1)
+    result = _load(args, console, args.input)
     with _progress(console, f"grouping (DIP, {catalog.source})", 1) as update:
         groups = group_dip_table(result.accepted, catalog)
         update(1, 1)
@@ -199,7 +210,7 @@ def _group_dip(args, console, out: Path, mapping, options, sheet) -> int:
     rejects = out.with_name(out.stem + ".rejects.csv")
     write_csv(result.rejects, rejects)
     counts = {v["values"]: v["counts"] for v in pc.value_counts(groups["match"]).to_pylist()}
-    print(f"rows read {result.rows_read:,} = accepted {result.n_accepted:,} + rejected {result.n_rejected:,}; "
+    print(f"{_counts(result)}; "
           + ", ".join(f"{name} {counts.get(name, 0):,}" for name in ("exact", "best", "comprehensive", "tcm", "none"))
           + f" -> {out}")
     if result.n_rejected:
@@ -259,8 +270,6 @@ def cmd_catalog_build(args) -> int:
 
     from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
     from dipsim.io.validate import load_cases
-    from dipsim.io.writers import sha256_file
-
     from dipsim.tcm import load_tcm
 
     console = _console(args)
@@ -281,10 +290,8 @@ def cmd_catalog_build(args) -> int:
             if args.cost_column not in result.accepted.column_names:
                 raise InputError(f"{path}: no cost column {args.cost_column!r} (see --cost-column)")
             tables.append(result.accepted)
-            files = [Path(path)] if Path(path).is_file() else sorted(p for p in Path(path).rglob("*") if p.is_file())
             inputs.append({"path": str(path), "rows_read": result.rows_read, "accepted": result.n_accepted,
-                           "rejected": result.n_rejected,
-                           "files": [{"file": str(f), "sha256": sha256_file(f)} for f in files]})
+                           "rejected": result.n_rejected, "files": _file_digests(path)})
             update(number + 1, len(args.input))
     cases = pa.concat_tables(tables, promote_options="permissive")
     try:
@@ -315,27 +322,29 @@ def _policy_with_overrides(args):
             changes[path.strip()] = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"--set {item}: the value is not TOML ({exc})") from exc
-    budgets = dict(policy.get("budget.total"))
+    if args.budget:
+        changes["budget.total"] = _budgets(args, policy.get("budget.total"))
+    return policy.overlay(changes, name=policy.name) if changes else policy
+
+
+def _budgets(args, budgets) -> dict[str, float]:
+    """The pools' budgets with each --budget POOL=YUAN applied."""
+    budgets = dict(budgets)
     for item in args.budget:
         pool, _, amount = item.partition("=")
         try:
             budgets[pool.strip()] = float(amount.replace(",", ""))
         except ValueError:
             raise InputError(f"--budget {item}: expected POOL=YUAN") from None
-    if args.budget:
-        changes["budget.total"] = budgets
-    return policy.overlay(changes, name=policy.name) if changes else policy
+    return budgets
 
 
 def cmd_settle(args) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
-    from dipsim import __version__ as version
-    from dipsim.io.validate import load_cases
-    from dipsim.io.writers import sha256_file, write_csv, write_json, write_parquet
+    from dipsim.io.readers import read_table_file
+    from dipsim.io.writers import write_csv, write_json, write_parquet
     from dipsim.settlement import budgets_from_cost, dip_inputs, drg_inputs, run_settlement
 
     console = _console(args)
@@ -343,17 +352,9 @@ def cmd_settle(args) -> int:
     mode = policy.get("payment.mode")
     if mode == "dip" and not args.catalog:
         raise InputError("payment.mode = dip needs --catalog CATALOG")
-    mapping, options, sheet = _read_options(args)
-    with _progress(console, "reading and validating", 1) as update:
-        result = load_cases(args.input, options=options, header_mapping=mapping, encoding=args.encoding,
-                            sheet=sheet)
-        update(1, 1)
+    result = _load(args, console, args.input)
     cases = result.accepted
-    hospitals_path = Path(args.hospitals)
-    if not hospitals_path.is_file():
-        raise InputError(f"{hospitals_path}: no hospitals table")
-    hospitals = (pacsv.read_csv(hospitals_path) if hospitals_path.suffix.lower() == ".csv"
-                 else pq.read_table(hospitals_path))
+    hospitals = read_table_file(args.hospitals, "hospitals table")
     if args.budget_share:
         budgets = budgets_from_cost(cases, args.budget_share, policy.get("budget.total"))
         policy = policy.overlay({"budget.total": budgets}, name=policy.name)
@@ -371,7 +372,7 @@ def cmd_settle(args) -> int:
             aux = auxiliary_table(cases, load_auxiliary(args.auxiliary))["aux_factor"].to_numpy()
         quality = None
         if args.quality:
-            table = pacsv.read_csv(args.quality)
+            table = read_table_file(args.quality, "quality scores table")
             if not {"hospital_id", "quality_score"} <= set(table.column_names):
                 raise InputError(f"{args.quality}: needs columns hospital_id and quality_score")
             quality = dict(zip(pc.cast(table["hospital_id"], "string").to_pylist(),
@@ -392,16 +393,13 @@ def cmd_settle(args) -> int:
     write_parquet(run.cases, out / "cases.parquet")
     if run.review is not None:  # special-case review: applied / approved / rate / amount per hospital
         write_csv(pa.Table.from_pandas(run.review, preserve_index=False), out / "review.csv")
-    inputs = [Path(args.input)] if Path(args.input).is_file() else sorted(
-        p for p in Path(args.input).rglob("*") if p.is_file())
-    write_json({"dipsim_version": version, "command": "settle", "policy": policy.source,
+    write_json({"dipsim_version": __version__, "command": "settle", "policy": policy.source,
                 "policy_name": policy.name, "policy_sha256": policy.digest(), "overlays": list(policy.overlays),
                 "policy_day": on, "mode": mode, "catalog": args.catalog,
                 "scheme": args.scheme if mode == "drg" else None, "auxiliary": args.auxiliary,
                 "quality": args.quality, "rows_read": result.rows_read, "accepted": result.n_accepted,
                 "rejected": result.n_rejected,
-                "inputs": [{"file": str(f), "sha256": sha256_file(f)}
-                           for f in [*inputs, hospitals_path, *([Path(args.quality)] if args.quality else [])]],
+                "inputs": _file_digests(args.input, args.hospitals, *([args.quality] if args.quality else [])),
                 "outputs": ["hospitals.csv", "pools.csv", "cases.parquet"]}, out / "manifest.json")
     for row in run.pools.to_pylist():
         print(f"pool {row['pool']}: budget available {row['budget_available']:,} yuan, point value "
@@ -417,14 +415,10 @@ def cmd_settle(args) -> int:
 def cmd_scenarios_run(args) -> int:
     import hashlib
 
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    from dipsim import __version__ as version
-    from dipsim.io.validate import load_cases
     import pyarrow as pa
 
-    from dipsim.io.writers import sha256_file, write_csv, write_json
+    from dipsim.io.readers import read_table_file
+    from dipsim.io.writers import write_csv, write_json
     from dipsim.scenarios import grouped_cached, load_scenarios, run_scenarios
     from dipsim.settlement import budgets_from_cost
 
@@ -434,25 +428,14 @@ def cmd_scenarios_run(args) -> int:
     mode = base.get("payment.mode")
     if mode == "dip" and not args.catalog:
         raise InputError("payment.mode = dip needs --catalog CATALOG")
-    mapping, options, sheet = _read_options(args)
-    with _progress(console, "reading and validating", 1) as update:
-        result = load_cases(args.cases, options=options, header_mapping=mapping, encoding=args.encoding,
-                            sheet=sheet)
-        update(1, 1)
+    result = _load(args, console, args.cases)
     cases = result.accepted
-    hospitals_path = Path(args.hospitals)
-    hospitals = (pacsv.read_csv(hospitals_path) if hospitals_path.suffix.lower() == ".csv"
-                 else pq.read_table(hospitals_path))
-    budgets = dict(base.get("budget.total"))
-    for item in args.budget:
-        pool, _, amount = item.partition("=")
-        budgets[pool.strip()] = float(amount.replace(",", ""))
+    hospitals = read_table_file(args.hospitals, "hospitals table")
+    budgets = _budgets(args, base.get("budget.total"))
     if args.budget_share:
         budgets = budgets_from_cost(cases, args.budget_share, budgets)
     scenario_set.baseline = base.overlay({"budget.total": budgets}, name=base.name)
-    files = [Path(args.cases)] if Path(args.cases).is_file() else sorted(
-        p for p in Path(args.cases).rglob("*") if p.is_file())
-    inputs = [{"file": str(f), "sha256": sha256_file(f)} for f in [*files, hospitals_path]]
+    inputs = _file_digests(args.cases, args.hospitals)
     input_digest = hashlib.sha256("".join(i["sha256"] for i in inputs).encode()).hexdigest()
     with _progress(console, f"grouping ({mode}, cached)", 1) as update:
         catalog = None
@@ -472,7 +455,7 @@ def cmd_scenarios_run(args) -> int:
     tables = results.tables()
     for name, frame in tables.items():
         write_csv(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.csv")
-    write_json({"dipsim_version": version, "command": "scenarios run", "scenario_file": args.file,
+    write_json({"dipsim_version": __version__, "command": "scenarios run", "scenario_file": args.file,
                 "scenario": scenario_set.name, "title": scenario_set.title,
                 "baseline_policy": scenario_set.baseline.source, "baseline_sha256": scenario_set.baseline.digest(),
                 "variants": [{"name": v.name, "set": v.changes} for v in scenario_set.variants],
@@ -495,13 +478,12 @@ def cmd_scenarios_run(args) -> int:
 
 
 def cmd_nightly(args) -> int:
-    import pyarrow.csv as pacsv
-
+    from dipsim.io.readers import read_table_file
     from dipsim.nightly import run_nightly
 
     seasonality = None
     if args.seasonality:
-        table = pacsv.read_csv(args.seasonality).to_pydict()
+        table = read_table_file(args.seasonality, "seasonality table").to_pydict()
         seasonality = {int(m): float(v) for m, v in zip(table["month"], table["share"])}
     result = run_nightly(Path(args.claims), Path(args.policy), Path(args.hospitals), Path(args.state),
                          Path(args.out), args.catalog, args.scheme, seasonality,
@@ -519,21 +501,15 @@ def cmd_screen(args) -> int:
     """Validate, group and run the supervision screens; write flags.csv, hospitals.csv, rejects.csv, manifest.json."""
     import pyarrow as pa
 
-    from dipsim.io.readers import parquet_files
-    from dipsim.io.validate import load_cases
-    from dipsim.io.writers import sha256_file, write_csv, write_json
+    from dipsim.io.writers import write_csv, write_json
     from dipsim.policy import Policy, load_policy
     from dipsim.supervise import SCREENS, screen_region
 
     console = _console(args)
     out = Path(args.out)
     policy = load_policy(args.policy) if args.policy else Policy(values={})
-    mapping, options, sheet = _read_options(args)
     catalog = _catalog(args) if args.catalog else None
-    with _progress(console, "reading and validating", 1) as update:
-        result = load_cases(args.input, options=options, header_mapping=mapping, encoding=args.encoding,
-                            sheet=sheet)
-        update(1, 1)
+    result = _load(args, console, args.input)
     with _progress(console, "grouping and screening", 1) as update:
         screens = screen_region(result.accepted, policy, _scheme(args, compiled=True), catalog)
         update(1, 1)
@@ -542,15 +518,13 @@ def cmd_screen(args) -> int:
     write_csv(result.rejects, out / "rejects.csv")
     counts = screens.flags["screen"].value_counts()
     upcoding = screens.hospitals.loc[screens.hospitals.get("upcoding_flag", False) == True, "hospital_id"]  # noqa: E712
-    inputs = parquet_files(args.input) if Path(args.input).is_dir() else [Path(args.input)]
-    write_json({"dipsim_version": __version__, "command": "screen",
-                "inputs": [{"file": str(f), "sha256": sha256_file(f)} for f in inputs],
+    write_json({"dipsim_version": __version__, "command": "screen", "inputs": _file_digests(args.input),
                 "policy": args.policy, "policy_sha256": policy.digest(),
                 "grouping": {"drg_scheme": args.scheme, "dip_catalog": str(catalog.source) if catalog else None},
                 "rows_read": result.rows_read, "accepted": result.n_accepted, "rejected": result.n_rejected,
                 "flags": {s: int(counts.get(s, 0)) for s in SCREENS}, "skipped": screens.skipped,
                 "upcoding_hospitals": upcoding.tolist()}, out / "manifest.json")
-    print(f"rows read {result.rows_read:,} = accepted {result.n_accepted:,} + rejected {result.n_rejected:,}; flags: "
+    print(f"{_counts(result)}; flags: "
           + ", ".join(f"{s} {int(counts.get(s, 0)):,}" for s in SCREENS if s not in screens.skipped)
           + f"; upcoding hospitals: {', '.join(upcoding) or 'none'} -> {out}")
     for screen, why in screens.skipped.items():

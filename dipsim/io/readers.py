@@ -161,6 +161,18 @@ def read_excel_raw(path: str | Path, sheet: str | int | None = None) -> tuple[pa
     return table, np.arange(1, table.num_rows + 1, dtype=np.int64)
 
 
+def read_table_file(path: str | Path, what: str = "table") -> pa.Table:
+    """A small side table (hospitals, quality scores, seasonality): Parquet by its suffix, else CSV in UTF-8 or
+    GB18030 (`decode_text`) with column types inferred. InputError naming `what` when the file is absent."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no {what} file")
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return pq.read_table(path)
+    text, _ = decode_text(path.read_bytes())
+    return pacsv.read_csv(io.BytesIO(text.encode("utf-8")))
+
+
 def parquet_files(path: str | Path) -> list[Path]:
     """A Parquet file, or every Parquet file under a directory (e.g. monthly partitions), in sorted order."""
     path = Path(path)
