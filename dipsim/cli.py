@@ -563,13 +563,14 @@ def cmd_demo(args) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
 
     from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
     from dipsim.grouping.dip import DipCatalog, group_dip_table
-
     from dipsim.grouping.drg import group_table
     from dipsim.io.pipeline import validate_to_dir
     from dipsim.io.writers import write_csv, write_parquet
+    from dipsim.settlement import budgets_from_cost, dip_inputs
     from dipsim.weights import calibrate_weights
 
     console = _console(args)
@@ -596,15 +597,20 @@ def cmd_demo(args) -> int:
         catalog = build_catalog(cases, CatalogOptions())
         write_catalog(catalog, out / "dip_catalog", [{"path": str(out / "validated" / "accepted"),
                                                       "accepted": cases.num_rows}])
-        dip = group_dip_table(cases, DipCatalog(catalog.groups, catalog.options, "demo", catalog.keys))
+        demo_catalog = DipCatalog(catalog.groups, catalog.options, "demo", catalog.keys)
+        dip = group_dip_table(cases, demo_catalog)
         write_parquet(dip, out / "dip_grouped.parquet")
         update(1, 1)
     kinds = catalog.summary()["groups"]
     print(f"DIP catalogue: {kinds.get('core', 0):,} core groups (threshold {catalog.threshold}, holding "
           f"{catalog.coverage:.1%} of the cases) + {kinds.get('comprehensive', 0):,} comprehensive groups; points "
           f"{pc.min(catalog.groups['points']).as_py():,.1f} to {pc.max(catalog.groups['points']).as_py():,.1f}")
-    settled = _demo_settlement(cases, catalog, out)
-    reports = _demo_scenarios(cases, catalog, out)
+    # settlement and scenarios share one DIP pricing input, one hospitals table and budgets of 60% of cost
+    grouped = dip_inputs(cases, demo_catalog)
+    hospitals = pq.read_table(out / "region" / "hospitals.parquet")
+    budgets = budgets_from_cost(cases, 0.6)
+    settled = _demo_settlement(cases, hospitals, grouped, budgets, out)
+    reports = _demo_scenarios(cases, hospitals, grouped, budgets, out)
     console.print(f"region: {out / 'region'}   validated: {out / 'validated'}   groups: {out / 'grouped.parquet'}   "
                   f"weights: {out / 'drg_weights.csv'}   DIP: {out / 'dip_catalog'}, {out / 'dip_grouped.parquet'}   "
                   f"settlement: {settled}")
@@ -613,22 +619,15 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
-def _demo_scenarios(cases, catalog, out: Path) -> list[Path]:
-    """Run every shipped scenario file on the demo region (budget 60% of cost) and write its report."""
-    import pyarrow.parquet as pq
-
+def _demo_scenarios(cases, hospitals, grouped: dict, budgets: dict, out: Path) -> list[Path]:
+    """Run every shipped DIP scenario file on the demo region with `budgets` and write its report."""
     import pyarrow as pa
 
-    from dipsim.grouping.dip import DipCatalog
     from dipsim.io.writers import write_csv
     from dipsim.paths import scenarios_dir
     from dipsim.report.html import write_report
     from dipsim.scenarios import load_scenarios, run_scenarios
-    from dipsim.settlement import budgets_from_cost, dip_inputs
 
-    budgets = budgets_from_cost(cases, 0.6)
-    hospitals = pq.read_table(out / "region" / "hospitals.parquet")
-    grouped = dip_inputs(cases, DipCatalog(catalog.groups, catalog.options, "demo", catalog.keys))
     reports = []
     for path in sorted(scenarios_dir().glob("*.toml")):
         if path.stem.startswith("baseline"):
@@ -649,20 +648,14 @@ def _demo_scenarios(cases, catalog, out: Path) -> list[Path]:
     return reports
 
 
-def _demo_settlement(cases, catalog, out: Path) -> Path:
-    """Settle the demo region under the default policy (DIP points, no bands) with a budget of 60% of each pool's
-    billed cost; write hospitals.csv and pools.csv and print each pool's point value."""
-    import pyarrow.parquet as pq
-
-    from dipsim.grouping.dip import DipCatalog
+def _demo_settlement(cases, hospitals, grouped: dict, budgets: dict, out: Path) -> Path:
+    """Settle the demo region under the default policy (DIP points, no bands) with `budgets` (60% of each pool's
+    billed cost); write hospitals.csv and pools.csv and print each pool's point value."""
     from dipsim.io.writers import write_csv
     from dipsim.policy import Policy
-    from dipsim.settlement import budgets_from_cost, dip_inputs, run_settlement
+    from dipsim.settlement import run_settlement
 
-    budgets = budgets_from_cost(cases, 0.6)
     policy = Policy(values={}, name="defaults").overlay({"budget.total": budgets}, name="defaults, budget 60% of cost")
-    hospitals = pq.read_table(out / "region" / "hospitals.parquet")
-    grouped = dip_inputs(cases, DipCatalog(catalog.groups, catalog.options, "demo", catalog.keys))
     run = run_settlement(cases, hospitals, policy, grouped)
     folder = out / "settlement"
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,9 @@ import pyarrow.compute as pc
 
 from dipsim.codes import load_icd9, load_icd10
 from dipsim.io.errors import InputError
-from dipsim.schema import SEXES
 from dipsim.io.readers import RawCases, read_cases_raw
 from dipsim.io.validate import validate_cases
+from dipsim.schema import SEXES
 
 from .reference import CC_LABELS, Case, Grouping, group_case
 from .tables import DrgScheme, load_scheme
@@ -46,8 +46,8 @@ def explain_case(row: dict, scheme: str | DrgScheme = "chs-drg-1.1") -> tuple[Gr
     grouping = group_case(case_from_row(row), scheme)
     icd10, icd9 = load_icd10(), load_icd9()
     lines = [f"case {row['case_id']} under {scheme_name}",
-             f"  sex {row['sex']} ({SEXES.get(row['sex'] or 0, '?')}), age {row['age_years']} y / {row['age_days']} d, birth weight "
-             f"{row['birth_weight_g']} g, LOS {row['los_days']} d, ventilation {row['ventilation_hours']} h"]
+             f"  sex {row['sex']} ({SEXES.get(row['sex'] or 0, '?')}), age {row['age_years']} y / "
+             f"{row['age_days']} d, birth weight {row['birth_weight_g']} g, LOS {row['los_days']} d, ventilation {row['ventilation_hours']} h"]
     for label, codes, dictionary in (("diagnoses", row["diagnoses"], icd10), ("procedures", row["procedures"], icd9)):
         lines.append(f"  {label} (principal first):")
         for code in codes or []:
