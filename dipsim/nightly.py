@@ -95,12 +95,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _sha256(path: Path) -> str:
-    from dipsim.io.writers import sha256_file
-
-    return sha256_file(path)
-
-
 def _group_partition(path: Path, target: Path, catalog, scheme: str, policy) -> None:
     """Validate and group one partition, `BATCH_ROWS` cases at a time, into its cache file `target`: the per-case
     columns the year-to-date settlement needs, with the partition's row counts and months in the file's metadata.
@@ -162,10 +156,8 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
     "dask" groups new partitions and prices cached ones on a Dask cluster (`scheduler` address, or a local cluster
     of two processes), the sums added and the pools solved on the client."""
     from dipsim.io.readers import parquet_files
-    from dipsim.io.writers import write_csv, write_json
+    from dipsim.io.writers import sha256_file, write_csv, write_json
     from dipsim.policy import load_policy
-    from dipsim.settlement import run_settlement
-
     from dipsim.supervise import has_consequences
 
     start = time.perf_counter()
@@ -184,22 +176,22 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         cache = Path(state) / "partitions"
         cache.mkdir(parents=True, exist_ok=True)
         files = parquet_files(claims)
-        hashes = [_sha256(f) for f in files]
+        hashes = [sha256_file(f) for f in files]
         setup = hashlib.sha256(f"{__version__}\0{CACHE_FORMAT}\0{scheme}\0".encode())
         if catalog is not None:
             for f in sorted(Path(catalog.source).glob("*")):
                 setup.update(f.name.encode() + f.read_bytes())
         setup_key = setup.hexdigest()[:16]
-        todo = [(path, cache / f"{setup_key}-{digest[:32]}.parquet") for path, digest in zip(files, hashes)
-                if not (cache / f"{setup_key}-{digest[:32]}.parquet").is_file()]
+        cached = [cache / f"{setup_key}-{d[:32]}.parquet" for d in hashes]
+        todo = [(path, target) for path, target in zip(files, cached) if not target.is_file()]
         grouped_now = len(todo)
         if engine == "dask":  # each worker groups partitions and writes their cache files (atomically)
             _dask_map(_group_to_cache, [(p, c, catalog, scheme, policy) for p, c in todo], scheduler)
             log(f"grouped {len(todo)} partitions on Dask")
-        for number, (path, target) in enumerate(todo if engine != "dask" else []):
-            _group_partition(path, target, catalog, scheme, policy)
-            log(f"grouped partition {number + 1}/{len(todo)}: {path}")
-        cached = [cache / f"{setup_key}-{d[:32]}.parquet" for d in hashes]
+        else:
+            for number, (path, target) in enumerate(todo):
+                _group_partition(path, target, catalog, scheme, policy)
+                log(f"grouped partition {number + 1}/{len(todo)}: {path}")
         counts = [_counts(f) for f in cached]
         months = sorted(set().union(*(c["months"] for c in counts)))
         share = budget_share(months, seasonality)
@@ -211,20 +203,15 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         if engine in ("chunked", "dask") and not needs_all:
             tables = _settle_chunked(cached, hospitals, ytd_policy, scheduler if engine == "dask" else False)
         else:  # in memory: special-case review and history coefficients look at every case at once
-            year = pa.concat_tables([pq.read_table(f) for f in cached])
-            cases = pa.table({"case_id": year["case_id"], "hospital_id": year["hospital_id"],
-                              "total_cost": year["cost"], "patient_paid": year["patient_paid"]})
-            grouped = {name: year[name].to_numpy(zero_copy_only=False) for name in
-                       ("group", "group_points", "standard_cost", "tcm_group_case", "tcm_treated")}
-            run = _settle(cases, year, hospitals, ytd_policy, grouped, run_settlement)
-            tables = (run.hospitals, run.pools)
+            tables = _settle_in_memory(cached, hospitals, ytd_policy)
         inputs = [{"file": str(f), "sha256": d, **{k: c[k] for k in ("rows_read", "accepted", "rejected")}}
                   for f, d, c in zip(files, hashes, counts)]
         totals = {k: sum(i[k] for i in inputs) for k in ("rows_read", "accepted", "rejected")}
         if totals["rejected"]:
             log(f"{totals['rejected']:,} of {totals['rows_read']:,} rows rejected: see rejects.csv")
+        hospitals_sha256 = sha256_file(hospitals_path)
         run_id = hashlib.sha256(json.dumps([__version__, policy.digest(), setup_key, hashes, share,
-                                            _sha256(Path(hospitals_path))]).encode()).hexdigest()[:16]
+                                            hospitals_sha256]).encode()).hexdigest()[:16]
         runs = Path(out) / "runs"
         runs.mkdir(parents=True, exist_ok=True)
         final = runs / run_id
@@ -240,7 +227,7 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
                         "scheme": scheme if catalog is None else None, "months": months,
                         "budget_share": share, "projection": "seasonality" if seasonality else "pro rata",
                         "partitions": inputs, "totals": totals, "hospitals": {"file": str(hospitals_path),
-                                                            "sha256": _sha256(Path(hospitals_path))}},
+                                                            "sha256": hospitals_sha256}},
                        tmp / "manifest.json")
             if final.exists():
                 shutil.rmtree(final)
@@ -324,11 +311,16 @@ def _sums_job(job):
     return _partition_sums(*job)
 
 
-def _settle(cases, year, hospitals, policy, grouped, run_settlement):
-    """Settle the year to date; the cases table carries the pool and month columns the settlement reads."""
-    import pyarrow.compute as pc
+def _settle_in_memory(cached: list[Path], hospitals: pa.Table, policy) -> tuple[pa.Table, pa.Table]:
+    """Settle the year to date from all cached partitions at once (`run_settlement`)."""
+    from dipsim.settlement import run_settlement
 
+    year = pa.concat_tables([pq.read_table(f) for f in cached])
     parts = pc.split_pattern(year["pool"], "-", max_splits=1)  # 统筹区-险种, as `settlement.case_pools` made it
-    cases = cases.append_column("pool", pc.list_element(parts, 0)).append_column(
-        "insurance_type", pc.list_element(parts, 1))
-    return run_settlement(cases, hospitals, policy, grouped)
+    cases = pa.table({"case_id": year["case_id"], "hospital_id": year["hospital_id"], "total_cost": year["cost"],
+                      "patient_paid": year["patient_paid"], "pool": pc.list_element(parts, 0),
+                      "insurance_type": pc.list_element(parts, 1)})
+    grouped = {name: year[name].to_numpy(zero_copy_only=False) for name in
+               ("group", "group_points", "standard_cost", "tcm_group_case", "tcm_treated")}
+    run = run_settlement(cases, hospitals, policy, grouped)
+    return run.hospitals, run.pools
