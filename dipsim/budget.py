@@ -228,12 +228,9 @@ class SettlementFrame:
         frame = cls(codes=codes, cell=codes * n_months + month_code, n_months=n_months, pools=pools,
                     hospitals=hospitals, cases=np.bincount(codes, minlength=len(pairs)), cost=cost,
                     patient_paid=patient_paid, row_cost=np.zeros(0), row_patient_paid=np.zeros(0),
-                    monthly_patient_paid=np.zeros(0), pool_order={})
+                    monthly_patient_paid=np.zeros(0), pool_order=_pool_order(pools, hospitals))
         frame.row_cost, frame.row_patient_paid = frame.sum(cost), frame.sum(patient_paid)
         frame.monthly_patient_paid = frame.monthly(patient_paid)
-        for p in sorted(set(pools)):
-            at = np.flatnonzero(pools == p)
-            frame.pool_order[p] = at[np.argsort(hospitals[at], kind="stable")]
         return frame
 
     @classmethod
@@ -241,13 +238,10 @@ class SettlementFrame:
         """A frame of (pool, hospital) rows already summed (a chunked run: no per-case arrays; one period)."""
         pools, hospitals = np.asarray(pools, dtype=object), np.asarray(hospitals, dtype=object)
         cost, paid = np.asarray(cost, dtype=np.float64), np.asarray(patient_paid, dtype=np.float64)
-        frame = cls(codes=np.zeros(0, np.int64), cell=np.zeros(0, np.int64), n_months=1, pools=pools,
-                    hospitals=hospitals, cases=np.asarray(cases), cost=np.zeros(0), patient_paid=np.zeros(0),
-                    row_cost=cost, row_patient_paid=paid, monthly_patient_paid=paid[:, None], pool_order={})
-        for p in sorted(set(pools)):
-            at = np.flatnonzero(pools == p)
-            frame.pool_order[p] = at[np.argsort(hospitals[at], kind="stable")]
-        return frame
+        return cls(codes=np.zeros(0, np.int64), cell=np.zeros(0, np.int64), n_months=1, pools=pools,
+                   hospitals=hospitals, cases=np.asarray(cases), cost=np.zeros(0), patient_paid=np.zeros(0),
+                   row_cost=cost, row_patient_paid=paid, monthly_patient_paid=paid[:, None],
+                   pool_order=_pool_order(pools, hospitals))
 
     def sum(self, case_values) -> np.ndarray:
         return np.bincount(self.codes, weights=np.asarray(case_values, dtype=np.float64), minlength=len(self.pools))
@@ -255,6 +249,15 @@ class SettlementFrame:
     def monthly(self, case_values) -> np.ndarray:
         return np.bincount(self.cell, weights=np.asarray(case_values, dtype=np.float64),
                            minlength=len(self.pools) * self.n_months).reshape(len(self.pools), self.n_months)
+
+
+def _pool_order(pools: np.ndarray, hospitals: np.ndarray) -> dict:
+    """Pool -> its rows, by hospital_id (pools in sorted order)."""
+    out = {}
+    for p in sorted(set(pools)):
+        at = np.flatnonzero(pools == p)
+        out[p] = at[np.argsort(hospitals[at], kind="stable")]
+    return out
 
 
 @dataclass
@@ -303,9 +306,16 @@ def budget_point_values(frame: SettlementFrame, case_points, policy, on=None, pa
             out[p] = published[p]
             continue
         available = budgets.get(p, 0.0) * scale * (1 - reserve)
-        spend = available + frame.row_patient_paid[order].sum() - item_row[order].sum()
-        out[p] = spend / points_row[order].sum() if points_row[order].sum() > 0 else 0.0
+        out[p] = _spending_point_value(available, frame.row_patient_paid[order], item_row[order], points_row[order])
     return out
+
+
+def _spending_point_value(available: float, patient_paid: np.ndarray, item_cost: np.ndarray,
+                          points: np.ndarray) -> float:
+    """The point value that would spend the available budget without bands: what the points share (budget +
+    patient payments - cost paid by item) over the points (0 without points)."""
+    spend = available + patient_paid.sum() - item_cost.sum()
+    return spend / points.sum() if points.sum() > 0 else 0.0
 
 
 def settle_frame(frame: SettlementFrame, case_points, policy, on=None, quality: dict[str, float] | None = None,
@@ -347,9 +357,8 @@ def settle_frame(frame: SettlementFrame, case_points, policy, on=None, quality: 
         available = to_fen(budgets[p] * (1 - reserve) + (budget_extra or {}).get(p, 0.0)) / 100
         points, paid_h, item_h = points_row[order], frame.row_patient_paid[order], item_row[order]
         budget_value = published.get(p)
-        if budget_value is None:  # the value that would spend the budget without bands
-            spend = available + paid_h.sum() - item_h.sum()  # what the points share
-            budget_value = spend / points.sum() if points.sum() > 0 else 0.0
+        if budget_value is None:
+            budget_value = _spending_point_value(available, paid_h, item_h, points)
         try:
             s = settle_pool(points, frame.row_cost[order], paid_h, available, bands,
                             floor_ratio * budget_value if floor_ratio > 0 else None,

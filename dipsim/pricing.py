@@ -33,28 +33,6 @@ OUTLIER_LOW, OUTLIER_NORMAL, OUTLIER_HIGH, OUTLIER_EXTREME = "low", "normal", "h
 OUTLIER_CLASSES = (OUTLIER_LOW, OUTLIER_NORMAL, OUTLIER_HIGH, OUTLIER_EXTREME)  # the codes 0-3 of `outlier`
 
 
-def outlier_factors(cost: np.ndarray, standard: np.ndarray, policy: Policy, no_low_cut: np.ndarray | None = None,
-                    on=None, high: np.ndarray | float | None = None,
-                    low: np.ndarray | float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per case: r, the outlier factor and the outlier class (low / normal / high / extreme). A case without a
-    standard cost (or cost) keeps factor 1. `high` / `low`: the ratios per case (by its hospital's level), else
-    `outlier.high_ratio` / `outlier.low_ratio`."""
-    low = policy.get("outlier.low_ratio", on) if low is None else low
-    high = policy.get("outlier.high_ratio", on) if high is None else high
-    extreme = policy.get("outlier.extreme_ratio", on)
-    cost = np.asarray(cost, dtype=np.float64)
-    standard = np.asarray(standard, dtype=np.float64)
-    known = (standard > 0) & np.isfinite(standard) & np.isfinite(cost)
-    r = np.where(known, cost / np.where(known, standard, 1.0), np.nan)
-    is_low = known & (r < low)
-    if no_low_cut is not None:
-        is_low &= ~no_low_cut
-    is_high = known & (r > high)
-    factor = np.where(is_low, r, np.where(is_high, r - high + 1.0, 1.0))
-    code = np.where(is_low, 0, np.where(known & (r > extreme), 3, np.where(is_high, 2, 1))).astype(np.int8)
-    return r, factor, pd.Categorical.from_codes(code, OUTLIER_CLASSES)  # strings without a string per case
-
-
 def hospital_coefficients(hospitals: pa.Table, policy: Policy, on=None) -> dict[str, float]:
     """hospital_id -> its coefficient before bonuses: the policy's per-hospital value, else the table's
     coefficient_override, else the policy's value for its level, else 1.0."""
@@ -71,8 +49,8 @@ def hospital_coefficients(hospitals: pa.Table, policy: Policy, on=None) -> dict[
     return out
 
 
-def history_coefficients(codes: np.ndarray, ids, cost, standard_cost, level_of: dict, fixed: dict[str, float],
-                         policy: Policy, on=None) -> dict[str, float]:
+def history_coefficients(codes: np.ndarray, ids, cost, standard_cost, level_of: dict, policy: Policy,
+                         on=None) -> dict[str, float]:
     """History mode (Zigong): a hospital's coefficient = blend x its cost ratio + (1 - blend) x its level's, the
     cost ratio being the cost of its cases over their groups' standard costs (cases with both known). A hospital
     with a per-hospital value (`coefficient.hospital`) keeps it; one without usable cases gets 1.0."""
@@ -127,11 +105,11 @@ def case_points(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.nd
         return np.array([table.get(level_of.get(h), default) for h in ids], dtype=np.float64)
 
     coefficients = hospital_coefficients(hospitals, policy, on)
-    if policy.get("coefficient.mode", on) == "history":
-        coefficients = history_coefficients(codes, ids, cost, standard_cost, level_of, coefficients, policy, on)
     unknown = sorted(set(ids) - set(coefficients))
     if unknown:
         raise ValueError(f"{len(unknown)} hospital(s) of the cases are not in the hospitals table, e.g. {unknown[:3]}")
+    if policy.get("coefficient.mode", on) == "history":
+        coefficients = history_coefficients(codes, ids, cost, standard_cost, level_of, policy, on)
     tcm_hospitals = {row["hospital_id"] for row in hospitals.to_pylist() if row.get("type") == "中医"}
 
     def flags(values) -> np.ndarray:

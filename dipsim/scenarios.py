@@ -118,8 +118,8 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
 
     hospital_id = pc.cast(cases["hospital_id"], pa.string()).to_numpy(zero_copy_only=False)
     index = CaseHospitals.of(hospital_id)
-    cost = _float(cases, "total_cost")
-    frame = SettlementFrame.of(hospital_id, case_pools(cases), cost, _float(cases, "patient_paid"))
+    cost, pool = _float(cases, "total_cost"), case_pools(cases)
+    frame = SettlementFrame.of(hospital_id, pool, cost, _float(cases, "patient_paid"))
     runs = [(BASELINE, scenarios.baseline)] + [(v.name, scenarios.baseline.overlay(v.changes, name=v.name))
                                                for v in scenarios.variants]
     payouts, points, pool_rows, reviews, screens, funds = {}, {}, [], [], {}, None
@@ -141,7 +141,7 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
             result = settle_frame(frame, priced["case_points"], policy, paid_by_item=priced["paid_by_item"])
         reviews.append(review_row)
         if name == BASELINE and "discharge_date" in cases.column_names:
-            funds = _funds(cases, cost, priced, policy)
+            funds = _funds(cases, pool, cost, frame.patient_paid, priced, policy)
         payouts[name], points[name] = result.amounts["fund_payout"], result.points
         pool_rows += [{"scenario": name, "pool": r["pool"], "point_value": r["point_value"], "status": r["status"],
                        "fund_payout": r["fund_payout"] / 100, "budget_available": r["budget_available"] / 100}
@@ -149,15 +149,15 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
         if progress is not None:
             progress(number + 1, len(runs))
     info = hospitals.select(["hospital_id", "level", "type"]).to_pandas().set_index("hospital_id")
+    level, kind = info["level"].reindex(frame.hospitals).to_numpy(), info["type"].reindex(frame.hospitals).to_numpy()
+    row_cost = np.round(frame.row_cost, 2)
     base = payouts[BASELINE]
     frames = []
     for name, _ in runs:
         delta = payouts[name] - base
         frames.append(pd.DataFrame({
-            "scenario": name, "hospital_id": frame.hospitals, "pool": frame.pools,
-            "level": info["level"].reindex(frame.hospitals).to_numpy(),
-            "type": info["type"].reindex(frame.hospitals).to_numpy(), "points": np.round(points[name], 4),
-            "cost": np.round(frame.row_cost, 2),
+            "scenario": name, "hospital_id": frame.hospitals, "pool": frame.pools, "level": level, "type": kind,
+            "points": np.round(points[name], 4), "cost": row_cost,
             "fund_payout": payouts[name] / 100, "delta": delta / 100,
             "delta_pct": np.where(base != 0, delta / np.where(base != 0, base, 1) * 100, np.nan)}))
     table = pd.concat(frames, ignore_index=True).sort_values(["scenario", "pool", "hospital_id"], kind="stable")
@@ -168,17 +168,15 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
                            summary=summary, by_level=_by_level(table), by_type=by_type.round(2), funds=funds)
 
 
-def _funds(cases: pa.Table, cost: np.ndarray, priced: dict, policy) -> pd.DataFrame:
+def _funds(cases: pa.Table, pool: np.ndarray, cost: np.ndarray, paid: np.ndarray, priced: dict,
+           policy) -> pd.DataFrame:
     """Fund monitoring of the baseline: claims are 统筹基金支付 where the cases have it, else cost - patient paid."""
     from dipsim.monitor import fund_monitor
-    from dipsim.settlement import _float, case_pools
+    from dipsim.settlement import _float, case_months
 
-    day = cases["discharge_date"]
-    month = pc.fill_null(pc.add(pc.multiply(pc.year(day), 12), pc.month(day)), 0).to_numpy(zero_copy_only=False)
-    paid = _float(cases, "patient_paid")
     has_fund = "fund_paid" in cases.column_names and cases["fund_paid"].null_count < cases.num_rows
     claims = _float(cases, "fund_paid") if has_fund else cost - paid
-    return fund_monitor(case_pools(cases), month, claims, priced["case_points"], paid, policy,
+    return fund_monitor(pool, case_months(cases), claims, priced["case_points"], paid, policy,
                         item_cost=np.where(priced["paid_by_item"], cost, 0.0))
 
 
@@ -186,8 +184,9 @@ def _summary(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     """Per scenario: hospitals that gain / lose / keep at least one fen, the money moved (the sum of the gains,
     equal to the losses when the budget is fixed), and TCM hospitals' share of the payouts."""
     rows = []
+    by_scenario = dict(list(table.groupby("scenario", sort=False)))  # each scenario's rows, in the table's order
     for name in order:
-        t = table[table["scenario"] == name]
+        t = by_scenario[name]
         total = t["fund_payout"].sum()
         rows.append({"scenario": name, "winners": int((t["delta"] >= 0.01).sum()),
                      "losers": int((t["delta"] <= -0.01).sum()),

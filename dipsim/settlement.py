@@ -47,6 +47,14 @@ def budgets_from_cost(cases: pa.Table, share: float, budgets: dict | None = None
     return out
 
 
+def case_months(cases: pa.Table) -> np.ndarray | None:
+    """Per case its discharge month as year x 12 + month (0 without a date); None without a discharge_date column."""
+    if "discharge_date" not in cases.column_names:
+        return None
+    day = cases["discharge_date"]
+    return pc.fill_null(pc.add(pc.multiply(pc.year(day), 12), pc.month(day)), 0).to_numpy(zero_copy_only=False)
+
+
 def _float(cases: pa.Table, name: str) -> np.ndarray:
     return pc.fill_null(pc.cast(cases[name], pa.float64()), 0.0).to_numpy(zero_copy_only=False)
 
@@ -54,15 +62,13 @@ def _float(cases: pa.Table, name: str) -> np.ndarray:
 def dip_inputs(cases: pa.Table, catalog) -> dict:
     """Group points, standard cost, TCM flags and group ids of every case under a DIP catalogue."""
     from dipsim.grouping.dip import group_dip_table
-    from dipsim.tcm import tcm_treated
+    from dipsim.tcm import tcm_flag, tcm_treated
 
     groups = group_dip_table(cases, catalog)
     mean = dict(zip(catalog.groups["group_id"].to_pylist(), catalog.groups["mean_cost"].to_pylist()))
     group = groups["dip_group"].to_numpy(zero_copy_only=False)
     rule = catalog.options.tcm
-    treated = (tcm_treated(cases, rule) if rule else
-               pc.fill_null(cases["tcm_treated"], False).to_numpy(zero_copy_only=False)
-               if "tcm_treated" in cases.column_names else np.zeros(cases.num_rows, bool))
+    treated = tcm_treated(cases, rule) if rule else tcm_flag(cases)
     return {"group": group, "group_points": pc.fill_null(groups["dip_points"], 0.0).to_numpy(zero_copy_only=False),
             "standard_cost": np.array([mean.get(g, np.nan) if g else np.nan for g in group], dtype=np.float64),
             "tcm_group_case": groups["match"].to_numpy(zero_copy_only=False) == "tcm", "tcm_treated": treated}
@@ -72,6 +78,7 @@ def drg_inputs(cases: pa.Table, scheme: str, policy: Policy, weights=None) -> di
     """Group points (RW x points per RW) and standard cost of every case under a CHS-DRG scheme; RW from
     `weights` (a DataFrame with drg, rw[, mean_cost]) or calibrated on the cases' costs."""
     from dipsim.grouping.drg import group_table
+    from dipsim.tcm import tcm_flag
     from dipsim.weights import calibrate_weights
 
     drg = group_table(cases, scheme)["drg"].to_numpy(zero_copy_only=False)
@@ -80,11 +87,9 @@ def drg_inputs(cases: pa.Table, scheme: str, policy: Policy, weights=None) -> di
     rw = dict(zip(table["drg"], table["rw"]))
     mean = dict(zip(table["drg"], table["mean_cost"])) if "mean_cost" in table else {}
     scale = policy.get("payment.drg_points_per_rw")
-    treated = (pc.fill_null(cases["tcm_treated"], False).to_numpy(zero_copy_only=False)
-               if "tcm_treated" in cases.column_names else np.zeros(cases.num_rows, bool))
     return {"group": drg, "group_points": np.array([rw.get(d, np.nan) for d in drg], dtype=np.float64) * scale,
             "standard_cost": np.array([mean.get(d, np.nan) for d in drg], dtype=np.float64),
-            "tcm_group_case": np.zeros(cases.num_rows, bool), "tcm_treated": treated}
+            "tcm_group_case": np.zeros(cases.num_rows, bool), "tcm_treated": tcm_flag(cases)}
 
 
 def run_settlement(cases: pa.Table, hospitals: pa.Table, policy: Policy, grouped: dict,
@@ -99,11 +104,7 @@ def run_settlement(cases: pa.Table, hospitals: pa.Table, policy: Policy, grouped
                          tcm_group_case=grouped["tcm_group_case"], tcm_treated=grouped["tcm_treated"],
                          aux_factor=aux_factor, on=on)
     pool = case_pools(cases)
-    month = None
-    if "discharge_date" in cases.column_names:
-        day = cases["discharge_date"]
-        month = pc.fill_null(pc.add(pc.multiply(pc.year(day), 12), pc.month(day)), 0).to_numpy(zero_copy_only=False)
-    frame = SettlementFrame.of(hospital_id, pool, cost, _float(cases, "patient_paid"), month)
+    frame = SettlementFrame.of(hospital_id, pool, cost, _float(cases, "patient_paid"), case_months(cases))
     priced["case_points"] = supervised_points(priced["case_points"], cases, grouped["group"], policy, on=on)
     case_pts, item, extra, review = priced["case_points"], priced["paid_by_item"], None, None
     if policy.get("review.in_effect", on):

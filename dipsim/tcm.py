@@ -68,11 +68,18 @@ def _float(cases: pa.Table, name: str) -> np.ndarray:
     return pc.fill_null(pc.cast(cases[name], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
 
 
+def tcm_flag(cases: pa.Table) -> np.ndarray:
+    """Per case: the tcm_treated column (False where null or absent)."""
+    if "tcm_treated" not in cases.column_names:
+        return np.zeros(cases.num_rows, dtype=bool)
+    return pc.fill_null(cases["tcm_treated"], False).to_numpy(zero_copy_only=False)
+
+
 def tcm_treated(cases: pa.Table, rule: TcmRule) -> np.ndarray:
     """Per case: TCM-treated under the rule (whatever its disease)."""
     out = np.zeros(cases.num_rows, dtype=bool)
-    if "flag" in rule.treated_by and "tcm_treated" in cases.column_names:
-        out |= pc.fill_null(cases["tcm_treated"], False).to_numpy(zero_copy_only=False)
+    if "flag" in rule.treated_by:
+        out |= tcm_flag(cases)
     if "share" in rule.treated_by:
         cost, tcm = _float(cases, "total_cost"), _float(cases, "tcm_cost")
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -11,7 +11,7 @@ import pytest
 
 from dipsim.budget import SettlementError, settle
 from dipsim.policy import Policy
-from dipsim.pricing import case_points, outlier_factors
+from dipsim.pricing import case_points
 
 BASE = Policy(values={})
 HOSPITALS = pa.table({"hospital_id": ["H1", "H2", "H3"], "level": ["三级甲等", "二级", "一级"],
@@ -25,14 +25,19 @@ HOSPITALS = pa.table({"hospital_id": ["H1", "H2", "H3"], "level": ["三级甲等
     (6_000, 5.0, "extreme"),  # r = 6 > 5: factor 5 and flagged for special-case review
 ])
 def test_dip_outlier_factors(cost, factor, kind):
-    r, f, k = outlier_factors(np.array([cost]), np.array([1_000.0]), BASE)
-    assert (f[0], k[0]) == (pytest.approx(factor), kind)
+    out = case_points(np.array([100.0]), np.array([float(cost)]), np.array([1_000.0]), np.array(["H1"]), HOSPITALS,
+                      BASE)
+    assert (out["outlier_factor"][0], out["outlier"][0]) == (pytest.approx(factor), kind)
 
 
 def test_a_tcm_group_case_is_not_cut_as_a_low_outlier():
-    _, f, k = outlier_factors(np.array([300.0, 300.0]), np.array([1_000.0, 1_000.0]), BASE,
-                              no_low_cut=np.array([True, False]))
-    assert f.tolist() == [1.0, 0.3] and k.tolist() == ["normal", "low"]
+    out = case_points(np.full(2, 100.0), np.array([300.0, 300.0]), np.array([1_000.0, 1_000.0]),
+                      np.array(["H1", "H1"]), HOSPITALS, BASE, tcm_group_case=np.array([True, False]))
+    assert out["outlier_factor"].tolist() == [1.0, 0.3] and out["outlier"].tolist() == ["normal", "low"]
+    off = BASE.overlay({"tcm.same_price": False})  # 同病同价 off: the TCM group's case is cut like any other
+    out = case_points(np.full(2, 100.0), np.array([300.0, 300.0]), np.array([1_000.0, 1_000.0]),
+                      np.array(["H1", "H1"]), HOSPITALS, off, tcm_group_case=np.array([True, False]))
+    assert out["outlier_factor"].tolist() == [0.3, 0.3]
 
 
 def test_coefficients_levels_overrides_and_bonuses_that_do_not_stack():
@@ -173,6 +178,8 @@ def test_history_coefficients_blend_the_hospital_with_its_level():
     out = case_points(np.full(4, 100.0), np.array([1_200.0, 1_000.0, 500.0, 800.0]), np.full(4, 1_000.0),
                       np.array(["H1", "H2", "H3", "H4"]), hospitals, policy)
     assert out["coefficient"] == pytest.approx([1.1, 1.0, 0.95, 0.9])
+    with pytest.raises(ValueError, match="not in the hospitals table"):  # checked in history mode too
+        case_points(np.array([1.0]), np.array([1.0]), np.array([1.0]), np.array(["H9"]), hospitals, policy)
 
 
 def test_prepayment_uses_the_published_budget_point_value():
