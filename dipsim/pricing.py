@@ -21,6 +21,7 @@ settlement pays them out of the pool's budget first (`budget.settle`).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,12 +61,16 @@ def history_coefficients(codes: np.ndarray, ids, cost, standard_cost, level_of: 
     usable = np.isfinite(cost) & np.isfinite(standard) & (standard > 0)
     spent = np.bincount(codes[usable], weights=cost[usable], minlength=len(ids))
     expected = np.bincount(codes[usable], weights=standard[usable], minlength=len(ids))
-    levels = np.array([level_of.get(h) for h in ids], dtype=object)
+    levels = [level_of.get(h) for h in ids]
+    level_spent, level_expected = defaultdict(float), defaultdict(float)
+    for lv, s, e in zip(levels, spent, expected):
+        level_spent[lv] += s
+        level_expected[lv] += e
     out = {}
     for i, h in enumerate(ids):
-        same = levels == levels[i]
         own = spent[i] / expected[i] if expected[i] > 0 else np.nan
-        level = spent[same].sum() / expected[same].sum() if expected[same].sum() > 0 else np.nan
+        lv = levels[i]
+        level = level_spent[lv] / level_expected[lv] if level_expected[lv] > 0 else np.nan
         value = blend * own + (1 - blend) * level
         out[h] = float(value) if np.isfinite(value) else 1.0
     for h, value in policy.get("coefficient.hospital", on).items():
