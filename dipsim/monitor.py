@@ -36,7 +36,8 @@ def fund_monitor(pool, month, claims, points, patient_paid, policy, item_cost=No
                  seasonality: dict[int, float] | None = None, on=None) -> pd.DataFrame:
     """One row per pool and month seen (month = year x 12 + calendar month; 0, no discharge date, is left out):
     pool, month (YYYY-MM), cases, claims, claims_to_date, budget_to_date, execution, level (with the execution
-    lines warning_at and alert_at), projected_point_value, projected_balance, months_of_capacity. Budgets, scale and reserve come from the policy (`budget.*`)."""
+    lines warning_at and alert_at), projected_point_value, projected_balance, months_of_capacity. Budgets, scale
+    and reserve come from the policy (`budget.*`)."""
     month = np.asarray(month, dtype=np.int64)
     frame = pd.DataFrame({"pool": np.asarray(pool, dtype=object), "month": month,
                           "claims": np.asarray(claims, dtype=np.float64),

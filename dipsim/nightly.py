@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from dipsim import __version__
 from dipsim.io.errors import DipsimError
+from dipsim.io.readers import read_table_file
 from dipsim.monitor import budget_share
 
 EXIT_LOCKED = 4
@@ -127,14 +127,12 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str, policy) -> 
 
 def _grouped_columns(cases: pa.Table, catalog, scheme: str, policy) -> pa.Table:
     """The grouped per-case columns of validated cases."""
-    from dipsim.settlement import _float, case_pools, dip_inputs, drg_inputs
+    from dipsim.settlement import _float, case_months, case_pools, dip_inputs, drg_inputs
 
     grouped = dip_inputs(cases, catalog) if catalog is not None else drg_inputs(cases, scheme, policy)
-    day = cases["discharge_date"]
-    month = pc.fill_null(pc.add(pc.multiply(pc.year(day), 12), pc.month(day)), 0)
     return pa.table({
         "case_id": pc.cast(cases["case_id"], pa.string()), "hospital_id": pc.cast(cases["hospital_id"], pa.string()),
-        "pool": pa.array(case_pools(cases), pa.string()), "month": month,
+        "pool": pa.array(case_pools(cases), pa.string()), "month": case_months(cases),
         "cost": _float(cases, "total_cost"), "patient_paid": _float(cases, "patient_paid"),
         "group": pa.array(np.asarray(grouped["group"]).astype(str), pa.string()),
         "group_points": grouped["group_points"], "standard_cost": grouped["standard_cost"],
@@ -197,8 +195,7 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         share = budget_share(months, seasonality)
         annual = policy.get("budget.total")
         ytd_policy = policy.overlay({"budget.total": {p: round(b * share, 2) for p, b in annual.items()}})
-        hospitals = pq.read_table(hospitals_path) if str(hospitals_path).endswith(".parquet") else \
-            pacsv.read_csv(hospitals_path)
+        hospitals = read_table_file(hospitals_path, "hospitals table")
         needs_all = ytd_policy.get("review.in_effect") or ytd_policy.get("coefficient.mode") == "history"
         if engine in ("chunked", "dask") and not needs_all:
             tables = _settle_chunked(cached, hospitals, ytd_policy, scheduler if engine == "dask" else False)

@@ -373,6 +373,11 @@ def policy_parameters() -> list[str]:
 def screen_region(cases: pa.Table, policy, scheme: str = "chs-drg-1.1", catalog=None, on=None) -> Screens:
     """Group the validated `cases` and screen them: under the CHS-DRG `scheme` for MCC/CC levels (and, without a
     DIP `catalog`, for the groups and their weights calibrated on the cases' costs), or to the catalogue's groups."""
+    return screen_cases(cases, policy=policy, on=on, **screen_inputs(cases, scheme, catalog))
+
+
+def screen_inputs(cases: pa.Table, scheme: str = "chs-drg-1.1", catalog=None) -> dict:
+    """`screen_region`'s grouping: the `group`, `cc_level` and `points` arguments of `screen_cases`."""
     from dipsim.grouping.drg import group_table
 
     drg = group_table(cases, scheme)
@@ -389,5 +394,4 @@ def screen_region(cases: pa.Table, policy, scheme: str = "chs-drg-1.1", catalog=
         weights = calibrate_weights(codes, cost)
         group = np.where(codes == "0000", None, codes)
         points = pd.Series(codes).map(dict(zip(weights["drg"], weights["rw"]))).to_numpy(dtype=np.float64)
-    return screen_cases(cases, group, policy, cc_level=drg["cc_level"].to_numpy(zero_copy_only=False),
-                        points=points, on=on)
+    return {"group": group, "cc_level": drg["cc_level"].to_numpy(zero_copy_only=False), "points": points}

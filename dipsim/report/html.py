@@ -36,21 +36,26 @@ def write_report(results: ScenarioResults, path, title: str, lang: str = "zh") -
 
     text, names = HEAD[lang], COLUMNS[lang]
     images = figures(results, lang)
+    heading = html.escape(text["title"].format(t=title))
+
+    def table(key: str, frame) -> list[str]:
+        """A heading and the frame with its columns named in `lang`; nothing without a frame."""
+        if frame is None:
+            return []
+        return [f"<h2>{html.escape(text[key])}</h2>", frame_html(frame.rename(columns=names))]
+
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(text['title'].format(t=title))}</title>",
+        f"<title>{heading}</title>",
         "<style>body{font-family:'Noto Sans CJK SC','Microsoft YaHei',sans-serif;margin:2em;max-width:1000px}"
         "table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;border-bottom:1px solid #ddd;"
         "text-align:right}img{max-width:100%}</style></head><body>",
-        f"<h1>{html.escape(text['title'].format(t=title))}</h1>",
+        f"<h1>{heading}</h1>",
         f"<p>{html.escape(text['built'].format(v=__version__, d=dt.date.today().isoformat()))}</p>",
         f"<p>{html.escape(text['note'])}</p>",
-        f"<h2>{html.escape(text['summary'])}</h2>", frame_html(results.summary.rename(columns=names)),
-        f"<h2>{html.escape(text['by_level'])}</h2>", frame_html(results.by_level.rename(columns=names)),
-        *([f"<h2>{html.escape(text['by_type'])}</h2>", frame_html(results.by_type.rename(columns=names))]
-          if results.by_type is not None else []),
-        *([f"<h2>{html.escape(text['funds'])}</h2>", frame_html(results.funds.rename(columns=names))]
-          if results.funds is not None and len(results.funds) else []),
+        *table("summary", results.summary), *table("by_level", results.by_level),
+        *table("by_type", results.by_type),
+        *table("funds", results.funds if results.funds is not None and len(results.funds) else None),
         f"<h2>{html.escape(text['figures'])}</h2>",
     ]
     for name, png in images.items():
