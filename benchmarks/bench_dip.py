@@ -17,8 +17,6 @@ Prints markdown for benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _machine import best_of, machine_line
-from bench_drg import child
+from _machine import arguments, best_of, child, cores, machine_line, tile_csr
 from bench_load import ensure_region
 
 COLD = r"""
@@ -64,21 +61,17 @@ def kernel_arrays(cases, catalog, times: int) -> tuple:
     comp = index(parts.comprehensive, c.comprehensive_ids)
     px, px_offsets = dip._encode_sets(pc.split_pattern(parts.procedures, "+"), c.procedures)
     cost = pc.fill_null(pc.cast(cases["total_cost"], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
-    lengths = np.tile(np.diff(px_offsets), times)
-    offsets = np.zeros(len(lengths) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    px, offsets = tile_csr(px, px_offsets, times)
     n = cases.num_rows * times
     return (np.tile(index(parts.key, c.core_ids).astype(np.int32), times),
             np.tile(np.where(comp >= 0, comp + len(c.core_ids), -1).astype(np.int32), times),
             np.zeros(n, dtype=bool), np.tile(index(parts.diagnosis, c.diagnoses).astype(np.int32), times),
-            np.tile(px, times), offsets, np.tile(cost, times), c.diag_offsets, c.diag_groups, c.group_px,
+            px, offsets, np.tile(cost, times), c.diag_offsets, c.diag_groups, c.group_px,
             c.group_px_offsets, c.group_mean, c.group_points, np.empty(n, np.int32), np.empty(n, np.int8))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = arguments(__doc__)
     parser.add_argument("--tile", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -119,8 +112,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         cold = child(COLD, env={"NUMBA_CACHE_DIR": cache})
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    n = cases.num_rows
+    n, n_cores = cases.num_rows, cores()
     print(machine_line(f"python benchmarks/bench_dip.py --cases {args.cases} --tile {args.tile} "
                        f"--repeats {args.repeats}") + f" · numba {numba.__version__}")
     print()
@@ -129,13 +121,13 @@ def main() -> None:
     print(f"| catalogue build (`build_catalog`, cases loaded; {built.groups.num_rows:,} groups, core coverage "
           f"{built.coverage:.1%}) | {n:,} | 1 | {build_s:.2f} | {n / build_s:,.0f} | {n / build_s:,.0f} |")
     print(f"| `dipsim catalog build` (read + validate + build + write; peak RSS {cli_rss_mb:,.0f} MB) | {n:,} | "
-          f"{cores} | {cli_s:.2f} | {n / cli_s:,.0f} | {n / cli_s / cores:,.0f} |")
+          f"{n_cores} | {cli_s:.2f} | {n / cli_s:,.0f} | {n / cli_s / n_cores:,.0f} |")
     for threads, seconds in kernel:
         print(f"| DIP kernel, {args.tile}x tiled, against a catalogue of the first 20% (exact {match[1]:,}, best "
               f"{match[2]:,}, comprehensive {match[3]:,}, none {match[0]:,}) | {n_kernel:,} | {threads} | "
               f"{seconds:.3f} | {n_kernel / seconds:,.0f} | {n_kernel / seconds / threads:,.0f} |")
-    print(f"| `group_dip_table` against its own catalogue (keys + kernel + decode) | {n:,} | {cores} | {group_s:.2f} | "
-          f"{n / group_s:,.0f} | {n / group_s / cores:,.0f} |")
+    print(f"| `group_dip_table` against its own catalogue (keys + kernel + decode) | {n:,} | {n_cores} | "
+          f"{group_s:.2f} | {n / group_s:,.0f} | {n / group_s / n_cores:,.0f} |")
     print(f"| cold start: import + tiny build + first grouping, empty NUMBA_CACHE_DIR (first call "
           f"{cold['first_call_s']:.2f} s) | 2 | | {cold['total_s']:.2f} | | |")
 

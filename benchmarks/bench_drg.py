@@ -19,18 +19,14 @@ Prints markdown for benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from _machine import machine_line
+from _machine import arguments, best_of, child, cores, machine_line, tile_csr
 from bench_load import ensure_region
 
 HERE = Path(__file__).resolve().parent
@@ -69,14 +65,6 @@ print(json.dumps({"rows": out.num_rows, "read_s": read - start, "group_s": done 
 """
 
 
-def child(code: str, *args: str, env: dict | None = None) -> dict:
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
-    if done.returncode:
-        raise RuntimeError(done.stderr)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def cold_start(scheme: str) -> tuple[dict, dict]:
     with tempfile.TemporaryDirectory(prefix="dipsim-cold-") as cache:
         # both caches empty: Numba's compiled kernel and dipsim's compiled scheme tables
@@ -90,14 +78,8 @@ def tiled(encoded, times: int):
     """The encoded arrays repeated `times` times (offsets rebuilt), as a new EncodedCases."""
     from dipsim.grouping.drg import EncodedCases
 
-    def csr(ids, offsets):
-        lengths = np.tile(np.diff(offsets), times)
-        out = np.zeros(len(lengths) + 1, np.int64)
-        np.cumsum(lengths, out=out[1:])
-        return np.tile(ids, times), out
-
-    dx, dx_offsets = csr(encoded.dx, encoded.dx_offsets)
-    px, px_offsets = csr(encoded.px, encoded.px_offsets)
+    dx, dx_offsets = tile_csr(encoded.dx, encoded.dx_offsets, times)
+    px, px_offsets = tile_csr(encoded.px, encoded.px_offsets, times)
     return EncodedCases(dx, dx_offsets, px, px_offsets,
                         *(np.tile(getattr(encoded, f), times)
                           for f in ("sex", "age_years", "age_days", "birth_weight", "ventilation_hours",
@@ -121,12 +103,7 @@ def kernel_throughput(cases_path: Path, scheme: str, times: int, repeats: int = 
     all_threads = numba.config.NUMBA_NUM_THREADS
     for threads in sorted({1, all_threads}):
         numba.set_num_threads(threads)
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            group_encoded(big, compiled)
-            best = min(best, time.perf_counter() - start)
-        rows.append((threads, best, len(big)))
+        rows.append((threads, best_of(repeats, lambda: group_encoded(big, compiled)), len(big)))
     numba.set_num_threads(all_threads)
     return rows
 
@@ -154,16 +131,13 @@ def reference_speed(cases_path: Path, scheme: str, n: int) -> tuple[int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = arguments(__doc__)
     parser.add_argument("--scheme", default="chs-drg-1.1")
     parser.add_argument("--tile", type=int, default=10, help="kernel throughput on the region tiled this many times")
     parser.add_argument("--reference-cases", type=int, default=50_000)
     args = parser.parse_args()
     region = ensure_region(args.cases, args.seed)
     cases_path = region / "cases"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
     cold, warm = cold_start(args.scheme)
     kernel = kernel_throughput(cases_path, args.scheme, args.tile)
@@ -187,7 +161,7 @@ def main() -> None:
     total = parquet["total_s"]
     print(f"| Parquet -> group_table (read {parquet['read_s']:.2f} s + encode/kernel/decode "
           f"{parquet['group_s']:.2f} s; peak RSS {parquet['peak_rss_mb']:,.0f} MB) | {parquet['rows']:,} | "
-          f"{cores} | {total:.2f} | {parquet['rows'] / total:,.0f} | {parquet['rows'] / total / cores:,.0f} |")
+          f"{cores()} | {total:.2f} | {parquet['rows'] / total:,.0f} | {parquet['rows'] / total / cores():,.0f} |")
     ref_full = ref_s / ref_n * parquet["rows"]
     print(f"| reference grouper (plain Python), {ref_n:,} cases timed, extrapolated to {parquet['rows']:,} | "
           f"{parquet['rows']:,} | 1 | {ref_full:,.0f} (est.) | {ref_n / ref_s:,.0f} | {ref_n / ref_s:,.0f} |")

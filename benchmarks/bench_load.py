@@ -10,13 +10,9 @@ Prints markdown rows for benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from _machine import machine_line
+from _machine import arguments, child, machine_line
 
 HERE = Path(__file__).resolve().parent
 CHILD = r"""
@@ -67,15 +63,8 @@ def ensure_csv(region: Path) -> Path:
     return path
 
 
-def time_load(path: Path) -> dict:
-    done = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = arguments(__doc__)
     args = parser.parse_args()
     region = ensure_region(args.cases, args.seed)
     csv_path = ensure_csv(region)
@@ -87,7 +76,7 @@ def main() -> None:
     real = HERE.parent.parent / "shared" / "reference" / "cases"  # the real files, when this checkout has them
     inputs += [(f"real cases `{p.name}` (UTF-8)", p) for p in sorted(real.glob("*.csv"))]
     for label, path in inputs:
-        r = time_load(path)
+        r = child(CHILD, str(path))
         print(f"| {label} | {r['rows']:,} | {r['accepted']:,} | {r['rejected']:,} | {r['seconds']:.2f} | "
               f"{r['rows'] / r['seconds']:,.0f} | {r['peak_rss_mb']:,.0f} |")
 

@@ -11,7 +11,6 @@ process; peak RSS is given for that process (exact, /usr/bin/time) and summed ov
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-from _machine import machine_line
+from _machine import arguments, machine_line
 from bench_load import ensure_region
 
 
@@ -75,9 +74,7 @@ def sample(cases: Path, n: int) -> pa.Table:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = arguments(__doc__)
     parser.add_argument("--engines", default="chunked,memory,dask")
     parser.add_argument("--catalog-cases", type=int, default=2_000_000,
                         help="cases the DIP catalogue is built from (a sample of every month)")

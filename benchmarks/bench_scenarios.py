@@ -11,22 +11,19 @@ whole sweep, and the time per variant.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from _machine import machine_line
+from _machine import arguments, machine_line
 from bench_load import ensure_region
 
 HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = arguments(__doc__)
     parser.add_argument("--variants", type=int, default=1000)
     args = parser.parse_args()
 

@@ -12,30 +12,25 @@ hospitals flagged, honest hospitals flagged.
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import time
 
-import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from _machine import machine_line
+from _machine import arguments, machine_line
 from bench_load import ensure_region
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = arguments(__doc__)
     args = parser.parse_args()
 
-    from dipsim.grouping.drg import group_table, warm_up
+    from dipsim.grouping.drg import warm_up
     from dipsim.io import load_cases
     from dipsim.policy import Policy
-    from dipsim.supervise import SCREENS, screen_cases
-    from dipsim.weights import calibrate_weights
+    from dipsim.supervise import SCREENS, screen_cases, screen_inputs
 
     region = ensure_region(args.cases, args.seed)
     warm_up("chs-drg-1.1")
@@ -43,14 +38,10 @@ def main() -> None:
     cases = load_cases(region / "cases").accepted
     read_s = time.perf_counter() - start
     start = time.perf_counter()
-    drg = group_table(cases, "chs-drg-1.1")
-    codes = drg["drg"].to_numpy(zero_copy_only=False)
-    weights = calibrate_weights(codes, pc.fill_null(cases["total_cost"], 0.0).to_numpy(zero_copy_only=False))
-    points = pd.Series(codes).map(dict(zip(weights["drg"], weights["rw"]))).to_numpy(dtype=np.float64)
-    group = np.where(codes == "0000", None, codes)
+    grouped = screen_inputs(cases, "chs-drg-1.1")  # what `dipsim screen` does: CHS-DRG groups, calibrated weights
     group_s = time.perf_counter() - start
     start = time.perf_counter()
-    screens = screen_cases(cases, group, Policy(values={}), cc_level=drg["cc_level"].to_numpy(), points=points)
+    screens = screen_cases(cases, policy=Policy(values={}), **grouped)
     screen_s = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -14,14 +14,12 @@ Both give the same point values (checked to 1e-9 relative) before anything is ti
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from scipy.optimize import brentq
 
-from _machine import best_of, machine_line
+from _machine import arguments, best_of, machine_line
 from dipsim.budget import SettlementBands, hospital_payment, settle, settle_pool
 from dipsim.money import largest_remainder, to_fen
 from dipsim.policy import Policy
@@ -92,8 +90,7 @@ def pandas_solve(sums: pd.DataFrame, budgets: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=1_000_000)
+    parser = arguments(__doc__, seed=False)
     parser.add_argument("--hospitals", type=int, default=500)
     parser.add_argument("--pools", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)

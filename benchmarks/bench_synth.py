@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from _machine import cpu_model, machine_line
+from _machine import cores, cpu_model, machine_line
 
 
 def child(args: argparse.Namespace) -> None:
@@ -61,7 +61,7 @@ def main() -> int:
     print()
     print("| benchmark | machine | date | cases | wall s | cases/s | peak RSS MB | command |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| synth | {len(os.sched_getaffinity(0))} cores, {cpu_model()} | {dt.date.today().isoformat()} | "
+    print(f"| synth | {cores()} cores, {cpu_model()} | {dt.date.today().isoformat()} | "
           f"{args.cases:,} | {r['wall_s']:.2f} | {args.cases / r['wall_s']:,.0f} | {peak_mb:.0f} | `{command}` |")
     return 0
 
