@@ -184,15 +184,16 @@ def parquet_files(path: str | Path) -> list[Path]:
     return [path]
 
 
-def read_parquet_raw(path: str | Path, columns: list[str] | None = None,
-                     dictionary_codes: bool = False) -> tuple[pa.Table, np.ndarray]:
+def read_parquet_raw(path: str | Path, columns: list[str] | None = None, dictionary_codes: bool = False,
+                     files: list[Path] | None = None) -> tuple[pa.Table, np.ndarray]:
     """Read Parquet as stored (typed); a directory's files are read in order and stacked (partition keys in the
     paths, e.g. discharge_month=2025-01, are not data). `columns`: only those of them the files have (all when
     None). `dictionary_codes`: the code lists (diagnoses, procedures) as list<dictionary<string>>, as Parquet
-    stores them: about half the time to read, and encoding looks up each distinct code once."""
+    stores them: about half the time to read, and encoding looks up each distinct code once. `files`: the
+    `parquet_files(path)` the caller has listed already."""
     try:
         tables = []
-        for file in parquet_files(path):
+        for file in files if files is not None else parquet_files(path):
             names = pq.read_schema(file).names
             wanted = None if columns is None else [c for c in columns if c in names]
             codes = [f"{c}.list.element" for c in ("diagnoses", "procedures")
@@ -250,8 +251,10 @@ def read_cases_raw(
     detected = ""
     validated = None
     if path.is_dir() or suffix in PARQUET_SUFFIXES:
-        validated = validated_stamp(parquet_files(path))
-        table, rows = (read_parquet_raw(path, columns, dictionary_codes) if validated else read_parquet_raw(path))
+        files = parquet_files(path)
+        validated = validated_stamp(files)
+        table, rows = (read_parquet_raw(path, columns, dictionary_codes, files) if validated
+                       else read_parquet_raw(path, files=files))
     elif suffix in CSV_SUFFIXES:
         table, rows, rejects, detected = read_csv_raw(path, encoding)
     elif suffix in EXCEL_SUFFIXES:
