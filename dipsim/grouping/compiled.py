@@ -25,7 +25,7 @@ The compiled form follows `dipsim.grouping.reference` rule by rule; only the rep
   the kernel finds "the first ADRG of the MDC whose rule holds" by looking only at ADRGs that own a list holding
   one of the case's codes (the logic is AND / OR of lists: an ADRG none of whose lists holds can only hold on the built-ins,
   ``mdc_free_offsets`` / ``mdc_free_ids`` per MDC), instead of trying every ADRG of the MDC.
-* Per MDC: ``mdc_adrg_lo`` / ``mdc_adrg_hi`` (the range of its ADRG ids).
+* Per MDC: ``mdc_adrg_hi`` (one past its largest ADRG id: "no ADRG found" in the kernel).
 * ``or_px`` / ``qy_px``: booleans over procedure ids (``all_or`` built-in, QY rule).
 * Pre-MDC: ``pre_ops`` (``PRE_A`` ...) with their MDC index in ``pre_mdc``, ventilation hours and ADRG, the MDCP
   newborn age, MDCZ's minimum number of sites, and the MDC masks a man (``banned_if_male``) or a woman cannot get.
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from .reference import CC_CC, CC_MCC, CC_NONE, _choose_drg
+from .reference import CC_CC, CC_MCC, CC_NONE, _choose_drg, _list_names
 from .tables import Adrg, DrgScheme, list_reads
 
 UNKNOWN = -1  # a code the scheme does not know: matches nothing
@@ -54,7 +54,6 @@ EXCL_NONE = -1  # not an MCC / CC
 EXCL_ALWAYS = -2  # an MCC / CC with no exclusion table: counts always
 
 LIST_DX, LIST_PX, LIST_ANY_DX, LIST_OTHER_DX, LIST_ANY_PX, LIST_ALL_OR, LIST_MDCZ_NO_SURGERY = range(7)
-LIST_KIND_NAMES = ("dx", "px", "any_dx", "other_dx", "any_procedure", "all_or", "mdcz_no_surgery")
 _DX_KINDS = (LIST_DX, LIST_ANY_DX, LIST_OTHER_DX)
 
 OP_AND, OP_OR = -1, -2
@@ -136,7 +135,6 @@ class CompiledScheme:
     px_secondary_offsets: np.ndarray
     px_secondary_ids: np.ndarray
     # per MDC
-    mdc_adrg_lo: np.ndarray  # int32: smallest ADRG id of the MDC
     mdc_adrg_hi: np.ndarray  # int32: largest + 1 (0 when none)
     mdc_free_offsets: np.ndarray  # int64: CSR of its ADRGs with a FLAG_FREE_*, official order
     mdc_free_ids: np.ndarray  # int32
@@ -164,7 +162,7 @@ class CompiledScheme:
 
     @property
     def kernel_tables(self) -> tuple:
-        """The tuple `kernels.group_cases` takes after the case arrays (unpacked in `kernels._group_one`)."""
+        """The tuple `kernels.group_cases` takes after the case arrays (unpacked in `kernels._group_range`)."""
         return (
             self.dx_mdc_mask, self.dx_secondary, self.dx_site, self.excl_offsets, self.excl_tables,
             self.list_kind, self.list_offsets, self.list_codes, self.prog_offsets, self.prog,
@@ -172,7 +170,7 @@ class CompiledScheme:
             self.band_offsets, self.band_bounds, self.band_drg,
             self.list_owner, self.dx_principal_offsets, self.dx_principal_ids, self.dx_secondary_ids,
             self.px_principal_offsets, self.px_principal_ids, self.px_secondary_offsets, self.px_secondary_ids,
-            self.mdc_adrg_lo, self.mdc_adrg_hi, self.mdc_free_offsets, self.mdc_free_ids,
+            self.mdc_adrg_hi, self.mdc_free_offsets, self.mdc_free_ids,
             self.or_px, self.qy_px, self.pre_ops, self.pre_mdc,
             np.int64(self.mdc_index_a), np.int64(self.pre_mask[0]), np.float64(self.vent_hours_min[0]),
             np.int64(self.vent_adrg[0]),
@@ -249,11 +247,6 @@ def _holds_without_lists(node: tuple, has_or: bool) -> bool:
         return has_or if value == "all_or" else (not has_or if value == "mdcz_no_surgery" else False)
     results = [_holds_without_lists(n, has_or) for n in value]
     return all(results) if kind == "and" else any(results)
-
-
-def _list_names(node: tuple) -> list[str]:
-    kind, value = node
-    return [value] if kind == "list" else [n for child in value for n in _list_names(child)]
 
 
 def _build(scheme: DrgScheme) -> CompiledScheme:
@@ -395,12 +388,11 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
     free = FLAG_FREE_NO_OR | FLAG_FREE_WITH_OR
     mdc_free_offsets, mdc_free_ids = _csr([[i for i, a in enumerate(adrgs) if a.mdc == m and adrg_flags[i] & free]
                                            for m in mdc_order])
-    mdc_adrg_lo = np.zeros(len(mdc_order), dtype=np.int32)
     mdc_adrg_hi = np.zeros(len(mdc_order), dtype=np.int32)
     for k, m in enumerate(mdc_order):
         ids = [i for i, a in enumerate(adrgs) if a.mdc == m]
         if ids:
-            mdc_adrg_lo[k], mdc_adrg_hi[k] = min(ids), max(ids) + 1
+            mdc_adrg_hi[k] = max(ids) + 1
 
     or_px = np.zeros(len(px_codes), dtype=np.bool_)
     or_px[[px_id[c] for c in scheme.or_procedures if c]] = True
@@ -448,7 +440,7 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
         dx_secondary_ids=dx_secondary_ids,
         px_principal_offsets=px_principal_offsets, px_principal_ids=px_principal_ids,
         px_secondary_offsets=px_secondary_offsets, px_secondary_ids=px_secondary_ids,
-        mdc_adrg_lo=mdc_adrg_lo, mdc_adrg_hi=mdc_adrg_hi,
+        mdc_adrg_hi=mdc_adrg_hi,
         mdc_free_offsets=mdc_free_offsets, mdc_free_ids=mdc_free_ids,
         or_px=or_px, qy_px=qy_px,
         pre_ops=pre_ops, pre_mdc=pre_mdc,

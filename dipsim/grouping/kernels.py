@@ -98,21 +98,20 @@ def _logic_holds(a, prog_offsets, prog, list_kind, list_offsets, list_codes, dx,
 
 
 @njit(cache=True, inline="always")
-def _bounds_ok(a, adrg_bounds, weight, age_days):
-    """MDCP weight / age bounds (inclusive); a bound with a missing value fails, as in the reference."""
-    b = adrg_bounds[a, 0]
-    if b != _NO_BOUND and (weight < 0 or weight < b):
+def _within(value, lo, hi):
+    """lo <= value <= hi for the bounds that are set (not _NO_BOUND); a missing (negative) value fails a set bound."""
+    if lo != _NO_BOUND and (value < 0 or value < lo):
         return False
-    b = adrg_bounds[a, 1]
-    if b != _NO_BOUND and (weight < 0 or weight > b):
-        return False
-    b = adrg_bounds[a, 2]
-    if b != _NO_BOUND and (age_days < 0 or age_days < b):
-        return False
-    b = adrg_bounds[a, 3]
-    if b != _NO_BOUND and (age_days < 0 or age_days > b):
+    if hi != _NO_BOUND and (value < 0 or value > hi):
         return False
     return True
+
+
+@njit(cache=True, inline="always")
+def _bounds_ok(a, adrg_bounds, weight, age_days):
+    """MDCP weight / age bounds (inclusive); a bound with a missing value fails, as in the reference."""
+    return (_within(weight, adrg_bounds[a, 0], adrg_bounds[a, 1])
+            and _within(age_days, adrg_bounds[a, 2], adrg_bounds[a, 3]))
 
 
 @njit(cache=True, inline="always")
@@ -245,7 +244,7 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
      band_offsets, band_bounds, band_drg,
      list_owner, dx_principal_offsets, dx_principal_ids, dx_secondary_ids,
      px_principal_offsets, px_principal_ids, px_secondary_offsets, px_secondary_ids,
-     mdc_adrg_lo, mdc_adrg_hi, mdc_free_offsets, mdc_free_ids,
+     mdc_adrg_hi, mdc_free_offsets, mdc_free_ids,
      or_px, qy_px, pre_ops, pre_mdc,
      mdc_of_a, pre_mask, vent_hours_min, vent_adrg, mdcp_age_days_max, mdcp_infant_age_days_max, mdcz_min_sites,
      banned_if_male, banned_if_female, n_adrg, n_drg) = tables
