@@ -62,7 +62,8 @@ def rule_from_dict(data: dict | None) -> TcmRule | None:
                    min_share=data.get("min_share"))
 
 
-def _float(cases: pa.Table, name: str) -> np.ndarray:
+def float_column(cases: pa.Table, name: str) -> np.ndarray:
+    """A column as float64 with NaN where it is null, or all NaN when the table has no such column."""
     if name not in cases.column_names:
         return np.full(cases.num_rows, np.nan)
     return pc.fill_null(pc.cast(cases[name], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
@@ -81,7 +82,7 @@ def tcm_treated(cases: pa.Table, rule: TcmRule) -> np.ndarray:
     if "flag" in rule.treated_by:
         out |= tcm_flag(cases)
     if "share" in rule.treated_by:
-        cost, tcm = _float(cases, "total_cost"), _float(cases, "tcm_cost")
+        cost, tcm = float_column(cases, "total_cost"), float_column(cases, "tcm_cost")
         with np.errstate(invalid="ignore", divide="ignore"):
             out |= (cost > 0) & (tcm / cost >= rule.min_share)
     if "diagnosis" in rule.treated_by and "tcm_diagnosis" in cases.column_names:

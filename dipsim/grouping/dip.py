@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from dipsim.catalog import COMPREHENSIVE, CORE, TCM, TREATMENTS, CatalogOptions, key_parts
 from dipsim.io.errors import InputError
-from dipsim.tcm import rule_from_dict, tcm_groups, tcm_treated
+from dipsim.tcm import float_column, rule_from_dict, tcm_groups, tcm_treated
 
 from . import dip_kernel
 from .dip_kernel import MATCH_BEST, MATCH_COMPREHENSIVE, MATCH_EXACT, MATCH_NONE
@@ -93,6 +93,13 @@ def _known_non_core(catalog: DipCatalog) -> set[str]:
 # The reference, one case at a time
 
 
+def _no_group_reason(diagnosis: str | None, comprehensive: str) -> str:
+    """Why a case is ungroupable (the reference and the table grouper word it alike)."""
+    if not diagnosis:
+        return "no principal diagnosis"
+    return f"no core group of {diagnosis} fits and no comprehensive group {comprehensive}"
+
+
 @dataclass
 class DipMatch:
     group: str  # "" when ungroupable
@@ -148,8 +155,7 @@ def match_case(diagnosis: str, procedures: list[str], treatment: int, cost: floa
             steps.append(f"no core group of {diagnosis or '-'} shares a procedure")
         steps.append(f"comprehensive group {comprehensive}")
         return DipMatch(comprehensive, found["points"], "comprehensive", steps=steps)
-    reason = ("no principal diagnosis" if not diagnosis else
-              f"no core group of {diagnosis} fits and no comprehensive group {comprehensive}")
+    reason = _no_group_reason(diagnosis, comprehensive)
     steps.append(reason)
     return DipMatch("", None, "none", reason=reason, steps=steps)
 
@@ -191,18 +197,15 @@ def _compile(catalog: DipCatalog) -> _Compiled:
     order = np.argsort(diag, kind="stable")
     diag_offsets = np.zeros(len(diagnoses) + 1, dtype=np.int64)
     np.cumsum(np.bincount(diag, minlength=len(diagnoses)), out=diag_offsets[1:])
-    points = pc.cast(groups["points"], pa.float64())
+    points = np.concatenate([float_column(t, "points") for t in (core, comp, tcm)])  # NaN: no points
     return _Compiled(
         core_ids=core["group_id"].combine_chunks(), comprehensive_ids=comp["group_id"].combine_chunks(),
         diagnoses=diagnoses, procedures=procedures, diag_offsets=diag_offsets,
         diag_groups=order.astype(np.int32), group_px=group_px, group_px_offsets=group_px_offsets,
-        group_mean=pc.fill_null(pc.cast(core["mean_cost"], pa.float64()), np.nan).to_numpy(zero_copy_only=False),
-        group_points=pc.fill_null(pc.cast(core["points"], pa.float64()), np.nan).to_numpy(zero_copy_only=False),
+        group_mean=float_column(core, "mean_cost"), group_points=points[:core.num_rows],
         tcm_ids=tcm["group_id"].combine_chunks(),
         group_ids=pa.concat_arrays([t["group_id"].combine_chunks().cast(pa.string()) for t in (core, comp, tcm)]),
-        group_points_all=np.concatenate([
-            pc.fill_null(pc.cast(t["points"], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
-            for t in (core, comp, tcm)]) if len(points) else np.zeros(0),
+        group_points_all=points,
     )
 
 
@@ -231,10 +234,7 @@ def group_dip_table(cases: pa.Table, catalog: DipCatalog, cost_column: str = "to
     comp = comp.to_numpy(zero_copy_only=False)
     diagnosis = pc.fill_null(pc.index_in(parts.diagnosis, value_set=c.diagnoses), -1).to_numpy(zero_copy_only=False)
     px, px_offsets = _encode_sets(pc.split_pattern(parts.procedures, "+"), c.procedures)
-    if cost_column in cases.column_names:
-        cost = pc.fill_null(pc.cast(cases[cost_column], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
-    else:
-        cost = np.full(n, np.nan)
+    cost = float_column(cases, cost_column)  # NaN where missing or without the column
     group = np.empty(n, dtype=np.int32)
     match = np.empty(n, dtype=np.int8)
     rule = catalog.options.tcm
@@ -257,9 +257,7 @@ def group_dip_table(cases: pa.Table, catalog: DipCatalog, cost_column: str = "to
                       mask=~found)
     reason = np.full(n, "", dtype=object)
     for i in np.flatnonzero(~found):  # few: only the ungroupable cases get a reason
-        diagnosis_i = parts.diagnosis[i].as_py()
-        reason[i] = ("no principal diagnosis" if not diagnosis_i else
-                     f"no core group of {diagnosis_i} fits and no comprehensive group {parts.comprehensive[i].as_py()}")
+        reason[i] = _no_group_reason(parts.diagnosis[i].as_py(), parts.comprehensive[i].as_py())
     case_id = (pc.cast(cases["case_id"], pa.string()) if "case_id" in cases.column_names
                else pa.array([str(i) for i in range(n)], pa.string()))
     return pa.Table.from_arrays([
