@@ -1,5 +1,5 @@
 """Compiled schemes kept on disk, so that `dipsim group` does not rebuild the kernel's arrays from the CSV tables on
-every run (reading the tables and compiling them takes about half a second; loading the arrays, a few ms).
+every run (reading the tables and compiling them takes about half a second; loading the arrays, 10-20 ms).
 
 The cache holds plain numpy arrays in an ``.npz`` file read with ``allow_pickle=False``: nothing in it is executed.
 Its name carries a sha256 of everything the arrays are built from: the scheme folder's files, the ICD-9 dictionary
@@ -30,7 +30,7 @@ from . import compiled as compiled_module
 from . import reference as reference_module
 from . import tables as tables_module
 from .compiled import CompiledScheme, compile_scheme
-from .tables import load_scheme, scheme_folder, scheme_name
+from .tables import load_scheme, qy_applies, scheme_folder, scheme_name
 
 CACHE_ENV = "DIPSIM_CACHE_DIR"
 _MEMORY: dict[str, CompiledScheme] = {}
@@ -61,8 +61,7 @@ def load_compiled(scheme: str = "chs-drg-1.1", root: str | None = None, qy: bool
     when it holds this exact version of the tables, else built and stored there."""
     folder = scheme_folder(scheme, root)
     rules = tomllib.loads((folder / "special_rules.toml").read_text(encoding="utf-8"))
-    enabled = rules.get("qy", {}).get("enabled", True)
-    key = _key(folder, enabled if qy is None else qy, qy)
+    key = _key(folder, qy_applies(rules, qy), qy)
     if key in _MEMORY:
         return _MEMORY[key]
     path = cache_dir() / "grouper" / f"{scheme_name(scheme, rules, qy)}-{key[:24]}.npz"

@@ -192,7 +192,6 @@ def load_scheme(scheme: str = "chs-drg-1.1", root: str | None = None, qy: bool |
     for table, code in _rows(_csv(folder, "cc_exclusions.csv"), "exclusion_table", "code"):
         exclusions[table].add(code)
     qy_rules = rules.get("qy", {})
-    qy_on = qy_rules.get("enabled", True) if qy is None else qy
     return DrgScheme(
         name=scheme_name(scheme, rules, qy),
         mdc_order=[m for m, _, _ in mdc_rows],
@@ -204,7 +203,8 @@ def load_scheme(scheme: str = "chs-drg-1.1", root: str | None = None, qy: bool |
         cc=dict(_rows(_csv(folder, "cc.csv"), "code", "exclusion_table")),
         exclusions={k: frozenset(v) for k, v in exclusions.items()},
         or_procedures=frozenset(_csv(folder, "or_procedures.csv")["code"]),
-        qy_procedures=_procedures_of_kinds(qy_rules.get("procedure_kinds", ["手术"])) if qy_on else frozenset(),
+        qy_procedures=(_procedures_of_kinds(qy_rules.get("procedure_kinds", ["手术"])) if qy_applies(rules, qy)
+                       else frozenset()),
         mdcz_sites={code: site for site, code in _rows(_csv(folder, "mdcz_sites.csv"), "site", "code")},
         rules=rules,
         invalid_principal=frozenset(_csv(folder, "invalid_principal.csv")["code"])
@@ -221,10 +221,14 @@ def scheme_folder(scheme: str, root: str | None = None) -> Path:
     return folder
 
 
+def qy_applies(rules: dict, qy: bool | None) -> bool:
+    """Whether the xQY rule is on: `qy` when given, else the scheme's `[qy] enabled` (default true)."""
+    return rules.get("qy", {}).get("enabled", True) if qy is None else qy
+
+
 def scheme_name(scheme: str, rules: dict, qy: bool | None) -> str:
     """`scheme`, or `scheme+qy` / `scheme-qy` when `qy` overrides the scheme's own `[qy] enabled`."""
-    enabled = rules.get("qy", {}).get("enabled", True)
-    return scheme if qy is None or qy == enabled else f"{scheme}{'+qy' if qy else '-qy'}"
+    return scheme if qy is None or qy == qy_applies(rules, None) else f"{scheme}{'+qy' if qy else '-qy'}"
 
 
 def _procedures_of_kinds(kinds: list[str]) -> frozenset[str]:
