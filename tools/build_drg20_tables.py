@@ -33,6 +33,8 @@ from dipsim.io.writers import sha256_file  # noqa: E402
 
 from _common import BuildError, run, source_dir_label, write  # noqa: E402
 from build_drg_tables import (  # noqa: E402
+    BUILTINS,
+    DX_LISTS,
     MDCZ_SITES,
     AdrgRule,
     anchor_lists,
@@ -129,10 +131,11 @@ def build(src: Path, out: Path) -> list[str]:
 
     def codes(raw, system: str, what: str) -> list[str]:
         norm = normalise(list(raw), system)
-        bad = [c for c, ok in zip(raw, shape_ok(norm, system)) if not ok]
+        good = shape_ok(norm, system)
+        bad = [c for c, ok in zip(raw, good) if not ok]
         if bad:
             problems.append(f"{what}: {len(bad)} invalid {system} codes, e.g. {bad[:5]}")
-        return [n for n, ok in zip(norm, shape_ok(norm, system)) if ok]
+        return [n for n, ok in zip(norm, good) if ok]
 
     # -- MDC: names, order, principal-diagnosis tables, MDCZ sites
     mdc_json = load(COMMON / "generated/mdc_rules.json")
@@ -196,12 +199,12 @@ def build(src: Path, out: Path) -> list[str]:
             logic = render_logic(parse_logic(f"px & ({logic})"))
             how += "; anchored on the principal procedure"
         used = logic_names(parse_logic(logic))
-        for n in sorted(used - set(lists) - {"all_or", "mdcz_no_surgery"}):
+        for n in sorted(used - set(lists) - BUILTINS):
             problems.append(f"{code}: logic {logic!r} uses {n}, which has no codes")
         for n in sorted(set(lists) - used):
             problems.append(f"{code}: list {n} is not used by its logic {logic!r}")
         for n, values in lists.items():
-            system = "icd10" if list_reads(n) in ("dx", "any_dx", "other_dx") else "icd9"
+            system = "icd10" if list_reads(n) in DX_LISTS else "icd9"
             for c in codes(values, system, f"{code} {n}"):
                 code_rows.add((code, n, c))
         if how != "sections joined with &" or logic not in ("dx", "px", "dx & px"):
@@ -240,10 +243,11 @@ def build(src: Path, out: Path) -> list[str]:
         raw = load(rel)
         keys = list(raw)
         norm = normalise(keys, "icd10")
-        bad = [k for k, ok in zip(keys, shape_ok(norm, "icd10")) if not ok]
+        good = shape_ok(norm, "icd10")
+        bad = [k for k, ok in zip(keys, good) if not ok]
         if bad:
             problems.append(f"{what}: invalid icd10 codes {bad[:5]}")
-        return {n: str(raw[k]) for k, n, ok in zip(keys, norm, shape_ok(norm, "icd10")) if ok}
+        return {n: str(raw[k]) for k, n, ok in zip(keys, norm, good) if ok}
 
     mcc = code_table(COMMON / "generated/mcc_codes.json", "MCC")
     cc = code_table(COMMON / "generated/cc_codes.json", "CC")
