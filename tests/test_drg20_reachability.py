@@ -320,15 +320,13 @@ def _table(cases: dict[str, Case]) -> pa.Table:
 
 
 def test_every_drg_and_adrg_of_chs_drg_20_is_reached_by_the_reference_grouper():
+    """`_search` keeps a case only when the reference grouper puts it in its DRG, so what is left to check is that
+    no DRG was missed and that the DRGs cover every ADRG."""
     scheme = _scheme()
     found, missing = _cases()
     assert len(scheme.adrgs) == 409 and len(scheme.drg_names) == 634
     assert missing == []
-    assert set(found) == set(scheme.drg_names)
-    assert {group_case(case, scheme).adrg for case in found.values()} == set(scheme.adrgs)
-    for drg, case in found.items():
-        grouping = group_case(case, scheme)
-        assert (grouping.drg, grouping.adrg) == (drg, drg[:3]), drg
+    assert {drg[:3] for drg in found} == set(scheme.adrgs)
 
 
 def test_the_kernel_puts_every_generated_case_in_its_drg():

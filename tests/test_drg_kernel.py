@@ -217,9 +217,14 @@ def test_kernel_agrees_with_the_reference_on_random_cases(name, examples):
         _check_batch(name, batch)
 
     check()
+    # Status 3 (no ADRG takes the case) is rare among Beijing's random cases: 0 to ~40 in 860, depending on
+    # Hypothesis's draws, which shift with the project's source (its constants pool). Principals that no ADRG
+    # takes when alone make sure the kernel is checked there whatever the draws.
+    _check_batch(name, [Case([code]) for code in p.orphans[:5]])
     print(f"{name}: {EXAMPLES[name]} random cases agree with the reference; reached {sorted(map(str, REACHED[name]))}")
     # every status but 4 (both schemes give every ADRG a DRG for every CC level) and 5, every CC level, every
-    # pre-MDC, QY. Age / stay bands (Beijing) are reached in some runs only: the hand-made cases below check them.
+    # pre-MDC, QY (status 3 through the orphans above). Age / stay bands (Beijing) are reached in some runs only:
+    # the hand-made cases below check them.
     wanted = {("status", s) for s in range(4)} | {("cc", c) for c in range(3)} | {"A", "P", "Y", "Z", "QY"}
     assert wanted <= REACHED[name], wanted - REACHED[name]
 
