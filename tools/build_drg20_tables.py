@@ -281,10 +281,9 @@ def build(src: Path, out: Path) -> list[str]:
     adrg_rows = {a: [a, a[0], names[a]] for a in names}
     text = special_rules_text(SCHEME, adrg_rows, drg_info, {}, rules, {s: [] for s in sites},
                               ventilation_adrg="AH2", source="ADRG.dat / adrg_rules.json",
-                              ventilation_as_procedure=True)  # AH2 also needs a tracheostomy: its formula decides
-    for old, new in (("2_ADRG.txt", "ADRG.dat"), ("4_ADRG_DETAIL.txt", "adrg_rules.json"),
-                     ("1_MDC.txt", "mdc_rules.json"), ("3_DRG.txt", "DRG.dat")):  # the 2.0 source files' names
-        text = text.replace(old, new)
+                              ventilation_as_procedure=True,  # AH2 also needs a tracheostomy: its formula decides
+                              files={"mdc": "mdc_rules.json", "adrg": "ADRG.dat", "drg": "DRG.dat",
+                                     "detail": "adrg_rules.json"}, built_by="tools/build_drg20_tables.py")
     write(out / "special_rules.toml", text.encode("utf-8"))
     outputs.append({"file": "special_rules.toml", "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()})
     manifest = {

@@ -56,6 +56,8 @@ SCHEME_META = {
     "chs-drg-1.1-beijing": ("2022", None),
 }
 
+# What each rule file holds, by role (special_rules_text cites them; 2.0 has other names for the same roles)
+RULE_FILE_ROLES = {"mdc": "1_MDC.txt", "adrg": "2_ADRG.txt", "drg": "3_DRG.txt", "detail": "4_ADRG_DETAIL.txt"}
 RULE_FILES = ("1_MDC.txt", "2_ADRG.txt", "3_DRG.txt", "4_ADRG_DETAIL.txt", "5_MCC.txt", "6_CC.txt", "7_CCE.txt")
 LIST_FILES = ("MCC.dat", "CC.dat", "CCE.dat", "DRG.dat")
 OR_LIST = "SS_VALID.dat"
@@ -712,8 +714,12 @@ def toml_value(v) -> str:
 
 def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: dict, principal: dict,
                        rules: dict[str, AdrgRule], sites: dict[str, list[str]], ventilation_adrg: str = "AH1",
-                       source: str | None = None, ventilation_as_procedure: bool = False) -> str:
-    out: list[str] = [f"# Special (free-text) rules of {scheme}, encoded by tools/build_drg_tables.py.",
+                       source: str | None = None, ventilation_as_procedure: bool = False,
+                       files: dict[str, str] | None = None, built_by: str = "tools/build_drg_tables.py") -> str:
+    """special_rules.toml. `files` names the source files the comments cite, by role (RULE_FILE_ROLES: the 1.1
+    rule text's names by default)."""
+    f = {**RULE_FILE_ROLES, **(files or {})}
+    out: list[str] = [f"# Special (free-text) rules of {scheme}, encoded by {built_by}.",
                       "# Every table names its source: a rule file and the section / name the values come from.", ""]
 
     def table(name: str, items: list[tuple[str, object, str]], source: str, comment: str = "") -> None:
@@ -743,7 +749,7 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
                                                    "(appended to the case's procedures); the ADRG's formula decides")]
                             if ventilation_as_procedure else [])],
           f"{source}: {ventilation_adrg} name and lists (logic in adrg.csv)" if source else
-          f"2_ADRG.txt {ventilation_adrg} name; 4_ADRG_DETAIL.txt {ventilation_adrg} lists (logic in adrg.csv)")
+          f"{f['adrg']} {ventilation_adrg} name; {f['detail']} {ventilation_adrg} lists (logic in adrg.csv)")
 
     # Newborns (MDCP)
     p_adrgs = [a for a in adrg_rows if a.startswith("P")]
@@ -751,31 +757,31 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
                    ("infant_age_days_max", 364, "an infant (PV1 29天≤出生年龄＜1周岁) with age in years 0 or missing "
                                                 "also enters MDCP"),
                    ("adrgs_with_bounds", [a for a in p_adrgs if newborn_bounds(adrg_rows[a][2])], "")],
-          "2_ADRG.txt MDCP ADRG names (PB1/PC1/PJ1 新生儿（出生年龄＜29天）; PV1 29天≤出生年龄＜1周岁)",
+          f"{f['adrg']} MDCP ADRG names (PB1/PC1/PJ1 新生儿（出生年龄＜29天）; PV1 29天≤出生年龄＜1周岁)",
           "Bounds are inclusive integers: weight in grams, age in days.")
     for a in p_adrgs:
         b = newborn_bounds(adrg_rows[a][2])
         if b:
             table(f"mdcp.adrg.{a}", [(k, v, "") for k, v in sorted(b.items())],
-                  f"2_ADRG.txt {a} {adrg_rows[a][2]}")
+                  f"{f['adrg']} {a} {adrg_rows[a][2]}")
 
     # MDCY
     ylists = {a: sorted(r.lists) for a, r in rules.items() if a.startswith("Y")}
     table("mdcy", [("principal_table", "Y", "mdc_principal.csv rows with mdc = Y (MDCY 主诊表)"),
                    ("secondary_lists", [f"{a}:{n}" for a in sorted(ylists) for n in ylists[a] if n != "dx"],
                     "ADRG lists (adrg_codes.csv) that also accept a secondary diagnosis")],
-          "4_ADRG_DETAIL.txt MDCY 主诊表 / 诊断表 and the YC1/YR1/YR2 sections")
+          f"{f['detail']} MDCY 主诊表 / 诊断表 and the YC1/YR1/YR2 sections")
 
     # MDCZ
     table("mdcz", [("sites", [s for s in MDCZ_SITES if s in sites], "site lists in mdcz_sites.csv, official order"),
                    ("min_sites", 2, "多发严重创伤: diagnoses in at least 2 different sites"),
                    ("principal_table", "Z", "mdc_principal.csv rows with mdc = Z (the union of the site lists)"),
                    ("no_surgery_adrg", "ZZ1", "符合 MDCZ 主诊表，且无手术")],
-          "4_ADRG_DETAIL.txt MDCZ 主诊表 site lists and ZZ1")
+          f"{f['detail']} MDCZ 主诊表 site lists and ZZ1")
 
     # Sex
     table("sex", [("male_only", ["M"], "MDCM 男性生殖系统疾病及功能障碍"),
-                  ("female_only", ["N"], "MDCN 女性生殖系统疾病及功能障碍")], "1_MDC.txt MDC names")
+                  ("female_only", ["N"], "MDCN 女性生殖系统疾病及功能障碍")], f"{f['mdc']} MDC names")
 
     table("options", [("cc_only_in_x1_x5_split", "x1",
                        "x1 or x5 for a case with a CC but no MCC in an ADRG split only into x1 / x5")],
@@ -783,7 +789,7 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
           "In the real insurer data 819 of 819 such cases are paid as x1. DRGs named 不伴严重并发症或合并症\n"
           "(severity no_mcc, Beijing) settle this in the table itself.")
 
-    table("qy", [("enabled", False, "the national DRG list (3_DRG.txt) has no xQY group; a city that pays them "
+    table("qy", [("enabled", False, f"the national DRG list ({f['drg']}) has no xQY group; a city that pays them "
                                      "(8 of 27 published weight tables list BQY ... ZQY) sets true"),
                  ("suffix", "QY", "<MDC letter>QY, e.g. BQY"),
                  ("procedure_kinds", ["手术"], "kinds (grouper_tables/codes icd9 `kind`) that make a procedure an "
@@ -794,14 +800,14 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
 
     conds = {d: c for d, (s, c) in drg_info.items() if c}
     if conds:
-        out.append("# DRG-level conditions read from DRG names (3_DRG.txt): age in years, length of stay in days,")
+        out.append(f"# DRG-level conditions read from DRG names ({f['drg']}): age in years, length of stay in days,")
         out.append("# inclusive bounds; 'N天以上' read as > N, 'N天及以上' as >= N, 'N天以内' as <= N. Where bands touch")
         out.append("# (Beijing RE14 7-14天 / RE16 7天以内) try the DRGs in table order. A DRG of the same ADRG without a")
         out.append("# condition takes the cases that no conditioned DRG takes (Beijing IT21/IT25: age > 6).")
         out.append("")
         for d in sorted(conds):
             c = conds[d]
-            table(f"drg_conditions.{d}", [(k, v, "") for k, v in sorted(c.items())], f"3_DRG.txt {d} name")
+            table(f"drg_conditions.{d}", [(k, v, "") for k, v in sorted(c.items())], f"{f['drg']} {d} name")
     text = "\n".join(out).rstrip("\n") + "\n"
     tomllib.loads(text)  # must be valid TOML
     return text
