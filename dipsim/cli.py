@@ -327,6 +327,16 @@ def _policy_with_overrides(args):
     return policy.overlay(changes, name=policy.name) if changes else policy
 
 
+def _region(args, console: Console, mode: str, path):
+    """The validated cases at `path` and the hospitals table (--hospitals) of a settlement or scenario run; a DIP
+    policy needs --catalog, checked before anything is read."""
+    from dipsim.io.readers import read_table_file
+
+    if mode == "dip" and not args.catalog:
+        raise InputError("payment.mode = dip needs --catalog CATALOG")
+    return _load(args, console, path), read_table_file(args.hospitals, "hospitals table")
+
+
 def _budgets(args, budgets) -> dict[str, float]:
     """The pools' budgets with each --budget POOL=YUAN applied."""
     budgets = dict(budgets)
@@ -350,11 +360,8 @@ def cmd_settle(args) -> int:
     console = _console(args)
     policy = _policy_with_overrides(args)
     mode = policy.get("payment.mode")
-    if mode == "dip" and not args.catalog:
-        raise InputError("payment.mode = dip needs --catalog CATALOG")
-    result = _load(args, console, args.input)
+    result, hospitals = _region(args, console, mode, args.input)
     cases = result.accepted
-    hospitals = read_table_file(args.hospitals, "hospitals table")
     if args.budget_share:
         budgets = budgets_from_cost(cases, args.budget_share, policy.get("budget.total"))
         policy = policy.overlay({"budget.total": budgets}, name=policy.name)
@@ -417,7 +424,6 @@ def cmd_scenarios_run(args) -> int:
 
     import pyarrow as pa
 
-    from dipsim.io.readers import read_table_file
     from dipsim.io.writers import write_csv, write_json
     from dipsim.scenarios import grouped_cached, load_scenarios, run_scenarios
     from dipsim.settlement import budgets_from_cost
@@ -426,11 +432,8 @@ def cmd_scenarios_run(args) -> int:
     scenario_set = load_scenarios(args.file)
     base = scenario_set.baseline
     mode = base.get("payment.mode")
-    if mode == "dip" and not args.catalog:
-        raise InputError("payment.mode = dip needs --catalog CATALOG")
-    result = _load(args, console, args.cases)
+    result, hospitals = _region(args, console, mode, args.cases)
     cases = result.accepted
-    hospitals = read_table_file(args.hospitals, "hospitals table")
     budgets = _budgets(args, base.get("budget.total"))
     if args.budget_share:
         budgets = budgets_from_cost(cases, args.budget_share, budgets)
