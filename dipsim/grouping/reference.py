@@ -101,7 +101,7 @@ def cc_level(case: Case, scheme: DrgScheme, trace: list[str] | None = None) -> i
     return level
 
 
-def _drg_band(adrg: Adrg, case: Case) -> tuple[dict[str, str] | None, DrgBand | None]:
+def drg_band(adrg: Adrg, case: Case) -> tuple[dict[str, str] | None, DrgBand | None]:
     """The ADRG's DRGs for the case's age and length of stay: the first band that holds, else the DRGs without a
     band (None when the ADRG has none: every DRG of RC1 is a length-of-stay band)."""
     for band in adrg.bands:
@@ -119,6 +119,17 @@ def band_text(band: DrgBand) -> str:
     return ", ".join(parts)
 
 
+def x1_x5_option_decides(drgs: dict[str, str], level: int) -> bool:
+    """A CC without an MCC in an ADRG split only into x1 (伴严重并发症或合并症) / x5 (不伴): no DRG of the ADRG is
+    named for a CC, so `[options] cc_only_in_x1_x5_split` decides (grouper_tables/README.md, severity)."""
+    return level == CC_CC and {"mcc", "none"} <= drgs.keys() and not {"cc", "cc_or_mcc", "no_mcc"} & drgs.keys()
+
+
+def x1_x5_option(scheme: DrgScheme) -> str:
+    """`x1` or `x5`: which group of an x1 / x5 split pays a CC without an MCC (`x1_x5_option_decides`)."""
+    return scheme.rules.get("options", {}).get("cc_only_in_x1_x5_split", "x1")
+
+
 def _choose_drg(drgs: dict[str, str], level: int, scheme: DrgScheme) -> str | None:
     """The DRG for the case's CC level among `drgs` (severity -> DRG: suffix 1/3/5/9 as the ADRG has them)."""
     if "all" in drgs:
@@ -126,7 +137,7 @@ def _choose_drg(drgs: dict[str, str], level: int, scheme: DrgScheme) -> str | No
     if level == CC_MCC:
         order = ("mcc", "cc_or_mcc", "cc", "none", "no_mcc")
     elif level == CC_CC:
-        x1 = scheme.rules.get("options", {}).get("cc_only_in_x1_x5_split", "x1") == "x1"
+        x1 = x1_x5_option(scheme) == "x1"
         order = ("cc", "cc_or_mcc", "no_mcc") + (("mcc", "none") if x1 else ("none", "mcc"))
     else:
         order = ("none", "no_mcc", "cc", "cc_or_mcc", "mcc")
@@ -134,16 +145,7 @@ def _choose_drg(drgs: dict[str, str], level: int, scheme: DrgScheme) -> str | No
 
 
 def _newborn_bounds_ok(adrg: Adrg, case: Case, scheme: DrgScheme) -> bool:
-    bounds = scheme.rules.get("mdcp", {}).get("adrg", {}).get(adrg.code)
-    if not bounds:
-        return True
-    checks = (("weight_g_min", case.birth_weight_g, 1), ("weight_g_max", case.birth_weight_g, -1),
-              ("age_days_min", case.age_days, 1), ("age_days_max", case.age_days, -1))
-    for key, value, sign in checks:
-        if key in bounds:
-            if value is None or (value - bounds[key]) * sign < 0:
-                return False
-    return True
+    return not _newborn_bounds_misses(adrg, case, scheme)
 
 
 def _match_adrg(facts: _Facts, adrgs: list[Adrg], scheme: DrgScheme, trace: list[str]) -> Adrg | None:
@@ -154,6 +156,99 @@ def _match_adrg(facts: _Facts, adrgs: list[Adrg], scheme: DrgScheme, trace: list
             trace.append(f"ADRG {adrg.code} {adrg.name}: its rule {adrg_logic_text(adrg)} holds ({found})")
             return adrg
     return None
+
+
+def rule_misses(case: Case, adrg: Adrg, scheme: DrgScheme) -> list[str]:
+    """What the case lacks for `adrg`'s entry rule, one phrase per list of the rule it is not in (a list already met
+    is not named), then the newborn bounds (MDCP) and, for the ventilation ADRG (AH1, AH2), the hours; [] when it
+    enters.
+
+    This is the rule alone: whether the case reaches the ADRG's MDC, and whether an ADRG before it takes the case,
+    is the grouping's order (`group_case`; `dipsim explain` says both)."""
+    facts = _Facts(with_ventilation_procedure(case, scheme, []), scheme)
+    misses = [_list_miss(name, facts) for name in dict.fromkeys(_failed_lists(adrg.logic, facts, adrg))]
+    misses += _newborn_bounds_misses(adrg, case, scheme)
+    vent = scheme.rules.get("ventilation", {})
+    if misses and adrg.code == vent.get("adrg"):
+        hours = case.ventilation_hours
+        recorded = "not recorded" if hours is None else f"{hours:g} h"
+        if vent.get("mode") != "procedure":
+            if hours is not None and hours >= vent["hours_min"]:
+                return []  # 1.1 AH1: the hours alone enter it
+            misses.append(f"ventilation {recorded} (at least {vent['hours_min']} h enter it)")
+        elif vent["procedures"][0] not in facts.case.procedures:
+            misses.append(f"ventilation {recorded} (at least {vent['hours_min']} h count as {vent['procedures'][0]})")
+    return misses
+
+
+def _failed_lists(node: tuple, facts: _Facts, adrg: Adrg) -> list[str]:
+    """The lists that make `node` fail: a missed list; the failing parts of an `&`; every branch of a failing `|`
+    (a list in a branch that holds, or in a part of an `&` that holds, is not the reason)."""
+    kind, value = node
+    if facts.holds(node, adrg):
+        return []
+    if kind == "list":
+        return [value]
+    return [name for child in value for name in _failed_lists(child, facts, adrg)]
+
+
+# What each kind of list of an ADRG rule holds (grouper_tables/README.md, list names), for `rule_misses`.
+_LIST_LABELS = {"dx": "主要诊断", "px": "主要手术或操作", "any_dx": "主要诊断或其他诊断", "other_dx": "其他诊断",
+                "any_px": "手术或操作"}
+
+
+def _list_miss(name: str, facts: _Facts) -> str:
+    """`principal diagnosis I63.900 not in dx (主要诊断)`, `no procedure in table_2 (手术表 2)`, ..."""
+    principal_px = facts.principal_px
+    if name == "all_or":
+        return (f"principal procedure {principal_px} is not an operating-room procedure (all_or, 全部手术)"
+                if principal_px else "no procedure (all_or needs an operating-room procedure, 全部手术)")
+    if name == "mdcz_no_surgery":
+        return f"principal procedure {principal_px} is an operating-room procedure (mdcz_no_surgery: 无手术)"
+    number = name.rsplit("_", 1)[-1] if name[-1].isdigit() else ""
+    reads = list_reads(name)
+    if name.startswith("table_"):
+        label = f"手术表 {number}"
+    elif name in ("px_1", "px_2"):
+        label = f"同时包含, list {number}"
+    else:
+        label = _LIST_LABELS[reads] + (f" {number}" if number else "")
+    if reads == "dx":
+        what = f"principal diagnosis {facts.principal}"
+    elif reads == "px":
+        what = f"principal procedure {principal_px}" if principal_px else "no procedure"
+    else:
+        what = {"any_dx": "no diagnosis", "other_dx": "no secondary diagnosis", "any_px": "no procedure"}[reads]
+    return f"{what} {'not ' if what.startswith('principal') else ''}in {name} ({label})"
+
+
+def _newborn_bounds_misses(adrg: Adrg, case: Case, scheme: DrgScheme) -> list[str]:
+    """The MDCP bounds of `adrg` (birth weight, age in days) the case is outside of, as phrases."""
+    bounds = scheme.rules.get("mdcp", {}).get("adrg", {}).get(adrg.code, {})
+    misses = []
+    for label, value, unit in (("birth weight", case.birth_weight_g, "g"), ("age", case.age_days, "days")):
+        key = "weight_g" if unit == "g" else "age_days"
+        low, high = bounds.get(f"{key}_min"), bounds.get(f"{key}_max")
+        if low is None and high is None:
+            continue
+        wanted = (f"{low}-{high} {unit}" if low is not None and high is not None
+                  else f"<= {high} {unit}" if high is not None else f">= {low} {unit}")
+        if value is None:
+            misses.append(f"{label} not recorded ({adrg.code} needs {wanted})")
+        elif (low is not None and value < low) or (high is not None and value > high):
+            misses.append(f"{label} {value} {unit} outside {adrg.code}'s {wanted}")
+    return misses
+
+
+def trial_order(mdc: str, scheme: DrgScheme) -> list[str]:
+    """The ADRG codes of `mdc` in the order `group_case` tries them: MDCA's all in official order; elsewhere the
+    surgical and non-OR ones, then (where the scheme pays xQY) `<MDC>QY`, then the medical ones."""
+    candidates = scheme.adrgs_of(mdc)
+    if mdc == "A":
+        return [a.code for a in candidates]
+    qy = [f"{mdc}{scheme.rules.get('qy', {}).get('suffix', 'QY')}"] if scheme.qy_procedures else []
+    return ([a.code for a in candidates if a.kind != "medical"] + qy
+            + [a.code for a in candidates if a.kind == "medical"])
 
 
 def _list_names(node: tuple) -> list[str]:
@@ -214,15 +309,22 @@ def no_mdc_reason(principal: str, invalid_principal) -> str:
     return f"principal diagnosis {principal} is in no MDC"
 
 
-def group_case(case: Case, scheme: DrgScheme) -> Grouping:
-    """Group one case: pre-MDC, MDC by principal diagnosis, ADRG in official order, CC level, DRG suffix."""
-    trace: list[str] = []
+def with_ventilation_procedure(case: Case, scheme: DrgScheme, trace: list[str]) -> Case:
+    """2.0 (`[ventilation] mode = "procedure"`): recorded invasive ventilation of at least `hours_min` hours counts
+    as the procedure 96.7201 (呼吸机治疗[大于等于 96 小时]), appended to the case's procedures."""
     vent = scheme.rules.get("ventilation", {})
     if vent.get("mode") == "procedure" and vent.get("procedures") and case.ventilation_hours is not None \
             and case.ventilation_hours >= vent["hours_min"] and vent["procedures"][0] not in case.procedures:
         case = dataclasses.replace(case, procedures=[*case.procedures, vent["procedures"][0]])
         trace.append(f"invasive ventilation {case.ventilation_hours:g} h >= {vent['hours_min']} h counts as "
                      f"{vent['procedures'][0]}")
+    return case
+
+
+def group_case(case: Case, scheme: DrgScheme) -> Grouping:
+    """Group one case: pre-MDC, MDC by principal diagnosis, ADRG in official order, CC level, DRG suffix."""
+    trace: list[str] = []
+    case = with_ventilation_procedure(case, scheme, trace)
     facts = _Facts(case, scheme)
     if not facts.principal:
         return Grouping(UNGROUPABLE, reason="no principal diagnosis", trace=trace)
@@ -248,7 +350,7 @@ def group_case(case: Case, scheme: DrgScheme) -> Grouping:
     if adrg is None:
         return Grouping(UNGROUPABLE, mdc=mdc, reason=f"no ADRG of MDC{mdc} takes this case", trace=trace)
     level = cc_level(case, scheme, trace)
-    drgs, band = _drg_band(adrg, case)
+    drgs, band = drg_band(adrg, case)
     if drgs is None:
         return Grouping(UNGROUPABLE, adrg=adrg.code, mdc=mdc, cc_level=level,
                         reason=f"ADRG {adrg.code} has no DRG for this age / length of stay", trace=trace)
@@ -259,6 +361,9 @@ def group_case(case: Case, scheme: DrgScheme) -> Grouping:
         return Grouping(UNGROUPABLE, adrg=adrg.code, mdc=mdc, cc_level=level,
                         reason=f"ADRG {adrg.code} has no DRG for CC level {CC_LABELS[level]}", trace=trace)
     trace.append(f"DRG {drg} {scheme.drg_names.get(drg, '')} for CC level {CC_LABELS[level]}")
+    if x1_x5_option_decides(drgs, level):
+        trace.append(f"a CC without an MCC in ADRG {adrg.code}, split only into {drgs['mcc']} / {drgs['none']}: "
+                     f"the option [options] cc_only_in_x1_x5_split = {x1_x5_option(scheme)!r} pays it as {drg}")
     return Grouping(drg, adrg=adrg.code, mdc=mdc, cc_level=level, trace=trace)
 
 
