@@ -747,7 +747,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_options(p)
 
     p = add("explain", "Explain in words why one case got its MDC, ADRG and DRG: which list matched, which "
-                       "secondary code gave CC/MCC, which exclusion table cancelled which code.", cmd_explain)
+                       "secondary code gave CC/MCC, which exclusion table cancelled which code; when the case "
+                       "carries the insurer's group (医保实际分组结果), why not that group.", cmd_explain)
     p.add_argument("input", help="case file (CSV/Excel/Parquet) or folder of Parquet partitions; with --hospital, "
                                  "the output folder of `dipsim settle`")
     p.add_argument("--case-id", help="the case to explain")
