@@ -227,3 +227,11 @@ def test_every_real_disagreement_gets_a_why_not_line(shared_reference):
     assert "SB1 (rule `all_or`) does not take the case" in explained["G07062"][1]
     assert "the principal diagnosis R57.900 is not in MDCG's table" in explained["G05063"][1]
 
+
+
+def test_insurer_length_of_stay_band_under_beijing():
+    """Beijing splits RC1 (放射治疗, principal procedure 92.2200) by stay only: RC16 2-5 days, RC14 6-12 days."""
+    line = why_not(claim(["C90.000"], ["92.2200"], los_days=3, insurer_drg="RC14"), "chs-drg-1.1-beijing")
+    assert line == "Why not RC14: RC14 is for stay 6-12 days (6-12天); the case: age 60 years, stay 3 days"
+    missing = why_not(claim(["C90.000"], ["92.2200"], los_days=None, insurer_drg="RC16"), "chs-drg-1.1-beijing")
+    assert missing.endswith("the case: age 60 years, stay not recorded")

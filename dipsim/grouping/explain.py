@@ -253,7 +253,7 @@ def _why_not_drg(case: Case, grouping: Grouping, target: str, place: tuple[Adrg,
     adrg, severity, band = place
     drgs, our_band = drg_band(adrg, case)
     if band != our_band:
-        case_is = f"the case is {_value(case.age_years)} years old, stay {_value(case.los_days)} days"
+        case_is = f"the case: {_measure('age', case.age_years, 'years')}, {_measure('stay', case.los_days, 'days')}"
         return (f"{target} is for {band_text(band)}; {case_is}" if band is not None
                 else f"{case_is}: {band_text(our_band)} ({', '.join(sorted(our_band.drgs.values()))})")
     trace: list[str] = []
