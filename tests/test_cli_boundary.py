@@ -124,7 +124,7 @@ def test_an_output_file_that_is_a_folder_is_exit_1(region, tmp_path, capsys):
     assert capsys.readouterr().err == f"dipsim group: error: cannot write {out}: Is a directory\n"
 
 
-def test_a_missing_state_folder_parent_is_exit_1(region, tmp_path, capsys):
+def test_a_nightly_state_folder_under_a_file_is_exit_1(region, tmp_path, capsys):
     blocker = tmp_path / "state"
     blocker.write_text("a file", encoding="utf-8")
     argv = commands(region, tmp_path / "out")["nightly"]
