@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -11,14 +12,37 @@ from pathlib import Path
 from rich.console import Console
 
 from dipsim import __version__
-from dipsim.io.errors import DipsimError, InputError
+from dipsim.io.errors import DipsimError, InputError, printable
 from dipsim.schema import DISCHARGE_DEATH, HOSPITAL_LEVELS
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
-def _console(args) -> Console:
-    return Console(stderr=True, quiet=getattr(args, "quiet", False), highlight=False)
+class _Console(Console):
+    """The commands' console on stderr: text passes through `printable`, so that a user value (a reason quoting a
+    garbage cell, a hospital id) cannot send control sequences to the terminal; rich's own styling is unaffected."""
+
+    def print(self, *objects, **kwargs) -> None:
+        super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+class _PrintableStream:
+    """sys.stdout while a command runs: the result lines (pool ids, explain's case text ...) pass through
+    `printable` too."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(printable(text))
+        return len(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _console(args) -> _Console:
+    return _Console(stderr=True, quiet=getattr(args, "quiet", False), highlight=False)
 
 
 @contextlib.contextmanager
@@ -112,7 +136,7 @@ def _print_reasons(console: Console, title: str, reasons: dict[str, int], top: i
         return
     console.print(f"{title} by field and reason (problem lines):")
     for text, count in list(reasons.items())[:top]:
-        console.print(f"  {count:>9,}  {text}", markup=False)
+        console.print(f"  {count:>9,}  {printable(text)}", markup=False)
     if len(reasons) > top:
         console.print(f"  … {len(reasons) - top} more kinds in the CSV")
 
@@ -159,7 +183,7 @@ def _group_versions(args, console, out: Path) -> int:
     import pyarrow.compute as pc
 
     from dipsim.grouping.drg import group_table
-    from dipsim.grouping.versions import group_by_date, load_scheme_dates, transition
+    from dipsim.grouping.versions import NO_DATE_REASON, group_by_date, load_scheme_dates, transition
     from dipsim.io.writers import write_csv, write_table
 
     result = _load(args, console, args.input)
@@ -184,11 +208,19 @@ def _group_versions(args, console, out: Path) -> int:
         dates = load_scheme_dates(args.scheme_dates)
         compiled = {name: _scheme(args, compiled=True, name=name) for _, name in dates}
         with _progress(console, "grouping by discharge date", 1) as update:
-            groups = group_by_date(cases, dates, compiled)
+            try:
+                groups = group_by_date(cases, dates, compiled)
+            except InputError as exc:
+                raise InputError(f"{args.input}: {exc}") from exc
             update(1, 1)
         write_table(groups, out)
         used = {v["values"]: v["counts"] for v in pc.value_counts(groups["scheme"]).to_pylist()}
-        print(f"{counts}; " + ", ".join(f"{name} {used.get(name, 0):,}" for _, name in dates) + f" -> {out}")
+        undated = groups["scheme"].null_count
+        print(f"{counts}; " + ", ".join(f"{name} {used.get(name, 0):,}" for _, name in dates)
+              + (f", no discharge date (0000) {undated:,}" if undated else "") + f" -> {out}")
+        if undated:
+            console.print(f"warning: {undated:,} cases have no discharge date (出院日期), so --scheme auto cannot "
+                          f"pick their CHS-DRG version: not grouped (drg 0000, reason \"{NO_DATE_REASON}\")")
     rejects = out.with_name(out.stem + ".rejects.csv")
     write_csv(result.rejects, rejects)
     return EXIT_OK
@@ -921,19 +953,59 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    stdout, sys.stdout = sys.stdout, _PrintableStream(sys.stdout)
     try:
         return args.func(args)
     except DipsimError as exc:
-        print(f"dipsim {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _error(args, exc, exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (`dipsim explain ... | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+        return EXIT_INPUT
+    # the ordinary faults of files and machines, at the boundary: one line naming the file, exit 1
+    except OSError as exc:  # no such file, a file where a folder should be, permission, a full or read-only disk
+        names = " -> ".join(str(n) for n in (exc.filename, exc.filename2) if n is not None)
+        return _error(args, f"{names}: {exc.strerror or exc}" if names else exc)  # pyarrow's name their file
+    except UnicodeDecodeError as exc:  # a text file (policy, scenarios ...) saved in another encoding
+        return _error(args, f"{_file_being_read(exc, args)}: not {exc.encoding} text (byte(s) "
+                            f"{exc.object[exc.start:exc.end]!r} at offset {exc.start}: {exc.reason}); save it as "
+                            "UTF-8 (or give a CSV's encoding with --encoding)")
+    except MemoryError:
+        return _error(args, "out of memory: the input does not fit in this machine's memory; split it (by month, "
+                            "by pool) or use a machine with more memory (`dipsim nightly` settles a year one "
+                            "partition at a time)")
     except Exception:  # an internal error, not the user's: say so with the traceback, exit > 2
         traceback.print_exc()
         print(f"dipsim {args.command}: internal error (a bug in dipsim {__version__}); please report it "
               "with the traceback above", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        sys.stdout = stdout
+
+
+def _error(args, message, code: int = EXIT_INPUT) -> int:
+    """The one error line of a failed command on stderr, control characters escaped (a message may quote a cell
+    of a garbage file); returns the exit code."""
+    print(printable(f"dipsim {args.command}: error: {message}"), file=sys.stderr)
+    return code
+
+
+def _file_being_read(exc: BaseException, args) -> str:
+    """Which file named on the command line was being read when `exc` was raised: the one held by the innermost
+    frame of the traceback that holds one; else all of them."""
+    values = [v for value in vars(args).values() for v in (value if isinstance(value, list) else [value])]
+    given = {os.path.abspath(v): v for v in values if isinstance(v, str) and os.path.isfile(v)}
+    frames, tb = [], exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for value in frame.f_locals.values():
+            if isinstance(value, (str, Path)) and len(str(value)) < 4096 and os.path.abspath(value) in given:
+                return given[os.path.abspath(value)]
+    return "one of " + ", ".join(given.values()) if given else "a file"
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +153,7 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
     "dask" groups new partitions and prices cached ones on a Dask cluster (`scheduler` address, or a local cluster
     of two processes), the sums added and the pools solved on the client."""
     from dipsim.io.readers import parquet_files
-    from dipsim.io.writers import sha256_file, write_csv, write_json
+    from dipsim.io.writers import sha256_file, temp_dir, write_csv, write_json
     from dipsim.policy import load_policy
     from dipsim.supervise import has_consequences
 
@@ -212,8 +211,7 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         runs = Path(out) / "runs"
         runs.mkdir(parents=True, exist_ok=True)
         final = runs / run_id
-        tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".{run_id}-"))
-        os.chmod(tmp, 0o755)  # readable by the analysts, as a normal folder
+        tmp = temp_dir(runs, prefix=f".{run_id}-")  # the umask's mode: readable by the analysts, as a normal folder
         try:
             write_csv(tables[0], tmp / "hospitals.csv")
             write_csv(tables[1], tmp / "pools.csv")

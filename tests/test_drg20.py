@@ -190,7 +190,7 @@ def test_the_version_in_force_on_the_discharge_date(tmp_path):
     dates = load_scheme_dates()
     assert [s for _, s in dates] == ["chs-drg-1.1", "chs-drg-2.0"]
     days = pa.array([dt.date(2024, 12, 31), dt.date(2025, 1, 1), None, dt.date(2019, 5, 1)], pa.date32())
-    assert scheme_of_each(days, dates).tolist() == ["chs-drg-1.1", "chs-drg-2.0", "chs-drg-2.0", "chs-drg-1.1"]
+    assert scheme_of_each(days, dates).tolist() == ["chs-drg-1.1", "chs-drg-2.0", None, "chs-drg-1.1"]
     city = tmp_path / "dates.toml"
     city.write_text('[[version]]\nscheme = "chs-drg-1.1"\nfrom = "2021-01-01"\n[[version]]\nscheme = "chs-drg-2.0"\n'
                     'from = "2025-07-01"\n', encoding="utf-8")

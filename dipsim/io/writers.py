@@ -1,12 +1,19 @@
-"""Atomic writers: a reader never sees a half-written file (write to a temporary name, then os.replace)."""
+"""Atomic writers: a reader never sees a half-written file (write to a temporary name, then os.replace).
+
+Files and folders are created with the process umask, as `open` and `mkdir` make them (0644 and 0755 under umask
+022, 0600 and 0700 under 077): a web server or a colleague reads the results of a cron job exactly when they could
+read any other file the job's user writes. A write that fails (a full disk, a read-only folder, a file where a folder
+should be) raises `OutputError` naming the file; the previous file stays as it was.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,18 +22,68 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from .errors import OutputError
+
+# OWASP "CSV Injection": Excel, WPS and LibreOffice read a cell that starts with one of these as a formula
+# (=HYPERLINK(...), +cmd|..., -1+1, @SUM(...)); tab and CR are on OWASP's list as readers may skip them first.
+FORMULA_LEADS = pa.array(["=", "+", "-", "@", "\t", "\r"])
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+
+
+def _new_name(parent: Path, prefix: str, suffix: str = "") -> Path:
+    return parent / f"{prefix}{secrets.token_hex(6)}{suffix}"
+
+
+def temp_dir(parent: str | Path, prefix: str) -> Path:
+    """A new empty folder in `parent`, mode 0777 less the umask (tempfile.mkdtemp makes 0700 whatever the umask:
+    a run folder renamed into place would stay unreadable to others)."""
+    while True:
+        path = _new_name(Path(parent), prefix)
+        try:
+            path.mkdir(0o777)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _temp_file(parent: Path, prefix: str) -> Path:
+    """A new empty file in `parent`, mode 0666 less the umask (tempfile.mkstemp makes 0600, which os.replace
+    would keep)."""
+    while True:
+        path = _new_name(parent, prefix, ".tmp")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return path
+        except FileExistsError:
+            continue
+
+
+def _reason(exc: OSError) -> str:
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path` in one step, on error it is removed."""
+    """Yield a temporary path beside `path`; on success it replaces `path` in one step, on error it is removed.
+    A fault of the write itself (the folder cannot be made or written, the disk is full) is an `OutputError`
+    "cannot write PATH: reason"; any other error passes unchanged."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path = _temp_file(path.parent, f".{path.name}.")
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {_reason(exc)}") from exc
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        # a fault of the temporary file or of the rename (a write names no file: a full disk), not of another file
+        # the block happened to read
+        ours = str(exc.filename) == str(tmp_path) or (exc.filename is None and exc.errno in _WRITE_ERRNOS)
+        if ours:
+            raise OutputError(f"cannot write {path}: {_reason(exc)}") from exc
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -37,15 +94,39 @@ def write_parquet(table: pa.Table, path: str | Path, compression: str = "zstd") 
     return Path(path)
 
 
+def neutralise_formulas(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Text cells that a spreadsheet would run as a formula, prefixed with a single quote (OWASP: `=1+2` is written
+    `'=1+2`, `-5` as text `'-5`); other cells and nulls unchanged. Numbers are never passed here: a negative amount
+    stays a number."""
+    if isinstance(values, pa.ChunkedArray):
+        return pa.chunked_array([neutralise_formulas(chunk) for chunk in values.chunks], values.type)
+    if pa.types.is_dictionary(values.type):  # group codes: only the (small) dictionary needs looking at
+        return pa.DictionaryArray.from_arrays(values.indices, neutralise_formulas(values.dictionary))
+    formula = pc.is_in(pc.utf8_slice_codeunits(values, 0, 1), value_set=FORMULA_LEADS.cast(values.type))
+    if not pc.any(formula).as_py():
+        return values
+    return pc.if_else(formula, pc.binary_join_element_wise(pa.scalar("'", values.type), values,
+                                                               pa.scalar("", values.type)), values)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
 def write_csv(table: pa.Table, path: str | Path, bom: bool = True) -> Path:
-    """CSV in UTF-8; with a BOM by default so that Excel on a Chinese Windows shows 中文 headers correctly."""
-    plain = table.select(
-        [i for i, f in enumerate(table.schema) if not pa.types.is_list(f.type)]
-    )
-    lists = [f.name for f in table.schema if pa.types.is_list(f.type)]
-    for name in lists:  # code lists as one comma-joined cell, the way claims exports carry them
-        joined = pc.binary_join(table[name], ",")
-        plain = plain.add_column(table.schema.get_field_index(name), name, joined)
+    """CSV in UTF-8; with a BOM by default so that Excel on a Chinese Windows shows 中文 headers correctly. Code
+    lists are one comma-joined cell, the way claims exports carry them. Text cells starting with = + - @ tab or CR
+    get a leading `'` (see `neutralise_formulas`): every CSV dipsim writes goes through here."""
+    columns = []
+    for field, column in zip(table.schema, table.columns):
+        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+            column = pc.binary_join(column, ",")
+        if _is_text(column.type):
+            column = neutralise_formulas(column)
+        columns.append(column)
+    plain = pa.table(columns, names=table.column_names)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             if bom:

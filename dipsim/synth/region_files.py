@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dipsim import __version__
-from dipsim.io.writers import sha256_file
+from dipsim.io.writers import sha256_file, write_csv
 from dipsim.synth.output import StagedOutput
 from dipsim.synth.parameters import SPLIT_SHARE, TIER_SHARE, UPCODE_SHARE
 from dipsim.synth.patterns import PATTERNS_FILE, SEVERITY_FILE
@@ -20,7 +20,7 @@ def write_hospitals(stage: StagedOutput, region: Region) -> None:
     table = hospitals_table(region)
     n = table.num_rows
     stage.put("hospitals.parquet", lambda f: pq.write_table(table, f, compression="zstd"), n)
-    stage.put("hospitals.csv", lambda f: table.to_pandas().to_csv(f, index=False, encoding="utf-8-sig"), n)
+    stage.put("hospitals.csv", lambda f: write_csv(table, f), n)
 
 
 def write_ground_truth(stage: StagedOutput, region: Region, upcoded: pa.Table, splits: pa.Table) -> None:
@@ -34,7 +34,7 @@ def write_ground_truth(stage: StagedOutput, region: Region, upcoded: pa.Table, s
         ("ground_truth/split_stay_hospitals.csv", region.split, "split_stay", SPLIT_SHARE),
     ):
         df = region.table.iloc[idx][["hospital_id", "name", "level", "type"]].assign(behaviour=behaviour, share=share)
-        stage.put(rel, lambda f, d=df: d.to_csv(f, index=False, encoding="utf-8-sig"), len(df))
+        stage.put(rel, lambda f, d=df: write_csv(pa.Table.from_pandas(d, preserve_index=False), f), len(df))
 
 
 def write_manifest(stage: StagedOutput, region: Region, parameters: dict, counts: dict, per_hospital,
