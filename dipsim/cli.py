@@ -391,23 +391,25 @@ def _region(args, console: Console, mode: str, path):
     return Region(result, settled, hospitals)
 
 
-def _check_region(args, console: Console, region, policies, on=None) -> None:
+def _check_region(args, region, policies, on=None) -> None:
     """Before grouping: every hospital of the cases priceable and every pool with a budget under each policy
     ([(label, Policy)]), each --budget a pool of the cases; a budget.total pool the cases lack is a warning."""
     from dipsim.region import region_problems, unused_budgets
     from dipsim.settlement import case_pools
 
+    import pyarrow.compute as pc
+
     cases = region.cases
     pools = sorted(set(case_pools(cases)))
     problems = [f"--budget {pool}: not a pool of the cases ({', '.join(pools)})"
                 for pool in _parse_budgets(args)[0] if pool not in pools]
-    problems += region_problems(region.hospitals, cases["hospital_id"].to_pylist(), pools, policies, on)
+    problems += region_problems(region.hospitals, pc.unique(cases["hospital_id"]).to_pylist(), pools, policies, on)
     if problems:
         raise InputError(f"{args.hospitals} and the cases: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     unused = unused_budgets(pools, policies[0][1], on)
-    if unused:
-        console.print(f"warning: budget.total has pool(s) {', '.join(unused)} that the cases do not have "
-                      f"(pools of the cases: {', '.join(pools)})", markup=False)
+    if unused:  # a warning, shown with --quiet too
+        print(f"warning: budget.total has pool(s) {', '.join(unused)} that the cases do not have (pools of the "
+              f"cases: {', '.join(pools)})", file=sys.stderr)
 
 
 def cmd_settle(args) -> int:
@@ -430,7 +432,7 @@ def cmd_settle(args) -> int:
     if on is None and "discharge_date" in cases.column_names and cases.num_rows:
         last = pc.max(cases["discharge_date"]).as_py()
         on = last.isoformat() if last else None
-    _check_region(args, console, region, [("", policy)], on)
+    _check_region(args, region, [("", policy)], on)
     with _progress(console, f"grouping ({mode}) and pricing", 1) as update:
         if mode == "dip":
             from dipsim.grouping.dip import load_catalog
@@ -502,7 +504,7 @@ def cmd_scenarios_run(args) -> int:
     if args.budget_share:
         budgets = budgets_from_cost(cases, args.budget_share, budgets)
     scenario_set.baseline = base.overlay({"budget.total": budgets}, name=base.name)
-    _check_region(args, console, region, [(BASELINE, scenario_set.baseline)] + [
+    _check_region(args, region, [(BASELINE, scenario_set.baseline)] + [
         (f"variant {v.name!r}", scenario_set.baseline.overlay(v.changes)) for v in scenario_set.variants])
     inputs = _file_digests(args.cases, args.hospitals)
     input_digest = hashlib.sha256("".join(i["sha256"] for i in inputs).encode()).hexdigest()

@@ -162,7 +162,11 @@ class CaseHospitals:
 
     @classmethod
     def of(cls, hospital_id) -> CaseHospitals:
+        """InputError when a case has no hospital (`region.settleable` rejects such cases)."""
         codes, ids = pd.factorize(np.asarray(hospital_id, dtype=object))
+        if (codes < 0).any():
+            raise InputError(f"{int((codes < 0).sum()):,} case(s) without hospital_id: price only the cases "
+                             "region.settleable keeps")
         return cls(codes, np.asarray(ids, dtype=object))
 
 

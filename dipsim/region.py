@@ -85,9 +85,11 @@ def settleable(cases: pa.Table, rows: np.ndarray, source: str) -> Settleable:
                 "case_id": pc.fill_null(pc.cast(cases["case_id"].take(pa.array(idx)), pa.string()), ""),
                 "field": pa.array([field_name] * len(idx), pa.string()), "value": values,
                 "reason": pa.array([reason] * len(idx), pa.string())}, schema=REJECT_SCHEMA))
-    bad = np.logical_or.reduce(list(masks.values())) if len(cases) else np.zeros(0, bool)
-    rejects = pa.concat_tables(tables).sort_by([("row", "ascending")]) if tables else REJECT_SCHEMA.empty_table()
-    return Settleable(cases.filter(pa.array(~bad)), rows[~bad], rejects)
+    if not tables:  # the usual case: every case settleable, the table kept as it is (no copy)
+        return Settleable(cases, rows, REJECT_SCHEMA.empty_table())
+    keep = ~np.logical_or.reduce(list(masks.values()))
+    return Settleable(cases.filter(pa.array(keep)), rows[keep],
+                      pa.concat_tables(tables).sort_by([("row", "ascending")]))
 
 
 @dataclass
