@@ -407,9 +407,10 @@ def _check_region(args, region, policies, on=None) -> None:
     if problems:
         raise InputError(f"{args.hospitals} and the cases: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     unused = unused_budgets(pools, policies[0][1], on)
-    if unused:  # a warning, shown with --quiet too
-        print(f"warning: budget.total has pool(s) {', '.join(unused)} that the cases do not have (pools of the "
-              f"cases: {', '.join(pools)})", file=sys.stderr)
+    if unused:  # a warning: shown with --quiet too
+        _console(argparse.Namespace(quiet=False)).print(
+            f"warning: budget.total has pool(s) {', '.join(unused)} that the cases do not have (pools of the cases: "
+            f"{', '.join(pools)})", markup=False, soft_wrap=True)
 
 
 def cmd_settle(args) -> int:

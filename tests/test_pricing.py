@@ -289,3 +289,16 @@ def test_a_tcm_bonus_needs_the_hospitals_type():
     with pytest.raises(InputError, match=r"H1 \(type '中医院'\): the type is not one of 综合, 中医, 专科"):
         case_points(np.array([100.0]), np.array([1_000.0]), np.array([1_000.0]), np.array(["H1"]), hospitals,
                     BASE.overlay({"coefficient.tcm_hospital_bonus": 0.1}))
+
+
+def test_a_library_caller_that_skips_the_settleable_check_gets_an_error_not_a_phantom_pool():
+    """run_settlement from a notebook, on cases with a claim without 统筹区 and one without hospital: the first made
+    the pool "-employee" with a point value of its own, the second crashed in numpy."""
+    from dipsim.settlement import case_pools
+
+    cases = pa.table({"pool": ["990100", None, "990100"], "insurance_type": ["employee", "employee", ""]})
+    with pytest.raises(InputError, match=r"^2 case\(s\) without a settlement pool \(统筹区 or 险种 missing\)"):
+        case_pools(cases)
+    with pytest.raises(InputError, match=r"^1 case\(s\) without hospital_id"):
+        case_points(np.full(2, 100.0), np.full(2, 1_000.0), np.full(2, 1_000.0), np.array(["H1", None]), HOSPITALS,
+                    BASE)
