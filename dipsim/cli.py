@@ -372,6 +372,8 @@ def _region(args, console: Console, mode: str, path):
     """The validated cases at `path` and the hospitals table (--hospitals) of a settlement or scenario run: a DIP
     policy needs --catalog and the table is checked before the cases are read; the cases need their settlement
     columns (hospital, pool, insurance type, cost), and those without a pool or hospital are rejected."""
+    import pyarrow.compute as pc
+
     from dipsim.region import Region, load_hospitals, require_settlement_columns, settlement_columns, settleable
 
     if mode == "dip" and not args.catalog:
@@ -380,24 +382,22 @@ def _region(args, console: Console, mode: str, path):
     result = _load(args, console, path)
     require_settlement_columns(settlement_columns(result), str(path))
     settled = settleable(result.accepted, result.accepted_rows, result.source)
-    if settled.n_rejected:
-        reasons = {}
-        for reason in settled.rejects["reason"].to_pylist():
-            reasons[reason] = reasons.get(reason, 0) + 1
-        _print_reasons(console, "rejected at settlement", reasons)
+    reasons = {r["values"]: r["counts"] for r in pc.value_counts(settled.rejects["reason"]).to_pylist()}
+    _print_reasons(console, "rejected at settlement", reasons)
     if not settled.cases.num_rows:
-        raise InputError(f"{path}: no case can be settled (rows read {result.rows_read:,}, rejected "
-                         f"{result.n_rejected + settled.n_rejected:,}); see the reasons above")
+        raise InputError(f"{path}: no case can be settled (rows read {result.rows_read:,}, rejected by validation "
+                         f"{result.n_rejected:,}; at settlement: "
+                         + ("; ".join(f"{count:,} {reason}" for reason, count in reasons.items()) or "none") + ")")
     return Region(result, settled, hospitals)
 
 
 def _check_region(args, region, policies, on=None) -> None:
     """Before grouping: every hospital of the cases priceable and every pool with a budget under each policy
     ([(label, Policy)]), each --budget a pool of the cases; a budget.total pool the cases lack is a warning."""
+    import pyarrow.compute as pc
+
     from dipsim.region import region_problems, unused_budgets
     from dipsim.settlement import case_pools
-
-    import pyarrow.compute as pc
 
     cases = region.cases
     pools = sorted(set(case_pools(cases)))

@@ -56,7 +56,6 @@ def settlement_columns(result) -> list[str]:
 @dataclass
 class Settleable:
     cases: pa.Table  # the accepted cases that can be settled
-    rows: np.ndarray  # their 1-based data row numbers
     rejects: pa.Table  # REJECT_SCHEMA: the others, one line per reason
 
     @property
@@ -86,10 +85,9 @@ def settleable(cases: pa.Table, rows: np.ndarray, source: str) -> Settleable:
                 "field": pa.array([field_name] * len(idx), pa.string()), "value": values,
                 "reason": pa.array([reason] * len(idx), pa.string())}, schema=REJECT_SCHEMA))
     if not tables:  # the usual case: every case settleable, the table kept as it is (no copy)
-        return Settleable(cases, rows, REJECT_SCHEMA.empty_table())
+        return Settleable(cases, REJECT_SCHEMA.empty_table())
     keep = ~np.logical_or.reduce(list(masks.values()))
-    return Settleable(cases.filter(pa.array(keep)), rows[keep],
-                      pa.concat_tables(tables).sort_by([("row", "ascending")]))
+    return Settleable(cases.filter(pa.array(keep)), pa.concat_tables(tables).sort_by([("row", "ascending")]))
 
 
 @dataclass
@@ -225,8 +223,11 @@ def partition_region(files) -> tuple[set[str], set[str]]:
 
     pools, hospital_ids = set(), set()
     for file in files:
-        headers = {canonical: header for header, canonical in
-                   map_headers(pq.read_schema(file).names, source=str(file)).items()}
+        try:
+            names = pq.read_schema(file).names
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputError(f"{file}: cannot read as Parquet: {exc}") from exc
+        headers = {canonical: header for header, canonical in map_headers(names, source=str(file)).items()}
         require_settlement_columns(headers, str(file))
         wanted = [headers[name] for name in ("pool", "insurance_type", "hospital_id")]
         try:
