@@ -30,11 +30,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from dipsim.io.errors import InputError
 from dipsim.money import largest_remainder, to_fen, to_fen_array
 
 
-class SettlementError(ValueError):
-    """A pool's inputs admit no point value (said with the amounts that show why)."""
+class SettlementError(InputError):
+    """A pool's inputs admit no point value (said with the amounts that show why): bad input or policy, exit 1."""
 
 
 @dataclass(frozen=True)

@@ -342,43 +342,107 @@ def cmd_catalog_build(args) -> int:
 
 
 def _policy_with_overrides(args):
+    """The policy (--policy) with each --set PATH=VALUE and --budget POOL=YUAN applied, every problem of them and of
+    the policy they make reported at once."""
     import tomllib
 
-    from dipsim.policy import load_policy
+    from dipsim.policy import PolicyError, load_policy
 
     policy = load_policy(args.policy)
-    changes = {}
+    changes, problems = {}, []
     for item in args.set:
         path, _, text = item.partition("=")
         try:
             changes[path.strip()] = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"--set {item}: the value is not TOML ({exc})") from exc
-    if args.budget:
-        changes["budget.total"] = _budgets(args, policy.get("budget.total"))
-    return policy.overlay(changes, name=policy.name) if changes else policy
+            problems.append(f"--set {item}: the value is not TOML ({exc})")
+    budgets, budget_problems = _parse_budgets(args)
+    problems += budget_problems
+    if budgets:
+        changes["budget.total"] = {**policy.get("budget.total"), **budgets}
+    try:
+        policy = policy.overlay(changes, name=policy.name) if changes else policy
+    except PolicyError as exc:
+        problems += exc.problems
+    if problems:
+        raise PolicyError(f"{args.policy} with --set / --budget", problems)
+    return policy
 
 
-def _region(args, console: Console, mode: str, path):
-    """The validated cases at `path` and the hospitals table (--hospitals) of a settlement or scenario run; a DIP
-    policy needs --catalog, checked before anything is read."""
-    from dipsim.io.readers import read_table_file
+def _parse_budgets(args) -> tuple[dict[str, float], list[str]]:
+    """Each --budget POOL=YUAN: every pool once, a finite amount of yuan above 0; (budgets, problems)."""
+    import math
 
-    if mode == "dip" and not args.catalog:
-        raise InputError("payment.mode = dip needs --catalog CATALOG")
-    return _load(args, console, path), read_table_file(args.hospitals, "hospitals table")
+    budgets, problems = {}, []
+    for item in args.budget:
+        pool, sep, amount = (part.strip() for part in item.partition("="))
+        try:
+            value = float(amount.replace(",", "")) if sep and pool else None
+        except ValueError:
+            value = None
+        if value is None:
+            problems.append(f"--budget {item}: expected POOL=YUAN, e.g. 990100-employee=123456789.00")
+        elif not math.isfinite(value) or value <= 0:
+            problems.append(f"--budget {item}: a budget is a finite number of yuan above 0")
+        elif pool in budgets:
+            problems.append(f"--budget {pool} is given twice ({budgets[pool]:,.2f} and {value:,.2f}): give each pool "
+                            "once")
+        else:
+            budgets[pool] = value
+    return budgets, problems
 
 
 def _budgets(args, budgets) -> dict[str, float]:
-    """The pools' budgets with each --budget POOL=YUAN applied."""
-    budgets = dict(budgets)
-    for item in args.budget:
-        pool, _, amount = item.partition("=")
-        try:
-            budgets[pool.strip()] = float(amount.replace(",", ""))
-        except ValueError:
-            raise InputError(f"--budget {item}: expected POOL=YUAN") from None
-    return budgets
+    """The pools' budgets with each --budget POOL=YUAN applied (InputError listing every bad --budget)."""
+    given, problems = _parse_budgets(args)
+    if problems:
+        raise InputError("; ".join(problems))
+    return {**budgets, **given}
+
+
+def _region(args, console: Console, mode: str, path):
+    """The validated cases at `path` and the hospitals table (--hospitals) of a settlement or scenario run: a DIP
+    policy needs --catalog and the table is checked before the cases are read; the cases need their settlement
+    columns (hospital, pool, insurance type, cost), and those without a pool or hospital are rejected."""
+    import pyarrow.compute as pc
+
+    from dipsim.region import Region, load_hospitals, require_settlement_columns, settlement_columns, settleable
+
+    if mode == "dip" and not args.catalog:
+        raise InputError("payment.mode = dip needs --catalog CATALOG")
+    hospitals = load_hospitals(args.hospitals)
+    result = _load(args, console, path)
+    require_settlement_columns(settlement_columns(result), str(path))
+    settled = settleable(result.accepted, result.accepted_rows, result.source)
+    reasons = {r["values"]: r["counts"] for r in pc.value_counts(settled.rejects["reason"]).to_pylist()}
+    _print_reasons(console, "rejected at settlement", reasons)
+    if not settled.cases.num_rows:
+        raise InputError(f"{path}: no case can be settled (rows read {result.rows_read:,}, rejected by validation "
+                         f"{result.n_rejected:,}; at settlement: "
+                         + ("; ".join(f"{count:,} {reason}" for reason, count in reasons.items()) or "none") + ")")
+    return Region(result, settled, hospitals)
+
+
+def _check_region(args, region, policies, on=None) -> None:
+    """Before grouping: every hospital of the cases priceable and every pool with a budget under each policy
+    ([(label, Policy)]), each --budget a pool of the cases; a budget.total pool the cases lack is a warning."""
+    import pyarrow.compute as pc
+
+    from dipsim.region import region_problems, unused_budgets
+    from dipsim.settlement import case_pools
+
+    cases = region.cases
+    pools = sorted(set(case_pools(cases)))
+    problems = [f"--budget {pool}: not a pool of the cases ({', '.join(pools)})"
+                for pool in _parse_budgets(args)[0] if pool not in pools]
+    problems += region_problems(region.hospitals, pc.unique(cases["hospital_id"]).to_pylist(), pools, policies, on)
+    if problems:
+        raise InputError(f"{args.hospitals} and the cases: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    unused = unused_budgets(pools, policies[0][1], on)
+    if unused:  # a warning: shown with --quiet too
+        _console(argparse.Namespace(quiet=False)).print(
+            f"warning: budget.total has pool(s) {', '.join(unused)} that the cases do not have (pools of the cases: "
+            f"{', '.join(pools)})", markup=False, soft_wrap=True)
 
 
 def cmd_settle(args) -> int:
@@ -392,11 +456,16 @@ def cmd_settle(args) -> int:
     console = _console(args)
     policy = _policy_with_overrides(args)
     mode = policy.get("payment.mode")
-    result, hospitals = _region(args, console, mode, args.input)
-    cases = result.accepted
+    region = _region(args, console, mode, args.input)
+    cases, hospitals = region.cases, region.hospitals
     if args.budget_share:
         budgets = budgets_from_cost(cases, args.budget_share, policy.get("budget.total"))
         policy = policy.overlay({"budget.total": budgets}, name=policy.name)
+    on = args.on
+    if on is None and "discharge_date" in cases.column_names and cases.num_rows:
+        last = pc.max(cases["discharge_date"]).as_py()
+        on = last.isoformat() if last else None
+    _check_region(args, region, [("", policy)], on)
     with _progress(console, f"grouping ({mode}) and pricing", 1) as update:
         if mode == "dip":
             from dipsim.grouping.dip import load_catalog
@@ -416,10 +485,6 @@ def cmd_settle(args) -> int:
                 raise InputError(f"{args.quality}: needs columns hospital_id and quality_score")
             quality = dict(zip(pc.cast(table["hospital_id"], "string").to_pylist(),
                                pc.cast(table["quality_score"], "float64").to_pylist()))
-        on = args.on
-        if on is None and "discharge_date" in cases.column_names and cases.num_rows:
-            last = pc.max(cases["discharge_date"]).as_py()
-            on = last.isoformat() if last else None
         try:
             run = run_settlement(cases, hospitals, policy, grouped, aux, quality, on=on)
         except ValueError as exc:
@@ -430,16 +495,17 @@ def cmd_settle(args) -> int:
     write_csv(run.hospitals, out / "hospitals.csv")
     write_csv(run.pools, out / "pools.csv")
     write_parquet(run.cases, out / "cases.parquet")
+    write_csv(region.rejects(), out / "rejects.csv")
     if run.review is not None:  # special-case review: applied / approved / rate / amount per hospital
         write_csv(pa.Table.from_pandas(run.review, preserve_index=False), out / "review.csv")
     write_json({"dipsim_version": __version__, "command": "settle", "policy": policy.source,
                 "policy_name": policy.name, "policy_sha256": policy.digest(), "overlays": list(policy.overlays),
                 "policy_day": on, "mode": mode, "catalog": args.catalog,
                 "scheme": args.scheme if mode == "drg" else None, "auxiliary": args.auxiliary,
-                "quality": args.quality, "rows_read": result.rows_read, "accepted": result.n_accepted,
-                "rejected": result.n_rejected,
+                "quality": args.quality, **region.manifest(),
                 "inputs": _file_digests(args.input, args.hospitals, *([args.quality] if args.quality else [])),
-                "outputs": ["hospitals.csv", "pools.csv", "cases.parquet"]}, out / "manifest.json")
+                "outputs": ["hospitals.csv", "pools.csv", "cases.parquet", "rejects.csv"]}, out / "manifest.json")
+    print(region.counts())
     for row in run.pools.to_pylist():
         print(f"pool {row['pool']}: budget available {row['budget_available']:,} yuan, point value "
               f"{row['point_value']:.6f} ({row['status']}), {row['total_points']:,.1f} points, fund payout "
@@ -457,19 +523,22 @@ def cmd_scenarios_run(args) -> int:
     import pyarrow as pa
 
     from dipsim.io.writers import write_csv, write_json
-    from dipsim.scenarios import grouped_cached, load_scenarios, run_scenarios
+    from dipsim.scenarios import BASELINE, grouped_cached, load_scenarios, run_scenarios
     from dipsim.settlement import budgets_from_cost
 
     console = _console(args)
-    scenario_set = load_scenarios(args.file)
+    scenario_set = load_scenarios(args.file, max_variants=args.max_variants)
     base = scenario_set.baseline
     mode = base.get("payment.mode")
-    result, hospitals = _region(args, console, mode, args.cases)
-    cases = result.accepted
+    console.print(f"{scenario_set.name}: the baseline and {len(scenario_set.variants):,} variant(s)")
     budgets = _budgets(args, base.get("budget.total"))
+    region = _region(args, console, mode, args.cases)
+    cases, hospitals = region.cases, region.hospitals
     if args.budget_share:
         budgets = budgets_from_cost(cases, args.budget_share, budgets)
     scenario_set.baseline = base.overlay({"budget.total": budgets}, name=base.name)
+    _check_region(args, region, [(BASELINE, scenario_set.baseline)] + [
+        (f"variant {v.name!r}", scenario_set.baseline.overlay(v.changes)) for v in scenario_set.variants])
     inputs = _file_digests(args.cases, args.hospitals)
     input_digest = hashlib.sha256("".join(i["sha256"] for i in inputs).encode()).hexdigest()
     with _progress(console, f"grouping ({mode}, cached)", 1) as update:
@@ -490,12 +559,14 @@ def cmd_scenarios_run(args) -> int:
     tables = results.tables()
     for name, frame in tables.items():
         write_csv(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.csv")
+    write_csv(region.rejects(), out / "rejects.csv")
     write_json({"dipsim_version": __version__, "command": "scenarios run", "scenario_file": args.file,
                 "scenario": scenario_set.name, "title": scenario_set.title,
                 "baseline_policy": scenario_set.baseline.source, "baseline_sha256": scenario_set.baseline.digest(),
                 "variants": [{"name": v.name, "set": v.changes} for v in scenario_set.variants],
-                "mode": mode, "catalog": args.catalog, "budgets": budgets, "inputs": inputs,
-                "outputs": [f"{n}.csv" for n in tables] + ([] if args.no_report else ["report.html"])},
+                "mode": mode, "catalog": args.catalog, "budgets": budgets, "inputs": inputs, **region.manifest(),
+                "outputs": [f"{n}.csv" for n in tables] + ["rejects.csv"] + ([] if args.no_report else
+                                                                              ["report.html"])},
                out / "manifest.json")
     if not args.no_report:
         from dipsim.report.html import write_report
@@ -503,6 +574,7 @@ def cmd_scenarios_run(args) -> int:
         with _progress(console, "report", 1) as update:
             write_report(results, out / "report.html", scenario_set.title, args.lang)
             update(1, 1)
+    print(region.counts())
     print(results.summary.to_string(index=False))
     print(f"{len(scenario_set.variants) + 1} scenarios x {results.hospitals['hospital_id'].nunique():,} hospitals "
           f"-> {out}")
@@ -887,6 +959,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-share", type=_share, metavar="SHARE",
                    help="for pools without a budget: SHARE x the pool's total cost billed by item")
     p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--max-variants", type=_positive_int, default=10_000, metavar="N",
+                   help="refuse a scenario file of more variants than this before anything runs (default 10,000)")
     p.add_argument("--lang", choices=["zh", "en"], default="zh", help="language of report.html (default zh)")
     p.add_argument("--no-report", action="store_true", help="write the tables only, no report.html")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result line(s), no progress")

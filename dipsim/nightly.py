@@ -32,13 +32,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dipsim import __version__
-from dipsim.io.errors import DipsimError
-from dipsim.io.readers import read_table_file
+from dipsim.io.errors import DipsimError, InputError
 from dipsim.monitor import budget_share
 
 EXIT_LOCKED = 4
 BATCH_ROWS = 1 << 20  # cases validated, grouped and priced at a time: what bounds the chunked engine's memory
-CACHE_FORMAT = 2  # of the state's cache files; a new format groups every partition again
+# Of the state's cache files; a new format groups every partition again (3: cases without a pool or hospital rejected).
+CACHE_FORMAT = 3
 COUNTS_KEY = "dipsim.nightly"  # cache-file metadata: the partition's row counts and months
 GROUPED_COLUMNS = ("case_id", "hospital_id", "pool", "month", "cost", "patient_paid", "group", "group_points",
                    "standard_cost", "tcm_group_case", "tcm_treated")
@@ -101,6 +101,7 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str, policy) -> 
     that exists is complete."""
     from dipsim.io.validate import iter_load_cases
     from dipsim.io.writers import atomic_path, write_parquet
+    from dipsim.region import settleable
     from dipsim.schema import REJECT_SCHEMA
 
     rejects, rows_read, months = [], 0, set()
@@ -108,10 +109,11 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str, policy) -> 
         writer = None
         try:
             for result in iter_load_cases(path, BATCH_ROWS):
-                table = _grouped_columns(result.accepted, catalog, scheme, policy)
+                settled = settleable(result.accepted, result.accepted_rows, result.source)
+                table = _grouped_columns(settled.cases, catalog, scheme, policy)
                 writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
                 writer.write_table(table)
-                rejects.append(result.rejects)
+                rejects += [result.rejects, settled.rejects]
                 rows_read += result.rows_read
                 months.update(pc.unique(table["month"]).to_pylist())
             rejected = pa.concat_tables(rejects) if rejects else REJECT_SCHEMA.empty_table()
@@ -125,7 +127,8 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str, policy) -> 
 
 
 def _grouped_columns(cases: pa.Table, catalog, scheme: str, policy) -> pa.Table:
-    """The grouped per-case columns of validated cases."""
+    """The grouped per-case columns of validated, settleable cases (`region.settleable`: each has a pool and a
+    hospital, as in `dipsim settle`)."""
     from dipsim.settlement import _float, case_months, case_pools, dip_inputs, drg_inputs
 
     grouped = dip_inputs(cases, catalog) if catalog is not None else drg_inputs(cases, scheme, policy)
@@ -136,6 +139,24 @@ def _grouped_columns(cases: pa.Table, catalog, scheme: str, policy) -> pa.Table:
         "group": pa.array(np.asarray(grouped["group"]).astype(str), pa.string()),
         "group_points": grouped["group_points"], "standard_cost": grouped["standard_cost"],
         "tcm_group_case": grouped["tcm_group_case"], "tcm_treated": grouped["tcm_treated"]})
+
+
+def _check_configuration(files: list[Path], hospitals: pa.Table, hospitals_path, policy, log) -> None:
+    """Before any partition is grouped: every hospital of the claims priceable under the policy and every pool of
+    the claims with an annual budget (read from the partitions' pool, insurance type and hospital columns only);
+    a budget for a pool the claims do not have is logged as a warning."""
+    from dipsim.region import partition_region, region_problems, unused_budgets
+
+    pools, hospital_ids = partition_region(files)
+    problems = region_problems(hospitals, hospital_ids, pools, [("", policy)],
+                               budget_hint="set budget.total in the policy (the annual budget)")
+    if problems:
+        raise InputError(f"{hospitals_path} and the claims: {len(problems)} problem(s), found before grouping:\n  "
+                         + "\n  ".join(problems))
+    unused = unused_budgets(pools, policy)
+    if unused:
+        log(f"warning: budget.total has pool(s) {', '.join(unused)} that the claims do not have (pools of the "
+            f"claims: {', '.join(sorted(pools))})")
 
 
 def _counts(cached: Path) -> dict:
@@ -155,24 +176,27 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
     from dipsim.io.readers import parquet_files
     from dipsim.io.writers import sha256_file, temp_dir, write_csv, write_json
     from dipsim.policy import load_policy
+    from dipsim.region import load_hospitals
     from dipsim.supervise import has_consequences
 
     start = time.perf_counter()
     policy = load_policy(policy_path)
     if has_consequences(policy):  # the screens link a patient's stays across partitions; the cache keeps no history
-        raise DipsimError(f"{policy_path}: supervision.* payment consequences are not applied by the nightly job "
-                          "(its cache keeps no patient histories); settle with `dipsim settle`")
+        raise InputError(f"{policy_path}: supervision.* payment consequences are not applied by the nightly job "
+                         "(its cache keeps no patient histories); settle with `dipsim settle`")
     catalog = None
     if policy.get("payment.mode") == "dip":
         from dipsim.grouping.dip import load_catalog
 
         if catalog_path is None:
-            raise DipsimError("payment.mode = dip needs --catalog")
+            raise InputError("payment.mode = dip needs --catalog")
         catalog = load_catalog(catalog_path)
+    hospitals = load_hospitals(hospitals_path)
     with _Lock(Path(state)):
         cache = Path(state) / "partitions"
         cache.mkdir(parents=True, exist_ok=True)
         files = parquet_files(claims)
+        _check_configuration(files, hospitals, hospitals_path, policy, log)
         hashes = [sha256_file(f) for f in files]
         setup = hashlib.sha256(f"{__version__}\0{CACHE_FORMAT}\0{scheme}\0".encode())
         if catalog is not None:
@@ -194,7 +218,6 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         share = budget_share(months, seasonality)
         annual = policy.get("budget.total")
         ytd_policy = policy.overlay({"budget.total": {p: round(b * share, 2) for p, b in annual.items()}})
-        hospitals = read_table_file(hospitals_path, "hospitals table")
         needs_all = ytd_policy.get("review.in_effect") or ytd_policy.get("coefficient.mode") == "history"
         if engine in ("chunked", "dask") and not needs_all:
             tables = _settle_chunked(cached, hospitals, ytd_policy, scheduler if engine == "dask" else False)

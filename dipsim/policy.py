@@ -3,9 +3,12 @@
 `dipsim/data/policy_parameters.toml` lists each parameter once: type, default, unit, source and meaning. A policy
 file sets some of them, as nested TOML tables or dotted keys (`[outlier] high_ratio = 2.0`); a value may be dated,
 `{ "2025-01-01" = 1.0, "2025-07-01" = 1.1 }`, and `Policy.get(path, on=day)` gives the one in force. Loading checks
-everything and reports every problem at once (file, key, why): an unknown key (a typo), a wrong type, a value out of
-range. A scenario overlay `{path: value}` is checked completely before anything is applied, so a policy is never
-half changed (PolicyEngine's Reform.from_dict); the result is a new Policy, the baseline stays as it was.
+everything and reports every problem at once (file, key, why): an unknown key (a typo), a wrong type, a value that
+is not a finite number (nan, inf), a value out of range, and the rules between parameters (`RULES`: a point-value
+floor above its cap, a low-outlier ratio not below the high one, ...), on every date where one of a rule's
+parameters changes. A scenario overlay `{path: value}` is checked completely, with the rules on the policy it would
+make, before anything is applied, so a policy is never half changed (PolicyEngine's Reform.from_dict); the result
+is a new Policy, the baseline stays as it was.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import datetime as dt
 import difflib
 import hashlib
 import json
+import math
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -27,9 +32,13 @@ REGISTRY_FILE = Path(__file__).resolve().parent / "data" / "policy_parameters.to
 class PolicyError(InputError):
     """Every problem of a policy file or overlay, one per line."""
 
+    SHOWN = 50  # a sweep may break a rule in thousands of variants: the message lists this many
+
     def __init__(self, source: str, problems: list[str]):
         self.problems = problems
-        super().__init__(f"{source}: {len(problems)} problem(s) in the policy:\n  " + "\n  ".join(problems))
+        more = len(problems) - self.SHOWN
+        super().__init__(f"{source}: {len(problems)} problem(s) in the policy:\n  " + "\n  ".join(
+            problems[:self.SHOWN] + ([f"... and {more} more"] if more > 0 else [])))
 
 
 @dataclass(frozen=True)
@@ -40,8 +49,10 @@ class Parameter:
     doc: str = ""
     unit: str = ""
     source: str = ""
-    min: float | None = None
+    min: float | None = None  # inclusive bounds
     max: float | None = None
+    above: float | None = None  # exclusive bounds: a budget above 0, a reserve share below 1
+    below: float | None = None
     choices: tuple = ()
 
 
@@ -49,7 +60,8 @@ def registry() -> dict[str, Parameter]:
     data = tomllib.loads(REGISTRY_FILE.read_text(encoding="utf-8"))
     return {path: Parameter(path=path, type=spec["type"], default=spec["default"], doc=spec.get("doc", ""),
                             unit=spec.get("unit", ""), source=spec.get("source", ""), min=spec.get("min"),
-                            max=spec.get("max"), choices=tuple(spec.get("choices", ())))
+                            max=spec.get("max"), above=spec.get("above"), below=spec.get("below"),
+                            choices=tuple(spec.get("choices", ())))
             for path, spec in data.items()}
 
 
@@ -80,12 +92,33 @@ def _is_dated(value) -> bool:
     return True
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _bounds(parameter: Parameter, value: float) -> str | None:
+    """Why a number is outside the parameter's bounds (None when inside)."""
+    unit = f" {parameter.unit}" if parameter.unit else ""
+    if parameter.min is not None and value < parameter.min:
+        return f"{value} is below the minimum {parameter.min}{unit}"
+    if parameter.above is not None and value <= parameter.above:
+        return f"{value} must be above {parameter.above}{unit}"
+    if parameter.max is not None and value > parameter.max:
+        return f"{value} is above the maximum {parameter.max}{unit}"
+    if parameter.below is not None and value >= parameter.below:
+        return f"{value} must be below {parameter.below}{unit}"
+    return None
+
+
 def _check(parameter: Parameter, value) -> str | None:
-    """Why `value` is not valid for `parameter` (None when it is)."""
+    """Why `value` is not valid for `parameter` (None when it is). A number must be finite: TOML's nan and inf
+    pass every comparison with a bound, and no parameter means them."""
     t = parameter.type
     if t == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not _is_number(value):
             return f"expected a number, not {value!r}"
+        if not math.isfinite(value):
+            return f"{value} is not a finite number"
     elif t == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             return f"expected a whole number, not {value!r}"
@@ -98,38 +131,119 @@ def _check(parameter: Parameter, value) -> str | None:
     elif t == "map":
         if not isinstance(value, dict):
             return f"expected a table of name = number, not {value!r}"
-        bad = [k for k, v in value.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
+        bad = [k for k, v in value.items() if not _is_number(v)]
         if bad:
             return f"entries {bad} are not numbers"
-        if parameter.min is not None and any(v < parameter.min for v in value.values()):
-            return f"entries must be >= {parameter.min}"
-        return None
+        out = {k: f"{v} is not a finite number" if not math.isfinite(v) else _bounds(parameter, v)
+               for k, v in value.items()}
+        out = {k: why for k, why in out.items() if why}
+        return "; ".join(f"entry {k!r}: {why}" for k, why in out.items()) or None
     elif t == "schedule":
         if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
             return f"expected a list of [threshold, value] pairs, not {value!r}"
+        if not all(_is_number(x) and math.isfinite(x) for pair in value for x in pair):
+            return f"every threshold and value must be a finite number, not {value!r}"
         return None
     if parameter.choices and value not in parameter.choices:
         return f"{value!r} is not one of {list(parameter.choices)}"
-    if parameter.min is not None and isinstance(value, (int, float)) and value < parameter.min:
-        return f"{value} is below the minimum {parameter.min} {parameter.unit}".rstrip()
-    if parameter.max is not None and isinstance(value, (int, float)) and value > parameter.max:
-        return f"{value} is above the maximum {parameter.max} {parameter.unit}".rstrip()
+    if _is_number(value):
+        return _bounds(parameter, value)
     return None
 
 
-def _problems(values: dict[str, object]) -> list[str]:
-    problems = []
+def _problems(values: dict[str, object]) -> dict[str, list[str]]:
+    """Every parameter's own problems (unknown, wrong type, not finite, out of range), by parameter."""
+    problems = {}
     for path, value in values.items():
         parameter = PARAMETERS.get(path)
         if parameter is None:
             close = difflib.get_close_matches(path, PARAMETERS, n=1)
-            problems.append(f"{path}: unknown parameter" + (f" (did you mean {close[0]}?)" if close else ""))
+            problems[path] = [f"{path}: unknown parameter" + (f" (did you mean {close[0]}?)" if close else "")]
             continue
         for when, v in (value.items() if _is_dated(value) else [(None, value)]):
             why = _check(parameter, v)
             if why:
-                problems.append(f"{path}{f' (from {when})' if when else ''}: {why}")
+                problems.setdefault(path, []).append(f"{path}{f' (from {when})' if when else ''}: {why}")
     return problems
+
+
+# ---------------------------------------------------------------- rules between parameters
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Values of several parameters that no policy can mean together: `name` states the rule, `doc` why it holds;
+    `broken` gets the parameters' values (in `paths` order) and says what breaks it (nothing when it holds)."""
+
+    name: str
+    paths: tuple[str, ...]
+    doc: str
+    broken: Callable[..., list[str]]
+
+
+def _by_level(plain: float, by_level: dict, other_plain: float, other_by_level: dict):
+    """(where, value, other value) for the policy as a whole and at each level either by-level table lists (a
+    level a table does not list uses its plain value)."""
+    yield "", plain, other_plain
+    for level in sorted({*by_level, *other_by_level}):
+        yield f" at level {level}", by_level.get(level, plain), other_by_level.get(level, other_plain)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("budget.point_value_floor <= budget.point_value_cap",
+         ("budget.point_value_floor", "budget.point_value_cap"),
+         "a floor above the cap (0: no cap) makes every pool overrun its budget",
+         lambda floor, cap: [f"{floor} > {cap}"] if 0 < cap < floor else []),
+    Rule("outlier.low_ratio < outlier.high_ratio",
+         ("outlier.low_ratio", "outlier.low_ratio_by_level", "outlier.high_ratio", "outlier.high_ratio_by_level"),
+         "a case cannot be both a low and a high outlier (checked at each level of the *_by_level tables too)",
+         lambda low, lows, high, highs: [f"{lo} >= {hi}{where}"
+                                         for where, lo, hi in _by_level(low, lows, high, highs) if not lo < hi]),
+    Rule("outlier.high_ratio <= outlier.extreme_ratio",
+         ("outlier.high_ratio", "outlier.high_ratio_by_level", "outlier.extreme_ratio"),
+         "an extreme case (特例单议) is a high outlier (checked at each level of high_ratio_by_level too)",
+         lambda high, highs, extreme: [f"{hi} > {extreme}{where}"
+                                       for where, hi, _ in _by_level(high, highs, extreme, {}) if hi > extreme]),
+    Rule("monitor.warning_excess <= monitor.alert_excess",
+         ("monitor.warning_excess", "monitor.alert_excess"),
+         "the alert line (警报) is beyond the warning line (预警)",
+         lambda warning, alert: [f"{warning} > {alert}"] if warning > alert else []),
+)
+
+_NOT_IN_FORCE = object()
+
+
+def _in_force(value, day: dt.date | None):
+    """A parameter's value on `day` (the latest when None); _NOT_IN_FORCE before its first date."""
+    if not _is_dated(value):
+        return value
+    day = day or dt.date.max
+    in_force = [d for d in sorted(value, key=dt.date.fromisoformat) if dt.date.fromisoformat(d) <= day]
+    return value[in_force[-1]] if in_force else _NOT_IN_FORCE
+
+
+def _rule_problems(values: Mapping[str, object], skip=frozenset()) -> list[str]:
+    """The rules broken by `values` (defaults filled in), on every date where one of a rule's parameters changes.
+    A rule on a parameter in `skip` (one with problems of its own) is not checked."""
+    problems = []
+    for rule in RULES:
+        if set(rule.paths) & set(skip):
+            continue
+        raw = [values.get(path, PARAMETERS[path].default) for path in rule.paths]
+        days = sorted({dt.date.fromisoformat(d) for v in raw if _is_dated(v) for d in v})
+        for day in days or [None]:
+            resolved = [_in_force(v, day) for v in raw]
+            if any(v is _NOT_IN_FORCE for v in resolved):
+                continue
+            problems += [f"{rule.name}{f' (from {day})' if day else ''}: {what}; {rule.doc}"
+                         for what in rule.broken(*resolved)]
+    return problems
+
+
+def _all_problems(values: Mapping[str, object], checked: dict[str, object]) -> list[str]:
+    """The problems of the parameters in `checked`, then the rules on the whole of `values`."""
+    own = _problems(checked)
+    return [line for lines in own.values() for line in lines] + _rule_problems(values, skip=own)
 
 
 @dataclass(frozen=True)
@@ -148,20 +262,20 @@ class Policy:
         if path not in PARAMETERS:
             raise KeyError(f"unknown policy parameter {path!r}")
         value = self.values.get(path, PARAMETERS[path].default)
-        if _is_dated(value):
-            day = dt.date.fromisoformat(str(on)) if on is not None else dt.date.max
-            in_force = [d for d in sorted(value, key=dt.date.fromisoformat) if dt.date.fromisoformat(d) <= day]
-            if not in_force:
-                raise KeyError(f"{path}: no value in force on {day} (earliest {min(value)})")
-            value = value[in_force[-1]]
-        return value
+        day = dt.date.fromisoformat(str(on)) if on is not None else None
+        resolved = _in_force(value, day)
+        if resolved is _NOT_IN_FORCE:
+            raise KeyError(f"{path}: no value in force on {day} (earliest {min(value)})")
+        return resolved
 
     def overlay(self, changes: dict[str, object], name: str = "") -> Policy:
-        """A new policy with `changes` ({path: value}) applied, all of them checked first."""
-        problems = _problems(dict(changes))
+        """A new policy with `changes` ({path: value}) applied, all of them and the rules on the result checked
+        first."""
+        values = {**self.values, **changes}
+        problems = _all_problems(values, dict(changes))
         if problems:
             raise PolicyError(name or "overlay", problems)
-        return Policy(values=MappingProxyType({**self.values, **changes}), source=self.source,
+        return Policy(values=MappingProxyType(values), source=self.source,
                       name=name or self.name, overlays=(*self.overlays, dict(changes)))
 
     def digest(self) -> str:
@@ -170,18 +284,29 @@ class Policy:
         return hashlib.sha256(json.dumps(resolved, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file (a policy, a scenario file): InputError in one line when it cannot be read, is not UTF-8 text
+    (a binary file, a file saved as GBK) or is not TOML."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what} file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a {what} file: byte {exc.start} ({exc.object[exc.start:exc.start + 1]!r}) is "
+                         "not UTF-8 text; a policy or scenario file is TOML saved as UTF-8") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not a {what} file: not valid TOML ({exc})") from exc
+
+
 def load_policy(path) -> Policy:
     """Read and check a policy TOML file (every problem reported at once, as PolicyError, exit code 1)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the policy: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(str(path), [f"not valid TOML: {exc}"]) from exc
+    data = read_toml(path, "policy")
     meta = data.pop("meta", {})
     values = _flatten(data)
-    problems = _problems(values)
+    problems = _all_problems(values, values)
     if problems:
         raise PolicyError(str(path), problems)
     return Policy(values=MappingProxyType(values), source=str(path), name=meta.get("name", path.stem))

@@ -9,14 +9,19 @@ One short pipeline, in this order, each factor kept as its own column so that `e
    special-case review (特例单议). A TCM case of a TCM group (同病同价, `tcm.same_price`) is never cut as a low
    outlier;
 3. **hospital coefficient** (医疗机构系数): `coefficient.hospital` for the hospital, else the hospitals table's
-   coefficient_override, else `coefficient.level` for its level (1.0 when not listed), or with
-   `coefficient.mode = "history"` the hospital's cost ratio blended with its level's (`history_coefficients`);
+   coefficient_override, else `coefficient.level` for its level (every hospital 1.0 when that table is empty), or
+   with `coefficient.mode = "history"` the hospital's cost ratio blended with its level's (`history_coefficients`);
    times 1 + the larger of the TCM hospital bonus (a 中医 hospital) and the TCM case bonus (a TCM-treated case):
    bonuses do not stack;
 4. **auxiliary factor** (辅助目录, `dipsim.auxiliary`), 1.0 when not given.
 
 With `outlier.pay_by_item`, outlier cases get no points and are paid their cost by item (`paid_by_item`): the
 settlement pays them out of the pool's budget first (`budget.settle`).
+
+What pricing reads of a hospital must be there (`hospital_problems`, checked before a case is priced): the hospital
+in the hospitals table; a level listed in `coefficient.level` unless the hospital has its own coefficient (an
+unknown or empty level used to get 1.0, the 三甲 rate, silently); a level at all where outlier ratios go by level or
+history coefficients blend the level's ratio; a type of `HOSPITAL_TYPES` where TCM hospitals get a bonus.
 """
 
 from __future__ import annotations
@@ -28,25 +33,95 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from dipsim.io.errors import InputError
 from dipsim.policy import Policy
+from dipsim.schema import HOSPITAL_TYPES
 
 OUTLIER_LOW, OUTLIER_NORMAL, OUTLIER_HIGH, OUTLIER_EXTREME = "low", "normal", "high", "extreme"
 OUTLIER_CLASSES = (OUTLIER_LOW, OUTLIER_NORMAL, OUTLIER_HIGH, OUTLIER_EXTREME)  # the codes 0-3 of `outlier`
 
 
-def hospital_coefficients(hospitals: pa.Table, policy: Policy, on=None) -> dict[str, float]:
-    """hospital_id -> its coefficient before bonuses: the policy's per-hospital value, else the table's
-    coefficient_override, else the policy's value for its level, else 1.0."""
-    by_level = policy.get("coefficient.level", on)
-    by_hospital = policy.get("coefficient.hospital", on)
+# The policy parameters `hospital_problems` reads: policies that agree on them have the same problems.
+HOSPITAL_PARAMETERS = ("coefficient.level", "coefficient.hospital", "coefficient.mode", "coefficient.history_blend",
+                       "outlier.low_ratio_by_level", "outlier.high_ratio_by_level", "coefficient.tcm_hospital_bonus")
+
+
+def _some(items: list[str], limit: int = 10) -> str:
+    """The first `limit` items, and how many more."""
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _own_coefficient(row: dict, by_hospital: dict) -> float | None:
+    """The hospital's own coefficient: the policy's per-hospital value, else the table's coefficient_override."""
+    if row["hospital_id"] in by_hospital:
+        return float(by_hospital[row["hospital_id"]])
+    override = row.get("coefficient_override")
+    return None if override is None or np.isnan(override) else float(override)
+
+
+def _blank(text) -> bool:
+    return text is None or not str(text).strip()
+
+
+def hospital_problems(hospitals: pa.Table, ids, policy: Policy, on=None) -> list[str]:
+    """What pricing needs of the hospitals `ids` (those of the cases) and does not find, one line per kind: a
+    hospital not in the table; a level not in a non-empty `coefficient.level` for a hospital without a coefficient
+    of its own; an empty level where `outlier.*_ratio_by_level` or history coefficients read it; a type outside
+    HOSPITAL_TYPES where `coefficient.tcm_hospital_bonus` is given."""
+    rows = {r["hospital_id"]: r for r in hospitals.to_pylist()}
+    wanted = sorted(set(ids))
+    problems = []
+    unknown = [h for h in wanted if h not in rows]
+    if unknown:
+        problems.append(f"{len(unknown)} hospital(s) of the cases are not in the hospitals table: {_some(unknown)}")
+    by_level, by_hospital = policy.get("coefficient.level", on), policy.get("coefficient.hospital", on)
+    history = policy.get("coefficient.mode", on) == "history"
+    outlier_tables = [name for name in ("outlier.low_ratio_by_level", "outlier.high_ratio_by_level")
+                      if policy.get(name, on)]
+    blends_level = history and policy.get("coefficient.history_blend", on) < 1
+    tcm_bonus = policy.get("coefficient.tcm_hospital_bonus", on) > 0
+    no_coefficient, no_level, no_type = [], {}, []
+    for h in (h for h in wanted if h in rows):
+        row, level = rows[h], rows[h].get("level")
+        if not history and by_level and _own_coefficient(row, by_hospital) is None and level not in by_level:
+            no_coefficient.append(f"{h} (no level)" if _blank(level) else f"{h} (level {level!r})")
+        elif _blank(level):
+            readers = outlier_tables + (["coefficient.mode = history"] if blends_level and h not in by_hospital
+                                        else [])
+            if readers:
+                no_level.setdefault(" and ".join(readers), []).append(h)
+        if tcm_bonus and row.get("type") not in HOSPITAL_TYPES:
+            no_type.append(f"{h} (type {row.get('type')!r})")
+    if no_coefficient:
+        problems.append(f"hospital(s) {_some(no_coefficient)}: the level is not in coefficient.level "
+                        f"({', '.join(by_level)}), so the coefficient is unknown: correct the level in the hospitals "
+                        "table, add it to coefficient.level, or give the hospital its own coefficient "
+                        "(coefficient_override in the table, coefficient.hospital in the policy)")
+    for readers, hospital_ids in no_level.items():
+        problems.append(f"hospital(s) {_some(hospital_ids)}: no level in the hospitals table, which {readers} "
+                        "read(s) by level: fill it in")
+    if no_type:
+        problems.append(f"hospital(s) {_some(no_type)}: the type is not one of {', '.join(HOSPITAL_TYPES)}, which "
+                        "coefficient.tcm_hospital_bonus reads (中医 hospitals get the bonus): correct it")
+    return problems
+
+
+def hospital_coefficients(hospitals: pa.Table, policy: Policy, on=None, ids=None) -> dict[str, float]:
+    """hospital_id -> its coefficient before bonuses, for the hospitals `ids` (default: every row): its own
+    (`coefficient.hospital`, else the table's coefficient_override), else `coefficient.level` for its level, or
+    1.0 when that table is empty. InputError naming the hospitals without a coefficient (`hospital_problems`)."""
     rows = hospitals.to_pylist()
+    ids = [r["hospital_id"] for r in rows] if ids is None else ids
+    problems = hospital_problems(hospitals, ids, policy, on)
+    if problems:
+        raise InputError("; ".join(problems))
+    by_level, by_hospital = policy.get("coefficient.level", on), policy.get("coefficient.hospital", on)
+    wanted = set(ids)
     out = {}
     for row in rows:
-        override = row.get("coefficient_override")
-        base = by_level.get(row.get("level"), 1.0)
-        if override is not None and not np.isnan(override):
-            base = override
-        out[row["hospital_id"]] = float(by_hospital.get(row["hospital_id"], base))
+        if row["hospital_id"] in wanted:
+            own = _own_coefficient(row, by_hospital)
+            out[row["hospital_id"]] = own if own is not None else float(by_level[row["level"]]) if by_level else 1.0
     return out
 
 
@@ -87,7 +162,11 @@ class CaseHospitals:
 
     @classmethod
     def of(cls, hospital_id) -> CaseHospitals:
+        """InputError when a case has no hospital (`region.settleable` rejects such cases)."""
         codes, ids = pd.factorize(np.asarray(hospital_id, dtype=object))
+        if (codes < 0).any():
+            raise InputError(f"{int((codes < 0).sum()):,} case(s) without hospital_id: price only the cases "
+                             "region.settleable keeps")
         return cls(codes, np.asarray(ids, dtype=object))
 
 
@@ -109,12 +188,13 @@ def case_points(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.nd
         table, default = policy.get(f"outlier.{name}_ratio_by_level", on), policy.get(f"outlier.{name}_ratio", on)
         return np.array([table.get(level_of.get(h), default) for h in ids], dtype=np.float64)
 
-    coefficients = hospital_coefficients(hospitals, policy, on)
-    unknown = sorted(set(ids) - set(coefficients))
-    if unknown:
-        raise ValueError(f"{len(unknown)} hospital(s) of the cases are not in the hospitals table, e.g. {unknown[:3]}")
     if policy.get("coefficient.mode", on) == "history":
+        problems = hospital_problems(hospitals, ids, policy, on)
+        if problems:
+            raise InputError("; ".join(problems))
         coefficients = history_coefficients(codes, ids, cost, standard_cost, level_of, policy, on)
+    else:
+        coefficients = hospital_coefficients(hospitals, policy, on, ids)
     tcm_hospitals = {row["hospital_id"] for row in hospitals.to_pylist() if row.get("type") == "中医"}
 
     def flags(values) -> np.ndarray:

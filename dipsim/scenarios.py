@@ -16,14 +16,16 @@ A scenario file (scenarios/*.toml):
     "coefficient.tcm_hospital_bonus" = [0.0, 0.05, 0.10, 0.15]
     "tcm.same_price" = [true, false]
 
-Every overlay is checked against the policy table before anything runs (a typo stops the run with all problems).
-Grouping happens once; each variant only re-prices the cases and re-solves the pools (`budget.settle_frame`).
+Every overlay is checked against the policy table and its rules (a point-value floor above the cap, ...) before
+anything runs: a typo or an impossible variant stops the run with every problem, naming the variant. A file of more
+than `MAX_VARIANTS` variants is refused before the sweep is built. Grouping happens once; each variant only
+re-prices the cases and re-solves the pools (`budget.settle_frame`).
 """
 
 from __future__ import annotations
 
 import itertools
-import tomllib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +36,12 @@ import pyarrow.compute as pc
 
 from dipsim.budget import SettlementFrame, settle_frame
 from dipsim.io.errors import InputError
-from dipsim.policy import Policy, PolicyError, load_policy
+from dipsim.policy import Policy, PolicyError, load_policy, read_toml
 from dipsim.pricing import CaseHospitals, case_points
 from dipsim.supervise import supervised_points
 
 BASELINE = "baseline"
+MAX_VARIANTS = 10_000  # a scenario file with more variants is refused unless --max-variants raises the limit
 
 
 @dataclass(frozen=True)
@@ -60,26 +63,37 @@ def _label(changes: dict) -> str:
     return ", ".join(f"{path.split('.')[-1]}={value}" for path, value in changes.items())
 
 
-def load_scenarios(path, baseline: Policy | None = None) -> ScenarioSet:
-    """Read a scenario file; every variant is checked against the policy table first (PolicyError lists all)."""
+def load_scenarios(path, baseline: Policy | None = None, max_variants: int = MAX_VARIANTS) -> ScenarioSet:
+    """Read a scenario file; every variant is checked against the policy table and its rules, on the baseline,
+    first (PolicyError lists every problem, naming the variant). A sweep is counted before it is built: more than
+    `max_variants` variants in all is refused (a grid of 10^8 combinations would not fit in memory)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the scenario file: {exc}") from exc
-    meta = data.get("scenario", {})
+    data = read_toml(path, "scenario")
+    meta, named, sweep = data.get("scenario", {}), data.get("variant", []), data.get("sweep", {})
+    shape = [f"[{key}] must be a table" for key, value in (("scenario", meta), ("sweep", sweep))
+             if not isinstance(value, dict)]
+    if not isinstance(named, list) or not all(isinstance(v, dict) and isinstance(v.get("set", {}), dict)
+                                              for v in named):
+        shape.append("each [[variant]] must be a table with name = \"...\" and set = { path = value, ... }")
+    if isinstance(meta, dict) and not isinstance(meta.get("baseline", ""), str):
+        shape.append("[scenario] baseline must be the policy file's name, in quotes")
+    values = {p: v if isinstance(v, list) else [v] for p, v in sweep.items()} if not shape else {}
+    shape += [f"[sweep] {p!r} has no values" for p, v in values.items() if not v]
+    if shape:
+        raise InputError(f"{path}: " + "; ".join(shape))
+    count = len(named) + (math.prod(len(v) for v in values.values()) if values else 0)
+    if count > max_variants:
+        grid = " x ".join(f"{len(v)} {p}" for p, v in values.items())
+        raise InputError(f"{path}: {count:,} variants ({len(named)} named + the sweep's {grid}) are more than "
+                         f"{max_variants:,}: narrow the sweep, or raise the limit with --max-variants N")
     if baseline is None:
         if "baseline" not in meta:
             raise InputError(f"{path}: [scenario] baseline = \"POLICY.toml\" is missing")
         baseline = load_policy(path.parent / meta["baseline"])
-    variants = [Variant(v.get("name") or _label(v.get("set", {})), dict(v.get("set", {})))
-                for v in data.get("variant", [])]
-    sweep = data.get("sweep", {})
-    if sweep:
-        paths = list(sweep)
-        for values in itertools.product(*(sweep[p] if isinstance(sweep[p], list) else [sweep[p]] for p in paths)):
-            changes = dict(zip(paths, values))
-            variants.append(Variant(_label(changes), changes))
+    variants = [Variant(v.get("name") or _label(v.get("set", {})), dict(v.get("set", {}))) for v in named]
+    for combination in itertools.product(*values.values()) if values else ():  # no sweep: no combination
+        changes = dict(zip(values, combination))
+        variants.append(Variant(_label(changes), changes))
     problems, names = [], set()
     for v in variants:
         if v.name in names or v.name == BASELINE:
@@ -216,7 +230,7 @@ def grouped_cached(cases: pa.Table, input_digest: str, mode: str, catalog=None, 
     from dipsim.grouping.scheme_cache import cache_dir
     from dipsim.settlement import dip_inputs, drg_inputs
 
-    digest = hashlib.sha256(f"{__version__}\0{mode}\0{input_digest}\0{scheme}\0".encode())
+    digest = hashlib.sha256(f"{__version__}\0{mode}\0{input_digest}\0{scheme}\0{cases.num_rows}\0".encode())
     if mode == "dip":
         for f in sorted(Path(catalog.source).glob("*")):
             digest.update(f.name.encode() + f.read_bytes())
@@ -226,7 +240,9 @@ def grouped_cached(cases: pa.Table, input_digest: str, mode: str, catalog=None, 
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as stored:
-                return {name: stored[name] for name in stored.files}
+                grouped = {name: stored[name] for name in stored.files}
+            if all(len(v) == cases.num_rows for v in grouped.values()):  # else made for other rows: group again
+                return grouped
         except (OSError, ValueError, KeyError):
             pass
     grouped = dip_inputs(cases, catalog) if mode == "dip" else drg_inputs(cases, scheme, policy)

@@ -2,9 +2,10 @@
 
     group (DIP catalogue or CHS-DRG scheme) -> case points (pricing.case_points) -> pools settled (budget.settle)
 
-The pool of a case is its 统筹区 and insurance type (`990100-employee`). In DRG point mode the group points are
-RW x `payment.drg_points_per_rw`, with RW from a published table or calibrated on the cases' own costs; the group's
-standard cost for outliers is its mean cost (the DIP catalogue's, or the calibration's).
+The pool of a case is its 统筹区 and insurance type (`990100-employee`); cases without one, or without a hospital,
+are rejected before (`region.settleable`). In DRG point mode the group points are RW x `payment.drg_points_per_rw`,
+with RW from a published table or calibrated on the cases' own costs; the group's standard cost for outliers is its
+mean cost (the DIP catalogue's, or the calibration's).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dipsim.budget import SettlementFrame, settle_frame
+from dipsim.io.errors import InputError
 from dipsim.policy import Policy
 from dipsim.pricing import case_points
 from dipsim.supervise import supervised_points
@@ -30,10 +32,16 @@ class SettlementRun:
 
 
 def case_pools(cases: pa.Table) -> np.ndarray:
-    """Per case its settlement pool: 统筹区-险种 (pool and insurance type)."""
-    pool = pc.fill_null(pc.cast(cases["pool"], pa.string()), "")
-    insurance = pc.fill_null(pc.cast(cases["insurance_type"], pa.string()), "")
-    return pc.binary_join_element_wise(pool, insurance, "-").to_numpy(zero_copy_only=False)
+    """Per case its settlement pool: 统筹区-险种 (pool and insurance type). Cases must have both
+    (`region.settleable` rejects the others): a missing part would make a phantom pool ("-resident", "990100-")."""
+    pool, insurance = (pc.cast(cases[name], pa.string()) for name in ("pool", "insurance_type"))
+    pools = pc.binary_join_element_wise(pool, insurance, "-")  # null where a part is null
+    blank = pc.sum(pc.or_kleene(pc.is_null(pools), pc.or_(pc.equal(pc.utf8_length(pool), 0),
+                                                          pc.equal(pc.utf8_length(insurance), 0)))).as_py()
+    if blank:
+        raise InputError(f"{blank:,} case(s) without a settlement pool (统筹区 or 险种 missing): settle only the "
+                         "cases region.settleable keeps")
+    return pools.to_numpy(zero_copy_only=False)
 
 
 def budgets_from_cost(cases: pa.Table, share: float, budgets: dict | None = None) -> dict[str, float]:

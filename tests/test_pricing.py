@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from dipsim.budget import SettlementError, settle
+from dipsim.io.errors import InputError
 from dipsim.policy import Policy
 from dipsim.pricing import case_points
 
@@ -211,3 +212,93 @@ def test_outliers_paid_by_item_come_out_of_the_budget_first():
                               paid_by_item=priced["paid_by_item"])
     assert pools.to_pylist()[0]["point_value"] == pytest.approx(17.5)
     assert [str(r["fund_payout"]) for r in hospitals.to_pylist()] == ["4750.00", "3500.00", "1750.00"]
+
+
+# ---------------------------------------------------------------- what pricing reads of a hospital (issue 15, item 5)
+
+MEIZHOU = {"三级甲等": 1.0, "二级": 0.889, "一级": 0.677}
+
+
+def test_a_hospital_whose_level_the_coefficient_table_does_not_list_stops_pricing_naming_it_and_its_level():
+    """A hospitals table with '三甲' (an abbreviation) and an empty level: both used to get 1.0, the 三甲 rate (a 一级
+    hospital's cases paid 1 / 0.677 = +48%). Now an error naming each hospital and its level."""
+    hospitals = pa.table({"hospital_id": ["H1", "H2", "H3"], "level": ["三甲", None, "一级"],
+                          "type": ["综合", "综合", "综合"], "coefficient_override": [None, None, None]})
+    policy = BASE.overlay({"coefficient.level": MEIZHOU})
+    with pytest.raises(InputError) as error:
+        case_points(np.full(3, 100.0), np.full(3, 1_000.0), np.full(3, 1_000.0), np.array(["H1", "H2", "H3"]),
+                    hospitals, policy)
+    assert str(error.value).startswith("hospital(s) H1 (level '三甲'), H2 (no level): the level is not in "
+                                       "coefficient.level (三级甲等, 二级, 一级), so the coefficient is unknown")
+    # the same hospitals with a coefficient of their own need no level for it: 0.95 from the policy for H1, the
+    # table's 0.8 for H2; H3 keeps its level's 0.677
+    own = hospitals.set_column(3, "coefficient_override", pa.array([None, 0.8, None], pa.float64()))
+    out = case_points(np.full(3, 100.0), np.full(3, 1_000.0), np.full(3, 1_000.0), np.array(["H1", "H2", "H3"]),
+                      own, policy.overlay({"coefficient.hospital": {"H1": 0.95}}))
+    assert out["case_points"] == pytest.approx([95.0, 80.0, 67.7])
+
+
+def test_a_hospital_of_the_table_without_cases_is_not_checked():
+    """H3's level is unknown but it has no case here: nothing of it is priced, so nothing stops."""
+    hospitals = pa.table({"hospital_id": ["H1", "H3"], "level": ["三级甲等", "三乙"], "type": ["综合", "综合"],
+                          "coefficient_override": [None, None]})
+    out = case_points(np.array([100.0]), np.array([1_000.0]), np.array([1_000.0]), np.array(["H1"]), hospitals,
+                      BASE.overlay({"coefficient.level": MEIZHOU}))
+    assert out["case_points"].tolist() == [100.0]
+
+
+def test_without_a_level_table_every_hospital_is_1_and_no_level_is_needed():
+    """The default policy has no coefficient by level: every hospital 1.0 whatever its level, as documented."""
+    hospitals = pa.table({"hospital_id": ["H1", "H2"], "level": ["三甲", None], "type": ["综合", "综合"]})
+    out = case_points(np.full(2, 100.0), np.full(2, 1_000.0), np.full(2, 1_000.0), np.array(["H1", "H2"]),
+                      hospitals, BASE)
+    assert out["coefficient"].tolist() == [1.0, 1.0]
+
+
+def test_an_empty_level_where_outlier_ratios_go_by_level_is_an_error_but_an_unlisted_level_uses_the_plain_ratio():
+    """DRG practice: high outliers above 3x at tertiary hospitals. H2's level is not in the by-level table: it uses
+    outlier.high_ratio (2), as documented, so a case at r = 2.5 is high there (factor 1.5). H3 has no level at all:
+    which ratio applies cannot be known."""
+    hospitals = pa.table({"hospital_id": ["H1", "H2", "H3"], "level": ["三级甲等", "二级", ""],
+                          "type": ["综合"] * 3, "coefficient_override": [None] * 3})
+    policy = BASE.overlay({"outlier.high_ratio_by_level": {"三级甲等": 3.0}})
+    out = case_points(np.full(2, 100.0), np.full(2, 2_500.0), np.full(2, 1_000.0), np.array(["H1", "H2"]),
+                      hospitals, policy)
+    assert out["outlier_factor"].tolist() == [1.0, 1.5]
+    with pytest.raises(InputError, match=r"hospital\(s\) H3: no level in the hospitals table, which "
+                                         r"outlier.high_ratio_by_level read\(s\) by level"):
+        case_points(np.full(1, 100.0), np.full(1, 2_500.0), np.full(1, 1_000.0), np.array(["H3"]), hospitals, policy)
+
+
+def test_history_coefficients_need_the_level_unless_the_hospital_has_its_own():
+    hospitals = pa.table({"hospital_id": ["H1", "H2"], "level": [None, None], "type": ["综合"] * 2,
+                          "coefficient_override": [None, None]})
+    policy = BASE.overlay({"coefficient.mode": "history", "coefficient.hospital": {"H2": 0.9}})
+    with pytest.raises(InputError, match=r"^hospital\(s\) H1: no level in the hospitals table, which "
+                                         r"coefficient.mode = history read"):
+        case_points(np.full(2, 100.0), np.full(2, 1_000.0), np.full(2, 1_000.0), np.array(["H1", "H2"]),
+                    hospitals, policy)
+    out = case_points(np.full(1, 100.0), np.full(1, 1_000.0), np.full(1, 1_000.0), np.array(["H2"]), hospitals,
+                      policy)
+    assert out["coefficient"].tolist() == [0.9]
+
+
+def test_a_tcm_bonus_needs_the_hospitals_type():
+    """'中医院' is not a type dipsim knows: with a 10% TCM hospital bonus the hospital would silently miss it."""
+    hospitals = pa.table({"hospital_id": ["H1"], "level": ["二级"], "type": ["中医院"]})
+    with pytest.raises(InputError, match=r"H1 \(type '中医院'\): the type is not one of 综合, 中医, 专科"):
+        case_points(np.array([100.0]), np.array([1_000.0]), np.array([1_000.0]), np.array(["H1"]), hospitals,
+                    BASE.overlay({"coefficient.tcm_hospital_bonus": 0.1}))
+
+
+def test_a_library_caller_that_skips_the_settleable_check_gets_an_error_not_a_phantom_pool():
+    """run_settlement from a notebook, on cases with a claim without 统筹区 and one without hospital: the first made
+    the pool "-employee" with a point value of its own, the second crashed in numpy."""
+    from dipsim.settlement import case_pools
+
+    cases = pa.table({"pool": ["990100", None, "990100"], "insurance_type": ["employee", "employee", ""]})
+    with pytest.raises(InputError, match=r"^2 case\(s\) without a settlement pool \(统筹区 or 险种 missing\)"):
+        case_pools(cases)
+    with pytest.raises(InputError, match=r"^1 case\(s\) without hospital_id"):
+        case_points(np.full(2, 100.0), np.full(2, 1_000.0), np.full(2, 1_000.0), np.array(["H1", None]), HOSPITALS,
+                    BASE)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from dipsim.paths import repo_root
+from dipsim.io.errors import InputError
 from dipsim.policy import PolicyError
 from dipsim.scenarios import BASELINE, load_scenarios, run_scenarios
 
@@ -185,3 +186,60 @@ def test_settlement_halves_exactly_the_flagged_earlier_stays(small_region):
     assert earlier.sum() > 0
     np.testing.assert_allclose(cut[earlier], plain[earlier] * 0.5)
     np.testing.assert_array_equal(cut[~earlier], plain[~earlier])
+
+
+def scenario_file(tmp_path, body: str):
+    path = tmp_path / "scenario.toml"
+    path.write_text(f'[scenario]\nname = "s"\nbaseline = "{(SCENARIOS / "baseline.toml").as_posix()}"\n{body}',
+                    encoding="utf-8")
+    return path
+
+
+def test_an_impossible_variant_is_refused_before_anything_runs_naming_it(tmp_path):
+    """A variant with the point-value floor above the cap ran to exit 0 and overran every pool; so did a sweep
+    point whose low-outlier ratio passed its high one. Refused, each named, with every other problem."""
+    path = scenario_file(tmp_path, '[[variant]]\nname = "band 1.2 / 1.1"\n'
+                                   'set = { "budget.point_value_floor" = 1.2, "budget.point_value_cap" = 1.1 }\n'
+                                   '[sweep]\n"outlier.low_ratio" = [0.5, 1.6]\n"outlier.high_ratio" = [1.5, 2.0]\n')
+    with pytest.raises(PolicyError) as error:
+        load_scenarios(path)
+    assert [p.split(";")[0] for p in error.value.problems] == [
+        "variant 'band 1.2 / 1.1': budget.point_value_floor <= budget.point_value_cap: 1.2 > 1.1",
+        "variant 'low_ratio=1.6, high_ratio=1.5': outlier.low_ratio < outlier.high_ratio: 1.6 >= 1.5"]
+
+
+def test_a_sweep_above_the_limit_is_refused_before_it_is_built(tmp_path, capsys):
+    """Eight parameters of ten values each: 10^8 variants grew to 5 GB. Counted, refused in no time, with the way
+    to raise the limit; a named variant counts too. --max-variants raises it."""
+    import time
+
+    from dipsim.cli import main
+
+    grid = "".join(f'"{p}" = [{", ".join(str(1 + i / 100) for i in range(10))}]\n' for p in (
+        "outlier.high_ratio", "outlier.extreme_ratio", "budget.scale", "budget.point_value_cap",
+        "review.approval_rate", "review.quota_per_mille", "coefficient.history_blend", "cycle.prepay_share"))
+    start = time.perf_counter()
+    with pytest.raises(InputError, match=r"100,000,000 variants \(0 named \+ the sweep's 10 outlier.high_ratio x "
+                                         r"10 outlier.extreme_ratio x .*\) are more than 10,000: narrow the sweep, "
+                                         r"or raise the limit with --max-variants N"):
+        load_scenarios(scenario_file(tmp_path, "[sweep]\n" + grid))
+    assert time.perf_counter() - start < 5
+    path = scenario_file(tmp_path, '[[variant]]\nname = "a"\nset = { "budget.scale" = 1.05 }\n'
+                                   '[sweep]\n"budget.scale" = [0.9, 0.95, 1.0]\n"tcm.same_price" = [true, false]\n')
+    args = ["scenarios", "run", str(path), "--cases", str(tmp_path / "absent"), "--hospitals", "h.csv", "-o",
+            str(tmp_path / "out")]
+    assert main(args + ["--max-variants", "6"]) == 1  # 1 + 3 x 2 = 7 variants
+    assert "7 variants (1 named + the sweep's 3 budget.scale x 2 tcm.same_price) are more than 6" in \
+        capsys.readouterr().err
+    assert len(load_scenarios(path, max_variants=7).variants) == 7
+
+
+def test_a_binary_scenario_file_is_a_one_line_error(tmp_path, capsys):
+    from dipsim.cli import main
+
+    path = tmp_path / "scenario.toml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    assert main(["scenarios", "run", str(path), "--cases", "c", "--hospitals", "h", "-o", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"dipsim scenarios run: error: {path}: not a scenario file: byte 0 (b'\\x89') is not UTF-8 text; " \
+                  "a policy or scenario file is TOML saved as UTF-8\n"

@@ -1,0 +1,243 @@
+"""The region a settlement runs on, checked before anything is grouped or priced (DOMAIN.md §2, §7-8): the
+hospitals table, the cases' hospitals and settlement pools, and a budget for every pool.
+
+* **Hospitals table** (`load_hospitals`): columns hospital_id, level and type (coefficient_override optional).
+  Every row has an id and no id comes twice (a second row used to replace the first one's level and coefficient
+  silently); a coefficient_override, where given, is a finite number above 0. What pricing reads of the cases'
+  hospitals (their level, type) is `pricing.hospital_problems`.
+* **Settleable cases** (`settleable`): a case is paid in the pool 统筹区-险种 (`settlement.case_pools`) through its
+  hospital. A case without 统筹区 (pool), without a known insurance type (validation leaves an unknown one empty) or
+  without hospital_id has no pool or hospital to be paid in: it used to make a phantom pool ("-resident",
+  "990100-") with a point value of its own, or stop the run. It is now rejected with its reason, the same way by
+  `settle`, `scenarios run` and `nightly`, so that one bad row of a million does not stop a settlement; rows read =
+  accepted + rejected still holds. A cases file without one of those columns at all (or without total_cost) cannot
+  be settled: an error (`require_settlement_columns`).
+* **Budgets** (`budget_problems`): every pool of the cases needs a budget; a budget for a pool the cases do not have
+  is only a warning (`unused_budgets`: it may be meant, e.g. a pool with no claims yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dipsim.io.errors import InputError
+from dipsim.schema import REJECT_SCHEMA
+
+# The case columns a settlement cannot do without (canonical name -> the 结算清单 field).
+SETTLEMENT_COLUMNS = {"hospital_id": "定点医疗机构编码", "pool": "统筹区", "insurance_type": "险种类型",
+                      "total_cost": "医疗总费用"}
+HOSPITAL_COLUMNS = ("hospital_id", "level", "type")
+
+# Why a validated case cannot be settled: (field, reason), checked in this order.
+NO_HOSPITAL = ("hospital_id", "no hospital: 定点医疗机构编码 (hospital_id) missing")
+NO_POOL = ("pool", "no settlement pool: 统筹区 (pool) missing")
+NO_INSURANCE = ("insurance_type", "no settlement pool: 险种 (insurance_type) missing or unknown")
+
+
+def require_settlement_columns(present: Iterable[str], source: str) -> None:
+    """InputError when the cases have no column for one of SETTLEMENT_COLUMNS (`present`: canonical names)."""
+    missing = [f"{name} ({field})" for name, field in SETTLEMENT_COLUMNS.items() if name not in set(present)]
+    if missing:
+        raise InputError(f"{source}: no column for {', '.join(missing)}: a case is settled in its pool (统筹区-险种) "
+                         "through its hospital, at its cost; map your headers with --mapping FILE (see README)")
+
+
+def settlement_columns(result) -> list[str]:
+    """The canonical columns a `ValidationResult` really read (an absent field is an all-null column)."""
+    return [name for name in result.accepted.column_names if name not in set(result.absent_columns)]
+
+
+@dataclass
+class Settleable:
+    cases: pa.Table  # the accepted cases that can be settled
+    rejects: pa.Table  # REJECT_SCHEMA: the others, one line per reason
+
+    @property
+    def n_rejected(self) -> int:
+        return len(pc.unique(self.rejects["row"]))
+
+
+def _missing(column) -> np.ndarray:
+    """Null, or empty once trimmed."""
+    text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+    return pc.fill_null(pc.equal(text, ""), True).to_numpy(zero_copy_only=False)
+
+
+def settleable(cases: pa.Table, rows: np.ndarray, source: str) -> Settleable:
+    """Split validated cases (with their data row numbers) into those that can be settled and the rejects of the
+    others: no hospital_id, no 统筹区, no known insurance type (NO_HOSPITAL, NO_POOL, NO_INSURANCE)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    masks = {reason: _missing(cases[reason[0]]) for reason in (NO_HOSPITAL, NO_POOL, NO_INSURANCE)}
+    tables = []
+    for (field_name, reason), mask in masks.items():
+        idx = np.flatnonzero(mask)
+        if len(idx):
+            values = pc.fill_null(pc.cast(cases[field_name].take(pa.array(idx)), pa.string()), "")
+            tables.append(pa.table({
+                "file": pa.array([source] * len(idx), pa.string()), "row": pa.array(rows[idx], pa.int64()),
+                "case_id": pc.fill_null(pc.cast(cases["case_id"].take(pa.array(idx)), pa.string()), ""),
+                "field": pa.array([field_name] * len(idx), pa.string()), "value": values,
+                "reason": pa.array([reason] * len(idx), pa.string())}, schema=REJECT_SCHEMA))
+    if not tables:  # the usual case: every case settleable, the table kept as it is (no copy)
+        return Settleable(cases, REJECT_SCHEMA.empty_table())
+    keep = ~np.logical_or.reduce(list(masks.values()))
+    return Settleable(cases.filter(pa.array(keep)), pa.concat_tables(tables).sort_by([("row", "ascending")]))
+
+
+@dataclass
+class Region:
+    """The cases of a settlement or scenario run: validated (`result`, a ValidationResult), split into the
+    settleable ones and the rows rejected at settlement (`settled`), and the checked hospitals table."""
+
+    result: object
+    settled: Settleable
+    hospitals: pa.Table
+
+    @property
+    def cases(self) -> pa.Table:
+        return self.settled.cases
+
+    @property
+    def rejected(self) -> int:
+        return self.result.n_rejected + self.settled.n_rejected
+
+    def counts(self) -> str:
+        """The line `settle` and `scenarios run` print: nothing lost between reading and settlement."""
+        return (f"rows read {self.result.rows_read:,} = accepted {self.cases.num_rows:,} + rejected {self.rejected:,}"
+                f" ({self.settled.n_rejected:,} of them at settlement: no pool or hospital)")
+
+    def rejects(self) -> pa.Table:
+        """Validation's rejects and settlement's, by row."""
+        return pa.concat_tables([self.result.rejects, self.settled.rejects]).sort_by([("row", "ascending")])
+
+    def manifest(self) -> dict:
+        return {"rows_read": self.result.rows_read, "accepted": self.cases.num_rows, "rejected": self.rejected,
+                "rejected_at_settlement": self.settled.n_rejected}
+
+
+def load_hospitals(path) -> pa.Table:
+    """The hospitals table (Parquet or CSV), checked (`check_hospitals`)."""
+    from dipsim.io.readers import read_table_file
+
+    return check_hospitals(read_table_file(path, "hospitals table"), str(path))
+
+
+def check_hospitals(table: pa.Table, source: str) -> pa.Table:
+    """The hospitals table with hospital_id, level and type as trimmed text (coefficient_override as float64);
+    InputError listing every row without an id, every id on two rows or more, every override that is not a finite
+    number above 0. Rows are numbered from 1, the first under the header."""
+    missing = [name for name in HOSPITAL_COLUMNS if name not in table.column_names]
+    if missing:
+        raise InputError(f"{source}: the hospitals table has no column {', '.join(missing)} (it needs hospital_id, "
+                         f"level, type and optionally coefficient_override; found {', '.join(table.column_names)})")
+    for name in HOSPITAL_COLUMNS:
+        text = pc.utf8_trim_whitespace(pc.cast(table[name], pa.string()))
+        table = table.set_column(table.column_names.index(name), name, text)
+    problems = []
+    ids = pd.Series(table["hospital_id"].to_pylist(), dtype=object)
+    row_numbers = np.arange(1, len(ids) + 1)
+    empty = ids.isna() | (ids == "")
+    if empty.any():
+        problems.append(f"no hospital_id on row(s) {_rows(row_numbers[empty.to_numpy()])}")
+    repeated = ids[~empty & ids.duplicated(keep=False)]
+    for hospital_id, at in repeated.groupby(repeated, sort=True).groups.items():
+        problems.append(f"hospital_id {hospital_id} is on rows {_rows(np.asarray(at) + 1)} (each hospital once: "
+                        "a later row would replace the earlier one's level and coefficient)")
+    if "coefficient_override" in table.column_names:
+        try:
+            override = pc.cast(table["coefficient_override"], pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise InputError(f"{source}: coefficient_override must be a number (or empty) on every row") from None
+        table = table.set_column(table.column_names.index("coefficient_override"), "coefficient_override", override)
+        values = pc.fill_null(override, 1.0).to_numpy(zero_copy_only=False)
+        bad = ~np.isfinite(values) | (values <= 0)
+        if bad.any():
+            problems.append(f"coefficient_override on row(s) {_rows(row_numbers[bad])} is not a finite number above "
+                            "0 (leave it empty for the level's coefficient)")
+    if problems:
+        raise InputError(f"{source}: {len(problems)} problem(s) in the hospitals table:\n  " + "\n  ".join(problems))
+    return table
+
+
+def _rows(numbers, limit: int = 10) -> str:
+    numbers = [str(n) for n in numbers]
+    return ", ".join(numbers[:limit]) + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
+
+
+BUDGET_HINT = "set budget.total in the policy, --budget POOL=YUAN, or --budget-share SHARE (of the pool's cost)"
+
+
+def budget_problems(pools: Iterable[str], policy, on=None, hint: str = BUDGET_HINT) -> list[str]:
+    """Every pool of the cases needs a budget (`budget.total`), even with a fixed point value: the budget is what
+    the payouts are compared with (unspent / overrun)."""
+    without = sorted(set(pools) - set(policy.get("budget.total", on)))
+    return [f"no budget for pool(s) {', '.join(without)} of the cases: {hint}"] if without else []
+
+
+def unused_budgets(pools: Iterable[str], policy, on=None) -> list[str]:
+    """The pools of `budget.total` that the cases do not have (a warning: it may be meant)."""
+    return sorted(set(policy.get("budget.total", on)) - set(pools))
+
+
+def region_problems(hospitals: pa.Table, hospital_ids, pools, policies, on=None,
+                    budget_hint: str = BUDGET_HINT) -> list[str]:
+    """Every problem of the cases' hospitals (`pricing.hospital_problems`) and pools (`budget_problems`) under each
+    policy of `policies` ([(label, Policy)]: one policy, or the baseline and every scenario variant), so that a run
+    stops before anything is grouped. Variants that agree on what is checked are checked once."""
+    import json
+
+    from dipsim.pricing import HOSPITAL_PARAMETERS, hospital_problems
+
+    hospital_ids, pools = sorted(set(hospital_ids)), sorted(set(pools))
+    problems, seen, done = [], set(), set()
+    for label, policy in policies:
+        key = json.dumps([policy.get(path, on) for path in (*HOSPITAL_PARAMETERS, "budget.total")], sort_keys=True,
+                         default=str, ensure_ascii=False)
+        if key in done:
+            continue
+        done.add(key)
+        found = hospital_problems(hospitals, hospital_ids, policy, on) + budget_problems(pools, policy, on,
+                                                                                         budget_hint)
+        for line in found:
+            if line not in seen:  # a problem the variants share is said once, with the first that has it
+                seen.add(line)
+                problems.append(f"{label}: {line}" if label else line)
+    return problems
+
+
+def partition_region(files) -> tuple[set[str], set[str]]:
+    """The settlement pools (统筹区-险种) and hospital ids of Parquet partitions, read from those three columns only
+    (cheap: `nightly` checks budgets and hospitals before it groups anything), as validation would read them
+    (headers recognised, text trimmed, insurance types mapped; rows without a pool or hospital are rejected at
+    settlement and count for neither). InputError naming a partition without one of SETTLEMENT_COLUMNS."""
+    import pyarrow.parquet as pq
+
+    from dipsim.io.headers import map_headers
+    from dipsim.io.validate import _INSURANCE_WORDS, _lookup, _text
+
+    pools, hospital_ids = set(), set()
+    for file in files:
+        try:
+            names = pq.read_schema(file).names
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputError(f"{file}: cannot read as Parquet: {exc}") from exc
+        headers = {canonical: header for header, canonical in map_headers(names, source=str(file)).items()}
+        require_settlement_columns(headers, str(file))
+        wanted = [headers[name] for name in ("pool", "insurance_type", "hospital_id")]
+        try:
+            table = pq.read_table(file, columns=wanted)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputError(f"{file}: cannot read as Parquet: {exc}") from exc
+        distinct = table.group_by(wanted).aggregate([])  # a few hundred combinations, not millions of rows
+        pool, hospital = _text(distinct[wanted[0]]), _text(distinct[wanted[2]])
+        insurance = pa.array(_lookup(distinct[wanted[1]], _INSURANCE_WORDS)[0], pa.string(), from_pandas=True)
+        settled = pa.array(~(_missing(hospital) | _missing(pool) | _missing(insurance)))
+        pools |= set(pc.binary_join_element_wise(pool.filter(settled), insurance.filter(settled), "-").to_pylist())
+        hospital_ids |= set(hospital.filter(settled).to_pylist())
+    return pools, hospital_ids
