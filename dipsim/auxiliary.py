@@ -14,7 +14,6 @@ The case's factor is the product of its dimensions' factors (`combine = "product
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import pyarrow.csv as pacsv
 
 from dipsim.catalog import principal_codes
 from dipsim.io.errors import InputError
+from dipsim.io.toml_files import read_toml
 from dipsim.paths import tables_dir
 from dipsim.schema import DISCHARGE_DEATH
 
@@ -60,10 +60,7 @@ def load_auxiliary(path) -> AuxiliaryCatalog:
     """An auxiliary catalogue from TOML ([age] bands, [severity] factors, [cci] bands, [tumour] factors, combine);
     anything absent keeps its default (factor 1.0)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the auxiliary catalogue: {exc}") from exc
+    data = read_toml(path, "auxiliary catalogue")
     base = AuxiliaryCatalog()
 
     def bands(section: str, default: tuple[Band, ...]) -> tuple[Band, ...]:

@@ -1042,10 +1042,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # no such file, a file where a folder should be, permission, a full or read-only disk
         names = " -> ".join(str(n) for n in (exc.filename, exc.filename2) if n is not None)
         return _error(args, f"{names}: {exc.strerror or exc}" if names else exc)  # pyarrow's name their file
-    except UnicodeDecodeError as exc:  # a text file (policy, scenarios ...) saved in another encoding
-        return _error(args, f"{_file_being_read(exc, args)}: not {exc.encoding} text (byte(s) "
-                            f"{exc.object[exc.start:exc.end]!r} at offset {exc.start}: {exc.reason}); save it as "
-                            "UTF-8 (or give a CSV's encoding with --encoding)")
     except MemoryError:
         return _error(args, "out of memory: the input does not fit in this machine's memory; split it (by month, "
                             "by pool) or use a machine with more memory (`dipsim nightly` settles a year one "
@@ -1064,22 +1060,6 @@ def _error(args, message, code: int = EXIT_INPUT) -> int:
     of a garbage file); returns the exit code."""
     print(printable(f"dipsim {args.command}: error: {message}"), file=sys.stderr)
     return code
-
-
-def _file_being_read(exc: BaseException, args) -> str:
-    """Which file named on the command line was being read when `exc` was raised: the one held by the innermost
-    frame of the traceback that holds one; else all of them."""
-    values = [v for value in vars(args).values() for v in (value if isinstance(value, list) else [value])]
-    given = {os.path.abspath(v): v for v in values if isinstance(v, str) and os.path.isfile(v)}
-    frames, tb = [], exc.__traceback__
-    while tb is not None:
-        frames.append(tb.tb_frame)
-        tb = tb.tb_next
-    for frame in reversed(frames):
-        for value in frame.f_locals.values():
-            if isinstance(value, (str, Path)) and len(str(value)) < 4096 and os.path.abspath(value) in given:
-                return given[os.path.abspath(value)]
-    return "one of " + ", ".join(given.values()) if given else "a file"
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from dipsim.io.errors import InputError
+from dipsim.io.toml_files import read_toml
 
 REGISTRY_FILE = Path(__file__).resolve().parent / "data" / "policy_parameters.toml"
 
@@ -282,22 +283,6 @@ class Policy:
         """sha256 of the values in force (for manifests: the same policy gives the same hash)."""
         resolved = {p: self.values.get(p, PARAMETERS[p].default) for p in sorted(PARAMETERS)}
         return hashlib.sha256(json.dumps(resolved, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
-
-
-def read_toml(path: Path, what: str) -> dict:
-    """A TOML file (a policy, a scenario file): InputError in one line when it cannot be read, is not UTF-8 text
-    (a binary file, a file saved as GBK) or is not TOML."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the {what} file: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a {what} file: byte {exc.start} ({exc.object[exc.start:exc.start + 1]!r}) is "
-                         "not UTF-8 text; a policy or scenario file is TOML saved as UTF-8") from exc
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: not a {what} file: not valid TOML ({exc})") from exc
 
 
 def load_policy(path) -> Policy:

@@ -36,7 +36,8 @@ import pyarrow.compute as pc
 
 from dipsim.budget import SettlementFrame, settle_frame
 from dipsim.io.errors import InputError
-from dipsim.policy import Policy, PolicyError, load_policy, read_toml
+from dipsim.io.toml_files import read_toml
+from dipsim.policy import Policy, PolicyError, load_policy
 from dipsim.pricing import CaseHospitals, case_points
 from dipsim.supervise import supervised_points
 

@@ -9,7 +9,6 @@ calibration so that they do not lower the Western points. Pricing (TCM weighting
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dipsim.io.errors import InputError
+from dipsim.io.toml_files import read_toml
 
 CRITERIA = ("flag", "share", "diagnosis")
 TCM_PREFIX = "TCM/"
@@ -46,11 +46,11 @@ class TcmRule:
 def load_tcm(path) -> TcmRule:
     """A TCM catalogue from TOML: diseases = [...], treated_by = [...], min_share = x."""
     path = Path(path)
+    data = read_toml(path, "TCM catalogue")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
         return TcmRule(diseases=tuple(data.get("diseases", ())), treated_by=tuple(data.get("treated_by", ("flag",))),
                        min_share=data.get("min_share"))
-    except (OSError, tomllib.TOMLDecodeError, ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise InputError(f"{path}: TCM catalogue: {exc}") from exc
 
 

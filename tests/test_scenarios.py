@@ -242,4 +242,4 @@ def test_a_binary_scenario_file_is_a_one_line_error(tmp_path, capsys):
     assert main(["scenarios", "run", str(path), "--cases", "c", "--hospitals", "h", "-o", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert err == f"dipsim scenarios run: error: {path}: not a scenario file: byte 0 (b'\\x89') is not UTF-8 text; " \
-                  "a policy or scenario file is TOML saved as UTF-8\n"
+                  "a scenario file is TOML saved as UTF-8\n"

@@ -5,7 +5,6 @@ transition between two versions for one case set (`--compare-schemes`).
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +13,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dipsim.io.errors import InputError
+from dipsim.io.toml_files import read_toml
 from dipsim.paths import tables_dir
 
 
 def load_scheme_dates(path: str | Path | None = None) -> list[tuple[dt.date, str]]:
     """(from date, scheme) in date order, from `grouper_tables/scheme_dates.toml` or a city's own file."""
     path = Path(path) if path else tables_dir() / "scheme_dates.toml"
+    versions = read_toml(path, "scheme-dates").get("version", [])
     try:
-        versions = tomllib.loads(path.read_text(encoding="utf-8")).get("version", [])
         table = sorted((dt.date.fromisoformat(str(v["from"])), str(v["scheme"])) for v in versions)
-    except (OSError, tomllib.TOMLDecodeError, KeyError, ValueError) as exc:
+    except (KeyError, ValueError, TypeError) as exc:
         raise InputError(f"{path}: not a scheme-dates file ([[version]] scheme = ..., from = YYYY-MM-DD): {exc}")
     if not table:
         raise InputError(f"{path}: no [[version]]")
