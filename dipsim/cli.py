@@ -492,6 +492,10 @@ def cmd_nightly(args) -> int:
                          Path(args.out), args.catalog, args.scheme, seasonality,
                          log=(lambda _: None) if args.quiet else print, engine=args.engine,
                          scheduler=args.scheduler)
+    totals = result.totals
+    repeats = totals["duplicates_of_earlier_partitions"]
+    print(f"rows read {totals['rows_read']:,} = accepted {totals['accepted']:,} + rejected {totals['rejected']:,}"
+          + (f" (of which {repeats:,} repeat an earlier partition's case ids)" if repeats else ""))
     print(f"{result.partitions} partitions ({result.grouped_now} grouped now), {result.months} months, budget share "
           f"{result.budget_share:.4f} -> {result.run_dir} (latest)")
     return EXIT_OK
