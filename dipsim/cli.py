@@ -77,8 +77,13 @@ def _load(args, console: Console, path, **kwargs):
 
 
 def _counts(result) -> str:
-    """The line every command prints: nothing lost between reading and validation."""
-    return f"rows read {result.rows_read:,} = accepted {result.n_accepted:,} + rejected {result.n_rejected:,}"
+    """The line every command prints: nothing lost between reading and validation; of the rejected, the rows
+    whose case id came before (in the file, or in an earlier partition of a folder) are counted apart."""
+    import pyarrow.compute as pc
+
+    duplicates = pc.sum(pc.starts_with(result.rejects["reason"], "duplicate case id")).as_py() or 0
+    return (f"rows read {result.rows_read:,} = accepted {result.n_accepted:,} + rejected {result.n_rejected:,}"
+            + (f" (duplicate case ids {duplicates:,})" if duplicates else ""))
 
 
 def _file_digests(*paths) -> list[dict]:
@@ -412,6 +417,7 @@ def cmd_settle(args) -> int:
         print(f"pool {row['pool']}: budget available {row['budget_available']:,} yuan, point value "
               f"{row['point_value']:.6f} ({row['status']}), {row['total_points']:,.1f} points, fund payout "
               f"{row['fund_payout']:,} yuan")
+    print(_counts(result))
     print(f"{run.hospitals.num_rows:,} hospital-pool rows, {run.cases.num_rows:,} cases priced -> {out}")
     return EXIT_OK
 

@@ -40,7 +40,7 @@ from numba import njit
 
 from dipsim import __version__
 from dipsim.io.errors import DipsimError, InputError
-from dipsim.io.readers import read_table_file
+from dipsim.io.readers import read_table_file, validated_stamp
 from dipsim.monitor import budget_share
 from dipsim.schema import REJECT_SCHEMA
 
@@ -195,9 +195,10 @@ def _shared_hashes(sorted_hashes: list[np.ndarray]) -> np.ndarray:
     buckets = max(1, -(-total // BATCH_ROWS))
     lower = np.array([((1 << 64) * b) // buckets for b in range(buckets)], np.uint64)  # each bucket's first hash
     cuts = [np.append(np.searchsorted(h, lower), len(h)) for h in sorted_hashes]
-    shared = [np.zeros(0, np.uint64)]
+    none = np.zeros(0, np.uint64)
+    shared = [none]
     for b in range(buckets):
-        together = np.sort(np.concatenate([h[cut[b]:cut[b + 1]] for h, cut in zip(sorted_hashes, cuts)]))
+        together = np.sort(np.concatenate([none] + [h[cut[b]:cut[b + 1]] for h, cut in zip(sorted_hashes, cuts)]))
         shared.append(np.unique(together[1:][together[1:] == together[:-1]]))
     return np.concatenate(shared)
 
@@ -260,7 +261,7 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
     "memory" loads the year at once (needed, and used, for special-case review and history coefficients);
     "dask" groups new partitions and prices cached ones on a Dask cluster (`scheduler` address, or a local cluster
     of two processes), the sums added and the pools solved on the client."""
-    from dipsim.io.readers import parquet_files, validated_stamp
+    from dipsim.io.readers import parquet_files
     from dipsim.io.writers import sha256_file, write_csv, write_json
     from dipsim.policy import load_policy
     from dipsim.supervise import has_consequences
@@ -292,8 +293,11 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
                 setup.update(f.name.encode() + f.read_bytes())
         setup_key = setup.hexdigest()[:16]
         cached = [cache / f"{setup_key}-{d[:32]}.parquet" for d in hashes]
-        todo = list({target: path for path, target in zip(files, cached) if not target.is_file()}.items())
-        todo = [(path, target) for target, path in todo]  # a file copied beside itself is grouped once
+        new: dict[Path, Path] = {}  # cache file -> the first partition with its content (a copy is grouped once)
+        for path, target in zip(files, cached):
+            if not (target.is_file() and _ids_path(target).is_file()):
+                new.setdefault(target, path)
+        todo = [(path, target) for target, path in new.items()]
         grouped_now = len(todo)
         if engine == "dask":  # each worker groups partitions and writes their cache files (atomically)
             _dask_map(_group_to_cache, [(p, c, catalog, scheme, policy) for p, c in todo], scheduler)
@@ -386,9 +390,7 @@ def _partition_sums(path: Path, drop: np.ndarray, hospitals: pa.Table, policy):
     for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
         part = pa.Table.from_batches([batch])
         if len(drop):
-            keep = np.ones(part.num_rows, bool)
-            keep[drop[(drop >= start) & (drop < start + part.num_rows)] - start] = False
-            part = part.filter(pa.array(keep))
+            part = _without(part, drop[(drop >= start) & (drop < start + part.num_rows)] - start)
         start += batch.num_rows
         cost = part["cost"].to_numpy()
         hospital_id = part["hospital_id"].to_numpy(zero_copy_only=False)
@@ -448,6 +450,7 @@ def _sums_job(job):
 
 
 def _without(table: pa.Table, drop: np.ndarray) -> pa.Table:
+    """`table` but its rows at positions `drop`."""
     keep = np.ones(table.num_rows, bool)
     keep[drop] = False
     return table.filter(pa.array(keep))

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dipsim import __version__
 from dipsim.schema import REJECT_SCHEMA
@@ -49,21 +50,29 @@ class ValidateSummary:
         return self.out_dir / "warnings.csv"
 
     def counts_line(self) -> str:
-        return (f"rows read {self.rows_read:,} = accepted {self.accepted:,} + rejected {self.rejected:,}; "
-                f"warnings {self.warnings:,}")
+        duplicates = self.reject_reasons.get(f"case_id: {DUPLICATE}", 0)
+        return (f"rows read {self.rows_read:,} = accepted {self.accepted:,} + rejected {self.rejected:,}"
+                + (f" (duplicate case ids {duplicates:,})" if duplicates else "") + f"; warnings {self.warnings:,}")
+
+
+DUPLICATE = "duplicate case id"  # how validate.py's reasons for a repeated case id begin
 
 
 def _stamp(input_digests: list[str], options: ValidationOptions) -> bytes:
     """What the accepted partitions carry so that `load_cases` can trust them later: the version, the options,
-    the number of parts (a folder missing one, or mixing two runs, is validated again) and a run id."""
+    the number of parts and a run id (which the manifest repeats: a part of another run is refused)."""
     body = {"dipsim_version": __version__, "options": asdict(options), "parts": len(input_digests)}
     run = hashlib.sha256(json.dumps([input_digests, body], sort_keys=True).encode()).hexdigest()[:16]
     return json.dumps({**body, "run": run}, sort_keys=True).encode()
 
 
 def _reasons(problems: pa.Table) -> dict[str, int]:
+    """Problem lines by field and reason; a duplicate's reason without the row it points to ("first at row 7 of
+    ..."), so that the duplicates are counted as one kind, not one kind each."""
     if problems.num_rows == 0:
         return {}
+    reason = pc.replace_substring_regex(problems["reason"], f"^{DUPLICATE} \\(first at row .*\\)$", DUPLICATE)
+    problems = problems.set_column(problems.schema.get_field_index("reason"), "reason", reason)
     counts = problems.group_by(["field", "reason"]).aggregate([("row", "count")]).sort_by([("row_count", "descending")])
     return {f"{f}: {r}": n for f, r, n in zip(*(counts[c].to_pylist() for c in ("field", "reason", "row_count")))}
 
