@@ -235,8 +235,17 @@ def validated_stamp(files: list[Path], folder: bool = False, digests: list[str] 
         check_validated_outputs(files, footers, stamps, digests)
     if len(set(stamps)) != 1 or stamps[0] is None:
         return None
-    stamp = json.loads(stamps[0])
+    stamp = _parsed(stamps[0])
     return stamp if stamp.get("parts") == len(files) else None
+
+
+def _parsed(stamp: bytes) -> dict:
+    """A stamp's fields ({} when it is not the JSON object `dipsim validate` writes)."""
+    try:
+        value = json.loads(stamp)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def check_validated_outputs(files: list[Path], footers: list[pq.FileMetaData], stamps: list[bytes | None],
@@ -247,14 +256,15 @@ def check_validated_outputs(files: list[Path], footers: list[pq.FileMetaData], s
     leaves parts without a manifest, and a reader refuses them instead of settling part of the claims.
 
     The parts' sha256 (in the manifest too) is compared only when the caller has hashed the files anyway
-    (`digests`: the nightly job does): hashing every part on every read would cost about as much as reading the
-    narrow columns `dipsim group` needs, while names, sizes and row counts cost nothing beyond the footers."""
+    (`digests`: the nightly job and `dipsim validate` do): hashing every part on every read would add about half
+    to reading the columns `dipsim group` needs (1M cases: 0.04 s of sha256 on 0.07 s), while names, sizes and row
+    counts cost nothing beyond the footers, which are read for the stamp anyway."""
     outputs: dict[Path, list[int]] = {}
     for number, stamp in enumerate(stamps):
         if stamp is not None:  # accepted/part-NNNNN.parquet: its output folder is accepted/..
             outputs.setdefault(files[number].parent.parent, []).append(number)
     for out, numbers in outputs.items():
-        expected = json.loads(stamps[numbers[0]]).get("parts", "?")
+        expected = _parsed(stamps[numbers[0]]).get("parts", "?")
         manifest = _validate_manifest(out)
         if manifest is None:
             state = "missing" if not (out / "manifest.json").exists() else "unreadable or without its part list"
@@ -269,7 +279,7 @@ def check_validated_outputs(files: list[Path], footers: list[pq.FileMetaData], s
             found.add(name)
             if part is None:
                 problems.append(f"{name} is not in the manifest")
-            elif json.loads(stamps[number]).get("run") != manifest.get("run"):
+            elif _parsed(stamps[number]).get("run") != manifest.get("run"):
                 problems.append(f"{name} is from another dipsim validate run")
             elif footers[number].num_rows != part["rows"]:
                 problems.append(f"{name} has {footers[number].num_rows:,} rows, the manifest lists {part['rows']:,}")
