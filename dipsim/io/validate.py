@@ -643,14 +643,17 @@ class EarlierCaseIds:
         if "case_id" in result.absent_columns:
             return result
         ids = pc.cast(result.accepted["case_id"], pa.string()).combine_chunks()
-        repeat = np.zeros(len(ids), bool)
+        earlier = np.full(len(ids), -1, np.int64)  # each row's position among the earlier files' ids, or -1
         if self._ids and len(ids):
-            at = pc.index_in(ids, value_set=pa.concat_arrays(self._ids))
-            at = pc.fill_null(at, -1).to_numpy(zero_copy_only=False)
-            repeat = at >= 0
+            # The earlier ids are looked up among this file's (a hash table of one file, not of all before it:
+            # a folder of P files costs P small tables, not P growing ones).
+            at = pc.index_in(pa.chunked_array(self._ids, pa.string()), value_set=ids)
+            found = pc.is_valid(at).to_numpy(zero_copy_only=False)
+            earlier[at.drop_null().to_numpy()] = np.flatnonzero(found)
+        repeat = earlier >= 0
         if repeat.any():
             idx = pa.array(np.flatnonzero(repeat))
-            first = at[repeat]
+            first = earlier[repeat]
             file_of = np.repeat(np.arange(len(self._files)), [len(r) for r in self._rows])
             reason = pc.binary_join_element_wise(
                 "duplicate case id (first at row ", pc.cast(pa.array(np.concatenate(self._rows)[first]), pa.string()),
