@@ -100,11 +100,6 @@ def _load(args, console: Console, path, **kwargs):
     return result
 
 
-def _counts(result) -> str:
-    """The line every command prints: nothing lost between reading and validation."""
-    return f"rows read {result.rows_read:,} = accepted {result.n_accepted:,} + rejected {result.n_rejected:,}"
-
-
 def _file_digests(*paths) -> list[dict]:
     """Manifest entries (file, sha256) of every file given, or under a folder given, in sorted order."""
     from dipsim.io.writers import sha256_file
@@ -169,7 +164,8 @@ def cmd_group(args) -> int:
     rejects = out.with_name(out.stem + ".rejects.csv")
     write_csv(result.rejects, rejects)
     ungroupable = pc.sum(pc.starts_with(groups["drg"], "0000")).as_py() or 0
-    print(f"{_counts(result)}; grouped {groups.num_rows - ungroupable:,}, ungroupable (0000) {ungroupable:,} -> {out}")
+    print(f"{result.counts_line()}; grouped {groups.num_rows - ungroupable:,}, ungroupable (0000) "
+          f"{ungroupable:,} -> {out}")
     if result.n_rejected:
         console.print(f"rejected rows are not grouped; see {rejects}")
     return EXIT_OK
@@ -188,7 +184,7 @@ def _group_versions(args, console, out: Path) -> int:
 
     result = _load(args, console, args.input)
     cases = result.accepted
-    counts = _counts(result)
+    counts = result.counts_line()
     if args.compare_schemes:
         names = [n.strip() for n in args.compare_schemes.split(",") if n.strip()]
         if len(names) != 2:
@@ -242,7 +238,7 @@ def _group_dip(args, console, out: Path) -> int:
     rejects = out.with_name(out.stem + ".rejects.csv")
     write_csv(result.rejects, rejects)
     counts = {v["values"]: v["counts"] for v in pc.value_counts(groups["match"]).to_pylist()}
-    print(f"{_counts(result)}; "
+    print(f"{result.counts_line()}; "
           + ", ".join(f"{name} {counts.get(name, 0):,}" for name in ("exact", "best", "comprehensive", "tcm", "none"))
           + f" -> {out}")
     if result.n_rejected:
@@ -413,7 +409,7 @@ def _region(args, console: Console, mode: str, path):
     hospitals = load_hospitals(args.hospitals)
     result = _load(args, console, path)
     require_settlement_columns(settlement_columns(result), str(path))
-    settled = settleable(result.accepted, result.accepted_rows, result.source)
+    settled = settleable(result.accepted, result.accepted_rows, result.accepted_sources)
     reasons = {r["values"]: r["counts"] for r in pc.value_counts(settled.rejects["reason"]).to_pylist()}
     _print_reasons(console, "rejected at settlement", reasons)
     if not settled.cases.num_rows:
@@ -586,6 +582,7 @@ def cmd_scenarios_run(args) -> int:
 
 def cmd_nightly(args) -> int:
     from dipsim.io.readers import read_table_file
+    from dipsim.io.validate import counts_line
     from dipsim.nightly import run_nightly
 
     seasonality = None
@@ -596,6 +593,9 @@ def cmd_nightly(args) -> int:
                          Path(args.out), args.catalog, args.scheme, seasonality,
                          log=(lambda _: None) if args.quiet else print, engine=args.engine,
                          scheduler=args.scheduler)
+    totals = result.totals
+    print(counts_line(totals["rows_read"], totals["accepted"], totals["rejected"],
+                      {"duplicate case ids of earlier partitions": totals["duplicates_of_earlier_partitions"]}))
     print(f"{result.partitions} partitions ({result.grouped_now} grouped now), {result.months} months, budget share "
           f"{result.budget_share:.4f} -> {result.run_dir} (latest)")
     return EXIT_OK
@@ -631,7 +631,7 @@ def cmd_screen(args) -> int:
                 "rows_read": result.rows_read, "accepted": result.n_accepted, "rejected": result.n_rejected,
                 "flags": {s: int(counts.get(s, 0)) for s in SCREENS}, "skipped": screens.skipped,
                 "upcoding_hospitals": upcoding.tolist()}, out / "manifest.json")
-    print(f"{_counts(result)}; flags: "
+    print(f"{result.counts_line()}; flags: "
           + ", ".join(f"{s} {int(counts.get(s, 0)):,}" for s in SCREENS if s not in screens.skipped)
           + f"; upcoding hospitals: {', '.join(upcoding) or 'none'} -> {out}")
     for screen, why in screens.skipped.items():

@@ -7,6 +7,11 @@
 2. **Partitions**: every Parquet file under the claims folder is hashed (sha256); a partition whose hash is in
    `STATE/partitions/` was grouped before and is read back; only new or changed ones are validated and grouped
    (each cached file written atomically, so a failure part-way keeps the partitions already done).
+   **Duplicates**: a case id is paid once in the year. Each cached partition keeps its case ids' 64-bit hashes,
+   sorted (`STATE/partitions/ids/`); every run compares them across all partitions, cached tonight or before
+   (`_repeated_case_ids`), and a case whose id an earlier partition (sorted path order) has is rejected with the
+   file and row of the first and left out of the settlement: a month's file copied beside itself, or January's
+   folder copied as December, changes nothing but the rejects.
 3. **Year to date**: all cached partitions are priced under the policy and settled with the year-to-date share of
    the annual budget: pro-rata by months (m / 12), or by last year's seasonality (`--seasonality`, the share of the
    year's cost in each month). The point value that spends that share is the projection of the year's value.
@@ -30,15 +35,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from numba import njit
 
 from dipsim import __version__
 from dipsim.io.errors import DipsimError, InputError
+from dipsim.io.readers import validated_stamp
 from dipsim.monitor import budget_share
+from dipsim.schema import REJECT_SCHEMA
 
 EXIT_LOCKED = 4
 BATCH_ROWS = 1 << 20  # cases validated, grouped and priced at a time: what bounds the chunked engine's memory
-# Of the state's cache files; a new format groups every partition again (3: cases without a pool or hospital rejected).
-CACHE_FORMAT = 3
+# Of the state's cache files; a new format groups every partition again (3: cases without a pool or hospital
+# rejected; 4: each case's row in its partition, and the sorted case-id hashes beside the file).
+CACHE_FORMAT = 4
 COUNTS_KEY = "dipsim.nightly"  # cache-file metadata: the partition's row counts and months
 GROUPED_COLUMNS = ("case_id", "hospital_id", "pool", "month", "cost", "patient_paid", "group", "group_points",
                    "standard_cost", "tcm_group_case", "tcm_treated")
@@ -56,6 +65,7 @@ class NightlyResult:
     grouped_now: int  # partitions grouped in this run (the others came from the state's cache)
     months: int
     budget_share: float
+    totals: dict  # rows_read = accepted + rejected; duplicates_of_earlier_partitions (among the rejected)
 
 
 class _Lock:
@@ -96,21 +106,23 @@ def _alive(pid: int) -> bool:
 
 def _group_partition(path: Path, target: Path, catalog, scheme: str, policy) -> None:
     """Validate and group one partition, `BATCH_ROWS` cases at a time, into its cache file `target`: the per-case
-    columns the year-to-date settlement needs, with the partition's row counts and months in the file's metadata.
-    Its rejects go beside it first (`rejects/<name>`); `target` appears last and whole (atomic), so a cache file
-    that exists is complete."""
+    columns the year-to-date settlement needs and each case's row in the partition, with the partition's row counts
+    and months in the file's metadata. Its rejects and its sorted case-id hashes go beside it first
+    (`rejects/<name>`, `ids/<name>.npy`); `target` appears last and whole (atomic), so a cache file that exists is
+    complete."""
     from dipsim.io.validate import iter_load_cases
     from dipsim.io.writers import atomic_path, write_parquet
     from dipsim.region import settleable
-    from dipsim.schema import REJECT_SCHEMA
 
-    rejects, rows_read, months = [], 0, set()
+    rejects, hashes, rows_read, months = [], [], 0, set()
     with atomic_path(target) as tmp:
         writer = None
         try:
             for result in iter_load_cases(path, BATCH_ROWS):
-                settled = settleable(result.accepted, result.accepted_rows, result.source)
+                settled = settleable(result.accepted, result.accepted_rows, result.accepted_sources)
                 table = _grouped_columns(settled.cases, catalog, scheme, policy)
+                table = table.append_column("row", pa.array(settled.rows, pa.int64()))
+                hashes.append(case_id_hashes(table["case_id"]))
                 writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
                 writer.write_table(table)
                 rejects += [result.rejects, settled.rejects]
@@ -124,6 +136,8 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str, policy) -> 
             if writer is not None:
                 writer.close()
         write_parquet(rejected, target.parent / "rejects" / target.name)
+        with atomic_path(_ids_path(target)) as ids_tmp, open(ids_tmp, "wb") as f:
+            np.save(f, np.sort(np.concatenate(hashes)))
 
 
 def _grouped_columns(cases: pa.Table, catalog, scheme: str, policy) -> pa.Table:
@@ -157,6 +171,102 @@ def _check_configuration(files: list[Path], hospitals: pa.Table, hospitals_path,
     if unused:
         log(f"warning: budget.total has pool(s) {', '.join(unused)} that the claims do not have (pools of the "
             f"claims: {', '.join(sorted(pools))})")
+
+
+def _ids_path(cached: Path) -> Path:
+    """Where a cache file's sorted case-id hashes are."""
+    return cached.parent / "ids" / f"{cached.stem}.npy"
+
+
+@njit(cache=True)
+def _fnv1a_mixed(data, offsets, out):
+    """64-bit FNV-1a of each string (bytes data[offsets[i]:offsets[i + 1]]), then the splitmix64 finaliser so that
+    the high bits are as uniform as the low ones (`_shared_hashes` buckets the hashes by range)."""
+    for i in range(out.shape[0]):
+        h = np.uint64(14695981039346656037)
+        for j in range(offsets[i], offsets[i + 1]):
+            h = (h ^ np.uint64(data[j])) * np.uint64(1099511628211)
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+        out[i] = h
+
+
+def case_id_hashes(ids) -> np.ndarray:
+    """A 64-bit hash (uint64) of each case id (non-null strings): equal ids, equal hashes; two different ids share
+    one with a chance of about n^2 / 2^65 (1 in 300,000 for 10M cases), which the exact check in
+    `_repeated_case_ids` then tells apart."""
+    ids = pc.cast(ids, pa.large_string())
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    _, offsets, data = ids.buffers()
+    offsets = np.frombuffer(offsets, np.int64)[ids.offset:ids.offset + len(ids) + 1]
+    data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    out = np.empty(len(ids), np.uint64)
+    _fnv1a_mixed(data, offsets, out)
+    return out
+
+
+def _shared_hashes(sorted_hashes: list[np.ndarray]) -> np.ndarray:
+    """The hashes held by more than one of the partitions' sorted hash arrays (or twice by one), sorted. The hash
+    range is cut into buckets of about `BATCH_ROWS` hashes of all partitions together; a bucket's slice of each
+    array is found by binary search (the arrays are memory-mapped, so only the slices are read) and the slices are
+    sorted together: memory bounded by the bucket, whatever the year's size."""
+    total = sum(len(h) for h in sorted_hashes)
+    buckets = max(1, -(-total // BATCH_ROWS))
+    lower = np.array([((1 << 64) * b) // buckets for b in range(buckets)], np.uint64)  # each bucket's first hash
+    cuts = [np.append(np.searchsorted(h, lower), len(h)) for h in sorted_hashes]
+    none = np.zeros(0, np.uint64)
+    shared = [none]
+    for b in range(buckets):
+        together = np.sort(np.concatenate([none] + [h[cut[b]:cut[b + 1]] for h, cut in zip(sorted_hashes, cuts)]))
+        shared.append(np.unique(together[1:][together[1:] == together[:-1]]))
+    return np.concatenate(shared)
+
+
+def _repeated_case_ids(files: list[Path], cached: list[Path], claims: Path) -> list[tuple[np.ndarray, pa.Table]]:
+    """Per partition, its cases whose id an earlier partition (sorted path order) has: their positions in its cache
+    file (left out of the settlement) and their reject lines, with the file and row of the first. Candidates are
+    the cases whose id hash another case shares (`_shared_hashes`); their ids are then compared, so a hash
+    collision never drops a case. Partitions whose hashes hold no candidate are not read."""
+    from dipsim.io.validate import DUPLICATE_CASE_ID, _first_positions
+
+    none = [(np.zeros(0, np.int64), REJECT_SCHEMA.empty_table())] * len(files)
+    sorted_hashes = [np.load(_ids_path(c), mmap_mode="r") for c in cached]
+    shared = _shared_hashes(sorted_hashes)
+    if not len(shared):
+        return none
+    candidates = []
+    for number, (hashes, cache) in enumerate(zip(sorted_hashes, cached)):
+        at = np.minimum(np.searchsorted(hashes, shared), max(len(hashes) - 1, 0))
+        if not len(hashes) or not (hashes[at] == shared).any():
+            continue
+        table = pq.read_table(cache, columns=["case_id", "row"])
+        position = np.flatnonzero(np.isin(case_id_hashes(table["case_id"]), shared))
+        candidates.append(pa.table({"partition": np.full(len(position), number, np.int64), "position": position,
+                                    "row": table["row"].take(position),
+                                    "case_id": table["case_id"].take(position).combine_chunks()}))
+    candidates = pa.concat_tables(candidates).combine_chunks()
+    first = _first_positions(candidates["case_id"].chunk(0))  # None: the shared hashes were collisions only
+    if first is None:
+        return none
+    repeat = (first >= 0) & (first != np.arange(len(first)))
+    partition, position, row = (candidates[c].to_numpy() for c in ("partition", "position", "row"))
+    names = pa.array([f.relative_to(claims).as_posix() for f in files])
+    reason = pc.binary_join_element_wise(
+        f"{DUPLICATE_CASE_ID} (first at row ", pc.cast(pa.array(row[first[repeat]]), pa.string()), " of ",
+        names.take(pa.array(partition[first[repeat]])), ")", "")
+    ids = candidates["case_id"].filter(pa.array(repeat))
+    lines = pa.table({"file": pa.array([str(f) for f in files], pa.string()).take(pa.array(partition[repeat])),
+                      "row": pa.array(row[repeat], pa.int64()), "case_id": ids,
+                      "field": pa.array(["case_id"] * int(repeat.sum()), pa.string()), "value": ids,
+                      "reason": reason}, schema=REJECT_SCHEMA)
+    out = []
+    for number in range(len(files)):
+        mine = partition[repeat] == number
+        out.append((np.sort(position[repeat][mine]), lines.filter(pa.array(mine))))
+    return out
 
 
 def _counts(cached: Path) -> dict:
@@ -197,14 +307,22 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         cache.mkdir(parents=True, exist_ok=True)
         files = parquet_files(claims)
         _check_configuration(files, hospitals, hospitals_path, policy, log)
-        hashes = [sha256_file(f) for f in files]
+        try:
+            hashes = [sha256_file(f) for f in files]
+        except OSError as exc:
+            raise InputError(f"{exc.filename}: cannot read ({exc.strerror})") from exc
+        validated_stamp(files, folder=True, digests=hashes)  # a `dipsim validate` output only when complete
         setup = hashlib.sha256(f"{__version__}\0{CACHE_FORMAT}\0{scheme}\0".encode())
         if catalog is not None:
             for f in sorted(Path(catalog.source).glob("*")):
                 setup.update(f.name.encode() + f.read_bytes())
         setup_key = setup.hexdigest()[:16]
         cached = [cache / f"{setup_key}-{d[:32]}.parquet" for d in hashes]
-        todo = [(path, target) for path, target in zip(files, cached) if not target.is_file()]
+        new: dict[Path, Path] = {}  # cache file -> the first partition with its content (a copy is grouped once)
+        for path, target in zip(files, cached):
+            if not (target.is_file() and _ids_path(target).is_file()):
+                new.setdefault(target, path)
+        todo = [(path, target) for target, path in new.items()]
         grouped_now = len(todo)
         if engine == "dask":  # each worker groups partitions and writes their cache files (atomically)
             _dask_map(_group_to_cache, [(p, c, catalog, scheme, policy) for p, c in todo], scheduler)
@@ -213,19 +331,26 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
             for number, (path, target) in enumerate(todo):
                 _group_partition(path, target, catalog, scheme, policy)
                 log(f"grouped partition {number + 1}/{len(todo)}: {path}")
+        repeats = _repeated_case_ids(files, cached, Path(claims))
         counts = [_counts(f) for f in cached]
         months = sorted(set().union(*(c["months"] for c in counts)))
         share = budget_share(months, seasonality)
         annual = policy.get("budget.total")
         ytd_policy = policy.overlay({"budget.total": {p: round(b * share, 2) for p, b in annual.items()}})
         needs_all = ytd_policy.get("review.in_effect") or ytd_policy.get("coefficient.mode") == "history"
+        drops = [positions for positions, _ in repeats]
         if engine in ("chunked", "dask") and not needs_all:
-            tables = _settle_chunked(cached, hospitals, ytd_policy, scheduler if engine == "dask" else False)
+            tables = _settle_chunked(cached, drops, hospitals, ytd_policy, scheduler if engine == "dask" else False)
         else:  # in memory: special-case review and history coefficients look at every case at once
-            tables = _settle_in_memory(cached, hospitals, ytd_policy)
-        inputs = [{"file": str(f), "sha256": d, **{k: c[k] for k in ("rows_read", "accepted", "rejected")}}
-                  for f, d, c in zip(files, hashes, counts)]
-        totals = {k: sum(i[k] for i in inputs) for k in ("rows_read", "accepted", "rejected")}
+            tables = _settle_in_memory(cached, drops, hospitals, ytd_policy)
+        inputs = [{"file": str(f), "sha256": d, "rows_read": c["rows_read"], "accepted": c["accepted"] - len(drop),
+                   "rejected": c["rejected"] + len(drop), "duplicates_of_earlier_partitions": len(drop)}
+                  for f, d, c, drop in zip(files, hashes, counts, drops)]
+        totals = {k: sum(i[k] for i in inputs)
+                  for k in ("rows_read", "accepted", "rejected", "duplicates_of_earlier_partitions")}
+        if totals["duplicates_of_earlier_partitions"]:
+            log(f"{totals['duplicates_of_earlier_partitions']:,} cases repeat a case id of an earlier partition: "
+                "rejected, not settled")
         if totals["rejected"]:
             log(f"{totals['rejected']:,} of {totals['rows_read']:,} rows rejected: see rejects.csv")
         hospitals_sha256 = sha256_file(hospitals_path)
@@ -238,8 +363,7 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         try:
             write_csv(tables[0], tmp / "hospitals.csv")
             write_csv(tables[1], tmp / "pools.csv")
-            write_csv(pa.concat_tables([pq.read_table(f.parent / "rejects" / f.name) for f in cached]),
-                      tmp / "rejects.csv")
+            write_csv(_run_rejects(files, cached, repeats), tmp / "rejects.csv")
             write_json({"dipsim_version": __version__, "command": "nightly", "run_id": run_id,
                         "policy": str(policy_path), "policy_sha256": policy.digest(), "catalog": str(catalog_path),
                         "scheme": scheme if catalog is None else None, "months": months,
@@ -262,18 +386,35 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         with open(Path(state) / "nightly.log", "a", encoding="utf-8") as f:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} run {run_id}: {len(files)} partitions, {grouped_now} "
                     f"grouped, months {len(months)}, budget share {share:.4f}, {elapsed:.2f} s\n")
-    return NightlyResult(final, run_id, len(files), grouped_now, len(months), share)
+    return NightlyResult(final, run_id, len(files), grouped_now, len(months), share, totals)
 
 
-def _partition_sums(path: Path, hospitals: pa.Table, policy):
-    """Price one cached partition, `BATCH_ROWS` cases at a time; its per (pool, hospital) sums."""
+def _run_rejects(files: list[Path], cached: list[Path], repeats: list[tuple[np.ndarray, pa.Table]]) -> pa.Table:
+    """The run's rejects, partition by partition: those found when it was grouped (named by its path tonight: the
+    cache is keyed by content, so a copy or a renamed file shares the lines of the file grouped first) and its
+    repeats of earlier partitions' case ids, by row."""
+    tables = []
+    for path, cache, (_, repeated) in zip(files, cached, repeats):
+        own = pq.read_table(cache.parent / "rejects" / cache.name)
+        own = own.set_column(own.schema.get_field_index("file"), "file",
+                             pa.array([str(path)] * own.num_rows, pa.string()))
+        tables.append(pa.concat_tables([own, repeated]).sort_by([("row", "ascending")]))
+    return pa.concat_tables(tables)
+
+
+def _partition_sums(path: Path, drop: np.ndarray, hospitals: pa.Table, policy):
+    """Price one cached partition, `BATCH_ROWS` cases at a time, but the cases at positions `drop` (sorted: repeats
+    of an earlier partition's case ids); its per (pool, hospital) sums."""
     import pandas as pd
 
     from dipsim.pricing import case_points
 
-    sums = []
+    sums, start = [], 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
         part = pa.Table.from_batches([batch])
+        if len(drop):
+            part = _without(part, drop[(drop >= start) & (drop < start + part.num_rows)] - start)
+        start += batch.num_rows
         cost = part["cost"].to_numpy()
         hospital_id = part["hospital_id"].to_numpy(zero_copy_only=False)
         priced = case_points(part["group_points"].to_numpy(), cost, part["standard_cost"].to_numpy(), hospital_id,
@@ -306,7 +447,8 @@ def _dask_map(function, items: list, scheduler: str | None) -> list:
         return client.gather(client.map(function, items, pure=False))
 
 
-def _settle_chunked(cached: list[Path], hospitals: pa.Table, policy, scheduler=False) -> tuple[pa.Table, pa.Table]:
+def _settle_chunked(cached: list[Path], drops: list[np.ndarray], hospitals: pa.Table, policy,
+                    scheduler=False) -> tuple[pa.Table, pa.Table]:
     """Price one cached partition at a time (on Dask when `scheduler` is not False), keep per (pool, hospital)
     sums, settle from the sums on the client. The sums are added in partition order whatever the engine."""
     import pandas as pd
@@ -314,9 +456,10 @@ def _settle_chunked(cached: list[Path], hospitals: pa.Table, policy, scheduler=F
     from dipsim.budget import SettlementFrame, settle_frame
 
     if scheduler is False:
-        sums = [_partition_sums(path, hospitals, policy) for path in cached]
+        sums = [_partition_sums(path, drop, hospitals, policy) for path, drop in zip(cached, drops)]
     else:
-        sums = _dask_map(_sums_job, [(path, hospitals, policy) for path in cached], scheduler)
+        sums = _dask_map(_sums_job, [(path, drop, hospitals, policy) for path, drop in zip(cached, drops)],
+                         scheduler)
     total = pd.concat([s for s in sums if s is not None]).groupby(level=[0, 1]).sum()
     pools, hospital_ids = (np.asarray(total.index.get_level_values(i), dtype=object) for i in (0, 1))
     frame = SettlementFrame.from_sums(pools, hospital_ids, total["cases"].to_numpy(), total["cost"].to_numpy(),
@@ -329,11 +472,20 @@ def _sums_job(job):
     return _partition_sums(*job)
 
 
-def _settle_in_memory(cached: list[Path], hospitals: pa.Table, policy) -> tuple[pa.Table, pa.Table]:
-    """Settle the year to date from all cached partitions at once (`run_settlement`)."""
+def _without(table: pa.Table, drop: np.ndarray) -> pa.Table:
+    """`table` but its rows at positions `drop`."""
+    keep = np.ones(table.num_rows, bool)
+    keep[drop] = False
+    return table.filter(pa.array(keep))
+
+
+def _settle_in_memory(cached: list[Path], drops: list[np.ndarray], hospitals: pa.Table,
+                      policy) -> tuple[pa.Table, pa.Table]:
+    """Settle the year to date from all cached partitions at once (`run_settlement`), but the cases at positions
+    `drops` (repeats of an earlier partition's case ids)."""
     from dipsim.settlement import run_settlement
 
-    year = pa.concat_tables([pq.read_table(f) for f in cached])
+    year = pa.concat_tables([_without(pq.read_table(f), drop) for f, drop in zip(cached, drops)])
     parts = pc.split_pattern(year["pool"], "-", max_splits=1)  # 统筹区-险种, as `settlement.case_pools` made it
     cases = pa.table({"case_id": year["case_id"], "hospital_id": year["hospital_id"], "total_cost": year["cost"],
                       "patient_paid": year["patient_paid"], "pool": pc.list_element(parts, 0),

@@ -56,11 +56,12 @@ def settlement_columns(result) -> list[str]:
 @dataclass
 class Settleable:
     cases: pa.Table  # the accepted cases that can be settled
+    rows: np.ndarray  # their data row numbers
     rejects: pa.Table  # REJECT_SCHEMA: the others, one line per reason
 
     @property
     def n_rejected(self) -> int:
-        return len(pc.unique(self.rejects["row"]))
+        return self.rejects.group_by(["file", "row"]).aggregate([]).num_rows
 
 
 def _missing(column) -> np.ndarray:
@@ -69,9 +70,10 @@ def _missing(column) -> np.ndarray:
     return pc.fill_null(pc.equal(text, ""), True).to_numpy(zero_copy_only=False)
 
 
-def settleable(cases: pa.Table, rows: np.ndarray, source: str) -> Settleable:
-    """Split validated cases (with their data row numbers) into those that can be settled and the rejects of the
-    others: no hospital_id, no 统筹区, no known insurance type (NO_HOSPITAL, NO_POOL, NO_INSURANCE)."""
+def settleable(cases: pa.Table, rows: np.ndarray, source: np.ndarray | str) -> Settleable:
+    """Split validated cases (with their data row numbers and files: a `ValidationResult`'s `accepted_rows` and
+    `accepted_sources`) into those that can be settled and the rejects of the others: no hospital_id, no 统筹区, no
+    known insurance type (NO_HOSPITAL, NO_POOL, NO_INSURANCE)."""
     rows = np.asarray(rows, dtype=np.int64)
     masks = {reason: _missing(cases[reason[0]]) for reason in (NO_HOSPITAL, NO_POOL, NO_INSURANCE)}
     tables = []
@@ -80,14 +82,16 @@ def settleable(cases: pa.Table, rows: np.ndarray, source: str) -> Settleable:
         if len(idx):
             values = pc.fill_null(pc.cast(cases[field_name].take(pa.array(idx)), pa.string()), "")
             tables.append(pa.table({
-                "file": pa.array([source] * len(idx), pa.string()), "row": pa.array(rows[idx], pa.int64()),
+                "file": pa.array(np.broadcast_to(np.asarray(source, dtype=object), len(rows))[idx], pa.string()),
+                "row": pa.array(rows[idx], pa.int64()),
                 "case_id": pc.fill_null(pc.cast(cases["case_id"].take(pa.array(idx)), pa.string()), ""),
                 "field": pa.array([field_name] * len(idx), pa.string()), "value": values,
                 "reason": pa.array([reason] * len(idx), pa.string())}, schema=REJECT_SCHEMA))
     if not tables:  # the usual case: every case settleable, the table kept as it is (no copy)
-        return Settleable(cases, REJECT_SCHEMA.empty_table())
+        return Settleable(cases, rows, REJECT_SCHEMA.empty_table())
     keep = ~np.logical_or.reduce(list(masks.values()))
-    return Settleable(cases.filter(pa.array(keep)), pa.concat_tables(tables).sort_by([("row", "ascending")]))
+    return Settleable(cases.filter(pa.array(keep)), rows[keep],
+                      pa.concat_tables(tables).sort_by([("row", "ascending")]))
 
 
 @dataclass
@@ -109,12 +113,16 @@ class Region:
 
     def counts(self) -> str:
         """The line `settle` and `scenarios run` print: nothing lost between reading and settlement."""
-        return (f"rows read {self.result.rows_read:,} = accepted {self.cases.num_rows:,} + rejected {self.rejected:,}"
-                f" ({self.settled.n_rejected:,} of them at settlement: no pool or hospital)")
+        from dipsim.io.validate import counts_line, duplicate_rows
+
+        return counts_line(self.result.rows_read, self.cases.num_rows, self.rejected,
+                           {"duplicate case ids": duplicate_rows(self.result.rejects),
+                            "at settlement, no pool or hospital": self.settled.n_rejected})
 
     def rejects(self) -> pa.Table:
-        """Validation's rejects and settlement's, by row."""
-        return pa.concat_tables([self.result.rejects, self.settled.rejects]).sort_by([("row", "ascending")])
+        """Validation's rejects and settlement's, by file and row."""
+        return pa.concat_tables([self.result.rejects, self.settled.rejects]).sort_by(
+            [("file", "ascending"), ("row", "ascending")])
 
     def manifest(self) -> dict:
         return {"rows_read": self.result.rows_read, "accepted": self.cases.num_rows, "rejected": self.rejected,
@@ -216,24 +224,17 @@ def partition_region(files) -> tuple[set[str], set[str]]:
     (cheap: `nightly` checks budgets and hospitals before it groups anything), as validation would read them
     (headers recognised, text trimmed, insurance types mapped; rows without a pool or hospital are rejected at
     settlement and count for neither). InputError naming a partition without one of SETTLEMENT_COLUMNS."""
-    import pyarrow.parquet as pq
-
     from dipsim.io.headers import map_headers
+    from dipsim.io.readers import parquet_metadata, read_parquet_raw
     from dipsim.io.validate import _INSURANCE_WORDS, _lookup, _text
 
     pools, hospital_ids = set(), set()
     for file in files:
-        try:
-            names = pq.read_schema(file).names
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise InputError(f"{file}: cannot read as Parquet: {exc}") from exc
+        names = parquet_metadata(file).schema.to_arrow_schema().names
         headers = {canonical: header for header, canonical in map_headers(names, source=str(file)).items()}
         require_settlement_columns(headers, str(file))
         wanted = [headers[name] for name in ("pool", "insurance_type", "hospital_id")]
-        try:
-            table = pq.read_table(file, columns=wanted)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise InputError(f"{file}: cannot read as Parquet: {exc}") from exc
+        table, _ = read_parquet_raw(file, columns=wanted, files=[file])
         distinct = table.group_by(wanted).aggregate([])  # a few hundred combinations, not millions of rows
         pool, hospital = _text(distinct[wanted[0]]), _text(distinct[wanted[2]])
         insurance = pa.array(_lookup(distinct[wanted[1]], _INSURANCE_WORDS)[0], pa.string(), from_pandas=True)

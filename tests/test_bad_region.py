@@ -71,7 +71,7 @@ def test_cases_without_a_pool_or_hospital_are_rejected_at_settlement_not_paid_in
     pools spend exactly their budgets, and every other hospital is paid what it is paid without those rows."""
     bad = cases_with(region, tmp_path, BAD_ROWS)
     assert settle(region, bad, tmp_path / "out", *BUDGETS) == 0
-    assert "rows read 1,200 = accepted 1,196 + rejected 4 (4 of them at settlement: no pool or hospital)" in \
+    assert "rows read 1,200 = accepted 1,196 + rejected 4 (at settlement, no pool or hospital 4)" in \
         capsys.readouterr().out
     out = tmp_path / "out"
     pools = pd.read_csv(out / "pools.csv", encoding="utf-8-sig", dtype=str)
@@ -103,7 +103,7 @@ def test_scenarios_reject_the_same_rows_and_show_the_variant_count(region, tmp_p
                  "-o", str(out), "--no-report"]) == 0
     captured = capsys.readouterr()
     assert "budget_growth: the baseline and 5 variant(s)" in captured.err
-    assert "rows read 1,200 = accepted 1,196 + rejected 4 (4 of them at settlement" in captured.out
+    assert "rows read 1,200 = accepted 1,196 + rejected 4 (at settlement, no pool or hospital 4" in captured.out
     assert sorted(set(pd.read_csv(out / "pools.csv")["pool"])) == ["990100-employee", "990100-resident"]
     assert pd.read_csv(out / "rejects.csv", encoding="utf-8-sig")["row"].tolist() == [5, 9, 12, 20]
     assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["rejected"] == 4
@@ -233,7 +233,8 @@ def test_nightly_rejects_claims_without_a_pool_and_counts_them(region, tmp_path,
     rejects = pd.read_csv(latest / "rejects.csv", encoding="utf-8-sig")
     assert rejects[["row", "field"]].values.tolist() == [[3, "pool"], [8, "hospital_id"]]
     manifest = json.loads((latest / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["totals"] == {"rows_read": 1_200, "accepted": 1_198, "rejected": 2}
+    assert manifest["totals"] == {"rows_read": 1_200, "accepted": 1_198, "rejected": 2,
+                                  "duplicates_of_earlier_partitions": 0}
     assert all(p["rows_read"] == p["accepted"] + p["rejected"] for p in manifest["partitions"])
     assert pd.read_csv(latest / "pools.csv")["pool"].tolist() == ["990100-employee", "990100-resident"]
 

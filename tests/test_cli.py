@@ -76,7 +76,7 @@ def test_a_case_id_in_two_partitions_is_rejected_the_second_time(tmp_path, capsy
     assert "rows read 4 = accepted 3 + rejected 1" in capsys.readouterr().out
     rejects = pd.read_csv(tmp_path / "v" / "rejects.csv", encoding="utf-8-sig")
     assert rejects[["row", "case_id", "reason"]].values.tolist() == [
-        [2, "A", "duplicate case id (accepted from an earlier file)"]]
+        [2, "A", "duplicate case id (first at row 1 of discharge_month=2025-01/part-0.parquet)"]]
     assert sorted(pd.read_parquet(tmp_path / "v" / "accepted")["case_id"]) == ["A", "B", "C"]
 
 
@@ -115,9 +115,9 @@ def test_group_writes_the_interface_columns_and_rejects(tmp_path, capsys):
 
 
 def test_validated_output_is_trusted_only_as_written(tmp_path):
-    """A folder written by `dipsim validate` reads back without a second validation; other options, a missing
-    part or a changed file mean it is validated again."""
-    from dipsim.io import ValidationOptions, load_cases
+    """A folder written by `dipsim validate` reads back without a second validation; other options mean it is
+    validated again, a missing part that it is refused (issue 15)."""
+    from dipsim.io import InputError, ValidationOptions, load_cases
     from dipsim.io.readers import read_cases_raw
     from dipsim.io.validate import validate_cases
 
@@ -137,7 +137,8 @@ def test_validated_output_is_trusted_only_as_written(tmp_path):
     assert coded.accepted["diagnoses"].to_pylist() == checked.accepted["diagnoses"].to_pylist()
     assert not load_cases(accepted, options=ValidationOptions(missing_principal="reject")).trusted
     sorted(accepted.glob("part-*.parquet"))[0].unlink()
-    assert not load_cases(accepted).trusted
+    with pytest.raises(InputError, match="11 of 12 parts"):
+        load_cases(accepted)
 
 
 def test_demo_runs_the_whole_chain(tmp_path):

@@ -185,7 +185,8 @@ def test_small_batches_give_the_same_results_and_every_row_is_counted(world, tmp
         assert (batched.run_dir / name).read_bytes() == (whole.run_dir / name).read_bytes(), name
     manifest = json.loads((batched.run_dir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["totals"] == {"rows_read": sum(pq.read_metadata(f).num_rows for f in claims.glob("*/*.parquet")),
-                                  "accepted": manifest["totals"]["rows_read"] - 2, "rejected": 2}
+                                  "accepted": manifest["totals"]["rows_read"] - 2, "rejected": 2,
+                                  "duplicates_of_earlier_partitions": 0}
     reasons = (batched.run_dir / "rejects.csv").read_text(encoding="utf-8-sig")
     assert "duplicate case id (first at row 1)" in reasons and "negative amount" in reasons
     assert manifest["partitions"][-1]["rows_read"] == 0

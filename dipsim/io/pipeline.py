@@ -1,8 +1,9 @@
 """Validate a case file or a folder of Parquet partitions into an output folder, partition by partition.
 
 Writes `accepted/part-NNNNN.parquet` (CASE_SCHEMA), `rejects.csv`, `warnings.csv` (UTF-8 with BOM for Excel) and
-`manifest.json` (inputs' sha256, counts, dipsim version). A folder is streamed one file at a time, so memory stays
-bounded by the largest partition; case ids are checked for duplicates across partitions too.
+`manifest.json` (inputs' sha256, counts, dipsim version, the parts written), the manifest last. A folder is streamed
+one file at a time, so memory stays bounded by the largest partition; case ids are checked for duplicates across
+partitions too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -21,8 +21,8 @@ from dipsim import __version__
 from dipsim.schema import REJECT_SCHEMA
 
 from .errors import InputError
-from .readers import VALIDATED_KEY, parquet_files, read_cases_raw
-from .validate import ValidationOptions, ValidationResult, validate_cases
+from .readers import VALIDATED_KEY, parquet_files, read_cases_raw, validated_stamp
+from .validate import DUPLICATE_CASE_ID, EarlierCaseIds, ValidationOptions, counts_line, validate_cases
 from .writers import sha256_file, write_csv, write_json, write_parquet
 
 
@@ -50,21 +50,27 @@ class ValidateSummary:
         return self.out_dir / "warnings.csv"
 
     def counts_line(self) -> str:
-        return (f"rows read {self.rows_read:,} = accepted {self.accepted:,} + rejected {self.rejected:,}; "
-                f"warnings {self.warnings:,}")
+        duplicates = self.reject_reasons.get(f"case_id: {DUPLICATE_CASE_ID}", 0)
+        return (counts_line(self.rows_read, self.accepted, self.rejected, {"duplicate case ids": duplicates})
+                + f"; warnings {self.warnings:,}")
 
 
 def _stamp(input_digests: list[str], options: ValidationOptions) -> bytes:
     """What the accepted partitions carry so that `load_cases` can trust them later: the version, the options,
-    the number of parts (a folder missing one, or mixing two runs, is validated again) and a run id."""
+    the number of parts and a run id (which the manifest repeats: a part of another run is refused)."""
     body = {"dipsim_version": __version__, "options": asdict(options), "parts": len(input_digests)}
     run = hashlib.sha256(json.dumps([input_digests, body], sort_keys=True).encode()).hexdigest()[:16]
     return json.dumps({**body, "run": run}, sort_keys=True).encode()
 
 
 def _reasons(problems: pa.Table) -> dict[str, int]:
+    """Problem lines by field and reason; a duplicate's reason without the row it points to ("first at row 7 of
+    ..."), so that the duplicates are counted as one kind, not one kind each."""
     if problems.num_rows == 0:
         return {}
+    reason = pc.replace_substring_regex(problems["reason"], f"^{DUPLICATE_CASE_ID} \\(first at row .*\\)$",
+                                        DUPLICATE_CASE_ID)
+    problems = problems.set_column(problems.schema.get_field_index("reason"), "reason", reason)
     counts = problems.group_by(["field", "reason"]).aggregate([("row", "count")]).sort_by([("row_count", "descending")])
     return {f"{f}: {r}": n for f, r, n in zip(*(counts[c].to_pylist() for c in ("field", "reason", "row_count")))}
 
@@ -77,55 +83,42 @@ def _input_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _drop_cross_file_duplicates(result: ValidationResult, seen: list[pa.Array]) -> ValidationResult:
-    """Move accepted rows whose case id was accepted from an earlier partition into the rejects."""
-    ids = result.accepted["case_id"].combine_chunks()
-    if seen:
-        dup = pc.is_in(ids, value_set=pa.concat_arrays(seen)).to_numpy(zero_copy_only=False)
-    else:
-        dup = np.zeros(len(ids), bool)
-    seen.append(ids.filter(pa.array(~dup)))
-    if not dup.any():
-        return result
-    idx = np.flatnonzero(dup)
-    dup_ids = ids.take(pa.array(idx))
-    extra = pa.table({
-        "file": [result.source] * len(idx),
-        "row": result.accepted_rows[idx],
-        "case_id": dup_ids,
-        "field": ["case_id"] * len(idx),
-        "value": dup_ids,
-        "reason": ["duplicate case id (accepted from an earlier file)"] * len(idx),
-    }, schema=REJECT_SCHEMA)
-    result.rejects = pa.concat_tables([result.rejects, extra])
-    result.accepted = result.accepted.filter(pa.array(~dup))
-    result.accepted_rows = result.accepted_rows[~dup]
-    return result
-
-
 def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = None, header_mapping=None,
                     encoding: str | None = None, sheet=None, progress=None) -> ValidateSummary:
-    """Validate `input_path` into `out_dir`; `progress(done_files, total_files)` is called after each file."""
+    """Validate `input_path` into `out_dir`; `progress(done_files, total_files)` is called after each file.
+
+    The output is complete or unreadable: the previous manifest.json goes first, the parts, rejects and warnings
+    are written, and the manifest (each part's name, row count, size and sha256) comes last. Readers refuse a
+    folder of stamped parts without a manifest that lists them (`readers.check_validated_outputs`), so a run killed
+    part-way (a full disk) is never read as all the claims."""
     input_path, out_dir = Path(input_path), Path(out_dir)
     files = _input_files(input_path)
     accepted_dir = out_dir / "accepted"
-    accepted_dir.mkdir(parents=True, exist_ok=True)
-    for old in accepted_dir.glob("part-*.parquet"):  # a re-run replaces the previous output, never mixes with it
-        old.unlink()
+    if any(accepted_dir.resolve() in f.resolve().parents for f in files):
+        raise InputError(f"{input_path}: the input is inside the output folder {out_dir}, which validate replaces: "
+                         "write to another folder (-o)")
     start = time.perf_counter()
     options = options or ValidationOptions()
-    digests = [sha256_file(path) for path in files]
+    try:
+        digests = [sha256_file(path) for path in files]
+    except OSError as exc:
+        raise InputError(f"{exc.filename}: cannot read ({exc.strerror})") from exc
+    if input_path.is_dir():  # another validate output as the input: only a complete one, as written
+        validated_stamp(files, folder=True, digests=digests)
+    accepted_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").unlink(missing_ok=True)  # first: a half-done rerun is never taken as complete
+    for old in accepted_dir.glob("part-*.parquet"):  # a re-run replaces the previous output, never mixes with it
+        old.unlink()
     stamp = _stamp(digests, options)
-    rejects, warnings, per_file = [], [], []
-    seen: list[pa.Array] = []  # case ids accepted from earlier files
+    rejects, warnings, per_file, parts = [], [], [], []
+    earlier = EarlierCaseIds(input_path if input_path.is_dir() else input_path.parent)
     totals = dict(rows_read=0, accepted=0, rejected=0)
     for number, path in enumerate(files):
-        result = validate_cases(read_cases_raw(path, header_mapping, encoding, sheet), options)
-        if len(files) > 1:
-            result = _drop_cross_file_duplicates(result, seen)
-        result.check_counts()
+        result = earlier.reject_repeats(validate_cases(read_cases_raw(path, header_mapping, encoding, sheet), options))
         accepted = result.accepted.replace_schema_metadata({VALIDATED_KEY: stamp})
-        write_parquet(accepted, accepted_dir / f"part-{number:05d}.parquet")
+        part = write_parquet(accepted, accepted_dir / f"part-{number:05d}.parquet")
+        parts.append({"file": part.relative_to(out_dir).as_posix(), "rows": accepted.num_rows,
+                      "bytes": part.stat().st_size, "sha256": sha256_file(part)})
         rejects.append(result.rejects)
         warnings.append(result.warnings)
         counts = dict(rows_read=result.rows_read, accepted=result.n_accepted, rejected=result.n_rejected)
@@ -151,6 +144,9 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
         "totals": {**totals, "warnings": summary.warnings},
         "reject_reasons": summary.reject_reasons,
         "warning_reasons": summary.warning_reasons,
+        "run": json.loads(stamp)["run"],
+        "part_count": len(parts),
+        "parts": parts,
         "elapsed_s": round(time.perf_counter() - start, 3),
     }, out_dir / "manifest.json")
     return summary

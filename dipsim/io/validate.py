@@ -70,6 +70,13 @@ class ValidationResult:
     unmapped_columns: list[str] = field(default_factory=list)  # input columns kept as they are
     absent_columns: list[str] = field(default_factory=list)  # canonical fields the input did not have (null)
     trusted: bool = False  # the input was one complete `dipsim validate` output with the same options
+    # A folder's partitions stacked (`_stacked`): each accepted row's partition file; None when all are `source`.
+    accepted_files: np.ndarray | None = None
+
+    @property
+    def accepted_sources(self) -> np.ndarray | str:
+        """The file of each accepted row (with `accepted_rows`, where a later stage's reject points to)."""
+        return self.source if self.accepted_files is None else self.accepted_files
 
     @property
     def n_accepted(self) -> int:
@@ -77,11 +84,16 @@ class ValidationResult:
 
     @property
     def n_rejected(self) -> int:
-        return len(set(self.rejects["row"].to_pylist()))
+        """Rows with at least one reject line (the rows of a folder's partitions are told apart by their file)."""
+        return self.rejects.group_by(["file", "row"]).aggregate([]).num_rows
 
     @property
     def n_warnings(self) -> int:
         return self.warnings.num_rows
+
+    def counts_line(self) -> str:
+        return counts_line(self.rows_read, self.n_accepted, self.n_rejected,
+                           {"duplicate case ids": duplicate_rows(self.rejects)})
 
     def check_counts(self) -> None:
         """The invariant of the whole io layer; raises if it is ever broken."""
@@ -89,6 +101,21 @@ class ValidationResult:
             raise AssertionError(
                 f"{self.source}: rows read {self.rows_read} != accepted {self.n_accepted} + rejected {self.n_rejected}"
             )
+
+
+DUPLICATE_CASE_ID = "duplicate case id"  # how every reason for a repeated case id begins (file, folder, nightly)
+
+
+def counts_line(rows_read: int, accepted: int, rejected: int, of_which: dict[str, int] | None = None) -> str:
+    """The line every command prints, so that nothing is lost unseen: `rows read N = accepted A + rejected R`, and
+    what some of the rejected were (`of_which`: label -> rows, those above 0 shown), e.g. duplicate case ids."""
+    notes = "; ".join(f"{label} {n:,}" for label, n in (of_which or {}).items() if n)
+    return f"rows read {rows_read:,} = accepted {accepted:,} + rejected {rejected:,}" + (f" ({notes})" if notes else "")
+
+
+def duplicate_rows(rejects: pa.Table) -> int:
+    """Reject lines that are repeated case ids."""
+    return pc.sum(pc.starts_with(rejects["reason"], DUPLICATE_CASE_ID)).as_py() or 0
 
 
 class _Problems:
@@ -322,7 +349,7 @@ def _check_case_ids(p: _Problems, ids: pa.Array, first_rows: np.ndarray | None =
             return
         first_rows = np.where(first >= 0, p.rows[np.maximum(first, 0)], 0)
     dup = (first_rows > 0) & (first_rows != p.rows)
-    p.reject(dup, "case_id", ids, "duplicate case id (first at row " + _fmt(first_rows, dup) + ")")
+    p.reject(dup, "case_id", ids, f"{DUPLICATE_CASE_ID} (first at row " + _fmt(first_rows, dup) + ")")
 
 
 def _code_lists(col, system: str, crosswalk: str | None) -> tuple[pa.ListArray, pa.Array, np.ndarray]:
@@ -591,29 +618,118 @@ def _assemble(columns: dict, keep: np.ndarray) -> pa.Table:
 def load_cases(path, options: ValidationOptions | None = None, header_mapping: dict | None = None,
                encoding: str | None = None, sheet=None, columns: list[str] | None = None,
                dictionary_codes: bool = False) -> ValidationResult:
-    """Read and validate a case file: the one call notebooks and the CLI use.
+    """Read and validate a case file, or a folder of Parquet partitions: the one call notebooks and the CLI use.
 
-    The accepted partitions of one `dipsim validate` run, read back with the same options, are not checked again
-    (the nightly job and `dipsim group` re-read them often): every row was accepted then, so all are now. From
+    The accepted partitions of one complete `dipsim validate` run, read back with the same options, are not checked
+    again (the nightly job and `dipsim group` re-read them often): every row was accepted then, so all are now. From
     those, `columns` reads only the named columns (`dipsim group` needs nine of 25) and `dictionary_codes` reads
-    diagnoses and procedures as list<dictionary<string>> (what `group_table` encodes fastest); other inputs are
-    read and validated whole."""
+    diagnoses and procedures as list<dictionary<string>> (what `group_table` encodes fastest). A file is read and
+    validated whole; a folder partition by partition (`_load_folder`)."""
     from .readers import read_cases_raw
 
+    opts = options or ValidationOptions()
+    if Path(path).is_dir():
+        return _load_folder(Path(path), opts, header_mapping, columns, dictionary_codes)
     raw = read_cases_raw(path, header_mapping, encoding, sheet, columns=columns, dictionary_codes=dictionary_codes)
-    return _result(raw, options or ValidationOptions(), columns)
+    return _result(raw, opts, columns)
+
+
+def _load_folder(folder: Path, opts: ValidationOptions, header_mapping: dict | None, columns: list[str] | None,
+                 dictionary_codes: bool) -> ValidationResult:
+    """A folder of Parquet partitions: as read when it is one complete `dipsim validate` output (an incomplete one
+    is an InputError), else each partition validated alone, in sorted path order, and a case id accepted from an
+    earlier partition rejected in a later one (`EarlierCaseIds`). Rejects name the partition and its row."""
+    from .readers import parquet_files, read_cases_raw, validated_stamp
+
+    files = parquet_files(folder)
+    if _stamp_fits(validated_stamp(files, folder=True), opts):
+        raw = read_cases_raw(folder, header_mapping, columns=columns, dictionary_codes=dictionary_codes)
+        if _trusted(raw, opts, columns):
+            return _result(raw, opts, columns)
+    earlier = EarlierCaseIds(folder)
+    results = [earlier.reject_repeats(validate_cases(read_cases_raw(f, header_mapping), opts)) for f in files]
+    return results[0] if len(results) == 1 else _stacked(folder, results)
+
+
+class EarlierCaseIds:
+    """The case ids accepted from the earlier files of a folder (sorted path order), each with the file and row it
+    was accepted at. A later file's row with one of them is rejected and the first kept, as within one file: a
+    month's partition copied beside itself (`part-0 copy.parquet`) or January's folder copied as December must not
+    be paid twice (issue 15). Reasons name the first file relative to `folder`."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._ids: list[pa.Array] = []
+        self._rows: list[np.ndarray] = []
+        self._files: list[str] = []
+
+    def reject_repeats(self, result: ValidationResult) -> ValidationResult:
+        """Move `result`'s accepted rows whose case id an earlier file has into its rejects; remember the others.
+        A file without a case id column is left as it is (its ids are made from its name and row numbers)."""
+        if "case_id" in result.absent_columns:
+            return result
+        ids = pc.cast(result.accepted["case_id"], pa.string()).combine_chunks()
+        earlier = np.full(len(ids), -1, np.int64)  # each row's position among the earlier files' ids, or -1
+        if self._ids and len(ids):
+            # The earlier ids are looked up among this file's (a hash table of one file, not of all before it:
+            # a folder of P files costs P small tables, not P growing ones).
+            at = pc.index_in(pa.chunked_array(self._ids, pa.string()), value_set=ids)
+            found = pc.is_valid(at).to_numpy(zero_copy_only=False)
+            earlier[at.drop_null().to_numpy()] = np.flatnonzero(found)
+        repeat = earlier >= 0
+        if repeat.any():
+            idx = pa.array(np.flatnonzero(repeat))
+            first = earlier[repeat]
+            file_of = np.repeat(np.arange(len(self._files)), [len(r) for r in self._rows])
+            first_row = pc.cast(pa.array(np.concatenate(self._rows)[first]), pa.string())
+            reason = pc.binary_join_element_wise(f"{DUPLICATE_CASE_ID} (first at row ", first_row, " of ",
+                                                 pa.array(self._files).take(pa.array(file_of[first])), ")", "")
+            dup_ids = ids.take(idx)
+            extra = pa.table({"file": pa.array([result.source] * len(idx), pa.string()),
+                              "row": pa.array(result.accepted_rows[repeat], pa.int64()), "case_id": dup_ids,
+                              "field": pa.array(["case_id"] * len(idx), pa.string()), "value": dup_ids,
+                              "reason": reason}, schema=REJECT_SCHEMA)
+            result.rejects = pa.concat_tables([result.rejects, extra]).sort_by([("row", "ascending")])
+            result.accepted = result.accepted.filter(pa.array(~repeat))
+            result.accepted_rows = result.accepted_rows[~repeat]
+        self._ids.append(ids.filter(pa.array(~repeat)))
+        self._rows.append(result.accepted_rows)
+        self._files.append(Path(result.source).relative_to(self.folder).as_posix())
+        result.check_counts()
+        return result
+
+
+def _stacked(folder: Path, results: list[ValidationResult]) -> ValidationResult:
+    """The results of a folder's partitions as one: rows stacked in file order (`accepted_rows` and the rejects'
+    rows are numbered within each file, the rejects' `file` tells which)."""
+    try:
+        accepted = pa.concat_tables([r.accepted for r in results], promote_options="permissive")
+    except pa.ArrowException as exc:
+        raise InputError(f"{folder}: its partitions have a column of different types ({exc}): "
+                         "export them with the same columns") from exc
+    unmapped = list(dict.fromkeys(name for r in results for name in r.unmapped_columns))
+    absent = [f.name for f in CASE_FIELDS if any(f.name in r.absent_columns for r in results)]
+    stacked = ValidationResult(accepted=accepted, accepted_rows=np.concatenate([r.accepted_rows for r in results]),
+                               rejects=_concat([r.rejects for r in results]),
+                               warnings=_concat([r.warnings for r in results]),
+                               rows_read=sum(r.rows_read for r in results), source=str(folder),
+                               unmapped_columns=unmapped, absent_columns=absent,
+                               accepted_files=np.repeat(np.array([r.source for r in results], dtype=object),
+                                                        [r.n_accepted for r in results]))
+    stacked.check_counts()
+    return stacked
 
 
 def iter_load_cases(path, batch_rows: int, options: ValidationOptions | None = None) -> Iterator[ValidationResult]:
     """`load_cases` of one Parquet file, `batch_rows` rows at a time (memory bounded by the batch): each batch is
     validated alone, and a case id repeated from an earlier batch is rejected as in one read (the file's case id
     column is checked whole first, when the file is larger than a batch)."""
-    from .readers import iter_parquet_raw
+    from .readers import iter_parquet_raw, parquet_metadata
 
     opts = options or ValidationOptions()
     first_rows = None
     for number, raw in enumerate(iter_parquet_raw(path, batch_rows)):
-        if number == 0 and not _trusted(raw, opts) and pq.ParquetFile(path).metadata.num_rows > batch_rows:
+        if number == 0 and not _trusted(raw, opts) and parquet_metadata(Path(path)).num_rows > batch_rows:
             first_rows = _file_first_rows(Path(path), raw.header_map)
         part = None if first_rows is None or not len(raw.rows) else first_rows[raw.rows[0] - 1:raw.rows[-1]]
         yield _result(raw, opts, first_rows=part)
@@ -622,10 +738,13 @@ def iter_load_cases(path, batch_rows: int, options: ValidationOptions | None = N
 def _file_first_rows(path: Path, header_map: dict[str, str]) -> np.ndarray | None:
     """The row number of each row's case id's first row over the whole file (0: missing); None when no id
     repeats or the file has no case id column (ids are then made from the row numbers)."""
+    from .readers import read_parquet_raw
+
     header = next((h for h, c in header_map.items() if c == "case_id"), None)
     if header is None:
         return None
-    first = _first_positions(_text(pq.read_table(path, columns=[header])[header]))
+    table, _ = read_parquet_raw(path, columns=[header], files=[path])
+    first = _first_positions(_text(table[header]))
     return None if first is None else np.where(first >= 0, first + 1, 0)
 
 
@@ -643,9 +762,13 @@ def _result(raw: RawCases, opts: ValidationOptions, columns: list[str] | None = 
     return validate_cases(raw, opts, first_rows)
 
 
+def _stamp_fits(stamp: dict | None, opts: ValidationOptions) -> bool:
+    """The stamp of a `dipsim validate` run of this version with these options."""
+    return bool(stamp) and stamp.get("options") == asdict(opts) and stamp.get("dipsim_version") == __version__
+
+
 def _trusted(raw: RawCases, opts: ValidationOptions, columns: list[str] | None = None) -> bool:
-    stamp = raw.validated
-    if not stamp or stamp.get("options") != asdict(opts) or stamp.get("dipsim_version") != __version__:
+    if not _stamp_fits(raw.validated, opts):
         return False
     schema = raw.table.schema
     wanted = CASE_SCHEMA.names if columns is None else [n for n in columns if n in CASE_SCHEMA.names]
