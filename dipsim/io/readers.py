@@ -132,17 +132,26 @@ def _refuse_binary(path: Path, data: bytes) -> None:
         return
     head = data[:65536]
     controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
-    if b"\x00" in head.split(b"\n", 1)[0] or controls * 10 > len(head):
+    if b"\x00" in re.match(rb"[^\r\n]*", head).group() or controls * 10 > len(head):
         raise InputError(f"{path}: not a text (CSV) file: {_what_it_is(data)}")
 
 
 def _lf_line_ends(data: bytes) -> bytes:
     """LF line ends: a CR-only file (old Mac exports) or one mixing lone CRs into its line ends is rewritten; LF
     and CRLF files are kept as they are (CRLF is read as one line end)."""
-    crs = data.count(b"\r")
-    if crs and crs != data.count(b"\r\n"):
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
         return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     return data
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Arrow's UTF-8 check of the whole file (several times faster than decoding it to test)."""
+    offsets = pa.py_buffer(np.array([0, len(data)], np.int64))
+    try:
+        pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(data)]).validate(full=True)
+        return True
+    except pa.ArrowInvalid:
+        return False
 
 
 def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, dict[int, tuple[bytes, str]]]:
@@ -171,12 +180,8 @@ def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, 
         except UnicodeDecodeError as exc:
             raise InputError(f"not valid {codec} text (byte {exc.start})") from None
     data = _lf_line_ends(data)
-    if codec in (None, "utf-8"):
-        try:
-            data.decode("utf-8")
-            return data, label or "utf-8", {}
-        except UnicodeDecodeError:
-            pass
+    if codec in (None, "utf-8") and _is_utf8(data):
+        return data, label or "utf-8", {}
     lines = data.split(b"\n")
     non_ascii = [i for i, line in enumerate(lines) if not line.isascii()]
     utf8 = {i for i in non_ascii if "\ufffd" not in lines[i].decode("utf-8", errors="replace")}
@@ -242,26 +247,66 @@ def _field_patterns(delimiter: str) -> tuple[re.Pattern, re.Pattern]:
     return quoted, rest
 
 
-def _quote_broken(record: bytes, delimiter: str) -> bool:
-    """Whether the raw text of one row has a quoted field that does not close, or closes without a delimiter or a
-    line end right after the quote (RFC 4180): a stray quote, not a field that properly spans lines."""
+def _quote_fault(record: bytes, delimiter: str, strict: bool = False) -> str | None:
+    """How the quotes in the raw text of one row break RFC 4180, read as pyarrow reads them (a quote opens a
+    quoted field only at the start of a field): "open" when a quoted field runs to the end of the text, "stray"
+    when one closes without a delimiter or line end after it (and, with `strict`, when an unquoted field holds a
+    quote: a CSV writer never writes that, so in a row over several lines it is the other half of a stray
+    quote), None when the quotes are proper."""
     quoted, rest = _field_patterns(delimiter)
     end = len(record.rstrip(b"\r\n"))
+    fault = None
     pos = 0
     while pos < end:
-        if record[pos] == 0x22:  # a quote at the start of a field opens a quoted field
+        if record[pos] == 0x22:
             match = quoted.match(record, pos)
             if match is None:
-                return True
+                return "open"
             pos = match.end()
             if pos < end and record[pos] not in (ord(delimiter), 0x0A, 0x0D):
-                return True
-        pos = rest.match(record, pos).end() + 1
-    return False
+                fault = "stray"
+        field_end = rest.match(record, pos).end()
+        if strict and record.find(b'"', pos, field_end) >= 0:
+            fault = "stray"
+        pos = field_end + 1
+    return fault
 
 
-def _parse_csv(chunk: bytes, names: list[str], delimiter: str, path: Path) -> tuple[pa.Table, list[tuple]]:
-    """pyarrow's CSV parse of `chunk` (no header), all columns text; rows with another number of fields are
+_NOT_LINE_END = re.compile(rb"[^\r\n]")
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """Bytes lo..hi of the decoded file: whole lines under the header, read in place (not copied)."""
+
+    data: bytes
+    lo: int
+    hi: int
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __getitem__(self, offsets: slice) -> bytes:
+        return self.data[self.lo + (offsets.start or 0):self.lo + (len(self) if offsets.stop is None else offsets.stop)]
+
+    def after(self, offset: int, stop: int | None = None) -> _Lines:
+        return _Lines(self.data, self.lo + offset, self.hi if stop is None else self.lo + stop)
+
+    def count(self, sub: bytes, start: int = 0, stop: int | None = None) -> int:
+        return self.data.count(sub, self.lo + start, self.lo + (len(self) if stop is None else stop))
+
+    def blank(self) -> bool:
+        return _NOT_LINE_END.search(self.data, self.lo, self.hi) is None
+
+    def lines(self) -> int:
+        return self.count(b"\n") + (self.data[self.hi - 1] != 0x0A)
+
+    def last_line(self) -> bytes:
+        return self.data[self.data.rfind(b"\n", self.lo, self.hi - 1) + 1 or self.lo:self.hi]
+
+
+def _parse_csv(text: _Lines, names: list[str], delimiter: str, path: Path) -> tuple[pa.Table, list[tuple]]:
+    """pyarrow's CSV parse of `text` (no header), all columns text; rows with another number of fields are
     returned apart as (record number, fields, text)."""
     invalid: list[tuple[int, int, str]] = []
 
@@ -272,7 +317,7 @@ def _parse_csv(chunk: bytes, names: list[str], delimiter: str, path: Path) -> tu
     def read(block_size: int) -> pa.Table:
         invalid.clear()
         return pacsv.read_csv(
-            io.BytesIO(chunk),
+            pa.BufferReader(pa.py_buffer(text.data).slice(text.lo, len(text))),
             read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=block_size),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
                                              invalid_row_handler=on_invalid),
@@ -287,18 +332,18 @@ def _parse_csv(chunk: bytes, names: list[str], delimiter: str, path: Path) -> tu
             if "straddl" not in str(exc):
                 raise
             # A row longer than pyarrow's 1 MB block (a 10 MB field): read the text as one block.
-            return read(min(len(chunk) + 1, 2**31 - 1)), invalid
+            return read(min(len(text) + 1, 2**31 - 1)), invalid
     except pa.ArrowInvalid as exc:
         raise InputError(f"{path}: cannot parse as CSV: {exc}") from exc
 
 
-def _line_bounds(chunk: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Start offset of every line of `chunk` plus its end (line i is chunk[bounds[i]:bounds[i + 1]], its line
-    end included), and whether each line is blank (nothing but its line end)."""
-    buf = np.frombuffer(chunk, np.uint8)
+def _line_bounds(text: _Lines) -> tuple[np.ndarray, np.ndarray]:
+    """Start offset of every line of `text` plus its end (line i is text[bounds[i]:bounds[i + 1]], its line end
+    included), and whether each line is blank (nothing but its line end)."""
+    buf = np.frombuffer(text.data, np.uint8, count=len(text), offset=text.lo)
     bounds = np.concatenate([[0], np.flatnonzero(buf == 0x0A) + 1])
-    if bounds[-1] != len(chunk):
-        bounds = np.append(bounds, len(chunk))
+    if bounds[-1] != len(text):
+        bounds = np.append(bounds, len(text))
     start, stop = bounds[:-1], bounds[1:]
     content = stop - start - (buf[stop - 1] == 0x0A)
     content -= (content > 0) & (buf[np.maximum(start + content - 1, 0)] == 0x0D)
@@ -326,94 +371,161 @@ def _newlines_per_row(table: pa.Table) -> np.ndarray:
     return counts
 
 
-def _chunk_rows(chunk: bytes, first: int, names: list[str], delimiter: str, path: Path):
-    """The rows of `chunk`, whose first line is row `first`: (table, first line and last line of each of its rows,
-    rejects, the chunks to read again). See `_read_rows`."""
-    table, invalid = _parse_csv(chunk, names, delimiter, path)
+def _quote_in_values(table: pa.Table) -> np.ndarray:
+    """Which rows hold a quote in a value (looked for in the values' bytes first: most files have none)."""
+    quoted = np.zeros(table.num_rows, bool)
+    if any(b'"' in piece.buffers()[2].to_pybytes() for column in table.columns for piece in column.chunks
+           if piece.buffers()[2] is not None):
+        for column in table.columns:
+            quoted |= pc.match_substring(column, '"').to_numpy(zero_copy_only=False)
+    return quoted
+
+
+@dataclass
+class _Parsed:
+    """One pyarrow parse of some lines, numbered from 0: the rows it read (table, first and last line of each),
+    the lines rejected as they are, and the stray quotes met: (line of the quote, last line its row took,
+    whether it runs to the end of the text)."""
+
+    table: pa.Table
+    start: np.ndarray
+    end: np.ndarray
+    rejects: list[tuple[int, str, str]]  # (line, value, reason)
+    strays: list[tuple[int, int, bool]]
+    bounds: np.ndarray | None  # `_line_bounds`, when they were needed
+
+
+def _parse_lines(text: _Lines, names: list[str], delimiter: str, path: Path) -> _Parsed:
+    table, invalid = _parse_csv(text, names, delimiter, path)
     n = table.num_rows + len(invalid)
     is_invalid = np.zeros(n, bool)
     is_invalid[[number - 1 for number, _, _ in invalid]] = True
-    extra = np.zeros(n, np.int64)
+    extra = np.zeros(n, np.int64)  # lines a row takes after its first
     bounds = None
-    if n != chunk.count(b"\n") + (not chunk.endswith(b"\n")):  # blank lines, or rows over several lines
-        bounds, blank = _line_bounds(chunk)
+    if n != text.lines():  # blank lines, or rows over several lines
+        bounds, blank = _line_bounds(text)
         extra[~is_invalid] = _newlines_per_row(table)
-        extra[is_invalid] = [text.count("\n") for _, _, text in invalid]
+        extra[is_invalid] = [raw.count("\n") for _, _, raw in invalid]
         start = _row_lines(blank, extra)
     else:  # one row a line
         start = np.arange(n)
-
-    def line_text(i: int) -> bytes:
-        if bounds is not None:
-            return chunk[bounds[i]:bounds[i + 1]]
-        return chunk[chunk.rfind(b"\n", 0, len(chunk) - 1) + 1:] if i == n - 1 else b""
-
-    def reject(line: int, value: str, reason: str) -> None:
-        rejects.append({"row": first + line, "field": "", "value": value[:200], "reason": reason})
-
-    rejects: list[dict] = []
-    again: list[tuple[bytes, int]] = []
-    drop = np.zeros(n, bool)  # rows pyarrow read that are stray quotes
-    spans = []  # rows whose quote runs over lines without closing properly: (first line, last line)
-    for (number, fields, text) in invalid:
+    last_line = n - 1 if bounds is None else len(bounds) - 2
+    rejects, strays = [], []
+    stray = np.zeros(n, bool)
+    for number, fields, raw in invalid:
         row = number - 1
-        if extra[row]:
-            spans.append((start[row], start[row] + extra[row]))
-        else:
-            broken = _quote_broken(text.encode(), delimiter)
-            reject(start[row], text, _UNBALANCED if broken else
-                   f"row has {fields} fields, the header has {len(names)}")
-    for row in np.flatnonzero((extra > 0) & ~is_invalid):
-        s, e = start[row], start[row] + extra[row]
-        if _quote_broken(chunk[bounds[s]:bounds[e + 1]], delimiter):
-            spans.append((s, e))
-            drop[row] = True
-    if n and not is_invalid[-1] and not extra[-1] and b'"' in (last := line_text(start[-1])) \
-            and _quote_broken(last, delimiter):  # a quote open at the end of the file
-        reject(start[-1], last.decode("utf-8").rstrip("\r\n"), _UNBALANCED)
-        drop[-1] = True
-    for s, e in spans:  # the line that opened the quote is rejected; the lines it took are read again
-        reject(s, chunk[bounds[s]:bounds[s + 1]].decode("utf-8").rstrip("\r\n"), _UNBALANCED)
-        again.append((chunk[bounds[s + 1]:bounds[e + 1]], first + s + 1))
-    keep = ~drop[~is_invalid]
-    if not keep.all():
-        table = table.filter(pa.array(keep))
-    good = ~is_invalid & ~drop
-    return table, first + start[good], first + start[good] + extra[good], rejects, again
+        fault = _quote_fault(raw.encode(), delimiter, strict=bool(extra[row]))
+        if fault == "open" or (fault and extra[row]):
+            strays.append((start[row], min(start[row] + extra[row], last_line), fault == "open"))
+        else:  # one line, or a proper quoted field over lines in a row with the wrong number of fields
+            rejects.append((start[row], raw, _UNBALANCED if fault else
+                            f"row has {fields} fields, the header has {len(names)}"))
+    for row in np.flatnonzero(~is_invalid & ((extra > 0) | (np.arange(n) == n - 1))):
+        s, e = start[row], min(start[row] + extra[row], last_line)  # a quote open to the end takes the last LF
+        raw = text[bounds[s]:bounds[e + 1]] if bounds is not None else text.last_line()
+        fault = _quote_fault(raw, delimiter, strict=bool(extra[row])) if b'"' in raw else None
+        if fault == "open" or (fault and extra[row]):
+            strays.append((s, e, fault == "open"))
+            stray[row] = True
+    # A stray quote that closes on its own line where no field ends ("K35.800,"1,200",x) leaves the line's other
+    # quotes unpaired, and pyarrow reads them as characters of fields run together: a line of one row with an
+    # odd number of quotes. Such a row has a quote in a value, which few rows have: only they are counted.
+    quoted = _quote_in_values(table)
+    if quoted.any():
+        bounds = _line_bounds(text)[0] if bounds is None else bounds
+        for row in np.flatnonzero(~is_invalid)[quoted]:
+            line = start[row]
+            if not (stray[row] or extra[row]) and text.count(b'"', bounds[line], bounds[line + 1]) % 2:
+                rejects.append((line, text[bounds[line]:bounds[line + 1]].decode(), _UNBALANCED))
+                stray[row] = True
+    good = ~is_invalid & ~stray
+    if not good[~is_invalid].all():
+        table = table.filter(pa.array(good[~is_invalid]))
+    return _Parsed(table, start[good], start[good] + extra[good], rejects, sorted(strays), bounds)
 
 
-_UNBALANCED = ('unbalanced quote ("): a quoted field opened on this line does not close where the row ends; '
-               "the line is rejected and the lines after it are read as rows")
+_UNBALANCED = ('unbalanced quote ("): the quotes on this line do not pair up into quoted fields, so its fields '
+               "cannot be told apart; the line is rejected and the lines after it are read as rows")
 
 
-def _read_rows(body: bytes, names: list[str], delimiter: str, path: Path):
-    """The rows under the header: (table of text, each row's number and last line, rejects). A row's number is
-    the line under the header it starts on (row 1 is the line after the header; blank lines are no rows).
+@dataclass
+class _Rows:
+    """Rows read so far, numbered by line: tables with each row's first and last line, and rejects."""
+
+    tables: list[pa.Table] = field(default_factory=list)
+    starts: list[np.ndarray] = field(default_factory=list)
+    ends: list[np.ndarray] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+
+    def add(self, parsed: _Parsed, first: int, low: int, high: float = np.inf) -> None:
+        """The rows of `parsed` that start on lines low..high-1, numbered from `first`."""
+        keep = (parsed.start >= low) & (parsed.start < high)
+        self.tables.append(parsed.table.filter(pa.array(keep)) if not keep.all() else parsed.table)
+        self.starts.append(first + parsed.start[keep])
+        self.ends.append(first + parsed.end[keep])
+        for line, value, reason in parsed.rejects:
+            if low <= line < high:
+                self.reject(first + line, value, reason)
+
+    def reject(self, row: int, value: str, reason: str) -> None:
+        self.rejects.append({"row": int(row), "field": "", "value": value.rstrip("\r\n")[:200], "reason": reason})
+
+    def extend(self, other: _Rows) -> None:
+        self.tables += other.tables
+        self.starts += other.starts
+        self.ends += other.ends
+        self.rejects += other.rejects
+
+
+def _text_rows(text: _Lines, first: int, names: list[str], delimiter: str, path: Path,
+               piece: bool = False) -> _Rows | None:
+    """The rows of `text`, whose line 0 is row `first` (see `_read_rows`). A `piece` is the lines a stray quote
+    took, read again: None when it ends inside an open quote, which may close after it (the caller then reads on
+    from the piece's first line to the end of its own text)."""
+    out = _Rows()
+    if text.blank():
+        return out
+    parsed = _parse_lines(text, names, delimiter, path)
+    done = 0
+    for line, last, to_end in parsed.strays:
+        if to_end and piece:
+            return None
+        out.add(parsed, first, done, line)
+        bounds = parsed.bounds
+        after = bounds[line + 1] if bounds is not None else len(text)
+        out.reject(first + line, (text[bounds[line]:after] if bounds is not None else text.last_line()).decode(),
+                   _UNBALANCED)
+        rest = None
+        if not to_end:  # the lines the stray took, read again; if they end in an open quote, read on
+            rest = _text_rows(text.after(after, bounds[last + 1]), first + line + 1, names, delimiter, path,
+                              piece=True)
+        if rest is None:
+            rest = _text_rows(text.after(after), first + line + 1, names, delimiter, path, piece=piece)
+            if rest is not None:
+                out.extend(rest)
+            return None if rest is None else out
+        out.extend(rest)
+        done = last + 1
+    out.add(parsed, first, done)
+    return out
+
+
+def _read_rows(data: bytes, body_start: int, names: list[str], delimiter: str, path: Path):
+    """The rows under the header (the lines of `data` from `body_start`): (table of text, each row's number and
+    last line, rejects). A row's number is the line under the header it starts on (row 1 is the line after the
+    header; blank lines are no rows).
 
     A row is one line, unless a quoted field properly spans lines (its closing quote followed by a delimiter or
-    the line end). A stray quote that does not close so would fold the following lines into one bad row: its line
-    is rejected, and the lines it took are read again as rows of their own."""
-    tables, rows, ends, rejects = [], [], [], []
-    pending = [(body, 1)]
-    while pending:
-        chunk, first = pending.pop()
-        if not chunk.strip(b"\r\n"):
-            continue
-        table, start, end, chunk_rejects, again = _chunk_rows(chunk, first, names, delimiter, path)
-        tables.append(table)
-        rows.append(start)
-        ends.append(end)
-        rejects += chunk_rejects
-        pending += again
-    if not tables:
+    the line end, no stray quote in the row). A stray quote that does not close so would fold the following lines
+    into one bad row: its line is rejected, and the lines after it are read as rows of their own."""
+    rows = _text_rows(_Lines(data, body_start, len(data)), 1, names, delimiter, path)
+    if not rows.tables:
         empty = pa.schema([pa.field(n, pa.string()) for n in names]).empty_table()
-        return empty, np.zeros(0, np.int64), np.zeros(0, np.int64), rejects
-    table = pa.concat_tables(tables)
-    rows, ends = np.concatenate(rows).astype(np.int64), np.concatenate(ends).astype(np.int64)
-    if len(tables) > 1:  # rows read again go back to their place in the file
-        order = np.argsort(rows, kind="stable")
-        table, rows, ends = table.take(pa.array(order)), rows[order], ends[order]
-    return table, rows, ends, rejects
+        return empty, np.zeros(0, np.int64), np.zeros(0, np.int64), rows.rejects
+    table = pa.concat_tables(rows.tables)
+    starts = np.concatenate(rows.starts).astype(np.int64)
+    ends = np.concatenate(rows.ends).astype(np.int64)
+    return table, starts, ends, rows.rejects
 
 
 def _reject_undecodable(table: pa.Table, rows: np.ndarray, ends: np.ndarray, rejects: list[dict],
@@ -462,14 +574,15 @@ def read_csv_raw(path: str | Path, encoding: str | None = None
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if not data.strip():
+    if not data or data.isspace():
         raise InputError(f"{path}: empty file")
     _refuse_binary(path, data)
     try:
         payload, detected, bad_lines = decode_lines(data, encoding)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
-    header, _, body = payload.partition(b"\n")
+    header_end = payload.find(b"\n")
+    header = payload if header_end < 0 else payload[:header_end]
     if 0 in bad_lines:
         line = escaped(bad_lines[0][0].rstrip(b"\r"))
         raise InputError(f"{path}: the header line is not {_display(detected)} text ({line}); "
@@ -482,7 +595,8 @@ def read_csv_raw(path: str | Path, encoding: str | None = None
         headers = next(csv.reader([header_text], delimiter=delimiter))
     except csv.Error as exc:
         raise InputError(f"{path}: cannot read the header line: {exc}") from exc
-    table, rows, ends, rejects = _read_rows(body, _dedupe(headers), delimiter, path)
+    body_start = len(payload) if header_end < 0 else header_end + 1
+    table, rows, ends, rejects = _read_rows(payload, body_start, _dedupe(headers), delimiter, path)
     if bad_lines:
         table, rows = _reject_undecodable(table, rows, ends, rejects, bad_lines)
     table, rows = _drop_blank_rows(table, rows)
@@ -499,13 +613,16 @@ def _check_workbook(path: Path) -> None:
     try:
         with path.open("rb") as file:
             head = file.read(4096)
-        if not head.startswith(b"PK\x03\x04"):
-            raise InputError(f"{path}: not an Excel .xlsx workbook: " + (_what_it_is(head) if head else
-                                                                         "the file is empty"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if not head.startswith(b"PK\x03\x04"):
+        raise InputError(f"{path}: not an Excel .xlsx workbook: " + (_what_it_is(head) if head else
+                                                                     "the file is empty"))
+    try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path}: cannot read as an Excel workbook ({type(exc).__name__}: {exc})") from exc
+    except _WORKBOOK_ERRORS as exc:
+        raise InputError(f"{path}: cannot read as an Excel workbook (a damaged zip archive: {exc})") from exc
     if "[Content_Types].xml" not in names:
         raise InputError(f"{path}: a zip archive that is not an Excel workbook (it holds "
                          f"{', '.join(names[:3]) or 'nothing'}{', ...' if len(names) > 3 else ''})")
