@@ -205,11 +205,12 @@ def test_row_with_bad_bytes_is_rejected_not_mangled(tmp_path):
     assert reject["reason"] == "bytes not valid in the file's encoding (UTF-8): rejected, not read as other characters"
 
 
-def test_unknown_forced_encoding_is_an_input_error(tmp_path):
+@pytest.mark.parametrize("encoding", ["klingon", "rot13", "hex"])  # the last two are codecs but no text encodings
+def test_unknown_forced_encoding_is_an_input_error(tmp_path, encoding):
     path = tmp_path / "x.csv"
     path.write_text("病案号,住院天数,诊断编码\nA,3,K35.800\n", encoding="utf-8")
-    with pytest.raises(InputError, match="unknown text encoding 'klingon'"):
-        load_cases(path, encoding="klingon")
+    with pytest.raises(InputError, match=f"unknown text encoding '{encoding}'"):
+        load_cases(path, encoding=encoding)
 
 
 def test_forced_encoding_is_used(tmp_path):
@@ -288,8 +289,12 @@ def test_header_in_another_encoding_than_the_rows_is_an_error(tmp_path):
     path = tmp_path / "header.csv"
     path.write_bytes(MIXED_HEADER.encode("gb18030") + "".join(
         f"M{i},3,K35.800,1,骨科\n" for i in range(5)).encode("utf-8"))
-    with pytest.raises(InputError, match=r"header\.csv: the header line is not UTF-8 text .*--encoding"):
+    with pytest.raises(InputError, match=r"header\.csv: the header line is not valid UTF-8 text, the file's "
+                                         r"encoding \(\\xb2\\xa1\\xb0\\xb8.*--encoding"):
         load_cases(path)
+    path.write_bytes(MIXED_HEADER.encode("utf-8") + "M1,3,K35.800,1,骨科\n".encode("gbk"))
+    with pytest.raises(InputError, match="the header line is UTF-8 text, not GBK text"):
+        load_cases(path, encoding="gbk")
 
 
 def test_excel_unicode_text_export_utf16_is_read(tmp_path):

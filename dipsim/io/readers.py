@@ -110,6 +110,7 @@ def _display(codec: str) -> str:
 
 def _codec(encoding: str) -> str:
     try:
+        "\n".encode(encoding)  # LookupError too for codecs that are no text encoding (rot13, hex, base64)
         return codecs.lookup(encoding).name
     except LookupError as exc:
         raise InputError(f"unknown text encoding {encoding!r} (try gb18030, utf-8 or utf-8-sig)") from exc
@@ -209,7 +210,7 @@ def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, 
             try:
                 decoded.append(line.decode(codec))
             except UnicodeDecodeError:
-                bad[i] = (line, undecodable)
+                bad.setdefault(i, (line, undecodable))
                 decoded.append("")
     for i in bad:
         decoded[i] = _NON_ASCII.sub("\ufffd".encode(), lines[i]).decode("utf-8")
@@ -584,9 +585,11 @@ def read_csv_raw(path: str | Path, encoding: str | None = None
     header_end = payload.find(b"\n")
     header = payload if header_end < 0 else payload[:header_end]
     if 0 in bad_lines:
-        line = escaped(bad_lines[0][0].rstrip(b"\r"))
-        raise InputError(f"{path}: the header line is not {_display(detected)} text ({line}); "
-                         "force the encoding with --encoding")
+        raw, reason = bad_lines[0]
+        what = "UTF-8 text, not" if reason.startswith("a UTF-8 line") else "not valid"
+        start = escaped(raw.rstrip(b"\r"), 40)
+        raise InputError(f"{path}: the header line is {what} {_display(detected)} text, the file's encoding "
+                         f"({start}...); save the file in one encoding, or force one with --encoding")
     header_text = header.decode("utf-8").rstrip("\r")
     if not header_text.strip(" \t,;|\ufeff"):
         raise InputError(f"{path}: empty header line (the first line must name the columns)")
