@@ -155,7 +155,7 @@ def _check(export: Export, path) -> None:
     try:
         result = load_cases(path)
     except InputError as exc:  # only a fault of the whole file: here, a header in the losing encoding
-        assert "header line is not" in str(exc), exc
+        assert "the header line is" in str(exc), exc
         return
     rows = export.rows
     assert result.rows_read == result.n_accepted + result.n_rejected == len(rows)

@@ -559,3 +559,17 @@ def test_empty_principal_is_ungroupable_in_dip(tmp_path):
     grouped = group_dip_table(load_cases(path).accepted, catalog).to_pylist()
     assert [(g["dip_group"], g["dip_points"], g["reason"]) for g in grouped] == [
         ("K35.8/47.0901", 800.0, ""), ("", None, "no principal diagnosis")]
+
+
+def test_undecodable_line_inside_a_row_over_two_lines_rejects_that_row_once(tmp_path):
+    """Row 2's department has a line break, and its second line (with a stray extra field) was saved as GB18030
+    in a UTF-8 file: row 2 is rejected, with both reasons, and counts once."""
+    data = (MIXED_HEADER + "M1,3,K35.800,1,骨科\nM2,3,K35.800,1,\"骨科\n").encode() + "一病区\",extra\n".encode("gbk") \
+        + "M3,3,K35.800,1,骨科\n".encode()
+    path = tmp_path / "two_lines.csv"
+    path.write_bytes(data)
+    result = load_cases(path)
+    assert (result.rows_read, result.n_accepted, result.n_rejected) == (3, 2, 1)
+    assert result.accepted_rows.tolist() == [1, 4]
+    reasons = [(r["row"], r["reason"][:30]) for r in result.rejects.to_pylist()]
+    assert reasons == [(2, "row has 6 fields, the header h"), (2, "bytes not valid in the file's ")]

@@ -393,24 +393,39 @@ class _Parsed:
     end: np.ndarray
     rejects: list[tuple[int, str, str]]  # (line, value, reason)
     strays: list[tuple[int, int, bool]]
-    bounds: np.ndarray | None  # `_line_bounds`, when they were needed
+    bounds: np.ndarray | None  # `_line_bounds`; computed when there are strays or rows over lines
+
+
+def _place_rows(text: _Lines, table: pa.Table, invalid: list[tuple], is_invalid: np.ndarray):
+    """Where the rows pyarrow read lie: line bounds (None when every line is a row), the line each row starts on,
+    and the lines it takes after that (a quoted field over lines)."""
+    n = len(is_invalid)
+    extra = np.zeros(n, np.int64)
+    if n == text.lines():  # one row a line: no blank line, no field over lines (the common case)
+        return None, np.arange(n), extra
+    bounds, blank = _line_bounds(text)
+    if n != np.count_nonzero(~blank):
+        extra[~is_invalid] = _newlines_per_row(table)
+        extra[is_invalid] = [raw.count("\n") for _, _, raw in invalid]
+    return bounds, _row_lines(blank, extra), extra
 
 
 def _parse_lines(text: _Lines, names: list[str], delimiter: str, path: Path) -> _Parsed:
+    """pyarrow's parse of `text`, its rows placed on their lines, and its quote faults sorted out: a row whose
+    quote does not close, or closes where no field ends, is a stray when it takes more than its line (or runs to
+    the end); on one line, it is rejected."""
     table, invalid = _parse_csv(text, names, delimiter, path)
     n = table.num_rows + len(invalid)
     is_invalid = np.zeros(n, bool)
     is_invalid[[number - 1 for number, _, _ in invalid]] = True
-    extra = np.zeros(n, np.int64)  # lines a row takes after its first
-    bounds = None
-    if n != text.lines():  # blank lines, or rows over several lines
-        bounds, blank = _line_bounds(text)
-        extra[~is_invalid] = _newlines_per_row(table)
-        extra[is_invalid] = [raw.count("\n") for _, _, raw in invalid]
-        start = _row_lines(blank, extra)
-    else:  # one row a line
-        start = np.arange(n)
+    bounds, start, extra = _place_rows(text, table, invalid, is_invalid)
     last_line = n - 1 if bounds is None else len(bounds) - 2
+
+    def lines(first: int, last: int) -> bytes:
+        nonlocal bounds
+        bounds = _line_bounds(text)[0] if bounds is None else bounds
+        return text[bounds[first]:bounds[last + 1]]
+
     rejects, strays = [], []
     stray = np.zeros(n, bool)
     for number, fields, raw in invalid:
@@ -422,23 +437,21 @@ def _parse_lines(text: _Lines, names: list[str], delimiter: str, path: Path) -> 
             rejects.append((start[row], raw, _UNBALANCED if fault else
                             f"row has {fields} fields, the header has {len(names)}"))
     for row in np.flatnonzero(~is_invalid & ((extra > 0) | (np.arange(n) == n - 1))):
-        s, e = start[row], min(start[row] + extra[row], last_line)  # a quote open to the end takes the last LF
-        raw = text[bounds[s]:bounds[e + 1]] if bounds is not None else text.last_line()
+        first, last = start[row], min(start[row] + extra[row], last_line)  # an open quote takes the last LF too
+        raw = lines(first, last) if extra[row] else text.last_line()
         fault = _quote_fault(raw, delimiter, strict=bool(extra[row])) if b'"' in raw else None
         if fault == "open" or (fault and extra[row]):
-            strays.append((s, e, fault == "open"))
+            strays.append((first, last, fault == "open"))
             stray[row] = True
     # A stray quote that closes on its own line where no field ends ("K35.800,"1,200",x) leaves the line's other
     # quotes unpaired, and pyarrow reads them as characters of fields run together: a line of one row with an
     # odd number of quotes. Such a row has a quote in a value, which few rows have: only they are counted.
-    quoted = _quote_in_values(table)
-    if quoted.any():
-        bounds = _line_bounds(text)[0] if bounds is None else bounds
-        for row in np.flatnonzero(~is_invalid)[quoted]:
-            line = start[row]
-            if not (stray[row] or extra[row]) and text.count(b'"', bounds[line], bounds[line + 1]) % 2:
-                rejects.append((line, text[bounds[line]:bounds[line + 1]].decode(), _UNBALANCED))
-                stray[row] = True
+    for row in np.flatnonzero(~is_invalid)[_quote_in_values(table)]:
+        if not (stray[row] or extra[row]) and (raw := lines(start[row], start[row])).count(b'"') % 2:
+            rejects.append((start[row], raw.decode(), _UNBALANCED))
+            stray[row] = True
+    if strays:
+        lines(0, 0)  # the bounds, for `_text_rows`
     good = ~is_invalid & ~stray
     if not good[~is_invalid].all():
         table = table.filter(pa.array(good[~is_invalid]))
@@ -487,15 +500,14 @@ def _text_rows(text: _Lines, first: int, names: list[str], delimiter: str, path:
     if text.blank():
         return out
     parsed = _parse_lines(text, names, delimiter, path)
+    bounds = parsed.bounds
     done = 0
     for line, last, to_end in parsed.strays:
         if to_end and piece:
             return None
         out.add(parsed, first, done, line)
-        bounds = parsed.bounds
-        after = bounds[line + 1] if bounds is not None else len(text)
-        out.reject(first + line, (text[bounds[line]:after] if bounds is not None else text.last_line()).decode(),
-                   _UNBALANCED)
+        after = bounds[line + 1]
+        out.reject(first + line, text[bounds[line]:after].decode(), _UNBALANCED)
         rest = None
         if not to_end:  # the lines the stray took, read again; if they end in an open quote, read on
             rest = _text_rows(text.after(after, bounds[last + 1]), first + line + 1, names, delimiter, path,
@@ -532,14 +544,16 @@ def _read_rows(data: bytes, body_start: int, names: list[str], delimiter: str, p
 def _reject_undecodable(table: pa.Table, rows: np.ndarray, ends: np.ndarray, rejects: list[dict],
                         bad_lines: dict[int, tuple[bytes, str]]) -> tuple[pa.Table, np.ndarray]:
     """Reject every row holding an undecodable line, with the line's bytes escaped; the other rows stay. Line i
-    of the file (0: the header) lies in the row numbered i or in the row spanning it."""
+    of the file (0: the header) is in the row numbered i, or in the row before it that spans it; a line in a row
+    rejected already adds a reason to that row."""
     lines = np.fromiter(bad_lines, np.int64)
     holder = np.searchsorted(rows, lines, side="right") - 1
     inside = (holder >= 0) & (ends[np.maximum(holder, 0)] >= lines) if len(rows) else np.zeros(len(lines), bool)
+    rejected = np.array(sorted({r["row"] for r in rejects}), np.int64)
     for line, row, held in zip(lines, holder, inside):
         data, reason = bad_lines[int(line)]
-        rejects.append({"row": int(rows[row] if held else line), "field": "", "value": escaped(data.rstrip(b"\r")),
-                        "reason": reason})
+        number = rows[row] if held else rejected[np.searchsorted(rejected, line, side="right") - 1]
+        rejects.append({"row": int(number), "field": "", "value": escaped(data.rstrip(b"\r")), "reason": reason})
     drop = np.zeros(len(rows), bool)
     drop[holder[inside]] = True
     return table.filter(pa.array(~drop)), rows[~drop]
