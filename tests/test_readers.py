@@ -435,7 +435,8 @@ NOT_WHAT_THEY_SAY = [
     ("blob.xlsx", lambda tmp: bytes(range(256)) * 40, r"starts with the bytes \\x00\\x01\\x02"),
     ("empty.xlsx", lambda tmp: b"", "the file is empty"),
     ("cut.xlsx", lambda tmp: _xlsx_bytes(tmp)[:3000], "cannot read as an Excel workbook"),
-    ("binary.csv", lambda tmp: b"\x00\x01\x02\x03" * 500, "not a text .CSV. file"),
+    ("binary.csv", lambda tmp: b"\x00\x01\x02\x03" * 500, r"not a text .CSV. file: it holds NUL or control "
+                                                          r"bytes, starting \\x00\\x01"),
     ("workbook.csv", _xlsx_bytes, "it is a zip archive, such as an .xlsx workbook: give it the .xlsx suffix"),
     ("empty.csv", lambda tmp: b"", "empty file"),
     ("blank.csv", lambda tmp: b"\r\n\r\n", "empty file"),

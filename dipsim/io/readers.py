@@ -116,25 +116,22 @@ def _codec(encoding: str) -> str:
         raise InputError(f"unknown text encoding {encoding!r} (try gb18030, utf-8 or utf-8-sig)") from exc
 
 
-def _what_it_is(data: bytes) -> str:
-    """What a file that is not the expected kind looks like, for the message."""
-    for magic, what in _MAGIC:
-        if data.startswith(magic):
-            return f"it is {what}"
-    if b"\x00" not in data[:4096]:
-        return "it is a text file, perhaps a CSV export: give it the .csv suffix"
-    return f"it starts with the bytes {escaped(data, 16)}"
+def _magic(data: bytes) -> str | None:
+    """What kind of file `data` starts like, when it is one a claims export is often mistaken for."""
+    return next((f"it is {what}" for magic, what in _MAGIC if data.startswith(magic)), None)
 
 
 def _refuse_binary(path: Path, data: bytes) -> None:
     """A CSV export holds no NUL byte in its header line and few control bytes: anything else is another kind of
-    file under a text suffix (a workbook, a Parquet file, a binary dump), refused as a whole."""
+    file under a text suffix (a workbook, a Parquet file, a binary dump), refused as a whole. (A garbage file that
+    passes is refused by its header: no column it needs, or not text in the file's encoding.)"""
     if data.startswith(_UTF16_BOMS):
         return
     head = data[:65536]
     controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
-    if b"\x00" in re.match(rb"[^\r\n]*", head).group() or controls * 10 > len(head):
-        raise InputError(f"{path}: not a text (CSV) file: {_what_it_is(data)}")
+    if b"\x00" in re.match(rb"[^\r\n]*", head).group() or controls * 4 > len(head):
+        raise InputError(f"{path}: not a text (CSV) file: "
+                         f"{_magic(data) or 'it holds NUL or control bytes, starting ' + escaped(data, 16)}")
 
 
 def _lf_line_ends(data: bytes) -> bytes:
@@ -633,8 +630,10 @@ def _check_workbook(path: Path) -> None:
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if not head.startswith(b"PK\x03\x04"):
-        raise InputError(f"{path}: not an Excel .xlsx workbook: " + (_what_it_is(head) if head else
-                                                                     "the file is empty"))
+        what = ("the file is empty" if not head else _magic(head) or
+                ("it is a text file, perhaps a CSV export: give it the .csv suffix" if b"\x00" not in head else
+                 f"it starts with the bytes {escaped(head, 16)}"))
+        raise InputError(f"{path}: not an Excel .xlsx workbook: {what}")
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
