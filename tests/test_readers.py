@@ -202,7 +202,7 @@ def test_row_with_bad_bytes_is_rejected_not_mangled(tmp_path):
     assert (result.rows_read, result.n_accepted, result.n_rejected) == (3, 2, 1)
     (reject,) = result.rejects.to_pylist()
     assert (reject["row"], reject["value"]) == (2, "A\\xfe2,3,K35.800")
-    assert reject["reason"] == "bytes not valid in the file's encoding (UTF-8): rejected, not read as other characters"
+    assert reject["reason"] == "not UTF-8 text, the file's encoding: rejected, not read as other characters"
 
 
 @pytest.mark.parametrize("encoding", ["klingon", "rot13", "hex"])  # the last two are codecs but no text encodings
@@ -246,7 +246,7 @@ def test_utf8_file_with_two_gb18030_rows_rejects_them_with_their_bytes(tmp_path)
     rejects = result.rejects.to_pylist()
     assert [r["row"] for r in rejects] == [10, 39]
     assert rejects[0]["value"] == "M10,3,K35.800,1200.50,\\xb9\\xc7\\xbf\\xc6"
-    assert all(r["reason"].startswith("bytes not valid in the file's encoding (UTF-8)") for r in rejects)
+    assert all(r["reason"].startswith("not UTF-8 text, the file's encoding") for r in rejects)
 
 
 def test_gb18030_file_with_two_utf8_rows_rejects_them_not_as_mojibake(tmp_path):
@@ -262,7 +262,8 @@ def test_gb18030_file_with_two_utf8_rows_rejects_them_not_as_mojibake(tmp_path):
     rejects = result.rejects.to_pylist()
     assert [r["row"] for r in rejects] == [5, 21]
     assert rejects[0]["value"] == "M05,3,K35.800,1200.50,\\xe9\\xaa\\xa8\\xe7\\xa7\\x91"
-    assert rejects[0]["reason"].startswith("a UTF-8 line in a GB18030 file: rejected, not read as other characters")
+    assert rejects[0]["reason"] == ("UTF-8 text in a GB18030 file: rejected, not read as other characters (save the "
+                                    "file in one encoding)")
 
 
 def test_forced_encoding_still_rejects_rows_in_another(tmp_path):
@@ -282,7 +283,7 @@ def test_gb18030_row_with_broken_bytes_is_rejected(tmp_path):
     assert (result.encoding, result.n_accepted, result.n_rejected) == ("gb18030", 2, 1)
     (reject,) = result.rejects.to_pylist()
     assert reject["row"] == 2 and reject["value"] == "M02,3,K35.800,1200.50,\\xb9\\xbf\\xc6"
-    assert reject["reason"].startswith("bytes not valid in the file's encoding (GB18030)")
+    assert reject["reason"].startswith("not GB18030 text, the file's encoding")
 
 
 def test_header_in_another_encoding_than_the_rows_is_an_error(tmp_path):
@@ -573,4 +574,4 @@ def test_undecodable_line_inside_a_row_over_two_lines_rejects_that_row_once(tmp_
     assert (result.rows_read, result.n_accepted, result.n_rejected) == (3, 2, 1)
     assert result.accepted_rows.tolist() == [1, 4]
     reasons = [(r["row"], r["reason"][:30]) for r in result.rejects.to_pylist()]
-    assert reasons == [(2, "row has 6 fields, the header h"), (2, "bytes not valid in the file's ")]
+    assert reasons == [(2, "row has 6 fields, the header h"), (2, "not UTF-8 text, the file's enc")]

@@ -1,8 +1,13 @@
 """Read claims files (CSV in UTF-8 / UTF-8-BOM / GB18030 / GBK, Excel .xlsx, Parquet) into a raw Arrow table.
 
-A reader only reads: it maps headers onto canonical names (headers.py), keeps every data row with its 1-based row
-number, and turns rows it cannot even split into fields into rejects. Types, ranges and codes are checked in
-validate.py, so that the row accounting (read = accepted + rejected) lives in one place.
+A reader only reads: it maps headers onto canonical names (headers.py), keeps every data row with its row number,
+and turns rows it cannot even split into fields, or that are not text in the file's encoding, into rejects. Types,
+ranges and codes are checked in validate.py, so that the row accounting (read = accepted + rejected) lives in one
+place.
+
+A text file is decoded line by line (`decode_lines`: a row in another encoding is rejected with its bytes, never
+read as other characters) and split into rows by pyarrow; a row's number is the line under the header it starts
+on, and a stray quote rejects its own line instead of folding the lines after it into one row (`_read_rows`).
 """
 
 from __future__ import annotations
@@ -42,12 +47,12 @@ class RawCases:
     """What a reader returns: canonical-named columns (strings for text files), row numbers, early rejects."""
 
     table: pa.Table
-    rows: np.ndarray  # int64, 1-based data row number of each table row
+    rows: np.ndarray  # int64, each table row's number: 1 for the first under the header (text: its line)
     source: str
     encoding: str = ""
     header_map: dict[str, str] = field(default_factory=dict)
     unmapped: list[str] = field(default_factory=list)
-    rejects: list[dict] = field(default_factory=list)  # rows that could not be split into fields
+    rejects: list[dict] = field(default_factory=list)  # rows not split into fields or not decodable
     validated: dict | None = None  # the stamp of one complete `dipsim validate` output, when the input is one
 
     @property
@@ -186,7 +191,7 @@ def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, 
     if codec is None:
         codec = label = "utf-8" if 2 * len(utf8) >= len(non_ascii) else "gb18030"
     name = _display(codec)
-    undecodable = f"bytes not valid in the file's encoding ({name}): rejected, not read as other characters"
+    undecodable = f"not {name} text, the file's encoding: rejected, not read as other characters"
     if codec == "utf-8":
         bad = {i: (lines[i], undecodable) for i in non_ascii if i not in utf8}
         for i in bad:
@@ -194,8 +199,8 @@ def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, 
         return b"\n".join(lines), label, bad
     bad = {}
     if codec in _GB_ENCODINGS:
-        bad = {i: (lines[i], f"a UTF-8 line in a {name} file: rejected, not read as other characters (save the "
-                             "file in one encoding, or force one with --encoding)") for i in utf8}
+        bad = {i: (lines[i], f"UTF-8 text in a {name} file: rejected, not read as other characters (save "
+                             "the file in one encoding)") for i in utf8}
     try:
         text = data.decode(codec)
         if not bad:
@@ -455,8 +460,7 @@ def _parse_lines(text: _Lines, names: list[str], delimiter: str, path: Path) -> 
     return _Parsed(table, start[good], start[good] + extra[good], rejects, sorted(strays), bounds)
 
 
-_UNBALANCED = ('unbalanced quote ("): the quotes on this line do not pair up into quoted fields, so its fields '
-               "cannot be told apart; the line is rejected and the lines after it are read as rows")
+_UNBALANCED = 'unbalanced quote ("): the line cannot be split into fields; the lines after it are read as rows'
 
 
 @dataclass
@@ -597,7 +601,7 @@ def read_csv_raw(path: str | Path, encoding: str | None = None
     header = payload if header_end < 0 else payload[:header_end]
     if 0 in bad_lines:
         raw, reason = bad_lines[0]
-        what = "UTF-8 text, not" if reason.startswith("a UTF-8 line") else "not valid"
+        what = "UTF-8 text, not" if reason.startswith("UTF-8 text in") else "not valid"
         start = escaped(raw.rstrip(b"\r"), 40)
         raise InputError(f"{path}: the header line is {what} {_display(detected)} text, the file's encoding "
                          f"({start}...); save the file in one encoding, or force one with --encoding")
