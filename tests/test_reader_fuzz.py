@@ -173,7 +173,7 @@ SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCh
                                                                         HealthCheck.data_too_large])
 
 
-@settings(max_examples=120, **SETTINGS)
+@settings(max_examples=400, **SETTINGS)
 @given(export=exports())
 def test_fuzzed_csv_exports_lose_and_change_nothing(tmp_path, export):
     _check(export, tmp_path / "export.csv")
@@ -186,7 +186,7 @@ def test_fuzzed_csv_exports_lose_and_change_nothing_long_run(tmp_path, export):
     _check(export, tmp_path / "export.csv")
 
 
-@settings(max_examples=15, **SETTINGS)
+@settings(max_examples=30, **SETTINGS)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_fuzzed_workbooks_lose_nothing(tmp_path, seed):
     """Workbooks as a program writes them: typed numbers, formula-like text, empty rows (no rows), trailing
