@@ -135,20 +135,27 @@ def _to_arrow(arr) -> ArrayLike:
 
 
 def _split_one(arr: pa.Array) -> pa.ListArray:
-    text = pc.utf8_normalize(pc.fill_null(_as_string(arr), ""), "NFKC")
+    text = pc.utf8_trim_whitespace(pc.utf8_normalize(pc.fill_null(_as_string(arr), ""), "NFKC"))
     parts = pc.split_pattern_regex(text, CODE_SEPARATORS)
     values, lengths = _list_parts(parts)
-    keep = pc.not_equal(values, "")
     parent = pc.list_parent_indices(parts).to_numpy()
-    kept_lengths = np.bincount(parent[keep.to_numpy(zero_copy_only=False)], minlength=len(arr)).astype(np.int64)
-    return _rebuild_list(pc.filter(values, keep), kept_lengths, None)
+    filled = pc.not_equal(values, "").to_numpy(zero_copy_only=False)
+    first = np.zeros(len(values), bool)
+    first[_offsets(lengths)[:-1][lengths > 0]] = True
+    has_code = np.bincount(parent[filled], minlength=len(arr)) > 0
+    keep = filled | (first & has_code[parent])  # an empty principal before other codes stays (see below)
+    kept_lengths = np.bincount(parent[keep], minlength=len(arr)).astype(np.int64)
+    return _rebuild_list(pc.filter(values, pa.array(keep)), kept_lengths, None)
 
 
 def split_code_list(arr: ArrayLike) -> ArrayLike:
     """Split cells such as ``"K35.800, K37.x00；E11.900|I10.x00 、J18.900"`` into ``list<string>``.
 
     Separators (after NFKC, so full-width ，；｜ count): comma, semicolon, pipe, whitespace and 、. Empty items are
-    dropped; a null or empty cell gives an empty list (never null). The first item stays first (the principal code).
+    dropped, but for one: a cell that starts with a separator before other codes (``",I10.x00"``, what a
+    split-column export with an empty 主要诊断编码 joins to) keeps an empty first item ``""``, the missing
+    principal, so that the first other code is not promoted to principal. A null, empty or blank cell gives an
+    empty list (never null). The first item stays first (the principal code).
     """
     arr = _to_arrow(arr)
     if isinstance(arr, pa.ChunkedArray):

@@ -45,6 +45,9 @@ REJECT_CASES = [
     ({"年龄": "200"}, "age_years", "age above 150"),
     ({"离院方式": "8"}, "discharge_mode", "离院方式"),
     ({"病案号": ""}, "case_id", "missing case id"),
+    ({"医疗总费用": ""}, "total_cost", "missing total cost (医疗总费用): the case cannot be priced"),
+    ({"医疗总费用": "NaN"}, "total_cost", "missing total cost (医疗总费用): the case cannot be priced"),
+    ({"医疗总费用": "nan", "统筹基金支付": "", "个人支付": ""}, "total_cost", "missing total cost"),
 ]
 
 
@@ -56,6 +59,37 @@ def test_bad_row_is_rejected_with_its_reason(tmp_path, changes, field, reason):
     found = result.rejects.to_pylist()
     assert any(r["row"] == 2 and r["field"] == field and reason in r["reason"] for r in found), found
     assert result.accepted["case_id"].to_pylist() == ["G1", "G2"]
+
+
+def test_claims_without_a_total_cost_are_rejected_not_paid_nothing(tmp_path):
+    """An export where two claims lost their total cost (an empty cell, a pandas "NaN"): priced, they would be
+    paid 0 points as low outliers. They are rejected; the total of the accepted claims is the other two's."""
+    rows = [_row(病案号="T1"), _row(病案号="T2", 医疗总费用=""), _row(病案号="T3", 医疗总费用="NaN"),
+            _row(病案号="T4", 医疗总费用="1,200.50", 统筹基金支付="", 个人支付="")]
+    result = load_cases(_write(tmp_path, rows))
+    assert (result.rows_read, result.n_accepted, result.n_rejected) == (4, 2, 2)
+    assert result.accepted["total_cost"].to_pylist() == [9000.0, 1200.5]
+    assert [(r["row"], r["value"]) for r in result.rejects.to_pylist()] == [(2, ""), (3, "NaN")]
+
+
+def test_parquet_total_cost_nan_is_rejected(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "claims.parquet"
+    pq.write_table(pa.table({"case_id": ["P1", "P2"], "los_days": [3, 3], "diagnoses": ["K35.800", "K35.800"],
+                             "total_cost": [1000.0, float("nan")]}), path)
+    result = load_cases(path)
+    assert (result.n_accepted, result.rejects["row"].to_pylist()) == (1, [2])
+    assert result.rejects["reason"][0].as_py() == "missing total cost (医疗总费用): the case cannot be priced"
+
+
+def test_file_without_a_total_cost_column_is_still_read_for_grouping(tmp_path):
+    path = tmp_path / "grouping_only.csv"
+    path.write_text("病案号,住院天数,诊断编码\nG1,3,K35.800\nG2,4,J18.900\n", encoding="utf-8")
+    result = load_cases(path)
+    assert (result.n_accepted, result.n_rejected) == (2, 0)
+    assert "total_cost" in result.absent_columns
 
 
 def test_duplicate_case_id_keeps_the_first(tmp_path):

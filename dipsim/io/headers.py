@@ -112,29 +112,35 @@ def load_header_mapping(path: str | Path) -> dict[str, str]:
     return columns
 
 
-def map_headers(headers: list[str], extra: dict[str, str] | None = None, source: str = "") -> dict[str, str]:
-    """Return {original header: canonical name} for every header that maps; others are left out (kept as-is).
+def map_header_list(headers: list[str], extra: dict[str, str] | None = None, source: str = "") -> list[str | None]:
+    """The canonical name of each header, by position (None: it maps to nothing and is kept as it is).
 
-    Numbered split-code columns (其他诊断编码1, 其他诊断编码2, ...) all map to the same pseudo-column. Two headers
-    mapping to the same single-valued canonical column is an error: we would otherwise silently pick one.
+    Numbered or repeated split-code columns (其他诊断编码1, 其他诊断编码2, ... or 其他诊断编码 twice) all map to the
+    same pseudo-column and are joined in order. Two columns for one single-valued field (two 总费用 cells, or 总费用
+    and 医疗总费用) are an error naming both positions: we would otherwise silently pick one.
     """
     index = _alias_index(extra)
-    mapping: dict[str, str] = {}
-    taken: dict[str, str] = {}
-    for header in headers:
+    out: list[str | None] = []
+    taken: dict[str, tuple[int, str]] = {}
+    for position, header in enumerate(headers, start=1):
         key = header_key(header)
         canonical = index.get(header_key(header, strip_unit=False)) or index.get(key)
         if canonical is None and key:
             stripped = _TRAILING_NUMBER.sub("", key)
             if index.get(stripped) in (OTHER_DIAGNOSES, OTHER_PROCEDURES):
                 canonical = index[stripped]
-        if canonical is None:
-            continue
-        if canonical in taken and canonical not in (OTHER_DIAGNOSES, OTHER_PROCEDURES):
-            raise InputError(
-                f"{source}: columns {taken[canonical]!r} and {header!r} both map to {canonical!r}; "
-                "drop one or map one elsewhere with a header mapping file (--mapping)"
-            )
-        taken[canonical] = header
-        mapping[header] = canonical
-    return mapping
+        if canonical is not None and canonical not in (OTHER_DIAGNOSES, OTHER_PROCEDURES):
+            if canonical in taken:
+                first, first_header = taken[canonical]
+                raise InputError(
+                    f"{source}: column {first} {first_header!r} and column {position} {header!r} both map to "
+                    f"{canonical!r}; keep one, or map one elsewhere with a header mapping file (--mapping)"
+                )
+            taken[canonical] = (position, header)
+        out.append(canonical)
+    return out
+
+
+def map_headers(headers: list[str], extra: dict[str, str] | None = None, source: str = "") -> dict[str, str]:
+    """{header: canonical name} for every header that maps (`map_header_list`); the others are left out."""
+    return {h: c for h, c in zip(headers, map_header_list(headers, extra, source)) if c is not None}

@@ -1,15 +1,25 @@
 """Read claims files (CSV in UTF-8 / UTF-8-BOM / GB18030 / GBK, Excel .xlsx, Parquet) into a raw Arrow table.
 
-A reader only reads: it maps headers onto canonical names (headers.py), keeps every data row with its 1-based row
-number, and turns rows it cannot even split into fields into rejects. Types, ranges and codes are checked in
-validate.py, so that the row accounting (read = accepted + rejected) lives in one place.
+A reader only reads: it maps headers onto canonical names (headers.py), keeps every data row with its row number,
+and turns rows it cannot even split into fields, or that are not text in the file's encoding, into rejects. Types,
+ranges and codes are checked in validate.py, so that the row accounting (read = accepted + rejected) lives in one
+place.
+
+A text file is decoded line by line (`decode_lines`: a row in another encoding is rejected with its bytes, never
+read as other characters) and split into rows by pyarrow; a row's number is the line under the header it starts
+on, and a stray quote rejects its own line instead of folding the lines after it into one row (`_read_rows`).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import functools
 import io
 import json
+import re
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +32,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import InputError
-from .headers import SPLIT_CODE_COLUMNS, map_headers
+from .headers import SPLIT_CODE_COLUMNS, map_header_list
 
 CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
@@ -37,12 +47,12 @@ class RawCases:
     """What a reader returns: canonical-named columns (strings for text files), row numbers, early rejects."""
 
     table: pa.Table
-    rows: np.ndarray  # int64, 1-based data row number of each table row
+    rows: np.ndarray  # int64, each table row's number: 1 for the first under the header (text: its line)
     source: str
     encoding: str = ""
     header_map: dict[str, str] = field(default_factory=dict)
     unmapped: list[str] = field(default_factory=list)
-    rejects: list[dict] = field(default_factory=list)  # rows that could not be split into fields
+    rejects: list[dict] = field(default_factory=list)  # rows not split into fields or not decodable
     validated: dict | None = None  # the stamp of one complete `dipsim validate` output, when the input is one
 
     @property
@@ -51,16 +61,15 @@ class RawCases:
 
 
 def decode_text(data: bytes, encoding: str | None = None) -> tuple[str, str]:
-    """Decode a text file, detecting UTF-8 (with or without BOM) or GB18030 (a superset of GBK and GB2312).
-
-    Undecodable bytes become U+FFFD; validation rejects the rows that contain it, so nothing is silently mangled.
-    """
+    """Decode a small side table (hospitals, weights) whole, detecting UTF-8 (with or without BOM) or GB18030 (a
+    superset of GBK and GB2312). Undecodable bytes become U+FFFD. Claims files are decoded line by line instead
+    (`decode_lines`), so that a row in another encoding is rejected, never read as other text."""
     if encoding:
         try:
             return data.decode(encoding, errors="replace"), encoding
         except LookupError as exc:
             raise InputError(f"unknown text encoding {encoding!r} (try gb18030, utf-8 or utf-8-sig)") from exc
-    if data.startswith(b"\xef\xbb\xbf"):
+    if data.startswith(_UTF8_BOM):
         return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
     try:
         return data.decode("utf-8"), "utf-8"
@@ -70,14 +79,147 @@ def decode_text(data: bytes, encoding: str | None = None) -> tuple[str, str]:
         return data.decode("gb18030"), "gb18030"
     except UnicodeDecodeError:
         pass
-    # Neither decodes cleanly: keep the reading with fewer undecodable characters. A UTF-8 file with a few corrupt
-    # bytes then stays UTF-8 (read as GB18030 most of its Chinese text would break), and a GB18030 file with a few
-    # corrupt bytes stays GB18030. Ties go to UTF-8.
+    # Neither decodes cleanly: keep the reading with fewer undecodable characters. Ties go to UTF-8.
     as_utf8 = data.decode("utf-8", errors="replace")
     as_gb = data.decode("gb18030", errors="replace")
     if as_gb.count("\ufffd") < as_utf8.count("\ufffd"):
         return as_gb, "gb18030"
     return as_utf8, "utf-8"
+
+
+# ---------------------------------------------------------------- text files: bytes -> UTF-8 lines
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_GB_ENCODINGS = {"gb18030", "gbk", "gb2312"}  # codecs.lookup names (cp936 is gbk)
+_NON_ASCII = re.compile(rb"[\x80-\xff]+")
+# Bytes no text export holds (C0 controls but tab, LF, CR): many of them, or a NUL in the header, mean a binary file.
+_CONTROL_BYTES = bytes(range(0, 9)) + b"\x0b\x0c" + bytes(range(0x0E, 0x20)) + b"\x7f"
+_MAGIC = (
+    (b"PK\x03\x04", "a zip archive, such as an .xlsx workbook: give it the .xlsx suffix"),
+    (b"PAR1", "a Parquet file: give it the .parquet suffix"),
+    (b"\xd0\xcf\x11\xe0", "an old .xls workbook: save it as .xlsx or CSV"),
+)
+
+
+def escaped(data: bytes, limit: int = 200) -> str:
+    """Bytes for a message: printable ASCII as is, every other byte as \\xNN (`\\xe9\\xaa\\xa8` for UTF-8 骨)."""
+    text = "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in data[:limit])
+    return text[:limit]
+
+
+def _display(codec: str) -> str:
+    return {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "gb18030": "GB18030", "gbk": "GBK", "gb2312": "GB2312"}.get(
+        codec, codec)
+
+
+def _codec(encoding: str) -> str:
+    try:
+        "\n".encode(encoding)  # LookupError too for codecs that are no text encoding (rot13, hex, base64)
+        return codecs.lookup(encoding).name
+    except LookupError as exc:
+        raise InputError(f"unknown text encoding {encoding!r} (try gb18030, utf-8 or utf-8-sig)") from exc
+
+
+def _magic(data: bytes) -> str | None:
+    """What kind of file `data` starts like, when it is one a claims export is often mistaken for."""
+    return next((f"it is {what}" for magic, what in _MAGIC if data.startswith(magic)), None)
+
+
+def _refuse_binary(path: Path, data: bytes) -> None:
+    """A CSV export holds no NUL byte in its header line and few control bytes: anything else is another kind of
+    file under a text suffix (a workbook, a Parquet file, a binary dump), refused as a whole. (A garbage file that
+    passes is refused by its header: no column it needs, or not text in the file's encoding.)"""
+    if data.startswith(_UTF16_BOMS):
+        return
+    head = data[:65536]
+    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
+    if b"\x00" in re.match(rb"[^\r\n]*", head).group() or controls * 4 > len(head):
+        raise InputError(f"{path}: not a text (CSV) file: "
+                         f"{_magic(data) or 'it holds NUL or control bytes, starting ' + escaped(data, 16)}")
+
+
+def _lf_line_ends(data: bytes) -> bytes:
+    """LF line ends: a CR-only file (old Mac exports) or one mixing lone CRs into its line ends is rewritten; LF
+    and CRLF files are kept as they are (CRLF is read as one line end)."""
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return data
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Arrow's UTF-8 check of the whole file (several times faster than decoding it to test)."""
+    offsets = pa.py_buffer(np.array([0, len(data)], np.int64))
+    try:
+        pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(data)]).validate(full=True)
+        return True
+    except pa.ArrowInvalid:
+        return False
+
+
+def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, dict[int, tuple[bytes, str]]]:
+    """A text file as UTF-8, line by line: returns the UTF-8 bytes (line i of the file is line i here, lone CRs
+    made line ends: `_lf_line_ends`), the encoding, and the lines that are not text in it, {line index: (their
+    bytes, reason)}. Those lines stay in place with their non-ASCII bytes turned into U+FFFD, so that the rows
+    around them split as in the file; the reader rejects the rows holding them.
+
+    The encoding is `encoding` when given, else UTF-8 when the whole file is (the fast path, no work per line),
+    else that of most non-ASCII lines: UTF-8 or GB18030 (a superset of GBK and GB2312). A line that is not valid
+    in it is undecodable; in a GB18030/GBK file so is a non-ASCII line that is valid UTF-8, because UTF-8 Chinese
+    is mostly valid GB18030 too and would read as other characters (骨科 -> 楠ㄧ), while GB18030 Chinese is almost
+    never valid UTF-8. Neither encoding has a line-end byte (0x0A) inside a character, so lines are cut before
+    decoding. UTF-16 (with its BOM, as Excel's "Unicode text" writes it) is decoded whole."""
+    codec = _codec(encoding) if encoding else None
+    label = codec
+    if data.startswith(_UTF8_BOM) and codec in (None, "utf-8", "utf-8-sig"):
+        data, codec, label = data[3:], "utf-8", "utf-8-sig"
+    elif codec == "utf-8-sig":
+        codec = "utf-8"
+    elif codec is None and data.startswith(_UTF16_BOMS):
+        codec = label = "utf-16"
+    if codec is not None and "\n,\"".encode(codec, errors="replace") != b"\n,\"":  # UTF-16/32: not line by line
+        try:
+            return _lf_line_ends(data.decode(codec).encode("utf-8")), label, {}
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not valid {codec} text (byte {exc.start})") from None
+    data = _lf_line_ends(data)
+    if codec in (None, "utf-8") and _is_utf8(data):
+        return data, label or "utf-8", {}
+    lines = data.split(b"\n")
+    non_ascii = [i for i, line in enumerate(lines) if not line.isascii()]
+    utf8 = {i for i in non_ascii if "\ufffd" not in lines[i].decode("utf-8", errors="replace")}
+    if codec is None:
+        codec = label = "utf-8" if 2 * len(utf8) >= len(non_ascii) else "gb18030"
+    name = _display(codec)
+    undecodable = f"not {name} text, the file's encoding: rejected, not read as other characters"
+    if codec == "utf-8":
+        bad = {i: (lines[i], undecodable) for i in non_ascii if i not in utf8}
+        for i in bad:
+            lines[i] = _NON_ASCII.sub("\ufffd".encode(), lines[i])
+        return b"\n".join(lines), label, bad
+    bad = {}
+    if codec in _GB_ENCODINGS:
+        bad = {i: (lines[i], f"UTF-8 text in a {name} file: rejected, not read as other characters (save "
+                             "the file in one encoding)") for i in utf8}
+    try:
+        text = data.decode(codec)
+        if not bad:
+            return text.encode("utf-8"), label, bad
+        decoded = text.split("\n")
+    except UnicodeDecodeError:  # some lines are not valid in it: decode each line alone
+        decoded = []
+        for i, line in enumerate(lines):
+            try:
+                decoded.append(line.decode(codec))
+            except UnicodeDecodeError:
+                bad.setdefault(i, (line, undecodable))
+                decoded.append("")
+    for i in bad:
+        decoded[i] = _NON_ASCII.sub("\ufffd".encode(), lines[i]).decode("utf-8")
+    return "\n".join(decoded).encode("utf-8"), label, bad
+
+
+# ---------------------------------------------------------------- CSV: lines -> rows
 
 
 def _sniff_delimiter(header_line: str) -> str:
@@ -86,79 +228,446 @@ def _sniff_delimiter(header_line: str) -> str:
 
 
 def _dedupe(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
+    """Unique column names: an empty header cell becomes `column<N>` (N its position), a repeated one gets .1, .2
+    (the header check, `map_header_list`, sees the cells as written)."""
+    taken: set[str] = set()
     out = []
-    for name in names:
-        name = name.strip().lstrip("\ufeff")
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}.{seen[name]}"
-        else:
-            seen[name] = 0
-        out.append(name)
+    for position, name in enumerate(names, start=1):
+        name = name.strip().lstrip("\ufeff") or f"column{position}"
+        unique, k = name, 0
+        while unique in taken:
+            k += 1
+            unique = f"{name}.{k}"
+        taken.add(unique)
+        out.append(unique)
     return out
 
 
-def read_csv_raw(path: str | Path, encoding: str | None = None) -> tuple[pa.Table, np.ndarray, list[dict], str]:
-    """All columns as strings. Rows with the wrong number of fields become rejects with their row number."""
-    path = Path(path)
-    data = path.read_bytes()
-    text, detected = decode_text(data, encoding)
-    first_line = text.split("\n", 1)[0].rstrip("\r")
-    if not first_line.strip():
-        raise InputError(f"{path}: empty file or empty header line")
-    delimiter = _sniff_delimiter(first_line)
-    names = _dedupe(next(csv.reader([first_line], delimiter=delimiter)))
-    if detected.startswith("utf-8") and "\ufffd" not in text:
-        payload = data[3:] if detected == "utf-8-sig" else data  # already UTF-8: no copy
-    else:
-        payload = text.encode("utf-8")
-    bad_rows: list[dict] = []
+@functools.cache
+def _field_patterns(delimiter: str) -> tuple[re.Pattern, re.Pattern]:
+    quoted = re.compile(rb'"[^"]*(?:""[^"]*)*"')  # a quoted field, "" inside it being one quote
+    rest = re.compile(rb"[^" + re.escape(delimiter.encode()) + rb"\n]*")  # up to the next delimiter or line end
+    return quoted, rest
+
+
+def _quote_fault(record: bytes, delimiter: str, strict: bool = False) -> str | None:
+    """How the quotes in the raw text of one row break RFC 4180, read as pyarrow reads them (a quote opens a
+    quoted field only at the start of a field): "open" when a quoted field runs to the end of the text, "stray"
+    when one closes without a delimiter or line end after it (and, with `strict`, when an unquoted field holds a
+    quote: a CSV writer never writes that, so in a row over several lines it is the other half of a stray
+    quote), None when the quotes are proper."""
+    quoted, rest = _field_patterns(delimiter)
+    end = len(record.rstrip(b"\r\n"))
+    fault = None
+    pos = 0
+    while pos < end:
+        if record[pos] == 0x22:
+            match = quoted.match(record, pos)
+            if match is None:
+                return "open"
+            pos = match.end()
+            if pos < end and record[pos] not in (ord(delimiter), 0x0A, 0x0D):
+                fault = "stray"
+        field_end = rest.match(record, pos).end()
+        if strict and record.find(b'"', pos, field_end) >= 0:
+            fault = "stray"
+        pos = field_end + 1
+    return fault
+
+
+_NOT_LINE_END = re.compile(rb"[^\r\n]")
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """Bytes lo..hi of the decoded file: whole lines under the header, read in place (not copied)."""
+
+    data: bytes
+    lo: int
+    hi: int
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __getitem__(self, offsets: slice) -> bytes:
+        return self.data[self.lo + (offsets.start or 0):self.lo + (len(self) if offsets.stop is None else offsets.stop)]
+
+    def after(self, offset: int, stop: int | None = None) -> _Lines:
+        return _Lines(self.data, self.lo + offset, self.hi if stop is None else self.lo + stop)
+
+    def count(self, sub: bytes, start: int = 0, stop: int | None = None) -> int:
+        return self.data.count(sub, self.lo + start, self.lo + (len(self) if stop is None else stop))
+
+    def blank(self) -> bool:
+        return _NOT_LINE_END.search(self.data, self.lo, self.hi) is None
+
+    def lines(self) -> int:
+        return self.count(b"\n") + (self.data[self.hi - 1] != 0x0A)
+
+    def last_line(self) -> bytes:
+        return self.data[self.data.rfind(b"\n", self.lo, self.hi - 1) + 1 or self.lo:self.hi]
+
+
+def _parse_csv(text: _Lines, names: list[str], delimiter: str, path: Path) -> tuple[pa.Table, list[tuple]]:
+    """pyarrow's CSV parse of `text` (no header), all columns text; rows with another number of fields are
+    returned apart as (record number, fields, text)."""
+    invalid: list[tuple[int, int, str]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
-        # `number` counts records including the header (pyarrow docs), so data row = number - 1.
-        bad_rows.append(
-            {
-                "row": int(row.number) - 1 if row.number is not None else -1,
-                "field": "",
-                "value": (row.text or "")[:200],
-                "reason": f"row has {row.actual_columns} fields, the header has {row.expected_columns}",
-            }
-        )
+        invalid.append((row.number, row.actual_columns, row.text or ""))
         return "skip"
 
-    try:
-        table = pacsv.read_csv(
-            io.BytesIO(payload),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
-            parse_options=pacsv.ParseOptions(
-                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=False
-            ),
+    def read(block_size: int) -> pa.Table:
+        invalid.clear()
+        return pacsv.read_csv(
+            pa.BufferReader(pa.py_buffer(text.data).slice(text.lo, len(text))),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=block_size),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                             invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                 strings_can_be_null=False),
         )
-    except pa.ArrowInvalid as exc:
-        raise InputError(f"{path}: cannot parse as CSV ({detected}): {exc}") from exc
-    bad = {r["row"] for r in bad_rows}
-    total = table.num_rows + len(bad)
-    rows = np.arange(1, total + 1, dtype=np.int64)
-    if bad:
-        rows = rows[~np.isin(rows, np.fromiter(bad, dtype=np.int64))]
-    return table, rows, bad_rows, detected
 
-
-def read_excel_raw(path: str | Path, sheet: str | int | None = None) -> tuple[pa.Table, np.ndarray]:
-    """All cells as text (pandas + openpyxl). Row 1 is the first row under the header (Excel row 2)."""
     try:
-        frame = pd.read_excel(path, sheet_name=0 if sheet is None else sheet, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"{path}: cannot read as Excel: {exc}") from exc
-    frame.columns = _dedupe([str(c) for c in frame.columns])
+        try:
+            return read(1 << 20), invalid
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc):
+                raise
+            # A row longer than pyarrow's 1 MB block (a 10 MB field): read the text as one block.
+            return read(min(len(text) + 1, 2**31 - 1)), invalid
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{path}: cannot parse as CSV: {exc}") from exc
+
+
+def _line_bounds(text: _Lines) -> tuple[np.ndarray, np.ndarray]:
+    """Start offset of every line of `text` plus its end (line i is text[bounds[i]:bounds[i + 1]], its line end
+    included), and whether each line is blank (nothing but its line end)."""
+    buf = np.frombuffer(text.data, np.uint8, count=len(text), offset=text.lo)
+    bounds = np.concatenate([[0], np.flatnonzero(buf == 0x0A) + 1])
+    if bounds[-1] != len(text):
+        bounds = np.append(bounds, len(text))
+    start, stop = bounds[:-1], bounds[1:]
+    content = stop - start - (buf[stop - 1] == 0x0A)
+    content -= (content > 0) & (buf[np.maximum(start + content - 1, 0)] == 0x0D)
+    return bounds, content == 0
+
+
+def _row_lines(blank: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    """The line each row starts on: rows take the non-blank lines in order, and a row with a field over several
+    lines takes its `extra` following lines too (blank ones included)."""
+    filled = np.flatnonzero(~blank)
+    start = np.empty(len(extra), np.int64)
+    done = pos = 0
+    for row in np.flatnonzero(extra > 0):  # few: rows whose quoted field holds a line end
+        start[done:row + 1] = filled[pos:pos + row + 1 - done]
+        pos = int(np.searchsorted(filled, start[row] + extra[row], side="right"))
+        done = row + 1
+    start[done:] = filled[pos:pos + len(extra) - done]
+    return start
+
+
+def _newlines_per_row(table: pa.Table) -> np.ndarray:
+    counts = np.zeros(table.num_rows, np.int64)
+    for column in table.columns:
+        counts += pc.count_substring(column, "\n").to_numpy()
+    return counts
+
+
+def _quote_in_values(table: pa.Table) -> np.ndarray:
+    """Which rows hold a quote in a value (looked for in the values' bytes first: most files have none)."""
+    quoted = np.zeros(table.num_rows, bool)
+    if any(b'"' in piece.buffers()[2].to_pybytes() for column in table.columns for piece in column.chunks
+           if piece.buffers()[2] is not None):
+        for column in table.columns:
+            quoted |= pc.match_substring(column, '"').to_numpy(zero_copy_only=False)
+    return quoted
+
+
+@dataclass
+class _Parsed:
+    """One pyarrow parse of some lines, numbered from 0: the rows it read (table, first and last line of each),
+    the lines rejected as they are, and the stray quotes met: (line of the quote, last line its row took,
+    whether it runs to the end of the text)."""
+
+    table: pa.Table
+    start: np.ndarray
+    end: np.ndarray
+    rejects: list[tuple[int, str, str]]  # (line, value, reason)
+    strays: list[tuple[int, int, bool]]
+    bounds: np.ndarray | None  # `_line_bounds`; computed when there are strays or rows over lines
+
+
+def _place_rows(text: _Lines, table: pa.Table, invalid: list[tuple], is_invalid: np.ndarray):
+    """Where the rows pyarrow read lie: line bounds (None when every line is a row), the line each row starts on,
+    and the lines it takes after that (a quoted field over lines)."""
+    n = len(is_invalid)
+    extra = np.zeros(n, np.int64)
+    if n == text.lines():  # one row a line: no blank line, no field over lines (the common case)
+        return None, np.arange(n), extra
+    bounds, blank = _line_bounds(text)
+    if n != np.count_nonzero(~blank):
+        extra[~is_invalid] = _newlines_per_row(table)
+        extra[is_invalid] = [raw.count("\n") for _, _, raw in invalid]
+    return bounds, _row_lines(blank, extra), extra
+
+
+def _parse_lines(text: _Lines, names: list[str], delimiter: str, path: Path) -> _Parsed:
+    """pyarrow's parse of `text`, its rows placed on their lines, and its quote faults sorted out: a row whose
+    quote does not close, or closes where no field ends, is a stray when it takes more than its line (or runs to
+    the end); on one line, it is rejected."""
+    table, invalid = _parse_csv(text, names, delimiter, path)
+    n = table.num_rows + len(invalid)
+    is_invalid = np.zeros(n, bool)
+    is_invalid[[number - 1 for number, _, _ in invalid]] = True
+    bounds, start, extra = _place_rows(text, table, invalid, is_invalid)
+    last_line = n - 1 if bounds is None else len(bounds) - 2
+
+    def lines(first: int, last: int) -> bytes:
+        nonlocal bounds
+        bounds = _line_bounds(text)[0] if bounds is None else bounds
+        return text[bounds[first]:bounds[last + 1]]
+
+    rejects, strays = [], []
+    stray = np.zeros(n, bool)
+    for number, fields, raw in invalid:
+        row = number - 1
+        fault = _quote_fault(raw.encode(), delimiter, strict=bool(extra[row]))
+        if fault == "open" or (fault and extra[row]):
+            strays.append((start[row], min(start[row] + extra[row], last_line), fault == "open"))
+        else:  # one line, or a proper quoted field over lines in a row with the wrong number of fields
+            rejects.append((start[row], raw, _UNBALANCED if fault else
+                            f"row has {fields} fields, the header has {len(names)}"))
+    for row in np.flatnonzero(~is_invalid & ((extra > 0) | (np.arange(n) == n - 1))):
+        first, last = start[row], min(start[row] + extra[row], last_line)  # an open quote takes the last LF too
+        raw = lines(first, last) if extra[row] else text.last_line()
+        fault = _quote_fault(raw, delimiter, strict=bool(extra[row])) if b'"' in raw else None
+        if fault == "open" or (fault and extra[row]):
+            strays.append((first, last, fault == "open"))
+            stray[row] = True
+    # A stray quote that closes on its own line where no field ends ("K35.800,"1,200",x) leaves the line's other
+    # quotes unpaired, and pyarrow reads them as characters of fields run together: a line of one row with an
+    # odd number of quotes. Such a row has a quote in a value, which few rows have: only they are counted.
+    for row in np.flatnonzero(~is_invalid)[_quote_in_values(table)]:
+        if not (stray[row] or extra[row]) and (raw := lines(start[row], start[row])).count(b'"') % 2:
+            rejects.append((start[row], raw.decode(), _UNBALANCED))
+            stray[row] = True
+    if strays:
+        lines(0, 0)  # the bounds, for `_text_rows`
+    good = ~is_invalid & ~stray
+    if not good[~is_invalid].all():
+        table = table.filter(pa.array(good[~is_invalid]))
+    return _Parsed(table, start[good], start[good] + extra[good], rejects, sorted(strays), bounds)
+
+
+_UNBALANCED = 'unbalanced quote ("): the line cannot be split into fields; the lines after it are read as rows'
+
+
+@dataclass
+class _Rows:
+    """Rows read so far, numbered by line: tables with each row's first and last line, and rejects."""
+
+    tables: list[pa.Table] = field(default_factory=list)
+    starts: list[np.ndarray] = field(default_factory=list)
+    ends: list[np.ndarray] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+
+    def add(self, parsed: _Parsed, first: int, low: int, high: float = np.inf) -> None:
+        """The rows of `parsed` that start on lines low..high-1, numbered from `first`."""
+        keep = (parsed.start >= low) & (parsed.start < high)
+        self.tables.append(parsed.table.filter(pa.array(keep)) if not keep.all() else parsed.table)
+        self.starts.append(first + parsed.start[keep])
+        self.ends.append(first + parsed.end[keep])
+        for line, value, reason in parsed.rejects:
+            if low <= line < high:
+                self.reject(first + line, value, reason)
+
+    def reject(self, row: int, value: str, reason: str) -> None:
+        self.rejects.append({"row": int(row), "field": "", "value": value.rstrip("\r\n")[:200], "reason": reason})
+
+    def extend(self, other: _Rows) -> None:
+        self.tables += other.tables
+        self.starts += other.starts
+        self.ends += other.ends
+        self.rejects += other.rejects
+
+
+def _text_rows(text: _Lines, first: int, names: list[str], delimiter: str, path: Path,
+               piece: bool = False) -> _Rows | None:
+    """The rows of `text`, whose line 0 is row `first` (see `_read_rows`). A `piece` is the lines a stray quote
+    took, read again: None when it ends inside an open quote, which may close after it (the caller then reads on
+    from the piece's first line to the end of its own text)."""
+    out = _Rows()
+    if text.blank():
+        return out
+    parsed = _parse_lines(text, names, delimiter, path)
+    bounds = parsed.bounds
+    done = 0
+    for line, last, to_end in parsed.strays:
+        if to_end and piece:
+            return None
+        out.add(parsed, first, done, line)
+        after = bounds[line + 1]
+        out.reject(first + line, text[bounds[line]:after].decode(), _UNBALANCED)
+        rest = None
+        if not to_end:  # the lines the stray took, read again; if they end in an open quote, read on
+            rest = _text_rows(text.after(after, bounds[last + 1]), first + line + 1, names, delimiter, path,
+                              piece=True)
+        if rest is None:
+            rest = _text_rows(text.after(after), first + line + 1, names, delimiter, path, piece=piece)
+            if rest is not None:
+                out.extend(rest)
+            return None if rest is None else out
+        out.extend(rest)
+        done = last + 1
+    out.add(parsed, first, done)
+    return out
+
+
+def _read_rows(data: bytes, body_start: int, names: list[str], delimiter: str, path: Path):
+    """The rows under the header (the lines of `data` from `body_start`): (table of text, each row's number and
+    last line, rejects). A row's number is the line under the header it starts on (row 1 is the line after the
+    header; blank lines are no rows).
+
+    A row is one line, unless a quoted field properly spans lines (its closing quote followed by a delimiter or
+    the line end, no stray quote in the row). A stray quote that does not close so would fold the following lines
+    into one bad row: its line is rejected, and the lines after it are read as rows of their own."""
+    rows = _text_rows(_Lines(data, body_start, len(data)), 1, names, delimiter, path)
+    if not rows.tables:
+        empty = pa.schema([pa.field(n, pa.string()) for n in names]).empty_table()
+        return empty, np.zeros(0, np.int64), np.zeros(0, np.int64), rows.rejects
+    table = pa.concat_tables(rows.tables)
+    starts = np.concatenate(rows.starts).astype(np.int64)
+    ends = np.concatenate(rows.ends).astype(np.int64)
+    return table, starts, ends, rows.rejects
+
+
+def _reject_undecodable(table: pa.Table, rows: np.ndarray, ends: np.ndarray, rejects: list[dict],
+                        bad_lines: dict[int, tuple[bytes, str]]) -> tuple[pa.Table, np.ndarray]:
+    """Reject every row holding an undecodable line, with the line's bytes escaped; the other rows stay. Line i
+    of the file (0: the header) is in the row numbered i, or in the row before it that spans it; a line in a row
+    rejected already adds a reason to that row."""
+    lines = np.fromiter(bad_lines, np.int64)
+    holder = np.searchsorted(rows, lines, side="right") - 1
+    inside = (holder >= 0) & (ends[np.maximum(holder, 0)] >= lines) if len(rows) else np.zeros(len(lines), bool)
+    rejected = np.array(sorted({r["row"] for r in rejects}), np.int64)
+    for line, row, held in zip(lines, holder, inside):
+        data, reason = bad_lines[int(line)]
+        number = rows[row] if held else rejected[np.searchsorted(rejected, line, side="right") - 1]
+        rejects.append({"row": int(number), "field": "", "value": escaped(data.rstrip(b"\r")), "reason": reason})
+    drop = np.zeros(len(rows), bool)
+    drop[holder[inside]] = True
+    return table.filter(pa.array(~drop)), rows[~drop]
+
+
+def _drop_blank_rows(table: pa.Table, rows: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+    """Rows whose every cell is empty (a spreadsheet's empty rows) are no rows, like blank lines."""
+    if table.num_columns == 0 or table.num_rows == 0:
+        return table, rows
+    blank = pc.equal(pc.binary_length(table.column(0)), 0)
+    if not pc.any(blank).as_py():
+        return table, rows
+    for column in table.columns[1:]:
+        blank = pc.and_(blank, pc.equal(pc.binary_length(column), 0))
+    blank = blank.to_numpy(zero_copy_only=False)
+    return table.filter(pa.array(~blank)), rows[~blank]
+
+
+def _drop_unnamed_empty_columns(table: pa.Table, headers: list[str]) -> pa.Table:
+    """Columns without a header and without a value (the trailing empty columns of spreadsheet exports)."""
+    drop = [name for name, header in zip(table.column_names, headers)
+            if not header.strip().lstrip("\ufeff") and not pc.max(pc.binary_length(table[name])).as_py()]
+    return table.drop_columns(drop) if drop else table
+
+
+def read_csv_raw(path: str | Path, encoding: str | None = None
+                 ) -> tuple[pa.Table, np.ndarray, list[dict], str, list[str]]:
+    """All columns as strings, each row with its number (the line under the header it starts on); rows that
+    cannot be split into the header's fields or that hold undecodable bytes become rejects. Returns the table,
+    row numbers, rejects, encoding and the header cells as written."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if not data or data.isspace():
+        raise InputError(f"{path}: empty file")
+    _refuse_binary(path, data)
+    try:
+        payload, detected, bad_lines = decode_lines(data, encoding)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    header_end = payload.find(b"\n")
+    header = payload if header_end < 0 else payload[:header_end]
+    if 0 in bad_lines:
+        raw, reason = bad_lines[0]
+        what = "UTF-8 text, not" if reason.startswith("UTF-8 text in") else "not valid"
+        start = escaped(raw.rstrip(b"\r"), 40)
+        raise InputError(f"{path}: the header line is {what} {_display(detected)} text, the file's encoding "
+                         f"({start}...); save the file in one encoding, or force one with --encoding")
+    header_text = header.decode("utf-8").rstrip("\r")
+    if not header_text.strip(" \t,;|\ufeff"):
+        raise InputError(f"{path}: empty header line (the first line must name the columns)")
+    delimiter = _sniff_delimiter(header_text)
+    try:
+        headers = next(csv.reader([header_text], delimiter=delimiter))
+    except csv.Error as exc:
+        raise InputError(f"{path}: cannot read the header line: {exc}") from exc
+    body_start = len(payload) if header_end < 0 else header_end + 1
+    table, rows, ends, rejects = _read_rows(payload, body_start, _dedupe(headers), delimiter, path)
+    if bad_lines:
+        table, rows = _reject_undecodable(table, rows, ends, rejects, bad_lines)
+    table, rows = _drop_blank_rows(table, rows)
+    return table, rows, rejects, detected, headers
+
+
+_WORKBOOK_ERRORS = (OSError, ValueError, LookupError, TypeError, AttributeError, RuntimeError, EOFError,
+                    SyntaxError, zipfile.BadZipFile, zlib.error)  # what openpyxl raises on damaged parts
+
+
+def _check_workbook(path: Path) -> None:
+    """An .xlsx is a zip archive holding [Content_Types].xml (every Office Open XML file does): anything else is
+    refused with what it looks like."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(4096)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if not head.startswith(b"PK\x03\x04"):
+        what = ("the file is empty" if not head else _magic(head) or
+                ("it is a text file, perhaps a CSV export: give it the .csv suffix" if b"\x00" not in head else
+                 f"it starts with the bytes {escaped(head, 16)}"))
+        raise InputError(f"{path}: not an Excel .xlsx workbook: {what}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except _WORKBOOK_ERRORS as exc:
+        raise InputError(f"{path}: cannot read as an Excel workbook (a damaged zip archive: {exc})") from exc
+    if "[Content_Types].xml" not in names:
+        raise InputError(f"{path}: a zip archive that is not an Excel workbook (it holds "
+                         f"{', '.join(names[:3]) or 'nothing'}{', ...' if len(names) > 3 else ''})")
+
+
+def read_excel_raw(path: str | Path, sheet: str | int | None = None) -> tuple[pa.Table, np.ndarray, list[str]]:
+    """All cells as text (pandas + openpyxl), the first row as header. Row 1 is the first row under the header
+    (Excel row 2); empty rows are no rows. A formula cell reads as the value Excel saved with it, and as empty
+    when the file holds none (written by a program and never opened in Excel)."""
+    path = Path(path)
+    _check_workbook(path)
+    try:
+        frame = pd.read_excel(path, sheet_name=0 if sheet is None else sheet, header=None, dtype=str,
+                              keep_default_na=False)
+    except _WORKBOOK_ERRORS as exc:
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        raise InputError(f"{path}: cannot read as an Excel workbook ({type(exc).__name__}: {message})") from exc
+    if frame.empty:
+        raise InputError(f"{path}: empty sheet")
     frame = frame.fillna("").astype(str)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.cast(pa.schema([pa.field(n, pa.string()) for n in table.column_names]))
-    return table, np.arange(1, table.num_rows + 1, dtype=np.int64)
+    headers = frame.iloc[0].tolist()
+    names = _dedupe(headers)
+    table = pa.table({name: pa.array(frame.iloc[1:, i].tolist(), pa.string()) for i, name in enumerate(names)})
+    table, rows = _drop_blank_rows(table, np.arange(1, table.num_rows + 1, dtype=np.int64))
+    return table, rows, headers
 
 
 def read_table_file(path: str | Path, what: str = "table") -> pa.Table:
@@ -315,14 +824,21 @@ def _validate_manifest(out: Path) -> dict | None:
 
 
 def _join_split_code_columns(table: pa.Table, mapping: dict[str, str]) -> tuple[pa.Table, dict[str, str]]:
-    """主要诊断编码 + 其他诊断编码1..N -> one `diagnoses` text column 'principal,other1,other2' (same for procedures)."""
+    """主要诊断编码 + 其他诊断编码1..N -> one `diagnoses` text column 'principal,other1,other2' (same for procedures).
+
+    An empty principal cell stays first as an empty item (',I10.x00'), which `split_code_list` keeps: the case has
+    no principal, and its first other code is not promoted to principal. So does a file with other-code columns
+    and no principal column."""
     for canonical, (principal, others) in SPLIT_CODE_COLUMNS.items():
-        sources = [h for h, c in mapping.items() if c == principal] + [h for h, c in mapping.items() if c == others]
+        principals = [h for h, c in mapping.items() if c == principal]
+        sources = principals + [h for h, c in mapping.items() if c == others]
         if not sources:
             continue
         if canonical in mapping.values():
             raise InputError(f"both a {canonical} list column and separate principal/other columns: keep one")
         parts = [pc.cast(table[h], pa.string()).fill_null("") for h in sources]
+        if not principals:
+            parts.insert(0, pa.repeat("", table.num_rows))
         joined = pc.binary_join_element_wise(*parts, ",")
         table = table.drop_columns(sources).append_column(canonical, joined)
         mapping = {h: c for h, c in mapping.items() if h not in sources}
@@ -350,24 +866,31 @@ def read_cases_raw(
     rejects: list[dict] = []
     detected = ""
     validated = None
+    headers = None
     if path.is_dir() or suffix in PARQUET_SUFFIXES:
         files = parquet_files(path)
         validated = validated_stamp(files, folder=path.is_dir())
         table, rows = (read_parquet_raw(path, columns, dictionary_codes, files) if validated
                        else read_parquet_raw(path, files=files))
     elif suffix in CSV_SUFFIXES:
-        table, rows, rejects, detected = read_csv_raw(path, encoding)
+        table, rows, rejects, detected, headers = read_csv_raw(path, encoding)
     elif suffix in EXCEL_SUFFIXES:
-        table, rows = read_excel_raw(path, sheet)
+        table, rows, headers = read_excel_raw(path, sheet)
     else:
         raise InputError(f"{path}: unsupported file type {suffix!r} (use .csv, .xlsx or .parquet)")
-    return _canonical(table, rows, path, header_mapping, detected, rejects, validated)
+    return _canonical(table, rows, path, header_mapping, detected, rejects, validated, headers)
 
 
 def _canonical(table: pa.Table, rows: np.ndarray, path: Path, header_mapping: dict[str, str] | None,
-               detected: str = "", rejects: list[dict] | None = None, validated: dict | None = None) -> RawCases:
-    """Headers mapped onto canonical names, split code columns joined."""
-    mapping = map_headers(table.column_names, header_mapping, source=str(path))
+               detected: str = "", rejects: list[dict] | None = None, validated: dict | None = None,
+               headers: list[str] | None = None) -> RawCases:
+    """Headers mapped onto canonical names, split code columns joined. `headers`: the header cells as written,
+    one per column (a text file's: two alike are told apart only in the table's names); the table's names when
+    None."""
+    headers = table.column_names if headers is None else headers
+    canonical = map_header_list(headers, header_mapping, source=str(path))
+    mapping = {name: c for name, c in zip(table.column_names, canonical) if c is not None}
+    table = _drop_unnamed_empty_columns(table, headers)
     table, mapping = _join_split_code_columns(table, mapping)
     table = table.rename_columns([mapping.get(n, n) for n in table.column_names])
     unmapped = [n for n in table.column_names if n not in mapping.values()]

@@ -37,6 +37,9 @@ _TRUE_WORDS = {"1": 1, "true": 1, "t": 1, "y": 1, "yes": 1, "是": 1,
                "0": 0, "false": 0, "f": 0, "n": 0, "no": 0, "否": 0}
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 DAYS_PER_YEAR = 365.25
+# The most text a spreadsheet cell holds (Excel: 32,767 characters). A longer field comes from no claims export:
+# it is a file fault (a lost quote, a blob), not a value to carry into the outputs.
+MAX_FIELD_CHARS = 32_767
 
 
 @dataclass(frozen=True)
@@ -385,6 +388,9 @@ def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str |
     is_principal = np.zeros(len(item), bool)
     is_principal[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
     text = distinct.to_numpy(zero_copy_only=False)[item]
+    # An empty item is a missing principal (`split_code_list` keeps one only first, before other codes): the case
+    # has no principal, and its other codes stay secondary.
+    empty = text == ""
     undecodable = pc.match_substring(distinct, "\ufffd").to_numpy(zero_copy_only=False)[item]
     if undecodable.any():
         p.reject(np.isin(np.arange(n), parents[undecodable]), name, pc.binary_join(lists, ","),
@@ -392,17 +398,21 @@ def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str |
     shape_ok = pc.fill_null(codes.is_valid_code_shape(distinct, system), False).to_numpy(zero_copy_only=False)[item]
     label = "ICD-10" if system == "icd10" else "ICD-9-CM-3"
     if name == "diagnoses":
-        has_principal = lengths > 0
+        has_principal = np.zeros(n, bool)
+        has_principal[parents[is_principal & ~empty]] = True
         bad_principal = np.zeros(n, bool)
-        bad_principal[parents[is_principal & ~shape_ok]] = True
+        bad_principal[parents[is_principal & ~shape_ok & ~empty]] = True
         principal_text = np.full(n, "", dtype=object)
-        principal_text[has_principal] = text[is_principal]
+        principal_text[parents[is_principal]] = text[is_principal]
         p.reject(bad_principal, name, principal_text, f"principal diagnosis is not an {label} code")
-        if opts.missing_principal == "reject":
-            p.reject(~has_principal, name, "", "missing principal diagnosis (主要诊断)")
-        else:
-            p.warn(~has_principal, name, "", "missing principal diagnosis (主要诊断): will be ungroupable")
-    bad_items = ~shape_ok & ~is_principal if name == "diagnoses" else ~shape_ok
+        _missing_principal(p, ~has_principal, lists, parents[~is_principal & ~empty], opts)
+    else:
+        no_principal = np.zeros(n, bool)
+        no_principal[parents[is_principal & empty]] = True
+        if no_principal.any():
+            p.warn(no_principal, name, pc.binary_join(lists, ","), "missing principal procedure (主要手术操作) "
+                   "although other procedures are given: no procedure is taken as principal")
+    bad_items = ~shape_ok & ~empty & (~is_principal if name == "diagnoses" else True)
     p.warn_items(parents[bad_items], name, text[bad_items], f"not an {label} code: ignored by grouping")
     if opts.check_dictionary and len(item):
         dictionary = codes.load_icd10() if system == "icd10" else codes.load_icd9()
@@ -415,6 +425,23 @@ def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str |
             p.warn_items(parents[not_allowed], name, text[not_allowed],
                          "not allowed as principal diagnosis (灰码) in 医保版 2.0")
     return lists
+
+
+def _missing_principal(p: _Problems, missing: np.ndarray, lists: pa.ListArray, others: np.ndarray,
+                       opts: ValidationOptions) -> None:
+    """A claim without a principal diagnosis is still a paid stay: a warning (it will be ungroupable), or a reject
+    with --missing-principal reject. `others`: the rows of its other diagnoses (they stay secondary)."""
+    if not missing.any():
+        return
+    reason = np.full(len(missing), "missing principal diagnosis (主要诊断)", dtype=object)
+    with_others = np.zeros(len(missing), bool)
+    with_others[others] = True
+    reason[with_others] += " although other diagnoses are given (none is taken as principal)"
+    codes_given = pc.binary_join(lists, ",")
+    if opts.missing_principal == "reject":
+        p.reject(missing, "diagnoses", codes_given, reason)
+    else:
+        p.warn(missing, "diagnoses", codes_given, reason + ": will be ungroupable")
 
 
 def _integer(p: _Problems, raw: RawCases, name: str, low: float, high: float, label: str) -> np.ndarray:
@@ -432,12 +459,16 @@ def _integer(p: _Problems, raw: RawCases, name: str, low: float, high: float, la
     return values
 
 
-def _non_negative(p: _Problems, raw: RawCases, name: str, label: str, maximum: float = np.inf) -> np.ndarray:
-    """Parse an amount or a duration: reject text, negatives and values above `maximum`."""
+def _non_negative(p: _Problems, raw: RawCases, name: str, label: str, maximum: float = np.inf,
+                  missing_reason: str | None = None) -> np.ndarray:
+    """Parse an amount or a duration: reject text, negatives and values above `maximum`, and missing values with
+    `missing_reason` when one is given (a column the file does not have is not checked)."""
     if name not in raw.table.column_names:
         return np.full(raw.table.num_rows, np.nan)
     values, missing, bad, text = _number(raw.table[name])
     p.reject(bad, name, text, f"{label} is not a number")
+    if missing_reason:
+        p.reject(missing, name, raw.table[name], missing_reason)  # the cell as given ("NaN", "-", "")
     p.reject(~np.isnan(values) & (values < 0), name, text, f"negative {label}")
     p.reject(~np.isnan(values) & (values > maximum), name, text, f"implausible {label} (above {maximum:,.0f})")
     return values
@@ -472,6 +503,7 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None,
     _require_columns(raw)
     ids, has_id_column = _case_ids(raw)
     p = _Problems(raw.source, raw.rows, ids)
+    _check_field_lengths(p, raw)
     columns = {
         **_check_identity(p, raw, ids, has_id_column, first_rows),
         "diagnoses": _codes(raw, p, "diagnoses", "icd10", opts.diagnosis_crosswalk, opts),
@@ -497,6 +529,21 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None,
     )
     result.check_counts()
     return result
+
+
+def _check_field_lengths(p: _Problems, raw: RawCases) -> None:
+    """Reject rows with a text field longer than a spreadsheet cell (MAX_FIELD_CHARS)."""
+    for name in raw.table.column_names:
+        column = raw.table[name]
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) or \
+                (pc.max(pc.binary_length(column)).as_py() or 0) <= MAX_FIELD_CHARS:  # bytes >= characters
+            continue
+        chars = pc.fill_null(pc.utf8_length(column), 0).to_numpy(zero_copy_only=False)
+        too_long = chars > MAX_FIELD_CHARS
+        reasons = np.full(len(chars), "", dtype=object)
+        reasons[too_long] = [f"field of {c:,} characters, longer than a spreadsheet cell holds "
+                             f"({MAX_FIELD_CHARS:,}): not a claims value" for c in chars[too_long]]
+        p.reject(too_long, name, column, reasons)
 
 
 def _check_identity(p: _Problems, raw: RawCases, ids: pa.Array, has_id_column: bool,
@@ -569,7 +616,12 @@ def _check_stay(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
 
 def _check_money(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
     """Amounts in yuan: readable, not negative, plausible; the fund/patient split and TCM cost within the total."""
-    money = {name: _non_negative(p, raw, name, "amount (yuan)", opts.max_cost_yuan)
+    # A claim without its total cost cannot be priced: kept, it would be paid 0 points as a low outlier. The
+    # other amounts may be missing. A file without a total cost column can still be grouped (settlement refuses
+    # it).
+    money = {name: _non_negative(p, raw, name, "amount (yuan)", opts.max_cost_yuan,
+                                 "missing total cost (医疗总费用): the case cannot be priced"
+                                 if name == "total_cost" else None)
              for name in ("total_cost", "fund_paid", "patient_paid", "tcm_cost")}
     split_sum = np.nan_to_num(money["fund_paid"]) + np.nan_to_num(money["patient_paid"])
     has_split = ~np.isnan(money["fund_paid"]) | ~np.isnan(money["patient_paid"])
