@@ -226,7 +226,7 @@ def partition_region(files) -> tuple[set[str], set[str]]:
     settlement and count for neither). InputError naming a partition without one of SETTLEMENT_COLUMNS."""
     from dipsim.io.headers import map_headers
     from dipsim.io.readers import parquet_metadata, read_parquet_raw
-    from dipsim.io.validate import _INSURANCE_WORDS, _lookup, _text
+    from dipsim.io.validate import insurance_types, text_column
 
     pools, hospital_ids = set(), set()
     for file in files:
@@ -236,8 +236,8 @@ def partition_region(files) -> tuple[set[str], set[str]]:
         wanted = [headers[name] for name in ("pool", "insurance_type", "hospital_id")]
         table, _ = read_parquet_raw(file, columns=wanted, files=[file])
         distinct = table.group_by(wanted).aggregate([])  # a few hundred combinations, not millions of rows
-        pool, hospital = _text(distinct[wanted[0]]), _text(distinct[wanted[2]])
-        insurance = pa.array(_lookup(distinct[wanted[1]], _INSURANCE_WORDS)[0], pa.string(), from_pandas=True)
+        pool, hospital = text_column(distinct[wanted[0]]), text_column(distinct[wanted[2]])
+        insurance = pa.array(insurance_types(distinct[wanted[1]])[0], pa.string(), from_pandas=True)
         settled = pa.array(~(_missing(hospital) | _missing(pool) | _missing(insurance)))
         pools |= set(pc.binary_join_element_wise(pool.filter(settled), insurance.filter(settled), "-").to_pylist())
         hospital_ids |= set(hospital.filter(settled).to_pylist())

@@ -198,7 +198,7 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
 _MISSING_VALUES = pa.array(sorted(MISSING_TOKENS), pa.string())
 
 
-def _text(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+def text_column(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     """A column as trimmed, NFKC-normalised text (full-width digits and letters become ASCII); missing -> null."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if not pa.types.is_string(arr.type):
@@ -232,7 +232,7 @@ def _number(col) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
     if _is_numeric_type(col.type):
         values = _numeric_column(col)
         return values, np.isnan(values), np.zeros(len(values), bool), values
-    text = _text(col)
+    text = text_column(col)
     missing = text.is_null().to_numpy(zero_copy_only=False)
     try:
         values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
@@ -261,7 +261,7 @@ def _date(col) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
     if pa.types.is_date(col.type) or pa.types.is_timestamp(col.type):
         values = pc.cast(col, pa.date32()).to_numpy(zero_copy_only=False).astype("datetime64[D]")
         return values, np.isnat(values), np.zeros(len(values), bool), values
-    text = _text(col)
+    text = text_column(col)
     missing = text.is_null().to_numpy(zero_copy_only=False)
     day = pc.replace_substring_regex(text, r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")  # time of day dropped
     values = _per_value(day, _parse_dates, np.datetime64("NaT", "D"))
@@ -282,7 +282,7 @@ def _lookup(col, words: dict, allowed: set | None = None) -> tuple[np.ndarray, n
         bad = ~missing & ~np.isin(values, list(allowed or ()))
         values[bad] = np.nan
         return values, missing, bad, values
-    text = _text(col)
+    text = text_column(col)
     missing = text.is_null().to_numpy(zero_copy_only=False)
 
     def parse(uniq: pd.Series) -> np.ndarray:
@@ -319,7 +319,7 @@ def _require_columns(raw: RawCases) -> None:
 
 def _case_ids(raw: RawCases) -> tuple[pa.Array, bool]:
     if "case_id" in raw.table.column_names:
-        return _text(raw.table["case_id"]), True
+        return text_column(raw.table["case_id"]), True
     stem = raw.source.replace("\\", "/").rsplit("/", 1)[-1]
     return pa.array([f"{stem}#{r}" for r in raw.rows], pa.string()), False
 
@@ -554,14 +554,21 @@ def _check_identity(p: _Problems, raw: RawCases, ids: pa.Array, has_id_column: b
     decoded = bool(raw.encoding)
     _check_text(p, "case_id", ids, decoded)
     _check_case_ids(p, ids, first_rows)
-    texts = {name: _check_text(p, name, _text(raw.table[name]), decoded)
+    texts = {name: _check_text(p, name, text_column(raw.table[name]), decoded)
              for name in ("patient_id", "hospital_id", "pool", "tcm_diagnosis", "department", "insurer_drg")
              if name in raw.table.column_names}
     insurance = None
     if "insurance_type" in raw.table.column_names:
-        insurance, _, bad, text = _lookup(raw.table["insurance_type"], _INSURANCE_WORDS)
-        p.warn(bad, "insurance_type", text, "unknown insurance type (险种): left empty, settles in no pool")
+        insurance, _, bad, text = insurance_types(raw.table["insurance_type"])
+        p.warn(bad, "insurance_type", text,
+               "unknown insurance type (险种): left empty; the case is rejected at settlement (no settlement pool)")
     return {"case_id": ids, **texts, "insurance_type": insurance}
+
+
+def insurance_types(column) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
+    """险种 as `employee` / `resident` (职工, 城乡居民, 310, 390 ...; None where missing or unknown), with the missing
+    and unknown masks and the text: what validation keeps, and what `region.partition_region` reads ahead."""
+    return _lookup(column, _INSURANCE_WORDS)
 
 
 def _check_person(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
@@ -796,7 +803,7 @@ def _file_first_rows(path: Path, header_map: dict[str, str]) -> np.ndarray | Non
     if header is None:
         return None
     table, _ = read_parquet_raw(path, columns=[header], files=[path])
-    first = _first_positions(_text(table[header]))
+    first = _first_positions(text_column(table[header]))
     return None if first is None else np.where(first >= 0, first + 1, 0)
 
 
