@@ -628,8 +628,7 @@ def cmd_screen(args) -> int:
     write_json({"dipsim_version": __version__, "command": "screen", "inputs": _file_digests(args.input),
                 "policy": args.policy, "policy_sha256": policy.digest(),
                 "grouping": {"drg_scheme": args.scheme, "dip_catalog": str(catalog.source) if catalog else None},
-                "rows_read": result.rows_read, "accepted": result.n_accepted, "rejected": result.n_rejected,
-                "flags": {s: int(counts.get(s, 0)) for s in SCREENS}, "skipped": screens.skipped,
+                **result.counts(), "flags": {s: int(counts.get(s, 0)) for s in SCREENS}, "skipped": screens.skipped,
                 "upcoding_hospitals": upcoding.tolist()}, out / "manifest.json")
     print(f"{result.counts_line()}; flags: "
           + ", ".join(f"{s} {int(counts.get(s, 0)):,}" for s in SCREENS if s not in screens.skipped)

@@ -125,7 +125,7 @@ class Region:
             [("file", "ascending"), ("row", "ascending")])
 
     def manifest(self) -> dict:
-        return {"rows_read": self.result.rows_read, "accepted": self.cases.num_rows, "rejected": self.rejected,
+        return {**self.result.counts(), "accepted": self.cases.num_rows, "rejected": self.rejected,
                 "rejected_at_settlement": self.settled.n_rejected}
 
 

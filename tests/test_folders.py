@@ -250,6 +250,9 @@ def test_settle_and_screen_on_a_folder_with_a_copied_partition_pay_and_flag_as_w
     assert main(["screen", str(folder), "-o", str(tmp_path / "screen"), "-q"]) == 0
     assert (tmp_path / "screen" / "flags.csv").read_bytes() == (tmp_path / "screen-clean" / "flags.csv").read_bytes()
     assert len(rejects(tmp_path / "screen" / "rejects.csv")) == rows_of(march)
+    for out in ("settled", "screen"):  # the manifests count them too
+        counted = json.loads((tmp_path / out / "manifest.json").read_text(encoding="utf-8"))
+        assert (counted["rejected"], counted["duplicate_case_ids"]) == (rows_of(march), rows_of(march)), out
 
 
 def test_a_bad_row_in_a_later_partition_is_reported_with_its_own_file_and_row(tmp_path):

@@ -94,6 +94,11 @@ class ValidationResult:
     def n_warnings(self) -> int:
         return self.warnings.num_rows
 
+    def counts(self) -> dict[str, int]:
+        """The row accounting for a manifest: rows read, accepted, rejected, and of the rejected the duplicate ids."""
+        return {"rows_read": self.rows_read, "accepted": self.n_accepted, "rejected": self.n_rejected,
+                "duplicate_case_ids": duplicate_rows(self.rejects)}
+
     def counts_line(self) -> str:
         return counts_line(self.rows_read, self.n_accepted, self.n_rejected,
                            {"duplicate case ids": duplicate_rows(self.rejects)})
