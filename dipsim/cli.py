@@ -1,4 +1,5 @@
-"""`dipsim` command line. Exit codes (DESIGN.md): 0 ok, 1 bad input or policy, 2 usage, >2 internal error."""
+"""`dipsim` command line: parse, call, print. Exit codes (DESIGN.md): 0 ok, 1 bad input or policy or a file/disk
+fault, 2 usage, 3 internal error (a bug only), 4 nightly lock held."""
 
 from __future__ import annotations
 
@@ -802,8 +803,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dipsim",
         description="DIP/DRG hospital-payment simulation: read and validate claims, synthesise regions, "
                     "group, price and settle under a regional global budget.",
-        epilog="Exit codes: 0 ok, 1 bad input or policy, 2 usage error, 3 internal error, 4 nightly: another run "
-               "holds the lock.",
+        epilog="Exit codes: 0 ok; 1 bad input or policy, or a file or disk fault (one line naming the file, row/field "
+               "or parameter); 2 usage error; 3 internal error (a bug in dipsim: please report it); 4 nightly: "
+               "another run holds the lock.",
     )
     parser.add_argument("--version", action="version", version=f"dipsim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
