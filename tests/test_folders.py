@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from dipsim import nightly
 from dipsim.cli import main
 from dipsim.io import InputError, load_cases
-from dipsim.nightly import case_id_hashes, run_nightly
+from dipsim.io.case_id_hashes import case_id_hashes
+from dipsim.nightly import run_nightly
 
 MARCH = "discharge_month=2025-03"
 
