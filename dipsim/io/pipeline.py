@@ -72,7 +72,9 @@ def _reasons(problems: pa.Table) -> dict[str, int]:
                                         DUPLICATE_CASE_ID)
     problems = problems.set_column(problems.schema.get_field_index("reason"), "reason", reason)
     counts = problems.group_by(["field", "reason"]).aggregate([("row", "count")]).sort_by([("row_count", "descending")])
-    return {f"{f}: {r}": n for f, r, n in zip(*(counts[c].to_pylist() for c in ("field", "reason", "row_count")))}
+    # a row rejected whole by the reader (undecodable, a stray quote) has no field: its reason stands alone
+    return {f"{f}: {r}" if f else r: n
+            for f, r, n in zip(*(counts[c].to_pylist() for c in ("field", "reason", "row_count")))}
 
 
 def _input_files(path: Path) -> list[Path]:
