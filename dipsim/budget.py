@@ -344,8 +344,10 @@ def settle_frame(frame: SettlementFrame, case_points, policy, on=None, quality: 
     reserve = policy.get("budget.reserve_share", on)
     bands = None
     if policy.get("bands.in_effect", on):
-        bands = SettlementBands(*(policy.get(f"bands.{k}", on) for k in (
-            "surplus_keep_ratio", "surplus_share_above", "deficit_lower_ratio", "deficit_fund_share")))
+        bands = SettlementBands(surplus_keep_ratio=policy.get("bands.surplus_keep_ratio", on),
+                                surplus_share_above=policy.get("bands.surplus_share_above", on),
+                                deficit_lower_ratio=policy.get("bands.deficit_lower_ratio", on),
+                                deficit_fund_share=policy.get("bands.deficit_fund_share", on))
     floor_ratio, cap_ratio = policy.get("budget.point_value_floor", on), policy.get("budget.point_value_cap", on)
     fixed = policy.get("budget.fixed_point_value", on)
     published = policy.get("budget.budget_point_value", on)

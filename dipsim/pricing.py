@@ -184,9 +184,9 @@ def case_points(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.nd
     codes, ids = index.codes, index.ids
     level_of = dict(zip(hospitals["hospital_id"].to_pylist(), hospitals["level"].to_pylist()))
 
-    def per_level(name: str) -> np.ndarray:
-        table, default = policy.get(f"outlier.{name}_ratio_by_level", on), policy.get(f"outlier.{name}_ratio", on)
-        return np.array([table.get(level_of.get(h), default) for h in ids], dtype=np.float64)
+    def per_level(by_level: dict, plain: float) -> np.ndarray:
+        """A ratio per hospital: its level's entry of the `*_by_level` table, else the plain ratio."""
+        return np.array([by_level.get(level_of.get(h), plain) for h in ids], dtype=np.float64)
 
     if policy.get("coefficient.mode", on) == "history":
         problems = hospital_problems(hospitals, ids, policy, on)
@@ -207,9 +207,11 @@ def case_points(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.nd
     out = {name: np.empty(n, dtype=np.float64) for name in ("r", "outlier_factor", "coefficient", "bonus",
                                                               "case_points")}
     code, by_item = np.empty(n, dtype=np.int8), np.empty(n, dtype=np.bool_)
+    low_ratio = per_level(policy.get("outlier.low_ratio_by_level", on), policy.get("outlier.low_ratio", on))
+    high_ratio = per_level(policy.get("outlier.high_ratio_by_level", on), policy.get("outlier.high_ratio", on))
     price_cases(np.ascontiguousarray(group_points, dtype=np.float64), np.ascontiguousarray(cost, dtype=np.float64),
                 np.ascontiguousarray(standard_cost, dtype=np.float64), np.ascontiguousarray(codes, dtype=np.int64),
-                no_low_cut, flags(tcm_treated), aux, per_level("low"), per_level("high"),
+                no_low_cut, flags(tcm_treated), aux, low_ratio, high_ratio,
                 np.array([coefficients[h] for h in ids], dtype=np.float64),
                 np.array([h in tcm_hospitals for h in ids], dtype=np.bool_),
                 float(policy.get("outlier.extreme_ratio", on)), float(policy.get("coefficient.tcm_hospital_bonus", on)),

@@ -173,10 +173,12 @@ def screen_cases(cases: pa.Table, group, policy, cc_level=None, points=None, on=
     """Run every screen over `cases` (the case schema) grouped into `group` (DIP group or DRG; '' or None when
     ungroupable); `cc_level` (0 none, 1 CC, 2 MCC, from the CHS-DRG grouper) feeds the upcoding screen, which is
     skipped without it; `points` (the cases' group points) adds the mean-points indicator to it."""
-    get = lambda name: policy.get(f"supervision.{name}", on)  # noqa: E731
+    def get(path: str):
+        return policy.get(path, on)
+
     c = _Cases.of(cases, group, cc_level, points)
     n = cases.num_rows
-    min_cases = get("min_group_cases")
+    min_cases = get("supervision.min_group_cases")
     masks, parts, skipped = {}, [], {}
 
     def need(screen: str, **columns) -> bool:
@@ -195,12 +197,12 @@ def screen_cases(cases: pa.Table, group, policy, cc_level=None, points=None, on=
     dated = dict(patient_id=c.patient.codes, admission_date=c.admission, discharge_date=c.discharge)
     # 分解住院: the earlier stay, when the patient's next stay is in the same group within N days
     if need("split_readmission", **dated):
-        prefixes = tuple(p.strip() for p in get("readmission_exempt_diagnoses").split(",") if p.strip())
+        prefixes = tuple(p.strip() for p in get("supervision.readmission_exempt_diagnoses").split(",") if p.strip())
         exempt_code = np.array([str(d).startswith(prefixes) for d in c.dx.labels], bool) if prefixes else None
         exempt = exempt_code[c.dx.codes] & (c.dx.codes >= 0) if exempt_code is not None and len(exempt_code) \
             else None
-        keys = [c.group, c.hospital] if get("readmission_same_hospital") else [c.group]
-        earlier, later, gap = _repeats(c, keys, get("readmission_days"), exempt)
+        keys = [c.group, c.hospital] if get("supervision.readmission_same_hospital") else [c.group]
+        earlier, later, gap = _repeats(c, keys, get("supervision.readmission_days"), exempt)
         record("split_readmission", earlier, [
             f"readmitted {g:.0f} days after discharge to the same group {grp}"
             for g, grp in zip(gap, c.group.label(earlier))], later)
@@ -210,7 +212,8 @@ def screen_cases(cases: pa.Table, group, policy, cc_level=None, points=None, on=
         median_cost = _group_median(c.cost, c.group.codes, min_cases)
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = c.cost / np.where(median_cost > 0, median_cost, np.nan)
-        idx = np.flatnonzero((c.los <= get("low_standard_los_days")) & (ratio < get("low_standard_cost_ratio"))
+        idx = np.flatnonzero((c.los <= get("supervision.low_standard_los_days"))
+                             & (ratio < get("supervision.low_standard_cost_ratio"))
                              & (c.mode != DISCHARGE_DEATH) & ~np.isin(c.mode, TRANSFER_MODES))
         record("low_standard", idx, [f"LOS {d:.0f} days, cost {x:.2f} = {r:.0%} of the group's median {m:.2f}"
                                      for d, x, r, m in zip(c.los[idx], c.cost[idx], ratio[idx], median_cost[idx])])
@@ -218,13 +221,14 @@ def screen_cases(cases: pa.Table, group, policy, cc_level=None, points=None, on=
     # 超长住院
     if need("long_stay", los_days=c.los):
         median_los = _group_median(c.los, c.group.codes, min_cases)
-        idx = np.flatnonzero((c.los > get("long_stay_ratio") * median_los) & (c.los >= get("long_stay_min_days")))
+        idx = np.flatnonzero((c.los > get("supervision.long_stay_ratio") * median_los)
+                             & (c.los >= get("supervision.long_stay_min_days")))
         record("long_stay", idx, [f"LOS {d:.0f} days = {d / m:.1f} x the group's median {m:g}"
                                   for d, m in zip(c.los[idx], median_los[idx])])
 
     # "五同"住院: the later stay, same patient, hospital, principal diagnosis and procedure within N days
     if need("five_same", **dated):
-        earlier, later, gap = _repeats(c, [c.hospital, c.dx, c.px], get("five_same_days"))
+        earlier, later, gap = _repeats(c, [c.hospital, c.dx, c.px], get("supervision.five_same_days"))
         record("five_same", later, [
             f"same patient, hospital, diagnosis {dx} and procedure {px or '(none)'} again {g:.0f} days later"
             for g, dx, px in zip(gap, c.dx.label(later), c.px.label(later))], earlier)
@@ -239,7 +243,8 @@ def screen_cases(cases: pa.Table, group, policy, cc_level=None, points=None, on=
     low_risk = np.zeros(len(rate), bool)
     if usable.sum() > 1 and np.log(rate[usable]).std() > 0:
         log_rate = np.log(rate[usable])
-        low_risk[np.flatnonzero(usable)[(log_rate - log_rate.mean()) / log_rate.std() < get("low_risk_z")]] = True
+        z = (log_rate - log_rate.mean()) / log_rate.std()
+        low_risk[np.flatnonzero(usable)[z < get("supervision.low_risk_z")]] = True
     idx = np.flatnonzero(death & grouped & low_risk[np.maximum(c.group.codes, 0)])
     record("low_risk_death", idx, [f"death in the low-risk group {g} (regional mortality {r:.2%})"
                                    for g, r in zip(c.group.label(idx), rate[c.group.codes[idx]])])
@@ -248,7 +253,7 @@ def screen_cases(cases: pa.Table, group, policy, cc_level=None, points=None, on=
                               "cases": np.bincount(c.hospital.codes[c.hospital.codes >= 0],
                                                    minlength=len(c.hospital.labels))})
     if c.cc is not None:
-        indicators, idx, reasons = _upcoding(c, get("upcoding_excess"), get("upcoding_z"))
+        indicators, idx, reasons = _upcoding(c, get("supervision.upcoding_excess"), get("supervision.upcoding_z"))
         hospitals = pd.concat([hospitals, indicators], axis=1)
         record("upcoding", idx, reasons)
     else:
@@ -306,7 +311,24 @@ def _upcoding(c: _Cases, excess: float, z_min: float):
     return table, idx, reasons
 
 
-CONSEQUENCES = ("split_readmission_factor", "low_standard_factor", "deduction_points")
+# The supervision parameters `screen_cases` reads (which cases a screen flags), and those that turn a flag into
+# money (`payment_factors`); together, the whole supervision section of the registry (tests/test_parameter_names.py).
+SCREEN_PARAMETERS = (
+    "supervision.five_same_days",
+    "supervision.long_stay_min_days",
+    "supervision.long_stay_ratio",
+    "supervision.low_risk_z",
+    "supervision.low_standard_cost_ratio",
+    "supervision.low_standard_los_days",
+    "supervision.min_group_cases",
+    "supervision.readmission_days",
+    "supervision.readmission_exempt_diagnoses",
+    "supervision.readmission_same_hospital",
+    "supervision.upcoding_excess",
+    "supervision.upcoding_z",
+)
+CONSEQUENCES = ("supervision.split_readmission_factor", "supervision.low_standard_factor",
+                "supervision.deduction_points")
 
 
 def payment_factors(screens: Screens, policy, on=None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -325,8 +347,8 @@ def payment_factors(screens: Screens, policy, on=None) -> tuple[np.ndarray, np.n
                          + "; ".join(screens.skipped.get(s, "") for s in sorted(missing)))
     n = len(screens.masks["low_risk_death"])  # the one screen that always runs
     factor = np.ones(n)
-    for screen in ("split_readmission", "low_standard"):
-        value = policy.get(f"supervision.{screen}_factor", on)
+    for screen, value in (("split_readmission", policy.get("supervision.split_readmission_factor", on)),
+                          ("low_standard", policy.get("supervision.low_standard_factor", on))):
         if value != 1.0 and screen in screens.masks:
             factor[screens.masks[screen]] *= value
     deducted = np.zeros(n)
@@ -357,17 +379,10 @@ def supervised_points(case_points: np.ndarray, cases: pa.Table, group, policy, c
     if not has_consequences(policy, on):
         return case_points
     cache = {} if cache is None else cache
-    key = tuple(str(policy.get(p, on)) for p in sorted(policy_parameters()) if p.split(".")[1] not in CONSEQUENCES)
+    key = tuple(str(policy.get(p, on)) for p in SCREEN_PARAMETERS)
     if key not in cache:
         cache[key] = screen_cases(cases, group, policy, cc_level=cc_level, on=on)
     return apply_consequences(case_points, cache[key], policy, on)
-
-
-def policy_parameters() -> list[str]:
-    """The policy parameters of the supervision section."""
-    from dipsim.policy import PARAMETERS
-
-    return [p for p in PARAMETERS if p.startswith("supervision.")]
 
 
 def screen_region(cases: pa.Table, policy, scheme: str = "chs-drg-1.1", catalog=None, on=None) -> Screens:
