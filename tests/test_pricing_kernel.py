@@ -30,8 +30,6 @@ from hypothesis import strategies as st
 from dipsim.pricing import OUTLIER_CLASSES
 from dipsim.pricing_kernel import price_cases
 
-pytestmark = pytest.mark.nojit
-
 # `outlier.pay_by_item` -> the classes paid by item (pricing.py's module docstring: "outlier cases")
 PAID_BY_ITEM = {"none": (), "high": ("high", "extreme"), "high_and_low": ("low", "high", "extreme")}
 
