@@ -122,13 +122,7 @@ def _kernel(h: dict, rows: list) -> dict:
     return out
 
 
-REACHED: set = set()  # (class, paid by item) pairs the random cases hit
-
-
-@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
-                                                                                    HealthCheck.data_too_large])
-@given(regions())
-def test_kernel_agrees_with_the_reference_on_random_cases(region):
+def _check(region, reached: set) -> None:
     h, rows = region
     got = _kernel(h, rows)
     want = [reference_case(gp, cost, standard, no_low_cut, tcm, aux, h["low_h"][k], h["high_h"][k],
@@ -141,16 +135,22 @@ def test_kernel_agrees_with_the_reference_on_random_cases(region):
     for name, values in (("r", r), ("factor", factor), ("coefficient", coefficient), ("bonus", bonus),
                          ("points", points)):
         np.testing.assert_allclose(got[name], np.array(values, dtype=np.float64), rtol=1e-12, atol=0, err_msg=name)
-    REACHED.update(zip(kind, by_item))
+    reached.update(zip(kind, by_item))
 
 
-def test_the_random_cases_reach_every_class_paid_and_not():
-    """The comparison above is only useful if the random cases reach every class, with and without pay by item
-    (run after it: pytest keeps the file's order)."""
-    if not REACHED:
-        pytest.skip("run with test_kernel_agrees_with_the_reference_on_random_cases")
+def test_kernel_agrees_with_the_reference_on_random_cases():
+    reached: set = set()  # (class, paid by item) pairs the random cases hit
+
+    @settings(max_examples=300, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(regions())
+    def check(region):
+        _check(region, reached)
+
+    check()
+    # the comparison is only useful if the random cases reach every class, with and without pay by item
     wanted = {(k, False) for k in OUTLIER_CLASSES} | {(k, True) for k in ("low", "high", "extreme")}
-    assert wanted <= REACHED, wanted - REACHED
+    assert wanted <= reached, wanted - reached
 
 
 def test_the_reference_by_hand():
