@@ -1,5 +1,5 @@
 """The DIP auxiliary catalogue (辅助目录): per-case categories and the factor that adjusts a case's points
-(DOMAIN.md §6). Every factor defaults to 1.0; a city's TOML file sets its own (`load_auxiliary`).
+(docs/domain.md §6). Every factor defaults to 1.0; a city's TOML file sets its own (`load_auxiliary`).
 
 Dimensions:
 * **age** (年龄): bands in days under one year (0-28 天, 29 天-1 岁), in years above (1-6, 7-17, 18-65, >= 66);

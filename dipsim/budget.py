@@ -1,4 +1,4 @@
-"""The settlement point value (结算点值) of a pool and the hospitals' fund payouts, to the fen (DOMAIN.md §8).
+"""The settlement point value (结算点值) of a pool and the hospitals' fund payouts, to the fen (docs/domain.md §12-13).
 
 In a pool (统筹区 x insurance type) hospital h has case points P_h, cost billed by item C_h and patient-paid amounts
 U_h. At point value V its group payment is G_h = V x P_h. Settlement bands (结余留用、超支分担) act on q = G / C:

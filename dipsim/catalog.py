@@ -1,4 +1,4 @@
-"""DIP catalogue building (病种目录库): a city's groups and points from its own past cases (DOMAIN.md §6).
+"""DIP catalogue building (病种目录库): a city's groups and points from its own past cases (docs/domain.md §6).
 
 A case's **key** is its principal diagnosis cut to the subcategory (亚目, `I74.800x021` -> `I74.8`) and the unordered
 set of its procedure codes (order and repeats ignored; `procedure_kinds` may keep only some kinds). Keys with at
@@ -57,7 +57,7 @@ CATALOG_SCHEMA = pa.schema([
 
 @dataclass(frozen=True)
 class CatalogOptions:
-    """How a catalogue is built; every default is DOMAIN.md §6's."""
+    """How a catalogue is built; every default is docs/domain.md §6's."""
 
     threshold: int = 15  # cases a key needs to be a core group
     coverage: float | None = None  # instead: the largest threshold whose core groups still hold >= this share

@@ -1,4 +1,4 @@
-"""Policy parameters (政策参数): TOML files checked against one table of every parameter (DOMAIN.md §7-9).
+"""Policy parameters (政策参数): TOML files checked against one table of every parameter (docs/domain.md §7-12).
 
 `dipsim/data/policy_parameters.toml` lists each parameter once: type, default, unit, source and meaning. A policy
 file sets some of them, as nested TOML tables or dotted keys (`[outlier] high_ratio = 2.0`); a value may be dated,

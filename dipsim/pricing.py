@@ -1,4 +1,4 @@
-"""Case points (病例分值) = group points x outlier factor x hospital coefficient x auxiliary factor (DOMAIN.md §7, 9).
+"""Case points (病例分值) = group points x outlier factor x hospital coefficient x auxiliary factor (docs/domain.md §7-9).
 
 One short pipeline, in this order, each factor kept as its own column so that `explain` can show the chain:
 

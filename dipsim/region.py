@@ -1,4 +1,4 @@
-"""The region a settlement runs on, checked before anything is grouped or priced (DOMAIN.md §2, §7-8): the
+"""The region a settlement runs on, checked before anything is grouped or priced (docs/domain.md §2, §7-12): the
 hospitals table, the cases' hospitals and settlement pools, and a budget for every pool.
 
 * **Hospitals table** (`load_hospitals`): columns hospital_id, level and type (coefficient_override optional).

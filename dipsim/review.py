@@ -1,4 +1,4 @@
-"""Special-case review (特例单议, DOMAIN.md §10): hospitals apply for their worst-paid cases, a share is approved and
+"""Special-case review (特例单议, docs/domain.md §11): hospitals apply for their worst-paid cases, a share is approved and
 those cases are paid again.
 
 1. **Candidates** (`review.rules`): r above `outlier.extreme_ratio`, a stay over `review.long_stay_days`, invasive

@@ -1,6 +1,6 @@
 """The case and hospital schema: one place for canonical names, types, units and Chinese labels.
 
-A case is one inpatient stay as reported in the 医保结算清单 / 病案首页 (DOMAIN.md §3). Every reader maps its
+A case is one inpatient stay as reported in the 医保结算清单 / 病案首页 (docs/domain.md §3). Every reader maps its
 input onto these names; everything downstream (codes, grouping, pricing, settlement) uses them and nothing else.
 
 Code lists (`diagnoses`, `procedures`) are Arrow ``list<string>`` columns with the *principal* code first.
@@ -41,7 +41,7 @@ DISCHARGE_DEATH = 5
 # 性别: GB/T 2261.1 codes; 0 = unknown is kept so that a missing sex never drops a claim.
 SEXES: dict[int, str] = {0: "未知", 1: "男", 2: "女", 9: "未说明"}
 
-# 险种类型: the two inpatient insurance schemes that form separate settlement pools (DOMAIN.md §2).
+# 险种类型: the two inpatient insurance schemes that form separate settlement pools (docs/domain.md §2).
 INSURANCE_TYPES: dict[str, str] = {"employee": "职工", "resident": "居民"}
 
 CASE_FIELDS: tuple[Field, ...] = (

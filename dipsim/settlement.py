@@ -1,4 +1,4 @@
-"""One settlement run (DOMAIN.md §7-8): group, price and settle a year of cases under a policy.
+"""One settlement run (docs/domain.md §7-14): group, price and settle a year of cases under a policy.
 
     group (DIP catalogue or CHS-DRG scheme) -> case points (pricing.case_points) -> pools settled (budget.settle)
 

@@ -1,4 +1,4 @@
-"""Fund supervision screens (基金监管筛查, DOMAIN.md §11) over grouped cases, and what they cost a hospital.
+"""Fund supervision screens (基金监管筛查, docs/domain.md §10) over grouped cases, and what they cost a hospital.
 
 Each screen is a rule with its parameters in the policy (`supervision.*`); it flags cases, each with a reason a
 reviewer can check by hand, and the flags are summed per hospital:

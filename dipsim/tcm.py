@@ -1,5 +1,5 @@
 """The TCM catalogue (中医优势病种目录) of DIP: which diseases are TCM advantage diseases and when a case counts as
-TCM-treated (DOMAIN.md §9, 同病同效同价).
+TCM-treated (docs/domain.md §9, 同病同效同价).
 
 A TCM-treated case of a listed disease is grouped in the disease's TCM group (`TCM/<subcategory>`), which carries
 the points of the disease's Western group (`<subcategory>/`, the conservative core group, else the comprehensive

@@ -6,7 +6,7 @@ coefficients (二级医院系数, 等级系数（三甲）), payment standards (
 column in a long `attributes` table with the kind, hospital level and insurance type read from its header, so
 pricing can ask for "the 三级 employee payment standard of GB29" whatever the city's layout.
 
-Calibration follows DOMAIN.md §5: RW_g = trimmed mean cost of group g / trimmed mean cost of all cases.
+Calibration follows docs/domain.md §5: RW_g = trimmed mean cost of group g / trimmed mean cost of all cases.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def calibrate_weights(
     percentiles: tuple[float, float] = (2.5, 97.5),
     min_cases: int = 1,
 ) -> pd.DataFrame:
-    """RW per group from case costs: trimmed group mean / trimmed mean of all cases (DOMAIN.md §5).
+    """RW per group from case costs: trimmed group mean / trimmed mean of all cases (docs/domain.md §5).
 
     Trimming is within each group: `iqr` drops costs outside [Q1 - k*IQR, Q3 + k*IQR] (四分位间距法, k=1.5),
     `percentile` outside the given percentiles. Ungroupable cases (`0000...`) and missing costs are left out.

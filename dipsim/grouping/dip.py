@@ -1,4 +1,4 @@
-"""DIP grouping: match cases to a catalogue built by `dipsim.catalog` (DOMAIN.md §6).
+"""DIP grouping: match cases to a catalogue built by `dipsim.catalog` (docs/domain.md §6).
 
 A case's key (principal subcategory + the set of its procedures, counted as the catalogue counted them) is looked
 up among the core groups; a key the building cases had under the core threshold goes to its comprehensive group,

@@ -1,4 +1,4 @@
-"""A plain-Python CHS-DRG grouper: one case at a time, written to be read against the rules (DOMAIN.md §5).
+"""A plain-Python CHS-DRG grouper: one case at a time, written to be read against the rules (docs/domain.md §5).
 
 It is the reference the Numba kernel is tested against, and it records every step in a trace so that
 `dipsim explain` can say why a case got its MDC, ADRG and suffix.

@@ -44,7 +44,7 @@ MAX_FIELD_CHARS = 32_767
 
 @dataclass(frozen=True)
 class ValidationOptions:
-    """Thresholds and switches of validation; defaults follow the 结算清单 filling rules (DOMAIN.md §3)."""
+    """Thresholds and switches of validation; defaults follow the 结算清单 filling rules (docs/domain.md §3)."""
 
     # A claim without a principal diagnosis is still a paid stay: by default it is kept (the grouper marks it
     # ungroupable, 0000) so that its cost stays in the budget. "reject" drops it into the rejects file instead.
