@@ -3,7 +3,7 @@ plain-Python reference on random cases, as the DRG and DIP kernels are tested (t
 test_dip_grouping.py).
 
 The reference below is written from the rule as documented (`dipsim.pricing`'s module docstring, the kernel's
-docstring; DOMAIN.md §7 and §9), one case at a time, not from the kernel's code:
+docstring; docs/domain.md §7 and §9), one case at a time, not from the kernel's code:
 - r = cost / the group's standard cost; unknown (NaN) without a finite positive standard cost or a finite cost;
 - class: low when r < the hospital's low ratio, unless the case is a TCM case of a TCM group (同病同价: it is then
   neither cut nor a low outlier); high when r > the hospital's high ratio; extreme (special-case review, 特例单议)
@@ -154,7 +154,7 @@ def test_kernel_agrees_with_the_reference_on_random_cases():
 
 
 def test_the_reference_by_hand():
-    """The reference itself on DOMAIN.md §7's figures (low 0.5, high 2, extreme 5; group points 100, standard
+    """The reference itself on docs/domain.md §7's figures (low 0.5, high 2, extreme 5; group points 100, standard
     1,000): a case at r = 3 gets factor (3 - 2) + 1 = 2; r = 6 is extreme with factor 5; r = 0.4 pays 0.4 unless
     同病同价; TCM bonuses 0.10 (hospital) and 0.05 (case) do not stack."""
     def price(cost, standard=1_000.0, no_low_cut=False, tcm_hospital=False, tcm_treated=False, paid=(), gp=100.0):

@@ -1,4 +1,4 @@
-"""Fund supervision screens on hand-made patient histories: each rule flags what DOMAIN.md §11 says and nothing else;
+"""Fund supervision screens on hand-made patient histories: each rule flags what docs/domain.md §10 says and nothing else;
 the payment consequences cut exactly the flagged cases' points."""
 
 from __future__ import annotations

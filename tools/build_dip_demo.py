@@ -3,7 +3,7 @@
     python tools/build_dip_demo.py [--source ../shared/reference/cases/costed_cases.csv]
 
 * grouper_tables/dip-demo-costed/: from the 13,239 real cases with costs of costed_cases.csv (one city, one period,
-  no discharge dates), threshold 15 (DOMAIN.md's default);
+  no discharge dates), threshold 15 (the default, docs/domain.md §6);
 * grouper_tables/dip-demo-synthetic/: from a synthetic region (`dipsim synth`, 200,000 cases, seed 20250101),
   threshold 15, with the example TCM catalogue examples/dip_tcm.toml.
 

@@ -732,7 +732,7 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
         out.append("")
 
     table("pre_mdc", [("order", ["A", "P", "Y", "Z"], "tried in this order before the principal-diagnosis MDC")],
-          "CHS-DRG 1.1 分组方案 (先期分组 MDCA, MDCP, MDCY, MDCZ); docs/DOMAIN.md section 5; not in the rule text")
+          "CHS-DRG 1.1 分组方案 (先期分组 MDCA, MDCP, MDCY, MDCZ); docs/domain.md §5; not in the rule text")
 
     # Ventilation (1.1 AH1, 2.0 AH2): the hours are only in the ADRG's name
     vent = adrg_rows.get(ventilation_adrg)
@@ -796,7 +796,7 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
                                                "operating-room procedure for this rule"),
                  ("rule", "a principal procedure of those kinds, when no surgical or non-OR ADRG of the MDC takes the case "
                           "(tried before the medical ADRGs)", "")],
-          "CHS-DRG 1.1 分组方案 (歧义组 QY, 与主要诊断无关的手术); docs/DOMAIN.md section 5; not in the rule text")
+          "CHS-DRG 1.1 分组方案 (歧义组 QY, 与主要诊断无关的手术); docs/domain.md §5; not in the rule text")
 
     conds = {d: c for d, (s, c) in drg_info.items() if c}
     if conds:
