@@ -200,7 +200,7 @@ def _repeated_case_ids(files: list[Path], cached: list[Path], claims: Path) -> l
     file (left out of the settlement) and their reject lines, with the file and row of the first. Candidates are
     the cases whose id hash another case shares (`_shared_hashes`); their ids are then compared, so a hash
     collision never drops a case. Partitions whose hashes hold no candidate are not read."""
-    from dipsim.io.validate import DUPLICATE_CASE_ID, _first_positions
+    from dipsim.io.validate import _first_positions, duplicate_case_id_lines
 
     none = [(np.zeros(0, np.int64), REJECT_SCHEMA.empty_table())] * len(files)
     sorted_hashes = [np.load(_ids_path(c), mmap_mode="r") for c in cached]
@@ -224,14 +224,9 @@ def _repeated_case_ids(files: list[Path], cached: list[Path], claims: Path) -> l
     repeat = (first >= 0) & (first != np.arange(len(first)))
     partition, position, row = (candidates[c].to_numpy() for c in ("partition", "position", "row"))
     names = pa.array([f.relative_to(claims).as_posix() for f in files])
-    reason = pc.binary_join_element_wise(
-        f"{DUPLICATE_CASE_ID} (first at row ", pc.cast(pa.array(row[first[repeat]]), pa.string()), " of ",
-        names.take(pa.array(partition[first[repeat]])), ")", "")
-    ids = candidates["case_id"].filter(pa.array(repeat))
-    lines = pa.table({"file": pa.array([str(f) for f in files], pa.string()).take(pa.array(partition[repeat])),
-                      "row": pa.array(row[repeat], pa.int64()), "case_id": ids,
-                      "field": pa.array(["case_id"] * int(repeat.sum()), pa.string()), "value": ids,
-                      "reason": reason}, schema=REJECT_SCHEMA)
+    lines = duplicate_case_id_lines(pa.array([str(f) for f in files]).take(pa.array(partition[repeat])),
+                                    row[repeat], candidates["case_id"].filter(pa.array(repeat)),
+                                    row[first[repeat]], names.take(pa.array(partition[first[repeat]])))
     out = []
     for number in range(len(files)):
         mine = partition[repeat] == number

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dipsim.io.errors import InputError
+from dipsim.io.validate import reject_lines
 from dipsim.schema import REJECT_SCHEMA
 
 # The case columns a settlement cannot do without (canonical name -> the 结算清单 field).
@@ -80,13 +81,10 @@ def settleable(cases: pa.Table, rows: np.ndarray, source: np.ndarray | str) -> S
     for (field_name, reason), mask in masks.items():
         idx = np.flatnonzero(mask)
         if len(idx):
-            values = pc.fill_null(pc.cast(cases[field_name].take(pa.array(idx)), pa.string()), "")
-            tables.append(pa.table({
-                "file": pa.array(np.broadcast_to(np.asarray(source, dtype=object), len(rows))[idx], pa.string()),
-                "row": pa.array(rows[idx], pa.int64()),
-                "case_id": pc.fill_null(pc.cast(cases["case_id"].take(pa.array(idx)), pa.string()), ""),
-                "field": pa.array([field_name] * len(idx), pa.string()), "value": values,
-                "reason": pa.array([reason] * len(idx), pa.string())}, schema=REJECT_SCHEMA))
+            take = pa.array(idx)
+            files = source if isinstance(source, str) else np.asarray(source, dtype=object)[idx]
+            tables.append(reject_lines(files, rows[idx], cases["case_id"].take(take), field_name,
+                                       cases[field_name].take(take), reason))
     if not tables:  # the usual case: every case settleable, the table kept as it is (no copy)
         return Settleable(cases, rows, REJECT_SCHEMA.empty_table())
     keep = ~np.logical_or.reduce(list(masks.values()))

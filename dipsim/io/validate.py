@@ -121,6 +121,32 @@ def counts_line(rows_read: int, accepted: int, rejected: int, of_which: dict[str
     return f"rows read {rows_read:,} = accepted {accepted:,} + rejected {rejected:,}" + (f" ({notes})" if notes else "")
 
 
+def reject_lines(file, row, case_id, field_name, value, reason) -> pa.Table:
+    """Lines of a rejects (or warnings) table, REJECT_SCHEMA: `row` the rows' numbers; each other column a string
+    for all of them or values aligned with `row` (an Arrow array, or a sequence; null is written as "")."""
+    n = len(row)
+
+    def text(values) -> pa.Array:
+        if isinstance(values, str):
+            return pa.repeat(pa.scalar(values, pa.string()), n)
+        if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+            values = pa.array(np.asarray(values, dtype=object), pa.string(), from_pandas=True)
+        return pc.fill_null(pc.cast(values, pa.string()), "")
+
+    return pa.table({"file": text(file), "row": pa.array(np.asarray(row, np.int64), pa.int64()),
+                     "case_id": text(case_id), "field": text(field_name), "value": text(value),
+                     "reason": text(reason)}, schema=REJECT_SCHEMA)
+
+
+def duplicate_case_id_lines(file, row, case_id, first_row, first_file) -> pa.Table:
+    """Reject lines of case ids met before in an earlier partition: `duplicate case id (first at row R of FILE)`,
+    the first kept (a folder's partitions, `EarlierCaseIds`; nightly's partitions over the year)."""
+    reason = pc.binary_join_element_wise(f"{DUPLICATE_CASE_ID} (first at row ",
+                                         pc.cast(pa.array(np.asarray(first_row, np.int64)), pa.string()), " of ",
+                                         first_file, ")", "")
+    return reject_lines(file, row, case_id, "case_id", case_id, reason)
+
+
 def duplicate_rows(rejects: pa.Table) -> int:
     """Reject lines that are repeated case ids."""
     return pc.sum(pc.starts_with(rejects["reason"], DUPLICATE_CASE_ID)).as_py() or 0
@@ -136,21 +162,10 @@ class _Problems:
         self.rejected = np.zeros(len(rows), dtype=bool)
 
     def _table(self, idx: np.ndarray, field_name: str, values, reasons) -> pa.Table:
-        n = len(idx)
-        values = pd.Series([values] * n if isinstance(values, str) else values)
-        values = values.astype("string").fillna("").str.slice(0, 200)
-        reasons = [reasons] * n if isinstance(reasons, str) else list(reasons)
-        return pa.table(
-            {
-                "file": pa.array([self.source] * n, pa.string()),
-                "row": pa.array(self.rows[idx], pa.int64()),
-                "case_id": pc.fill_null(self.case_ids.take(pa.array(idx, pa.int64())), ""),
-                "field": pa.array([field_name] * n, pa.string()),
-                "value": pa.array(values.to_numpy(dtype=object), pa.string()),
-                "reason": pa.array(reasons, pa.string()),
-            },
-            schema=REJECT_SCHEMA,
-        )
+        values = pd.Series([values] * len(idx) if isinstance(values, str) else values)
+        values = values.astype("string").fillna("").str.slice(0, 200)  # a value is shown, not carried whole
+        return reject_lines(self.source, self.rows[idx], self.case_ids.take(pa.array(idx, pa.int64())), field_name,
+                            values.to_numpy(dtype=object), reasons if isinstance(reasons, str) else list(reasons))
 
     def reject(self, mask, field_name: str, values, reason) -> None:
         """Reject the rows in `mask`; `values` and `reason` are scalars or aligned with all rows."""
@@ -742,17 +757,12 @@ class EarlierCaseIds:
             earlier[at.drop_null().to_numpy()] = np.flatnonzero(found)
         repeat = earlier >= 0
         if repeat.any():
-            idx = pa.array(np.flatnonzero(repeat))
             first = earlier[repeat]
             file_of = np.repeat(np.arange(len(self._files)), [len(r) for r in self._rows])
-            first_row = pc.cast(pa.array(np.concatenate(self._rows)[first]), pa.string())
-            reason = pc.binary_join_element_wise(f"{DUPLICATE_CASE_ID} (first at row ", first_row, " of ",
-                                                 pa.array(self._files).take(pa.array(file_of[first])), ")", "")
-            dup_ids = ids.take(idx)
-            extra = pa.table({"file": pa.array([result.source] * len(idx), pa.string()),
-                              "row": pa.array(result.accepted_rows[repeat], pa.int64()), "case_id": dup_ids,
-                              "field": pa.array(["case_id"] * len(idx), pa.string()), "value": dup_ids,
-                              "reason": reason}, schema=REJECT_SCHEMA)
+            extra = duplicate_case_id_lines(result.source, result.accepted_rows[repeat],
+                                            ids.take(pa.array(np.flatnonzero(repeat))),
+                                            np.concatenate(self._rows)[first],
+                                            pa.array(self._files).take(pa.array(file_of[first])))
             result.rejects = pa.concat_tables([result.rejects, extra]).sort_by([("row", "ascending")])
             result.accepted = result.accepted.filter(pa.array(~repeat))
             result.accepted_rows = result.accepted_rows[~repeat]
