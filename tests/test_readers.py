@@ -286,6 +286,17 @@ def test_gb18030_row_with_broken_bytes_is_rejected(tmp_path):
     assert reject["reason"].startswith("not GB18030 text, the file's encoding")
 
 
+def test_a_replacement_character_written_as_text_is_kept_not_taken_for_broken_bytes(tmp_path):
+    """U+FFFD is a character like any other in valid UTF-8 (an export that once lost a byte writes it): the reader
+    decides what is undecodable, line by line, so the row is accepted with the text as written."""
+    path = tmp_path / "fffd.csv"
+    path.write_text("case_id,los_days,diagnoses,total_cost,department\nR1,3,K35.800,100,骨\ufffd科\n",
+                    encoding="utf-8")
+    result = load_cases(path)
+    assert (result.n_accepted, result.n_rejected) == (1, 0)
+    assert result.accepted["department"].to_pylist() == ["骨\ufffd科"]
+
+
 def test_header_in_another_encoding_than_the_rows_is_an_error(tmp_path):
     path = tmp_path / "header.csv"
     path.write_bytes(MIXED_HEADER.encode("gb18030") + "".join(

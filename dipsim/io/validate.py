@@ -398,7 +398,8 @@ def _code_lists(col, system: str, crosswalk: str | None) -> tuple[pa.ListArray, 
 
 def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str | None,
            opts: ValidationOptions) -> pa.Array:
-    """Code-list column: reject a malformed principal or undecodable bytes, warn about other code problems."""
+    """Code-list column: reject a malformed principal, warn about other code problems. (Bytes not valid in a text
+    file's encoding are rejected by the reader, line by line: `readers.decode_lines`.)"""
     n = raw.table.num_rows
     if name not in raw.table.column_names:
         return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string()))
@@ -411,10 +412,6 @@ def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str |
     # An empty item is a missing principal (`split_code_list` keeps one only first, before other codes): the case
     # has no principal, and its other codes stay secondary.
     empty = text == ""
-    undecodable = pc.match_substring(distinct, "\ufffd").to_numpy(zero_copy_only=False)[item]
-    if undecodable.any():
-        p.reject(np.isin(np.arange(n), parents[undecodable]), name, pc.binary_join(lists, ","),
-                 "undecodable bytes (not valid in the file's encoding)")
     shape_ok = pc.fill_null(codes.is_valid_code_shape(distinct, system), False).to_numpy(zero_copy_only=False)[item]
     label = "ICD-10" if system == "icd10" else "ICD-9-CM-3"
     if name == "diagnoses":
@@ -506,15 +503,6 @@ def _dates(p: _Problems, raw: RawCases) -> dict[str, np.ndarray]:
     return out
 
 
-def _check_text(p: _Problems, name: str, text: pa.Array, decoded: bool) -> pa.Array:
-    """Reject rows whose text holds U+FFFD: bytes that were not valid in the file's encoding (text files only:
-    Parquet strings are UTF-8 by definition)."""
-    if decoded:
-        bad = pc.fill_null(pc.match_substring(text, "\ufffd"), False).to_numpy(zero_copy_only=False)
-        p.reject(bad, name, text, "undecodable bytes (not valid in the file's encoding)")
-    return text
-
-
 def validate_cases(raw: RawCases, options: ValidationOptions | None = None,
                    first_rows: np.ndarray | None = None) -> ValidationResult:
     """Check every row of a raw read; return the accepted cases in CASE_SCHEMA, the rejects and the warnings.
@@ -568,13 +556,11 @@ def _check_field_lengths(p: _Problems, raw: RawCases) -> None:
 
 def _check_identity(p: _Problems, raw: RawCases, ids: pa.Array, has_id_column: bool,
                     first_rows: np.ndarray | None = None) -> dict:
-    """Case id (missing, duplicate) and the other text fields (undecodable bytes)."""
+    """Case id (missing, duplicate) and the other text fields."""
     if not has_id_column and len(ids):
         p.warn(np.arange(len(ids)) == 0, "case_id", "", "no case id column: ids made from the file name and row")
-    decoded = bool(raw.encoding)
-    _check_text(p, "case_id", ids, decoded)
     _check_case_ids(p, ids, first_rows)
-    texts = {name: _check_text(p, name, text_column(raw.table[name]), decoded)
+    texts = {name: text_column(raw.table[name])
              for name in ("patient_id", "hospital_id", "pool", "tcm_diagnosis", "department", "insurer_drg")
              if name in raw.table.column_names}
     insurance = None
