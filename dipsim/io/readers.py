@@ -873,10 +873,10 @@ def read_cases_raw(
         table, rows, headers = read_excel_raw(path, sheet)
     else:
         raise InputError(f"{path}: unsupported file type {suffix!r} (use .csv, .xlsx or .parquet)")
-    return _canonical(table, rows, path, header_mapping, detected, rejects, validated, headers)
+    return canonical(table, rows, path, header_mapping, detected, rejects, validated, headers)
 
 
-def _canonical(table: pa.Table, rows: np.ndarray, path: Path, header_mapping: dict[str, str] | None,
+def canonical(table: pa.Table, rows: np.ndarray, path: Path, header_mapping: dict[str, str] | None,
                detected: str = "", rejects: list[dict] | None = None, validated: dict | None = None,
                headers: list[str] | None = None) -> RawCases:
     """Headers mapped onto canonical names, split code columns joined. `headers`: the header cells as written,
@@ -907,9 +907,9 @@ def iter_parquet_raw(path: str | Path, batch_rows: int, header_mapping: dict[str
         for batch in file.iter_batches(batch_size=batch_rows):
             rows = np.arange(start, start + batch.num_rows, dtype=np.int64)
             start += batch.num_rows
-            yield _canonical(pa.Table.from_batches([batch]), rows, path, header_mapping, validated=validated)
+            yield canonical(pa.Table.from_batches([batch]), rows, path, header_mapping, validated=validated)
         if start == 1:
-            yield _canonical(file.schema_arrow.empty_table(), np.zeros(0, np.int64), path, header_mapping,
+            yield canonical(file.schema_arrow.empty_table(), np.zeros(0, np.int64), path, header_mapping,
                              validated=validated)
     except (OSError, pa.ArrowException) as exc:
         raise _unreadable(path, exc) from exc

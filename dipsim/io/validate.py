@@ -704,11 +704,13 @@ def _load_folder(folder: Path, opts: ValidationOptions, header_mapping: dict | N
     """A folder of Parquet partitions: as read when it is one complete `dipsim validate` output (an incomplete one
     is an InputError), else each partition validated alone, in sorted path order, and a case id accepted from an
     earlier partition rejected in a later one (`EarlierCaseIds`). Rejects name the partition and its row."""
-    from .readers import parquet_files, read_cases_raw, validated_stamp
+    from .readers import canonical, parquet_files, read_cases_raw, read_parquet_raw, validated_stamp
 
-    files = parquet_files(folder)
-    if _stamp_fits(validated_stamp(files, folder=True), opts):
-        raw = read_cases_raw(folder, header_mapping, columns=columns, dictionary_codes=dictionary_codes)
+    files = parquet_files(folder)  # listed once, their footers read once (`validated_stamp`)
+    stamp = validated_stamp(files, folder=True)
+    if _stamp_fits(stamp, opts):
+        table, rows = read_parquet_raw(folder, columns, dictionary_codes, files)
+        raw = canonical(table, rows, folder, header_mapping, validated=stamp)
         if _trusted(raw, opts, columns):
             return _result(raw, opts, columns)
     earlier = EarlierCaseIds(folder)
