@@ -367,9 +367,8 @@ def _policy_with_overrides(args):
 
 
 def _parse_budgets(args) -> tuple[dict[str, float], list[str]]:
-    """Each --budget POOL=YUAN: every pool once, a finite amount of yuan above 0; (budgets, problems)."""
-    import math
-
+    """Each --budget POOL=YUAN, every pool once: (budgets, problems). The amounts are checked where every budget is,
+    as `budget.total` in the policy registry (finite, above 0)."""
     budgets, problems = {}, []
     for item in args.budget:
         pool, sep, amount = (part.strip() for part in item.partition("="))
@@ -379,8 +378,6 @@ def _parse_budgets(args) -> tuple[dict[str, float], list[str]]:
             value = None
         if value is None:
             problems.append(f"--budget {item}: expected POOL=YUAN, e.g. 990100-employee=123456789.00")
-        elif not math.isfinite(value) or value <= 0:
-            problems.append(f"--budget {item}: a budget is a finite number of yuan above 0")
         elif pool in budgets:
             problems.append(f"--budget {pool} is given twice ({budgets[pool]:,.2f} and {value:,.2f}): give each pool "
                             "once")
@@ -389,12 +386,15 @@ def _parse_budgets(args) -> tuple[dict[str, float], list[str]]:
     return budgets, problems
 
 
-def _budgets(args, budgets) -> dict[str, float]:
-    """The pools' budgets with each --budget POOL=YUAN applied (InputError listing every bad --budget)."""
+def _budgets(args, policy) -> dict[str, float]:
+    """The policy's budgets with each --budget POOL=YUAN applied, checked as the policy's own (InputError listing
+    every bad --budget, PolicyError for an amount that is not finite and above 0)."""
     given, problems = _parse_budgets(args)
     if problems:
         raise InputError("; ".join(problems))
-    return {**budgets, **given}
+    budgets = {**policy.get("budget.total"), **given}
+    policy.overlay({"budget.total": budgets})  # the registry's bounds, before any case is read
+    return budgets
 
 
 def _region(args, console: Console, mode: str, path):
@@ -528,7 +528,7 @@ def cmd_scenarios_run(args) -> int:
     base = scenario_set.baseline
     mode = base.get("payment.mode")
     console.print(f"{scenario_set.name}: the baseline and {len(scenario_set.variants):,} variant(s)")
-    budgets = _budgets(args, base.get("budget.total"))
+    budgets = _budgets(args, base)
     region = _region(args, console, mode, args.cases)
     cases, hospitals = region.cases, region.hospitals
     if args.budget_share:
