@@ -221,8 +221,8 @@ def _by_level(table: pd.DataFrame) -> pd.DataFrame:
 def grouped_cached(cases: pa.Table, input_digest: str, mode: str, catalog=None, scheme: str = "chs-drg-1.1",
                    policy: Policy | None = None) -> dict:
     """`settlement.dip_inputs` / `drg_inputs` of the cases, kept on disk (npz, no pickle) under a key made of the
-    input files' sha256, the catalogue's files or the scheme, and the dipsim version: a sweep re-run on the same
-    data skips grouping."""
+    input files' sha256, the number of cases settled from them (rows rejected at settlement change it), the
+    catalogue's files or the scheme, and the dipsim version: a sweep re-run on the same data skips grouping."""
     import hashlib
     import os
     import tempfile
@@ -241,9 +241,7 @@ def grouped_cached(cases: pa.Table, input_digest: str, mode: str, catalog=None, 
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as stored:
-                grouped = {name: stored[name] for name in stored.files}
-            if all(len(v) == cases.num_rows for v in grouped.values()):  # else made for other rows: group again
-                return grouped
+                return {name: stored[name] for name in stored.files}
         except (OSError, ValueError, KeyError):
             pass
     grouped = dip_inputs(cases, catalog) if mode == "dip" else drg_inputs(cases, scheme, policy)
