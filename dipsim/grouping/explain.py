@@ -13,7 +13,7 @@ from dipsim.schema import SEXES
 
 from .reference import (
     CC_LABELS, UNGROUPABLE, Case, Grouping, adrg_logic_text, band_text, cc_level, drg_band, group_case, rule_misses,
-    trial_order, with_ventilation_procedure, x1_x5_option, x1_x5_option_decides,
+    qy_group, trial_order, with_ventilation_procedure, x1_x5_option, x1_x5_option_decides,
 )
 from .tables import Adrg, DrgBand, DrgScheme, load_scheme
 
@@ -110,8 +110,7 @@ def why_not(case: Case, grouping: Grouping, target: str, scheme: DrgScheme) -> s
     case = with_ventilation_procedure(case, scheme, [])
     if target.startswith(UNGROUPABLE):
         return f"dipsim groups the case ({_decisive_step(grouping)})"
-    qy_suffix = scheme.rules.get("qy", {}).get("suffix", "QY")
-    is_qy = len(target) == 1 + len(qy_suffix) and target.endswith(qy_suffix) and target[0] in scheme.mdc_names
+    is_qy = target[:1] in scheme.mdc_names and target == qy_group(target[:1], scheme)
     place = _drg_places(scheme).get(target)
     if is_qy and not scheme.qy_procedures:
         return (f"{target} is an xQY group (与主要诊断无关的手术), which {scheme.name} does not pay ([qy] enabled = "
@@ -218,7 +217,7 @@ def _why_not_adrg(case: Case, grouping: Grouping, mdc: str, adrg: Adrg | None, s
     """Same MDC, another ADRG (or the MDC's xQY): the ADRGs are tried in order (`trial_order`), the first whose rule
     holds takes the case. Either the target was tried first and its rule fails (which lists the case missed, and
     which ADRGs were tried), or ours comes before it and holds (and whether the target's rule would)."""
-    qy = f"{mdc}{scheme.rules.get('qy', {}).get('suffix', 'QY')}"
+    qy = qy_group(mdc, scheme)
     order = trial_order(mdc, scheme)
     principal_px = case.procedures[0] if case.procedures else ""
     if adrg is None:  # the insurer paid xQY

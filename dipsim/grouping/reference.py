@@ -240,15 +240,26 @@ def _newborn_bounds_misses(adrg: Adrg, case: Case, scheme: DrgScheme) -> list[st
     return misses
 
 
+def qy_group(mdc: str, scheme: DrgScheme) -> str:
+    """The MDC's xQY group code (与主要诊断无关的手术): `<MDC>` + `[qy] suffix` (QY)."""
+    return f"{mdc}{scheme.rules.get('qy', {}).get('suffix', 'QY')}"
+
+
+def procedure_and_medical_adrgs(mdc: str, scheme: DrgScheme) -> tuple[list[Adrg], list[Adrg]]:
+    """The MDC's ADRGs in official order, split as `group_case` tries them: surgical (A-J) and non-OR procedure
+    (K-Q) ones first, the medical (R-Z) ones after xQY."""
+    candidates = scheme.adrgs_of(mdc)
+    return [a for a in candidates if a.kind != "medical"], [a for a in candidates if a.kind == "medical"]
+
+
 def trial_order(mdc: str, scheme: DrgScheme) -> list[str]:
     """The ADRG codes of `mdc` in the order `group_case` tries them: MDCA's all in official order; elsewhere the
     surgical and non-OR ones, then (where the scheme pays xQY) `<MDC>QY`, then the medical ones."""
-    candidates = scheme.adrgs_of(mdc)
     if mdc == "A":
-        return [a.code for a in candidates]
-    qy = [f"{mdc}{scheme.rules.get('qy', {}).get('suffix', 'QY')}"] if scheme.qy_procedures else []
-    return ([a.code for a in candidates if a.kind != "medical"] + qy
-            + [a.code for a in candidates if a.kind == "medical"])
+        return [a.code for a in scheme.adrgs_of(mdc)]
+    procedure, medical = procedure_and_medical_adrgs(mdc, scheme)
+    qy = [qy_group(mdc, scheme)] if scheme.qy_procedures else []
+    return [a.code for a in procedure] + qy + [a.code for a in medical]
 
 
 def _list_names(node: tuple) -> list[str]:
@@ -338,15 +349,15 @@ def group_case(case: Case, scheme: DrgScheme) -> Grouping:
     if adrg is None:
         # Surgical (A-J) then non-OR procedure (K-Q) ADRGs; a principal procedure that is an operation (手术)
         # none of them takes makes the case xQY (与主要诊断无关的手术) before the medical (R-Z) ADRGs are tried.
-        candidates = scheme.adrgs_of(mdc)
-        adrg = _match_adrg(facts, [a for a in candidates if a.kind != "medical"], scheme, trace)
+        procedure, medical = procedure_and_medical_adrgs(mdc, scheme)
+        adrg = _match_adrg(facts, procedure, scheme, trace)
         if adrg is None and facts.qy_px:
-            qy = f"{mdc}{scheme.rules.get('qy', {}).get('suffix', 'QY')}"
+            qy = qy_group(mdc, scheme)
             trace.append(f"principal operation {facts.principal_px} fits no surgical or non-OR ADRG of "
                          f"MDC{mdc}: {qy}")
             return Grouping(qy, adrg=qy, mdc=mdc, cc_level=cc_level(case, scheme, trace), trace=trace)
         if adrg is None:
-            adrg = _match_adrg(facts, [a for a in candidates if a.kind == "medical"], scheme, trace)
+            adrg = _match_adrg(facts, medical, scheme, trace)
     if adrg is None:
         return Grouping(UNGROUPABLE, mdc=mdc, reason=f"no ADRG of MDC{mdc} takes this case", trace=trace)
     level = cc_level(case, scheme, trace)
