@@ -32,14 +32,15 @@ def main() -> None:
     from dipsim.io import load_cases
     from dipsim.policy import load_policy
     from dipsim.scenarios import ScenarioSet, Variant, run_scenarios
-    from dipsim.settlement import budgets_from_cost, dip_inputs
+    from dipsim.grouping.grouped_cases import group_dip
+    from dipsim.region import budgets_from_cost
 
     region = ensure_region(args.cases, args.seed)
     cases = load_cases(region / "cases").accepted
     hospitals = pq.read_table(region / "hospitals.parquet")
     built = build_catalog(cases, CatalogOptions(threshold=200), names=False)
     start = time.perf_counter()
-    grouped = dip_inputs(cases, DipCatalog(built.groups, built.options, "bench", built.keys))
+    grouped = group_dip(cases, DipCatalog(built.groups, built.options, "bench", built.keys))
     group_s = time.perf_counter() - start
     budgets = budgets_from_cost(cases, 0.6)
     baseline = load_policy(HERE.parent / "scenarios" / "baseline.toml").overlay({"budget.total": budgets})

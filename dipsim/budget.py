@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,9 @@ import pyarrow as pa
 
 from dipsim.io.errors import InputError
 from dipsim.money import largest_remainder, to_fen, to_fen_array
+
+if TYPE_CHECKING:
+    from dipsim.payment.terms import PoolTerms
 
 
 class SettlementError(InputError):
@@ -235,14 +239,15 @@ class SettlementFrame:
         return frame
 
     @classmethod
-    def from_sums(cls, pools, hospitals, cases, cost, patient_paid) -> SettlementFrame:
-        """A frame of (pool, hospital) rows already summed (a chunked run: no per-case arrays; one period)."""
+    def from_sums(cls, pools, hospitals, cases, cost, monthly_patient_paid) -> SettlementFrame:
+        """A frame of (pool, hospital) rows already summed (a chunked run: no per-case arrays); patient payments
+        per row and month (rows x months)."""
         pools, hospitals = np.asarray(pools, dtype=object), np.asarray(hospitals, dtype=object)
-        cost, paid = np.asarray(cost, dtype=np.float64), np.asarray(patient_paid, dtype=np.float64)
-        return cls(codes=np.zeros(0, np.int64), cell=np.zeros(0, np.int64), n_months=1, pools=pools,
+        monthly = np.asarray(monthly_patient_paid, dtype=np.float64).reshape(len(pools), -1)
+        return cls(codes=np.zeros(0, np.int64), cell=np.zeros(0, np.int64), n_months=monthly.shape[1], pools=pools,
                    hospitals=hospitals, cases=np.asarray(cases), cost=np.zeros(0), patient_paid=np.zeros(0),
-                   row_cost=cost, row_patient_paid=paid, monthly_patient_paid=paid[:, None],
-                   pool_order=_pool_order(pools, hospitals))
+                   row_cost=np.asarray(cost, dtype=np.float64), row_patient_paid=monthly.sum(axis=1),
+                   monthly_patient_paid=monthly, pool_order=_pool_order(pools, hospitals))
 
     def sum(self, case_values) -> np.ndarray:
         return np.bincount(self.codes, weights=np.asarray(case_values, dtype=np.float64), minlength=len(self.pools))
@@ -293,21 +298,20 @@ class RegionSettlement:
                 _tidy(pa.Table.from_pylist(pools)))
 
 
-def budget_point_values(frame: SettlementFrame, case_points, policy, on=None, paid_by_item=None) -> dict:
-    """Per pool, the budget point value: published (`budget.budget_point_value`), else the value that would spend
-    the available budget without bands: (budget + patient payments - item-paid costs) / points."""
+def budget_point_values(frame: SettlementFrame, case_points, terms: PoolTerms, paid_by_item=None) -> dict:
+    """Per pool, the budget point value (预算点值): published (`budget.budget_point_value`), else the value that
+    would spend the available budget without bands: (available + patient payments - item-paid costs) / points."""
     points_row = frame.sum(case_points)
     item_row = frame.sum(frame.cost * np.asarray(paid_by_item, dtype=np.float64)) if paid_by_item is not None \
         else np.zeros(len(frame.pools))
-    scale, reserve = policy.get("budget.scale", on), policy.get("budget.reserve_share", on)
-    published, budgets = policy.get("budget.budget_point_value", on), policy.get("budget.total", on)
     out = {}
     for p, order in frame.pool_order.items():
-        if p in published:
-            out[p] = published[p]
-            continue
-        available = budgets.get(p, 0.0) * scale * (1 - reserve)
-        out[p] = _spending_point_value(available, frame.row_patient_paid[order], item_row[order], points_row[order])
+        if p in terms.budget_point_value:
+            out[p] = terms.budget_point_value[p]
+        else:
+            available = terms.available(p) if p in terms.budget_total else 0.0
+            out[p] = _spending_point_value(available, frame.row_patient_paid[order], item_row[order],
+                                           points_row[order])
     return out
 
 
@@ -319,15 +323,18 @@ def _spending_point_value(available: float, patient_paid: np.ndarray, item_cost:
     return spend / points.sum() if points.sum() > 0 else 0.0
 
 
-def settle_frame(frame: SettlementFrame, case_points, policy, on=None, quality: dict[str, float] | None = None,
+def settle_frame(frame: SettlementFrame, case_points, terms: PoolTerms, quality: dict[str, float] | None = None,
                  paid_by_item=None, budget_extra: dict | None = None, row_sums: tuple | None = None
                  ) -> RegionSettlement:
-    """Settle every pool of `frame` for these case points under `policy` (see `settle`); `budget_extra` (pool ->
-    yuan) is added to a pool's available budget (special cases funded from the reserve). `row_sums` = (points,
-    item-paid cost) per row, already summed (a chunked run; `case_points` is then None)."""
+    """Steps 8-10 of the payment chain for every pool of `frame`: the settlement point value (结算点值) that spends
+    the pool's available budget (`PoolTerms.available`), with the bands and the point-value floor / cap; the
+    amounts to the fen; the year's cycle (`year_cycle`). `budget_extra` (pool -> yuan) is added to a pool's
+    available budget (special cases funded from the reserve). `row_sums` = (points, item-paid cost) per row and
+    month (rows x months), already summed (a chunked run; `case_points` is then None)."""
     if row_sums is not None:
-        points_row, item_row = (np.asarray(x, dtype=np.float64) for x in row_sums)
-        monthly_points, monthly_item = points_row[:, None], item_row[:, None]
+        monthly_points, monthly_item = (np.asarray(x, dtype=np.float64).reshape(len(frame.pools), -1)
+                                        for x in row_sums)
+        points_row, item_row = monthly_points.sum(axis=1), monthly_item.sum(axis=1)
     else:
         points_row = frame.sum(case_points)
         monthly_points = frame.monthly(case_points) if frame.n_months > 1 else points_row[:, None]
@@ -336,45 +343,34 @@ def settle_frame(frame: SettlementFrame, case_points, policy, on=None, quality: 
         else:  # a bool per case, or a share (special-case review in expected value)
             item_case_cost = frame.cost * np.asarray(paid_by_item, dtype=np.float64)
             item_row, monthly_item = frame.sum(item_case_cost), frame.monthly(item_case_cost)
-    scale = policy.get("budget.scale", on)
-    budgets = {p: b * scale for p, b in policy.get("budget.total", on).items()}
-    missing = sorted(set(frame.pool_order) - set(budgets))
+    missing = sorted(set(frame.pool_order) - set(terms.budget_total))
     if missing:
         raise SettlementError(f"no budget (budget.total) for pool(s) {missing}")
-    reserve = policy.get("budget.reserve_share", on)
-    bands = None
-    if policy.get("bands.in_effect", on):
-        bands = SettlementBands(surplus_keep_ratio=policy.get("bands.surplus_keep_ratio", on),
-                                surplus_share_above=policy.get("bands.surplus_share_above", on),
-                                deficit_lower_ratio=policy.get("bands.deficit_lower_ratio", on),
-                                deficit_fund_share=policy.get("bands.deficit_fund_share", on))
-    floor_ratio, cap_ratio = policy.get("budget.point_value_floor", on), policy.get("budget.point_value_cap", on)
-    fixed = policy.get("budget.fixed_point_value", on)
-    published = policy.get("budget.budget_point_value", on)
+    floor_ratio, cap_ratio = terms.point_value_floor, terms.point_value_cap
     names = ("group_payment", "band_adjustment", "payment", "fund_payout", "prepaid", "deposit", "deposit_released",
              "clearing")
     amounts = {name: np.zeros(len(frame.pools), dtype=np.int64) for name in names}
     pool_rows = []
     for p, order in frame.pool_order.items():
-        budget_fen = to_fen(budgets[p])
-        available = to_fen(budgets[p] * (1 - reserve) + (budget_extra or {}).get(p, 0.0)) / 100
+        available = terms.available(p, (budget_extra or {}).get(p, 0.0))
         points, paid_h, item_h = points_row[order], frame.row_patient_paid[order], item_row[order]
-        budget_value = published.get(p)
+        budget_value = terms.budget_point_value.get(p)
         if budget_value is None:
             budget_value = _spending_point_value(available, paid_h, item_h, points)
         try:
-            s = settle_pool(points, frame.row_cost[order], paid_h, available, bands,
+            s = settle_pool(points, frame.row_cost[order], paid_h, available, terms.bands,
                             floor_ratio * budget_value if floor_ratio > 0 else None,
-                            cap_ratio * budget_value if cap_ratio > 0 else None, fixed or None, item_h)
+                            cap_ratio * budget_value if cap_ratio > 0 else None, terms.fixed_point_value or None,
+                            item_h)
         except SettlementError as exc:
             raise SettlementError(f"pool {p}: {exc}") from exc
         due = budget_value * monthly_points[order] + monthly_item[order] - frame.monthly_patient_paid[order]
         scores = np.array([(quality or {}).get(h, 100.0) for h in frame.hospitals[order]], dtype=np.float64)
-        cycle = year_cycle(due, s.fund_payout_fen, scores, policy, on)
+        cycle = year_cycle(due, s.fund_payout_fen, scores, terms)
         for name, values in (("group_payment", s.group_payment_fen), ("band_adjustment", s.band_adjustment_fen),
                              ("payment", s.payment_fen), ("fund_payout", s.fund_payout_fen), *cycle.items()):
             amounts[name][order] = values
-        pool_rows.append({"pool": p, "budget": budget_fen, "budget_available": s.budget_available_fen,
+        pool_rows.append({"pool": p, "budget": to_fen(terms.budget(p)), "budget_available": s.budget_available_fen,
                           "budget_point_value": budget_value, "point_value": s.point_value, "status": s.status,
                           "total_points": round(float(points.sum()), 4), "fund_payout": s.fund_payout_total_fen,
                           "unspent": s.unspent_fen, "overrun": s.overrun_fen})
@@ -398,8 +394,10 @@ def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, 
     total_points, fund_payout, unspent, overrun. Money columns are exact yuan (decimal, 2 places); each pool's fund
     payouts sum to its budget to the fen. A sweep of scenarios builds the `SettlementFrame` once and calls
     `settle_frame` per scenario."""
+    from dipsim.payment.terms import PoolTerms
+
     frame = SettlementFrame.of(hospital_id, pool, cost, patient_paid, month)
-    return settle_frame(frame, case_points, policy, on, quality, paid_by_item).tables()
+    return settle_frame(frame, case_points, PoolTerms.of(policy, on), quality, paid_by_item).tables()
 
 
 def _tidy(table: pa.Table) -> pa.Table:
@@ -435,17 +433,15 @@ def release_share(score: float, schedule: list) -> float:
 
 
 def year_cycle(monthly_due: np.ndarray, annual_fund_fen: np.ndarray, quality_score: np.ndarray,
-               policy, on=None) -> dict[str, np.ndarray]:
+               terms: PoolTerms) -> dict[str, np.ndarray]:
     """Per hospital (fen, int64): prepaid (the months' due at the budget point value x `cycle.prepay_share`, each
     month to the fen), deposit (the annual fund payout x `cycle.quality_deposit_share`), deposit_released (by the
     quality score and `cycle.quality_schedule`) and clearing = annual payout - prepaid - deposit + released (年终清算:
     positive, the fund pays the hospital; negative, the hospital pays back). The unreleased deposit stays in the fund.
     `monthly_due` is (hospitals x months) in yuan."""
-    prepay = policy.get("cycle.prepay_share", on)
-    prepaid = to_fen_array(np.maximum(monthly_due, 0.0) * prepay).sum(axis=1)
-    deposit = to_fen_array(annual_fund_fen / 100 * policy.get("cycle.quality_deposit_share", on))
-    schedule = policy.get("cycle.quality_schedule", on)
-    shares = np.array([release_share(s, schedule) for s in quality_score], dtype=np.float64)
+    prepaid = to_fen_array(np.maximum(monthly_due, 0.0) * terms.prepay_share).sum(axis=1)
+    deposit = to_fen_array(annual_fund_fen / 100 * terms.quality_deposit_share)
+    shares = np.array([release_share(s, list(terms.quality_schedule)) for s in quality_score], dtype=np.float64)
     released = to_fen_array(deposit / 100 * shares)
     return {"prepaid": prepaid, "deposit": deposit, "deposit_released": released,
             "clearing": annual_fund_fen - prepaid - deposit + released}

@@ -274,7 +274,7 @@ def cmd_explain(args) -> int:
 
     mapping, _, sheet = _read_options(args)
     if args.hospital:
-        from dipsim.settlement import explain_hospital
+        from dipsim.payment.explain import explain_hospital
 
         print(explain_hospital(args.input, args.hospital))
         return EXIT_OK
@@ -420,35 +420,63 @@ def _region(args, console: Console, mode: str, path):
     return Region(result, settled, hospitals)
 
 
-def _check_region(args, region, policies, on=None) -> None:
-    """Before grouping: every hospital of the cases priceable and every pool with a budget under each policy
-    ([(label, Policy)]), each --budget a pool of the cases; a budget.total pool the cases lack is a warning."""
+def _check_region(args, region, policies, on=None, day=None) -> None:
+    """Before grouping: every hospital of the cases priceable (under every period's case-level terms, or those of
+    `on`) and every pool with a budget on the settlement day `day` under each policy ([(label, Policy)]), each
+    --budget a pool of the cases; a budget.total pool the cases lack is a warning."""
     import pyarrow.compute as pc
 
+    from dipsim.payment.chain import case_pools
     from dipsim.region import region_problems, unused_budgets
-    from dipsim.settlement import case_pools
 
     cases = region.cases
     pools = sorted(set(case_pools(cases)))
     problems = [f"--budget {pool}: not a pool of the cases ({', '.join(pools)})"
                 for pool in _parse_budgets(args)[0] if pool not in pools]
-    problems += region_problems(region.hospitals, pc.unique(cases["hospital_id"]).to_pylist(), pools, policies, on)
+    problems += region_problems(region.hospitals, pc.unique(cases["hospital_id"]).to_pylist(), pools, policies, on,
+                                day)
     if problems:
         raise InputError(f"{args.hospitals} and the cases: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
-    unused = unused_budgets(pools, policies[0][1], on)
+    unused = unused_budgets(pools, policies[0][1], day)
     if unused:  # a warning: shown with --quiet too
         _console(argparse.Namespace(quiet=False)).print(
             f"warning: budget.total has pool(s) {', '.join(unused)} that the cases do not have (pools of the cases: "
             f"{', '.join(pools)})", markup=False, soft_wrap=True)
 
 
-def cmd_settle(args) -> int:
-    import pyarrow as pa
+def _grouped(args, cases, mode: str):
+    """The cases grouped for payment: to the DIP catalogue (--catalog) or under the CHS-DRG scheme (--scheme)."""
+    from dipsim.grouping.grouped_cases import group_dip, group_drg
+
+    if mode == "dip":
+        from dipsim.grouping.dip import load_catalog
+
+        return group_dip(cases, load_catalog(args.catalog))
+    return group_drg(cases, args.scheme)
+
+
+def _quality(path) -> dict[str, float] | None:
+    """hospital_id -> quality score from --quality (None without one)."""
     import pyarrow.compute as pc
 
     from dipsim.io.readers import read_table_file
-    from dipsim.io.writers import write_csv, write_json, write_parquet
-    from dipsim.settlement import budgets_from_cost, dip_inputs, drg_inputs, run_settlement
+
+    if not path:
+        return None
+    table = read_table_file(path, "quality scores table")
+    if not {"hospital_id", "quality_score"} <= set(table.column_names):
+        raise InputError(f"{path}: needs columns hospital_id and quality_score")
+    return dict(zip(pc.cast(table["hospital_id"], "string").to_pylist(),
+                    pc.cast(table["quality_score"], "float64").to_pylist()))
+
+
+def cmd_settle(args) -> int:
+    import pyarrow as pa
+
+    from dipsim.io.writers import OutputFolder
+    from dipsim.payment.chain import CaseSet, run_chain
+    from dipsim.payment.terms import settlement_day
+    from dipsim.region import budgets_from_cost
 
     console = _console(args)
     policy = _policy_with_overrides(args)
@@ -458,56 +486,41 @@ def cmd_settle(args) -> int:
     if args.budget_share:
         budgets = budgets_from_cost(cases, args.budget_share, policy.get("budget.total"))
         policy = policy.overlay({"budget.total": budgets}, name=policy.name)
-    on = args.on
-    if on is None and "discharge_date" in cases.column_names and cases.num_rows:
-        last = pc.max(cases["discharge_date"]).as_py()
-        on = last.isoformat() if last else None
-    _check_region(args, region, [("", policy)], on)
+    case_set = CaseSet.of(cases)
+    _check_region(args, region, [("", policy)], args.on, settlement_day(case_set.discharge_days, args.on))
     with _progress(console, f"grouping ({mode}) and pricing", 1) as update:
-        if mode == "dip":
-            from dipsim.grouping.dip import load_catalog
-
-            grouped = dip_inputs(cases, load_catalog(args.catalog))
-        else:
-            grouped = drg_inputs(cases, args.scheme, policy)
+        grouped = _grouped(args, cases, mode)
         aux = None
         if args.auxiliary:
             from dipsim.auxiliary import auxiliary_table, load_auxiliary
 
             aux = auxiliary_table(cases, load_auxiliary(args.auxiliary))["aux_factor"].to_numpy()
-        quality = None
-        if args.quality:
-            table = read_table_file(args.quality, "quality scores table")
-            if not {"hospital_id", "quality_score"} <= set(table.column_names):
-                raise InputError(f"{args.quality}: needs columns hospital_id and quality_score")
-            quality = dict(zip(pc.cast(table["hospital_id"], "string").to_pylist(),
-                               pc.cast(table["quality_score"], "float64").to_pylist()))
         try:
-            run = run_settlement(cases, hospitals, policy, grouped, aux, quality, on=on)
+            run = run_chain(case_set, grouped, hospitals, policy, args.on, aux, _quality(args.quality))
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         update(1, 1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(run.hospitals, out / "hospitals.csv")
-    write_csv(run.pools, out / "pools.csv")
-    write_parquet(run.cases, out / "cases.parquet")
-    write_csv(region.rejects(), out / "rejects.csv")
+    out = OutputFolder(args.out)
+    out.csv(run.hospitals, "hospitals.csv")
+    out.csv(run.pools, "pools.csv")
+    out.parquet(run.case_table(), "cases.parquet")
+    out.csv(region.rejects(), "rejects.csv")
     if run.review is not None:  # special-case review: applied / approved / rate / amount per hospital
-        write_csv(pa.Table.from_pandas(run.review, preserve_index=False), out / "review.csv")
-    write_json({"dipsim_version": __version__, "command": "settle", "policy": policy.source,
-                "policy_name": policy.name, "policy_sha256": policy.digest(), "overlays": list(policy.overlays),
-                "policy_day": on, "mode": mode, "catalog": args.catalog,
-                "scheme": args.scheme if mode == "drg" else None, "auxiliary": args.auxiliary,
-                "quality": args.quality, **region.manifest(),
-                "inputs": _file_digests(args.input, args.hospitals, *([args.quality] if args.quality else [])),
-                "outputs": ["hospitals.csv", "pools.csv", "cases.parquet", "rejects.csv"]}, out / "manifest.json")
+        out.csv(pa.Table.from_pandas(run.review.hospitals, preserve_index=False), "review.csv")
+    day = run.terms.settlement_day
+    out.manifest({"command": "settle", "policy": policy.source, "policy_name": policy.name,
+                  "policy_sha256": policy.digest(), "overlays": list(policy.overlays),
+                  "policy_day": day.isoformat() if day else None, "on": args.on,
+                  "case_policy_days": sorted({t.day.isoformat() for t in run.terms.periods if t.day}),
+                  "mode": mode, "catalog": args.catalog, "scheme": args.scheme if mode == "drg" else None,
+                  "auxiliary": args.auxiliary, "quality": args.quality, **region.manifest(),
+                  "inputs": _file_digests(args.input, args.hospitals, *([args.quality] if args.quality else []))})
     print(region.counts())
     for row in run.pools.to_pylist():
         print(f"pool {row['pool']}: budget available {row['budget_available']:,} yuan, point value "
               f"{row['point_value']:.6f} ({row['status']}), {row['total_points']:,.1f} points, fund payout "
               f"{row['fund_payout']:,} yuan")
-    print(f"{run.hospitals.num_rows:,} hospital-pool rows, {run.cases.num_rows:,} cases priced -> {out}")
+    print(f"{run.hospitals.num_rows:,} hospital-pool rows, {len(case_set):,} cases priced -> {out.path}")
     return EXIT_OK
 
 
@@ -519,9 +532,11 @@ def cmd_scenarios_run(args) -> int:
 
     import pyarrow as pa
 
-    from dipsim.io.writers import write_csv, write_json
+    from dipsim.io.writers import OutputFolder
+    from dipsim.payment.chain import discharge_days
+    from dipsim.payment.terms import settlement_day
+    from dipsim.region import budgets_from_cost
     from dipsim.scenarios import BASELINE, grouped_cached, load_scenarios, run_scenarios
-    from dipsim.settlement import budgets_from_cost
 
     console = _console(args)
     scenario_set = load_scenarios(args.file, max_variants=args.max_variants)
@@ -535,7 +550,8 @@ def cmd_scenarios_run(args) -> int:
         budgets = budgets_from_cost(cases, args.budget_share, budgets)
     scenario_set.baseline = base.overlay({"budget.total": budgets}, name=base.name)
     _check_region(args, region, [(BASELINE, scenario_set.baseline)] + [
-        (f"variant {v.name!r}", scenario_set.baseline.overlay(v.changes)) for v in scenario_set.variants])
+        (f"variant {v.name!r}", scenario_set.baseline.overlay(v.changes)) for v in scenario_set.variants],
+        args.on, settlement_day(discharge_days(cases), args.on))
     inputs = _file_digests(args.cases, args.hospitals)
     input_digest = hashlib.sha256("".join(i["sha256"] for i in inputs).encode()).hexdigest()
     with _progress(console, f"grouping ({mode}, cached)", 1) as update:
@@ -544,37 +560,33 @@ def cmd_scenarios_run(args) -> int:
             from dipsim.grouping.dip import load_catalog
 
             catalog = load_catalog(args.catalog)
-        grouped = grouped_cached(cases, input_digest, mode, catalog, args.scheme, scenario_set.baseline)
+        grouped = grouped_cached(cases, input_digest, mode, catalog, args.scheme)
         update(1, 1)
     with _progress(console, f"{scenario_set.name}: pricing and settling", len(scenario_set.variants) + 1) as update:
         try:
-            results = run_scenarios(cases, hospitals, scenario_set, grouped, progress=update)
+            results = run_scenarios(cases, hospitals, scenario_set, grouped, progress=update, on=args.on)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tables = results.tables()
-    for name, frame in tables.items():
-        write_csv(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.csv")
-    write_csv(region.rejects(), out / "rejects.csv")
-    write_json({"dipsim_version": __version__, "command": "scenarios run", "scenario_file": args.file,
-                "scenario": scenario_set.name, "title": scenario_set.title,
-                "baseline_policy": scenario_set.baseline.source, "baseline_sha256": scenario_set.baseline.digest(),
-                "variants": [{"name": v.name, "set": v.changes} for v in scenario_set.variants],
-                "mode": mode, "catalog": args.catalog, "budgets": budgets, "inputs": inputs, **region.manifest(),
-                "outputs": [f"{n}.csv" for n in tables] + ["rejects.csv"] + ([] if args.no_report else
-                                                                              ["report.html"])},
-               out / "manifest.json")
+    out = OutputFolder(args.out)
+    for name, frame in results.tables().items():
+        out.csv(pa.Table.from_pandas(frame, preserve_index=False), f"{name}.csv")
+    out.csv(region.rejects(), "rejects.csv")
     if not args.no_report:
         from dipsim.report.html import write_report
 
         with _progress(console, "report", 1) as update:
-            write_report(results, out / "report.html", scenario_set.title, args.lang)
+            write_report(results, out.path / "report.html", scenario_set.title, args.lang)
+            out.add("report.html")
             update(1, 1)
+    out.manifest({"command": "scenarios run", "scenario_file": args.file, "scenario": scenario_set.name,
+                  "title": scenario_set.title, "baseline_policy": scenario_set.baseline.source,
+                  "baseline_sha256": scenario_set.baseline.digest(), "on": args.on,
+                  "variants": [{"name": v.name, "set": v.changes} for v in scenario_set.variants],
+                  "mode": mode, "catalog": args.catalog, "budgets": budgets, "inputs": inputs, **region.manifest()})
     print(region.counts())
     print(results.summary.to_string(index=False))
     print(f"{len(scenario_set.variants) + 1} scenarios x {results.hospitals['hospital_id'].nunique():,} hospitals "
-          f"-> {out}")
+          f"-> {out.path}")
     return EXIT_OK
 
 
@@ -609,31 +621,31 @@ def cmd_screen(args) -> int:
     """Validate, group and run the supervision screens; write flags.csv, hospitals.csv, rejects.csv, manifest.json."""
     import pyarrow as pa
 
-    from dipsim.io.writers import write_csv, write_json
+    from dipsim.io.writers import OutputFolder
     from dipsim.policy import Policy, load_policy
     from dipsim.supervise import SCREENS, screen_region
 
     console = _console(args)
-    out = Path(args.out)
     policy = load_policy(args.policy) if args.policy else Policy(values={})
     catalog = _catalog(args) if args.catalog else None
     result = _load(args, console, args.input)
     with _progress(console, "grouping and screening", 1) as update:
         screens = screen_region(result.accepted, policy, _scheme(args, compiled=True), catalog)
         update(1, 1)
-    write_csv(pa.Table.from_pandas(screens.flags, preserve_index=False), out / "flags.csv")
-    write_csv(pa.Table.from_pandas(screens.hospitals, preserve_index=False), out / "hospitals.csv")
-    write_csv(result.rejects, out / "rejects.csv")
+    out = OutputFolder(args.out)
+    out.csv(pa.Table.from_pandas(screens.flags, preserve_index=False), "flags.csv")
+    out.csv(pa.Table.from_pandas(screens.hospitals, preserve_index=False), "hospitals.csv")
+    out.csv(result.rejects, "rejects.csv")
     counts = screens.flags["screen"].value_counts()
     upcoding = screens.hospitals.loc[screens.hospitals.get("upcoding_flag", False) == True, "hospital_id"]  # noqa: E712
-    write_json({"dipsim_version": __version__, "command": "screen", "inputs": _file_digests(args.input),
-                "policy": args.policy, "policy_sha256": policy.digest(),
-                "grouping": {"drg_scheme": args.scheme, "dip_catalog": str(catalog.source) if catalog else None},
-                **result.counts(), "flags": {s: int(counts.get(s, 0)) for s in SCREENS}, "skipped": screens.skipped,
-                "upcoding_hospitals": upcoding.tolist()}, out / "manifest.json")
+    out.manifest({"command": "screen", "inputs": _file_digests(args.input), "policy": args.policy,
+                  "policy_sha256": policy.digest(),
+                  "grouping": {"drg_scheme": args.scheme, "dip_catalog": str(catalog.source) if catalog else None},
+                  **result.counts(), "flags": {s: int(counts.get(s, 0)) for s in SCREENS},
+                  "skipped": screens.skipped, "upcoding_hospitals": upcoding.tolist()})
     print(f"{result.counts_line()}; flags: "
           + ", ".join(f"{s} {int(counts.get(s, 0)):,}" for s in SCREENS if s not in screens.skipped)
-          + f"; upcoding hospitals: {', '.join(upcoding) or 'none'} -> {out}")
+          + f"; upcoding hospitals: {', '.join(upcoding) or 'none'} -> {out.path}")
     for screen, why in screens.skipped.items():
         console.print(f"{screen} not run: {why}")
     return EXIT_OK
@@ -676,8 +688,9 @@ def cmd_demo(args) -> int:
     from dipsim.grouping.dip import DipCatalog, group_dip_table
     from dipsim.grouping.drg import group_table
     from dipsim.io.pipeline import validate_to_dir
+    from dipsim.grouping.grouped_cases import group_dip
     from dipsim.io.writers import write_csv, write_parquet
-    from dipsim.settlement import budgets_from_cost, dip_inputs
+    from dipsim.region import budgets_from_cost
     from dipsim.weights import calibrate_weights
 
     console = _console(args)
@@ -713,7 +726,7 @@ def cmd_demo(args) -> int:
           f"{catalog.coverage:.1%} of the cases) + {kinds.get('comprehensive', 0):,} comprehensive groups; points "
           f"{pc.min(catalog.groups['points']).as_py():,.1f} to {pc.max(catalog.groups['points']).as_py():,.1f}")
     # settlement and scenarios share one DIP pricing input, one hospitals table and budgets of 60% of cost
-    grouped = dip_inputs(cases, demo_catalog)
+    grouped = group_dip(cases, demo_catalog)
     hospitals = pq.read_table(out / "region" / "hospitals.parquet")
     budgets = budgets_from_cost(cases, 0.6)
     settled = _demo_settlement(cases, hospitals, grouped, budgets, out)
@@ -726,7 +739,7 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
-def _demo_scenarios(cases, hospitals, grouped: dict, budgets: dict, out: Path) -> list[Path]:
+def _demo_scenarios(cases, hospitals, grouped, budgets: dict, out: Path) -> list[Path]:
     """Run every shipped DIP scenario file on the demo region with `budgets` and write its report."""
     import pyarrow as pa
 
@@ -755,23 +768,33 @@ def _demo_scenarios(cases, hospitals, grouped: dict, budgets: dict, out: Path) -
     return reports
 
 
-def _demo_settlement(cases, hospitals, grouped: dict, budgets: dict, out: Path) -> Path:
-    """Settle the demo region under the default policy (DIP points, no bands) with `budgets` (60% of each pool's
-    billed cost); write hospitals.csv and pools.csv and print each pool's point value."""
-    from dipsim.io.writers import write_csv
+def demo_policy(budgets: dict):
+    """The demo's policy: the defaults (DIP points, no bands) with `budgets`."""
     from dipsim.policy import Policy
-    from dipsim.settlement import run_settlement
 
-    policy = Policy(values={}, name="defaults").overlay({"budget.total": budgets}, name="defaults, budget 60% of cost")
-    run = run_settlement(cases, hospitals, policy, grouped)
-    folder = out / "settlement"
-    folder.mkdir(parents=True, exist_ok=True)
-    write_csv(run.hospitals, folder / "hospitals.csv")
-    write_csv(run.pools, folder / "pools.csv")
+    return Policy(values={}, name="defaults").overlay({"budget.total": budgets}, name="defaults, budget 60% of cost")
+
+
+def _demo_settlement(cases, hospitals, grouped, budgets: dict, out: Path) -> Path:
+    """Settle the demo region through the payment chain under `demo_policy` with `budgets` (60% of each pool's
+    billed cost); write hospitals.csv, pools.csv, cases.parquet and manifest.json and print each pool's point
+    value."""
+    from dipsim.io.writers import OutputFolder
+    from dipsim.payment.chain import CaseSet, run_chain
+
+    policy = demo_policy(budgets)
+    run = run_chain(CaseSet.of(cases), grouped, hospitals, policy)
+    folder = OutputFolder(out / "settlement")
+    folder.csv(run.hospitals, "hospitals.csv")
+    folder.csv(run.pools, "pools.csv")
+    folder.parquet(run.case_table(), "cases.parquet")
+    day = run.terms.settlement_day
+    folder.manifest({"command": "demo", "policy": policy.source, "policy_name": policy.name,
+                     "policy_sha256": policy.digest(), "policy_day": day.isoformat() if day else None, "mode": "dip"})
     for row in run.pools.to_pylist():
         print(f"settlement {row['pool']}: budget {row['budget_available']:,} yuan over {row['total_points']:,.0f} "
               f"points -> point value {row['point_value']:.4f} yuan, paid out to the fen")
-    return folder
+    return folder.path
 
 
 def _region_summary(cases, groups, weights, hospitals_path: Path) -> str:
@@ -796,6 +819,11 @@ def _region_summary(cases, groups, weights, hospitals_path: Path) -> str:
 
 
 # ---------------------------------------------------------------- parser
+
+
+ON_HELP = ("read every policy parameter on this day, for every case (a what-if). Default: a case-level parameter "
+           "(outlier, coefficient, TCM, supervision cut) on each case's discharge date, a pool-level one (budget, "
+           "reserve, bands, review, cycle) on the settlement day, the last discharge date of the cases")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -938,8 +966,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a pool's budget, e.g. 990100-employee=123456789.00; repeatable")
     p.add_argument("--budget-share", type=_share, metavar="SHARE",
                    help="for pools without a budget: SHARE x the pool's total cost billed by item")
-    p.add_argument("--on", metavar="YYYY-MM-DD", help="use the policy values in force on this day (dated values; "
-                                                     "default: the last discharge day of the cases)")
+    p.add_argument("--on", metavar="YYYY-MM-DD", type=_date, help=ON_HELP)
     _add_read_options(p)
 
     scenarios_sub = add_group("scenarios", "compare policy variants hospital by hospital",
@@ -960,6 +987,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-share", type=_share, metavar="SHARE",
                    help="for pools without a budget: SHARE x the pool's total cost billed by item")
     p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--on", metavar="YYYY-MM-DD", type=_date, help=ON_HELP)
     p.add_argument("--max-variants", type=_positive_int, default=10_000, metavar="N",
                    help="refuse a scenario file of more variants than this before anything runs (default 10,000)")
     p.add_argument("--lang", choices=["zh", "en"], default="zh", help="language of report.html (default zh)")
@@ -999,6 +1027,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_region_options(p, 200_000)
     p.add_argument("-o", "--out", default="dipsim_demo", help="output folder (default: ./dipsim_demo)")
     return parser
+
+
+def _date(text: str) -> str:
+    """An ISO day, YYYY-MM-DD."""
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day YYYY-MM-DD") from None
 
 
 def _share(text: str) -> float:

@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 from dipsim import __version__
 from dipsim.io.case_id_hashes import case_id_hashes
 from dipsim.io.errors import DipsimError, InputError
+from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.readers import validated_stamp
 from dipsim.monitor import budget_share
 from dipsim.schema import REJECT_SCHEMA
@@ -46,11 +48,16 @@ from dipsim.schema import REJECT_SCHEMA
 EXIT_LOCKED = 4
 BATCH_ROWS = 1 << 20  # cases validated, grouped and priced at a time: what bounds the chunked engine's memory
 # Of the state's cache files; a new format groups every partition again (3: cases without a pool or hospital
-# rejected; 4: each case's row in its partition, and the sorted case-id hashes beside the file).
-CACHE_FORMAT = 4
-COUNTS_KEY = "dipsim.nightly"  # cache-file metadata: the partition's row counts and months
-GROUPED_COLUMNS = ("case_id", "hospital_id", "pool", "month", "cost", "patient_paid", "group", "group_points",
-                   "standard_cost", "tcm_group_case", "tcm_treated")
+# rejected; 4: each case's row in its partition, and the sorted case-id hashes beside the file; 5: the case columns
+# the payment chain reads (discharge date for dated parameters, stay and ventilation for special-case review, the
+# principal codes, patient and dates for the supervision screens), and DRG group points as relative weights).
+CACHE_FORMAT = 5
+COUNTS_KEY = "dipsim.nightly"  # cache-file metadata: the partition's row counts, months and last discharge day
+# The validated case columns kept in the cache: what `payment.chain.CaseSet` and the supervision screens read (the
+# screens read the principal diagnosis and procedure only: the lists are cut to their first code).
+CASE_COLUMNS = ("case_id", "hospital_id", "patient_id", "pool", "insurance_type", "admission_date", "discharge_date",
+                "los_days", "discharge_mode", "ventilation_hours", "total_cost", "patient_paid", "diagnoses",
+                "procedures")
 
 
 class LockedError(DipsimError):
@@ -104,7 +111,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _group_partition(path: Path, target: Path, catalog, scheme: str, policy) -> None:
+def _group_partition(path: Path, target: Path, catalog, scheme: str) -> None:
     """Validate and group one partition, `BATCH_ROWS` cases at a time, into its cache file `target`: the per-case
     columns the year-to-date settlement needs and each case's row in the partition, with the partition's row counts
     and months in the file's metadata. Its rejects and its sorted case-id hashes go beside it first
@@ -114,13 +121,13 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str, policy) -> 
     from dipsim.io.writers import atomic_path, write_parquet
     from dipsim.region import settleable
 
-    rejects, hashes, rows_read, months = [], [], 0, set()
+    rejects, hashes, rows_read, months, last_day = [], [], 0, set(), None
     with atomic_path(target) as tmp:
         writer = None
         try:
             for result in iter_load_cases(path, BATCH_ROWS):
                 settled = settleable(result.accepted, result.accepted_rows, result.accepted_sources)
-                table = _grouped_columns(settled.cases, catalog, scheme, policy)
+                table = _grouped_columns(settled.cases, catalog, scheme)
                 table = table.append_column("row", pa.array(settled.rows, pa.int64()))
                 hashes.append(case_id_hashes(table["case_id"]))
                 writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
@@ -128,10 +135,12 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str, policy) -> 
                 rejects += [result.rejects, settled.rejects]
                 rows_read += result.rows_read
                 months.update(pc.unique(table["month"]).to_pylist())
+                last = pc.max(table["discharge_date"]).as_py()
+                last_day = max(filter(None, (last_day, last)), default=None)
             rejected = pa.concat_tables(rejects) if rejects else REJECT_SCHEMA.empty_table()
             writer.add_key_value_metadata({COUNTS_KEY: json.dumps({
                 "rows_read": rows_read, "rejected": len(pc.unique(rejected["row"])),
-                "months": sorted(months - {0})})})
+                "months": sorted(months - {0}), "last_day": last_day.isoformat() if last_day else None})})
         finally:
             if writer is not None:
                 writer.close()
@@ -140,19 +149,34 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str, policy) -> 
             np.save(f, np.sort(np.concatenate(hashes)))
 
 
-def _grouped_columns(cases: pa.Table, catalog, scheme: str, policy) -> pa.Table:
-    """The grouped per-case columns of validated, settleable cases (`region.settleable`: each has a pool and a
-    hospital, as in `dipsim settle`)."""
-    from dipsim.settlement import _float, case_months, case_pools, dip_inputs, drg_inputs
+def _grouped_columns(cases: pa.Table, catalog, scheme: str) -> pa.Table:
+    """The cached per-case columns of validated, settleable cases (`region.settleable`: each has a pool and a
+    hospital, as in `dipsim settle`): `CASE_COLUMNS` (nulls where the claims lack one), the discharge month, the
+    pool key (统筹区-险种) and the grouping (`grouping.grouped_cases`)."""
+    from dipsim.grouping.grouped_cases import group_dip, group_drg
+    from dipsim.payment.chain import case_pools
+    from dipsim.schema import CASE_SCHEMA
 
-    grouped = dip_inputs(cases, catalog) if catalog is not None else drg_inputs(cases, scheme, policy)
-    return pa.table({
-        "case_id": pc.cast(cases["case_id"], pa.string()), "hospital_id": pc.cast(cases["hospital_id"], pa.string()),
-        "pool": pa.array(case_pools(cases), pa.string()), "month": case_months(cases),
-        "cost": _float(cases, "total_cost"), "patient_paid": _float(cases, "patient_paid"),
-        "group": pa.array(np.asarray(grouped["group"]).astype(str), pa.string()),
-        "group_points": grouped["group_points"], "standard_cost": grouped["standard_cost"],
-        "tcm_group_case": grouped["tcm_group_case"], "tcm_treated": grouped["tcm_treated"]})
+    grouped = group_dip(cases, catalog) if catalog is not None else group_drg(cases, scheme)
+    columns = {}
+    for name in CASE_COLUMNS:
+        kind = CASE_SCHEMA.field(name).type
+        column = cases[name] if name in cases.column_names else pa.nulls(cases.num_rows, kind)
+        if name in ("diagnoses", "procedures"):
+            column = pc.list_slice(column, 0, 1)
+        columns[name] = pc.cast(column, kind)
+    month = pc.fill_null(pc.add(pc.multiply(pc.year(columns["discharge_date"]), 12),
+                                pc.month(columns["discharge_date"])), 0)
+    return pa.table({**columns, "month": month, "settlement_pool": pa.array(case_pools(cases), pa.string()),
+                     **{name: values for name, values in grouped.arrays().items()},
+                     "group": pa.array(np.asarray(grouped.group).astype(str), pa.string())})
+
+
+def _grouped(table: pa.Table, catalog) -> GroupedCases:
+    """The grouping of cached cases."""
+    return GroupedCases.from_arrays({name: table[name].to_numpy(zero_copy_only=False)
+                                     for name in ("group", "group_points", "standard_cost", "tcm_group_case",
+                                                  "tcm_treated")}, "points" if catalog is not None else "rw")
 
 
 def _check_configuration(files: list[Path], hospitals: pa.Table, hospitals_path, policy, log) -> None:
@@ -251,14 +275,11 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
     from dipsim.io.readers import parquet_files
     from dipsim.io.writers import sha256_file, temp_dir, write_csv, write_json
     from dipsim.policy import load_policy
+    from dipsim.payment.terms import every_case_terms
     from dipsim.region import load_hospitals
-    from dipsim.supervise import has_consequences
 
     start = time.perf_counter()
     policy = load_policy(policy_path)
-    if has_consequences(policy):  # the screens link a patient's stays across partitions; the cache keeps no history
-        raise InputError(f"{policy_path}: supervision.* payment consequences are not applied by the nightly job "
-                         "(its cache keeps no patient histories); settle with `dipsim settle`")
     catalog = None
     if policy.get("payment.mode") == "dip":
         from dipsim.grouping.dip import load_catalog
@@ -290,11 +311,11 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         todo = [(path, target) for target, path in new.items()]
         grouped_now = len(todo)
         if engine == "dask":  # each worker groups partitions and writes their cache files (atomically)
-            _dask_map(_group_to_cache, [(p, c, catalog, scheme, policy) for p, c in todo], scheduler)
+            _dask_map(_group_to_cache, [(p, c, catalog, scheme) for p, c in todo], scheduler)
             log(f"grouped {len(todo)} partitions on Dask")
         else:
             for number, (path, target) in enumerate(todo):
-                _group_partition(path, target, catalog, scheme, policy)
+                _group_partition(path, target, catalog, scheme)
                 log(f"grouped partition {number + 1}/{len(todo)}: {path}")
         repeats = _repeated_case_ids(files, cached, Path(claims))
         counts = [_counts(f) for f in cached]
@@ -302,12 +323,17 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         share = budget_share(months, seasonality)
         annual = policy.get("budget.total")
         ytd_policy = policy.overlay({"budget.total": {p: round(b * share, 2) for p, b in annual.items()}})
-        needs_all = ytd_policy.get("review.in_effect") or ytd_policy.get("coefficient.mode") == "history"
+        last_days = [c["last_day"] for c in counts if c["last_day"]]
+        day = dt.date.fromisoformat(max(last_days)) if last_days else None  # the settlement day: the last discharge
+        # special-case review, history coefficients and supervision screens look at every case of the year at once
+        needs_all = ytd_policy.get("review.in_effect", day) or any(
+            t.coefficient_mode == "history" or t.has_consequences for t in every_case_terms(ytd_policy))
         drops = [positions for positions, _ in repeats]
         if engine in ("chunked", "dask") and not needs_all:
-            tables = _settle_chunked(cached, drops, hospitals, ytd_policy, scheduler if engine == "dask" else False)
-        else:  # in memory: special-case review and history coefficients look at every case at once
-            tables = _settle_in_memory(cached, drops, hospitals, ytd_policy)
+            tables = _settle_chunked(cached, drops, hospitals, ytd_policy, catalog, day,
+                                     scheduler if engine == "dask" else False)
+        else:
+            tables = _settle_in_memory(cached, drops, hospitals, ytd_policy, catalog)
         inputs = [{"file": str(f), "sha256": d, "rows_read": c["rows_read"], "accepted": c["accepted"] - len(drop),
                    "rejected": c["rejected"] + len(drop), "duplicates_of_earlier_partitions": len(drop)}
                   for f, d, c, drop in zip(files, hashes, counts, drops)]
@@ -332,6 +358,7 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
             write_json({"dipsim_version": __version__, "command": "nightly", "run_id": run_id,
                         "policy": str(policy_path), "policy_sha256": policy.digest(), "catalog": str(catalog_path),
                         "scheme": scheme if catalog is None else None, "months": months,
+                        "policy_day": day.isoformat() if day else None,
                         "budget_share": share, "projection": "seasonality" if seasonality else "pro rata",
                         "partitions": inputs, "totals": totals, "hospitals": {"file": str(hospitals_path),
                                                             "sha256": hospitals_sha256}},
@@ -367,12 +394,14 @@ def _run_rejects(files: list[Path], cached: list[Path], repeats: list[tuple[np.n
     return pa.concat_tables(tables)
 
 
-def _partition_sums(path: Path, drop: np.ndarray, hospitals: pa.Table, policy):
-    """Price one cached partition, `BATCH_ROWS` cases at a time, but the cases at positions `drop` (sorted: repeats
-    of an earlier partition's case ids); its per (pool, hospital) sums."""
+def _partition_sums(path: Path, drop: np.ndarray, hospitals: pa.Table, policy, catalog, day):
+    """Steps 1-7 of the payment chain (`payment.chain.price_cases`) on one cached partition, `BATCH_ROWS` cases at a
+    time, but the cases at positions `drop` (sorted: repeats of an earlier partition's case ids), with the
+    settlement day `day` of the whole year to date; its per (pool, hospital) sums."""
     import pandas as pd
 
-    from dipsim.pricing import case_points
+    from dipsim.payment.chain import CaseSet, price_cases
+    from dipsim.payment.terms import resolve
 
     sums, start = [], 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
@@ -380,18 +409,14 @@ def _partition_sums(path: Path, drop: np.ndarray, hospitals: pa.Table, policy):
         if len(drop):
             part = _without(part, drop[(drop >= start) & (drop < start + part.num_rows)] - start)
         start += batch.num_rows
-        cost = part["cost"].to_numpy()
-        hospital_id = part["hospital_id"].to_numpy(zero_copy_only=False)
-        priced = case_points(part["group_points"].to_numpy(), cost, part["standard_cost"].to_numpy(), hospital_id,
-                             hospitals, policy,
-                             tcm_group_case=part["tcm_group_case"].to_numpy(zero_copy_only=False),
-                             tcm_treated=part["tcm_treated"].to_numpy(zero_copy_only=False))
-        frame = pd.DataFrame({"pool": part["pool"].to_numpy(zero_copy_only=False), "hospital_id": hospital_id,
-                              "points": priced["case_points"], "cost": cost,
-                              "patient_paid": part["patient_paid"].to_numpy(),
-                              "item": np.where(priced["paid_by_item"], cost, 0.0), "cases": 1})
-        sums.append(frame.groupby(["pool", "hospital_id"], sort=False).sum())
-    return pd.concat(sums).groupby(level=[0, 1], sort=False).sum() if sums else None  # None: an empty partition
+        case_set = CaseSet.of(part, part["settlement_pool"].to_numpy(zero_copy_only=False))
+        terms = resolve(policy, case_set.discharge_days, len(case_set), settlement=day)
+        priced = price_cases(case_set, _grouped(part, catalog), hospitals, terms)
+        frame = pd.DataFrame({"pool": case_set.pool, "hospital_id": case_set.hospitals.ids[case_set.hospitals.codes],
+                              "month": case_set.month, "points": priced["case_points"], "cost": case_set.cost,
+                              "patient_paid": case_set.patient_paid, "item": priced["item_paid"], "cases": 1})
+        sums.append(frame.groupby(["pool", "hospital_id", "month"], sort=False).sum())
+    return pd.concat(sums).groupby(level=[0, 1, 2], sort=False).sum() if sums else None  # None: an empty partition
 
 
 def _group_to_cache(job) -> None:
@@ -412,24 +437,28 @@ def _dask_map(function, items: list, scheduler: str | None) -> list:
         return client.gather(client.map(function, items, pure=False))
 
 
-def _settle_chunked(cached: list[Path], drops: list[np.ndarray], hospitals: pa.Table, policy,
+def _settle_chunked(cached: list[Path], drops: list[np.ndarray], hospitals: pa.Table, policy, catalog, day,
                     scheduler=False) -> tuple[pa.Table, pa.Table]:
-    """Price one cached partition at a time (on Dask when `scheduler` is not False), keep per (pool, hospital)
-    sums, settle from the sums on the client. The sums are added in partition order whatever the engine."""
+    """Price one cached partition at a time (on Dask when `scheduler` is not False), keep per (pool, hospital,
+    month) sums, settle them on the client (steps 8-10, `payment.chain.settle_pools`: the months for the monthly
+    prepayment). The sums are added in partition order whatever the engine."""
     import pandas as pd
 
-    from dipsim.budget import SettlementFrame, settle_frame
+    from dipsim.budget import SettlementFrame
+    from dipsim.payment.chain import settle_pools
+    from dipsim.payment.terms import resolve
 
-    if scheduler is False:
-        sums = [_partition_sums(path, drop, hospitals, policy) for path, drop in zip(cached, drops)]
-    else:
-        sums = _dask_map(_sums_job, [(path, drop, hospitals, policy) for path, drop in zip(cached, drops)],
-                         scheduler)
-    total = pd.concat([s for s in sums if s is not None]).groupby(level=[0, 1]).sum()
+    jobs = [(path, drop, hospitals, policy, catalog, day) for path, drop in zip(cached, drops)]
+    sums = [_partition_sums(*job) for job in jobs] if scheduler is False else _dask_map(_sums_job, jobs, scheduler)
+    monthly = pd.concat([s for s in sums if s is not None]).groupby(level=[0, 1, 2]).sum()
+    total = monthly.groupby(level=[0, 1]).sum()
+    by_month = {name: monthly[name].unstack(fill_value=0.0).reindex(total.index).to_numpy()
+                for name in ("points", "item", "patient_paid")}
     pools, hospital_ids = (np.asarray(total.index.get_level_values(i), dtype=object) for i in (0, 1))
     frame = SettlementFrame.from_sums(pools, hospital_ids, total["cases"].to_numpy(), total["cost"].to_numpy(),
-                                      total["patient_paid"].to_numpy())
-    result = settle_frame(frame, None, policy, row_sums=(total["points"].to_numpy(), total["item"].to_numpy()))
+                                      by_month["patient_paid"])
+    terms = resolve(policy, None, 0, settlement=day)
+    result = settle_pools(frame, None, None, terms, row_sums=(by_month["points"], by_month["item"]))
     return result.tables()
 
 
@@ -444,18 +473,13 @@ def _without(table: pa.Table, drop: np.ndarray) -> pa.Table:
     return table.filter(pa.array(keep))
 
 
-def _settle_in_memory(cached: list[Path], drops: list[np.ndarray], hospitals: pa.Table,
-                      policy) -> tuple[pa.Table, pa.Table]:
-    """Settle the year to date from all cached partitions at once (`run_settlement`), but the cases at positions
-    `drops` (repeats of an earlier partition's case ids)."""
-    from dipsim.settlement import run_settlement
+def _settle_in_memory(cached: list[Path], drops: list[np.ndarray], hospitals: pa.Table, policy,
+                      catalog) -> tuple[pa.Table, pa.Table]:
+    """The whole payment chain (`payment.chain.run_chain`) on all cached partitions at once, but the cases at
+    positions `drops` (repeats of an earlier partition's case ids)."""
+    from dipsim.payment.chain import CaseSet, run_chain
 
     year = pa.concat_tables([_without(pq.read_table(f), drop) for f, drop in zip(cached, drops)])
-    parts = pc.split_pattern(year["pool"], "-", max_splits=1)  # 统筹区-险种, as `settlement.case_pools` made it
-    cases = pa.table({"case_id": year["case_id"], "hospital_id": year["hospital_id"], "total_cost": year["cost"],
-                      "patient_paid": year["patient_paid"], "pool": pc.list_element(parts, 0),
-                      "insurance_type": pc.list_element(parts, 1)})
-    grouped = {name: year[name].to_numpy(zero_copy_only=False) for name in
-               ("group", "group_points", "standard_cost", "tcm_group_case", "tcm_treated")}
-    run = run_settlement(cases, hospitals, policy, grouped)
+    case_set = CaseSet.of(year, year["settlement_pool"].to_numpy(zero_copy_only=False))
+    run = run_chain(case_set, _grouped(year, catalog), hospitals, policy)
     return run.hospitals, run.pools

@@ -269,6 +269,11 @@ class Policy:
             raise KeyError(f"{path}: no value in force on {day} (earliest {min(value)})")
         return resolved
 
+    def change_days(self, paths) -> list[dt.date]:
+        """The days on which one of `paths` takes a new value (the keys of its dated values), sorted."""
+        values = (self.values.get(path, PARAMETERS[path].default) for path in paths)
+        return sorted({dt.date.fromisoformat(str(d)) for v in values if _is_dated(v) for d in v})
+
     def overlay(self, changes: dict[str, object], name: str = "") -> Policy:
         """A new policy with `changes` ({path: value}) applied, all of them and the rules on the result checked
         first."""

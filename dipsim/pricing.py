@@ -34,16 +34,15 @@ import pandas as pd
 import pyarrow as pa
 
 from dipsim.io.errors import InputError
+from dipsim.payment.terms import CaseTerms
 from dipsim.policy import Policy
 from dipsim.schema import HOSPITAL_TYPES
 
 OUTLIER_LOW, OUTLIER_NORMAL, OUTLIER_HIGH, OUTLIER_EXTREME = "low", "normal", "high", "extreme"
 OUTLIER_CLASSES = (OUTLIER_LOW, OUTLIER_NORMAL, OUTLIER_HIGH, OUTLIER_EXTREME)  # the codes 0-3 of `outlier`
-
-
-# The policy parameters `hospital_problems` reads: policies that agree on them have the same problems.
-HOSPITAL_PARAMETERS = ("coefficient.level", "coefficient.hospital", "coefficient.mode", "coefficient.history_blend",
-                       "outlier.low_ratio_by_level", "outlier.high_ratio_by_level", "coefficient.tcm_hospital_bonus")
+# `outlier.pay_by_item` -> the classes paid their cost by item instead of points
+PAID_BY_ITEM = {"none": (), "high": (OUTLIER_HIGH, OUTLIER_EXTREME),
+                "high_and_low": (OUTLIER_LOW, OUTLIER_HIGH, OUTLIER_EXTREME)}
 
 
 def _some(items: list[str], limit: int = 10) -> str:
@@ -63,7 +62,7 @@ def _blank(text) -> bool:
     return text is None or not str(text).strip()
 
 
-def hospital_problems(hospitals: pa.Table, ids, policy: Policy, on=None) -> list[str]:
+def hospital_problems(hospitals: pa.Table, ids, terms: CaseTerms) -> list[str]:
     """What pricing needs of the hospitals `ids` (those of the cases) and does not find, one line per kind: a
     hospital not in the table; a level not in a non-empty `coefficient.level` for a hospital without a coefficient
     of its own; an empty level where `outlier.*_ratio_by_level` or history coefficients read it; a type outside
@@ -74,12 +73,12 @@ def hospital_problems(hospitals: pa.Table, ids, policy: Policy, on=None) -> list
     unknown = [h for h in wanted if h not in rows]
     if unknown:
         problems.append(f"{len(unknown)} hospital(s) of the cases are not in the hospitals table: {_some(unknown)}")
-    by_level, by_hospital = policy.get("coefficient.level", on), policy.get("coefficient.hospital", on)
-    history = policy.get("coefficient.mode", on) == "history"
-    outlier_tables = [name for name in ("outlier.low_ratio_by_level", "outlier.high_ratio_by_level")
-                      if policy.get(name, on)]
-    blends_level = history and policy.get("coefficient.history_blend", on) < 1
-    tcm_bonus = policy.get("coefficient.tcm_hospital_bonus", on) > 0
+    by_level, by_hospital = terms.coefficient_level, terms.coefficient_hospital
+    history = terms.coefficient_mode == "history"
+    outlier_tables = [name for name, table in (("outlier.low_ratio_by_level", terms.low_ratio_by_level),
+                                               ("outlier.high_ratio_by_level", terms.high_ratio_by_level)) if table]
+    blends_level = history and terms.history_blend < 1
+    tcm_bonus = terms.tcm_hospital_bonus > 0
     no_coefficient, no_level, no_type = [], {}, []
     for h in (h for h in wanted if h in rows):
         row, level = rows[h], rows[h].get("level")
@@ -106,16 +105,16 @@ def hospital_problems(hospitals: pa.Table, ids, policy: Policy, on=None) -> list
     return problems
 
 
-def hospital_coefficients(hospitals: pa.Table, policy: Policy, on=None, ids=None) -> dict[str, float]:
+def hospital_coefficients(hospitals: pa.Table, terms: CaseTerms, ids=None) -> dict[str, float]:
     """hospital_id -> its coefficient before bonuses, for the hospitals `ids` (default: every row): its own
     (`coefficient.hospital`, else the table's coefficient_override), else `coefficient.level` for its level, or
     1.0 when that table is empty. InputError naming the hospitals without a coefficient (`hospital_problems`)."""
     rows = hospitals.to_pylist()
     ids = [r["hospital_id"] for r in rows] if ids is None else ids
-    problems = hospital_problems(hospitals, ids, policy, on)
+    problems = hospital_problems(hospitals, ids, terms)
     if problems:
         raise InputError("; ".join(problems))
-    by_level, by_hospital = policy.get("coefficient.level", on), policy.get("coefficient.hospital", on)
+    by_level, by_hospital = terms.coefficient_level, terms.coefficient_hospital
     wanted = set(ids)
     out = {}
     for row in rows:
@@ -125,12 +124,12 @@ def hospital_coefficients(hospitals: pa.Table, policy: Policy, on=None, ids=None
     return out
 
 
-def history_coefficients(codes: np.ndarray, ids, cost, standard_cost, level_of: dict, policy: Policy,
-                         on=None) -> dict[str, float]:
+def history_coefficients(codes: np.ndarray, ids, cost, standard_cost, level_of: dict,
+                         terms: CaseTerms) -> dict[str, float]:
     """History mode (Zigong): a hospital's coefficient = blend x its cost ratio + (1 - blend) x its level's, the
     cost ratio being the cost of its cases over their groups' standard costs (cases with both known). A hospital
     with a per-hospital value (`coefficient.hospital`) keeps it; one without usable cases gets 1.0."""
-    blend = policy.get("coefficient.history_blend", on)
+    blend = terms.history_blend
     cost = np.asarray(cost, dtype=np.float64)
     standard = np.asarray(standard_cost, dtype=np.float64)
     usable = np.isfinite(cost) & np.isfinite(standard) & (standard > 0)
@@ -148,7 +147,7 @@ def history_coefficients(codes: np.ndarray, ids, cost, standard_cost, level_of: 
         level = level_spent[lv] / level_expected[lv] if level_expected[lv] > 0 else np.nan
         value = blend * own + (1 - blend) * level
         out[h] = float(value) if np.isfinite(value) else 1.0
-    for h, value in policy.get("coefficient.hospital", on).items():
+    for h, value in terms.coefficient_hospital.items():
         out[h] = float(value)
     return out
 
@@ -170,55 +169,77 @@ class CaseHospitals:
         return cls(codes, np.asarray(ids, dtype=object))
 
 
-def case_points(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray, hospital_id: np.ndarray,
-                hospitals: pa.Table, policy: Policy, tcm_group_case: np.ndarray | None = None,
-                tcm_treated: np.ndarray | None = None, aux_factor: np.ndarray | None = None, on=None) -> dict:
-    """The pricing chain per case: columns group_points, r, outlier (categorical: OUTLIER_CLASSES),
-    outlier_factor, coefficient, bonus, aux_factor, paid_by_item, case_points (in the cases' order). Cases without
-    group points get 0 points. The policy is read here, per hospital; the Numba kernel (`pricing_kernel`) prices
-    every case in one pass. `hospital_id` may be a `CaseHospitals` (factorised once for a sweep)."""
+def price(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray, index: CaseHospitals,
+          hospitals: pa.Table, periods: tuple[CaseTerms, ...], period: np.ndarray,
+          tcm_group_case: np.ndarray | None = None, tcm_treated: np.ndarray | None = None,
+          aux_factor: np.ndarray | None = None) -> dict:
+    """Steps 2-5 of the payment chain (outlier factor, hospital coefficient, TCM bonus, auxiliary factor) for every
+    case, each with the case-level terms of its period (`periods[period[i]]`): columns r, outlier (categorical:
+    OUTLIER_CLASSES), outlier_factor, coefficient, bonus, aux_factor, paid_by_item, case_points (in the cases'
+    order). `group_points` are the chain's step 1 (DIP points, or RW x points per RW); cases without them get 0
+    points. The per-(period, hospital) values are prepared here; the Numba kernel (`pricing_kernel`) prices every
+    case in one pass."""
     from dipsim.pricing_kernel import price_cases
 
     n = len(group_points)
-    index = hospital_id if isinstance(hospital_id, CaseHospitals) else CaseHospitals.of(hospital_id)
     codes, ids = index.codes, index.ids
     level_of = dict(zip(hospitals["hospital_id"].to_pylist(), hospitals["level"].to_pylist()))
+    tcm_hospitals = {h for h, kind in zip(hospitals["hospital_id"].to_pylist(), hospitals["type"].to_pylist())
+                     if kind == "中医"}
+    period = np.ascontiguousarray(period, dtype=np.int64)
 
-    def per_level(by_level: dict, plain: float) -> np.ndarray:
+    def per_level(by_level: dict, plain: float) -> list[float]:
         """A ratio per hospital: its level's entry of the `*_by_level` table, else the plain ratio."""
-        return np.array([by_level.get(level_of.get(h), plain) for h in ids], dtype=np.float64)
+        return [by_level.get(level_of.get(h), plain) for h in ids]
 
-    if policy.get("coefficient.mode", on) == "history":
-        problems = hospital_problems(hospitals, ids, policy, on)
-        if problems:
-            raise InputError("; ".join(problems))
-        coefficients = history_coefficients(codes, ids, cost, standard_cost, level_of, policy, on)
-    else:
-        coefficients = hospital_coefficients(hospitals, policy, on, ids)
-    tcm_hospitals = {row["hospital_id"] for row in hospitals.to_pylist() if row.get("type") == "中医"}
+    def coefficients(terms: CaseTerms) -> list[float]:
+        if terms.coefficient_mode == "history":
+            problems = hospital_problems(hospitals, ids, terms)
+            if problems:
+                raise InputError("; ".join(problems))
+            values = history_coefficients(codes, ids, cost, standard_cost, level_of, terms)
+        else:
+            values = hospital_coefficients(hospitals, terms, ids)
+        return [values[h] for h in ids]
 
     def flags(values) -> np.ndarray:
         return np.zeros(n, bool) if values is None else np.ascontiguousarray(values, dtype=np.bool_)
 
-    no_low_cut = flags(tcm_group_case) if policy.get("tcm.same_price", on) else np.zeros(n, bool)
+    same_price = np.array([t.tcm_same_price for t in periods], dtype=np.bool_)
+    no_low_cut = flags(tcm_group_case) & same_price[period]
     aux = np.ones(n) if aux_factor is None else np.ascontiguousarray(aux_factor, dtype=np.float64)
-    by_item_codes = np.array({"none": [], "high": [2, 3], "high_and_low": [0, 2, 3]}[
-        policy.get("outlier.pay_by_item", on)], dtype=np.int8)
+    by_item = np.zeros((len(periods), len(OUTLIER_CLASSES)), dtype=np.bool_)
+    for p, terms in enumerate(periods):
+        for kind in PAID_BY_ITEM[terms.pay_by_item]:
+            by_item[p, OUTLIER_CLASSES.index(kind)] = True
     out = {name: np.empty(n, dtype=np.float64) for name in ("r", "outlier_factor", "coefficient", "bonus",
                                                               "case_points")}
-    code, by_item = np.empty(n, dtype=np.int8), np.empty(n, dtype=np.bool_)
-    low_ratio = per_level(policy.get("outlier.low_ratio_by_level", on), policy.get("outlier.low_ratio", on))
-    high_ratio = per_level(policy.get("outlier.high_ratio_by_level", on), policy.get("outlier.high_ratio", on))
+    code, item = np.empty(n, dtype=np.int8), np.empty(n, dtype=np.bool_)
     price_cases(np.ascontiguousarray(group_points, dtype=np.float64), np.ascontiguousarray(cost, dtype=np.float64),
                 np.ascontiguousarray(standard_cost, dtype=np.float64), np.ascontiguousarray(codes, dtype=np.int64),
-                no_low_cut, flags(tcm_treated), aux, low_ratio, high_ratio,
-                np.array([coefficients[h] for h in ids], dtype=np.float64),
+                period, no_low_cut, flags(tcm_treated), aux,
+                np.array([per_level(t.low_ratio_by_level, t.low_ratio) for t in periods], dtype=np.float64),
+                np.array([per_level(t.high_ratio_by_level, t.high_ratio) for t in periods], dtype=np.float64),
+                np.array([coefficients(t) for t in periods], dtype=np.float64),
                 np.array([h in tcm_hospitals for h in ids], dtype=np.bool_),
-                float(policy.get("outlier.extreme_ratio", on)), float(policy.get("coefficient.tcm_hospital_bonus", on)),
-                float(policy.get("tcm.case_bonus", on)), by_item_codes,
-                out["r"], out["outlier_factor"], code, out["coefficient"], out["bonus"], out["case_points"], by_item)
+                np.array([t.extreme_ratio for t in periods]), np.array([t.tcm_hospital_bonus for t in periods]),
+                np.array([t.tcm_case_bonus for t in periods]), by_item,
+                out["r"], out["outlier_factor"], code, out["coefficient"], out["bonus"], out["case_points"], item)
     points = np.asarray(group_points, dtype=np.float64)
     return {"group_points": np.where(np.isfinite(points), points, 0.0), "r": out["r"],
             "outlier": pd.Categorical.from_codes(code, OUTLIER_CLASSES), "outlier_factor": out["outlier_factor"],
-            "coefficient": out["coefficient"], "bonus": out["bonus"], "aux_factor": aux, "paid_by_item": by_item,
+            "coefficient": out["coefficient"], "bonus": out["bonus"], "aux_factor": aux, "paid_by_item": item,
             "case_points": out["case_points"]}
+
+
+def case_points(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray, hospital_id,
+                hospitals: pa.Table, policy: Policy, tcm_group_case: np.ndarray | None = None,
+                tcm_treated: np.ndarray | None = None, aux_factor: np.ndarray | None = None, on=None) -> dict:
+    """`price` with every case under the policy's case-level terms on one day `on` (the latest value of each when
+    None): for a notebook or a hand check of the pricing steps alone. A settlement runs the whole chain
+    (`dipsim.payment.chain`), which reads each case's terms on its discharge date."""
+    from dipsim.payment.terms import CaseTerms
+
+    index = hospital_id if isinstance(hospital_id, CaseHospitals) else CaseHospitals.of(hospital_id)
+    return price(group_points, cost, standard_cost, index, hospitals, (CaseTerms.of(policy, on),),
+                 np.zeros(len(group_points), np.int64), tcm_group_case, tcm_treated, aux_factor)

@@ -191,25 +191,27 @@ def unused_budgets(pools: Iterable[str], policy, on=None) -> list[str]:
     return sorted(set(policy.get("budget.total", on)) - set(pools))
 
 
-def region_problems(hospitals: pa.Table, hospital_ids, pools, policies, on=None,
+def region_problems(hospitals: pa.Table, hospital_ids, pools, policies, on=None, day=None,
                     budget_hint: str = BUDGET_HINT) -> list[str]:
-    """Every problem of the cases' hospitals (`pricing.hospital_problems`) and pools (`budget_problems`) under each
-    policy of `policies` ([(label, Policy)]: one policy, or the baseline and every scenario variant), so that a run
-    stops before anything is grouped. Variants that agree on what is checked are checked once."""
-    import json
+    """Every problem of the cases' hospitals (`pricing.hospital_problems`, under the case-level terms of every
+    period of each policy, or of the day `on`) and pools (`budget_problems`, on the settlement day `day`) under
+    each policy of `policies`
+    ([(label, Policy)]: one policy, or the baseline and every scenario variant), so that a run stops before
+    anything is grouped."""
+    from dataclasses import replace
 
-    from dipsim.pricing import HOSPITAL_PARAMETERS, hospital_problems
+    from dipsim.payment.terms import every_case_terms
+    from dipsim.pricing import hospital_problems
 
     hospital_ids, pools = sorted(set(hospital_ids)), sorted(set(pools))
     problems, seen, done = [], set(), set()
     for label, policy in policies:
-        key = json.dumps([policy.get(path, on) for path in (*HOSPITAL_PARAMETERS, "budget.total")], sort_keys=True,
-                         default=str, ensure_ascii=False)
-        if key in done:
-            continue
-        done.add(key)
-        found = hospital_problems(hospitals, hospital_ids, policy, on) + budget_problems(pools, policy, on,
-                                                                                         budget_hint)
+        found = budget_problems(pools, policy, day, budget_hint)
+        for terms in every_case_terms(policy, on):
+            key = repr(replace(terms, day=None))  # variants and periods that agree are checked once
+            if key not in done:
+                done.add(key)
+                found += hospital_problems(hospitals, hospital_ids, terms)
         for line in found:
             if line not in seen:  # a problem the variants share is said once, with the first that has it
                 seen.add(line)
@@ -240,3 +242,16 @@ def partition_region(files) -> tuple[set[str], set[str]]:
         pools |= set(pc.binary_join_element_wise(pool.filter(settled), insurance.filter(settled), "-").to_pylist())
         hospital_ids |= set(hospital.filter(settled).to_pylist())
     return pools, hospital_ids
+
+
+def budgets_from_cost(cases: pa.Table, share: float, budgets: dict | None = None) -> dict[str, float]:
+    """`budgets` with every pool of the cases that has none set to `share` x its total cost billed by item (a
+    convenience for synthetic regions and what-ifs: a bureau sets its budgets itself)."""
+    from dipsim.payment.chain import case_pools
+
+    out = dict(budgets or {})
+    pool = case_pools(cases)
+    cost = pc.fill_null(pc.cast(cases["total_cost"], pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+    for p in sorted(set(pool) - set(out)):
+        out[p] = round(float(cost[pool == p].sum()) * share, 2)
+    return out

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dipsim.payment.terms import ReviewTerms
+from dipsim.pricing import OUTLIER_CLASSES, OUTLIER_EXTREME
+
 RULES = ("extreme", "long_stay", "ventilation", "ungroupable", "small_group")
 
 
@@ -29,44 +32,44 @@ class Review:
     applied: np.ndarray
     approval: np.ndarray
     hospitals: pd.DataFrame  # hospital_id, candidates, applied, approved, rate, amount (the expected extra paid)
+    loss: np.ndarray | None = None  # per case: cost - points x the budget point value
 
 
-def candidates(policy, r, los_days, ventilation_hours, group_points, group, on=None) -> np.ndarray:
-    rules = [x.strip() for x in policy.get("review.rules", on).split(",") if x.strip()]
-    unknown = set(rules) - set(RULES)
+def candidates(terms: ReviewTerms, outlier_code, los_days, ventilation_hours, group_points, group) -> np.ndarray:
+    """The cases a hospital may apply for, by `review.rules`; `outlier_code` is the pricing's class per case
+    (`pricing.OUTLIER_CLASSES`: extreme when r > `outlier.extreme_ratio` in force on the case's discharge date)."""
+    unknown = set(terms.rules) - set(RULES)
     if unknown:
         raise ValueError(f"review.rules: unknown rule(s) {sorted(unknown)}; known: {list(RULES)}")
-    n = len(r)
+    n = len(outlier_code)
     out = np.zeros(n, dtype=bool)
-    if "extreme" in rules:
-        out |= np.nan_to_num(r, nan=0.0) > policy.get("outlier.extreme_ratio", on)
-    if "long_stay" in rules and los_days is not None:
-        out |= np.nan_to_num(np.asarray(los_days, dtype=float), nan=0.0) > policy.get("review.long_stay_days", on)
-    if "ventilation" in rules and ventilation_hours is not None:
-        hours = np.nan_to_num(np.asarray(ventilation_hours, dtype=float), nan=0.0)
-        out |= hours >= policy.get("review.ventilation_hours", on)
-    if "ungroupable" in rules:
+    if "extreme" in terms.rules:
+        out |= np.asarray(outlier_code) == OUTLIER_CLASSES.index(OUTLIER_EXTREME)
+    if "long_stay" in terms.rules and los_days is not None:
+        out |= np.nan_to_num(np.asarray(los_days, dtype=float), nan=0.0) > terms.long_stay_days
+    if "ventilation" in terms.rules and ventilation_hours is not None:
+        out |= np.nan_to_num(np.asarray(ventilation_hours, dtype=float), nan=0.0) >= terms.ventilation_hours
+    if "ungroupable" in terms.rules:
         out |= ~(np.nan_to_num(np.asarray(group_points, dtype=float), nan=0.0) > 0)
-    if "small_group" in rules and group is not None:
+    if "small_group" in terms.rules and group is not None:
         codes, _ = pd.factorize(np.asarray(group, dtype=object))
         sizes = np.bincount(codes[codes >= 0]) if (codes >= 0).any() else np.zeros(0, int)
         small = np.zeros(n, dtype=bool)
-        small[codes >= 0] = sizes[codes[codes >= 0]] < policy.get("review.small_group_cases", on)
+        small[codes >= 0] = sizes[codes[codes >= 0]] < terms.small_group_cases
         out |= small
     return out
 
 
-def review_cases(hospital_id, cost, case_points, budget_point_value, candidate, policy, on=None) -> Review:
+def review_cases(hospital_id, cost, case_points, budget_point_value, candidate, terms: ReviewTerms) -> Review:
     """Applications by quota, biggest loss first, approved in expected value at `review.approval_rate`."""
     hospital_id = np.asarray(hospital_id, dtype=object)
     cost = np.asarray(cost, dtype=float)
     loss = cost - np.asarray(case_points, dtype=float) * np.asarray(budget_point_value, dtype=float)
-    rate = policy.get("review.approval_rate", on)
-    per_mille = policy.get("review.quota_per_mille", on)
+    rate = terms.approval_rate
     frame = pd.DataFrame({"hospital_id": hospital_id, "loss": loss, "candidate": candidate,
                           "row": np.arange(len(cost))})
     counts = frame.groupby("hospital_id")["row"].size()
-    quota = np.maximum((counts * per_mille / 1000).astype(int), 1)
+    quota = np.maximum((counts * terms.quota_per_mille / 1000).astype(int), 1)
     picks = frame[frame["candidate"] & (frame["loss"] > 0)].sort_values(["hospital_id", "loss", "row"],
                                                                           ascending=[True, False, True])
     picks = picks[picks.groupby("hospital_id").cumcount() < picks["hospital_id"].map(quota)]
@@ -81,12 +84,14 @@ def review_cases(hospital_id, cost, case_points, budget_point_value, candidate, 
         .groupby(level=0).sum().round(2)}).reset_index(names="hospital_id")
     summary["rate"] = np.where(summary["applied"] > 0, summary["approved"] / summary["applied"].clip(lower=1),
                                np.nan)
-    return Review(applied=applied, approval=approval, hospitals=summary)
+    return Review(applied=applied, approval=approval, hospitals=summary, loss=loss)
 
 
-def simulate(review: Review, hospital_id, loss, draws: int = 1000, seed: int = 0) -> pd.DataFrame:
+def simulate(review: Review, hospital_id, loss=None, draws: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Monte Carlo: `draws` seeded rounds of approving each application with its probability; per hospital the
-    mean and the 5% / 95% quantiles of the approved count and amount."""
+    mean and the 5% / 95% quantiles of the approved count and amount (the gain of an approved case: its `loss`,
+    by default the review's own)."""
+    loss = review.loss if loss is None else loss
     rng = np.random.default_rng(seed)
     rows = np.flatnonzero(review.applied)
     if len(rows) == 0:
@@ -105,39 +110,42 @@ def simulate(review: Review, hospital_id, loss, draws: int = 1000, seed: int = 0
                          "amount_p95": q(amounts, 0.95).round(2)})
 
 
-def apply_review(priced: dict, cases, grouped: dict, frame, policy, on=None) -> tuple[np.ndarray, np.ndarray, dict,
-                                                                                    Review]:
-    """The review on a priced case set (`pricing.case_points`) in expected value: (case points, item weights
-    (0-1: the share of a case paid by item), extra budget per pool (reserve funding), Review)."""
-    import pyarrow.compute as pc
+@dataclass
+class ReviewOutcome:
+    """What the review changes, per case: the points after it, the share paid by item (0-1), the expected extra
+    paid (yuan); per pool the money funded from the reserve (yuan); and the Review."""
 
+    case_points: np.ndarray
+    item_share: np.ndarray
+    extra_paid: np.ndarray
+    reserve_funding: dict
+    review: Review
+
+
+def apply_review(case_points: np.ndarray, item_share: np.ndarray, outlier_code, group_points, group, los_days,
+                 ventilation_hours, frame, terms: ReviewTerms, pool_terms) -> ReviewOutcome:
+    """Step 7 of the payment chain, in expected value: candidates, applications by quota (loss at the budget point
+    value, `budget.budget_point_values`), approval at the rate, and the approved share of each case paid by item
+    (`review.payment = "by_item"`) or its points reset to its cost at the budget point value (`"points"`); funded
+    inside the budget, or from the reserve (`review.funding = "reserve"`: added to the pool's available budget)."""
     from dipsim.budget import budget_point_values
 
     cost = frame.cost
-    values = budget_point_values(frame, priced["case_points"], policy, on, priced.get("paid_by_item"))
-    pool_of_case = frame.pools[frame.codes]
+    values = budget_point_values(frame, case_points, pool_terms, item_share)
     v_case = np.array([values[p] for p in frame.pools], dtype=float)[frame.codes]
-
-    def column(name):
-        if name not in cases.column_names:
-            return None
-        return pc.fill_null(pc.cast(cases[name], "float64"), np.nan).to_numpy(zero_copy_only=False)
-
-    candidate = candidates(policy, priced["r"], column("los_days"), column("ventilation_hours"),
-                           grouped["group_points"], grouped.get("group"), on)
-    hospital_id = frame.hospitals[frame.codes]
-    review = review_cases(hospital_id, cost, priced["case_points"], v_case, candidate, policy, on)
+    candidate = candidates(terms, outlier_code, los_days, ventilation_hours, group_points, group)
+    review = review_cases(frame.hospitals[frame.codes], cost, case_points, v_case, candidate, terms)
     a = review.approval
-    points = priced["case_points"].copy()
-    weight = np.asarray(priced.get("paid_by_item", np.zeros(len(cost))), dtype=float)
+    points = np.asarray(case_points, dtype=float).copy()
+    weight = np.asarray(item_share, dtype=float).copy()
     extra_paid = np.maximum(cost - points * v_case, 0.0) * a
-    if policy.get("review.payment", on) == "by_item":
+    if terms.payment == "by_item":
         points = points * (1 - a)
         weight = np.maximum(weight, a)
     else:  # points reset to cost at the budget point value
         reset = np.where(v_case > 0, cost / np.where(v_case > 0, v_case, 1), points)
         points = points * (1 - a) + reset * a
-    extra = {}
-    if policy.get("review.funding", on) == "reserve":
-        extra = pd.Series(extra_paid).groupby(pool_of_case).sum().round(2).to_dict()
-    return points, weight, extra, review
+    funding = {}
+    if terms.funding == "reserve":
+        funding = pd.Series(extra_paid).groupby(frame.pools[frame.codes]).sum().round(2).to_dict()
+    return ReviewOutcome(points, weight, extra_paid, funding, review)

@@ -19,7 +19,7 @@ A scenario file (scenarios/*.toml):
 Every overlay is checked against the policy table and its rules (a point-value floor above the cap, ...) before
 anything runs: a typo or an impossible variant stops the run with every problem, naming the variant. A file of more
 than `MAX_VARIANTS` variants is refused before the sweep is built. Grouping happens once; each variant only
-re-prices the cases and re-solves the pools (`budget.settle_frame`).
+runs the payment chain again (`dipsim.payment`) on the grouped cases.
 """
 
 from __future__ import annotations
@@ -34,12 +34,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dipsim.budget import SettlementFrame, settle_frame
+from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
 from dipsim.io.toml_files import read_toml
+from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy, PolicyError, load_policy
-from dipsim.pricing import CaseHospitals, case_points
-from dipsim.supervise import supervised_points
 
 BASELINE = "baseline"
 MAX_VARIANTS = 10_000  # a scenario file with more variants is refused unless --max-variants raises the limit
@@ -125,38 +124,28 @@ class ScenarioResults:
                 if getattr(self, name) is not None}
 
 
-def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, grouped: dict,
-                  aux_factor: np.ndarray | None = None, progress=None) -> ScenarioResults:
-    """Price and settle the baseline and every variant on the same grouped cases (`settlement.dip_inputs` /
-    `drg_inputs`); deltas are against the baseline, in yuan (exact fen) and percent."""
-    from dipsim.settlement import _float, case_pools
-
-    hospital_id = pc.cast(cases["hospital_id"], pa.string()).to_numpy(zero_copy_only=False)
-    index = CaseHospitals.of(hospital_id)
-    cost, pool = _float(cases, "total_cost"), case_pools(cases)
-    frame = SettlementFrame.of(hospital_id, pool, cost, _float(cases, "patient_paid"))
+def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, grouped: GroupedCases,
+                  aux_factor: np.ndarray | None = None, progress=None, on=None) -> ScenarioResults:
+    """Run the payment chain (`dipsim.payment.chain.run_chain`) for the baseline and every variant on the same
+    grouped cases; deltas are against the baseline, in yuan (exact fen) and percent. `on`: read every parameter on
+    that day (as `dipsim settle --on`)."""
+    case_set = CaseSet.of(cases)
+    frame = case_set.frame
     runs = [(BASELINE, scenarios.baseline)] + [(v.name, scenarios.baseline.overlay(v.changes, name=v.name))
                                                for v in scenarios.variants]
     payouts, points, pool_rows, reviews, screens, funds = {}, {}, [], [], {}, None
     for number, (name, policy) in enumerate(runs):
-        priced = case_points(grouped["group_points"], cost, grouped["standard_cost"], index, hospitals, policy,
-                             tcm_group_case=grouped["tcm_group_case"], tcm_treated=grouped["tcm_treated"],
-                             aux_factor=aux_factor)
-        priced["case_points"] = supervised_points(priced["case_points"], cases, grouped["group"], policy, screens)
+        run = run_chain(case_set, grouped, hospitals, policy, on, aux_factor, screens_cache=screens)
+        result = run.settlement
         review_row = {"scenario": name, "review_applied": 0, "review_approved": 0.0, "review_amount": 0.0}
-        if policy.get("review.in_effect"):
-            from dipsim.review import apply_review
-
-            case_pts, weight, extra, review = apply_review(priced, cases, grouped, frame, policy)
-            result = settle_frame(frame, case_pts, policy, paid_by_item=weight, budget_extra=extra)
-            review_row.update(review_applied=int(review.hospitals["applied"].sum()),
-                              review_approved=round(float(review.hospitals["approved"].sum()), 2),
-                              review_amount=round(float(review.hospitals["amount"].sum()), 2))
-        else:
-            result = settle_frame(frame, priced["case_points"], policy, paid_by_item=priced["paid_by_item"])
+        if run.review is not None:
+            by_hospital = run.review.hospitals
+            review_row.update(review_applied=int(by_hospital["applied"].sum()),
+                              review_approved=round(float(by_hospital["approved"].sum()), 2),
+                              review_amount=round(float(by_hospital["amount"].sum()), 2))
         reviews.append(review_row)
-        if name == BASELINE and "discharge_date" in cases.column_names:
-            funds = _funds(cases, pool, cost, frame.patient_paid, priced, policy)
+        if name == BASELINE and case_set.discharge_days is not None:
+            funds = _funds(case_set, run)
         payouts[name], points[name] = result.amounts["fund_payout"], result.points
         pool_rows += [{"scenario": name, "pool": r["pool"], "point_value": r["point_value"], "status": r["status"],
                        "fund_payout": r["fund_payout"] / 100, "budget_available": r["budget_available"] / 100}
@@ -183,16 +172,17 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
                            summary=summary, by_level=_by_level(table), by_type=by_type.round(2), funds=funds)
 
 
-def _funds(cases: pa.Table, pool: np.ndarray, cost: np.ndarray, paid: np.ndarray, priced: dict,
-           policy) -> pd.DataFrame:
-    """Fund monitoring of the baseline: claims are 统筹基金支付 where the cases have it, else cost - patient paid."""
+def _funds(case_set: CaseSet, run) -> pd.DataFrame:
+    """Fund monitoring of the baseline: claims are 统筹基金支付 where the cases have it, else cost - patient paid;
+    points and item-paid costs are the chain's final ones."""
     from dipsim.monitor import fund_monitor
-    from dipsim.settlement import _float, case_months
 
+    cases = case_set.table
     has_fund = "fund_paid" in cases.column_names and cases["fund_paid"].null_count < cases.num_rows
-    claims = _float(cases, "fund_paid") if has_fund else cost - paid
-    return fund_monitor(pool, case_months(cases), claims, priced["case_points"], paid, policy,
-                        item_cost=np.where(priced["paid_by_item"], cost, 0.0))
+    claims = (pc.fill_null(pc.cast(cases["fund_paid"], pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+              if has_fund else case_set.cost - case_set.patient_paid)
+    return fund_monitor(case_set.pool, case_set.month, claims, run.case_points, case_set.patient_paid, run.terms.policy,
+                        item_cost=run.columns["item_paid"], on=run.terms.settlement_day)
 
 
 def _summary(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
@@ -218,39 +208,38 @@ def _by_level(table: pd.DataFrame) -> pd.DataFrame:
     return grouped.round({"fund_payout": 2, "delta": 2})
 
 
-def grouped_cached(cases: pa.Table, input_digest: str, mode: str, catalog=None, scheme: str = "chs-drg-1.1",
-                   policy: Policy | None = None) -> dict:
-    """`settlement.dip_inputs` / `drg_inputs` of the cases, kept on disk (npz, no pickle) under a key made of the
-    input files' sha256, the number of cases settled from them (rows rejected at settlement change it), the
-    catalogue's files or the scheme, and the dipsim version: a sweep re-run on the same data skips grouping."""
+def grouped_cached(cases: pa.Table, input_digest: str, mode: str, catalog=None,
+                   scheme: str = "chs-drg-1.1") -> GroupedCases:
+    """The cases grouped (`grouping.grouped_cases`), kept on disk (npz, no pickle) under a key made of the input
+    files' sha256, the number of cases settled from them (rows rejected at settlement change it), the catalogue's
+    files or the scheme, and the dipsim version: a sweep re-run on the same data skips grouping. (DRG group points
+    are relative weights; the points per RW are the chain's step 1, so a policy change needs no regrouping.)"""
     import hashlib
     import os
     import tempfile
 
     from dipsim import __version__
+    from dipsim.grouping.grouped_cases import group_dip, group_drg
     from dipsim.grouping.scheme_cache import cache_dir
-    from dipsim.settlement import dip_inputs, drg_inputs
 
     digest = hashlib.sha256(f"{__version__}\0{mode}\0{input_digest}\0{scheme}\0{cases.num_rows}\0".encode())
     if mode == "dip":
         for f in sorted(Path(catalog.source).glob("*")):
             digest.update(f.name.encode() + f.read_bytes())
-    else:
-        digest.update(str(policy.get("payment.drg_points_per_rw") if policy else "").encode())
+    unit = "points" if mode == "dip" else "rw"
     path = cache_dir() / "grouped" / f"{digest.hexdigest()[:32]}.npz"
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as stored:
-                return {name: stored[name] for name in stored.files}
+                return GroupedCases.from_arrays(stored, unit)
         except (OSError, ValueError, KeyError):
             pass
-    grouped = dip_inputs(cases, catalog) if mode == "dip" else drg_inputs(cases, scheme, policy)
-    grouped = {**grouped, "group": np.asarray(grouped["group"]).astype(str)}
+    grouped = group_dip(cases, catalog) if mode == "dip" else group_drg(cases, scheme)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as out:
-            np.savez(out, **grouped)
+            np.savez(out, **{**grouped.arrays(), "group": np.asarray(grouped.group).astype(str)})
         os.replace(tmp, path)
     except OSError:
         pass

@@ -17,7 +17,7 @@ reviewer can check by hand, and the flags are summed per hospital:
 - `low_risk_death` (低风险组死亡): a death in a group whose ln(mortality) z-score is below `low_risk_z`.
 
 Group medians and mortality come from the screened cases themselves (groups with `min_group_cases` or more).
-`payment_factors` turns the flags into the payment consequences the policy sets.
+`consequences` turns the flags into the payment consequences the policy sets (step 6 of `dipsim.payment`).
 """
 
 from __future__ import annotations
@@ -331,58 +331,53 @@ CONSEQUENCES = ("supervision.split_readmission_factor", "supervision.low_standar
                 "supervision.deduction_points")
 
 
-def payment_factors(screens: Screens, policy, on=None) -> tuple[np.ndarray, np.ndarray] | None:
-    """The policy's consequences per case: (points factor, points deducted), or None when the policy sets none.
-    A split readmission's earlier stay keeps `split_readmission_factor` of its points, a low-standard admission
-    `low_standard_factor`; `deduction_points` takes fixed points off each flagged case."""
-    if not has_consequences(policy, on):
-        return None
-    deductions = policy.get("supervision.deduction_points", on)
-    unknown = set(deductions) - set(SCREENS)
-    if unknown:
-        raise ValueError(f"supervision.deduction_points: unknown screen(s) {sorted(unknown)}; known: {list(SCREENS)}")
-    missing = {s for s, v in deductions.items() if v and s not in screens.masks}
-    if missing:
-        raise ValueError(f"supervision.deduction_points: {sorted(missing)} did not run: "
-                         + "; ".join(screens.skipped.get(s, "") for s in sorted(missing)))
-    n = len(screens.masks["low_risk_death"])  # the one screen that always runs
-    factor = np.ones(n)
-    for screen, value in (("split_readmission", policy.get("supervision.split_readmission_factor", on)),
-                          ("low_standard", policy.get("supervision.low_standard_factor", on))):
-        if value != 1.0 and screen in screens.masks:
-            factor[screens.masks[screen]] *= value
-    deducted = np.zeros(n)
-    for screen, points in deductions.items():
-        deducted[screens.masks[screen]] += points
+def consequences(screens: Screens, periods, case_period: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step 6 of the payment chain, the supervision consequences per case under the case-level terms of its period
+    (`payment.terms.CaseTerms`, `periods[case_period[i]]`): (points factor, points deducted). A split
+    readmission's earlier stay keeps `supervision.split_readmission_factor` of its points, a low-standard admission
+    `supervision.low_standard_factor`; `supervision.deduction_points` takes fixed points off each flagged case."""
+    n = len(case_period)
+    factor, deducted = np.ones(n), np.zeros(n)
+    known = set(SCREENS)
+    for terms in periods:
+        unknown = set(terms.deduction_points) - known
+        if unknown:
+            raise ValueError(f"supervision.deduction_points: unknown screen(s) {sorted(unknown)}; known: "
+                             f"{list(SCREENS)}")
+        missing = {s for s, v in terms.deduction_points.items() if v and s not in screens.masks}
+        if missing:
+            raise ValueError(f"supervision.deduction_points: {sorted(missing)} did not run: "
+                             + "; ".join(screens.skipped.get(s, "") for s in sorted(missing)))
+    for screen, values in (("split_readmission", [t.split_readmission_factor for t in periods]),
+                           ("low_standard", [t.low_standard_factor for t in periods])):
+        if screen in screens.masks:
+            mask = screens.masks[screen]
+            factor[mask] *= np.asarray(values, dtype=np.float64)[case_period[mask]]
+    for screen in sorted({s for t in periods for s in t.deduction_points}):
+        mask = screens.masks.get(screen)
+        if mask is not None:
+            points = np.array([t.deduction_points.get(screen, 0.0) for t in periods], dtype=np.float64)
+            deducted[mask] += points[case_period[mask]]
     return factor, deducted
 
 
-def has_consequences(policy, on=None) -> bool:
-    return (policy.get("supervision.split_readmission_factor", on) != 1.0
-            or policy.get("supervision.low_standard_factor", on) != 1.0
-            or any(policy.get("supervision.deduction_points", on).values()))
+def apply_consequences(case_points: np.ndarray, screens: Screens, policy, on=None) -> np.ndarray:
+    """Case points after the supervision consequences of `policy` on the day `on` (never below zero): for a hand
+    check; the payment chain applies each case's own terms (`consequences`)."""
+    from dipsim.payment.terms import CaseTerms
 
-
-def apply_consequences(case_points: np.ndarray, screens: Screens | None, policy, on=None) -> np.ndarray:
-    """Case points after the supervision consequences (never below zero); unchanged when there are none."""
-    consequences = payment_factors(screens, policy, on) if screens is not None else None
-    if consequences is None:
-        return case_points
-    factor, deducted = consequences
+    factor, deducted = consequences(screens, (CaseTerms.of(policy, on),), np.zeros(len(case_points), np.int64))
     return np.maximum(case_points * factor - deducted, 0.0)
 
 
-def supervised_points(case_points: np.ndarray, cases: pa.Table, group, policy, cache: dict | None = None,
-                      cc_level=None, on=None) -> np.ndarray:
-    """`apply_consequences` with the screens run on demand: only when the policy sets a consequence, and once per
-    set of screen parameters (`cache`, shared by the variants of a scenario run)."""
-    if not has_consequences(policy, on):
-        return case_points
+def screens_for(cases: pa.Table, group, policy, on=None, cache: dict | None = None, cc_level=None) -> Screens:
+    """`screen_cases` under the screens' thresholds on the settlement day `on`, run once per set of their values
+    (`cache`, shared by the variants of a scenario run)."""
     cache = {} if cache is None else cache
     key = tuple(str(policy.get(p, on)) for p in SCREEN_PARAMETERS)
     if key not in cache:
         cache[key] = screen_cases(cases, group, policy, cc_level=cc_level, on=on)
-    return apply_consequences(case_points, cache[key], policy, on)
+    return cache[key]
 
 
 def screen_region(cases: pa.Table, policy, scheme: str = "chs-drg-1.1", catalog=None, on=None) -> Screens:
@@ -398,10 +393,10 @@ def screen_inputs(cases: pa.Table, scheme: str = "chs-drg-1.1", catalog=None) ->
     drg = group_table(cases, scheme)
     codes = drg["drg"].to_numpy(zero_copy_only=False)
     if catalog is not None:
-        from dipsim.settlement import dip_inputs
+        from dipsim.grouping.grouped_cases import group_dip
 
-        grouped = dip_inputs(cases, catalog)
-        group, points = grouped["group"], grouped["group_points"]
+        grouped = group_dip(cases, catalog)
+        group, points = grouped.group, grouped.group_points
     else:
         from dipsim.weights import calibrate_weights
 

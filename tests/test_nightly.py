@@ -192,12 +192,28 @@ def test_small_batches_give_the_same_results_and_every_row_is_counted(world, tmp
     assert manifest["partitions"][-1]["rows_read"] == 0
 
 
-def test_supervision_consequences_are_refused_not_ignored(world, tmp_path):
-    from dipsim.io.errors import DipsimError
+def test_supervision_consequences_are_applied_across_partitions_as_settle_applies_them(world, tmp_path):
+    """Supervision cuts were refused by the nightly job (its cache kept no patient histories). The cache now keeps
+    what the screens read, and a year with the split-stay cut pays every hospital what `dipsim settle` pays it on
+    the same year, to the fen: a split stay whose readmission falls in the next month's partition is found too."""
+    import pyarrow.csv as pacsv
+
+    from dipsim.cli import main
 
     policy = tmp_path / "policy.toml"
     policy.write_text((world / "policy.toml").read_text(encoding="utf-8")
                       + "[supervision]\nsplit_readmission_factor = 0.5\n", encoding="utf-8")
-    with pytest.raises(DipsimError, match="supervision"):
-        run_nightly(months(world, tmp_path, 1), policy, world / "region" / "hospitals.parquet", tmp_path / "state",
-                    tmp_path / "out", world / "cat", log=lambda _: None)
+    claims = months(world, tmp_path, 12)
+    result = run_nightly(claims, policy, world / "region" / "hospitals.parquet", tmp_path / "state",
+                         tmp_path / "out", world / "cat", log=lambda _: None)
+    assert result.budget_share == 1.0
+    assert main(["settle", str(claims), "--policy", str(policy), "--hospitals",
+                 str(world / "region" / "hospitals.parquet"), "--catalog", str(world / "cat"), "-o",
+                 str(tmp_path / "settled"), "-q"]) == 0
+    as_text = pacsv.ConvertOptions(column_types={"hospital_id": "string", "pool": "string"})
+    nightly_rows = pacsv.read_csv(result.run_dir / "hospitals.csv", convert_options=as_text).to_pylist()
+    settle_rows = pacsv.read_csv(tmp_path / "settled" / "hospitals.csv", convert_options=as_text).to_pylist()
+    assert nightly_rows == settle_rows
+    plain = run(world, tmp_path / "plain", claims)  # without the cut the money differs: the cut was applied
+    plain_rows = pacsv.read_csv(plain.run_dir / "hospitals.csv", convert_options=as_text).to_pylist()
+    assert [r["points"] for r in plain_rows] != [r["points"] for r in nightly_rows]

@@ -91,7 +91,7 @@ def test_no_parameter_name_is_built_at_run_time():
 
 
 def test_the_screens_cache_key_lists_every_parameter_the_screens_read():
-    """`supervised_points` runs the screens once per value of SCREEN_PARAMETERS: that tuple is what
+    """`screens_for` runs the screens once per value of SCREEN_PARAMETERS: that tuple is what
     `screen_cases` reads, and with CONSEQUENCES it is the whole supervision section (a new screen parameter left
     out of the key would reuse screens run under its old value)."""
     from dipsim.supervise import CONSEQUENCES, SCREEN_PARAMETERS

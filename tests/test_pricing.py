@@ -292,9 +292,9 @@ def test_a_tcm_bonus_needs_the_hospitals_type():
 
 
 def test_a_library_caller_that_skips_the_settleable_check_gets_an_error_not_a_phantom_pool():
-    """run_settlement from a notebook, on cases with a claim without 统筹区 and one without hospital: the first made
+    """the payment chain from a notebook, on cases with a claim without 统筹区 and one without hospital: the first made
     the pool "-employee" with a point value of its own, the second crashed in numpy."""
-    from dipsim.settlement import case_pools
+    from dipsim.payment.chain import case_pools
 
     cases = pa.table({"pool": ["990100", None, "990100"], "insurance_type": ["employee", "employee", ""]})
     with pytest.raises(InputError, match=r"^2 case\(s\) without a settlement pool \(统筹区 or 险种 missing\)"):

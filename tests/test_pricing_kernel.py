@@ -1,6 +1,7 @@
-"""The Numba pricing kernel (`dipsim.pricing_kernel.price_cases`, which `pricing.case_points` calls) against a
-plain-Python reference on random cases, as the DRG and DIP kernels are tested (test_drg_kernel.py,
-test_dip_grouping.py).
+"""The Numba pricing kernel (`dipsim.pricing_kernel.price_cases`, which `pricing.price` calls for steps 2-5 of the
+payment chain) against a plain-Python reference on random cases, as the DRG and DIP kernels are tested
+(test_drg_kernel.py, test_dip_grouping.py). Each case has a period (a span of discharge dates with its own
+case-level parameters, `payment.terms`): its ratios, coefficient and bonuses are those of its period.
 
 The reference below is written from the rule as documented (`dipsim.pricing`'s module docstring, the kernel's
 docstring; docs/domain.md §7 and §9), one case at a time, not from the kernel's code:
@@ -64,9 +65,8 @@ RATIOS = [0.0, 0.3, 0.4, 0.5, 0.6, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 6.0]
 
 
 @st.composite
-def hospitals(draw):
-    """Per-hospital values: low < high for each, extreme >= every high (the policy's rules)."""
-    n = draw(st.integers(1, 5))
+def hospitals(draw, n: int):
+    """One period's per-hospital values: low < high for each, extreme >= every high (the policy's rules)."""
     low, high = [], []
     for _ in range(n):
         lo = draw(st.one_of(st.sampled_from([0.4, 0.5, 0.6]), st.floats(0.05, 0.95)))
@@ -78,7 +78,6 @@ def hospitals(draw):
         "low_h": np.array(low), "high_h": np.array(high),
         "coefficient_h": np.array(draw(st.lists(st.one_of(st.sampled_from([1.0, 0.889, 0.677]), st.floats(0.3, 2.0)),
                                                 min_size=n, max_size=n))),
-        "tcm_hospital_h": np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=np.bool_),
         "extreme": extreme,
         "hospital_bonus": draw(st.one_of(st.sampled_from([0.0, 0.05, 0.10]), st.floats(0.0, 0.3))),
         "case_bonus": draw(st.one_of(st.sampled_from([0.0, 0.05, 0.10]), st.floats(0.0, 0.3))),
@@ -87,7 +86,7 @@ def hospitals(draw):
 
 
 @st.composite
-def one_case(draw, n_hospitals: int):
+def one_case(draw, n_hospitals: int, n_periods: int):
     standard = draw(st.one_of(st.sampled_from(SPECIAL_STANDARDS), st.floats(1.0, 1e6)))
     base = standard if math.isfinite(standard) and standard > 0 else 1_000.0
     cost = draw(st.one_of(st.sampled_from(RATIOS).map(lambda ratio: ratio * base),
@@ -95,40 +94,49 @@ def one_case(draw, n_hospitals: int):
                           st.floats(0.0, 1e7), st.just(math.nan)))
     return (draw(st.one_of(st.floats(0.0, 5_000.0), st.sampled_from([0.0, math.nan, math.inf, 1_000.0]))),
             cost, standard, draw(st.integers(0, n_hospitals - 1)), draw(st.booleans()), draw(st.booleans()),
-            draw(st.one_of(st.just(1.0), st.sampled_from([0.8, 1.2]), st.floats(0.5, 2.0))))
+            draw(st.one_of(st.just(1.0), st.sampled_from([0.8, 1.2]), st.floats(0.5, 2.0))),
+            draw(st.integers(0, n_periods - 1)))
 
 
 @st.composite
 def regions(draw):
-    h = draw(hospitals())
-    rows = draw(st.lists(one_case(len(h["low_h"])), min_size=0, max_size=200))
-    return h, rows
+    n = draw(st.integers(1, 5))
+    periods = draw(st.lists(hospitals(n), min_size=1, max_size=3))
+    tcm_hospital = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=np.bool_)
+    rows = draw(st.lists(one_case(n, len(periods)), min_size=0, max_size=200))
+    return periods, tcm_hospital, rows
 
 
-def _kernel(h: dict, rows: list) -> dict:
+def _kernel(periods: list, tcm_hospital: np.ndarray, rows: list) -> dict:
     n = len(rows)
-    columns = list(zip(*rows)) if rows else [()] * 7
+    columns = list(zip(*rows)) if rows else [()] * 8
     group_points, cost, standard = (np.array(c, dtype=np.float64) for c in columns[:3])
     hospital = np.array(columns[3], dtype=np.int64)
     no_low_cut, tcm_treated = (np.array(c, dtype=np.bool_) for c in columns[4:6])
     aux = np.array(columns[6], dtype=np.float64)
-    by_item_codes = np.array([OUTLIER_CLASSES.index(k) for k in PAID_BY_ITEM[h["pay_by_item"]]], dtype=np.int8)
+    period = np.array(columns[7], dtype=np.int64)
+    by_item = np.array([[k in PAID_BY_ITEM[p["pay_by_item"]] for k in OUTLIER_CLASSES] for p in periods])
     out = {name: np.empty(n, dtype=np.float64) for name in ("r", "factor", "coefficient", "bonus", "points")}
     out["code"], out["by_item"] = np.empty(n, dtype=np.int8), np.empty(n, dtype=np.bool_)
-    price_cases(group_points, cost, standard, hospital, no_low_cut, tcm_treated, aux, h["low_h"], h["high_h"],
-                h["coefficient_h"], h["tcm_hospital_h"], h["extreme"], h["hospital_bonus"], h["case_bonus"],
-                by_item_codes, out["r"], out["factor"], out["code"], out["coefficient"], out["bonus"], out["points"],
-                out["by_item"])
+
+    def stack(name):
+        return np.array([p[name] for p in periods], dtype=np.float64)
+
+    price_cases(group_points, cost, standard, hospital, period, no_low_cut, tcm_treated, aux, stack("low_h"),
+                stack("high_h"), stack("coefficient_h"), tcm_hospital, stack("extreme"), stack("hospital_bonus"),
+                stack("case_bonus"), by_item, out["r"], out["factor"], out["code"], out["coefficient"], out["bonus"],
+                out["points"], out["by_item"])
     return out
 
 
 def _check(region, reached: set) -> None:
-    h, rows = region
-    got = _kernel(h, rows)
-    want = [reference_case(gp, cost, standard, no_low_cut, tcm, aux, h["low_h"][k], h["high_h"][k],
-                           h["coefficient_h"][k], bool(h["tcm_hospital_h"][k]), h["extreme"], h["hospital_bonus"],
-                           h["case_bonus"], PAID_BY_ITEM[h["pay_by_item"]])
-            for gp, cost, standard, k, no_low_cut, tcm, aux in rows]
+    periods, tcm_hospital, rows = region
+    got = _kernel(periods, tcm_hospital, rows)
+    want = [reference_case(gp, cost, standard, no_low_cut, tcm, aux, periods[p]["low_h"][k],
+                           periods[p]["high_h"][k], periods[p]["coefficient_h"][k], bool(tcm_hospital[k]),
+                           periods[p]["extreme"], periods[p]["hospital_bonus"], periods[p]["case_bonus"],
+                           PAID_BY_ITEM[periods[p]["pay_by_item"]])
+            for gp, cost, standard, k, no_low_cut, tcm, aux, p in rows]
     r, factor, kind, coefficient, bonus, points, by_item = (list(c) for c in zip(*want)) if want else [[]] * 7
     np.testing.assert_array_equal([OUTLIER_CLASSES[c] for c in got["code"]], np.array(kind, dtype=str))
     np.testing.assert_array_equal(got["by_item"], np.array(by_item, dtype=np.bool_))

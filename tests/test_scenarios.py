@@ -43,7 +43,8 @@ def small_region(tmp_path_factory):
     from dipsim.catalog import CatalogOptions, build_catalog
     from dipsim.grouping.dip import DipCatalog
     from dipsim.io import load_cases
-    from dipsim.settlement import budgets_from_cost, dip_inputs
+    from dipsim.grouping.grouped_cases import group_dip
+    from dipsim.region import budgets_from_cost
     from dipsim.synth import synthesize_region
     from dipsim.tcm import load_tcm
 
@@ -52,7 +53,7 @@ def small_region(tmp_path_factory):
     cases = load_cases(root / "region" / "cases").accepted
     hospitals = pq.read_table(root / "region" / "hospitals.parquet")
     built = build_catalog(cases, CatalogOptions(threshold=10, tcm=load_tcm(repo_root() / "examples" / "dip_tcm.toml")))
-    grouped = dip_inputs(cases, DipCatalog(built.groups, built.options, "test", built.keys))
+    grouped = group_dip(cases, DipCatalog(built.groups, built.options, "test", built.keys))
     budgets = budgets_from_cost(cases, 0.6)
     return cases, hospitals, grouped, budgets
 
@@ -83,7 +84,7 @@ def test_under_a_fixed_budget_a_tcm_bonus_only_moves_money(small_region):
 
 def test_budget_growth_raises_the_point_value_as_the_payments_grow(small_region):
     """Bands off: V = (B + U) / P, so a 5% larger budget gives V x (1.05 B + U) / (B + U) in each pool."""
-    from dipsim.settlement import case_pools
+    from dipsim.payment.chain import case_pools
 
     cases, _, _, budgets = small_region
     results = run("budget_growth", small_region)
@@ -120,7 +121,9 @@ def test_review_in_expected_value_by_hand():
     from dipsim.policy import Policy
     from dipsim.review import review_cases
 
-    policy = Policy(values={}).overlay({"review.quota_per_mille": 1.0})
+    from dipsim.payment.terms import ReviewTerms
+
+    policy = ReviewTerms.of(Policy(values={}).overlay({"review.quota_per_mille": 1.0}), None)
     hospital = np.array(["H1"] * 1000 + ["H2"] * 3 + ["H3"] * 2, dtype=object)
     cost = np.full(1005, 1_000.0)
     cost[0], cost[1], cost[1000] = 10_000.0, 5_000.0, 3_000.0
@@ -142,7 +145,10 @@ def test_review_monte_carlo_gives_intervals_around_the_expected_value():
     hospital = np.array([f"H{i % 4}" for i in range(4000)], dtype=object)
     cost = rng.uniform(500, 50_000, 4000)
     candidate = rng.random(4000) < 0.1
-    review = review_cases(hospital, cost, np.full(4000, 100.0), np.full(4000, 10.0), candidate, Policy(values={}))
+    from dipsim.payment.terms import ReviewTerms
+
+    review = review_cases(hospital, cost, np.full(4000, 100.0), np.full(4000, 10.0), candidate,
+                          ReviewTerms.of(Policy(values={}), None))
     mc = simulate(review, hospital, cost - 1_000, draws=2000, seed=1).set_index("hospital_id")
     ev = review.hospitals.set_index("hospital_id")
     for h in ev.index:
@@ -162,7 +168,7 @@ def test_supervision_cuts_move_money_from_the_flagged_hospitals_and_raise_the_po
     for (scenario, pool), rows in h.groupby(["scenario", "pool"]):
         assert round(rows["delta"].sum(), 2) == 0.0, (scenario, pool)
     halved = "分解住院: the earlier stay's points halved (Zhejiang)"
-    screens = screen_cases(cases, grouped["group"], Policy(values={}))
+    screens = screen_cases(cases, grouped.group, Policy(values={}))
     splitters = set(screens.flags.loc[screens.flags["screen"] == "split_readmission", "hospital_id"])
     assert splitters
     rows = h[h["scenario"] == halved].groupby("hospital_id")["delta"].sum()
@@ -174,15 +180,15 @@ def test_supervision_cuts_move_money_from_the_flagged_hospitals_and_raise_the_po
 
 def test_settlement_halves_exactly_the_flagged_earlier_stays(small_region):
     from dipsim.policy import Policy
-    from dipsim.settlement import run_settlement
+    from dipsim.payment.chain import CaseSet, run_chain
     from dipsim.supervise import screen_cases
 
     cases, hospitals, grouped, budgets = small_region
     policy = Policy(values={}).overlay({"budget.total": budgets})
-    plain = run_settlement(cases, hospitals, policy, grouped).cases["case_points"].to_numpy()
-    cut = run_settlement(cases, hospitals, policy.overlay({"supervision.split_readmission_factor": 0.5}),
-                         grouped).cases["case_points"].to_numpy()
-    earlier = screen_cases(cases, grouped["group"], policy).masks["split_readmission"]
+    plain = run_chain(CaseSet.of(cases), grouped, hospitals, policy).case_points
+    cut = run_chain(CaseSet.of(cases), grouped, hospitals,
+                    policy.overlay({"supervision.split_readmission_factor": 0.5})).case_points
+    earlier = screen_cases(cases, grouped.group, policy).masks["split_readmission"]
     assert earlier.sum() > 0
     np.testing.assert_allclose(cut[earlier], plain[earlier] * 0.5)
     np.testing.assert_array_equal(cut[~earlier], plain[~earlier])

@@ -152,7 +152,7 @@ def test_consequences_halve_the_split_stay_refuse_low_standard_and_deduct_points
         *background())
     screens = screen_cases(table, group, DEFAULTS)
     points = np.full(table.num_rows, 100.0)
-    assert apply_consequences(points, screens, DEFAULTS) is points  # the defaults cut nothing
+    assert (apply_consequences(points, screens, DEFAULTS) == points).all()  # the defaults cut nothing
     policy = DEFAULTS.overlay({"supervision.split_readmission_factor": 0.5, "supervision.low_standard_factor": 0.0,
                                "supervision.deduction_points": {"five_same": 30.0}})
     cut = dict(zip(table["case_id"].to_pylist(), apply_consequences(points, screens, policy)))

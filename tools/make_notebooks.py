@@ -33,13 +33,12 @@ print(f"{cases.num_rows:,} cases in {hospitals.num_rows} hospitals")'''
 
 CATALOG_AND_BUDGET = '''from dipsim.catalog import CatalogOptions, build_catalog
 from dipsim.grouping.dip import DipCatalog
-from dipsim.settlement import budgets_from_cost, case_pools, dip_inputs
+from dipsim.grouping.grouped_cases import group_dip
+from dipsim.region import budgets_from_cost
 
 catalog = build_catalog(cases, CatalogOptions(threshold=15))
 dip = DipCatalog(catalog.groups, catalog.options, "notebook", catalog.keys)
-grouped = dip_inputs(cases, dip)
-pool = case_pools(cases)
-cost = cases["total_cost"].to_numpy()
+grouped = group_dip(cases, dip)
 budgets = budgets_from_cost(cases, 0.6)
 print(f"{catalog.groups.num_rows:,} DIP groups, core coverage {catalog.coverage:.1%}; budgets {budgets}")'''
 
@@ -69,10 +68,11 @@ ax.set(title="住院费用分布（99% 分位截尾）", xlabel="元")''',
         CATALOG_AND_BUDGET,
         '''from dipsim.policy import load_policy
 from dipsim.paths import scenarios_dir
-from dipsim.settlement import run_settlement
+from dipsim.payment.chain import CaseSet, rules, run_chain
 
+print("\\n".join(rules()))  # the payment chain's steps, in order
 policy = load_policy(scenarios_dir() / "baseline.toml").overlay({"budget.total": budgets})
-run = run_settlement(cases, hospitals, policy, grouped)
+run = run_chain(CaseSet.of(cases), grouped, hospitals, policy)
 run.pools.to_pandas()''',
         '''h = run.hospitals.to_pandas()
 for pool_id, rows in h.groupby("pool"):
@@ -104,23 +104,15 @@ Image(images["payout_change"])''',
         "approved (one county: 143 of 219, 65.29%).",
         SETUP,
         CATALOG_AND_BUDGET,
-        '''import numpy as np
-from dipsim.budget import SettlementFrame, budget_point_values
+        '''from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy
-from dipsim.pricing import case_points
-from dipsim.review import candidates, review_cases, simulate
 
-policy = Policy(values={}).overlay({"budget.total": budgets})
-hospital_id = cases["hospital_id"].to_numpy()
-priced = case_points(grouped["group_points"], cost, grouped["standard_cost"], hospital_id, hospitals, policy)
-frame = SettlementFrame.of(hospital_id, pool, cost, cases["patient_paid"].to_numpy())
-values = budget_point_values(frame, priced["case_points"], policy)
-value = np.array([values[p] for p in pool])
-candidate = candidates(policy, priced["r"], cases["los_days"].to_numpy(), None, grouped["group_points"],
-                       grouped["group"])
-review = review_cases(hospital_id, cost, priced["case_points"], value, candidate, policy)
-review.hospitals.sort_values("amount", ascending=False).head(10)''',
-        '''mc = simulate(review, hospital_id, cost - priced["case_points"] * value, draws=500, seed=1)
+policy = Policy(values={}).overlay({"budget.total": budgets, "review.in_effect": True})
+run = run_chain(CaseSet.of(cases), grouped, hospitals, policy)
+run.review.hospitals.sort_values("amount", ascending=False).head(10)''',
+        '''from dipsim.review import simulate
+
+mc = simulate(run.review, cases["hospital_id"].to_numpy(), draws=500, seed=1)
 mc.sort_values("amount_mean", ascending=False).head(10)''',
         '''from dipsim.paths import scenarios_dir
 from dipsim.scenarios import load_scenarios, run_scenarios

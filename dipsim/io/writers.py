@@ -157,3 +157,43 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+class OutputFolder:
+    """A command's output folder. Every file is written through it (`csv`, `parquet`, `json`, or `add` for one a
+    writer elsewhere made), and `manifest` writes manifest.json last, listing exactly those files with their
+    sha256: a manifest never names a file that was not written, nor misses one that was."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.written: list[str] = []
+
+    def add(self, name: str) -> Path:
+        """Record `name`, written by another writer into the folder."""
+        if not (self.path / name).is_file():
+            raise OutputError(f"{self.path / name}: expected output was not written")
+        if name not in self.written:
+            self.written.append(name)
+        return self.path / name
+
+    def csv(self, table: pa.Table, name: str) -> Path:
+        write_csv(table, self.path / name)
+        return self.add(name)
+
+    def parquet(self, table: pa.Table, name: str) -> Path:
+        write_parquet(table, self.path / name)
+        return self.add(name)
+
+    def json(self, obj: object, name: str) -> Path:
+        write_json(obj, self.path / name)
+        return self.add(name)
+
+    def manifest(self, fields: dict) -> Path:
+        """manifest.json: the dipsim version, `fields` (command, inputs and their sha256, policy hash, counts...),
+        and the files written (`outputs`, with `output_sha256`)."""
+        from dipsim import __version__
+
+        return write_json({"dipsim_version": __version__, **fields, "outputs": list(self.written),
+                           "output_sha256": {name: sha256_file(self.path / name) for name in self.written}},
+                          self.path / "manifest.json")
