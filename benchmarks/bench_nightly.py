@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+
 from _machine import arguments, machine_line
 from bench_load import ensure_region
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dipsim.paths import repo_root
 from dipsim.io.errors import InputError
+from dipsim.paths import repo_root
 from dipsim.policy import PolicyError
 from dipsim.scenarios import BASELINE, load_scenarios, run_scenarios
 

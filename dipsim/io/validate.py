@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dipsim import __version__, codes
 from dipsim.schema import CASE_FIELDS, CASE_SCHEMA, DISCHARGE_MODES, REJECT_SCHEMA

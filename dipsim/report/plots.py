@@ -7,13 +7,13 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Patch
 
-from dipsim.report.fonts import cjk_font  # noqa: E402
-from dipsim.scenarios import BASELINE, ScenarioResults  # noqa: E402
+from dipsim.report.fonts import cjk_font
+from dipsim.scenarios import BASELINE, ScenarioResults
 
 TEXT = {
     "zh": {"payout_change": "各医院基金支付变化（{s}，相对基线）", "hospital": "医院（按变化排序）",
