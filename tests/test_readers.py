@@ -161,7 +161,7 @@ def test_two_headers_for_one_field_is_an_error():
 def test_missing_diagnosis_column_names_the_headers(tmp_path):
     path = tmp_path / "nodx.csv"
     path.write_text("病案号,住院天数\nA,3\n", encoding="utf-8")
-    with pytest.raises(InputError, match="diagnoses .*Headers found: 病案号, 住院天数"):
+    with pytest.raises(InputError, match=r"diagnoses .*Headers found: 病案号, 住院天数"):
         load_cases(path)
 
 

@@ -228,7 +228,7 @@ def test_a_sweep_above_the_limit_is_refused_before_it_is_built(tmp_path, capsys)
                                    '[sweep]\n"budget.scale" = [0.9, 0.95, 1.0]\n"tcm.same_price" = [true, false]\n')
     args = ["scenarios", "run", str(path), "--cases", str(tmp_path / "absent"), "--hospitals", "h.csv", "-o",
             str(tmp_path / "out")]
-    assert main(args + ["--max-variants", "6"]) == 1  # 1 + 3 x 2 = 7 variants
+    assert main([*args, "--max-variants", "6"]) == 1  # 1 + 3 x 2 = 7 variants
     assert "7 variants (1 named + the sweep's 3 budget.scale x 2 tcm.same_price) are more than 6" in \
         capsys.readouterr().err
     assert len(load_scenarios(path, max_variants=7).variants) == 7

@@ -273,7 +273,7 @@ def build(src: Path, out: Path) -> list[str]:
                "them are in an MDC table (the others leave a case ungroupable by themselves)")
     log.append(f"or_procedures.csv: {len(or_codes)} dictionary procedures not in ss_invalid.json ({len(not_or)})")
     if problems:
-        raise BuildError("\n".join(problems + [f"{len(problems)} problems"]))
+        raise BuildError("\n".join([*problems, f"{len(problems)} problems"]))
 
     # -- write
     outputs = write_tables(out, log, mdc_rows, principal_rows, site_rows, adrg_out, code_rows, drg_out, mcc, cc,

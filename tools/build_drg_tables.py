@@ -35,6 +35,7 @@ import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pyarrow as pa
 import tomli_w
@@ -189,7 +190,7 @@ class Stats:
         per_file = self.counts.setdefault(kind, {})
         per_file[file] = per_file.get(file, 0) + int(n)
 
-    LABELS = {
+    LABELS: ClassVar[dict[str, str]] = {
         "tilde_lines": "lines with ~~ join marks",
         "continuation_lines": "name / header / formula continuation lines joined to their record",
         "split_lines": "lines holding several records",
@@ -238,7 +239,7 @@ def split_records(line: Line, stats: Stats) -> list[tuple[str, str]]:
     out = []
     if starts[0] > 0:
         out.append(("", line.text[:starts[0]].strip()))
-    for a, b in zip(starts, starts[1:] + [len(line.text)]):
+    for a, b in zip(starts, [*starts[1:], len(line.text)]):
         code, _, rest = line.text[a:b].strip().partition(" ")
         out.append((code, rest.strip()))
     if len(starts) > 1:
@@ -1091,7 +1092,7 @@ def build(scheme: str, src: Path, out: Path, or_file: Path | None = None, effect
     log.append("cleaning:")
     log.extend(stats.describe())
     if problems:
-        raise BuildError("\n".join(problems + [f"{len(problems)} problems"]))
+        raise BuildError("\n".join([*problems, f"{len(problems)} problems"]))
 
     # -- write
     outputs = write_tables(out, log, [(m, n) for m, n, _ in mdc_rows], principal_rows, site_rows, adrg_out,

@@ -194,9 +194,9 @@ class CompiledScheme:
                     for a in self.adrg_codes[: self.n_adrg] for lv in CC_LEVELS]
         reasons += [f"ADRG {a} has no DRG for this age / length of stay" for a in self.adrg_codes[: self.n_adrg]]
         return {
-            "mdc": pa.array(list(self.mdc_codes) + [""], pa.string()),
-            "adrg": pa.array(list(self.adrg_codes) + [""], pa.string()),
-            "drg": pa.array(list(self.drg_codes) + [UNGROUPABLE], pa.string()),
+            "mdc": pa.array([*self.mdc_codes, ""], pa.string()),
+            "adrg": pa.array([*self.adrg_codes, ""], pa.string()),
+            "drg": pa.array([*self.drg_codes, UNGROUPABLE], pa.string()),
             "reason": pa.array(reasons, pa.string()),
         }
 
@@ -234,7 +234,7 @@ def _postfix(node: tuple, list_ids: dict[str, int], out: list[int]) -> int:
         return 1
     op = OP_AND if kind == "and" else OP_OR
     depth = _postfix(value[0], list_ids, out)
-    for i, child in enumerate(value[1:]):
+    for child in value[1:]:
         depth = max(depth, 1 + _postfix(child, list_ids, out))
         out.append(op)
     return depth

@@ -82,7 +82,7 @@ def figures(results: ScenarioResults, lang: str = "zh") -> dict[str, bytes]:
 
     ratio = h.groupby(["scenario", "level"]).agg(pay=("fund_payout", "sum"), cost=("cost", "sum")).reset_index()
     ratio["ratio"] = ratio["pay"] / ratio["cost"]
-    shown = [BASELINE] + variants[:5]
+    shown = [BASELINE, *variants[:5]]
     table = ratio[ratio["scenario"].isin(shown)].pivot(index="level", columns="scenario", values="ratio")
     fig, ax = plt.subplots(figsize=(9, 3.6))
     table[[c for c in shown if c in table.columns]].plot.bar(ax=ax, rot=0)
@@ -91,7 +91,7 @@ def figures(results: ScenarioResults, lang: str = "zh") -> dict[str, bytes]:
     out["payment_ratio"] = _png(fig)
 
     pools = results.pools.pivot(index="scenario", columns="pool", values="point_value")
-    pools = pools.reindex([BASELINE] + variants)
+    pools = pools.reindex([BASELINE, *variants])
     fig, ax = plt.subplots(figsize=(9, 3.6))
     pools.plot(ax=ax, marker="o")
     ax.set(title=t["point_value"], xlabel=t["scenario"], ylabel=t["value"])
