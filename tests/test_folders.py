@@ -132,8 +132,8 @@ def test_nightly_a_resent_batch_repeating_last_nights_cases_is_rejected_tonight(
     assert tonight.totals["duplicates_of_earlier_partitions"] == 5
     lines = rejects(tonight.run_dir / "rejects.csv")
     assert lines["row"].tolist() == [1, 2, 3, 4, 5]
-    assert lines["reason"].tolist() == [f"duplicate case id (first at row {r} of discharge_month=2025-02/part-0.parquet)"
-                                        for r in (3, 4, 5, 6, 7)]
+    assert lines["reason"].tolist() == [f"duplicate case id (first at row {r} of "
+                                        "discharge_month=2025-02/part-0.parquet)" for r in (3, 4, 5, 6, 7)]
 
 
 @pytest.mark.parametrize("engine", ["memory", "dask"])
@@ -147,7 +147,8 @@ def test_every_engine_leaves_the_copies_out_alike(world, tmp_path, engine):
     other = run(world, folder, tmp_path / "s2", tmp_path / "o2", engine=engine)
     for name in ("hospitals.csv", "pools.csv", "rejects.csv", "manifest.json"):
         assert (other.run_dir / name).read_bytes() == (chunked.run_dir / name).read_bytes(), name
-    expected = rows_of(folder / MARCH / "part-0.parquet") + rows_of(folder / "discharge_month=2025-01" / "part-0.parquet")
+    expected = (rows_of(folder / MARCH / "part-0.parquet")
+                + rows_of(folder / "discharge_month=2025-01" / "part-0.parquet"))
     assert other.totals["duplicates_of_earlier_partitions"] == expected
 
 

@@ -509,7 +509,8 @@ def test_excel_formula_without_a_saved_value_is_a_missing_total_cost(tmp_path):
 
 # ---------------------------------------------------------------- an empty principal is no principal
 
-SPLIT_HEADER = "病案号,性别,年龄,住院天数,主要诊断编码,其他诊断编码1,其他诊断编码2,主要手术操作编码,其他手术操作编码1,医疗总费用\n"
+SPLIT_HEADER = ("病案号,性别,年龄,住院天数,主要诊断编码,其他诊断编码1,其他诊断编码2,"
+                "主要手术操作编码,其他手术操作编码1,医疗总费用\n")
 
 
 def test_empty_principal_cells_do_not_promote_the_next_code(tmp_path):

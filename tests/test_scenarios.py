@@ -131,7 +131,8 @@ def test_review_in_expected_value_by_hand():
     h = review.hospitals.set_index("hospital_id")
     assert h.loc["H1", "candidates"] == 2 and h.loc["H1", "applied"] == 1 and h.loc["H3", "applied"] == 0
     assert h.loc["H1", "amount"] == pytest.approx(5_876.10) and h.loc["H2", "amount"] == pytest.approx(1_305.80)
-    assert h["approved"].sum() / h["applied"].sum() == pytest.approx(0.6529)  # the default: the county's published 65.29%
+    # the default: the county's published 65.29%
+    assert h["approved"].sum() / h["applied"].sum() == pytest.approx(0.6529)
 
 
 def test_review_monte_carlo_gives_intervals_around_the_expected_value():

@@ -23,8 +23,8 @@ The compiled form follows `dipsim.grouping.reference` rule by rule; only the rep
   ``px_principal_*``, ``px_secondary_*``; a secondary code is looked up only in any_dx / other_dx / any_px lists):
   the lists holding each code, with ``list_owner`` (the ADRG of each list). ADRG ids are the official order, so
   the kernel finds "the first ADRG of the MDC whose rule holds" by looking only at ADRGs that own a list holding
-  one of the case's codes (the logic is AND / OR of lists: an ADRG none of whose lists holds can only hold on the built-ins,
-  ``mdc_free_offsets`` / ``mdc_free_ids`` per MDC), instead of trying every ADRG of the MDC.
+  one of the case's codes (the logic is AND / OR of lists: an ADRG none of whose lists holds can only hold on the
+  built-ins, ``mdc_free_offsets`` / ``mdc_free_ids`` per MDC), instead of trying every ADRG of the MDC.
 * Per MDC: ``mdc_adrg_hi`` (one past its largest ADRG id: "no ADRG found" in the kernel).
 * ``or_px`` / ``qy_px``: booleans over procedure ids (``all_or`` built-in, QY rule).
 * Pre-MDC: ``pre_ops`` (``PRE_A`` ...) with their MDC index in ``pre_mdc``, ventilation hours and ADRG, the MDCP

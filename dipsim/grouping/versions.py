@@ -24,7 +24,8 @@ def load_scheme_dates(path: str | Path | None = None) -> list[tuple[dt.date, str
     try:
         table = sorted((dt.date.fromisoformat(str(v["from"])), str(v["scheme"])) for v in versions)
     except (KeyError, ValueError, TypeError) as exc:
-        raise InputError(f"{path}: not a scheme-dates file ([[version]] scheme = ..., from = YYYY-MM-DD): {exc}") from exc
+        raise InputError(f"{path}: not a scheme-dates file ([[version]] scheme = ..., from = YYYY-MM-DD): "
+                         f"{exc}") from exc
     if not table:
         raise InputError(f"{path}: no [[version]]")
     return table
