@@ -11,6 +11,7 @@ process; peak RSS is given for that process (exact, /usr/bin/time) and summed ov
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+
 from _machine import arguments, machine_line
 from bench_load import ensure_region
 
@@ -34,10 +36,8 @@ def timed(args: list[str]) -> tuple[float, float, float]:
     tree_peak = 0
     root = psutil.Process(process.pid)
     while process.poll() is None:
-        try:
+        with contextlib.suppress(psutil.Error):  # a process ended while it was being read
             tree_peak = max(tree_peak, sum(p.memory_info().rss for p in root.children(recursive=True)))
-        except psutil.Error:
-            pass  # a process ended while it was being read
         time.sleep(0.1)
     seconds = time.perf_counter() - start
     err = process.stderr.read()

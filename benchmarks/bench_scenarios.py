@@ -57,8 +57,8 @@ def main() -> None:
     print("| step | cases | scenarios | seconds | per scenario |")
     print("|---|---:|---:|---:|---:|")
     print(f"| DIP grouping, once (keys + kernel + decode) | {cases.num_rows:,} | | {group_s:.2f} | |")
-    print(f"| sweep: price + solve + compare, baseline and {args.variants:,} variants | {cases.num_rows:,} | {runs:,} | "
-          f"{sweep_s:.1f} | {sweep_s / runs * 1000:.0f} ms |")
+    print(f"| sweep: price + solve + compare, baseline and {args.variants:,} variants | {cases.num_rows:,} | "
+          f"{runs:,} | {sweep_s:.1f} | {sweep_s / runs * 1000:.0f} ms |")
     print()
     print(f"{results.hospitals['hospital_id'].nunique():,} hospitals x {runs:,} scenarios = "
           f"{len(results.hospitals):,} rows compared with the baseline")

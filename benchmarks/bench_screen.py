@@ -19,6 +19,7 @@ import time
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
 from _machine import arguments, machine_line
 from bench_load import ensure_region
 

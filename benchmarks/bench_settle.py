@@ -19,11 +19,12 @@ import pandas as pd
 import pyarrow as pa
 from scipy.optimize import brentq
 
-from _machine import arguments, best_of, machine_line
 from dipsim.budget import SettlementBands, hospital_payment, settle, settle_pool
 from dipsim.money import largest_remainder, to_fen
 from dipsim.policy import Policy
 from dipsim.pricing import case_points
+
+from _machine import arguments, best_of, machine_line
 
 LEVELS = ("三级甲等", "三级乙等", "三级", "二级甲等", "二级乙等", "二级", "一级")
 COEFFICIENTS = {"三级甲等": 1.0, "三级乙等": 0.944, "三级": 0.944, "二级甲等": 0.889, "二级乙等": 0.889,

@@ -63,7 +63,8 @@ def main() -> None:
         lines.append(f"| {row.from_drg} | {row.to_drg} | {row.cases:,} | {row.share_of_from:.0%} |")
     mdc = frame.value_counts(["mdc_11", "mdc_20"]).rename("cases").reset_index()
     moved = mdc[mdc["mdc_11"] != mdc["mdc_20"]].head(15)
-    lines += ["", "Cases that change MDC (the 15 largest flows):", "", "| 1.1 MDC | 2.0 MDC | cases |", "|---|---|---:|"]
+    lines += ["", "Cases that change MDC (the 15 largest flows):", "", "| 1.1 MDC | 2.0 MDC | cases |",
+              "|---|---|---:|"]
     lines += [f"| {r.mdc_11 or '-'} | {r.mdc_20 or '-'} | {r.cases:,} |" for r in moved.itertuples()]
     (HERE / "drg_transition.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"{n:,} cases; same MDC {same['mdc'] / n:.1%}, ADRG {same['adrg'] / n:.1%}, DRG {same['drg'] / n:.1%} "

@@ -12,9 +12,9 @@ The tables are built by ``tools/build_codes.py`` into ``grouper_tables/codes/`` 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd

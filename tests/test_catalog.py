@@ -6,15 +6,13 @@ Codes: K35.800 / K35.801 are in subcategory K35.8 (阑尾炎); 47.0901 is an app
 
 from __future__ import annotations
 
-
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from case_tables import case_table
-
 from dipsim.catalog import CatalogOptions, build_catalog, case_keys, coverage_threshold
 
+from case_tables import case_table
 
 cases = case_table
 

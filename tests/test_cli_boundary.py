@@ -78,7 +78,9 @@ def test_a_full_disk_is_exit_1_and_the_previous_output_is_kept(region, tmp_path,
 
     out = tmp_path / "groups.csv"
     out.write_text("yesterday's groups", encoding="utf-8")
-    monkeypatch.setattr(writers, "open", lambda path, mode: builtins.open("/dev/full", mode), raising=False)
+    # The stand-in open returns the file to write_csv's own `with`, which closes it.
+    monkeypatch.setattr(writers, "open", lambda path, mode: builtins.open("/dev/full", mode),  # noqa: SIM115
+                        raising=False)
     assert main(["group", str(region / "v" / "accepted"), "-o", str(out), "-q"]) == 1
     err = capsys.readouterr().err
     assert err == f"dipsim group: error: cannot write {out}: No space left on device\n"

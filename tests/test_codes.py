@@ -252,7 +252,7 @@ def test_crosswalk_icd9_guolin():
 
 
 def test_crosswalk_unknown_name():
-    with pytest.raises(ValueError, match="icd10_guolin2.0"):
+    with pytest.raises(ValueError, match=r"icd10_guolin2\.0"):
         C.load_crosswalk("icd10_v3")
 
 

@@ -9,13 +9,10 @@ points); J18.9/ (conservative); comprehensive groups K35/相关手术 and J18/�
 
 from __future__ import annotations
 
-
 import pyarrow as pa
 import pyarrow.compute as pc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from case_tables import case_table
 
 from dipsim.catalog import (
     CATALOG_SCHEMA,
@@ -25,6 +22,8 @@ from dipsim.catalog import (
     key_parts,
 )
 from dipsim.grouping.dip import DipCatalog, group_dip_table, match_case
+
+from case_tables import case_table
 
 GROUPS = [
     # group_id, kind, diagnosis, procedures, treatment, points, mean_cost

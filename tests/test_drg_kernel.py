@@ -121,7 +121,7 @@ def cases(draw, p: Pools):
             return pick(p.exclusions[pick(p.exclusion_tables)])
         if source == 8:
             return pick(p.sites)
-        return pick(UNKNOWN_DX + ["", None])
+        return pick([*UNKNOWN_DX, "", None])
 
     def secondary() -> str | None:
         source = draw(st.integers(0, 7))
@@ -137,7 +137,7 @@ def cases(draw, p: Pools):
             return from_adrg(True) or pick(p.mcc)
         if source == 6:
             return pick(pick(p.principal_by_mdc))
-        return pick(UNKNOWN_DX + ["", None])
+        return pick([*UNKNOWN_DX, "", None])
 
     def procedure() -> str | None:
         source = draw(st.integers(0, 5))
@@ -147,7 +147,7 @@ def cases(draw, p: Pools):
             return pick(p.or_px)
         if source == 4:
             return pick(p.qy_px)
-        return pick(UNKNOWN_PX + ["", None])
+        return pick([*UNKNOWN_PX, "", None])
 
     n_dx = draw(st.integers(0, 6))
     diagnoses = ([principal()] if n_dx else []) + [secondary() for _ in range(max(n_dx - 1, 0))]

@@ -98,8 +98,8 @@ def beijing():
 @pytest.mark.parametrize("los, drg", [(None, "0000"), (0, "RC18"), (1, "RC18"), (2, "RC16"), (5, "RC16"),
                                       (6, "RC14"), (12, "RC14"), (13, "RC12")])
 def test_beijing_radiotherapy_is_split_by_length_of_stay(beijing, los, drg):
-    """RC1 恶性增生性疾患放射治疗（体外照射）: RC18 1天, RC16 2-5天, RC14 6-12天, RC12 13天及以上; a same-day stay counts
-    as one day; without a length of stay no band holds."""
+    """RC1 恶性增生性疾患放射治疗（体外照射）: RC18 1天, RC16 2-5天, RC14 6-12天, RC12 13天及以上; a same-day
+    stay counts as one day; without a length of stay no band holds."""
     result = group_case(Case(["C45.706"], ["92.2200"], los_days=los), beijing)
     assert result.drg == drg
     if drg == "0000":

@@ -132,8 +132,8 @@ def test_nightly_a_resent_batch_repeating_last_nights_cases_is_rejected_tonight(
     assert tonight.totals["duplicates_of_earlier_partitions"] == 5
     lines = rejects(tonight.run_dir / "rejects.csv")
     assert lines["row"].tolist() == [1, 2, 3, 4, 5]
-    assert lines["reason"].tolist() == [f"duplicate case id (first at row {r} of discharge_month=2025-02/part-0.parquet)"
-                                        for r in (3, 4, 5, 6, 7)]
+    assert lines["reason"].tolist() == [f"duplicate case id (first at row {r} of "
+                                        "discharge_month=2025-02/part-0.parquet)" for r in (3, 4, 5, 6, 7)]
 
 
 @pytest.mark.parametrize("engine", ["memory", "dask"])
@@ -147,7 +147,8 @@ def test_every_engine_leaves_the_copies_out_alike(world, tmp_path, engine):
     other = run(world, folder, tmp_path / "s2", tmp_path / "o2", engine=engine)
     for name in ("hospitals.csv", "pools.csv", "rejects.csv", "manifest.json"):
         assert (other.run_dir / name).read_bytes() == (chunked.run_dir / name).read_bytes(), name
-    expected = rows_of(folder / MARCH / "part-0.parquet") + rows_of(folder / "discharge_month=2025-01" / "part-0.parquet")
+    expected = (rows_of(folder / MARCH / "part-0.parquet")
+                + rows_of(folder / "discharge_month=2025-01" / "part-0.parquet"))
     assert other.totals["duplicates_of_earlier_partitions"] == expected
 
 
@@ -185,7 +186,7 @@ def test_case_id_hashes_are_fnv1a_of_the_utf8_bytes_however_the_array_is_cut(ids
     assert case_id_hashes(pa.array(ids)).tolist() == expected
     chunked = pa.chunked_array([pa.array(ids[:cut], pa.string()), pa.array(ids[cut:], pa.string())])
     assert case_id_hashes(chunked).tolist() == expected
-    assert case_id_hashes(pa.array(["x"] + ids).slice(1)).tolist() == expected
+    assert case_id_hashes(pa.array(["x", *ids]).slice(1)).tolist() == expected
 
 
 @settings(max_examples=100, deadline=None)
@@ -305,8 +306,8 @@ def validated(world, tmp_path):
 def test_a_complete_validate_output_is_read_without_validating_again(validated):
     written = json.loads((validated / "manifest.json").read_text(encoding="utf-8"))
     assert written["part_count"] == 12 and sum(p["rows"] for p in written["parts"]) == 2_400
-    for given in (validated, validated / "accepted"):
-        result = load_cases(given)
+    for path in (validated, validated / "accepted"):
+        result = load_cases(path)
         assert result.trusted and result.n_accepted == 2_400
 
 
@@ -333,8 +334,8 @@ def test_a_validate_killed_by_a_full_disk_is_refused_not_read_as_seven_months(wo
     assert len(list((validated / "accepted").glob("*.parquet"))) == 7
     message = (f"{validated}: incomplete dipsim validate output: 7 of 12 parts, manifest missing: "
                "run dipsim validate again")
-    for given in (validated, validated / "accepted"):
-        assert main(["group", str(given), "-o", str(tmp_path / "g.csv"), "-q"]) == 1
+    for path in (validated, validated / "accepted"):
+        assert main(["group", str(path), "-o", str(tmp_path / "g.csv"), "-q"]) == 1
         assert message in capsys.readouterr().err
     assert main(["nightly", "--claims", str(validated), "--policy", str(world / "policy.toml"), "--hospitals",
                  str(world / "region" / "hospitals.parquet"), "--state", str(tmp_path / "state"), "--out",
@@ -387,7 +388,7 @@ def test_nightly_compares_the_sha256_it_computes_anyway(world, validated, tmp_pa
     written["parts"][2]["sha256"] = "0" * 64
     path.write_text(json.dumps(written), encoding="utf-8")
     assert load_cases(validated).trusted
-    with pytest.raises(InputError, match="accepted/part-00002.parquet has changed \\(sha256\\)"):
+    with pytest.raises(InputError, match=r"accepted/part-00002\.parquet has changed \(sha256\)"):
         run(world, validated, tmp_path / "state", tmp_path / "out")
 
 

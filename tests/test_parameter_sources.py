@@ -20,7 +20,7 @@ PACKAGE = Path(dipsim.__file__).resolve().parent
 DOMAIN_NOTES = PACKAGE.parent / "docs" / "domain.md"
 # Cities, counties and corps whose rules the sources cite by name (docs/domain.md §1 lists them).
 PLACES = ("宁德", "漳州", "黄石", "莒南", "兵团", "庆阳", "梅州", "厦门", "自贡", "连云港", "浙江", "金华")
-DOCUMENT_MARKERS = ("〔", "号", "《") + PLACES
+DOCUMENT_MARKERS = ("〔", "号", "《", *PLACES)
 CITATION = re.compile(r"docs/domain\.md (§\d+(?:-\d+)?(?:, §\d+(?:-\d+)?)*)")
 
 

@@ -107,7 +107,7 @@ def test_settle_command_writes_hospitals_pools_and_cases(tmp_path):
     assert hospitals["cases"].sum() == 3000
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["overlays"][0] == {"bands.in_effect": True} and len(manifest["policy_sha256"]) == 64
-    assert main(args[:-3] + ["--set", "outlier.high_ration=1.5", "-q"]) == 1  # a typo in a parameter: exit 1
+    assert main([*args[:-3], "--set", "outlier.high_ration=1.5", "-q"]) == 1  # a typo in a parameter: exit 1
 
 
 def test_the_year_cycle_prepayment_deposit_and_clearing_by_hand():

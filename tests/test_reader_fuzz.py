@@ -194,7 +194,7 @@ def test_fuzzed_workbooks_lose_nothing(tmp_path, seed):
     rng = random.Random(seed)
     book = openpyxl.Workbook()
     sheet = book.active
-    sheet.append(HEADER + [None, None])
+    sheet.append([*HEADER, None, None])
     expected, excel_row = [], 1  # (row number, case id, department, total cost or None)
     for i in range(rng.randint(1, 30)):
         excel_row += 1

@@ -161,7 +161,7 @@ def test_two_headers_for_one_field_is_an_error():
 def test_missing_diagnosis_column_names_the_headers(tmp_path):
     path = tmp_path / "nodx.csv"
     path.write_text("病案号,住院天数\nA,3\n", encoding="utf-8")
-    with pytest.raises(InputError, match="diagnoses .*Headers found: 病案号, 住院天数"):
+    with pytest.raises(InputError, match=r"diagnoses .*Headers found: 病案号, 住院天数"):
         load_cases(path)
 
 
@@ -509,7 +509,8 @@ def test_excel_formula_without_a_saved_value_is_a_missing_total_cost(tmp_path):
 
 # ---------------------------------------------------------------- an empty principal is no principal
 
-SPLIT_HEADER = "病案号,性别,年龄,住院天数,主要诊断编码,其他诊断编码1,其他诊断编码2,主要手术操作编码,其他手术操作编码1,医疗总费用\n"
+SPLIT_HEADER = ("病案号,性别,年龄,住院天数,主要诊断编码,其他诊断编码1,其他诊断编码2,"
+                "主要手术操作编码,其他手术操作编码1,医疗总费用\n")
 
 
 def test_empty_principal_cells_do_not_promote_the_next_code(tmp_path):

@@ -22,8 +22,8 @@ def results():
     rows = []
     for scenario, deltas in (("baseline", [0, 0, 0, 0]), ("中医加成 10%", [300, -100, -100, -100]),
                              ("特例单议", [-50, 150, -50, -50])):
-        for h, (level, kind, delta) in enumerate(zip(["三级甲等", "二级", "二级", "一级"], ["中医", "综合", "综合", "专科"],
-                                                     deltas)):
+        levels, kinds = ["三级甲等", "二级", "二级", "一级"], ["中医", "综合", "综合", "专科"]
+        for h, (level, kind, delta) in enumerate(zip(levels, kinds, deltas)):
             rows.append({"scenario": scenario, "hospital_id": f"H{h}", "pool": "P", "level": level, "type": kind,
                          "points": 100.0, "cost": 1_200.0, "fund_payout": 1_000.0 + delta, "delta": float(delta),
                          "delta_pct": delta / 10})

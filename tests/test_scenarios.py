@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dipsim.paths import repo_root
 from dipsim.io.errors import InputError
+from dipsim.paths import repo_root
 from dipsim.policy import PolicyError
 from dipsim.scenarios import BASELINE, load_scenarios, run_scenarios
 
@@ -134,7 +134,8 @@ def test_review_in_expected_value_by_hand():
     h = review.hospitals.set_index("hospital_id")
     assert h.loc["H1", "candidates"] == 2 and h.loc["H1", "applied"] == 1 and h.loc["H3", "applied"] == 0
     assert h.loc["H1", "amount"] == pytest.approx(5_876.10) and h.loc["H2", "amount"] == pytest.approx(1_305.80)
-    assert h["approved"].sum() / h["applied"].sum() == pytest.approx(0.6529)  # the default: the county's published 65.29%
+    # the default: the county's published 65.29%
+    assert h["approved"].sum() / h["applied"].sum() == pytest.approx(0.6529)
 
 
 def test_review_monte_carlo_gives_intervals_around_the_expected_value():
@@ -234,7 +235,7 @@ def test_a_sweep_above_the_limit_is_refused_before_it_is_built(tmp_path, capsys)
                                    '[sweep]\n"budget.scale" = [0.9, 0.95, 1.0]\n"tcm.same_price" = [true, false]\n')
     args = ["scenarios", "run", str(path), "--cases", str(tmp_path / "absent"), "--hospitals", "h.csv", "-o",
             str(tmp_path / "out")]
-    assert main(args + ["--max-variants", "6"]) == 1  # 1 + 3 x 2 = 7 variants
+    assert main([*args, "--max-variants", "6"]) == 1  # 1 + 3 x 2 = 7 variants
     assert "7 variants (1 named + the sweep's 3 budget.scale x 2 tcm.same_price) are more than 6" in \
         capsys.readouterr().err
     assert len(load_scenarios(path, max_variants=7).variants) == 7

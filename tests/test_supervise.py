@@ -1,5 +1,5 @@
-"""Fund supervision screens on hand-made patient histories: each rule flags what docs/domain.md §10 says and nothing else;
-the payment consequences cut exactly the flagged cases' points."""
+"""Fund supervision screens on hand-made patient histories: each rule flags what docs/domain.md §10 says and nothing
+else; the payment consequences cut exactly the flagged cases' points."""
 
 from __future__ import annotations
 

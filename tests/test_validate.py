@@ -216,7 +216,8 @@ def test_one_problem_gives_one_line(tmp_path):
 def test_cli_summary_counts_reasons(tmp_path):
     from dipsim.io.pipeline import validate_to_dir
 
-    rows = [_row(病案号="A", 住院天数="-1", 入院日期="", 出院日期=""), _row(病案号="B", 住院天数="-2", 入院日期="", 出院日期="")]
+    rows = [_row(病案号="A", 住院天数="-1", 入院日期="", 出院日期=""),
+            _row(病案号="B", 住院天数="-2", 入院日期="", 出院日期="")]
     summary = validate_to_dir(_write(tmp_path, rows), tmp_path / "out")
     assert summary.reject_reasons == {"los_days: negative length of stay": 2}
 

@@ -11,10 +11,9 @@ from dipsim.io.writers import atomic_path, write_csv, write_table
 def test_failed_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "hospitals.csv"
     target.write_text("old", encoding="utf-8")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half", encoding="utf-8")
-            raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half", encoding="utf-8")
+        raise RuntimeError("disk full")
     assert target.read_text(encoding="utf-8") == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["hospitals.csv"]
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/_common.py
 
-from _common import REPO, BuildError, run, source_dir_label
-
 from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
 from dipsim.io import load_cases
 from dipsim.io.writers import sha256_file
 from dipsim.synth import synthesize_region
 from dipsim.tcm import load_tcm
+
+from _common import REPO, BuildError, run, source_dir_label
 
 SYNTH_CASES, SYNTH_SEED = 200_000, 20250101
 

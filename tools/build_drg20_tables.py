@@ -273,7 +273,7 @@ def build(src: Path, out: Path) -> list[str]:
                "them are in an MDC table (the others leave a case ungroupable by themselves)")
     log.append(f"or_procedures.csv: {len(or_codes)} dictionary procedures not in ss_invalid.json ({len(not_or)})")
     if problems:
-        raise BuildError("\n".join(problems + [f"{len(problems)} problems"]))
+        raise BuildError("\n".join([*problems, f"{len(problems)} problems"]))
 
     # -- write
     outputs = write_tables(out, log, mdc_rows, principal_rows, site_rows, adrg_out, code_rows, drg_out, mcc, cc,
@@ -292,7 +292,8 @@ def build(src: Path, out: Path) -> list[str]:
         "built_by": "tools/build_drg20_tables.py", "built_on": dt.date.today().isoformat(), "licence": LICENCE,
         "source_dir": source_dir_label(src),
         "notes": [f"{k}: {v}" for k, v in RULE_KINDS.items()] + [
-            "MDCP has no principal table in the source: mdc_principal.csv gives it the dx and any_dx codes of its ADRGs",
+            "MDCP has no principal table in the source: mdc_principal.csv gives it the dx and any_dx codes of its "
+            "ADRGs",
             "or_procedures.csv = the 医保版 2.0 procedure dictionary minus ss_invalid.json (procedures that do not "
             "count for grouping); invalid_principal.csv = zd_invalid.json (diagnoses not valid as principal)"],
         "sources": [{"file": str(f), "sha256": sha256_file(src / f)} for f in SOURCES]

@@ -35,6 +35,7 @@ import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pyarrow as pa
 import tomli_w
@@ -103,8 +104,8 @@ MARKERS: dict[str, tuple[str, str, str]] = {
     "符合MDCZ诊断表，且无手术": ("pred", "mdcz_no_surgery", "&"),
 }
 TABLE_MARKER = re.compile(r"^(?:手术表|手术|包含以下主要手术或操作)([0-9]+)：$")
-# "和" after a list opens the second list of a pair: after px_1 -> px_2; after the dx of 或同时包含以下主要诊断和手术操作
-# (Beijing IB1) -> px_1.
+# "和" after a list opens the second list of a pair: after px_1 -> px_2; after the dx of
+# 或同时包含以下主要诊断和手术操作 (Beijing IB1) -> px_1.
 AND_FOLLOWS = {"px_1": "px_2", "dx": "px_1"}
 FORMULA_LINE = re.compile(r"^(?:或)?(?:入组条件[0-9]*：|包含以下主要诊断\+)")
 DX_LISTS = {"dx", "any_dx", "other_dx"}
@@ -189,7 +190,7 @@ class Stats:
         per_file = self.counts.setdefault(kind, {})
         per_file[file] = per_file.get(file, 0) + int(n)
 
-    LABELS = {
+    LABELS: ClassVar[dict[str, str]] = {
         "tilde_lines": "lines with ~~ join marks",
         "continuation_lines": "name / header / formula continuation lines joined to their record",
         "split_lines": "lines holding several records",
@@ -238,7 +239,7 @@ def split_records(line: Line, stats: Stats) -> list[tuple[str, str]]:
     out = []
     if starts[0] > 0:
         out.append(("", line.text[:starts[0]].strip()))
-    for a, b in zip(starts, starts[1:] + [len(line.text)]):
+    for a, b in zip(starts, [*starts[1:], len(line.text)]):
         code, _, rest = line.text[a:b].strip().partition(" ")
         out.append((code, rest.strip()))
     if len(starts) > 1:
@@ -561,7 +562,8 @@ def parse_cc_text(lines: list[Line], stats: Stats, problems: list[str]) -> list[
     return out
 
 
-CCE_TOKEN = re.compile(rf"表\s*(?:[0-9]+\s*-\s*)*[0-9]+(?=\s|$)|包含以下主要诊断：|(?<![A-Za-z0-9.+*\-])(?:{DX_RE})(?=\s|$)")
+CCE_TOKEN = re.compile(rf"表\s*(?:[0-9]+\s*-\s*)*[0-9]+(?=\s|$)|包含以下主要诊断："
+                       rf"|(?<![A-Za-z0-9.+*\-])(?:{DX_RE})(?=\s|$)")
 
 
 def parse_cce_text(lines: list[Line], stats: Stats, problems: list[str]) -> list[tuple[str, str, str]]:
@@ -794,15 +796,17 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
                  ("suffix", "QY", "<MDC letter>QY, e.g. BQY"),
                  ("procedure_kinds", ["手术"], "kinds (grouper_tables/codes icd9 `kind`) that make a procedure an "
                                                "operating-room procedure for this rule"),
-                 ("rule", "a principal procedure of those kinds, when no surgical or non-OR ADRG of the MDC takes the case "
-                          "(tried before the medical ADRGs)", "")],
+                 ("rule", "a principal procedure of those kinds, when no surgical or non-OR ADRG of the MDC takes the "
+                          "case (tried before the medical ADRGs)", "")],
           "CHS-DRG 1.1 分组方案 (歧义组 QY, 与主要诊断无关的手术); docs/domain.md §5; not in the rule text")
 
     conds = {d: c for d, (s, c) in drg_info.items() if c}
     if conds:
         out.append(f"# DRG-level conditions read from DRG names ({f['drg']}): age in years, length of stay in days,")
-        out.append("# inclusive bounds; 'N天以上' read as > N, 'N天及以上' as >= N, 'N天以内' as <= N. Where bands touch")
-        out.append("# (Beijing RE14 7-14天 / RE16 7天以内) try the DRGs in table order. A DRG of the same ADRG without a")
+        out.append("# inclusive bounds; 'N天以上' read as > N, 'N天及以上' as >= N, 'N天以内' as <= N. "
+                   "Where bands touch")
+        out.append("# (Beijing RE14 7-14天 / RE16 7天以内) try the DRGs in table order. "
+                   "A DRG of the same ADRG without a")
         out.append("# condition takes the cases that no conditioned DRG takes (Beijing IT21/IT25: age > 6).")
         out.append("")
         for d in sorted(conds):
@@ -1091,7 +1095,7 @@ def build(scheme: str, src: Path, out: Path, or_file: Path | None = None, effect
     log.append("cleaning:")
     log.extend(stats.describe())
     if problems:
-        raise BuildError("\n".join(problems + [f"{len(problems)} problems"]))
+        raise BuildError("\n".join([*problems, f"{len(problems)} problems"]))
 
     # -- write
     outputs = write_tables(out, log, [(m, n) for m, n, _ in mdc_rows], principal_rows, site_rows, adrg_out,

@@ -152,7 +152,7 @@ def design(df: pd.DataFrame) -> np.ndarray:
 class CostModel:
     """Least squares of log cost on features, with a category effect shrunk by n/(n+k) (two backfitting rounds)."""
 
-    def fit(self, x: np.ndarray, cat: np.ndarray, y: np.ndarray) -> "CostModel":
+    def fit(self, x: np.ndarray, cat: np.ndarray, y: np.ndarray) -> CostModel:
         effect = np.zeros(len(y))
         for _ in range(3):
             self.beta, *_ = np.linalg.lstsq(x, y - effect, rcond=None)
@@ -188,7 +188,7 @@ def fit_cost_model(costed: pd.DataFrame) -> tuple[CostModel, dict]:
         cv_pred[test] = m.predict(x[test], cat[test])
     base = np.linalg.lstsq(x[:, :2], y, rcond=None)[0]
     fit = {
-        "n": int(len(y)),
+        "n": len(y),
         "r2_in_sample": r_squared(y, model.predict(x, cat)),
         "r2_cv5": r_squared(y, cv_pred),
         "r2_los_only": r_squared(y, x[:, :2] @ base),

@@ -23,8 +23,8 @@ The compiled form follows `dipsim.grouping.reference` rule by rule; only the rep
   ``px_principal_*``, ``px_secondary_*``; a secondary code is looked up only in any_dx / other_dx / any_px lists):
   the lists holding each code, with ``list_owner`` (the ADRG of each list). ADRG ids are the official order, so
   the kernel finds "the first ADRG of the MDC whose rule holds" by looking only at ADRGs that own a list holding
-  one of the case's codes (the logic is AND / OR of lists: an ADRG none of whose lists holds can only hold on the built-ins,
-  ``mdc_free_offsets`` / ``mdc_free_ids`` per MDC), instead of trying every ADRG of the MDC.
+  one of the case's codes (the logic is AND / OR of lists: an ADRG none of whose lists holds can only hold on the
+  built-ins, ``mdc_free_offsets`` / ``mdc_free_ids`` per MDC), instead of trying every ADRG of the MDC.
 * Per MDC: ``mdc_adrg_hi`` (one past its largest ADRG id: "no ADRG found" in the kernel).
 * ``or_px`` / ``qy_px``: booleans over procedure ids (``all_or`` built-in, QY rule).
 * Pre-MDC: ``pre_ops`` (``PRE_A`` ...) with their MDC index in ``pre_mdc``, ventilation hours and ADRG, the MDCP
@@ -194,9 +194,9 @@ class CompiledScheme:
                     for a in self.adrg_codes[: self.n_adrg] for lv in CC_LEVELS]
         reasons += [f"ADRG {a} has no DRG for this age / length of stay" for a in self.adrg_codes[: self.n_adrg]]
         return {
-            "mdc": pa.array(list(self.mdc_codes) + [""], pa.string()),
-            "adrg": pa.array(list(self.adrg_codes) + [""], pa.string()),
-            "drg": pa.array(list(self.drg_codes) + [UNGROUPABLE], pa.string()),
+            "mdc": pa.array([*self.mdc_codes, ""], pa.string()),
+            "adrg": pa.array([*self.adrg_codes, ""], pa.string()),
+            "drg": pa.array([*self.drg_codes, UNGROUPABLE], pa.string()),
             "reason": pa.array(reasons, pa.string()),
         }
 
@@ -234,7 +234,7 @@ def _postfix(node: tuple, list_ids: dict[str, int], out: list[int]) -> int:
         return 1
     op = OP_AND if kind == "and" else OP_OR
     depth = _postfix(value[0], list_ids, out)
-    for i, child in enumerate(value[1:]):
+    for child in value[1:]:
         depth = max(depth, 1 + _postfix(child, list_ids, out))
         out.append(op)
     return depth

@@ -2,9 +2,10 @@
 
 A case's key (principal subcategory + the set of its procedures, counted as the catalogue counted them) is looked
 up among the core groups; a key the building cases had under the core threshold goes to its comprehensive group,
-as it did in the build (so every building case maps back to its own group); for a new key, the core group of the same diagnosis sharing the most procedures
-(at least one) is taken, ties by the group mean cost nearest the case cost, then the higher points; else the
-comprehensive group of its diagnosis category and treatment; else the case is ungroupable, with the reason.
+as it did in the build (so every building case maps back to its own group); for a new key, the core group of the
+same diagnosis sharing the most procedures (at least one) is taken, ties by the group mean cost nearest the case
+cost, then the higher points; else the comprehensive group of its diagnosis category and treatment; else the case
+is ungroupable, with the reason.
 
 `group_dip_table` does this for a table with the Numba kernel (`dip_kernel.match_cases`); `match_case` is the
 plain-Python reference, one case at a time, with the steps in words for `dipsim explain`.

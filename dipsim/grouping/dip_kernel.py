@@ -1,8 +1,9 @@
 """The Numba DIP matching kernel (Numba only; `dipsim.grouping.dip` prepares the arrays and decodes the result).
 
-A case with a new key (neither a core key nor one the build saw) gets the core group of its diagnosis that shares the most procedures with it
-(at least one); ties: group mean cost nearest the case's cost (skipped when the cost is unknown), then the higher
-points, then the lower group index (the catalogue's order). Mirrors `dip.match_case`, the plain-Python reference.
+A case with a new key (neither a core key nor one the build saw) gets the core group of its diagnosis that shares
+the most procedures with it (at least one); ties: group mean cost nearest the case's cost (skipped when the cost is
+unknown), then the higher points, then the lower group index (the catalogue's order). Mirrors `dip.match_case`, the
+plain-Python reference.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def match_cases(exact, comprehensive, seen, diagnosis, px, px_offsets, cost,
                 out_group, out_match):
     """Per case: the group index (-1 none) and how it was found (MATCH_*). `exact` / `comprehensive`: the index
     of the case's exact core key / comprehensive group (-1 none); `seen`: its key was in the building cases
-    under the core threshold (it keeps its comprehensive group, no best match); `diagnosis`: its subcategory's index among the
-    core groups' diagnoses (-1 none); `px`: CSR of its procedures' ids (sorted; unknown codes left out)."""
+    under the core threshold (it keeps its comprehensive group, no best match); `diagnosis`: its subcategory's index
+    among the core groups' diagnoses (-1 none); `px`: CSR of its procedures' ids (sorted; unknown codes left out)."""
     for i in prange(exact.shape[0]):
         if exact[i] >= 0:
             out_group[i] = exact[i]

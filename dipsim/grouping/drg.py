@@ -19,7 +19,10 @@ import pyarrow.compute as pc
 
 from . import kernels
 from .compiled import (
-    MISSING, STATUS_GROUPED, STATUS_NO_MDC, CompiledScheme,
+    MISSING,
+    STATUS_GROUPED,
+    STATUS_NO_MDC,
+    CompiledScheme,
     compile_scheme,
 )
 from .reference import no_mdc_reason

@@ -12,8 +12,21 @@ from dipsim.io.validate import validate_cases
 from dipsim.schema import SEXES
 
 from .reference import (
-    CC_LABELS, UNGROUPABLE, Case, Grouping, adrg_logic_text, band_text, cc_level, drg_band, group_case, rule_misses,
-    qy_group, trial_order, with_ventilation_procedure, x1_x5_option, x1_x5_option_decides,
+    CC_LABELS,
+    UNGROUPABLE,
+    Case,
+    Grouping,
+    adrg_logic_text,
+    band_text,
+    cc_level,
+    drg_band,
+    group_case,
+    qy_group,
+    rule_misses,
+    trial_order,
+    with_ventilation_procedure,
+    x1_x5_option,
+    x1_x5_option_decides,
 )
 from .tables import Adrg, DrgBand, DrgScheme, load_scheme
 

@@ -24,7 +24,8 @@ def load_scheme_dates(path: str | Path | None = None) -> list[tuple[dt.date, str
     try:
         table = sorted((dt.date.fromisoformat(str(v["from"])), str(v["scheme"])) for v in versions)
     except (KeyError, ValueError, TypeError) as exc:
-        raise InputError(f"{path}: not a scheme-dates file ([[version]] scheme = ..., from = YYYY-MM-DD): {exc}")
+        raise InputError(f"{path}: not a scheme-dates file ([[version]] scheme = ..., from = YYYY-MM-DD): "
+                         f"{exc}") from exc
     if not table:
         raise InputError(f"{path}: no [[version]]")
     return table
@@ -55,7 +56,7 @@ def group_by_date(cases: pa.Table, dates: list[tuple[dt.date, str]], compiled: d
     from dipsim.grouping.drg import OUTPUT_SCHEMA, group_table
 
     no_dates = ("discharge_date" not in cases.column_names
-                or cases.num_rows and cases["discharge_date"].null_count == cases.num_rows)
+                or (cases.num_rows and cases["discharge_date"].null_count == cases.num_rows))
     if no_dates:
         raise InputError("--scheme auto needs discharge dates (出院日期) and the cases have none; choose "
                          + " or ".join(f"--scheme {name}" for name in dict.fromkeys(s for _, s in dates)))

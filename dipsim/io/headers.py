@@ -1,6 +1,7 @@
 """Map the column headers of real claims exports (Chinese or English) onto the canonical case schema.
 
-Exports of the 医保结算清单 / 病案首页 name the same field many ways (总费用, 医疗总费用, 住院总费用(元), TOTAL_COST...).
+Exports of the 医保结算清单 / 病案首页 name the same field many ways (总费用, 医疗总费用, 住院总费用(元),
+TOTAL_COST...).
 Headers are compared after `header_key` (full-width to ASCII, case, spaces, punctuation and a trailing unit in
 brackets removed), so `住院天数（天）` and `住院天数` match. A user extends or overrides the table with a TOML file:
 

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dipsim import __version__, codes
 from dipsim.schema import CASE_FIELDS, CASE_SCHEMA, DISCHARGE_MODES, REJECT_SCHEMA
@@ -466,7 +465,7 @@ def _integer(p: _Problems, raw: RawCases, name: str, low: float, high: float, la
     n = raw.table.num_rows
     if name not in raw.table.column_names:
         return np.full(n, np.nan)
-    values, missing, bad, text = _number(raw.table[name])
+    values, _missing, bad, text = _number(raw.table[name])
     p.reject(bad, name, text, f"{label} is not a number")
     fraction = ~np.isnan(values) & (values != np.round(values))
     p.reject(fraction, name, text, f"{label} is not a whole number")
@@ -495,7 +494,7 @@ def _dates(p: _Problems, raw: RawCases) -> dict[str, np.ndarray]:
     out = {}
     for name in ("admission_date", "discharge_date"):
         if name in raw.table.column_names:
-            values, missing, bad, text = _date(raw.table[name])
+            values, _missing, bad, text = _date(raw.table[name])
             p.reject(bad, name, text, "bad date")
         else:
             values = np.full(raw.table.num_rows, np.datetime64("NaT"), dtype="datetime64[D]")
@@ -527,7 +526,7 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None,
     result = ValidationResult(
         accepted=accepted,
         accepted_rows=raw.rows[keep],
-        rejects=_concat(p.rejects + [_early_rejects(raw)]).sort_by([("row", "ascending")]),
+        rejects=_concat([*p.rejects, _early_rejects(raw)]).sort_by([("row", "ascending")]),
         warnings=_concat(p.warnings).sort_by([("row", "ascending")]),
         rows_read=raw.rows_read,
         source=raw.source,

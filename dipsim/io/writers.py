@@ -127,11 +127,10 @@ def write_csv(table: pa.Table, path: str | Path, bom: bool = True) -> Path:
             column = neutralise_formulas(column)
         columns.append(column)
     plain = pa.table(columns, names=table.column_names)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            if bom:
-                fh.write("\ufeff".encode())
-            pacsv.write_csv(plain, fh)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        if bom:
+            fh.write("\ufeff".encode())
+        pacsv.write_csv(plain, fh)
     return Path(path)
 
 

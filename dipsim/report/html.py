@@ -13,18 +13,21 @@ from dipsim.scenarios import ScenarioResults
 
 HEAD = {
     "zh": {"title": "情景比较报告：{t}", "built": "dipsim {v} 生成于 {d}", "summary": "各方案汇总",
-           "by_level": "按医院等级", "by_type": "中医医院与其他医院", "funds": "基金运行监测（基准方案）", "figures": "图表", "note": "固定总额下，任何规则变化都是医院之间的再分配：获益之和等于受损之和。"},
+           "by_level": "按医院等级", "by_type": "中医医院与其他医院", "funds": "基金运行监测（基准方案）",
+           "figures": "图表", "note": "固定总额下，任何规则变化都是医院之间的再分配：获益之和等于受损之和。"},
     "en": {"title": "Scenario report: {t}", "built": "made by dipsim {v} on {d}", "summary": "Summary by scenario",
            "by_level": "By hospital level", "by_type": "TCM hospitals and the others",
            "funds": "Fund monitoring (baseline)", "figures": "Figures",
            "note": "Under a fixed budget every rule moves money between hospitals: the gains add up to the losses."},
 }
 COLUMNS = {
-    "zh": {"scenario": "方案", "winners": "获益医院", "losers": "受损医院", "unchanged": "不变", "moved": "转移金额（元）",
-           "fund_payout": "基金支付（元）", "tcm_hospital_share": "中医医院占比", "review_applied": "特例申请",
-           "review_approved": "特例核准", "review_amount": "特例金额（元）", "level": "等级", "delta": "变化（元）",
-           "pool": "统筹区-险种", "month": "月份", "cases": "病例数", "claims": "基金应付（元）", "claims_to_date": "累计应付（元）",
-           "budget_to_date": "序时预算（元）", "execution": "预算执行率", "warning_at": "预警线", "alert_at": "警报线", "projected_point_value": "预测年终点值",
+    "zh": {"scenario": "方案", "winners": "获益医院", "losers": "受损医院", "unchanged": "不变",
+           "moved": "转移金额（元）", "fund_payout": "基金支付（元）", "tcm_hospital_share": "中医医院占比",
+           "review_applied": "特例申请", "review_approved": "特例核准", "review_amount": "特例金额（元）",
+           "level": "等级", "delta": "变化（元）", "pool": "统筹区-险种", "month": "月份", "cases": "病例数",
+           "claims": "基金应付（元）", "claims_to_date": "累计应付（元）", "budget_to_date": "序时预算（元）",
+           "execution": "预算执行率", "warning_at": "预警线", "alert_at": "警报线",
+           "projected_point_value": "预测年终点值",
            "projected_balance": "预测年末结余（元）", "months_of_capacity": "可支付月数"},
     "en": {},
 }

@@ -7,13 +7,13 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Patch
 
-from dipsim.report.fonts import cjk_font  # noqa: E402
-from dipsim.scenarios import BASELINE, ScenarioResults  # noqa: E402
+from dipsim.report.fonts import cjk_font
+from dipsim.scenarios import BASELINE, ScenarioResults
 
 TEXT = {
     "zh": {"payout_change": "各医院基金支付变化（{s}，相对基线）", "hospital": "医院（按变化排序）",
@@ -82,7 +82,7 @@ def figures(results: ScenarioResults, lang: str = "zh") -> dict[str, bytes]:
 
     ratio = h.groupby(["scenario", "level"]).agg(pay=("fund_payout", "sum"), cost=("cost", "sum")).reset_index()
     ratio["ratio"] = ratio["pay"] / ratio["cost"]
-    shown = [BASELINE] + variants[:5]
+    shown = [BASELINE, *variants[:5]]
     table = ratio[ratio["scenario"].isin(shown)].pivot(index="level", columns="scenario", values="ratio")
     fig, ax = plt.subplots(figsize=(9, 3.6))
     table[[c for c in shown if c in table.columns]].plot.bar(ax=ax, rot=0)
@@ -91,7 +91,7 @@ def figures(results: ScenarioResults, lang: str = "zh") -> dict[str, bytes]:
     out["payment_ratio"] = _png(fig)
 
     pools = results.pools.pivot(index="scenario", columns="pool", values="point_value")
-    pools = pools.reindex([BASELINE] + variants)
+    pools = pools.reindex([BASELINE, *variants])
     fig, ax = plt.subplots(figsize=(9, 3.6))
     pools.plot(ax=ax, marker="o")
     ax.set(title=t["point_value"], xlabel=t["scenario"], ylabel=t["value"])

@@ -28,7 +28,8 @@ def _fixed_width_strings(chars: np.ndarray) -> pa.Array:
     """(n, w) uint8 ASCII matrix -> Arrow string array of n strings of width w."""
     n, w = chars.shape
     offsets = (np.arange(n + 1, dtype=np.int64) * w).astype(np.int32)
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(chars))])
+    return pa.Array.from_buffers(pa.string(), n,
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(chars))])
 
 
 def _prefixed(prefix: str, body: np.ndarray) -> pa.Array:

@@ -61,4 +61,5 @@ def added_code_ids(up: Upcoding, p: Patterns, position: np.ndarray) -> tuple[np.
     new_rows = position[up.rows]
     o = np.argsort(new_rows)
     code2 = up.code2[o]
-    return new_rows[o], p.severity_dx_ids[up.code1[o]], np.where(code2 >= 0, p.severity_dx_ids[np.maximum(code2, 0)], -1)
+    return (new_rows[o], p.severity_dx_ids[up.code1[o]],
+            np.where(code2 >= 0, p.severity_dx_ids[np.maximum(code2, 0)], -1))
