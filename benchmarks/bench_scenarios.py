@@ -29,11 +29,11 @@ def main() -> None:
 
     from dipsim.catalog import CatalogOptions, build_catalog
     from dipsim.grouping.dip import DipCatalog
+    from dipsim.grouping.grouped_cases import group_dip
     from dipsim.io import load_cases
     from dipsim.policy import load_policy
-    from dipsim.scenarios import ScenarioSet, Variant, run_scenarios
-    from dipsim.grouping.grouped_cases import group_dip
     from dipsim.region import budgets_from_cost
+    from dipsim.scenarios import ScenarioSet, Variant, run_scenarios
 
     region = ensure_region(args.cases, args.seed)
     cases = load_cases(region / "cases").accepted

@@ -61,7 +61,8 @@ def _progress(console: Console, description: str, total: int):
 
 
 def _add_read_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mapping", metavar="FILE", help="header mapping TOML ([columns] \"their header\" = \"canonical\")")
+    parser.add_argument("--mapping", metavar="FILE",
+                        help="header mapping TOML ([columns] \"their header\" = \"canonical\")")
     parser.add_argument("--encoding", help="force the text encoding of a CSV (default: detect UTF-8/UTF-8-BOM/GB18030)")
     parser.add_argument("--sheet", help="Excel sheet name or 0-based index (default: the first sheet)")
     parser.add_argument("--missing-principal", choices=["warn", "reject"], default="warn",
@@ -403,7 +404,7 @@ def _region(args, console: Console, mode: str, path):
     columns (hospital, pool, insurance type, cost), and those without a pool or hospital are rejected."""
     import pyarrow.compute as pc
 
-    from dipsim.region import Region, load_hospitals, require_settlement_columns, settlement_columns, settleable
+    from dipsim.region import Region, load_hospitals, require_settlement_columns, settleable, settlement_columns
 
     if mode == "dip" and not args.catalog:
         raise InputError("payment.mode = dip needs --catalog CATALOG")
@@ -687,8 +688,8 @@ def cmd_demo(args) -> int:
     from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
     from dipsim.grouping.dip import DipCatalog, group_dip_table
     from dipsim.grouping.drg import group_table
-    from dipsim.io.pipeline import validate_to_dir
     from dipsim.grouping.grouped_cases import group_dip
+    from dipsim.io.pipeline import validate_to_dir
     from dipsim.io.writers import write_csv, write_parquet
     from dipsim.region import budgets_from_cost
     from dipsim.weights import calibrate_weights
@@ -892,7 +893,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_qy_option(p)
     _add_read_options(p)
 
-    p = add("screen", "Fund supervision screens (基金监管): split readmissions (分解住院), low-standard admissions (低标入院), "
+    p = add("screen", "Fund supervision screens (基金监管): split readmissions (分解住院), low-standard admissions "
+                      "(低标入院), "
                       "long stays, 五同 repeats, upcoding hospitals (高套) and deaths in low-risk groups. Writes "
                       "OUT/flags.csv (one line per flagged case and screen, with the reason), hospitals.csv, "
                       "rejects.csv and manifest.json.", cmd_screen)
@@ -912,7 +914,8 @@ def build_parser() -> argparse.ArgumentParser:
         group.set_defaults(func=lambda _: group.print_help() or EXIT_USAGE)
         return group.add_subparsers(dest=f"{name}_command", metavar="ACTION")
 
-    catalog_sub = add_group("catalog", "DIP catalogues: build one from a city's past cases", "DIP catalogues (病种目录库).")
+    catalog_sub = add_group("catalog", "DIP catalogues: build one from a city's past cases",
+                            "DIP catalogues (病种目录库).")
     p = catalog_sub.add_parser(
         "build", help="Build a DIP catalogue from past cases with costs",
         description="Build a DIP catalogue: key = principal diagnosis subcategory + the set of procedures; keys "

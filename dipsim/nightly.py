@@ -38,9 +38,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dipsim import __version__
+from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.case_id_hashes import case_id_hashes
 from dipsim.io.errors import DipsimError, InputError
-from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.readers import validated_stamp
 from dipsim.monitor import budget_share
 from dipsim.schema import REJECT_SCHEMA
@@ -93,7 +93,7 @@ class _Lock:
                 except (OSError, ValueError):
                     holder = 0
                 if holder and _alive(holder):
-                    raise LockedError(f"{self.path}: another nightly run (process {holder}) holds the lock")
+                    raise LockedError(f"{self.path}: another nightly run (process {holder}) holds the lock") from None
                 self.path.unlink(missing_ok=True)  # left by a killed run: take it over
         raise LockedError(f"{self.path}: cannot take the lock")
 
@@ -274,8 +274,8 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
     of two processes), the sums added and the pools solved on the client."""
     from dipsim.io.readers import parquet_files
     from dipsim.io.writers import sha256_file, temp_dir, write_csv, write_json
-    from dipsim.policy import load_policy
     from dipsim.payment.terms import every_case_terms
+    from dipsim.policy import load_policy
     from dipsim.region import load_hospitals
 
     start = time.perf_counter()

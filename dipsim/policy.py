@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypeGuard
 
 from dipsim.io.errors import InputError
 from dipsim.io.toml_files import read_toml
@@ -81,7 +82,7 @@ def _flatten(table: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def _is_dated(value) -> bool:
+def _is_dated(value: object) -> TypeGuard[dict[str, object]]:
     """A table whose keys are all ISO dates holds dated values (no parameter's own keys are dates)."""
     if not isinstance(value, dict) or not value:
         return False
@@ -231,7 +232,7 @@ def _rule_problems(values: Mapping[str, object], skip=frozenset()) -> list[str]:
         if set(rule.paths) & set(skip):
             continue
         raw = [values.get(path, PARAMETERS[path].default) for path in rule.paths]
-        days = sorted({dt.date.fromisoformat(d) for v in raw if _is_dated(v) for d in v})
+        days: list[dt.date | None] = [*sorted({dt.date.fromisoformat(d) for v in raw if _is_dated(v) for d in v})]
         for day in days or [None]:
             resolved = [_in_force(v, day) for v in raw]
             if any(v is _NOT_IN_FORCE for v in resolved):
@@ -287,7 +288,8 @@ class Policy:
     def digest(self) -> str:
         """sha256 of the values in force (for manifests: the same policy gives the same hash)."""
         resolved = {p: self.values.get(p, PARAMETERS[p].default) for p in sorted(PARAMETERS)}
-        return hashlib.sha256(json.dumps(resolved, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+        text = json.dumps(resolved, sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_policy(path) -> Policy:

@@ -1,22 +1,22 @@
-"""Case points (病例分值) = group points x outlier factor x hospital coefficient x auxiliary factor (docs/domain.md §7-9).
+"""Steps 2-5 of the payment chain (`dipsim.payment.chain`, docs/domain.md §7-9): case points (病例分值) = group points
+x outlier factor x hospital coefficient x (1 + TCM bonus) x auxiliary factor, each factor its own column.
 
-One short pipeline, in this order, each factor kept as its own column so that `explain` can show the chain:
-
-1. **group points**: the DIP group's points, or in DRG point mode the RW x `payment.drg_points_per_rw`;
 2. **outlier factor** on r = case cost / the group's standard cost (its mean cost): r < `outlier.low_ratio` pays r
    (the case is paid about its cost), r > `outlier.high_ratio` pays (r - high) + 1, otherwise 1 (both ratios may
-   differ by hospital level, `outlier.*_ratio_by_level`); r above `outlier.extreme_ratio` is flagged for
-   special-case review (特例单议). A TCM case of a TCM group (同病同价, `tcm.same_price`) is never cut as a low
-   outlier;
+   differ by hospital level, `outlier.*_ratio_by_level`); r above `outlier.extreme_ratio` (at least the high ratio)
+   is extreme, a candidate for special-case review (特例单议). A TCM case of a TCM group (同病同价,
+   `tcm.same_price`) is never cut as a low outlier. Without a usable standard cost (no group, a group without a
+   mean cost) r is unknown: the case is normal, factor 1;
 3. **hospital coefficient** (医疗机构系数): `coefficient.hospital` for the hospital, else the hospitals table's
    coefficient_override, else `coefficient.level` for its level (every hospital 1.0 when that table is empty), or
    with `coefficient.mode = "history"` the hospital's cost ratio blended with its level's (`history_coefficients`);
-   times 1 + the larger of the TCM hospital bonus (a 中医 hospital) and the TCM case bonus (a TCM-treated case):
-   bonuses do not stack;
-4. **auxiliary factor** (辅助目录, `dipsim.auxiliary`), 1.0 when not given.
+4. **TCM bonus**: 1 + the larger of the TCM hospital bonus (a 中医 hospital) and the TCM case bonus (a TCM-treated
+   case): bonuses do not stack;
+5. **auxiliary factor** (辅助目录, `dipsim.auxiliary`), 1.0 when not given.
 
 With `outlier.pay_by_item`, outlier cases get no points and are paid their cost by item (`paid_by_item`): the
-settlement pays them out of the pool's budget first (`budget.settle`).
+settlement pays them out of the pool's budget first (`budget.settle_frame`). Each case is priced with the
+case-level terms of its discharge date (`payment.terms.CaseTerms`).
 
 What pricing reads of a hospital must be there (`hospital_problems`, checked before a case is priced): the hospital
 in the hospitals table; a level listed in `coefficient.level` unless the hospital has its own coefficient (an
@@ -79,7 +79,8 @@ def hospital_problems(hospitals: pa.Table, ids, terms: CaseTerms) -> list[str]:
                                                ("outlier.high_ratio_by_level", terms.high_ratio_by_level)) if table]
     blends_level = history and terms.history_blend < 1
     tcm_bonus = terms.tcm_hospital_bonus > 0
-    no_coefficient, no_level, no_type = [], {}, []
+    no_coefficient, no_type = [], []
+    no_level: dict[str, list[str]] = {}
     for h in (h for h in wanted if h in rows):
         row, level = rows[h], rows[h].get("level")
         if not history and by_level and _own_coefficient(row, by_hospital) is None and level not in by_level:
@@ -96,8 +97,8 @@ def hospital_problems(hospitals: pa.Table, ids, terms: CaseTerms) -> list[str]:
                         f"({', '.join(by_level)}), so the coefficient is unknown: correct the level in the hospitals "
                         "table, add it to coefficient.level, or give the hospital its own coefficient "
                         "(coefficient_override in the table, coefficient.hospital in the policy)")
-    for readers, hospital_ids in no_level.items():
-        problems.append(f"hospital(s) {_some(hospital_ids)}: no level in the hospitals table, which {readers} "
+    for names, hospital_ids in no_level.items():
+        problems.append(f"hospital(s) {_some(hospital_ids)}: no level in the hospitals table, which {names} "
                         "read(s) by level: fill it in")
     if no_type:
         problems.append(f"hospital(s) {_some(no_type)}: the type is not one of {', '.join(HOSPITAL_TYPES)}, which "
@@ -136,7 +137,8 @@ def history_coefficients(codes: np.ndarray, ids, cost, standard_cost, level_of: 
     spent = np.bincount(codes[usable], weights=cost[usable], minlength=len(ids))
     expected = np.bincount(codes[usable], weights=standard[usable], minlength=len(ids))
     levels = [level_of.get(h) for h in ids]
-    level_spent, level_expected = defaultdict(float), defaultdict(float)
+    level_spent: defaultdict[str | None, float] = defaultdict(float)
+    level_expected: defaultdict[str | None, float] = defaultdict(float)
     for lv, s, e in zip(levels, spent, expected):
         level_spent[lv] += s
         level_expected[lv] += e

@@ -1,5 +1,5 @@
-"""Special-case review (特例单议, docs/domain.md §11): hospitals apply for their worst-paid cases, a share is approved and
-those cases are paid again.
+"""Special-case review (特例单议, docs/domain.md §11), step 7 of the payment chain: hospitals apply for their
+worst-paid cases, a share is approved and those cases are paid again.
 
 1. **Candidates** (`review.rules`): r above `outlier.extreme_ratio`, a stay over `review.long_stay_days`, invasive
    ventilation from `review.ventilation_hours`, an ungroupable case (no group points), a case of a group with fewer

@@ -42,8 +42,8 @@ def small_region(tmp_path_factory):
 
     from dipsim.catalog import CatalogOptions, build_catalog
     from dipsim.grouping.dip import DipCatalog
-    from dipsim.io import load_cases
     from dipsim.grouping.grouped_cases import group_dip
+    from dipsim.io import load_cases
     from dipsim.region import budgets_from_cost
     from dipsim.synth import synthesize_region
     from dipsim.tcm import load_tcm
@@ -118,10 +118,9 @@ def test_review_in_expected_value_by_hand():
     candidates losing 9,000 and 4,000 (cost 10,000 and 5,000); quota 1 per mille -> 1 application (the 9,000 loss).
     H2: 3 cases, one candidate losing 2,000: quota rounds down to 0, at least 1 -> applies. H3: no candidate.
     Approval 65.29%: H1 0.6529 approved, 9,000 x 0.6529 = 5,876.10; H2 2,000 x 0.6529 = 1,305.80."""
+    from dipsim.payment.terms import ReviewTerms
     from dipsim.policy import Policy
     from dipsim.review import review_cases
-
-    from dipsim.payment.terms import ReviewTerms
 
     policy = ReviewTerms.of(Policy(values={}).overlay({"review.quota_per_mille": 1.0}), None)
     hospital = np.array(["H1"] * 1000 + ["H2"] * 3 + ["H3"] * 2, dtype=object)
@@ -180,8 +179,8 @@ def test_supervision_cuts_move_money_from_the_flagged_hospitals_and_raise_the_po
 
 
 def test_settlement_halves_exactly_the_flagged_earlier_stays(small_region):
-    from dipsim.policy import Policy
     from dipsim.payment.chain import CaseSet, run_chain
+    from dipsim.policy import Policy
     from dipsim.supervise import screen_cases
 
     cases, hospitals, grouped, budgets = small_region

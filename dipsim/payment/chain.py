@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -69,11 +68,16 @@ def case_pools(cases: pa.Table) -> np.ndarray:
     (`region.settleable` rejects the others): a missing part would make a phantom pool ("-resident", "990100-")."""
     pool, insurance = (pc.cast(cases[name], pa.string()) for name in ("pool", "insurance_type"))
     pools = pc.binary_join_element_wise(pool, insurance, "-")  # null where a part is null
-    blank = pc.sum(pc.or_kleene(pc.is_null(pools), pc.or_(pc.equal(pc.utf8_length(pool), 0),
-                                                          pc.equal(pc.utf8_length(insurance), 0)))).as_py()
+    blank = pc.sum(
+        pc.or_kleene(
+            pc.is_null(pools), pc.or_(pc.equal(pc.utf8_length(pool), 0), pc.equal(pc.utf8_length(insurance), 0))
+        )
+    ).as_py()
     if blank:
-        raise InputError(f"{blank:,} case(s) without a settlement pool (统筹区 or 险种 missing): settle only the "
-                         "cases region.settleable keeps")
+        raise InputError(
+            f"{blank:,} case(s) without a settlement pool (统筹区 or 险种 missing): settle only the "
+            "cases region.settleable keeps"
+        )
     return pools.to_numpy(zero_copy_only=False)
 
 
@@ -111,16 +115,25 @@ class CaseSet:
         days = discharge_days(cases)
         month = None
         if days is not None:
-            month = pc.fill_null(pc.add(pc.multiply(pc.year(cases["discharge_date"]), 12),
-                                        pc.month(cases["discharge_date"])), 0).to_numpy(zero_copy_only=False)
+            month = pc.fill_null(
+                pc.add(pc.multiply(pc.year(cases["discharge_date"]), 12), pc.month(cases["discharge_date"])), 0
+            ).to_numpy(zero_copy_only=False)
 
         def optional(name: str) -> np.ndarray | None:
             return _float(cases, name, np.nan) if name in cases.column_names else None
 
-        return cls(table=cases, hospitals=CaseHospitals.of(hospital_id), pool=pool, cost=cost, patient_paid=paid,
-                   discharge_days=days, month=month, los_days=optional("los_days"),
-                   ventilation_hours=optional("ventilation_hours"),
-                   frame=SettlementFrame.of(hospital_id, pool, cost, paid, month))
+        return cls(
+            table=cases,
+            hospitals=CaseHospitals.of(hospital_id),
+            pool=pool,
+            cost=cost,
+            patient_paid=paid,
+            discharge_days=days,
+            month=month,
+            los_days=optional("los_days"),
+            ventilation_hours=optional("ventilation_hours"),
+            frame=SettlementFrame.of(hospital_id, pool, cost, paid, month),
+        )
 
     def __len__(self) -> int:
         return len(self.cost)
@@ -163,12 +176,16 @@ class PaymentRun:
         step's column: the table `explain --case-id` reads."""
         c = self.case_set
         days = [t.day for t in self.terms.periods]
-        return pa.table({"case_id": pc.cast(c.table["case_id"], pa.string()),
-                         "hospital_id": pa.array(c.hospitals.ids[c.hospitals.codes], pa.string()),
-                         "pool": pa.array(c.pool, pa.string()),
-                         "group": pa.array(self.grouped.group, pa.string()),
-                         "policy_day": pa.array([days[p] for p in self.terms.case_period.tolist()], pa.date32()),
-                         **{name: pa.array(values) for name, values in self.columns.items()}})
+        return pa.table(
+            {
+                "case_id": pc.cast(c.table["case_id"], pa.string()),
+                "hospital_id": pa.array(c.hospitals.ids[c.hospitals.codes], pa.string()),
+                "pool": pa.array(c.pool, pa.string()),
+                "group": pa.array(self.grouped.group, pa.string()),
+                "policy_day": pa.array([days[p] for p in self.terms.case_period.tolist()], pa.date32()),
+                **{name: pa.array(values) for name, values in self.columns.items()},
+            }
+        )
 
 
 def group_points(grouped: GroupedCases, terms: Terms) -> np.ndarray:
@@ -179,13 +196,29 @@ def group_points(grouped: GroupedCases, terms: Terms) -> np.ndarray:
     return grouped.group_points * terms.per_case([t.drg_points_per_rw for t in terms.periods])
 
 
-def price_cases(case_set: CaseSet, grouped: GroupedCases, hospitals: pa.Table, terms: Terms,
-                aux_factor: np.ndarray | None = None, screens_cache: dict | None = None) -> dict:
+def price_cases(
+    case_set: CaseSet,
+    grouped: GroupedCases,
+    hospitals: pa.Table,
+    terms: Terms,
+    aux_factor: np.ndarray | None = None,
+    screens_cache: dict | None = None,
+) -> dict:
     """Steps 1-7 for every case: the per-case columns, in chain order, ending in `case_points` (final) and
     `item_paid` (cost paid by item, yuan), and the review's outcome under "_review" (None without review)."""
     points = group_points(grouped, terms)
-    columns = price(points, case_set.cost, grouped.standard_cost, case_set.hospitals, hospitals, terms.periods,
-                    terms.case_period, grouped.tcm_group_case, grouped.tcm_treated, aux_factor)
+    columns = price(
+        points,
+        case_set.cost,
+        grouped.standard_cost,
+        case_set.hospitals,
+        hospitals,
+        terms.periods,
+        terms.case_period,
+        grouped.tcm_group_case,
+        grouped.tcm_treated,
+        aux_factor,
+    )
     columns["priced_points"] = columns.pop("case_points")
     # 6: supervision cuts, the screens run over the whole case set with the thresholds of the settlement day
     factor, deducted = np.ones(len(case_set)), np.zeros(len(case_set))
@@ -198,25 +231,54 @@ def price_cases(case_set: CaseSet, grouped: GroupedCases, hospitals: pa.Table, t
     item_share = columns["paid_by_item"].astype(np.float64)
     final, applied, approval, outcome = supervised, np.zeros(len(case_set), bool), np.zeros(len(case_set)), None
     if terms.review.in_effect:
-        outcome = apply_review(supervised, item_share, columns["outlier"].codes, columns["group_points"],
-                               grouped.group, case_set.los_days, case_set.ventilation_hours, case_set.frame,
-                               terms.review, terms.pool)
+        outcome = apply_review(
+            supervised,
+            item_share,
+            columns["outlier"].codes,
+            columns["group_points"],
+            grouped.group,
+            case_set.los_days,
+            case_set.ventilation_hours,
+            case_set.frame,
+            terms.review,
+            terms.pool,
+        )
         final, item_share = outcome.case_points, outcome.item_share
         applied, approval = outcome.review.applied, outcome.review.approval
-    columns.update(review_applied=applied, review_approval=approval, item_share=item_share,
-                   item_paid=case_set.cost * item_share, case_points=final, _review=outcome)
+    columns.update(
+        review_applied=applied,
+        review_approval=approval,
+        item_share=item_share,
+        item_paid=case_set.cost * item_share,
+        case_points=final,
+        _review=outcome,
+    )
     return columns
 
 
-def settle_pools(frame: SettlementFrame, case_points, item_share, terms: Terms, quality: dict | None = None,
-                 reserve_funding: dict | None = None, row_sums: tuple | None = None) -> RegionSettlement:
+def settle_pools(
+    frame: SettlementFrame,
+    case_points,
+    item_share,
+    terms: Terms,
+    quality: dict | None = None,
+    reserve_funding: dict | None = None,
+    row_sums: tuple | None = None,
+) -> RegionSettlement:
     """Steps 8-10 (`budget.settle_frame`) under the pool terms of the settlement day."""
     return settle_frame(frame, case_points, terms.pool, quality, item_share, reserve_funding, row_sums)
 
 
-def run_chain(case_set: CaseSet, grouped: GroupedCases, hospitals: pa.Table, policy: Policy, on=None,
-              aux_factor: np.ndarray | None = None, quality: dict[str, float] | None = None,
-              screens_cache: dict | None = None) -> PaymentRun:
+def run_chain(
+    case_set: CaseSet,
+    grouped: GroupedCases,
+    hospitals: pa.Table,
+    policy: Policy,
+    on=None,
+    aux_factor: np.ndarray | None = None,
+    quality: dict[str, float] | None = None,
+    screens_cache: dict | None = None,
+) -> PaymentRun:
     """Every step of the chain on a case set under a policy: the terms resolved once (`payment.terms.resolve`:
     each case's on its discharge date, the pools' on the settlement day, everything on `on` when given), the cases
     priced (steps 1-7), the pools settled (8-10). `quality`: hospital_id -> quality score (100 when absent)."""
@@ -225,7 +287,12 @@ def run_chain(case_set: CaseSet, grouped: GroupedCases, hospitals: pa.Table, pol
     terms = resolve(policy, case_set.discharge_days, len(case_set), on)
     columns = price_cases(case_set, grouped, hospitals, terms, aux_factor, screens_cache)
     outcome = columns.pop("_review")
-    settlement = settle_pools(case_set.frame, columns["case_points"], columns["item_share"], terms, quality,
-                              outcome.reserve_funding if outcome is not None else None)
-    return PaymentRun(case_set, grouped, columns, settlement, outcome.review if outcome is not None else None,
-                      terms)
+    settlement = settle_pools(
+        case_set.frame,
+        columns["case_points"],
+        columns["item_share"],
+        terms,
+        quality,
+        outcome.reserve_funding if outcome is not None else None,
+    )
+    return PaymentRun(case_set, grouped, columns, settlement, outcome.review if outcome is not None else None, terms)

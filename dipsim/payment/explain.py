@@ -25,12 +25,18 @@ def explain_hospital(out_dir, hospital_id: str) -> str:
     rows = [r for r in hospitals if r["hospital_id"] == hospital_id]
     if not rows:
         raise InputError(f"{out}: no hospital {hospital_id!r}")
-    pools = {r["pool"]: r for r in pacsv.read_csv(out / "pools.csv", convert_options=pacsv.ConvertOptions(
-        column_types={"pool": pa.string()})).to_pylist()}
+    pools = {
+        r["pool"]: r
+        for r in pacsv.read_csv(
+            out / "pools.csv", convert_options=pacsv.ConvertOptions(column_types={"pool": pa.string()})
+        ).to_pylist()
+    }
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     cases = pq.read_table(out / "cases.parquet", filters=[("hospital_id", "=", hospital_id)])
-    lines = [f"hospital {hospital_id} under policy {manifest['policy_name']} ({manifest['policy']}, sha256 "
-             f"{manifest['policy_sha256'][:12]}), {manifest['mode'].upper()} mode"]
+    lines = [
+        f"hospital {hospital_id} under policy {manifest['policy_name']} ({manifest['policy']}, sha256 "
+        f"{manifest['policy_sha256'][:12]}), {manifest['mode'].upper()} mode"
+    ]
     for row in rows:
         pool = pools[row["pool"]]
         mine = cases.filter(pc.equal(cases["pool"], row["pool"]))
@@ -41,8 +47,11 @@ def explain_hospital(out_dir, hospital_id: str) -> str:
             f"    group points {pc.sum(mine['group_points']).as_py():,.4f}; outliers "
             + ", ".join(f"{k} {v:,}" for k, v in sorted(kinds.items()))
             + f"; coefficient {pc.min(mine['coefficient']).as_py():g}"
-            + (f"-{pc.max(mine['coefficient']).as_py():g}" if pc.min(mine['coefficient']).as_py()
-               != pc.max(mine['coefficient']).as_py() else "")
+            + (
+                f"-{pc.max(mine['coefficient']).as_py():g}"
+                if pc.min(mine["coefficient"]).as_py() != pc.max(mine["coefficient"]).as_py()
+                else ""
+            )
             + f"; bonus up to {pc.max(mine['bonus']).as_py():.0%}",
             f"    total {row['points']:,.4f} points",
             f"  point value {pool['point_value']:.6f} yuan ({pool['status']}; the pool's {pool['total_points']:,.4f} "

@@ -31,11 +31,22 @@ from dipsim.policy import PARAMETERS, Policy
 # settlement day (`tests/test_payment_terms.py` checks that each registry parameter is one or the other).
 CASE_LEVEL = (
     "payment.drg_points_per_rw",
-    "outlier.low_ratio", "outlier.high_ratio", "outlier.extreme_ratio", "outlier.low_ratio_by_level",
-    "outlier.high_ratio_by_level", "outlier.pay_by_item",
-    "coefficient.level", "coefficient.hospital", "coefficient.mode", "coefficient.history_blend",
-    "coefficient.tcm_hospital_bonus", "tcm.same_price", "tcm.case_bonus",
-    "supervision.split_readmission_factor", "supervision.low_standard_factor", "supervision.deduction_points",
+    "outlier.low_ratio",
+    "outlier.high_ratio",
+    "outlier.extreme_ratio",
+    "outlier.low_ratio_by_level",
+    "outlier.high_ratio_by_level",
+    "outlier.pay_by_item",
+    "coefficient.level",
+    "coefficient.hospital",
+    "coefficient.mode",
+    "coefficient.history_blend",
+    "coefficient.tcm_hospital_bonus",
+    "tcm.same_price",
+    "tcm.case_bonus",
+    "supervision.split_readmission_factor",
+    "supervision.low_standard_factor",
+    "supervision.deduction_points",
 )
 POOL_LEVEL = tuple(path for path in PARAMETERS if path not in CASE_LEVEL)
 
@@ -95,8 +106,11 @@ class CaseTerms:
     @property
     def has_consequences(self) -> bool:
         """Whether the supervision screens change this day's payment (a factor below 1 or a deduction)."""
-        return (self.split_readmission_factor != 1.0 or self.low_standard_factor != 1.0
-                or any(self.deduction_points.values()))
+        return (
+            self.split_readmission_factor != 1.0
+            or self.low_standard_factor != 1.0
+            or any(self.deduction_points.values())
+        )
 
 
 @dataclass(frozen=True)
@@ -116,13 +130,17 @@ class ReviewTerms:
     @classmethod
     def of(cls, policy: Policy, day: dt.date | None) -> ReviewTerms:
         rules = tuple(x.strip() for x in str(policy.get("review.rules", day)).split(",") if x.strip())
-        return cls(in_effect=bool(policy.get("review.in_effect", day)), rules=rules,
-                   long_stay_days=float(policy.get("review.long_stay_days", day)),
-                   ventilation_hours=float(policy.get("review.ventilation_hours", day)),
-                   small_group_cases=int(policy.get("review.small_group_cases", day)),
-                   quota_per_mille=float(policy.get("review.quota_per_mille", day)),
-                   approval_rate=float(policy.get("review.approval_rate", day)),
-                   payment=str(policy.get("review.payment", day)), funding=str(policy.get("review.funding", day)))
+        return cls(
+            in_effect=bool(policy.get("review.in_effect", day)),
+            rules=rules,
+            long_stay_days=float(policy.get("review.long_stay_days", day)),
+            ventilation_hours=float(policy.get("review.ventilation_hours", day)),
+            small_group_cases=int(policy.get("review.small_group_cases", day)),
+            quota_per_mille=float(policy.get("review.quota_per_mille", day)),
+            approval_rate=float(policy.get("review.approval_rate", day)),
+            payment=str(policy.get("review.payment", day)),
+            funding=str(policy.get("review.funding", day)),
+        )
 
 
 @dataclass(frozen=True)
@@ -146,19 +164,25 @@ class PoolTerms:
     def of(cls, policy: Policy, day: dt.date | None) -> PoolTerms:
         bands = None
         if policy.get("bands.in_effect", day):
-            bands = SettlementBands(surplus_keep_ratio=policy.get("bands.surplus_keep_ratio", day),
-                                    surplus_share_above=policy.get("bands.surplus_share_above", day),
-                                    deficit_lower_ratio=policy.get("bands.deficit_lower_ratio", day),
-                                    deficit_fund_share=policy.get("bands.deficit_fund_share", day))
-        return cls(budget_total=dict(policy.get("budget.total", day)), scale=float(policy.get("budget.scale", day)),
-                   reserve_share=float(policy.get("budget.reserve_share", day)),
-                   point_value_floor=float(policy.get("budget.point_value_floor", day)),
-                   point_value_cap=float(policy.get("budget.point_value_cap", day)),
-                   fixed_point_value=float(policy.get("budget.fixed_point_value", day)),
-                   budget_point_value=dict(policy.get("budget.budget_point_value", day)), bands=bands,
-                   prepay_share=float(policy.get("cycle.prepay_share", day)),
-                   quality_deposit_share=float(policy.get("cycle.quality_deposit_share", day)),
-                   quality_schedule=tuple((float(s), float(v)) for s, v in policy.get("cycle.quality_schedule", day)))
+            bands = SettlementBands(
+                surplus_keep_ratio=policy.get("bands.surplus_keep_ratio", day),
+                surplus_share_above=policy.get("bands.surplus_share_above", day),
+                deficit_lower_ratio=policy.get("bands.deficit_lower_ratio", day),
+                deficit_fund_share=policy.get("bands.deficit_fund_share", day),
+            )
+        return cls(
+            budget_total=dict(policy.get("budget.total", day)),
+            scale=float(policy.get("budget.scale", day)),
+            reserve_share=float(policy.get("budget.reserve_share", day)),
+            point_value_floor=float(policy.get("budget.point_value_floor", day)),
+            point_value_cap=float(policy.get("budget.point_value_cap", day)),
+            fixed_point_value=float(policy.get("budget.fixed_point_value", day)),
+            budget_point_value=dict(policy.get("budget.budget_point_value", day)),
+            bands=bands,
+            prepay_share=float(policy.get("cycle.prepay_share", day)),
+            quality_deposit_share=float(policy.get("cycle.quality_deposit_share", day)),
+            quality_schedule=tuple((float(s), float(v)) for s, v in policy.get("cycle.quality_schedule", day)),
+        )
 
     def budget(self, pool: str) -> float:
         """The pool's budget for the period: budget.total x budget.scale (yuan, unrounded)."""
@@ -210,8 +234,9 @@ def every_case_terms(policy: Policy, on=None) -> list[CaseTerms]:
     return out or [CaseTerms.of(policy, None)]
 
 
-def resolve(policy: Policy, discharge_days: np.ndarray | None, n: int, on=None,
-            settlement: dt.date | None = None) -> Terms:
+def resolve(
+    policy: Policy, discharge_days: np.ndarray | None, n: int, on=None, settlement: dt.date | None = None
+) -> Terms:
     """The run's terms for `n` cases with these discharge days (days since 1970-01-01, negative for none; None when
     the cases have no dates), by the rule of the module's docstring. `settlement`: the settlement day when the
     cases are part of a larger period (a partition of the year: the year's last discharge day), else the cases'
@@ -223,8 +248,9 @@ def resolve(policy: Policy, discharge_days: np.ndarray | None, n: int, on=None,
         period = np.zeros(n, np.int64)
         days = [day]
     else:
-        case_days = np.where(discharge_days >= 0, discharge_days,
-                             (day - EPOCH).days if day is not None else np.iinfo(np.int32).max)
+        case_days = np.where(
+            discharge_days >= 0, discharge_days, (day - EPOCH).days if day is not None else np.iinfo(np.int32).max
+        )
         starts = np.array([(d - EPOCH).days for d in changes], np.int64)
         raw = np.searchsorted(starts, case_days, side="right")  # 0: before the first change
         used, period = np.unique(raw, return_inverse=True)
@@ -236,7 +262,15 @@ def resolve(policy: Policy, discharge_days: np.ndarray | None, n: int, on=None,
             periods.append(CaseTerms.of(policy, d))
         except KeyError as exc:
             count = int((period == k).sum())
-            raise InputError(f"{count:,} case(s) discharged on or before {d}: {exc.args[0]} (the policy's dated "
-                             "value starts later: give it a value for that time)") from exc
-    return Terms(settlement_day=day, periods=tuple(periods), case_period=period, review=ReviewTerms.of(policy, day),
-                 pool=PoolTerms.of(policy, day), policy=policy)
+            raise InputError(
+                f"{count:,} case(s) discharged on or before {d}: {exc.args[0]} (the policy's dated "
+                "value starts later: give it a value for that time)"
+            ) from exc
+    return Terms(
+        settlement_day=day,
+        periods=tuple(periods),
+        case_period=period,
+        review=ReviewTerms.of(policy, day),
+        pool=PoolTerms.of(policy, day),
+        policy=policy,
+    )
