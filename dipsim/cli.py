@@ -730,7 +730,7 @@ def cmd_demo(args) -> int:
     grouped = group_dip(cases, demo_catalog)
     hospitals = pq.read_table(out / "region" / "hospitals.parquet")
     budgets = budgets_from_cost(cases, 0.6)
-    settled = _demo_settlement(cases, hospitals, grouped, budgets, out)
+    settled = _demo_settlement(cases, hospitals, grouped, demo_policy(budgets), out)
     reports = _demo_scenarios(cases, hospitals, grouped, budgets, out)
     console.print(f"region: {out / 'region'}   validated: {out / 'validated'}   groups: {out / 'grouped.parquet'}   "
                   f"weights: {out / 'drg_weights.csv'}   DIP: {out / 'dip_catalog'}, {out / 'dip_grouped.parquet'}   "
@@ -776,14 +776,13 @@ def demo_policy(budgets: dict):
     return Policy(values={}, name="defaults").overlay({"budget.total": budgets}, name="defaults, budget 60% of cost")
 
 
-def _demo_settlement(cases, hospitals, grouped, budgets: dict, out: Path) -> Path:
-    """Settle the demo region through the payment chain under `demo_policy` with `budgets` (60% of each pool's
-    billed cost); write hospitals.csv, pools.csv, cases.parquet and manifest.json and print each pool's point
-    value."""
+def _demo_settlement(cases, hospitals, grouped, policy, out: Path) -> Path:
+    """Settle the demo region through the payment chain under `policy` (`demo_policy`: the defaults with budgets of
+    60% of each pool's billed cost); write hospitals.csv, pools.csv, cases.parquet and manifest.json into
+    OUT/settlement and print each pool's point value."""
     from dipsim.io.writers import OutputFolder
     from dipsim.payment.chain import CaseSet, run_chain
 
-    policy = demo_policy(budgets)
     run = run_chain(CaseSet.of(cases), grouped, hospitals, policy)
     folder = OutputFolder(out / "settlement")
     folder.csv(run.hospitals, "hospitals.csv")
