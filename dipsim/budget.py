@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,32 +32,11 @@ import pyarrow as pa
 
 from dipsim.io.errors import InputError
 from dipsim.money import largest_remainder, to_fen, to_fen_array
-
-if TYPE_CHECKING:
-    from dipsim.payment.terms import PoolTerms
+from dipsim.payment.terms import PoolTerms, SettlementBands
 
 
 class SettlementError(InputError):
     """A pool's inputs admit no point value (said with the amounts that show why): bad input or policy, exit 1."""
-
-
-@dataclass(frozen=True)
-class SettlementBands:
-    """结余留用、超支分担: the ratios and shares of the bands on q = group payment / cost billed by item."""
-
-    surplus_keep_ratio: float  # q up to this: the hospital keeps the whole surplus (e.g. 1.1)
-    surplus_share_above: float  # the share of the surplus above that ratio the hospital keeps (0-1)
-    deficit_lower_ratio: float  # between this and 1 the deficit is shared (e.g. 0.9)
-    deficit_fund_share: float  # the share of that deficit the fund covers (0-1)
-
-    def __post_init__(self):
-        if not self.surplus_keep_ratio >= 1:
-            raise ValueError("surplus_keep_ratio must be at least 1")
-        if not 0 <= self.deficit_lower_ratio <= 1:
-            raise ValueError("deficit_lower_ratio must be in [0, 1]")
-        for name in ("surplus_share_above", "deficit_fund_share"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1]")
 
 
 def hospital_payment(group_payment: np.ndarray, cost: np.ndarray, bands: SettlementBands | None) -> np.ndarray:
@@ -394,8 +372,6 @@ def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, 
     total_points, fund_payout, unspent, overrun. Money columns are exact yuan (decimal, 2 places); each pool's fund
     payouts sum to its budget to the fen. A sweep of scenarios builds the `SettlementFrame` once and calls
     `settle_frame` per scenario."""
-    from dipsim.payment.terms import PoolTerms
-
     frame = SettlementFrame.of(hospital_id, pool, cost, patient_paid, month)
     return settle_frame(frame, case_points, PoolTerms.of(policy, on), quality, paid_by_item).tables()
 

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from dipsim.budget import SettlementBands
 from dipsim.io.errors import InputError
 from dipsim.money import to_fen
 from dipsim.policy import PARAMETERS, Policy
@@ -55,6 +54,25 @@ EPOCH = dt.date(1970, 1, 1)
 
 def _day(value) -> dt.date | None:
     return None if value is None else value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+@dataclass(frozen=True)
+class SettlementBands:
+    """结余留用、超支分担: the ratios and shares of the bands on q = group payment / cost billed by item."""
+
+    surplus_keep_ratio: float  # q up to this: the hospital keeps the whole surplus (e.g. 1.1)
+    surplus_share_above: float  # the share of the surplus above that ratio the hospital keeps (0-1)
+    deficit_lower_ratio: float  # between this and 1 the deficit is shared (e.g. 0.9)
+    deficit_fund_share: float  # the share of that deficit the fund covers (0-1)
+
+    def __post_init__(self):
+        if not self.surplus_keep_ratio >= 1:
+            raise ValueError("surplus_keep_ratio must be at least 1")
+        if not 0 <= self.deficit_lower_ratio <= 1:
+            raise ValueError("deficit_lower_ratio must be in [0, 1]")
+        for name in ("surplus_share_above", "deficit_fund_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1]")
 
 
 @dataclass(frozen=True)
