@@ -414,7 +414,8 @@ def _partition_sums(path: Path, drop: np.ndarray, hospitals: pa.Table, policy, c
         priced = price_cases(case_set, _grouped(part, catalog), hospitals, terms)
         frame = pd.DataFrame({"pool": case_set.pool, "hospital_id": case_set.hospitals.ids[case_set.hospitals.codes],
                               "month": case_set.month, "points": priced["case_points"], "cost": case_set.cost,
-                              "patient_paid": case_set.patient_paid, "item": priced["item_paid"], "cases": 1})
+                              "patient_paid": case_set.patient_paid, "item": case_set.cost * priced["item_share"],
+                              "cases": 1})
         sums.append(frame.groupby(["pool", "hospital_id", "month"], sort=False).sum())
     return pd.concat(sums).groupby(level=[0, 1, 2], sort=False).sum() if sums else None  # None: an empty partition
 

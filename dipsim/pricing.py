@@ -176,11 +176,11 @@ def price(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray,
           tcm_group_case: np.ndarray | None = None, tcm_treated: np.ndarray | None = None,
           aux_factor: np.ndarray | None = None) -> dict:
     """Steps 2-5 of the payment chain (outlier factor, hospital coefficient, TCM bonus, auxiliary factor) for every
-    case, each with the case-level terms of its period (`periods[period[i]]`): columns r, outlier (categorical:
-    OUTLIER_CLASSES), outlier_factor, coefficient, bonus, aux_factor, paid_by_item, case_points (in the cases'
-    order). `group_points` are the chain's step 1 (DIP points, or RW x points per RW); cases without them get 0
-    points. The per-(period, hospital) values are prepared here; the Numba kernel (`pricing_kernel`) prices every
-    case in one pass."""
+    case, each with the case-level terms of its period (`periods[period[i]]`): columns group_points, r, outlier
+    (int8 codes into OUTLIER_CLASSES), outlier_factor, coefficient, bonus, aux_factor, paid_by_item, case_points
+    (in the cases' order). `group_points` are the chain's step 1 (DIP points, or RW x points per RW); cases without
+    them get 0 points. The per-(period, hospital) values are prepared here; the Numba kernel (`pricing_kernel`)
+    prices every case in one pass."""
     from dipsim.pricing_kernel import price_cases
 
     n = len(group_points)
@@ -189,6 +189,8 @@ def price(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray,
     tcm_hospitals = {h for h, kind in zip(hospitals["hospital_id"].to_pylist(), hospitals["type"].to_pylist())
                      if kind == "中医"}
     period = np.ascontiguousarray(period, dtype=np.int64)
+    if len(periods) == 1:
+        period = np.zeros(1, np.int64)  # the kernel reads one value for every case
 
     def per_level(by_level: dict, plain: float) -> list[float]:
         """A ratio per hospital: its level's entry of the `*_by_level` table, else the plain ratio."""
@@ -208,7 +210,10 @@ def price(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray,
         return np.zeros(n, bool) if values is None else np.ascontiguousarray(values, dtype=np.bool_)
 
     same_price = np.array([t.tcm_same_price for t in periods], dtype=np.bool_)
-    no_low_cut = flags(tcm_group_case) & same_price[period]
+    if same_price.all():
+        no_low_cut = flags(tcm_group_case)
+    else:
+        no_low_cut = flags(tcm_group_case) & same_price[period] if same_price.any() else flags(None)
     aux = np.ones(n) if aux_factor is None else np.ascontiguousarray(aux_factor, dtype=np.float64)
     by_item = np.zeros((len(periods), len(OUTLIER_CLASSES)), dtype=np.bool_)
     for p, terms in enumerate(periods):
@@ -229,7 +234,7 @@ def price(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray,
                 out["r"], out["outlier_factor"], code, out["coefficient"], out["bonus"], out["case_points"], item)
     points = np.asarray(group_points, dtype=np.float64)
     return {"group_points": np.where(np.isfinite(points), points, 0.0), "r": out["r"],
-            "outlier": pd.Categorical.from_codes(code, OUTLIER_CLASSES), "outlier_factor": out["outlier_factor"],
+            "outlier": code, "outlier_factor": out["outlier_factor"],
             "coefficient": out["coefficient"], "bonus": out["bonus"], "aux_factor": aux, "paid_by_item": item,
             "case_points": out["case_points"]}
 
@@ -238,10 +243,11 @@ def case_points(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.nd
                 hospitals: pa.Table, policy: Policy, tcm_group_case: np.ndarray | None = None,
                 tcm_treated: np.ndarray | None = None, aux_factor: np.ndarray | None = None, on=None) -> dict:
     """`price` with every case under the policy's case-level terms on one day `on` (the latest value of each when
-    None): for a notebook or a hand check of the pricing steps alone. A settlement runs the whole chain
-    (`dipsim.payment.chain`), which reads each case's terms on its discharge date."""
+    None), the outlier class as a categorical: for a notebook or a hand check of the pricing steps alone. A
+    settlement runs the whole chain (`dipsim.payment.chain`), which reads each case's terms on its discharge date."""
     from dipsim.payment.terms import CaseTerms
 
     index = hospital_id if isinstance(hospital_id, CaseHospitals) else CaseHospitals.of(hospital_id)
-    return price(group_points, cost, standard_cost, index, hospitals, (CaseTerms.of(policy, on),),
-                 np.zeros(len(group_points), np.int64), tcm_group_case, tcm_treated, aux_factor)
+    out = price(group_points, cost, standard_cost, index, hospitals, (CaseTerms.of(policy, on),),
+                np.zeros(len(group_points), np.int64), tcm_group_case, tcm_treated, aux_factor)
+    return {**out, "outlier": pd.Categorical.from_codes(out["outlier"], OUTLIER_CLASSES)}

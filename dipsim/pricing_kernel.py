@@ -1,5 +1,5 @@
 """The Numba pricing kernel: steps 2-5 of the payment chain (`dipsim.payment.steps.price`) in one pass over the
-cases. The policy is read and the per-(period, hospital) values are prepared by `payment/steps.py`; a period is a
+cases. The policy is read and the per-(period, hospital) values are prepared by `pricing.price`; a period is a
 span of discharge dates with the same case-level parameters (`payment.terms`). A sweep of scenarios re-prices a
 million cases per variant, so one loop instead of a dozen numpy passes matters."""
 
@@ -19,10 +19,12 @@ def price_cases(group_points, cost, standard, hospital, period, no_low_cut, tcm_
     positive standard or a finite cost); factor r below low_ph[p, h] (unless no_low_cut), (r - high_ph[p, h]) + 1
     above high_ph[p, h], else 1; class low / normal / high / extreme (r > extreme_p[p], which is at least every
     high ratio: the policy's rule); coefficient_ph[p, h] x (1 + the larger of the hospital's and the case's TCM
-    bonus) x aux; points 0 without finite group points, or for a class paid by item (by_item_pc[p, class])."""
+    bonus) x aux; points 0 without finite group points, or for a class paid by item (by_item_pc[p, class]).
+    `period` of one value (a run without a dated case-level parameter) is every case's period."""
+    every = period.shape[0] == 1
     for i in prange(group_points.shape[0]):
         h = hospital[i]
-        p = period[i]
+        p = period[0] if every else period[i]
         s = standard[i]
         c = cost[i]
         factor = 1.0

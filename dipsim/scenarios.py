@@ -182,7 +182,7 @@ def _funds(case_set: CaseSet, run) -> pd.DataFrame:
     claims = (pc.fill_null(pc.cast(cases["fund_paid"], pa.float64()), 0.0).to_numpy(zero_copy_only=False)
               if has_fund else case_set.cost - case_set.patient_paid)
     return fund_monitor(case_set.pool, case_set.month, claims, run.case_points, case_set.patient_paid, run.terms.policy,
-                        item_cost=run.columns["item_paid"], on=run.terms.settlement_day)
+                        item_cost=case_set.cost * run.columns["item_share"], on=run.terms.settlement_day)
 
 
 def _summary(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:

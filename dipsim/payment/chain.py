@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -33,7 +34,7 @@ from dipsim.budget import RegionSettlement, SettlementFrame, settle_frame
 from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
 from dipsim.payment.terms import Terms, resolve
-from dipsim.pricing import CaseHospitals, price
+from dipsim.pricing import OUTLIER_CLASSES, CaseHospitals, price
 from dipsim.review import Review, apply_review
 from dipsim.supervise import consequences, screens_for
 
@@ -175,15 +176,21 @@ class PaymentRun:
         """case_id, hospital_id, pool, group, policy_day (the day its case-level terms were read on) and every
         step's column: the table `explain --case-id` reads."""
         c = self.case_set
-        days = [t.day for t in self.terms.periods]
+        days = pa.array([t.day for t in self.terms.periods], pa.date32())
+        columns = {name: np.ascontiguousarray(values) for name, values in self.columns.items()}
+        columns["outlier"] = pd.Categorical.from_codes(columns["outlier"], OUTLIER_CLASSES)
+        columns["item_share"] = columns["item_share"].astype(np.float64)
+        position = list(columns).index("item_share") + 1
+        items = list(columns.items())
+        items.insert(position, ("item_paid", c.cost * columns["item_share"]))  # yuan paid by item, outside points
         return pa.table(
             {
                 "case_id": pc.cast(c.table["case_id"], pa.string()),
                 "hospital_id": pa.array(c.hospitals.ids[c.hospitals.codes], pa.string()),
                 "pool": pa.array(c.pool, pa.string()),
                 "group": pa.array(self.grouped.group, pa.string()),
-                "policy_day": pa.array([days[p] for p in self.terms.case_period.tolist()], pa.date32()),
-                **{name: pa.array(values) for name, values in self.columns.items()},
+                "policy_day": days.take(pa.array(self.terms.case_period)),
+                **{name: pa.array(values) for name, values in items},
             }
         )
 
@@ -204,8 +211,10 @@ def price_cases(
     aux_factor: np.ndarray | None = None,
     screens_cache: dict | None = None,
 ) -> dict:
-    """Steps 1-7 for every case: the per-case columns, in chain order, ending in `case_points` (final) and
-    `item_paid` (cost paid by item, yuan), and the review's outcome under "_review" (None without review)."""
+    """Steps 1-7 for every case: the per-case columns, in chain order, ending in `item_share` (the share of the
+    case's cost paid by item: 0 / 1 by outlier class, or the review's approved share) and `case_points` (final),
+    and the review's outcome under "_review" (None without review). A step that changes nothing (no supervision
+    cut, no review) gives its column as a constant view, not a copy: a sweep prices a million cases per variant."""
     points = group_points(grouped, terms)
     columns = price(
         points,
@@ -221,20 +230,22 @@ def price_cases(
     )
     columns["priced_points"] = columns.pop("case_points")
     # 6: supervision cuts, the screens run over the whole case set with the thresholds of the settlement day
-    factor, deducted = np.ones(len(case_set)), np.zeros(len(case_set))
+    n = len(case_set)
+    factor, deducted = np.broadcast_to(1.0, (n,)), np.broadcast_to(0.0, (n,))
+    supervised = columns["priced_points"]
     if terms.has_consequences:
         screens = screens_for(case_set.table, grouped.group, terms.policy, terms.settlement_day, screens_cache)
         factor, deducted = consequences(screens, terms.periods, terms.case_period)
-    supervised = np.maximum(columns["priced_points"] * factor - deducted, 0.0)
+        supervised = np.maximum(supervised * factor - deducted, 0.0)
     columns.update(supervision_factor=factor, supervision_deduction=deducted, supervised_points=supervised)
     # 7: special-case review, in expected value
-    item_share = columns["paid_by_item"].astype(np.float64)
-    final, applied, approval, outcome = supervised, np.zeros(len(case_set), bool), np.zeros(len(case_set)), None
+    item_share = columns["paid_by_item"]
+    final, applied, approval, outcome = supervised, np.broadcast_to(False, (n,)), np.broadcast_to(0.0, (n,)), None
     if terms.review.in_effect:
         outcome = apply_review(
             supervised,
-            item_share,
-            columns["outlier"].codes,
+            item_share.astype(np.float64),
+            columns["outlier"],
             columns["group_points"],
             grouped.group,
             case_set.los_days,
@@ -249,7 +260,6 @@ def price_cases(
         review_applied=applied,
         review_approval=approval,
         item_share=item_share,
-        item_paid=case_set.cost * item_share,
         case_points=final,
         _review=outcome,
     )
