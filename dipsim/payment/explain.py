@@ -55,8 +55,9 @@ def explain_case(settle_dir, case_id: str) -> str:
 
     out = Path(settle_dir)
     if not is_settle_folder(out):
-        raise InputError(f"{out}: not a `dipsim settle` output folder (no cases.parquet and manifest.json of "
-                         "command settle)")
+        raise InputError(
+            f"{out}: not a `dipsim settle` output folder (no cases.parquet and manifest.json of command settle)"
+        )
     if not (out / "terms.json").is_file():
         raise InputError(f"{out}: no terms.json (written by `dipsim settle` from this version on): settle again")
     manifest = _manifest(out) or {}
@@ -71,8 +72,9 @@ def explain_case(settle_dir, case_id: str) -> str:
         raise InputError(f"{out}: terms.json has no period of day {day} (case {case_id!r}): the folder is mixed")
     values = {**terms["settlement"], **period["values"]}
     on = day or "the settlement day"
-    pools = pacsv.read_csv(out / "pools.csv",
-                           convert_options=pacsv.ConvertOptions(column_types={"pool": pa.string()})).to_pylist()
+    pools = pacsv.read_csv(
+        out / "pools.csv", convert_options=pacsv.ConvertOptions(column_types={"pool": pa.string()})
+    ).to_pylist()
     pool = next((r for r in pools if r["pool"] == case["pool"]), None)
     if pool is None:
         raise InputError(f"{out}: pools.csv has no pool {case['pool']!r} (case {case_id!r})")
@@ -101,8 +103,10 @@ def explain_case(settle_dir, case_id: str) -> str:
         lines.append(f"     from the DIP catalogue {manifest.get('catalog')}")
     # 2 outlier
     r = case["r"]
-    lines.append(f"{step(2)}: r = cost / standard cost = {_num(r)}; class {case['outlier']}, factor "
-                 f"{_num(case['outlier_factor'])}")
+    lines.append(
+        f"{step(2)}: r = cost / standard cost = {_num(r)}; class {case['outlier']}, factor "
+        f"{_num(case['outlier_factor'])}"
+    )
     lines += param("outlier.low_ratio", " (below: factor r)")
     lines += param("outlier.high_ratio", " (above: factor (r - high_ratio) + 1)")
     lines += param("outlier.extreme_ratio", " (above: class extreme)")
@@ -126,9 +130,14 @@ def explain_case(settle_dir, case_id: str) -> str:
     lines.append(f"{step(4)}: bonus {case['bonus']:.2%}")
     lines += param("coefficient.tcm_hospital_bonus") + param("tcm.case_bonus") + param("tcm.same_price")
     # 5 aux
-    lines.append(f"{step(5)}: factor {case['aux_factor']:g}"
-                 + (f" (auxiliary catalogue {manifest['auxiliary']})" if manifest.get("auxiliary") else
-                    " (no auxiliary catalogue)"))
+    lines.append(
+        f"{step(5)}: factor {case['aux_factor']:g}"
+        + (
+            f" (auxiliary catalogue {manifest['auxiliary']})"
+            if manifest.get("auxiliary")
+            else " (no auxiliary catalogue)"
+        )
+    )
     priced = case["priced_points"]
     if case["paid_by_item"]:
         lines.append(f"   priced points = 0: class {case['outlier']} is paid by item (按项目付费)")
@@ -144,19 +153,29 @@ def explain_case(settle_dir, case_id: str) -> str:
         f"supervised points = max({_num(priced)} x {case['supervision_factor']:g} - "
         f"{_num(case['supervision_deduction'])}, 0) = {_num(case['supervised_points'])}"
     )
-    lines += (param("supervision.split_readmission_factor") + param("supervision.low_standard_factor")
-              + param("supervision.deduction_points"))
+    lines += (
+        param("supervision.split_readmission_factor")
+        + param("supervision.low_standard_factor")
+        + param("supervision.deduction_points")
+    )
     # 7 review
     if case["review_applied"]:
-        review = (f"applied, approval {case['review_approval']:.2%}: final points {_num(case['case_points'])}, "
-                  f"share paid by item {case['item_share']:.4f}, {case['item_paid']:,.2f} yuan by item")
+        review = (
+            f"applied, approval {case['review_approval']:.2%}: final points {_num(case['case_points'])}, "
+            f"share paid by item {case['item_share']:.4f}, {case['item_paid']:,.2f} yuan by item"
+        )
     else:
         review = f"not applied: final points = supervised points = {_num(case['case_points'])}"
     lines.append(f"{step(7)} (特例单议): {review}")
     lines += param("review.in_effect")
     if values.get("review.in_effect"):
-        lines += (param("review.rules") + param("review.quota_per_mille") + param("review.approval_rate")
-                  + param("review.payment") + param("review.funding"))
+        lines += (
+            param("review.rules")
+            + param("review.quota_per_mille")
+            + param("review.approval_rate")
+            + param("review.payment")
+            + param("review.funding")
+        )
     if not case["review_applied"] and case["item_paid"]:
         lines.append(f"   paid by item: {case['item_paid']:,.2f} yuan")
     # 8 pool point value
@@ -165,8 +184,7 @@ def explain_case(settle_dir, case_id: str) -> str:
         f"{step(8)} (点值): pool {case['pool']}'s point value {pool['point_value']:.6f} yuan ({pool['status']}) x "
         f"final points {_num(case['case_points'])} = {share:,.4f} yuan: the case's share of its hospital's group "
         "payment,",
-        "   before the settlement bands and the fen rounding, which act on the hospital's total (explain "
-        "--hospital)",
+        "   before the settlement bands and the fen rounding, which act on the hospital's total (explain --hospital)",
     ]
     return "\n".join(lines)
 
