@@ -279,6 +279,13 @@ def cmd_explain(args) -> int:
 
         print(explain_hospital(args.input, args.hospital))
         return EXIT_OK
+    if args.case_id:
+        from dipsim.payment.explain import explain_case as explain_payment
+        from dipsim.payment.explain import is_settle_folder
+
+        if is_settle_folder(args.input):  # a `dipsim settle` output: the case's payment chain, not its grouping
+            print(explain_payment(args.input, args.case_id))
+            return EXIT_OK
     if not args.case_id:
         raise InputError("explain needs --case-id ID (a case) or --hospital H (with a `dipsim settle` folder)")
     row = find_case(args.input, args.case_id, header_mapping=mapping, encoding=args.encoding, sheet=sheet)
@@ -476,7 +483,7 @@ def cmd_settle(args) -> int:
 
     from dipsim.io.writers import OutputFolder
     from dipsim.payment.chain import CaseSet, run_chain
-    from dipsim.payment.terms import settlement_day
+    from dipsim.payment.terms import settlement_day, terms_record
     from dipsim.region import budgets_from_cost
 
     console = _console(args)
@@ -508,6 +515,7 @@ def cmd_settle(args) -> int:
     out.csv(region.rejects(), "rejects.csv")
     if run.review is not None:  # special-case review: applied / approved / rate / amount per hospital
         out.csv(pa.Table.from_pandas(run.review.hospitals, preserve_index=False), "review.csv")
+    out.json(terms_record(run.terms), "terms.json")  # what explain --case-id names, without the policy file
     day = run.terms.settlement_day
     out.manifest({"command": "settle", "policy": policy.source, "policy_name": policy.name,
                   "policy_sha256": policy.digest(), "overlays": list(policy.overlays),
@@ -882,8 +890,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("explain", "Explain in words why one case got its MDC, ADRG and DRG: which list matched, which "
                        "secondary code gave CC/MCC, which exclusion table cancelled which code; when the case "
                        "carries the insurer's group (医保实际分组结果), why not that group.", cmd_explain)
-    p.add_argument("input", help="case file (CSV/Excel/Parquet) or folder of Parquet partitions; with --hospital, "
-                                 "the output folder of `dipsim settle`")
+    p.add_argument("input", help="case file (CSV/Excel/Parquet) or folder of Parquet partitions: why the case got "
+                                 "its group; or the output folder of `dipsim settle`: with --case-id, the case's "
+                                 "payment chain step by step (each parameter's value on its discharge day, its "
+                                 "source, each step's result), with --hospital, how the hospital's amounts add up")
     p.add_argument("--case-id", help="the case to explain")
     p.add_argument("--hospital", help="explain how this hospital's settlement amounts were built")
     p.add_argument("--scheme", default="chs-drg-1.1", help="grouper table version (default chs-drg-1.1), or dip "

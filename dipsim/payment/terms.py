@@ -17,7 +17,7 @@ DATE applied all year").
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -129,6 +129,40 @@ class CaseTerms:
             or self.low_standard_factor != 1.0
             or any(self.deduction_points.values())
         )
+
+
+def _case_field_paths() -> dict[str, str]:
+    """Each CaseTerms field (but `day`) -> the registry path it is read from: the path whose last part, or whose
+    dotted name with "_" for ".", is the field's name. Derived, so a field added to CaseTerms without its path in
+    CASE_LEVEL fails here at import."""
+    out = {}
+    for f in fields(CaseTerms):
+        if f.name == "day":
+            continue
+        paths = [p for p in CASE_LEVEL if f.name in (p.split(".")[-1], p.replace(".", "_"))]
+        if len(paths) != 1:
+            raise AssertionError(f"CaseTerms.{f.name}: {len(paths)} registry paths match ({paths})")
+        out[f.name] = paths[0]
+    if sorted(out.values()) != sorted(CASE_LEVEL):
+        raise AssertionError(f"CASE_LEVEL paths without a CaseTerms field: {set(CASE_LEVEL) - set(out.values())}")
+    return out
+
+
+# CaseTerms field -> registry path (next to CaseTerms.of, derived from the names so the two cannot drift)
+CASE_FIELD_PATHS = _case_field_paths()
+
+
+def _plain(value: Any) -> Any:
+    """A parameter value as JSON data: tuples to lists, dates to ISO text, numpy scalars to Python."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 @dataclass(frozen=True)
@@ -292,3 +326,28 @@ def resolve(
         pool=PoolTerms.of(policy, day),
         policy=policy,
     )
+
+
+def terms_record(terms: Terms) -> dict:
+    """The terms a run applied, as JSON data (`dipsim settle` writes it as terms.json; `explain --case-id` reads it):
+    the settlement day, each period's day and its case-level values by registry path ({"outlier.high_ratio": 2.0,
+    ...}), and every other parameter by path as read on the settlement day (the pool, review, supervision-screen
+    and mode terms)."""
+    day = terms.settlement_day
+    settlement = {}
+    for path in POOL_LEVEL:
+        try:
+            settlement[path] = _plain(terms.policy.get(path, day))
+        except KeyError:  # a dated value not yet in force on that day: nothing was applied
+            settlement[path] = None
+    return {
+        "settlement_day": day.isoformat() if day else None,
+        "periods": [
+            {
+                "day": t.day.isoformat() if t.day else None,
+                "values": {path: _plain(getattr(t, name)) for name, path in CASE_FIELD_PATHS.items()},
+            }
+            for t in terms.periods
+        ],
+        "settlement": settlement,
+    }
