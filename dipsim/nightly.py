@@ -273,7 +273,7 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
     "dask" groups new partitions and prices cached ones on a Dask cluster (`scheduler` address, or a local cluster
     of two processes), the sums added and the pools solved on the client."""
     from dipsim.io.readers import parquet_files
-    from dipsim.io.writers import sha256_file, temp_dir, write_csv, write_json
+    from dipsim.io.writers import OutputFolder, sha256_file, temp_dir
     from dipsim.payment.terms import every_case_terms
     from dipsim.policy import load_policy
     from dipsim.region import load_hospitals
@@ -352,17 +352,16 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         final = runs / run_id
         tmp = temp_dir(runs, prefix=f".{run_id}-")  # the umask's mode: readable by the analysts, as a normal folder
         try:
-            write_csv(tables[0], tmp / "hospitals.csv")
-            write_csv(tables[1], tmp / "pools.csv")
-            write_csv(_run_rejects(files, cached, repeats), tmp / "rejects.csv")
-            write_json({"dipsim_version": __version__, "command": "nightly", "run_id": run_id,
-                        "policy": str(policy_path), "policy_sha256": policy.digest(), "catalog": str(catalog_path),
-                        "scheme": scheme if catalog is None else None, "months": months,
-                        "policy_day": day.isoformat() if day else None,
-                        "budget_share": share, "projection": "seasonality" if seasonality else "pro rata",
-                        "partitions": inputs, "totals": totals, "hospitals": {"file": str(hospitals_path),
-                                                            "sha256": hospitals_sha256}},
-                       tmp / "manifest.json")
+            folder = OutputFolder(tmp)
+            folder.csv(tables[0], "hospitals.csv")
+            folder.csv(tables[1], "pools.csv")
+            folder.csv(_run_rejects(files, cached, repeats), "rejects.csv")
+            folder.manifest({"command": "nightly", "run_id": run_id, "policy": str(policy_path),
+                             "policy_sha256": policy.digest(), "catalog": str(catalog_path),
+                             "scheme": scheme if catalog is None else None, "months": months,
+                             "policy_day": day.isoformat() if day else None, "budget_share": share,
+                             "projection": "seasonality" if seasonality else "pro rata", "partitions": inputs,
+                             "totals": totals, "hospitals": {"file": str(hospitals_path), "sha256": hospitals_sha256}})
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
