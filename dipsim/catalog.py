@@ -403,19 +403,18 @@ def write_catalog(catalog: Catalog, out_dir, inputs: list[dict] | None = None) -
     """CATALOG/ with catalog.parquet and catalog.csv (the groups), keys.parquet (every key seen and its group),
     coverage.md (what a modeler checks first) and manifest.json (inputs with sha256, parameters, counts). Each
     file is written atomically."""
-    from dipsim.io.writers import atomic_path, write_csv, write_json, write_parquet
+    from dipsim.io.writers import OutputFolder, atomic_path
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_parquet(catalog.groups, out / "catalog.parquet")
-    write_csv(catalog.groups, out / "catalog.csv")
+    out = OutputFolder(out_dir)
+    out.parquet(catalog.groups, "catalog.parquet")
+    out.csv(catalog.groups, "catalog.csv")
     if catalog.keys is not None:
-        write_parquet(catalog.keys, out / "keys.parquet")
-    with atomic_path(out / "coverage.md") as tmp:
+        out.parquet(catalog.keys, "keys.parquet")
+    with atomic_path(out.path / "coverage.md") as tmp:
         tmp.write_text(coverage_report(catalog), encoding="utf-8")
-    write_json({**catalog.summary(), "command": "catalog build", "inputs": inputs or [],
-                "outputs": ["catalog.parquet", "catalog.csv", "keys.parquet", "coverage.md"]}, out / "manifest.json")
-    return out
+    out.add("coverage.md")
+    out.manifest({**catalog.summary(), "command": "catalog build", "inputs": inputs or []})
+    return out.path
 
 
 def coverage_report(catalog: Catalog, top: int = 20) -> str:
