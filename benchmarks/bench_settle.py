@@ -5,9 +5,10 @@
 A random region (seeded): group points, group standard costs, costs, patient payments, hospitals in 7 levels with
 some TCM hospitals, cases spread over the pools, and a budget per pool of 60% of its cost; settlement bands on.
 
-1. `pricing.case_points` + `budget.settle` (dipsim) against a pandas version: outlier factors with `Series.where`,
-   coefficients by `merge`, a `groupby` per hospital and pool, and the point value by `scipy.optimize.brentq` on the
-   banded payments (xtol 1e-12 relative), then fen by the same largest-remainder step;
+1. the payment chain (`payment.chain.run_chain`, as `dipsim settle` runs it once the cases are read and grouped)
+   against a pandas version: outlier factors with `Series.where`, coefficients by `merge`, a `groupby` per hospital
+   and pool, and the point value by `scipy.optimize.brentq` on the banded payments (xtol 1e-12 relative), then fen
+   by the same largest-remainder step;
 2. the solve alone for all pools: `budget.settle_pool` against brentq on the same hospital sums.
 Both give the same point values (checked to 1e-9 relative) before anything is timed.
 """
@@ -19,10 +20,11 @@ import pandas as pd
 import pyarrow as pa
 from scipy.optimize import brentq
 
-from dipsim.budget import SettlementBands, hospital_payment, settle, settle_pool
+from dipsim.budget import SettlementBands, hospital_payment, settle_pool
+from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.money import largest_remainder, to_fen
+from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy
-from dipsim.pricing import case_points
 
 from _machine import arguments, best_of, machine_line
 
@@ -53,11 +55,23 @@ def region(n: int, n_hospitals: int, n_pools: int, seed: int = 7):
     return cases, hospitals, policy, budgets
 
 
-def dipsim_run(cases, hospitals, policy):
-    priced = case_points(cases["group_points"], cases["cost"], cases["standard_cost"], cases["hospital_id"],
-                         hospitals, policy)
-    return settle(cases["hospital_id"], cases["pool"], priced["case_points"], cases["cost"], cases["patient_paid"],
-                  policy)
+def chain_inputs(cases: dict) -> tuple[pa.Table, GroupedCases]:
+    """The region as the payment chain reads it: a case table and its grouping."""
+    n = len(cases["cost"])
+    table = pa.table({"case_id": pa.array(np.arange(n).astype(str)), "hospital_id": cases["hospital_id"],
+                      "total_cost": cases["cost"], "patient_paid": cases["patient_paid"]})
+    grouped = GroupedCases(group=np.full(n, "G", dtype=object), group_points=cases["group_points"],
+                           standard_cost=cases["standard_cost"], tcm_group_case=np.zeros(n, bool),
+                           tcm_treated=np.zeros(n, bool))
+    return table, grouped
+
+
+def dipsim_run(chain, pool, hospitals, policy):
+    """What `dipsim settle` runs once the cases are read and grouped: the payment chain (`run_chain`: terms, the
+    case steps, the pools), the cases' (pool, hospital) rows factorised in it, and the exact yuan tables."""
+    table, grouped = chain
+    run = run_chain(CaseSet.of(table, pool), grouped, hospitals, policy)
+    return run.hospitals, run.pools
 
 
 def pandas_price(cases, hospitals) -> pd.DataFrame:
@@ -97,15 +111,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     cases, hospitals, policy, budgets = region(args.cases, args.hospitals, args.pools)
+    chain = chain_inputs(cases)
 
-    _, pools = dipsim_run(cases, hospitals, policy)
+    _, pools = dipsim_run(chain, cases["pool"], hospitals, policy)
     ours = dict(zip(pools["pool"].to_pylist(), pools["point_value"].to_pylist()))
     sums = pandas_price(cases, hospitals)
     theirs = pandas_solve(sums, budgets)
     for pool, v in ours.items():
         assert abs(v - theirs[pool]) <= 1e-9 * v, (pool, v, theirs[pool])
 
-    full = best_of(args.repeats, lambda: dipsim_run(cases, hospitals, policy))
+    full = best_of(args.repeats, lambda: dipsim_run(chain, cases["pool"], hospitals, policy))
     full_pd = best_of(args.repeats, lambda: pandas_solve(pandas_price(cases, hospitals), budgets))
     per_pool = [(sums.loc[p], budgets[p]) for p in sorted(budgets)]
 
