@@ -406,50 +406,30 @@ def _budgets(args, policy) -> dict[str, float]:
 
 
 def _region(args, console: Console, mode: str, path):
-    """The validated cases at `path` and the hospitals table (--hospitals) of a settlement or scenario run: a DIP
-    policy needs --catalog and the table is checked before the cases are read; the cases need their settlement
-    columns (hospital, pool, insurance type, cost), and those without a pool or hospital are rejected."""
-    import pyarrow.compute as pc
-
-    from dipsim.region import Region, load_hospitals, require_settlement_columns, settleable, settlement_columns
+    """The validated cases at `path` and the hospitals table (--hospitals) of a settlement or scenario run
+    (`region.Region.of`): a DIP policy needs --catalog and the table is checked before the cases are read."""
+    from dipsim.region import Region, load_hospitals
 
     if mode == "dip" and not args.catalog:
         raise InputError("payment.mode = dip needs --catalog CATALOG")
     hospitals = load_hospitals(args.hospitals)
-    result = _load(args, console, path)
-    require_settlement_columns(settlement_columns(result), str(path))
-    settled = settleable(result.accepted, result.accepted_rows, result.accepted_sources)
-    reasons = {r["values"]: r["counts"] for r in pc.value_counts(settled.rejects["reason"]).to_pylist()}
-    _print_reasons(console, "rejected at settlement", reasons)
-    if not settled.cases.num_rows:
-        raise InputError(f"{path}: no case can be settled (rows read {result.rows_read:,}, rejected by validation "
-                         f"{result.n_rejected:,}; at settlement: "
-                         + ("; ".join(f"{count:,} {reason}" for reason, count in reasons.items()) or "none") + ")")
-    return Region(result, settled, hospitals)
+    region = Region.of(_load(args, console, path), hospitals, str(path))
+    _print_reasons(console, "rejected at settlement", region.reasons())
+    return region
 
 
 def _check_region(args, region, policies, on=None, day=None) -> None:
-    """Before grouping: every hospital of the cases priceable (under every period's case-level terms, or those of
-    `on`) and every pool with a budget on the settlement day `day` under each policy ([(label, Policy)]), each
-    --budget a pool of the cases; a budget.total pool the cases lack is a warning."""
-    import pyarrow.compute as pc
+    """`Region.problems` before grouping (exit 1 listing them); a budget.total pool the cases lack is a warning."""
+    from dipsim.region import unused_budgets
 
-    from dipsim.payment.chain import case_pools
-    from dipsim.region import region_problems, unused_budgets
-
-    cases = region.cases
-    pools = sorted(set(case_pools(cases)))
-    problems = [f"--budget {pool}: not a pool of the cases ({', '.join(pools)})"
-                for pool in _parse_budgets(args)[0] if pool not in pools]
-    problems += region_problems(region.hospitals, pc.unique(cases["hospital_id"]).to_pylist(), pools, policies, on,
-                                day)
+    problems = region.problems(policies, _parse_budgets(args)[0], on, day)
     if problems:
         raise InputError(f"{args.hospitals} and the cases: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
-    unused = unused_budgets(pools, policies[0][1], day)
+    unused = unused_budgets(region.pools(), policies[0][1], day)
     if unused:  # a warning: shown with --quiet too
         _console(argparse.Namespace(quiet=False)).print(
             f"warning: budget.total has pool(s) {', '.join(unused)} that the cases do not have (pools of the cases: "
-            f"{', '.join(pools)})", markup=False, soft_wrap=True)
+            f"{', '.join(region.pools())})", markup=False, soft_wrap=True)
 
 
 def _grouped(args, cases, mode: str):

@@ -101,9 +101,41 @@ class Region:
     settled: Settleable
     hospitals: pa.Table
 
+    @classmethod
+    def of(cls, result, hospitals: pa.Table, source: str) -> Region:
+        """The region of validated cases (`result`): InputError when they lack a settlement column or none of them
+        can be settled; those without a pool or hospital are rejected (`settleable`)."""
+        require_settlement_columns(settlement_columns(result), source)
+        settled = settleable(result.accepted, result.accepted_rows, result.accepted_sources)
+        region = cls(result, settled, hospitals)
+        if not settled.cases.num_rows:
+            raise InputError(f"{source}: no case can be settled (rows read {result.rows_read:,}, rejected by "
+                             f"validation {result.n_rejected:,}; at settlement: "
+                             + ("; ".join(f"{n:,} {why}" for why, n in region.reasons().items()) or "none") + ")")
+        return region
+
     @property
     def cases(self) -> pa.Table:
         return self.settled.cases
+
+    def reasons(self) -> dict[str, int]:
+        """Why cases were rejected at settlement, and how many for each reason."""
+        return {r["values"]: r["counts"] for r in pc.value_counts(self.settled.rejects["reason"]).to_pylist()}
+
+    def pools(self) -> list[str]:
+        from dipsim.payment.chain import case_pools
+
+        return sorted(set(case_pools(self.cases)))
+
+    def problems(self, policies, budget_pools=(), on=None, day=None) -> list[str]:
+        """Before grouping: each pool given a budget on the command line (`budget_pools`) a pool of the cases, and
+        every hospital priceable and every pool with a budget under each policy ([(label, Policy)], `region_problems`:
+        hospitals under every period's case-level terms or those of `on`, budgets on the settlement day `day`)."""
+        pools = self.pools()
+        problems = [f"--budget {pool}: not a pool of the cases ({', '.join(pools)})"
+                    for pool in budget_pools if pool not in pools]
+        return problems + region_problems(self.hospitals, pc.unique(self.cases["hospital_id"]).to_pylist(), pools,
+                                          policies, on, day)
 
     @property
     def rejected(self) -> int:
