@@ -314,13 +314,14 @@ def settle_frame(frame: SettlementFrame, case_points, terms: PoolTerms, quality:
                                         for x in row_sums)
         points_row, item_row = monthly_points.sum(axis=1), monthly_item.sum(axis=1)
     else:
-        points_row = frame.sum(case_points)
-        monthly_points = frame.monthly(case_points) if frame.n_months > 1 else points_row[:, None]
+        # by row and month in one pass, the rows' sums from those (as a chunked run adds its monthly sums)
+        monthly_points = frame.monthly(case_points)
+        points_row = monthly_points.sum(axis=1)
         if paid_by_item is None or not np.any(paid_by_item):
             item_row, monthly_item = np.zeros(len(frame.pools)), np.zeros((len(frame.pools), frame.n_months))
         else:  # a bool per case, or a share (special-case review in expected value)
-            item_case_cost = frame.cost * np.asarray(paid_by_item, dtype=np.float64)
-            item_row, monthly_item = frame.sum(item_case_cost), frame.monthly(item_case_cost)
+            monthly_item = frame.monthly(frame.cost * np.asarray(paid_by_item, dtype=np.float64))
+            item_row = monthly_item.sum(axis=1)
     missing = sorted(set(frame.pool_order) - set(terms.budget_total))
     if missing:
         raise SettlementError(f"no budget (budget.total) for pool(s) {missing}")

@@ -174,13 +174,15 @@ class CaseHospitals:
 def price(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray, index: CaseHospitals,
           hospitals: pa.Table, periods: tuple[CaseTerms, ...], period: np.ndarray,
           tcm_group_case: np.ndarray | None = None, tcm_treated: np.ndarray | None = None,
-          aux_factor: np.ndarray | None = None) -> dict:
+          aux_factor: np.ndarray | None = None, workspace: dict | None = None) -> dict:
     """Steps 2-5 of the payment chain (outlier factor, hospital coefficient, TCM bonus, auxiliary factor) for every
     case, each with the case-level terms of its period (`periods[period[i]]`): columns group_points, r, outlier
     (int8 codes into OUTLIER_CLASSES), outlier_factor, coefficient, bonus, aux_factor, paid_by_item, case_points
     (in the cases' order). `group_points` are the chain's step 1 (DIP points, or RW x points per RW); cases without
-    them get 0 points. The per-(period, hospital) values are prepared here; the Numba kernel (`pricing_kernel`)
-    prices every case in one pass."""
+    them get 0 points. The values of each cell, a (period, hospital) pair, are prepared here; the Numba kernel
+    (`pricing_kernel`) prices every case in one pass. `workspace` (a dict kept by the caller): the output columns
+    are written into its arrays, allocated once, so a sweep does not allocate and fault in ~40 MB per million cases
+    per variant; the columns returned are then overwritten by the next call with the same workspace."""
     from dipsim.pricing_kernel import price_cases
 
     n = len(group_points)
@@ -188,23 +190,11 @@ def price(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray,
     level_of = dict(zip(hospitals["hospital_id"].to_pylist(), hospitals["level"].to_pylist()))
     tcm_hospitals = {h for h, kind in zip(hospitals["hospital_id"].to_pylist(), hospitals["type"].to_pylist())
                      if kind == "中医"}
-    period = np.ascontiguousarray(period, dtype=np.int64)
-    if len(periods) == 1:
-        period = np.zeros(1, np.int64)  # the kernel reads one value for every case
-
-    def per_level(by_level: dict, plain: float) -> list[float]:
-        """A ratio per hospital: its level's entry of the `*_by_level` table, else the plain ratio."""
-        return [by_level.get(level_of.get(h), plain) for h in ids]
-
-    def coefficients(terms: CaseTerms) -> list[float]:
-        if terms.coefficient_mode == "history":
-            problems = hospital_problems(hospitals, ids, terms)
-            if problems:
-                raise InputError("; ".join(problems))
-            values = history_coefficients(codes, ids, cost, standard_cost, level_of, terms)
-        else:
-            values = hospital_coefficients(hospitals, terms, ids)
-        return [values[h] for h in ids]
+    n_hospitals = len(ids)
+    # each case's cell: its period x the number of hospitals + its hospital (its hospital alone with one period)
+    cell = np.ascontiguousarray(codes, dtype=np.int64)
+    if len(periods) > 1:
+        cell = np.asarray(period, dtype=np.int64) * n_hospitals + cell
 
     def flags(values) -> np.ndarray:
         return np.zeros(n, bool) if values is None else np.ascontiguousarray(values, dtype=np.bool_)
@@ -214,29 +204,57 @@ def price(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray,
         no_low_cut = flags(tcm_group_case)
     else:
         no_low_cut = flags(tcm_group_case) & same_price[period] if same_price.any() else flags(None)
-    aux = np.ones(n) if aux_factor is None else np.ascontiguousarray(aux_factor, dtype=np.float64)
-    by_item = np.zeros((len(periods), len(OUTLIER_CLASSES)), dtype=np.bool_)
+    buffers = {} if workspace is None else workspace
+    if aux_factor is not None:
+        aux = np.ascontiguousarray(aux_factor, dtype=np.float64)
+    else:  # a factor of 1 for every case, kept in the workspace: it never changes
+        if "ones" not in buffers or len(buffers["ones"]) != n:
+            buffers["ones"] = np.ones(n)
+        aux = buffers["ones"]
+    tcm_hospital = np.array([h in tcm_hospitals for h in ids], dtype=np.bool_)
+
+    def per_level(by_level: dict, plain: float) -> np.ndarray:
+        """A ratio per hospital: its level's entry of the `*_by_level` table, else the plain ratio."""
+        return np.array([by_level.get(level_of.get(h), plain) for h in ids], dtype=np.float64)
+
+    def coefficients(terms: CaseTerms) -> np.ndarray:
+        if terms.coefficient_mode == "history":
+            problems = hospital_problems(hospitals, ids, terms)
+            if problems:
+                raise InputError("; ".join(problems))
+            values = history_coefficients(codes, ids, cost, standard_cost, level_of, terms)
+        else:
+            values = hospital_coefficients(hospitals, terms, ids)
+        return np.array([values[h] for h in ids], dtype=np.float64)
+
+    def per_cell(values) -> np.ndarray:
+        """One value per period, for each of its cells."""
+        return np.repeat(np.asarray(values, dtype=np.float64), n_hospitals)
+
+    by_item = np.zeros((len(periods) * n_hospitals, len(OUTLIER_CLASSES)), dtype=np.bool_)
     for p, terms in enumerate(periods):
         for kind in PAID_BY_ITEM[terms.pay_by_item]:
-            by_item[p, OUTLIER_CLASSES.index(kind)] = True
-    out = {name: np.empty(n, dtype=np.float64) for name in ("r", "outlier_factor", "coefficient", "bonus",
-                                                              "case_points")}
-    code, item = np.empty(n, dtype=np.int8), np.empty(n, dtype=np.bool_)
+            by_item[p * n_hospitals:(p + 1) * n_hospitals, OUTLIER_CLASSES.index(kind)] = True
+    out = {}
+    for name, kind in (("group_points", np.float64), ("r", np.float64), ("outlier", np.int8),
+                       ("outlier_factor", np.float64), ("coefficient", np.float64), ("bonus", np.float64),
+                       ("case_points", np.float64), ("paid_by_item", np.bool_)):
+        if name not in buffers or len(buffers[name]) != n:
+            buffers[name] = np.empty(n, dtype=kind)
+        out[name] = buffers[name]
     price_cases(np.ascontiguousarray(group_points, dtype=np.float64), np.ascontiguousarray(cost, dtype=np.float64),
-                np.ascontiguousarray(standard_cost, dtype=np.float64), np.ascontiguousarray(codes, dtype=np.int64),
-                period, no_low_cut, flags(tcm_treated), aux,
-                np.array([per_level(t.low_ratio_by_level, t.low_ratio) for t in periods], dtype=np.float64),
-                np.array([per_level(t.high_ratio_by_level, t.high_ratio) for t in periods], dtype=np.float64),
-                np.array([coefficients(t) for t in periods], dtype=np.float64),
-                np.array([h in tcm_hospitals for h in ids], dtype=np.bool_),
-                np.array([t.extreme_ratio for t in periods]), np.array([t.tcm_hospital_bonus for t in periods]),
-                np.array([t.tcm_case_bonus for t in periods]), by_item,
-                out["r"], out["outlier_factor"], code, out["coefficient"], out["bonus"], out["case_points"], item)
-    points = np.asarray(group_points, dtype=np.float64)
-    return {"group_points": np.where(np.isfinite(points), points, 0.0), "r": out["r"],
-            "outlier": code, "outlier_factor": out["outlier_factor"],
-            "coefficient": out["coefficient"], "bonus": out["bonus"], "aux_factor": aux, "paid_by_item": item,
-            "case_points": out["case_points"]}
+                np.ascontiguousarray(standard_cost, dtype=np.float64), cell, no_low_cut, flags(tcm_treated), aux,
+                np.concatenate([per_level(t.low_ratio_by_level, t.low_ratio) for t in periods]),
+                np.concatenate([per_level(t.high_ratio_by_level, t.high_ratio) for t in periods]),
+                np.concatenate([coefficients(t) for t in periods]),
+                per_cell([t.extreme_ratio for t in periods]),
+                np.concatenate([np.where(tcm_hospital, t.tcm_hospital_bonus, 0.0) for t in periods]),
+                per_cell([t.tcm_case_bonus for t in periods]), by_item, out["group_points"], out["r"],
+                out["outlier_factor"], out["outlier"], out["coefficient"], out["bonus"], out["case_points"],
+                out["paid_by_item"])
+    return {"group_points": out["group_points"], "r": out["r"], "outlier": out["outlier"],
+            "outlier_factor": out["outlier_factor"], "coefficient": out["coefficient"], "bonus": out["bonus"],
+            "aux_factor": aux, "paid_by_item": out["paid_by_item"], "case_points": out["case_points"]}
 
 
 def case_points(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray, hospital_id,

@@ -134,8 +134,10 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
     runs = [(BASELINE, scenarios.baseline)] + [(v.name, scenarios.baseline.overlay(v.changes, name=v.name))
                                                for v in scenarios.variants]
     payouts, points, pool_rows, reviews, screens, funds = {}, {}, [], [], {}, None
+    workspace: dict = {}  # the pricing columns, allocated once: each variant reads only its settlement
     for number, (name, policy) in enumerate(runs):
-        run = run_chain(case_set, grouped, hospitals, policy, on, aux_factor, screens_cache=screens)
+        run = run_chain(case_set, grouped, hospitals, policy, on, aux_factor, screens_cache=screens,
+                        workspace=workspace)
         result = run.settlement
         review_row = {"scenario": name, "review_applied": 0, "review_approved": 0.0, "review_amount": 0.0}
         if run.review is not None:

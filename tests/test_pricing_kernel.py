@@ -116,16 +116,23 @@ def _kernel(periods: list, tcm_hospital: np.ndarray, rows: list) -> dict:
     aux = np.array(columns[6], dtype=np.float64)
     period = np.array(columns[7], dtype=np.int64)
     by_item = np.array([[k in PAID_BY_ITEM[p["pay_by_item"]] for k in OUTLIER_CLASSES] for p in periods])
-    out = {name: np.empty(n, dtype=np.float64) for name in ("r", "factor", "coefficient", "bonus", "points")}
+    out = {name: np.empty(n, dtype=np.float64) for name in ("group_points", "r", "factor", "coefficient", "bonus",
+                                                              "points")}
     out["code"], out["by_item"] = np.empty(n, dtype=np.int8), np.empty(n, dtype=np.bool_)
 
-    def stack(name):
-        return np.array([p[name] for p in periods], dtype=np.float64)
+    # the kernel's cells: period x hospitals + hospital, each with its period's values
+    n_hospitals = len(tcm_hospital)
+    cell = period * n_hospitals + hospital
 
-    price_cases(group_points, cost, standard, hospital, period, no_low_cut, tcm_treated, aux, stack("low_h"),
-                stack("high_h"), stack("coefficient_h"), tcm_hospital, stack("extreme"), stack("hospital_bonus"),
-                stack("case_bonus"), by_item, out["r"], out["factor"], out["code"], out["coefficient"], out["bonus"],
-                out["points"], out["by_item"])
+    def per_cell(name):
+        return np.concatenate([np.broadcast_to(np.asarray(p[name], dtype=np.float64), n_hospitals) for p in periods])
+
+    by_item_c = np.repeat(by_item, n_hospitals, axis=0)
+    hospital_bonus = np.concatenate([np.where(tcm_hospital, p["hospital_bonus"], 0.0) for p in periods])
+    price_cases(group_points, cost, standard, cell, no_low_cut, tcm_treated, aux, per_cell("low_h"),
+                per_cell("high_h"), per_cell("coefficient_h"), per_cell("extreme"), hospital_bonus,
+                per_cell("case_bonus"), by_item_c, out["group_points"], out["r"], out["factor"], out["code"],
+                out["coefficient"], out["bonus"], out["points"], out["by_item"])
     return out
 
 
@@ -143,6 +150,8 @@ def _check(region, reached: set) -> None:
     for name, values in (("r", r), ("factor", factor), ("coefficient", coefficient), ("bonus", bonus),
                          ("points", points)):
         np.testing.assert_allclose(got[name], np.array(values, dtype=np.float64), rtol=1e-12, atol=0, err_msg=name)
+    finite = [gp if math.isfinite(gp) else 0.0 for gp, *_ in rows]  # the group points, 0 when not finite
+    np.testing.assert_array_equal(got["group_points"], np.array(finite, dtype=np.float64))
     reached.update(zip(kind, by_item))
 
 

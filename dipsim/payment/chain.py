@@ -210,6 +210,7 @@ def price_cases(
     terms: Terms,
     aux_factor: np.ndarray | None = None,
     screens_cache: dict | None = None,
+    workspace: dict | None = None,
 ) -> dict:
     """Steps 1-7 for every case: the per-case columns, in chain order, ending in `item_share` (the share of the
     case's cost paid by item: 0 / 1 by outlier class, or the review's approved share) and `case_points` (final),
@@ -227,6 +228,7 @@ def price_cases(
         grouped.tcm_group_case,
         grouped.tcm_treated,
         aux_factor,
+        workspace,
     )
     columns["priced_points"] = columns.pop("case_points")
     # 6: supervision cuts, the screens run over the whole case set with the thresholds of the settlement day
@@ -288,14 +290,17 @@ def run_chain(
     aux_factor: np.ndarray | None = None,
     quality: dict[str, float] | None = None,
     screens_cache: dict | None = None,
+    workspace: dict | None = None,
 ) -> PaymentRun:
     """Every step of the chain on a case set under a policy: the terms resolved once (`payment.terms.resolve`:
     each case's on its discharge date, the pools' on the settlement day, everything on `on` when given), the cases
-    priced (steps 1-7), the pools settled (8-10). `quality`: hospital_id -> quality score (100 when absent)."""
+    priced (steps 1-7), the pools settled (8-10). `quality`: hospital_id -> quality score (100 when absent).
+    A sweep passes the same `screens_cache` (screens run once per set of their thresholds) and `workspace` (the
+    pricing columns written into arrays allocated once: the next run with it overwrites this run's columns)."""
     if len(grouped) != len(case_set):
         raise ValueError(f"{len(grouped)} grouped cases for {len(case_set)} cases")
     terms = resolve(policy, case_set.discharge_days, len(case_set), on)
-    columns = price_cases(case_set, grouped, hospitals, terms, aux_factor, screens_cache)
+    columns = price_cases(case_set, grouped, hospitals, terms, aux_factor, screens_cache, workspace)
     outcome = columns.pop("_review")
     settlement = settle_pools(
         case_set.frame,
