@@ -236,11 +236,11 @@ def price(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray,
         for kind in PAID_BY_ITEM[terms.pay_by_item]:
             by_item[p * n_hospitals:(p + 1) * n_hospitals, OUTLIER_CLASSES.index(kind)] = True
     out = {}
-    for name, kind in (("group_points", np.float64), ("r", np.float64), ("outlier", np.int8),
-                       ("outlier_factor", np.float64), ("coefficient", np.float64), ("bonus", np.float64),
-                       ("case_points", np.float64), ("paid_by_item", np.bool_)):
+    for name, dtype in (("group_points", np.float64), ("r", np.float64), ("outlier", np.int8),
+                        ("outlier_factor", np.float64), ("coefficient", np.float64), ("bonus", np.float64),
+                        ("case_points", np.float64), ("paid_by_item", np.bool_)):
         if name not in buffers or len(buffers[name]) != n:
-            buffers[name] = np.empty(n, dtype=kind)
+            buffers[name] = np.empty(n, dtype=dtype)
         out[name] = buffers[name]
     price_cases(np.ascontiguousarray(group_points, dtype=np.float64), np.ascontiguousarray(cost, dtype=np.float64),
                 np.ascontiguousarray(standard_cost, dtype=np.float64), cell, no_low_cut, flags(tcm_treated), aux,
