@@ -190,10 +190,14 @@ class SettlementFrame:
     pool_order: dict  # pool -> its rows, by hospital_id
 
     @classmethod
-    def of(cls, hospital_id, pool, cost, patient_paid, month=None) -> SettlementFrame:
+    def of(cls, hospital_id, pool, cost, patient_paid, month=None, hospital_codes=None) -> SettlementFrame:
+        """`hospital_codes`: (codes, ids) of the cases' hospitals when already factorised (`hospital_id` unused)."""
         # one integer per (pool, hospital): each column factorised on its own (hashing), then combined
         pool_code, pool_names = pd.factorize(np.asarray(pool, dtype=object))
-        hospital_code, hospital_names = pd.factorize(np.asarray(hospital_id, dtype=object))
+        if hospital_codes is None:
+            hospital_code, hospital_names = pd.factorize(np.asarray(hospital_id, dtype=object))
+        else:
+            hospital_code, hospital_names = hospital_codes
         dense = pool_code.astype(np.int64) * len(hospital_names) + hospital_code  # few pools x hospitals: no sort
         pairs = np.flatnonzero(np.bincount(dense, minlength=len(pool_names) * len(hospital_names)))
         renumber = np.full(len(pool_names) * len(hospital_names), -1, dtype=np.int64)

@@ -403,7 +403,9 @@ def _partition_sums(path: Path, drop: np.ndarray, hospitals: pa.Table, policy, c
     from dipsim.payment.terms import resolve
 
     sums, start = [], 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
+    columns = ["hospital_id", "settlement_pool", "discharge_date", "total_cost", "patient_paid", "group",
+               "group_points", "standard_cost", "tcm_group_case", "tcm_treated"]  # what steps 1-5 read
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns):
         part = pa.Table.from_batches([batch])
         if len(drop):
             part = _without(part, drop[(drop >= start) & (drop < start + part.num_rows)] - start)

@@ -22,6 +22,7 @@ with the terms of the settlement day (`payment.terms`). Each step's outcome is a
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -105,7 +106,18 @@ class CaseSet:
     month: np.ndarray | None  # year x 12 + month of discharge (0 without a date)
     los_days: np.ndarray | None
     ventilation_hours: np.ndarray | None
-    frame: SettlementFrame
+
+    @functools.cached_property
+    def frame(self) -> SettlementFrame:
+        """The (pool, hospital) rows, by discharge month: built when first settled (a chunked run sums its own)."""
+        return SettlementFrame.of(
+            None,
+            self.pool,
+            self.cost,
+            self.patient_paid,
+            self.month,
+            hospital_codes=(self.hospitals.codes, self.hospitals.ids),
+        )
 
     @classmethod
     def of(cls, cases: pa.Table, pool: np.ndarray | None = None) -> CaseSet:
@@ -133,7 +145,6 @@ class CaseSet:
             month=month,
             los_days=optional("los_days"),
             ventilation_hours=optional("ventilation_hours"),
-            frame=SettlementFrame.of(hospital_id, pool, cost, paid, month),
         )
 
     def __len__(self) -> int:
