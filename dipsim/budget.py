@@ -188,6 +188,7 @@ class SettlementFrame:
     row_patient_paid: np.ndarray
     monthly_patient_paid: np.ndarray  # rows x months
     pool_order: dict  # pool -> its rows, by hospital_id
+    month_values: np.ndarray | None = None  # the month of each column of the monthly sums (None: one period)
 
     @classmethod
     def of(cls, hospital_id, pool, cost, patient_paid, month=None, hospital_codes=None) -> SettlementFrame:
@@ -204,7 +205,7 @@ class SettlementFrame:
         renumber[pairs] = np.arange(len(pairs))
         codes = renumber[dense]
         if month is None:
-            month_code, n_months = np.zeros(len(codes), dtype=np.int64), 1
+            month_code, n_months, months = np.zeros(len(codes), dtype=np.int64), 1, None
         else:
             month_code, months = pd.factorize(np.asarray(month))
             n_months = len(months)
@@ -215,7 +216,8 @@ class SettlementFrame:
         frame = cls(codes=codes, cell=codes * n_months + month_code, n_months=n_months, pools=pools,
                     hospitals=hospitals, cases=np.bincount(codes, minlength=len(pairs)), cost=cost,
                     patient_paid=patient_paid, row_cost=np.zeros(0), row_patient_paid=np.zeros(0),
-                    monthly_patient_paid=np.zeros(0), pool_order=_pool_order(pools, hospitals))
+                    monthly_patient_paid=np.zeros(0), pool_order=_pool_order(pools, hospitals),
+                    month_values=None if months is None else np.asarray(months))
         frame.row_cost, frame.row_patient_paid = frame.sum(cost), frame.sum(patient_paid)
         frame.monthly_patient_paid = frame.monthly(patient_paid)
         return frame

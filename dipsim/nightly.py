@@ -413,11 +413,16 @@ def _partition_sums(path: Path, drop: np.ndarray, hospitals: pa.Table, policy, c
         case_set = CaseSet.of(part, part["settlement_pool"].to_numpy(zero_copy_only=False))
         terms = resolve(policy, case_set.discharge_days, len(case_set), settlement=day)
         priced = price_cases(case_set, _grouped(part, catalog), hospitals, terms)
-        frame = pd.DataFrame({"pool": case_set.pool, "hospital_id": case_set.hospitals.ids[case_set.hospitals.codes],
-                              "month": case_set.month, "points": priced["case_points"], "cost": case_set.cost,
-                              "patient_paid": case_set.patient_paid, "item": case_set.cost * priced["item_share"],
-                              "cases": 1})
-        sums.append(frame.groupby(["pool", "hospital_id", "month"], sort=False).sum())
+        frame = case_set.frame  # (pool, hospital) rows x months, summed by bincount on integer codes
+        cells = {"points": frame.monthly(priced["case_points"]),
+                 "cost": frame.monthly(case_set.cost), "patient_paid": frame.monthly_patient_paid,
+                 "item": frame.monthly(case_set.cost * priced["item_share"]),
+                 "cases": frame.monthly(np.ones(len(case_set)))}
+        row, month = np.nonzero(cells["cases"])
+        months = frame.month_values if frame.month_values is not None else np.zeros(1, np.int64)
+        index = pd.MultiIndex.from_arrays([frame.pools[row], frame.hospitals[row], months[month]],
+                                          names=["pool", "hospital_id", "month"])
+        sums.append(pd.DataFrame({name: values[row, month] for name, values in cells.items()}, index=index))
     return pd.concat(sums).groupby(level=[0, 1, 2], sort=False).sum() if sums else None  # None: an empty partition
 
 
