@@ -26,8 +26,8 @@ from dipsim.io.errors import InputError
 from dipsim.money import to_fen
 from dipsim.policy import PARAMETERS, Policy
 
-# The parameters that apply per case, on its discharge date. Every other parameter of the registry applies on the
-# settlement day (`tests/test_payment_terms.py` checks that each registry parameter is one or the other).
+# The parameters that apply per case, on its discharge date (each a field of CaseTerms: `_case_field_paths` checks it
+# at import). Every other parameter of the registry (POOL_LEVEL) applies on the settlement day.
 CASE_LEVEL = (
     "payment.drg_points_per_rw",
     "outlier.low_ratio",
