@@ -14,7 +14,6 @@ from rich.console import Console
 
 from dipsim import __version__
 from dipsim.io.errors import DipsimError, InputError, printable
-from dipsim.schema import DISCHARGE_DEATH, HOSPITAL_LEVELS
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -674,6 +673,7 @@ def cmd_demo(args) -> int:
     import pyarrow.parquet as pq
 
     from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
+    from dipsim.demo import demo_policy, demo_scenarios, region_summary, settle_demo
     from dipsim.grouping.dip import DipCatalog, group_dip_table
     from dipsim.grouping.drg import group_table
     from dipsim.grouping.grouped_cases import group_dip
@@ -701,7 +701,7 @@ def cmd_demo(args) -> int:
           f"QY {drg.str.endswith('QY').sum():,}, ungroupable (0000) {drg.str.startswith('0000').sum():,}")
     weights = calibrate_weights(groups["drg"].to_numpy(zero_copy_only=False), cases["total_cost"].to_numpy())
     write_csv(pa.Table.from_pandas(weights, preserve_index=False), out / "drg_weights.csv")
-    print(_region_summary(cases, groups, weights, out / "region" / "hospitals.parquet"))
+    print(region_summary(cases, groups, weights, out / "region" / "hospitals.parquet"))
     with _progress(console, "DIP catalogue and grouping", 1) as update:
         catalog = build_catalog(cases, CatalogOptions())
         write_catalog(catalog, out / "dip_catalog", [{"path": str(out / "validated" / "accepted"),
@@ -718,92 +718,18 @@ def cmd_demo(args) -> int:
     grouped = group_dip(cases, demo_catalog)
     hospitals = pq.read_table(out / "region" / "hospitals.parquet")
     budgets = budgets_from_cost(cases, 0.6)
-    settled = _demo_settlement(cases, hospitals, grouped, demo_policy(budgets), out)
-    reports = _demo_scenarios(cases, hospitals, grouped, budgets, out)
+    settled, lines = settle_demo(cases, hospitals, grouped, demo_policy(budgets), out)
+    print("\n".join(lines))
+    reports = []
+    for report, line in demo_scenarios(cases, hospitals, grouped, budgets, out):
+        reports.append(report)
+        print(line)
     console.print(f"region: {out / 'region'}   validated: {out / 'validated'}   groups: {out / 'grouped.parquet'}   "
                   f"weights: {out / 'drg_weights.csv'}   DIP: {out / 'dip_catalog'}, {out / 'dip_grouped.parquet'}   "
                   f"settlement: {settled}")
     for report in reports:
         console.print(f"report: {report}")
     return EXIT_OK
-
-
-def _demo_scenarios(cases, hospitals, grouped, budgets: dict, out: Path) -> list[Path]:
-    """Run every shipped DIP scenario file on the demo region with `budgets` and write its report."""
-    import pyarrow as pa
-
-    from dipsim.io.writers import write_csv
-    from dipsim.paths import scenarios_dir
-    from dipsim.report.html import write_report
-    from dipsim.scenarios import load_scenarios, run_scenarios
-
-    reports = []
-    for path in sorted(scenarios_dir().glob("*.toml")):
-        if path.stem.startswith("baseline"):
-            continue
-        scenario_set = load_scenarios(path)
-        if scenario_set.baseline.get("payment.mode") != "dip":
-            continue
-        scenario_set.baseline = scenario_set.baseline.overlay({"budget.total": budgets})
-        results = run_scenarios(cases, hospitals, scenario_set, grouped)
-        folder = out / "scenarios" / scenario_set.name
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, frame in results.tables().items():
-            write_csv(pa.Table.from_pandas(frame, preserve_index=False), folder / f"{name}.csv")
-        reports.append(write_report(results, folder / "report.html", scenario_set.title))
-        moved = results.summary.set_index("scenario")["moved"].drop("baseline")
-        print(f"scenarios {scenario_set.name}: {len(scenario_set.variants)} variants; most money moved "
-              f"{moved.max():,.2f} yuan ({moved.idxmax()})")
-    return reports
-
-
-def demo_policy(budgets: dict):
-    """The demo's policy: the defaults (DIP points, no bands) with `budgets`."""
-    from dipsim.policy import Policy
-
-    return Policy(values={}, name="defaults").overlay({"budget.total": budgets}, name="defaults, budget 60% of cost")
-
-
-def _demo_settlement(cases, hospitals, grouped, policy, out: Path) -> Path:
-    """Settle the demo region through the payment chain under `policy` (`demo_policy`: the defaults with budgets of
-    60% of each pool's billed cost); write hospitals.csv, pools.csv, cases.parquet and manifest.json into
-    OUT/settlement and print each pool's point value."""
-    from dipsim.io.writers import OutputFolder
-    from dipsim.payment.chain import CaseSet, run_chain
-
-    run = run_chain(CaseSet.of(cases), grouped, hospitals, policy)
-    folder = OutputFolder(out / "settlement")
-    folder.csv(run.hospitals, "hospitals.csv")
-    folder.csv(run.pools, "pools.csv")
-    folder.parquet(run.case_table(), "cases.parquet")
-    day = run.terms.settlement_day
-    folder.manifest({"command": "demo", "policy": policy.source, "policy_name": policy.name,
-                     "policy_sha256": policy.digest(), "policy_day": day.isoformat() if day else None, "mode": "dip"})
-    for row in run.pools.to_pylist():
-        print(f"settlement {row['pool']}: budget {row['budget_available']:,} yuan over {row['total_points']:,.0f} "
-              f"points -> point value {row['point_value']:.4f} yuan, paid out to the fen")
-    return folder.path
-
-
-def _region_summary(cases, groups, weights, hospitals_path: Path) -> str:
-    """Cases, cost, case-mix index (CMI = mean RW), TCM share and deaths by hospital level."""
-    import pandas as pd
-
-    frame = cases.select(["hospital_id", "total_cost", "tcm_treated", "discharge_mode"]).to_pandas()
-    frame["rw"] = groups["drg"].to_pandas().map(weights.set_index("drg")["rw"])
-    hospitals = pd.read_parquet(hospitals_path, columns=["hospital_id", "level"])
-    merged = frame.merge(hospitals, on="hospital_id", how="left")
-    table = merged.groupby("level", sort=False).agg(
-        hospitals=("hospital_id", "nunique"), cases=("hospital_id", "size"), cost=("total_cost", "sum"),
-        mean_cost=("total_cost", "mean"), cmi=("rw", "mean"), tcm=("tcm_treated", "mean"),
-        deaths=("discharge_mode", lambda m: (m == DISCHARGE_DEATH).mean()))
-    table = table.reindex([lvl for lvl in HOSPITAL_LEVELS if lvl in table.index])
-    table["cost"] /= 1e4
-    table.index.name = "等级"
-    table.columns = ["医院数", "病例数", "总费用(万元)", "例均费用(元)", "CMI", "中医治疗占比", "死亡率"]
-    formats = {"CMI": "{:.3f}".format, "中医治疗占比": "{:.1%}".format, "死亡率": "{:.1%}".format}
-    with pd.option_context("display.unicode.east_asian_width", True):
-        return table.to_string(formatters=formats, float_format=lambda v: f"{v:,.0f}")
 
 
 # ---------------------------------------------------------------- parser

@@ -176,7 +176,7 @@ def test_nightly_dask_prices_partitions_like_settle(world, tmp_path, monkeypatch
 
 
 def test_demo_settlement_is_settle(world, settled_full, tmp_path):
-    from dipsim.cli import _demo_settlement
+    from dipsim.demo import settle_demo
     from dipsim.grouping.dip import load_catalog
     from dipsim.grouping.grouped_cases import group_dip
     from dipsim.io import load_cases
@@ -187,7 +187,7 @@ def test_demo_settlement_is_settle(world, settled_full, tmp_path):
     cases = settleable(loaded.accepted, loaded.accepted_rows, loaded.accepted_sources).cases
     grouped = group_dip(cases, load_catalog(world / "cat"))
     hospitals = load_hospitals(world / "region" / "hospitals.parquet")
-    folder = _demo_settlement(cases, hospitals, grouped, load_policy(world / "full.toml"), tmp_path)
+    folder, _ = settle_demo(cases, hospitals, grouped, load_policy(world / "full.toml"), tmp_path)
     assert_same_money(read_rows(settled_full / "hospitals.csv"), read_rows(folder / "hospitals.csv"),
                       "demo settlement vs settle")
     assert (folder / "hospitals.csv").read_bytes() == (settled_full / "hospitals.csv").read_bytes()
