@@ -153,8 +153,8 @@ class CaseSet:
 
 @dataclass
 class PaymentRun:
-    """One run of the chain: every step's column per case, the pools' settlement, the review's summary per
-    hospital (None without review) and the terms applied."""
+    """One run of the chain: every step's column per case, the pools' settlement, the special-case review (per
+    case and per hospital; None without review) and the terms applied."""
 
     case_set: CaseSet
     grouped: GroupedCases
