@@ -345,7 +345,15 @@ def _case_ids(raw: RawCases) -> tuple[pa.Array, bool]:
 
 def _first_positions(ids: pa.Array) -> np.ndarray | None:
     """Each row's position of the first row with its case id (-1 where the id is missing); None when no id
-    repeats."""
+    repeats. The usual case, no id twice, is told by 64-bit hashes (a Numba pass and a sort, `case_id_hashes`):
+    distinct hashes are distinct ids; equal hashes (a repeat, a missing id, or a collision) go to the exact check."""
+    from .case_id_hashes import case_id_hashes
+
+    if len(ids) < 2:
+        return None
+    hashes = np.sort(case_id_hashes(ids))  # a sort, not np.unique (numpy 2's hash-based unique is 10x slower here)
+    if not (hashes[1:] == hashes[:-1]).any():
+        return None
     encoded = pc.dictionary_encode(ids)
     index = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
     present = index >= 0
@@ -407,10 +415,15 @@ def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str |
     parents = np.repeat(np.arange(n), lengths)
     is_principal = np.zeros(len(item), bool)
     is_principal[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
-    text = distinct.to_numpy(zero_copy_only=False)[item]
+    distinct_text = distinct.to_numpy(zero_copy_only=False)  # each distinct code once; items index it
+
+    def text(at: np.ndarray) -> np.ndarray:
+        """The codes of the items `at` (a mask or positions), as text, built only for the items a line names."""
+        return distinct_text[item[at]]
+
     # An empty item is a missing principal (`split_code_list` keeps one only first, before other codes): the case
     # has no principal, and its other codes stay secondary.
-    empty = text == ""
+    empty = (distinct_text == "")[item]
     shape_ok = pc.fill_null(codes.is_valid_code_shape(distinct, system), False).to_numpy(zero_copy_only=False)[item]
     label = "ICD-10" if system == "icd10" else "ICD-9-CM-3"
     if name == "diagnoses":
@@ -419,7 +432,8 @@ def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str |
         bad_principal = np.zeros(n, bool)
         bad_principal[parents[is_principal & ~shape_ok & ~empty]] = True
         principal_text = np.full(n, "", dtype=object)
-        principal_text[parents[is_principal]] = text[is_principal]
+        if bad_principal.any():
+            principal_text[parents[is_principal]] = text(is_principal)
         p.reject(bad_principal, name, principal_text, f"principal diagnosis is not an {label} code")
         _missing_principal(p, ~has_principal, lists, parents[~is_principal & ~empty], opts)
     else:
@@ -429,16 +443,16 @@ def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str |
             p.warn(no_principal, name, pc.binary_join(lists, ","), "missing principal procedure (主要手术操作) "
                    "although other procedures are given: no procedure is taken as principal")
     bad_items = ~shape_ok & ~empty & (~is_principal if name == "diagnoses" else True)
-    p.warn_items(parents[bad_items], name, text[bad_items], f"not an {label} code: ignored by grouping")
+    p.warn_items(parents[bad_items], name, text(bad_items), f"not an {label} code: ignored by grouping")
     if opts.check_dictionary and len(item):
         dictionary = codes.load_icd10() if system == "icd10" else codes.load_icd9()
         ids = dictionary.encode(distinct)[item]
         unknown = shape_ok & (ids < 0)
-        p.warn_items(parents[unknown], name, text[unknown], f"not in {label} 医保版 2.0")
+        p.warn_items(parents[unknown], name, text(unknown), f"not in {label} 医保版 2.0")
         if name == "diagnoses":
             allowed = dictionary.table["allowed_as_principal"].to_numpy(dtype=bool)[np.maximum(ids, 0)]
             not_allowed = is_principal & (ids >= 0) & ~allowed
-            p.warn_items(parents[not_allowed], name, text[not_allowed],
+            p.warn_items(parents[not_allowed], name, text(not_allowed),
                          "not allowed as principal diagnosis (灰码) in 医保版 2.0")
     return lists
 
