@@ -16,6 +16,7 @@ from dipsim import __version__
 from dipsim.io.errors import DipsimError, InputError, printable
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+GROUP_BATCH_ROWS = 1 << 18  # `dipsim group` reads, validates and groups a large Parquet file this many rows at a time
 
 
 class _Console(Console):
@@ -142,9 +143,11 @@ def _print_reasons(console: Console, title: str, reasons: dict[str, int], top: i
 
 def cmd_group(args) -> int:
     """Validate the input, group every accepted case, write OUT (csv or parquet) and the rejects beside it."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     from dipsim.grouping.drg import GROUPING_COLUMNS, group_table, warm_up
+    from dipsim.io.validate import counts_line, duplicate_rows, iter_cases
     from dipsim.io.writers import write_csv, write_table
 
     console = _console(args)
@@ -157,18 +160,27 @@ def cmd_group(args) -> int:
         return _group_versions(args, console, out)
     scheme = _scheme(args, compiled=True)
     warm_up(scheme)  # the kernel loads while the input is read
-    result = _load(args, console, args.input, columns=list(GROUPING_COLUMNS), dictionary_codes=True)
-    with _progress(console, f"grouping ({args.scheme})", 1) as update:
-        groups = group_table(result.accepted, scheme=scheme)
-        update(1, 1)
-    write_table(groups, out)
-    rejects = out.with_name(out.stem + ".rejects.csv")
-    write_csv(result.rejects, rejects)
-    ungroupable = pc.sum(pc.starts_with(groups["drg"], "0000")).as_py() or 0
-    print(f"{result.counts_line()}; grouped {groups.num_rows - ungroupable:,}, ungroupable (0000) "
-          f"{ungroupable:,} -> {out}")
-    if result.n_rejected:
-        console.print(f"rejected rows are not grouped; see {rejects}")
+    mapping, options, sheet = _read_options(args)
+    pieces = iter_cases(args.input, GROUP_BATCH_ROWS, options, mapping, args.encoding, sheet,
+                        columns=list(GROUPING_COLUMNS), dictionary_codes=True)
+    groups, rejects, rows_read, accepted, rejected, repeats = [], [], 0, 0, 0, 0
+    with _progress(console, f"reading, validating and grouping ({args.scheme})", None) as update:
+        for result in pieces:  # a piece at a time: memory bounded by the piece, not the input
+            groups.append(group_table(result.accepted, scheme=scheme))
+            rejects.append(result.rejects)
+            rows_read, accepted, rejected = (rows_read + result.rows_read, accepted + result.n_accepted,
+                                             rejected + result.n_rejected)
+            repeats += duplicate_rows(result.rejects)
+            update(accepted + rejected, None)
+    table = pa.concat_tables(groups)
+    write_table(table, out)
+    rejects_path = out.with_name(out.stem + ".rejects.csv")
+    write_csv(pa.concat_tables(rejects), rejects_path)
+    ungroupable = pc.sum(pc.starts_with(table["drg"], "0000")).as_py() or 0
+    print(f"{counts_line(rows_read, accepted, rejected, {'duplicate case ids': repeats})}; grouped "
+          f"{table.num_rows - ungroupable:,}, ungroupable (0000) {ungroupable:,} -> {out}")
+    if rejected:
+        console.print(f"rejected rows are not grouped; see {rejects_path}")
     return EXIT_OK
 
 

@@ -795,7 +795,33 @@ def _stacked(folder: Path, results: list[ValidationResult]) -> ValidationResult:
     return stacked
 
 
-def iter_load_cases(path, batch_rows: int, options: ValidationOptions | None = None) -> Iterator[ValidationResult]:
+def iter_cases(path, batch_rows: int, options: ValidationOptions | None = None, header_mapping: dict | None = None,
+               encoding: str | None = None, sheet=None, columns: list[str] | None = None,
+               dictionary_codes: bool = False) -> Iterator[ValidationResult]:
+    """`load_cases` in pieces whose memory is bounded, for a command that handles its cases piece by piece: a raw
+    Parquet file `batch_rows` rows at a time (`iter_load_cases`), a folder of raw partitions one partition at a time
+    (each validated alone and a case id of an earlier partition rejected, as `load_cases` does), any other input
+    (CSV, Excel, a complete `dipsim validate` output, read with `columns` / `dictionary_codes`) whole. The pieces'
+    accepted rows, rejects and warnings, in order, are those of `load_cases` (tested)."""
+    from .readers import PARQUET_SUFFIXES, parquet_files, read_cases_raw, validated_stamp
+
+    opts = options or ValidationOptions()
+    path = Path(path)
+    if path.is_dir():
+        files = parquet_files(path)
+        if not _stamp_fits(validated_stamp(files, folder=True), opts):
+            earlier = EarlierCaseIds(path)
+            for file in files:
+                yield earlier.reject_repeats(validate_cases(read_cases_raw(file, header_mapping), opts))
+            return
+    elif path.suffix.lower() in PARQUET_SUFFIXES and path.is_file():
+        yield from iter_load_cases(path, batch_rows, opts, header_mapping)
+        return
+    yield load_cases(path, opts, header_mapping, encoding, sheet, columns, dictionary_codes)
+
+
+def iter_load_cases(path, batch_rows: int, options: ValidationOptions | None = None,
+                    header_mapping: dict | None = None) -> Iterator[ValidationResult]:
     """`load_cases` of one Parquet file, `batch_rows` rows at a time (memory bounded by the batch): each batch is
     validated alone, and a case id repeated from an earlier batch is rejected as in one read (the file's case id
     column is checked whole first, when the file is larger than a batch)."""
@@ -803,7 +829,7 @@ def iter_load_cases(path, batch_rows: int, options: ValidationOptions | None = N
 
     opts = options or ValidationOptions()
     first_rows = None
-    for number, raw in enumerate(iter_parquet_raw(path, batch_rows)):
+    for number, raw in enumerate(iter_parquet_raw(path, batch_rows, header_mapping)):
         if number == 0 and not _trusted(raw, opts) and parquet_metadata(Path(path)).num_rows > batch_rows:
             first_rows = _file_first_rows(Path(path), raw.header_map)
         part = None if first_rows is None or not len(raw.rows) else first_rows[raw.rows[0] - 1:raw.rows[-1]]

@@ -1,0 +1,75 @@
+"""Commands that handle their cases a piece at a time (`io.validate.iter_cases`) see exactly what one read sees: the
+same accepted rows, rejects and warnings in the same order, whether the input is one Parquet file read in batches
+or a folder read partition by partition; and `dipsim group` writes the same output and rejects whatever the batch."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from dipsim.io.validate import iter_cases, load_cases
+
+
+@pytest.fixture(scope="module")
+def claims(tmp_path_factory):
+    """A small synthetic region whose partitions hold bad input: a case id repeated from an earlier partition, a
+    negative cost, a malformed principal diagnosis; and the same cases as one file."""
+    from dipsim.synth import synthesize_region
+
+    root = tmp_path_factory.mktemp("streaming")
+    synthesize_region(root / "region", cases=1_500, hospitals=6, seed=21)
+    folder = root / "region" / "cases"
+    parts = sorted(folder.glob("*/part-0.parquet"))
+    first_id = pq.read_table(parts[0])["case_id"][0].as_py()
+    march = pq.read_table(parts[2])
+    ids = march["case_id"].to_pylist()
+    ids[3] = first_id  # January's first case id again in March
+    cost = march["total_cost"].to_pylist()
+    cost[5] = -10.0
+    diagnoses = march["diagnoses"].to_pylist()
+    diagnoses[7] = ["not a code", *diagnoses[7][1:]]
+    march = march.set_column(march.schema.get_field_index("case_id"), "case_id", pa.array(ids))
+    march = march.set_column(march.schema.get_field_index("total_cost"), "total_cost", pa.array(cost))
+    march = march.set_column(march.schema.get_field_index("diagnoses"), "diagnoses",
+                             pa.array(diagnoses, march.schema.field("diagnoses").type))
+    pq.write_table(march, parts[2])
+    one = root / "one.parquet"
+    pq.write_table(pa.concat_tables([pq.read_table(p) for p in parts]), one, row_group_size=100)
+    return folder, one
+
+
+def _together(pieces):
+    return (sum(p.rows_read for p in pieces), pa.concat_tables([p.accepted for p in pieces]),
+            pa.concat_tables([p.rejects for p in pieces]).to_pylist(),
+            pa.concat_tables([p.warnings for p in pieces]).to_pylist())
+
+
+@pytest.mark.parametrize("which", ["folder", "one file"])
+def test_the_pieces_are_one_read(claims, which):
+    path = claims[0] if which == "folder" else claims[1]
+    whole = load_cases(path)
+    pieces = list(iter_cases(path, 256))
+    assert len(pieces) > 1  # really in pieces
+    rows_read, accepted, rejects, warnings = _together(pieces)
+    assert rows_read == whole.rows_read
+    assert accepted.equals(whole.accepted)
+    assert rejects == whole.rejects.to_pylist() and warnings == whole.warnings.to_pylist()
+    assert sum(p.n_rejected for p in pieces) == whole.n_rejected == 3  # the repeat, the cost, the principal
+    reasons = {r["reason"].split(" (")[0] for r in rejects}
+    assert {"duplicate case id", "negative amount"} <= reasons
+
+
+@pytest.mark.parametrize("which", ["folder", "one file"])
+def test_group_writes_the_same_whatever_the_batch(claims, tmp_path, monkeypatch, which):
+    from dipsim import cli
+
+    path = claims[0] if which == "folder" else claims[1]
+    assert cli.main(["group", str(path), "-o", str(tmp_path / "whole.parquet"), "-q"]) == 0
+    monkeypatch.setattr(cli, "GROUP_BATCH_ROWS", 200)
+    assert cli.main(["group", str(path), "-o", str(tmp_path / "batched.parquet"), "-q"]) == 0
+    whole, batched = pq.read_table(tmp_path / "whole.parquet"), pq.read_table(tmp_path / "batched.parquet")
+    assert batched.equals(whole) and whole.num_rows == 1_500 - 3
+    assert not pc.any(pc.equal(whole["case_id"], "")).as_py()
+    assert ((tmp_path / "batched.rejects.csv").read_bytes() == (tmp_path / "whole.rejects.csv").read_bytes())
