@@ -345,14 +345,9 @@ def _case_ids(raw: RawCases) -> tuple[pa.Array, bool]:
 
 def _first_positions(ids: pa.Array) -> np.ndarray | None:
     """Each row's position of the first row with its case id (-1 where the id is missing); None when no id
-    repeats. The usual case, no id twice, is told by 64-bit hashes (a Numba pass and a sort, `case_id_hashes`):
-    distinct hashes are distinct ids; equal hashes (a repeat, a missing id, or a collision) go to the exact check."""
-    from .case_id_hashes import case_id_hashes
-
-    if len(ids) < 2:
-        return None
-    hashes = np.sort(case_id_hashes(ids))  # a sort, not np.unique (numpy 2's hash-based unique is 10x slower here)
-    if not (hashes[1:] == hashes[:-1]).any():
+    repeats. The usual case, no id twice, is told by counting the distinct ids (about half the time of the
+    dictionary encoding that finds the first rows)."""
+    if len(pc.unique(ids)) == len(ids):  # a missing id counts once: one is no repeat, two go to the exact check
         return None
     encoded = pc.dictionary_encode(ids)
     index = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
