@@ -4,7 +4,8 @@
 
 Synthesises a region (or reuses benchmarks/_work/region_N), writes one month-free copy of its cases as a
 GB18030 CSV with Chinese headers (the way bureaus export them), then times `dipsim.io.load_cases` on the Parquet
-folder and on the CSV, each in a fresh child process so that peak RSS is the load's own.
+folder and on the CSV, each in a fresh child process so that peak RSS is the load's own, beside a bare pyarrow
+read of the same input in a fresh process (the physical limit).
 Prints markdown rows for benchmarks/RESULTS.md.
 """
 
@@ -24,6 +25,20 @@ elapsed = time.perf_counter() - start
 print(json.dumps({"rows": result.rows_read, "accepted": result.n_accepted, "rejected": result.n_rejected,
                   "warnings": result.n_warnings, "seconds": elapsed,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+# The physical limit beside each load (issue 17): a bare pyarrow read of the same input, whole, in a fresh process.
+BARE = r"""
+import json, resource, sys, time
+import pyarrow.csv as pacsv, pyarrow.parquet as pq
+start = time.perf_counter()  # after the imports, as the load's own timing
+path = sys.argv[1]
+if path.endswith(".csv"):
+    encoding = "gb18030" if "gb18030" in path else "utf8"
+    table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(encoding=encoding))
+else:
+    table = pq.read_table(path)
+print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 
 # Chinese headers of a typical 结算清单 export, for the CSV copy.
@@ -69,16 +84,17 @@ def main() -> None:
     region = ensure_region(args.cases, args.seed)
     csv_path = ensure_csv(region)
     print(machine_line(f"python benchmarks/bench_load.py --cases {args.cases}"))
-    print("| input | rows | accepted | rejected | seconds | cases/s | peak RSS MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| input | rows | accepted | rejected | seconds | cases/s | peak RSS MB | bare pyarrow read s | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     inputs = [("Parquet, 12 monthly partitions", region / "cases"),
               (f"CSV GB18030, Chinese headers ({csv_path.stat().st_size / 1e6:.0f} MB)", csv_path)]
     real = HERE.parent.parent / "shared" / "reference" / "cases"  # the real files, when this checkout has them
     inputs += [(f"real cases `{p.name}` (UTF-8)", p) for p in sorted(real.glob("*.csv"))]
     for label, path in inputs:
         r = child(CHILD, str(path))
+        bare = child(BARE, str(path))["seconds"]
         print(f"| {label} | {r['rows']:,} | {r['accepted']:,} | {r['rejected']:,} | {r['seconds']:.2f} | "
-              f"{r['rows'] / r['seconds']:,.0f} | {r['peak_rss_mb']:,.0f} |")
+              f"{r['rows'] / r['seconds']:,.0f} | {r['peak_rss_mb']:,.0f} | {bare:.2f} | {r['seconds'] / bare:.1f}x |")
 
 
 if __name__ == "__main__":
