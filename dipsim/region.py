@@ -123,9 +123,12 @@ class Region:
         return {r["values"]: r["counts"] for r in pc.value_counts(self.settled.rejects["reason"]).to_pylist()}
 
     def pools(self) -> list[str]:
+        """The settlement pools of the cases (统筹区-险种), sorted; made once."""
         from dipsim.payment.chain import case_pools
 
-        return sorted(set(case_pools(self.cases)))
+        if not hasattr(self, "_pools"):
+            self._pools = sorted(set(pc.unique(pa.array(case_pools(self.cases), pa.string())).to_pylist()))
+        return self._pools
 
     def problems(self, policies, budget_pools=(), on=None, day=None) -> list[str]:
         """Before grouping: each pool given a budget on the command line (`budget_pools`) a pool of the cases, and
