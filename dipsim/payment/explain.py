@@ -113,7 +113,7 @@ def explain_case(settle_dir, case_id: str) -> str:
     for path in ("outlier.low_ratio_by_level", "outlier.high_ratio_by_level"):
         if values.get(path):
             lines += param(path, " (a listed hospital level's own ratio, instead of the plain one)")
-    if case["outlier"] == "high" and r is not None and not values.get("outlier.high_ratio_by_level"):
+    if case["outlier"] in ("high", "extreme") and r is not None and not values.get("outlier.high_ratio_by_level"):
         high = values["outlier.high_ratio"]
         lines.append(f"     factor = ({_num(r)} - {_value(high)}) + 1 = {_num(case['outlier_factor'])}")
     # 3 coefficient
