@@ -26,7 +26,7 @@ from dipsim.catalog import principal_codes
 from dipsim.io.errors import InputError
 from dipsim.io.toml_files import read_toml
 from dipsim.paths import tables_dir
-from dipsim.schema import DISCHARGE_DEATH
+from dipsim.schema import DISCHARGE_DEATH, float_column
 
 SEVERITY_CLASSES = ("I", "II", "III", "IV-短", "IV-长")  # IV-短: death with LOS <= death_los_days
 
@@ -134,15 +134,9 @@ def charlson_index(diagnoses: pa.ChunkedArray | pa.Array, include_principal: boo
 # Per case
 
 
-def _column(cases: pa.Table, name: str, missing: float) -> np.ndarray:
-    if name not in cases.column_names:
-        return np.full(cases.num_rows, missing, dtype=float)
-    return pc.fill_null(pc.cast(cases[name], pa.float64()), missing).to_numpy(zero_copy_only=False)
-
-
 def _age_band(cases: pa.Table, bands: tuple[Band, ...]) -> np.ndarray:
-    years = _column(cases, "age_years", np.nan)
-    days = _column(cases, "age_days", np.nan)
+    years = float_column(cases, "age_years", np.nan)
+    days = float_column(cases, "age_days", np.nan)
     under_one = np.where(np.isnan(years), days <= 364, years < 1)
     out = np.full(cases.num_rows, -1, dtype=np.int64)
     for k in range(len(bands) - 1, -1, -1):  # the first band that holds wins: assign from the last
@@ -174,8 +168,8 @@ def _severity(cases: pa.Table, aux: AuxiliaryCatalog) -> np.ndarray:
     dx, offsets = encode_codes(cases["diagnoses"], compiled.dx_codes)
     level = np.zeros(cases.num_rows, dtype=np.int8)
     kernels.cc_levels(dx, offsets, compiled.dx_secondary, compiled.excl_offsets, compiled.excl_tables, level)
-    died = _column(cases, "discharge_mode", 0) == DISCHARGE_DEATH
-    los = _column(cases, "los_days", np.nan)
+    died = float_column(cases, "discharge_mode", 0) == DISCHARGE_DEATH
+    los = float_column(cases, "los_days", np.nan)
     return np.where(died, np.where(los <= aux.death_los_days, 3, 4), level.astype(np.int64))
 
 

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from dipsim.io.errors import InputError
 from dipsim.io.validate import reject_lines
-from dipsim.schema import REJECT_SCHEMA
+from dipsim.schema import REJECT_SCHEMA, float_column
 
 # The case columns a settlement cannot do without (canonical name -> the 结算清单 field).
 SETTLEMENT_COLUMNS = {"hospital_id": "定点医疗机构编码", "pool": "统筹区", "insurance_type": "险种类型",
@@ -286,7 +286,7 @@ def budgets_from_cost(cases: pa.Table, share: float, budgets: dict | None = None
 
     out = dict(budgets or {})
     pool = case_pools(cases)
-    cost = pc.fill_null(pc.cast(cases["total_cost"], pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+    cost = float_column(cases, "total_cost", 0.0)
     for p in sorted(set(pool) - set(out)):
         out[p] = round(float(cost[pool == p].sum()) * share, 2)
     return out

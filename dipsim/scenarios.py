@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
 from dipsim.io.toml_files import read_toml
 from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy, PolicyError, load_policy
+from dipsim.schema import float_column
 
 BASELINE = "baseline"
 MAX_VARIANTS = 10_000  # a scenario file with more variants is refused unless --max-variants raises the limit
@@ -181,8 +181,7 @@ def _funds(case_set: CaseSet, run) -> pd.DataFrame:
 
     cases = case_set.table
     has_fund = "fund_paid" in cases.column_names and cases["fund_paid"].null_count < cases.num_rows
-    claims = (pc.fill_null(pc.cast(cases["fund_paid"], pa.float64()), 0.0).to_numpy(zero_copy_only=False)
-              if has_fund else case_set.cost - case_set.patient_paid)
+    claims = float_column(cases, "fund_paid", 0.0) if has_fund else case_set.cost - case_set.patient_paid
     return fund_monitor(case_set.pool, case_set.month, claims, run.case_points, case_set.patient_paid, run.terms.policy,
                         item_cost=case_set.cost * run.columns["item_share"], on=run.terms.settlement_day)
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,10 @@ REJECT_SCHEMA = pa.schema(
     ]
 )
 
+
+def float_column(table: pa.Table, name: str, missing: float = np.nan) -> np.ndarray:
+    """A column as float64 with `missing` where it is null, or `missing` everywhere when the table has no such
+    column: how pricing, grouping and the screens read a numeric field of the case schema."""
+    if name not in table.column_names:
+        return np.full(table.num_rows, missing, dtype=np.float64)
+    return pc.fill_null(pc.cast(table[name], pa.float64()), missing).to_numpy(zero_copy_only=False)

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dipsim.schema import DISCHARGE_DEATH
+from dipsim.schema import DISCHARGE_DEATH, float_column
 
 SCREENS = ("split_readmission", "low_standard", "long_stay", "five_same", "upcoding", "low_risk_death")
 TRANSFER_MODES = (2, 3)  # 离院方式 2 医嘱转院, 3 医嘱转社区: a short stay that ends in a transfer is not low-standard
@@ -109,9 +109,7 @@ class _Cases:
         n, names = cases.num_rows, cases.column_names
 
         def number(name: str, missing=np.nan) -> np.ndarray:
-            if name not in names:
-                return np.full(n, missing)
-            return pc.fill_null(pc.cast(cases[name], pa.float64()), missing).to_numpy(zero_copy_only=False)
+            return float_column(cases, name, missing)
 
         def coded(name: str, values=None) -> _Coded:
             if values is None and name not in names:
@@ -400,7 +398,7 @@ def screen_inputs(cases: pa.Table, scheme: str = "chs-drg-1.1", catalog=None) ->
     else:
         from dipsim.weights import calibrate_weights
 
-        cost = pc.fill_null(pc.cast(cases["total_cost"], pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+        cost = float_column(cases, "total_cost", 0.0)
         weights = calibrate_weights(codes, cost)
         group = np.where(codes == "0000", None, codes)
         points = pd.Series(codes).map(dict(zip(weights["drg"], weights["rw"]))).to_numpy(dtype=np.float64)

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from dipsim.io.errors import InputError
 from dipsim.io.toml_files import read_toml
+from dipsim.schema import float_column
 
 CRITERIA = ("flag", "share", "diagnosis")
 TCM_PREFIX = "TCM/"
@@ -60,13 +61,6 @@ def rule_from_dict(data: dict | None) -> TcmRule | None:
         return None
     return TcmRule(diseases=tuple(data["diseases"]), treated_by=tuple(data["treated_by"]),
                    min_share=data.get("min_share"))
-
-
-def float_column(cases: pa.Table, name: str) -> np.ndarray:
-    """A column as float64 with NaN where it is null, or all NaN when the table has no such column."""
-    if name not in cases.column_names:
-        return np.full(cases.num_rows, np.nan)
-    return pc.fill_null(pc.cast(cases[name], pa.float64()), np.nan).to_numpy(zero_copy_only=False)
 
 
 def tcm_flag(cases: pa.Table) -> np.ndarray:

@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 
 from dipsim.catalog import COMPREHENSIVE, CORE, TCM, TREATMENTS, CatalogOptions, key_parts
 from dipsim.io.errors import InputError
-from dipsim.tcm import float_column, rule_from_dict, tcm_groups, tcm_treated
+from dipsim.schema import float_column
+from dipsim.tcm import rule_from_dict, tcm_groups, tcm_treated
 
 from . import dip_kernel
 from .dip_kernel import MATCH_BEST, MATCH_COMPREHENSIVE, MATCH_EXACT, MATCH_NONE

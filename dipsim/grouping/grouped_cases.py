@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dipsim.schema import float_column
+
 UNITS = ("points", "rw")
 
 
@@ -48,10 +50,6 @@ class GroupedCases:
                    tcm_treated=np.asarray(arrays["tcm_treated"], bool), unit=unit)
 
 
-def _float(cases: pa.Table, name: str) -> np.ndarray:
-    return pc.fill_null(pc.cast(cases[name], pa.float64()), 0.0).to_numpy(zero_copy_only=False)
-
-
 def group_dip(cases: pa.Table, catalog) -> GroupedCases:
     """Group points, standard cost, TCM flags and group ids of every case under a DIP catalogue."""
     from dipsim.grouping.dip import group_dip_table
@@ -77,7 +75,7 @@ def group_drg(cases: pa.Table, scheme: str, weights=None) -> GroupedCases:
     from dipsim.weights import calibrate_weights
 
     drg = group_table(cases, scheme)["drg"].to_numpy(zero_copy_only=False)
-    table = weights if weights is not None else calibrate_weights(drg, _float(cases, "total_cost"))
+    table = weights if weights is not None else calibrate_weights(drg, float_column(cases, "total_cost", 0.0))
     rw = dict(zip(table["drg"], table["rw"]))
     mean = dict(zip(table["drg"], table["mean_cost"])) if "mean_cost" in table else {}
     return GroupedCases(group=np.asarray(drg, dtype=object),

@@ -37,6 +37,7 @@ from dipsim.io.errors import InputError
 from dipsim.payment.terms import Terms, resolve
 from dipsim.pricing import OUTLIER_CLASSES, CaseHospitals, price
 from dipsim.review import Review, apply_review
+from dipsim.schema import float_column
 from dipsim.supervise import consequences, screens_for
 
 if TYPE_CHECKING:
@@ -59,10 +60,6 @@ STEPS = (
 def rules() -> list[str]:
     """The chain's steps in order, one line each."""
     return [f"{number:>2}  {name:<21}{what}" for number, (name, what) in enumerate(STEPS, start=1)]
-
-
-def _float(cases: pa.Table, name: str, missing: float = 0.0) -> np.ndarray:
-    return pc.fill_null(pc.cast(cases[name], pa.float64()), missing).to_numpy(zero_copy_only=False)
 
 
 def case_pools(cases: pa.Table) -> np.ndarray:
@@ -124,7 +121,7 @@ class CaseSet:
         """`pool`: each case's 统筹区-险种 when already made (`case_pools` of the cases otherwise)."""
         hospital_id = pc.cast(cases["hospital_id"], pa.string()).to_numpy(zero_copy_only=False)
         pool = case_pools(cases) if pool is None else np.asarray(pool, dtype=object)
-        cost, paid = _float(cases, "total_cost"), _float(cases, "patient_paid")
+        cost, paid = float_column(cases, "total_cost", 0.0), float_column(cases, "patient_paid", 0.0)
         days = discharge_days(cases)
         month = None
         if days is not None:
@@ -133,7 +130,7 @@ class CaseSet:
             ).to_numpy(zero_copy_only=False)
 
         def optional(name: str) -> np.ndarray | None:
-            return _float(cases, name, np.nan) if name in cases.column_names else None
+            return float_column(cases, name) if name in cases.column_names else None
 
         return cls(
             table=cases,
