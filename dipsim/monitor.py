@@ -48,8 +48,10 @@ def fund_monitor(pool, month, claims, points, patient_paid, policy, item_cost=No
     monthly = frame.groupby(["pool", "month"], sort=True).agg(
         cases=("claims", "size"), claims=("claims", "sum"), points=("points", "sum"),
         patient_paid=("patient_paid", "sum"), item=("item", "sum")).reset_index()
-    budgets = policy.get("budget.total", on)
-    available_share = policy.get("budget.scale", on) * (1 - policy.get("budget.reserve_share", on))
+    from dipsim.payment.terms import PoolTerms
+
+    terms = PoolTerms.of(policy, on)  # the available budget as settlement computes it (`PoolTerms.available`)
+    budgets = terms.budget_total
     warning, alert = policy.get("monitor.warning_excess", on), policy.get("monitor.alert_excess", on)
     rows = []
     for pool_id, part in monthly.groupby("pool", sort=True):
@@ -65,7 +67,7 @@ def fund_monitor(pool, month, claims, points, patient_paid, policy, item_cost=No
             execution = c["claims"] / budget_to_date if budget_to_date > 0 else np.nan
             level = LEVELS[2] if execution > 1 + alert else LEVELS[1] if execution > 1 + warning else LEVELS[0]
             projected_points = c["points"] / share
-            value = ((budget * available_share + (c["patient_paid"] - c["item"]) / share) / projected_points
+            value = ((terms.available(pool_id) + (c["patient_paid"] - c["item"]) / share) / projected_points
                      if projected_points > 0 else np.nan)
             per_month = c["claims"] / len(seen)
             year, calendar = divmod(int(r["month"]) - 1, 12)
