@@ -119,6 +119,7 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str) -> None:
     complete."""
     from dipsim.io.validate import iter_load_cases
     from dipsim.io.writers import atomic_path, write_parquet
+    from dipsim.payment.chain import discharge_months
     from dipsim.region import settleable
 
     rejects, hashes, rows_read, months, last_day = [], [], 0, set(), None
@@ -134,7 +135,7 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str) -> None:
                 writer.write_table(table)
                 rejects += [result.rejects, settled.rejects]
                 rows_read += result.rows_read
-                months.update(pc.unique(table["month"]).to_pylist())
+                months.update(np.unique(discharge_months(table["discharge_date"])).tolist())
                 last = pc.max(table["discharge_date"]).as_py()
                 last_day = max(filter(None, (last_day, last)), default=None)
             rejected = pa.concat_tables(rejects) if rejects else REJECT_SCHEMA.empty_table()
@@ -151,7 +152,7 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str) -> None:
 
 def _grouped_columns(cases: pa.Table, catalog, scheme: str) -> pa.Table:
     """The cached per-case columns of validated, settleable cases (`region.settleable`: each has a pool and a
-    hospital, as in `dipsim settle`): `CASE_COLUMNS` (nulls where the claims lack one), the discharge month, the
+    hospital, as in `dipsim settle`): `CASE_COLUMNS` (nulls where the claims lack one), the
     pool key (统筹区-险种) and the grouping (`grouping.grouped_cases`)."""
     from dipsim.grouping.grouped_cases import group_dip, group_drg
     from dipsim.payment.chain import case_pools
@@ -165,9 +166,7 @@ def _grouped_columns(cases: pa.Table, catalog, scheme: str) -> pa.Table:
         if name in ("diagnoses", "procedures"):
             column = pc.list_slice(column, 0, 1)
         columns[name] = pc.cast(column, kind)
-    month = pc.fill_null(pc.add(pc.multiply(pc.year(columns["discharge_date"]), 12),
-                                pc.month(columns["discharge_date"])), 0)
-    return pa.table({**columns, "month": month, "settlement_pool": pa.array(case_pools(cases), pa.string()),
+    return pa.table({**columns, "settlement_pool": pa.array(case_pools(cases), pa.string()),
                      **{name: values for name, values in grouped.arrays().items()},
                      "group": pa.array(np.asarray(grouped.group).astype(str), pa.string())})
 

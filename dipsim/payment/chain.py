@@ -80,6 +80,12 @@ def case_pools(cases: pa.Table) -> np.ndarray:
     return pools.to_numpy(zero_copy_only=False)
 
 
+def discharge_months(dates) -> np.ndarray:
+    """Per discharge date its month as year x 12 + month (0 without a date): the months of the monthly
+    prepayment and of the nightly year to date."""
+    return pc.fill_null(pc.add(pc.multiply(pc.year(dates), 12), pc.month(dates)), 0).to_numpy(zero_copy_only=False)
+
+
 def discharge_days(cases: pa.Table) -> np.ndarray | None:
     """Per case its discharge date as days since 1970-01-01 (-1 without one); None without the column."""
     if "discharge_date" not in cases.column_names:
@@ -123,11 +129,7 @@ class CaseSet:
         pool = case_pools(cases) if pool is None else np.asarray(pool, dtype=object)
         cost, paid = float_column(cases, "total_cost", 0.0), float_column(cases, "patient_paid", 0.0)
         days = discharge_days(cases)
-        month = None
-        if days is not None:
-            month = pc.fill_null(
-                pc.add(pc.multiply(pc.year(cases["discharge_date"]), 12), pc.month(cases["discharge_date"])), 0
-            ).to_numpy(zero_copy_only=False)
+        month = None if days is None else discharge_months(cases["discharge_date"])
 
         def optional(name: str) -> np.ndarray | None:
             return float_column(cases, name) if name in cases.column_names else None
