@@ -265,11 +265,12 @@ def partition_region(files) -> tuple[set[str], set[str]]:
 
     pools, hospital_ids = set(), set()
     for file in files:
-        names = parquet_metadata(file).schema.to_arrow_schema().names
+        footer = parquet_metadata(file)
+        names = footer.schema.to_arrow_schema().names
         headers = {canonical: header for header, canonical in map_headers(names, source=str(file)).items()}
         require_settlement_columns(headers, str(file))
         wanted = [headers[name] for name in ("pool", "insurance_type", "hospital_id")]
-        table, _ = read_parquet_raw(file, columns=wanted, files=[file])
+        table, _ = read_parquet_raw(file, columns=wanted, files=[file], footers=[footer])
         distinct = table.group_by(wanted).aggregate([])  # a few hundred combinations, not millions of rows
         pool, hospital = text_column(distinct[wanted[0]]), text_column(distinct[wanted[2]])
         insurance = pa.array(insurance_types(distinct[wanted[1]])[0], pa.string(), from_pandas=True)
