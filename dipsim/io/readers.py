@@ -157,6 +157,15 @@ def _is_utf8(data: bytes) -> bool:
         return False
 
 
+def _is_utf8_line(line: bytes) -> bool:
+    """Whether `line` is valid UTF-8 (a U+FFFD written as text, EF BF BD, is: it is no sign of broken bytes)."""
+    try:
+        line.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
 def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, dict[int, tuple[bytes, str]]]:
     """A text file as UTF-8, line by line: returns the UTF-8 bytes (line i of the file is line i here, lone CRs
     made line ends: `_lf_line_ends`), the encoding, and the lines that are not text in it, {line index: (their
@@ -187,7 +196,7 @@ def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, 
         return data, label or "utf-8", {}
     lines = data.split(b"\n")
     non_ascii = [i for i, line in enumerate(lines) if not line.isascii()]
-    utf8 = {i for i in non_ascii if "\ufffd" not in lines[i].decode("utf-8", errors="replace")}
+    utf8 = {i for i in non_ascii if _is_utf8_line(lines[i])}
     if codec is None:
         codec = label = "utf-8" if 2 * len(utf8) >= len(non_ascii) else "gb18030"
     name = _display(codec)
