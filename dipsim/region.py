@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dipsim.io.errors import InputError
-from dipsim.io.validate import reject_lines
+from dipsim.io.validate import reject_lines, rejected_rows
 from dipsim.schema import REJECT_SCHEMA
 
 # The case columns a settlement cannot do without (canonical name -> the 结算清单 field).
@@ -62,7 +62,7 @@ class Settleable:
 
     @property
     def n_rejected(self) -> int:
-        return self.rejects.group_by(["file", "row"]).aggregate([]).num_rows
+        return rejected_rows(self.rejects)
 
 
 def _missing(column) -> np.ndarray:

@@ -86,8 +86,7 @@ class ValidationResult:
 
     @property
     def n_rejected(self) -> int:
-        """Rows with at least one reject line (the rows of a folder's partitions are told apart by their file)."""
-        return self.rejects.group_by(["file", "row"]).aggregate([]).num_rows
+        return rejected_rows(self.rejects)
 
     @property
     def n_warnings(self) -> int:
@@ -144,6 +143,12 @@ def duplicate_case_id_lines(file, row, case_id, first_row, first_file) -> pa.Tab
                                          pc.cast(pa.array(np.asarray(first_row, np.int64)), pa.string()), " of ",
                                          first_file, ")", "")
     return reject_lines(file, row, case_id, "case_id", case_id, reason)
+
+
+def rejected_rows(rejects: pa.Table) -> int:
+    """Rows with at least one reject line (the rows of a folder's partitions are told apart by their file): how
+    validation and settlement (`region.Settleable`) both count their rejected rows."""
+    return rejects.group_by(["file", "row"]).aggregate([]).num_rows
 
 
 def duplicate_rows(rejects: pa.Table) -> int:
