@@ -224,6 +224,13 @@ def _in_force(value, day: dt.date | None):
     return value[in_force[-1]] if in_force else _NOT_IN_FORCE
 
 
+def _change_days(values: Mapping[str, object], paths) -> list[dt.date]:
+    """The days on which one of `paths` takes a new value in `values` (defaults filled in): the keys of its dated
+    values, sorted."""
+    raw = (values.get(path, PARAMETERS[path].default) for path in paths)
+    return sorted({dt.date.fromisoformat(d) for v in raw if _is_dated(v) for d in v})
+
+
 def _rule_problems(values: Mapping[str, object], skip=frozenset()) -> list[str]:
     """The rules broken by `values` (defaults filled in), on every date where one of a rule's parameters changes.
     A rule on a parameter in `skip` (one with problems of its own) is not checked."""
@@ -232,7 +239,7 @@ def _rule_problems(values: Mapping[str, object], skip=frozenset()) -> list[str]:
         if set(rule.paths) & set(skip):
             continue
         raw = [values.get(path, PARAMETERS[path].default) for path in rule.paths]
-        days: list[dt.date | None] = [*sorted({dt.date.fromisoformat(d) for v in raw if _is_dated(v) for d in v})]
+        days: list[dt.date | None] = [*_change_days(values, rule.paths)]
         for day in days or [None]:
             resolved = [_in_force(v, day) for v in raw]
             if any(v is _NOT_IN_FORCE for v in resolved):
@@ -272,8 +279,7 @@ class Policy:
 
     def change_days(self, paths) -> list[dt.date]:
         """The days on which one of `paths` takes a new value (the keys of its dated values), sorted."""
-        values = (self.values.get(path, PARAMETERS[path].default) for path in paths)
-        return sorted({dt.date.fromisoformat(str(d)) for v in values if _is_dated(v) for d in v})
+        return _change_days(self.values, paths)
 
     def overlay(self, changes: dict[str, object], name: str = "") -> Policy:
         """A new policy with `changes` ({path: value}) applied, all of them and the rules on the result checked

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dipsim.io.errors import InputError
-from dipsim.io.validate import reject_lines
+from dipsim.io.validate import reject_lines, rejected_rows
 from dipsim.schema import REJECT_SCHEMA, float_column
 
 # The case columns a settlement cannot do without (canonical name -> the 结算清单 field).
@@ -62,7 +62,7 @@ class Settleable:
 
     @property
     def n_rejected(self) -> int:
-        return self.rejects.group_by(["file", "row"]).aggregate([]).num_rows
+        return rejected_rows(self.rejects)
 
 
 def _missing(column) -> np.ndarray:
@@ -265,11 +265,12 @@ def partition_region(files) -> tuple[set[str], set[str]]:
 
     pools, hospital_ids = set(), set()
     for file in files:
-        names = parquet_metadata(file).schema.to_arrow_schema().names
+        footer = parquet_metadata(file)
+        names = footer.schema.to_arrow_schema().names
         headers = {canonical: header for header, canonical in map_headers(names, source=str(file)).items()}
         require_settlement_columns(headers, str(file))
         wanted = [headers[name] for name in ("pool", "insurance_type", "hospital_id")]
-        table, _ = read_parquet_raw(file, columns=wanted, files=[file])
+        table, _ = read_parquet_raw(file, columns=wanted, files=[file], footers=[footer])
         distinct = table.group_by(wanted).aggregate([])  # a few hundred combinations, not millions of rows
         pool, hospital = text_column(distinct[wanted[0]]), text_column(distinct[wanted[2]])
         insurance = pa.array(insurance_types(distinct[wanted[1]])[0], pa.string(), from_pandas=True)

@@ -297,6 +297,18 @@ def test_a_replacement_character_written_as_text_is_kept_not_taken_for_broken_by
     assert result.accepted["department"].to_pylist() == ["骨\ufffd科"]
 
 
+def test_a_replacement_character_is_kept_when_another_line_is_undecodable(tmp_path):
+    """The same U+FFFD line in a file where another line is not UTF-8 (the line-by-line path, not the whole-file
+    check): still valid UTF-8, so still accepted; only the GB18030 line is rejected."""
+    path = tmp_path / "fffd_mixed.csv"
+    path.write_bytes("case_id,los_days,diagnoses,total_cost,department\nR1,3,K35.800,100,骨\ufffd科\n"
+                     "R2,3,K35.800,100,骨科\nR3,3,K35.800,100,".encode("utf-8") + "骨科\n".encode("gb18030"))
+    result = load_cases(path)
+    assert (result.encoding, result.n_accepted, result.n_rejected) == ("utf-8", 2, 1)
+    assert result.accepted["department"].to_pylist() == ["骨\ufffd科", "骨科"]
+    assert result.rejects["row"].to_pylist() == [3]
+
+
 def test_header_in_another_encoding_than_the_rows_is_an_error(tmp_path):
     path = tmp_path / "header.csv"
     path.write_bytes(MIXED_HEADER.encode("gb18030") + "".join(

@@ -73,3 +73,23 @@ def test_group_writes_the_same_whatever_the_batch(claims, tmp_path, monkeypatch,
     assert batched.equals(whole) and whole.num_rows == 1_500 - 3
     assert not pc.any(pc.equal(whole["case_id"], "")).as_py()
     assert ((tmp_path / "batched.rejects.csv").read_bytes() == (tmp_path / "whole.rejects.csv").read_bytes())
+
+
+def test_a_validate_output_is_one_piece_its_footers_read_once(claims, tmp_path, monkeypatch):
+    """A complete `dipsim validate` output is read whole, as `load_cases` reads it, and each part's footer is read
+    once (for the stamp, the manifest check and the read), not once for `iter_cases` and again for `load_cases`."""
+    import dipsim.io.readers as readers
+    from dipsim.io.pipeline import validate_to_dir
+
+    out = tmp_path / "validated"
+    validate_to_dir(claims[0], out)
+    parts = sorted((out / "accepted").glob("part-*.parquet"))
+    whole = load_cases(out)
+    reads = []
+    real = readers.pq.read_metadata
+    monkeypatch.setattr(readers.pq, "read_metadata", lambda f, *a, **k: reads.append(f) or real(f, *a, **k))
+    monkeypatch.setattr(readers.pq, "read_schema", lambda *a, **k: pytest.fail("footer read again"))
+    (piece,) = list(iter_cases(out, 256))
+    assert sorted(reads) == parts
+    assert piece.rows_read == sum(pq.read_metadata(p).num_rows for p in parts) == 1_500 - 3
+    assert piece.accepted.equals(whole.accepted) and piece.n_rejected == 0

@@ -23,6 +23,7 @@ from .reference import (
     group_case,
     qy_group,
     rule_misses,
+    sex_banned_mdcs,
     trial_order,
     with_ventilation_procedure,
     x1_x5_option,
@@ -178,7 +179,7 @@ def _why_not_mdc(case: Case, grouping: Grouping, mdc: str, adrg: Adrg | None, sc
         return "the case has no principal diagnosis"
     else:
         mdcs = scheme.principal_mdcs.get(principal, ())
-        banned = _sex_banned(case.sex, scheme)
+        banned = sex_banned_mdcs(case.sex, scheme)
         if mdc not in mdcs:
             where = (f"it is in {', '.join('MDC' + m for m in mdcs)}" if mdcs
                      else "it is not valid as principal (invalid_principal.csv)"
@@ -196,12 +197,6 @@ def _why_not_mdc(case: Case, grouping: Grouping, mdc: str, adrg: Adrg | None, sc
     misses = rule_misses(case, adrg, scheme)
     rule = f"{adrg.code}'s own rule `{adrg_logic_text(adrg)}`"
     return reason + (f"; and {rule} fails: {'; '.join(misses)}" if misses else f" ({rule} holds)")
-
-
-def _sex_banned(sex: int, scheme: DrgScheme) -> set[str]:
-    """MDCs a case of this sex cannot enter ([sex] in special_rules.toml): men's MDCs for a woman and back."""
-    rules = scheme.rules.get("sex", {})
-    return set(rules.get("male_only", [])) if sex == 2 else set(rules.get("female_only", [])) if sex == 1 else set()
 
 
 def _pre_mdc_miss(case: Case, mdc: str, adrg: Adrg | None, scheme: DrgScheme) -> str:

@@ -378,13 +378,15 @@ def group_case(case: Case, scheme: DrgScheme) -> Grouping:
     return Grouping(drg, adrg=adrg.code, mdc=mdc, cc_level=level, trace=trace)
 
 
+def sex_banned_mdcs(sex: int, scheme: DrgScheme) -> set[str]:
+    """MDCs a case of this sex cannot enter ([sex] in special_rules.toml): men's MDCs for a woman (2) and
+    women's for a man (1); none for an unknown sex."""
+    rules = scheme.rules.get("sex", {})
+    return set(rules.get("male_only", [])) if sex == 2 else set(rules.get("female_only", [])) if sex == 1 else set()
+
+
 def _principal_mdc(facts: _Facts, scheme: DrgScheme, trace: list[str]) -> str | None:
-    sex_rules = scheme.rules.get("sex", {})
-    banned = set()
-    if facts.case.sex == 2:
-        banned |= set(sex_rules.get("male_only", []))
-    if facts.case.sex == 1:
-        banned |= set(sex_rules.get("female_only", []))
+    banned = sex_banned_mdcs(facts.case.sex, scheme)
     pre = set(scheme.rules.get("pre_mdc", {}).get("order", []))
     for mdc in scheme.principal_mdcs.get(facts.principal, ()):
         if mdc in pre or mdc in banned:

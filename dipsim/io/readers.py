@@ -157,6 +157,15 @@ def _is_utf8(data: bytes) -> bool:
         return False
 
 
+def _is_utf8_line(line: bytes) -> bool:
+    """Whether `line` is valid UTF-8 (a U+FFFD written as text, EF BF BD, is: it is no sign of broken bytes)."""
+    try:
+        line.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
 def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, dict[int, tuple[bytes, str]]]:
     """A text file as UTF-8, line by line: returns the UTF-8 bytes (line i of the file is line i here, lone CRs
     made line ends: `_lf_line_ends`), the encoding, and the lines that are not text in it, {line index: (their
@@ -187,7 +196,7 @@ def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, 
         return data, label or "utf-8", {}
     lines = data.split(b"\n")
     non_ascii = [i for i, line in enumerate(lines) if not line.isascii()]
-    utf8 = {i for i in non_ascii if "\ufffd" not in lines[i].decode("utf-8", errors="replace")}
+    utf8 = {i for i in non_ascii if _is_utf8_line(lines[i])}
     if codec is None:
         codec = label = "utf-8" if 2 * len(utf8) >= len(non_ascii) else "gb18030"
     name = _display(codec)
@@ -704,20 +713,25 @@ def parquet_metadata(file: Path) -> pq.FileMetaData:
 
 
 def read_parquet_raw(path: str | Path, columns: list[str] | None = None, dictionary_codes: bool = False,
-                     files: list[Path] | None = None) -> tuple[pa.Table, np.ndarray]:
+                     files: list[Path] | None = None, footers: list[pq.FileMetaData] | None = None
+                     ) -> tuple[pa.Table, np.ndarray]:
     """Read Parquet as stored (typed); a directory's files are read in order and stacked (partition keys in the
     paths, e.g. discharge_month=2025-01, are not data). `columns`: only those of them the files have (all when
     None). `dictionary_codes`: the code lists (diagnoses, procedures) as list<dictionary<string>>, as Parquet
     stores them: about half the time to read, and encoding looks up each distinct code once. `files`: the
-    `parquet_files(path)` the caller has listed already. A file that cannot be read is an InputError naming it."""
+    `parquet_files(path)` the caller has listed already; `footers`: their `parquet_metadata`, when the caller has
+    read them already (each footer is read once either way). A file that cannot be read is an InputError naming
+    it."""
+    files = files if files is not None else parquet_files(path)
     tables = []
-    for file in files if files is not None else parquet_files(path):
+    for number, file in enumerate(files):
+        footer = footers[number] if footers is not None else parquet_metadata(file)
         try:
-            names = pq.read_schema(file).names
+            names = footer.schema.to_arrow_schema().names
             wanted = None if columns is None else [c for c in columns if c in names]
             codes = [f"{c}.list.element" for c in ("diagnoses", "procedures")
                      if dictionary_codes and c in names and (wanted is None or c in wanted)]
-            tables.append(pq.ParquetFile(file, read_dictionary=codes or None).read(columns=wanted))
+            tables.append(pq.ParquetFile(file, metadata=footer, read_dictionary=codes or None).read(columns=wanted))
         except (OSError, pa.ArrowException) as exc:
             raise _unreadable(file, exc) from exc
     try:
@@ -728,12 +742,14 @@ def read_parquet_raw(path: str | Path, columns: list[str] | None = None, diction
     return table, np.arange(1, table.num_rows + 1, dtype=np.int64)
 
 
-def validated_stamp(files: list[Path], folder: bool = False, digests: list[str] | None = None) -> dict | None:
+def validated_stamp(files: list[Path], folder: bool = False, digests: list[str] | None = None,
+                    footers: list[pq.FileMetaData] | None = None) -> dict | None:
     """The `dipsim validate` stamp shared by all `files` when they are exactly one run's accepted partitions.
 
     `folder`: `files` are what a folder holds; then every `dipsim validate` output among them must be complete and
-    as it was written (`check_validated_outputs`), else InputError. Only the files' footers are read."""
-    footers = [parquet_metadata(f) for f in files]
+    as it was written (`check_validated_outputs`), else InputError. Only the files' footers are read (`footers`:
+    the caller's, when it has read them already)."""
+    footers = footers if footers is not None else [parquet_metadata(f) for f in files]
     stamps = [(m.metadata or {}).get(VALIDATED_KEY) for m in footers]
     if folder:
         check_validated_outputs(files, footers, stamps, digests)
@@ -864,9 +880,10 @@ def read_cases_raw(
     headers = None
     if path.is_dir() or suffix in PARQUET_SUFFIXES:
         files = parquet_files(path)
-        validated = validated_stamp(files, folder=path.is_dir())
-        table, rows = (read_parquet_raw(path, columns, dictionary_codes, files) if validated
-                       else read_parquet_raw(path, files=files))
+        footers = [parquet_metadata(f) for f in files]  # read once, for the stamp and the read
+        validated = validated_stamp(files, folder=path.is_dir(), footers=footers)
+        table, rows = (read_parquet_raw(path, columns, dictionary_codes, files, footers) if validated
+                       else read_parquet_raw(path, files=files, footers=footers))
     elif suffix in CSV_SUFFIXES:
         table, rows, rejects, detected, headers = read_csv_raw(path, encoding)
     elif suffix in EXCEL_SUFFIXES:
@@ -902,7 +919,7 @@ def iter_parquet_raw(path: str | Path, batch_rows: int, header_mapping: dict[str
     path = Path(path)
     try:
         file = pq.ParquetFile(path)
-        validated = validated_stamp([path])
+        validated = validated_stamp([path], footers=[file.metadata])
         start = 1
         for batch in file.iter_batches(batch_size=batch_rows):
             rows = np.arange(start, start + batch.num_rows, dtype=np.int64)

@@ -86,8 +86,7 @@ class ValidationResult:
 
     @property
     def n_rejected(self) -> int:
-        """Rows with at least one reject line (the rows of a folder's partitions are told apart by their file)."""
-        return self.rejects.group_by(["file", "row"]).aggregate([]).num_rows
+        return rejected_rows(self.rejects)
 
     @property
     def n_warnings(self) -> int:
@@ -144,6 +143,12 @@ def duplicate_case_id_lines(file, row, case_id, first_row, first_file) -> pa.Tab
                                          pc.cast(pa.array(np.asarray(first_row, np.int64)), pa.string()), " of ",
                                          first_file, ")", "")
     return reject_lines(file, row, case_id, "case_id", case_id, reason)
+
+
+def rejected_rows(rejects: pa.Table) -> int:
+    """Rows with at least one reject line (the rows of a folder's partitions are told apart by their file): how
+    validation and settlement (`region.Settleable`) both count their rejected rows."""
+    return rejects.group_by(["file", "row"]).aggregate([]).num_rows
 
 
 def duplicate_rows(rejects: pa.Table) -> int:
@@ -702,28 +707,55 @@ def load_cases(path, options: ValidationOptions | None = None, header_mapping: d
 
     opts = options or ValidationOptions()
     if Path(path).is_dir():
-        return _load_folder(Path(path), opts, header_mapping, columns, dictionary_codes)
+        return _load_folder(_FolderListing.of(Path(path)), opts, header_mapping, columns, dictionary_codes)
     raw = read_cases_raw(path, header_mapping, encoding, sheet, columns=columns, dictionary_codes=dictionary_codes)
     return _result(raw, opts, columns)
 
 
-def _load_folder(folder: Path, opts: ValidationOptions, header_mapping: dict | None, columns: list[str] | None,
-                 dictionary_codes: bool) -> ValidationResult:
+@dataclass
+class _FolderListing:
+    """A folder's Parquet files, listed once, their footers read once, and their `dipsim validate` stamp (an
+    incomplete validate output is an InputError here): what `load_cases` and `iter_cases` both start from."""
+
+    folder: Path
+    files: list[Path]
+    footers: list
+    stamp: dict | None
+
+    @classmethod
+    def of(cls, folder: Path) -> _FolderListing:
+        from .readers import parquet_files, parquet_metadata, validated_stamp
+
+        files = parquet_files(folder)
+        footers = [parquet_metadata(f) for f in files]
+        return cls(folder, files, footers, validated_stamp(files, folder=True, footers=footers))
+
+
+def _load_folder(listing: _FolderListing, opts: ValidationOptions, header_mapping: dict | None,
+                 columns: list[str] | None, dictionary_codes: bool) -> ValidationResult:
     """A folder of Parquet partitions: as read when it is one complete `dipsim validate` output (an incomplete one
     is an InputError), else each partition validated alone, in sorted path order, and a case id accepted from an
     earlier partition rejected in a later one (`EarlierCaseIds`). Rejects name the partition and its row."""
-    from .readers import canonical, parquet_files, read_cases_raw, read_parquet_raw, validated_stamp
+    from .readers import canonical, read_parquet_raw
 
-    files = parquet_files(folder)  # listed once, their footers read once (`validated_stamp`)
-    stamp = validated_stamp(files, folder=True)
-    if _stamp_fits(stamp, opts):
-        table, rows = read_parquet_raw(folder, columns, dictionary_codes, files)
-        raw = canonical(table, rows, folder, header_mapping, validated=stamp)
+    folder = listing.folder
+    if _stamp_fits(listing.stamp, opts):
+        table, rows = read_parquet_raw(folder, columns, dictionary_codes, listing.files, listing.footers)
+        raw = canonical(table, rows, folder, header_mapping, validated=listing.stamp)
         if _trusted(raw, opts, columns):
             return _result(raw, opts, columns)
-    earlier = EarlierCaseIds(folder)
-    results = [earlier.reject_repeats(validate_cases(read_cases_raw(f, header_mapping), opts)) for f in files]
+    results = list(_partition_results(listing, opts, header_mapping))
     return results[0] if len(results) == 1 else _stacked(folder, results)
+
+
+def _partition_results(listing: _FolderListing, opts: ValidationOptions,
+                       header_mapping: dict | None) -> Iterator[ValidationResult]:
+    """Each partition validated alone, in order, a case id accepted from an earlier one rejected."""
+    from .readers import read_cases_raw
+
+    earlier = EarlierCaseIds(listing.folder)
+    for file in listing.files:
+        yield earlier.reject_repeats(validate_cases(read_cases_raw(file, header_mapping), opts))
 
 
 class EarlierCaseIds:
@@ -798,18 +830,18 @@ def iter_cases(path, batch_rows: int, options: ValidationOptions | None = None, 
     (each validated alone and a case id of an earlier partition rejected, as `load_cases` does), any other input
     (CSV, Excel, a complete `dipsim validate` output, read with `columns` / `dictionary_codes`) whole. The pieces'
     accepted rows, rejects and warnings, in order, are those of `load_cases` (tested)."""
-    from .readers import PARQUET_SUFFIXES, parquet_files, read_cases_raw, validated_stamp
+    from .readers import PARQUET_SUFFIXES
 
     opts = options or ValidationOptions()
     path = Path(path)
-    if path.is_dir():
-        files = parquet_files(path)
-        if not _stamp_fits(validated_stamp(files, folder=True), opts):
-            earlier = EarlierCaseIds(path)
-            for file in files:
-                yield earlier.reject_repeats(validate_cases(read_cases_raw(file, header_mapping), opts))
-            return
-    elif path.suffix.lower() in PARQUET_SUFFIXES and path.is_file():
+    if path.is_dir():  # listed and its footers read once, for the stamp and the read
+        listing = _FolderListing.of(path)
+        if _stamp_fits(listing.stamp, opts):
+            yield _load_folder(listing, opts, header_mapping, columns, dictionary_codes)
+        else:
+            yield from _partition_results(listing, opts, header_mapping)
+        return
+    if path.suffix.lower() in PARQUET_SUFFIXES and path.is_file():
         yield from iter_load_cases(path, batch_rows, opts, header_mapping)
         return
     yield load_cases(path, opts, header_mapping, encoding, sheet, columns, dictionary_codes)
