@@ -117,7 +117,7 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str) -> None:
     and months in the file's metadata. Its rejects and its sorted case-id hashes go beside it first
     (`rejects/<name>`, `ids/<name>.npy`); `target` appears last and whole (atomic), so a cache file that exists is
     complete."""
-    from dipsim.io.validate import iter_load_cases
+    from dipsim.io.validate import iter_load_cases, rejected_rows
     from dipsim.io.writers import atomic_path, write_parquet
     from dipsim.payment.chain import discharge_months
     from dipsim.region import settleable
@@ -140,7 +140,7 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str) -> None:
                 last_day = max(filter(None, (last_day, last)), default=None)
             rejected = pa.concat_tables(rejects) if rejects else REJECT_SCHEMA.empty_table()
             writer.add_key_value_metadata({COUNTS_KEY: json.dumps({
-                "rows_read": rows_read, "rejected": len(pc.unique(rejected["row"])),
+                "rows_read": rows_read, "rejected": rejected_rows(rejected),
                 "months": sorted(months - {0}), "last_day": last_day.isoformat() if last_day else None})})
         finally:
             if writer is not None:
