@@ -146,7 +146,7 @@ def cmd_group(args) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from dipsim.grouping.drg import GROUPING_COLUMNS, group_table, warm_up
+    from dipsim.grouping.drg import GROUPING_INPUT_COLUMNS, group_table, warm_up
     from dipsim.io.validate import counts_line, duplicate_rows, iter_cases
     from dipsim.io.writers import write_csv, write_table
 
@@ -162,7 +162,7 @@ def cmd_group(args) -> int:
     warm_up(scheme)  # the kernel loads while the input is read
     mapping, options, sheet = _read_options(args)
     pieces = iter_cases(args.input, GROUP_BATCH_ROWS, options, mapping, args.encoding, sheet,
-                        columns=list(GROUPING_COLUMNS), dictionary_codes=True)
+                        columns=list(GROUPING_INPUT_COLUMNS), dictionary_codes=True)
     groups, rejects, rows_read, accepted, rejected, repeats = [], [], 0, 0, 0, 0
     with _progress(console, f"reading, validating and grouping ({args.scheme})", None) as update:
         for result in pieces:  # a piece at a time: memory bounded by the piece, not the input

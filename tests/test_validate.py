@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import string
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -250,3 +252,19 @@ def test_a_parquet_file_validated_in_batches_equals_one_read(tmp_path, rows, bat
     assert pa.concat_tables([p.accepted for p in parts]).equals(whole.accepted)
     assert pa.concat_tables([p.rejects for p in parts]).to_pylist() == whole.rejects.to_pylist()
     assert sum(p.n_rejected for p in parts) == whole.n_rejected
+
+
+def test_row_numbers_past_a_million_are_written_whole():
+    """A repeated case id's reason names the first row as an integer, and a LOS/dates mismatch its day counts, far
+    into a file (rows 1,234,567 and on: formatted as floats, they read 1.23457e+06)."""
+    from dipsim.io.readers import RawCases
+    from dipsim.io.validate import validate_cases
+
+    table = pa.table({"case_id": ["A", "B", "A"], "diagnoses": ["K35.800", "K35.800", "K35.800"],
+                      "los_days": ["3", "40", "3"], "admission_date": ["2025-01-01"] * 3,
+                      "discharge_date": ["2025-01-04", "2025-01-04", "2025-01-04"]})
+    rows = np.array([1_234_567, 1_234_568, 1_234_569], np.int64)
+    result = validate_cases(RawCases(table, rows, "big.csv"))
+    reasons = {(r["row"], r["reason"], r["value"]) for r in result.rejects.to_pylist()}
+    assert (1_234_569, "duplicate case id (first at row 1234567)", "A") in reasons
+    assert (1_234_568, "LOS inconsistent with the dates", "40 vs dates 3 days") in reasons

@@ -32,6 +32,9 @@ from .tables import DrgScheme
 # The case columns grouping reads (dipsim.schema names); an absent one counts as missing for every case.
 GROUPING_COLUMNS = ("case_id", "diagnoses", "procedures", "sex", "age_years", "age_days", "birth_weight_g",
                     "ventilation_hours", "los_days")
+# What `dipsim group` reads and validates of a raw input: the columns grouping reads, and the admission and
+# discharge dates, from which a missing length of stay is derived and against which a given one is checked.
+GROUPING_INPUT_COLUMNS = (*GROUPING_COLUMNS, "admission_date", "discharge_date")
 
 OUTPUT_SCHEMA = pa.schema([
     ("case_id", pa.string()),

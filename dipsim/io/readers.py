@@ -712,26 +712,52 @@ def parquet_metadata(file: Path) -> pq.FileMetaData:
         raise _unreadable(file, exc) from exc
 
 
+def parquet_selection(schema: pa.Schema, columns: list[str] | None, dictionary_codes: bool,
+                      header_mapping: dict[str, str] | None = None, source: str = ""
+                      ) -> tuple[list[str] | None, list[str] | None]:
+    """What to read of a Parquet file: the names of its columns whose header maps onto one of `columns` (canonical
+    names; a code list's split principal / other columns with it; None: every column), and the `read_dictionary`
+    paths of its list<string> code-list columns when `dictionary_codes`. Parquet is columnar: a column not named is
+    never decoded (`dipsim group` reads 12 of the 25 columns of a claims export)."""
+    mapped = map_header_list(schema.names, header_mapping, source)
+    wanted = None
+    if columns is not None:
+        keep = set(columns)
+        for canonical_name, parts in SPLIT_CODE_COLUMNS.items():
+            if canonical_name in keep:
+                keep.update(parts)
+        wanted = [name for name, canonical_name in zip(schema.names, mapped) if canonical_name in keep]
+    codes = [f"{name}.list.element" for name, canonical_name in zip(schema.names, mapped)
+             if dictionary_codes and canonical_name in ("diagnoses", "procedures")
+             and (wanted is None or name in wanted) and pa.types.is_list(schema.field(name).type)
+             and pa.types.is_string(schema.field(name).type.value_type)]
+    return wanted, codes or None
+
+
 def read_parquet_raw(path: str | Path, columns: list[str] | None = None, dictionary_codes: bool = False,
-                     files: list[Path] | None = None, footers: list[pq.FileMetaData] | None = None
-                     ) -> tuple[pa.Table, np.ndarray]:
+                     files: list[Path] | None = None, footers: list[pq.FileMetaData] | None = None,
+                     header_mapping: dict[str, str] | None = None) -> tuple[pa.Table, np.ndarray]:
     """Read Parquet as stored (typed); a directory's files are read in order and stacked (partition keys in the
-    paths, e.g. discharge_month=2025-01, are not data). `columns`: only those of them the files have (all when
-    None). `dictionary_codes`: the code lists (diagnoses, procedures) as list<dictionary<string>>, as Parquet
-    stores them: about half the time to read, and encoding looks up each distinct code once. `files`: the
-    `parquet_files(path)` the caller has listed already; `footers`: their `parquet_metadata`, when the caller has
-    read them already (each footer is read once either way). A file that cannot be read is an InputError naming
-    it."""
+    paths, e.g. discharge_month=2025-01, are not data). `columns` (canonical names): only the files' columns that
+    map onto them (`parquet_selection`; all when None). `dictionary_codes`: the code lists (diagnoses, procedures)
+    as list<dictionary<string>>, as Parquet stores them: about half the time to read, and validation and encoding
+    then work once per distinct code. `files`: the `parquet_files(path)` the caller has listed already; `footers`:
+    their `parquet_metadata`, when the caller has read them already (each footer is read once either way). A file
+    that cannot be read is an InputError naming it."""
     files = files if files is not None else parquet_files(path)
     tables = []
     for number, file in enumerate(files):
         footer = footers[number] if footers is not None else parquet_metadata(file)
         try:
-            names = footer.schema.to_arrow_schema().names
-            wanted = None if columns is None else [c for c in columns if c in names]
-            codes = [f"{c}.list.element" for c in ("diagnoses", "procedures")
-                     if dictionary_codes and c in names and (wanted is None or c in wanted)]
-            tables.append(pq.ParquetFile(file, metadata=footer, read_dictionary=codes or None).read(columns=wanted))
+            wanted, codes = parquet_selection(footer.schema.to_arrow_schema(), columns, dictionary_codes,
+                                              header_mapping, str(file))
+            parquet = pq.ParquetFile(file, metadata=footer, read_dictionary=codes)
+            if codes and footer.num_row_groups > 1:
+                schema = parquet.schema_arrow
+                schema = schema if wanted is None else pa.schema([schema.field(name) for name in wanted])
+                tables.append(pa.Table.from_batches(list(_batches(parquet, None, wanted, codes)), schema))
+            else:
+                tables.append(parquet.read(columns=wanted))
         except (OSError, pa.ArrowException) as exc:
             raise _unreadable(file, exc) from exc
     try:
@@ -867,9 +893,8 @@ def read_cases_raw(
 ) -> RawCases:
     """Read any supported case file (by extension) and rename its columns to the canonical schema.
 
-    `columns` (canonical names) narrows what is read from the accepted partitions of `dipsim validate` (stamped
-    files, whose names are canonical already), and `dictionary_codes` reads their code lists dictionary-encoded
-    (`read_parquet_raw`); every other input is read whole, as text, for validation."""
+    From Parquet, `columns` (canonical names) reads only the columns that map onto them and `dictionary_codes`
+    reads the code lists dictionary-encoded (`read_parquet_raw`); a text or Excel file is read whole, as text."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
@@ -882,8 +907,7 @@ def read_cases_raw(
         files = parquet_files(path)
         footers = [parquet_metadata(f) for f in files]  # read once, for the stamp and the read
         validated = validated_stamp(files, folder=path.is_dir(), footers=footers)
-        table, rows = (read_parquet_raw(path, columns, dictionary_codes, files, footers) if validated
-                       else read_parquet_raw(path, files=files, footers=footers))
+        table, rows = read_parquet_raw(path, columns, dictionary_codes, files, footers, header_mapping)
     elif suffix in CSV_SUFFIXES:
         table, rows, rejects, detected, headers = read_csv_raw(path, encoding)
     elif suffix in EXCEL_SUFFIXES:
@@ -911,22 +935,48 @@ def canonical(table: pa.Table, rows: np.ndarray, path: Path, header_mapping: dic
     return RawCases(table, rows, str(path), detected, mapping, unmapped, rejects or [], validated)
 
 
-def iter_parquet_raw(path: str | Path, batch_rows: int, header_mapping: dict[str, str] | None = None
-                     ) -> Iterator[RawCases]:
+def _batches(file: pq.ParquetFile, batch_rows: int | None, columns: list[str] | None,
+             codes: list[str] | None) -> Iterator[pa.RecordBatch]:
+    """A Parquet file's record batches. Code lists read dictionary-encoded (`codes`) are read a row group at a time:
+    Arrow cannot decode a nested dictionary column across row groups (each has its own dictionary), so a batch then
+    ends with its row group, and the caller joins small ones (a table's chunks may have different dictionaries)."""
+    size = batch_rows or max(file.metadata.num_rows, 1)
+    if not codes:
+        yield from file.iter_batches(batch_size=size, columns=columns)
+        return
+    for group in range(file.metadata.num_row_groups):
+        yield from file.iter_batches(batch_size=size, row_groups=[group], columns=columns)
+
+
+def iter_parquet_raw(path: str | Path, batch_rows: int, header_mapping: dict[str, str] | None = None,
+                     columns: list[str] | None = None, dictionary_codes: bool = False) -> Iterator[RawCases]:
     """One Parquet file `batch_rows` rows at a time (as its row groups allow), each batch a RawCases numbered by
-    its rows in the file: memory bounded by the batch, whatever the file's size. An empty file gives one empty
-    batch."""
+    its rows in the file: memory bounded by the batch, whatever the file's size. `columns`, `dictionary_codes`: as
+    in `read_parquet_raw`. An empty file gives one empty batch."""
     path = Path(path)
     try:
-        file = pq.ParquetFile(path)
-        validated = validated_stamp([path], footers=[file.metadata])
-        start = 1
-        for batch in file.iter_batches(batch_size=batch_rows):
-            rows = np.arange(start, start + batch.num_rows, dtype=np.int64)
-            start += batch.num_rows
-            yield canonical(pa.Table.from_batches([batch]), rows, path, header_mapping, validated=validated)
+        footer = parquet_metadata(path)
+        validated = validated_stamp([path], footers=[footer])
+        schema = footer.schema.to_arrow_schema()
+        wanted, codes = parquet_selection(schema, columns, dictionary_codes, header_mapping, str(path))
+        file = pq.ParquetFile(path, metadata=footer, read_dictionary=codes)
+        start, pending = 1, []
+        for batch in _batches(file, batch_rows, wanted, codes):
+            pending.append(batch)
+            if sum(b.num_rows for b in pending) < batch_rows:
+                continue  # a row group smaller than a batch (dictionary-encoded code lists): join the next
+            table, pending = pa.Table.from_batches(pending), []
+            rows = np.arange(start, start + table.num_rows, dtype=np.int64)
+            start += table.num_rows
+            yield canonical(table, rows, path, header_mapping, validated=validated)
+        if pending:
+            table = pa.Table.from_batches(pending)
+            yield canonical(table, np.arange(start, start + table.num_rows, dtype=np.int64), path, header_mapping,
+                            validated=validated)
+            start += table.num_rows
         if start == 1:
-            yield canonical(file.schema_arrow.empty_table(), np.zeros(0, np.int64), path, header_mapping,
-                             validated=validated)
+            empty = file.schema_arrow.empty_table()
+            yield canonical(empty if wanted is None else empty.select(wanted), np.zeros(0, np.int64), path,
+                            header_mapping, validated=validated)
     except (OSError, pa.ArrowException) as exc:
         raise _unreadable(path, exc) from exc

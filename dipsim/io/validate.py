@@ -192,9 +192,12 @@ class _Problems:
 
 
 def _at(values, idx: np.ndarray):
-    """The reported values of rows `idx`: `values` is a scalar, an Arrow array, a Series or a numpy array."""
+    """The reported values of rows `idx`: `values` is a scalar, an Arrow array, a Series, a numpy array, or a
+    function of `idx` (a message built only for the rows it names)."""
     if isinstance(values, str):
         return values
+    if callable(values):
+        return np.asarray(values(idx), dtype=object)
     if isinstance(values, (int, float)) or values is None:
         return [values] * len(idx)
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
@@ -202,13 +205,6 @@ def _at(values, idx: np.ndarray):
     if isinstance(values, pd.Series):
         return values.iloc[idx].to_numpy(dtype=object)
     return np.asarray(values)[idx].astype(object)
-
-
-def _fmt(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Numbers as short text for messages (7, 3.5), filled only where `mask` is set (the rows reported)."""
-    out = np.full(len(values), "", dtype=object)
-    out[mask] = [f"{v:g}" for v in np.asarray(values, dtype=float)[mask]]
-    return out
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
@@ -220,6 +216,7 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
 # claims hold a few hundred distinct dates, sexes or LOS values, and the per-value parsing may then use pandas.
 
 _MISSING_VALUES = pa.array(sorted(MISSING_TOKENS), pa.string())
+_LONGEST_MISSING_TOKEN = max(len(t.encode()) for t in MISSING_TOKENS)  # bytes
 
 
 def text_column(col: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -229,6 +226,8 @@ def text_column(col: pa.ChunkedArray | pa.Array) -> pa.Array:
         arr = pc.cast(arr, pa.string())
     ascii_only = pc.all(pc.string_is_ascii(arr)).as_py() is not False  # NFKC changes nothing in ASCII
     arr = pc.ascii_trim_whitespace(arr) if ascii_only else pc.utf8_trim_whitespace(pc.utf8_normalize(arr, "NFKC"))
+    if (pc.min(pc.binary_length(arr)).as_py() or 0) > _LONGEST_MISSING_TOKEN:  # ids, codes: no token fits
+        return arr
     lower = pc.ascii_lower(arr) if ascii_only else pc.utf8_lower(arr)
     token = pc.fill_null(pc.is_in(lower, value_set=_MISSING_VALUES), False)
     return pc.if_else(token, pa.scalar(None, pa.string()), arr)
@@ -350,9 +349,13 @@ def _case_ids(raw: RawCases) -> tuple[pa.Array, bool]:
 
 def _first_positions(ids: pa.Array) -> np.ndarray | None:
     """Each row's position of the first row with its case id (-1 where the id is missing); None when no id
-    repeats. The usual case, no id twice, is told by counting the distinct ids (about half the time of the
-    dictionary encoding that finds the first rows)."""
-    if len(pc.unique(ids)) == len(ids):  # a missing id counts once: one is no repeat, two go to the exact check
+    repeats. The usual case, no id twice, is told from the ids' sorted 64-bit hashes (`case_id_hashes`: different
+    hashes, different ids): a fifth of the time of counting the distinct ids with Arrow's hash table. Two equal
+    hashes (a repeated id, or 1 in 10^7 for 1M ids two ids that share a hash) go to the exact check."""
+    from .case_id_hashes import case_id_hashes
+
+    hashes = np.sort(case_id_hashes(ids.drop_null()))
+    if not (hashes[1:] == hashes[:-1]).any():  # a missing id is never a repeat (it is rejected as missing)
         return None
     encoded = pc.dictionary_encode(ids)
     index = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
@@ -368,7 +371,7 @@ def _first_positions(ids: pa.Array) -> np.ndarray | None:
 def _check_case_ids(p: _Problems, ids: pa.Array, first_rows: np.ndarray | None = None) -> None:
     """Missing ids are rejected; of rows sharing an id the first is kept and the others rejected. `first_rows`:
     the row number of each row's id's first row, when it was found over more rows than these (a file read in
-    batches); 0 for a missing id."""
+    batches); 0 for a missing id, or for every row when no id repeats."""
     if len(ids) == 0:
         return
     missing = ids.is_null().to_numpy(zero_copy_only=False)
@@ -379,28 +382,48 @@ def _check_case_ids(p: _Problems, ids: pa.Array, first_rows: np.ndarray | None =
             return
         first_rows = np.where(first >= 0, p.rows[np.maximum(first, 0)], 0)
     dup = (first_rows > 0) & (first_rows != p.rows)
-    p.reject(dup, "case_id", ids, f"{DUPLICATE_CASE_ID} (first at row " + _fmt(first_rows, dup) + ")")
+    p.reject(dup, "case_id", ids, lambda at: [f"{DUPLICATE_CASE_ID} (first at row {first_rows[i]})" for i in at])
 
 
 def _code_lists(col, system: str, crosswalk: str | None) -> tuple[pa.ListArray, pa.Array, np.ndarray]:
     """Split, normalise and (on request) crosswalk a code-list column, working on its distinct codes.
 
-    Returns the list<string> array, its distinct normalised codes and, per list item, the index of its code
-    among them (so that every per-code check runs once per distinct code, not once per row)."""
-    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    lists = col if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) else codes.split_code_list(col)
-    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False).astype(np.int32)
+    Returns the list<dictionary<string>> array (each row's codes as positions among the distinct codes), the
+    distinct normalised codes and, per list item, the index of its code among them (so that every per-code check
+    runs once per distinct code, not once per row). A column read dictionary-encoded (`dictionary_codes`) is not
+    encoded again."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
+        chunks = [codes.split_code_list(pa.concat_arrays(chunks) if chunks else pa.array([], col.type))]
+    elif not (pa.types.is_dictionary(col.type.value_type) and chunks):  # chunks of a dictionary column may each
+        chunks = [pa.concat_arrays(chunks) if chunks else pa.array([], col.type)]  # have their own dictionary
+    lengths = np.concatenate([pc.fill_null(pc.list_value_length(c), 0).to_numpy(zero_copy_only=False)
+                              for c in chunks]).astype(np.int32)
     offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int32)
-    encoded = pc.dictionary_encode(pc.fill_null(pc.cast(pc.list_flatten(lists), pa.string()), ""))
-    distinct = codes.normalise_codes(encoded.dictionary, system)
+    flats = [pc.list_flatten(c) for c in chunks]
+    if pa.types.is_dictionary(flats[0].type):  # read dictionary-encoded: each chunk's dictionary, a null item ""
+        dictionaries = [pc.fill_null(pc.cast(f.dictionary, pa.string()), "") for f in flats]
+        starts = np.cumsum([0] + [len(d) + 1 for d in dictionaries])
+        raw_item = np.concatenate([pc.fill_null(f.indices, len(d)).to_numpy(zero_copy_only=False) + start
+                                   for f, d, start in zip(flats, dictionaries, starts)])
+        as_read = pa.concat_arrays([a for d in dictionaries for a in (d, pa.array([""], pa.string()))])
+    else:
+        encoded = pc.dictionary_encode(pc.fill_null(pc.cast(flats[0], pa.string()), ""))
+        as_read, raw_item = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
+    distinct = codes.normalise_codes(as_read, system)
     if crosswalk:
         distinct = codes.apply_crosswalk(distinct, crosswalk)
     # Normalising can merge distinct raw forms (k35.800 and K35.800): encode again so checks see one code once.
     merged = pc.dictionary_encode(distinct)
-    item = merged.indices.to_numpy(zero_copy_only=False)[encoded.indices.to_numpy(zero_copy_only=False)]
+    item = merged.indices.to_numpy(zero_copy_only=False)[raw_item]
     distinct = merged.dictionary
-    values = distinct.take(pa.array(item, pa.int32()))
+    values = pa.DictionaryArray.from_arrays(pa.array(item, pa.int32()), distinct)
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values), distinct, item
+
+
+def _joined(lists: pa.ListArray) -> pa.Array:
+    """Each row's codes as one text, 'A,B' (what a reject line shows)."""
+    return pc.binary_join(pc.cast(lists, pa.list_(pa.string())), ",")
 
 
 def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str | None,
@@ -440,7 +463,7 @@ def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str |
         no_principal = np.zeros(n, bool)
         no_principal[parents[is_principal & empty]] = True
         if no_principal.any():
-            p.warn(no_principal, name, pc.binary_join(lists, ","), "missing principal procedure (主要手术操作) "
+            p.warn(no_principal, name, _joined(lists), "missing principal procedure (主要手术操作) "
                    "although other procedures are given: no procedure is taken as principal")
     bad_items = ~shape_ok & ~empty & (~is_principal if name == "diagnoses" else True)
     p.warn_items(parents[bad_items], name, text(bad_items), f"not an {label} code: ignored by grouping")
@@ -467,7 +490,7 @@ def _missing_principal(p: _Problems, missing: np.ndarray, lists: pa.ListArray, o
     with_others = np.zeros(len(missing), bool)
     with_others[others] = True
     reason[with_others] += " although other diagnoses are given (none is taken as principal)"
-    codes_given = pc.binary_join(lists, ",")
+    codes_given = _joined(lists)
     if opts.missing_principal == "reject":
         p.reject(missing, "diagnoses", codes_given, reason)
     else:
@@ -517,9 +540,10 @@ def _dates(p: _Problems, raw: RawCases) -> dict[str, np.ndarray]:
 
 
 def validate_cases(raw: RawCases, options: ValidationOptions | None = None,
-                   first_rows: np.ndarray | None = None) -> ValidationResult:
+                   first_rows: np.ndarray | None = None, dictionary_codes: bool = False) -> ValidationResult:
     """Check every row of a raw read; return the accepted cases in CASE_SCHEMA, the rejects and the warnings.
-    `first_rows`: see `_check_case_ids` (a batch of a larger file)."""
+    `first_rows`: see `_check_case_ids` (a batch of a larger file). `dictionary_codes`: the accepted code lists
+    as list<dictionary<string>> (what `group_table` encodes fastest), else list<string>."""
     opts = options or ValidationOptions()
     _require_columns(raw)
     ids, has_id_column = _case_ids(raw)
@@ -534,7 +558,7 @@ def validate_cases(raw: RawCases, options: ValidationOptions | None = None,
         **_check_money(p, raw, opts),
     }
     keep = ~p.rejected
-    accepted = _assemble(columns, keep)
+    accepted = _assemble(columns, keep, dictionary_codes)
     for name in raw.unmapped:  # columns we do not know ride along unchanged (nothing lost)
         accepted = accepted.append_column(name, raw.table[name].filter(pa.array(keep)))
     result = ValidationResult(
@@ -625,7 +649,7 @@ def _check_stay(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
     los = np.where(from_dates, np.maximum(span, 1), los)  # a same-day stay counts one day
     p.reject(np.isnan(los) & ~p.rejected, "los_days", "", "missing length of stay (住院天数) and dates")
     inconsistent = ~np.isnan(span) & (span >= 0) & (np.abs(los - span) > opts.los_date_tolerance_days)
-    p.reject(inconsistent, "los_days", _fmt(los, inconsistent) + " vs dates " + _fmt(span, inconsistent) + " days",
+    p.reject(inconsistent, "los_days", lambda at: [f"{los[i]:g} vs dates {span[i]:g} days" for i in at],
              "LOS inconsistent with the dates")
     discharge_mode = np.full(raw.table.num_rows, np.nan)
     if "discharge_mode" in raw.table.column_names:
@@ -670,14 +694,16 @@ def _early_rejects(raw: RawCases) -> pa.Table:
     )
 
 
-def _arrow(value, f, keep: np.ndarray) -> pa.Array:
-    """The kept rows of one column as Arrow in the schema's type (numpy NaN / NaT become null)."""
+def _arrow(value, f, keep: np.ndarray, dictionary_codes: bool = False) -> pa.Array:
+    """The kept rows of one column as Arrow in the schema's type (numpy NaN / NaT become null); with
+    `dictionary_codes` a code list stays dictionary-encoded."""
     if value is None:
         return pa.nulls(int(keep.sum()), f.type)
     if isinstance(value, (pa.Array, pa.ChunkedArray)):
-        value = value.filter(pa.array(keep))
-        return value if value.type == f.type else pc.cast(value, f.type)
-    value = np.asarray(value)[keep]
+        value = value.filter(pa.array(keep)) if not keep.all() else value
+        same = _same_type(value.type, f.type) if dictionary_codes else value.type == f.type
+        return value if same else pc.cast(value, f.type)
+    value = np.asarray(value) if keep.all() else np.asarray(value)[keep]
     if value.dtype.kind == "M":
         return pa.array(value.astype("datetime64[D]"), from_pandas=True).cast(f.type)
     if value.dtype.kind == "f":
@@ -688,9 +714,9 @@ def _arrow(value, f, keep: np.ndarray) -> pa.Array:
     return pa.array(value, pa.string(), from_pandas=True).cast(f.type)
 
 
-def _assemble(columns: dict, keep: np.ndarray) -> pa.Table:
+def _assemble(columns: dict, keep: np.ndarray, dictionary_codes: bool = False) -> pa.Table:
     """The accepted rows in CASE_SCHEMA order and types; fields the input lacks are all-null columns."""
-    return pa.table({f.name: _arrow(columns.get(f.name), f, keep) for f in CASE_FIELDS})
+    return pa.table({f.name: _arrow(columns.get(f.name), f, keep, dictionary_codes) for f in CASE_FIELDS})
 
 
 def load_cases(path, options: ValidationOptions | None = None, header_mapping: dict | None = None,
@@ -699,17 +725,18 @@ def load_cases(path, options: ValidationOptions | None = None, header_mapping: d
     """Read and validate a case file, or a folder of Parquet partitions: the one call notebooks and the CLI use.
 
     The accepted partitions of one complete `dipsim validate` run, read back with the same options, are not checked
-    again (the nightly job and `dipsim group` re-read them often): every row was accepted then, so all are now. From
-    those, `columns` reads only the named columns (`dipsim group` needs nine of 25) and `dictionary_codes` reads
-    diagnoses and procedures as list<dictionary<string>> (what `group_table` encodes fastest). A file is read and
-    validated whole; a folder partition by partition (`_load_folder`)."""
+    again (the nightly job and `dipsim group` re-read them often): every row was accepted then, so all are now.
+    From Parquet, `columns` (canonical names) reads and checks only the columns that map onto them (`dipsim group`
+    reads 12 of 25: a row is then rejected only for what those hold), and `dictionary_codes` gives diagnoses and
+    procedures as list<dictionary<string>> (what `group_table` encodes fastest); a text or Excel file is read whole.
+    A file is read and validated whole; a folder partition by partition (`_load_folder`)."""
     from .readers import read_cases_raw
 
     opts = options or ValidationOptions()
     if Path(path).is_dir():
         return _load_folder(_FolderListing.of(Path(path)), opts, header_mapping, columns, dictionary_codes)
     raw = read_cases_raw(path, header_mapping, encoding, sheet, columns=columns, dictionary_codes=dictionary_codes)
-    return _result(raw, opts, columns)
+    return _result(raw, opts, columns, dictionary_codes=dictionary_codes)
 
 
 @dataclass
@@ -744,18 +771,21 @@ def _load_folder(listing: _FolderListing, opts: ValidationOptions, header_mappin
         raw = canonical(table, rows, folder, header_mapping, validated=listing.stamp)
         if _trusted(raw, opts, columns):
             return _result(raw, opts, columns)
-    results = list(_partition_results(listing, opts, header_mapping))
+    results = list(_partition_results(listing, opts, header_mapping, columns, dictionary_codes))
     return results[0] if len(results) == 1 else _stacked(folder, results)
 
 
-def _partition_results(listing: _FolderListing, opts: ValidationOptions,
-                       header_mapping: dict | None) -> Iterator[ValidationResult]:
-    """Each partition validated alone, in order, a case id accepted from an earlier one rejected."""
+def _partition_results(listing: _FolderListing, opts: ValidationOptions, header_mapping: dict | None,
+                       columns: list[str] | None = None, dictionary_codes: bool = False
+                       ) -> Iterator[ValidationResult]:
+    """Each partition validated alone, in order, a case id accepted from an earlier one rejected. `columns`,
+    `dictionary_codes`: as in `load_cases`."""
     from .readers import read_cases_raw
 
     earlier = EarlierCaseIds(listing.folder)
     for file in listing.files:
-        yield earlier.reject_repeats(validate_cases(read_cases_raw(file, header_mapping), opts))
+        raw = read_cases_raw(file, header_mapping, columns=columns, dictionary_codes=dictionary_codes)
+        yield earlier.reject_repeats(validate_cases(raw, opts, dictionary_codes=dictionary_codes))
 
 
 class EarlierCaseIds:
@@ -839,45 +869,48 @@ def iter_cases(path, batch_rows: int, options: ValidationOptions | None = None, 
         if _stamp_fits(listing.stamp, opts):
             yield _load_folder(listing, opts, header_mapping, columns, dictionary_codes)
         else:
-            yield from _partition_results(listing, opts, header_mapping)
+            yield from _partition_results(listing, opts, header_mapping, columns, dictionary_codes)
         return
     if path.suffix.lower() in PARQUET_SUFFIXES and path.is_file():
-        yield from iter_load_cases(path, batch_rows, opts, header_mapping)
+        yield from iter_load_cases(path, batch_rows, opts, header_mapping, columns, dictionary_codes)
         return
     yield load_cases(path, opts, header_mapping, encoding, sheet, columns, dictionary_codes)
 
 
 def iter_load_cases(path, batch_rows: int, options: ValidationOptions | None = None,
-                    header_mapping: dict | None = None) -> Iterator[ValidationResult]:
+                    header_mapping: dict | None = None, columns: list[str] | None = None,
+                    dictionary_codes: bool = False) -> Iterator[ValidationResult]:
     """`load_cases` of one Parquet file, `batch_rows` rows at a time (memory bounded by the batch): each batch is
     validated alone, and a case id repeated from an earlier batch is rejected as in one read (the file's case id
-    column is checked whole first, when the file is larger than a batch)."""
+    column is checked whole first, when the file is larger than a batch). `columns`, `dictionary_codes`: as in
+    `load_cases`."""
     from .readers import iter_parquet_raw, parquet_metadata
 
     opts = options or ValidationOptions()
     first_rows = None
-    for number, raw in enumerate(iter_parquet_raw(path, batch_rows, header_mapping)):
+    pieces = iter_parquet_raw(path, batch_rows, header_mapping, columns, dictionary_codes)
+    for number, raw in enumerate(pieces):
         if number == 0 and not _trusted(raw, opts) and parquet_metadata(Path(path)).num_rows > batch_rows:
             first_rows = _file_first_rows(Path(path), raw.header_map)
         part = None if first_rows is None or not len(raw.rows) else first_rows[raw.rows[0] - 1:raw.rows[-1]]
-        yield _result(raw, opts, first_rows=part)
+        yield _result(raw, opts, columns, part, dictionary_codes)
 
 
 def _file_first_rows(path: Path, header_map: dict[str, str]) -> np.ndarray | None:
-    """The row number of each row's case id's first row over the whole file (0: missing); None when no id
-    repeats or the file has no case id column (ids are then made from the row numbers)."""
-    from .readers import read_parquet_raw
+    """The row number of each row's case id's first row over the whole file (0: missing, or no id repeats: then
+    all 0); None when the file has no case id column (ids are then made from the row numbers)."""
+    import pyarrow.parquet as pq
 
     header = next((h for h, c in header_map.items() if c == "case_id"), None)
     if header is None:
         return None
-    table, _ = read_parquet_raw(path, columns=[header], files=[path])
-    first = _first_positions(text_column(table[header]))
-    return None if first is None else np.where(first >= 0, first + 1, 0)
+    ids = text_column(pq.read_table(path, columns=[header])[header])
+    first = _first_positions(ids)
+    return np.zeros(len(ids), np.int64) if first is None else np.where(first >= 0, first + 1, 0)
 
 
 def _result(raw: RawCases, opts: ValidationOptions, columns: list[str] | None = None,
-            first_rows: np.ndarray | None = None) -> ValidationResult:
+            first_rows: np.ndarray | None = None, dictionary_codes: bool = False) -> ValidationResult:
     """The accepted rows of `raw`: as read when it is `dipsim validate` output (trusted), else validated."""
     if _trusted(raw, opts, columns):
         names = [n for n in CASE_SCHEMA.names if n in raw.table.column_names]
@@ -887,7 +920,7 @@ def _result(raw: RawCases, opts: ValidationOptions, columns: list[str] | None = 
                                 accepted_rows=raw.rows, rejects=REJECT_SCHEMA.empty_table(),
                                 warnings=REJECT_SCHEMA.empty_table(), rows_read=len(raw.rows), source=raw.source,
                                 trusted=True)
-    return validate_cases(raw, opts, first_rows)
+    return validate_cases(raw, opts, first_rows, dictionary_codes)
 
 
 def _stamp_fits(stamp: dict | None, opts: ValidationOptions) -> bool:
