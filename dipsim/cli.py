@@ -49,6 +49,9 @@ def _console(args) -> _Console:
 @contextlib.contextmanager
 def _progress(console: Console, description: str, total: int):
     """A progress bar on stderr (hidden with --quiet or when stderr is not a terminal); yields update(done, total)."""
+    if console.quiet or not console.is_terminal:  # nothing to show: rich.progress is not even imported
+        yield lambda done, total: None
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),

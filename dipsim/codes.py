@@ -11,6 +11,7 @@ The tables are built by ``tools/build_codes.py`` into ``grouper_tables/codes/`` 
 
 from __future__ import annotations
 
+import csv
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from dipsim.paths import tables_dir as _tables_dir
 
@@ -217,10 +219,11 @@ def is_valid_code_shape(arr: ArrayLike, system: str) -> ArrayLike:
 
 @dataclass(frozen=True, eq=False)
 class CodeDictionary:
-    """One code system's dictionary: sorted unique ``codes`` and a ``table`` of attributes in the same order.
+    """One code system's dictionary: sorted unique ``codes`` and its ``attributes`` (Arrow) in the same order.
 
-    The id of a code is its position in ``codes`` (int32); -1 means unknown or null. ``table`` has a RangeIndex
-    aligned with the ids, so ``table.iloc[ids]`` or ``table[col].to_numpy()[ids]`` look attributes up.
+    The id of a code is its position in ``codes`` (int32); -1 means unknown or null: ``flag(name)[ids]`` or
+    ``attributes[col].take(ids)`` look attributes up. ``table`` is the same as a pandas DataFrame with a RangeIndex
+    aligned with the ids (``table.iloc[ids]``), made when first asked for.
     ICD-10: ``name``, ``allowed_as_principal`` (False for the 不能作为主要诊断 list, "灰码"), ``category``,
     ``subcategory``. ICD-9: ``name``, ``kind`` (手术 / 介入治疗 / 治疗性操作 / 诊断性操作 or ""), ``kind_source``,
     ``gray`` (灰码), ``chapter``, ``chapter_name``, ``category``, ``category_name``, ``subcategory``, ``detail``.
@@ -229,10 +232,18 @@ class CodeDictionary:
     system: str
     version: str
     codes: pa.Array
-    table: pd.DataFrame = field(repr=False)
+    attributes: pa.Table = field(repr=False)
 
     def __len__(self) -> int:
         return len(self.codes)
+
+    @functools.cached_property
+    def table(self) -> pd.DataFrame:
+        return self.attributes.to_pandas()
+
+    def flag(self, name: str) -> np.ndarray:
+        """A yes/no attribute (``allowed_as_principal``, ``gray``) as a bool array aligned with the ids."""
+        return self.attributes[name].to_numpy()
 
     def encode(self, arr: ArrayLike) -> np.ndarray:
         """int32 ids of the codes (for list arrays: of the flattened values); -1 for unknown or null."""
@@ -277,24 +288,34 @@ class CodeDictionary:
 _BOOL_COLUMNS = ("allowed_as_principal", "gray")
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path) -> pa.Table:
+    """A code table as written by tools/build_codes.py: every cell text ('' for an empty one, never null), the
+    yes/no columns (`_BOOL_COLUMNS`, written true/false) as bool."""
     if not path.is_file():
         raise FileNotFoundError(f"code table not found: {path} (rebuild with tools/build_codes.py)")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    for col in _BOOL_COLUMNS:
-        if col in df.columns:
-            df[col] = df[col].map({"true": True, "false": False}).astype(bool)
-    return df
+    with path.open(encoding="utf-8", newline="") as file:
+        header = next(csv.reader(file), [])
+    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in header}, strings_can_be_null=False,
+        quoted_strings_can_be_null=False))
+    for name in _BOOL_COLUMNS:
+        if name in table.column_names:
+            flags = table[name]
+            if not pc.all(pc.is_in(flags, value_set=pa.array(["true", "false"]))).as_py():
+                raise ValueError(f"{path}: column {name} holds other values than true and false")
+            table = table.set_column(table.column_names.index(name), name, pc.equal(flags, "true"))
+    return table
 
 
 def _load_dictionary(system: str, file: str, tables_dir: str | Path | None) -> CodeDictionary:
     root = Path(tables_dir) if tables_dir is not None else _tables_dir()
-    df = _read_table(root / "codes" / file)
-    codes = pa.array(df.pop("code").to_numpy(), pa.string())
+    table = _read_table(root / "codes" / file)
+    codes = table["code"].combine_chunks()
     # The build script writes codes sorted and unique; check rather than trust, ids depend on it.
     if len(codes) > 1 and not pc.all(pc.less(codes[:-1], codes[1:])).as_py():
         raise ValueError(f"{root / 'codes' / file}: codes are not sorted and unique")
-    return CodeDictionary(system=system, version="医保版 2.0", codes=codes, table=df.reset_index(drop=True))
+    return CodeDictionary(system=system, version="医保版 2.0", codes=codes,
+                          attributes=table.drop_columns(["code"]).combine_chunks())
 
 
 @functools.lru_cache(maxsize=8)
@@ -321,7 +342,12 @@ class Crosswalk:
     system: str
     source: pa.Array
     target: pa.Array
-    table: pd.DataFrame = field(repr=False)
+    attributes: pa.Table = field(repr=False)
+
+    @functools.cached_property
+    def table(self) -> pd.DataFrame:
+        """The crosswalk file as a pandas DataFrame (source_code, target_code, ...)."""
+        return self.attributes.to_pandas()
 
 
 @functools.lru_cache(maxsize=8)
@@ -332,12 +358,12 @@ def load_crosswalk(name: str, tables_dir: str | Path | None = None) -> Crosswalk
         raise ValueError(f"unknown crosswalk {name!r}; expected one of {tuple(CROSSWALKS)}")
     file, system = CROSSWALKS[name]
     root = Path(tables_dir) if tables_dir is not None else _tables_dir()
-    df = _read_table(root / "codes" / file)
-    source = pa.array(df["source_code"].to_numpy(), pa.string())
+    table = _read_table(root / "codes" / file)
+    source = table["source_code"].combine_chunks()
     if len(pc.unique(source)) != len(source):
         raise ValueError(f"{root / 'codes' / file}: source codes are not unique")
-    target = pa.array(df["target_code"].to_numpy(), pa.string())
-    return Crosswalk(name=name, system=system, source=source, target=target, table=df)
+    return Crosswalk(name=name, system=system, source=source, target=table["target_code"].combine_chunks(),
+                     attributes=table)
 
 
 def _apply_strings(values: pa.Array, cw: Crosswalk) -> pa.Array:

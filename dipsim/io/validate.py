@@ -473,7 +473,7 @@ def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str |
         unknown = shape_ok & (ids < 0)
         p.warn_items(parents[unknown], name, text(unknown), f"not in {label} 医保版 2.0")
         if name == "diagnoses":
-            allowed = dictionary.table["allowed_as_principal"].to_numpy(dtype=bool)[np.maximum(ids, 0)]
+            allowed = dictionary.flag("allowed_as_principal")[np.maximum(ids, 0)]
             not_allowed = is_principal & (ids >= 0) & ~allowed
             p.warn_items(parents[not_allowed], name, text(not_allowed),
                          "not allowed as principal diagnosis (灰码) in 医保版 2.0")
