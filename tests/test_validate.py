@@ -268,3 +268,19 @@ def test_row_numbers_past_a_million_are_written_whole():
     reasons = {(r["row"], r["reason"], r["value"]) for r in result.rejects.to_pylist()}
     assert (1_234_569, "duplicate case id (first at row 1234567)", "A") in reasons
     assert (1_234_568, "LOS inconsistent with the dates", "40 vs dates 3 days") in reasons
+
+
+@pytest.mark.parametrize("numba_loaded", [True, False])
+def test_repeated_case_ids_are_told_the_same_either_way(monkeypatch, numba_loaded):
+    """`_no_repeats` hashes the ids when Numba is loaded and counts distinct ids otherwise: same answers."""
+    import sys
+
+    from dipsim.io import validate
+
+    if numba_loaded:
+        import numba  # noqa: F401
+    else:
+        monkeypatch.delitem(sys.modules, "numba", raising=False)
+    assert validate._first_positions(pa.array(["a", "b", None, None, "c"])) is None  # missing ids never repeat
+    assert validate._first_positions(pa.array(["a", "b", "a", None, "b"])).tolist() == [0, 1, 0, -1, 1]
+    assert not validate._no_repeats(pa.array(["x", "y", "x"]))

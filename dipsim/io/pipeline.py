@@ -116,7 +116,8 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
     earlier = EarlierCaseIds(input_path if input_path.is_dir() else input_path.parent)
     totals = dict(rows_read=0, accepted=0, rejected=0)
     for number, path in enumerate(files):
-        result = earlier.reject_repeats(validate_cases(read_cases_raw(path, header_mapping, encoding, sheet), options))
+        result = earlier.reject_repeats(validate_cases(read_cases_raw(path, header_mapping, encoding, sheet,
+                                                                      dictionary_codes=True), options))
         accepted = result.accepted.replace_schema_metadata({VALIDATED_KEY: stamp})
         part = write_parquet(accepted, accepted_dir / f"part-{number:05d}.parquet")
         parts.append({"file": part.relative_to(out_dir).as_posix(), "rows": accepted.num_rows,
