@@ -319,15 +319,15 @@ def test_a_validate_killed_by_a_full_disk_is_refused_not_read_as_seven_months(wo
 
     from dipsim.io import pipeline
 
-    real, written = pipeline.write_parquet, []
+    real, written = pipeline._part_writer, []
 
-    def full_disk(table, path):
+    def full_disk(path, schema):
         if len(written) == 7:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         written.append(path)
-        return real(table, path)
+        return real(path, schema)
 
-    monkeypatch.setattr(pipeline, "write_parquet", full_disk)
+    monkeypatch.setattr(pipeline, "_part_writer", full_disk)
     with pytest.raises(OSError):
         pipeline.validate_to_dir(world / "region" / "cases", validated)
     monkeypatch.undo()

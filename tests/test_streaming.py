@@ -95,3 +95,28 @@ def test_a_validate_output_is_one_piece_its_footers_read_once(claims, tmp_path, 
     assert sorted(reads) == parts
     assert piece.rows_read == sum(pq.read_metadata(p).num_rows for p in parts) == 1_500 - 3
     assert piece.accepted.equals(whole.accepted) and piece.n_rejected == 0
+
+
+@pytest.mark.parametrize("which", ["folder", "one file"])
+def test_validate_writes_the_same_whatever_the_batch(claims, tmp_path, monkeypatch, which):
+    """`dipsim validate` reads a Parquet file in batches (a row group of its part each): the parts' rows, the
+    rejects and the warnings are those of a run that reads each file whole, a repeated id included (across batches
+    of the one file; across partitions of the folder)."""
+    from dipsim.io import pipeline
+
+    path = claims[0] if which == "folder" else claims[1]
+    whole = pipeline.validate_to_dir(path, tmp_path / "whole")
+    monkeypatch.setattr(pipeline, "VALIDATE_BATCH_ROWS", 200)
+    batched = pipeline.validate_to_dir(path, tmp_path / "batched")
+    assert (batched.rows_read, batched.accepted, batched.rejected) == (whole.rows_read, whole.accepted,
+                                                                       whole.rejected) == (1_500, 1_497, 3)
+    for name in ("rejects.csv", "warnings.csv"):
+        assert (tmp_path / "batched" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    parts = sorted((tmp_path / "whole" / "accepted").glob("*.parquet"))
+    assert [p.name for p in parts] == [p.name for p in sorted((tmp_path / "batched" / "accepted").glob("*"))]
+    for part in parts:
+        batched_part = tmp_path / "batched" / "accepted" / part.name
+        assert pq.read_table(batched_part).equals(pq.read_table(part))
+    if which == "one file":
+        assert pq.ParquetFile(tmp_path / "batched" / "accepted" / parts[0].name).metadata.num_row_groups > 1
+    assert load_cases(tmp_path / "batched").accepted.equals(load_cases(tmp_path / "whole").accepted)

@@ -2,8 +2,9 @@
 
 Writes `accepted/part-NNNNN.parquet` (CASE_SCHEMA), `rejects.csv`, `warnings.csv` (UTF-8 with BOM for Excel) and
 `manifest.json` (inputs' sha256, counts, dipsim version, the parts written), the manifest last. A folder is streamed
-one file at a time, so memory stays bounded by the largest partition; case ids are checked for duplicates across
-partitions too.
+one file at a time and a Parquet file `VALIDATE_BATCH_ROWS` rows at a time (one part per input file, a row group
+per batch), so memory stays bounded by the batch (and a file's case ids, checked whole for repeats, and the ids
+of earlier files, for repeats across them); a text or Excel file is read whole.
 """
 
 from __future__ import annotations
@@ -11,19 +12,29 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from dipsim import __version__
-from dipsim.schema import REJECT_SCHEMA
+from dipsim.schema import CASE_SCHEMA, REJECT_SCHEMA
 
 from .errors import InputError
-from .readers import VALIDATED_KEY, parquet_files, read_cases_raw, validated_stamp
-from .validate import DUPLICATE_CASE_ID, EarlierCaseIds, ValidationOptions, counts_line, validate_cases
-from .writers import sha256_file, write_csv, write_json, write_parquet
+from .readers import PARQUET_SUFFIXES, VALIDATED_KEY, parquet_files, read_cases_raw, validated_stamp
+from .validate import (
+    DUPLICATE_CASE_ID,
+    EarlierCaseIds,
+    ValidationOptions,
+    ValidationResult,
+    counts_line,
+    iter_load_cases,
+    validate_cases,
+)
+from .writers import atomic_path, sha256_file, write_csv, write_json
 
 
 @dataclass
@@ -85,6 +96,44 @@ def _input_files(path: Path) -> list[Path]:
     return [path]
 
 
+VALIDATE_BATCH_ROWS = 1 << 19  # rows of a Parquet file validated at a time: what bounds validate's memory
+
+
+def _pieces(path: Path, options: ValidationOptions, header_mapping, encoding, sheet) -> Iterator[ValidationResult]:
+    """A file validated: Parquet `VALIDATE_BATCH_ROWS` rows at a time (`iter_load_cases`: a case id repeated
+    across its batches rejected as in one read), its code lists read dictionary-encoded; text and Excel whole."""
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        yield from iter_load_cases(path, VALIDATE_BATCH_ROWS, options, header_mapping, dictionary_codes=True,
+                                   recheck=True)
+    else:
+        yield validate_cases(read_cases_raw(path, header_mapping, encoding, sheet), options)
+
+
+def _part_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """The writer of one accepted part (its batches become its row groups)."""
+    return pq.ParquetWriter(path, schema, compression="zstd")
+
+
+def _with_last(items: Iterator) -> Iterator[tuple]:
+    """(item, is it the last) for each item."""
+    previous, started = None, False
+    for item in items:
+        if started:
+            yield previous, False
+        previous, started = item, True
+    if started:
+        yield previous, True
+
+
+def _listed_codes(accepted: pa.Table) -> pa.Table:
+    """The code lists as list<string>, the case schema's type (validation may hand them dictionary-encoded)."""
+    for name in ("diagnoses", "procedures"):
+        if name in accepted.column_names and accepted.schema.field(name).type != CASE_SCHEMA.field(name).type:
+            accepted = accepted.set_column(accepted.column_names.index(name), name,
+                                           pc.cast(accepted[name], CASE_SCHEMA.field(name).type))
+    return accepted
+
+
 def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = None, header_mapping=None,
                     encoding: str | None = None, sheet=None, progress=None) -> ValidateSummary:
     """Validate `input_path` into `out_dir`; `progress(done_files, total_files)` is called after each file.
@@ -116,20 +165,30 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
     earlier = EarlierCaseIds(input_path if input_path.is_dir() else input_path.parent)
     totals = dict(rows_read=0, accepted=0, rejected=0)
     for number, path in enumerate(files):
-        result = earlier.reject_repeats(validate_cases(read_cases_raw(path, header_mapping, encoding, sheet,
-                                                                      dictionary_codes=True), options))
-        accepted = result.accepted.replace_schema_metadata({VALIDATED_KEY: stamp})
-        part = write_parquet(accepted, accepted_dir / f"part-{number:05d}.parquet")
-        parts.append({"file": part.relative_to(out_dir).as_posix(), "rows": accepted.num_rows,
-                      "bytes": part.stat().st_size, "sha256": sha256_file(part)})
-        rejects.append(result.rejects)
-        warnings.append(result.warnings)
-        counts = dict(rows_read=result.rows_read, accepted=result.n_accepted, rejected=result.n_rejected)
+        target = accepted_dir / f"part-{number:05d}.parquet"
+        counts, n_warnings, first = dict(rows_read=0, accepted=0, rejected=0), 0, None
+        with atomic_path(target) as tmp:
+            writer = None
+            for result, last in _with_last(_pieces(path, options, header_mapping, encoding, sheet)):
+                result = earlier.reject_repeats(result, last_piece=last)
+                accepted = _listed_codes(result.accepted).replace_schema_metadata({VALIDATED_KEY: stamp})
+                writer = writer or _part_writer(tmp, accepted.schema)
+                writer.write_table(accepted)
+                rejects.append(result.rejects)
+                warnings.append(result.warnings)
+                for key, n in (("rows_read", result.rows_read), ("accepted", result.n_accepted),
+                               ("rejected", result.n_rejected)):
+                    counts[key] += n
+                n_warnings += result.n_warnings
+                first = first or result
+            writer.close()
+        parts.append({"file": target.relative_to(out_dir).as_posix(), "rows": counts["accepted"],
+                      "bytes": target.stat().st_size, "sha256": sha256_file(target)})
         for key in totals:
             totals[key] += counts[key]
-        per_file.append({"file": str(path), "sha256": digests[number], "encoding": result.encoding,
-                         "unmapped_columns": result.unmapped_columns,
-                         "absent_columns": result.absent_columns, **counts, "warnings": result.n_warnings})
+        per_file.append({"file": str(path), "sha256": digests[number], "encoding": first.encoding,
+                         "unmapped_columns": first.unmapped_columns,
+                         "absent_columns": first.absent_columns, **counts, "warnings": n_warnings})
         if progress is not None:
             progress(number + 1, len(files))
     all_rejects = pa.concat_tables(rejects) if rejects else REJECT_SCHEMA.empty_table()

@@ -823,18 +823,21 @@ class EarlierCaseIds:
         self._ids: list[pa.Array] = []
         self._rows: list[np.ndarray] = []
         self._files: list[str] = []
+        self._done = 0  # the pieces of the files before the current one
 
-    def reject_repeats(self, result: ValidationResult) -> ValidationResult:
+    def reject_repeats(self, result: ValidationResult, last_piece: bool = True) -> ValidationResult:
         """Move `result`'s accepted rows whose case id an earlier file has into its rejects; remember the others.
-        A file without a case id column is left as it is (its ids are made from its name and row numbers)."""
+        A file without a case id column is left as it is (its ids are made from its name and row numbers).
+        `result` may be a piece of a file (`iter_load_cases`, repeats within the file rejected there already):
+        `last_piece` False until its last, whose ids are then looked for in the files after it."""
         if "case_id" in result.absent_columns:
             return result
         ids = pc.cast(result.accepted["case_id"], pa.string()).combine_chunks()
         earlier = np.full(len(ids), -1, np.int64)  # each row's position among the earlier files' ids, or -1
-        if self._ids and len(ids):
+        if self._done and len(ids):
             # The earlier ids are looked up among this file's (a hash table of one file, not of all before it:
             # a folder of P files costs P small tables, not P growing ones).
-            at = pc.index_in(pa.chunked_array(self._ids, pa.string()), value_set=ids)
+            at = pc.index_in(pa.chunked_array(self._ids[:self._done], pa.string()), value_set=ids)
             found = pc.is_valid(at).to_numpy(zero_copy_only=False)
             earlier[at.drop_null().to_numpy()] = np.flatnonzero(found)
         repeat = earlier >= 0
@@ -851,6 +854,8 @@ class EarlierCaseIds:
         self._ids.append(ids.filter(pa.array(~repeat)))
         self._rows.append(result.accepted_rows)
         self._files.append(Path(result.source).relative_to(self.folder).as_posix())
+        if last_piece:
+            self._done = len(self._ids)
         result.check_counts()
         return result
 
@@ -903,21 +908,22 @@ def iter_cases(path, batch_rows: int, options: ValidationOptions | None = None, 
 
 def iter_load_cases(path, batch_rows: int, options: ValidationOptions | None = None,
                     header_mapping: dict | None = None, columns: list[str] | None = None,
-                    dictionary_codes: bool = False) -> Iterator[ValidationResult]:
+                    dictionary_codes: bool = False, recheck: bool = False) -> Iterator[ValidationResult]:
     """`load_cases` of one Parquet file, `batch_rows` rows at a time (memory bounded by the batch): each batch is
     validated alone, and a case id repeated from an earlier batch is rejected as in one read (the file's case id
     column is checked whole first, when the file is larger than a batch). `columns`, `dictionary_codes`: as in
-    `load_cases`."""
+    `load_cases`; `recheck`: validate a `dipsim validate` output again rather than take it as read."""
     from .readers import iter_parquet_raw, parquet_metadata
 
     opts = options or ValidationOptions()
     first_rows = None
     pieces = iter_parquet_raw(path, batch_rows, header_mapping, columns, dictionary_codes)
     for number, raw in enumerate(pieces):
-        if number == 0 and not _trusted(raw, opts) and parquet_metadata(Path(path)).num_rows > batch_rows:
+        trusted = _trusted(raw, opts, columns) and not recheck
+        if number == 0 and not trusted and parquet_metadata(Path(path)).num_rows > batch_rows:
             first_rows = _file_first_rows(Path(path), raw.header_map)
         part = None if first_rows is None or not len(raw.rows) else first_rows[raw.rows[0] - 1:raw.rows[-1]]
-        yield _result(raw, opts, columns, part, dictionary_codes)
+        yield _result(raw, opts, columns) if trusted else validate_cases(raw, opts, part, dictionary_codes)
 
 
 def _file_first_rows(path: Path, header_map: dict[str, str]) -> np.ndarray | None:
