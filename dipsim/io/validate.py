@@ -236,12 +236,14 @@ def text_column(col: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 _SAMPLE_ROWS = 4096
+_ASCII_SPACE = "".join(chr(c) for c in range(128) if chr(c).isspace())  # \t\n\v\f\r\x1c-\x1f and space
 
 
 def _text_values(arr: pa.Array) -> pa.Array:
     """`text_column` of a string array, value by value."""
     ascii_only = pc.all(pc.string_is_ascii(arr)).as_py() is not False  # NFKC changes nothing in ASCII
-    arr = pc.ascii_trim_whitespace(arr) if ascii_only else pc.utf8_trim_whitespace(pc.utf8_normalize(arr, "NFKC"))
+    # Unicode white space at the ends goes, whatever the other rows hold: in ASCII that is also \x1c-\x1f.
+    arr = pc.ascii_trim(arr, _ASCII_SPACE) if ascii_only else pc.utf8_trim_whitespace(pc.utf8_normalize(arr, "NFKC"))
     if (pc.min(pc.binary_length(arr)).as_py() or 0) > _LONGEST_MISSING_TOKEN:  # ids, codes: no token fits
         return arr
     lower = pc.ascii_lower(arr) if ascii_only else pc.utf8_lower(arr)
@@ -289,7 +291,8 @@ def _parse_dates(uniq: pd.Series) -> np.ndarray:
     s = uniq.str.replace(r"[年月/.]", "-", regex=True).str.replace("日", "", regex=False)
     s = s.str.replace(r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3", regex=True)
     parsed = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
-    serial = pd.to_numeric(s.where(s.str.fullmatch(r"\d{5}(\.\d+)?").fillna(False)), errors="coerce")
+    # An Excel serial day, with a time of day as its fraction (45000.5): matched before '.' became '-'.
+    serial = pd.to_numeric(uniq.where(uniq.str.fullmatch(r"\d{5}(\.\d+)?").fillna(False)), errors="coerce")
     parsed = parsed.fillna(_EXCEL_EPOCH + pd.to_timedelta(serial.where(serial.between(1, 2_958_465)), unit="D"))
     return parsed.to_numpy(dtype="datetime64[D]")
 
@@ -299,13 +302,14 @@ def _date(col) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
     20250103, 2025年1月3日, '2025-01-03 10:20:00' and Excel serial day numbers."""
     if pa.types.is_date(col.type) or pa.types.is_timestamp(col.type):
         values = pc.cast(col, pa.date32()).to_numpy(zero_copy_only=False).astype("datetime64[D]")
-        return values, np.isnat(values), np.zeros(len(values), bool), values
-    text = text_column(col)
-    missing = text.is_null().to_numpy(zero_copy_only=False)
-    day = pc.replace_substring_regex(text, r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")  # time of day dropped
-    values = _per_value(day, _parse_dates, np.datetime64("NaT", "D"))
+        missing, text = np.isnat(values), values.copy()  # the dates as given, for the messages
+    else:
+        text = text_column(col)
+        missing = text.is_null().to_numpy(zero_copy_only=False)
+        day = pc.replace_substring_regex(text, r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")  # time of day dropped
+        values = _per_value(day, _parse_dates, np.datetime64("NaT", "D"))
     years = values.astype("datetime64[Y]").astype(np.int64) + 1970
-    bad = ~missing & (np.isnat(values) | (years < 1900) | (years > 2100))
+    bad = ~missing & (np.isnat(values) | (years < 1900) | (years > 2100))  # typed or text, the same years
     values[bad] = np.datetime64("NaT")
     return values, missing, bad, text
 
@@ -316,11 +320,17 @@ def _lookup(col, words: dict, allowed: set | None = None) -> tuple[np.ndarray, n
     Values are float64 when every target in `words` is a number (NaN where missing or bad), else objects."""
     numeric = all(isinstance(v, (int, float)) for v in words.values())
     if _is_numeric_type(col.type):
-        values = _numeric_column(col)
-        missing = np.isnan(values)
-        bad = ~missing & ~np.isin(values, list(allowed or ()))
-        values[bad] = np.nan
-        return values, missing, bad, values
+        given = _numeric_column(col)  # as given, for the messages
+        missing = np.isnan(given)
+        if numeric:
+            bad = ~missing & ~np.isin(given, list(allowed or ()))
+            return np.where(bad, np.nan, given), missing, bad, given
+        # A typed code of a text field (险种 310) reads as its text would: looked up by its digits.
+        distinct, index = np.unique(given, return_inverse=True)
+        mapped = np.array([words.get(str(int(v)) if float(v).is_integer() else repr(float(v))) for v in distinct]
+                          + [None], dtype=object)
+        values = mapped[np.where(missing, len(distinct), index)]
+        return values, missing, ~missing & pd.isna(values), given
     text = text_column(col)
     missing = text.is_null().to_numpy(zero_copy_only=False)
 
