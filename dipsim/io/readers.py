@@ -467,6 +467,11 @@ def _place_rows(text: _Lines, table: pa.Table, invalid: list[tuple], is_invalid:
     if n != np.count_nonzero(~blank):
         extra[~is_invalid] = _newlines_per_row(table)
         extra[is_invalid] = [raw.count("\n") for _, _, raw in invalid]
+    elif n and blank[-1]:
+        # As many rows as lines with text: a row takes no line with text but its first. Yet the last may take the
+        # blank lines that end the text, when its quote is open to the end (a stray quote on the last line).
+        extra[-1] = (invalid[-1][2].count("\n") if is_invalid[-1] else
+                     int(_newlines_per_row(table.slice(table.num_rows - 1))[0]))
     return bounds, _row_lines(blank, extra), extra
 
 
@@ -660,16 +665,20 @@ class _LineReader:
         self.file, self.buf, self.lo, self.hi, self.eof = file, bytearray(), 0, 0, False
         self.base = start  # the file offset of buf[0]
 
-    def fill(self, want: int) -> int:
+    def fill(self, want: int, least: int = 0) -> int:
         """Read until buf[lo:] holds `want` bytes and a line end after them, or the rest of the file; returns the
         end of the whole lines of about `want` bytes from `lo` (after the last LF before lo + want, else after the
-        first LF after it; `hi` when the rest of the file is that short). `lo` when nothing is left."""
+        first LF after it; `hi` when the rest of the file is that short), more than `least` bytes from `lo` (a
+        block read again must be longer). `lo` when nothing is left."""
+        want = max(want, least + 1)
         while True:
             if self.eof and self.hi - self.lo <= want:
                 return self.hi
             if self.hi - self.lo > want:
                 cut = self.lo + want
-                end = self.buf.rfind(b"\n", self.lo, cut) + 1 or self.buf.find(b"\n", cut, self.hi) + 1
+                end = self.buf.rfind(b"\n", self.lo, cut) + 1
+                if end - self.lo <= least:
+                    end = self.buf.find(b"\n", max(cut, self.lo + least), self.hi) + 1
                 if end:
                     return end
                 if self.eof:
@@ -851,13 +860,13 @@ class _CsvText:
         source = io.BytesIO(self.payload) if self.payload is not None else self.path.open("rb", buffering=0)
         with source:
             reader = _LineReader(source, self.body)
-            line, want = 1, block_bytes
-            while (end := reader.fill(want)) > reader.lo:
+            line, want, least = 1, block_bytes, 0
+            while (end := reader.fill(want, least)) > reader.lo:
                 buf, lo = reader.buf, reader.lo
                 more = end < reader.hi or not reader.eof
                 text, bad = self.decoded(buf, lo, end, line)
                 rows = _text_rows(text, line, names, self.delimiter, self.path, more=more)
-                want = block_bytes
+                want, least = block_bytes, 0
                 if rows.resume is None:
                     reader.lo, line = end, line + (text.line_ends if text.data is buf else buf.count(b"\n", lo, end))
                 else:
@@ -866,8 +875,9 @@ class _CsvText:
                         offset = _line_offset(buf, lo, end, resume_line - line) - lo
                     bad = {k: v for k, v in bad.items() if k < resume_line}
                     reader.lo, line = lo + offset, resume_line
-                    if reread:
-                        want = max(block_bytes, 2 * (end - reader.lo) + 1)
+                    if reread:  # the next block holds more lines than this one from its start
+                        least = end - reader.lo
+                        want = max(block_bytes, 2 * least)
                 table, starts, ends = _stacked_rows(rows, names)
                 if bad:
                     table, starts = _reject_undecodable(table, starts, ends, rows.rejects, bad)

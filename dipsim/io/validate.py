@@ -827,13 +827,17 @@ def iter_cases(path, batch_rows: int, options: ValidationOptions | None = None, 
                dictionary_codes: bool = False) -> Iterator[ValidationResult]:
     """`load_cases` in pieces whose memory is bounded, for a command that handles its cases piece by piece: a raw
     Parquet file `batch_rows` rows at a time (`iter_load_cases`), a folder of raw partitions one partition at a time
-    (each validated alone and a case id of an earlier partition rejected, as `load_cases` does), any other input
-    (CSV, Excel, a complete `dipsim validate` output, read with `columns` / `dictionary_codes`) whole. The pieces'
+    (each validated alone and a case id of an earlier partition rejected, as `load_cases` does), a CSV (text) file
+    about `batch_rows` rows at a time (`iter_csv_cases`), any other input (Excel, a complete `dipsim validate`
+    output, read with `columns` / `dictionary_codes`) whole. The pieces'
     accepted rows, rejects and warnings, in order, are those of `load_cases` (tested)."""
-    from .readers import PARQUET_SUFFIXES
+    from .readers import CSV_SUFFIXES, PARQUET_SUFFIXES
 
     opts = options or ValidationOptions()
     path = Path(path)
+    if path.suffix.lower() in CSV_SUFFIXES and path.is_file():
+        yield from iter_csv_cases(path, batch_rows, opts, header_mapping, encoding)
+        return
     if path.is_dir():  # listed and its footers read once, for the stamp and the read
         listing = _FolderListing.of(path)
         if _stamp_fits(listing.stamp, opts):
@@ -845,6 +849,64 @@ def iter_cases(path, batch_rows: int, options: ValidationOptions | None = None, 
         yield from iter_load_cases(path, batch_rows, opts, header_mapping)
         return
     yield load_cases(path, opts, header_mapping, encoding, sheet, columns, dictionary_codes)
+
+
+def iter_csv_cases(path, batch_rows: int, options: ValidationOptions | None = None,
+                   header_mapping: dict | None = None, encoding: str | None = None) -> Iterator[ValidationResult]:
+    """`load_cases` of a CSV (text) file about `batch_rows` rows at a time (`readers.iter_csv_raw`: blocks of whole
+    lines, rows numbered and rejected as one read has them), memory bounded by the piece: each piece is validated
+    alone, a case id met in an earlier piece is rejected as in one read (`_FirstRows`), and the warning that the
+    file has no case id column is given once, at its first row."""
+    from .readers import iter_csv_raw
+
+    opts = options or ValidationOptions()
+    first_rows = _FirstRows()
+    warned = False
+    for raw in iter_csv_raw(path, batch_rows, header_mapping, encoding):
+        result = validate_cases(raw, opts, first_rows.of(raw))
+        if "case_id" not in raw.table.column_names and result.n_warnings:
+            once = pc.starts_with(result.warnings["reason"], _NO_CASE_ID_COLUMN).to_numpy(zero_copy_only=False)
+            if warned and once.any():
+                result.warnings = result.warnings.filter(pa.array(~once))
+            warned = warned or bool(once.any())
+        yield result
+
+
+_NO_CASE_ID_COLUMN = "no case id column"  # how the warning of a file without case ids begins (`_check_identity`)
+
+
+class _FirstRows:
+    """The case ids of the pieces of a file validated so far, each with the row it was first met at, so that a
+    later piece's `_check_case_ids` finds each row's first row over the file, as one read does (`first_rows`).
+    The earlier ids are looked up in a hash table of the piece's ids (`EarlierCaseIds`)."""
+
+    def __init__(self) -> None:
+        self._ids: list[pa.Array] = []
+        self._rows: list[np.ndarray] = []
+
+    def of(self, raw: RawCases) -> np.ndarray | None:
+        """Each row's first row over the file (0: a missing id) when a row's id was met in an earlier piece; None
+        when none was (the piece alone then tells the first rows, as `validate_cases` finds them). The piece's
+        new ids are remembered."""
+        if "case_id" not in raw.table.column_names or not len(raw.rows):
+            return None
+        ids, _ = _case_ids(raw)
+        n = len(ids)
+        missing = ids.is_null().to_numpy(zero_copy_only=False)
+        first = _first_positions(ids)  # each row's first row with its id in the piece; None: every id once
+        first = np.arange(n) if first is None else np.where(missing, np.arange(n), first)
+        earlier = np.zeros(n, np.int64)  # at a row first with its id in the piece: the id's row in an earlier piece
+        if self._ids:
+            at = pc.index_in(pa.chunked_array(self._ids, pa.string()), value_set=ids)
+            found = pc.is_valid(at).to_numpy(zero_copy_only=False)
+            earlier[first[at.drop_null().to_numpy()]] = np.concatenate(self._rows)[found]
+        met = np.where(missing, 0, earlier[first])
+        new = (first == np.arange(n)) & ~missing & (met == 0)
+        self._ids.append(ids.filter(pa.array(new)))
+        self._rows.append(raw.rows[new])
+        if not met.any():
+            return None
+        return np.where(met > 0, met, np.where(missing, 0, raw.rows[first]))
 
 
 def iter_load_cases(path, batch_rows: int, options: ValidationOptions | None = None,
