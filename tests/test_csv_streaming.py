@@ -11,6 +11,7 @@ blocks as small as one line.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -127,6 +128,37 @@ def test_an_id_repeated_from_an_earlier_piece_names_its_first_row(tmp_path):
                        (6, "duplicate case id (first at row 2)"), (8, "missing case id"),
                        (9, "duplicate case id (first at row 5)"), (10, "duplicate case id (first at row 7)")]
     assert [r for p in pieces for r in p.accepted["case_id"].to_pylist()] == ["A1", "A2", "A4", "A5"]
+
+
+@pytest.mark.parametrize("hashing", ["real", "colliding"])
+def test_ids_repeated_over_many_pieces_name_their_first_row(tmp_path, monkeypatch, hashing):
+    """Ids from a small pool, read 1-3 rows a piece; with "colliding", many ids share each hash, so that the ids
+    themselves must tell them apart. Expected: a plain walk over the rows keeping each id's first row."""
+    import random
+
+    import dipsim.io.case_id_hashes as hashes
+
+    if hashing == "colliding":
+        monkeypatch.setattr(hashes, "case_id_hashes", lambda ids: np.array(
+            [len(i) % 3 for i in pa.array(ids).to_pylist()], np.uint64))
+    rng = random.Random(5)
+    ids = [rng.choice(["", " "] + [f"P{k}" for k in range(15)] + [f"LONGER{k}" for k in range(4)])
+           for _ in range(300)]
+    path = tmp_path / "cases.csv"
+    path.write_text(HEADER + "".join(f"{i},3,K35.800,100,x\n" for i in ids), encoding="utf-8")
+    first_at: dict[str, int] = {}
+    expected = []
+    for row, case_id in enumerate(ids, start=1):
+        if not case_id.strip():
+            expected.append((row, "missing case id"))
+        elif case_id in first_at:
+            expected.append((row, f"duplicate case id (first at row {first_at[case_id]})"))
+        else:
+            first_at[case_id] = row
+    for batch_rows in (1, 3):
+        _, pieces = _one_read_and_pieces(path, batch_rows)
+        assert len(pieces) > 20
+        assert [(r["row"], r["reason"]) for p in pieces for r in p.rejects.to_pylist()] == expected
 
 
 def test_a_file_without_case_ids_is_warned_about_once(tmp_path):

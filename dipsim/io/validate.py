@@ -878,35 +878,84 @@ _NO_CASE_ID_COLUMN = "no case id column"  # how the warning of a file without ca
 class _FirstRows:
     """The case ids of the pieces of a file validated so far, each with the row it was first met at, so that a
     later piece's `_check_case_ids` finds each row's first row over the file, as one read does (`first_rows`).
-    The earlier ids are looked up in a hash table of the piece's ids (`EarlierCaseIds`)."""
+
+    The earlier ids are looked up by their 64-bit hashes (`case_id_hashes`), kept in a few runs sorted by hash
+    (two runs of about one size are merged), each hash with its row and its id's place among the kept ids; a hash
+    found is checked on the ids. A file of P pieces of n rows costs about log P lookups a piece, not a look at every
+    earlier id (P times n)."""
 
     def __init__(self) -> None:
-        self._ids: list[pa.Array] = []
-        self._rows: list[np.ndarray] = []
+        self._ids: list[pa.Array] = []  # the kept ids (the rows no earlier piece had), piece by piece
+        self._kept = 0
+        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (sorted hashes, rows, places in _ids)
 
     def of(self, raw: RawCases) -> np.ndarray | None:
         """Each row's first row over the file (0: a missing id) when a row's id was met in an earlier piece; None
         when none was (the piece alone then tells the first rows, as `validate_cases` finds them). The piece's
         new ids are remembered."""
+        from .case_id_hashes import case_id_hashes
+
         if "case_id" not in raw.table.column_names or not len(raw.rows):
             return None
         ids, _ = _case_ids(raw)
-        n = len(ids)
         missing = ids.is_null().to_numpy(zero_copy_only=False)
-        first = _first_positions(ids)  # each row's first row with its id in the piece; None: every id once
-        first = np.arange(n) if first is None else np.where(missing, np.arange(n), first)
-        earlier = np.zeros(n, np.int64)  # at a row first with its id in the piece: the id's row in an earlier piece
-        if self._ids:
-            at = pc.index_in(pa.chunked_array(self._ids, pa.string()), value_set=ids)
-            found = pc.is_valid(at).to_numpy(zero_copy_only=False)
-            earlier[first[at.drop_null().to_numpy()]] = np.concatenate(self._rows)[found]
-        met = np.where(missing, 0, earlier[first])
-        new = (first == np.arange(n)) & ~missing & (met == 0)
-        self._ids.append(ids.filter(pa.array(new)))
-        self._rows.append(raw.rows[new])
+        hashes = case_id_hashes(pc.fill_null(ids, ""))
+        met = self._met(ids, hashes, missing) if self._runs else np.zeros(len(ids), np.int64)
+        self._remember(ids, hashes, raw.rows, ~missing & (met == 0))
         if not met.any():
             return None
-        return np.where(met > 0, met, np.where(missing, 0, raw.rows[first]))
+        first = _first_positions(ids)
+        within = raw.rows if first is None else np.where(first >= 0, raw.rows[np.maximum(first, 0)], 0)
+        return np.where(met > 0, met, np.where(missing, 0, within))
+
+    def _met(self, ids: pa.Array, hashes: np.ndarray, missing: np.ndarray) -> np.ndarray:
+        """The earliest row at which an earlier piece had each row's id (0: none)."""
+        met = np.zeros(len(ids), np.int64)
+        kept = pa.chunked_array(self._ids, pa.string())
+        for run_hashes, run_rows, places in self._runs:
+            at = np.minimum(np.searchsorted(run_hashes, hashes), len(run_hashes) - 1)
+            rows = np.flatnonzero((run_hashes[at] == hashes) & ~missing)
+            if not len(rows):
+                continue
+            same = pc.equal(ids.take(pa.array(rows)), kept.take(pa.array(places[at[rows]])))
+            same = same.to_numpy(zero_copy_only=False)
+            for row in rows[~same]:  # another id with the same hash first: look on among that hash's entries
+                j = at[row] + 1
+                while j < len(run_hashes) and run_hashes[j] == hashes[row]:
+                    if kept[int(places[j])] == ids[int(row)]:
+                        same[np.searchsorted(rows, row)] = True
+                        at[row] = j
+                        break
+                    j += 1
+            rows = rows[same]
+            first = run_rows[at[rows]]
+            met[rows] = np.where(met[rows] > 0, np.minimum(met[rows], first), first)
+        return met
+
+    def _remember(self, ids: pa.Array, hashes: np.ndarray, rows: np.ndarray, keep: np.ndarray) -> None:
+        order = np.flatnonzero(keep)
+        if not len(order):
+            return
+        order = order[np.argsort(hashes[order], kind="stable")]  # a hash's rows in order: the first leftmost
+        self._ids.append(ids.filter(pa.array(keep)))
+        places = self._kept + np.cumsum(keep)[order] - 1
+        self._kept += len(order)
+        self._runs.append((hashes[order], rows[order], places))
+        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+            newer = self._runs.pop()
+            self._runs[-1] = _merged_runs(self._runs[-1], newer)
+
+
+def _merged_runs(older: tuple, newer: tuple) -> tuple:
+    """Two runs sorted by hash as one, an older entry before a newer one of the same hash."""
+    at_older = np.arange(len(older[0])) + np.searchsorted(newer[0], older[0], side="left")
+    at_newer = np.arange(len(newer[0])) + np.searchsorted(older[0], newer[0], side="right")
+    merged = []
+    for a, b in zip(older, newer):
+        out = np.empty(len(a) + len(b), a.dtype)
+        out[at_older], out[at_newer] = a, b
+        merged.append(out)
+    return tuple(merged)
 
 
 def iter_load_cases(path, batch_rows: int, options: ValidationOptions | None = None,
