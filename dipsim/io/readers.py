@@ -935,12 +935,13 @@ def iter_csv_raw(path: str | Path, batch_rows: int, header_mapping: dict[str, st
                  encoding: str | None = None) -> Iterator[RawCases]:
     """A claims text file about `batch_rows` rows at a time (blocks of whole lines, `_CsvText.blocks`), each
     batch a RawCases numbered by its lines in the file, as `read_csv_raw` numbers them: memory bounded by the
-    batch, whatever the file's size. A file without rows gives one empty batch."""
+    batch, whatever the file's size. The next batch is read while the caller works on this one (`_ahead`). A file
+    without rows gives one empty batch."""
     path = Path(path)
     text = _CsvText.open(path, encoding)
     block_bytes = max(1, int(batch_rows * text.line_bytes))
     given = False
-    for table, rows, rejects in text.blocks(block_bytes):
+    for table, rows, rejects in _ahead(text.blocks(block_bytes)):
         if len(rows) or rejects:
             given = True
             yield canonical(table, rows, path, header_mapping, text.detected, rejects, headers=text.headers)
@@ -948,6 +949,54 @@ def iter_csv_raw(path: str | Path, batch_rows: int, header_mapping: dict[str, st
         empty = pa.schema([pa.field(n, pa.string()) for n in text.names]).empty_table()
         yield canonical(empty, np.zeros(0, np.int64), path, header_mapping, text.detected, [],
                         headers=text.headers)
+
+
+def _ahead(items: Iterator, depth: int = 1) -> Iterator:
+    """`items`, each made while the caller works on the one before, in a thread of their own (Arrow's CSV parse
+    lets go of the GIL, so the other core parses the next block while this one validates it). An exception in
+    making one is raised where the caller takes it; a caller that stops early stops the thread."""
+    import queue
+    import threading
+
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def make() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # handed to the caller, raised there
+            put((None, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=make, name="dipsim-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = box.get()
+            if exc is not None:
+                raise exc
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 _WORKBOOK_ERRORS = (OSError, ValueError, LookupError, TypeError, AttributeError, RuntimeError, EOFError,

@@ -879,10 +879,10 @@ class _FirstRows:
     """The case ids of the pieces of a file validated so far, each with the row it was first met at, so that a
     later piece's `_check_case_ids` finds each row's first row over the file, as one read does (`first_rows`).
 
-    The earlier ids are looked up by their 64-bit hashes (`case_id_hashes`), kept in a few runs sorted by hash
-    (two runs of about one size are merged), each hash with its row and its id's place among the kept ids; a hash
-    found is checked on the ids. A file of P pieces of n rows costs about log P lookups a piece, not a look at every
-    earlier id (P times n)."""
+    The earlier ids are looked up by their 64-bit hashes (`case_id_hashes`), kept in a few runs sorted by hash (a
+    run no longer than the one after it is merged with it), each hash with its row and its id's place among the
+    kept ids; a hash found is checked on the ids. A file of P pieces costs about log P lookups a piece and log P
+    merges a row, not a look at every earlier id for every piece (P times the file)."""
 
     def __init__(self) -> None:
         self._ids: list[pa.Array] = []  # the kept ids (the rows no earlier piece had), piece by piece
@@ -900,48 +900,52 @@ class _FirstRows:
         ids, _ = _case_ids(raw)
         missing = ids.is_null().to_numpy(zero_copy_only=False)
         hashes = case_id_hashes(pc.fill_null(ids, ""))
-        met = self._met(ids, hashes, missing) if self._runs else np.zeros(len(ids), np.int64)
-        self._remember(ids, hashes, raw.rows, ~missing & (met == 0))
+        order = np.argsort(hashes)  # looked up in hash order: the runs are walked, not jumped about in
+        met = self._met(ids, hashes, order, missing) if self._runs else np.zeros(len(ids), np.int64)
+        self._remember(ids, hashes, raw.rows, ~missing & (met == 0), order)
         if not met.any():
             return None
         first = _first_positions(ids)
         within = raw.rows if first is None else np.where(first >= 0, raw.rows[np.maximum(first, 0)], 0)
         return np.where(met > 0, met, np.where(missing, 0, within))
 
-    def _met(self, ids: pa.Array, hashes: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    def _met(self, ids: pa.Array, hashes: np.ndarray, order: np.ndarray, missing: np.ndarray) -> np.ndarray:
         """The earliest row at which an earlier piece had each row's id (0: none)."""
         met = np.zeros(len(ids), np.int64)
         kept = pa.chunked_array(self._ids, pa.string())
         for run_hashes, run_rows, places in self._runs:
-            at = np.minimum(np.searchsorted(run_hashes, hashes), len(run_hashes) - 1)
-            rows = np.flatnonzero((run_hashes[at] == hashes) & ~missing)
+            at = np.minimum(np.searchsorted(run_hashes, hashes[order]), len(run_hashes) - 1)
+            hit = run_hashes[at] == hashes[order]
+            rows, at = order[hit], at[hit]
+            rows, at = rows[~missing[rows]], at[~missing[rows]]
             if not len(rows):
                 continue
-            same = pc.equal(ids.take(pa.array(rows)), kept.take(pa.array(places[at[rows]])))
+            same = pc.equal(ids.take(pa.array(rows)), kept.take(pa.array(places[at])))
             same = same.to_numpy(zero_copy_only=False)
-            for row in rows[~same]:  # another id with the same hash first: look on among that hash's entries
-                j = at[row] + 1
-                while j < len(run_hashes) and run_hashes[j] == hashes[row]:
-                    if kept[int(places[j])] == ids[int(row)]:
-                        same[np.searchsorted(rows, row)] = True
-                        at[row] = j
+            for k in np.flatnonzero(~same):  # another id with the same hash first: look on among that hash's entries
+                j = at[k] + 1
+                while j < len(run_hashes) and run_hashes[j] == hashes[rows[k]]:
+                    if kept[int(places[j])] == ids[int(rows[k])]:
+                        same[k], at[k] = True, j
                         break
                     j += 1
-            rows = rows[same]
-            first = run_rows[at[rows]]
+            rows, first = rows[same], run_rows[at[same]]
             met[rows] = np.where(met[rows] > 0, np.minimum(met[rows], first), first)
         return met
 
-    def _remember(self, ids: pa.Array, hashes: np.ndarray, rows: np.ndarray, keep: np.ndarray) -> None:
-        order = np.flatnonzero(keep)
+    def _remember(self, ids: pa.Array, hashes: np.ndarray, rows: np.ndarray, keep: np.ndarray,
+                  order: np.ndarray) -> None:
+        """Keep the rows in `keep` as a new run (`order`: the piece's rows in hash order)."""
+        order = order[keep[order]]
         if not len(order):
             return
-        order = order[np.argsort(hashes[order], kind="stable")]  # a hash's rows in order: the first leftmost
+        if (hashes[order][1:] == hashes[order][:-1]).any():  # a hash's rows in order: the first leftmost
+            order = order[np.lexsort((rows[order], hashes[order]))]
         self._ids.append(ids.filter(pa.array(keep)))
         places = self._kept + np.cumsum(keep)[order] - 1
         self._kept += len(order)
         self._runs.append((hashes[order], rows[order], places))
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+        while len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0]):
             newer = self._runs.pop()
             self._runs[-1] = _merged_runs(self._runs[-1], newer)
 
