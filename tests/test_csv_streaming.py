@@ -88,6 +88,22 @@ def test_blocks_of_whole_lines_read_as_the_whole_file(tmp_path, name, block_byte
     assert _sorted_rejects([r for b in blocks for r in b[2]]) == _sorted_rejects(rejects)
 
 
+@pytest.mark.parametrize("name", sorted(ENCODED))
+def test_tiny_read_buffers_read_the_same(tmp_path, monkeypatch, name):
+    """The header, the first pass and the blocks read a few bytes at a time (a header longer than what is looked
+    at first, encodings counted over many passes) give what one large read gives."""
+    import dipsim.io.readers as readers
+
+    path = tmp_path / "cases.csv"
+    path.write_bytes(ENCODED[name])
+    table, rows, rejects, detected, headers = read_csv_raw(path)
+    for name_, size in (("_HEAD_BYTES", 5), ("_SCAN_BYTES", 3), ("_BLOCK_BYTES", 2)):
+        monkeypatch.setattr(readers, name_, size)
+    tiny = read_csv_raw(path)
+    assert tiny[0].equals(table) and tiny[1].tolist() == rows.tolist() and tiny[3:] == (detected, headers)
+    assert _sorted_rejects(tiny[2]) == _sorted_rejects(rejects)
+
+
 def _one_read_and_pieces(path, batch_rows: int):
     whole = load_cases(path)
     pieces = list(iter_cases(path, batch_rows))

@@ -721,7 +721,7 @@ def _scan_text(file, start: int, codec: str | None) -> tuple[bool, bool, int, in
             crs += buf.count(b"\r", lo, end)
             crlfs += buf.count(b"\r\n", lo, end)
         for a, b in _ranges(buf, lo, end, _is_ascii):
-            valid = _is_utf8(buf, a, b)
+            valid = codec in (None, "utf-8") and _is_utf8(buf, a, b)
             valid_utf8 = valid_utf8 and valid
             if codec is None and valid:
                 uncounted.append((reader.base + a, b - a))
@@ -792,8 +792,10 @@ class _CsvText:
                      payload: bytes | None = None, bad_lines: dict | None = None) -> _CsvText:
         """Read the header line (the first of `head`, the text from offset `start`; read on in `file` for a header
         longer than `head`)."""
-        while file is not None and b"\n" not in head and (more := file.read(_HEAD_BYTES)):
-            head += more
+        if file is not None and b"\n" not in head:
+            file.seek(start + len(head))
+            while b"\n" not in head and (more := file.read(_HEAD_BYTES)):
+                head += more
         header_end = head.find(b"\n")
         header = head if header_end < 0 else head[:header_end]
         text = cls(path, detected, codec, 0, [], ",", 0.0)
