@@ -221,6 +221,34 @@ def test_a_stray_quote_on_the_last_line_is_rejected_whatever_blank_lines_follow(
             (row, 'unbalanced quote (")') for row in rejected]
 
 
+def test_read_ahead_keeps_order_raises_where_taken_and_stops_with_its_caller():
+    import threading
+
+    from dipsim.io.readers import read_ahead
+
+    def items(fail_at=None, closed=None):
+        try:
+            for i in range(6):
+                if i == fail_at:
+                    raise InputError(f"item {i}")
+                yield i
+        finally:
+            if closed is not None:
+                closed.set()
+
+    assert list(read_ahead(items())) == list(range(6))
+    got = []
+    with pytest.raises(InputError, match="item 3"):
+        for i in read_ahead(items(fail_at=3)):
+            got.append(i)
+    assert got == [0, 1, 2]
+    closed = threading.Event()
+    ahead = read_ahead(items(closed=closed))
+    assert next(ahead) == 0
+    ahead.close()
+    assert closed.is_set() and not any(t.name == "dipsim-read-ahead" for t in threading.enumerate())
+
+
 @pytest.fixture(scope="module")
 def region_csv(tmp_path_factory):
     """A small synthetic region as one CSV with Chinese headers in GB18030, as bench_load writes the large one,

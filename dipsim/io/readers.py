@@ -934,16 +934,17 @@ def read_csv_raw(path: str | Path, encoding: str | None = None
 
 
 def iter_csv_raw(path: str | Path, batch_rows: int, header_mapping: dict[str, str] | None = None,
-                 encoding: str | None = None) -> Iterator[RawCases]:
+                 encoding: str | None = None, ahead: bool = True) -> Iterator[RawCases]:
     """A claims text file about `batch_rows` rows at a time (blocks of whole lines, `_CsvText.blocks`), each
     batch a RawCases numbered by its lines in the file, as `read_csv_raw` numbers them: memory bounded by the
-    batch, whatever the file's size. The next batch is read while the caller works on this one (`_ahead`). A file
-    without rows gives one empty batch."""
+    batch, whatever the file's size. With `ahead`, the next block is parsed while the caller works on this batch
+    (`read_ahead`). A file without rows gives one empty batch."""
     path = Path(path)
     text = _CsvText.open(path, encoding)
     block_bytes = max(1, int(batch_rows * text.line_bytes))
     given = False
-    for table, rows, rejects in _ahead(text.blocks(block_bytes)):
+    blocks = text.blocks(block_bytes)
+    for table, rows, rejects in read_ahead(blocks) if ahead else blocks:
         if len(rows) or rejects:
             given = True
             yield canonical(table, rows, path, header_mapping, text.detected, rejects, headers=text.headers)
@@ -953,7 +954,7 @@ def iter_csv_raw(path: str | Path, batch_rows: int, header_mapping: dict[str, st
                         headers=text.headers)
 
 
-def _ahead(items: Iterator, depth: int = 1) -> Iterator:
+def read_ahead(items: Iterator, depth: int = 1) -> Iterator:
     """`items`, each made while the caller works on the one before, in a thread of their own (Arrow's CSV parse
     lets go of the GIL, so the other core parses the next block while this one validates it). An exception in
     making one is raised where the caller takes it; a caller that stops early stops the thread."""

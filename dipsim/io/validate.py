@@ -856,14 +856,17 @@ def iter_csv_cases(path, batch_rows: int, options: ValidationOptions | None = No
     """`load_cases` of a CSV (text) file about `batch_rows` rows at a time (`readers.iter_csv_raw`: blocks of whole
     lines, rows numbered and rejected as one read has them), memory bounded by the piece: each piece is validated
     alone, a case id met in an earlier piece is rejected as in one read (`_FirstRows`), and the warning that the
-    file has no case id column is given once, at its first row."""
-    from .readers import iter_csv_raw
+    file has no case id column is given once, at its first row. The next piece is read (and its ids looked up)
+    in a thread of its own while this one is validated."""
+    from .readers import iter_csv_raw, read_ahead
 
     opts = options or ValidationOptions()
     first_rows = _FirstRows()
     warned = False
-    for raw in iter_csv_raw(path, batch_rows, header_mapping, encoding):
-        result = validate_cases(raw, opts, first_rows.of(raw))
+    pieces = ((raw, first_rows.of(raw)) for raw in iter_csv_raw(path, batch_rows, header_mapping, encoding,
+                                                                 ahead=False))
+    for raw, first in read_ahead(pieces):  # the next piece is read while this one is validated
+        result = validate_cases(raw, opts, first)
         if "case_id" not in raw.table.column_names and result.n_warnings:
             once = pc.starts_with(result.warnings["reason"], _NO_CASE_ID_COLUMN).to_numpy(zero_copy_only=False)
             if warned and once.any():
