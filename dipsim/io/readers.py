@@ -7,7 +7,9 @@ place.
 
 A text file is decoded line by line (`decode_lines`: a row in another encoding is rejected with its bytes, never
 read as other characters) and split into rows by pyarrow; a row's number is the line under the header it starts
-on, and a stray quote rejects its own line instead of folding the lines after it into one row (`_read_rows`).
+on, and a stray quote rejects its own line instead of folding the lines after it into one row (`_text_rows`). It
+is read in blocks of whole lines (`_CsvText`), each block's rows and rejects those of one read of the whole file,
+so that a large file can be validated a piece at a time (`iter_csv_raw`).
 """
 
 from __future__ import annotations
@@ -560,7 +562,7 @@ class _Rows:
 
 def _text_rows(text: _Lines, first: int, names: list[str], delimiter: str, path: Path,
                piece: bool = False, more: bool = False) -> _Rows | None:
-    """The rows of `text`, whose line 0 is row `first` (see `_read_rows`). A `piece` is the lines a stray quote
+    """The rows of `text`, whose line 0 is row `first` (see `_CsvText.blocks`). A `piece` is the lines a stray quote
     took, read again: None when it ends inside an open quote, which may close after it (the caller then reads on
     from the piece's first line to the end of its own text).
 
