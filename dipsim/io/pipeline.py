@@ -24,13 +24,14 @@ from dipsim import __version__
 from dipsim.schema import CASE_SCHEMA, REJECT_SCHEMA
 
 from .errors import InputError
-from .readers import PARQUET_SUFFIXES, VALIDATED_KEY, parquet_files, read_cases_raw, validated_stamp
+from .readers import CSV_SUFFIXES, PARQUET_SUFFIXES, VALIDATED_KEY, parquet_files, read_cases_raw, validated_stamp
 from .validate import (
     DUPLICATE_CASE_ID,
     EarlierCaseIds,
     ValidationOptions,
     ValidationResult,
     counts_line,
+    iter_csv_cases,
     iter_load_cases,
     validate_cases,
 )
@@ -100,11 +101,14 @@ VALIDATE_BATCH_ROWS = 1 << 19  # rows of a Parquet file validated at a time: wha
 
 
 def _pieces(path: Path, options: ValidationOptions, header_mapping, encoding, sheet) -> Iterator[ValidationResult]:
-    """A file validated: Parquet `VALIDATE_BATCH_ROWS` rows at a time (`iter_load_cases`: a case id repeated
-    across its batches rejected as in one read), its code lists read dictionary-encoded; text and Excel whole."""
+    """A file validated `VALIDATE_BATCH_ROWS` rows at a time, a case id repeated across its pieces rejected as in
+    one read: Parquet (`iter_load_cases`, its code lists read dictionary-encoded) and text (`iter_csv_cases`);
+    Excel whole."""
     if path.suffix.lower() in PARQUET_SUFFIXES:
         yield from iter_load_cases(path, VALIDATE_BATCH_ROWS, options, header_mapping, dictionary_codes=True,
                                    recheck=True)
+    elif path.suffix.lower() in CSV_SUFFIXES:
+        yield from iter_csv_cases(path, VALIDATE_BATCH_ROWS, options, header_mapping, encoding)
     else:
         yield validate_cases(read_cases_raw(path, header_mapping, encoding, sheet), options)
 

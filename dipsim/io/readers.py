@@ -7,7 +7,9 @@ place.
 
 A text file is decoded line by line (`decode_lines`: a row in another encoding is rejected with its bytes, never
 read as other characters) and split into rows by pyarrow; a row's number is the line under the header it starts
-on, and a stray quote rejects its own line instead of folding the lines after it into one row (`_read_rows`).
+on, and a stray quote rejects its own line instead of folding the lines after it into one row (`_text_rows`). It
+is read in blocks of whole lines (`_CsvText`), each block's rows and rejects those of one read of the whole file,
+so that a large file can be validated a piece at a time (`iter_csv_raw`).
 """
 
 from __future__ import annotations
@@ -147,14 +149,24 @@ def _lf_line_ends(data: bytes) -> bytes:
     return data
 
 
-def _is_utf8(data: bytes) -> bool:
-    """Arrow's UTF-8 check of the whole file (several times faster than decoding it to test)."""
-    offsets = pa.py_buffer(np.array([0, len(data)], np.int64))
+def _span(data: bytes | bytearray, lo: int = 0, hi: int | None = None) -> pa.Array:
+    """Bytes lo..hi of `data` as one Arrow string value, not copied (for Arrow's checks over them)."""
+    hi = len(data) if hi is None else hi
+    offsets = pa.py_buffer(np.array([lo, hi], np.int64))
+    return pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(data)])
+
+
+def _is_utf8(data: bytes | bytearray, lo: int = 0, hi: int | None = None) -> bool:
+    """Arrow's UTF-8 check of bytes lo..hi (several times faster than decoding them to test)."""
     try:
-        pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(data)]).validate(full=True)
+        _span(data, lo, hi).validate(full=True)
         return True
     except pa.ArrowInvalid:
         return False
+
+
+def _is_ascii(data: bytes | bytearray, lo: int = 0, hi: int | None = None) -> bool:
+    return pc.string_is_ascii(_span(data, lo, hi))[0].as_py()
 
 
 def _is_utf8_line(line: bytes) -> bool:
@@ -164,6 +176,37 @@ def _is_utf8_line(line: bytes) -> bool:
         return True
     except UnicodeDecodeError:
         return False
+
+
+def _start_encoding(data: bytes, encoding: str | None) -> tuple[str | None, str | None, int]:
+    """The codec named (None: to be detected), the label it is reported as, and the length of a UTF-8 BOM to skip,
+    from `encoding` and the first bytes of the file."""
+    codec = _codec(encoding) if encoding else None
+    label = codec
+    if data.startswith(_UTF8_BOM) and codec in (None, "utf-8", "utf-8-sig"):
+        return "utf-8", "utf-8-sig", len(_UTF8_BOM)
+    if codec == "utf-8-sig":
+        return "utf-8", label, 0
+    if codec is None and data.startswith(_UTF16_BOMS):
+        return "utf-16", "utf-16", 0
+    return codec, label, 0
+
+
+def _line_by_line(codec: str | None) -> bool:
+    """Whether text in `codec` can be cut into lines before decoding (ASCII-compatible: not UTF-16/32)."""
+    return codec is None or "\n,\"".encode(codec, errors="replace") == b"\n,\""
+
+
+def _line_counts(lines: list[bytes], valid_utf8: bool = False) -> tuple[int, int]:
+    """How many of `lines` are not ASCII, and how many of those are valid UTF-8 (all when `valid_utf8`)."""
+    non_ascii = [line for line in lines if not line.isascii()]
+    return len(non_ascii), len(non_ascii) if valid_utf8 else sum(map(_is_utf8_line, non_ascii))
+
+
+def _majority(non_ascii: int, utf8: int) -> str:
+    """The encoding of a file none of whose encodings was named: UTF-8 when at least half its non-ASCII lines are
+    valid UTF-8, else GB18030."""
+    return "utf-8" if 2 * utf8 >= non_ascii else "gb18030"
 
 
 def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, dict[int, tuple[bytes, str]]]:
@@ -177,16 +220,13 @@ def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, 
     in it is undecodable; in a GB18030/GBK file so is a non-ASCII line that is valid UTF-8, because UTF-8 Chinese
     is mostly valid GB18030 too and would read as other characters (骨科 -> 楠ㄧ), while GB18030 Chinese is almost
     never valid UTF-8. Neither encoding has a line-end byte (0x0A) inside a character, so lines are cut before
-    decoding. UTF-16 (with its BOM, as Excel's "Unicode text" writes it) is decoded whole."""
-    codec = _codec(encoding) if encoding else None
-    label = codec
-    if data.startswith(_UTF8_BOM) and codec in (None, "utf-8", "utf-8-sig"):
-        data, codec, label = data[3:], "utf-8", "utf-8-sig"
-    elif codec == "utf-8-sig":
-        codec = "utf-8"
-    elif codec is None and data.startswith(_UTF16_BOMS):
-        codec = label = "utf-16"
-    if codec is not None and "\n,\"".encode(codec, errors="replace") != b"\n,\"":  # UTF-16/32: not line by line
+    decoding. UTF-16 (with its BOM, as Excel's "Unicode text" writes it) is decoded whole.
+
+    The claims reader does the same a block of lines at a time (`_CsvText`); this whole-file form is its way for
+    the files it cannot read in blocks (UTF-16, lone CR line ends)."""
+    codec, label, bom = _start_encoding(data, encoding)
+    data = data[bom:]
+    if not _line_by_line(codec):  # UTF-16/32: not line by line
         try:
             return _lf_line_ends(data.decode(codec).encode("utf-8")), label, {}
         except UnicodeDecodeError as exc:
@@ -195,21 +235,27 @@ def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, 
     if codec in (None, "utf-8") and _is_utf8(data):
         return data, label or "utf-8", {}
     lines = data.split(b"\n")
-    non_ascii = [i for i, line in enumerate(lines) if not line.isascii()]
-    utf8 = {i for i in non_ascii if _is_utf8_line(lines[i])}
     if codec is None:
-        codec = label = "utf-8" if 2 * len(utf8) >= len(non_ascii) else "gb18030"
+        codec = label = _majority(*_line_counts(lines))
+    bad = _decode_line_list(lines, codec)
+    return b"\n".join(lines), label, bad
+
+
+def _decode_line_list(lines: list[bytes], codec: str) -> dict[int, tuple[bytes, str]]:
+    """Turn `lines` (in `codec`) into UTF-8 in place; returns the undecodable ones, {index: (bytes, reason)}, left
+    in place with their non-ASCII bytes as U+FFFD (see `decode_lines`)."""
+    non_ascii = [i for i, line in enumerate(lines) if not line.isascii()]
     name = _display(codec)
     undecodable = f"not {name} text, the file's encoding: rejected, not read as other characters"
     if codec == "utf-8":
-        bad = {i: (lines[i], undecodable) for i in non_ascii if i not in utf8}
+        bad = {i: (lines[i], undecodable) for i in non_ascii if not _is_utf8_line(lines[i])}
         for i in bad:
             lines[i] = _NON_ASCII.sub("\ufffd".encode(), lines[i])
-        return b"\n".join(lines), label, bad
+        return bad
     bad = {}
     if codec in _GB_ENCODINGS:
         bad = {i: (lines[i], f"UTF-8 text in a {name} file: rejected, not read as other characters (save "
-                             "the file in one encoding)") for i in utf8}
+                             "the file in one encoding)") for i in non_ascii if _is_utf8_line(lines[i])}
     # Only the non-ASCII lines need decoding (ASCII is the same bytes in UTF-8): in a bureau's GB18030 export of
     # codes and amounts that is often the header alone, and decoding line by line is no slower than the whole file.
     for i in non_ascii:
@@ -220,7 +266,7 @@ def decode_lines(data: bytes, encoding: str | None = None) -> tuple[bytes, str, 
             except UnicodeDecodeError:
                 bad[i] = (lines[i], undecodable)
         lines[i] = _NON_ASCII.sub("\ufffd".encode(), lines[i])
-    return b"\n".join(lines), label, bad
+    return bad
 
 
 # ---------------------------------------------------------------- CSV: lines -> rows
@@ -305,8 +351,12 @@ class _Lines:
     def blank(self) -> bool:
         return _NOT_LINE_END.search(self.data, self.lo, self.hi) is None
 
+    @functools.cached_property
+    def line_ends(self) -> int:
+        return self.count(b"\n")
+
     def lines(self) -> int:
-        return self.count(b"\n") + (self.data[self.hi - 1] != 0x0A)
+        return self.line_ends + (self.data[self.hi - 1] != 0x0A)
 
     def last_line(self) -> bytes:
         return self.data[self.data.rfind(b"\n", self.lo, self.hi - 1) + 1 or self.lo:self.hi]
@@ -381,11 +431,17 @@ def _newlines_per_row(table: pa.Table) -> np.ndarray:
 def _quote_in_values(table: pa.Table) -> np.ndarray:
     """Which rows hold a quote in a value (looked for in the values' bytes first: most files have none)."""
     quoted = np.zeros(table.num_rows, bool)
-    if any(b'"' in piece.buffers()[2].to_pybytes() for column in table.columns for piece in column.chunks
+    if any(_has_byte(piece.buffers()[2], 0x22) for column in table.columns for piece in column.chunks
            if piece.buffers()[2] is not None):
         for column in table.columns:
             quoted |= pc.match_substring(column, '"').to_numpy(zero_copy_only=False)
     return quoted
+
+
+def _has_byte(buffer, byte: int, step: int = 1 << 22) -> bool:
+    """Whether `byte` is in `buffer` (read in place, a few MB at a time)."""
+    values = np.frombuffer(buffer, np.uint8)
+    return any((values[at:at + step] == byte).any() for at in range(0, len(values), step))
 
 
 @dataclass
@@ -413,6 +469,11 @@ def _place_rows(text: _Lines, table: pa.Table, invalid: list[tuple], is_invalid:
     if n != np.count_nonzero(~blank):
         extra[~is_invalid] = _newlines_per_row(table)
         extra[is_invalid] = [raw.count("\n") for _, _, raw in invalid]
+    elif n and blank[-1]:
+        # As many rows as lines with text: a row takes no line with text but its first. Yet the last may take the
+        # blank lines that end the text, when its quote is open to the end (a stray quote on the last line).
+        extra[-1] = (invalid[-1][2].count("\n") if is_invalid[-1] else
+                     int(_newlines_per_row(table.slice(table.num_rows - 1))[0]))
     return bounds, _row_lines(blank, extra), extra
 
 
@@ -469,12 +530,15 @@ _UNBALANCED = 'unbalanced quote ("): the line cannot be split into fields; the l
 
 @dataclass
 class _Rows:
-    """Rows read so far, numbered by line: tables with each row's first and last line, and rejects."""
+    """Rows read so far, numbered by line: tables with each row's first and last line, and rejects. `resume`: where
+    a block's rows stop short of its end (`_text_rows` with `more`): (the row number of the line to read on from,
+    its offset in the block's text, whether that line's row must be read again with the lines after the block)."""
 
     tables: list[pa.Table] = field(default_factory=list)
     starts: list[np.ndarray] = field(default_factory=list)
     ends: list[np.ndarray] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)
+    resume: tuple[int, int, bool] | None = None
 
     def add(self, parsed: _Parsed, first: int, low: int, high: float = np.inf) -> None:
         """The rows of `parsed` that start on lines low..high-1, numbered from `first`."""
@@ -497,10 +561,15 @@ class _Rows:
 
 
 def _text_rows(text: _Lines, first: int, names: list[str], delimiter: str, path: Path,
-               piece: bool = False) -> _Rows | None:
-    """The rows of `text`, whose line 0 is row `first` (see `_read_rows`). A `piece` is the lines a stray quote
+               piece: bool = False, more: bool = False) -> _Rows | None:
+    """The rows of `text`, whose line 0 is row `first` (see `_CsvText.blocks`). A `piece` is the lines a stray quote
     took, read again: None when it ends inside an open quote, which may close after it (the caller then reads on
-    from the piece's first line to the end of its own text)."""
+    from the piece's first line to the end of its own text).
+
+    `more`: `text` is a block of a file with more lines after it (`_CsvText.blocks`). Where the whole file's read
+    would read on past the block's end (a quote still open at its end, or a piece read again that ends in one),
+    the rows stop there and `resume` says where the next block starts: everything before it is as in one read of
+    the file, because each row ends on the line where it ends in the file."""
     out = _Rows()
     if text.blank():
         return out
@@ -511,6 +580,9 @@ def _text_rows(text: _Lines, first: int, names: list[str], delimiter: str, path:
         if to_end and piece:
             return None
         out.add(parsed, first, done, line)
+        if to_end and more:  # its quote may close in the next block: this row is read again with it
+            out.resume = (first + line, int(bounds[line]), True)
+            return out
         after = bounds[line + 1]
         out.reject(first + line, text[bounds[line]:after].decode(), _UNBALANCED)
         rest = None
@@ -518,6 +590,9 @@ def _text_rows(text: _Lines, first: int, names: list[str], delimiter: str, path:
             rest = _text_rows(text.after(after, bounds[last + 1]), first + line + 1, names, delimiter, path,
                               piece=True)
         if rest is None:
+            if more:  # the whole file's read reads on from the next line: so does the next block
+                out.resume = (first + line + 1, int(after), False)
+                return out
             rest = _text_rows(text.after(after), first + line + 1, names, delimiter, path, piece=piece)
             if rest is not None:
                 out.extend(rest)
@@ -528,22 +603,13 @@ def _text_rows(text: _Lines, first: int, names: list[str], delimiter: str, path:
     return out
 
 
-def _read_rows(data: bytes, body_start: int, names: list[str], delimiter: str, path: Path):
-    """The rows under the header (the lines of `data` from `body_start`): (table of text, each row's number and
-    last line, rejects). A row's number is the line under the header it starts on (row 1 is the line after the
-    header; blank lines are no rows).
-
-    A row is one line, unless a quoted field properly spans lines (its closing quote followed by a delimiter or
-    the line end, no stray quote in the row). A stray quote that does not close so would fold the following lines
-    into one bad row: its line is rejected, and the lines after it are read as rows of their own."""
-    rows = _text_rows(_Lines(data, body_start, len(data)), 1, names, delimiter, path)
+def _stacked_rows(rows: _Rows, names: list[str]) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The rows read as one table of text, with each row's number and last line."""
     if not rows.tables:
         empty = pa.schema([pa.field(n, pa.string()) for n in names]).empty_table()
-        return empty, np.zeros(0, np.int64), np.zeros(0, np.int64), rows.rejects
-    table = pa.concat_tables(rows.tables)
-    starts = np.concatenate(rows.starts).astype(np.int64)
-    ends = np.concatenate(rows.ends).astype(np.int64)
-    return table, starts, ends, rows.rejects
+        return empty, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    table = rows.tables[0] if len(rows.tables) == 1 else pa.concat_tables(rows.tables)
+    return table, np.concatenate(rows.starts).astype(np.int64), np.concatenate(rows.ends).astype(np.int64)
 
 
 def _reject_undecodable(table: pa.Table, rows: np.ndarray, ends: np.ndarray, rejects: list[dict],
@@ -584,45 +650,358 @@ def _drop_unnamed_empty_columns(table: pa.Table, headers: list[str]) -> pa.Table
     return table.drop_columns(drop) if drop else table
 
 
+# A claims text file is read in blocks of whole lines, this many bytes each (`read_csv_raw`): the parse and its
+# copies stay in a few buffers of this size, whatever the file's size.
+_BLOCK_BYTES = 1 << 25
+_SCAN_BYTES = 1 << 24  # the first pass, which only counts, reads this much at a time
+_HEAD_BYTES = 1 << 20  # what is looked at before reading (binary files, a BOM, the header, the length of a line)
+
+
+class _LineReader:
+    """A file's bytes from an offset on, a block of whole lines at a time, read into one buffer that is reused:
+    `fill` reads on until buf[lo:] holds enough, the caller moves `lo` past what it has used."""
+
+    def __init__(self, file, start: int):
+        self.size = file.seek(0, io.SEEK_END)
+        file.seek(start)
+        self.file, self.buf, self.lo, self.hi, self.eof = file, bytearray(), 0, 0, False
+        self.base = start  # the file offset of buf[0]
+
+    def fill(self, want: int, least: int = 0) -> int:
+        """Read until buf[lo:] holds `want` bytes and a line end after them, or the rest of the file; returns the
+        end of the whole lines of about `want` bytes from `lo` (after the last LF before lo + want, else after the
+        first LF after it; `hi` when the rest of the file is that short), more than `least` bytes from `lo` (a
+        block read again must be longer). `lo` when nothing is left."""
+        want = max(want, least + 1)
+        while True:
+            if self.eof and self.hi - self.lo <= want:
+                return self.hi
+            if self.hi - self.lo > want:
+                cut = self.lo + want
+                end = self.buf.rfind(b"\n", self.lo, cut) + 1
+                if end - self.lo <= least:
+                    end = self.buf.find(b"\n", max(cut, self.lo + least), self.hi) + 1
+                if end:
+                    return end
+                if self.eof:
+                    return self.hi
+                want = self.hi - self.lo  # a line longer than the block: read on to its end
+            self._read(want)
+
+    def _read(self, want: int) -> None:
+        keep = self.hi - self.lo
+        size = max(want, keep) + max(want, keep) // 4 + 65536
+        # No more than the rest of the file (+1: its end is a read of nothing). A new buffer, not a resized one: the
+        # old one may still be lent to an Arrow buffer about to be freed.
+        size = min(size, keep + max(self.size - self.base - self.hi, 0) + 1)
+        if len(self.buf) < size:
+            grown = bytearray(size)
+            grown[:keep] = memoryview(self.buf)[self.lo:self.hi]
+            self.buf = grown
+        elif self.lo:
+            self.buf[:keep] = memoryview(self.buf)[self.lo:self.hi]
+        self.base += self.lo
+        self.lo, self.hi = 0, keep
+        with memoryview(self.buf) as view, view[keep:] as tail:
+            n = self.file.readinto(tail)
+        self.hi += n or 0
+        self.eof = not n
+
+
+def _scan_text(file, start: int, codec: str | None) -> tuple[bool, bool, int, int]:
+    """One pass over a text file from `start` that only counts what its line ends and encoding are decided on
+    (`decode_lines` decides them on the whole file): whether it has lone CRs (`_lf_line_ends`), whether it is all
+    valid UTF-8 (checked when `codec` is UTF-8 or None), and, when `codec` is None and it is not, its non-ASCII
+    lines and how many of them are valid UTF-8."""
+    reader = _LineReader(file, start)
+    crs = crlfs = 0
+    valid_utf8 = codec in (None, "utf-8")
+    counted, uncounted = [0, 0], []  # blocks valid in UTF-8 are counted only if the file turns out not to be
+    while (end := reader.fill(_SCAN_BYTES)) > reader.lo:
+        buf, lo = reader.buf, reader.lo
+        if buf.find(b"\r", lo, end) >= 0:
+            crs += buf.count(b"\r", lo, end)
+            crlfs += buf.count(b"\r\n", lo, end)
+        for a, b in _ranges(buf, lo, end, _is_ascii):
+            valid = codec in (None, "utf-8") and _is_utf8(buf, a, b)
+            valid_utf8 = valid_utf8 and valid
+            if codec is None and valid:
+                uncounted.append((reader.base + a, b - a))
+            elif codec is None:
+                counts = _line_counts(bytes(memoryview(buf)[a:b]).split(b"\n"))
+                counted = [counted[0] + counts[0], counted[1] + counts[1]]
+        reader.lo = end
+    if codec is None and not valid_utf8:
+        for offset, size in uncounted:
+            file.seek(offset)
+            non_ascii, _ = _line_counts(file.read(size).split(b"\n"), valid_utf8=True)
+            counted = [counted[0] + non_ascii, counted[1] + non_ascii]
+    return crs != crlfs, valid_utf8, counted[0], counted[1]
+
+
+@dataclass
+class _CsvText:
+    """A claims text file, ready to be read in blocks of whole lines (`blocks`): its encoding and line ends as
+    `decode_lines` decides them for the whole file (found in a first pass that only counts), its header and
+    delimiter. A file that cannot be cut into lines before decoding (UTF-16) or whose line ends are rewritten
+    (lone CRs) is decoded whole first, and its blocks are cut from that (`payload`)."""
+
+    path: Path
+    detected: str  # the encoding, as reported
+    codec: str | None  # what non-ASCII lines are decoded from; None: the text is UTF-8 as it is
+    body: int  # the offset of the line under the header, in the file or in `payload`
+    headers: list[str]  # the header cells as written
+    delimiter: str
+    line_bytes: float  # the mean length of the first lines under the header
+    payload: bytes | None = None
+    bad_lines: dict[int, tuple[bytes, str]] = field(default_factory=dict)  # `payload`'s undecodable lines
+
+    @property
+    def names(self) -> list[str]:
+        return _dedupe(self.headers)
+
+    @classmethod
+    def open(cls, path: Path, encoding: str | None) -> _CsvText:
+        try:
+            with path.open("rb", buffering=0) as file:
+                head = file.read(_HEAD_BYTES)
+                if not head or (head.isspace() and _rest_is_space(file)):
+                    raise InputError(f"{path}: empty file")
+                _refuse_binary(path, head)
+                try:
+                    codec, label, bom = _start_encoding(head, encoding)
+                except InputError as exc:
+                    raise InputError(f"{path}: {exc}") from None
+                if _line_by_line(codec):
+                    lone_crs, valid_utf8, non_ascii, utf8 = _scan_text(file, bom, codec)
+                    if not lone_crs:
+                        if valid_utf8:
+                            codec, label = None, label or "utf-8"
+                        elif codec is None:
+                            codec = label = _majority(non_ascii, utf8)
+                        return cls._with_header(path, label, codec, bom, head[bom:], file=file)
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        try:
+            payload, detected, bad_lines = decode_lines(data, encoding)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+        return cls._with_header(path, detected, None, 0, payload, payload=payload, bad_lines=bad_lines)
+
+    @classmethod
+    def _with_header(cls, path: Path, detected: str, codec: str | None, start: int, head: bytes, file=None,
+                     payload: bytes | None = None, bad_lines: dict | None = None) -> _CsvText:
+        """Read the header line (the first of `head`, the text from offset `start`; read on in `file` for a header
+        longer than `head`)."""
+        if file is not None and b"\n" not in head:
+            file.seek(start + len(head))
+            while b"\n" not in head and (more := file.read(_HEAD_BYTES)):
+                head += more
+        header_end = head.find(b"\n")
+        header = head if header_end < 0 else head[:header_end]
+        text = cls(path, detected, codec, 0, [], ",", 0.0)
+        header_lines, bad = text.decoded(header, 0, len(header), 0) if payload is None else (None, bad_lines)
+        if 0 in bad:
+            raw, reason = bad[0]
+            what = "UTF-8 text, not" if reason.startswith("UTF-8 text in") else "not valid"
+            shown = escaped(raw.rstrip(b"\r"), 40)
+            raise InputError(f"{path}: the header line is {what} {_display(detected)} text, the file's encoding "
+                             f"({shown}...); save the file in one encoding, or force one with --encoding")
+        if header_lines is not None:
+            header = header_lines[:]
+        header_text = bytes(header).decode("utf-8").rstrip("\r")
+        if not header_text.strip(" \t,;|\ufeff"):
+            raise InputError(f"{path}: empty header line (the first line must name the columns)")
+        delimiter = _sniff_delimiter(header_text)
+        try:
+            headers = next(csv.reader([header_text], delimiter=delimiter))
+        except csv.Error as exc:
+            raise InputError(f"{path}: cannot read the header line: {exc}") from exc
+        body = len(head) if header_end < 0 else header_end + 1
+        sample = head[body:]
+        line_bytes = len(sample) / max(sample.count(b"\n"), 1) if sample else 100.0
+        return cls(path, detected, codec, start + body, headers, delimiter, line_bytes, payload, bad_lines or {})
+
+    def decoded(self, data: bytes | bytearray, lo: int, hi: int, first: int
+                ) -> tuple[_Lines, dict[int, tuple[bytes, str]]]:
+        """Lines lo..hi of `data` (line `first` of the file the first of them) as UTF-8, and the undecodable ones
+        among them {line of the file: (bytes, reason)}, as `decode_lines` has them (not copied when they are
+        UTF-8 already)."""
+        if self.payload is not None:
+            lines = data.count(b"\n", lo, hi) + (hi > lo and data[hi - 1] != 0x0A)
+            return _Lines(data, lo, hi), {k: v for k, v in self.bad_lines.items() if first <= k < first + lines}
+        codec = self.codec
+        plain = _is_utf8 if codec == "utf-8" else _is_ascii  # lines that read the same in UTF-8
+        if codec is None or plain(data, lo, hi):
+            return _Lines(data, lo, hi), {}
+        pieces, bad, at, line = [], {}, lo, first
+        with memoryview(data) as view:
+            for a, b in _ranges(data, lo, hi, plain):
+                line += data.count(b"\n", at, a)
+                lines = bytes(view[a:b]).split(b"\n")
+                bad.update((line + i, value) for i, value in _decode_line_list(lines, codec).items())
+                pieces += [view[at:a], b"\n".join(lines)]
+                line += len(lines) - 1
+                at = b
+            pieces.append(view[at:hi])
+            text = b"".join(pieces)
+            del pieces
+        return _Lines(text, 0, len(text)), bad
+
+    def blocks(self, block_bytes: int) -> Iterator[tuple[pa.Table, np.ndarray, list[dict]]]:
+        """The rows under the header, a block of whole lines (about `block_bytes`) at a time: (table of text, each
+        row's number, rejects), each as one read of the whole file has them (`_text_rows`' `more`). A row's number
+        is the line under the header it starts on (row 1 is the line after the header; blank lines are no rows).
+
+        A row is one line, unless a quoted field properly spans lines (its closing quote followed by a delimiter
+        or the line end, no stray quote in the row). A stray quote that does not close so would fold the following
+        lines into one bad row: its line is rejected, and the lines after it are read as rows of their own. A block
+        ends where one of its rows would read past it: the next starts on that row (a quote open at the end of a
+        block is read again with twice the lines, so that a quote that never closes costs a few reads, not one a
+        block)."""
+        names = self.names
+        source = io.BytesIO(self.payload) if self.payload is not None else self.path.open("rb", buffering=0)
+        with source:
+            reader = _LineReader(source, self.body)
+            line, want, least = 1, block_bytes, 0
+            while (end := reader.fill(want, least)) > reader.lo:
+                buf, lo = reader.buf, reader.lo
+                more = end < reader.hi or not reader.eof
+                text, bad = self.decoded(buf, lo, end, line)
+                rows = _text_rows(text, line, names, self.delimiter, self.path, more=more)
+                want, least = block_bytes, 0
+                if rows.resume is None:
+                    reader.lo, line = end, line + (text.line_ends if text.data is buf else buf.count(b"\n", lo, end))
+                else:
+                    resume_line, offset, reread = rows.resume
+                    if text.data is not buf:  # decoded: the same line in the file's bytes
+                        offset = _line_offset(buf, lo, end, resume_line - line) - lo
+                    bad = {k: v for k, v in bad.items() if k < resume_line}
+                    reader.lo, line = lo + offset, resume_line
+                    if reread:  # the next block holds more lines than this one from its start
+                        least = end - reader.lo
+                        want = max(block_bytes, 2 * least)
+                table, starts, ends = _stacked_rows(rows, names)
+                if bad:
+                    table, starts = _reject_undecodable(table, starts, ends, rows.rejects, bad)
+                table, starts = _drop_blank_rows(table, starts)
+                yield table, starts, rows.rejects
+
+
+def _ranges(data: bytes | bytearray, lo: int, hi: int, plain, step: int = 1 << 20) -> list[tuple[int, int]]:
+    """The parts of lines lo..hi of `data` (whole lines, about `step` bytes, adjacent ones merged) for which
+    `plain(data, a, b)` is False: the parts of a block that need work line by line (in a bureau's GB18030 export
+    of codes and amounts that is often the header alone)."""
+    out: list[tuple[int, int]] = []
+    a = lo
+    while a < hi:
+        b = hi if a + step >= hi else data.find(b"\n", a + step, hi) + 1 or hi
+        if not plain(data, a, b):
+            if out and out[-1][1] == a:
+                out[-1] = (out[-1][0], b)
+            else:
+                out.append((a, b))
+        a = b
+    return out
+
+
+def _rest_is_space(file) -> bool:
+    while chunk := file.read(_HEAD_BYTES):
+        if not chunk.isspace():
+            return False
+    return True
+
+
+def _line_offset(data: bytes | bytearray, lo: int, hi: int, line: int) -> int:
+    """The offset in `data` of line `line` of lines lo..hi (0: lo)."""
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8, count=hi - lo, offset=lo) == 0x0A)
+    return lo if line == 0 else lo + int(ends[line - 1]) + 1
+
+
 def read_csv_raw(path: str | Path, encoding: str | None = None
                  ) -> tuple[pa.Table, np.ndarray, list[dict], str, list[str]]:
     """All columns as strings, each row with its number (the line under the header it starts on); rows that
     cannot be split into the header's fields or that hold undecodable bytes become rejects. Returns the table,
-    row numbers, rejects, encoding and the header cells as written."""
+    row numbers, rejects, encoding and the header cells as written. (Read in blocks of whole lines: `_CsvText`.)"""
+    text = _CsvText.open(Path(path), encoding)
+    tables, rows, rejects = [], [], []
+    for table, numbers, block_rejects in text.blocks(_BLOCK_BYTES):
+        tables.append(table)
+        rows.append(numbers)
+        rejects += block_rejects
+    empty = pa.schema([pa.field(n, pa.string()) for n in text.names]).empty_table()
+    table = pa.concat_tables(tables) if len(tables) > 1 else (tables[0] if tables else empty)
+    return table, np.concatenate(rows) if rows else np.zeros(0, np.int64), rejects, text.detected, text.headers
+
+
+def iter_csv_raw(path: str | Path, batch_rows: int, header_mapping: dict[str, str] | None = None,
+                 encoding: str | None = None, ahead: bool = True) -> Iterator[RawCases]:
+    """A claims text file about `batch_rows` rows at a time (blocks of whole lines, `_CsvText.blocks`), each
+    batch a RawCases numbered by its lines in the file, as `read_csv_raw` numbers them: memory bounded by the
+    batch, whatever the file's size. With `ahead`, the next block is parsed while the caller works on this batch
+    (`read_ahead`). A file without rows gives one empty batch."""
     path = Path(path)
+    text = _CsvText.open(path, encoding)
+    block_bytes = max(1, int(batch_rows * text.line_bytes))
+    given = False
+    blocks = text.blocks(block_bytes)
+    for table, rows, rejects in read_ahead(blocks) if ahead else blocks:
+        if len(rows) or rejects:
+            given = True
+            yield canonical(table, rows, path, header_mapping, text.detected, rejects, headers=text.headers)
+    if not given:
+        empty = pa.schema([pa.field(n, pa.string()) for n in text.names]).empty_table()
+        yield canonical(empty, np.zeros(0, np.int64), path, header_mapping, text.detected, [],
+                        headers=text.headers)
+
+
+def read_ahead(items: Iterator, depth: int = 1) -> Iterator:
+    """`items`, each made while the caller works on the one before, in a thread of their own (Arrow's CSV parse
+    lets go of the GIL, so the other core parses the next block while this one validates it). An exception in
+    making one is raised where the caller takes it; a caller that stops early stops the thread."""
+    import queue
+    import threading
+
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def make() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # handed to the caller, raised there
+            put((None, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=make, name="dipsim-read-ahead", daemon=True)
+    thread.start()
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if not data or data.isspace():
-        raise InputError(f"{path}: empty file")
-    _refuse_binary(path, data)
-    try:
-        payload, detected, bad_lines = decode_lines(data, encoding)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    header_end = payload.find(b"\n")
-    header = payload if header_end < 0 else payload[:header_end]
-    if 0 in bad_lines:
-        raw, reason = bad_lines[0]
-        what = "UTF-8 text, not" if reason.startswith("UTF-8 text in") else "not valid"
-        start = escaped(raw.rstrip(b"\r"), 40)
-        raise InputError(f"{path}: the header line is {what} {_display(detected)} text, the file's encoding "
-                         f"({start}...); save the file in one encoding, or force one with --encoding")
-    header_text = header.decode("utf-8").rstrip("\r")
-    if not header_text.strip(" \t,;|\ufeff"):
-        raise InputError(f"{path}: empty header line (the first line must name the columns)")
-    delimiter = _sniff_delimiter(header_text)
-    try:
-        headers = next(csv.reader([header_text], delimiter=delimiter))
-    except csv.Error as exc:
-        raise InputError(f"{path}: cannot read the header line: {exc}") from exc
-    body_start = len(payload) if header_end < 0 else header_end + 1
-    table, rows, ends, rejects = _read_rows(payload, body_start, _dedupe(headers), delimiter, path)
-    if bad_lines:
-        table, rows = _reject_undecodable(table, rows, ends, rejects, bad_lines)
-    table, rows = _drop_blank_rows(table, rows)
-    return table, rows, rejects, detected, headers
+        while True:
+            item, exc = box.get()
+            if exc is not None:
+                raise exc
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 _WORKBOOK_ERRORS = (OSError, ValueError, LookupError, TypeError, AttributeError, RuntimeError, EOFError,

@@ -896,13 +896,17 @@ def iter_cases(path, batch_rows: int, options: ValidationOptions | None = None, 
                dictionary_codes: bool = False) -> Iterator[ValidationResult]:
     """`load_cases` in pieces whose memory is bounded, for a command that handles its cases piece by piece: a raw
     Parquet file `batch_rows` rows at a time (`iter_load_cases`), a folder of raw partitions one partition at a time
-    (each validated alone and a case id of an earlier partition rejected, as `load_cases` does), any other input
-    (CSV, Excel, a complete `dipsim validate` output, read with `columns` / `dictionary_codes`) whole. The pieces'
+    (each validated alone and a case id of an earlier partition rejected, as `load_cases` does), a CSV (text) file
+    about `batch_rows` rows at a time (`iter_csv_cases`), any other input (Excel, a complete `dipsim validate`
+    output, read with `columns` / `dictionary_codes`) whole. The pieces'
     accepted rows, rejects and warnings, in order, are those of `load_cases` (tested)."""
-    from .readers import PARQUET_SUFFIXES
+    from .readers import CSV_SUFFIXES, PARQUET_SUFFIXES
 
     opts = options or ValidationOptions()
     path = Path(path)
+    if path.suffix.lower() in CSV_SUFFIXES and path.is_file():
+        yield from iter_csv_cases(path, batch_rows, opts, header_mapping, encoding)
+        return
     if path.is_dir():  # listed and its footers read once, for the stamp and the read
         listing = _FolderListing.of(path)
         if _stamp_fits(listing.stamp, opts):
@@ -914,6 +918,120 @@ def iter_cases(path, batch_rows: int, options: ValidationOptions | None = None, 
         yield from iter_load_cases(path, batch_rows, opts, header_mapping, columns, dictionary_codes)
         return
     yield load_cases(path, opts, header_mapping, encoding, sheet, columns, dictionary_codes)
+
+
+def iter_csv_cases(path, batch_rows: int, options: ValidationOptions | None = None,
+                   header_mapping: dict | None = None, encoding: str | None = None) -> Iterator[ValidationResult]:
+    """`load_cases` of a CSV (text) file about `batch_rows` rows at a time (`readers.iter_csv_raw`: blocks of whole
+    lines, rows numbered and rejected as one read has them), memory bounded by the piece: each piece is validated
+    alone, a case id met in an earlier piece is rejected as in one read (`_FirstRows`), and the warning that the
+    file has no case id column is given once, at its first row. The next piece is read (and its ids looked up)
+    in a thread of its own while this one is validated."""
+    from .readers import iter_csv_raw, read_ahead
+
+    opts = options or ValidationOptions()
+    first_rows = _FirstRows()
+    warned = False
+    pieces = ((raw, first_rows.of(raw)) for raw in iter_csv_raw(path, batch_rows, header_mapping, encoding,
+                                                                 ahead=False))
+    for raw, first in read_ahead(pieces):  # the next piece is read while this one is validated
+        result = validate_cases(raw, opts, first)
+        if "case_id" not in raw.table.column_names and result.n_warnings:
+            once = pc.starts_with(result.warnings["reason"], _NO_CASE_ID_COLUMN).to_numpy(zero_copy_only=False)
+            if warned and once.any():
+                result.warnings = result.warnings.filter(pa.array(~once))
+            warned = warned or bool(once.any())
+        yield result
+
+
+_NO_CASE_ID_COLUMN = "no case id column"  # how the warning of a file without case ids begins (`_check_identity`)
+
+
+class _FirstRows:
+    """The case ids of the pieces of a file validated so far, each with the row it was first met at, so that a
+    later piece's `_check_case_ids` finds each row's first row over the file, as one read does (`first_rows`).
+
+    The earlier ids are looked up by their 64-bit hashes (`case_id_hashes`), kept in a few runs sorted by hash (a
+    run no longer than the one after it is merged with it), each hash with its row and its id's place among the
+    kept ids; a hash found is checked on the ids. A file of P pieces costs about log P lookups a piece and log P
+    merges a row, not a look at every earlier id for every piece (P times the file)."""
+
+    def __init__(self) -> None:
+        self._ids: list[pa.Array] = []  # the kept ids (the rows no earlier piece had), piece by piece
+        self._kept = 0
+        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (sorted hashes, rows, places in _ids)
+
+    def of(self, raw: RawCases) -> np.ndarray | None:
+        """Each row's first row over the file (0: a missing id) when a row's id was met in an earlier piece; None
+        when none was (the piece alone then tells the first rows, as `validate_cases` finds them). The piece's
+        new ids are remembered."""
+        from .case_id_hashes import case_id_hashes
+
+        if "case_id" not in raw.table.column_names or not len(raw.rows):
+            return None
+        ids, _ = _case_ids(raw)
+        missing = ids.is_null().to_numpy(zero_copy_only=False)
+        hashes = case_id_hashes(pc.fill_null(ids, ""))
+        order = np.argsort(hashes)  # looked up in hash order: the runs are walked, not jumped about in
+        met = self._met(ids, hashes, order, missing) if self._runs else np.zeros(len(ids), np.int64)
+        self._remember(ids, hashes, raw.rows, ~missing & (met == 0), order)
+        if not met.any():
+            return None
+        first = _first_positions(ids)
+        within = raw.rows if first is None else np.where(first >= 0, raw.rows[np.maximum(first, 0)], 0)
+        return np.where(met > 0, met, np.where(missing, 0, within))
+
+    def _met(self, ids: pa.Array, hashes: np.ndarray, order: np.ndarray, missing: np.ndarray) -> np.ndarray:
+        """The earliest row at which an earlier piece had each row's id (0: none)."""
+        met = np.zeros(len(ids), np.int64)
+        kept = pa.chunked_array(self._ids, pa.string())
+        for run_hashes, run_rows, places in self._runs:
+            at = np.minimum(np.searchsorted(run_hashes, hashes[order]), len(run_hashes) - 1)
+            hit = run_hashes[at] == hashes[order]
+            rows, at = order[hit], at[hit]
+            rows, at = rows[~missing[rows]], at[~missing[rows]]
+            if not len(rows):
+                continue
+            same = pc.equal(ids.take(pa.array(rows)), kept.take(pa.array(places[at])))
+            same = same.to_numpy(zero_copy_only=False)
+            for k in np.flatnonzero(~same):  # another id with the same hash first: look on among that hash's entries
+                j = at[k] + 1
+                while j < len(run_hashes) and run_hashes[j] == hashes[rows[k]]:
+                    if kept[int(places[j])] == ids[int(rows[k])]:
+                        same[k], at[k] = True, j
+                        break
+                    j += 1
+            rows, first = rows[same], run_rows[at[same]]
+            met[rows] = np.where(met[rows] > 0, np.minimum(met[rows], first), first)
+        return met
+
+    def _remember(self, ids: pa.Array, hashes: np.ndarray, rows: np.ndarray, keep: np.ndarray,
+                  order: np.ndarray) -> None:
+        """Keep the rows in `keep` as a new run (`order`: the piece's rows in hash order)."""
+        order = order[keep[order]]
+        if not len(order):
+            return
+        if (hashes[order][1:] == hashes[order][:-1]).any():  # a hash's rows in order: the first leftmost
+            order = order[np.lexsort((rows[order], hashes[order]))]
+        self._ids.append(ids.filter(pa.array(keep)))
+        places = self._kept + np.cumsum(keep)[order] - 1
+        self._kept += len(order)
+        self._runs.append((hashes[order], rows[order], places))
+        while len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0]):
+            newer = self._runs.pop()
+            self._runs[-1] = _merged_runs(self._runs[-1], newer)
+
+
+def _merged_runs(older: tuple, newer: tuple) -> tuple:
+    """Two runs sorted by hash as one, an older entry before a newer one of the same hash."""
+    at_older = np.arange(len(older[0])) + np.searchsorted(newer[0], older[0], side="left")
+    at_newer = np.arange(len(newer[0])) + np.searchsorted(older[0], newer[0], side="right")
+    merged = []
+    for a, b in zip(older, newer):
+        out = np.empty(len(a) + len(b), a.dtype)
+        out[at_older], out[at_newer] = a, b
+        merged.append(out)
+    return tuple(merged)
 
 
 def iter_load_cases(path, batch_rows: int, options: ValidationOptions | None = None,
