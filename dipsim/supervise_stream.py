@@ -45,7 +45,7 @@ from numba import njit
 from dipsim.schema import DISCHARGE_DEATH, float_column
 from dipsim.supervise import FLAG_COLUMNS, SCREENS, TRANSFER_MODES, _days, _first
 
-CHUNK_ROWS = 1 << 20  # spilled rows read back at a time
+CHUNK_ROWS = 1 << 18  # spilled rows read back at a time
 BUCKET_STAYS = 500_000  # stays per patient bucket that `bucket_count` aims at
 FLAG_SCHEMA = pa.schema([(name, pa.string()) for name in FLAG_COLUMNS])
 # The case columns the screens and the CHS-DRG grouping read (a `dipsim validate` output is read with only these).
@@ -165,7 +165,7 @@ def _floats(keys: np.ndarray) -> np.ndarray:
 
 
 def _select(chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]], ranks: np.ndarray,
-            collect: int = 1 << 16, budget: int = 1 << 22) -> np.ndarray:
+            collect: int = 1 << 14, budget: int = 1 << 20) -> np.ndarray:
     """The values of the given ranks (0-based, ascending, NaN left out) within each group: `ranks[g, t]` (-1: none)
     -> result[g, t] (NaN for none). `chunks()` iterates over (group code, value) pairs of arrays, -1 for a row of
     no group, afresh at each call. Radix selection on the values' bits: a pass for each group's smallest and
@@ -469,6 +469,7 @@ class _Stream:
             self._open(True, self.catalog is not None, self.catalog is None)
         assert self.spill is not None
         self.spill.close()
+        pa.default_memory_pool().release_unused()  # what the reader held (a folder's earlier case ids) goes back
         self.ids.close()
         for writer in self.stays:
             writer.close()
@@ -664,7 +665,7 @@ class _Stream:
         ranges = max(1, self.buckets)
         writers: dict[tuple[str, int], pa.ipc.RecordBatchStreamWriter] = {}
         for b in range(self.buckets):
-            with pa.ipc.open_stream(str(self.folder / f"stays-{b}.arrows")) as reader:
+            with _read_stream(self.folder / f"stays-{b}.arrows") as reader:
                 stays = reader.read_all()
             (self.folder / f"stays-{b}.arrows").unlink()
             if not stays.num_rows:
@@ -688,7 +689,7 @@ class _Stream:
         groups, dxs, pxs = self.groups.array(), self.dx.array(), self.px.array()
         for r in ranges:
             path = self.folder / f"{screen}-{r}.arrows"
-            with pa.ipc.open_stream(str(path)) as reader:
+            with _read_stream(path) as reader:
                 hit = reader.read_all()
             path.unlink()
             hit = hit.take(pa.array(np.lexsort((hit.column("position").to_numpy(),
@@ -729,7 +730,7 @@ class _Stream:
         params = {path: self.get(path) for path in (
             "supervision.low_standard_los_days", "supervision.low_standard_cost_ratio",
             "supervision.long_stay_ratio", "supervision.long_stay_min_days")}
-        reader = pa.ipc.open_stream(str(self.folder / "ids.arrows"))
+        reader = _read_stream(self.folder / "ids.arrows")
         with reader:
             for chunk, ids in zip(self.chunks("group", "hospital", "dx", "cost", "los", "mode", "cc"), reader):
                 group, hospital = chunk["group"].astype(np.int64), chunk["hospital"].astype(np.int64)
@@ -780,9 +781,15 @@ class _Stream:
 
     def _read_lines(self, screen: str) -> Iterator[pa.Table]:
         path = self.folder / f"{screen}.arrows"
-        with pa.ipc.open_stream(str(path)) as reader:
+        with _read_stream(path) as reader:
             for batch in reader:
                 yield pa.Table.from_batches([batch])
+
+
+def _read_stream(path: Path) -> pa.ipc.RecordBatchStreamReader:
+    """An Arrow stream file read with plain reads (a memory map would keep every page read resident: the ids of all
+    cases by the end of a pass)."""
+    return pa.ipc.open_stream(pa.OSFile(str(path), "rb"))
 
 
 def _bucket_repeats(stays: pa.Table, keys: tuple[str, ...], days: int, exempt: np.ndarray | None) -> pa.Table:

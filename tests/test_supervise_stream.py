@@ -260,3 +260,29 @@ def test_a_validate_output_is_read_in_batches_of_the_screens_columns(region, tmp
     assert (tmp_path / "raw" / "flags.csv").read_bytes() == (tmp_path / "trusted" / "flags.csv").read_bytes()
     assert (tmp_path / "raw" / "hospitals.csv").read_bytes() == (tmp_path / "trusted" / "hospitals.csv").read_bytes()
     capsys.readouterr()
+
+
+def test_raw_partitions_in_batches_give_load_cases_rows_and_rejects(region, tmp_path):
+    """A folder of raw partitions read in batches: the accepted rows and the rejects of `load_cases`, in order, with
+    a partition copied beside itself (its ids rejected as repeats of the first) and ids repeated within a file."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from dipsim.io import load_cases
+    from dipsim.io.validate import iter_case_batches
+
+    folder = tmp_path / "cases"
+    shutil.copytree(region[0] / "cases", folder)
+    months = sorted(folder.rglob("*.parquet"))
+    shutil.copy(months[2], months[2].with_name("part-0 copy.parquet"))
+    table = pq.read_table(months[5])
+    ids = table["case_id"].to_pylist()
+    ids[900] = ids[10]  # a repeat within the file, in another batch
+    pq.write_table(table.set_column(table.schema.get_field_index("case_id"), "case_id", pa.array(ids)), months[5])
+    whole = load_cases(folder)
+    pieces = list(iter_case_batches(folder, 300))
+    assert len(pieces) > len(months) + 1 and max(p.rows_read for p in pieces) <= 300
+    assert pa.concat_tables([p.accepted for p in pieces]).equals(whole.accepted)
+    rejects = pa.concat_tables([p.rejects for p in pieces])
+    assert rejects.equals(whole.rejects) and rejects.num_rows > 300

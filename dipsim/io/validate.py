@@ -850,17 +850,26 @@ def iter_cases(path, batch_rows: int, options: ValidationOptions | None = None, 
 def iter_case_batches(path, batch_rows: int, options: ValidationOptions | None = None,
                       header_mapping: dict | None = None, encoding: str | None = None, sheet=None,
                       columns: list[str] | None = None, dictionary_codes: bool = False) -> Iterator[ValidationResult]:
-    """`iter_cases`, with a complete `dipsim validate` output read `batch_rows` rows at a time too (only `columns`,
-    file by file, rows numbered over the folder as `load_cases` numbers them), not whole: what `dipsim screen` reads
-    100M cases through. Every other input as `iter_cases` gives it."""
+    """`iter_cases` with a folder read `batch_rows` rows at a time too, not a partition at a time: a complete
+    `dipsim validate` output with only `columns`, file by file, rows numbered over the folder as `load_cases`
+    numbers them; a folder of raw partitions each in batches (`iter_load_cases`), a case id accepted from an earlier
+    partition rejected (`EarlierCaseIds`, as `load_cases` does). What `dipsim screen` reads through. Every other
+    input as `iter_cases` gives it."""
     opts = options or ValidationOptions()
     path = Path(path)
-    if path.is_dir():
-        listing = _FolderListing.of(path)
-        if _stamp_fits(listing.stamp, opts) and _trusted_files(listing, opts, header_mapping, columns):
-            yield from _trusted_batches(listing, opts, header_mapping, columns, dictionary_codes, batch_rows)
-            return
-    yield from iter_cases(path, batch_rows, opts, header_mapping, encoding, sheet, columns, dictionary_codes)
+    if not path.is_dir():
+        yield from iter_cases(path, batch_rows, opts, header_mapping, encoding, sheet, columns, dictionary_codes)
+        return
+    listing = _FolderListing.of(path)
+    if _stamp_fits(listing.stamp, opts) and _trusted_files(listing, opts, header_mapping, columns):
+        yield from _trusted_batches(listing, opts, header_mapping, columns, dictionary_codes, batch_rows)
+    elif _stamp_fits(listing.stamp, opts):  # as `_load_folder` reads it (whole, then validated when not trusted)
+        yield _load_folder(listing, opts, header_mapping, columns, dictionary_codes)
+    else:
+        earlier = EarlierCaseIds(listing.folder)
+        for file in listing.files:
+            for result in iter_load_cases(file, batch_rows, opts, header_mapping):
+                yield earlier.reject_repeats(result)
 
 
 def _trusted_files(listing: _FolderListing, opts: ValidationOptions, header_mapping: dict | None,
