@@ -180,12 +180,8 @@ def _select(chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]], ranks
     low = np.full(n_groups, np.iinfo(np.uint64).max, np.uint64)
     high = np.zeros(n_groups, np.uint64)
     size = np.zeros(n_groups, np.int64)
-    for group, values in chunks():
-        ok = (group >= 0) & ~np.isnan(values)
-        g, key = group[ok], _keys(values[ok])
-        np.minimum.at(low, g, key)
-        np.maximum.at(high, g, key)
-        size += np.bincount(g, minlength=n_groups)
+    for group, key in _keyed(chunks):
+        _ranges(group, key, low, high, size)
     rank = ranks.astype(np.int64).copy()
     active = (rank >= 0) & (size[:, None] > 0)
     # the bits still open of each sought value (its `shift` low bits); the common leading bits are the prefix
@@ -211,32 +207,14 @@ def _select(chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]], ranks
         slot[refine] = np.arange(refine.sum())
         cslot = np.full(count.shape, -1, np.int64)
         cslot[small] = np.arange(small.sum())
-        hist = np.zeros(int(refine.sum()) * 256, np.int64)
-        found_slot, found_key = [], []
-        for group, values in chunks():
-            ok = (group >= 0) & ~np.isnan(values)
-            g, key = group[ok], _keys(values[ok])
-            for t in range(n_ranks):
-                want = active[g, t]
-                if not want.any():
-                    continue
-                gg, kk = g[want], key[want]
-                sh = shift[gg, t]
-                head = np.where(sh >= 64, np.uint64(0), kk >> np.minimum(sh, np.uint64(63)))
-                match = head == prefix[gg, t]
-                gg, kk, sh = gg[match], kk[match], sh[match]
-                r = slot[gg, t]
-                keep = r >= 0
-                if keep.any():
-                    width = np.minimum(sh[keep], np.uint64(8))
-                    digit = (kk[keep] >> (sh[keep] - width)) & ((np.uint64(1) << width) - np.uint64(1))
-                    hist += np.bincount(r[keep] * 256 + digit.astype(np.int64), minlength=len(hist))
-                c = cslot[gg, t]
-                if (c >= 0).any():
-                    found_slot.append(c[c >= 0])
-                    found_key.append(kk[c >= 0])
+        hist = np.zeros((int(refine.sum()), 256), np.int64)
+        found_slot = np.zeros(int(count[small].sum()), np.int64)
+        found_key = np.zeros(len(found_slot), np.uint64)
+        cursor = np.zeros(1, np.int64)
+        for group, key in _keyed(chunks):
+            _radix_pass(group, key, refine, small, shift, prefix, slot, cslot, hist, found_slot, found_key, cursor)
         if refine.any():
-            h = hist.reshape(-1, 256)
+            h = hist
             cum = np.cumsum(h, axis=1)
             rk = rank[refine]
             digit = (cum <= rk[:, None]).sum(axis=1)
@@ -251,13 +229,57 @@ def _select(chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]], ranks
             out[finished] = _floats(prefix[finished])
             active &= ~finished
         if small.any():
-            slots = np.concatenate(found_slot) if found_slot else np.zeros(0, np.int64)
-            keys = np.concatenate(found_key) if found_key else np.zeros(0, np.uint64)
+            slots, keys = found_slot, found_key
             order = np.lexsort((keys, slots))
             starts = np.searchsorted(slots[order], np.arange(int(small.sum())))
             out[small] = _floats(keys[order][starts + rank[small]])
             active &= ~small
     return out
+
+
+def _keyed(chunks) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(group, key) of each chunk: -1 for a row without a group or a value."""
+    for group, values in chunks():
+        ok = (group >= 0) & ~np.isnan(values)
+        yield np.where(ok, group, -1).astype(np.int64), _keys(np.where(ok, values, 0.0))
+
+
+@njit(cache=True)
+def _ranges(group, key, low, high, size):  # pragma: no cover - compiled
+    """Each group's smallest and largest key and its number of values."""
+    for i in range(len(group)):
+        g = group[i]
+        if g >= 0:
+            low[g] = min(low[g], key[i])
+            high[g] = max(high[g], key[i])
+            size[g] += 1
+
+
+@njit(cache=True)
+def _radix_pass(group, key, refine, collect, shift, prefix, slot, cslot, hist, found_slot, found_key, cursor
+                ):  # pragma: no cover - compiled
+    """One pass of `_select`: each key that has a sought value's open bits' prefix counts, for a value to
+    `refine`, in the histogram of its next (up to) 8 bits; for a value to `collect`, it is collected."""
+    one, eight = np.uint64(1), np.uint64(8)
+    for i in range(len(group)):
+        g = group[i]
+        if g < 0:
+            continue
+        k = key[i]
+        for t in range(refine.shape[1]):
+            if not (refine[g, t] or collect[g, t]):
+                continue
+            sh = shift[g, t]
+            head = np.uint64(0) if sh >= np.uint64(64) else k >> sh
+            if head != prefix[g, t]:
+                continue
+            if refine[g, t]:
+                width = min(sh, eight)
+                hist[slot[g, t], np.int64((k >> (sh - width)) & ((one << width) - one))] += 1
+            else:
+                found_slot[cursor[0]] = cslot[g, t]
+                found_key[cursor[0]] = k
+                cursor[0] += 1
 
 
 # ---------------------------------------------------------------- sums in the reference's order
@@ -444,10 +466,7 @@ class _Stream:
         has = np.flatnonzero(pc.is_valid(patient).to_numpy(zero_copy_only=False))
         if not len(has):
             return
-        who = patient.take(pa.array(has))
-        encoded = pc.dictionary_encode(who)
-        hashes = pd.util.hash_array(np.asarray(encoded.dictionary.to_pylist(), dtype=object))
-        bucket = (hashes % np.uint64(self.buckets)).astype(np.int64)[encoded.indices.to_numpy()]
+        bucket = (_hash(patient.take(pa.array(has))) % np.uint64(self.buckets)).astype(np.int64)
         order = has[np.argsort(bucket, kind="stable")]
         bounds = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=self.buckets))])
         take = pa.array(order)
@@ -670,9 +689,11 @@ class _Stream:
             (self.folder / f"stays-{b}.arrows").unlink()
             if not stays.num_rows:
                 continue
+            bucket = _Bucket(stays)
             for screen in screens:
-                keys = split_keys if screen == "split_readmission" else ("hospital", "dx", "px")
-                hit = _bucket_repeats(stays, keys, days[screen], exempt if screen == "split_readmission" else None)
+                split = screen == "split_readmission"
+                hit = bucket.hits(split_keys if split else ("hospital", "dx", "px"), days[screen],
+                                  exempt if split else None)
                 flagged = hit.column("hospital").to_numpy()
                 counts[screen] += np.bincount(flagged[flagged >= 0], minlength=len(counts[screen]))
                 part = hit.column("first_row").to_numpy() * ranges // max(self.cases, 1)
@@ -786,46 +807,78 @@ class _Stream:
                 yield pa.Table.from_batches([batch])
 
 
+_BYTE_WEIGHTS = np.random.default_rng(17).integers(1, 1 << 63, 64, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def _hash(text: pa.Array) -> np.ndarray:
+    """A 64-bit hash of each non-empty string (the same bytes, the same hash, in any piece): each byte times a
+    weight of its position, summed, then mixed (splitmix64's finaliser)."""
+    text = pc.cast(text, pa.string())
+    offsets = np.frombuffer(text.buffers()[1], np.int32)[text.offset:text.offset + len(text) + 1].astype(np.int64)
+    if not len(text):
+        return np.zeros(0, np.uint64)
+    data = np.frombuffer(text.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
+    starts, lengths = offsets[:-1] - offsets[0], np.diff(offsets)
+    position = np.arange(len(data)) - np.repeat(starts, lengths)
+    h = np.add.reduceat(data.astype(np.uint64) * _BYTE_WEIGHTS[position % 64], starts) if len(data) else \
+        np.zeros(len(text), np.uint64)
+    h = np.where(lengths > 0, h, np.uint64(0))
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
 def _read_stream(path: Path) -> pa.ipc.RecordBatchStreamReader:
     """An Arrow stream file read with plain reads (a memory map would keep every page read resident: the ids of all
     cases by the end of a pass)."""
     return pa.ipc.open_stream(pa.OSFile(str(path), "rb"))
 
 
-def _bucket_repeats(stays: pa.Table, keys: tuple[str, ...], days: int, exempt: np.ndarray | None) -> pa.Table:
-    """`supervise._repeats` over one bucket's stays (all stays of its patients): consecutive stays of a patient
-    (by admission, discharge, row) with equal `keys` (both missing equal; a stay without a group matches none)
-    whose gap is 0 to `days` days. Returns the hit lines (_HIT_SCHEMA) with the flagged stay's case id, hospital
-    and codes: the earlier stay's for a split readmission (`exempt` given), the later's for "five same"."""
-    patient = pc.dictionary_encode(stays.column("patient").combine_chunks()).indices.to_numpy().astype(np.int64)
-    row = stays.column("row").to_numpy()
-    admission, discharge = stays.column("admission").to_numpy(), stays.column("discharge").to_numpy()
-    column = {name: stays.column(name).to_numpy() for name in ("group", "hospital", "dx", "px")}
-    first = row[np.unique(patient, return_index=True)[1]]  # rows ascend within a bucket: each patient's first
-    order = np.lexsort((row, discharge, admission, patient))
-    same = patient[order][:-1] == patient[order][1:]
-    for key in keys:
-        k = column[key][order]
-        same &= k[:-1] == k[1:]
-        if key == "group":
-            same &= k[:-1] >= 0
-    gap = admission[order][1:] - discharge[order][:-1]
-    with np.errstate(invalid="ignore"):
-        hit = same & (gap >= 0) & (gap <= days)
-    if exempt is not None:
-        dx = column["dx"][order]
-        ex = exempt[np.maximum(dx, 0)] & (dx >= 0)
-        hit &= ~ex[:-1] & ~ex[1:]
-    at = np.flatnonzero(hit)
-    earlier, later = order[at], order[at + 1]
-    split = "group" in keys
-    flagged, related = (earlier, later) if split else (later, earlier)
-    take, other = pa.array(flagged), pa.array(related)
-    code = column["group"][flagged] if split else column["dx"][flagged]
-    code2 = column["px"][flagged]
-    return pa.table([first[patient[flagged]], at.astype(np.int64), stays.column("case_id").take(take),
-                     stays.column("case_id").take(other), stays.column("patient").take(take),
-                     column["hospital"][flagged], gap[at], code, code2], schema=_HIT_SCHEMA)
+class _Bucket:
+    """One bucket's stays (all stays of its patients) in `supervise._repeats`' order: each patient's stays by
+    admission, discharge and row; sorted once for both repeat screens."""
+
+    def __init__(self, stays: pa.Table):
+        self.stays = stays
+        patient = pc.dictionary_encode(stays.column("patient").combine_chunks()).indices.to_numpy().astype(np.int64)
+        row = stays.column("row").to_numpy()
+        self.admission, self.discharge = stays.column("admission").to_numpy(), stays.column("discharge").to_numpy()
+        self.column = {name: stays.column(name).to_numpy() for name in ("group", "hospital", "dx", "px")}
+        first = row[np.unique(patient, return_index=True)[1]]  # rows ascend within a bucket: each patient's first
+        self.first_row = first[patient]
+        self.order = np.lexsort((row, self.discharge, self.admission, patient))
+        self.same_patient = patient[self.order][:-1] == patient[self.order][1:]
+        self.gap = self.admission[self.order][1:] - self.discharge[self.order][:-1]
+
+    def hits(self, keys: tuple[str, ...], days: int, exempt: np.ndarray | None) -> pa.Table:
+        """Consecutive stays of a patient with equal `keys` (both missing equal; a stay without a group matches
+        none) whose gap is 0 to `days` days, neither `exempt` by its principal diagnosis. The hit lines
+        (_HIT_SCHEMA) name the flagged stay: the earlier for a split readmission (`keys` with the group), the later
+        for "five same"."""
+        order, same = self.order, self.same_patient.copy()
+        for key in keys:
+            k = self.column[key][order]
+            same &= k[:-1] == k[1:]
+            if key == "group":
+                same &= k[:-1] >= 0
+        with np.errstate(invalid="ignore"):
+            hit = same & (self.gap >= 0) & (self.gap <= days)
+        if exempt is not None:
+            dx = self.column["dx"][order]
+            ex = exempt[np.maximum(dx, 0)] & (dx >= 0)
+            hit &= ~ex[:-1] & ~ex[1:]
+        at = np.flatnonzero(hit)
+        earlier, later = order[at], order[at + 1]
+        split = "group" in keys
+        flagged, related = (earlier, later) if split else (later, earlier)
+        take, other = pa.array(flagged), pa.array(related)
+        code = self.column["group" if split else "dx"][flagged]
+        ids = self.stays.column("case_id")
+        return pa.table([self.first_row[flagged], at.astype(np.int64), ids.take(take), ids.take(other),
+                         self.stays.column("patient").take(take), self.column["hospital"][flagged], self.gap[at],
+                         code, self.column["px"][flagged]], schema=_HIT_SCHEMA)
 
 
 def screen_stream(pieces: Iterable[pa.Table], policy, scheme="chs-drg-1.1", catalog=None, on=None,
