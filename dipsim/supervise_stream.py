@@ -24,8 +24,10 @@ How: one read of the input, then passes over compact files in a temporary folder
 
 Memory bound: a piece of the input (the reader's batch) and its grouping; a chunk of spilled rows (`chunk_rows`);
 one bucket (about cases / `buckets` stays, at least all stays of one patient); the flags of one range (flags /
-`buckets`); 256 counts per (group, rank) sought, and arrays per group, DRG, hospital and diagnosis. None of it grows
-with the number of cases when `buckets` grows with it (`bucket_count`). Disk: about 150 bytes a case.
+`buckets`); 256 counts per (group, rank) sought and at most 2^20 candidates; arrays per group, DRG, hospital and
+diagnosis. None of it grows with the number of cases when `buckets` grows with it (`bucket_count`): measured, 0.7 GB
+peak at 10M cases and 0.77 GB at 100M (benchmarks/bench_screen.py). Disk, in `work_dir` while it runs: about 135
+bytes a case (13 GB at 100M).
 """
 
 from __future__ import annotations
@@ -108,11 +110,6 @@ class _Labels:
 
     def arrow(self) -> pa.Array:
         return pa.array(self.labels, pa.string())
-
-    def of(self, codes: np.ndarray) -> np.ndarray:
-        """The labels of `codes` (None for -1)."""
-        labels = self.array()
-        return np.where(codes >= 0, labels[np.maximum(codes, 0)] if len(labels) else None, None)
 
 
 def _grown(counts: np.ndarray, size: int) -> np.ndarray:
