@@ -370,8 +370,8 @@ class _Stream:
             group, cc = self._grouped(cases, extra)
         else:
             group = self.groups.encode(pa.array(np.asarray(grouping["group"], dtype=object), pa.string()))
-            cc = grouping.get("cc_level")
-            cc = np.full(n, np.nan) if cc is None else np.asarray(cc, dtype=np.float64)
+            given = grouping.get("cc_level")
+            cc = np.full(n, np.nan) if given is None else np.asarray(given, dtype=np.float64)
             if grouping.get("points") is not None:
                 extra["points"] = np.asarray(grouping["points"], dtype=np.float64)
         if self.spill is None:
@@ -539,7 +539,7 @@ class _Stream:
         """Each group's median cost and LOS (NaN for a group under `min_cases` cases), as `_group_median`: the
         middle value, or the mean of the two middle values (pandas' (upper + lower) / 2)."""
         g = len(self.groups)
-        result = []
+        result: list[np.ndarray | None] = []
         for name, wanted, sizes in (("cost", cost, self.group_costs), ("los", los, self.group_los)):
             sizes = _grown(sizes, g)
             if not wanted:
@@ -649,7 +649,8 @@ class _Stream:
             _add_at(pts_expected, hospital[has], mean[dx[has]])
             _add_at(pts_variance, hospital[has], var[dx[has]])
         out = {}
-        rows = [(name, observed[name], expected[name], variance[name]) for name in p]
+        rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = [
+            (name, observed[name], expected[name], variance[name]) for name in p]
         if self.has_points:
             rows.append(("points", pts_observed, pts_expected, pts_variance))
         for name, o, e, v in rows:
@@ -665,7 +666,7 @@ class _Stream:
 
     # -------------------------------------------------- repeats, bucket by bucket
 
-    def _repeats(self, run: dict[str, bool], counts: dict[str, np.ndarray]) -> dict[str, list[pa.Table]]:
+    def _repeats(self, run: dict[str, bool], counts: dict[str, np.ndarray]) -> dict[str, Iterator[pa.Table]]:
         """The flag lines of the repeat screens that run, in `_repeats`' order (patients by first row, then each
         patient's stays by admission, discharge and row)."""
         screens = [s for s in ("split_readmission", "five_same") if run[s]]
