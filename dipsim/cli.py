@@ -17,6 +17,7 @@ from dipsim.io.errors import DipsimError, InputError, printable
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 GROUP_BATCH_ROWS = 1 << 18  # `dipsim group` reads, validates and groups a large Parquet file this many rows at a time
+SCREEN_BATCH_ROWS = 1 << 18  # `dipsim screen`: rows of a large Parquet file or a `dipsim validate` output at a time
 
 
 class _Console(Console):
@@ -621,37 +622,74 @@ def cmd_nightly(args) -> int:
 
 
 def cmd_screen(args) -> int:
-    """Validate, group and run the supervision screens; write flags.csv, hospitals.csv, rejects.csv, manifest.json."""
+    """Validate, group and run the supervision screens; write flags.csv, hospitals.csv, rejects.csv, manifest.json.
+    The input is read a piece at a time and the screens keep per-patient, per-group and per-hospital state
+    (`supervise_stream`): memory does not grow with the number of cases."""
     import pyarrow as pa
 
+    from dipsim.grouping.drg import warm_up
+    from dipsim.io.validate import REJECT_SCHEMA, counts_line, duplicate_rows, iter_case_batches
     from dipsim.io.writers import OutputFolder
     from dipsim.policy import Policy, load_policy
-    from dipsim.supervise import SCREENS, screen_region
+    from dipsim.supervise import SCREENS
+    from dipsim.supervise_stream import FLAG_SCHEMA, SCREEN_COLUMNS, bucket_count, screen_stream
 
     console = _console(args)
     policy = load_policy(args.policy) if args.policy else Policy(values={})
     catalog = _catalog(args) if args.catalog else None
-    result = _load(args, console, args.input)
-    with _progress(console, "grouping and screening", 1) as update:
-        screens = screen_region(result.accepted, policy, _scheme(args, compiled=True), catalog)
-        update(1, 1)
+    scheme = _scheme(args, compiled=True)
+    warm_up(scheme)
+    mapping, options, sheet = _read_options(args)
+    # a `dipsim validate` output is read with only the columns the screens and the grouping need (all for DIP)
+    pieces = iter_case_batches(args.input, SCREEN_BATCH_ROWS, options, mapping, args.encoding, sheet,
+                               columns=None if catalog else list(SCREEN_COLUMNS))
     out = OutputFolder(args.out)
-    out.csv(pa.Table.from_pandas(screens.flags, preserve_index=False), "flags.csv")
-    out.csv(pa.Table.from_pandas(screens.hospitals, preserve_index=False), "hospitals.csv")
-    out.csv(result.rejects, "rejects.csv")
-    counts = screens.flags["screen"].value_counts()
-    upcoding = screens.hospitals.loc[screens.hospitals.get("upcoding_flag", False) == True, "hospital_id"]  # noqa: E712
+    counts = {"rows_read": 0, "accepted": 0, "rejected": 0, "duplicate_case_ids": 0}
+    with out.csv_parts("rejects.csv", REJECT_SCHEMA) as rejects, \
+            _progress(console, "reading, grouping and screening", None) as update:
+
+        def accepted():
+            for result in pieces:
+                rejects(result.rejects)
+                counts["rows_read"] += result.rows_read
+                counts["accepted"] += result.n_accepted
+                counts["rejected"] += result.n_rejected
+                counts["duplicate_case_ids"] += duplicate_rows(result.rejects)
+                update(counts["rows_read"], None)
+                yield result.accepted
+
+        with out.csv_parts("flags.csv", FLAG_SCHEMA) as flags:
+            screens = screen_stream(accepted(), policy, scheme, catalog, flags=flags,
+                                    buckets=bucket_count(_expected_cases(args.input)), work_dir=out.path)
+        out.csv(pa.Table.from_pandas(screens.hospitals, preserve_index=False), "hospitals.csv")
+    hospitals = screens.hospitals
+    upcoding = hospitals.loc[hospitals.get("upcoding_flag", False) == True, "hospital_id"]  # noqa: E712
     out.manifest({"command": "screen", "inputs": _file_digests(args.input), "policy": args.policy,
                   "policy_sha256": policy.digest(),
                   "grouping": {"drg_scheme": args.scheme, "dip_catalog": str(catalog.source) if catalog else None},
-                  **result.counts(), "flags": {s: int(counts.get(s, 0)) for s in SCREENS},
-                  "skipped": screens.skipped, "upcoding_hospitals": upcoding.tolist()})
-    print(f"{result.counts_line()}; flags: "
-          + ", ".join(f"{s} {int(counts.get(s, 0)):,}" for s in SCREENS if s not in screens.skipped)
+                  **counts, "flags": screens.flag_counts, "skipped": screens.skipped,
+                  "upcoding_hospitals": upcoding.tolist()})
+    line = counts_line(counts["rows_read"], counts["accepted"], counts["rejected"],
+                       {"duplicate case ids": counts["duplicate_case_ids"]})
+    print(f"{line}; flags: "
+          + ", ".join(f"{s} {screens.flag_counts[s]:,}" for s in SCREENS if s not in screens.skipped)
           + f"; upcoding hospitals: {', '.join(upcoding) or 'none'} -> {out.path}")
     for screen, why in screens.skipped.items():
         console.print(f"{screen} not run: {why}")
     return EXIT_OK
+
+
+def _expected_cases(path) -> int:
+    """About how many cases `path` holds, from Parquet footers (a text file: by its size), to size buckets."""
+    from dipsim.io.readers import PARQUET_SUFFIXES, parquet_files, parquet_metadata
+
+    path = Path(path)
+    try:
+        if path.is_dir() or path.suffix.lower() in PARQUET_SUFFIXES:
+            return sum(parquet_metadata(f).num_rows for f in parquet_files(path))
+        return path.stat().st_size // 100
+    except (OSError, DipsimError):
+        return 0
 
 
 # ---------------------------------------------------------------- synth

@@ -18,6 +18,8 @@ reviewer can check by hand, and the flags are summed per hospital:
 
 Group medians and mortality come from the screened cases themselves (groups with `min_group_cases` or more).
 `consequences` turns the flags into the payment consequences the policy sets (step 6 of `dipsim.payment`).
+These functions hold the cases in memory; `dipsim screen` runs the same screens over its input piece by piece in
+memory that does not grow with the cases (`dipsim.supervise_stream`, tested to give these flags line for line).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from .validate import (
     iter_csv_cases,
     iter_load_cases,
     validate_cases,
+    with_last,
 )
 from .writers import atomic_path, sha256_file, write_csv, write_json
 
@@ -118,17 +119,6 @@ def _part_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     return pq.ParquetWriter(path, schema, compression="zstd")
 
 
-def _with_last(items: Iterator) -> Iterator[tuple]:
-    """(item, is it the last) for each item."""
-    previous, started = None, False
-    for item in items:
-        if started:
-            yield previous, False
-        previous, started = item, True
-    if started:
-        yield previous, True
-
-
 def _listed_codes(accepted: pa.Table) -> pa.Table:
     """The code lists as list<string>, the case schema's type (validation may hand them dictionary-encoded)."""
     for name in ("diagnoses", "procedures"):
@@ -173,7 +163,7 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
         counts, n_warnings, first = dict(rows_read=0, accepted=0, rejected=0), 0, None
         with atomic_path(target) as tmp:
             writer = None
-            for result, last in _with_last(_pieces(path, options, header_mapping, encoding, sheet)):
+            for result, last in with_last(_pieces(path, options, header_mapping, encoding, sheet)):
                 result = earlier.reject_repeats(result, last_piece=last)
                 accepted = _listed_codes(result.accepted).replace_schema_metadata({VALIDATED_KEY: stamp})
                 writer = writer or _part_writer(tmp, accepted.schema)

@@ -822,6 +822,17 @@ def _partition_results(listing: _FolderListing, opts: ValidationOptions, header_
         yield earlier.reject_repeats(validate_cases(raw, opts, dictionary_codes=dictionary_codes))
 
 
+def with_last(items: Iterator) -> Iterator[tuple]:
+    """(item, is it the last) for each item."""
+    previous, started = None, False
+    for item in items:
+        if started:
+            yield previous, False
+        previous, started = item, True
+    if started:
+        yield previous, True
+
+
 class EarlierCaseIds:
     """The case ids accepted from the earlier files of a folder (sorted path order), each with the file and row it
     was accepted at. A later file's row with one of them is rejected and the first kept, as within one file: a
@@ -1032,6 +1043,69 @@ def _merged_runs(older: tuple, newer: tuple) -> tuple:
         out[at_older], out[at_newer] = a, b
         merged.append(out)
     return tuple(merged)
+
+
+def iter_case_batches(path, batch_rows: int, options: ValidationOptions | None = None,
+                      header_mapping: dict | None = None, encoding: str | None = None, sheet=None,
+                      columns: list[str] | None = None, dictionary_codes: bool = False) -> Iterator[ValidationResult]:
+    """`iter_cases` with a folder read `batch_rows` rows at a time too, not a partition at a time: a complete
+    `dipsim validate` output with only `columns`, file by file, rows numbered over the folder as `load_cases`
+    numbers them; a folder of raw partitions each in batches (`iter_load_cases`), a case id accepted from an earlier
+    partition rejected (`EarlierCaseIds`, as `load_cases` does). What `dipsim screen` reads through. Every other
+    input as `iter_cases` gives it."""
+    opts = options or ValidationOptions()
+    path = Path(path)
+    if not path.is_dir():
+        yield from iter_cases(path, batch_rows, opts, header_mapping, encoding, sheet, columns, dictionary_codes)
+        return
+    listing = _FolderListing.of(path)
+    if _stamp_fits(listing.stamp, opts) and _trusted_files(listing, opts, header_mapping, columns):
+        yield from _trusted_batches(listing, opts, header_mapping, columns, dictionary_codes, batch_rows)
+    elif _stamp_fits(listing.stamp, opts):  # as `_load_folder` reads it (whole, then validated when not trusted)
+        yield _load_folder(listing, opts, header_mapping, columns, dictionary_codes)
+    else:
+        earlier = EarlierCaseIds(listing.folder)
+        for file in listing.files:
+            for result, last in with_last(iter_load_cases(file, batch_rows, opts, header_mapping)):
+                yield earlier.reject_repeats(result, last_piece=last)
+
+
+def _trusted_files(listing: _FolderListing, opts: ValidationOptions, header_mapping: dict | None,
+                   columns: list[str] | None) -> bool:
+    """Every file of a stamped folder has the schema's columns in the schema's types (as `_load_folder` checks
+    on the stacked table), judged from the footers."""
+    from .readers import canonical
+
+    return all(_trusted(canonical(footer.schema.to_arrow_schema().empty_table(), np.zeros(0, np.int64),
+                                  listing.folder, header_mapping, validated=listing.stamp), opts, columns)
+               for footer in listing.footers)
+
+
+def _trusted_batches(listing: _FolderListing, opts: ValidationOptions, header_mapping: dict | None,
+                     columns: list[str] | None, dictionary_codes: bool, batch_rows: int
+                     ) -> Iterator[ValidationResult]:
+    import pyarrow.parquet as pq
+
+    from .readers import _batches, _unreadable, canonical, parquet_selection
+
+    start, yielded = 1, False
+    for file, footer in zip(listing.files, listing.footers):
+        wanted, codes = parquet_selection(footer.schema.to_arrow_schema(), columns, dictionary_codes,
+                                          header_mapping, str(file))
+        try:
+            batches = _batches(pq.ParquetFile(file, metadata=footer, read_dictionary=codes), batch_rows, wanted,
+                               codes)
+            for batch in batches:
+                rows = np.arange(start, start + batch.num_rows, dtype=np.int64)
+                start += batch.num_rows
+                raw = canonical(pa.Table.from_batches([batch]), rows, listing.folder, header_mapping,
+                                validated=listing.stamp)
+                yielded = True
+                yield _result(raw, opts, columns)
+        except (OSError, pa.ArrowException) as exc:
+            raise _unreadable(file, exc) from exc
+    if not yielded:
+        yield _load_folder(listing, opts, header_mapping, columns, dictionary_codes)
 
 
 def iter_load_cases(path, batch_rows: int, options: ValidationOptions | None = None,

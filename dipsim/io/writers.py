@@ -115,10 +115,8 @@ def _is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
-def write_csv(table: pa.Table, path: str | Path, bom: bool = True) -> Path:
-    """CSV in UTF-8; with a BOM by default so that Excel on a Chinese Windows shows 中文 headers correctly. Code
-    lists are one comma-joined cell, the way claims exports carry them. Text cells starting with = + - @ tab or CR
-    get a leading `'` (see `neutralise_formulas`): every CSV dipsim writes goes through here."""
+def _plain(table: pa.Table) -> pa.Table:
+    """The table as `write_csv` writes it: code lists comma-joined, formula-like text cells neutralised."""
     columns = []
     for field, column in zip(table.schema, table.columns):
         if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
@@ -126,12 +124,43 @@ def write_csv(table: pa.Table, path: str | Path, bom: bool = True) -> Path:
         if _is_text(column.type):
             column = neutralise_formulas(column)
         columns.append(column)
-    plain = pa.table(columns, names=table.column_names)
+    return pa.table(columns, names=table.column_names)
+
+
+def write_csv(table: pa.Table, path: str | Path, bom: bool = True) -> Path:
+    """CSV in UTF-8; with a BOM by default so that Excel on a Chinese Windows shows 中文 headers correctly. Code
+    lists are one comma-joined cell, the way claims exports carry them. Text cells starting with = + - @ tab or CR
+    get a leading `'` (see `neutralise_formulas`): every CSV dipsim writes goes through here."""
+    plain = _plain(table)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         if bom:
             fh.write("\ufeff".encode())
         pacsv.write_csv(plain, fh)
     return Path(path)
+
+
+@contextlib.contextmanager
+def csv_parts(path: str | Path, schema: pa.Schema, bom: bool = True) -> Iterator:
+    """`write_csv` of a table given in parts: yields `write(part)`, each part a table of `schema`'s columns (cast
+    to its types), written in order; the file is the same as `write_csv` of the parts stacked, and as atomic."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        if bom:
+            fh.write("\ufeff".encode())
+        writer = None
+
+        def write(part: pa.Table) -> None:
+            nonlocal writer
+            plain = _plain(part.select(schema.names).cast(schema))
+            plain = plain.cast(pa.schema([pa.field(f.name, pa.string() if _is_text(f.type) else f.type)
+                                          for f in plain.schema]))
+            if writer is None:
+                writer = pacsv.CSVWriter(fh, plain.schema)
+            writer.write_table(plain)
+
+        yield write
+        if writer is None:
+            write(schema.empty_table())
+        writer.close()
 
 
 def write_table(table: pa.Table, path: str | Path) -> Path:
@@ -179,6 +208,13 @@ class OutputFolder:
     def csv(self, table: pa.Table, name: str) -> Path:
         write_csv(table, self.path / name)
         return self.add(name)
+
+    @contextlib.contextmanager
+    def csv_parts(self, name: str, schema: pa.Schema) -> Iterator:
+        """`csv` of a table written part by part (`writers.csv_parts`); recorded when the block ends."""
+        with csv_parts(self.path / name, schema) as write:
+            yield write
+        self.add(name)
 
     def parquet(self, table: pa.Table, name: str) -> Path:
         write_parquet(table, self.path / name)
