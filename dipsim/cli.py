@@ -473,8 +473,8 @@ def cmd_settle(args) -> int:
     import pyarrow as pa
 
     from dipsim.io.writers import OutputFolder
-    from dipsim.payment.chain import CaseSet, run_chain
-    from dipsim.payment.terms import settlement_day, terms_record
+    from dipsim.payment.chain import run_chain
+    from dipsim.payment.terms import terms_record
     from dipsim.region import budgets_from_cost
 
     console = _console(args)
@@ -482,11 +482,11 @@ def cmd_settle(args) -> int:
     mode = policy.get("payment.mode")
     region = _region(args, console, mode, args.input)
     cases, hospitals = region.cases, region.hospitals
+    case_set = region.case_set  # pools and hospitals coded once: the checks, the budgets and the chain read them
     if args.budget_share:
-        budgets = budgets_from_cost(cases, args.budget_share, policy.get("budget.total"))
+        budgets = budgets_from_cost(cases, args.budget_share, policy.get("budget.total"), case_set)
         policy = policy.overlay({"budget.total": budgets}, name=policy.name)
-    case_set = CaseSet.of(cases)
-    _check_region(args, region, [("", policy)], args.on, settlement_day(case_set.discharge_days, args.on))
+    _check_region(args, region, [("", policy)], args.on, case_set.settlement_day(args.on))
     with _progress(console, f"grouping ({mode}) and pricing", 1) as update:
         grouped = _grouped(args, cases, mode)
         aux = None

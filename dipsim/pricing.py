@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dipsim.io.errors import InputError
 from dipsim.payment.terms import CaseTerms
@@ -163,8 +164,15 @@ class CaseHospitals:
 
     @classmethod
     def of(cls, hospital_id) -> CaseHospitals:
-        """InputError when a case has no hospital (`region.settleable` rejects such cases)."""
-        codes, ids = pd.factorize(np.asarray(hospital_id, dtype=object))
+        """The codes in order of first appearance; an Arrow column is encoded by Arrow's hash, its ids cast to text.
+        InputError when a case has no hospital (`region.settleable` rejects such cases)."""
+        if isinstance(hospital_id, (pa.Array, pa.ChunkedArray)):
+            text = pc.cast(hospital_id, pa.string())
+            encoded = pc.dictionary_encode(text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text)
+            codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+            ids = encoded.dictionary.to_numpy(zero_copy_only=False)
+        else:
+            codes, ids = pd.factorize(np.asarray(hospital_id, dtype=object))
         if (codes < 0).any():
             raise InputError(f"{int((codes < 0).sum()):,} case(s) without hospital_id: price only the cases "
                              "region.settleable keeps")
