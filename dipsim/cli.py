@@ -454,6 +454,22 @@ def _grouped(args, cases, mode: str):
     return group_drg(cases, args.scheme)
 
 
+def _warm_up_kernels(mode: str, scheme: str | None) -> None:
+    """Load the grouping and pricing kernels from Numba's cache in background threads while the cases are read
+    (Numba sets itself up in about 0.3 s a process; Arrow's readers release the GIL meanwhile)."""
+    from dipsim.pricing import warm_up
+
+    if mode == "dip":
+        from dipsim.grouping.dip import warm_up as warm_up_grouping
+
+        warm_up_grouping()
+    elif scheme:
+        from dipsim.grouping.drg import warm_up as warm_up_drg
+
+        warm_up_drg(scheme)
+    warm_up()
+
+
 def _quality(path) -> dict[str, float] | None:
     """hospital_id -> quality score from --quality (None without one)."""
     import pyarrow.compute as pc
@@ -480,6 +496,7 @@ def cmd_settle(args) -> int:
     console = _console(args)
     policy = _policy_with_overrides(args)
     mode = policy.get("payment.mode")
+    _warm_up_kernels(mode, args.scheme)
     region = _region(args, console, mode, args.input)
     cases, hospitals = region.cases, region.hospitals
     case_set = region.case_set  # pools and hospitals coded once: the checks, the budgets and the chain read them
@@ -500,9 +517,10 @@ def cmd_settle(args) -> int:
             raise InputError(str(exc)) from exc
         update(1, 1)
     out = OutputFolder(args.out)
+    table = run.case_table()  # encoded in a thread while the tables below are made and written
+    out.parquet(table, "cases.parquet", background=True, **run.case_table_options(table))
     out.csv(run.hospitals, "hospitals.csv")
     out.csv(run.pools, "pools.csv")
-    out.parquet(run.case_table(), "cases.parquet")
     out.csv(region.rejects(), "rejects.csv")
     if run.review is not None:  # special-case review: applied / approved / rate / amount per hospital
         out.csv(pa.Table.from_pandas(run.review.hospitals, preserve_index=False), "review.csv")

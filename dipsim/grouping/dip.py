@@ -14,6 +14,7 @@ plain-Python reference, one case at a time, with the steps in words for `dipsim 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -320,6 +321,35 @@ def _catalogue_sets(sets: ProcedureSets, vocabulary: pa.Array) -> tuple[np.ndarr
     return ids.astype(np.int32), offsets
 
 
+def _match_cases(exact, comprehensive, seen, diagnosis, px, px_offsets, cost, diag_offsets, diag_groups, group_px,
+                 group_px_offsets, group_mean, group_points, out_group, out_match) -> None:
+    """`dip_kernel.match_cases` on writable C arrays of fixed dtypes: Numba compiles (and caches) one signature,
+    whatever Arrow handed over, the one `warm_up` loads."""
+    def arr(a, dtype):
+        return np.require(a, dtype=dtype, requirements=("C", "W"))
+
+    dip_kernel.match_cases(arr(exact, np.int32), arr(comprehensive, np.int32), arr(seen, np.bool_),
+                           arr(diagnosis, np.int32), arr(px, np.int32), arr(px_offsets, np.int64),
+                           arr(cost, np.float64), arr(diag_offsets, np.int64), arr(diag_groups, np.int32),
+                           arr(group_px, np.int32), arr(group_px_offsets, np.int64), arr(group_mean, np.float64),
+                           arr(group_points, np.float64), out_group, out_match)
+
+
+def warm_up() -> threading.Thread:
+    """Load the matching kernel from Numba's cache (about 0.3-0.4 s in a fresh process: Numba sets up its compiler)
+    in a background thread, by matching one case against an empty catalogue; the caller reads its cases meanwhile.
+    A later call waits for the load if it is not finished."""
+    def run() -> None:
+        none, empty = np.full(1, -1, np.int32), np.zeros(0, np.int32)
+        _match_cases(none, none, np.zeros(1, np.bool_), none, empty, np.zeros(2, np.int64), np.full(1, np.nan),
+                     np.zeros(1, np.int64), empty, empty, np.zeros(1, np.int64), np.zeros(0), np.zeros(0),
+                     np.empty(1, np.int32), np.empty(1, np.int8))
+
+    thread = threading.Thread(target=run, name="dipsim-dip-kernel-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def match_table(cases: pa.Table, catalog: DipCatalog, cost_column: str = "total_cost") -> Matched:
     """Every case matched to the catalogue (`Matched`), by the rules of `match_case`. The keys' strings are made
     once per distinct (subcategory, procedure set), the principal codes handled once per distinct code, the
@@ -366,11 +396,9 @@ def match_table(cases: pa.Table, catalog: DipCatalog, cost_column: str = "total_
         ids = pa.array([TCM_PREFIX + d for d in subs.dictionary.to_pylist()], pa.string())
         in_tcm = listed.to_numpy(zero_copy_only=False)[diagnosis] & treated
         tcm_index[in_tcm] = _lookup(ids, c.tcm_ids)[diagnosis[in_tcm]]
-    dip_kernel.match_cases(exact.astype(np.int32), np.where(comp >= 0, comp + len(c.core_ids), -1).astype(np.int32),
-                           seen,
-                           _lookup(subs.dictionary, c.diagnoses).astype(np.int32)[diagnosis], px, px_offsets,
-                           np.ascontiguousarray(cost, np.float64), c.diag_offsets, c.diag_groups, c.group_px,
-                           c.group_px_offsets, c.group_mean, c.group_points, group, match)
+    _match_cases(exact, np.where(comp >= 0, comp + len(c.core_ids), -1), seen,
+                 _lookup(subs.dictionary, c.diagnoses)[diagnosis], px, px_offsets, cost, c.diag_offsets,
+                 c.diag_groups, c.group_px, c.group_px_offsets, c.group_mean, c.group_points, group, match)
     is_tcm = tcm_index >= 0
     group[is_tcm] = len(c.core_ids) + len(c.comprehensive_ids) + tcm_index[is_tcm]
     match[is_tcm] = MATCH_TCM

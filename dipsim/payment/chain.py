@@ -43,6 +43,9 @@ from dipsim.supervise import consequences, screens_for
 if TYPE_CHECKING:
     from dipsim.policy import Policy
 
+# the case table's columns with (nearly) a value per case, and its text columns (`PaymentRun.case_table_options`)
+CONTINUOUS_COLUMNS = ("r", "outlier_factor", "priced_points", "supervised_points", "case_points")
+TEXT_COLUMNS = ("case_id", "hospital_id", "pool", "group")
 # the outlier column's categories, as pandas wrote them before
 OUTLIER_DICTIONARY = pa.array(OUTLIER_CLASSES, pa.large_string())
 
@@ -67,25 +70,36 @@ def rules() -> list[str]:
 
 def case_pool_codes(cases: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """Per case its settlement pool, 统筹区-险种 (pool and insurance type), as an integer code (int64) into the
-    distinct pools (object, in order of first appearance). Cases must have both (`region.settleable` rejects the
-    others): a missing part would make a phantom pool ("-resident", "990100-")."""
-    pool, insurance = (pc.cast(cases[name], pa.string()) for name in ("pool", "insurance_type"))
-    pools = pc.binary_join_element_wise(pool, insurance, "-")  # null where a part is null
-    blank = pc.sum(
-        pc.or_kleene(
-            pc.is_null(pools), pc.or_(pc.equal(pc.utf8_length(pool), 0), pc.equal(pc.utf8_length(insurance), 0))
-        )
-    ).as_py()
-    if blank:
+    distinct pools (object). Cases must have both (`region.settleable` rejects the others): a missing part would
+    make a phantom pool ("-resident", "990100-"). Each column is hashed once; the text is joined, and checked,
+    once per distinct (pool, insurance type)."""
+    parts = []
+    for name in ("pool", "insurance_type"):
+        text = pc.cast(cases[name], pa.string())
+        encoded = pc.dictionary_encode(text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text)
+        # null: code 0, so a null part and an empty one are told apart only by the text below (both are blank)
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
+        parts.append((codes, pa.concat_arrays([pa.nulls(1, pa.string()), encoded.dictionary])))
+    (pool, pools), (insurance, insurances) = parts
+    combination = pool * len(insurances) + insurance
+    counts = np.bincount(combination, minlength=len(pools) * len(insurances))
+    present = np.flatnonzero(counts)
+    pool_text = pools.take(pa.array(present // len(insurances)))
+    insurance_text = insurances.take(pa.array(present % len(insurances)))
+    joined = pc.binary_join_element_wise(pool_text, insurance_text, "-")  # null where a part is null
+    blank = pc.or_kleene(
+        pc.is_null(joined),
+        pc.or_(pc.equal(pc.utf8_length(pool_text), 0), pc.equal(pc.utf8_length(insurance_text), 0)),
+    ).to_numpy(zero_copy_only=False)
+    if blank.any():
         raise InputError(
-            f"{blank:,} case(s) without a settlement pool (统筹区 or 险种 missing): settle only the "
-            "cases region.settleable keeps"
+            f"{int(counts[present[blank]].sum()):,} case(s) without a settlement pool (统筹区 or 险种 missing): "
+            "settle only the cases region.settleable keeps"
         )
-    encoded = pc.dictionary_encode(pools.combine_chunks() if isinstance(pools, pa.ChunkedArray) else pools)
-    return (
-        encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
-        encoded.dictionary.to_numpy(zero_copy_only=False).astype(object),
-    )
+    names = pc.dictionary_encode(joined)  # two combinations may join to the same text: one pool
+    code_of = np.zeros(len(counts), dtype=np.int64)
+    code_of[present] = names.indices.to_numpy(zero_copy_only=False)
+    return code_of[combination], names.dictionary.to_numpy(zero_copy_only=False).astype(object)
 
 
 def case_pools(cases: pa.Table) -> np.ndarray:
@@ -162,7 +176,9 @@ class CaseSet:
             pool = pool_codes[1][pool_codes[0]]
         else:
             pool = np.asarray(pool, dtype=object)
-        cost, paid = float_column(cases, "total_cost", 0.0), float_column(cases, "patient_paid", 0.0)
+        # the cost writable, as the pricing kernel takes it (Arrow's zero-copy arrays are read-only): copied once
+        cost = np.require(float_column(cases, "total_cost", 0.0), requirements=("C", "W"))
+        paid = float_column(cases, "patient_paid", 0.0)
         days = discharge_days(cases)
         month = None if days is None else discharge_months(cases["discharge_date"])
 
@@ -217,6 +233,17 @@ class PaymentRun:
     def case_points(self) -> np.ndarray:
         """Each case's final points (after every case step): what the pools settle."""
         return self.columns["case_points"]
+
+    @staticmethod
+    def case_table_options(table: pa.Table) -> dict:
+        """How `case_table` is written to Parquet (`pyarrow.parquet.write_table` options): dictionary pages for
+        every column but the continuous ones (`CONTINUOUS_COLUMNS`: a dictionary of a million distinct floats
+        would be built and dropped), no min / max statistics for the text columns (one row group: nothing to skip
+        by them; comparing a million strings costs more than the rest of the statistics)."""
+        return {
+            "use_dictionary": [name for name in table.column_names if name not in CONTINUOUS_COLUMNS],
+            "write_statistics": [name for name in table.column_names if name not in TEXT_COLUMNS],
+        }
 
     def case_table(self) -> pa.Table:
         """case_id, hospital_id, pool, group, policy_day (the day its case-level terms were read on) and every
