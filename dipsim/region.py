@@ -142,7 +142,7 @@ class Region:
         pools = self.pools()
         problems = [f"--budget {pool}: not a pool of the cases ({', '.join(pools)})"
                     for pool in budget_pools if pool not in pools]
-        return problems + region_problems(self.hospitals, pc.unique(self.cases["hospital_id"]).to_pylist(), pools,
+        return problems + region_problems(self.hospitals, self.case_set.hospitals.ids.tolist(), pools,
                                           policies, on, day)
 
     @property

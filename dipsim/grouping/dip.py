@@ -387,11 +387,11 @@ def match_table(cases: pa.Table, catalog: DipCatalog, cost_column: str = "total_
     cost = float_column(cases, cost_column)  # NaN where missing or without the column
     group = np.empty(n, dtype=np.int32)
     match = np.empty(n, dtype=np.int8)
-    rule = options.tcm
-    treated = tcm_treated(cases, rule) if rule else None
+    rule, treated = options.tcm, None
     no_tcm = pc.index(c.tcm_ids, "").as_py()  # "" is every case's TCM group without one (-1: none)
     tcm_index = np.full(n, no_tcm, dtype=np.int64)
-    if rule is not None and treated is not None:
+    if rule is not None:  # a TCM-treated case of a listed disease: its TCM group, TCM/<subcategory>
+        treated = tcm_treated(cases, rule)
         listed = pc.is_in(subs.dictionary, value_set=pa.array(rule.diseases, pa.string()))
         ids = pa.array([TCM_PREFIX + d for d in subs.dictionary.to_pylist()], pa.string())
         in_tcm = listed.to_numpy(zero_copy_only=False)[diagnosis] & treated
