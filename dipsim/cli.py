@@ -455,19 +455,28 @@ def _grouped(args, cases, mode: str):
 
 
 def _warm_up_kernels(mode: str, scheme: str | None) -> None:
-    """Load the grouping and pricing kernels from Numba's cache in background threads while the cases are read
-    (Numba sets itself up in about 0.3 s a process; Arrow's readers release the GIL meanwhile)."""
-    from dipsim.pricing import warm_up
+    """Import and load the grouping and pricing kernels from Numba's cache in a background thread while the cases
+    are read (Numba and its set-up take about 0.5 s a process; Arrow's readers release the GIL meanwhile). Best
+    effort: a failure here (an unknown scheme) is left to the run itself to report."""
+    import threading
 
-    if mode == "dip":
-        from dipsim.grouping.dip import warm_up as warm_up_grouping
+    def run() -> None:
+        try:
+            if mode == "dip":
+                from dipsim.grouping.dip import warm_up as warm_up_grouping
 
-        warm_up_grouping()
-    elif scheme:
-        from dipsim.grouping.drg import warm_up as warm_up_drg
+                warm_up_grouping().join()
+            elif scheme:
+                from dipsim.grouping.drg import warm_up as warm_up_drg
 
-        warm_up_drg(scheme)
-    warm_up()
+                warm_up_drg(scheme).join()
+            from dipsim.pricing import warm_up
+
+            warm_up().join()
+        except Exception:  # reported by the run that needs the kernel
+            pass
+
+    threading.Thread(target=run, name="dipsim-warm-up", daemon=True).start()
 
 
 def _quality(path) -> dict[str, float] | None:
