@@ -181,15 +181,19 @@ def principal_index(diagnoses: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, 
     """Each case's first code as an index (int32) into the distinct first codes (a string array, "" among them
     when a case has an empty or null list, or a null code): the codes are handled once per distinct value."""
     lists = diagnoses.combine_chunks() if isinstance(diagnoses, pa.ChunkedArray) else diagnoses
-    first = pc.list_slice(lists, 0, 1)
-    encoded = pc.dictionary_encode(pc.fill_null(pc.list_flatten(first).cast(pa.string()), ""))
+    offsets = lists.offsets.to_numpy(zero_copy_only=False)
+    has = offsets[1:] > offsets[:-1]  # a first code (null lists excepted below)
+    if lists.null_count:
+        has &= lists.is_valid().to_numpy(zero_copy_only=False)
+    first = pc.take(lists.values, pa.array(offsets[:-1][has]))  # offsets index the whole child array
+    encoded = pc.dictionary_encode(pc.fill_null(first.cast(pa.string()), ""))
     dictionary = encoded.dictionary
     empty = pc.index(dictionary, "").as_py()
-    if empty < 0 and len(pc.list_parent_indices(first)) < len(lists):
+    if empty < 0 and not has.all():
         empty = len(dictionary)
         dictionary = pa.concat_arrays([dictionary, pa.array([""], pa.string())])
     out = np.full(len(lists), max(empty, 0), dtype=np.int32)
-    out[pc.list_parent_indices(first).to_numpy()] = encoded.indices.to_numpy(zero_copy_only=False)
+    out[has] = encoded.indices.to_numpy(zero_copy_only=False)
     return out, dictionary
 
 
