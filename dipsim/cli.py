@@ -454,6 +454,31 @@ def _grouped(args, cases, mode: str):
     return group_drg(cases, args.scheme)
 
 
+class _InThread:
+    """`fn(*args)` run in a daemon thread (a run stopped by an error elsewhere does not wait for it); `result()`
+    waits and gives its value, or raises its exception."""
+
+    def __init__(self, fn, *args):
+        import threading
+
+        self._value, self._error = None, None
+
+        def run() -> None:
+            try:
+                self._value = fn(*args)
+            except BaseException as exc:  # raised in the caller's thread by result()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name=f"dipsim-{fn.__name__}", daemon=True)
+        self._thread.start()
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 def _warm_up_kernels(mode: str, scheme: str | None) -> None:
     """Import and load the grouping and pricing kernels from Numba's cache in a background thread while the cases
     are read (Numba and its set-up take about 0.5 s a process; Arrow's readers release the GIL meanwhile). Best
@@ -508,13 +533,16 @@ def cmd_settle(args) -> int:
     _warm_up_kernels(mode, args.scheme)
     region = _region(args, console, mode, args.input)
     cases, hospitals = region.cases, region.hospitals
+    # the cases are grouped in a thread while their pools and hospitals are coded and checked (a failed check stops
+    # the run before anything is priced; the grouping's own errors are raised after the checks, as before)
+    grouping = _InThread(_grouped, args, cases, mode)
     case_set = region.case_set  # pools and hospitals coded once: the checks, the budgets and the chain read them
     if args.budget_share:
         budgets = budgets_from_cost(cases, args.budget_share, policy.get("budget.total"), case_set)
         policy = policy.overlay({"budget.total": budgets}, name=policy.name)
     _check_region(args, region, [("", policy)], args.on, case_set.settlement_day(args.on))
     with _progress(console, f"grouping ({mode}) and pricing", 1) as update:
-        grouped = _grouped(args, cases, mode)
+        grouped = grouping.result()
         aux = None
         if args.auxiliary:
             from dipsim.auxiliary import auxiliary_table, load_auxiliary

@@ -220,3 +220,20 @@ def test_the_warm_ups_load_the_signatures_settle_calls():
     run_chain(CaseSet.of(cases), group_dip(cases, tcm_catalog()), hospitals, policy)
     assert [set(k.signatures) for k in kernels] == before
     assert all(len(s) == 1 for s in before)
+
+
+def test_settle_reports_the_region_checks_before_the_grouping_s_own_error(tmp_path, capsys):
+    """The cases are grouped in a thread beside the region checks: a failed check is still the error reported (and
+    nothing written), a grouping error (no catalogue there) comes after the checks pass."""
+    from dipsim.cli import main
+    from dipsim.paths import repo_root
+    from dipsim.synth import synthesize_region
+
+    synthesize_region(tmp_path / "r", cases=300, hospitals=5, seed=3)
+    args = ["settle", str(tmp_path / "r" / "cases"), "--policy", str(repo_root() / "scenarios" / "baseline.toml"),
+            "--hospitals", str(tmp_path / "r" / "hospitals.csv"), "--catalog", str(tmp_path / "nowhere"), "-q"]
+    assert main([*args, "-o", str(tmp_path / "a")]) == 1  # no budget for the pools, and no catalogue
+    err = capsys.readouterr().err
+    assert "no budget for pool(s)" in err and "no DIP catalogue" not in err and not (tmp_path / "a").exists()
+    assert main([*args, "--budget-share", "0.6", "-o", str(tmp_path / "b")]) == 1
+    assert "no DIP catalogue here" in capsys.readouterr().err and not (tmp_path / "b").exists()
