@@ -7,8 +7,10 @@ same diagnosis sharing the most procedures (at least one) is taken, ties by the 
 cost, then the higher points; else the comprehensive group of its diagnosis category and treatment; else the case
 is ungroupable, with the reason.
 
-`group_dip_table` does this for a table with the Numba kernel (`dip_kernel.match_cases`); `match_case` is the
-plain-Python reference, one case at a time, with the steps in words for `dipsim explain`.
+`match_table` does this for a table with the Numba kernel (`dip_kernel.match_cases`), the keys' strings made once
+per distinct (subcategory, procedure set) rather than per case; `group_dip_table` writes its result as text, and
+`grouped_cases.group_dip` hands it to the payment chain as codes. `match_case` is the plain-Python reference, one
+case at a time, with the steps in words for `dipsim explain`.
 """
 
 from __future__ import annotations
