@@ -86,7 +86,7 @@ def table(cases) -> pa.Table:
     })
 
 
-@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(rows(), st.sampled_from([None, ("手术", "介入治疗"), ("诊断性操作",)]))
 def test_key_parts_agree_with_keys_written_out(cases, procedure_kinds):
     t = table(cases)
@@ -125,7 +125,7 @@ def tcm_catalog() -> DipCatalog:
     return DipCatalog(groups=groups, options=CatalogOptions(tcm=rule), source="hand", keys=keys_table)
 
 
-@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(rows())
 def test_the_grouper_agrees_with_the_reference_with_a_tcm_catalogue(cases):
     catalog = tcm_catalog()
