@@ -11,9 +11,29 @@ some TCM hospitals, cases spread over the pools, and a budget per pool of 60% of
    by the same largest-remainder step;
 2. the solve alone for all pools: `budget.settle_pool` against brentq on the same hospital sums.
 Both give the same point values (checked to 1e-9 relative) before anything is timed.
+
+    python benchmarks/bench_settle.py --end-to-end [--cases 1000000] [--hospitals 500] [--rounds 3] [--base TREE]
+
+instead times `dipsim settle` end to end (issue 17), each run a fresh process, warm (page cache, Numba caches): a
+synthetic region of --cases raw cases in --hospitals hospitals (benchmarks/_work/region_N_hH, `dipsim synth`, seed
+--seed) in 12 monthly Parquet partitions, under scenarios/baseline.toml (DIP) with the region's own catalogue
+(`dipsim catalog build` of the same cases) and --budget-share 0.6. Each run reports its stages (startup and
+imports, load and validation, the checks and the DIP grouping (which may run side by side), the chain, the
+outputs: case table, cases.parquet, CSVs, manifest) and peak RSS. With --base, a checkout of another commit
+(`git worktree add TREE COMMIT`) runs alternately with this tree, each tree with its own PYTHONPATH, and both
+outputs must agree (cases.parquet equal, the CSVs byte for byte). Best of --rounds by total wall, the stages of that
+run. Beside them, in the same session, the physical limit: a bare pyarrow read of the partitions plus a write of
+the case table (25 columns).
 """
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,7 +46,7 @@ from dipsim.money import largest_remainder, to_fen
 from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy
 
-from _machine import arguments, best_of, machine_line
+from _machine import arguments, best_of, child, machine_line
 
 LEVELS = ("三级甲等", "三级乙等", "三级", "二级甲等", "二级乙等", "二级", "一级")
 COEFFICIENTS = {"三级甲等": 1.0, "三级乙等": 0.944, "三级": 0.944, "二级甲等": 0.889, "二级乙等": 0.889,
@@ -104,12 +124,161 @@ def pandas_solve(sums: pd.DataFrame, budgets: dict) -> dict:
     return values
 
 
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+# `dipsim settle ARGS` in a fresh process with stage marks (the same functions in every tree since issue 16)
+SETTLE = r"""
+import json, resource, sys, time
+start = time.perf_counter()
+import dipsim.cli as cli
+import dipsim.payment.chain as chain
+marks = {}
+
+def timed(name, fn):
+    def wrapper(*args, **kwargs):
+        marks[name] = [time.perf_counter(), None]
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            marks[name][1] = time.perf_counter()
+    return wrapper
+
+cli._region = timed("load", cli._region)
+cli._grouped = timed("grouping", cli._grouped)
+chain.run_chain = timed("chain", chain.run_chain)
+cli.cmd_settle = timed("settle", cli.cmd_settle)
+code = cli.main(sys.argv[1:])
+assert code == 0, code
+m = {k: v for k, v in marks.items()}
+print(json.dumps({"startup": m["settle"][0] - start, "load": m["load"][1] - m["load"][0],
+                  "checks": m["chain"][0] - m["load"][1], "grouping": m["grouping"][1] - m["grouping"][0],
+                  "chain": m["chain"][1] - m["chain"][0], "outputs": m["settle"][1] - m["chain"][1],
+                  "after_load": m["settle"][1] - m["load"][1], "in_process": m["settle"][1] - start,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+# The physical limit: the partitions read by pyarrow, and a case table of the same shape written (zstd), in a
+# fresh process, timed after the imports (the case table read before the clock starts)
+BARE = r"""
+import json, sys, time
+import pyarrow.dataset as pads, pyarrow.parquet as pq
+table = pq.read_table(sys.argv[2])
+start = time.perf_counter()
+cases = pads.dataset(sys.argv[1], format="parquet", partitioning="hive").to_table()
+read = time.perf_counter()
+pq.write_table(table, sys.argv[3], compression="zstd")
+print(json.dumps({"read": read - start, "write": time.perf_counter() - read, "rows": cases.num_rows}))
+"""
+
+STAGES = [("startup", "interpreter start and imports"), ("load", "read and validate (`load_cases`)"),
+          ("checks", "region checks, pools, budgets and DIP grouping"),
+          ("grouping", "of which DIP grouping (catalogue, keys, kernel), its own time"),
+          ("chain", "the chain: terms, steps 1-7, pools 8-10"),
+          ("outputs", "case table, cases.parquet, CSVs, terms, manifest"), ("after_load", "everything after load")]
+
+
+def ensure_dip_region(cases: int, hospitals: int, seed: int) -> Path:
+    """benchmarks/_work/region_N_hH (`dipsim synth`) and its DIP catalogue (`dipsim catalog build`) in catalog/."""
+    region = HERE / "_work" / f"region_{cases}_h{hospitals}"
+    if not (region / "manifest.json").exists():
+        from dipsim.synth import synthesize_region
+
+        synthesize_region(region, cases=cases, hospitals=hospitals, seed=seed)
+    if not (region / "catalog" / "manifest.json").exists():
+        from dipsim.catalog import build_catalog, write_catalog
+        from dipsim.io import load_cases
+
+        write_catalog(build_catalog(load_cases(region / "cases").accepted), region / "catalog")
+    return region
+
+
+def settle_once(tree: Path, region: Path, out: Path) -> dict:
+    """One `dipsim settle` of the region by the code in `tree`, in a fresh process: its stages, and the total wall
+    as the caller sees it (interpreter start included)."""
+    argv = ["settle", "-q", str(region / "cases"), "--policy", str(tree / "scenarios" / "baseline.toml"),
+            "--hospitals", str(region / "hospitals.csv"), "--catalog", str(region / "catalog"),
+            "--budget-share", "0.6", "-o", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", SETTLE, *argv], capture_output=True, text=True, env=env, cwd=tree)
+    total = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(done.stderr)
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "total": total}
+
+
+def same_outputs(a: Path, b: Path) -> None:
+    """Two settle folders agree: cases.parquet equal (schema and values), the CSVs and terms.json byte for byte."""
+    import pyarrow.parquet as pq
+
+    ta, tb = pq.read_table(a / "cases.parquet"), pq.read_table(b / "cases.parquet")
+    assert ta.schema.remove_metadata() == tb.schema.remove_metadata(), "cases.parquet: the schemas differ"
+    for name in ta.column_names:  # NaN (r without a standard cost) equal to NaN
+        x, y = ta[name], tb[name]
+        same = (np.array_equal(x.to_numpy(), y.to_numpy(), equal_nan=True) if pa.types.is_floating(x.type)
+                else x.equals(y))
+        assert same, f"cases.parquet: {name} differs"
+    for name in ("hospitals.csv", "pools.csv", "rejects.csv", "terms.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs"
+
+
+def end_to_end(args) -> None:
+    region = ensure_dip_region(args.cases, args.hospitals, args.seed)
+    trees = ([("base", Path(args.base).resolve())] if args.base else []) + [("this tree", REPO)]
+    work = HERE / "_work" / "settle_e2e"
+    runs: dict[str, list[dict]] = {label: [] for label, _ in trees}
+    for label, tree in trees:  # a first run each: Numba caches and the page cache warm, not timed
+        settle_once(tree, region, work / label)
+    if args.base:
+        same_outputs(work / "base", work / "this tree")
+    bare = []
+    for _ in range(args.rounds):
+        for label, tree in trees:
+            runs[label].append(settle_once(tree, region, work / label))
+        bare.append(child(BARE, str(region / "cases"), str(work / "this tree" / "cases.parquet"),
+                          str(work / "bare.parquet")))
+    best = {label: min(r, key=lambda x: x["total"]) for label, r in runs.items()}
+    limit = min(bare, key=lambda x: x["read"] + x["write"])
+    command = (f"python benchmarks/bench_settle.py --end-to-end --cases {args.cases} --hospitals {args.hospitals} "
+               f"--rounds {args.rounds}" + (f" --base {args.base}" if args.base else ""))
+    print(machine_line(command))
+    print()
+    print(f"`dipsim settle` of {args.cases:,} raw cases (12 Parquet partitions), {args.hospitals} hospitals, DIP "
+          f"(scenarios/baseline.toml, the region's own catalogue, --budget-share 0.6); best of {args.rounds} by "
+          "total wall, each run a fresh process, the trees alternating; seconds")
+    print()
+    labels = [label for label, _ in trees]
+    print("| stage | " + " | ".join(labels) + " |")
+    print("|---|" + "---:|" * len(labels))
+    print("| **end to end (wall, as the shell sees it)** | "
+          + " | ".join(f"**{best[label]['total']:.2f}**" for label in labels) + " |")
+    for key, what in STAGES:
+        print(f"| {what} | " + " | ".join(f"{best[label][key]:.3f}" for label in labels) + " |")
+    print("| peak RSS (MB) | " + " | ".join(f"{best[label]['peak_rss_mb']:,.0f}" for label in labels) + " |")
+    print("| all rounds, total wall | " + " | ".join(" / ".join(f"{r['total']:.2f}" for r in runs[label])
+                                                      for label in labels) + " |")
+    print()
+    print(f"Physical limit in the same session (best of {args.rounds}): a bare pyarrow read of the partitions "
+          f"{limit['read']:.3f} s + a write of the case table {limit['write']:.3f} s = "
+          f"{limit['read'] + limit['write']:.3f} s.")
+    if args.base:
+        print("Outputs of the two trees agree (cases.parquet equal, hospitals.csv, pools.csv, rejects.csv and "
+              "terms.json byte for byte).")
+
+
 def main() -> None:
-    parser = arguments(__doc__, seed=False)
+    parser = arguments(__doc__, seed=True)
     parser.add_argument("--hospitals", type=int, default=500)
     parser.add_argument("--pools", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--end-to-end", action="store_true", help="time `dipsim settle` end to end instead")
+    parser.add_argument("--rounds", type=int, default=3, help="--end-to-end: rounds of alternating runs")
+    parser.add_argument("--base", help="--end-to-end: a checkout of the commit to compare with (git worktree add)")
     args = parser.parse_args()
+    if args.end_to_end:
+        end_to_end(args)
+        return
     cases, hospitals, policy, budgets = region(args.cases, args.hospitals, args.pools)
     chain = chain_inputs(cases)
 

@@ -191,10 +191,15 @@ class SettlementFrame:
     month_values: np.ndarray | None = None  # the month of each column of the monthly sums (None: one period)
 
     @classmethod
-    def of(cls, hospital_id, pool, cost, patient_paid, month=None, hospital_codes=None) -> SettlementFrame:
-        """`hospital_codes`: (codes, ids) of the cases' hospitals when already factorised (`hospital_id` unused)."""
+    def of(cls, hospital_id, pool, cost, patient_paid, month=None, hospital_codes=None,
+           pool_codes=None) -> SettlementFrame:
+        """`hospital_codes`: (codes, ids) of the cases' hospitals when already factorised (`hospital_id` unused);
+        `pool_codes` the same of their pools (`pool` unused)."""
         # one integer per (pool, hospital): each column factorised on its own (hashing), then combined
-        pool_code, pool_names = pd.factorize(np.asarray(pool, dtype=object))
+        if pool_codes is None:
+            pool_code, pool_names = pd.factorize(np.asarray(pool, dtype=object))
+        else:
+            pool_code, pool_names = pool_codes
         if hospital_codes is None:
             hospital_code, hospital_names = pd.factorize(np.asarray(hospital_id, dtype=object))
         else:

@@ -113,12 +113,28 @@ class Catalog:
 # Keys
 
 
-def _procedure_sets(procedures: pa.ChunkedArray | pa.Array, kinds: tuple[str, ...] | None,
-                    resource_share: np.ndarray | None = None, min_share: float | None = None
-                    ) -> tuple[pa.Array, np.ndarray]:
-    """Per case: the sorted distinct counted procedure codes joined by "+" ("" for none), and the treatment level
-    (index into TREATMENTS). Codes are looked up once per distinct code. `resource_share` (per procedure value,
-    NaN unknown) below `min_share` leaves a procedure out."""
+@dataclass
+class ProcedureSets:
+    """Per case, the sorted distinct counted procedure codes as a CSR over `vocabulary` (every distinct code of the
+    column, sorted): case i's codes are vocabulary[ranks[offsets[i]:offsets[i + 1]]], ascending; and its treatment
+    level (index into TREATMENTS)."""
+
+    vocabulary: pa.Array
+    offsets: np.ndarray  # int32, one more than the cases
+    ranks: np.ndarray  # int64
+    treatment: np.ndarray  # int8
+
+    def joined(self) -> pa.Array:
+        """Each case's codes joined by "+" ("" for none)."""
+        values = pc.take(self.vocabulary, pa.array(self.ranks))
+        return pc.binary_join(pa.ListArray.from_arrays(pa.array(self.offsets), values), "+")
+
+
+def procedure_sets(procedures: pa.ChunkedArray | pa.Array, kinds: tuple[str, ...] | None,
+                   resource_share: np.ndarray | None = None, min_share: float | None = None) -> ProcedureSets:
+    """Per case: the sorted distinct counted procedure codes and the treatment level (`ProcedureSets`). Codes are
+    looked up once per distinct code. `resource_share` (per procedure value, NaN unknown) below `min_share` leaves
+    a procedure out."""
     lists = procedures.combine_chunks() if isinstance(procedures, pa.ChunkedArray) else procedures
     n = len(lists)
     values = pc.fill_null(pc.list_flatten(lists).cast(pa.string()), "")
@@ -139,30 +155,52 @@ def _procedure_sets(procedures: pa.ChunkedArray | pa.Array, kinds: tuple[str, ..
     row, index = row[keep], index[keep]
     treatment = np.zeros(n, dtype=np.int8)
     np.maximum.at(treatment, row, level[index])
-    # distinct codes per case in code order: sort (row, rank of the code), then drop repeats
+    # distinct codes per case in code order: sort (row, rank of the code) as one integer, then drop repeats
     order = np.argsort(distinct)
     rank_of = np.empty(len(order), dtype=np.int64)
     rank_of[order] = np.arange(len(order))
-    rank = rank_of[index]
-    by = np.lexsort((rank, row))
-    row, rank = row[by], rank[by]
-    first = np.ones(len(row), dtype=bool)
-    first[1:] = (row[1:] != row[:-1]) | (rank[1:] != rank[:-1])
-    row, rank = row[first], rank[first]
+    width = max(len(order), 1)
+    pair = np.sort(row.astype(np.int64) * width + rank_of[index], kind="stable")
+    pair = pair[np.concatenate([[True], pair[1:] != pair[:-1]])] if len(pair) else pair
+    row, rank = np.divmod(pair, width)
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(np.bincount(row, minlength=n), out=offsets[1:])
-    values = pc.take(pa.array(distinct[order].tolist(), pa.string()), pa.array(rank))
-    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), values), "+"), treatment
+    return ProcedureSets(pa.array(distinct[order].tolist(), pa.string()), offsets, rank, treatment)
+
+
+def _procedure_sets(procedures: pa.ChunkedArray | pa.Array, kinds: tuple[str, ...] | None,
+                    resource_share: np.ndarray | None = None, min_share: float | None = None
+                    ) -> tuple[pa.Array, np.ndarray]:
+    """Per case: the sorted distinct counted procedure codes joined by "+" ("" for none), and the treatment level
+    (index into TREATMENTS) (`procedure_sets`)."""
+    sets = procedure_sets(procedures, kinds, resource_share, min_share)
+    return sets.joined(), sets.treatment
+
+
+def principal_index(diagnoses: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Each case's first code as an index (int32) into the distinct first codes (a string array, "" among them
+    when a case has an empty or null list, or a null code): the codes are handled once per distinct value."""
+    lists = diagnoses.combine_chunks() if isinstance(diagnoses, pa.ChunkedArray) else diagnoses
+    offsets = lists.offsets.to_numpy(zero_copy_only=False)
+    has = offsets[1:] > offsets[:-1]  # a first code (null lists excepted below)
+    if lists.null_count:
+        has &= lists.is_valid().to_numpy(zero_copy_only=False)
+    first = pc.take(lists.values, pa.array(offsets[:-1][has]))  # offsets index the whole child array
+    encoded = pc.dictionary_encode(pc.fill_null(first.cast(pa.string()), ""))
+    dictionary = encoded.dictionary
+    empty = pc.index(dictionary, "").as_py()
+    if empty < 0 and not has.all():
+        empty = len(dictionary)
+        dictionary = pa.concat_arrays([dictionary, pa.array([""], pa.string())])
+    out = np.full(len(lists), max(empty, 0), dtype=np.int32)
+    out[has] = encoded.indices.to_numpy(zero_copy_only=False)
+    return out, dictionary
 
 
 def principal_codes(diagnoses: pa.ChunkedArray | pa.Array) -> pa.Array:
     """The first code of each list ("" for an empty or null list, or a null code)."""
-    lists = diagnoses.combine_chunks() if isinstance(diagnoses, pa.ChunkedArray) else diagnoses
-    first = pc.list_slice(lists, 0, 1)
-    out = np.full(len(lists), "", dtype=object)
-    values = pc.fill_null(pc.list_flatten(first).cast(pa.string()), "")
-    out[pc.list_parent_indices(first).to_numpy()] = values.to_numpy(zero_copy_only=False)
-    return pa.array(out, pa.string())
+    index, dictionary = principal_index(diagnoses)
+    return pc.take(dictionary, pa.array(index))
 
 
 @dataclass

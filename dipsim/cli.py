@@ -458,6 +458,75 @@ def _grouped(args, cases, mode: str):
     return group_drg(cases, args.scheme)
 
 
+class _InThread:
+    """`fn(*args)` run in a daemon thread (a run stopped by an error elsewhere does not wait for it); `result()`
+    waits and gives its value, or raises its exception."""
+
+    def __init__(self, fn, *args):
+        import threading
+
+        self._value, self._error = None, None
+
+        def run() -> None:
+            try:
+                self._value = fn(*args)
+            except BaseException as exc:  # raised in the caller's thread by result()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name=f"dipsim-{fn.__name__}", daemon=True)
+        self._thread.start()
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _no_collection_at_exit() -> None:
+    """At interpreter exit, skip the final garbage collections (`gc.freeze`): once Numba's kernels are loaded they
+    walk every object Numba and LLVM made, 0.5-0.7 s of wall time on a 2-core machine, to free memory the process
+    is about to give back whole. The outputs are written and closed before, and atexit handlers still run."""
+    import atexit
+    import gc
+
+    def freeze() -> None:
+        gc.disable()
+        gc.freeze()
+
+    if freeze.__qualname__ not in _AT_EXIT:
+        _AT_EXIT.add(freeze.__qualname__)
+        atexit.register(freeze)
+
+
+_AT_EXIT: set[str] = set()
+
+
+def _warm_up_kernels(mode: str, scheme: str | None) -> None:
+    """Import and load the grouping and pricing kernels from Numba's cache in a background thread while the cases
+    are read (Numba and its set-up take about 0.5 s a process; Arrow's readers release the GIL meanwhile). Best
+    effort: a failure here (an unknown scheme) is left to the run itself to report."""
+    import threading
+
+    def run() -> None:
+        try:
+            if mode == "dip":
+                from dipsim.grouping.dip import warm_up as warm_up_grouping
+
+                warm_up_grouping().join()
+            elif scheme:
+                from dipsim.grouping.drg import warm_up as warm_up_drg
+
+                warm_up_drg(scheme).join()
+            from dipsim.pricing import warm_up
+
+            warm_up().join()
+        except Exception:  # reported by the run that needs the kernel
+            pass
+
+    threading.Thread(target=run, name="dipsim-warm-up", daemon=True).start()
+
+
 def _quality(path) -> dict[str, float] | None:
     """hospital_id -> quality score from --quality (None without one)."""
     import pyarrow.compute as pc
@@ -477,22 +546,27 @@ def cmd_settle(args) -> int:
     import pyarrow as pa
 
     from dipsim.io.writers import OutputFolder
-    from dipsim.payment.chain import CaseSet, run_chain
-    from dipsim.payment.terms import settlement_day, terms_record
+    from dipsim.payment.chain import run_chain
+    from dipsim.payment.terms import terms_record
     from dipsim.region import budgets_from_cost
 
     console = _console(args)
     policy = _policy_with_overrides(args)
     mode = policy.get("payment.mode")
+    _warm_up_kernels(mode, args.scheme)
+    _no_collection_at_exit()
     region = _region(args, console, mode, args.input)
     cases, hospitals = region.cases, region.hospitals
+    # the cases are grouped in a thread while their pools and hospitals are coded and checked (a failed check stops
+    # the run before anything is priced; the grouping's own errors are raised after the checks, as before)
+    grouping = _InThread(_grouped, args, cases, mode)
+    case_set = region.case_set  # pools and hospitals coded once: the checks, the budgets and the chain read them
     if args.budget_share:
-        budgets = budgets_from_cost(cases, args.budget_share, policy.get("budget.total"))
+        budgets = budgets_from_cost(cases, args.budget_share, policy.get("budget.total"), case_set)
         policy = policy.overlay({"budget.total": budgets}, name=policy.name)
-    case_set = CaseSet.of(cases)
-    _check_region(args, region, [("", policy)], args.on, settlement_day(case_set.discharge_days, args.on))
+    _check_region(args, region, [("", policy)], args.on, case_set.settlement_day(args.on))
     with _progress(console, f"grouping ({mode}) and pricing", 1) as update:
-        grouped = _grouped(args, cases, mode)
+        grouped = grouping.result()
         aux = None
         if args.auxiliary:
             from dipsim.auxiliary import auxiliary_table, load_auxiliary
@@ -504,9 +578,10 @@ def cmd_settle(args) -> int:
             raise InputError(str(exc)) from exc
         update(1, 1)
     out = OutputFolder(args.out)
+    table = run.case_table()  # encoded in a thread while the tables below are made and written
+    out.parquet(table, "cases.parquet", background=True, **run.case_table_options(table))
     out.csv(run.hospitals, "hospitals.csv")
     out.csv(run.pools, "pools.csv")
-    out.parquet(run.case_table(), "cases.parquet")
     out.csv(region.rejects(), "rejects.csv")
     if run.review is not None:  # special-case review: applied / approved / rate / amount per hospital
         out.csv(pa.Table.from_pandas(run.review.hospitals, preserve_index=False), "review.csv")

@@ -26,12 +26,14 @@ history coefficients blend the level's ratio; a type of `HOSPITAL_TYPES` where T
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dipsim.io.errors import InputError
 from dipsim.payment.terms import CaseTerms
@@ -62,15 +64,16 @@ def _blank(text) -> bool:
     return text is None or not str(text).strip()
 
 
-def hospital_problems(hospitals: pa.Table, ids, terms: CaseTerms) -> list[str]:
+def hospital_problems(hospitals: pa.Table, ids, terms: CaseTerms, rows: list[dict] | None = None) -> list[str]:
     """What pricing needs of the hospitals `ids` (those of the cases) and does not find, one line per kind: a
     hospital not in the table; a level not in a non-empty `coefficient.level` for a hospital without a coefficient
     of its own; an empty level where `outlier.*_ratio_by_level` or history coefficients read it; a type outside
-    HOSPITAL_TYPES where `coefficient.tcm_hospital_bonus` is given."""
-    rows = {r["hospital_id"]: r for r in hospitals.to_pylist()}
+    HOSPITAL_TYPES where `coefficient.tcm_hospital_bonus` is given. `rows`: `hospitals.to_pylist()` when already
+    made."""
+    by_id = {r["hospital_id"]: r for r in (hospitals.to_pylist() if rows is None else rows)}
     wanted = sorted(set(ids))
     problems = []
-    unknown = [h for h in wanted if h not in rows]
+    unknown = [h for h in wanted if h not in by_id]
     if unknown:
         problems.append(f"{len(unknown)} hospital(s) of the cases are not in the hospitals table: {_some(unknown)}")
     by_level, by_hospital = terms.coefficient_level, terms.coefficient_hospital
@@ -81,8 +84,8 @@ def hospital_problems(hospitals: pa.Table, ids, terms: CaseTerms) -> list[str]:
     tcm_bonus = terms.tcm_hospital_bonus > 0
     no_coefficient, no_type = [], []
     no_level: dict[str, list[str]] = {}
-    for h in (h for h in wanted if h in rows):
-        row, level = rows[h], rows[h].get("level")
+    for h in (h for h in wanted if h in by_id):
+        row, level = by_id[h], by_id[h].get("level")
         if not history and by_level and _own_coefficient(row, by_hospital) is None and level not in by_level:
             no_coefficient.append(f"{h} (no level)" if _blank(level) else f"{h} (level {level!r})")
         elif _blank(level):
@@ -106,13 +109,15 @@ def hospital_problems(hospitals: pa.Table, ids, terms: CaseTerms) -> list[str]:
     return problems
 
 
-def hospital_coefficients(hospitals: pa.Table, terms: CaseTerms, ids=None) -> dict[str, float]:
+def hospital_coefficients(hospitals: pa.Table, terms: CaseTerms, ids=None,
+                          rows: list[dict] | None = None) -> dict[str, float]:
     """hospital_id -> its coefficient before bonuses, for the hospitals `ids` (default: every row): its own
     (`coefficient.hospital`, else the table's coefficient_override), else `coefficient.level` for its level, or
-    1.0 when that table is empty. InputError naming the hospitals without a coefficient (`hospital_problems`)."""
-    rows = hospitals.to_pylist()
+    1.0 when that table is empty. InputError naming the hospitals without a coefficient (`hospital_problems`).
+    `rows`: `hospitals.to_pylist()` when already made."""
+    rows = hospitals.to_pylist() if rows is None else rows
     ids = [r["hospital_id"] for r in rows] if ids is None else ids
-    problems = hospital_problems(hospitals, ids, terms)
+    problems = hospital_problems(hospitals, ids, terms, rows)
     if problems:
         raise InputError("; ".join(problems))
     by_level, by_hospital = terms.coefficient_level, terms.coefficient_hospital
@@ -163,12 +168,49 @@ class CaseHospitals:
 
     @classmethod
     def of(cls, hospital_id) -> CaseHospitals:
-        """InputError when a case has no hospital (`region.settleable` rejects such cases)."""
-        codes, ids = pd.factorize(np.asarray(hospital_id, dtype=object))
+        """The codes in order of first appearance; an Arrow column is encoded by Arrow's hash, its ids cast to text.
+        InputError when a case has no hospital (`region.settleable` rejects such cases)."""
+        if isinstance(hospital_id, (pa.Array, pa.ChunkedArray)):
+            text = pc.cast(hospital_id, pa.string())
+            encoded = pc.dictionary_encode(text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text)
+            codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+            ids = encoded.dictionary.to_numpy(zero_copy_only=False)
+        else:
+            codes, ids = pd.factorize(np.asarray(hospital_id, dtype=object))
         if (codes < 0).any():
             raise InputError(f"{int((codes < 0).sum()):,} case(s) without hospital_id: price only the cases "
                              "region.settleable keeps")
         return cls(codes, np.asarray(ids, dtype=object))
+
+
+def _price_cases(group_points, cost, standard, cell, no_low_cut, tcm_treated, aux, low_c, high_c, coefficient_c,
+                 extreme_c, hospital_bonus_c, case_bonus_c, by_item_c, *outputs) -> None:
+    """`pricing_kernel.price_cases` on writable C arrays of fixed dtypes (a copy only of an input that is not one
+    already): Numba compiles (and caches) one signature, the one `warm_up` loads."""
+    from dipsim.pricing_kernel import price_cases
+
+    def arr(a, dtype):
+        return np.require(a, dtype=dtype, requirements=("C", "W"))
+
+    price_cases(arr(group_points, np.float64), arr(cost, np.float64), arr(standard, np.float64),
+                arr(cell, np.int64), arr(no_low_cut, np.bool_), arr(tcm_treated, np.bool_), arr(aux, np.float64),
+                arr(low_c, np.float64), arr(high_c, np.float64), arr(coefficient_c, np.float64),
+                arr(extreme_c, np.float64), arr(hospital_bonus_c, np.float64), arr(case_bonus_c, np.float64),
+                arr(by_item_c, np.bool_), *outputs)
+
+
+def warm_up() -> threading.Thread:
+    """Load the pricing kernel from Numba's cache in a background thread (pricing one case), while the caller
+    reads its cases; a later call waits for the load if it is not finished."""
+    def run() -> None:
+        one, flag = np.ones(1), np.zeros(1, np.bool_)
+        _price_cases(one, one, one, np.zeros(1, np.int64), flag, flag, one, one, one, one, one, one, one,
+                     np.zeros((1, len(OUTLIER_CLASSES)), np.bool_), np.empty(1), np.empty(1), np.empty(1),
+                     np.empty(1, np.int8), np.empty(1), np.empty(1), np.empty(1), np.empty(1, np.bool_))
+
+    thread = threading.Thread(target=run, name="dipsim-pricing-kernel-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def price(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray, index: CaseHospitals,
@@ -183,13 +225,11 @@ def price(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray,
     (`pricing_kernel`) prices every case in one pass. `workspace` (a dict kept by the caller): the output columns
     are written into its arrays, allocated once, so a sweep does not allocate and fault in ~40 MB per million cases
     per variant; the columns returned are then overwritten by the next call with the same workspace."""
-    from dipsim.pricing_kernel import price_cases
-
     n = len(group_points)
     codes, ids = index.codes, index.ids
-    level_of = dict(zip(hospitals["hospital_id"].to_pylist(), hospitals["level"].to_pylist()))
-    tcm_hospitals = {h for h, kind in zip(hospitals["hospital_id"].to_pylist(), hospitals["type"].to_pylist())
-                     if kind == "中医"}
+    rows = hospitals.to_pylist()  # once: every period's coefficients and checks read these
+    level_of = {r["hospital_id"]: r["level"] for r in rows}
+    tcm_hospitals = {r["hospital_id"] for r in rows if r["type"] == "中医"}
     n_hospitals = len(ids)
     # each case's cell: its period x the number of hospitals + its hospital (its hospital alone with one period)
     cell = np.ascontiguousarray(codes, dtype=np.int64)
@@ -219,12 +259,12 @@ def price(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray,
 
     def coefficients(terms: CaseTerms) -> np.ndarray:
         if terms.coefficient_mode == "history":
-            problems = hospital_problems(hospitals, ids, terms)
+            problems = hospital_problems(hospitals, ids, terms, rows)
             if problems:
                 raise InputError("; ".join(problems))
             values = history_coefficients(codes, ids, cost, standard_cost, level_of, terms)
         else:
-            values = hospital_coefficients(hospitals, terms, ids)
+            values = hospital_coefficients(hospitals, terms, ids, rows)
         return np.array([values[h] for h in ids], dtype=np.float64)
 
     def per_cell(values) -> np.ndarray:
@@ -242,16 +282,15 @@ def price(group_points: np.ndarray, cost: np.ndarray, standard_cost: np.ndarray,
         if name not in buffers or len(buffers[name]) != n:
             buffers[name] = np.empty(n, dtype=dtype)
         out[name] = buffers[name]
-    price_cases(np.ascontiguousarray(group_points, dtype=np.float64), np.ascontiguousarray(cost, dtype=np.float64),
-                np.ascontiguousarray(standard_cost, dtype=np.float64), cell, no_low_cut, flags(tcm_treated), aux,
-                np.concatenate([per_level(t.low_ratio_by_level, t.low_ratio) for t in periods]),
-                np.concatenate([per_level(t.high_ratio_by_level, t.high_ratio) for t in periods]),
-                np.concatenate([coefficients(t) for t in periods]),
-                per_cell([t.extreme_ratio for t in periods]),
-                np.concatenate([np.where(tcm_hospital, t.tcm_hospital_bonus, 0.0) for t in periods]),
-                per_cell([t.tcm_case_bonus for t in periods]), by_item, out["group_points"], out["r"],
-                out["outlier_factor"], out["outlier"], out["coefficient"], out["bonus"], out["case_points"],
-                out["paid_by_item"])
+    _price_cases(group_points, cost, standard_cost, cell, no_low_cut, flags(tcm_treated), aux,
+                 np.concatenate([per_level(t.low_ratio_by_level, t.low_ratio) for t in periods]),
+                 np.concatenate([per_level(t.high_ratio_by_level, t.high_ratio) for t in periods]),
+                 np.concatenate([coefficients(t) for t in periods]),
+                 per_cell([t.extreme_ratio for t in periods]),
+                 np.concatenate([np.where(tcm_hospital, t.tcm_hospital_bonus, 0.0) for t in periods]),
+                 per_cell([t.tcm_case_bonus for t in periods]), by_item, out["group_points"], out["r"],
+                 out["outlier_factor"], out["outlier"], out["coefficient"], out["bonus"], out["case_points"],
+                 out["paid_by_item"])
     return {"group_points": out["group_points"], "r": out["r"], "outlier": out["outlier"],
             "outlier_factor": out["outlier_factor"], "coefficient": out["coefficient"], "bonus": out["bonus"],
             "aux_factor": aux, "paid_by_item": out["paid_by_item"], "case_points": out["case_points"]}

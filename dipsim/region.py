@@ -18,6 +18,7 @@ hospitals table, the cases' hospitals and settlement pools, and a budget for eve
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -122,13 +123,17 @@ class Region:
         """Why cases were rejected at settlement, and how many for each reason."""
         return {r["values"]: r["counts"] for r in pc.value_counts(self.settled.rejects["reason"]).to_pylist()}
 
+    @functools.cached_property
+    def case_set(self):
+        """The settleable cases as the payment chain reads them (`payment.chain.CaseSet`): their pools and hospitals
+        coded once, for the checks, the budgets and the chain."""
+        from dipsim.payment.chain import CaseSet
+
+        return CaseSet.of(self.cases)
+
     def pools(self) -> list[str]:
         """The settlement pools of the cases (统筹区-险种), sorted; made once."""
-        from dipsim.payment.chain import case_pools
-
-        if not hasattr(self, "_pools"):
-            self._pools = sorted(set(pc.unique(pa.array(case_pools(self.cases), pa.string())).to_pylist()))
-        return self._pools
+        return self.case_set.pools
 
     def problems(self, policies, budget_pools=(), on=None, day=None) -> list[str]:
         """Before grouping: each pool given a budget on the command line (`budget_pools`) a pool of the cases, and
@@ -137,7 +142,7 @@ class Region:
         pools = self.pools()
         problems = [f"--budget {pool}: not a pool of the cases ({', '.join(pools)})"
                     for pool in budget_pools if pool not in pools]
-        return problems + region_problems(self.hospitals, pc.unique(self.cases["hospital_id"]).to_pylist(), pools,
+        return problems + region_problems(self.hospitals, self.case_set.hospitals.ids.tolist(), pools,
                                           policies, on, day)
 
     @property
@@ -280,14 +285,17 @@ def partition_region(files) -> tuple[set[str], set[str]]:
     return pools, hospital_ids
 
 
-def budgets_from_cost(cases: pa.Table, share: float, budgets: dict | None = None) -> dict[str, float]:
+def budgets_from_cost(cases: pa.Table, share: float, budgets: dict | None = None, case_set=None) -> dict[str, float]:
     """`budgets` with every pool of the cases that has none set to `share` x its total cost billed by item (a
-    convenience for synthetic regions and what-ifs: a bureau sets its budgets itself)."""
-    from dipsim.payment.chain import case_pools
+    convenience for synthetic regions and what-ifs: a bureau sets its budgets itself). `case_set`: the cases'
+    `payment.chain.CaseSet` when already made (its pool codes and costs are read instead)."""
+    from dipsim.payment.chain import case_pool_codes
 
     out = dict(budgets or {})
-    pool = case_pools(cases)
-    cost = float_column(cases, "total_cost", 0.0)
-    for p in sorted(set(pool) - set(out)):
-        out[p] = round(float(cost[pool == p].sum()) * share, 2)
+    if case_set is not None and case_set.pool_codes is not None:
+        (codes, names), cost = case_set.pool_codes, case_set.cost
+    else:
+        (codes, names), cost = case_pool_codes(cases), float_column(cases, "total_cost", 0.0)
+    for p in sorted(set(names) - set(out)):
+        out[p] = round(float(cost[codes == list(names).index(p)].sum()) * share, 2)
     return out

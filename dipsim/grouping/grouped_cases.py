@@ -4,7 +4,7 @@ its group's standard cost, and the TCM flags (docs/domain.md §6-8). One typed o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pyarrow as pa
@@ -25,21 +25,33 @@ class GroupedCases:
     tcm_group_case: np.ndarray  # bool: a TCM case of a TCM group (中医优势病种, 同病同价)
     tcm_treated: np.ndarray  # bool: treated with TCM (the case bonus)
     unit: str = "points"  # "rw": group_points are relative weights, times payment.drg_points_per_rw in the chain
+    # `group` as (int32 index per case, the distinct groups as an Arrow string array) when grouping made it so:
+    # `group_array` then takes the strings from it instead of converting a million Python strings
+    codes: tuple[np.ndarray, pa.Array] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}")
         n = len(self.group)
-        for f in fields(self):
-            if f.name != "unit" and len(getattr(self, f.name)) != n:
-                raise ValueError(f"{f.name}: {len(getattr(self, f.name))} values for {n} cases")
+        for name in self.arrays():
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name}: {len(getattr(self, name))} values for {n} cases")
+        if self.codes is not None and len(self.codes[0]) != n:
+            raise ValueError(f"codes: {len(self.codes[0])} values for {n} cases")
 
     def __len__(self) -> int:
         return len(self.group)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The per-case arrays by name (for a cache file; `from_arrays` reads them back)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "unit"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("unit", "codes")}
+
+    def group_array(self) -> pa.Array:
+        """`group` as an Arrow string array."""
+        if self.codes is not None:
+            index, names = self.codes
+            return pc.take(names, pa.array(index))
+        return pa.array(self.group, pa.string())
 
     @classmethod
     def from_arrays(cls, arrays, unit: str) -> GroupedCases:
@@ -51,20 +63,24 @@ class GroupedCases:
 
 
 def group_dip(cases: pa.Table, catalog) -> GroupedCases:
-    """Group points, standard cost, TCM flags and group ids of every case under a DIP catalogue."""
-    from dipsim.grouping.dip import group_dip_table
-    from dipsim.tcm import tcm_flag, tcm_treated
+    """Group points, standard cost, TCM flags and group ids of every case under a DIP catalogue (`match_table`:
+    integer codes per case, the strings only per group)."""
+    from dipsim.grouping.dip import MATCH_TCM, match_table
+    from dipsim.tcm import tcm_flag
 
-    groups = group_dip_table(cases, catalog)
+    m = match_table(cases, catalog)
+    ids = m.group_ids.to_pylist()
     mean = dict(zip(catalog.groups["group_id"].to_pylist(), catalog.groups["mean_cost"].to_pylist()))
-    group = groups["dip_group"].to_numpy(zero_copy_only=False)
-    rule = catalog.options.tcm
+    standard = np.array([mean.get(g, np.nan) if g else np.nan for g in ids] + [np.nan], dtype=np.float64)
+    found = m.group >= 0
+    index = np.where(found, m.group, len(ids)).astype(np.int32)  # the ungroupable: "" after the groups
     return GroupedCases(
-        group=np.asarray(group, dtype=object),
-        group_points=pc.fill_null(groups["dip_points"], 0.0).to_numpy(zero_copy_only=False).astype(np.float64),
-        standard_cost=np.array([mean.get(g, np.nan) if g else np.nan for g in group], dtype=np.float64),
-        tcm_group_case=groups["match"].to_numpy(zero_copy_only=False) == "tcm",
-        tcm_treated=np.asarray(tcm_treated(cases, rule) if rule else tcm_flag(cases), bool))
+        group=np.array([*ids, ""], dtype=object)[index],
+        group_points=np.where(found, m.points(), 0.0),
+        standard_cost=standard[index],
+        tcm_group_case=m.match == MATCH_TCM,
+        tcm_treated=np.asarray(m.treated if m.treated is not None else tcm_flag(cases), bool),
+        codes=(index, pa.concat_arrays([m.group_ids, pa.array([""], pa.string())])))
 
 
 def group_drg(cases: pa.Table, scheme: str, weights=None) -> GroupedCases:

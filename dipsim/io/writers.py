@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -88,9 +89,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def write_parquet(table: pa.Table, path: str | Path, compression: str = "zstd") -> Path:
+def write_parquet(table: pa.Table, path: str | Path, compression: str = "zstd", **options) -> Path:
+    """`options`: more of `pyarrow.parquet.write_table`'s (use_dictionary, write_statistics...)."""
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression=compression)
+        pq.write_table(table, tmp, compression=compression, **options)
     return Path(path)
 
 
@@ -196,10 +198,11 @@ class OutputFolder:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.written: list[str] = []
+        self._pending: dict[str, Future] = {}  # name -> its background write, giving the file's sha256
 
     def add(self, name: str) -> Path:
         """Record `name`, written by another writer into the folder."""
-        if not (self.path / name).is_file():
+        if name not in self._pending and not (self.path / name).is_file():
             raise OutputError(f"{self.path / name}: expected output was not written")
         if name not in self.written:
             self.written.append(name)
@@ -216,9 +219,24 @@ class OutputFolder:
             yield write
         self.add(name)
 
-    def parquet(self, table: pa.Table, name: str) -> Path:
-        write_parquet(table, self.path / name)
+    def parquet(self, table: pa.Table, name: str, background: bool = False, **options) -> Path:
+        """`background`: write (and hash) the file in a thread while the caller writes the others (Parquet's
+        encoder releases the GIL); `manifest`, or `wait`, waits for it and raises its error."""
+        if not background:
+            write_parquet(table, self.path / name, **options)
+            return self.add(name)
+
+        def write() -> str:
+            return sha256_file(write_parquet(table, self.path / name, **options))
+
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dipsim-write")
+        self._pending[name] = executor.submit(write)
+        executor.shutdown(wait=False)  # the thread ends when the write does
         return self.add(name)
+
+    def wait(self) -> dict[str, str]:
+        """Wait for the background writes: name -> sha256 of each (their error raised here)."""
+        return {name: future.result() for name, future in self._pending.items()}
 
     def json(self, obj: object, name: str) -> Path:
         write_json(obj, self.path / name)
@@ -229,6 +247,8 @@ class OutputFolder:
         and the files written (`outputs`, with `output_sha256`)."""
         from dipsim import __version__
 
+        digests = self.wait()
         return write_json({"dipsim_version": __version__, **fields, "outputs": list(self.written),
-                           "output_sha256": {name: sha256_file(self.path / name) for name in self.written}},
+                           "output_sha256": {name: digests.get(name) or sha256_file(self.path / name)
+                                             for name in self.written}},
                           self.path / "manifest.json")

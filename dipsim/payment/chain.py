@@ -22,19 +22,19 @@ with the terms of the settlement day (`payment.terms`). Each step's outcome is a
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dipsim.budget import RegionSettlement, SettlementFrame, settle_frame
 from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
-from dipsim.payment.terms import Terms, resolve
+from dipsim.payment.terms import Terms, resolve, settlement_day
 from dipsim.pricing import OUTLIER_CLASSES, CaseHospitals, price
 from dipsim.review import Review, apply_review
 from dipsim.schema import float_column
@@ -42,6 +42,12 @@ from dipsim.supervise import consequences, screens_for
 
 if TYPE_CHECKING:
     from dipsim.policy import Policy
+
+# the case table's columns with (nearly) a value per case, and its text columns (`PaymentRun.case_table_options`)
+CONTINUOUS_COLUMNS = ("r", "outlier_factor", "priced_points", "supervised_points", "case_points")
+TEXT_COLUMNS = ("case_id", "hospital_id", "pool", "group")
+# the outlier column's categories, as pandas wrote them before
+OUTLIER_DICTIONARY = pa.array(OUTLIER_CLASSES, pa.large_string())
 
 STEPS = (
     ("group points", "DIP points, or the DRG's RW x payment.drg_points_per_rw"),
@@ -62,22 +68,44 @@ def rules() -> list[str]:
     return [f"{number:>2}  {name:<21}{what}" for number, (name, what) in enumerate(STEPS, start=1)]
 
 
-def case_pools(cases: pa.Table) -> np.ndarray:
-    """Per case its settlement pool: 统筹区-险种 (pool and insurance type). Cases must have both
-    (`region.settleable` rejects the others): a missing part would make a phantom pool ("-resident", "990100-")."""
-    pool, insurance = (pc.cast(cases[name], pa.string()) for name in ("pool", "insurance_type"))
-    pools = pc.binary_join_element_wise(pool, insurance, "-")  # null where a part is null
-    blank = pc.sum(
-        pc.or_kleene(
-            pc.is_null(pools), pc.or_(pc.equal(pc.utf8_length(pool), 0), pc.equal(pc.utf8_length(insurance), 0))
-        )
-    ).as_py()
-    if blank:
+def case_pool_codes(cases: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Per case its settlement pool, 统筹区-险种 (pool and insurance type), as an integer code (int64) into the
+    distinct pools (object). Cases must have both (`region.settleable` rejects the others): a missing part would
+    make a phantom pool ("-resident", "990100-"). Each column is hashed once; the text is joined, and checked,
+    once per distinct (pool, insurance type)."""
+    parts = []
+    for name in ("pool", "insurance_type"):
+        text = pc.cast(cases[name], pa.string())
+        encoded = pc.dictionary_encode(text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text)
+        # null: code 0, so a null part and an empty one are told apart only by the text below (both are blank)
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
+        parts.append((codes, pa.concat_arrays([pa.nulls(1, pa.string()), encoded.dictionary])))
+    (pool, pools), (insurance, insurances) = parts
+    combination = pool * len(insurances) + insurance
+    counts = np.bincount(combination, minlength=len(pools) * len(insurances))
+    present = np.flatnonzero(counts)
+    pool_text = pools.take(pa.array(present // len(insurances)))
+    insurance_text = insurances.take(pa.array(present % len(insurances)))
+    joined = pc.binary_join_element_wise(pool_text, insurance_text, "-")  # null where a part is null
+    blank = pc.or_kleene(
+        pc.is_null(joined),
+        pc.or_(pc.equal(pc.utf8_length(pool_text), 0), pc.equal(pc.utf8_length(insurance_text), 0)),
+    ).to_numpy(zero_copy_only=False)
+    if blank.any():
         raise InputError(
-            f"{blank:,} case(s) without a settlement pool (统筹区 or 险种 missing): settle only the "
-            "cases region.settleable keeps"
+            f"{int(counts[present[blank]].sum()):,} case(s) without a settlement pool (统筹区 or 险种 missing): "
+            "settle only the cases region.settleable keeps"
         )
-    return pools.to_numpy(zero_copy_only=False)
+    names = pc.dictionary_encode(joined)  # two combinations may join to the same text: one pool
+    code_of = np.zeros(len(counts), dtype=np.int64)
+    code_of[present] = names.indices.to_numpy(zero_copy_only=False)
+    return code_of[combination], names.dictionary.to_numpy(zero_copy_only=False).astype(object)
+
+
+def case_pools(cases: pa.Table) -> np.ndarray:
+    """Per case its settlement pool: 统筹区-险种 (`case_pool_codes`), as text."""
+    codes, names = case_pool_codes(cases)
+    return names[codes]
 
 
 def discharge_months(dates) -> np.ndarray:
@@ -109,6 +137,8 @@ class CaseSet:
     month: np.ndarray | None  # year x 12 + month of discharge (0 without a date)
     los_days: np.ndarray | None
     ventilation_hours: np.ndarray | None
+    # `pool` as (int64 code per case, the distinct pools) when made from the cases (`case_pool_codes`)
+    pool_codes: tuple[np.ndarray, np.ndarray] | None = None
 
     @functools.cached_property
     def frame(self) -> SettlementFrame:
@@ -120,14 +150,35 @@ class CaseSet:
             self.patient_paid,
             self.month,
             hospital_codes=(self.hospitals.codes, self.hospitals.ids),
+            pool_codes=self.pool_codes,
         )
+
+    @functools.cached_property
+    def pools(self) -> list[str]:
+        """The settlement pools of the cases, sorted."""
+        return sorted(set(self.pool_codes[1] if self.pool_codes is not None else self.pool))
+
+    @functools.cached_property
+    def last_day(self) -> dt.date | None:
+        """The latest discharge date (None without dates): the settlement day without --on (`terms`)."""
+        return settlement_day(self.discharge_days)
+
+    def settlement_day(self, on=None) -> dt.date | None:
+        """The day pool-level parameters are read on (`terms.settlement_day`): `on`, else the last discharge."""
+        return settlement_day(None, on) if on is not None else self.last_day
 
     @classmethod
     def of(cls, cases: pa.Table, pool: np.ndarray | None = None) -> CaseSet:
-        """`pool`: each case's 统筹区-险种 when already made (`case_pools` of the cases otherwise)."""
-        hospital_id = pc.cast(cases["hospital_id"], pa.string()).to_numpy(zero_copy_only=False)
-        pool = case_pools(cases) if pool is None else np.asarray(pool, dtype=object)
-        cost, paid = float_column(cases, "total_cost", 0.0), float_column(cases, "patient_paid", 0.0)
+        """`pool`: each case's 统筹区-险种 when already made (`case_pool_codes` of the cases otherwise)."""
+        pool_codes = None
+        if pool is None:
+            pool_codes = case_pool_codes(cases)
+            pool = pool_codes[1][pool_codes[0]]
+        else:
+            pool = np.asarray(pool, dtype=object)
+        # the cost writable, as the pricing kernel takes it (Arrow's zero-copy arrays are read-only): copied once
+        cost = np.require(float_column(cases, "total_cost", 0.0), requirements=("C", "W"))
+        paid = float_column(cases, "patient_paid", 0.0)
         days = discharge_days(cases)
         month = None if days is None else discharge_months(cases["discharge_date"])
 
@@ -136,7 +187,7 @@ class CaseSet:
 
         return cls(
             table=cases,
-            hospitals=CaseHospitals.of(hospital_id),
+            hospitals=CaseHospitals.of(cases["hospital_id"]),
             pool=pool,
             cost=cost,
             patient_paid=paid,
@@ -144,6 +195,7 @@ class CaseSet:
             month=month,
             los_days=optional("los_days"),
             ventilation_hours=optional("ventilation_hours"),
+            pool_codes=pool_codes,
         )
 
     def __len__(self) -> int:
@@ -182,25 +234,44 @@ class PaymentRun:
         """Each case's final points (after every case step): what the pools settle."""
         return self.columns["case_points"]
 
+    @staticmethod
+    def case_table_options(table: pa.Table) -> dict:
+        """How `case_table` is written to Parquet (`pyarrow.parquet.write_table` options): dictionary pages for
+        every column but the continuous ones (`CONTINUOUS_COLUMNS`: a dictionary of a million distinct floats
+        would be built and dropped), no min / max statistics for the text columns (one row group: nothing to skip
+        by them; comparing a million strings costs more than the rest of the statistics)."""
+        return {
+            "use_dictionary": [name for name in table.column_names if name not in CONTINUOUS_COLUMNS],
+            "write_statistics": [name for name in table.column_names if name not in TEXT_COLUMNS],
+        }
+
     def case_table(self) -> pa.Table:
         """case_id, hospital_id, pool, group, policy_day (the day its case-level terms were read on) and every
-        step's column: the table `explain --case-id` reads."""
+        step's column: the table `explain --case-id` reads. The text columns are taken from their distinct values
+        by code, not converted case by case."""
         c = self.case_set
         days = pa.array([t.day for t in self.terms.periods], pa.date32())
-        columns = {name: np.ascontiguousarray(values) for name, values in self.columns.items()}
-        columns["outlier"] = pd.Categorical.from_codes(columns["outlier"], OUTLIER_CLASSES)
-        columns["item_share"] = columns["item_share"].astype(np.float64)
-        position = list(columns).index("item_share") + 1
-        items = list(columns.items())
-        items.insert(position, ("item_paid", c.cost * columns["item_share"]))  # yuan paid by item, outside points
+        items = []
+        for name, values in self.columns.items():
+            if name == "outlier":  # int8 codes into OUTLIER_CLASSES
+                items.append((name, pa.DictionaryArray.from_arrays(pa.array(values, pa.int8()), OUTLIER_DICTIONARY)))
+            elif name == "item_share":
+                share = np.ascontiguousarray(values, dtype=np.float64)
+                items += [(name, pa.array(share)), ("item_paid", pa.array(c.cost * share))]  # yuan paid by item
+            else:
+                items.append((name, pa.array(np.ascontiguousarray(values))))
+        if c.pool_codes is not None:
+            pool = pc.take(pa.array(c.pool_codes[1], pa.string()), pa.array(c.pool_codes[0]))
+        else:
+            pool = pa.array(c.pool, pa.string())
         return pa.table(
             {
                 "case_id": pc.cast(c.table["case_id"], pa.string()),
-                "hospital_id": pa.array(c.hospitals.ids[c.hospitals.codes], pa.string()),
-                "pool": pa.array(c.pool, pa.string()),
-                "group": pa.array(self.grouped.group, pa.string()),
+                "hospital_id": pc.take(pa.array(c.hospitals.ids, pa.string()), pa.array(c.hospitals.codes)),
+                "pool": pool,
+                "group": self.grouped.group_array(),
                 "policy_day": days.take(pa.array(self.terms.case_period)),
-                **{name: pa.array(values) for name, values in items},
+                **dict(items),
             }
         )
 
@@ -309,7 +380,7 @@ def run_chain(
     pricing columns written into arrays allocated once: the next run with it overwrites this run's columns)."""
     if len(grouped) != len(case_set):
         raise ValueError(f"{len(grouped)} grouped cases for {len(case_set)} cases")
-    terms = resolve(policy, case_set.discharge_days, len(case_set), on)
+    terms = resolve(policy, case_set.discharge_days, len(case_set), on, case_set.last_day)
     columns = price_cases(case_set, grouped, hospitals, terms, aux_factor, screens_cache, workspace)
     outcome = columns.pop("_review")
     settlement = settle_pools(
