@@ -56,12 +56,18 @@ def best_of(repeats: int, run) -> float:
 
 
 def child(code: str, *args: str, env: dict | None = None) -> dict:
-    """Run `code` in a fresh Python process (environment `env` added); the JSON object of its last output line."""
+    """Run `code` in a fresh Python process (environment `env` added); the JSON object of its last output line,
+    with `process_seconds`: the wall time of the whole process as its parent sees it (interpreter start and exit
+    included, what a user waits for)."""
+    import time
+
+    start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})})
+    elapsed = time.perf_counter() - start
     if done.returncode:
         raise RuntimeError(done.stderr)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_seconds": elapsed}
 
 
 def tile_csr(values, offsets, times: int):

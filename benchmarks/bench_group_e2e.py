@@ -11,7 +11,8 @@ file (`cases_one.parquet`, made once), the GB18030 CSV with Chinese headers of b
 `pyarrow.parquet.read_table`, and writes a table shaped like the group output (case id, DRG, ADRG, MDC, CC level,
 reason) with the same writer settings; for the CSV, a bare `pyarrow.csv.read_csv` of the file as GB18030 stands in
 for the read. A last row groups a 100-case file: the fixed cost of a run (imports, loading the cached kernel and the
-code dictionaries). Wall seconds and peak RSS of the child; then the one file grouped in a process that has grouped
+code dictionaries). Wall seconds of the whole child process as the parent sees it (interpreter start and exit
+included: what a user waits for), and its peak RSS; then the one file grouped in a process that has grouped
 once before (what a notebook or a server pays).
 """
 
@@ -110,8 +111,8 @@ def main() -> None:
     print(machine_line(f"python benchmarks/bench_group_e2e.py --cases {args.cases} --repeats {args.repeats}"))
     print()
     runs = [child(VALIDATE, str(one), str(validated)) for _ in range(args.repeats)]
-    best = min(runs, key=lambda r: r["seconds"])
-    print(f"`dipsim validate` of the one file: {best['seconds']:.2f} s (best of {args.repeats}), "
+    best = min(runs, key=lambda r: r["process_seconds"])
+    print(f"`dipsim validate` of the one file: {best['process_seconds']:.2f} s (best of {args.repeats}), "
           f"peak RSS {max(r['peak_rss_mb'] for r in runs):,.0f} MB")
     print()
     inputs = [("Parquet, 12 monthly partitions", region / "cases", region / "cases"),
@@ -127,11 +128,11 @@ def main() -> None:
         runs, limits = [], []
         for _ in range(args.repeats):  # alternating, so that a busy spell of the machine hits both
             runs.append(child(GROUP, str(path), str(out)))
-            limits.append(child(BASELINE, str(bare), str(out))["seconds"])
-        best, limit = min(runs, key=lambda r: r["seconds"]), min(limits)
+            limits.append(child(BASELINE, str(bare), str(out))["process_seconds"])
+        best, limit = min(runs, key=lambda r: r["process_seconds"]), min(limits)
         cases = 100 if "100 cases" in label else args.cases
-        print(f"| {label} | {best['seconds']:.2f} | {max(r['peak_rss_mb'] for r in runs):,.0f} | {limit:.2f} | "
-              f"{best['seconds'] / limit:.1f}x | {cases / best['seconds']:,.0f} |")
+        print(f"| {label} | {best['process_seconds']:.2f} | {max(r['peak_rss_mb'] for r in runs):,.0f} | "
+              f"{limit:.2f} | {best['process_seconds'] / limit:.1f}x | {cases / best['process_seconds']:,.0f} |")
     warm = min(child(WARM, str(one), str(out), str(ensure_small(region, one)))["seconds"]
                for _ in range(args.repeats))
     print()

@@ -554,7 +554,6 @@ def cmd_settle(args) -> int:
     policy = _policy_with_overrides(args)
     mode = policy.get("payment.mode")
     _warm_up_kernels(mode, args.scheme)
-    _no_collection_at_exit()
     region = _region(args, console, mode, args.input)
     cases, hospitals = region.cases, region.hospitals
     # the cases are grouped in a thread while their pools and hospitals are coded and checked (a failed check stops
@@ -1112,6 +1111,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    _no_collection_at_exit()  # every command: teardown after Numba costs 0.5 s otherwise
     stdout, sys.stdout = sys.stdout, _PrintableStream(sys.stdout)
     try:
         return args.func(args)
