@@ -141,7 +141,9 @@ def _group_partition(path: Path, target: Path, catalog, scheme: str, batch_rows:
                 table = _grouped_columns(settled.cases, catalog, scheme)
                 table = table.append_column("row", pa.array(settled.rows, pa.int64()))
                 hashes.append(case_id_hashes(table["case_id"]))
-                writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd", write_statistics=False,
+                                                    use_dictionary=[n for n in table.column_names
+                                                                    if n not in _DISTINCT_COLUMNS])
                 writer.write_table(table)
                 rejects += [result.rejects, settled.rejects]
                 rows_read += result.rows_read
@@ -216,12 +218,16 @@ def _first_items(lists: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
     return pa.chunked_array(out, kind)
 
 
+# Cached columns whose values are (nearly) all different: Parquet's dictionary encoding would be tried on them and
+# dropped page by page (a fifth of the writing time); the others repeat (hospitals, dates, codes, groups).
+_DISTINCT_COLUMNS = ("case_id", "patient_id", "total_cost", "patient_paid", "row")
+
+
 def _grouped_columns(cases: pa.Table, catalog, scheme: str) -> pa.Table:
     """The cached per-case columns of validated, settleable cases (`region.settleable`: each has a pool and a
     hospital, as in `dipsim settle`): `CASE_COLUMNS` (nulls where the claims lack one), the
     pool key (统筹区-险种) and the grouping (`grouping.grouped_cases`)."""
     from dipsim.grouping.grouped_cases import group_dip, group_drg
-    from dipsim.payment.chain import case_pools
 
     grouped = group_dip(cases, catalog) if catalog is not None else group_drg(cases, scheme)
     columns = {}
@@ -233,7 +239,10 @@ def _grouped_columns(cases: pa.Table, catalog, scheme: str) -> pa.Table:
         else:
             columns[name] = pc.cast(pc.list_slice(column, 0, 1) if name in ("diagnoses", "procedures") else column,
                                     kind)
-    return pa.table({**columns, "settlement_pool": pa.array(case_pools(cases), pa.string()),
+    # `payment.chain.case_pools`, kept in Arrow (every settleable case has a pool and an insurance type)
+    pools = pc.binary_join_element_wise(*(pc.cast(cases[name], pa.string()) for name in ("pool", "insurance_type")),
+                                        "-")
+    return pa.table({**columns, "settlement_pool": pools,
                      **{name: values for name, values in grouped.arrays().items()},
                      "group": pa.array(grouped.group, pa.string())})  # not through numpy's fixed-width text
 
@@ -294,8 +303,9 @@ def _ids_path(cached: Path) -> Path:
 def _shared_hashes(sorted_hashes: list[np.ndarray]) -> np.ndarray:
     """The hashes held by more than one of the partitions' sorted hash arrays (or twice by one), sorted. The hash
     range is cut into buckets of about `BATCH_ROWS` hashes of all partitions together; a bucket's slice of each
-    array is found by binary search (the arrays are memory-mapped, so only the slices are read) and the slices are
-    sorted together: memory bounded by the bucket, whatever the year's size."""
+    array is found by binary search (the arrays are memory-mapped: only a few pages are read) and read from the
+    file (`_hash_slice`), and the slices, each sorted, are merged (a stable sort finds them as runs): memory
+    bounded by the bucket, whatever the year's size."""
     total = sum(len(h) for h in sorted_hashes)
     buckets = max(1, -(-total // BATCH_ROWS))
     lower = np.array([((1 << 64) * b) // buckets for b in range(buckets)], np.uint64)  # each bucket's first hash
@@ -303,9 +313,19 @@ def _shared_hashes(sorted_hashes: list[np.ndarray]) -> np.ndarray:
     none = np.zeros(0, np.uint64)
     shared = [none]
     for b in range(buckets):
-        together = np.sort(np.concatenate([none] + [h[cut[b]:cut[b + 1]] for h, cut in zip(sorted_hashes, cuts)]))
+        together = np.sort(np.concatenate([none] + [_hash_slice(h, cut[b], cut[b + 1])
+                                                    for h, cut in zip(sorted_hashes, cuts)]), kind="stable")
         shared.append(np.unique(together[1:][together[1:] == together[:-1]]))
     return np.concatenate(shared)
+
+
+def _hash_slice(hashes: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """hashes[start:stop]; of a memory-mapped file read from the file, so that the pages of a year's hashes are
+    not all left mapped in this process (they would count in its resident memory: 0.8 GB at 100M cases)."""
+    if not isinstance(hashes, np.memmap) or hashes.filename is None or stop <= start:
+        return np.asarray(hashes[start:stop])
+    return np.fromfile(hashes.filename, hashes.dtype, stop - start,
+                       offset=hashes.offset + start * hashes.dtype.itemsize)
 
 
 def _repeated_case_ids(files: list[Path], cached: list[Path], claims: Path) -> list[tuple[np.ndarray, pa.Table]]:
@@ -536,17 +556,38 @@ def _group_to_cache(job) -> None:
 
 
 def _group_job(job, batch_rows: int) -> None:
-    _group_partition(*job, batch_rows=batch_rows)
+    try:
+        _group_partition(*job, batch_rows=batch_rows)
+    finally:
+        _release_memory()
 
 
 def _sums_job(job, batch_rows: int | None = None):
-    return _partition_sums(*job, batch_rows=batch_rows)
+    try:
+        return _partition_sums(*job, batch_rows=batch_rows)
+    finally:
+        _release_memory()
 
 
 def _region_job(files: list[Path], batch_rows: int) -> tuple[set[str], set[str]]:
     from dipsim.region import partition_region
 
-    return partition_region(files)
+    try:
+        return partition_region(files)
+    finally:
+        _release_memory()
+
+
+def _release_memory() -> None:
+    """After a job in a worker: the memory its batches held given back to the system (Arrow's pool keeps freed
+    blocks, and so does the C heap, for the next job), so that an idle worker does not hold its peak while the
+    run goes on (the duplicate check, the other worker's jobs)."""
+    import contextlib
+    import ctypes
+
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _rows(path: Path) -> int:
