@@ -385,3 +385,19 @@ def test_a_killed_run_leaves_no_worker_process_behind(world, tmp_path):
     process.wait()
     gone, alive = psutil.wait_procs(children, timeout=30)  # the workers, and multiprocessing's resource tracker
     assert len(gone) >= 2 and not alive
+
+
+def test_first_items_cut_each_list_to_its_first_code():
+    """The cached principal codes: each list cut to its first item (null list null, empty list empty, a null first
+    code kept null), from list<string> and list<dictionary<string>>, sliced or not, over several chunks."""
+    import pyarrow as pa
+
+    lists = [["A10.x00", "B20.000"], [], None, [None, "C30.100"], ["D40.000"], None, ["E50.000", None]]
+    want = [None if v is None else v[:1] for v in lists]  # plain Python
+    kind = pa.list_(pa.string())
+    for value_type in (pa.string(), pa.dictionary(pa.int32(), pa.string())):
+        whole = pa.array(lists, pa.list_(value_type))
+        column = pa.chunked_array([whole.slice(0, 3), whole.slice(3)])
+        got = nightly._first_items(column, kind)
+        assert got.type == kind and got.to_pylist() == want
+        assert nightly._first_items(pa.chunked_array([whole.slice(2, 4)]), kind).to_pylist() == want[2:6]
