@@ -518,9 +518,9 @@ def _run_rejects(files: list[Path], cached: list[Path], repeats: list[tuple[np.n
 
 def _partition_sums(path: Path, drop: np.ndarray, hospitals: pa.Table, policy, catalog, day,
                     batch_rows: int | None = None):
-    """Steps 1-7 of the payment chain (`payment.chain.price_cases`) on one cached partition, `BATCH_ROWS` cases at a
-    time, but the cases at positions `drop` (sorted: repeats of an earlier partition's case ids), with the
-    settlement day `day` of the whole year to date; its per (pool, hospital) sums."""
+    """Steps 1-7 of the payment chain (`payment.chain.price_cases`) on one cached partition, `batch_rows` (default
+    `BATCH_ROWS`) cases at a time, but the cases at positions `drop` (sorted: repeats of an earlier partition's case
+    ids), with the settlement day `day` of the whole year to date; its per (pool, hospital) sums."""
     import pandas as pd
 
     from dipsim.payment.chain import CaseSet, price_cases
