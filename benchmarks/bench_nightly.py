@@ -34,6 +34,7 @@ from bench_load import ensure_region
 BARE = r"""
 import json, sys, tempfile, time
 from pathlib import Path
+cpu = time.process_time()
 import pyarrow.parquet as pq
 from dipsim.nightly import BATCH_ROWS, read_columns
 files = sorted(Path(sys.argv[1]).rglob("*.parquet"))
@@ -48,15 +49,20 @@ with tempfile.TemporaryDirectory() as out:
             writer.write_batch(batch)
         if writer is not None:
             writer.close()
-print(json.dumps({"seconds": time.perf_counter() - start}))
+print(json.dumps({"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}))
 """
 
 
-def timed(args: list[str]) -> tuple[float, float, float]:
+def timed(args: list[str]) -> tuple[float, float, float, float]:
     """Wall seconds, peak RSS of the main process (exact, from /usr/bin/time) and peak RSS summed over it and its
-    descendants (Dask's scheduler, nannies and workers; sampled every 0.1 s), both in MB."""
+    descendants (Dask's scheduler, nannies and workers; sampled every 0.1 s), both in MB, and the CPU seconds
+    (user + system) of it and its descendants (what a shared machine's load does not inflate as much as the wall
+    time)."""
+    import resource
+
     import psutil
 
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     process = subprocess.Popen(["/usr/bin/time", "-f", "%M", *args], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
@@ -67,10 +73,12 @@ def timed(args: list[str]) -> tuple[float, float, float]:
             tree_peak = max(tree_peak, sum(p.memory_info().rss for p in root.children(recursive=True)))
         time.sleep(0.1)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
     err = process.stderr.read()
     if process.returncode:
         raise SystemExit(f"{' '.join(args)} failed:\n{err}")
-    return seconds, int(err.strip().splitlines()[-1]) / 1024, tree_peak / 2**20
+    return seconds, int(err.strip().splitlines()[-1]) / 1024, tree_peak / 2**20, cpu
 
 
 def pool_costs(cases: Path) -> dict[str, float]:
@@ -118,7 +126,7 @@ def main() -> None:
                                     names=False), work / "cat")
         rows = []
         bare_load = os.getloadavg()[0]
-        bare = child(BARE, str(region / "cases"))["seconds"]
+        bare = child(BARE, str(region / "cases"))
         for number, engine in enumerate(args.engines.split(",")):
             name, _, processes = engine.partition("/")
             command = [sys.executable, "-m", "dipsim.cli", "nightly", "--claims", str(region / "cases"),
@@ -134,14 +142,15 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print(machine_line(f"python benchmarks/bench_nightly.py --cases {args.cases} --engines {args.engines}"))
     print()
-    print("| engine | run | cases | seconds | cases/s | x bare read + write | peak RSS, main process (MB) | "
-          "peak RSS, all processes (MB) | load before |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| bare pyarrow read + write | | {args.cases:,} | {bare:.1f} | {args.cases / bare:,.0f} | 1.0 | | | "
-          f"{bare_load:.1f} |")
-    for engine, kind, seconds, rss, tree, load in rows:
+    print("| engine | run | cases | seconds | cases/s | x bare read + write | CPU seconds | peak RSS, main process "
+          "(MB) | peak RSS, all processes (MB) | load before |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    limit = bare["seconds"]
+    print(f"| bare pyarrow read + write | | {args.cases:,} | {limit:.1f} | {args.cases / limit:,.0f} | 1.0 | "
+          f"{bare['cpu']:.1f} | | | {bare_load:.1f} |")
+    for engine, kind, seconds, rss, tree, cpu, load in rows:
         print(f"| {engine} | {kind} | {args.cases:,} | {seconds:.1f} | {args.cases / seconds:,.0f} | "
-              f"{seconds / bare:.1f} | {rss:,.0f} | {tree:,.0f} | {load:.1f} |")
+              f"{seconds / limit:.1f} | {cpu:.1f} | {rss:,.0f} | {tree:,.0f} | {load:.1f} |")
 
 
 if __name__ == "__main__":
