@@ -279,7 +279,7 @@ def _check_configuration(files: list[Path], hospitals: pa.Table, hospitals_path,
     logged as a warning."""
     from dipsim.region import partition_region, region_problems, unused_budgets
 
-    found = None if workers is None else workers.map(_region_job, [[f] for f in files], sum(map(_rows, files)))
+    found = None if workers is None else workers.map(_region_job, [[f] for f in files], list(map(_rows, files)))
     if found is None:
         pools, hospital_ids = partition_region(files)
     else:
@@ -432,9 +432,8 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
             _dask_map(_group_to_cache, [(p, c, catalog, scheme) for p, c in todo], scheduler)
             log(f"grouped {len(todo)} partitions on Dask")
         else:
-            rows = sum(_rows(path) for path, _ in todo)
             jobs = [(path, target, catalog, scheme) for path, target in todo]
-            done = workers.map(_group_job, jobs, rows, lambda number: log(
+            done = workers.map(_group_job, jobs, [_rows(path) for path, _ in todo], lambda number: log(
                 f"grouped partition {number + 1}/{len(todo)}: {todo[number][0]}"))
             if done is None:  # in this process, one partition after the other
                 for number, (path, target) in enumerate(todo):
@@ -626,19 +625,23 @@ class _Workers:
                                 else os.cpu_count() or 1)
         return max(1, min(processes, jobs))
 
-    def map(self, function, jobs: list, rows: int, done=None) -> list | None:
+    def map(self, function, jobs: list, sizes: list[int], done=None) -> list | None:
         """`function(job, batch_rows)` of every job in the workers, results in the jobs' order, `done(number)` called
-        as each job ends; None (nothing run) when this process is to run them (`count` is 1). On a failure the
-        jobs not started are cancelled, those running end, and the failure of the first job (in the jobs' order)
-        that failed is raised: the error one process would have stopped at (jobs start in order)."""
+        as each job ends; None (nothing run) when this process is to run them (`count` of their `sizes`, the cases
+        of each, is 1). The largest jobs start first, so that the processes end together (a month of 9M cases
+        last would keep one process busy alone). On a failure the jobs not started are cancelled, those running
+        end, and the failure of the first of them in the jobs' order is raised."""
         from concurrent.futures import FIRST_EXCEPTION, wait
 
-        processes = self.count(rows, len(jobs))
+        processes = self.count(sum(sizes), len(jobs))
         if processes <= 1:
             return None
         pool = self._pool(processes)
         batch_rows = max(1, BATCH_ROWS // processes)
-        futures = [pool.submit(function, job, batch_rows) for job in jobs]
+        order = sorted(range(len(jobs)), key=lambda n: -sizes[n])  # stable: equal sizes in the jobs' order
+        futures: list = [None] * len(jobs)
+        for n in order:
+            futures[n] = pool.submit(function, jobs[n], batch_rows)
         number = {future: n for n, future in enumerate(futures)}
         pending = set(futures)
         while pending:
@@ -722,7 +725,7 @@ def _settle_chunked(cached: list[Path], drops: list[np.ndarray], hospitals: pa.T
     if scheduler is not False:
         sums = _dask_map(_sums_job, jobs, scheduler)
     else:
-        sums = workers.map(_sums_job, jobs, sum(_rows(path) for path in cached)) if workers is not None else None
+        sums = workers.map(_sums_job, jobs, list(map(_rows, cached))) if workers is not None else None
         if sums is None:
             sums = [_partition_sums(*job) for job in jobs]
     monthly = pd.concat([s for s in sums if s is not None]).groupby(level=[0, 1, 2]).sum()
