@@ -683,7 +683,7 @@ def cmd_nightly(args) -> int:
     result = run_nightly(Path(args.claims), Path(args.policy), Path(args.hospitals), Path(args.state),
                          Path(args.out), args.catalog, args.scheme, seasonality,
                          log=(lambda _: None) if args.quiet else print, engine=args.engine,
-                         scheduler=args.scheduler)
+                         scheduler=args.scheduler, processes=args.processes)
     totals = result.totals
     print(counts_line(totals["rows_read"], totals["accepted"], totals["rejected"],
                       {"duplicate case ids of earlier partitions": totals["duplicates_of_earlier_partitions"]}))
@@ -1056,6 +1056,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(used anyway with special-case review or history coefficients); dask: partitions grouped "
                         "and priced on a Dask cluster (pip install 'dipsim[dask]')")
     p.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address (default: a local cluster)")
+    p.add_argument("--processes", type=int, metavar="N",
+                   help="chunked engine: group and price partitions in N worker processes, 1 in this process "
+                        "(default: DIPSIM_NIGHTLY_PROCESSES, else 2 from a few million new or cached cases)")
     p.add_argument("--state", required=True, help="state folder (lock, cached partitions, log)")
     p.add_argument("--out", required=True, help="output folder (runs/<id>/ and the latest link)")
 

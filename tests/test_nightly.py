@@ -217,3 +217,187 @@ def test_supervision_consequences_are_applied_across_partitions_as_settle_applie
     plain = run(world, tmp_path / "plain", claims)  # without the cut the money differs: the cut was applied
     plain_rows = pacsv.read_csv(plain.run_dir / "hospitals.csv", convert_options=as_text).to_pylist()
     assert [r["points"] for r in plain_rows] != [r["points"] for r in nightly_rows]
+
+
+# ---------------------------------------------------------------- the chunked engine's columns and worker processes
+
+
+def doctored(world, tmp_path):
+    """Twelve months of claims, March's partition with a row of each kind validation rejects on a column the
+    nightly job needs for nothing else (sex, age, birth weight, discharge mode, the fund's amount), a department
+    and a column of the export's own (备注, mapped onto no case field) with a text longer than a spreadsheet cell,
+    and a case id repeated."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    claims = months(world, tmp_path, 12)
+    march = claims / "discharge_month=2025-03" / "part-0.parquet"
+    table = pq.read_table(march)
+    n = table.num_rows
+
+    def put(name, row, value):
+        values = table[name].to_pylist()
+        values[row] = value
+        return table.set_column(table.schema.get_field_index(name), name, pa.array(values, table[name].type))
+
+    table = put("sex", 3, 7)
+    table = put("age_years", 5, 200)
+    table = put("birth_weight_g", 8, 20_000)
+    table = put("discharge_mode", 13, 7)
+    table = put("fund_paid", 21, table["total_cost"][21].as_py() + 100.0)
+    table = put("department", 34, "科" * 40_000)
+    table = put("case_id", 55, table["case_id"][2].as_py())
+    note = ["" for _ in range(n)]
+    note[89] = "x" * 40_000
+    table = table.append_column("备注", pa.array(note, pa.string()))
+    assert pc.sum(pc.equal(table["case_id"], table["case_id"][2])).as_py() == 2
+    pq.write_table(table, march)
+    return claims, march
+
+
+def test_the_nightly_rejects_what_settle_rejects_and_pays_what_settle_pays(world, tmp_path):
+    """The nightly job reads fewer columns than `dipsim settle` (department and the export's own columns are only
+    checked for their length first): its rejects are settle's, line for line, and so is the money."""
+    import pyarrow.csv as pacsv
+
+    from dipsim.cli import main
+
+    claims, march = doctored(world, tmp_path)
+    assert nightly.read_columns(march) is None  # a text too long in a column left out: read whole
+    april = claims / "discharge_month=2025-04" / "part-0.parquet"
+    assert "department" not in nightly.read_columns(april) and "diagnoses" in nightly.read_columns(april)
+    result = run(world, tmp_path, claims)
+    assert main(["settle", str(claims), "--policy", str(world / "policy.toml"), "--hospitals",
+                 str(world / "region" / "hospitals.parquet"), "--catalog", str(world / "cat"), "-o",
+                 str(tmp_path / "settled"), "-q"]) == 0
+    as_text = pacsv.ConvertOptions(column_types={"hospital_id": "string", "pool": "string", "case_id": "string",
+                                                 "value": "string"})
+
+    def rows(path):
+        return pacsv.read_csv(path, convert_options=as_text).to_pylist()
+
+    nightly_rejects, settle_rejects = rows(result.run_dir / "rejects.csv"), rows(tmp_path / "settled" / "rejects.csv")
+    assert nightly_rejects == settle_rejects
+    assert [(r["row"], r["field"]) for r in nightly_rejects] == [
+        (4, "sex"), (6, "age_years"), (9, "birth_weight_g"), (14, "discharge_mode"), (22, "fund_paid"),
+        (35, "department"), (56, "case_id"), (90, "备注")]
+    assert {r["file"] for r in nightly_rejects} == {str(march)}
+    assert result.totals["rejected"] == 8
+    assert rows(result.run_dir / "hospitals.csv") == rows(tmp_path / "settled" / "hospitals.csv")
+
+
+def files_of(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_worker_processes_give_the_same_files_byte_for_byte(world, tmp_path, monkeypatch):
+    """Grouped and priced in two worker processes (small batches, so that a partition is several), the results
+    are those of one process, byte for byte, and so is the cache but for its row groups."""
+    import pyarrow.parquet as pq
+
+    claims, _ = doctored(world, tmp_path)
+    monkeypatch.setattr(nightly, "BATCH_ROWS", 64)
+    runs = {}
+    for processes in (1, 2):
+        runs[processes] = run_nightly(claims, world / "policy.toml", world / "region" / "hospitals.parquet",
+                                      tmp_path / f"s{processes}", tmp_path / f"o{processes}", world / "cat",
+                                      log=lambda _: None, processes=processes)
+    assert runs[1].run_id == runs[2].run_id and runs[2].grouped_now == 12
+    assert files_of(runs[1].run_dir) == files_of(runs[2].run_dir)
+    cache = {processes: files_of(tmp_path / f"s{processes}" / "partitions") for processes in (1, 2)}
+    assert len(cache[1]) == 36 and cache[1].keys() == cache[2].keys()  # cases, rejects, case-id hashes of 12
+    for name in cache[1]:
+        if "/" in name:  # rejects and case-id hashes: the same bytes
+            assert cache[1][name] == cache[2][name], name
+        else:  # the cases: the same table and counts, in row groups of a worker's batch (half one process's)
+            one, two = (pq.read_table(tmp_path / f"s{p}" / "partitions" / name) for p in (1, 2))
+            assert one.equals(two, check_metadata=True) and one.num_rows > 64, name
+
+
+def test_a_failing_partition_in_a_worker_fails_the_run_and_the_next_run_recovers(world, tmp_path):
+    """A partition that cannot be grouped (no diagnoses column) fails the run with its error, raised from the
+    worker; `latest` stays the previous run, the lock is released, the partitions grouped are kept, and once the
+    partition is fixed the next run groups only what is left."""
+    import pyarrow.parquet as pq
+
+    claims = months(world, tmp_path, 6)
+    good = run(world, tmp_path, claims)
+    months(world, tmp_path, 12)
+    june = claims / "discharge_month=2025-11" / "part-0.parquet"
+    whole = pq.read_table(june)
+    pq.write_table(whole.drop_columns(["diagnoses"]), june)
+    with pytest.raises(nightly.InputError, match="no column for diagnoses"):
+        run_nightly(claims, world / "policy.toml", world / "region" / "hospitals.parquet", tmp_path / "state",
+                    tmp_path / "out", world / "cat", log=lambda _: None, processes=2)
+    assert (tmp_path / "out" / "latest").resolve() == good.run_dir.resolve()
+    assert not (tmp_path / "state" / "lock").exists()
+    assert not list((tmp_path / "state" / "partitions").glob(".*"))  # no temporary file left behind
+    pq.write_table(whole, june)
+    recovered = run(world, tmp_path, claims)
+    assert 1 <= recovered.grouped_now <= 6 and recovered.budget_share == 1.0
+
+
+def test_the_processes_setting(monkeypatch):
+    workers = nightly._Workers(None)
+    monkeypatch.delenv(nightly.PROCESSES_ENV, raising=False)
+    assert workers.count(nightly.PARALLEL_MIN_ROWS - 1, 12) == 1  # too few cases to repay the workers' start
+    assert workers.count(nightly.PARALLEL_MIN_ROWS, 12) == min(2, len(__import__("os").sched_getaffinity(0)))
+    assert workers.count(10**9, 1) == 1  # one partition: this process
+    monkeypatch.setenv(nightly.PROCESSES_ENV, "1")
+    assert workers.count(10**9, 12) == 1
+    monkeypatch.setenv(nightly.PROCESSES_ENV, "3")
+    assert workers.count(10, 12) == 3
+    assert nightly._Workers(1).count(10**9, 12) == 1
+    monkeypatch.setenv(nightly.PROCESSES_ENV, "two")
+    with pytest.raises(nightly.InputError, match="DIPSIM_NIGHTLY_PROCESSES"):
+        workers.count(10, 12)
+
+
+def test_a_killed_run_leaves_no_worker_process_behind(world, tmp_path):
+    """SIGKILL of a run grouping in two worker processes: the workers see it and exit (nothing keeps running, or
+    waits for work, after the run that started them)."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    claims = months(world, tmp_path, 12)
+    args = [sys.executable, "-m", "dipsim.cli", "nightly", "--claims", str(claims), "--policy",
+            str(world / "policy.toml"), "--hospitals", str(world / "region" / "hospitals.parquet"), "--catalog",
+            str(world / "cat"), "--state", str(tmp_path / "state"), "--out", str(tmp_path / "out"), "-q"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, nightly.PROCESSES_ENV: "2"})
+    deadline = time.time() + 120
+    children: list = []
+    while process.poll() is None and time.time() < deadline:
+        with contextlib.suppress(psutil.Error):
+            children = psutil.Process(process.pid).children()
+            if sum("spawn_main" in " ".join(child.cmdline()) for child in children) == 2:
+                break
+        time.sleep(0.05)
+    if process.poll() is not None:
+        pytest.skip("the run ended before its workers could be seen")
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    gone, alive = psutil.wait_procs(children, timeout=30)  # the workers, and multiprocessing's resource tracker
+    assert len(gone) >= 2 and not alive
+
+
+def test_first_items_cut_each_list_to_its_first_code():
+    """The cached principal codes: each list cut to its first item (null list null, empty list empty, a null first
+    code kept null), from list<string> and list<dictionary<string>>, sliced or not, over several chunks."""
+    import pyarrow as pa
+
+    lists = [["A10.x00", "B20.000"], [], None, [None, "C30.100"], ["D40.000"], None, ["E50.000", None]]
+    want = [None if v is None else v[:1] for v in lists]  # plain Python
+    kind = pa.list_(pa.string())
+    for value_type in (pa.string(), pa.dictionary(pa.int32(), pa.string())):
+        whole = pa.array(lists, pa.list_(value_type))
+        column = pa.chunked_array([whole.slice(0, 3), whole.slice(3)])
+        got = nightly._first_items(column, kind)
+        assert got.type == kind and got.to_pylist() == want
+        assert nightly._first_items(pa.chunked_array([whole.slice(2, 4)]), kind).to_pylist() == want[2:6]
