@@ -958,32 +958,32 @@ def iter_csv_raw(path: str | Path, batch_rows: int, header_mapping: dict[str, st
 
 def read_ahead(items: Iterator, depth: int = 1) -> Iterator:
     """`items`, each made while the caller works on the one before, in a thread of their own (Arrow's CSV parse
-    lets go of the GIL, so the other core parses the next block while this one validates it). An exception in
-    making one is raised where the caller takes it; a caller that stops early stops the thread."""
+    lets go of the GIL, so the other core parses the next block while this one validates it). At most `depth`
+    items are made ahead of the one the caller holds (memory: depth + 1 pieces). An exception in making one is
+    raised where the caller takes it; a caller that stops early stops the thread."""
     import queue
     import threading
 
-    box: queue.Queue = queue.Queue(maxsize=depth)
+    box: queue.Queue = queue.Queue()
+    slots = threading.Semaphore(depth)  # one is taken to make an item, given back when the caller takes it
     stop = threading.Event()
     end = object()
 
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                box.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def make() -> None:
         try:
-            for item in items:
-                if not put((item, None)):
+            iterator = iter(items)
+            while True:
+                while not slots.acquire(timeout=0.05):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
                     return
-            put((end, None))
+                item = next(iterator, end)
+                box.put((item, None))
+                if item is end:
+                    return
         except BaseException as exc:  # handed to the caller, raised there
-            put((None, exc))
+            box.put((None, exc))
         finally:
             close = getattr(items, "close", None)
             if close is not None:
@@ -994,6 +994,7 @@ def read_ahead(items: Iterator, depth: int = 1) -> Iterator:
     try:
         while True:
             item, exc = box.get()
+            slots.release()
             if exc is not None:
                 raise exc
             if item is end:
