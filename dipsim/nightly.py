@@ -409,12 +409,19 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         cache = Path(state) / "partitions"
         cache.mkdir(parents=True, exist_ok=True)
         files = parquet_files(claims)
-        _check_configuration(files, hospitals, hospitals_path, policy, log, workers)
-        try:  # two at a time: hashlib lets go of the interpreter while it hashes
-            with ThreadPoolExecutor(2) as threads:
-                hashes = list(threads.map(sha256_file, files))
-        except OSError as exc:
-            raise InputError(f"{exc.filename}: cannot read ({exc.strerror})") from exc
+        # the files hashed (two at a time: hashlib lets go of the interpreter) while the configuration is checked
+        with ThreadPoolExecutor(2) as threads:
+            digests = [threads.submit(sha256_file, f) for f in files]
+            try:
+                _check_configuration(files, hospitals, hospitals_path, policy, log, workers)
+            except BaseException:
+                for digest in digests:
+                    digest.cancel()
+                raise
+            try:
+                hashes = [digest.result() for digest in digests]
+            except OSError as exc:
+                raise InputError(f"{exc.filename}: cannot read ({exc.strerror})") from exc
         validated_stamp(files, folder=True, digests=hashes)  # a `dipsim validate` output only when complete
         setup = hashlib.sha256(f"{__version__}\0{CACHE_FORMAT}\0{scheme}\0".encode())
         if catalog is not None:
