@@ -120,3 +120,15 @@ def test_validate_writes_the_same_whatever_the_batch(claims, tmp_path, monkeypat
     if which == "one file":
         assert pq.ParquetFile(tmp_path / "batched" / "accepted" / parts[0].name).metadata.num_row_groups > 1
     assert load_cases(tmp_path / "batched").accepted.equals(load_cases(tmp_path / "whole").accepted)
+
+
+def test_a_parquet_file_without_case_ids_is_warned_about_once(claims, tmp_path):
+    """Read in batches, a file without a case id column gets the warning once, at its first row, as in one read."""
+    table = pq.read_table(claims[1]).drop_columns(["case_id"])
+    path = tmp_path / "no_ids.parquet"
+    pq.write_table(table, path, row_group_size=100)
+    pieces = list(iter_cases(path, 256))
+    assert len(pieces) > 1
+    warned = [w for p in pieces for w in p.warnings.to_pylist() if w["reason"].startswith("no case id column")]
+    assert [w["row"] for w in warned] == [1]
+    assert pa.concat_tables([p.warnings for p in pieces]).to_pylist() == load_cases(path).warnings.to_pylist()

@@ -942,12 +942,18 @@ def iter_csv_cases(path, batch_rows: int, options: ValidationOptions | None = No
 
     opts = options or ValidationOptions()
     first_rows = _FirstRows()
-    warned = False
     pieces = ((raw, first_rows.of(raw)) for raw in iter_csv_raw(path, batch_rows, header_mapping, encoding,
                                                                  ahead=False))
-    for raw, first in read_ahead(pieces):  # the next piece is read while this one is validated
-        result = validate_cases(raw, opts, first)
-        if "case_id" not in raw.table.column_names and result.n_warnings:
+    # the next piece is read while this one is validated
+    yield from _warned_once(validate_cases(raw, opts, first) for raw, first in read_ahead(pieces))
+
+
+def _warned_once(results: Iterator[ValidationResult]) -> Iterator[ValidationResult]:
+    """The pieces of one file, the warning that it has no case id column kept at its first piece only (each
+    piece's validation gives it at its first row; one read gives it once)."""
+    warned = False
+    for result in results:
+        if "case_id" in result.absent_columns and result.n_warnings:
             once = pc.starts_with(result.warnings["reason"], _NO_CASE_ID_COLUMN).to_numpy(zero_copy_only=False)
             if warned and once.any():
                 result.warnings = result.warnings.filter(pa.array(~once))
@@ -1115,9 +1121,14 @@ def iter_load_cases(path, batch_rows: int, options: ValidationOptions | None = N
     validated alone, and a case id repeated from an earlier batch is rejected as in one read (the file's case id
     column is checked whole first, when the file is larger than a batch). `columns`, `dictionary_codes`: as in
     `load_cases`; `recheck`: validate a `dipsim validate` output again rather than take it as read."""
+    yield from _warned_once(_parquet_pieces(path, batch_rows, options or ValidationOptions(), header_mapping,
+                                            columns, dictionary_codes, recheck))
+
+
+def _parquet_pieces(path, batch_rows: int, opts: ValidationOptions, header_mapping: dict | None,
+                    columns: list[str] | None, dictionary_codes: bool, recheck: bool) -> Iterator[ValidationResult]:
     from .readers import iter_parquet_raw, parquet_metadata
 
-    opts = options or ValidationOptions()
     first_rows = None
     pieces = iter_parquet_raw(path, batch_rows, header_mapping, columns, dictionary_codes)
     for number, raw in enumerate(pieces):
