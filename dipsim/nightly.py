@@ -6,7 +6,8 @@
    that no longer exists (killed) is taken over.
 2. **Partitions**: every Parquet file under the claims folder is hashed (sha256); a partition whose hash is in
    `STATE/partitions/` was grouped before and is read back; only new or changed ones are validated and grouped
-   (each cached file written atomically, so a failure part-way keeps the partitions already done).
+   (each cached file written atomically, so a failure part-way keeps the partitions already done), two at a time
+   in worker processes from a few million cases on (`_Workers`; `--processes`), with the same files as in one.
    **Duplicates**: a case id is paid once in the year. Each cached partition keeps its case ids' 64-bit hashes,
    sorted (`STATE/partitions/ids/`); every run compares them across all partitions, cached tonight or before
    (`_repeated_case_ids`), and a case whose id an earlier partition (sorted path order) has is rejected with the
