@@ -6,7 +6,8 @@
    that no longer exists (killed) is taken over.
 2. **Partitions**: every Parquet file under the claims folder is hashed (sha256); a partition whose hash is in
    `STATE/partitions/` was grouped before and is read back; only new or changed ones are validated and grouped
-   (each cached file written atomically, so a failure part-way keeps the partitions already done).
+   (each cached file written atomically, so a failure part-way keeps the partitions already done), two at a time
+   in worker processes from a few million cases on (`_Workers`; `--processes`), with the same files as in one.
    **Duplicates**: a case id is paid once in the year. Each cached partition keeps its case ids' 64-bit hashes,
    sorted (`STATE/partitions/ids/`); every run compares them across all partitions, cached tonight or before
    (`_repeated_case_ids`), and a case whose id an earlier partition (sorted path order) has is rejected with the
@@ -31,6 +32,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +46,9 @@ from dipsim.io.errors import DipsimError, InputError
 from dipsim.io.readers import validated_stamp
 from dipsim.monitor import budget_share
 from dipsim.schema import CASE_SCHEMA, REJECT_SCHEMA
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 EXIT_LOCKED = 4
 BATCH_ROWS = 1 << 20  # cases validated, grouped and priced at a time: what bounds the chunked engine's memory
@@ -180,7 +185,7 @@ def read_columns(path: Path) -> list[str] | None:
     footer = parquet_metadata(path)
     schema = footer.schema.to_arrow_schema()
     wanted, _ = parquet_selection(schema, columns, False, None, str(path))
-    text = [f.name for f in schema if f.name not in wanted and _is_text(f.type)]
+    text = [f.name for f in schema if f.name not in (wanted or ()) and _is_text(f.type)]
     if not text:
         return columns
     file = pq.ParquetFile(path, metadata=footer, read_dictionary=text)
@@ -562,15 +567,17 @@ def _group_to_cache(job) -> None:
 
 
 def _group_job(job, batch_rows: int) -> None:
+    path, target, catalog, scheme = job
     try:
-        _group_partition(*job, batch_rows=batch_rows)
+        _group_partition(path, target, catalog, scheme, batch_rows)
     finally:
         _release_memory()
 
 
 def _sums_job(job, batch_rows: int | None = None):
+    path, drop, hospitals, policy, catalog, day = job
     try:
-        return _partition_sums(*job, batch_rows=batch_rows)
+        return _partition_sums(path, drop, hospitals, policy, catalog, day, batch_rows)
     finally:
         _release_memory()
 
@@ -612,7 +619,7 @@ class _Workers:
 
     def __init__(self, processes: int | None):
         self.requested = processes
-        self.pool = None
+        self.pool: ProcessPoolExecutor | None = None
         self.processes = 0
 
     def count(self, rows: int, jobs: int) -> int:
@@ -658,7 +665,7 @@ class _Workers:
                     other.cancel()
                 wait(pending)
                 raise next(f.exception() for f in futures if not f.cancelled() and f.exception() is not None)
-            for future in sorted(finished, key=number.get):
+            for future in sorted(finished, key=lambda f: number[f]):
                 if done is not None:
                     done(number[future])
         return [future.result() for future in futures]
@@ -729,12 +736,10 @@ def _settle_chunked(cached: list[Path], drops: list[np.ndarray], hospitals: pa.T
     from dipsim.payment.terms import resolve
 
     jobs = [(path, drop, hospitals, policy, catalog, day) for path, drop in zip(cached, drops)]
-    if scheduler is not False:
-        sums = _dask_map(_sums_job, jobs, scheduler)
-    else:
-        sums = workers.map(_sums_job, jobs, list(map(_rows, cached))) if workers is not None else None
-        if sums is None:
-            sums = [_partition_sums(*job) for job in jobs]
+    sums = _dask_map(_sums_job, jobs, scheduler) if scheduler is not False else \
+        workers.map(_sums_job, jobs, list(map(_rows, cached))) if workers is not None else None
+    if sums is None:  # in this process, one partition after the other
+        sums = [_partition_sums(*job) for job in jobs]
     monthly = pd.concat([s for s in sums if s is not None]).groupby(level=[0, 1, 2]).sum()
     total = monthly.groupby(level=[0, 1]).sum()
     by_month = {name: monthly[name].unstack(fill_value=0.0).reindex(total.index).to_numpy()
