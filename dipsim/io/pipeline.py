@@ -156,7 +156,7 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
         old.unlink()
     stamp = _stamp(digests, options)
     rejects, warnings, per_file, parts = [], [], [], []
-    earlier = EarlierCaseIds(input_path if input_path.is_dir() else input_path.parent)
+    earlier = EarlierCaseIds(input_path if input_path.is_dir() else input_path.parent, header_mapping)
     totals = dict(rows_read=0, accepted=0, rejected=0)
     for number, path in enumerate(files):
         target = accepted_dir / f"part-{number:05d}.parquet"

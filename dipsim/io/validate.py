@@ -816,7 +816,7 @@ def _partition_results(listing: _FolderListing, opts: ValidationOptions, header_
     `dictionary_codes`: as in `load_cases`."""
     from .readers import read_cases_raw
 
-    earlier = EarlierCaseIds(listing.folder)
+    earlier = EarlierCaseIds(listing.folder, header_mapping)
     for file in listing.files:
         raw = read_cases_raw(file, header_mapping, columns=columns, dictionary_codes=dictionary_codes)
         yield earlier.reject_repeats(validate_cases(raw, opts, dictionary_codes=dictionary_codes))
@@ -837,14 +837,28 @@ class EarlierCaseIds:
     """The case ids accepted from the earlier files of a folder (sorted path order), each with the file and row it
     was accepted at. A later file's row with one of them is rejected and the first kept, as within one file: a
     month's partition copied beside itself (`part-0 copy.parquet`) or January's folder copied as December must not
-    be paid twice (issue 15). Reasons name the first file relative to `folder`."""
+    be paid twice (issue 15). Reasons name the first file relative to `folder`.
 
-    def __init__(self, folder: Path):
+    The ids are kept as 64-bit hashes (`case_id_hashes`), each with its row over the folder (`HashRuns`: 12 bytes an
+    id, not the ids themselves; 100M cases in 1.2 GB). A row whose hash an earlier file has is a candidate only: the
+    earlier file's id at that row is read back (the row groups of its case id column that hold those rows,
+    normalised as validation normalised them; `header_mapping`: as the files were read) and compared, so that two
+    ids sharing a hash never reject a good row. A file read in pieces has, at its first piece with a candidate, the
+    earlier ids of all its candidates read back at once (its own id column hashed): each earlier file is read back
+    once a file, not once a piece. A file's ids are hashed only when a later file comes (one file alone, as
+    `dipsim validate` of one file, never loads Numba for them)."""
+
+    def __init__(self, folder: Path, header_mapping: dict | None = None):
         self.folder = folder
-        self._ids: list[pa.Array] = []
-        self._rows: list[np.ndarray] = []
-        self._files: list[str] = []
-        self._done = 0  # the pieces of the files before the current one
+        self.header_mapping = header_mapping
+        self._files: list[str] = []  # each file met, relative to `folder` (what a reason names)
+        self._sources: list[tuple[Path, bool]] = []  # each file's path, and whether its ids were taken as stored
+        self._starts: list[int] = []  # each file's first place: an accepted row's place is its file's start + row
+        self._next_start = 0
+        self._runs = None  # the files before the current one (`HashRuns`, made when a second file comes)
+        self._current: list[tuple[pa.Array | np.ndarray, np.ndarray]] = []  # its pieces: ids or hashes, rows
+        self._known: tuple[np.ndarray, pa.Array] | None = None  # the current file's candidates: places, their ids
+        self._open = False  # a file's pieces are coming
 
     def reject_repeats(self, result: ValidationResult, last_piece: bool = True) -> ValidationResult:
         """Move `result`'s accepted rows whose case id an earlier file has into its rejects; remember the others.
@@ -853,32 +867,129 @@ class EarlierCaseIds:
         `last_piece` False until its last, whose ids are then looked for in the files after it."""
         if "case_id" in result.absent_columns:
             return result
+        if not self._open:
+            self._start_file(result)
         ids = pc.cast(result.accepted["case_id"], pa.string()).combine_chunks()
-        earlier = np.full(len(ids), -1, np.int64)  # each row's position among the earlier files' ids, or -1
-        if self._done and len(ids):
-            # The earlier ids are looked up among this file's (a hash table of one file, not of all before it:
-            # a folder of P files costs P small tables, not P growing ones).
-            at = pc.index_in(pa.chunked_array(self._ids[:self._done], pa.string()), value_set=ids)
-            found = pc.is_valid(at).to_numpy(zero_copy_only=False)
-            earlier[at.drop_null().to_numpy()] = np.flatnonzero(found)
-        repeat = earlier >= 0
+        hashes = None
+        repeat = np.zeros(len(ids), bool)
+        if self._runs is not None and len(ids):
+            from .case_id_hashes import case_id_hashes
+
+            hashes = case_id_hashes(pc.fill_null(ids, ""))
+            at, files, rows = self._met_before(ids, hashes, last_piece)
+            repeat[at] = True
         if repeat.any():
-            first = earlier[repeat]
-            file_of = np.repeat(np.arange(len(self._files)), [len(r) for r in self._rows])
             extra = duplicate_case_id_lines(result.source, result.accepted_rows[repeat],
-                                            ids.take(pa.array(np.flatnonzero(repeat))),
-                                            np.concatenate(self._rows)[first],
-                                            pa.array(self._files).take(pa.array(file_of[first])))
+                                            ids.take(pa.array(at)), rows, pa.array(self._files).take(pa.array(files)))
             result.rejects = pa.concat_tables([result.rejects, extra]).sort_by([("row", "ascending")])
             result.accepted = result.accepted.filter(pa.array(~repeat))
             result.accepted_rows = result.accepted_rows[~repeat]
-        self._ids.append(ids.filter(pa.array(~repeat)))
-        self._rows.append(result.accepted_rows)
-        self._files.append(Path(result.source).relative_to(self.folder).as_posix())
-        if last_piece:
-            self._done = len(self._ids)
+        kept = ids.filter(pa.array(~repeat)) if hashes is None else hashes[~repeat]
+        self._current.append((kept, result.accepted_rows))
+        if len(result.accepted_rows):
+            self._next_start = max(self._next_start, self._starts[-1] + int(result.accepted_rows.max()))
+        self._open = not last_piece
         result.check_counts()
         return result
+
+    def _start_file(self, result: ValidationResult) -> None:
+        """The file before this one joins the earlier files (its ids hashed now, when not yet); this one is
+        numbered."""
+        if self._current:
+            from .case_id_hashes import HashRuns, case_id_hashes
+
+            hashes = [kept if isinstance(kept, np.ndarray) else case_id_hashes(pc.fill_null(kept, ""))
+                      for kept, _ in self._current]
+            rows = np.concatenate([rows for _, rows in self._current])
+            self._current = []
+            if self._runs is None:
+                self._runs = HashRuns()
+            self._runs.add(np.concatenate(hashes), rows + self._starts[-1])
+        self._files.append(Path(result.source).relative_to(self.folder).as_posix())
+        self._sources.append((Path(result.source), result.trusted))
+        self._starts.append(self._next_start)
+        self._known = None
+
+    def _met_before(self, ids: pa.Array, hashes: np.ndarray, last_piece: bool
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The positions of `ids` that an earlier file has, each with the file (its number) and row it was first
+        accepted at. Hash matches are compared on the ids, read back from the earlier files."""
+        at, places = self._runs.find(hashes)
+        if not len(at):
+            return at, at, at
+        if self._known is None and not last_piece:  # more pieces to come: all the file's candidates at once
+            self._known = self._ids_of(np.unique(self._runs.find(self._file_hashes())[1]))
+        known_places, known_ids = self._known or (np.zeros(0, np.uint64), pa.array([], pa.string()))
+        k = np.minimum(np.searchsorted(known_places, places), max(len(known_places) - 1, 0))
+        found = np.zeros(len(places), bool) if not len(known_places) else known_places[k] == places
+        unknown = np.unique(places[~found])  # none when the file was looked at whole
+        unknown_ids = self._ids_of(unknown)[1]
+        earlier = pa.chunked_array([known_ids.take(pa.array(k[found])),
+                                    unknown_ids.take(pa.array(np.searchsorted(unknown, places[~found])))],
+                                   pa.string()).combine_chunks()
+        order = np.concatenate([np.flatnonzero(found), np.flatnonzero(~found)])
+        earlier = earlier.take(pa.array(np.argsort(order)))  # aligned with `places` again
+        same = pc.equal(pc.fill_null(ids, "").take(pa.array(at)), pc.fill_null(earlier, ""))
+        same = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+        at, places = at[same], places[same]
+        first = np.ones(len(at), bool)  # `find` orders each position's places: the earliest first
+        first[1:] = at[1:] != at[:-1]
+        files, rows = self._file_rows(places[first])
+        return at[first], files, rows
+
+    def _file_rows(self, places: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The file (its number) and row of each place."""
+        starts = np.array(self._starts, np.int64)
+        places = places.astype(np.int64)
+        files = np.searchsorted(starts, places, side="left") - 1  # a row is >= 1: its file's start < its place
+        return files, places - starts[files]
+
+    def _ids_of(self, places: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+        """`places` (ascending, distinct) and the ids accepted there, read back file by file."""
+        files, rows = self._file_rows(places)
+        ids = [self._ids_at(int(file), rows[files == file]) for file in np.unique(files)]
+        return places, pa.chunked_array(ids, pa.string()).combine_chunks()
+
+    def _case_id_column(self, file: int, row_groups: list[int] | None = None) -> Iterator[pa.Array]:
+        """A file's case id column, a row group at a time (`row_groups`: those only), as its accepted table held
+        it: normalised as validation normalises it (`text_column`), or as stored when the file was a trusted
+        `dipsim validate` output."""
+        import pyarrow.parquet as pq
+
+        from .headers import map_header_list
+        from .readers import _unreadable, parquet_metadata
+
+        path, trusted = self._sources[file]
+        footer = parquet_metadata(path)
+        names = footer.schema.to_arrow_schema().names
+        header = names[map_header_list(names, self.header_mapping, str(path)).index("case_id")]
+        try:
+            parquet = pq.ParquetFile(path, metadata=footer)
+            for group in range(footer.num_row_groups) if row_groups is None else row_groups:
+                column = parquet.read_row_group(group, columns=[header])[header]
+                yield pc.cast(column.combine_chunks(), pa.string()) if trusted else text_column(column)
+        except (OSError, pa.ArrowException) as exc:
+            raise _unreadable(path, exc) from exc
+
+    def _ids_at(self, file: int, rows: np.ndarray) -> pa.Array:
+        """The case ids of an earlier file at `rows` (1-based, ascending, as validation numbered them), read back
+        from the row groups that hold them."""
+        from .readers import parquet_metadata
+
+        footer = parquet_metadata(self._sources[file][0])
+        bounds = np.cumsum([0] + [footer.row_group(g).num_rows for g in range(footer.num_row_groups)])
+        group_of = np.searchsorted(bounds, rows - 1, side="right") - 1
+        groups = np.unique(group_of).tolist()
+        pieces = [values.take(pa.array(rows[group_of == group] - 1 - bounds[group]))
+                  for group, values in zip(groups, self._case_id_column(file, groups))]
+        return pa.chunked_array(pieces, pa.string()).combine_chunks()
+
+    def _file_hashes(self) -> np.ndarray:
+        """The hashes of the current file's case ids, every row's."""
+        from .case_id_hashes import case_id_hashes
+
+        return np.concatenate([case_id_hashes(pc.fill_null(ids, ""))
+                               for ids in self._case_id_column(len(self._sources) - 1)] or [np.zeros(0, np.uint64)])
 
 
 def _stacked(folder: Path, results: list[ValidationResult]) -> ValidationResult:
@@ -1070,7 +1181,7 @@ def iter_case_batches(path, batch_rows: int, options: ValidationOptions | None =
     elif _stamp_fits(listing.stamp, opts):  # as `_load_folder` reads it (whole, then validated when not trusted)
         yield _load_folder(listing, opts, header_mapping, columns, dictionary_codes)
     else:
-        earlier = EarlierCaseIds(listing.folder)
+        earlier = EarlierCaseIds(listing.folder, header_mapping)
         for file in listing.files:
             for result, last in with_last(iter_load_cases(file, batch_rows, opts, header_mapping)):
                 yield earlier.reject_repeats(result, last_piece=last)
@@ -1129,27 +1240,83 @@ def _parquet_pieces(path, batch_rows: int, opts: ValidationOptions, header_mappi
                     columns: list[str] | None, dictionary_codes: bool, recheck: bool) -> Iterator[ValidationResult]:
     from .readers import iter_parquet_raw, parquet_metadata
 
-    first_rows = None
+    repeats = None
     pieces = iter_parquet_raw(path, batch_rows, header_mapping, columns, dictionary_codes)
     for number, raw in enumerate(pieces):
         trusted = _trusted(raw, opts, columns) and not recheck
         if number == 0 and not trusted and parquet_metadata(Path(path)).num_rows > batch_rows:
-            first_rows = _file_first_rows(Path(path), raw.header_map)
-        part = None if first_rows is None or not len(raw.rows) else first_rows[raw.rows[0] - 1:raw.rows[-1]]
+            repeats = _file_first_rows(Path(path), raw.header_map)
+        part = None if repeats is None or not len(raw.rows) else repeats.first_rows(raw.rows)
         yield _result(raw, opts, columns) if trusted else validate_cases(raw, opts, part, dictionary_codes)
 
 
-def _file_first_rows(path: Path, header_map: dict[str, str]) -> np.ndarray | None:
-    """The row number of each row's case id's first row over the whole file (0: missing, or no id repeats: then
-    all 0); None when the file has no case id column (ids are then made from the row numbers)."""
+@dataclass
+class _FileRepeats:
+    """The rows of a file whose case id an earlier row of the file has (1-based, ascending), each with the first
+    row of that id."""
+
+    rows: np.ndarray
+    first: np.ndarray
+
+    def first_rows(self, rows: np.ndarray) -> np.ndarray:
+        """`_check_case_ids`'s `first_rows` of a piece of the file (`rows`: consecutive): a repeated row's first
+        row, 0 for every other row (a row that is its id's first, or has none, is no repeat either way)."""
+        out = np.zeros(len(rows), np.int64)
+        lo, hi = np.searchsorted(self.rows, rows[0]), np.searchsorted(self.rows, rows[-1], side="right")
+        out[self.rows[lo:hi] - rows[0]] = self.first[lo:hi]
+        return out
+
+
+_ID_BATCH_ROWS = 1 << 20  # rows of a case id column read at a time by `_file_first_rows`
+
+
+def _file_first_rows(path: Path, header_map: dict[str, str]) -> _FileRepeats | None:
+    """The rows of the file whose case id an earlier row has, each with that id's first row; None when the file
+    has no case id column (ids are then made from the row numbers).
+
+    The column is read `_ID_BATCH_ROWS` rows at a time and kept as 64-bit hashes (`case_id_hashes`, 8 bytes a row,
+    not the ids: an 8M-row file's ids as Arrow strings, normalised, took about ten times that). Rows whose hash
+    occurs once are no repeats; the ids of the others (nearly always none; a hash two ids share, or real repeats)
+    are read again and compared themselves."""
     import pyarrow.parquet as pq
+
+    from .case_id_hashes import case_id_hashes
+    from .readers import _unreadable
 
     header = next((h for h, c in header_map.items() if c == "case_id"), None)
     if header is None:
         return None
-    ids = text_column(pq.read_table(path, columns=[header])[header])
-    first = _first_positions(ids)
-    return np.zeros(len(ids), np.int64) if first is None else np.where(first >= 0, first + 1, 0)
+    none = _FileRepeats(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    try:
+        parquet = pq.ParquetFile(path)
+        hashes = np.empty(parquet.metadata.num_rows, np.uint64)
+        missing = np.empty(parquet.metadata.num_rows, bool)
+        start = 0
+        for batch in parquet.iter_batches(batch_size=_ID_BATCH_ROWS, columns=[header]):
+            ids = text_column(batch.column(0))
+            missing[start:start + len(ids)] = ids.is_null().to_numpy(zero_copy_only=False)
+            hashes[start:start + len(ids)] = case_id_hashes(pc.fill_null(ids, ""))
+            start += len(ids)
+        present = np.sort(hashes[~missing])
+        shared = np.unique(present[1:][present[1:] == present[:-1]])
+        del present
+        if not len(shared):
+            return none
+        candidates = np.flatnonzero(np.isin(hashes, shared) & ~missing)
+        del hashes, missing
+        pieces, start = [], 0
+        for batch in parquet.iter_batches(batch_size=_ID_BATCH_ROWS, columns=[header]):
+            lo, hi = np.searchsorted(candidates, [start, start + batch.num_rows])
+            if hi > lo:
+                pieces.append(text_column(batch.column(0)).take(pa.array(candidates[lo:hi] - start)))
+            start += batch.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        raise _unreadable(path, exc) from exc
+    first = _first_positions(pa.chunked_array(pieces, pa.string()).combine_chunks())
+    if first is None:  # hashes shared by different ids only
+        return none
+    repeated = np.flatnonzero(first != np.arange(len(first)))  # the candidates' ids are all present: first >= 0
+    return _FileRepeats(candidates[repeated] + 1, candidates[first[repeated]] + 1)
 
 
 def _result(raw: RawCases, opts: ValidationOptions, columns: list[str] | None = None,
