@@ -147,27 +147,48 @@ def test_a_row_is_read_back_from_its_own_row_group(tmp_path, monkeypatch):
     assert result.accepted["case_id"].to_pylist() == [f"A{k}" for k in range(30)] + ["B1", "B2"]
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(st.integers(0, 12), max_size=25), max_size=12), st.lists(st.integers(0, 14), max_size=30))
-def test_hash_runs_find_every_entry_of_a_hash_oldest_first(batches, wanted):
-    """Batches of small hashes (many equal) added one after another, merged as they go: every entry of each hash
-    looked for is found, ordered by position and then by place, as a scan of everything added finds them."""
-    runs, added, place = HashRuns(), [], 1
-    for batch in batches:
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 12), max_size=25), st.booleans()), max_size=12),
+       st.lists(st.integers(0, 14), max_size=30), st.integers(1, 4))
+def test_hash_runs_find_every_sealed_entry_of_a_hash(batches, wanted, max_runs):
+    """Batches of small hashes (many equal) added one after another, sealed or not after each, the shortest runs
+    merged past `max_runs`: every sealed entry of each hash looked for is found, ordered by position and then by
+    place, as a scan of everything sealed finds them; an entry added but not sealed is not found."""
+    runs, added, sealed, place = HashRuns(), [], [], 1
+    runs.MAX_RUNS = max_runs
+    for batch, seal in batches:
         places = np.arange(place, place + len(batch))
         place += len(batch)
         runs.add(np.array(batch, np.uint64), places)
         added += list(zip(batch, places.tolist()))
+        if seal:
+            runs.seal()
+            sealed = list(added)
     assert len(runs) == len(added)
     position, found = runs.find(np.array(wanted, np.uint64))
-    expected = [(i, p) for i, w in enumerate(wanted) for h, p in sorted(added, key=lambda e: e[1]) if h == w]
+    expected = [(i, p) for i, w in enumerate(wanted) for h, p in sealed if h == w]
     assert list(zip(position.tolist(), found.tolist())) == expected
 
 
 def test_hash_runs_keep_64_bit_places_and_full_range_hashes():
     runs = HashRuns()
+    runs.MAX_RUNS = 1
     top = 2**64 - 1
     runs.add(np.array([top, 0, 5], np.uint64), np.array([1, 2, 3]))
-    runs.add(np.array([5, top, 7], np.uint64), np.array([2**40, 2**40 + 1, 2**40 + 2]))  # merged: places widen
+    runs.seal()
+    runs.add(np.array([5, top, 7], np.uint64), np.array([2**40, 2**40 + 1, 2**40 + 2]))
+    runs.seal()  # merged into one run: the places widen to 64 bits
     position, found = runs.find(np.array([5, top, 6], np.uint64))
     assert position.tolist() == [0, 0, 1, 1] and found.tolist() == [3, 2**40, 1, 2**40 + 1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 20), max_size=60),
+       st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 20), max_size=60))
+def test_lower_bounds_are_numpys_searchsorted(run, queries):
+    from dipsim.io.case_id_hashes import _lower_bounds
+
+    run, queries = np.sort(np.array(run, np.uint64)), np.sort(np.array(queries, np.uint64))
+    out = np.empty(len(queries), np.int64)
+    _lower_bounds(run, queries, out)
+    assert out.tolist() == np.searchsorted(run, queries).tolist()

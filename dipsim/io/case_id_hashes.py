@@ -44,7 +44,7 @@ def case_id_hashes(ids) -> np.ndarray:
 def _merge_from_the_back(hashes, places, n_old, new_hashes, new_places):
     """Merge the sorted run (new_hashes, new_places) into the sorted run held by the first `n_old` entries of
     (hashes, places), whose arrays have room for both: from the back, so that no entry is overwritten before it is
-    moved. Of equal hashes the older run's entries stay first."""
+    moved."""
     i = n_old - 1
     j = new_hashes.shape[0] - 1
     k = n_old + j
@@ -60,61 +60,102 @@ def _merge_from_the_back(hashes, places, n_old, new_hashes, new_places):
         k -= 1
 
 
+@njit(cache=True)
+def _lower_bounds(run, queries, out):
+    """For each of the ascending `queries`, the first position of the ascending `run` whose value is not below it
+    (`np.searchsorted`, side left), found by galloping on from the previous query's position: about
+    log2(len(run) / len(queries)) steps a query, near the last, rather than log2(len(run)) jumps across the run."""
+    n = run.shape[0]
+    lo = 0
+    for i in range(queries.shape[0]):
+        x = queries[i]
+        hi = lo
+        step = 1
+        while hi < n and run[hi] < x:  # run[lo - 1] < x <= run[hi]: the answer is in [lo, hi]
+            lo = hi + 1
+            hi = lo + step
+            step *= 2
+        if hi > n:
+            hi = n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if run[mid] < x:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = lo
+
+
 def _place_type(largest: int) -> np.dtype:
     return np.dtype(np.uint32) if largest <= np.iinfo(np.uint32).max else np.dtype(np.uint64)
 
 
 class HashRuns:
     """Case id hashes, each with a place (a number >= 0 the caller gives: where the id was met), to be looked up by
-    hash: 12 bytes an id while places fit in 32 bits (the ids themselves, as Arrow strings with 64-bit rows, took
-    about 30). Kept in a few runs sorted by hash, a run no longer than the one after it merged with it (so about
-    log2 n runs and each entry merged about log2 n times); the older run's arrays grow in place (realloc) and the
-    newer is merged into them from the back, so that a merge needs no more memory than the newer run.
+    hash: 12 bytes an id while places fit in 32 bits (the ids themselves, as Arrow strings, with int64 rows, took
+    about 30). Entries added go into an open run, sorted by hash, found only once it is sealed (a file's pieces: not
+    looked up by the same file). Sealed runs are searched one by one (galloping over each, `_lower_bounds`); past
+    `MAX_RUNS`, the two shortest are merged. A merge grows the longer run's arrays in place (realloc: a large array
+    is remapped, not copied) and merges the shorter into them from the back, so that it needs no more memory than
+    the shorter run: a folder of 12 monthly files of 8M cases never merges and peaks at the ids kept plus a piece.
 
     A hash found is only a candidate: two different ids share one with a chance of about n^2 / 2^65, and the
     caller compares the ids themselves."""
 
+    MAX_RUNS = 32
+
     def __init__(self) -> None:
-        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted hashes, places), oldest first
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # sealed: (sorted hashes, places)
+        self._open: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
-        return sum(len(h) for h, _ in self._runs)
+        return sum(len(h) for h, _ in self._runs) + (len(self._open[0]) if self._open is not None else 0)
 
     def add(self, hashes: np.ndarray, places: np.ndarray) -> None:
-        """Keep `hashes` (uint64) with their `places`."""
+        """Keep `hashes` (uint64) with their `places` in the open run."""
         if not len(hashes):
             return
         places = np.asarray(places)
         places = places.astype(_place_type(int(places.max())), copy=False)
         order = np.argsort(hashes)
         run = (hashes[order], places[order])
-        self._runs.append(run)
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0]):
-            newer = self._runs.pop()
-            older = self._runs.pop()
-            self._runs.append(_merged(older, newer))
+        self._open = run if self._open is None else _merged(self._open, run)
+
+    def seal(self) -> None:
+        """What was added since the last seal is found from now on."""
+        if self._open is not None:
+            self._runs.append(self._open)
+            self._open = None
+        while len(self._runs) > self.MAX_RUNS:
+            shortest = sorted(range(len(self._runs)), key=lambda i: len(self._runs[i][0]))[:2]
+            a, b = (self._runs[i] for i in shortest)
+            for i in sorted(shortest, reverse=True):
+                del self._runs[i]
+            self._runs.append(_merged(a, b))
+            del a, b
 
     def find(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every (position in `hashes`, place) whose kept hash is that position's hash, ordered by position and
-        place."""
+        """Every (position in `hashes`, place) of the sealed entries whose hash is that position's hash, ordered by
+        position and then place."""
         if not self._runs or not len(hashes):
             return np.zeros(0, np.int64), np.zeros(0, np.uint64)
-        order = np.argsort(hashes)  # looked up in hash order: the runs are walked, not jumped about in
+        order = np.argsort(hashes)  # looked up in hash order: each run is walked once, not jumped about in
         wanted = hashes[order]
+        at = np.empty(len(wanted), np.int64)
         positions, places = [], []
         for run_hashes, run_places in self._runs:
-            at = np.searchsorted(run_hashes, wanted)
+            _lower_bounds(run_hashes, wanted, at)
             hit = np.flatnonzero(at < len(run_hashes))
             hit = hit[run_hashes[at[hit]] == wanted[hit]]
-            at = at[hit]
+            found = at[hit]
             while len(hit):  # each entry of the hash (nearly always one)
                 positions.append(order[hit])
-                places.append(run_places[at].astype(np.uint64))
-                at = at + 1
-                more = at < len(run_hashes)
-                hit, at = hit[more], at[more]
-                more = run_hashes[at] == wanted[hit]
-                hit, at = hit[more], at[more]
+                places.append(run_places[found].astype(np.uint64))
+                found = found + 1
+                more = found < len(run_hashes)
+                hit, found = hit[more], found[more]
+                more = run_hashes[found] == wanted[hit]
+                hit, found = hit[more], found[more]
         if not positions:
             return np.zeros(0, np.int64), np.zeros(0, np.uint64)
         position, place = np.concatenate(positions), np.concatenate(places)
@@ -122,21 +163,18 @@ class HashRuns:
         return position[by], place[by]
 
 
-def _merged(older: tuple[np.ndarray, np.ndarray], newer: tuple[np.ndarray, np.ndarray]
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Two runs as one, the older's arrays grown in place to hold both (a fresh copy where they cannot be)."""
-    hashes, places = older
-    n_old = len(hashes)
-    kind = np.promote_types(places.dtype, newer[1].dtype)
-    if places.dtype != kind:
+def _merged(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Two runs as one: the longer one's arrays grown in place to hold both (copied first if they are not their
+    own), the shorter merged into them from the back."""
+    (hashes, places), (new_hashes, new_places) = (a, b) if len(a[0]) >= len(b[0]) else (b, a)
+    kind = np.promote_types(places.dtype, new_places.dtype)
+    if places.dtype != kind or places.base is not None or not places.flags.owndata:
         places = places.astype(kind)
-    new_places = newer[1].astype(kind, copy=False)
-    total = n_old + len(newer[0])
     if hashes.base is not None or not hashes.flags.owndata:
         hashes = hashes.copy()
-    if places.base is not None or not places.flags.owndata:
-        places = places.copy()
-    hashes.resize(total, refcheck=False)  # realloc: a large array is remapped, not copied
+    n_old = len(hashes)
+    total = n_old + len(new_hashes)
+    hashes.resize(total, refcheck=False)
     places.resize(total, refcheck=False)
-    _merge_from_the_back(hashes, places, n_old, newer[0], new_places)
+    _merge_from_the_back(hashes, places, n_old, new_hashes, new_places.astype(kind, copy=False))
     return hashes, places

@@ -855,8 +855,8 @@ class EarlierCaseIds:
         self._sources: list[tuple[Path, bool]] = []  # each file's path, and whether its ids were taken as stored
         self._starts: list[int] = []  # each file's first place: an accepted row's place is its file's start + row
         self._next_start = 0
-        self._runs = None  # the files before the current one (`HashRuns`, made when a second file comes)
-        self._current: list[tuple[pa.Array | np.ndarray, np.ndarray]] = []  # its pieces: ids or hashes, rows
+        self._runs = None  # `HashRuns` (made when a second file comes): sealed, the files before the current one
+        self._pending: list[tuple[pa.Array, np.ndarray]] = []  # the first file's pieces, not hashed yet: ids, rows
         self._known: tuple[np.ndarray, pa.Array] | None = None  # the current file's candidates: places, their ids
         self._open = False  # a file's pieces are coming
 
@@ -884,27 +884,28 @@ class EarlierCaseIds:
             result.rejects = pa.concat_tables([result.rejects, extra]).sort_by([("row", "ascending")])
             result.accepted = result.accepted.filter(pa.array(~repeat))
             result.accepted_rows = result.accepted_rows[~repeat]
-        kept = ids.filter(pa.array(~repeat)) if hashes is None else hashes[~repeat]
-        self._current.append((kept, result.accepted_rows))
+        if self._runs is None:
+            self._pending.append((ids.filter(pa.array(~repeat)), result.accepted_rows))
+        elif hashes is not None:
+            self._runs.add(hashes[~repeat], self._starts[-1] + result.accepted_rows)
         if len(result.accepted_rows):
             self._next_start = max(self._next_start, self._starts[-1] + int(result.accepted_rows.max()))
         self._open = not last_piece
+        if last_piece and self._runs is not None:
+            self._runs.seal()
         result.check_counts()
         return result
 
     def _start_file(self, result: ValidationResult) -> None:
-        """The file before this one joins the earlier files (its ids hashed now, when not yet); this one is
-        numbered."""
-        if self._current:
+        """This file is numbered; the ids of the first file are hashed when a second one comes."""
+        if self._runs is None and self._pending:
             from .case_id_hashes import HashRuns, case_id_hashes
 
-            hashes = [kept if isinstance(kept, np.ndarray) else case_id_hashes(pc.fill_null(kept, ""))
-                      for kept, _ in self._current]
-            rows = np.concatenate([rows for _, rows in self._current])
-            self._current = []
-            if self._runs is None:
-                self._runs = HashRuns()
-            self._runs.add(np.concatenate(hashes), rows + self._starts[-1])
+            self._runs = HashRuns()
+            while self._pending:
+                ids, rows = self._pending.pop(0)
+                self._runs.add(case_id_hashes(pc.fill_null(ids, "")), self._starts[-1] + rows)
+            self._runs.seal()
         self._files.append(Path(result.source).relative_to(self.folder).as_posix())
         self._sources.append((Path(result.source), result.trusted))
         self._starts.append(self._next_start)
