@@ -3,8 +3,9 @@
 Writes `accepted/part-NNNNN.parquet` (CASE_SCHEMA), `rejects.csv`, `warnings.csv` (UTF-8 with BOM for Excel) and
 `manifest.json` (inputs' sha256, counts, dipsim version, the parts written), the manifest last. A folder is streamed
 one file at a time and a Parquet file `VALIDATE_BATCH_ROWS` rows at a time (one part per input file, a row group
-per batch), so memory stays bounded by the batch (and a file's case ids, checked whole for repeats, and the ids
-of earlier files, for repeats across them); a text or Excel file is read whole.
+per batch), so memory stays bounded by the batch (and a file's case ids as 64-bit hashes, 8 bytes a row, checked
+whole for repeats, and those of earlier files, 12 bytes an id, for repeats across them); a text or Excel file is
+read whole.
 """
 
 from __future__ import annotations

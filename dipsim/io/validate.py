@@ -1275,10 +1275,10 @@ def _file_first_rows(path: Path, header_map: dict[str, str]) -> _FileRepeats | N
     """The rows of the file whose case id an earlier row has, each with that id's first row; None when the file
     has no case id column (ids are then made from the row numbers).
 
-    The column is read `_ID_BATCH_ROWS` rows at a time and kept as 64-bit hashes (`case_id_hashes`, 8 bytes a row,
-    not the ids: an 8M-row file's ids as Arrow strings, normalised, took about ten times that). Rows whose hash
-    occurs once are no repeats; the ids of the others (nearly always none; a hash two ids share, or real repeats)
-    are read again and compared themselves."""
+    The column is read `_ID_BATCH_ROWS` rows at a time and kept as 64-bit hashes (`case_id_hashes`: 8 bytes a row,
+    not the whole column as normalised Arrow strings and its copies). Rows whose hash occurs once are no repeats;
+    the ids of the others (nearly always none; real repeats, or a hash two ids share) are read again and compared
+    themselves."""
     import pyarrow.parquet as pq
 
     from .case_id_hashes import case_id_hashes
