@@ -151,8 +151,9 @@ def cmd_group(args) -> int:
     import pyarrow.compute as pc
 
     from dipsim.grouping.drg import GROUPING_INPUT_COLUMNS, group_table, warm_up
+    from dipsim.io.readers import read_ahead
     from dipsim.io.validate import counts_line, duplicate_rows, iter_cases
-    from dipsim.io.writers import write_csv, write_table
+    from dipsim.io.writers import table_parts, write_csv
 
     console = _console(args)
     out = Path(args.out)
@@ -165,24 +166,26 @@ def cmd_group(args) -> int:
     scheme = _scheme(args, compiled=True)
     warm_up(scheme)  # the kernel loads while the input is read
     mapping, options, sheet = _read_options(args)
-    pieces = iter_cases(args.input, GROUP_BATCH_ROWS, options, mapping, args.encoding, sheet,
-                        columns=list(GROUPING_INPUT_COLUMNS), dictionary_codes=True)
-    groups, rejects, rows_read, accepted, rejected, repeats = [], [], 0, 0, 0, 0
-    with _progress(console, f"reading, validating and grouping ({args.scheme})", None) as update:
-        for result in pieces:  # a piece at a time: memory bounded by the piece, not the input
-            groups.append(group_table(result.accepted, scheme=scheme))
+    # the next piece is read and validated in a thread of its own while this one is grouped (both mostly Arrow
+    # and Numba work that lets go of the GIL: the two cores share it)
+    pieces = read_ahead(iter_cases(args.input, GROUP_BATCH_ROWS, options, mapping, args.encoding, sheet,
+                                   columns=list(GROUPING_INPUT_COLUMNS), dictionary_codes=True))
+    rejects, rows_read, accepted, rejected, repeats, ungroupable = [], 0, 0, 0, 0, 0
+    with _progress(console, f"reading, validating and grouping ({args.scheme})", None) as update, \
+            table_parts(out) as write:
+        for result in pieces:  # a piece at a time, written as grouped: memory bounded by the piece, not the input
+            grouped = group_table(result.accepted, scheme=scheme)
+            write(grouped)
+            ungroupable += pc.sum(pc.starts_with(grouped["drg"], "0000")).as_py() or 0
             rejects.append(result.rejects)
             rows_read, accepted, rejected = (rows_read + result.rows_read, accepted + result.n_accepted,
                                              rejected + result.n_rejected)
             repeats += duplicate_rows(result.rejects)
             update(accepted + rejected, None)
-    table = pa.concat_tables(groups)
-    write_table(table, out)
     rejects_path = out.with_name(out.stem + ".rejects.csv")
     write_csv(pa.concat_tables(rejects), rejects_path)
-    ungroupable = pc.sum(pc.starts_with(table["drg"], "0000")).as_py() or 0
     print(f"{counts_line(rows_read, accepted, rejected, {'duplicate case ids': repeats})}; grouped "
-          f"{table.num_rows - ungroupable:,}, ungroupable (0000) {ungroupable:,} -> {out}")
+          f"{accepted - ungroupable:,}, ungroupable (0000) {ungroupable:,} -> {out}")
     if rejected:
         console.print(f"rejected rows are not grouped; see {rejects_path}")
     return EXIT_OK
@@ -428,7 +431,9 @@ def _region(args, console: Console, mode: str, path):
     if mode == "dip" and not args.catalog:
         raise InputError("payment.mode = dip needs --catalog CATALOG")
     hospitals = load_hospitals(args.hospitals)
-    region = Region.of(_load(args, console, path), hospitals, str(path))
+    # code lists as list<dictionary<string>>: each distinct code checked and grouped once (what `dipsim group`
+    # reads too); the outputs hold no code list, so they are the same either way (tested)
+    region = Region.of(_load(args, console, path, dictionary_codes=True), hospitals, str(path))
     _print_reasons(console, "rejected at settlement", region.reasons())
     return region
 

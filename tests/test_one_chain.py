@@ -120,6 +120,20 @@ def test_settle_manifest_lists_every_output(settled_full):
     assert set(manifest["outputs"]) == files and len(manifest["outputs"]) == len(files)
 
 
+def test_settle_is_the_same_with_code_lists_read_as_text(world, settled_full, tmp_path, monkeypatch):
+    """settle reads the code lists dictionary-encoded (issue 17); read as plain lists of strings, every output file
+    is the same, byte for byte (the manifest aside: it names its folder)."""
+    import dipsim.cli as cli
+
+    load = cli._load
+    monkeypatch.setattr(cli, "_load", lambda *a, **k: load(*a, **{**k, "dictionary_codes": False}))
+    out = settle(world, "full.toml", tmp_path / "text")
+    files = sorted(p.name for p in settled_full.iterdir() if p.name != "manifest.json")
+    assert files == sorted(p.name for p in out.iterdir() if p.name != "manifest.json")
+    for name in files:
+        assert (out / name).read_bytes() == (settled_full / name).read_bytes(), name
+
+
 def test_scenarios_baseline_is_settle(world, settled_full, tmp_path):
     from dipsim.cli import main
 

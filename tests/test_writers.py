@@ -91,3 +91,29 @@ def test_written_files_and_folders_follow_the_umask(tmp_path, umask, file_mode, 
     run_folder = next(name for name in modes if name.startswith(".run-"))
     assert modes == {"deep": folder_mode, "deep/x.csv": file_mode, "x.parquet": file_mode, "x.json": file_mode,
                      run_folder: folder_mode}
+
+
+def test_a_table_written_in_parts_is_the_table_written_whole(tmp_path):
+    """`table_parts` (what `dipsim group` writes its output through, a piece at a time): the same rows and types as
+    one write, for Parquet and CSV (the CSV byte for byte); a failure in the middle leaves no file."""
+    import pyarrow.parquet as pq
+
+    from dipsim.io.writers import table_parts
+
+    parts = [pa.table({"case_id": ["a", "=b"], "drg": ["AB11", "0000"], "n": [1, 2]}),
+             pa.table({"case_id": ["c"], "drg": ["CD13"], "n": [3]})]
+    whole = pa.concat_tables(parts)
+    for suffix in (".parquet", ".csv"):
+        with table_parts(tmp_path / f"parts{suffix}") as write:
+            for part in parts:
+                write(part)
+        write_table(whole, tmp_path / f"whole{suffix}")
+    assert pq.read_table(tmp_path / "parts.parquet").equals(whole)
+    assert pq.ParquetFile(tmp_path / "parts.parquet").metadata.num_row_groups == 2  # a row group a part
+    assert (tmp_path / "parts.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    with pytest.raises(RuntimeError), table_parts(tmp_path / "failed.parquet") as write:
+        write(parts[0])
+        raise RuntimeError("the second piece could not be read")
+    assert not (tmp_path / "failed.parquet").exists() and not list(tmp_path.glob(".failed*"))
+    with pytest.raises(ValueError, match="unsupported output type"), table_parts(tmp_path / "x.txt"):
+        pass

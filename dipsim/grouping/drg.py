@@ -214,12 +214,17 @@ def group_arrays(dx: np.ndarray, dx_offsets: np.ndarray, px: np.ndarray, px_offs
 
 
 def warm_up(scheme: str | DrgScheme | CompiledScheme = "chs-drg-1.1") -> threading.Thread:
-    """Load the compiled kernel from Numba's cache (about 0.4 s: Numba sets up its compiler) in a background
+    """Load the compiled kernels from Numba's cache (about 0.5 s: Numba sets up its compiler) in a background
     thread, by grouping one empty case; the caller reads its input meanwhile (Arrow's readers release the GIL).
     A later call waits for the load if it is not finished."""
     compiled = _compiled(scheme)
 
     def run() -> None:
+        from dipsim.io.case_id_hashes import case_id_hashes
+
+        # the case-id hash first: validation needs it before grouping does (the first kernel a process loads also
+        # pays for Numba's CPU target, about 0.4 s)
+        case_id_hashes(pa.array([""]))
         one, empty = np.zeros(2, np.int64), np.zeros(1, np.int32)
         one[1] = 1
         group_arrays(np.full(1, MISSING, np.int32), one, np.zeros(0, np.int32), np.zeros(2, np.int64),

@@ -18,11 +18,12 @@ import codecs
 import csv
 import functools
 import io
+import itertools
 import json
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -1003,6 +1004,27 @@ def read_ahead(items: Iterator, depth: int = 1) -> Iterator:
     finally:
         stop.set()
         thread.join()
+
+
+def in_threads(fn: Callable, items: Iterable, workers: int = 2) -> Iterator:
+    """fn(item) for each item, in order, `workers` at a time in threads of their own (reading and validating a
+    partition is mostly Arrow work that lets go of the GIL, so two partitions go on the two cores). At most
+    `workers` results are made ahead of the one the caller holds; an exception is raised where its result is taken;
+    a caller that stops early cancels what has not started."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = iter(items)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dipsim-partition") as pool:
+        pending: deque = deque(pool.submit(fn, item) for item in itertools.islice(items, workers))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                pending.extend(pool.submit(fn, item) for item in itertools.islice(items, 1))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 _WORKBOOK_ERRORS = (OSError, ValueError, LookupError, TypeError, AttributeError, RuntimeError, EOFError,

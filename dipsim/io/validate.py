@@ -805,21 +805,27 @@ def _load_folder(listing: _FolderListing, opts: ValidationOptions, header_mappin
         raw = canonical(table, rows, folder, header_mapping, validated=listing.stamp)
         if _trusted(raw, opts, columns):
             return _result(raw, opts, columns)
-    results = list(_partition_results(listing, opts, header_mapping, columns, dictionary_codes))
+    # all are held in the end anyway: two partitions at a time, one on each core
+    results = list(_partition_results(listing, opts, header_mapping, columns, dictionary_codes, threads=2))
     return results[0] if len(results) == 1 else _stacked(folder, results)
 
 
 def _partition_results(listing: _FolderListing, opts: ValidationOptions, header_mapping: dict | None,
-                       columns: list[str] | None = None, dictionary_codes: bool = False
+                       columns: list[str] | None = None, dictionary_codes: bool = False, threads: int = 0
                        ) -> Iterator[ValidationResult]:
     """Each partition validated alone, in order, a case id accepted from an earlier one rejected. `columns`,
-    `dictionary_codes`: as in `load_cases`."""
-    from .readers import read_cases_raw
+    `dictionary_codes`: as in `load_cases`. `threads`: partitions read and validated at a time in threads of their
+    own (`readers.in_threads`; that many more partitions in memory), 0: one after the other in this thread."""
+    from .readers import in_threads, read_cases_raw
+
+    def validated(file: Path) -> ValidationResult:
+        raw = read_cases_raw(file, header_mapping, columns=columns, dictionary_codes=dictionary_codes)
+        return validate_cases(raw, opts, dictionary_codes=dictionary_codes)
 
     earlier = EarlierCaseIds(listing.folder, header_mapping)
-    for file in listing.files:
-        raw = read_cases_raw(file, header_mapping, columns=columns, dictionary_codes=dictionary_codes)
-        yield earlier.reject_repeats(validate_cases(raw, opts, dictionary_codes=dictionary_codes))
+    results = in_threads(validated, listing.files, threads) if threads else map(validated, listing.files)
+    for result in results:
+        yield earlier.reject_repeats(result)
 
 
 def with_last(items: Iterator) -> Iterator[tuple]:

@@ -165,6 +165,50 @@ def csv_parts(path: str | Path, schema: pa.Schema, bom: bool = True) -> Iterator
         writer.close()
 
 
+@contextlib.contextmanager
+def parquet_parts(path: str | Path, compression: str = "zstd") -> Iterator:
+    """`write_parquet` of a table given in parts: yields `write(part)`, the parts (tables of one schema) written in
+    order as they come, each its own row groups (memory: one part; Parquet's encoder lets go of the GIL, so a
+    thread reading the next part goes on meanwhile); as atomic. At least one part must be written."""
+    with atomic_path(path) as tmp:
+        writer = None
+
+        def write(part: pa.Table) -> None:
+            nonlocal writer
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, part.schema, compression=compression)
+            writer.write_table(part)
+
+        try:
+            yield write
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise ValueError(f"{path}: no part was written")
+
+
+@contextlib.contextmanager
+def table_parts(path: str | Path) -> Iterator:
+    """`write_table` of a table given in parts (`parquet_parts`, `csv_parts`), by extension; the parts' schema is
+    the first part's. At least one part must be written."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise ValueError(f"{path}: unsupported output type {suffix!r} (use .parquet or .csv)")
+    with contextlib.ExitStack() as stack:
+        writers: list = []
+
+        def write(part: pa.Table) -> None:
+            if not writers:
+                writers.append(stack.enter_context(parquet_parts(path) if suffix == ".parquet"
+                                                   else csv_parts(path, part.schema)))
+            writers[0](part)
+
+        yield write
+        if not writers:
+            raise ValueError(f"{path}: no part was written")
+
+
 def write_table(table: pa.Table, path: str | Path) -> Path:
     """Write by extension: .parquet or .csv."""
     suffix = Path(path).suffix.lower()
