@@ -52,8 +52,8 @@ def _validation_checked_against_its_reference(monkeypatch):
 
     original = validate.validate_cases
 
-    def checked(raw, options=None, first_rows=None):
-        result = original(raw, options, first_rows)
+    def checked(raw, options=None, first_rows=None, dictionary_codes=False):
+        result = original(raw, options, first_rows, dictionary_codes)
         assert_same(result, reference_validate(raw, options, first_rows), raw.unmapped)
         _REFERENCE_CHECKS["calls"] += 1
         _REFERENCE_CHECKS["rows"] += result.rows_read

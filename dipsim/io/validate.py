@@ -224,15 +224,39 @@ def text_column(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     """A column as trimmed, NFKC-normalised text (full-width digits and letters become ASCII); missing -> null.
     A column that repeats its values (hospital, pool, department; told from its first rows) is normalised once
     per distinct value."""
+    texts, indices = _encoded_text(col)
+    return texts if indices is None else pc.take(texts, indices)
+
+
+def _encoded_text(col: pa.ChunkedArray | pa.Array, always: bool = False) -> tuple[pa.Array, pa.Array | None]:
+    """`text_column` of a column as the text of its distinct cells and each row's position among them (`indices`,
+    null for a null cell; `texts` may hold a null, a missing value, and the same text twice, " 1" and "1"), when
+    the column is read dictionary-encoded, when `always`, or when its first rows repeat values; else the text of
+    each row and None. What a parse once per distinct value starts from (`_spread` takes it back to the rows)."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if pa.types.is_dictionary(arr.type):
-        return pc.take(_text_values(pc.cast(arr.dictionary, pa.string())), arr.indices)
+        return _text_values(pc.cast(arr.dictionary, pa.string())), arr.indices
     if not pa.types.is_string(arr.type):
         arr = pc.cast(arr, pa.string())
-    if len(arr) > 4 * _SAMPLE_ROWS and pc.count_distinct(arr.slice(0, _SAMPLE_ROWS)).as_py() < _SAMPLE_ROWS // 4:
+    if always or (len(arr) > 4 * _SAMPLE_ROWS
+                  and pc.count_distinct(arr.slice(0, _SAMPLE_ROWS)).as_py() < _SAMPLE_ROWS // 4):
         encoded = pc.dictionary_encode(arr)
-        return pc.take(_text_values(encoded.dictionary), encoded.indices)
-    return _text_values(arr)
+        return _text_values(encoded.dictionary), encoded.indices
+    return _text_values(arr), None
+
+
+def _spread(per_value: np.ndarray, indices: pa.Array | None, missing_value) -> np.ndarray:
+    """Values of the distinct cells (`_encoded_text`) taken to the rows, `missing_value` for a null cell; the
+    values themselves (one a row) when `indices` is None."""
+    if indices is None:
+        return per_value
+    out = np.concatenate([per_value, np.array([missing_value], dtype=per_value.dtype)])
+    return out[pc.fill_null(indices, len(per_value)).to_numpy(zero_copy_only=False)]
+
+
+def _shown(texts: pa.Array, indices: pa.Array | None) -> pa.Array:
+    """The rows' text (for the messages) of a column as `_encoded_text` gives it, without taking it to every row."""
+    return texts if indices is None else pa.DictionaryArray.from_arrays(indices, texts)
 
 
 _SAMPLE_ROWS = 4096
@@ -254,9 +278,18 @@ def _text_values(arr: pa.Array) -> pa.Array:
 def _per_value(text: pa.Array, parse, missing_value):
     """Apply `parse` (a pandas Series of distinct strings -> numpy array) to each distinct value, spread to rows."""
     encoded = pc.dictionary_encode(text)
-    parsed = np.asarray(parse(encoded.dictionary.to_pandas()))
-    out = np.concatenate([parsed, np.array([missing_value], dtype=parsed.dtype)])
-    return out[pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)]
+    return _spread(_parsed(encoded.dictionary, parse, missing_value), encoded.indices, missing_value)
+
+
+def _parsed(texts: pa.Array, parse, missing_value) -> np.ndarray:
+    """`parse` (a pandas Series of strings -> numpy array) of each text, `missing_value` where one is null."""
+    valid = texts.is_valid().to_numpy(zero_copy_only=False)
+    if valid.all():
+        return np.asarray(parse(texts.to_pandas()))
+    parsed = np.asarray(parse(texts.filter(pa.array(valid)).to_pandas()))
+    out = np.full(len(texts), missing_value, dtype=parsed.dtype)
+    out[valid] = parsed
+    return out
 
 
 def _is_numeric_type(t: pa.DataType) -> bool:
@@ -273,18 +306,18 @@ def _number(col) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
     if _is_numeric_type(col.type):
         values = _numeric_column(col)
         return values, np.isnan(values), np.zeros(len(values), bool), values
-    text = text_column(col)
-    missing = text.is_null().to_numpy(zero_copy_only=False)
+    texts, indices = _encoded_text(col)  # a column that repeats its values is read once per distinct value
+    missing = _spread(texts.is_null().to_numpy(zero_copy_only=False), indices, True)
     try:
-        values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+        values = pc.cast(texts, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # thousands separators, units, garbage: per value
         def parse(uniq: pd.Series) -> np.ndarray:
             cleaned = uniq.str.replace(",", "", regex=False).str.replace(r"(元|天|小时|克|g|岁)$", "", regex=True)
             return pd.to_numeric(cleaned, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
-        values = _per_value(text, parse, np.nan)
-    values = np.where(missing, np.nan, values)
-    return values, missing, np.isnan(values) & ~missing, text
+        values = _per_value(texts, parse, np.nan)
+    values = np.where(missing, np.nan, _spread(values, indices, np.nan))
+    return values, missing, np.isnan(values) & ~missing, _shown(texts, indices)
 
 
 def _parse_dates(uniq: pd.Series) -> np.ndarray:
@@ -304,10 +337,11 @@ def _date(col) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
         values = pc.cast(col, pa.date32()).to_numpy(zero_copy_only=False).astype("datetime64[D]")
         missing, text = np.isnat(values), values.copy()  # the dates as given, for the messages
     else:
-        text = text_column(col)
-        missing = text.is_null().to_numpy(zero_copy_only=False)
-        day = pc.replace_substring_regex(text, r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")  # time of day dropped
-        values = _per_value(day, _parse_dates, np.datetime64("NaT", "D"))
+        texts, indices = _encoded_text(col, always=True)  # each distinct date once
+        missing = _spread(texts.is_null().to_numpy(zero_copy_only=False), indices, True)
+        day = pc.replace_substring_regex(texts, r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")  # time of day dropped
+        values = _spread(_parsed(day, _parse_dates, np.datetime64("NaT", "D")), indices, np.datetime64("NaT", "D"))
+        text = _shown(texts, indices)
     years = values.astype("datetime64[Y]").astype(np.int64) + 1970
     bad = ~missing & (np.isnat(values) | (years < 1900) | (years > 2100))  # typed or text, the same years
     values[bad] = np.datetime64("NaT")
@@ -331,8 +365,8 @@ def _lookup(col, words: dict, allowed: set | None = None) -> tuple[np.ndarray, n
                           + [None], dtype=object)
         values = mapped[np.where(missing, len(distinct), index)]
         return values, missing, ~missing & pd.isna(values), given
-    text = text_column(col)
-    missing = text.is_null().to_numpy(zero_copy_only=False)
+    texts, indices = _encoded_text(col, always=True)  # each distinct word once
+    missing = _spread(texts.is_null().to_numpy(zero_copy_only=False), indices, True)
 
     def parse(uniq: pd.Series) -> np.ndarray:
         key = uniq.str.lower().str.replace(r"\.0+$", "", regex=True)
@@ -342,9 +376,10 @@ def _lookup(col, words: dict, allowed: set | None = None) -> tuple[np.ndarray, n
             mapped = mapped.where(mapped.notna(), as_number.where(as_number.isin(allowed)))
         return mapped.to_numpy(dtype=np.float64, na_value=np.nan) if numeric else mapped.to_numpy(dtype=object)
 
-    values = _per_value(text, parse, np.nan if numeric else None)
+    empty = np.nan if numeric else None
+    values = _spread(_parsed(texts, parse, empty), indices, empty)
     bad = ~missing & (np.isnan(values) if numeric else pd.isna(values))
-    return values, missing, bad, text
+    return values, missing, bad, _shown(texts, indices)
 
 
 # ---------------------------------------------------------------- the checks
@@ -427,8 +462,8 @@ def _code_lists(col, system: str, crosswalk: str | None) -> tuple[pa.ListArray, 
     runs once per distinct code, not once per row). A column read dictionary-encoded (`dictionary_codes`) is not
     encoded again."""
     chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
-    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
-        chunks = [codes.split_code_list(pa.concat_arrays(chunks) if chunks else pa.array([], col.type))]
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):  # text: split, items encoded
+        chunks = [codes.split_code_ids(pa.concat_arrays(chunks) if chunks else pa.array([], col.type))]
     elif not (pa.types.is_dictionary(col.type.value_type) and chunks):  # chunks of a dictionary column may each
         chunks = [pa.concat_arrays(chunks) if chunks else pa.array([], col.type)]  # have their own dictionary
     lengths = np.concatenate([pc.fill_null(pc.list_value_length(c), 0).to_numpy(zero_copy_only=False)
