@@ -245,6 +245,35 @@ def _encoded_text(col: pa.ChunkedArray | pa.Array, always: bool = False) -> tupl
     return _text_values(arr), None
 
 
+def _plain_text_values(arr: pa.Array) -> pa.Array | None:
+    """`_text_values` of an ASCII string array none of whose values starts or ends with white space (ids, amounts,
+    dates as most exports write them), from its buffers: nothing to normalise or trim, and only a value of a few
+    bytes can be a missing token. None for any other array (`_text_values` then does it all)."""
+    n = len(arr)
+    if not n or arr.type != pa.string():
+        return None
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, count=n + 1, offset=4 * arr.offset)
+    data = arr.buffers()[2]
+    data = np.frombuffer(data, np.uint8)[offsets[0]:offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+    if data.size and data.max() >= 0x80:
+        return None
+    lengths = np.diff(offsets)
+    ends = offsets[1:][lengths > 0] - offsets[0]  # after the last byte of each non-empty value
+    if _IS_ASCII_SPACE[data[ends - 1]].any() or _IS_ASCII_SPACE[data[ends - lengths[lengths > 0]]].any():
+        return None
+    short = np.flatnonzero(lengths <= _LONGEST_MISSING_TOKEN)
+    if not len(short):
+        return arr
+    shorts = arr.take(pa.array(short))
+    token = pc.fill_null(pc.is_in(pc.ascii_lower(shorts), value_set=_MISSING_VALUES), False)
+    token = token.to_numpy(zero_copy_only=False)
+    if not token.any():
+        return arr
+    missing = np.zeros(n, bool)
+    missing[short[token]] = True
+    return pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), arr)
+
+
 def _spread(per_value: np.ndarray, indices: pa.Array | None, missing_value) -> np.ndarray:
     """Values of the distinct cells (`_encoded_text`) taken to the rows, `missing_value` for a null cell; the
     values themselves (one a row) when `indices` is None."""
@@ -263,8 +292,15 @@ _SAMPLE_ROWS = 4096
 _ASCII_SPACE = "".join(chr(c) for c in range(128) if chr(c).isspace())  # \t\n\v\f\r\x1c-\x1f and space
 
 
+_IS_ASCII_SPACE = np.zeros(256, bool)
+_IS_ASCII_SPACE[[ord(c) for c in _ASCII_SPACE]] = True
+
+
 def _text_values(arr: pa.Array) -> pa.Array:
     """`text_column` of a string array, value by value."""
+    plain = _plain_text_values(arr)
+    if plain is not None:
+        return plain
     ascii_only = pc.all(pc.string_is_ascii(arr)).as_py() is not False  # NFKC changes nothing in ASCII
     # Unicode white space at the ends goes, whatever the other rows hold: in ASCII that is also \x1c-\x1f.
     arr = pc.ascii_trim(arr, _ASCII_SPACE) if ascii_only else pc.utf8_trim_whitespace(pc.utf8_normalize(arr, "NFKC"))
@@ -336,22 +372,31 @@ def _date(col) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
     if pa.types.is_date(col.type) or pa.types.is_timestamp(col.type):
         values = pc.cast(col, pa.date32()).to_numpy(zero_copy_only=False).astype("datetime64[D]")
         missing, text = np.isnat(values), values.copy()  # the dates as given, for the messages
-    else:
-        texts, indices = _encoded_text(col, always=True)  # each distinct date once
-        missing = _spread(texts.is_null().to_numpy(zero_copy_only=False), indices, True)
-        day = pc.replace_substring_regex(texts, r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")  # time of day dropped
-        values = _spread(_parsed(day, _parse_dates, np.datetime64("NaT", "D")), indices, np.datetime64("NaT", "D"))
-        text = _shown(texts, indices)
-    years = values.astype("datetime64[Y]").astype(np.int64) + 1970
-    bad = ~missing & (np.isnat(values) | (years < 1900) | (years > 2100))  # typed or text, the same years
-    values[bad] = np.datetime64("NaT")
-    return values, missing, bad, text
+        bad = ~missing & _implausible(values)
+        values[bad] = np.datetime64("NaT")
+        return values, missing, bad, text
+    texts, indices = _encoded_text(col, always=True)  # each distinct date once, its checks too
+    nat = np.datetime64("NaT", "D")
+    day = pc.replace_substring_regex(texts, r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")  # time of day dropped
+    values = np.array(_parsed(day, _parse_dates, nat))
+    missing = texts.is_null().to_numpy(zero_copy_only=False)
+    bad = ~missing & _implausible(values)
+    values[bad] = nat
+    return (_spread(values, indices, nat), _spread(missing, indices, True), _spread(bad, indices, False),
+            _shown(texts, indices))
+
+
+def _implausible(days: np.ndarray) -> np.ndarray:
+    """NaT, or a year outside 1900-2100 (typed dates or text, the same years)."""
+    years = days.astype("datetime64[Y]").astype(np.int64) + 1970
+    return np.isnat(days) | (years < 1900) | (years > 2100)
 
 
 def _lookup(col, words: dict, allowed: set | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
     """Map text through `words` (or accept numbers in `allowed`); returns values, missing, bad, text.
 
-    Values are float64 when every target in `words` is a number (NaN where missing or bad), else objects."""
+    Values are float64 when every target in `words` is a number (NaN where missing or bad), else objects (None
+    where missing or bad; from text, an Arrow array)."""
     numeric = all(isinstance(v, (int, float)) for v in words.values())
     if _is_numeric_type(col.type):
         given = _numeric_column(col)  # as given, for the messages
@@ -377,9 +422,13 @@ def _lookup(col, words: dict, allowed: set | None = None) -> tuple[np.ndarray, n
         return mapped.to_numpy(dtype=np.float64, na_value=np.nan) if numeric else mapped.to_numpy(dtype=object)
 
     empty = np.nan if numeric else None
-    values = _spread(_parsed(texts, parse, empty), indices, empty)
-    bad = ~missing & (np.isnan(values) if numeric else pd.isna(values))
-    return values, missing, bad, _shown(texts, indices)
+    values = _parsed(texts, parse, empty)  # each distinct text's value, and whether it is bad
+    bad = ~texts.is_null().to_numpy(zero_copy_only=False) & (np.isnan(values) if numeric else pd.isna(values))
+    bad = _spread(bad, indices, False)
+    if numeric:
+        return _spread(values, indices, np.nan), missing, bad, _shown(texts, indices)
+    words_given = pa.array(values, pa.string(), from_pandas=True)
+    return _shown(words_given, indices), missing, bad, _shown(texts, indices)
 
 
 # ---------------------------------------------------------------- the checks
@@ -428,13 +477,22 @@ def _no_repeats(ids: pa.Array) -> bool:
     """True when no id occurs twice. When Numba is loaded already (a grouping command), from the ids' sorted 64-bit
     hashes (`case_id_hashes`; different hashes, different ids; two equal ones, a repeat or a shared hash, answer
     False and go to the exact check): 0.06 s for 1M ids. Otherwise by Arrow's distinct count, 0.3 s, rather than
-    load Numba for it (0.5 s)."""
-    if "numba" not in sys.modules:
+    load Numba for it (0.5 s); so are a few ids while the hash kernel is not loaded yet (the first piece of a CSV
+    file, while another thread loads it: `_with_first_rows`)."""
+    if "numba" not in sys.modules or (len(ids) <= _FEW_IDS and not _hash_kernel_loaded()):
         return len(pc.unique(ids)) == len(ids)
     from .case_id_hashes import case_id_hashes
 
     hashes = np.sort(case_id_hashes(ids))
     return not (hashes[1:] == hashes[:-1]).any()
+
+
+_FEW_IDS = 1 << 16  # ids Arrow counts in less time (20 ms) than the hash kernel takes to load
+
+
+def _hash_kernel_loaded() -> bool:
+    kernel = getattr(sys.modules.get("dipsim.io.case_id_hashes"), "_fnv1a_mixed", None)  # a module being imported
+    return kernel is not None and bool(kernel.signatures)  # in another thread has no kernel yet
 
 
 def _check_case_ids(p: _Problems, ids: pa.Array, first_rows: np.ndarray | None = None) -> None:
@@ -977,10 +1035,22 @@ def iter_csv_cases(path, batch_rows: int, options: ValidationOptions | None = No
 
     opts = options or ValidationOptions()
     first_rows = _FirstRows()
-    pieces = ((raw, first_rows.of(raw)) for raw in iter_csv_raw(path, batch_rows, header_mapping, encoding,
-                                                                 ahead=False))
+    pieces = _with_first_rows(iter_csv_raw(path, batch_rows, header_mapping, encoding, ahead=False), first_rows)
     # the next piece is read while this one is validated
     yield from _warned_once(validate_cases(raw, opts, first) for raw, first in read_ahead(pieces))
+
+
+def _with_first_rows(pieces: Iterator[RawCases], first_rows: _FirstRows) -> Iterator[tuple[RawCases, object]]:
+    """Each piece with its rows' first rows over the file (`_FirstRows.of`). The first piece has no earlier one
+    (None): it goes out at once, and its ids are remembered after, before the next piece is looked up (hashing
+    them may first load Numba's kernel, a few tenths of a second the validation of the first piece need not
+    wait for)."""
+    for number, raw in enumerate(pieces):
+        if number:
+            yield raw, first_rows.of(raw)
+        else:
+            yield raw, None
+            first_rows.of(raw)
 
 
 def _warned_once(results: Iterator[ValidationResult]) -> Iterator[ValidationResult]:
