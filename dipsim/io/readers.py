@@ -56,6 +56,9 @@ class RawCases:
     unmapped: list[str] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)  # rows not split into fields or not decodable
     validated: dict | None = None  # the stamp of one complete `dipsim validate` output, when the input is one
+    # Columns as validation reads them, made ahead in the reader's thread (`validate.read_ahead_work`): a text
+    # column dictionary-encoded, a code list split. The same values as the table's, which stays as read.
+    ahead: dict[str, pa.Array] = field(default_factory=dict)
 
     @property
     def rows_read(self) -> int:

@@ -238,11 +238,46 @@ def _encoded_text(col: pa.ChunkedArray | pa.Array, always: bool = False) -> tupl
         return _text_values(pc.cast(arr.dictionary, pa.string())), arr.indices
     if not pa.types.is_string(arr.type):
         arr = pc.cast(arr, pa.string())
-    if always or (len(arr) > 4 * _SAMPLE_ROWS
-                  and pc.count_distinct(arr.slice(0, _SAMPLE_ROWS)).as_py() < _SAMPLE_ROWS // 4):
+    if always or _repeats(arr):
         encoded = pc.dictionary_encode(arr)
         return _text_values(encoded.dictionary), encoded.indices
     return _text_values(arr), None
+
+
+def _repeats(arr: pa.Array) -> bool:
+    """A long column whose first rows repeat their values (a few hundred distinct dates in a million rows)."""
+    return len(arr) > 4 * _SAMPLE_ROWS and pc.count_distinct(arr.slice(0, _SAMPLE_ROWS)).as_py() < _SAMPLE_ROWS // 4
+
+
+# What validation reads once per distinct value: always (`_date`, `_lookup`), or when it repeats (`_repeats`).
+_ENCODED_ALWAYS = frozenset({"admission_date", "discharge_date", "sex", "discharge_mode", "tcm_treated",
+                             "insurance_type"})
+_ENCODED_IF_REPEATED = frozenset({"patient_id", "hospital_id", "pool", "tcm_diagnosis", "department", "insurer_drg",
+                                  "age_years", "age_days", "birth_weight_g", "los_days", "ventilation_hours",
+                                  "total_cost", "fund_paid", "patient_paid", "tcm_cost"})
+
+
+def read_ahead_work(raw: RawCases) -> RawCases:
+    """Do ahead the work of validation on single columns that is most of its time and lets other threads run
+    (Arrow's kernels let go of the GIL): the text columns it reads once per distinct value dictionary-encoded,
+    the code lists split (`codes.split_code_ids`), into `raw.ahead`, which validation then reads in place of the
+    table's columns (the same values, and so the same results). A CSV file's reader thread does it while the
+    piece before is validated (`iter_csv_cases`)."""
+    for name in raw.table.column_names:
+        column = raw.table[name]
+        if not pa.types.is_string(column.type):
+            continue
+        column = column.combine_chunks()
+        if name in ("diagnoses", "procedures"):
+            raw.ahead[name] = codes.split_code_ids(column)
+        elif name in _ENCODED_ALWAYS or (name in _ENCODED_IF_REPEATED and _repeats(column)):
+            raw.ahead[name] = pc.dictionary_encode(column)
+    return raw
+
+
+def _column(raw: RawCases, name: str):
+    """A column as validation reads it: as made ahead (`read_ahead_work`), else as read."""
+    return raw.ahead[name] if name in raw.ahead else raw.table[name]
 
 
 def _plain_text_values(arr: pa.Array) -> pa.Array | None:
@@ -560,7 +595,7 @@ def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str |
     n = raw.table.num_rows
     if name not in raw.table.column_names:
         return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string()))
-    lists, distinct, item = _code_lists(raw.table[name], system, crosswalk)
+    lists, distinct, item = _code_lists(_column(raw, name), system, crosswalk)
     lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
     parents = np.repeat(np.arange(n), lengths)
     is_principal = np.zeros(len(item), bool)
@@ -629,7 +664,7 @@ def _integer(p: _Problems, raw: RawCases, name: str, low: float, high: float, la
     n = raw.table.num_rows
     if name not in raw.table.column_names:
         return np.full(n, np.nan)
-    values, _missing, bad, text = _number(raw.table[name])
+    values, _missing, bad, text = _number(_column(raw, name))
     p.reject(bad, name, text, f"{label} is not a number")
     fraction = ~np.isnan(values) & (values != np.round(values))
     p.reject(fraction, name, text, f"{label} is not a whole number")
@@ -645,7 +680,7 @@ def _non_negative(p: _Problems, raw: RawCases, name: str, label: str, maximum: f
     `missing_reason` when one is given (a column the file does not have is not checked)."""
     if name not in raw.table.column_names:
         return np.full(raw.table.num_rows, np.nan)
-    values, missing, bad, text = _number(raw.table[name])
+    values, missing, bad, text = _number(_column(raw, name))
     p.reject(bad, name, text, f"{label} is not a number")
     if missing_reason:
         p.reject(missing, name, raw.table[name], missing_reason)  # the cell as given ("NaN", "-", "")
@@ -658,7 +693,7 @@ def _dates(p: _Problems, raw: RawCases) -> dict[str, np.ndarray]:
     out = {}
     for name in ("admission_date", "discharge_date"):
         if name in raw.table.column_names:
-            values, _missing, bad, text = _date(raw.table[name])
+            values, _missing, bad, text = _date(_column(raw, name))
             p.reject(bad, name, text, "bad date")
         else:
             values = np.full(raw.table.num_rows, np.datetime64("NaT"), dtype="datetime64[D]")
@@ -724,12 +759,12 @@ def _check_identity(p: _Problems, raw: RawCases, ids: pa.Array, has_id_column: b
     if not has_id_column and len(ids):
         p.warn(np.arange(len(ids)) == 0, "case_id", "", "no case id column: ids made from the file name and row")
     _check_case_ids(p, ids, first_rows)
-    texts = {name: text_column(raw.table[name])
+    texts = {name: text_column(_column(raw, name))
              for name in ("patient_id", "hospital_id", "pool", "tcm_diagnosis", "department", "insurer_drg")
              if name in raw.table.column_names}
     insurance = None
     if "insurance_type" in raw.table.column_names:
-        insurance, _, bad, text = insurance_types(raw.table["insurance_type"])
+        insurance, _, bad, text = insurance_types(_column(raw, "insurance_type"))
         p.warn(bad, "insurance_type", text,
                "unknown insurance type (险种): left empty; the case is rejected at settlement (no settlement pool)")
     return {"case_id": ids, **texts, "insurance_type": insurance}
@@ -747,7 +782,7 @@ def _check_person(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
     # 性别: a missing sex does not stop grouping (only sex-restricted MDCs use it), an unreadable one is an error.
     sex = np.zeros(raw.table.num_rows)
     if "sex" in names:
-        values, missing, bad, text = _lookup(raw.table["sex"], _SEX_WORDS, allowed={0, 1, 2, 9})
+        values, missing, bad, text = _lookup(_column(raw, "sex"), _SEX_WORDS, allowed={0, 1, 2, 9})
         p.reject(bad, "sex", text, "sex must be 1 (男), 2 (女), 0 or 9 (unknown)")
         p.warn(missing, "sex", "", "missing sex: treated as unknown (0)")
         sex = np.nan_to_num(values, nan=0.0)
@@ -780,7 +815,7 @@ def _check_stay(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
              "LOS inconsistent with the dates")
     discharge_mode = np.full(raw.table.num_rows, np.nan)
     if "discharge_mode" in raw.table.column_names:
-        discharge_mode, missing, bad, text = _lookup(raw.table["discharge_mode"], _DISCHARGE_WORDS,
+        discharge_mode, missing, bad, text = _lookup(_column(raw, "discharge_mode"), _DISCHARGE_WORDS,
                                                      allowed=set(DISCHARGE_MODES))
         p.reject(bad, "discharge_mode", text, "discharge mode (离院方式) must be 1, 2, 3, 4, 5 or 9")
         p.warn(missing, "discharge_mode", "", "missing discharge mode (离院方式)")
@@ -808,7 +843,7 @@ def _check_money(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
              "TCM cost exceeds the total cost")
     tcm_treated = np.full(raw.table.num_rows, np.nan)
     if "tcm_treated" in raw.table.column_names:
-        tcm_treated, _, bad, text = _lookup(raw.table["tcm_treated"], _TRUE_WORDS, allowed={0, 1})
+        tcm_treated, _, bad, text = _lookup(_column(raw, "tcm_treated"), _TRUE_WORDS, allowed={0, 1})
         p.reject(bad, "tcm_treated", text, "TCM flag (中医治疗标识) must be 1/0, 是/否 or true/false")
     return {**money, "tcm_treated": tcm_treated}
 
@@ -1041,11 +1076,12 @@ def iter_csv_cases(path, batch_rows: int, options: ValidationOptions | None = No
 
 
 def _with_first_rows(pieces: Iterator[RawCases], first_rows: _FirstRows) -> Iterator[tuple[RawCases, object]]:
-    """Each piece with its rows' first rows over the file (`_FirstRows.of`). The first piece has no earlier one
-    (None): it goes out at once, and its ids are remembered after, before the next piece is looked up (hashing
-    them may first load Numba's kernel, a few tenths of a second the validation of the first piece need not
-    wait for)."""
+    """Each piece, its work on single columns done ahead (`read_ahead_work`), with its rows' first rows over the
+    file (`_FirstRows.of`). The first piece has no earlier one (None): it goes out at once, and its ids are
+    remembered after, before the next piece is looked up (hashing them may first load Numba's kernel, a few
+    tenths of a second the validation of the first piece need not wait for)."""
     for number, raw in enumerate(pieces):
+        read_ahead_work(raw)
         if number:
             yield raw, first_rows.of(raw)
         else:
