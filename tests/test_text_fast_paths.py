@@ -272,7 +272,9 @@ def test_csv_first_batches_are_shorter(tmp_path):
     path = tmp_path / "cases.csv"
     lines = ["病案号,住院天数,诊断编码,医疗总费用"] + [f"A{i},3,K35.800,{100 + i}" for i in range(6000)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    sizes = [len(raw.rows) for raw in iter_csv_raw(path, 1000)]
+    even = [len(raw.rows) for raw in iter_csv_raw(path, 1000)]  # validate's pieces: its row groups
+    assert sum(even) == 6000 and min(even[:-1]) > 800 and max(even) < 1200
+    sizes = [len(raw.rows) for raw in iter_csv_raw(path, 1000, ramp=True)]
     assert sum(sizes) == 6000
     assert sizes[0] < 1000 / 8  # about a 16th
     assert sizes[0] < sizes[1] < sizes[2] < sizes[3]  # then twice as long each time, up to about 1000

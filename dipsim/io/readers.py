@@ -656,7 +656,7 @@ def _drop_unnamed_empty_columns(table: pa.Table, headers: list[str]) -> pa.Table
 # A claims text file is read in blocks of whole lines, this many bytes each (`read_csv_raw`): the parse and its
 # copies stay in a few buffers of this size, whatever the file's size.
 _BLOCK_BYTES = 1 << 25
-_FIRST_BLOCK_SHARE = 16  # `iter_csv_raw`'s first batch is this many times shorter than the others
+_FIRST_BLOCK_SHARE = 16  # `iter_csv_raw(ramp=True)`'s first batch is this many times shorter than the others
 _SCAN_BYTES = 1 << 24  # the first pass, which only counts, reads this much at a time
 _HEAD_BYTES = 1 << 20  # what is looked at before reading (binary files, a BOM, the header, the length of a line)
 
@@ -946,17 +946,17 @@ def read_csv_raw(path: str | Path, encoding: str | None = None
 
 
 def iter_csv_raw(path: str | Path, batch_rows: int, header_mapping: dict[str, str] | None = None,
-                 encoding: str | None = None, ahead: bool = True) -> Iterator[RawCases]:
-    """A claims text file about `batch_rows` rows at a time (blocks of whole lines, `_CsvText.blocks`; the first
-    batches shorter: a 16th of that, then each twice the last), each batch a RawCases numbered by its lines in the
-    file, as `read_csv_raw` numbers them: memory bounded by the batch, whatever the file's size. With `ahead`, the
-    next block is parsed while the caller works on this batch (`read_ahead`). A file without rows gives one empty
-    batch."""
+                 encoding: str | None = None, ahead: bool = True, ramp: bool = False) -> Iterator[RawCases]:
+    """A claims text file about `batch_rows` rows at a time (blocks of whole lines, `_CsvText.blocks`), each batch
+    a RawCases numbered by its lines in the file, as `read_csv_raw` numbers them: memory bounded by the batch,
+    whatever the file's size. With `ahead`, the next block is parsed while the caller works on this batch
+    (`read_ahead`); with `ramp`, the first batches are shorter (a 16th, then each twice the last), so that a caller
+    working on each as it comes starts sooner. A file without rows gives one empty batch."""
     path = Path(path)
     text = _CsvText.open(path, encoding)
     block_bytes = max(1, int(batch_rows * text.line_bytes))
     given = False
-    blocks = text.blocks(block_bytes, max(1, block_bytes // _FIRST_BLOCK_SHARE))
+    blocks = text.blocks(block_bytes, max(1, block_bytes // _FIRST_BLOCK_SHARE) if ramp else None)
     for table, rows, rejects in read_ahead(blocks) if ahead else blocks:
         if len(rows) or rejects:
             given = True

@@ -1044,7 +1044,7 @@ def iter_cases(path, batch_rows: int, options: ValidationOptions | None = None, 
     opts = options or ValidationOptions()
     path = Path(path)
     if path.suffix.lower() in CSV_SUFFIXES and path.is_file():
-        yield from iter_csv_cases(path, batch_rows, opts, header_mapping, encoding)
+        yield from iter_csv_cases(path, batch_rows, opts, header_mapping, encoding, ramp=True)
         return
     if path.is_dir():  # listed and its footers read once, for the stamp and the read
         listing = _FolderListing.of(path)
@@ -1060,17 +1060,21 @@ def iter_cases(path, batch_rows: int, options: ValidationOptions | None = None, 
 
 
 def iter_csv_cases(path, batch_rows: int, options: ValidationOptions | None = None,
-                   header_mapping: dict | None = None, encoding: str | None = None) -> Iterator[ValidationResult]:
+                   header_mapping: dict | None = None, encoding: str | None = None,
+                   ramp: bool = False) -> Iterator[ValidationResult]:
     """`load_cases` of a CSV (text) file about `batch_rows` rows at a time (`readers.iter_csv_raw`: blocks of whole
     lines, rows numbered and rejected as one read has them), memory bounded by the piece: each piece is validated
     alone, a case id met in an earlier piece is rejected as in one read (`_FirstRows`), and the warning that the
-    file has no case id column is given once, at its first row. The next piece is read (and its ids looked up)
-    in a thread of its own while this one is validated."""
+    file has no case id column is given once, at its first row. The next piece is read (its columns prepared,
+    `read_ahead_work`, and its ids looked up) in a thread of its own while this one is validated. `ramp`: the
+    first pieces shorter (`iter_csv_raw`), for a caller that works on each as it comes (`iter_cases`: group,
+    screen) rather than writing each as a row group (validate)."""
     from .readers import iter_csv_raw, read_ahead
 
     opts = options or ValidationOptions()
     first_rows = _FirstRows()
-    pieces = _with_first_rows(iter_csv_raw(path, batch_rows, header_mapping, encoding, ahead=False), first_rows)
+    pieces = _with_first_rows(iter_csv_raw(path, batch_rows, header_mapping, encoding, ahead=False, ramp=ramp),
+                              first_rows)
     # the next piece is read while this one is validated
     yield from _warned_once(validate_cases(raw, opts, first) for raw, first in read_ahead(pieces))
 
