@@ -596,50 +596,67 @@ def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str |
     if name not in raw.table.column_names:
         return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string()))
     lists, distinct, item = _code_lists(_column(raw, name), system, crosswalk)
-    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
-    parents = np.repeat(np.arange(n), lengths)
-    is_principal = np.zeros(len(item), bool)
-    is_principal[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    listed = np.flatnonzero(lengths)  # the rows with codes; a row's first code, its principal, is at offsets[row]
     distinct_text = distinct.to_numpy(zero_copy_only=False)  # each distinct code once; items index it
+    # What is told of each distinct code, as bits; each item then takes its code's (one byte an item).
+    flags = np.where(distinct_text == "", _EMPTY, 0).astype(np.uint8)
+    flags |= np.where(pc.fill_null(codes.is_valid_code_shape(distinct, system), False).to_numpy(
+        zero_copy_only=False), _SHAPE_OK, 0).astype(np.uint8)
+    check_dictionary = opts.check_dictionary and len(item)
+    if check_dictionary:
+        dictionary = codes.load_icd10() if system == "icd10" else codes.load_icd9()
+        ids = dictionary.encode(distinct)
+        flags |= np.where(ids >= 0, _KNOWN, 0).astype(np.uint8)
+        if name == "diagnoses":
+            allowed = dictionary.flag("allowed_as_principal")[np.maximum(ids, 0)]
+            flags |= np.where((ids >= 0) & ~allowed, _NOT_ALLOWED, 0).astype(np.uint8)
+    flag = flags[item]
+    principal = np.zeros(n, np.uint8)  # the principal's bits, 0 for a row without codes
+    principal[listed] = flag[offsets[listed]]
 
-    def text(at: np.ndarray) -> np.ndarray:
-        """The codes of the items `at` (a mask or positions), as text, built only for the items a line names."""
-        return distinct_text[item[at]]
+    def items(mask: np.ndarray, others_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The rows and codes (text) of the items in `mask` (the principals left out with `others_only`)."""
+        at = np.flatnonzero(mask)
+        rows = np.searchsorted(offsets, at, side="right") - 1
+        if others_only:
+            at, rows = at[at != offsets[rows]], rows[at != offsets[rows]]
+        return rows, distinct_text[item[at]]
 
     # An empty item is a missing principal (`split_code_list` keeps one only first, before other codes): the case
     # has no principal, and its other codes stay secondary.
-    empty = (distinct_text == "")[item]
-    shape_ok = pc.fill_null(codes.is_valid_code_shape(distinct, system), False).to_numpy(zero_copy_only=False)[item]
     label = "ICD-10" if system == "icd10" else "ICD-9-CM-3"
+    given = lengths > 0
     if name == "diagnoses":
-        has_principal = np.zeros(n, bool)
-        has_principal[parents[is_principal & ~empty]] = True
-        bad_principal = np.zeros(n, bool)
-        bad_principal[parents[is_principal & ~shape_ok & ~empty]] = True
+        has_principal = given & (principal & _EMPTY == 0)
+        bad_principal = has_principal & (principal & _SHAPE_OK == 0)
         principal_text = np.full(n, "", dtype=object)
         if bad_principal.any():
-            principal_text[parents[is_principal]] = text(is_principal)
+            principal_text[listed] = distinct_text[item[offsets[listed]]]
         p.reject(bad_principal, name, principal_text, f"principal diagnosis is not an {label} code")
-        _missing_principal(p, ~has_principal, lists, parents[~is_principal & ~empty], opts)
+        others = np.zeros(0, np.int64)
+        if not has_principal.all():  # the rows of other codes, for the reason of a missing principal
+            others = items(flag & _EMPTY == 0, others_only=True)[0]
+        _missing_principal(p, ~has_principal, lists, others, opts)
     else:
-        no_principal = np.zeros(n, bool)
-        no_principal[parents[is_principal & empty]] = True
+        no_principal = given & (principal & _EMPTY != 0)
         if no_principal.any():
             p.warn(no_principal, name, _joined(lists), "missing principal procedure (主要手术操作) "
                    "although other procedures are given: no procedure is taken as principal")
-    bad_items = ~shape_ok & ~empty & (~is_principal if name == "diagnoses" else True)
-    p.warn_items(parents[bad_items], name, text(bad_items), f"not an {label} code: ignored by grouping")
-    if opts.check_dictionary and len(item):
-        dictionary = codes.load_icd10() if system == "icd10" else codes.load_icd9()
-        ids = dictionary.encode(distinct)[item]
-        unknown = shape_ok & (ids < 0)
-        p.warn_items(parents[unknown], name, text(unknown), f"not in {label} 医保版 2.0")
+    rows, text = items(flag & (_EMPTY | _SHAPE_OK) == 0, others_only=name == "diagnoses")
+    p.warn_items(rows, name, text, f"not an {label} code: ignored by grouping")
+    if check_dictionary:
+        rows, text = items(flag & (_SHAPE_OK | _KNOWN) == _SHAPE_OK)
+        p.warn_items(rows, name, text, f"not in {label} 医保版 2.0")
         if name == "diagnoses":
-            allowed = dictionary.flag("allowed_as_principal")[np.maximum(ids, 0)]
-            not_allowed = is_principal & (ids >= 0) & ~allowed
-            p.warn_items(parents[not_allowed], name, text(not_allowed),
+            rows = np.flatnonzero(principal & _NOT_ALLOWED)
+            p.warn_items(rows, name, distinct_text[item[offsets[rows]]],
                          "not allowed as principal diagnosis (灰码) in 医保版 2.0")
     return lists
+
+
+_EMPTY, _SHAPE_OK, _KNOWN, _NOT_ALLOWED = 1, 2, 4, 8  # what `_codes` tells of a code, as bits
 
 
 def _missing_principal(p: _Problems, missing: np.ndarray, lists: pa.ListArray, others: np.ndarray,
