@@ -526,8 +526,9 @@ _FEW_IDS = 1 << 16  # ids Arrow counts in less time (20 ms) than the hash kernel
 
 
 def _hash_kernel_loaded() -> bool:
+    """Whether the case id hash kernel is compiled (or Numba's JIT is off: it is a plain function)."""
     kernel = getattr(sys.modules.get("dipsim.io.case_id_hashes"), "_fnv1a_mixed", None)  # a module being imported
-    return kernel is not None and bool(kernel.signatures)  # in another thread has no kernel yet
+    return kernel is not None and bool(getattr(kernel, "signatures", True))  # in another thread has none yet
 
 
 def _check_case_ids(p: _Problems, ids: pa.Array, first_rows: np.ndarray | None = None) -> None:
