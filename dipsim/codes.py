@@ -210,7 +210,8 @@ def split_code_ids(arr: ArrayLike) -> pa.ListArray:
     whose first rows repeat cells is split once per distinct cell, and each row takes its cell's items."""
     arr = _to_arrow(arr)
     if isinstance(arr, pa.ChunkedArray):
-        arr = pa.concat_arrays(arr.chunks) if arr.num_chunks else pa.array([], pa.string())
+        arr = (arr.chunk(0) if arr.num_chunks == 1 else pa.concat_arrays(arr.chunks) if arr.num_chunks
+               else pa.array([], pa.string()))
     arr = _as_string(arr)
     cells, index = arr, None
     if len(arr) > 4 * _SAMPLE_CELLS and \

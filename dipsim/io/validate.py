@@ -233,7 +233,7 @@ def _encoded_text(col: pa.ChunkedArray | pa.Array, always: bool = False) -> tupl
     null for a null cell; `texts` may hold a null, a missing value, and the same text twice, " 1" and "1"), when
     the column is read dictionary-encoded, when `always`, or when its first rows repeat values; else the text of
     each row and None. What a parse once per distinct value starts from (`_spread` takes it back to the rows)."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = _one_array(col)
     if pa.types.is_dictionary(arr.type):
         return _text_values(pc.cast(arr.dictionary, pa.string())), arr.indices
     if not pa.types.is_string(arr.type):
@@ -267,12 +267,20 @@ def read_ahead_work(raw: RawCases) -> RawCases:
         column = raw.table[name]
         if not pa.types.is_string(column.type):
             continue
-        column = column.combine_chunks()
+        column = _one_array(column)
         if name in ("diagnoses", "procedures"):
             raw.ahead[name] = codes.split_code_ids(column)
         elif name in _ENCODED_ALWAYS or (name in _ENCODED_IF_REPEATED and _repeats(column)):
             raw.ahead[name] = pc.dictionary_encode(column)
     return raw
+
+
+def _one_array(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A column as one array: its only chunk as it is (not copied, as `combine_chunks` would), else its chunks
+    concatenated."""
+    if not isinstance(col, pa.ChunkedArray):
+        return col
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
 
 
 def _column(raw: RawCases, name: str):
@@ -557,9 +565,9 @@ def _code_lists(col, system: str, crosswalk: str | None) -> tuple[pa.ListArray, 
     encoded again."""
     chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
     if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):  # text: split, items encoded
-        chunks = [codes.split_code_ids(pa.concat_arrays(chunks) if chunks else pa.array([], col.type))]
+        chunks = [codes.split_code_ids(_one_array(col))]
     elif not (pa.types.is_dictionary(col.type.value_type) and chunks):  # chunks of a dictionary column may each
-        chunks = [pa.concat_arrays(chunks) if chunks else pa.array([], col.type)]  # have their own dictionary
+        chunks = [_one_array(col) if chunks else pa.array([], col.type)]  # have their own dictionary
     lengths = np.concatenate([pc.fill_null(pc.list_value_length(c), 0).to_numpy(zero_copy_only=False)
                               for c in chunks]).astype(np.int32)
     offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int32)
