@@ -135,10 +135,49 @@ def _to_arrow(arr) -> ArrayLike:
 # ---------------------------------------------------------------------------------------------------------------
 # Splitting and normalising
 
+# The separators of CODE_SEPARATORS that are ASCII: RE2's \s is [\t\n\f\r ] (not \v, not the Unicode spaces).
+# `_split_at_separators` turns each into a comma byte (a UTF-8 byte below 0x80 is always a whole character).
+_ASCII_SEPARATORS = b",;| \t\n\f\r"
+_TO_COMMA = np.arange(256, dtype=np.uint8)
+_TO_COMMA[list(_ASCII_SEPARATORS)] = ord(",")
+# A column of code cells is split once per distinct cell when its first rows repeat cells (fewer distinct cells
+# than this share of them): a region's diagnoses repeat over the rows more than within the first rows.
+_SAMPLE_CELLS = 4096
+_DISTINCT_SHARE = 7 / 8
+
+
+def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The int64 offsets (from 0) and the bytes of a string array without nulls (of its slice only)."""
+    if not len(arr):
+        return np.zeros(1, np.int64), np.zeros(0, np.uint8)
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, count=len(arr) + 1, offset=4 * arr.offset).astype(np.int64)
+    data = arr.buffers()[2]
+    data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return offsets - offsets[0], data[offsets[0]:offsets[-1]]
+
+
+def _split_at_separators(arr: pa.Array) -> pa.ListArray:
+    """The cells (nulls as "") after NFKC, trimmed of Unicode white space at both ends, split at every separator
+    character: what ``split_pattern_regex(text, CODE_SEPARATORS)`` gives but for the empty items between two
+    separators of a run (which `_split_one` drops as it drops every empty item but a first). NFKC leaves ASCII as
+    it is, so an all-ASCII array skips it; then each ASCII separator byte becomes a comma (a UTF-8 byte below 0x80
+    is a whole character), as does 、, and the text is split at commas: a fixed pattern, 4-5x faster than the
+    regex."""
+    text = pc.fill_null(_as_string(arr), "")
+    ascii_only = not (_string_buffers(text)[1] >= 0x80).any()
+    if not ascii_only:
+        text = pc.utf8_normalize(text, "NFKC")
+    text = pc.utf8_trim_whitespace(text)
+    if not ascii_only:
+        text = pc.replace_substring(text, "、", ",")
+    offsets, data = _string_buffers(text)
+    commas = pa.StringArray.from_buffers(len(text), pa.py_buffer(offsets.astype(np.int32)),
+                                         pa.py_buffer(_TO_COMMA[data]))
+    return pc.split_pattern(commas, ",")
+
 
 def _split_one(arr: pa.Array) -> pa.ListArray:
-    text = pc.utf8_trim_whitespace(pc.utf8_normalize(pc.fill_null(_as_string(arr), ""), "NFKC"))
-    parts = pc.split_pattern_regex(text, CODE_SEPARATORS)
+    parts = _split_at_separators(arr)
     values, lengths = _list_parts(parts)
     parent = pc.list_parent_indices(parts).to_numpy()
     filled = pc.not_equal(values, "").to_numpy(zero_copy_only=False)
@@ -163,6 +202,33 @@ def split_code_list(arr: ArrayLike) -> ArrayLike:
     if isinstance(arr, pa.ChunkedArray):
         return pa.chunked_array([_split_one(c) for c in arr.chunks], type=pa.list_(pa.string()))
     return _split_one(arr)
+
+
+def split_code_ids(arr: ArrayLike) -> pa.ListArray:
+    """`split_code_list` with the items dictionary-encoded: ``list<dictionary<int32, string>>``, each distinct item
+    once in the dictionary (in the order the rows first give them), no null list and no null item. A column
+    whose first rows repeat cells is split once per distinct cell, and each row takes its cell's items."""
+    arr = _to_arrow(arr)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = (arr.chunk(0) if arr.num_chunks == 1 else pa.concat_arrays(arr.chunks) if arr.num_chunks
+               else pa.array([], pa.string()))
+    arr = _as_string(arr)
+    cells, index = arr, None
+    if len(arr) > 4 * _SAMPLE_CELLS and \
+            pc.count_distinct(arr.slice(0, _SAMPLE_CELLS)).as_py() < _DISTINCT_SHARE * _SAMPLE_CELLS:
+        encoded = pc.dictionary_encode(arr)  # a null cell: a null index, an empty list
+        cells, index = encoded.dictionary, encoded.indices
+    values, lengths = _list_parts(_split_one(cells))
+    items = pc.dictionary_encode(values)
+    ids = items.indices.to_numpy(zero_copy_only=False)
+    if index is not None:  # each row its cell's items: cell c's are ids[starts[c]:starts[c] + lengths[c]]
+        cell = pc.fill_null(index, len(cells)).to_numpy(zero_copy_only=False)
+        starts = np.append(_offsets(lengths)[:-1], 0)
+        lengths = np.append(lengths, 0)[cell]  # a null cell (the spare last slot) has none
+        row_starts = _offsets(lengths)
+        ids = ids[np.repeat(starts[cell] - row_starts[:-1], lengths) + np.arange(row_starts[-1])]
+    return pa.ListArray.from_arrays(pa.array(_offsets(lengths).astype(np.int32)),
+                                    pa.DictionaryArray.from_arrays(pa.array(ids, pa.int32()), items.dictionary))
 
 
 def _check_system(system: str) -> None:

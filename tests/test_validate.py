@@ -270,15 +270,23 @@ def test_row_numbers_past_a_million_are_written_whole():
     assert (1_234_568, "LOS inconsistent with the dates", "40 vs dates 3 days") in reasons
 
 
-@pytest.mark.parametrize("numba_loaded", [True, False])
-def test_repeated_case_ids_are_told_the_same_either_way(monkeypatch, numba_loaded):
-    """`_no_repeats` hashes the ids when Numba is loaded and counts distinct ids otherwise: same answers."""
+@pytest.mark.parametrize("loaded", ["hash kernel", "numba", "nothing"])
+def test_repeated_case_ids_are_told_the_same_either_way(monkeypatch, loaded):
+    """`_no_repeats` hashes the ids when Numba is loaded (a few ids only once the hash kernel is) and counts
+    distinct ids otherwise: same answers."""
     import sys
 
     from dipsim.io import validate
 
-    if numba_loaded:
+    if loaded == "hash kernel":
+        from dipsim.io.case_id_hashes import case_id_hashes
+
+        case_id_hashes(pa.array(["a"]))
+        assert validate._hash_kernel_loaded()
+    elif loaded == "numba":
         import numba  # noqa: F401
+
+        monkeypatch.setattr(validate, "_hash_kernel_loaded", lambda: False)
     else:
         monkeypatch.delitem(sys.modules, "numba", raising=False)
     assert validate._first_positions(pa.array(["a", "b", None, None, "c"])) is None  # missing ids never repeat

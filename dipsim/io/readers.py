@@ -57,6 +57,9 @@ class RawCases:
     unmapped: list[str] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)  # rows not split into fields or not decodable
     validated: dict | None = None  # the stamp of one complete `dipsim validate` output, when the input is one
+    # Columns as validation reads them, made ahead in the reader's thread (`validate.read_ahead_work`): a text
+    # column dictionary-encoded, a code list split. The same values as the table's, which stays as read.
+    ahead: dict[str, pa.Array] = field(default_factory=dict)
 
     @property
     def rows_read(self) -> int:
@@ -654,6 +657,7 @@ def _drop_unnamed_empty_columns(table: pa.Table, headers: list[str]) -> pa.Table
 # A claims text file is read in blocks of whole lines, this many bytes each (`read_csv_raw`): the parse and its
 # copies stay in a few buffers of this size, whatever the file's size.
 _BLOCK_BYTES = 1 << 25
+_FIRST_BLOCK_SHARE = 16  # `iter_csv_raw(ramp=True)`'s first batch is this many times shorter than the others
 _SCAN_BYTES = 1 << 24  # the first pass, which only counts, reads this much at a time
 _HEAD_BYTES = 1 << 20  # what is looked at before reading (binary files, a BOM, the header, the length of a line)
 
@@ -850,7 +854,8 @@ class _CsvText:
             del pieces
         return _Lines(text, 0, len(text)), bad
 
-    def blocks(self, block_bytes: int) -> Iterator[tuple[pa.Table, np.ndarray, list[dict]]]:
+    def blocks(self, block_bytes: int, first_bytes: int | None = None
+               ) -> Iterator[tuple[pa.Table, np.ndarray, list[dict]]]:
         """The rows under the header, a block of whole lines (about `block_bytes`) at a time: (table of text, each
         row's number, rejects), each as one read of the whole file has them (`_text_rows`' `more`). A row's number
         is the line under the header it starts on (row 1 is the line after the header; blank lines are no rows).
@@ -860,18 +865,21 @@ class _CsvText:
         lines into one bad row: its line is rejected, and the lines after it are read as rows of their own. A block
         ends where one of its rows would read past it: the next starts on that row (a quote open at the end of a
         block is read again with twice the lines, so that a quote that never closes costs a few reads, not one a
-        block)."""
+        block). `first_bytes`: a shorter first block, each next one twice as long up to `block_bytes` (a caller
+        that works on each block as it comes starts sooner)."""
         names = self.names
         source = io.BytesIO(self.payload) if self.payload is not None else self.path.open("rb", buffering=0)
         with source:
             reader = _LineReader(source, self.body)
-            line, want, least = 1, block_bytes, 0
+            size = min(first_bytes or block_bytes, block_bytes)
+            line, want, least = 1, size, 0
             while (end := reader.fill(want, least)) > reader.lo:
                 buf, lo = reader.buf, reader.lo
                 more = end < reader.hi or not reader.eof
                 text, bad = self.decoded(buf, lo, end, line)
                 rows = _text_rows(text, line, names, self.delimiter, self.path, more=more)
-                want, least = block_bytes, 0
+                size = min(2 * size, block_bytes)
+                want, least = size, 0
                 if rows.resume is None:
                     reader.lo, line = end, line + (text.line_ends if text.data is buf else buf.count(b"\n", lo, end))
                 else:
@@ -882,7 +890,7 @@ class _CsvText:
                     reader.lo, line = lo + offset, resume_line
                     if reread:  # the next block holds more lines than this one from its start
                         least = end - reader.lo
-                        want = max(block_bytes, 2 * least)
+                        want = max(size, 2 * least)
                 table, starts, ends = _stacked_rows(rows, names)
                 if bad:
                     table, starts = _reject_undecodable(table, starts, ends, rows.rejects, bad)
@@ -895,6 +903,8 @@ def _ranges(data: bytes | bytearray, lo: int, hi: int, plain, step: int = 1 << 2
     `plain(data, a, b)` is False: the parts of a block that need work line by line (in a bureau's GB18030 export
     of codes and amounts that is often the header alone)."""
     out: list[tuple[int, int]] = []
+    if hi - lo > step and plain(data, lo, hi):  # one look at a plain block, not one a step (each call lets the
+        return out  # GIL go, and a thread loading Numba meanwhile makes each one wait to get it back)
     a = lo
     while a < hi:
         b = hi if a + step >= hi else data.find(b"\n", a + step, hi) + 1 or hi
@@ -937,16 +947,17 @@ def read_csv_raw(path: str | Path, encoding: str | None = None
 
 
 def iter_csv_raw(path: str | Path, batch_rows: int, header_mapping: dict[str, str] | None = None,
-                 encoding: str | None = None, ahead: bool = True) -> Iterator[RawCases]:
-    """A claims text file about `batch_rows` rows at a time (blocks of whole lines, `_CsvText.blocks`), each
-    batch a RawCases numbered by its lines in the file, as `read_csv_raw` numbers them: memory bounded by the
-    batch, whatever the file's size. With `ahead`, the next block is parsed while the caller works on this batch
-    (`read_ahead`). A file without rows gives one empty batch."""
+                 encoding: str | None = None, ahead: bool = True, ramp: bool = False) -> Iterator[RawCases]:
+    """A claims text file about `batch_rows` rows at a time (blocks of whole lines, `_CsvText.blocks`), each batch
+    a RawCases numbered by its lines in the file, as `read_csv_raw` numbers them: memory bounded by the batch,
+    whatever the file's size. With `ahead`, the next block is parsed while the caller works on this batch
+    (`read_ahead`); with `ramp`, the first batches are shorter (a 16th, then each twice the last), so that a caller
+    working on each as it comes starts sooner. A file without rows gives one empty batch."""
     path = Path(path)
     text = _CsvText.open(path, encoding)
     block_bytes = max(1, int(batch_rows * text.line_bytes))
     given = False
-    blocks = text.blocks(block_bytes)
+    blocks = text.blocks(block_bytes, max(1, block_bytes // _FIRST_BLOCK_SHARE) if ramp else None)
     for table, rows, rejects in read_ahead(blocks) if ahead else blocks:
         if len(rows) or rejects:
             given = True

@@ -224,23 +224,126 @@ def text_column(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     """A column as trimmed, NFKC-normalised text (full-width digits and letters become ASCII); missing -> null.
     A column that repeats its values (hospital, pool, department; told from its first rows) is normalised once
     per distinct value."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    texts, indices = _encoded_text(col)
+    return texts if indices is None else pc.take(texts, indices)
+
+
+def _encoded_text(col: pa.ChunkedArray | pa.Array, always: bool = False) -> tuple[pa.Array, pa.Array | None]:
+    """`text_column` of a column as the text of its distinct cells and each row's position among them (`indices`,
+    null for a null cell; `texts` may hold a null, a missing value, and the same text twice, " 1" and "1"), when
+    the column is read dictionary-encoded, when `always`, or when its first rows repeat values; else the text of
+    each row and None. What a parse once per distinct value starts from (`_spread` takes it back to the rows)."""
+    arr = _one_array(col)
     if pa.types.is_dictionary(arr.type):
-        return pc.take(_text_values(pc.cast(arr.dictionary, pa.string())), arr.indices)
+        return _text_values(pc.cast(arr.dictionary, pa.string())), arr.indices
     if not pa.types.is_string(arr.type):
         arr = pc.cast(arr, pa.string())
-    if len(arr) > 4 * _SAMPLE_ROWS and pc.count_distinct(arr.slice(0, _SAMPLE_ROWS)).as_py() < _SAMPLE_ROWS // 4:
+    if always or _repeats(arr):
         encoded = pc.dictionary_encode(arr)
-        return pc.take(_text_values(encoded.dictionary), encoded.indices)
-    return _text_values(arr)
+        return _text_values(encoded.dictionary), encoded.indices
+    return _text_values(arr), None
+
+
+def _repeats(arr: pa.Array) -> bool:
+    """A long column whose first rows repeat their values (a few hundred distinct dates in a million rows)."""
+    return len(arr) > 4 * _SAMPLE_ROWS and pc.count_distinct(arr.slice(0, _SAMPLE_ROWS)).as_py() < _SAMPLE_ROWS // 4
+
+
+# What validation reads once per distinct value: always (`_date`, `_lookup`), or when it repeats (`_repeats`).
+_ENCODED_ALWAYS = frozenset({"admission_date", "discharge_date", "sex", "discharge_mode", "tcm_treated",
+                             "insurance_type"})
+_ENCODED_IF_REPEATED = frozenset({"patient_id", "hospital_id", "pool", "tcm_diagnosis", "department", "insurer_drg",
+                                  "age_years", "age_days", "birth_weight_g", "los_days", "ventilation_hours",
+                                  "total_cost", "fund_paid", "patient_paid", "tcm_cost"})
+
+
+def read_ahead_work(raw: RawCases) -> RawCases:
+    """Do ahead the work of validation on single columns that is most of its time and lets other threads run
+    (Arrow's kernels let go of the GIL): the text columns it reads once per distinct value dictionary-encoded,
+    the code lists split (`codes.split_code_ids`), into `raw.ahead`, which validation then reads in place of the
+    table's columns (the same values, and so the same results). A CSV file's reader thread does it while the
+    piece before is validated (`iter_csv_cases`)."""
+    for name in raw.table.column_names:
+        column = raw.table[name]
+        if not pa.types.is_string(column.type):
+            continue
+        column = _one_array(column)
+        if name in ("diagnoses", "procedures"):
+            raw.ahead[name] = codes.split_code_ids(column)
+        elif name in _ENCODED_ALWAYS or (name in _ENCODED_IF_REPEATED and _repeats(column)):
+            raw.ahead[name] = pc.dictionary_encode(column)
+    return raw
+
+
+def _one_array(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A column as one array: its only chunk as it is (not copied, as `combine_chunks` would), else its chunks
+    concatenated."""
+    if not isinstance(col, pa.ChunkedArray):
+        return col
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
+
+def _column(raw: RawCases, name: str):
+    """A column as validation reads it: as made ahead (`read_ahead_work`), else as read."""
+    return raw.ahead[name] if name in raw.ahead else raw.table[name]
+
+
+def _plain_text_values(arr: pa.Array) -> pa.Array | None:
+    """`_text_values` of an ASCII string array none of whose values starts or ends with white space (ids, amounts,
+    dates as most exports write them), from its buffers: nothing to normalise or trim, and only a value of a few
+    bytes can be a missing token. None for any other array (`_text_values` then does it all)."""
+    n = len(arr)
+    if not n or arr.type != pa.string():
+        return None
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, count=n + 1, offset=4 * arr.offset)
+    data = arr.buffers()[2]
+    data = np.frombuffer(data, np.uint8)[offsets[0]:offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+    if data.size and data.max() >= 0x80:
+        return None
+    lengths = np.diff(offsets)
+    ends = offsets[1:][lengths > 0] - offsets[0]  # after the last byte of each non-empty value
+    if _IS_ASCII_SPACE[data[ends - 1]].any() or _IS_ASCII_SPACE[data[ends - lengths[lengths > 0]]].any():
+        return None
+    short = np.flatnonzero(lengths <= _LONGEST_MISSING_TOKEN)
+    if not len(short):
+        return arr
+    shorts = arr.take(pa.array(short))
+    token = pc.fill_null(pc.is_in(pc.ascii_lower(shorts), value_set=_MISSING_VALUES), False)
+    token = token.to_numpy(zero_copy_only=False)
+    if not token.any():
+        return arr
+    missing = np.zeros(n, bool)
+    missing[short[token]] = True
+    return pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), arr)
+
+
+def _spread(per_value: np.ndarray, indices: pa.Array | None, missing_value) -> np.ndarray:
+    """Values of the distinct cells (`_encoded_text`) taken to the rows, `missing_value` for a null cell; the
+    values themselves (one a row) when `indices` is None."""
+    if indices is None:
+        return per_value
+    out = np.concatenate([per_value, np.array([missing_value], dtype=per_value.dtype)])
+    return out[pc.fill_null(indices, len(per_value)).to_numpy(zero_copy_only=False)]
+
+
+def _shown(texts: pa.Array, indices: pa.Array | None) -> pa.Array:
+    """The rows' text (for the messages) of a column as `_encoded_text` gives it, without taking it to every row."""
+    return texts if indices is None else pa.DictionaryArray.from_arrays(indices, texts)
 
 
 _SAMPLE_ROWS = 4096
 _ASCII_SPACE = "".join(chr(c) for c in range(128) if chr(c).isspace())  # \t\n\v\f\r\x1c-\x1f and space
 
 
+_IS_ASCII_SPACE = np.zeros(256, bool)
+_IS_ASCII_SPACE[[ord(c) for c in _ASCII_SPACE]] = True
+
+
 def _text_values(arr: pa.Array) -> pa.Array:
     """`text_column` of a string array, value by value."""
+    plain = _plain_text_values(arr)
+    if plain is not None:
+        return plain
     ascii_only = pc.all(pc.string_is_ascii(arr)).as_py() is not False  # NFKC changes nothing in ASCII
     # Unicode white space at the ends goes, whatever the other rows hold: in ASCII that is also \x1c-\x1f.
     arr = pc.ascii_trim(arr, _ASCII_SPACE) if ascii_only else pc.utf8_trim_whitespace(pc.utf8_normalize(arr, "NFKC"))
@@ -254,9 +357,18 @@ def _text_values(arr: pa.Array) -> pa.Array:
 def _per_value(text: pa.Array, parse, missing_value):
     """Apply `parse` (a pandas Series of distinct strings -> numpy array) to each distinct value, spread to rows."""
     encoded = pc.dictionary_encode(text)
-    parsed = np.asarray(parse(encoded.dictionary.to_pandas()))
-    out = np.concatenate([parsed, np.array([missing_value], dtype=parsed.dtype)])
-    return out[pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)]
+    return _spread(_parsed(encoded.dictionary, parse, missing_value), encoded.indices, missing_value)
+
+
+def _parsed(texts: pa.Array, parse, missing_value) -> np.ndarray:
+    """`parse` (a pandas Series of strings -> numpy array) of each text, `missing_value` where one is null."""
+    valid = texts.is_valid().to_numpy(zero_copy_only=False)
+    if valid.all():
+        return np.asarray(parse(texts.to_pandas()))
+    parsed = np.asarray(parse(texts.filter(pa.array(valid)).to_pandas()))
+    out = np.full(len(texts), missing_value, dtype=parsed.dtype)
+    out[valid] = parsed
+    return out
 
 
 def _is_numeric_type(t: pa.DataType) -> bool:
@@ -273,18 +385,18 @@ def _number(col) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
     if _is_numeric_type(col.type):
         values = _numeric_column(col)
         return values, np.isnan(values), np.zeros(len(values), bool), values
-    text = text_column(col)
-    missing = text.is_null().to_numpy(zero_copy_only=False)
+    texts, indices = _encoded_text(col)  # a column that repeats its values is read once per distinct value
+    missing = _spread(texts.is_null().to_numpy(zero_copy_only=False), indices, True)
     try:
-        values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+        values = pc.cast(texts, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # thousands separators, units, garbage: per value
         def parse(uniq: pd.Series) -> np.ndarray:
             cleaned = uniq.str.replace(",", "", regex=False).str.replace(r"(元|天|小时|克|g|岁)$", "", regex=True)
             return pd.to_numeric(cleaned, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
-        values = _per_value(text, parse, np.nan)
-    values = np.where(missing, np.nan, values)
-    return values, missing, np.isnan(values) & ~missing, text
+        values = _per_value(texts, parse, np.nan)
+    values = np.where(missing, np.nan, _spread(values, indices, np.nan))
+    return values, missing, np.isnan(values) & ~missing, _shown(texts, indices)
 
 
 def _parse_dates(uniq: pd.Series) -> np.ndarray:
@@ -303,21 +415,31 @@ def _date(col) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
     if pa.types.is_date(col.type) or pa.types.is_timestamp(col.type):
         values = pc.cast(col, pa.date32()).to_numpy(zero_copy_only=False).astype("datetime64[D]")
         missing, text = np.isnat(values), values.copy()  # the dates as given, for the messages
-    else:
-        text = text_column(col)
-        missing = text.is_null().to_numpy(zero_copy_only=False)
-        day = pc.replace_substring_regex(text, r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")  # time of day dropped
-        values = _per_value(day, _parse_dates, np.datetime64("NaT", "D"))
-    years = values.astype("datetime64[Y]").astype(np.int64) + 1970
-    bad = ~missing & (np.isnat(values) | (years < 1900) | (years > 2100))  # typed or text, the same years
-    values[bad] = np.datetime64("NaT")
-    return values, missing, bad, text
+        bad = ~missing & _implausible(values)
+        values[bad] = np.datetime64("NaT")
+        return values, missing, bad, text
+    texts, indices = _encoded_text(col, always=True)  # each distinct date once, its checks too
+    nat = np.datetime64("NaT", "D")
+    day = pc.replace_substring_regex(texts, r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")  # time of day dropped
+    values = np.array(_parsed(day, _parse_dates, nat))
+    missing = texts.is_null().to_numpy(zero_copy_only=False)
+    bad = ~missing & _implausible(values)
+    values[bad] = nat
+    return (_spread(values, indices, nat), _spread(missing, indices, True), _spread(bad, indices, False),
+            _shown(texts, indices))
+
+
+def _implausible(days: np.ndarray) -> np.ndarray:
+    """NaT, or a year outside 1900-2100 (typed dates or text, the same years)."""
+    years = days.astype("datetime64[Y]").astype(np.int64) + 1970
+    return np.isnat(days) | (years < 1900) | (years > 2100)
 
 
 def _lookup(col, words: dict, allowed: set | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
     """Map text through `words` (or accept numbers in `allowed`); returns values, missing, bad, text.
 
-    Values are float64 when every target in `words` is a number (NaN where missing or bad), else objects."""
+    Values are float64 when every target in `words` is a number (NaN where missing or bad), else objects (None
+    where missing or bad; from text, an Arrow array)."""
     numeric = all(isinstance(v, (int, float)) for v in words.values())
     if _is_numeric_type(col.type):
         given = _numeric_column(col)  # as given, for the messages
@@ -331,8 +453,8 @@ def _lookup(col, words: dict, allowed: set | None = None) -> tuple[np.ndarray, n
                           + [None], dtype=object)
         values = mapped[np.where(missing, len(distinct), index)]
         return values, missing, ~missing & pd.isna(values), given
-    text = text_column(col)
-    missing = text.is_null().to_numpy(zero_copy_only=False)
+    texts, indices = _encoded_text(col, always=True)  # each distinct word once
+    missing = _spread(texts.is_null().to_numpy(zero_copy_only=False), indices, True)
 
     def parse(uniq: pd.Series) -> np.ndarray:
         key = uniq.str.lower().str.replace(r"\.0+$", "", regex=True)
@@ -342,9 +464,14 @@ def _lookup(col, words: dict, allowed: set | None = None) -> tuple[np.ndarray, n
             mapped = mapped.where(mapped.notna(), as_number.where(as_number.isin(allowed)))
         return mapped.to_numpy(dtype=np.float64, na_value=np.nan) if numeric else mapped.to_numpy(dtype=object)
 
-    values = _per_value(text, parse, np.nan if numeric else None)
-    bad = ~missing & (np.isnan(values) if numeric else pd.isna(values))
-    return values, missing, bad, text
+    empty = np.nan if numeric else None
+    values = _parsed(texts, parse, empty)  # each distinct text's value, and whether it is bad
+    bad = ~texts.is_null().to_numpy(zero_copy_only=False) & (np.isnan(values) if numeric else pd.isna(values))
+    bad = _spread(bad, indices, False)
+    if numeric:
+        return _spread(values, indices, np.nan), missing, bad, _shown(texts, indices)
+    words_given = pa.array(values, pa.string(), from_pandas=True)
+    return _shown(words_given, indices), missing, bad, _shown(texts, indices)
 
 
 # ---------------------------------------------------------------- the checks
@@ -393,13 +520,23 @@ def _no_repeats(ids: pa.Array) -> bool:
     """True when no id occurs twice. When Numba is loaded already (a grouping command), from the ids' sorted 64-bit
     hashes (`case_id_hashes`; different hashes, different ids; two equal ones, a repeat or a shared hash, answer
     False and go to the exact check): 0.06 s for 1M ids. Otherwise by Arrow's distinct count, 0.3 s, rather than
-    load Numba for it (0.5 s)."""
-    if "numba" not in sys.modules:
+    load Numba for it (0.5 s); so are a few ids while the hash kernel is not loaded yet (the first piece of a CSV
+    file, while another thread loads it: `_with_first_rows`)."""
+    if "numba" not in sys.modules or (len(ids) <= _FEW_IDS and not _hash_kernel_loaded()):
         return len(pc.unique(ids)) == len(ids)
     from .case_id_hashes import case_id_hashes
 
     hashes = np.sort(case_id_hashes(ids))
     return not (hashes[1:] == hashes[:-1]).any()
+
+
+_FEW_IDS = 1 << 16  # ids Arrow counts in less time (20 ms) than the hash kernel takes to load
+
+
+def _hash_kernel_loaded() -> bool:
+    """Whether the case id hash kernel is compiled (or Numba's JIT is off: it is a plain function)."""
+    kernel = getattr(sys.modules.get("dipsim.io.case_id_hashes"), "_fnv1a_mixed", None)  # a module being imported
+    return kernel is not None and bool(getattr(kernel, "signatures", True))  # in another thread has none yet
 
 
 def _check_case_ids(p: _Problems, ids: pa.Array, first_rows: np.ndarray | None = None) -> None:
@@ -427,10 +564,10 @@ def _code_lists(col, system: str, crosswalk: str | None) -> tuple[pa.ListArray, 
     runs once per distinct code, not once per row). A column read dictionary-encoded (`dictionary_codes`) is not
     encoded again."""
     chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
-    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
-        chunks = [codes.split_code_list(pa.concat_arrays(chunks) if chunks else pa.array([], col.type))]
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):  # text: split, items encoded
+        chunks = [codes.split_code_ids(_one_array(col))]
     elif not (pa.types.is_dictionary(col.type.value_type) and chunks):  # chunks of a dictionary column may each
-        chunks = [pa.concat_arrays(chunks) if chunks else pa.array([], col.type)]  # have their own dictionary
+        chunks = [_one_array(col) if chunks else pa.array([], col.type)]  # have their own dictionary
     lengths = np.concatenate([pc.fill_null(pc.list_value_length(c), 0).to_numpy(zero_copy_only=False)
                               for c in chunks]).astype(np.int32)
     offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int32)
@@ -467,51 +604,68 @@ def _codes(raw: RawCases, p: _Problems, name: str, system: str, crosswalk: str |
     n = raw.table.num_rows
     if name not in raw.table.column_names:
         return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string()))
-    lists, distinct, item = _code_lists(raw.table[name], system, crosswalk)
-    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
-    parents = np.repeat(np.arange(n), lengths)
-    is_principal = np.zeros(len(item), bool)
-    is_principal[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
+    lists, distinct, item = _code_lists(_column(raw, name), system, crosswalk)
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    listed = np.flatnonzero(lengths)  # the rows with codes; a row's first code, its principal, is at offsets[row]
     distinct_text = distinct.to_numpy(zero_copy_only=False)  # each distinct code once; items index it
+    # What is told of each distinct code, as bits; each item then takes its code's (one byte an item).
+    flags = np.where(distinct_text == "", _EMPTY, 0).astype(np.uint8)
+    flags |= np.where(pc.fill_null(codes.is_valid_code_shape(distinct, system), False).to_numpy(
+        zero_copy_only=False), _SHAPE_OK, 0).astype(np.uint8)
+    check_dictionary = opts.check_dictionary and len(item)
+    if check_dictionary:
+        dictionary = codes.load_icd10() if system == "icd10" else codes.load_icd9()
+        ids = dictionary.encode(distinct)
+        flags |= np.where(ids >= 0, _KNOWN, 0).astype(np.uint8)
+        if name == "diagnoses":
+            allowed = dictionary.flag("allowed_as_principal")[np.maximum(ids, 0)]
+            flags |= np.where((ids >= 0) & ~allowed, _NOT_ALLOWED, 0).astype(np.uint8)
+    flag = flags[item]
+    principal = np.zeros(n, np.uint8)  # the principal's bits, 0 for a row without codes
+    principal[listed] = flag[offsets[listed]]
 
-    def text(at: np.ndarray) -> np.ndarray:
-        """The codes of the items `at` (a mask or positions), as text, built only for the items a line names."""
-        return distinct_text[item[at]]
+    def items(mask: np.ndarray, others_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The rows and codes (text) of the items in `mask` (the principals left out with `others_only`)."""
+        at = np.flatnonzero(mask)
+        rows = np.searchsorted(offsets, at, side="right") - 1
+        if others_only:
+            at, rows = at[at != offsets[rows]], rows[at != offsets[rows]]
+        return rows, distinct_text[item[at]]
 
     # An empty item is a missing principal (`split_code_list` keeps one only first, before other codes): the case
     # has no principal, and its other codes stay secondary.
-    empty = (distinct_text == "")[item]
-    shape_ok = pc.fill_null(codes.is_valid_code_shape(distinct, system), False).to_numpy(zero_copy_only=False)[item]
     label = "ICD-10" if system == "icd10" else "ICD-9-CM-3"
+    given = lengths > 0
     if name == "diagnoses":
-        has_principal = np.zeros(n, bool)
-        has_principal[parents[is_principal & ~empty]] = True
-        bad_principal = np.zeros(n, bool)
-        bad_principal[parents[is_principal & ~shape_ok & ~empty]] = True
+        has_principal = given & (principal & _EMPTY == 0)
+        bad_principal = has_principal & (principal & _SHAPE_OK == 0)
         principal_text = np.full(n, "", dtype=object)
         if bad_principal.any():
-            principal_text[parents[is_principal]] = text(is_principal)
+            principal_text[listed] = distinct_text[item[offsets[listed]]]
         p.reject(bad_principal, name, principal_text, f"principal diagnosis is not an {label} code")
-        _missing_principal(p, ~has_principal, lists, parents[~is_principal & ~empty], opts)
+        others = np.zeros(0, np.int64)
+        if not has_principal.all():  # the rows of other codes, for the reason of a missing principal
+            others = items(flag & _EMPTY == 0, others_only=True)[0]
+        _missing_principal(p, ~has_principal, lists, others, opts)
     else:
-        no_principal = np.zeros(n, bool)
-        no_principal[parents[is_principal & empty]] = True
+        no_principal = given & (principal & _EMPTY != 0)
         if no_principal.any():
             p.warn(no_principal, name, _joined(lists), "missing principal procedure (主要手术操作) "
                    "although other procedures are given: no procedure is taken as principal")
-    bad_items = ~shape_ok & ~empty & (~is_principal if name == "diagnoses" else True)
-    p.warn_items(parents[bad_items], name, text(bad_items), f"not an {label} code: ignored by grouping")
-    if opts.check_dictionary and len(item):
-        dictionary = codes.load_icd10() if system == "icd10" else codes.load_icd9()
-        ids = dictionary.encode(distinct)[item]
-        unknown = shape_ok & (ids < 0)
-        p.warn_items(parents[unknown], name, text(unknown), f"not in {label} 医保版 2.0")
+    rows, text = items(flag & (_EMPTY | _SHAPE_OK) == 0, others_only=name == "diagnoses")
+    p.warn_items(rows, name, text, f"not an {label} code: ignored by grouping")
+    if check_dictionary:
+        rows, text = items(flag & (_SHAPE_OK | _KNOWN) == _SHAPE_OK)
+        p.warn_items(rows, name, text, f"not in {label} 医保版 2.0")
         if name == "diagnoses":
-            allowed = dictionary.flag("allowed_as_principal")[np.maximum(ids, 0)]
-            not_allowed = is_principal & (ids >= 0) & ~allowed
-            p.warn_items(parents[not_allowed], name, text(not_allowed),
+            rows = np.flatnonzero(principal & _NOT_ALLOWED)
+            p.warn_items(rows, name, distinct_text[item[offsets[rows]]],
                          "not allowed as principal diagnosis (灰码) in 医保版 2.0")
     return lists
+
+
+_EMPTY, _SHAPE_OK, _KNOWN, _NOT_ALLOWED = 1, 2, 4, 8  # what `_codes` tells of a code, as bits
 
 
 def _missing_principal(p: _Problems, missing: np.ndarray, lists: pa.ListArray, others: np.ndarray,
@@ -536,7 +690,7 @@ def _integer(p: _Problems, raw: RawCases, name: str, low: float, high: float, la
     n = raw.table.num_rows
     if name not in raw.table.column_names:
         return np.full(n, np.nan)
-    values, _missing, bad, text = _number(raw.table[name])
+    values, _missing, bad, text = _number(_column(raw, name))
     p.reject(bad, name, text, f"{label} is not a number")
     fraction = ~np.isnan(values) & (values != np.round(values))
     p.reject(fraction, name, text, f"{label} is not a whole number")
@@ -552,7 +706,7 @@ def _non_negative(p: _Problems, raw: RawCases, name: str, label: str, maximum: f
     `missing_reason` when one is given (a column the file does not have is not checked)."""
     if name not in raw.table.column_names:
         return np.full(raw.table.num_rows, np.nan)
-    values, missing, bad, text = _number(raw.table[name])
+    values, missing, bad, text = _number(_column(raw, name))
     p.reject(bad, name, text, f"{label} is not a number")
     if missing_reason:
         p.reject(missing, name, raw.table[name], missing_reason)  # the cell as given ("NaN", "-", "")
@@ -565,7 +719,7 @@ def _dates(p: _Problems, raw: RawCases) -> dict[str, np.ndarray]:
     out = {}
     for name in ("admission_date", "discharge_date"):
         if name in raw.table.column_names:
-            values, _missing, bad, text = _date(raw.table[name])
+            values, _missing, bad, text = _date(_column(raw, name))
             p.reject(bad, name, text, "bad date")
         else:
             values = np.full(raw.table.num_rows, np.datetime64("NaT"), dtype="datetime64[D]")
@@ -631,12 +785,12 @@ def _check_identity(p: _Problems, raw: RawCases, ids: pa.Array, has_id_column: b
     if not has_id_column and len(ids):
         p.warn(np.arange(len(ids)) == 0, "case_id", "", "no case id column: ids made from the file name and row")
     _check_case_ids(p, ids, first_rows)
-    texts = {name: text_column(raw.table[name])
+    texts = {name: text_column(_column(raw, name))
              for name in ("patient_id", "hospital_id", "pool", "tcm_diagnosis", "department", "insurer_drg")
              if name in raw.table.column_names}
     insurance = None
     if "insurance_type" in raw.table.column_names:
-        insurance, _, bad, text = insurance_types(raw.table["insurance_type"])
+        insurance, _, bad, text = insurance_types(_column(raw, "insurance_type"))
         p.warn(bad, "insurance_type", text,
                "unknown insurance type (险种): left empty; the case is rejected at settlement (no settlement pool)")
     return {"case_id": ids, **texts, "insurance_type": insurance}
@@ -654,7 +808,7 @@ def _check_person(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
     # 性别: a missing sex does not stop grouping (only sex-restricted MDCs use it), an unreadable one is an error.
     sex = np.zeros(raw.table.num_rows)
     if "sex" in names:
-        values, missing, bad, text = _lookup(raw.table["sex"], _SEX_WORDS, allowed={0, 1, 2, 9})
+        values, missing, bad, text = _lookup(_column(raw, "sex"), _SEX_WORDS, allowed={0, 1, 2, 9})
         p.reject(bad, "sex", text, "sex must be 1 (男), 2 (女), 0 or 9 (unknown)")
         p.warn(missing, "sex", "", "missing sex: treated as unknown (0)")
         sex = np.nan_to_num(values, nan=0.0)
@@ -687,7 +841,7 @@ def _check_stay(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
              "LOS inconsistent with the dates")
     discharge_mode = np.full(raw.table.num_rows, np.nan)
     if "discharge_mode" in raw.table.column_names:
-        discharge_mode, missing, bad, text = _lookup(raw.table["discharge_mode"], _DISCHARGE_WORDS,
+        discharge_mode, missing, bad, text = _lookup(_column(raw, "discharge_mode"), _DISCHARGE_WORDS,
                                                      allowed=set(DISCHARGE_MODES))
         p.reject(bad, "discharge_mode", text, "discharge mode (离院方式) must be 1, 2, 3, 4, 5 or 9")
         p.warn(missing, "discharge_mode", "", "missing discharge mode (离院方式)")
@@ -715,7 +869,7 @@ def _check_money(p: _Problems, raw: RawCases, opts: ValidationOptions) -> dict:
              "TCM cost exceeds the total cost")
     tcm_treated = np.full(raw.table.num_rows, np.nan)
     if "tcm_treated" in raw.table.column_names:
-        tcm_treated, _, bad, text = _lookup(raw.table["tcm_treated"], _TRUE_WORDS, allowed={0, 1})
+        tcm_treated, _, bad, text = _lookup(_column(raw, "tcm_treated"), _TRUE_WORDS, allowed={0, 1})
         p.reject(bad, "tcm_treated", text, "TCM flag (中医治疗标识) must be 1/0, 是/否 or true/false")
     return {**money, "tcm_treated": tcm_treated}
 
@@ -1034,7 +1188,7 @@ def iter_cases(path, batch_rows: int, options: ValidationOptions | None = None, 
     opts = options or ValidationOptions()
     path = Path(path)
     if path.suffix.lower() in CSV_SUFFIXES and path.is_file():
-        yield from iter_csv_cases(path, batch_rows, opts, header_mapping, encoding)
+        yield from iter_csv_cases(path, batch_rows, opts, header_mapping, encoding, ramp=True)
         return
     if path.is_dir():  # listed and its footers read once, for the stamp and the read
         listing = _FolderListing.of(path)
@@ -1050,20 +1204,37 @@ def iter_cases(path, batch_rows: int, options: ValidationOptions | None = None, 
 
 
 def iter_csv_cases(path, batch_rows: int, options: ValidationOptions | None = None,
-                   header_mapping: dict | None = None, encoding: str | None = None) -> Iterator[ValidationResult]:
+                   header_mapping: dict | None = None, encoding: str | None = None,
+                   ramp: bool = False) -> Iterator[ValidationResult]:
     """`load_cases` of a CSV (text) file about `batch_rows` rows at a time (`readers.iter_csv_raw`: blocks of whole
     lines, rows numbered and rejected as one read has them), memory bounded by the piece: each piece is validated
     alone, a case id met in an earlier piece is rejected as in one read (`_FirstRows`), and the warning that the
-    file has no case id column is given once, at its first row. The next piece is read (and its ids looked up)
-    in a thread of its own while this one is validated."""
+    file has no case id column is given once, at its first row. The next piece is read (its columns prepared,
+    `read_ahead_work`, and its ids looked up) in a thread of its own while this one is validated. `ramp`: the
+    first pieces shorter (`iter_csv_raw`), for a caller that works on each as it comes (`iter_cases`: group,
+    screen) rather than writing each as a row group (validate)."""
     from .readers import iter_csv_raw, read_ahead
 
     opts = options or ValidationOptions()
     first_rows = _FirstRows()
-    pieces = ((raw, first_rows.of(raw)) for raw in iter_csv_raw(path, batch_rows, header_mapping, encoding,
-                                                                 ahead=False))
+    pieces = _with_first_rows(iter_csv_raw(path, batch_rows, header_mapping, encoding, ahead=False, ramp=ramp),
+                              first_rows)
     # the next piece is read while this one is validated
     yield from _warned_once(validate_cases(raw, opts, first) for raw, first in read_ahead(pieces))
+
+
+def _with_first_rows(pieces: Iterator[RawCases], first_rows: _FirstRows) -> Iterator[tuple[RawCases, object]]:
+    """Each piece, its work on single columns done ahead (`read_ahead_work`), with its rows' first rows over the
+    file (`_FirstRows.of`). The first piece has no earlier one (None): it goes out at once, and its ids are
+    remembered after, before the next piece is looked up (hashing them may first load Numba's kernel, a few
+    tenths of a second the validation of the first piece need not wait for)."""
+    for number, raw in enumerate(pieces):
+        read_ahead_work(raw)
+        if number:
+            yield raw, first_rows.of(raw)
+        else:
+            yield raw, None
+            first_rows.of(raw)
 
 
 def _warned_once(results: Iterator[ValidationResult]) -> Iterator[ValidationResult]:
