@@ -1257,15 +1257,17 @@ class _FirstRows:
     """The case ids of the pieces of a file validated so far, each with the row it was first met at, so that a
     later piece's `_check_case_ids` finds each row's first row over the file, as one read does (`first_rows`).
 
-    The earlier ids are looked up by their 64-bit hashes (`case_id_hashes`), kept in a few runs sorted by hash (a
-    run no longer than the one after it is merged with it), each hash with its row and its id's place among the
-    kept ids; a hash found is checked on the ids. A file of P pieces costs about log P lookups a piece and log P
-    merges a row, not a look at every earlier id for every piece (P times the file)."""
+    The earlier ids are looked up by their 64-bit hashes in a `case_id_hashes.HashRuns` (a run a piece, the shortest
+    merged), each hash with its id's place among the kept ids; a hash found is checked on the ids. Places follow
+    the rows, so the first place of an id found is its first row."""
 
     def __init__(self) -> None:
+        from .case_id_hashes import HashRuns
+
         self._ids: list[pa.Array] = []  # the kept ids (the rows no earlier piece had), piece by piece
+        self._rows: list[np.ndarray] = []  # their rows
         self._kept = 0
-        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (sorted hashes, rows, places in _ids)
+        self._runs = HashRuns()
 
     def of(self, raw: RawCases) -> np.ndarray | None:
         """Each row's first row over the file (0: a missing id) when a row's id was met in an earlier piece; None
@@ -1278,66 +1280,37 @@ class _FirstRows:
         ids, _ = _case_ids(raw)
         missing = ids.is_null().to_numpy(zero_copy_only=False)
         hashes = case_id_hashes(pc.fill_null(ids, ""))
-        order = np.argsort(hashes)  # looked up in hash order: the runs are walked, not jumped about in
-        met = self._met(ids, hashes, order, missing) if self._runs else np.zeros(len(ids), np.int64)
-        self._remember(ids, hashes, raw.rows, ~missing & (met == 0), order)
+        met = self._met(ids, hashes, missing)
+        keep = ~missing & (met == 0)
+        if keep.any():
+            self._ids.append(ids.filter(pa.array(keep)))
+            self._rows.append(raw.rows[keep])
+            self._runs.add(hashes[keep], self._kept + np.arange(int(keep.sum())))
+            self._runs.seal()
+            self._kept += int(keep.sum())
         if not met.any():
             return None
         first = _first_positions(ids)
         within = raw.rows if first is None else np.where(first >= 0, raw.rows[np.maximum(first, 0)], 0)
         return np.where(met > 0, met, np.where(missing, 0, within))
 
-    def _met(self, ids: pa.Array, hashes: np.ndarray, order: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    def _met(self, ids: pa.Array, hashes: np.ndarray, missing: np.ndarray) -> np.ndarray:
         """The earliest row at which an earlier piece had each row's id (0: none)."""
         met = np.zeros(len(ids), np.int64)
-        kept = pa.chunked_array(self._ids, pa.string())
-        for run_hashes, run_rows, places in self._runs:
-            at = np.minimum(np.searchsorted(run_hashes, hashes[order]), len(run_hashes) - 1)
-            hit = run_hashes[at] == hashes[order]
-            rows, at = order[hit], at[hit]
-            rows, at = rows[~missing[rows]], at[~missing[rows]]
-            if not len(rows):
-                continue
-            same = pc.equal(ids.take(pa.array(rows)), kept.take(pa.array(places[at])))
-            same = same.to_numpy(zero_copy_only=False)
-            for k in np.flatnonzero(~same):  # another id with the same hash first: look on among that hash's entries
-                j = at[k] + 1
-                while j < len(run_hashes) and run_hashes[j] == hashes[rows[k]]:
-                    if kept[int(places[j])] == ids[int(rows[k])]:
-                        same[k], at[k] = True, j
-                        break
-                    j += 1
-            rows, first = rows[same], run_rows[at[same]]
-            met[rows] = np.where(met[rows] > 0, np.minimum(met[rows], first), first)
+        at, places = self._runs.find(hashes)  # by position, then place: the earliest first
+        places = places.astype(np.int64)
+        present = ~missing[at]
+        at, places = at[present], places[present]
+        if not len(at):
+            return met
+        same = pc.equal(ids.take(pa.array(at)), pa.chunked_array(self._ids, pa.string()).take(pa.array(places)))
+        same = same.to_numpy(zero_copy_only=False)
+        at, places = at[same], places[same]
+        first = np.ones(len(at), bool)
+        first[1:] = at[1:] != at[:-1]
+        at, places = at[first], places[first]
+        met[at] = np.concatenate(self._rows)[places]
         return met
-
-    def _remember(self, ids: pa.Array, hashes: np.ndarray, rows: np.ndarray, keep: np.ndarray,
-                  order: np.ndarray) -> None:
-        """Keep the rows in `keep` as a new run (`order`: the piece's rows in hash order)."""
-        order = order[keep[order]]
-        if not len(order):
-            return
-        if (hashes[order][1:] == hashes[order][:-1]).any():  # a hash's rows in order: the first leftmost
-            order = order[np.lexsort((rows[order], hashes[order]))]
-        self._ids.append(ids.filter(pa.array(keep)))
-        places = self._kept + np.cumsum(keep)[order] - 1
-        self._kept += len(order)
-        self._runs.append((hashes[order], rows[order], places))
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0]):
-            newer = self._runs.pop()
-            self._runs[-1] = _merged_runs(self._runs[-1], newer)
-
-
-def _merged_runs(older: tuple, newer: tuple) -> tuple:
-    """Two runs sorted by hash as one, an older entry before a newer one of the same hash."""
-    at_older = np.arange(len(older[0])) + np.searchsorted(newer[0], older[0], side="left")
-    at_newer = np.arange(len(newer[0])) + np.searchsorted(older[0], newer[0], side="right")
-    merged = []
-    for a, b in zip(older, newer):
-        out = np.empty(len(a) + len(b), a.dtype)
-        out[at_older], out[at_newer] = a, b
-        merged.append(out)
-    return tuple(merged)
 
 
 def iter_case_batches(path, batch_rows: int, options: ValidationOptions | None = None,
