@@ -736,8 +736,11 @@ def _settle_chunked(cached: list[Path], drops: list[np.ndarray], hospitals: pa.T
     from dipsim.payment.terms import resolve
 
     jobs = [(path, drop, hospitals, policy, catalog, day) for path, drop in zip(cached, drops)]
-    sums = _dask_map(_sums_job, jobs, scheduler) if scheduler is not False else \
-        workers.map(_sums_job, jobs, list(map(_rows, cached))) if workers is not None else None
+    sums = None
+    if scheduler is not False:
+        sums = _dask_map(_sums_job, jobs, scheduler)
+    elif workers is not None:
+        sums = workers.map(_sums_job, jobs, list(map(_rows, cached)))  # None: too few cases for worker processes
     if sums is None:  # in this process, one partition after the other
         sums = [_partition_sums(*job) for job in jobs]
     monthly = pd.concat([s for s in sums if s is not None]).groupby(level=[0, 1, 2]).sum()
