@@ -14,8 +14,9 @@ from rich.console import Console
 
 # Arrow's buffers from its jemalloc pool unless ARROW_DEFAULT_MEMORY_POOL names one; set before pyarrow is imported
 # (it reads the variable when it makes its default pool), and inherited by worker processes (nightly, Dask). With
-# the default mimalloc pool, `dipsim group` of 1M cases spent about twice the system time (pages given back and
-# faulted in again) and ran 15-25% slower at a higher peak RSS on a 2-core VM (benchmarks/RESULTS.md, issue 17).
+# the default mimalloc pool, `dipsim group` of 1M cases from Parquet and `dipsim settle` spent about twice the system
+# time (pages given back and faulted in again) and were slower in most paired runs, at a higher peak RSS, on a
+# 2-core VM (benchmarks/RESULTS.md, issue 17).
 if sys.platform.startswith("linux") and not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):  # wheels carry jemalloc
     os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"
 
