@@ -1,12 +1,14 @@
-"""Every DRG of CHS-DRG 2.0 is reachable: one synthetic case per DRG, built from the grouper tables alone.
+"""Every DRG of CHS-DRG 2.0 and 3.0 is reachable: one synthetic case per DRG, built from the grouper tables alone.
 
-For each DRG of grouper_tables/chs-drg-2.0/drg.csv a deterministic, bounded search builds a case that
+For each DRG of grouper_tables/<scheme>/drg.csv a deterministic, bounded search builds a case that
 - satisfies one conjunction of its ADRG's entry rule (the rule in disjunctive normal form: a principal diagnosis in
   every `dx` list, a principal procedure in every `px` list, a secondary diagnosis per `other_dx` list, a procedure
   per `table_N` list, ...),
 - reaches the ADRG's MDC (principal diagnosis of that MDC, sex for MDCM / MDCN, newborn age and birth weight for
   MDCP, a second trauma site for MDCZ),
-- carries the secondary diagnosis its severity needs (an MCC or a CC the principal does not cancel, or none).
+- carries the secondary diagnosis its severity needs (an MCC or a CC the principal does not cancel, or none),
+- and, for a DRG of a band (3.0: `[drg_conditions]`), what the band asks: an age inside its bounds, one of its
+  procedures (robot-assisted surgery); a DRG without a band gets an adult age (40) that no age band takes.
 Codes that fewer of the ADRGs tried before the target name are tried first, so that an earlier ADRG does not catch
 the case; the reference grouper decides whether an attempt lands in the target DRG. The Numba kernel must then put
 every case in the same DRG. A DRG no attempt reaches is collected, never skipped: the test asserts the list is empty.
@@ -32,7 +34,7 @@ from dipsim.grouping.tables import (
 )
 from dipsim.schema import CASE_FIELD_BY_NAME
 
-SCHEME = "chs-drg-2.0"
+SCHEMES = {"chs-drg-2.0": (409, 634), "chs-drg-3.0": (492, 825)}  # ADRGs and DRGs of each scheme's official list
 PRE_MDC_TABLES = ("P", "Y", "Z")  # pre-MDC groups entered through the principal diagnosis
 CANDIDATES = 40  # codes tried per slot (principal diagnosis, principal procedure, each secondary code)
 ATTEMPTS = 300  # cases grouped per DRG at most (all conjunctions of its rule together)
@@ -40,13 +42,13 @@ ADULT_AGE, STAY_DAYS, NEWBORN_DAYS = 40, 5, 10
 
 
 @functools.cache
-def _scheme() -> DrgScheme:
-    """The 2.0 scheme, or a clean skip of the module when its grouper tables are absent."""
+def _scheme(name: str) -> DrgScheme:
+    """The scheme, or a clean skip when its grouper tables are absent."""
     try:
-        scheme_folder(SCHEME)
+        scheme_folder(name)
     except FileNotFoundError:
-        pytest.skip(f"grouper_tables/{SCHEME} is absent")
-    return load_scheme(SCHEME)
+        pytest.skip(f"grouper_tables/{name} is absent")
+    return load_scheme(name)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -78,20 +80,20 @@ def _competitors(scheme: DrgScheme, target: Adrg) -> list[Adrg]:
 
 
 @functools.cache
-def _named_by(adrg_code: str) -> frozenset[str]:
+def _named_by(name: str, adrg_code: str) -> frozenset[str]:
     """Every code an ADRG's rule can match: the union of its lists, plus all OR procedures for `all_or`."""
-    adrg = _scheme().adrgs[adrg_code]
+    adrg = _scheme(name).adrgs[adrg_code]
     codes = frozenset().union(*adrg.lists.values())
     if any("all_or" in conj for conj in _dnf(adrg.logic)):
-        codes |= _scheme().or_procedures
+        codes |= _scheme(name).or_procedures
     return codes
 
 
 @functools.cache
-def _usage() -> Counter:
+def _usage(name: str) -> Counter:
     """How many ADRG lists, MDCZ site lists and the MDCY table name each diagnosis: a secondary diagnosis named
     nowhere cannot move a case into another ADRG or pre-MDC group."""
-    scheme = _scheme()
+    scheme = _scheme(name)
     usage = Counter(code for adrg in scheme.adrgs.values() for codes in adrg.lists.values() for code in codes)
     usage.update(list(scheme.mdcz_sites))
     usage.update(code for code, mdcs in scheme.principal_mdcs.items() if "Y" in mdcs)
@@ -136,15 +138,15 @@ class _Plan:
     principals: list[str]  # principal diagnoses (each with a sex that reaches the MDC)
     principal_px: list[str | None]  # principal procedures ([None]: the table slots or nothing give the procedures)
     secondary_dx: list[tuple[frozenset[str], list[str]]]  # (list, candidates): one secondary per other_dx / any_dx
-    procedures: list[tuple[frozenset[str], list[str]]]  # (list, candidates): one procedure per table_N / any_px
+    procedures: list[tuple[frozenset[str], list[str], int]]  # (list, candidates, how many): table_N / any_px
 
 
 @functools.cache
-def _plans(adrg_code: str) -> list[_Plan]:
+def _plans(name: str, adrg_code: str) -> list[_Plan]:
     """The ranked slots of every conjunction of the ADRG's rule, for cases of its MDC."""
-    scheme = _scheme()
+    scheme = _scheme(name)
     adrg = scheme.adrgs[adrg_code]
-    avoid = [_named_by(a.code) for a in _competitors(scheme, adrg)]
+    avoid = [_named_by(name, a.code) for a in _competitors(scheme, adrg)]
     all_principals = (scheme.principal_mdcs if adrg.mdc == "A"
                       else [c for c, mdcs in scheme.principal_mdcs.items() if adrg.mdc in mdcs])
 
@@ -167,23 +169,25 @@ def _plans(adrg_code: str) -> list[_Plan]:
         principal_px = (_ranked(frozenset.intersection(*px_lists), avoid)[:CANDIDATES] if px_lists else [None])
         secondary_dx = [(lists[n], _ranked(lists[n], avoid, counts_severity)[:CANDIDATES])
                         for n, r in reads.items() if r in ("other_dx", "any_dx")]
-        procedures = [(lists[n], _ranked(lists[n], avoid)[:CANDIDATES]) for n, r in reads.items() if r == "any_px"]
+        min_count = scheme.rules.get("list_min_count", {}).get(adrg.code, {})
+        procedures = [(lists[n], _ranked(lists[n], avoid)[:CANDIDATES], int(min_count.get(n, 1)))
+                      for n, r in reads.items() if r == "any_px"]
         plans.append(_Plan(conj, principals[:CANDIDATES], principal_px, secondary_dx, procedures))
     return plans
 
 
 @functools.cache
-def _severity_codes(severity: str) -> list[str]:
+def _severity_codes(name: str, severity: str) -> list[str]:
     """Secondary diagnoses that give a case the DRG severity `severity`, least used first: MCCs for `mcc`, CCs
     that are no MCC for `cc` / `cc_or_mcc`, none for `none`, `no_mcc` and `all` (an empty list)."""
-    scheme = _scheme()
+    scheme = _scheme(name)
     if severity == "mcc":
         codes = scheme.mcc
     elif severity in ("cc", "cc_or_mcc"):
         codes = [c for c in scheme.cc if c not in scheme.mcc]
     else:
         return []
-    return sorted(codes, key=lambda c: (_usage()[c], c))
+    return sorted(codes, key=lambda c: (_usage(name)[c], c))
 
 
 def _counts_for(scheme: DrgScheme, code: str, principal: str) -> bool:
@@ -213,9 +217,10 @@ def _diagonal(sizes: list[int]):
         yield from compositions(total, sizes)
 
 
-def _case(scheme: DrgScheme, adrg: Adrg, severity: str, plan: _Plan, choice: tuple[int, ...]) -> Case | None:
+def _case(scheme: DrgScheme, adrg: Adrg, target: _Target, plan: _Plan, choice: tuple[int, ...]) -> Case | None:
     """The case of one index tuple of the plan's slots (principal diagnosis, principal procedure, secondary
     diagnoses, procedures, trauma site, severity code), or None when a slot has no fitting code."""
+    name = scheme.name
     i_dx, i_px, *rest = choice
     i_sec, rest = rest[:len(plan.secondary_dx)], rest[len(plan.secondary_dx):]
     i_proc, (i_site, i_sev) = rest[:len(plan.procedures)], rest[len(plan.procedures):]
@@ -226,22 +231,25 @@ def _case(scheme: DrgScheme, adrg: Adrg, severity: str, plan: _Plan, choice: tup
             diagnoses.append(candidates[i])
     px = plan.principal_px[i_px]
     procedures = [px] if px else []
-    for (codes, candidates), i in zip(plan.procedures, i_proc):
-        if not codes & set(procedures):  # a table the principal procedure already meets needs no other one
-            procedures.append(candidates[i])
+    for (codes, candidates, times), i in zip(plan.procedures, i_proc):
+        # a table the principal procedure already meets needs no other one; a list that needs N procedures
+        # (`[list_min_count]`, 3.0 IC2: two joints) gets its code N times in all
+        missing = times - sum(p in codes for p in procedures)
+        procedures += [candidates[i]] * max(missing, 0)
     if adrg.mdc == "Z":  # 多发严重创伤: a second trauma diagnosis in another body site
         site = scheme.mdcz_sites.get(principal)
-        other = _nth(sorted(scheme.mdcz_sites, key=lambda c: (_usage()[c], c)),
+        other = _nth(sorted(scheme.mdcz_sites, key=lambda c: (_usage(name)[c], c)),
                      lambda c: scheme.mdcz_sites[c] != site, i_site)
         if other is None:
             return None
         diagnoses.append(other)
-    if _severity_codes(severity):
-        code = _nth(_severity_codes(severity), lambda c: _counts_for(scheme, c, principal), i_sev)
+    if _severity_codes(name, target.severity):
+        code = _nth(_severity_codes(name, target.severity), lambda c: _counts_for(scheme, c, principal), i_sev)
         if code is None:
             return None
         diagnoses.append(code)
-    age_years, age_days, weight = ADULT_AGE, None, None
+    procedures = [p for p in procedures if p] + list(target.procedures)
+    age_years, age_days, weight = target.age_years, None, None
     if adrg.mdc == "P":  # a newborn (or, with an age bound over 28 days, an infant of age 0 years)
         bounds = scheme.rules["mdcp"].get("adrg", {}).get(adrg.code, {})
         age_years, age_days = 0, max(bounds.get("age_days_min", NEWBORN_DAYS), NEWBORN_DAYS)
@@ -249,28 +257,58 @@ def _case(scheme: DrgScheme, adrg: Adrg, severity: str, plan: _Plan, choice: tup
         if low is not None or high is not None:  # PS1-PS4: a birth weight inside the band
             weight = (low + high) // 2 if low is not None and high is not None else (low + 500 if high is None
                                                                                       else high - 300)
-    return Case(diagnoses=list(dict.fromkeys(diagnoses)), procedures=list(dict.fromkeys(procedures)),
+    return Case(diagnoses=list(dict.fromkeys(diagnoses)), procedures=procedures,
                 sex=_sex_for(scheme, principal, adrg.mdc), age_years=age_years, age_days=age_days,
                 birth_weight_g=weight, los_days=STAY_DAYS)
 
 
-def _search(scheme: DrgScheme, drg: str, adrg: Adrg, severity: str) -> Case | None:
+@dataclass(frozen=True)
+class _Target:
+    """What a DRG asks beyond its ADRG's rule: the severity (drg.csv) its CC level needs and, for a DRG of a band
+    (`[drg_conditions]`), an age inside the band and one of its procedures."""
+
+    severity: str
+    age_years: int = ADULT_AGE
+    procedures: tuple[str, ...] = ()
+
+
+def _target(adrg: Adrg, drg: str) -> _Target | None:
+    """The `_Target` of `drg` in its ADRG: its severity among the ADRG's DRGs without a band, or in the band that
+    names it (an age bound: 70 for ">= 70", 6 for "<= 6": the boundary itself, inclusive by the table; one of the
+    band's procedures); None when the ADRG does not name the DRG."""
+    severity = next((s for s, d in adrg.drgs.items() if d == drg), None)
+    if severity is not None:
+        return _Target(severity)
+    for band in adrg.bands:
+        severity = next((s for s, d in band.drgs.items() if d == drg), None)
+        if severity is None:
+            continue
+        age = ADULT_AGE
+        if band.age_years_min is not None:
+            age = band.age_years_min
+        elif band.age_years_max is not None:
+            age = band.age_years_max
+        return _Target(severity, age, tuple(sorted(band.procedures))[:1])
+    return None
+
+
+def _search(scheme: DrgScheme, drg: str, adrg: Adrg, target: _Target) -> Case | None:
     """The first case (diagonal order over each conjunction's slots) that the reference grouper puts in `drg`,
     trying at most ATTEMPTS distinct cases; None when none does."""
-    plans = _plans(adrg.code)
+    plans = _plans(scheme.name, adrg.code)
     per_plan = max(ATTEMPTS // len(plans), 1)
     site_slots = CANDIDATES if adrg.mdc == "Z" else 1
-    severity_slots = CANDIDATES if _severity_codes(severity) else 1
+    severity_slots = CANDIDATES if _severity_codes(scheme.name, target.severity) else 1
     for plan in plans:
         if not plan.principals or not plan.principal_px:
             continue
         sizes = [len(plan.principals), len(plan.principal_px), *(len(c) for _, c in plan.secondary_dx),
-                 *(len(c) for _, c in plan.procedures), site_slots, severity_slots]
+                 *(len(c) for _, c, _ in plan.procedures), site_slots, severity_slots]
         if min(sizes) == 0:
             continue
         seen, tried = set(), 0
         for choice in itertools.islice(_diagonal(sizes), 20 * per_plan):
-            case = _case(scheme, adrg, severity, plan, choice)
+            case = _case(scheme, adrg, target, plan, choice)
             if case is None or (key := (tuple(case.diagnoses), tuple(case.procedures))) in seen:
                 continue
             seen.add(key)
@@ -283,15 +321,14 @@ def _search(scheme: DrgScheme, drg: str, adrg: Adrg, severity: str) -> Case | No
 
 
 @functools.cache
-def _cases() -> tuple[dict[str, Case], list[str]]:
-    """One case per reachable DRG of drg.csv (DRG -> case) and the DRGs no attempt reaches, in DRG code order (a
-    DRG that only an age / stay band names, none in 2.0, is counted as not reached)."""
-    scheme = _scheme()
+def _cases(name: str) -> tuple[dict[str, Case], list[str]]:
+    """One case per reachable DRG of drg.csv (DRG -> case) and the DRGs no attempt reaches, in DRG code order."""
+    scheme = _scheme(name)
     found, missing = {}, []
     for drg in sorted(scheme.drg_names):
         adrg = scheme.adrgs.get(drg[:3])
-        severity = next((s for s, d in adrg.drgs.items() if d == drg), None) if adrg else None
-        case = _search(scheme, drg, adrg, severity) if severity else None
+        target = _target(adrg, drg) if adrg else None
+        case = _search(scheme, drg, adrg, target) if target else None
         if case is None:
             missing.append(drg)
         else:
@@ -319,22 +356,24 @@ def _table(cases: dict[str, Case]) -> pa.Table:
 # Tests
 
 
-def test_every_drg_and_adrg_of_chs_drg_20_is_reached_by_the_reference_grouper():
+@pytest.mark.parametrize("name", SCHEMES)
+def test_every_drg_and_adrg_is_reached_by_the_reference_grouper(name):
     """`_search` keeps a case only when the reference grouper puts it in its DRG, so what is left to check is that
     no DRG was missed and that the DRGs cover every ADRG."""
-    scheme = _scheme()
-    found, missing = _cases()
-    assert len(scheme.adrgs) == 409 and len(scheme.drg_names) == 634
+    scheme = _scheme(name)
+    found, missing = _cases(name)
+    assert (len(scheme.adrgs), len(scheme.drg_names)) == SCHEMES[name]
     assert missing == []
     assert {drg[:3] for drg in found} == set(scheme.adrgs)
 
 
-def test_the_kernel_puts_every_generated_case_in_its_drg():
+@pytest.mark.parametrize("name", SCHEMES)
+def test_the_kernel_puts_every_generated_case_in_its_drg(name):
     from dipsim.grouping.drg import group_table
 
-    scheme = _scheme()
-    found, _ = _cases()
-    out = group_table(_table(found), scheme=SCHEME)
+    scheme = _scheme(name)
+    found, _ = _cases(name)
+    out = group_table(_table(found), scheme=name)
     assert out["case_id"].to_pylist() == list(found)
     wrong = [(target, drg) for target, drg in zip(out["case_id"].to_pylist(), out["drg"].to_pylist())
              if target != drg]
