@@ -120,10 +120,11 @@ def _sex_for(scheme: DrgScheme, principal: str, mdc: str) -> int | None:
     return None
 
 
-def _ranked(codes, avoid: list[frozenset[str]], *extra_keys) -> list[str]:
+def _ranked(codes, avoid: list[frozenset[str]], *extra_keys, last: frozenset[str] = frozenset()) -> list[str]:
     """`codes` sorted by how many of the `avoid` sets hold them (then by each function of `extra_keys`, then by
-    code): the first ones are the least likely to be caught by an earlier ADRG."""
-    return sorted(codes, key=lambda c: (sum(c in s for s in avoid), *(k(c) for k in extra_keys), c))
+    code), the codes of `last` after all others: the first ones are the least likely to be caught by an earlier
+    ADRG."""
+    return sorted(codes, key=lambda c: (c in last, sum(c in s for s in avoid), *(k(c) for k in extra_keys), c))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -146,7 +147,12 @@ def _plans(name: str, adrg_code: str) -> list[_Plan]:
     """The ranked slots of every conjunction of the ADRG's rule, for cases of its MDC."""
     scheme = _scheme(name)
     adrg = scheme.adrgs[adrg_code]
-    avoid = [_named_by(name, a.code) for a in _competitors(scheme, adrg)]
+    competitors = _competitors(scheme, adrg)
+    # a principal procedure that an earlier ADRG whose whole rule is one principal-procedure list names is caught
+    # there, whatever else the case has: such codes go last (3.0 RQ1's chemotherapy codes before RL5's 92.2x)
+    caught = frozenset().union(*(a.lists[a.logic[1]] for a in competitors
+                                 if a.logic[0] == "list" and list_reads(a.logic[1]) == "px"))
+    avoid = [_named_by(name, a.code) for a in competitors]
     all_principals = (scheme.principal_mdcs if adrg.mdc == "A"
                       else [c for c, mdcs in scheme.principal_mdcs.items() if adrg.mdc in mdcs])
 
@@ -166,7 +172,8 @@ def _plans(name: str, adrg_code: str) -> list[_Plan]:
         px_lists = [lists[n] for n, r in reads.items() if r == "px"]
         if "all_or" in conj:
             px_lists.append(scheme.or_procedures)
-        principal_px = (_ranked(frozenset.intersection(*px_lists), avoid)[:CANDIDATES] if px_lists else [None])
+        principal_px = (_ranked(frozenset.intersection(*px_lists), avoid, last=caught)[:CANDIDATES]
+                        if px_lists else [None])
         secondary_dx = [(lists[n], _ranked(lists[n], avoid, counts_severity)[:CANDIDATES])
                         for n, r in reads.items() if r in ("other_dx", "any_dx")]
         min_count = scheme.rules.get("list_min_count", {}).get(adrg.code, {})
