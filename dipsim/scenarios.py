@@ -129,9 +129,10 @@ class ScenarioResults:
     funds: pd.DataFrame | None = None  # the baseline's fund monitoring by pool and month (`monitor.fund_monitor`)
     # the variants that change the DRG scheme (`payment.drg_scheme`): what explains their money (`scheme_change`)
     regrouping: pd.DataFrame | None = None  # scenario, from_group, to_group, cases, hospitals, points / value
-    splits: pd.DataFrame | None = None  # scenario, from_group, cases, moved, to_groups, into, points / value
-    families: pd.DataFrame | None = None  # scenario, family (the baseline ADRG), cases, moved, points / value
-    scheme_hospitals: pd.DataFrame | None = None  # scenario, hospital_id, cases, moved, points / value, delta, why
+    splits: pd.DataFrame | None = None  # scenario, from_group, cases, moved_cases, to_groups, into, points / value
+    families: pd.DataFrame | None = None  # scenario, family (the baseline ADRG), cases, moved_cases, points / value
+    scheme_hospitals: pd.DataFrame | None = None  # scenario, hospital_id, cases, moved_cases, points / value, delta,
+    # why
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The result tables there are, by the name of their CSV file."""
@@ -248,7 +249,8 @@ def scheme_change(case_set: CaseSet, name: str, before: tuple, after: tuple,
     the points make; item-paid cost and the fen rounding aside). A case moved when its DRG code differs.
 
     regrouping: per (from_group, to_group) the cases, the hospitals they are at, points and value before / after;
-    splits: per baseline group whose cases go to two groups or more, the cases, how many moved, the groups they went
+    splits: per baseline group whose cases go to two groups or more, the cases, how many moved (`moved_cases`), the
+    groups they went
     to ("GB25 30; GB29 12", most cases first), points and value; families: the same per ADRG family of the baseline
     group; scheme_hospitals: per hospital its cases, moved cases, points and value, its payout change (`delta`, the
     settlement's, to the fen) and `why`: the families whose value changed most there, by size."""
@@ -263,7 +265,7 @@ def scheme_change(case_set: CaseSet, name: str, before: tuple, after: tuple,
         "value_after": points_after * pool.map(values_after).to_numpy(np.float64)})
     cases["moved"] = (cases["from_group"] != cases["to_group"]).astype(np.int64)
     cases["family"] = family(cases["from_group"])
-    sums = {"cases": ("moved", "size"), "moved": ("moved", "sum"), **{c: (c, "sum") for c in VALUE_COLUMNS}}
+    sums = {"cases": ("moved", "size"), "moved_cases": ("moved", "sum"), **{c: (c, "sum") for c in VALUE_COLUMNS}}
 
     def rounded(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.round({"points_before": 4, "points_after": 4, "value_before": 2, "value_after": 2})
@@ -278,7 +280,7 @@ def scheme_change(case_set: CaseSet, name: str, before: tuple, after: tuple,
     labels = ordered["to_group"].astype(str) + " " + ordered["cases"].astype(str)
     into = labels.groupby(ordered["from_group"], sort=True).agg("; ".join)
     splits = by_group[by_group["to_groups"] >= 2].assign(into=into).reset_index()
-    splits = splits[["from_group", "cases", "moved", "to_groups", "into", *VALUE_COLUMNS]]
+    splits = splits[["from_group", "cases", "moved_cases", "to_groups", "into", *VALUE_COLUMNS]]
     families = cases.groupby("family", sort=True).agg(**sums).reset_index()
     per_hospital = cases.groupby("hospital_id", sort=True).agg(**sums)
     delta = hospitals.loc[hospitals["scenario"] == name].groupby("hospital_id")["delta"].sum()
