@@ -274,6 +274,34 @@ def test_settle_under_the_variant_pays_the_same_to_the_fen(region, switched, tmp
     assert json.loads((tmp_path / "set" / "manifest.json").read_text(encoding="utf-8"))["scheme"] == "chs-drg-2.0"
 
 
+def test_explain_names_the_scheme_a_case_was_grouped_under(region, tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from dipsim.cli import main
+
+    out = tmp_path / "set"
+    cli("settle", region / "region" / "cases", "--policy", SCENARIOS / "baseline_drg.toml", "--set",
+        'payment.drg_scheme="chs-drg-2.0"', "--hospitals", region / "region" / "hospitals.parquet",
+        "--budget-share", "0.6", "-o", out)
+    case = pq.read_table(out / "cases.parquet", columns=["case_id", "group"]).slice(0, 1).to_pylist()[0]
+    capsys.readouterr()
+    assert main(["explain", str(out), "--case-id", case["case_id"]]) == 0
+    text = capsys.readouterr().out
+    assert f"group {case['group']} under chs-drg-2.0, its RW calibrated on the region's costs" in text
+    assert "payment.drg_scheme = chs-drg-2.0 (the scheme the policy names)" in text
+
+
+def test_nightly_refuses_a_policy_and_a_scheme_that_differ(tmp_path):
+    from dipsim.nightly import run_nightly
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[payment]\nmode = "drg"\ndrg_scheme = "chs-drg-2.0"\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"--scheme chs-drg-1.1 and the policy's payment.drg_scheme = "
+                                         r"'chs-drg-2.0' differ"):
+        run_nightly(tmp_path / "claims", policy, tmp_path / "h.csv", tmp_path / "state", tmp_path / "out",
+                    scheme="chs-drg-1.1", log=lambda _: None)
+
+
 def test_regrouping_counts_are_the_cases_grouped_under_each_scheme(region, switched):
     """regrouping.csv's counts are a plain count of (1.1 DRG, 2.0 DRG) pairs over the cases grouped by
     `dipsim.grouping.drg.group_table`; splits.csv lists the 1.1 DRGs with two 2.0 DRGs or more."""
