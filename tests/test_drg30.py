@@ -32,7 +32,7 @@ from dipsim.grouping.compiled import FLAG_PRINCIPAL_MCC, FLAG_SINGLE, compile_sc
 from dipsim.grouping.drg import group_table
 from dipsim.grouping.explain import explain_case
 from dipsim.grouping.reference import Case, group_case
-from dipsim.grouping.tables import load_scheme
+from dipsim.grouping.tables import list_reads, load_scheme
 from dipsim.paths import tables_dir
 
 HAND = "hand-drg-3.0"
@@ -330,3 +330,172 @@ def test_explain_why_not_the_new_rule_kinds(hand):
     assert why(age(["O82.000"], 30, procedures=["74.1x01"]), "OB11") == (
         "Why not OB11: OB11 takes a case with an MCC; the case's CC level is none: no secondary diagnosis")
     assert "is a high-risk pregnancy" in why(age(["O14.900"], 30, procedures=["74.1x01"]), "OB15")
+
+
+# ---------------------------------------------------------------- part 2: grouper_tables/chs-drg-3.0
+# Codes from ../shared/reference/chs-drg-3.0 (adrg_rules.json sections; mcc / cc / cce_codes.json): G40.900 is in
+# BV1's 主要诊断 only, G12.200 in BU2's, K80.101 in HZ2's (MDCH) and 51.2300 (腹腔镜胆囊切除) is HC4's 主要手术或操作
+# (HC1 and GB1 name it only in a 手术或操作 2 that needs a 手术或操作 1 too); E10.300x051+H42.0* is in CV1's 主要诊断;
+# C34.000 an MDCE principal, 32.4100 in EB1's 主要手术或操作 (the only MDCE list); M16.900 an MDCI principal and
+# 81.5100 / 81.5400 in IC2's 主要手术或操作 and 手术或操作 (2 needed) and IC3's 主要手术或操作 (IA1 needs a bone-tumour
+# principal). I50.900 is an MCC (exclusion table 45), D62.x00 a CC (table 18); the principals here cancel tables 34,
+# 31, 67, 23, 98, 94 or none. AH2 = 96.7201 as principal + 39.9500x007 (CRRT) anywhere, AH3 = 96.7201 alone. OC1 =
+# 72.0x00 (principal) + 03.9000x001 (椎管内镇痛), OC2 = 72.0x00; OC3 = 73.6x01 + 03.9000x001, OC4 = 73.6x01; OL1 =
+# Z37.000x001 (其他诊断) + 03.9000x001 as principal procedure, OR1 = Z37.000x001 alone. OB1 = a cesarean (74.1x01) as
+# principal + a uterine / adnexal procedure (65.2901), OB2 = the cesarean alone. O14.900 (子痫前期) is in
+# HIGH_RISK_PREGNANCY.dat, O82.000 is not; both are in OZ1's 主要诊断 (OZ19, unsplit). P07.200 is in PS2's 诊断 list
+# (入院体重 1000-1499 g).
+
+S30 = "chs-drg-3.0"
+
+
+@pytest.fixture(scope="module")
+def s30():
+    if not (tables_dir() / S30 / "adrg.csv").is_file():
+        pytest.skip("grouper_tables/chs-drg-3.0 is absent")
+    return load_scheme(S30)
+
+
+def test_30_age_bands_at_their_boundaries(s30):
+    g, b, mcc, cc = "G40.900", "G12.200", "I50.900", "D62.x00"
+    batch = [age([g], 70), age([g], 69), age([g, mcc], 70), age([g, cc], 70), age([g, mcc], 69), age([g, cc], 69),
+             age([g], None, 25_550), age([g], None, None),
+             age([b], 6), age([b], 7), age([b], None, 200), age([b], None, None), age([b, cc], 6), age([b, mcc], 3)]
+    assert drgs(s30, batch) == ["BV1G", "BV15", "BV1E", "BV1F", "BV11", "BV13", "BV1G", "BV15",
+                                "BU2C", "BU25", "BU2C", "BU25", "BU23", "BU23"]
+
+
+def test_30_age_band_with_cc_hc4_and_unsplit_cv1(s30):
+    """HC4F 伴合并症或并发症,大于等于70岁 takes a CC or an MCC at 70 and over; CV1H every case at 70 and over."""
+    k, cv = ["K80.101"], ["E10.300x051+H42.0*"]
+    px = ["51.2300"]
+    batch = [age([*k, "I50.900"], 70, procedures=px), age([*k, "D62.x00"], 70, procedures=px),
+             age(k, 70, procedures=px), age([*k, "D62.x00"], 69, procedures=px), age(k, 69, procedures=px),
+             age(cv, 69), age(cv, 70), age([*cv, "I50.900"], 75), age(cv, None, None), age(cv, None, 25_550)]
+    assert drgs(s30, batch) == ["HC4F", "HC4F", "HC45", "HC43", "HC45", "CV19", "CV1H", "CV1H", "CV19", "CV1H"]
+
+
+def test_30_robot_assisted(s30):
+    lung, hip = ["C34.000"], ["M16.900"]
+    batch = [age(lung, 60, procedures=["32.4100", "17.4100"]), age(lung, 60, procedures=["32.4100"]),
+             age(lung, 60, procedures=["32.4100", "17.4900"]), age(hip, 60, procedures=["81.5100", "17.4400"]),
+             age(hip, 60, procedures=["81.5100"])]
+    assert drgs(s30, batch) == ["EB10", "EB19", "EB19", "IC30", "IC39"]
+
+
+def test_30_two_joints_ic2(s30):
+    """IC2 needs two procedures of its list: the same code twice (both hips) counts twice; one only is IC3."""
+    hip = ["M16.900"]
+    batch = [age(hip, 60, procedures=["81.5100", "81.5100"]), age(hip, 60, procedures=["81.5100", "81.5400"]),
+             age(hip, 60, procedures=["81.5100"]), age(hip, 60, procedures=["81.5100", "81.5400", "17.4100"])]
+    assert drgs(s30, batch) == ["IC29", "IC29", "IC39", "IC29"]
+
+
+def test_30_crrt_with_long_ventilation(s30):
+    batch = [Case(["J96.000"], ["96.7201", "39.9500x007"]), Case(["J96.000"], ["96.7201"]),
+             Case(["J96.000"], ["96.7201", "33.2400", "39.9500x007"])]
+    assert drgs(s30, batch) == ["AH29", "AH39", "AH29"]
+
+
+def test_30_neuraxial_analgesia_at_delivery(s30):
+    o = ["O80.000", "Z37.000x001"]
+    batch = [age(o, 30, procedures=["72.0x00", "03.9000x001"]), age(o, 30, procedures=["72.0x00"]),
+             age(o, 30, procedures=["73.6x01", "03.9000x001"]), age(o, 30, procedures=["73.6x01"]),
+             age(o, 30, procedures=["03.9000x001"]), age(o, 30)]
+    assert drgs(s30, batch) == ["OC19", "OC29", "OC39", "OC49", "OL19", "OR19"]
+
+
+def test_30_high_risk_pregnancy_counts_as_mcc_in_ob1_ob2_only(s30):
+    hr, plain = "O14.900", "O82.000"
+    batch = [age([hr], 30, procedures=["74.1x01"]), age([hr], 30, procedures=["74.1x01", "65.2901"]),
+             age([plain], 30, procedures=["74.1x01"]), age([plain], 30, procedures=["74.1x01", "65.2901"]),
+             age([plain, "I50.900"], 30, procedures=["74.1x01"]), age([plain, "D62.x00"], 30, procedures=["74.1x01"]),
+             age([hr], 30, procedures=["72.0x00"]), age([hr], 30), age([plain, hr], 30, procedures=["74.1x01"])]
+    out = group_both(s30, batch)
+    assert [(g["drg"], g["cc_level"]) for g in out] == [
+        ("OB21", 2), ("OB11", 2), ("OB25", 0), ("OB15", 0), ("OB21", 2), ("OB25", 1), ("OC29", 0), ("OZ19", 0),
+        ("OB25", 0)]
+
+
+def test_30_published_examples(s30):
+    """SOURCE.txt's last lines (the source repository's README), codes normalised as `dipsim` reads them."""
+    from dipsim.codes import normalise_codes
+
+    def dx(*codes):
+        return normalise_codes(pa.array(list(codes)), "icd10").to_pylist()
+
+    batch = [Case(dx("K80.101", "I50.900"), ["51.2300"], sex=1, age_years=45),
+             Case(dx("P07.200"), [], sex=1, age_years=0, age_days=2, birth_weight_g=1200),
+             Case(dx("E10.300x051 + H42.0*"), [], sex=1, age_years=75)]
+    assert batch[2].diagnoses == ["E10.300x051+H42.0*"]
+    assert drgs(s30, batch) == ["HC43", "PS29", "CV1H"]
+    _, text = explain_case(_row(batch[2]), s30)
+    assert "age 75 years: 大于等于70岁 (age >= 70)" in text
+
+
+def test_30_random_cases_agree(s30):
+    """Random cases from 3.0's own lists (tests/test_drg_kernel.py's generator) with ages around 6 / 70 and robot
+    procedures added: the kernel agrees with the reference."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from test_drg_kernel import Pools, cases
+
+    scheme = load_scheme(S30, qy=True)  # QY on: the generator draws QY procedures too
+    p = Pools(scheme)
+    p.orphans = p.orphans or ["X99.999x999"]  # 3.0: every MDC principal has an ADRG; the generator needs one
+
+    targets = [a for a in scheme.adrgs.values() if a.bands]
+    rare = [a for a in scheme.adrgs.values() if a.min_counts or a.code in scheme.principal_mcc_adrgs]
+    targets += rare * max(1, len(targets) // (2 * max(len(rare), 1)))  # about a third of the targeted cases
+    high_risk = sorted(scheme.principal_mcc)
+    severity = sorted(scheme.mcc)[::50] + sorted(scheme.cc)[::200]
+
+    @st.composite
+    def targeted(draw):
+        """A case aimed at an ADRG with a new rule kind: codes from each of its lists (the principal from a
+        principal list), an age around the bands, a robot code, a repeated procedure, a high-risk principal."""
+        adrg = targets[draw(st.integers(0, len(targets) - 1))]
+        dx, px = [], []
+        for name, codes in sorted(adrg.lists.items()):
+            pool = sorted(codes)
+            code = pool[draw(st.integers(0, len(pool) - 1))]
+            reads = list_reads(name)
+            if reads in ("dx", "any_dx"):
+                dx.insert(0, code)
+            elif reads == "other_dx":
+                dx.append(code)
+            elif reads == "px":
+                px.insert(0, code)
+            else:
+                px.append(code)
+        if adrg.code in scheme.principal_mcc_adrgs and draw(st.integers(0, 1)) == 0:
+            dx.insert(0, high_risk[draw(st.integers(0, len(high_risk) - 1))])
+        elif not dx or draw(st.integers(0, 4)) == 0:
+            principals = p.principal_of.get(adrg.mdc) or p.principal_by_mdc[0]
+            dx.insert(0, principals[draw(st.integers(0, len(principals) - 1))])
+        dx += [severity[draw(st.integers(0, len(severity) - 1))] for _ in range(draw(st.integers(0, 2)))]
+        if px and draw(st.integers(0, 2)) == 0:
+            px.append(px[0])
+        if draw(st.integers(0, 2)) == 0:
+            px.append(ROBOT[draw(st.integers(0, 4))])
+        years = draw(st.sampled_from([None, None, 0, 5, 6, 7, 30, 69, 70, 71]))
+        days = draw(st.sampled_from([None, 200, 2_500, 25_549, 25_550]))
+        return Case(dx, px, sex=draw(st.integers(0, 2)), age_years=years, age_days=days, los_days=5)
+
+    @st.composite
+    def with_new_kinds(draw):
+        if draw(st.integers(0, 1)) == 0:
+            return draw(targeted())
+        case = draw(cases(p))
+        case.age_years = draw(st.sampled_from([None, 0, 5, 6, 7, 69, 70, 71, case.age_years]))
+        if draw(st.integers(0, 3)) == 0:
+            case.procedures = [*case.procedures, draw(st.sampled_from(ROBOT))]
+        return case
+
+    @settings(max_examples=60, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(st.lists(with_new_kinds(), min_size=5, max_size=40))
+    def check(batch):
+        group_both(scheme, batch)
+
+    check()
