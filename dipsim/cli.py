@@ -460,15 +460,16 @@ def _check_region(args, region, policies, on=None, day=None) -> None:
             f"{', '.join(region.pools())})", markup=False, soft_wrap=True)
 
 
-def _grouped(args, cases, mode: str):
-    """The cases grouped for payment: to the DIP catalogue (--catalog) or under the CHS-DRG scheme (--scheme)."""
+def _grouped(args, cases, mode: str, scheme: str):
+    """The cases grouped for payment: to the DIP catalogue (--catalog) or under the CHS-DRG `scheme` (the policy's
+    payment.drg_scheme, else --scheme), its weights calibrated on the cases' costs."""
     from dipsim.grouping.grouped_cases import group_dip, group_drg
 
     if mode == "dip":
         from dipsim.grouping.dip import load_catalog
 
         return group_dip(cases, load_catalog(args.catalog))
-    return group_drg(cases, args.scheme)
+    return group_drg(cases, scheme)
 
 
 class _InThread:
@@ -559,19 +560,22 @@ def cmd_settle(args) -> int:
     import pyarrow as pa
 
     from dipsim.io.writers import OutputFolder
-    from dipsim.payment.chain import run_chain
-    from dipsim.payment.terms import terms_record
+    from dipsim.payment.chain import discharge_days, run_chain
+    from dipsim.payment.terms import command_line_scheme, drg_scheme, settlement_day, terms_record
     from dipsim.region import budgets_from_cost
 
     console = _console(args)
     policy = _policy_with_overrides(args)
     mode = policy.get("payment.mode")
-    _warm_up_kernels(mode, args.scheme)
+    _warm_up_kernels(mode, drg_scheme(policy, None, args.scheme))
     region = _region(args, console, mode, args.input)
     cases, hospitals = region.cases, region.hospitals
+    # the CHS-DRG scheme: the policy's payment.drg_scheme on the settlement day, else --scheme (both: the same one)
+    scheme = command_line_scheme(policy, settlement_day(discharge_days(cases), args.on), args.scheme) \
+        if mode == "drg" else None
     # the cases are grouped in a thread while their pools and hospitals are coded and checked (a failed check stops
     # the run before anything is priced; the grouping's own errors are raised after the checks, as before)
-    grouping = _InThread(_grouped, args, cases, mode)
+    grouping = _InThread(_grouped, args, cases, mode, scheme)
     case_set = region.case_set  # pools and hospitals coded once: the checks, the budgets and the chain read them
     if args.budget_share:
         budgets = budgets_from_cost(cases, args.budget_share, policy.get("budget.total"), case_set)
@@ -603,7 +607,7 @@ def cmd_settle(args) -> int:
                   "policy_sha256": policy.digest(), "overlays": list(policy.overlays),
                   "policy_day": day.isoformat() if day else None, "on": args.on,
                   "case_policy_days": sorted({t.day.isoformat() for t in run.terms.periods if t.day}),
-                  "mode": mode, "catalog": args.catalog, "scheme": args.scheme if mode == "drg" else None,
+                  "mode": mode, "catalog": args.catalog, "scheme": scheme,
                   "auxiliary": args.auxiliary, "quality": args.quality, **region.manifest(),
                   "inputs": _file_digests(args.input, args.hospitals, *([args.quality] if args.quality else []))})
     print(region.counts())
@@ -625,9 +629,9 @@ def cmd_scenarios_run(args) -> int:
 
     from dipsim.io.writers import OutputFolder
     from dipsim.payment.chain import discharge_days
-    from dipsim.payment.terms import settlement_day
+    from dipsim.payment.terms import command_line_scheme, settlement_day
     from dipsim.region import budgets_from_cost
-    from dipsim.scenarios import BASELINE, grouped_cached, load_scenarios, run_scenarios
+    from dipsim.scenarios import BASELINE, grouped_cached, load_scenarios, run_scenarios, run_schemes
 
     console = _console(args)
     scenario_set = load_scenarios(args.file, max_variants=args.max_variants)
@@ -640,22 +644,35 @@ def cmd_scenarios_run(args) -> int:
     if args.budget_share:
         budgets = budgets_from_cost(cases, args.budget_share, budgets)
     scenario_set.baseline = base.overlay({"budget.total": budgets}, name=base.name)
+    day = settlement_day(discharge_days(cases), args.on)
     _check_region(args, region, [(BASELINE, scenario_set.baseline)] + [
         (f"variant {v.name!r}", scenario_set.baseline.overlay(v.changes)) for v in scenario_set.variants],
-        args.on, settlement_day(discharge_days(cases), args.on))
+        args.on, day)
+    # DRG mode: each run's scheme (a variant may set payment.drg_scheme), the baseline's from its policy or --scheme
+    scheme = command_line_scheme(scenario_set.baseline, day, args.scheme, "the baseline policy") \
+        if mode == "drg" else None
+    schemes = run_schemes(scenario_set, day, scheme)
     inputs = _file_digests(args.cases, args.hospitals)
     input_digest = hashlib.sha256("".join(i["sha256"] for i in inputs).encode()).hexdigest()
-    with _progress(console, f"grouping ({mode}, cached)", 1) as update:
+    distinct = list(dict.fromkeys(schemes.values()))  # grouped once per distinct scheme, in order of first use
+    with _progress(console, f"grouping ({mode}{': ' + ', '.join(distinct) if distinct else ''}, cached)",
+                   max(len(distinct), 1)) as update:
         catalog = None
         if mode == "dip":
             from dipsim.grouping.dip import load_catalog
 
             catalog = load_catalog(args.catalog)
-        grouped = grouped_cached(cases, input_digest, mode, catalog, args.scheme)
-        update(1, 1)
+            grouped = grouped_cached(cases, input_digest, mode, catalog)
+        else:
+            grouped = {}
+            for number, name in enumerate(distinct):
+                grouped[name] = grouped_cached(cases, input_digest, mode, catalog, name)
+                update(number + 1, len(distinct))
+        update(max(len(distinct), 1), max(len(distinct), 1))
     with _progress(console, f"{scenario_set.name}: pricing and settling", len(scenario_set.variants) + 1) as update:
         try:
-            results = run_scenarios(cases, hospitals, scenario_set, grouped, progress=update, on=args.on)
+            results = run_scenarios(cases, hospitals, scenario_set, grouped, progress=update, on=args.on,
+                                    scheme=scheme)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
     out = OutputFolder(args.out)
@@ -673,9 +690,16 @@ def cmd_scenarios_run(args) -> int:
                   "title": scenario_set.title, "baseline_policy": scenario_set.baseline.source,
                   "baseline_sha256": scenario_set.baseline.digest(), "on": args.on,
                   "variants": [{"name": v.name, "set": v.changes} for v in scenario_set.variants],
-                  "mode": mode, "catalog": args.catalog, "budgets": budgets, "inputs": inputs, **region.manifest()})
+                  "mode": mode, "catalog": args.catalog, "schemes": schemes, "budgets": budgets, "inputs": inputs,
+                  **region.manifest()})
     print(region.counts())
     print(results.summary.to_string(index=False))
+    if results.splits is not None:
+        moved = results.scheme_hospitals.groupby("scenario", sort=False)["moved_cases"].sum()
+        split = results.splits.groupby("scenario", sort=False).size()
+        for name, count in moved.items():
+            print(f"{name}: {count:,} cases moved group under {schemes[name]} (from {schemes[BASELINE]}); "
+                  f"{split.get(name, 0):,} baseline groups split (splits.csv, regrouping.csv, scheme_hospitals.csv)")
     print(f"{len(scenario_set.variants) + 1} scenarios x {results.hospitals['hospital_id'].nunique():,} hospitals "
           f"-> {out.path}")
     return EXIT_OK
@@ -1013,8 +1037,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "type, optional coefficient_override)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--catalog", help="DIP catalogue folder (payment.mode = dip)")
-    p.add_argument("--scheme", default="chs-drg-1.1", help="CHS-DRG scheme (payment.mode = drg; default "
-                                                          "chs-drg-1.1); RW calibrated on the cases' costs")
+    p.add_argument("--scheme", help="CHS-DRG scheme (payment.mode = drg) when the policy sets no "
+                                    "payment.drg_scheme (default chs-drg-1.1); RW calibrated on the cases' costs")
     p.add_argument("--auxiliary", metavar="FILE", help="DIP auxiliary catalogue TOML (辅助目录; default: none)")
     p.add_argument("--quality", metavar="FILE", help="CSV of hospital_id, quality_score (0-100) for the release of "
                                                      "the quality deposit (default: 100 for every hospital)")
@@ -1040,7 +1064,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", required=True, help="case file or folder of Parquet partitions")
     p.add_argument("--hospitals", required=True, help="hospitals table (.parquet or .csv)")
     p.add_argument("--catalog", help="DIP catalogue folder (payment.mode = dip)")
-    p.add_argument("--scheme", default="chs-drg-1.1", help="CHS-DRG scheme (payment.mode = drg)")
+    p.add_argument("--scheme", help="CHS-DRG scheme (payment.mode = drg) of the baseline when its policy sets no "
+                                    "payment.drg_scheme (default chs-drg-1.1); a variant may set another one")
     p.add_argument("--budget", action="append", default=[], metavar="POOL=YUAN", help="a pool's budget; repeatable")
     p.add_argument("--budget-share", type=_share, metavar="SHARE",
                    help="for pools without a budget: SHARE x the pool's total cost billed by item")
@@ -1061,7 +1086,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", required=True, help="policy TOML with the annual budget per pool (budget.total)")
     p.add_argument("--hospitals", required=True, help="hospitals table (.parquet or .csv)")
     p.add_argument("--catalog", help="DIP catalogue folder (payment.mode = dip)")
-    p.add_argument("--scheme", default="chs-drg-1.1", help="CHS-DRG scheme (payment.mode = drg)")
+    p.add_argument("--scheme", help="CHS-DRG scheme (payment.mode = drg) when the policy sets no "
+                                    "payment.drg_scheme (default chs-drg-1.1)")
     p.add_argument("--seasonality", metavar="CSV", help="last year's share of the cost by month (columns month, "
                                                        "share) for the projection; default pro rata")
     p.add_argument("--engine", choices=["chunked", "memory", "dask"], default="chunked",

@@ -379,7 +379,7 @@ def _counts(cached: Path) -> dict:
 
 
 def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Path, out: Path, catalog_path=None,
-                scheme: str = "chs-drg-1.1", seasonality: dict[int, float] | None = None, log=print,
+                scheme: str | None = None, seasonality: dict[int, float] | None = None, log=print,
                 engine: str = "chunked", scheduler: str | None = None,
                 processes: int | None = 1) -> NightlyResult:
     """One nightly run (see the module's docstring); returns where the results are. `engine`: "chunked" prices
@@ -396,12 +396,15 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
 
     from dipsim.io.readers import parquet_files
     from dipsim.io.writers import OutputFolder, sha256_file, temp_dir
-    from dipsim.payment.terms import every_case_terms
+    from dipsim.payment.terms import command_line_scheme, every_case_terms
     from dipsim.policy import load_policy
     from dipsim.region import load_hospitals
 
     start = time.perf_counter()
     policy = load_policy(policy_path)
+    # DRG mode: the policy's payment.drg_scheme (its latest value: the year to date is settled before its last day
+    # is known), else `scheme` (--scheme), else chs-drg-1.1; the policy and --scheme naming two is an error
+    scheme = command_line_scheme(policy, None, scheme)
     catalog = None
     if policy.get("payment.mode") == "dip":
         from dipsim.grouping.dip import load_catalog

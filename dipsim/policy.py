@@ -191,6 +191,24 @@ def _by_level(plain: float, by_level: dict, other_plain: float, other_by_level: 
         yield f" at level {level}", by_level.get(level, plain), other_by_level.get(level, other_plain)
 
 
+def _drg_scheme_problems(mode: str, scheme: str) -> list[str]:
+    """A CHS-DRG scheme set in DIP mode (a DIP catalogue has none), or one without grouper tables."""
+    if not scheme:
+        return []
+    if mode != "drg":
+        return [f"{scheme!r} is set with payment.mode = {mode!r} (leave it unset, or set payment.mode = \"drg\")"]
+    from dipsim.paths import tables_dir
+
+    try:
+        folder = tables_dir()
+    except FileNotFoundError as exc:
+        return [str(exc)]
+    if "/" in scheme or "\\" in scheme or not (folder / scheme / "adrg.csv").is_file():
+        known = sorted(p.name for p in folder.iterdir() if (p / "adrg.csv").is_file())
+        return [f"no grouper tables for {scheme!r} in {folder} (have: {', '.join(known)})"]
+    return []
+
+
 RULES: tuple[Rule, ...] = (
     Rule("budget.point_value_floor <= budget.point_value_cap",
          ("budget.point_value_floor", "budget.point_value_cap"),
@@ -210,6 +228,10 @@ RULES: tuple[Rule, ...] = (
          ("monitor.warning_excess", "monitor.alert_excess"),
          "the alert line (警报) is beyond the warning line (预警)",
          lambda warning, alert: [f"{warning} > {alert}"] if warning > alert else []),
+    Rule("payment.drg_scheme: a CHS-DRG scheme, in DRG mode",
+         ("payment.mode", "payment.drg_scheme"),
+         "the cases are grouped under grouper_tables/<payment.drg_scheme>; DIP mode groups to a catalogue",
+         _drg_scheme_problems),
 )
 
 _NOT_IN_FORCE = object()

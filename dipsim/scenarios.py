@@ -18,14 +18,23 @@ A scenario file (scenarios/*.toml):
 
 Every overlay is checked against the policy table and its rules (a point-value floor above the cap, ...) before
 anything runs: a typo or an impossible variant stops the run with every problem, naming the variant. A file of more
-than `MAX_VARIANTS` variants is refused before the sweep is built. Grouping happens once; each variant only
-runs the payment chain again (`dipsim.payment`) on the grouped cases.
+than `MAX_VARIANTS` variants is refused before the sweep is built. Grouping happens once per grouping: each variant
+only runs the payment chain again (`dipsim.payment`) on the grouped cases.
+
+In DRG mode a variant may change the grouping scheme itself (`payment.drg_scheme`, e.g. the baseline under
+chs-drg-2.0 and a variant under chs-drg-3.0): the cases are grouped once per distinct scheme, each scheme with its
+own weights calibrated on the region's own costs (`group_drg`), and the variant is compared with the baseline
+hospital by hospital as any other. Such a variant also gets what explains its money (`scheme_change`): the cases
+that moved group and where to (`regrouping`), the baseline groups whose cases split over several groups (`splits`),
+by ADRG family (`families`), and per hospital its moved cases, points and the families that moved its money most
+(`scheme_hospitals`).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +46,7 @@ from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
 from dipsim.io.toml_files import read_toml
 from dipsim.payment.chain import CaseSet, run_chain
+from dipsim.payment.terms import drg_scheme
 from dipsim.policy import Policy, PolicyError, load_policy
 from dipsim.schema import float_column
 
@@ -117,28 +127,69 @@ class ScenarioResults:
     by_level: pd.DataFrame  # scenario, level, fund_payout, delta
     by_type: pd.DataFrame | None = None  # scenario, hospital_type (TCM / other), fund_payout, delta
     funds: pd.DataFrame | None = None  # the baseline's fund monitoring by pool and month (`monitor.fund_monitor`)
+    # the variants that change the DRG scheme (`payment.drg_scheme`): what explains their money (`scheme_change`)
+    regrouping: pd.DataFrame | None = None  # scenario, from_group, to_group, cases, hospitals, points / value
+    splits: pd.DataFrame | None = None  # scenario, from_group, cases, moved_cases, to_groups, into, points / value
+    families: pd.DataFrame | None = None  # scenario, family (the baseline ADRG), cases, moved_cases, points / value
+    scheme_hospitals: pd.DataFrame | None = None  # scenario, hospital_id, cases, moved_cases, points / value, delta,
+    # why
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The result tables there are, by the name of their CSV file."""
-        return {name: getattr(self, name) for name in ("hospitals", "pools", "summary", "by_level", "by_type", "funds")
+        return {name: getattr(self, name) for name in ("hospitals", "pools", "summary", "by_level", "by_type", "funds",
+                                                       "regrouping", "splits", "families", "scheme_hospitals")
                 if getattr(self, name) is not None}
 
 
-def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, grouped: GroupedCases,
-                  aux_factor: np.ndarray | None = None, progress=None, on=None) -> ScenarioResults:
-    """Run the payment chain (`dipsim.payment.chain.run_chain`) for the baseline and every variant on the same
-    grouped cases; deltas are against the baseline, in yuan (exact fen) and percent. `on`: read every parameter on
-    that day (as `dipsim settle --on`)."""
+def run_schemes(scenarios: ScenarioSet, day=None, default: str | None = None) -> dict[str, str]:
+    """The CHS-DRG scheme of each run (the baseline and every variant) in DRG mode, by run name: its
+    `payment.drg_scheme` on the settlement `day`, else `default` (--scheme), else chs-drg-1.1 (`drg_scheme`). A run
+    in DIP mode has none."""
+    runs = [(BASELINE, scenarios.baseline)] + [(v.name, scenarios.baseline.overlay(v.changes, name=v.name))
+                                               for v in scenarios.variants]
+    return {name: drg_scheme(policy, day, default) for name, policy in runs
+            if policy.get("payment.mode", day) == "drg"}
+
+
+def _grouping_of(grouped, schemes: dict[str, str], name: str) -> GroupedCases:
+    """The grouped cases of run `name`: `grouped` itself, or its scheme's from a {scheme: GroupedCases} mapping."""
+    if isinstance(grouped, GroupedCases):
+        if len(set(schemes.values())) > 1:
+            raise ValueError(f"the runs group under {sorted(set(schemes.values()))}: pass the cases grouped under "
+                             "each scheme, {scheme: GroupedCases}")
+        return grouped
+    scheme = schemes.get(name)
+    if scheme not in grouped:
+        raise ValueError(f"run {name!r}: no grouped cases for scheme {scheme!r} (have {sorted(grouped)})")
+    return grouped[scheme]
+
+
+def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet,
+                  grouped: GroupedCases | Mapping[str, GroupedCases], aux_factor: np.ndarray | None = None,
+                  progress=None, on=None, scheme: str | None = None) -> ScenarioResults:
+    """Run the payment chain (`dipsim.payment.chain.run_chain`) for the baseline and every variant on the grouped
+    cases; deltas are against the baseline, in yuan (exact fen) and percent. `on`: read every parameter on that day
+    (as `dipsim settle --on`). `grouped`: the cases grouped once, or in DRG mode {scheme: GroupedCases} with every
+    scheme the runs use (`run_schemes`; `scheme`: the --scheme of a run that sets none); a variant under another
+    scheme than the baseline's gets its regrouping explained (`scheme_change`)."""
     case_set = CaseSet.of(cases)
     frame = case_set.frame
     runs = [(BASELINE, scenarios.baseline)] + [(v.name, scenarios.baseline.overlay(v.changes, name=v.name))
                                                for v in scenarios.variants]
+    schemes = run_schemes(scenarios, case_set.settlement_day(on), scheme)
     payouts, points, pool_rows, reviews, screens, funds = {}, {}, [], [], {}, None
     workspace: dict = {}  # the pricing columns, allocated once: each variant reads only its settlement
+    changes = []  # (name, the baseline's case points and point values, the variant's) of a scheme change
     for number, (name, policy) in enumerate(runs):
-        run = run_chain(case_set, grouped, hospitals, policy, on, aux_factor, screens_cache=screens,
+        grouping = _grouping_of(grouped, schemes, name)
+        run = run_chain(case_set, grouping, hospitals, policy, on, aux_factor, screens_cache=screens,
                         workspace=workspace)
         result = run.settlement
+        values = {r["pool"]: r["point_value"] for r in result.pools}
+        if name == BASELINE:
+            before = (grouping, np.array(run.case_points, copy=True), values)  # the next run overwrites its columns
+        elif schemes.get(name) != schemes.get(BASELINE):
+            changes.append((name, before, (grouping, np.array(run.case_points, copy=True), values)))
         review_row = {"scenario": name, "review_applied": 0, "review_approved": 0.0, "review_amount": 0.0}
         if run.review is not None:
             by_hospital = run.review.hospitals
@@ -170,8 +221,87 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet, 
     summary = _summary(table, [name for name, _ in runs]).merge(pd.DataFrame(reviews), on="scenario")
     tcm = table.assign(hospital_type=np.where(table["type"] == "中医", "TCM (中医)", "other"))
     by_type = tcm.groupby(["scenario", "hospital_type"], sort=False)[["fund_payout", "delta"]].sum().reset_index()
-    return ScenarioResults(hospitals=table.reset_index(drop=True), pools=pd.DataFrame(pool_rows),
-                           summary=summary, by_level=_by_level(table), by_type=by_type.round(2), funds=funds)
+    results = ScenarioResults(hospitals=table.reset_index(drop=True), pools=pd.DataFrame(pool_rows),
+                              summary=summary, by_level=_by_level(table), by_type=by_type.round(2), funds=funds)
+    if changes:
+        explained = [scheme_change(case_set, name, before, after, results.hospitals) for name, before, after in changes]
+        results.regrouping, results.splits, results.families, results.scheme_hospitals = (
+            pd.concat(parts, ignore_index=True) for parts in zip(*explained))
+    return results
+
+
+VALUE_COLUMNS = ("points_before", "points_after", "value_before", "value_after")
+WHY_FAMILIES = 3  # the families named in a hospital's `why`
+
+
+def family(groups) -> np.ndarray:
+    """The ADRG family of each DRG code: its first three characters (GB29 -> GB2, BQY -> BQY); "0000" for an
+    ungroupable case."""
+    codes = pd.Series(np.asarray(groups, dtype=object)).astype(str)
+    return np.where(codes.str.startswith("0000"), "0000", codes.str[:3]).astype(object)
+
+
+def scheme_change(case_set: CaseSet, name: str, before: tuple, after: tuple,
+                  hospitals: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """What explains the money of variant `name`, grouped under another scheme than the baseline: `before` and
+    `after` are each (the grouped cases, the final case points, {pool: point value}) of the baseline and of the
+    variant. A case's value is its final points x its pool's point value (yuan, unrounded: the part of the payment
+    the points make; item-paid cost and the fen rounding aside). A case moved when its DRG code differs.
+
+    regrouping: per (from_group, to_group) the cases, the hospitals they are at, points and value before / after;
+    splits: per baseline group whose cases go to two groups or more, the cases, how many moved (`moved_cases`), the
+    groups they went
+    to ("GB25 30; GB29 12", most cases first), points and value; families: the same per ADRG family of the baseline
+    group; scheme_hospitals: per hospital its cases, moved cases, points and value, its payout change (`delta`, the
+    settlement's, to the fen) and `why`: the families whose value changed most there, by size."""
+    (grouped_before, points_before, values_before), (grouped_after, points_after, values_after) = before, after
+    pool = pd.Series(case_set.pool, dtype=object)
+    cases = pd.DataFrame({
+        "hospital_id": case_set.hospitals.ids[case_set.hospitals.codes],
+        "from_group": np.asarray(grouped_before.group, dtype=object),
+        "to_group": np.asarray(grouped_after.group, dtype=object),
+        "points_before": points_before, "points_after": points_after,
+        "value_before": points_before * pool.map(values_before).to_numpy(np.float64),
+        "value_after": points_after * pool.map(values_after).to_numpy(np.float64)})
+    cases["moved"] = (cases["from_group"] != cases["to_group"]).astype(np.int64)
+    cases["family"] = family(cases["from_group"])
+    sums = {"cases": ("moved", "size"), "moved_cases": ("moved", "sum"), **{c: (c, "sum") for c in VALUE_COLUMNS}}
+
+    def rounded(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.round({"points_before": 4, "points_after": 4, "value_before": 2, "value_after": 2})
+        frame.insert(0, "scenario", name)
+        return frame
+
+    pairs = cases.groupby(["from_group", "to_group"], sort=True).agg(
+        cases=("moved", "size"), hospitals=("hospital_id", "nunique"),
+        **{c: (c, "sum") for c in VALUE_COLUMNS}).reset_index()
+    by_group = cases.groupby("from_group", sort=True).agg(**sums, to_groups=("to_group", "nunique"))
+    ordered = pairs.sort_values(["from_group", "cases", "to_group"], ascending=[True, False, True], kind="stable")
+    labels = ordered["to_group"].astype(str) + " " + ordered["cases"].astype(str)
+    into = labels.groupby(ordered["from_group"], sort=True).agg("; ".join)
+    splits = by_group[by_group["to_groups"] >= 2].assign(into=into).reset_index()
+    splits = splits[["from_group", "cases", "moved_cases", "to_groups", "into", *VALUE_COLUMNS]]
+    families = cases.groupby("family", sort=True).agg(**sums).reset_index()
+    per_hospital = cases.groupby("hospital_id", sort=True).agg(**sums)
+    delta = hospitals.loc[hospitals["scenario"] == name].groupby("hospital_id")["delta"].sum()
+    per_hospital["delta"] = delta.reindex(per_hospital.index).round(2)
+    per_hospital["why"] = _why(cases).reindex(per_hospital.index).fillna("")
+    return (rounded(pairs), rounded(splits), rounded(families), rounded(per_hospital.reset_index()))
+
+
+def _why(cases: pd.DataFrame) -> pd.Series:
+    """Per hospital the ADRG families whose value changed most there (`WHY_FAMILIES`, by the size of the change):
+    "GB2 -1,234.56 yuan (12 of 20 cases moved)"."""
+    at = cases.groupby(["hospital_id", "family"], sort=True).agg(
+        cases=("moved", "size"), moved=("moved", "sum"), before=("value_before", "sum"), after=("value_after", "sum"))
+    at["change"] = at["after"] - at["before"]
+    at["size"] = at["change"].abs()
+    at = at.reset_index().sort_values(["hospital_id", "size", "family"], ascending=[True, False, True],
+                                      kind="stable")
+    top = at.groupby("hospital_id", sort=True).head(WHY_FAMILIES)
+    text = [f"{f} {c:+,.2f} yuan ({m} of {n} cases moved)" for f, c, m, n in
+            zip(top["family"], top["change"], top["moved"], top["cases"])]
+    return pd.Series(text, index=top["hospital_id"]).groupby(level=0, sort=True).agg("; ".join)
 
 
 def _funds(case_set: CaseSet, run) -> pd.DataFrame:

@@ -199,7 +199,7 @@ def _check_batch(name: str, batch: list[Case]) -> None:
         assert (got["drg"], got["adrg"], got["mdc"], got["cc_level"], got["reason"], int(status[i])) == (
             want.drg, want.adrg, want.mdc, want.cc_level, want.reason, _reference_status(want)), (case, want.trace)
         REACHED[name].update({("status", int(status[i])), ("cc", got["cc_level"])})
-        if any(step.startswith("age ") for step in want.trace):
+        if any(step.startswith(("age ", "stay ")) for step in want.trace):
             REACHED[name].add("band")
         if got["mdc"] in ("A", "P", "Y", "Z") or got["drg"].endswith("QY"):
             REACHED[name].add(got["drg"][1:] if got["drg"].endswith("QY") else got["mdc"])

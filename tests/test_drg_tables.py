@@ -286,7 +286,7 @@ def test_rebuild_reproduces_committed_files(name, shared_reference, tmp_path):
     if not src.is_dir():
         pytest.skip(f"{src} is absent")
     if name == "chs-drg-2.0":
-        _load_tool("build_drg20_tables").build(src, tmp_path)
+        _load_tool("build_drg_json_tables").build(src, tmp_path, name)
     else:
         builder.build(name, src, tmp_path)
     committed = TABLES / name

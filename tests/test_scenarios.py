@@ -113,6 +113,34 @@ def test_shipped_scenarios_match_their_frozen_summary(name, small_region):
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False, atol=1e-6)
 
 
+DRG_SHIPPED = ("drg_version_switch",)
+
+
+@pytest.mark.parametrize("name", DRG_SHIPPED)
+def test_shipped_drg_scenarios_match_their_frozen_summary(name, small_region):
+    """A DRG scenario file (a CHS-DRG version switch) on the same region, grouped once under each scheme its runs
+    use, each scheme's weights calibrated on the region's costs. A regression guard, like the DIP ones above: the
+    frozen figures are this code's output when frozen, not worked by hand (tests/test_scheme_switch.py has those);
+    with them the cases that moved group and the baseline groups that split, per variant."""
+    from dipsim.grouping.grouped_cases import group_drg
+    from dipsim.scenarios import run_schemes
+
+    cases, hospitals, _, budgets = small_region
+    scenarios = load_scenarios(SCENARIOS / f"{name}.toml")
+    scenarios.baseline = scenarios.baseline.overlay({"budget.total": budgets})
+    grouped = {scheme: group_drg(cases, scheme) for scheme in set(run_schemes(scenarios).values())}
+    results = run_scenarios(cases, hospitals, scenarios, grouped)
+    got = frozen(results)
+    moved = results.scheme_hospitals.groupby("scenario")["moved_cases"].sum()
+    got["moved_cases"] = got["scenario"].map(moved).fillna(0).astype(int)
+    got["split_groups"] = got["scenario"].map(results.splits.groupby("scenario").size()).fillna(0).astype(int)
+    path = EXPECTED / f"scenario_{name}.csv"
+    if os.environ.get("DIPSIM_REGENERATE") == "1":
+        got.to_csv(path, index=False)
+    want = pd.read_csv(path)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False, atol=1e-6)
+
+
 def test_review_in_expected_value_by_hand():
     """Three hospitals, points 100 each at a budget point value of 10 (each case paid 1,000). H1: 1,000 cases, two
     candidates losing 9,000 and 4,000 (cost 10,000 and 5,000); quota 1 per mille -> 1 application (the 9,000 loss).

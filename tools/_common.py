@@ -15,10 +15,15 @@ def write(path: Path, data: bytes) -> None:
 
 
 def source_dir_label(src: Path) -> str:
-    """The source folder as the manifest records it: relative to the repository's parent when it is there."""
+    """The source folder as the manifest records it: relative to the repository's parent when it is there (or
+    when it is a `shared/reference` folder elsewhere, e.g. read from a git worktree)."""
     try:
         return Path("..", src.resolve().relative_to(REPO.parent.resolve())).as_posix()
     except ValueError:
+        parts = src.resolve().parts
+        if "shared" in parts[:-1] and parts[parts.index("shared") + 1:][:1] == ("reference",):
+            # a git worktree reads its checkout's ../shared/reference from elsewhere: the same label
+            return Path("..", *parts[parts.index("shared"):]).as_posix()
         return src.resolve().as_posix()
 
 

@@ -33,6 +33,7 @@ import shutil
 import sys
 import tomllib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -652,13 +653,19 @@ def drg_condition(name: str) -> dict:
     return cond
 
 
-def drg_severities(drgs: list[tuple[str, str, str]], problems: list[str]) -> dict[str, tuple[str, dict]]:
+def drg_severities(drgs: list[tuple[str, str, str]], problems: list[str],
+                   condition: Callable[[str], dict] = drg_condition) -> dict[str, tuple[str, dict]]:
     """drg -> (severity, condition). 伴并发症或合并症 is cc where the same ADRG (and the same age / stay condition)
-    also has an MCC group, else cc_or_mcc (the two-way split)."""
+    also has an MCC group, else cc_or_mcc (the two-way split). `condition` reads a name's condition (default
+    drg_condition); when the name's last part is that condition's `text` (3.0: 癫痫,伴严重合并症或并发症,大于等于70岁)
+    the severity phrase is the part before it."""
     raw: dict[str, tuple[str, str, dict]] = {}
     for code, name, where in drgs:
-        cond = drg_condition(name)
-        last = nfkc(name).split(",")[-1].strip()
+        cond = condition(name)
+        parts = [p.strip() for p in nfkc(name).split(",")]
+        if len(parts) > 2 and cond.get("text") == parts[-1]:
+            parts = parts[:-1]
+        last = parts[-1]
         sev = next((s for p, s in SEVERITY_PHRASES if last == p), None)
         if sev is None:
             if code[3] == "9" or cond:
@@ -666,7 +673,9 @@ def drg_severities(drgs: list[tuple[str, str, str]], problems: list[str]) -> dic
             else:
                 problems.append(f"{where}: cannot read the severity of {code} {name!r}")
                 continue
-        group = code[:3] + "|" + nfkc(name).split(",")[0] + "|" + cond.get("text", "") + str(cond.get("age_years_max"))
+        group = (code[:3] + "|" + nfkc(name).split(",")[0] + "|" + cond.get("text", "")
+                 + str(cond.get("age_years_max"))
+                 + "".join(f"|{k}={cond[k]}" for k in ("age_years_min", "procedures") if k in cond))
         raw[code] = (sev, group, cond)
     has_mcc = {g for s, g, _ in raw.values() if s == "mcc"}
     out = {}
@@ -685,12 +694,15 @@ def newborn_bounds(name: str) -> dict:
     """Birth weight (g) and age (days) bounds written in an MDCP ADRG name; inclusive min/max."""
     n = nfkc(name).replace(" ", "")
     out: dict = {}
-    if m := re.search(r"出生体重<([0-9]+)g", n):
+    # 1.1 / 2.0 write 出生体重 (birth weight), 3.0 入院体重 (weight on admission: PS1 入院体重＜1000g, PS5 ≥2500g)
+    if m := re.search(r"(?:出生|入院)体重<([0-9]+)g", n):
         out["weight_g_max"] = int(m.group(1)) - 1
-    if m := re.search(r"出生体重([0-9]+)-([0-9]+)g", n):
+    if m := re.search(r"(?:出生|入院)体重([0-9]+)-([0-9]+)g", n):
         out.update(weight_g_min=int(m.group(1)), weight_g_max=int(m.group(2)))
-    if m := re.search(r"出生体重>([0-9]+)g", n):
+    if m := re.search(r"(?:出生|入院)体重>([0-9]+)g", n):
         out["weight_g_min"] = int(m.group(1)) + 1
+    if m := re.search(r"(?:出生|入院)体重≥([0-9]+)g", n):
+        out["weight_g_min"] = int(m.group(1))
     if m := re.search(r"([0-9]+)天≤出生年龄<1周岁", n):
         out.update(age_days_min=int(m.group(1)), age_days_max=364)
     elif m := re.search(r"出生年龄<([0-9]+)天", n):
@@ -717,9 +729,15 @@ def toml_value(v) -> str:
 def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: dict, principal: dict,
                        rules: dict[str, AdrgRule], sites: dict[str, list[str]], ventilation_adrg: str = "AH1",
                        source: str | None = None, ventilation_as_procedure: bool = False,
-                       files: dict[str, str] | None = None, built_by: str = "tools/build_drg_tables.py") -> str:
+                       files: dict[str, str] | None = None, built_by: str = "tools/build_drg_tables.py",
+                       ventilation_comment: str = "",
+                       extra_tables: list[tuple[str, list[tuple[str, object, str]], str, str]] | None = None,
+                       conditions_comment: list[str] | None = None,
+                       condition_source: Callable[[str], str] | None = None) -> str:
     """special_rules.toml. `files` names the source files the comments cite, by role (RULE_FILE_ROLES: the 1.1
-    rule text's names by default)."""
+    rule text's names by default). `extra_tables` (name, items, source, comment) are written after [qy];
+    `conditions_comment` replaces the comment above the [drg_conditions.*] tables and `condition_source(drg)`
+    their `source` (3.0)."""
     f = {**RULE_FILE_ROLES, **(files or {})}
     out: list[str] = [f"# Special (free-text) rules of {scheme}, encoded by {built_by}.",
                       "# Every table names its source: a rule file and the section / name the values come from.", ""]
@@ -751,7 +769,8 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
                                                    "(appended to the case's procedures); the ADRG's formula decides")]
                             if ventilation_as_procedure else [])],
           f"{source}: {ventilation_adrg} name and lists (logic in adrg.csv)" if source else
-          f"{f['adrg']} {ventilation_adrg} name; {f['detail']} {ventilation_adrg} lists (logic in adrg.csv)")
+          f"{f['adrg']} {ventilation_adrg} name; {f['detail']} {ventilation_adrg} lists (logic in adrg.csv)",
+          ventilation_comment)
 
     # Newborns (MDCP)
     p_adrgs = [a for a in adrg_rows if a.startswith("P")]
@@ -800,18 +819,26 @@ def special_rules_text(scheme: str, adrg_rows: dict[str, list[str]], drg_info: d
                           "case (tried before the medical ADRGs)", "")],
           "CHS-DRG 1.1 分组方案 (歧义组 QY, 与主要诊断无关的手术); docs/domain.md §5; not in the rule text")
 
+    for name, items, src, comment in extra_tables or []:
+        table(name, items, src, comment)
+
     conds = {d: c for d, (s, c) in drg_info.items() if c}
     if conds:
-        out.append(f"# DRG-level conditions read from DRG names ({f['drg']}): age in years, length of stay in days,")
-        out.append("# inclusive bounds; 'N天以上' read as > N, 'N天及以上' as >= N, 'N天以内' as <= N. "
-                   "Where bands touch")
-        out.append("# (Beijing RE14 7-14天 / RE16 7天以内) try the DRGs in table order. "
-                   "A DRG of the same ADRG without a")
-        out.append("# condition takes the cases that no conditioned DRG takes (Beijing IT21/IT25: age > 6).")
+        if conditions_comment is None:
+            out.append(f"# DRG-level conditions read from DRG names ({f['drg']}): age in years, length of stay in "
+                       "days,")
+            out.append("# inclusive bounds; 'N天以上' read as > N, 'N天及以上' as >= N, 'N天以内' as <= N. "
+                       "Where bands touch")
+            out.append("# (Beijing RE14 7-14天 / RE16 7天以内) try the DRGs in table order. "
+                       "A DRG of the same ADRG without a")
+            out.append("# condition takes the cases that no conditioned DRG takes (Beijing IT21/IT25: age > 6).")
+        else:
+            out.extend(f"# {c}" for c in conditions_comment)
         out.append("")
         for d in sorted(conds):
             c = conds[d]
-            table(f"drg_conditions.{d}", [(k, v, "") for k, v in sorted(c.items())], f"{f['drg']} {d} name")
+            table(f"drg_conditions.{d}", [(k, v, "") for k, v in sorted(c.items())],
+                  condition_source(d) if condition_source else f"{f['drg']} {d} name")
     text = "\n".join(out).rstrip("\n") + "\n"
     tomllib.loads(text)  # must be valid TOML
     return text

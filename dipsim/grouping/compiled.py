@@ -16,9 +16,13 @@ The compiled form follows `dipsim.grouping.reference` rule by rule; only the rep
 * Per ADRG: ``adrg_mdc``, ``adrg_kind``, ``adrg_bounds`` (MDCP weight min/max, age-days min/max, ``NO_BOUND`` for
   none), ``adrg_drg[a, level]``: the DRG id for CC level none / CC / MCC, chosen by the reference's `_choose_drg`
   itself (-1: the ADRG has no DRG for that level), and ``adrg_flags`` (``FLAG_*``: the logic holds on built-ins
-  alone without / with an OR procedure; the logic is a single code list). DRGs split by age or length of stay
-  (Beijing) are bands: CSR ``band_offsets`` per ADRG, ``band_bounds`` and ``band_drg`` (as ``adrg_drg``); the first
-  band that holds replaces ``adrg_drg``.
+  alone without / with an OR procedure; the logic is a single code list that needs one code; the case's principal
+  diagnosis in ``dx_principal_mcc`` makes it an MCC here). ``list_min``: per list, how many of the case's codes it
+  needs (``[list_min_count]``, 1 by default). DRGs split by a condition (Beijing's age or length of stay; 3.0's age
+  band with a CC level, robot-assisted procedures) are bands: CSR ``band_offsets`` per ADRG, ``band_bounds`` (age
+  min / max, stay min / max), ``band_cc_mask`` (bit k: CC level k holds), CSR ``band_px_offsets`` /
+  ``band_px_codes`` (sorted procedure ids, one of which the case needs; none: no such condition) and ``band_drg``
+  (as ``adrg_drg``); the first band that holds replaces ``adrg_drg``.
 * Inverted indexes, split by the position the list reads (``dx_principal_*``, ``dx_secondary_ids``,
   ``px_principal_*``, ``px_secondary_*``; a secondary code is looked up only in any_dx / other_dx / any_px lists):
   the lists holding each code, with ``list_owner`` (the ADRG of each list). ADRG ids are the official order, so
@@ -58,8 +62,10 @@ _DX_KINDS = (LIST_DX, LIST_ANY_DX, LIST_OTHER_DX)
 
 OP_AND, OP_OR = -1, -2
 # adrg_flags: the logic holds with no code list holding, for a case without / with an OR procedure (built-ins);
-# the logic is one code list (the list found through the inverted index is the answer: no search)
-FLAG_FREE_NO_OR, FLAG_FREE_WITH_OR, FLAG_SINGLE = 1, 2, 4
+# the logic is one code list that needs one code (the list found through the inverted index is the answer: no
+# search); the ADRG is in [principal_mcc] adrgs (a principal diagnosis in dx_principal_mcc is an MCC there)
+FLAG_FREE_NO_OR, FLAG_FREE_WITH_OR, FLAG_SINGLE, FLAG_PRINCIPAL_MCC = 1, 2, 4, 8
+CC_MASK_ALL = 7  # band_cc_mask of a band without a CC-level condition
 MAX_STACK = 62  # the kernel keeps the logic stack in the bits of an int64
 
 KIND_SURGICAL, KIND_NON_OR, KIND_MEDICAL = 0, 1, 2
@@ -105,6 +111,7 @@ class CompiledScheme:
     # MCC exclusion, CC exclusion (EXCL_*), and its range in dx_secondary_ids
     dx_secondary: np.ndarray  # int32 (n_dx, 4): mcc_excl, cc_excl, lo, hi
     dx_site: np.ndarray  # int32
+    dx_principal_mcc: np.ndarray  # bool: principal_mcc.csv (an MCC as principal in the FLAG_PRINCIPAL_MCC ADRGs)
     excl_offsets: np.ndarray  # int64
     excl_tables: np.ndarray  # int32
     excl_names: tuple[str, ...]
@@ -112,6 +119,7 @@ class CompiledScheme:
     list_kind: np.ndarray  # int8
     list_offsets: np.ndarray  # int64
     list_codes: np.ndarray  # int32
+    list_min: np.ndarray  # int32: codes the list needs (by position), [list_min_count]; 1 by default
     prog_offsets: np.ndarray  # int64, per ADRG
     prog: np.ndarray  # int32
     # per ADRG
@@ -119,11 +127,15 @@ class CompiledScheme:
     adrg_kind: np.ndarray  # int8
     adrg_bounds: np.ndarray  # int32 (n_adrg, 4)
     adrg_drg: np.ndarray  # int16 (n_adrg, 3)
-    adrg_flags: np.ndarray  # int8 FLAG_*: logic holds with no code list (without / with an OR procedure); one list
-    # age / length-of-stay bands of DRGs (Beijing), per ADRG in DRG code order: the first that holds gives the DRGs
+    adrg_flags: np.ndarray  # int8 FLAG_*: logic holds with no code list (without / with an OR procedure); one list;
+    # principal MCC
+    # condition bands of DRGs ([drg_conditions]), per ADRG in DRG code order: the first that holds gives the DRGs
     band_offsets: np.ndarray  # int64, n_adrg + 1
-    band_bounds: np.ndarray  # int32 (n_band, 3): age_years_max, los_days_min, los_days_max (NO_BOUND: open)
-    band_drg: np.ndarray  # int16 (n_band, 3): DRG id per CC level, as adrg_drg
+    band_bounds: np.ndarray  # int32 (n_band, 4): age_years_min, age_years_max, los_days_min, los_days_max (NO_BOUND)
+    band_cc_mask: np.ndarray  # int8 (n_band): bit k = CC level k holds (CC_MASK_ALL: no CC-level condition)
+    band_px_offsets: np.ndarray  # int64 (n_band + 1): CSR of band_px_codes
+    band_px_codes: np.ndarray  # int32: sorted procedure ids per band (empty: no procedure condition)
+    band_drg: np.ndarray  # int16 (n_band, 3): DRG id per CC level, as adrg_drg (-1 where the band's CC levels fail)
     # inverted indexes: code id -> ids of the lists holding it, sorted (so by owner ADRG)
     list_owner: np.ndarray  # int32 per list, -1 for the shared built-ins
     # split by the position a list reads: principal (dx / any_dx, px / any_px), secondary (any_dx / other_dx, any_px)
@@ -164,10 +176,11 @@ class CompiledScheme:
     def kernel_tables(self) -> tuple:
         """The tuple `kernels.group_cases` takes after the case arrays (unpacked in `kernels._group_range`)."""
         return (
-            self.dx_mdc_mask, self.dx_secondary, self.dx_site, self.excl_offsets, self.excl_tables,
-            self.list_kind, self.list_offsets, self.list_codes, self.prog_offsets, self.prog,
-            self.adrg_mdc, self.adrg_kind, self.adrg_bounds, self.adrg_drg, self.adrg_flags,
-            self.band_offsets, self.band_bounds, self.band_drg,
+            self.dx_mdc_mask, self.dx_secondary, self.dx_site, self.dx_principal_mcc, self.excl_offsets,
+            self.excl_tables, self.list_kind, self.list_offsets, self.list_codes, self.list_min, self.prog_offsets,
+            self.prog, self.adrg_mdc, self.adrg_kind, self.adrg_bounds, self.adrg_drg, self.adrg_flags,
+            self.band_offsets, self.band_bounds, self.band_cc_mask, self.band_px_offsets, self.band_px_codes,
+            self.band_drg,
             self.list_owner, self.dx_principal_offsets, self.dx_principal_ids, self.dx_secondary_ids,
             self.px_principal_offsets, self.px_principal_ids, self.px_secondary_offsets, self.px_secondary_ids,
             self.mdc_adrg_hi, self.mdc_free_offsets, self.mdc_free_ids,
@@ -261,7 +274,11 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
     dx_set = set(scheme.principal_mdcs) | set(scheme.mcc) | set(scheme.cc) | set(scheme.mdcz_sites)
     for codes in scheme.exclusions.values():
         dx_set |= codes
+    dx_set |= scheme.principal_mcc
     px_set = set(scheme.or_procedures) | set(scheme.qy_procedures)
+    for adrg in adrgs:
+        for band in adrg.bands:
+            px_set |= band.procedures
     for adrg in adrgs:
         for name, codes in adrg.lists.items():
             (dx_set if list_kind(name) in _DX_KINDS else px_set).update(codes)
@@ -305,6 +322,7 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
     groups: list[list[int]] = [[], []]
     builtin_ids = {"all_or": 0, "mdcz_no_surgery": 1}
     owners: list[int] = [-1, -1]
+    minimums: list[int] = [1, 1]
     programs: list[list[int]] = []
     for a, adrg in enumerate(adrgs):
         list_ids = dict(builtin_ids)
@@ -316,6 +334,7 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
             list_ids[name] = len(kinds)
             kinds.append(kind)
             owners.append(a)
+            minimums.append(adrg.min_counts.get(name, 1))
             groups.append(sorted(ids[c] for c in adrg.lists.get(name, ()) if c))
         program: list[int] = []
         if _postfix(adrg.logic, list_ids, program) > MAX_STACK:
@@ -338,8 +357,12 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
     bands = [b for adrg in adrgs for b in adrg.bands]
     band_offsets = np.zeros(n_adrg + 1, dtype=np.int64)
     band_offsets[1:] = np.cumsum([len(a.bands) for a in adrgs])
-    band_bounds = np.array([[NO_BOUND if v is None else v for v in (b.age_years_max, b.los_days_min, b.los_days_max)]
-                            for b in bands], dtype=np.int32).reshape(len(bands), 3)
+    band_bounds = np.array([[NO_BOUND if v is None else v
+                             for v in (b.age_years_min, b.age_years_max, b.los_days_min, b.los_days_max)]
+                            for b in bands], dtype=np.int32).reshape(len(bands), 4)
+    band_cc_mask = np.array([CC_MASK_ALL if b.cc_levels is None else sum(1 << v for v in b.cc_levels)
+                             for b in bands], dtype=np.int8)
+    band_px_offsets, band_px_codes = _csr([sorted(px_id[c] for c in b.procedures) for b in bands])
     band_drg = np.full((len(bands), 3), -1, dtype=np.int16)
 
     def drg_id(drgs: dict[str, str], level: int) -> int:
@@ -355,7 +378,8 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
                 adrg_bounds[i, j] = int(bounds[key])
     for j, band in enumerate(bands):
         for level in CC_LEVELS:
-            band_drg[j, level] = drg_id(band.drgs, level)
+            if band.cc_levels is None or level in band.cc_levels:
+                band_drg[j, level] = drg_id(band.drgs, level)
     adrg_mdc = np.array([mdc_index.get(a.mdc, -1) for a in adrgs], dtype=np.int8)
     adrg_kind = np.array([_KINDS[a.kind] for a in adrgs], dtype=np.int8)
 
@@ -384,7 +408,8 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
         adrg_flags[i] |= FLAG_FREE_NO_OR if _holds_without_lists(adrg.logic, False) else 0
         adrg_flags[i] |= FLAG_FREE_WITH_OR if _holds_without_lists(adrg.logic, True) else 0
         one = programs[i]
-        adrg_flags[i] |= FLAG_SINGLE if len(one) == 1 and owner[one[0]] == i else 0
+        adrg_flags[i] |= FLAG_SINGLE if len(one) == 1 and owner[one[0]] == i and minimums[one[0]] == 1 else 0
+        adrg_flags[i] |= FLAG_PRINCIPAL_MCC if adrg.code in scheme.principal_mcc_adrgs else 0
     free = FLAG_FREE_NO_OR | FLAG_FREE_WITH_OR
     mdc_free_offsets, mdc_free_ids = _csr([[i for i, a in enumerate(adrgs) if a.mdc == m and adrg_flags[i] & free]
                                            for m in mdc_order])
@@ -398,6 +423,8 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
     or_px[[px_id[c] for c in scheme.or_procedures if c]] = True
     qy_px = np.zeros(len(px_codes), dtype=np.bool_)
     qy_px[[px_id[c] for c in scheme.qy_procedures if c]] = True
+    dx_principal_mcc = np.zeros(len(dx_codes), dtype=np.bool_)
+    dx_principal_mcc[[dx_id[c] for c in scheme.principal_mcc if c]] = True
 
     # --- pre-MDC and sex
     order = [m for m in scheme.rules.get("pre_mdc", {}).get("order", ["A", "P", "Y", "Z"]) if m in _PRE_OPS]
@@ -430,11 +457,13 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
         n_adrg=n_adrg, n_drg=n_drg,
         invalid_principal=np.array(sorted(scheme.invalid_principal), dtype=object),
         dx_mdc_mask=dx_mdc_mask, dx_secondary=dx_secondary,
-        dx_site=dx_site, excl_offsets=excl_offsets, excl_tables=excl_tables, excl_names=excl_names,
+        dx_site=dx_site, dx_principal_mcc=dx_principal_mcc, excl_offsets=excl_offsets, excl_tables=excl_tables,
+        excl_names=excl_names,
         list_kind=np.array(kinds, dtype=np.int8), list_offsets=list_offsets, list_codes=list_codes,
-        prog_offsets=prog_offsets, prog=prog,
+        list_min=np.array(minimums, dtype=np.int32), prog_offsets=prog_offsets, prog=prog,
         adrg_mdc=adrg_mdc, adrg_kind=adrg_kind, adrg_bounds=adrg_bounds, adrg_drg=adrg_drg,
-        adrg_flags=adrg_flags, band_offsets=band_offsets, band_bounds=band_bounds, band_drg=band_drg,
+        adrg_flags=adrg_flags, band_offsets=band_offsets, band_bounds=band_bounds,
+        band_cc_mask=band_cc_mask, band_px_offsets=band_px_offsets, band_px_codes=band_px_codes, band_drg=band_drg,
         list_owner=owner,
         dx_principal_offsets=dx_principal_offsets, dx_principal_ids=dx_principal_ids,
         dx_secondary_ids=dx_secondary_ids,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -17,6 +19,7 @@ from .reference import (
     Case,
     Grouping,
     adrg_logic_text,
+    band_facts,
     band_text,
     cc_level,
     drg_band,
@@ -29,7 +32,7 @@ from .reference import (
     x1_x5_option,
     x1_x5_option_decides,
 )
-from .tables import Adrg, DrgBand, DrgScheme, load_scheme
+from .tables import Adrg, DrgBand, DrgScheme, band_age, load_scheme
 
 
 def case_from_row(row: dict) -> Case:
@@ -258,16 +261,19 @@ def _why_not_drg(case: Case, grouping: Grouping, target: str, place: tuple[Adrg,
     """Same ADRG, another DRG: the age / length-of-stay band, or the CC level (which secondary code gave it,
     which exclusion table cancelled one), or the x1 / x5 option."""
     adrg, severity, band = place
-    drgs, our_band = drg_band(adrg, case)
-    if band != our_band:
-        case_is = f"the case: {_measure('age', case.age_years, 'years')}, {_measure('stay', case.los_days, 'days')}"
-        return (f"{target} is for {band_text(band)}; {case_is}" if band is not None
-                else f"{case_is}: {band_text(our_band)} ({', '.join(sorted(our_band.drgs.values()))})")
     trace: list[str] = []
-    level = cc_level(case, scheme, trace)
+    level = cc_level(case, scheme, trace, adrg.code)
+    drgs, our_band = drg_band(adrg, case, level)
     secondary = case.diagnoses[1:]
     codes = ("; ".join(trace) if trace else f"none of {', '.join(secondary)} is an MCC or a CC" if secondary
              else "no secondary diagnosis")
+    if band != our_band:
+        bands = [b for b in (band, our_band) if b is not None]
+        case_is = f"the case: {_band_case_text(case, level, bands)}"
+        if any(b.cc_levels is not None for b in bands):
+            case_is += f" ({codes})"
+        return (f"{target} is for {band_text(band)}; {case_is}" if band is not None
+                else f"{case_is}: {band_text(our_band)} ({', '.join(sorted(our_band.drgs.values()))})")
     if drgs and x1_x5_option_decides(drgs, level):
         option = x1_x5_option(scheme)
         other = "x5" if option == "x1" else "x1"
@@ -276,6 +282,24 @@ def _why_not_drg(case: Case, grouping: Grouping, target: str, place: tuple[Adrg,
                 f"{option!r} pays a CC as {grouping.drg}, the {option} group (a scheme paying it as {other} sets "
                 f"{other!r})")
     return f"{target} takes {_SEVERITY_TAKES[severity]}; the case's CC level is {CC_LABELS[level]}: {codes}"
+
+
+def _band_case_text(case: Case, level: int, bands: list[DrgBand]) -> str:
+    """The case's age and stay (as Beijing's bands have always been told), with where the bands read them its age
+    from days, CC level and procedures: `age 75 years, stay 5 days`, `age not recorded (200 days: 0 years),
+    stay 5 days`, `..., CC level MCC`, `..., procedure 17.4100`."""
+    age = _measure("age", case.age_years, "years")
+    if any(b.has_age for b in bands) and (case.age_years is None or case.age_years < 0):
+        days = band_age(None, case.age_days)
+        age += "" if days is None else f" ({case.age_days} days: {days} years)"
+    parts = [age, _measure("stay", case.los_days, "days")]
+    for b in bands:
+        if b.cc_levels is not None or b.procedures:
+            extra = band_facts(dataclasses.replace(b, age_years_min=None, age_years_max=None, los_days_min=None,
+                                                   los_days_max=None), case, level)
+            if extra not in parts:
+                parts.append(extra)
+    return ", ".join(parts)
 
 
 def _value(value) -> str:

@@ -14,7 +14,8 @@ likewise for procedures (ids: see `compiled`; -1 unknown, -2 missing), ``sex`` (
 ``age_years``, ``age_days``, ``birth_weight`` (negative = missing) and ``ventilation_hours`` (NaN = missing).
 Outputs: ``mdc`` int8 (-1 none), ``adrg`` int16 (-1 none; ``n_adrg + mdc`` = <MDC>QY), ``drg`` int16 (-1 none;
 ``n_drg + mdc`` = <MDC>QY), ``cc_level`` int8 (0 none, 1 CC, 2 MCC) and ``status`` int8 (0 grouped, 1 no principal
-diagnosis, 2 principal in no MDC, 3 no ADRG takes it, 4 no DRG for that CC level).
+diagnosis, 2 principal in no MDC, 3 no ADRG takes it, 4 no DRG for that CC level, 5 no DRG for the case's band
+conditions: every DRG of the ADRG has one, and none holds).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _EXCL_ALWAYS = -2
 _LIST_DX, _LIST_PX, _LIST_ANY_DX, _LIST_OTHER_DX, _LIST_ANY_PX, _LIST_ALL_OR, _LIST_MDCZ_NO_SURGERY = range(7)
 _OP_AND, _OP_OR = -1, -2
 _KIND_MEDICAL = 2
-_FLAG_FREE_NO_OR, _FLAG_FREE_WITH_OR, _FLAG_SINGLE = 1, 2, 4
+_FLAG_FREE_NO_OR, _FLAG_FREE_WITH_OR, _FLAG_SINGLE, _FLAG_PRINCIPAL_MCC = 1, 2, 4, 8
 _PRE_A, _PRE_P, _PRE_Y, _PRE_Z = 0, 1, 2, 3
 _NO_BOUND = np.iinfo(np.int32).min
 _ST_GROUPED, _ST_NO_PRINCIPAL, _ST_NO_MDC, _ST_NO_ADRG, _ST_NO_DRG, _ST_NO_BAND = 0, 1, 2, 3, 4, 5
@@ -61,33 +62,53 @@ def _any_in(codes, start, stop, values, lo, hi):
 
 
 @njit(cache=True, _nrt=False)
-def _list_holds(lst, list_kind, list_offsets, list_codes, dx, d0, d1, px, p0, p1, has_or):
+def _count_in(codes, start, stop, values, lo, hi, need):
+    """At least `need` of codes[start:stop] (by position: a code twice counts twice) are in values[lo:hi]."""
+    n = 0
+    for j in range(start, stop):
+        if _in_sorted(values, lo, hi, codes[j]):
+            n += 1
+            if n >= need:
+                return True
+    return False
+
+
+@njit(cache=True, _nrt=False)
+def _list_holds(lst, list_kind, list_offsets, list_codes, list_min, dx, d0, d1, px, p0, p1, has_or):
+    """List lst holds: `list_min[lst]` (usually 1) of the case's codes in the positions it reads are in it (a
+    principal-only list, dx / px, can hold one)."""
     kind = list_kind[lst]
     lo = list_offsets[lst]
     hi = list_offsets[lst + 1]
+    need = list_min[lst]
     if kind == _LIST_DX:
-        return _in_sorted(list_codes, lo, hi, dx[d0])
+        return need <= 1 and _in_sorted(list_codes, lo, hi, dx[d0])
     if kind == _LIST_PX:
-        return p1 > p0 and _in_sorted(list_codes, lo, hi, px[p0])
+        return need <= 1 and p1 > p0 and _in_sorted(list_codes, lo, hi, px[p0])
     if kind == _LIST_ANY_DX:
-        return _any_in(dx, d0, d1, list_codes, lo, hi)
+        return _any_in(dx, d0, d1, list_codes, lo, hi) if need <= 1 else _count_in(dx, d0, d1, list_codes, lo, hi,
+                                                                                    need)
     if kind == _LIST_OTHER_DX:
-        return _any_in(dx, d0 + 1, d1, list_codes, lo, hi)
+        return (_any_in(dx, d0 + 1, d1, list_codes, lo, hi) if need <= 1
+                else _count_in(dx, d0 + 1, d1, list_codes, lo, hi, need))
     if kind == _LIST_ANY_PX:
-        return _any_in(px, p0, p1, list_codes, lo, hi)
+        return _any_in(px, p0, p1, list_codes, lo, hi) if need <= 1 else _count_in(px, p0, p1, list_codes, lo, hi,
+                                                                                    need)
     if kind == _LIST_ALL_OR:
         return has_or
     return not has_or  # _LIST_MDCZ_NO_SURGERY
 
 
 @njit(cache=True, _nrt=False)
-def _logic_holds(a, prog_offsets, prog, list_kind, list_offsets, list_codes, dx, d0, d1, px, p0, p1, has_or):
+def _logic_holds(a, prog_offsets, prog, list_kind, list_offsets, list_codes, list_min, dx, d0, d1, px, p0, p1,
+                 has_or):
     """Run ADRG a's postfix program; the stack of booleans lives in the bits of an int64 (top = bit 0)."""
     stack = np.int64(0)
     for k in range(prog_offsets[a], prog_offsets[a + 1]):
         op = prog[k]
         if op >= 0:
-            bit = 1 if _list_holds(op, list_kind, list_offsets, list_codes, dx, d0, d1, px, p0, p1, has_or) else 0
+            bit = 1 if _list_holds(op, list_kind, list_offsets, list_codes, list_min, dx, d0, d1, px, p0, p1,
+                                   has_or) else 0
             stack = (stack << 1) | bit
         else:
             top = stack & 1
@@ -116,8 +137,8 @@ def _bounds_ok(a, adrg_bounds, weight, age_days):
 
 @njit(cache=True, inline="always")
 def _try_lists(q0, q1, list_ids, mdc_a, target, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or,
-               weight, age_days, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc, adrg_kind,
-               adrg_bounds, adrg_flags, list_owner):
+               weight, age_days, list_kind, list_offsets, list_codes, list_min, prog_offsets, prog, adrg_mdc,
+               adrg_kind, adrg_bounds, adrg_flags, list_owner):
     """The lists list_ids[q0:q1] hold one of the case's codes in a position they read: try each list's ADRG if it
     is of MDC `mdc_a` (pre-MDC A) or `target` (surgical and non-OR apart from medical) and before the best found
     so far in its class. Returns the three bests (the ADRG ids are the official order).
@@ -140,7 +161,8 @@ def _try_lists(q0, q1, list_ids, mdc_a, target, best_a, best_nonmed, best_med, d
         else:
             continue
         if (adrg_flags[a] & _FLAG_SINGLE) == 0 and not _logic_holds(
-                a, prog_offsets, prog, list_kind, list_offsets, list_codes, dx, d0, d1, px, p0, p1, has_or):
+                a, prog_offsets, prog, list_kind, list_offsets, list_codes, list_min, dx, d0, d1, px, p0, p1,
+                has_or):
             continue
         if not _bounds_ok(a, adrg_bounds, weight, age_days):
             continue
@@ -217,14 +239,24 @@ def _n_sites(dx, d0, d1, dx_site):
 
 
 @njit(cache=True, inline="always")
-def _band_holds(band_bounds, b, age_years, los_days):
-    """`tables.DrgBand.holds`: age <= max (missing fails); length of stay in [min, max], a same-day stay counting as
-    one day (missing fails when the band has a stay bound)."""
-    age_max = band_bounds[b, 0]
-    if age_max != _NO_BOUND and (age_years < 0 or age_years > age_max):
+def _band_holds(band_bounds, band_cc_mask, band_px_offsets, band_px_codes, b, age, los_days, level, px, p0, p1):
+    """`tables.DrgBand.holds`: age (`tables.band_age`: -1 missing) in [min, max] (missing fails); the CC level in
+    the band's mask; one of the case's procedures in the band's list when it has one; length of stay in [min,
+    max], a same-day stay counting as one day (missing fails when the band has a stay bound)."""
+    age_min = band_bounds[b, 0]
+    if age_min != _NO_BOUND and (age < 0 or age < age_min):
         return False
-    los_min = band_bounds[b, 1]
-    los_max = band_bounds[b, 2]
+    age_max = band_bounds[b, 1]
+    if age_max != _NO_BOUND and (age < 0 or age > age_max):
+        return False
+    if ((band_cc_mask[b] >> level) & 1) == 0:
+        return False
+    lo = band_px_offsets[b]
+    hi = band_px_offsets[b + 1]
+    if hi > lo and not _any_in(px, p0, p1, band_px_codes, lo, hi):
+        return False
+    los_min = band_bounds[b, 2]
+    los_max = band_bounds[b, 3]
     if los_min == _NO_BOUND and los_max == _NO_BOUND:
         return True
     if los_days < 0:
@@ -238,10 +270,11 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
                  ventilation_hours, los_days, tables, out_mdc, out_adrg, out_drg, out_cc, out_status):
     """Cases start..stop-1. The tables are unpacked once per range: passing ~40 arrays per case would cost a
     reference-count update per array and case."""
-    (dx_mdc_mask, dx_secondary, dx_site, excl_offsets, excl_tables,
-     list_kind, list_offsets, list_codes, prog_offsets, prog,
-     adrg_mdc, adrg_kind, adrg_bounds, adrg_drg, adrg_flags,
-     band_offsets, band_bounds, band_drg,
+    (dx_mdc_mask, dx_secondary, dx_site, dx_principal_mcc, excl_offsets,
+     excl_tables, list_kind, list_offsets, list_codes, list_min, prog_offsets,
+     prog, adrg_mdc, adrg_kind, adrg_bounds, adrg_drg, adrg_flags,
+     band_offsets, band_bounds, band_cc_mask, band_px_offsets, band_px_codes,
+     band_drg,
      list_owner, dx_principal_offsets, dx_principal_ids, dx_secondary_ids,
      px_principal_offsets, px_principal_ids, px_secondary_offsets, px_secondary_ids,
      mdc_adrg_hi, mdc_free_offsets, mdc_free_ids,
@@ -337,7 +370,7 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
                 if q1 > q0:
                     best_a, best_nonmed, best_med = _try_lists(
                         q0, q1, ids, mdc_a, mdc_t, best_a, best_nonmed, best_med, dx, d0, d1, px, p0, p1, has_or,
-                        weight, days, list_kind, list_offsets, list_codes, prog_offsets, prog, adrg_mdc,
+                        weight, days, list_kind, list_offsets, list_codes, list_min, prog_offsets, prog, adrg_mdc,
                         adrg_kind, adrg_bounds, adrg_flags, list_owner)
 
         adrg = -1
@@ -371,16 +404,22 @@ def _group_range(start, stop, dx, dx_offsets, px, px_offsets, sex, age_years, ag
             continue
         out_adrg[i] = adrg
         level = _cc_level(dx, d0, d1, dx_secondary, excl_offsets, excl_tables)
+        if (adrg_flags[adrg] & _FLAG_PRINCIPAL_MCC) != 0 and principal >= 0 and dx_principal_mcc[principal]:
+            level = 2  # [principal_mcc]: the principal diagnosis (高危妊娠) is an MCC in this ADRG
         out_cc[i] = level
         drg = adrg_drg[adrg, level]
         b0 = band_offsets[adrg]
         b1 = band_offsets[adrg + 1]
         banded = False
-        for b in range(b0, b1):
-            if _band_holds(band_bounds, b, age_years[i], los_days[i]):
-                drg = band_drg[b, level]
-                banded = True
-                break
+        if b1 > b0:
+            # the age a band reads (tables.band_age): years when recorded, else days // 365, else -1
+            age = age_years[i] if age_years[i] >= 0 else (days // 365 if days >= 0 else -1)
+            for b in range(b0, b1):
+                if _band_holds(band_bounds, band_cc_mask, band_px_offsets, band_px_codes, b, age, los_days[i],
+                               level, px, p0, p1):
+                    drg = band_drg[b, level]
+                    banded = True
+                    break
         if b1 > b0 and not banded and drg < 0:  # every DRG of the ADRG has a band, and none holds
             out_status[i] = _ST_NO_BAND
             continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .tables import BUILTIN_LISTS, Adrg, DrgBand, DrgScheme, list_reads
+from .tables import BUILTIN_LISTS, Adrg, DrgBand, DrgScheme, band_age, list_reads
 
 CC_NONE, CC_CC, CC_MCC = 0, 1, 2
 CC_LABELS = {CC_NONE: "none", CC_CC: "CC", CC_MCC: "MCC"}
@@ -63,13 +63,17 @@ class _Facts:
         return self.in_list(value, adrg)
 
     def in_list(self, name: str, adrg: Adrg) -> bool:
-        return bool(self.matches(name, adrg)) if name not in BUILTIN_LISTS else self._builtin(name)
+        """The list holds: at least its minimum count (`[list_min_count]`, default 1) of the case's codes, counted
+        by position (the same code twice counts twice), in the positions it reads are in it."""
+        if name in BUILTIN_LISTS:
+            return self._builtin(name)
+        return len(self.matches(name, adrg)) >= adrg.min_counts.get(name, 1)
 
     def _builtin(self, name: str) -> bool:
         return bool(self.or_px) if name == "all_or" else not self.or_px  # mdcz_no_surgery
 
     def matches(self, name: str, adrg: Adrg) -> list[str]:
-        """The case's codes that are in list `name` of the ADRG (what `explain` shows)."""
+        """The case's codes that are in list `name` of the ADRG (what `explain` shows), one per position."""
         if name in BUILTIN_LISTS:
             return sorted(self.or_px) if name == "all_or" else []
         codes = adrg.lists.get(name, frozenset())
@@ -78,11 +82,19 @@ class _Facts:
         return [c for c in candidates if c in codes]
 
 
-def cc_level(case: Case, scheme: DrgScheme, trace: list[str] | None = None) -> int:
+def cc_level(case: Case, scheme: DrgScheme, trace: list[str] | None = None, adrg: str | None = None) -> int:
     """MCC > CC > none from the secondary diagnoses; a code does not count when the principal diagnosis is in
-    its exclusion table (表 7-n)."""
+    its exclusion table (表 7-n). In an ADRG of `[principal_mcc] adrgs` (3.0 OB1, OB2) a principal diagnosis in
+    principal_mcc.csv (高危妊娠) is an MCC itself; `adrg` None (no ADRG: the DIP catalogue's severity, xQY) or any
+    other ADRG: it does nothing."""
     principal = case.diagnoses[0] if case.diagnoses else ""
     level = CC_NONE
+    if adrg in scheme.principal_mcc_adrgs and principal in scheme.principal_mcc:
+        if trace is not None:
+            what = scheme.rules.get("principal_mcc", {}).get("text", "high-risk pregnancy")
+            trace.append(f"principal diagnosis {principal} is a {what} (principal_mcc.csv): counted as an MCC in "
+                         f"{adrg}")
+        level = CC_MCC
     for code in case.diagnoses[1:]:
         for table, this_level in ((scheme.mcc, CC_MCC), (scheme.cc, CC_CC)):
             if code not in table:
@@ -101,21 +113,52 @@ def cc_level(case: Case, scheme: DrgScheme, trace: list[str] | None = None) -> i
     return level
 
 
-def drg_band(adrg: Adrg, case: Case) -> tuple[dict[str, str] | None, DrgBand | None]:
-    """The ADRG's DRGs for the case's age and length of stay: the first band that holds, else the DRGs without a
-    band (None when the ADRG has none: every DRG of RC1 is a length-of-stay band)."""
+def drg_band(adrg: Adrg, case: Case, level: int = CC_NONE) -> tuple[dict[str, str] | None, DrgBand | None]:
+    """The ADRG's DRGs for the case (its age, length of stay, CC level `level` in this ADRG and procedures): the
+    first band that holds, else the DRGs without a band (None when the ADRG has none: every DRG of RC1 is a
+    length-of-stay band)."""
+    age = band_age(case.age_years, case.age_days)
     for band in adrg.bands:
-        if band.holds(case.age_years, case.los_days):
+        if band.holds(age, case.los_days, level, case.procedures):
             return band.drgs, band
     return (adrg.drgs or None), None
 
 
 def band_text(band: DrgBand) -> str:
-    parts = [] if band.age_years_max is None else [f"age <= {band.age_years_max} years"]
-    if band.los_days_min is not None or band.los_days_max is not None:
+    """The band's conditions in words: `大于等于70岁 (age >= 70)`, `stay 6-12 days (6-12天)` (the name's text after a
+    stay band, as Beijing writes it; before the others), `CC level MCC`, `a procedure among 17.4100, ...`."""
+    low, high = band.age_years_min, band.age_years_max
+    parts = []
+    if band.has_age:
+        parts.append(f"age >= {low}" if high is None else f"age <= {high}" if low is None else f"age {low}-{high}")
+    if band.cc_levels is not None:
+        parts.append("CC level " + " or ".join(CC_LABELS[v] for v in sorted(band.cc_levels)))
+    if band.procedures:
+        parts.append(f"a procedure among {', '.join(sorted(band.procedures))}")
+    if band.has_stay:
         days = (f">= {band.los_days_min}" if band.los_days_max is None
                 else f"{band.los_days_min or 1}-{band.los_days_max}")
         parts.append(f"stay {days} days" + (f" ({band.text})" if band.text else ""))
+        return ", ".join(parts)
+    return f"{band.text} ({', '.join(parts)})" if band.text else ", ".join(parts)
+
+
+def band_facts(band: DrgBand, case: Case, level: int) -> str:
+    """What the case has of the band's conditions: `age 75 years`, `age 0 years (200 days)`, `CC level MCC`, `no
+    procedure among them` / `procedure 17.4100`, `stay 3 days` (not recorded where missing)."""
+    parts = []
+    if band.has_age:
+        age = band_age(case.age_years, case.age_days)
+        from_days = (case.age_years is None or case.age_years < 0) and age is not None
+        parts.append("age not recorded" if age is None
+                     else f"age {age} years" + (f" ({case.age_days} days)" if from_days else ""))
+    if band.cc_levels is not None:
+        parts.append(f"CC level {CC_LABELS[level]}")
+    if band.procedures:
+        hits = [p for p in case.procedures if p in band.procedures]
+        parts.append(f"procedure {hits[0]}" if hits else "no procedure among them")
+    if band.has_stay:
+        parts.append("stay not recorded" if case.los_days is None else f"stay {case.los_days} days")
     return ", ".join(parts)
 
 
@@ -151,8 +194,8 @@ def _newborn_bounds_ok(adrg: Adrg, case: Case, scheme: DrgScheme) -> bool:
 def _match_adrg(facts: _Facts, adrgs: list[Adrg], scheme: DrgScheme, trace: list[str]) -> Adrg | None:
     for adrg in adrgs:
         if facts.holds(adrg.logic, adrg) and _newborn_bounds_ok(adrg, facts.case, scheme):
-            found = "; ".join(f"{name}: {', '.join(facts.matches(name, adrg)) or 'yes'}"
-                              for name in _list_names(adrg.logic) if facts.in_list(name, adrg))
+            found = "; ".join(f"{name}: {', '.join(facts.matches(name, adrg)) or 'yes'}{_min_count_text(name, adrg)}"
+                              for name in dict.fromkeys(_list_names(adrg.logic)) if facts.in_list(name, adrg))
             trace.append(f"ADRG {adrg.code} {adrg.name}: its rule {adrg_logic_text(adrg)} holds ({found})")
             return adrg
     return None
@@ -166,7 +209,7 @@ def rule_misses(case: Case, adrg: Adrg, scheme: DrgScheme) -> list[str]:
     This is the rule alone: whether the case reaches the ADRG's MDC, and whether an ADRG before it takes the case,
     is the grouping's order (`group_case`; `dipsim explain` says both)."""
     facts = _Facts(with_ventilation_procedure(case, scheme, []), scheme)
-    misses = [_list_miss(name, facts) for name in dict.fromkeys(_failed_lists(adrg.logic, facts, adrg))]
+    misses = [_list_miss(name, facts, adrg) for name in dict.fromkeys(_failed_lists(adrg.logic, facts, adrg))]
     misses += _newborn_bounds_misses(adrg, case, scheme)
     vent = scheme.rules.get("ventilation", {})
     if misses and adrg.code == vent.get("adrg"):
@@ -197,8 +240,15 @@ _LIST_LABELS = {"dx": "主要诊断", "px": "主要手术或操作", "any_dx": "
                 "any_px": "手术或操作"}
 
 
-def _list_miss(name: str, facts: _Facts) -> str:
-    """`principal diagnosis I63.900 not in dx (主要诊断)`, `no procedure in table_2 (手术表 2)`, ..."""
+def _min_count_text(name: str, adrg: Adrg) -> str:
+    """` (at least 2 of them: [list_min_count])` for a list that needs more than one code, else ""."""
+    n = adrg.min_counts.get(name, 1)
+    return f" (at least {n} of them: [list_min_count.{adrg.code}])" if n > 1 else ""
+
+
+def _list_miss(name: str, facts: _Facts, adrg: Adrg) -> str:
+    """`principal diagnosis I63.900 not in dx (主要诊断)`, `no procedure in table_2 (手术表 2)`, `only 1 procedure
+    (81.5100) in any_px (手术或操作): IC2 needs at least 2 of them`..."""
     principal_px = facts.principal_px
     if name == "all_or":
         return (f"principal procedure {principal_px} is not an operating-room procedure (all_or, 全部手术)"
@@ -213,6 +263,12 @@ def _list_miss(name: str, facts: _Facts) -> str:
         label = f"同时包含, list {number}"
     else:
         label = _LIST_LABELS[reads] + (f" {number}" if number else "")
+    found = facts.matches(name, adrg)
+    if found:  # fewer than the list's minimum count
+        kind = "diagnosis" if reads in ("dx", "any_dx", "other_dx") else "procedure"
+        return (f"only {len(found)} {kind}{'s' if len(found) > 1 else ''} ({', '.join(found)}) in {name} ({label}): "
+                f"{adrg.code} needs at least {adrg.min_counts[name]} of them ([list_min_count], the same code twice "
+                f"counts twice)")
     if reads == "dx":
         what = f"principal diagnosis {facts.principal}"
     elif reads == "px":
@@ -360,13 +416,17 @@ def group_case(case: Case, scheme: DrgScheme) -> Grouping:
             adrg = _match_adrg(facts, medical, scheme, trace)
     if adrg is None:
         return Grouping(UNGROUPABLE, mdc=mdc, reason=f"no ADRG of MDC{mdc} takes this case", trace=trace)
-    level = cc_level(case, scheme, trace)
-    drgs, band = drg_band(adrg, case)
+    level = cc_level(case, scheme, trace, adrg.code)
+    drgs, band = drg_band(adrg, case, level)
+    if band is not None:
+        trace.append(f"{band_facts(band, case, level)}: {band_text(band)}")
+    elif adrg.bands:
+        facts = ", ".join(dict.fromkeys(part for b in adrg.bands for part in band_facts(b, case, level).split(", ")))
+        trace.append(f"{facts}: no condition of ADRG {adrg.code}'s DRGs holds (" + "; ".join(
+            f"{'/'.join(sorted(b.drgs.values()))} {band_text(b)}" for b in adrg.bands) + ")")
     if drgs is None:
         return Grouping(UNGROUPABLE, adrg=adrg.code, mdc=mdc, cc_level=level,
                         reason=f"ADRG {adrg.code} has no DRG for this age / length of stay", trace=trace)
-    if band is not None:
-        trace.append(f"age {case.age_years} years, stay {case.los_days} days: {band_text(band)}")
     drg = _choose_drg(drgs, level, scheme)
     if drg is None:
         return Grouping(UNGROUPABLE, adrg=adrg.code, mdc=mdc, cc_level=level,

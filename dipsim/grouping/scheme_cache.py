@@ -33,6 +33,11 @@ from .compiled import CompiledScheme, compile_scheme
 from .tables import load_scheme, qy_applies, scheme_folder, scheme_name
 
 CACHE_ENV = "DIPSIM_CACHE_DIR"
+# The layout of the stored arrays, in the key and the file name: bump it whenever CompiledScheme's fields or their
+# meaning change, so that a file another version of the code wrote is never read (the module sources in the key
+# catch most such changes; this says it outright). 2: condition bands (age min, CC levels, procedures), list
+# minimum counts, principal MCC (chs-drg-3.0).
+FORMAT = 2
 _MEMORY: dict[str, CompiledScheme] = {}
 
 
@@ -44,7 +49,7 @@ def cache_dir() -> Path:
 
 
 def _key(folder: Path, qy_on: bool, qy: bool | None) -> str:
-    digest = hashlib.sha256(f"{__version__}\0{folder.name}\0{qy}\0".encode())
+    digest = hashlib.sha256(f"{FORMAT}\0{__version__}\0{folder.name}\0{qy}\0".encode())
     for module in (compiled_module, reference_module, tables_module):  # the code that builds the arrays
         digest.update(Path(module.__file__).read_bytes())
     files = sorted(p for p in folder.iterdir() if p.is_file())
@@ -64,7 +69,7 @@ def load_compiled(scheme: str = "chs-drg-1.1", root: str | None = None, qy: bool
     key = _key(folder, qy_applies(rules, qy), qy)
     if key in _MEMORY:
         return _MEMORY[key]
-    path = cache_dir() / "grouper" / f"{scheme_name(scheme, rules, qy)}-{key[:24]}.npz"
+    path = cache_dir() / "grouper" / f"{scheme_name(scheme, rules, qy)}-v{FORMAT}-{key[:24]}.npz"
     result = _read(path)
     if result is None:
         result = compile_scheme(load_scheme(scheme, root, qy))

@@ -10,6 +10,7 @@ import functools
 import re
 import tomllib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,27 +79,83 @@ def list_reads(name: str) -> str:
     return base if base in ("dx", "any_dx", "other_dx") else "any_px"
 
 
+CC_LEVEL_NAMES = {"none": 0, "cc": 1, "mcc": 2}  # `cc_levels` of [drg_conditions]: the grouper's CC levels
+
+
+def band_age(age_years: int | None, age_days: int | None) -> int | None:
+    """The age in years an age band reads: age_years when recorded (>= 0), else age_days // 365 when recorded (an
+    infant under one year is recorded in days: 0 years), else None (an age condition then fails)."""
+    if age_years is not None and age_years >= 0:
+        return age_years
+    if age_days is not None and age_days >= 0:
+        return age_days // 365
+    return None
+
+
 @dataclass(frozen=True)
 class DrgBand:
-    """DRGs of an ADRG that hold only for an age or length-of-stay band written in their names (Beijing:
-    CD1D 小于等于6岁, RC16 2-5天): `special_rules.toml [drg_conditions.XXXX]`. Bounds are inclusive; None = open."""
+    """DRGs of an ADRG that hold only under a condition written in their names: `special_rules.toml
+    [drg_conditions.XXXX]` (grouper_tables/README.md). Beijing: an age or length-of-stay band (CD1D 小于等于6岁,
+    RC16 2-5天); 3.0: an age band that may combine with a CC level (BV1E 伴严重合并症或并发症,大于等于70岁), a
+    procedure (EB10 机器人辅助手术). Bounds are inclusive; None = open; `cc_levels` None = every level (0 none,
+    1 CC, 2 MCC); `procedures` empty = no procedure condition. The band holds when every condition it has holds."""
 
+    age_years_min: int | None
     age_years_max: int | None
     los_days_min: int | None
     los_days_max: int | None
+    cc_levels: frozenset[int] | None
+    procedures: frozenset[str]
     text: str
     drgs: dict[str, str]  # severity -> DRG code
 
-    def holds(self, age_years: int | None, los_days: int | None) -> bool:
-        if self.age_years_max is not None and (age_years is None or age_years > self.age_years_max):
+    @property
+    def has_age(self) -> bool:
+        return self.age_years_min is not None or self.age_years_max is not None
+
+    @property
+    def has_stay(self) -> bool:
+        return self.los_days_min is not None or self.los_days_max is not None
+
+    def holds(self, age_years: int | None, los_days: int | None, cc_level: int = 0,
+              procedures: Iterable[str] = ()) -> bool:
+        """`age_years`: the age `band_age` gives (None: not recorded); `cc_level` the case's CC level in its ADRG;
+        `procedures` all of the case's procedures."""
+        if self.has_age:
+            if age_years is None:
+                return False
+            if self.age_years_min is not None and age_years < self.age_years_min:
+                return False
+            if self.age_years_max is not None and age_years > self.age_years_max:
+                return False
+        if self.cc_levels is not None and cc_level not in self.cc_levels:
             return False
-        if self.los_days_min is None and self.los_days_max is None:
+        if self.procedures and not any(p in self.procedures for p in procedures):
+            return False
+        if not self.has_stay:
             return True
         if los_days is None:
             return False
         los = max(los_days, 1)  # a same-day stay counts as one day (入院当天与出院当天合计一天)
         return ((self.los_days_min is None or los >= self.los_days_min)
                 and (self.los_days_max is None or los <= self.los_days_max))
+
+
+def _band_key(drg: str, c: dict) -> tuple:
+    """A [drg_conditions] entry as the DrgBand fields before `drgs` (the DRGs of an ADRG with equal keys form one
+    band)."""
+    unknown = set(c) - {"age_years_min", "age_years_max", "los_days_min", "los_days_max", "cc_levels", "procedures",
+                        "text", "source"}
+    if unknown:
+        raise ValueError(f"[drg_conditions.{drg}]: unknown keys {sorted(unknown)} (see grouper_tables/README.md)")
+    levels = c.get("cc_levels")
+    if levels is not None:
+        bad = [v for v in levels if v not in CC_LEVEL_NAMES]
+        if bad or not levels:
+            raise ValueError(f"[drg_conditions.{drg}] cc_levels {levels!r}: each one of {list(CC_LEVEL_NAMES)}")
+        levels = frozenset(CC_LEVEL_NAMES[v] for v in levels)
+    return (c.get("age_years_min"), c.get("age_years_max"), c.get("los_days_min"), c.get("los_days_max"), levels,
+            frozenset(c.get("procedures", ())), c.get("text", ""))
 
 
 @dataclass(frozen=True)
@@ -111,6 +168,8 @@ class Adrg:
     lists: dict[str, frozenset[str]]
     drgs: dict[str, str]  # severity -> DRG code, for DRGs without an age / stay condition
     bands: tuple[DrgBand, ...] = ()  # DRGs with one, in DRG code order: the first band that holds is used
+    # [list_min_count.<ADRG>]: list name -> how many of the case's codes (by position) it needs; absent = 1
+    min_counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,6 +190,9 @@ class DrgScheme:
     mdcz_sites: dict[str, str]  # diagnosis -> trauma site
     rules: dict = field(repr=False)
     invalid_principal: frozenset[str] = frozenset()  # invalid_principal.csv (2.0): not valid as principal
+    # [principal_mcc] (3.0): a principal diagnosis in principal_mcc.csv gives CC level MCC in these ADRGs
+    principal_mcc: frozenset[str] = frozenset()
+    principal_mcc_adrgs: frozenset[str] = frozenset()
 
     def adrgs_of(self, mdc: str) -> list[Adrg]:
         return [a for a in self.adrgs.values() if a.mdc == mdc]
@@ -178,16 +240,25 @@ def load_scheme(scheme: str = "chs-drg-1.1", root: str | None = None, qy: bool |
         if c is None:
             drgs[adrg][severity] = drg
         else:
-            band = (c.get("age_years_max"), c.get("los_days_min"), c.get("los_days_max"), c.get("text", ""))
+            band = _band_key(drg, c)
             banded[adrg].setdefault(band, {})[severity] = drg
     adrg_rows = sorted(_rows(_csv(folder, "adrg.csv"), "adrg", "mdc", "name", "kind", "logic", "order"),
                        key=lambda r: int(r[5]))
+    min_counts = _min_counts(rules)
     adrgs = {
         code: Adrg(code, mdc_, name, kind, parse_logic(logic),
                    {k: frozenset(v) for k, v in lists[code].items()}, dict(drgs[code]),
-                   tuple(DrgBand(*band, drgs=d) for band, d in banded[code].items()))
+                   tuple(DrgBand(*band, drgs=d) for band, d in banded[code].items()), min_counts.pop(code, {}))
         for code, mdc_, name, kind, logic, _ in adrg_rows
     }
+    for a in adrgs.values():
+        if set(a.min_counts) - set(a.lists):
+            raise ValueError(f"[list_min_count.{a.code}]: {sorted(set(a.min_counts) - set(a.lists))} are not lists "
+                             f"of {a.code}")
+    principal_mcc = rules.get("principal_mcc")
+    if min_counts or (principal_mcc and set(principal_mcc["adrgs"]) - set(adrgs)):
+        raise ValueError(f"special_rules.toml names ADRGs the scheme lacks: [list_min_count] {sorted(min_counts)}, "
+                         f"[principal_mcc] {sorted(set((principal_mcc or {}).get('adrgs', ())) - set(adrgs))}")
     exclusions: dict[str, set[str]] = defaultdict(set)
     for table, code in _rows(_csv(folder, "cc_exclusions.csv"), "exclusion_table", "code"):
         exclusions[table].add(code)
@@ -209,7 +280,21 @@ def load_scheme(scheme: str = "chs-drg-1.1", root: str | None = None, qy: bool |
         rules=rules,
         invalid_principal=frozenset(_csv(folder, "invalid_principal.csv")["code"])
         if (folder / "invalid_principal.csv").is_file() else frozenset(),
+        principal_mcc=frozenset(_csv(folder, "principal_mcc.csv")["code"]) if principal_mcc else frozenset(),
+        principal_mcc_adrgs=frozenset(principal_mcc["adrgs"]) if principal_mcc else frozenset(),
     )
+
+
+def _min_counts(rules: dict) -> dict[str, dict[str, int]]:
+    """`[list_min_count.<ADRG>] <list> = N`: ADRG -> list -> N (an int >= 1; `source` and other text skipped)."""
+    out: dict[str, dict[str, int]] = {}
+    for adrg, table in rules.get("list_min_count", {}).items():
+        counts = {name: value for name, value in table.items() if not isinstance(value, str)}
+        bad = {n: v for n, v in counts.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1}
+        if bad:
+            raise ValueError(f"[list_min_count.{adrg}]: counts must be integers >= 1, got {bad}")
+        out[adrg] = counts
+    return out
 
 
 def scheme_folder(scheme: str, root: str | None = None) -> Path:

@@ -98,6 +98,10 @@ def explain_case(settle_dir, case_id: str) -> str:
     # 1 group points (分值)
     lines.append(f"{step(1)} (病组分值): group points {_num(case['group_points'])}")
     if mode == "drg":
+        scheme = manifest.get("scheme")
+        lines.append(f"     group {case['group']} under {scheme}, its RW calibrated on the region's costs")
+        if values.get("payment.drg_scheme"):
+            lines += param("payment.drg_scheme", " (the scheme the policy names)")
         lines += param("payment.drg_points_per_rw", " points per RW (the DRG's relative weight x this)")
     else:
         lines.append(f"     from the DIP catalogue {manifest.get('catalog')}")

@@ -277,6 +277,25 @@ def settlement_day(discharge_days: np.ndarray | None, on=None) -> dt.date | None
     return EPOCH + dt.timedelta(days=int(discharge_days.max()))
 
 
+DEFAULT_DRG_SCHEME = "chs-drg-1.1"
+
+
+def drg_scheme(policy: Policy, day: dt.date | None = None, default: str | None = None) -> str:
+    """The CHS-DRG scheme a DRG-mode run groups its cases under: the policy's `payment.drg_scheme` on `day` (the
+    settlement day, as every pool-level parameter: one scheme for the period settled), else `default` (the command
+    line's --scheme), else chs-drg-1.1. Its weights are calibrated on the cases' own costs (`group_drg`)."""
+    return str(policy.get("payment.drg_scheme", day)) or default or DEFAULT_DRG_SCHEME
+
+
+def command_line_scheme(policy: Policy, day: dt.date | None, scheme: str | None, what: str = "the policy") -> str:
+    """`drg_scheme` for a policy given on the command line with --scheme `scheme` (None: not given): InputError when
+    both name a scheme and they differ (neither silently wins)."""
+    own = str(policy.get("payment.drg_scheme", day))
+    if own and scheme and own != scheme:
+        raise InputError(f"--scheme {scheme} and {what}'s payment.drg_scheme = {own!r} differ: give one of them")
+    return drg_scheme(policy, day, scheme)
+
+
 def every_case_terms(policy: Policy, on=None) -> list[CaseTerms]:
     """The case-level terms of every period of the policy (from each day a case-level parameter changes, and the
     latest), or of the day `on` alone: what a check before the cases' dates are known must cover."""
