@@ -57,6 +57,7 @@ from build_drg_tables import (  # noqa: E402
     newborn_bounds,
     nfkc,
     normalise,
+    orphan_principals,
     parse_logic,
     render_logic,
     shape_ok,
@@ -359,6 +360,12 @@ def build(src: Path, out: Path, scheme: str = "chs-drg-2.0") -> list[str]:
     p_rows = {("P", c) for a, n, c in code_rows if a.startswith("P") and n in ("dx", "any_dx")}
     principal_rows |= p_rows
     log.append(f"MDCP principal table: {len(p_rows)} codes from the dx and any_dx lists of the P ADRGs")
+    # the same rule for a principal diagnosis no MDC table lists but one MDC's ADRG names as principal (3.0: WR1
+    # 烧伤面积≥30%的烧伤 lists T31.3-T32.9 as 主要诊断, which mdc_rules.json's MDCW table lacks; none in 2.0)
+    orphans = orphan_principals(principal_rows, code_rows)
+    principal_rows |= orphans
+    log.append(f"principal diagnoses in no MDC table but in an ADRG's dx list of one MDC, added to that MDC: "
+               f"{len(orphans)} {sorted(orphans)[:10]}")
     for a in names:  # every weight / age a newborn ADRG's name states is read into [mdcp.adrg.*]
         b = newborn_bounds(names[a]) if a.startswith("P") else {}
         if (re.search(r"体重", names[a]) and not {"weight_g_min", "weight_g_max"} & set(b)) or \
@@ -556,6 +563,9 @@ def build(src: Path, out: Path, scheme: str = "chs-drg-2.0") -> list[str]:
         "notes": [f"{k}: {v}" for k, v in RULE_KINDS.items() if k in kinds_seen] + [
             "MDCP has no principal table in the source: mdc_principal.csv gives it the dx and any_dx codes of its "
             "ADRGs",
+            *([f"mdc_principal.csv adds {len(orphans)} principal diagnoses that no MDC table of the source lists but "
+               f"the dx list of an ADRG of one MDC names (an ADRG's principal diagnoses belong to its MDC): "
+               f"{', '.join(f'{m}:{c}' for m, c in sorted(orphans))}"] if orphans else []),
             "or_procedures.csv = the 医保版 2.0 procedure dictionary minus ss_invalid.json (procedures that do not "
             "count for grouping); invalid_principal.csv = zd_invalid.json (diagnoses not valid as principal)",
             *cfg.notes],
