@@ -188,9 +188,12 @@ def test_the_version_in_force_on_the_discharge_date(tmp_path):
     from dipsim.grouping.versions import group_by_date, load_scheme_dates, scheme_of_each
 
     dates = load_scheme_dates()
-    assert [s for _, s in dates] == ["chs-drg-1.1", "chs-drg-2.0"]
-    days = pa.array([dt.date(2024, 12, 31), dt.date(2025, 1, 1), None, dt.date(2019, 5, 1)], pa.date32())
-    assert scheme_of_each(days, dates).tolist() == ["chs-drg-1.1", "chs-drg-2.0", None, "chs-drg-1.1"]
+    assert dates == [(dt.date(2021, 1, 1), "chs-drg-1.1"), (dt.date(2025, 1, 1), "chs-drg-2.0"),
+                     (dt.date(2027, 1, 1), "chs-drg-3.0")]
+    days = pa.array([dt.date(2024, 12, 31), dt.date(2025, 1, 1), None, dt.date(2019, 5, 1), dt.date(2026, 12, 31),
+                     dt.date(2027, 1, 1)], pa.date32())
+    assert scheme_of_each(days, dates).tolist() == ["chs-drg-1.1", "chs-drg-2.0", None, "chs-drg-1.1",
+                                                    "chs-drg-2.0", "chs-drg-3.0"]
     city = tmp_path / "dates.toml"
     city.write_text('[[version]]\nscheme = "chs-drg-1.1"\nfrom = "2021-01-01"\n[[version]]\nscheme = "chs-drg-2.0"\n'
                     'from = "2025-07-01"\n', encoding="utf-8")
