@@ -499,3 +499,22 @@ def test_30_random_cases_agree(s30):
         group_both(scheme, batch)
 
     check()
+
+
+def test_30_real_cases_group_as_the_reference_does(s30, shared_reference):
+    """The real 1.1 cases grouped under 3.0: no internal error, and the kernel gives the reference's DRG, CC level
+    and reason for every one (the age rule and the principal MCC included)."""
+    from dipsim.io import load_cases
+
+    path = shared_reference / "cases" / "grouped_cases_chs_drg_1.1.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    table = load_cases(path).accepted
+    out = group_table(table, s30).to_pydict()
+    rows = table.select(["diagnoses", "procedures", "sex", "age_years", "age_days", "birth_weight_g",
+                         "ventilation_hours", "los_days"]).to_pylist()
+    want = [group_case(Case(r["diagnoses"], r["procedures"], r["sex"] or 0, r["age_years"], r["age_days"],
+                            r["birth_weight_g"], r["ventilation_hours"], r["los_days"]), s30) for r in rows]
+    assert out["drg"] == [w.drg for w in want]
+    assert out["cc_level"] == [w.cc_level for w in want]
+    assert out["reason"] == [w.reason for w in want]

@@ -1,4 +1,5 @@
-"""The CHS-DRG grouper tables in grouper_tables/<scheme>/ (built by tools/build_drg_tables.py).
+"""The CHS-DRG grouper tables in grouper_tables/<scheme>/ (built by tools/build_drg_tables.py, and for 2.0 / 3.0
+tools/build_drg_json_tables.py).
 
 Everything but the rebuild test reads only the committed tables, never ../shared.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
+import shutil
 import sys
 import tomllib
 from collections import defaultdict
@@ -20,7 +23,8 @@ from dipsim.grouping.tables import list_reads
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = REPO / "grouper_tables"
-SCHEMES = ("chs-drg-1.1", "chs-drg-1.1-beijing", "chs-drg-2.0")
+SCHEMES = ("chs-drg-1.1", "chs-drg-1.1-beijing", "chs-drg-2.0", "chs-drg-3.0")
+JSON_SCHEMES = ("chs-drg-2.0", "chs-drg-3.0")  # built by tools/build_drg_json_tables.py
 CSV_FILES = ("mdc.csv", "mdc_principal.csv", "mdcz_sites.csv", "adrg.csv", "adrg_codes.csv", "drg.csv", "mcc.csv",
              "cc.csv", "cc_exclusions.csv", "or_procedures.csv")
 DX_LISTS = {"dx", "any_dx", "other_dx"}
@@ -68,11 +72,12 @@ def test_manifest_matches_files(scheme):
     manifest = tomllib.loads((TABLES / scheme / "manifest.toml").read_text(encoding="utf-8"))
     assert manifest["scheme"] == scheme
     assert manifest["effective_date"] == {"chs-drg-1.1": "2021", "chs-drg-1.1-beijing": "2022",
-                                          "chs-drg-2.0": "2025-01-01"}[scheme]
+                                          "chs-drg-2.0": "2025-01-01", "chs-drg-3.0": "2026-09-02"}[scheme]
     assert "Apache-2.0" in manifest["licence"]
     assert (TABLES / scheme / "LICENSE").is_file()
     outputs = {o["file"]: o for o in manifest["outputs"]}
-    extra = {"invalid_principal.csv"} if scheme == "chs-drg-2.0" else set()
+    extra = {"chs-drg-2.0": {"invalid_principal.csv"},
+             "chs-drg-3.0": {"invalid_principal.csv", "principal_mcc.csv"}}.get(scheme, set())
     assert set(CSV_FILES) | extra | {"special_rules.toml"} == set(outputs)
     for name in CSV_FILES:
         data = (TABLES / scheme / name).read_bytes()
@@ -144,6 +149,8 @@ def test_code_shapes(scheme):
     for name in ("mcc.csv", "cc.csv", "cc_exclusions.csv"):
         dx += [r["code"] for r in read(scheme, name)]
     px += [r["code"] for r in read(scheme, "or_procedures.csv")]
+    if (TABLES / scheme / "principal_mcc.csv").is_file():
+        dx += [r["code"] for r in read(scheme, "principal_mcc.csv")]
     for codes, system in ((dx, "icd10"), (px, "icd9")):
         ok = is_valid_code_shape(pa.array(codes, pa.string()), system).to_pylist()
         assert all(ok), [c for c, good in zip(codes, ok) if not good][:10]
@@ -268,6 +275,78 @@ def test_beijing_side_by_side():
     assert any("chs-drg-1.1 OR procedure list" in n for n in manifest["notes"])
 
 
+def test_chs_drg_30_tables():
+    """Facts read by hand from ../shared/reference/chs-drg-3.0 (SOURCE.txt, DRG.dat, drg_rules.json, adrg_rules.json,
+    ROBOT_ASSISTED_SURGERY.dat, HIGH_RISK_PREGNANCY.dat, mcc_codes.json, cc_codes.json)."""
+    s = "chs-drg-3.0"
+    assert (len(read(s, "mdc.csv")), len(read(s, "adrg.csv")), len(read(s, "drg.csv"))) == (26, 492, 825)
+    mcc = {r["code"]: r["exclusion_table"] for r in read(s, "mcc.csv")}
+    cc = {r["code"]: r["exclusion_table"] for r in read(s, "cc.csv")}
+    assert len(mcc) == 1581 and len(cc) == 6337
+    assert mcc["I50.900"] == "45"  # SOURCE.txt: MCC (table 45) in 3.0, table 90 in 2.0
+    assert cc["Z94.001"] == ""  # cc_codes.json table 0: no such exclusion table
+    assert len({r["exclusion_table"] for r in read(s, "cc_exclusions.csv")}) == 148
+    drg = {r["drg"]: r for r in read(s, "drg.csv")}
+    # severity: the phrase before the band; 伴合并症或并发症 is cc_or_mcc where the band has no MCC DRG
+    assert drg["BU2C"]["severity"] == "none" and drg["BV1E"]["severity"] == "mcc"
+    assert drg["BV1F"]["severity"] == "cc" and drg["HC4F"]["severity"] == "cc_or_mcc"
+    assert drg["EM1G"]["severity"] == "no_mcc"  # 不伴严重合并症或并发症,大于等于70岁
+    assert drg["CV1H"]["severity"] == drg["EB10"]["severity"] == drg["AH29"]["severity"] == "all"
+    assert drg["BU2C"]["name"] == "神经系统变性疾病,不伴合并症或并发症,小于等于6岁"
+    rules = tomllib.loads((TABLES / s / "special_rules.toml").read_text(encoding="utf-8"))
+    cond = rules["drg_conditions"]
+    assert cond["BV1E"] == {**cond["BV1E"], "age_years_min": 70, "cc_levels": ["mcc"], "text": "大于等于70岁"}
+    assert "age_years_max" not in cond["BV1E"]
+    assert cond["BU2C"] == {**cond["BU2C"], "age_years_max": 6, "cc_levels": ["none"], "text": "小于等于6岁"}
+    assert "age_years_min" not in cond["BU2C"]
+    assert cond["CV1H"]["age_years_min"] == 70 and "cc_levels" not in cond["CV1H"]
+    assert cond["HC4F"]["cc_levels"] == ["cc", "mcc"] and cond["EM1G"]["cc_levels"] == ["none", "cc"]
+    robot = ["17.4100", "17.4200", "17.4300", "17.4400", "17.4500"]
+    assert cond["EB10"]["procedures"] == robot and cond["EB10"]["text"] == "机器人辅助手术"
+    assert "cc_levels" not in cond["EB10"] and "age_years_min" not in cond["EB10"]
+    # drg_rules.json: AGE_GE_70 in 71 DRGs (16 + 33 + 18 + 4), AGE_LE_6 in 12, ROBOT_ASSISTED_SURGERY in 9
+    assert sum("age_years_min" in c for c in cond.values()) == 71
+    assert sum("age_years_max" in c for c in cond.values()) == 12
+    assert sorted(d[:3] for d, c in cond.items() if "procedures" in c) == \
+        ["EB1", "GB4", "IB4", "IC3", "IE2", "LA2", "MB1", "NA1", "NC1"]
+    assert len(cond) == 92 and all("source" in c and c["text"] for c in cond.values())
+    assert "BV11" not in cond and "BY11" not in cond
+    assert rules["list_min_count"]["IC2"]["any_px"] == 2
+    assert rules["principal_mcc"]["adrgs"] == ["OB1", "OB2"]
+    pregnancy = [r["code"] for r in read(s, "principal_mcc.csv")]
+    assert len(pregnancy) == 811 and "A34.x00" in pregnancy and "F53.001" in pregnancy
+    vent = rules["ventilation"]
+    assert (vent["hours_min"], vent["procedures"], vent["mode"]) == (96, ["96.7201"], "procedure")
+    bounds = rules["mdcp"]["adrg"]  # 3.0 names the weight on admission (入院体重)
+    assert bounds["PS1"] == {**bounds["PS1"], "weight_g_max": 999} and "weight_g_min" not in bounds["PS1"]
+    assert (bounds["PS2"]["weight_g_min"], bounds["PS2"]["weight_g_max"]) == (1000, 1499)
+    assert bounds["PS5"]["weight_g_min"] == 2500 and "weight_g_max" not in bounds["PS5"]
+    adrg = {r["adrg"]: r for r in read(s, "adrg.csv")}
+    lists = lists_of(s)
+    assert adrg["AH2"]["name"] == "有创呼吸机支持≥96小时,伴CRRT"
+    assert adrg["AH2"]["logic"] == "main_px_1 & table_2"  # 主要手术或操作 1 + 手术或操作 2
+    assert lists[("AH2", "main_px_1")] == {"96.7201"} and lists[("AH2", "table_2")] == {"39.9500x007"}
+    assert adrg["AH3"]["logic"] == "px" and lists[("AH3", "px")] == {"96.7201"}
+    assert adrg["IC2"]["logic"] == "px & any_px" and len(lists[("IC2", "any_px")]) == 24
+    # sectionAliases: 主要手术或操作 N may be met by 手术或操作 N's list
+    assert adrg["CB2"]["logic"] == "(main_px_1 | main_px_2) & table_1 & table_2"
+    assert lists[("CB2", "main_px_1")] == lists[("CB2", "table_1")] and len(lists[("CB2", "table_1")]) == 22
+    assert lists[("CB2", "main_px_2")] == lists[("CB2", "table_2")] and len(lists[("CB2", "table_2")]) == 41
+    # RN1: 主要诊断 1 / 其他诊断 1 are both the 诊断 1 list (4 codes), which is not written itself
+    assert lists[("RN1", "dx_1")] == lists[("RN1", "other_dx_1")] and len(lists[("RN1", "dx_1")]) == 4
+    assert not any(a == "RN1" and n.startswith("any_dx") for a, n in lists)
+    assert adrg["SB1"]["logic"] == "all_or" and adrg["ZZ1"]["logic"] == "mdcz_no_surgery"
+    manifest = tomllib.loads((TABLES / s / "manifest.toml").read_text(encoding="utf-8"))
+    assert any("qy_diff_codes.json and all_procedure_codes.json are NOT used" in n for n in manifest["notes"])
+
+
+def test_chs_drg_30_loads_in_the_grouper():
+    from dipsim.grouping.tables import load_scheme
+
+    scheme = load_scheme("chs-drg-3.0")
+    assert len(scheme.adrgs) == 492
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Rebuild from ../shared reproduces the committed files
 
@@ -285,7 +364,7 @@ def test_rebuild_reproduces_committed_files(name, shared_reference, tmp_path):
     src = shared_reference / name
     if not src.is_dir():
         pytest.skip(f"{src} is absent")
-    if name == "chs-drg-2.0":
+    if name in JSON_SCHEMES:
         _load_tool("build_drg_json_tables").build(src, tmp_path, name)
     else:
         builder.build(name, src, tmp_path)
@@ -313,3 +392,34 @@ def test_build_fails_on_unclassified_line(shared_reference, tmp_path):
     with pytest.raises(builder.BuildError, match=r"4_ADRG_DETAIL.txt:15: unclassified line"):
         builder.build("chs-drg-1.1", copy, tmp_path / "out",
                       or_file=src / "lists" / "SS_VALID.dat")
+
+
+def test_json_build_fails_on_a_drg_rule_it_does_not_read_so(shared_reference, tmp_path):
+    """drg_rules.json saying BV1E is WITH_CC (its name says 伴严重…) and a high-risk-pregnancy list that differs
+    from config.json: the build lists both and writes nothing."""
+    src = shared_reference / "chs-drg-3.0"
+    if not src.is_dir():
+        pytest.skip(f"{src} is absent")
+    copy = tmp_path / "src"
+    shutil.copytree(src, copy)
+    rules_path = copy / "versions/chs-drg-3.0/generated/drg_rules.json"
+    rules_path.chmod(0o644)
+    text = rules_path.read_text(encoding="utf-8")
+    rules = json.loads(text)
+    for r in rules:
+        if r["drgCode"] == "BV1E":
+            r["conditions"] = ["AGE_GE_70", "WITH_CC"]
+        if r["drgCode"] == "CV19":
+            r["conditions"] = ["AGE_GE_70"]
+    rules_path.write_text(json.dumps(rules, ensure_ascii=False), encoding="utf-8")
+    hrp = copy / "versions/chs-drg-3.0/raw/HIGH_RISK_PREGNANCY.dat"
+    hrp.chmod(0o644)
+    hrp.write_text("\n".join(hrp.read_text(encoding="utf-8").splitlines()[1:]) + "\n", encoding="utf-8")
+    json_builder = _load_tool("build_drg_json_tables")
+    with pytest.raises(json_builder.BuildError) as e:
+        json_builder.build(copy, tmp_path / "out", "chs-drg-3.0")
+    message = str(e.value)
+    assert "BV1E ['AGE_GE_70', 'WITH_CC'] but its name reads mcc" in message
+    assert "CV19 ['AGE_GE_70'] but its name reads the band {}" in message
+    assert "HIGH_RISK_PREGNANCY.dat (810 codes) differs from config.json" in message
+    assert not (tmp_path / "out").exists()

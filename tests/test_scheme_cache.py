@@ -83,3 +83,21 @@ def test_an_unwritable_cache_folder_is_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr(scheme_cache, "_MEMORY", {})
     cases = pa.table({"case_id": ["a"], "diagnoses": pa.array([["J18.900"]], pa.list_(pa.string()))})
     assert group_table(cases, scheme_cache.load_compiled("chs-drg-1.1"))["drg"].to_pylist() == ["ES35"]
+
+
+def test_a_file_of_the_old_layout_is_never_read(cache, monkeypatch):
+    """The format version is in the key and the file name: a file written before 3.0's arrays (band_cc_mask,
+    list_min, ...) existed has another name; and one that lacks a field under the current name is rebuilt."""
+    scheme_cache.load_compiled("chs-drg-3.0" if (tables_dir() / "chs-drg-3.0").is_dir() else "chs-drg-1.1")
+    (path,) = cache.glob("*.npz")
+    assert f"-v{scheme_cache.FORMAT}-" in path.name
+    with np.load(path, allow_pickle=False) as stored:
+        old = {k: stored[k] for k in stored.files if k not in ("band_cc_mask", "list_min", "dx_principal_mcc")}
+    np.savez(path, **old)
+    scheme_cache._MEMORY.clear()
+    rebuilt = scheme_cache.load_compiled(path.name.split("-v")[0])
+    assert rebuilt.scheme is not None  # compiled again, not read
+    monkeypatch.setattr(scheme_cache, "FORMAT", scheme_cache.FORMAT - 1)
+    scheme_cache._MEMORY.clear()
+    scheme_cache.load_compiled(path.name.split("-v")[0])
+    assert len(list(cache.glob("*.npz"))) == 2  # the older format's name is another file

@@ -144,6 +144,11 @@ def band_text(band: DrgBand) -> str:
 
 
 def band_facts(band: DrgBand, case: Case, level: int) -> str:
+    """What the case has of the band's conditions in words (`_band_fact_parts`, joined)."""
+    return ", ".join(_band_fact_parts(band, case, level))
+
+
+def _band_fact_parts(band: DrgBand, case: Case, level: int) -> list[str]:
     """What the case has of the band's conditions: `age 75 years`, `age 0 years (200 days)`, `CC level MCC`, `no
     procedure among them` / `procedure 17.4100`, `stay 3 days` (not recorded where missing)."""
     parts = []
@@ -159,7 +164,7 @@ def band_facts(band: DrgBand, case: Case, level: int) -> str:
         parts.append(f"procedure {hits[0]}" if hits else "no procedure among them")
     if band.has_stay:
         parts.append("stay not recorded" if case.los_days is None else f"stay {case.los_days} days")
-    return ", ".join(parts)
+    return parts
 
 
 def x1_x5_option_decides(drgs: dict[str, str], level: int) -> bool:
@@ -421,8 +426,8 @@ def group_case(case: Case, scheme: DrgScheme) -> Grouping:
     if band is not None:
         trace.append(f"{band_facts(band, case, level)}: {band_text(band)}")
     elif adrg.bands:
-        facts = ", ".join(dict.fromkeys(part for b in adrg.bands for part in band_facts(b, case, level).split(", ")))
-        trace.append(f"{facts}: no condition of ADRG {adrg.code}'s DRGs holds (" + "; ".join(
+        has = ", ".join(dict.fromkeys(part for b in adrg.bands for part in _band_fact_parts(b, case, level)))
+        trace.append(f"{has}: no condition of ADRG {adrg.code}'s DRGs holds (" + "; ".join(
             f"{'/'.join(sorted(b.drgs.values()))} {band_text(b)}" for b in adrg.bands) + ")")
     if drgs is None:
         return Grouping(UNGROUPABLE, adrg=adrg.code, mdc=mdc, cc_level=level,
