@@ -254,7 +254,8 @@ def test_scheme_auto_does_not_guess_the_version_of_an_undated_case(tmp_path, cap
     out = tmp_path / "groups.csv"
     assert main(["group", str(source), "--scheme", "auto", "-o", str(out)]) == 0
     captured = capsys.readouterr()
-    assert ("rows read 4 = accepted 4 + rejected 0; chs-drg-1.1 2, chs-drg-2.0 1, no discharge date (0000) 1"
+    assert (("rows read 4 = accepted 4 + rejected 0; chs-drg-1.1 2, chs-drg-2.0 1, chs-drg-3.0 0, "
+             "no discharge date (0000) 1")
             in captured.out)
     assert "warning: 1 cases have no discharge date (出院日期)" in captured.err
     groups = pd.read_csv(out, encoding="utf-8-sig", dtype=str, keep_default_na=False)
@@ -272,7 +273,7 @@ def test_scheme_auto_on_cases_without_any_date_is_exit_1(tmp_path, capsys, heade
     assert main(["group", str(source), "--scheme", "auto", "-o", str(out), "-q"]) == 1
     assert capsys.readouterr().err == (
         f"dipsim group: error: {source}: --scheme auto needs discharge dates (出院日期) and the cases have none; "
-        "choose --scheme chs-drg-1.1 or --scheme chs-drg-2.0\n")
+        "choose --scheme chs-drg-1.1 or --scheme chs-drg-2.0 or --scheme chs-drg-3.0\n")
     assert not out.exists()
 
 
