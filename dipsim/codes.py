@@ -140,6 +140,7 @@ def _to_arrow(arr) -> ArrayLike:
 _ASCII_SEPARATORS = b",;| \t\n\f\r"
 _TO_COMMA = np.arange(256, dtype=np.uint8)
 _TO_COMMA[list(_ASCII_SEPARATORS)] = ord(",")
+_PAIR_SPACES = r"[ \t\n\f\r]*([+†])[ \t\n\f\r]*"  # white space around the + (or †) of a dagger-asterisk pair
 # A column of code cells is split once per distinct cell when its first rows repeat cells (fewer distinct cells
 # than this share of them): a region's diagnoses repeat over the rows more than within the first rows.
 _SAMPLE_CELLS = 4096
@@ -170,6 +171,10 @@ def _split_at_separators(arr: pa.Array) -> pa.ListArray:
     text = pc.utf8_trim_whitespace(text)
     if not ascii_only:
         text = pc.replace_substring(text, "、", ",")
+    if not ascii_only or (_string_buffers(text)[1] == ord("+")).any():
+        # a dagger-asterisk pair is one code of 医保版 2.0 (E10.300x051+H42.0*): white space around its + or † does
+        # not separate two codes ("E10.300x051 + H42.0*" would otherwise give E10.300x051, "+" and H42.0*)
+        text = pc.replace_substring_regex(text, _PAIR_SPACES, r"\1")
     offsets, data = _string_buffers(text)
     commas = pa.StringArray.from_buffers(len(text), pa.py_buffer(offsets.astype(np.int32)),
                                          pa.py_buffer(_TO_COMMA[data]))
@@ -192,7 +197,8 @@ def _split_one(arr: pa.Array) -> pa.ListArray:
 def split_code_list(arr: ArrayLike) -> ArrayLike:
     """Split cells such as ``"K35.800, K37.x00；E11.900|I10.x00 、J18.900"`` into ``list<string>``.
 
-    Separators (after NFKC, so full-width ，；｜ count): comma, semicolon, pipe, whitespace and 、. Empty items are
+    Separators (after NFKC, so full-width ，；｜ count): comma, semicolon, pipe, whitespace and 、, but not white space
+    around the ``+`` or ``†`` of a dagger-asterisk pair (``"E10.300x051 + H42.0*"`` is one code). Empty items are
     dropped, but for one: a cell that starts with a separator before other codes (``",I10.x00"``, what a
     split-column export with an empty 主要诊断编码 joins to) keeps an empty first item ``""``, the missing
     principal, so that the first other code is not promoted to principal. A null, empty or blank cell gives an

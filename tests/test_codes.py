@@ -118,6 +118,12 @@ def test_unknown_system():
         ("", []),
         ("  ,、 ", []),
         (None, []),
+        # a dagger-asterisk pair written with spaces around its + (or †, full-width ＋) stays one code
+        ("E10.300x051 + H42.0*, I10.x00", ["E10.300x051+H42.0*", "I10.x00"]),
+        ("E10.300x051\t+\tH42.0* I10.x00", ["E10.300x051+H42.0*", "I10.x00"]),
+        ("A01.002 † G01*、J18.900", ["A01.002†G01*", "J18.900"]),
+        ("E10.300x051 ＋ H42.0*", ["E10.300x051+H42.0*"]),
+        ("E10.300x051+H42.0* I10.x00", ["E10.300x051+H42.0*", "I10.x00"]),
     ],
 )
 def test_split_code_list(cell, expected):

@@ -213,11 +213,13 @@ def shown(value) -> str:
 
 
 def split_codes(cell) -> list[str]:
-    """A code cell as a list, principal first: NFKC, trimmed, split at runs of , ; | 、 and whitespace, empty items
-    dropped, except an empty first item when other codes follow (",I10.x00": the principal was left out)."""
+    """A code cell as a list, principal first: NFKC, trimmed, white space around the + or † of a dagger-asterisk
+    pair removed, split at runs of , ; | 、 and whitespace, empty items dropped, except an empty first item when
+    other codes follow (",I10.x00": the principal was left out)."""
     if cell is None:
         return []
-    parts = CODE_SEPARATORS.split(unicodedata.normalize("NFKC", text_of(cell)).strip())
+    text = re.sub(f"{CODE_SPACE}*([+†]){CODE_SPACE}*", r"\1", unicodedata.normalize("NFKC", text_of(cell)).strip())
+    parts = CODE_SEPARATORS.split(text)
     items = [p for p in parts if p]
     return ([""] if parts[0] == "" and items else []) + items
 
