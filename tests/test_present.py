@@ -201,6 +201,10 @@ def test_no_axis_of_any_figure_shows_scientific_notation(results, monkeypatch):
 
     monkeypatch.setattr(plots, "_png", record)
     plots.figures(results, "zh")
+    money = ["fund_payout", "delta", "cost"]  # and sums 10,000 times larger: matplotlib would write 1e7 above the axis
+    huge = ScenarioResults(**{**results.__dict__, "hospitals": results.hospitals.assign(
+        **{c: results.hospitals[c] * 10_000 for c in money})})
+    plots.figures(huge, "zh")
     shown = [t for t in texts if t]
     assert shown and not [t for t in shown if SCIENTIFIC.search(t)]
     assert "中医医院加成 5%" in shown and "三级甲等" in shown  # variant names and levels on the axes
