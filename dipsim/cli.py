@@ -679,6 +679,13 @@ def cmd_scenarios_run(args) -> int:
     for name, frame in results.tables().items():
         out.csv(pa.Table.from_pandas(frame, preserve_index=False), f"{name}.csv")
     out.csv(region.rejects(), "rejects.csv")
+    from dipsim.report.export import SCENARIO_XLSX_ROWS, write_scenario_xlsx
+
+    if write_scenario_xlsx(results, out.path / "hospitals.xlsx", args.lang):  # for Excel: Chinese headers, yuan
+        out.add("hospitals.xlsx")
+    else:
+        console.print(f"hospitals.xlsx not written: {len(results.hospitals):,} rows are more than "
+                      f"{SCENARIO_XLSX_ROWS:,} (hospitals.csv has them all)")
     if not args.no_report:
         from dipsim.report.html import write_report
 
@@ -1073,7 +1080,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on", metavar="YYYY-MM-DD", type=_date, help=ON_HELP)
     p.add_argument("--max-variants", type=_positive_int, default=10_000, metavar="N",
                    help="refuse a scenario file of more variants than this before anything runs (default 10,000)")
-    p.add_argument("--lang", choices=["zh", "en"], default="zh", help="language of report.html (default zh)")
+    p.add_argument("--lang", choices=["zh", "en"], default="zh",
+                   help="language of report.html and hospitals.xlsx (default zh)")
     p.add_argument("--no-report", action="store_true", help="write the tables only, no report.html")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result line(s), no progress")
     _add_read_options(p)

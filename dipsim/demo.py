@@ -15,6 +15,7 @@ def demo_scenarios(cases, hospitals, grouped, budgets: dict, out: Path) -> list[
 
     from dipsim.io.writers import write_csv
     from dipsim.paths import scenarios_dir
+    from dipsim.report.export import write_scenario_xlsx
     from dipsim.report.html import write_report
     from dipsim.scenarios import load_scenarios, run_scenarios
 
@@ -31,6 +32,7 @@ def demo_scenarios(cases, hospitals, grouped, budgets: dict, out: Path) -> list[
         folder.mkdir(parents=True, exist_ok=True)
         for name, frame in results.tables().items():
             write_csv(pa.Table.from_pandas(frame, preserve_index=False), folder / f"{name}.csv")
+        write_scenario_xlsx(results, folder / "hospitals.xlsx")
         report = write_report(results, folder / "report.html", scenario_set.title)
         moved = results.summary.set_index("scenario")["moved"].drop("baseline")
         reports.append((report, f"scenarios {scenario_set.name}: {len(scenario_set.variants)} variants; most money "

@@ -49,6 +49,7 @@ class Parameter:
     type: str
     default: object
     doc: str = ""
+    label: str = ""  # a short Chinese name (中医医院加成), for people: forms, variant names, reports
     unit: str = ""
     source: str = ""
     min: float | None = None  # inclusive bounds
@@ -61,8 +62,8 @@ class Parameter:
 def registry() -> dict[str, Parameter]:
     data = tomllib.loads(REGISTRY_FILE.read_text(encoding="utf-8"))
     return {path: Parameter(path=path, type=spec["type"], default=spec["default"], doc=spec.get("doc", ""),
-                            unit=spec.get("unit", ""), source=spec.get("source", ""), min=spec.get("min"),
-                            max=spec.get("max"), above=spec.get("above"), below=spec.get("below"),
+                            label=spec.get("label", ""), unit=spec.get("unit", ""), source=spec.get("source", ""),
+                            min=spec.get("min"), max=spec.get("max"), above=spec.get("above"), below=spec.get("below"),
                             choices=tuple(spec.get("choices", ())))
             for path, spec in data.items()}
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,7 @@ MAX_VARIANTS = 10_000  # a scenario file with more variants is refused unless --
 class Variant:
     name: str
     changes: dict
+    named: bool = True  # the file gave the name; a sweep's or an unnamed variant's is made from `changes`
 
 
 @dataclass
@@ -100,10 +101,11 @@ def load_scenarios(path, baseline: Policy | None = None, max_variants: int = MAX
         if "baseline" not in meta:
             raise InputError(f"{path}: [scenario] baseline = \"POLICY.toml\" is missing")
         baseline = load_policy(path.parent / meta["baseline"])
-    variants = [Variant(v.get("name") or _label(v.get("set", {})), dict(v.get("set", {}))) for v in named]
+    variants = [Variant(v.get("name") or _label(v.get("set", {})), dict(v.get("set", {})), named=bool(v.get("name")))
+                for v in named]
     for combination in itertools.product(*values.values()) if values else ():  # no sweep: no combination
         changes = dict(zip(values, combination))
-        variants.append(Variant(_label(changes), changes))
+        variants.append(Variant(_label(changes), changes, named=False))
     problems, names = [], set()
     for v in variants:
         if v.name in names or v.name == BASELINE:
@@ -133,6 +135,8 @@ class ScenarioResults:
     families: pd.DataFrame | None = None  # scenario, family (the baseline ADRG), cases, moved_cases, points / value
     scheme_hospitals: pd.DataFrame | None = None  # scenario, hospital_id, cases, moved_cases, points / value, delta,
     # why
+    variants: list[Variant] = field(default_factory=list)  # the runs after the baseline, in order: their names for
+    # people (`report.present.run_names`)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The result tables there are, by the name of their CSV file."""
@@ -222,7 +226,8 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet,
     tcm = table.assign(hospital_type=np.where(table["type"] == "中医", "TCM (中医)", "other"))
     by_type = tcm.groupby(["scenario", "hospital_type"], sort=False)[["fund_payout", "delta"]].sum().reset_index()
     results = ScenarioResults(hospitals=table.reset_index(drop=True), pools=pd.DataFrame(pool_rows),
-                              summary=summary, by_level=_by_level(table), by_type=by_type.round(2), funds=funds)
+                              summary=summary, by_level=_by_level(table), by_type=by_type.round(2), funds=funds,
+                              variants=list(scenarios.variants))
     if changes:
         explained = [scheme_change(case_set, name, before, after, results.hospitals) for name, before, after in changes]
         results.regrouping, results.splits, results.families, results.scheme_hospitals = (

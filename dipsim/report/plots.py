@@ -11,8 +11,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from dipsim.report.fonts import cjk_font
+from dipsim.report.present import number, run_names, sort_levels
 from dipsim.scenarios import BASELINE, ScenarioResults
 
 TEXT = {
@@ -40,7 +42,21 @@ TEXT = {
 
 def _style() -> None:
     family, _ = cjk_font()
-    plt.rcParams.update({"font.family": family, "axes.unicode_minus": False, "figure.dpi": 110})
+    # no offset text ("1e6" above an axis) and no scientific tick labels, whatever the data: every axis that shows
+    # money or counts also gets `_ticks` (thousands separators)
+    plt.rcParams.update({"font.family": family, "axes.unicode_minus": False, "figure.dpi": 110,
+                         "axes.formatter.useoffset": False, "axes.formatter.limits": (-30, 30)})
+
+
+def _tick(value: float, _position=None, magnitude: bool = False) -> str:
+    """A tick label: thousands separators, at most 2 decimals, trailing zeros dropped (1,250 / 2.5 / -0.25);
+    `magnitude`: without the sign (losers drawn to the left of zero are counted as they are)."""
+    text = number(abs(value) if magnitude else value, 2)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _ticks(axis, magnitude: bool = False) -> None:
+    axis.set_major_formatter(FuncFormatter(lambda v, p: _tick(v, p, magnitude)))
 
 
 def _png(fig) -> bytes:
@@ -56,6 +72,11 @@ def figures(results: ScenarioResults, lang: str = "zh") -> dict[str, bytes]:
     _style()
     out = {}
     h = results.hospitals
+    names = run_names(results.variants, lang)
+
+    def shown(runs) -> list[str]:
+        return [names.get(r, r) for r in runs]
+
     variants = [s for s in results.summary["scenario"] if s != BASELINE]
     if variants:
         moved = results.summary.set_index("scenario")["moved"]
@@ -65,7 +86,9 @@ def figures(results: ScenarioResults, lang: str = "zh") -> dict[str, bytes]:
         fig, ax = plt.subplots(figsize=(9, 3.6))
         tcm = (rows["type"] == "中医").to_numpy()
         ax.bar(np.arange(len(rows)), rows["delta"] / 1e4, color=np.where(tcm, "#c0392b", "#7f8c8d"))
-        ax.set(title=t["payout_change"].format(s=pick), xlabel=t["hospital"], ylabel=t["delta"], xticks=[])
+        ax.set(title=t["payout_change"].format(s=names.get(pick, pick)), xlabel=t["hospital"], ylabel=t["delta"],
+               xticks=[])
+        _ticks(ax.yaxis)
         ax.axhline(0, color="black", linewidth=0.6)
         ax.legend(handles=[Patch(color="#c0392b", label=t["tcm"]), Patch(color="#7f8c8d", label=t["other"])])
         out["payout_change"] = _png(fig)
@@ -75,19 +98,23 @@ def figures(results: ScenarioResults, lang: str = "zh") -> dict[str, bytes]:
         y = np.arange(len(s))
         ax.barh(y, s["winners"], color="#27ae60", label=t["winners"])
         ax.barh(y, -s["losers"], color="#c0392b", label=t["losers"])
-        ax.set(yticks=y, yticklabels=s["scenario"], xlabel=t["count"], title=t["winners_losers"])
+        ax.set(yticks=y, yticklabels=shown(s["scenario"]), xlabel=t["count"], title=t["winners_losers"])
+        _ticks(ax.xaxis, magnitude=True)
         ax.axvline(0, color="black", linewidth=0.6)
         ax.legend(loc="lower right")
         out["winners_losers"] = _png(fig)
 
     ratio = h.groupby(["scenario", "level"]).agg(pay=("fund_payout", "sum"), cost=("cost", "sum")).reset_index()
     ratio["ratio"] = ratio["pay"] / ratio["cost"]
-    shown = [BASELINE, *variants[:5]]
-    table = ratio[ratio["scenario"].isin(shown)].pivot(index="level", columns="scenario", values="ratio")
+    runs = [BASELINE, *variants[:5]]
+    table = ratio[ratio["scenario"].isin(runs)].pivot(index="level", columns="scenario", values="ratio")
+    table = table.reindex(sort_levels(table.index))  # 三级甲等 ... 一级, then any other level
+    table = table[[c for c in runs if c in table.columns]]
     fig, ax = plt.subplots(figsize=(9, 3.6))
-    table[[c for c in shown if c in table.columns]].plot.bar(ax=ax, rot=0)
+    table.rename(columns=names).plot.bar(ax=ax, rot=0)
     ax.set(title=t["ratio"], xlabel=t["level"], ylabel="")
-    ax.legend(fontsize=7)
+    _ticks(ax.yaxis)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, not over them
     out["payment_ratio"] = _png(fig)
 
     pools = results.pools.pivot(index="scenario", columns="pool", values="point_value")
@@ -95,14 +122,16 @@ def figures(results: ScenarioResults, lang: str = "zh") -> dict[str, bytes]:
     fig, ax = plt.subplots(figsize=(9, 3.6))
     pools.plot(ax=ax, marker="o")
     ax.set(title=t["point_value"], xlabel=t["scenario"], ylabel=t["value"])
-    ax.set_xticks(range(len(pools)), pools.index, rotation=30, ha="right", fontsize=7)
+    ax.set_xticks(range(len(pools)), shown(pools.index), rotation=30, ha="right", fontsize=7)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: number(v, 4)))
     out["point_value"] = _png(fig)
 
     s = results.summary
     fig, ax = plt.subplots(figsize=(9, 3.2))
     ax.bar(np.arange(len(s)), s["tcm_hospital_share"] * 100, color="#c0392b")
     ax.set(title=t["tcm_share"], ylabel=f"{t['share']} (%)")
-    ax.set_xticks(np.arange(len(s)), s["scenario"], rotation=30, ha="right", fontsize=7)
+    ax.set_xticks(np.arange(len(s)), shown(s["scenario"]), rotation=30, ha="right", fontsize=7)
+    _ticks(ax.yaxis)
     out["tcm_share"] = _png(fig)
 
     if "review_applied" in s and s["review_applied"].sum() > 0:
@@ -114,8 +143,10 @@ def figures(results: ScenarioResults, lang: str = "zh") -> dict[str, bytes]:
         ax2 = ax.twinx()
         ax2.plot(x, r["review_amount"] / 1e4, color="black", marker="o", label=t["amount"])
         ax2.set_ylabel(t["amount"])
+        _ticks(ax.yaxis)
+        _ticks(ax2.yaxis)
         ax.set(title=t["review"])
-        ax.set_xticks(x, r["scenario"], rotation=30, ha="right", fontsize=7)
+        ax.set_xticks(x, shown(r["scenario"]), rotation=30, ha="right", fontsize=7)
         ax.legend(loc="upper left")
         out["review"] = _png(fig)
     if results.funds is not None and len(results.funds):
@@ -133,10 +164,8 @@ def _funds_figure(funds: pd.DataFrame, t: dict) -> bytes:
         ax.axhline(line, color="#c0392b", linestyle=style, linewidth=0.8, label=f"{t[name]} {line:.0f}%")
     ax.axhline(100, color="black", linewidth=0.6)
     ax.set(title=t["funds"], xlabel=t["month"], ylabel=f"{t['execution']} (%)")
+    _ticks(ax.yaxis)
     ax.tick_params(axis="x", rotation=30, labelsize=7)
     ax.legend(fontsize=7)
     return _png(fig)
 
-
-def frame_html(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, classes="table", float_format=lambda v: f"{v:,.4g}")
