@@ -225,7 +225,7 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
             raise HTTPException(401, "wrong user name or password")
         token, expires = server.sessions.issue(user)
         server.data.audit.write(action="login", user=user.name, role=user.role, address=address)
-        return {"token": token, "token_type": "bearer", "expires_in": int(expires - server.sessions.clock()),
+        return {"token": token, "token_type": "bearer", "expires_in": round(expires - server.sessions.clock()),
                 "user": user.public()}
 
     @app.get("/api/docs", tags=["open"], response_class=HTMLResponse)

@@ -200,7 +200,7 @@ class LoadedRegion:
 
         pools = self.pools()
         return {"title": self.record.get("title"), "mode": self.mode, "scheme": self.scheme,
-                "cases": self.cases.num_rows, "rows_read": int(self.region.result.rows_read),
+                "cases": self.cases.num_rows, "rows_read": int(getattr(self.region.result, "rows_read", 0)),
                 "rejected": int(self.region.rejected), "hospitals": len(table),
                 "by_level": counted("level", HOSPITAL_LEVELS), "by_type": counted("type", HOSPITAL_TYPES),
                 "pools": pools,

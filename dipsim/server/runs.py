@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from dipsim.io.errors import InputError
-from dipsim.money import to_fen_array
+from dipsim.money import to_fen, to_fen_array
 from dipsim.server.store import DataFolder, new_id, now
 
 BASELINE = "baseline"
@@ -119,15 +119,15 @@ def _result(results, name: str) -> dict:
         before = pools[(pools["scenario"] == BASELINE) & (pools["pool"] == row["pool"])].iloc[0]
         pool_rows.append({"pool": str(row["pool"]), "baseline_point_value": float(before["point_value"]),
                           "point_value": float(row["point_value"]), "status": str(row["status"]),
-                          "baseline_fund_payout_fen": int(to_fen_array([before["fund_payout"]])[0]),
-                          "fund_payout_fen": int(to_fen_array([row["fund_payout"]])[0])})
+                          "baseline_fund_payout_fen": to_fen(float(before["fund_payout"])),
+                          "fund_payout_fen": to_fen(float(row["fund_payout"]))})
     summary = {}
     for _, row in results.summary.iterrows():
         key = "baseline" if row["scenario"] == BASELINE else "variant"
         summary[key] = {"winners": int(row["winners"]), "losers": int(row["losers"]),
                         "unchanged": int(row["unchanged"]),
-                        "moved_fen": int(to_fen_array([row["moved"]])[0]),
-                        "fund_payout_fen": int(to_fen_array([row["fund_payout"]])[0]),
+                        "moved_fen": to_fen(float(row["moved"])),
+                        "fund_payout_fen": to_fen(float(row["fund_payout"])),
                         "tcm_hospital_share": None if row["tcm_hospital_share"] != row["tcm_hospital_share"]
                         else float(row["tcm_hospital_share"])}
     return {"hospitals": hospitals, "pools": pool_rows, "summary": summary}
