@@ -183,3 +183,5 @@ class LoginLimiter:
         with self._lock:
             for k in keys:
                 self._recent(k).append(self.clock())
+            if len(self._seen) > 10_000:  # made-up names cannot grow memory: keys with no recent failure go
+                self._seen = {k: v for k, v in self._seen.items() if self._recent(k)}
