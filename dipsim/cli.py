@@ -1197,8 +1197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="dipsim_data", help="data folder, kept across restarts (default ./dipsim_data)")
     p.add_argument("--demo", action="store_true", help="build the demo region and accounts (bureau, hospital) when "
                                                       "absent; their passwords are printed once")
-    p.add_argument("--demo-cases", type=_positive_int, default=100_000, help="cases of the demo region (default "
-                                                                             "100,000)")
+    p.add_argument("--demo-cases", type=_positive_int, default=200_000, help="cases of the demo region (default "
+                                                                             "200,000, as dipsim demo)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=_positive_int, default=1, help="runs at a time in the worker pool (default 1)")
