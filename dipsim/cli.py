@@ -926,6 +926,9 @@ def cmd_serve(args) -> int:
         user = server.accounts.get(name)
         scope = f", hospital {user.hospital_id}" if user and user.hospital_id else ""
         print(f"demo account {name} ({user.role if user else ''}{scope}): password {password}  (shown once)")
+    if args.demo and not server.demo_passwords:
+        print(f"the demo accounts exist already in {args.data} (passwords shown when made; set a new one with "
+              f"dipsim users add NAME --reset --role ROLE [--hospital ID] --data {args.data})")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"warning: listening on {args.host} without TLS: put it behind a TLS proxy", markup=False)
     print(f"dipsim API on http://{args.host}:{args.port}/api  (routes: /api/docs, /api/openapi.json); data "
