@@ -903,6 +903,86 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- serve / users
+
+
+def _server_extra():
+    """FastAPI, uvicorn and argon2-cffi: the optional `server` extra."""
+    try:
+        import argon2  # noqa: F401
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise InputError(f"dipsim serve needs the server extra ({exc.name} is missing): "
+                         "pip install 'dipsim[server]'") from None
+
+
+def cmd_serve(args) -> int:
+    """The HTTP API on the data folder (--data), the demo region built into it with --demo."""
+    _server_extra()
+    import uvicorn
+
+    from dipsim.server.app import create_app
+
+    console = _console(args)
+    if args.demo:
+        console.print(f"the demo region ({args.demo_cases:,} cases) and accounts in {args.data}, made when absent")
+    app = create_app(args.data, demo=args.demo, demo_cases=args.demo_cases, workers=args.workers)
+    server = app.state.server
+    for name, password in server.demo_passwords.items():
+        user = server.accounts.get(name)
+        scope = f", hospital {user.hospital_id}" if user and user.hospital_id else ""
+        print(f"demo account {name} ({user.role if user else ''}{scope}): password {password}  (shown once)")
+    if args.demo and not server.demo_passwords:
+        print(f"the demo accounts exist already in {args.data} (passwords shown when made; set a new one with "
+              f"dipsim users add NAME --reset --role ROLE [--hospital ID] --data {args.data})")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"warning: listening on {args.host} without TLS: put it behind a TLS proxy", markup=False)
+    print(f"dipsim API on http://{args.host}:{args.port}/api  (routes: /api/docs, /api/openapi.json); data "
+          f"{args.data}")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    return EXIT_OK
+
+
+def _password(console) -> str:
+    """The new password: the first line of stdin when it is not a terminal, else asked twice."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise InputError("the two passwords differ")
+    return first
+
+
+def cmd_users(args) -> int:
+    """Accounts of `dipsim serve` in the data folder: add (or --reset) one, list them, remove one."""
+    _server_extra()
+    from dipsim.server.accounts import Accounts
+    from dipsim.server.store import DataFolder
+
+    data = DataFolder(args.data)
+    accounts = Accounts(data.users_path)
+    if args.users_command == "list":
+        for name in accounts.names():
+            user = accounts.get(name)
+            print(f"{name}\t{user.role}\t{user.hospital_id or ''}")
+        return EXIT_OK
+    if args.users_command == "remove":
+        if not accounts.remove(args.name):
+            raise InputError(f"no user {args.name!r}")
+        data.audit.write(action="remove user", user=args.name, by="dipsim users")
+        print(f"removed {args.name}")
+        return EXIT_OK
+    user = accounts.add(args.name, _password(_console(args)), args.role, args.hospital, replace=args.reset)
+    data.audit.write(action="add user", user=user.name, role=user.role, hospital_id=user.hospital_id,
+                     by="dipsim users")
+    print(f"{'reset' if args.reset else 'added'} {user.name} ({user.role}"
+          f"{', hospital ' + user.hospital_id if user.hospital_id else ''}) in {data.users_path}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -1121,6 +1201,33 @@ def build_parser() -> argparse.ArgumentParser:
                     "Needs no data.", cmd_demo)
     add_region_options(p, 200_000)
     p.add_argument("-o", "--out", default="dipsim_demo", help="output folder (default: ./dipsim_demo)")
+
+    p = add("serve", "The HTTP API (OpenAPI at /api/openapi.json, routes at /api/docs) on a data folder of "
+                     "regions, runs, users and an audit log; --demo builds the demo region and two accounts into it "
+                     "when absent. Needs pip install 'dipsim[server]'.", cmd_serve)
+    p.add_argument("--data", default="dipsim_data", help="data folder, kept across restarts (default ./dipsim_data)")
+    p.add_argument("--demo", action="store_true", help="build the demo region and accounts (bureau, hospital) when "
+                                                      "absent; their passwords are printed once")
+    p.add_argument("--demo-cases", type=_positive_int, default=200_000, help="cases of the demo region (default "
+                                                                             "200,000, as dipsim demo)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="runs at a time in the worker pool (default 1)")
+
+    users_sub = add_group("users", "accounts of dipsim serve", "Accounts of `dipsim serve` in its data folder.")
+    for action, text in (("add", "Add an account; the password is read from stdin (first line) or asked twice"),
+                         ("list", "List the accounts: name, role, hospital"), ("remove", "Remove an account")):
+        p = users_sub.add_parser(action, help=text, description=text)
+        p.set_defaults(func=cmd_users, command=f"users {action}")
+        p.add_argument("--data", default="dipsim_data", help="data folder (default ./dipsim_data)")
+        p.add_argument("-q", "--quiet", action="store_true", help="print only the result line(s)")
+        if action != "list":
+            p.add_argument("name", help="user name (letters, digits, _ . @ -)")
+        if action == "add":
+            p.add_argument("--role", required=True, choices=["bureau", "hospital"],
+                           help="bureau: everything; hospital: one hospital's own data and the point values")
+            p.add_argument("--hospital", help="the hospital_id of a hospital account")
+            p.add_argument("--reset", action="store_true", help="replace an existing account's password and role")
     return parser
 
 

@@ -101,11 +101,26 @@ def load_scenarios(path, baseline: Policy | None = None, max_variants: int = MAX
         if "baseline" not in meta:
             raise InputError(f"{path}: [scenario] baseline = \"POLICY.toml\" is missing")
         baseline = load_policy(path.parent / meta["baseline"])
-    variants = [Variant(v.get("name") or _label(v.get("set", {})), dict(v.get("set", {})), named=bool(v.get("name")))
-                for v in named]
+    variants = named_variants(named)
     for combination in itertools.product(*values.values()) if values else ():  # no sweep: no combination
         changes = dict(zip(values, combination))
         variants.append(Variant(_label(changes), changes, named=False))
+    check_variants(baseline, variants, str(path))
+    return ScenarioSet(name=meta.get("name", path.stem), title=meta.get("title", meta.get("name", path.stem)),
+                       baseline=baseline, variants=variants, source=str(path))
+
+
+def named_variants(named: list[dict]) -> list[Variant]:
+    """The variants of [[variant]] tables ({"name": ..., "set": {path: value}}): a variant without a name is
+    named by its changes (`tcm_hospital_bonus=0.1`)."""
+    return [Variant(v.get("name") or _label(v.get("set", {})), dict(v.get("set", {})), named=bool(v.get("name")))
+            for v in named]
+
+
+def check_variants(baseline: Policy, variants: list[Variant], source: str) -> None:
+    """Every variant checked against the policy table and its rules, on the baseline, and every name used once:
+    PolicyError(source, problems) listing every problem, each naming its variant. A scenario file's variants
+    (`load_scenarios`) and the server's runs (`dipsim serve`) are checked here, with the same messages."""
     problems, names = [], set()
     for v in variants:
         if v.name in names or v.name == BASELINE:
@@ -116,9 +131,7 @@ def load_scenarios(path, baseline: Policy | None = None, max_variants: int = MAX
         except PolicyError as exc:
             problems += [f"variant {v.name!r}: {p}" for p in exc.problems]
     if problems:
-        raise PolicyError(str(path), problems)
-    return ScenarioSet(name=meta.get("name", path.stem), title=meta.get("title", meta.get("name", path.stem)),
-                       baseline=baseline, variants=variants, source=str(path))
+        raise PolicyError(source, problems)
 
 
 @dataclass

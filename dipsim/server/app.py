@@ -1,0 +1,380 @@
+"""`create_app`: the HTTP API of `dipsim serve` (FastAPI). Every route but /api/health, /api/login and the API's
+own description (/api/openapi.json, /api/docs: no data) needs a bearer token, and checks the caller's scope.
+
+Money in JSON is a string of yuan with exactly 2 decimals ("1234567.89", "-0.05"), made from whole fen
+(`regions.yuan`): exact, and equal to the command line's tables to the fen. Parse it with `decimal.Decimal`.
+Point values and points are JSON numbers.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from dipsim import __version__
+from dipsim.io.errors import InputError
+from dipsim.server.accounts import Accounts, LoginLimiter, Sessions, User
+from dipsim.server.regions import LoadedRegion, build_demo_region, yuan
+from dipsim.server.runs import Runs
+from dipsim.server.store import REGION_PATTERN, RUN_PATTERN, DataFolder, new_id, now
+
+MAX_BODY_BYTES = 64 * 1024  # JSON requests only in this slice (no uploads)
+CASE_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+HOSPITAL_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+DEMO_CASES, DEMO_HOSPITALS = 200_000, 100  # `dipsim demo`'s region: about 10 s to build once
+
+
+RegionId = Annotated[str, PathParam(pattern=REGION_PATTERN, description="a region id from GET /api/regions")]
+RunId = Annotated[str, PathParam(pattern=RUN_PATTERN, description="a run id from POST /api/regions/{region}/runs")]
+HospitalId = Annotated[str, PathParam(pattern=HOSPITAL_PATTERN, description="a hospital_id of the region")]
+CaseId = Annotated[str, PathParam(pattern=CASE_ID_PATTERN, description="a case_id of the region")]
+
+
+class LoginBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=256)
+
+
+class RunBody(BaseModel):
+    """A variant: `set` as a scenario file's [[variant]] set = { path = value }, and an optional name."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str | None = Field(default=None, max_length=100)
+    changes: dict[str, Any] = Field(default_factory=dict, alias="set")
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413, by its Content-Length or as it streams."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        too_large = JSONResponse({"detail": f"request body over {self.limit:,} bytes"}, status_code=413)
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await too_large(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await too_large(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Server:
+    """The state behind the routes: the data folder, accounts, tokens, the login limiter, loaded regions, runs."""
+
+    def __init__(self, data_dir, clock: Callable[[], float] = time.time, token_ttl_s: float | None = None,
+                 workers: int = 1):
+        self.data = DataFolder(data_dir)
+        self.accounts = Accounts(self.data.users_path)
+        self.sessions = Sessions(clock=clock, **({"ttl_s": token_ttl_s} if token_ttl_s else {}))
+        self.limiter = LoginLimiter(clock=clock)
+        self.runs = Runs(self.data, workers)
+        self._regions: dict[str, LoadedRegion] = {}
+        self._lock = threading.Lock()
+        self.demo_passwords: dict[str, str] = {}
+
+    def region(self, region_id: str) -> LoadedRegion:
+        """The loaded region of a known id; 404 otherwise (the id is looked up in the index, never joined raw)."""
+        record = self.data.regions.get(region_id)
+        if record is None:
+            raise HTTPException(404, "no such region")
+        with self._lock:
+            if region_id not in self._regions:
+                self._regions[region_id] = LoadedRegion(self.data.regions.folder(region_id), record)
+            return self._regions[region_id]
+
+    def ensure_demo(self, cases: int = DEMO_CASES, hospitals: int = DEMO_HOSPITALS) -> str:
+        """The demo region (built when the data folder has none) and the demo accounts (created when absent,
+        their passwords kept in `demo_passwords` to be printed once)."""
+        import secrets
+
+        found = [k for k, r in self.data.regions.items() if r.get("demo")]
+        if found:
+            region_id = found[0]
+        else:
+            region_id = new_id("region")
+            folder = self.data.root / "regions" / region_id
+            record = build_demo_region(folder, cases, hospitals)
+            self.data.regions.put(region_id, {**record, "created": now()})
+        loaded = self.region(region_id)
+        if not self.accounts.names():
+            hospital = _demo_hospital(loaded)
+            for name, role, hospital_id in (("bureau", "bureau", None), ("hospital", "hospital", hospital)):
+                password = secrets.token_urlsafe(12)
+                self.accounts.add(name, password, role, hospital_id)
+                self.demo_passwords[name] = password
+                self.data.audit.write(action="add user", user=name, role=role, hospital_id=hospital_id, by="--demo")
+        return region_id
+
+
+def current_user(request: Request) -> User:
+    """The caller of a request by its bearer token: 401 without a valid, unexpired one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    sessions = request.app.state.server.sessions
+    user = sessions.user(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    if user is None:
+        raise HTTPException(401, "log in first: POST /api/login, then Authorization: Bearer TOKEN",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+Caller = Annotated[User, Depends(current_user)]
+
+
+def bureau_user(user: Caller) -> User:
+    """The caller, when a bureau account: 403 otherwise."""
+    if not user.is_bureau:
+        raise HTTPException(403, "bureau accounts only")
+    return user
+
+
+Bureau = Annotated[User, Depends(bureau_user)]
+
+
+def _demo_hospital(loaded: LoadedRegion) -> str:
+    """The demo hospital account's hospital: the first TCM hospital with cases (the TCM bonus moves its money)."""
+    table = loaded.hospitals.to_pandas()
+    tcm = table[(table["type"] == "中医") & table["hospital_id"].isin(loaded.hospital_ids)]
+    return str((tcm if len(tcm) else table)["hospital_id"].iloc[0])
+
+
+def _policy_values(values: dict, user: User) -> dict:
+    """What of a policy's values a user may read: a hospital sees coefficient.hospital only for itself."""
+    if user.is_bureau or "coefficient.hospital" not in values:
+        return values
+    own = values["coefficient.hospital"]
+    return {**values, "coefficient.hospital": {k: v for k, v in own.items() if k == user.hospital_id}
+            if isinstance(own, dict) else own}
+
+
+def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_hospitals: int = DEMO_HOSPITALS,
+               clock: Callable[[], float] = time.time, token_ttl_s: float | None = None, workers: int = 1,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The API over the data folder `data_dir`; `demo`: build the demo region (and accounts) when absent. The
+    Server is `app.state.server` (its `demo_passwords` hold the demo accounts' passwords when created now)."""
+    server = Server(Path(data_dir), clock, token_ttl_s, workers)
+    if demo:
+        server.ensure_demo(demo_cases, demo_hospitals)
+    app = FastAPI(title="dipsim API", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/api/openapi.json",
+                  description="DIP/DRG hospital-payment what-ifs. Money: strings of yuan with 2 decimals. "
+                              "Authenticate with POST /api/login, then `Authorization: Bearer TOKEN`.")
+    app.state.server = server
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, exc: InputError):
+        problems = getattr(exc, "problems", None) or str(exc).split("\n  ")[1:] or [str(exc)]
+        return JSONResponse({"detail": {"message": str(exc), "problems": problems}}, status_code=422)
+
+    # ------------------------------------------------------------ open routes
+
+    @app.get("/api/health", tags=["open"])
+    def health() -> dict:
+        return {"status": "ok", "version": __version__}
+
+    @app.post("/api/login", tags=["open"])
+    def login(body: LoginBody, request: Request) -> dict:
+        """A bearer token for a user name and password. 5 failed logins a minute for a name, or from an address,
+        and logins for it get 429 until the minute has passed."""
+        address = request.client.host if request.client else "unknown"
+        keys = [("user", body.username), ("address", address)]
+        wait = server.limiter.retry_after(keys)
+        if wait:
+            raise HTTPException(429, "too many failed logins: try again later", headers={"Retry-After": str(wait)})
+        user = server.accounts.verify(body.username, body.password)
+        if user is None:
+            server.limiter.failed(keys)
+            server.data.audit.write(action="login failed", user=body.username, address=address)
+            raise HTTPException(401, "wrong user name or password")
+        token, expires = server.sessions.issue(user)
+        server.data.audit.write(action="login", user=user.name, role=user.role, address=address)
+        return {"token": token, "token_type": "bearer", "expires_in": round(expires - server.sessions.clock()),
+                "user": user.public()}
+
+    @app.get("/api/docs", tags=["open"], response_class=HTMLResponse)
+    def docs() -> str:
+        """The API's routes as a plain page (no script, nothing loaded from elsewhere); the full description is
+        /api/openapi.json."""
+        spec = app.openapi()
+        rows = "".join(
+            f"<tr><td>{html.escape(method.upper())}</td><td><code>{html.escape(path)}</code></td>"
+            f"<td>{html.escape(op.get('summary', ''))}</td><td>{html.escape(op.get('description', ''))}</td></tr>"
+            for path, ops in spec["paths"].items() for method, op in ops.items())
+        return ("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>dipsim API</title>"
+                "<h1>dipsim API</h1><p>Every route but health, login and this description needs "
+                "<code>Authorization: Bearer TOKEN</code> (POST /api/login). The OpenAPI document: "
+                "<a href=\"/api/openapi.json\">/api/openapi.json</a>.</p>"
+                f"<table border=\"1\"><tr><th>method</th><th>path</th><th>summary</th><th>what</th></tr>{rows}"
+                "</table></html>")
+
+    # ------------------------------------------------------------ accounts
+
+    @app.post("/api/logout", tags=["accounts"])
+    def logout(request: Request, user: Caller) -> dict:
+        server.sessions.revoke(request.headers["authorization"].partition(" ")[2].strip())
+        server.data.audit.write(action="logout", user=user.name, role=user.role)
+        return {"status": "logged out"}
+
+    @app.get("/api/me", tags=["accounts"])
+    def me(user: Caller) -> dict:
+        return user.public()
+
+    @app.get("/api/audit", tags=["accounts"])
+    def audit(user: Bureau, limit: int = 1000) -> dict:
+        """The audit log, newest last (bureau only): logins, runs (who, when, inputs' and policies' sha256)."""
+        return {"entries": server.data.audit.read(max(1, min(limit, 100_000)))}
+
+    # ------------------------------------------------------------ regions
+
+    @app.get("/api/regions", tags=["regions"])
+    def regions(user: Caller) -> dict:
+        return {"regions": [{"id": k, "title": r.get("title"), "mode": r.get("mode"), "cases": r.get("cases"),
+                             "created": r.get("created")} for k, r in server.data.regions.items()]}
+
+    @app.get("/api/regions/{region}", tags=["regions"])
+    def region_overview(region: RegionId, user: Caller) -> dict:
+        """区域概览: cases, hospitals by level and type, pools with their budget and baseline point value."""
+        return {"id": region, **server.region(region).overview()}
+
+    @app.get("/api/regions/{region}/parameters", tags=["regions"])
+    def parameters(region: RegionId, user: Caller) -> dict:
+        """The parameter registry (dipsim/data/policy_parameters.toml) with the baseline's values."""
+        from dipsim.policy import PARAMETERS
+
+        loaded = server.region(region)
+        values = _policy_values({p: loaded.policy.values.get(p, PARAMETERS[p].default) for p in PARAMETERS}, user)
+        items = [{"path": p.path, "type": p.type, "unit": p.unit, "doc": p.doc, "source": p.source,
+                  "default": p.default, "min": p.min, "max": p.max, "above": p.above, "below": p.below,
+                  "choices": list(p.choices), "value": values[p.path]} for p in PARAMETERS.values()]
+        return json.loads(json.dumps({"baseline": loaded.policy.name, "policy_sha256": loaded.policy.digest(),
+                                      "parameters": items}, default=str))
+
+    @app.get("/api/regions/{region}/hospitals/{hospital}", tags=["regions"])
+    def hospital_groups(region: RegionId, hospital: HospitalId,
+                        user: Caller) -> dict:
+        """病组盈亏 of one hospital under the baseline, the largest loss first (a hospital account: its own only)."""
+        if not user.is_bureau and hospital != user.hospital_id:
+            raise HTTPException(403, "a hospital account sees its own hospital only")
+        loaded = server.region(region)
+        if hospital not in loaded.hospital_ids:
+            raise HTTPException(404, "no such hospital with cases in this region")
+        return loaded.hospital_groups(hospital)
+
+    @app.get("/api/regions/{region}/cases/{case_id}/explain", tags=["regions"])
+    def explain(region: RegionId, case_id: CaseId,
+                user: Caller) -> dict:
+        """One case's payment chain under the baseline, step by step (`dipsim explain --case-id`)."""
+        loaded = server.region(region)
+        hospital = loaded.case_hospital(case_id)
+        if hospital is None or (not user.is_bureau and hospital != user.hospital_id):
+            raise HTTPException(404, "no such case")  # the same answer for another hospital's case
+        return {"case_id": case_id, "hospital_id": hospital, "text": loaded.explain(case_id)}
+
+    # ------------------------------------------------------------ runs
+
+    def run_view(run_id: str, record: dict, user: User) -> dict:
+        done, total = server.runs.progress.get(run_id, (2, 2) if record["status"] == "done" else (0, 2))
+        view = {"id": run_id, "region": record["region"], "name": record["name"],
+                "set": _policy_values(record["set"], user), "status": record["status"],
+                "progress": {"done": done, "total": total}, "created": record["created"],
+                "finished": record.get("finished"), "elapsed_s": record.get("elapsed_s"),
+                "error": record.get("error"), "policy_sha256": record["policy_sha256"],
+                "baseline_sha256": record["baseline_sha256"]}
+        if user.is_bureau:
+            view["user"] = record["user"]
+        result = server.runs.result(run_id) if record["status"] == "done" else None
+        if result is not None:
+            view["point_values"] = [{"pool": p["pool"], "baseline": p["baseline_point_value"],
+                                     "variant": p["point_value"], "status": p["status"]} for p in result["pools"]]
+            if user.is_bureau:
+                view["pools"] = [{"pool": p["pool"], "baseline_fund_payout": yuan(p["baseline_fund_payout_fen"]),
+                                  "fund_payout": yuan(p["fund_payout_fen"])} for p in result["pools"]]
+                view["summary"] = {k: {"winners": s["winners"], "losers": s["losers"], "unchanged": s["unchanged"],
+                                       "moved": yuan(s["moved_fen"]), "fund_payout": yuan(s["fund_payout_fen"]),
+                                       "tcm_hospital_share": s["tcm_hospital_share"]}
+                                   for k, s in result["summary"].items()}
+        return view
+
+    def run_record(run_id: str) -> dict:
+        record = server.data.runs.get(run_id)
+        if record is None:
+            raise HTTPException(404, "no such run")
+        return record
+
+    @app.post("/api/regions/{region}/runs", tags=["runs"], status_code=202)
+    def start_run(body: RunBody, region: RegionId, user: Bureau) -> dict:
+        """Run a variant (`set`: { "coefficient.tcm_hospital_bonus": 0.1, ... }, checked as a scenario file's
+        [[variant]] is, with the same messages) against the region's baseline, in the worker pool (bureau only)."""
+        loaded = server.region(region)
+        run_id, record = server.runs.submit(region, loaded, body.name, body.changes, user)
+        return run_view(run_id, record, user)
+
+    @app.get("/api/regions/{region}/runs", tags=["runs"])
+    def list_runs(region: RegionId, user: Caller) -> dict:
+        server.region(region)
+        return {"runs": [{"id": k, "name": r["name"], "status": r["status"], "created": r["created"]}
+                         for k, r in server.data.runs.items() if r["region"] == region]}
+
+    @app.get("/api/runs/{run}", tags=["runs"])
+    def get_run(run: RunId, user: Caller) -> dict:
+        """A run's status and progress; when done its point values (and for the bureau, payouts and summary)."""
+        return run_view(run, run_record(run), user)
+
+    @app.get("/api/runs/{run}/hospitals", tags=["runs"])
+    def run_hospitals(run: RunId, user: Caller) -> dict:
+        """The hospital table: baseline and variant fund payout, change in yuan and % (a hospital: its own row)."""
+        record = run_record(run)
+        result = server.runs.result(run) if record["status"] == "done" else None
+        if result is None:
+            raise HTTPException(409, f"the run is {record['status']}, not done")
+        names = server.region(record["region"]).names
+        rows = []
+        for h in result["hospitals"]:
+            if not user.is_bureau and h["hospital_id"] != user.hospital_id:
+                continue
+            change = h["variant_fen"] - h["baseline_fen"]
+            rows.append({"hospital_id": h["hospital_id"], "name": names.get(h["hospital_id"]), "pool": h["pool"],
+                         "level": h["level"], "type": h["type"], "baseline_points": h["baseline_points"],
+                         "points": h["points"], "baseline_payout": yuan(h["baseline_fen"]),
+                         "payout": yuan(h["variant_fen"]), "change": yuan(change),
+                         "change_pct": round(change / h["baseline_fen"] * 100, 4) if h["baseline_fen"] else None})
+        return {"run": run, "name": record["name"], "hospitals": rows}
+
+    return app

@@ -1,0 +1,249 @@
+"""A region in the server's data folder, and what the server loads of it.
+
+    DIR/regions/<id>/validated/   the validated cases (`dipsim validate`'s output: accepted/ parts and manifest)
+    DIR/regions/<id>/hospitals.parquet
+    DIR/regions/<id>/catalog/     the DIP catalogue (`dipsim catalog build`'s output; DIP regions)
+    DIR/regions/<id>/policy.toml  the baseline policy, budgets included
+    DIR/regions/<id>/baseline/    the baseline's settlement (`dipsim settle`'s files: what `explain` reads)
+
+The same region on the command line:
+
+    dipsim scenarios run FILE.toml --cases DIR/regions/<id>/validated/accepted \\
+        --hospitals DIR/regions/<id>/hospitals.parquet --catalog DIR/regions/<id>/catalog
+
+with FILE.toml's `baseline` naming DIR/regions/<id>/policy.toml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dipsim.io.errors import InputError
+from dipsim.money import to_fen, to_fen_array
+
+CASES_DIR = Path("validated") / "accepted"
+HOSPITALS_FILE = "hospitals.parquet"
+CATALOG_DIR = "catalog"
+POLICY_FILE = "policy.toml"
+BASELINE_DIR = "baseline"
+DEMO_BUDGET_SHARE = 0.6  # `dipsim demo`'s budgets: 60% of each pool's billed cost
+
+
+def yuan(fen: int) -> str:
+    """Whole fen as yuan with exactly 2 decimals, e.g. -1234.50: the API's money (exact, no float)."""
+    return str(Decimal(int(fen)).scaleb(-2))
+
+
+def fen_of(amount) -> int:
+    """Yuan (an exact Decimal of the settlement tables, or a float of yuan to the fen) as whole fen."""
+    if isinstance(amount, Decimal):
+        return int(amount.scaleb(2).to_integral_value())
+    return to_fen(float(amount))
+
+
+def build_demo_region(folder: Path, cases: int, hospitals: int, seed: int = 20250101, year: int = 2025) -> dict:
+    """The demo region (`dipsim demo`'s steps, with no set-up): a synthetic region (`synth.synthesize_region`),
+    validated (`io.pipeline.validate_to_dir`), a DIP catalogue built from it (`catalog.build_catalog`), and the
+    shipped DIP baseline (scenarios/baseline.toml) with budgets of 60% of each pool's cost. Returns the index
+    record."""
+    import tomli_w
+
+    from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
+    from dipsim.io.pipeline import validate_to_dir
+    from dipsim.io.toml_files import read_toml
+    from dipsim.io.validate import load_cases
+    from dipsim.paths import scenarios_dir
+    from dipsim.region import Region, budgets_from_cost, load_hospitals
+    from dipsim.synth import synthesize_region
+
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = folder / "synthetic"
+    synthesize_region(raw, cases=cases, hospitals=hospitals, seed=seed, year=year)
+    shutil.copyfile(raw / "hospitals.parquet", folder / HOSPITALS_FILE)
+    validate_to_dir(raw / "cases", folder / "validated")
+    shutil.rmtree(raw)
+    result = load_cases(folder / CASES_DIR, dictionary_codes=True)
+    region = Region.of(result, load_hospitals(folder / HOSPITALS_FILE), "the demo cases")
+    catalog = build_catalog(result.accepted, CatalogOptions())
+    write_catalog(catalog, folder / CATALOG_DIR, [{"path": str(CASES_DIR), "accepted": result.accepted.num_rows}])
+    baseline = read_toml(scenarios_dir() / "baseline.toml", "policy")
+    baseline.setdefault("meta", {})["name"] = "demo baseline (scenarios/baseline.toml, budget 60% of cost)"
+    baseline.setdefault("budget", {})["total"] = budgets_from_cost(region.cases, DEMO_BUDGET_SHARE,
+                                                                   case_set=region.case_set)
+    (folder / POLICY_FILE).write_text(tomli_w.dumps(baseline), encoding="utf-8")
+    return {"title": "示例区域 (synthetic demo region)", "mode": "dip", "demo": True,
+            "cases": result.accepted.num_rows, "hospitals": hospitals, "seed": seed, "year": year}
+
+
+def _file_digest(*paths: Path) -> str:
+    """sha256 of the files' sha256 in order (a folder: its files sorted), as `dipsim scenarios run` keys its
+    grouping cache: the server and the command line share the cached grouping of a region."""
+    from dipsim.io.writers import sha256_file
+
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file()))]
+    return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
+
+
+class LoadedRegion:
+    """A region as the server reads it, once (`Server.region`): the validated cases (`io.validate.load_cases`) as
+    `region.Region.of` keeps them, the hospitals table (`region.load_hospitals`), the baseline policy, the
+    grouping (`scenarios.grouped_cached`, cached on disk) and the baseline run through the payment chain."""
+
+    def __init__(self, folder: Path, record: dict):
+        from dipsim.io.validate import load_cases
+        from dipsim.payment.chain import discharge_days, run_chain
+        from dipsim.payment.terms import command_line_scheme, settlement_day
+        from dipsim.policy import load_policy
+        from dipsim.region import Region, load_hospitals
+
+        self.folder, self.record = folder, record
+        self.policy = load_policy(folder / POLICY_FILE)
+        self.mode = self.policy.get("payment.mode")
+        self.hospitals = load_hospitals(folder / HOSPITALS_FILE)
+        self.region = Region.of(load_cases(folder / CASES_DIR, dictionary_codes=True), self.hospitals,
+                                "the region's cases")
+        self.cases = self.region.cases
+        self.day = settlement_day(discharge_days(self.cases), None)
+        self.scheme = command_line_scheme(self.policy, self.day, None, "the baseline policy") \
+            if self.mode == "drg" else None
+        self.inputs_sha256 = _file_digest(folder / CASES_DIR, folder / HOSPITALS_FILE)
+        self._grouped: dict = {}
+        self._lock = threading.Lock()
+        self.catalog = None
+        if self.mode == "dip":
+            from dipsim.grouping.dip import load_catalog
+
+            self.catalog = load_catalog(folder / CATALOG_DIR)
+        problems = self.region.problems([("baseline", self.policy)], (), None, self.day)
+        if problems:
+            raise InputError(f"{folder}: the baseline: " + "; ".join(problems))
+        self.baseline = run_chain(self.region.case_set, self.grouped(self.scheme), self.hospitals, self.policy)
+        self.case_table = self.baseline.case_table()
+        self.cost = self.region.case_set.cost
+        table = self.hospitals.to_pandas()
+        self.names = dict(zip(table["hospital_id"].astype(str),
+                              table["name"].astype(str) if "name" in table else table["hospital_id"].astype(str)))
+        self.hospital_ids = set(self.region.case_set.hospitals.ids.astype(str).tolist())
+        self._write_baseline()
+
+    def grouped(self, scheme: str | None):
+        """The cases grouped (DIP: to the catalogue; DRG: under `scheme`), once per scheme, cached on disk."""
+        from dipsim.scenarios import grouped_cached
+
+        key = scheme or "dip"
+        with self._lock:
+            if key not in self._grouped:
+                self._grouped[key] = grouped_cached(self.cases, self.inputs_sha256, self.mode, self.catalog,
+                                                    *([scheme] if scheme else []))
+            return self._grouped[key]
+
+    def _write_baseline(self) -> None:
+        """The baseline's settlement as `dipsim settle` writes it (cases.parquet, pools.csv, hospitals.csv,
+        terms.json, manifest.json): what `payment.explain.explain_case` reads. Rewritten when the policy changed."""
+        import json
+
+        from dipsim.io.writers import OutputFolder
+        from dipsim.payment.terms import terms_record
+
+        out = self.folder / BASELINE_DIR
+        digest = self.policy.digest()
+        try:
+            manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+            if manifest.get("policy_sha256") == digest and manifest.get("inputs_sha256") == self.inputs_sha256:
+                return
+        except (OSError, ValueError):
+            pass
+        folder = OutputFolder(out)
+        folder.parquet(self.case_table, "cases.parquet")
+        folder.csv(self.baseline.hospitals, "hospitals.csv")
+        folder.csv(self.baseline.pools, "pools.csv")
+        folder.json(terms_record(self.baseline.terms), "terms.json")
+        day = self.baseline.terms.settlement_day
+        folder.manifest({"command": "settle", "policy": POLICY_FILE, "policy_name": self.policy.name,
+                         "policy_sha256": digest, "policy_day": day.isoformat() if day else None,
+                         "mode": self.mode, "catalog": CATALOG_DIR if self.mode == "dip" else None,
+                         "scheme": self.scheme, "inputs_sha256": self.inputs_sha256})
+
+    # ------------------------------------------------------------ what the routes read
+
+    def pools(self) -> list[dict]:
+        """Per pool of the baseline: cases, cost, budget, available budget, point value, status, fund payout."""
+        pools = self.baseline.pools.to_pylist()
+        counts = self.baseline.hospitals.group_by("pool").aggregate([("cases", "sum"), ("cost", "sum")])
+        per_pool = {r["pool"]: r for r in counts.to_pylist()}
+        return [{"pool": r["pool"], "cases": int(per_pool[r["pool"]]["cases_sum"]),
+                 "cost": yuan(fen_of(per_pool[r["pool"]]["cost_sum"])),
+                 "budget": yuan(fen_of(r["budget"])),
+                 "budget_available": yuan(fen_of(r["budget_available"])),
+                 "point_value": float(r["point_value"]), "status": r["status"],
+                 "fund_payout": yuan(fen_of(r["fund_payout"]))} for r in pools]
+
+    def overview(self) -> dict:
+        from dipsim.schema import HOSPITAL_LEVELS, HOSPITAL_TYPES
+
+        table = self.hospitals.select(["hospital_id", "level", "type"]).to_pandas()
+        table = table[table["hospital_id"].astype(str).isin(self.hospital_ids)]
+        frame = self.case_table.select(["hospital_id"]).to_pandas().merge(table, on="hospital_id", how="left")
+
+        def counted(column: str, order) -> list[dict]:
+            hospitals, cases = table[column].value_counts(), frame[column].value_counts()
+            keys = [k for k in order if k in hospitals.index] + sorted(set(hospitals.index) - set(order))
+            return [{column: k, "hospitals": int(hospitals[k]), "cases": int(cases.get(k, 0))} for k in keys]
+
+        pools = self.pools()
+        return {"title": self.record.get("title"), "mode": self.mode, "scheme": self.scheme,
+                "cases": self.cases.num_rows, "rows_read": int(getattr(self.region.result, "rows_read", 0)),
+                "rejected": int(self.region.rejected), "hospitals": len(table),
+                "by_level": counted("level", HOSPITAL_LEVELS), "by_type": counted("type", HOSPITAL_TYPES),
+                "pools": pools,
+                "budget": yuan(sum(fen_of(r["budget"]) for r in self.baseline.pools.to_pylist())),
+                "baseline": {"name": self.policy.name, "policy_sha256": self.policy.digest(),
+                             "settlement_day": self.day.isoformat() if self.day else None}}
+
+    def hospital_groups(self, hospital_id: str) -> dict:
+        """病组盈亏 of one hospital under the baseline: per group its cases, cost, payment (final points x the
+        pool's point value + the cost paid by item, before the hospital-level settlement bands), balance (payment -
+        cost) and payment / cost, sorted by balance (the largest loss first). Money rounded to the fen per group."""
+        import pandas as pd
+
+        t = self.case_table
+        mine = pc.equal(t["hospital_id"], hospital_id).to_numpy(zero_copy_only=False)
+        values = {r["pool"]: float(r["point_value"]) for r in self.baseline.pools.to_pylist()}
+        frame = pd.DataFrame({"group": t["group"].to_numpy(zero_copy_only=False)[mine],
+                              "pool": t["pool"].to_numpy(zero_copy_only=False)[mine],
+                              "points": t["case_points"].to_numpy()[mine],
+                              "item_paid": t["item_paid"].to_numpy()[mine], "cost": self.cost[mine]})
+        frame["payment"] = frame["points"] * frame["pool"].map(values).to_numpy(np.float64) + frame["item_paid"]
+        groups = frame.groupby("group", sort=True).agg(cases=("cost", "size"), cost=("cost", "sum"),
+                                                       payment=("payment", "sum"))
+        cost_fen, pay_fen = to_fen_array(groups["cost"].to_numpy()), to_fen_array(groups["payment"].to_numpy())
+        rows = [{"group": str(g), "cases": int(n), "cost": yuan(c), "payment": yuan(p), "balance": yuan(p - c),
+                 "payment_ratio": round(p / c, 4) if c else None, "_balance": p - c}
+                for g, n, c, p in zip(groups.index, groups["cases"], cost_fen, pay_fen)]
+        rows.sort(key=lambda r: (r["_balance"], r["group"]))
+        for r in rows:
+            del r["_balance"]
+        hospital = self.hospitals.filter(pc.equal(self.hospitals["hospital_id"], hospital_id)).to_pylist()
+        info = hospital[0] if hospital else {}
+        return {"hospital_id": hospital_id, "name": self.names.get(hospital_id), "level": info.get("level"),
+                "type": info.get("type"), "cases": int(mine.sum()), "cost": yuan(int(cost_fen.sum())),
+                "payment": yuan(int(pay_fen.sum())), "balance": yuan(int(pay_fen.sum() - cost_fen.sum())),
+                "groups": rows}
+
+    def case_hospital(self, case_id: str) -> str | None:
+        """The hospital of case `case_id` (None when the region has no such case)."""
+        found = self.case_table.filter(pc.equal(self.case_table["case_id"], pa.scalar(case_id, pa.string())))
+        return found["hospital_id"][0].as_py() if found.num_rows else None
+
+    def explain(self, case_id: str) -> str:
+        from dipsim.payment.explain import explain_case
+
+        return explain_case(self.folder / BASELINE_DIR, case_id)
