@@ -26,7 +26,7 @@ from dipsim.io.errors import InputError
 from dipsim.server import downloads
 from dipsim.server.accounts import Accounts, LoginLimiter, Sessions, User
 from dipsim.server.regions import LoadedRegion, build_demo_region, yuan
-from dipsim.server.runs import Runs
+from dipsim.server.runs import RunQueueFull, Runs
 from dipsim.server.store import REGION_PATTERN, RUN_PATTERN, DataFolder, new_id, now
 
 MAX_BODY_BYTES = 64 * 1024  # JSON requests only in this slice (no uploads)
@@ -199,6 +199,10 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
+
+    @app.exception_handler(RunQueueFull)
+    async def queue_full(request: Request, exc: RunQueueFull):
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError):
