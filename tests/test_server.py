@@ -429,3 +429,54 @@ def test_a_restart_keeps_regions_runs_and_users(demo):
     assert client.get(f"/api/runs/{demo['run']}", headers=header).json()["status"] == "done"
     assert [r["id"] for r in client.get("/api/regions", headers=header).json()["regions"]] == [demo["region"]]
     assert app.state.server.demo_passwords == {}  # --demo on a data folder with accounts makes none
+
+
+def test_twenty_concurrent_runs_queue_in_the_worker_pool(demo):
+    """20 runs posted at once: every one accepted (202), queued in order with progress 0/2, at most `workers` (1)
+    running at any moment on one bounded pool thread, all done with the same payouts as one posted alone; past the
+    queue's bound a run gets 503 with Retry-After, and nothing is left pending."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, bureau, server = demo["client"], demo["tokens"]["bureau"], demo["server"]
+    url = f"/api/regions/{demo['region']}/runs"
+    before = {k for k, _ in server.data.runs.items()}
+    seen_running, views = [], []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen_running.append(sum(r["status"] == "running" for _, r in server.data.runs.items()))
+            stop.wait(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda i: client.post(url, headers=bureau, json={"name": "中医加成 10%",
+                                                                                 "set": VARIANT}), range(20)))
+    assert [a.status_code for a in answers] == [202] * 20, [a.text for a in answers if a.status_code != 202]
+    for a in answers:
+        view = a.json()
+        assert view["status"] in ("queued", "running", "done")
+        if view["status"] == "queued":
+            assert view["progress"] == {"done": 0, "total": 2}
+        views.append(view["id"])
+    assert len([t for t in threading.enumerate() if t.name.startswith("dipsim-run")]) <= 1
+    server.runs.wait(120)
+    stop.set()
+    watcher.join()
+    assert max(seen_running) <= 1 and server.runs.pending == 0
+    reference = client.get(f"/api/runs/{demo['run']}/hospitals", headers=bureau).json()["hospitals"]
+    for run in views:
+        view = client.get(f"/api/runs/{run}", headers=bureau).json()
+        assert view["status"] == "done" and view["progress"] == {"done": 2, "total": 2}
+        assert client.get(f"/api/runs/{run}/hospitals", headers=bureau).json()["hospitals"] == reference
+    assert {k for k, _ in server.data.runs.items()} - before == set(views)
+    limit = server.runs.max_pending
+    server.runs.max_pending = 0  # a full queue
+    try:
+        full = client.post(url, headers=bureau, json={"name": "x", "set": {}})
+    finally:
+        server.runs.max_pending = limit
+    assert full.status_code == 503 and full.headers["Retry-After"] == "1"
+    assert {k for k, _ in server.data.runs.items()} - before == set(views)  # no record of the refused run
