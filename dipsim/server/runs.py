@@ -92,8 +92,10 @@ class Runs:
             def progress(done: int, total: int) -> None:
                 self.progress[run_id] = (done, total)
 
+            # the region's CaseSet, made once, and no fund monitoring (a run keeps none): per run, the payment chain
+            # of the baseline and the variant and their comparison only
             results = run_scenarios(loaded.cases, loaded.hospitals, scenario_set, grouped, progress=progress,
-                                    scheme=loaded.scheme)
+                                    scheme=loaded.scheme, case_set=loaded.region.case_set, funds=False)
             result = _result(results, variant.name)
             from dipsim.io.writers import write_json
 
