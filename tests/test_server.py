@@ -141,6 +141,39 @@ def test_tokens_expire_and_logins_are_rate_limited(tmp_path):
     assert sum(e["action"] == "login failed" for e in entries) == 10
 
 
+def test_password_checks_run_a_few_at_a_time(tmp_path):
+    """argon2 takes 64 MiB a check: 16 logins at once run at most VERIFY_AT_ONCE checks together, and all succeed."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dipsim.server.accounts import VERIFY_AT_ONCE, Accounts
+
+    accounts = Accounts(tmp_path / "users.json")
+    accounts.add("ana", "right-password", "bureau")
+    real, lock, now, most = accounts._hasher.verify, threading.Lock(), [0], [0]
+
+    def slow_verify(hash_, password):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(0.02)
+        try:
+            return real(hash_, password)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    class Slow:  # argon2's PasswordHasher, its checks counted
+        verify = staticmethod(slow_verify)
+
+    accounts._hasher = Slow()
+    with ThreadPoolExecutor(16) as pool:
+        users = list(pool.map(lambda _: accounts.verify("ana", "right-password"), range(16)))
+    assert all(u is not None and u.name == "ana" for u in users)
+    assert most[0] == VERIFY_AT_ONCE
+
+
 def test_users_command_adds_an_account_from_stdin(tmp_path, monkeypatch, capsys):
     import io
 
