@@ -3,7 +3,8 @@ on loopback, every result compared with `dipsim scenarios run` to the fen.
 
     python benchmarks/bench_server.py [--sizes 200000,1000000] [--clients 20] [--duration 60] [--load-cases 200000]
 
-Per region size (the demo region of `dipsim serve --demo`, 100 hospitals, cached under benchmarks/_work/serve_N):
+Per region size (the demo region of `dipsim serve --demo`, 100 hospitals, cached under benchmarks/_work/serve_N:
+"data folder ready" is its build the first time, a check and load after):
 - in this process, the baseline: `scenarios.run_scenarios` (what `dipsim scenarios run` runs: the baseline and the
   variant through the payment chain, with the grouping cached) and `payment.chain.run_chain` of the variant alone;
 - a `dipsim serve` subprocess on 127.0.0.1 (a free port, nothing else): per variant, the time from POST
@@ -349,7 +350,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     command = (f"python benchmarks/bench_server.py --sizes {args.sizes} --clients {args.clients} "
                f"--duration {args.duration:g} --load-cases {args.load_cases} --repeats {args.repeats}")
-    lines = [machine_line(command), "", "| cases | region build (s, once) | server: region load (s) | "
+    lines = [machine_line(command), "", "| cases | data folder ready (s) | server: region load (s) | "
              "run_scenarios in-process (s) | run_chain alone (s) | server: POST to done, median / max (s) | "
              "server: run's own time, median / max (s) | server peak RSS (MiB) |", "|---:|---:|---:|---:|---:|---:|"
              "---:|---:|"]
