@@ -183,18 +183,22 @@ def _grouping_of(grouped, schemes: dict[str, str], name: str) -> GroupedCases:
 
 def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet,
                   grouped: GroupedCases | Mapping[str, GroupedCases], aux_factor: np.ndarray | None = None,
-                  progress=None, on=None, scheme: str | None = None) -> ScenarioResults:
+                  progress=None, on=None, scheme: str | None = None, case_set: CaseSet | None = None,
+                  funds: bool = True) -> ScenarioResults:
     """Run the payment chain (`dipsim.payment.chain.run_chain`) for the baseline and every variant on the grouped
     cases; deltas are against the baseline, in yuan (exact fen) and percent. `on`: read every parameter on that day
     (as `dipsim settle --on`). `grouped`: the cases grouped once, or in DRG mode {scheme: GroupedCases} with every
     scheme the runs use (`run_schemes`; `scheme`: the --scheme of a run that sets none); a variant under another
-    scheme than the baseline's gets its regrouping explained (`scheme_change`)."""
-    case_set = CaseSet.of(cases)
+    scheme than the baseline's gets its regrouping explained (`scheme_change`). A caller that runs many sets on the
+    same cases (the server) passes their `case_set` (`CaseSet.of(cases)`, made once) and `funds=False` when it
+    does not read the baseline's fund monitoring (`results.funds` is then None): the two cost more than the payment
+    chain itself on a large region."""
+    case_set = CaseSet.of(cases) if case_set is None else case_set
     frame = case_set.frame
     runs = [(BASELINE, scenarios.baseline)] + [(v.name, scenarios.baseline.overlay(v.changes, name=v.name))
                                                for v in scenarios.variants]
     schemes = run_schemes(scenarios, case_set.settlement_day(on), scheme)
-    payouts, points, pool_rows, reviews, screens, funds = {}, {}, [], [], {}, None
+    payouts, points, pool_rows, reviews, screens, monitoring = {}, {}, [], [], {}, None
     workspace: dict = {}  # the pricing columns, allocated once: each variant reads only its settlement
     changes = []  # (name, the baseline's case points and point values, the variant's) of a scheme change
     for number, (name, policy) in enumerate(runs):
@@ -214,8 +218,8 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet,
                               review_approved=round(float(by_hospital["approved"].sum()), 2),
                               review_amount=round(float(by_hospital["amount"].sum()), 2))
         reviews.append(review_row)
-        if name == BASELINE and case_set.discharge_days is not None:
-            funds = _funds(case_set, run)
+        if name == BASELINE and funds and case_set.discharge_days is not None:
+            monitoring = _funds(case_set, run)
         payouts[name], points[name] = result.amounts["fund_payout"], result.points
         pool_rows += [{"scenario": name, "pool": r["pool"], "point_value": r["point_value"], "status": r["status"],
                        "fund_payout": r["fund_payout"] / 100, "budget_available": r["budget_available"] / 100}
@@ -239,7 +243,7 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet,
     tcm = table.assign(hospital_type=np.where(table["type"] == "中医", "TCM (中医)", "other"))
     by_type = tcm.groupby(["scenario", "hospital_type"], sort=False)[["fund_payout", "delta"]].sum().reset_index()
     results = ScenarioResults(hospitals=table.reset_index(drop=True), pools=pd.DataFrame(pool_rows),
-                              summary=summary, by_level=_by_level(table), by_type=by_type.round(2), funds=funds,
+                              summary=summary, by_level=_by_level(table), by_type=by_type.round(2), funds=monitoring,
                               variants=list(scenarios.variants))
     if changes:
         explained = [scheme_change(case_set, name, before, after, results.hospitals) for name, before, after in changes]

@@ -22,6 +22,7 @@ from dipsim.cli import main
 from dipsim.server import create_app
 from dipsim.server.regions import CASES_DIR, CATALOG_DIR, HOSPITALS_FILE, POLICY_FILE
 
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 OPEN = {"/api/health", "/api/login", "/api/docs", "/api/openapi.json"}  # no token needed; no data in them
 VARIANT = {"coefficient.tcm_hospital_bonus": 0.1, "coefficient.hospital": {"H0001": 1.05}}
 VARIANT_TOML = '{ "coefficient.tcm_hospital_bonus" = 0.1, "coefficient.hospital" = { "H0001" = 1.05 } }'
@@ -140,6 +141,39 @@ def test_tokens_expire_and_logins_are_rate_limited(tmp_path):
     assert sum(e["action"] == "login failed" for e in entries) == 10
 
 
+def test_password_checks_run_a_few_at_a_time(tmp_path):
+    """argon2 takes 64 MiB a check: 16 logins at once run at most VERIFY_AT_ONCE checks together, and all succeed."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dipsim.server.accounts import VERIFY_AT_ONCE, Accounts
+
+    accounts = Accounts(tmp_path / "users.json")
+    accounts.add("ana", "right-password", "bureau")
+    real, lock, now, most = accounts._hasher.verify, threading.Lock(), [0], [0]
+
+    def slow_verify(hash_, password):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(0.02)
+        try:
+            return real(hash_, password)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    class Slow:  # argon2's PasswordHasher, its checks counted
+        verify = staticmethod(slow_verify)
+
+    accounts._hasher = Slow()
+    with ThreadPoolExecutor(16) as pool:
+        users = list(pool.map(lambda _: accounts.verify("ana", "right-password"), range(16)))
+    assert all(u is not None and u.name == "ana" for u in users)
+    assert most[0] == VERIFY_AT_ONCE
+
+
 def test_users_command_adds_an_account_from_stdin(tmp_path, monkeypatch, capsys):
     import io
 
@@ -197,6 +231,40 @@ def test_serve_and_users_are_commands():
         assert done.value.code == 0
 
 
+def _readable(answer) -> str:
+    """A response as text to search: an Excel download by every cell of every sheet (a zip's bytes would hide the
+    names), anything else as it is."""
+    if answer.headers.get("content-type", "").startswith(XLSX_TYPE):
+        import io
+
+        from openpyxl import load_workbook
+
+        book = load_workbook(io.BytesIO(answer.content))
+        return "\n".join(str(c.value) for sheet in book.worksheets for row in sheet.iter_rows() for c in row
+                         if c.value is not None)
+    return answer.text
+
+
+def _xlsx_rows(answer) -> list[dict]:
+    """An Excel download's one sheet as {header: cell} rows (the cells themselves, for their values and formats)."""
+    import io
+
+    from openpyxl import load_workbook
+
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith(XLSX_TYPE), answer.text
+    assert answer.headers["content-disposition"].startswith("attachment; filename=")
+    sheet = load_workbook(io.BytesIO(answer.content)).worksheets[0]
+    rows = list(sheet.iter_rows())
+    heads = [c.value for c in rows[0]]
+    return [dict(zip(heads, row)) for row in rows[1:]]
+
+
+def _csv_rows(answer) -> list[dict]:
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv"), answer.text
+    assert answer.content.startswith(b"\xef\xbb\xbf")  # UTF-8 with a BOM: Excel opens it as UTF-8
+    return list(csv.DictReader(answer.content.decode("utf-8-sig").splitlines()))
+
+
 def test_a_hospital_account_reads_no_other_hospitals_data_through_any_route(demo):
     """Every route of the route table, its path filled with another hospital's id and one of its cases, for every
     other hospital: 403 / 404, or an answer that names no other hospital (id or name)."""
@@ -207,6 +275,7 @@ def test_a_hospital_account_reads_no_other_hospitals_data_through_any_route(demo
     assert len(others) >= 10
 
     def assert_clean(text: str, where) -> None:
+        assert text.strip(), where  # something readable to check (an xlsx: its cells' text)
         for hospital_id, name in others.items():
             assert hospital_id not in text and name not in text, (where, hospital_id, name)
 
@@ -220,7 +289,7 @@ def test_a_hospital_account_reads_no_other_hospitals_data_through_any_route(demo
                 assert answer.status_code == 403  # runs are the bureau's
             if "{hospital}" in path or "{case_id}" in path:
                 assert answer.status_code in (403, 404), (method, path, answer.status_code)
-            assert_clean(answer.text, (method, url))
+            assert_clean(_readable(answer), (method, url))
     # and its own data it does read
     assert client.get(f"/api/regions/{demo['region']}/hospitals/{own}", headers=token).status_code == 200
     mine = _case_of(demo, own)
@@ -228,6 +297,13 @@ def test_a_hospital_account_reads_no_other_hospitals_data_through_any_route(demo
     assert explained.status_code == 200 and f"hospital {own}" in explained.json()["text"]
     rows = client.get(f"/api/runs/{demo['run']}/hospitals", headers=token).json()["hospitals"]
     assert rows and {r["hospital_id"] for r in rows} == {own}
+    routes = {path for _, path in _api_routes(app)}  # the downloads were among the routes checked above
+    assert {"/api/runs/{run}/hospitals.xlsx", "/api/runs/{run}/hospitals.csv"} <= routes
+    sheet = _xlsx_rows(client.get(f"/api/runs/{demo['run']}/hospitals.xlsx", headers=token))
+    assert [r["医院编码"].value for r in sheet] == [own] * len(rows)
+    assert sheet[0]["医院名称"].value == loaded.names[own]
+    table = _csv_rows(client.get(f"/api/runs/{demo['run']}/hospitals.csv", headers=token))
+    assert [r["医院编码"] for r in table] == [own] * len(rows)
     run = client.get(f"/api/runs/{demo['run']}", headers=token).json()
     assert run["point_values"] and run["set"]["coefficient.hospital"] == {}  # H0001's coefficient not shown
     assert client.get("/api/audit", headers=token).status_code == 403
@@ -272,6 +348,48 @@ def test_a_run_equals_scenarios_run_to_the_fen(demo, tmp_path, capsys):
     assert entry["inputs_sha256"] == hashlib.sha256("".join(i["sha256"] for i in manifest["inputs"]).encode()
                                                     ).hexdigest()
     assert entry["user"] == "bureau" and entry["set"] == VARIANT and entry["time"]
+
+
+def test_the_downloads_equal_scenarios_run_to_the_fen(demo, tmp_path, capsys):
+    """hospitals.xlsx and hospitals.csv of a run: every payout (baseline, variant, change) equal to `dipsim scenarios
+    run`'s hospitals.csv to the fen, money as numbers formatted #,##0.00, text as text, levels in natural order."""
+    client, bureau = demo["client"], demo["tokens"]["bureau"]
+    assert main(_cli_scenario(tmp_path, demo["folder"], "中医加成 10%", VARIANT_TOML)) == 0
+    capsys.readouterr()
+    with open(tmp_path / "out" / "hospitals.csv", encoding="utf-8-sig") as f:
+        cli = {(r["scenario"], r["hospital_id"], r["pool"]): _yuan_fen(r["fund_payout"]) for r in csv.DictReader(f)}
+    names = demo["server"].region(demo["region"]).names
+    sheet = _xlsx_rows(client.get(f"/api/runs/{demo['run']}/hospitals.xlsx", headers=bureau))
+    assert len(sheet) * 2 == len(cli) and len(sheet) >= 12
+    assert list(sheet[0]) == ["医院编码", "医院名称", "统筹区-险种", "医院等级", "机构类型", "基准点数", "方案点数",
+                              "基准基金支付（元）", "方案基金支付（元）", "变化（元）", "变化率"]
+    order = ["三级甲等", "三级乙等", "三级", "二级甲等", "二级乙等", "二级", "一级"]
+    levels = [r["医院等级"].value for r in sheet]
+    assert levels == sorted(levels, key=order.index)
+    moved = 0
+    for r in sheet:
+        key = (r["医院编码"].value, r["统筹区-险种"].value)
+        for head in ("医院编码", "医院名称", "统筹区-险种", "医院等级", "机构类型"):
+            assert r[head].data_type == "s", head  # text, never a formula
+        assert r["医院名称"].value == names[key[0]]
+        for head in ("基准基金支付（元）", "方案基金支付（元）", "变化（元）"):
+            assert isinstance(r[head].value, float | int) and r[head].number_format == "#,##0.00", head
+        base, variant = _yuan_fen(repr(r["基准基金支付（元）"].value)), _yuan_fen(repr(r["方案基金支付（元）"].value))
+        assert base == cli[("baseline", *key)] and variant == cli[("中医加成 10%", *key)], key
+        assert _yuan_fen(repr(r["变化（元）"].value)) == variant - base
+        if base:
+            assert r["变化率"].value == pytest.approx((variant - base) / base, abs=1e-6)
+            assert r["变化率"].number_format == "0.00%"
+        moved += abs(variant - base)
+    assert moved > 0
+    table = _csv_rows(client.get(f"/api/runs/{demo['run']}/hospitals.csv", headers=bureau))
+    assert len(table) == len(sheet) and "变化率（%）" in table[0]
+    for r in table:
+        key = (r["医院编码"], r["统筹区-险种"])
+        assert _yuan_fen(r["基准基金支付（元）"]) == cli[("baseline", *key)]
+        assert _yuan_fen(r["方案基金支付（元）"]) == cli[("中医加成 10%", *key)]
+    # not done yet, or no such run: no file
+    assert client.get("/api/runs/x0000000000000000/hospitals.xlsx", headers=bureau).status_code == 404
 
 
 def test_bad_set_values_give_the_command_lines_messages(demo, tmp_path, capsys):
@@ -344,3 +462,54 @@ def test_a_restart_keeps_regions_runs_and_users(demo):
     assert client.get(f"/api/runs/{demo['run']}", headers=header).json()["status"] == "done"
     assert [r["id"] for r in client.get("/api/regions", headers=header).json()["regions"]] == [demo["region"]]
     assert app.state.server.demo_passwords == {}  # --demo on a data folder with accounts makes none
+
+
+def test_twenty_concurrent_runs_queue_in_the_worker_pool(demo):
+    """20 runs posted at once: every one accepted (202), queued in order with progress 0/2, at most `workers` (1)
+    running at any moment on one bounded pool thread, all done with the same payouts as one posted alone; past the
+    queue's bound a run gets 503 with Retry-After, and nothing is left pending."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, bureau, server = demo["client"], demo["tokens"]["bureau"], demo["server"]
+    url = f"/api/regions/{demo['region']}/runs"
+    before = {k for k, _ in server.data.runs.items()}
+    seen_running, views = [], []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen_running.append(sum(r["status"] == "running" for _, r in server.data.runs.items()))
+            stop.wait(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda i: client.post(url, headers=bureau, json={"name": "中医加成 10%",
+                                                                                 "set": VARIANT}), range(20)))
+    assert [a.status_code for a in answers] == [202] * 20, [a.text for a in answers if a.status_code != 202]
+    for a in answers:
+        view = a.json()
+        assert view["status"] in ("queued", "running", "done")
+        if view["status"] == "queued":
+            assert view["progress"] == {"done": 0, "total": 2}
+        views.append(view["id"])
+    assert len([t for t in threading.enumerate() if t.name.startswith("dipsim-run")]) <= 1
+    server.runs.wait(120)
+    stop.set()
+    watcher.join()
+    assert max(seen_running) <= 1 and server.runs.pending == 0
+    reference = client.get(f"/api/runs/{demo['run']}/hospitals", headers=bureau).json()["hospitals"]
+    for run in views:
+        view = client.get(f"/api/runs/{run}", headers=bureau).json()
+        assert view["status"] == "done" and view["progress"] == {"done": 2, "total": 2}
+        assert client.get(f"/api/runs/{run}/hospitals", headers=bureau).json()["hospitals"] == reference
+    assert {k for k, _ in server.data.runs.items()} - before == set(views)
+    limit = server.runs.max_pending
+    server.runs.max_pending = 0  # a full queue
+    try:
+        full = client.post(url, headers=bureau, json={"name": "x", "set": {}})
+    finally:
+        server.runs.max_pending = limit
+    assert full.status_code == 503 and full.headers["Retry-After"] == "1"
+    assert {k for k, _ in server.data.runs.items()} - before == set(views)  # no record of the refused run

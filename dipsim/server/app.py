@@ -18,18 +18,20 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dipsim import __version__
 from dipsim.io.errors import InputError
+from dipsim.server import downloads
 from dipsim.server.accounts import Accounts, LoginLimiter, Sessions, User
 from dipsim.server.regions import LoadedRegion, build_demo_region, yuan
-from dipsim.server.runs import Runs
+from dipsim.server.runs import RunQueueFull, Runs
 from dipsim.server.store import REGION_PATTERN, RUN_PATTERN, DataFolder, new_id, now
 
 MAX_BODY_BYTES = 64 * 1024  # JSON requests only in this slice (no uploads)
 CASE_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HOSPITAL_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 DEMO_CASES, DEMO_HOSPITALS = 200_000, 100  # `dipsim demo`'s region: about 10 s to build once
 
@@ -198,6 +200,10 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
 
+    @app.exception_handler(RunQueueFull)
+    async def queue_full(request: Request, exc: RunQueueFull):
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError):
         problems = getattr(exc, "problems", None) or str(exc).split("\n  ")[1:] or [str(exc)]
@@ -357,9 +363,9 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
         """A run's status and progress; when done its point values (and for the bureau, payouts and summary)."""
         return run_view(run, run_record(run), user)
 
-    @app.get("/api/runs/{run}/hospitals", tags=["runs"])
-    def run_hospitals(run: RunId, user: Caller) -> dict:
-        """The hospital table: baseline and variant fund payout, change in yuan and % (a hospital: its own row)."""
+    def hospital_rows(run: str, user: User) -> tuple[dict, list[dict]]:
+        """A done run's record and its hospital rows the user may read (a hospital account: its own only); money
+        as yuan strings, exact. 409 while the run is not done."""
         record = run_record(run)
         result = server.runs.result(run) if record["status"] == "done" else None
         if result is None:
@@ -375,6 +381,30 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
                          "points": h["points"], "baseline_payout": yuan(h["baseline_fen"]),
                          "payout": yuan(h["variant_fen"]), "change": yuan(change),
                          "change_pct": round(change / h["baseline_fen"] * 100, 4) if h["baseline_fen"] else None})
+        return record, rows
+
+    @app.get("/api/runs/{run}/hospitals.xlsx", tags=["runs"], response_class=Response,
+             responses={200: {"content": {XLSX_TYPE: {}}, "description": "the hospital table as Excel"}})
+    def run_hospitals_xlsx(run: RunId, user: Caller) -> Response:
+        """The hospital table (the rows of /api/runs/{run}/hospitals) as Excel: Chinese headers, money in yuan as
+        numbers to the fen (#,##0.00), levels in their natural order; text is text, never a formula."""
+        _, rows = hospital_rows(run, user)
+        return Response(downloads.hospitals_xlsx(rows), media_type=XLSX_TYPE,
+                        headers=downloads.attachment(run, "xlsx"))
+
+    @app.get("/api/runs/{run}/hospitals.csv", tags=["runs"], response_class=Response,
+             responses={200: {"content": {"text/csv": {}}, "description": "the hospital table as CSV"}})
+    def run_hospitals_csv(run: RunId, user: Caller) -> Response:
+        """The hospital table (the rows of /api/runs/{run}/hospitals) as CSV: UTF-8 with a BOM, Chinese headers,
+        money in yuan to the fen, the change in % x 100; formula-like text prefixed with '."""
+        _, rows = hospital_rows(run, user)
+        return Response(downloads.hospitals_csv(rows), media_type="text/csv; charset=utf-8",
+                        headers=downloads.attachment(run, "csv"))
+
+    @app.get("/api/runs/{run}/hospitals", tags=["runs"])
+    def run_hospitals(run: RunId, user: Caller) -> dict:
+        """The hospital table: baseline and variant fund payout, change in yuan and % (a hospital: its own row)."""
+        record, rows = hospital_rows(run, user)
         return {"run": run, "name": record["name"], "hospitals": rows}
 
     return app

@@ -16,11 +16,17 @@ from dipsim.money import to_fen, to_fen_array
 from dipsim.server.store import DataFolder, new_id, now
 
 BASELINE = "baseline"
+MAX_PENDING = 64  # runs queued or running at once; more get RunQueueFull (HTTP 503 with Retry-After)
+
+
+class RunQueueFull(Exception):
+    """The run queue holds MAX_PENDING runs already: try again shortly."""
 
 
 class Runs:
-    def __init__(self, data: DataFolder, workers: int = 1):
-        self.data = data
+    def __init__(self, data: DataFolder, workers: int = 1, max_pending: int = MAX_PENDING):
+        self.data, self.max_pending = data, max_pending
+        self.pending = 0  # runs queued or running: the executor's queue is unbounded, so submit bounds it
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dipsim-run")
         self.progress: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
@@ -41,6 +47,10 @@ class Runs:
         if problems:
             raise InputError(f"the region's hospitals and cases: {len(problems)} problem(s):\n  "
                              + "\n  ".join(problems))
+        with self._lock:
+            if self.pending >= self.max_pending:
+                raise RunQueueFull(f"{self.pending} runs are queued or running: try again shortly")
+            self.pending += 1
         run_id = new_id("run")
         record = {"region": region_id, "name": variant.name, "set": variant.changes, "status": "queued",
                   "user": user.name, "created": now(), "baseline_sha256": loaded.policy.digest(),
@@ -52,8 +62,18 @@ class Runs:
                               baseline_sha256=record["baseline_sha256"], policy_sha256=record["policy_sha256"],
                               set_sha256=_sha256_json(variant.changes))
         self.progress[run_id] = (0, 2)
-        self.executor.submit(self._run, run_id, loaded, variant)
+        try:
+            self.executor.submit(self._run, run_id, loaded, variant)
+        except BaseException:
+            self._finished(run_id, "failed", error="the run could not be queued")
+            raise
         return run_id, record
+
+    def _finished(self, run_id: str, status: str, **fields) -> None:
+        """The run's last state in the index; it leaves the queue."""
+        self.data.runs.update(run_id, status=status, finished=now(), **fields)
+        with self._lock:
+            self.pending -= 1
 
     def _run(self, run_id: str, loaded, variant) -> None:
         from dipsim.scenarios import ScenarioSet, run_scenarios, run_schemes
@@ -72,16 +92,17 @@ class Runs:
             def progress(done: int, total: int) -> None:
                 self.progress[run_id] = (done, total)
 
+            # the region's CaseSet, made once, and no fund monitoring (a run keeps none): per run, the payment chain
+            # of the baseline and the variant and their comparison only
             results = run_scenarios(loaded.cases, loaded.hospitals, scenario_set, grouped, progress=progress,
-                                    scheme=loaded.scheme)
+                                    scheme=loaded.scheme, case_set=loaded.region.case_set, funds=False)
             result = _result(results, variant.name)
             from dipsim.io.writers import write_json
 
             write_json(result, self.data.root / "runs" / run_id / "result.json")
-            self.data.runs.update(run_id, status="done", finished=now(),
-                                  elapsed_s=round(time.perf_counter() - started, 3))
+            self._finished(run_id, "done", elapsed_s=round(time.perf_counter() - started, 3))
         except Exception as exc:  # the run's own failure: said in its status, the server goes on
-            self.data.runs.update(run_id, status="failed", error=str(exc), finished=now())
+            self._finished(run_id, "failed", error=str(exc))
 
     def result(self, run_id: str) -> dict | None:
         path = self.data.root / "runs" / run_id / "result.json"
