@@ -24,7 +24,7 @@ const T = {
     baseline: "基准", variant: "方案", change: "变化", changeYuan: "变化（元）", changePct: "变化率",
     hospitalId: "医院编码", name: "医院名称", baselinePayout: "基准基金支付（元）", payout: "方案基金支付（元）",
     all: "全部", search: "搜索医院名称", shown: "显示", of: "共", rows: "家", chartTitle: "各医院基金支付变化（元）",
-    summary: "汇总", winners: "获益医院数", losers: "受损医院数", moved: "转移金额（元）",
+    summary: "汇总", hospitalTable: "各医院", winners: "获益医院数", losers: "受损医院数", moved: "转移金额（元）",
     tcmShare: "中医医院支付占比", group: "病组", payment: "支付（元）", balance: "盈亏（元）",
     ratio: "支付/费用", groupsTitle: "病组盈亏（基准方案，亏损最多的在前）", open: "打开",
     explain: "病例支付过程", caseId: "病例编号", show: "显示", yes: "是", no: "否", problems: "参数有误",
@@ -46,7 +46,7 @@ const T = {
     meaning: "meaning", source: "source", notChanged: "no parameter changed", pointValues: "Point values",
     baseline: "baseline", variant: "variant", change: "change", changeYuan: "change (yuan)", changePct: "change (%)",
     hospitalId: "hospital", name: "name", baselinePayout: "baseline payout (yuan)", payout: "variant payout (yuan)",
-    all: "all", search: "search hospital name", shown: "shown", of: "of", rows: "", chartTitle:
+    hospitalTable: "Hospitals", all: "all", search: "search hospital name", shown: "shown", of: "of", rows: "", chartTitle:
     "Change in fund payout by hospital (yuan)", summary: "Summary", winners: "winners", losers: "losers",
     moved: "money moved (yuan)", tcmShare: "TCM hospitals' share", group: "group", payment: "payment (yuan)",
     balance: "balance (yuan)", ratio: "payment / cost", groupsTitle: "Balance by group (baseline, largest loss first)",
@@ -455,6 +455,8 @@ async function showRun(box, region, runId) {
   const search = el("input", { id: "filter-name", type: "search", placeholder: t("search") });
   const counter = el("span", { class: "note", id: "row-count" });
   const isBureau = me().role === "bureau";
+  const manyPools = new Set(rows.map((r) => r.pool)).size > 1;
+  const chartName = (r) => `${r.name || r.hospital_id}${manyPools ? " · " + r.pool : ""}`;
   const columns = [
     { key: "hospital_id", label: t("hospitalId"), link: (r) => `#/hospital/${region}/${encodeURIComponent(r.hospital_id)}` },
     { key: "name", label: t("name") }, { key: "level", label: t("level") }, { key: "type", label: t("type") },
@@ -470,7 +472,7 @@ async function showRun(box, region, runId) {
   }));
   const body = el("tbody");
   const chartBox = el("div", { class: "chart", id: "change-chart" });
-  box.append(el("h2", { text: t("hospitals") }), el("div", { class: "filters" }, levelFilter, typeFilter, search, counter),
+  box.append(el("h2", { text: t("hospitalTable") }), el("div", { class: "filters" }, levelFilter, typeFilter, search, counter),
     el("table", { id: "hospital-table" }, el("thead", {}, headRow), body),
     el("h2", { text: t("chartTitle") }), chartBox);
   const value = (r, key) => {
@@ -502,37 +504,52 @@ async function showRun(box, region, runId) {
     }
     counter.textContent = `${t("shown")} ${shown.length} / ${t("of")} ${rows.length} ${t("rows")}`;
     const byChange = [...shown].sort((a, b) => (fen(a.change) < fen(b.change) ? -1 : fen(a.change) > fen(b.change) ? 1 : 0));
-    drawBars(chartBox, byChange.map((r) => r.name || r.hospital_id), byChange.map((r) => Number(r.change)), t("changeYuan"),
+    drawBars(chartBox, byChange.map((r) => chartName(r)), byChange.map((r) => Number(r.change)), t("changeYuan"),
       true, byChange.map((r) => r.change));
   }
   for (const input of [levelFilter, typeFilter]) input.addEventListener("change", draw);
   search.addEventListener("input", draw);
+  search.addEventListener("change", draw);
   if (!isBureau) levelFilter.disabled = typeFilter.disabled = rows.length <= 1;
   draw();
 }
 
 // An ECharts bar chart: hover shows the exact yuan (from the API's string), the axis reads 万 / 亿 (no exponent).
+// Many bars (hospitals, groups) lie on their side, names on the left, the box as tall as they need (up to a limit,
+// then a scroll bar).
 function drawBars(box, names, values, seriesName, money, exact) {
   if (typeof echarts === "undefined") return;
+  const flat = names.length > 8;
+  box.style.height = flat ? `${Math.min(Math.max(names.length * 22 + 70, 300), 720)}px` : "";
   let chart = echarts.getInstanceByDom(box);
   if (!chart) { chart = echarts.init(box, null, { renderer: "canvas" }); charts.push(chart); }
+  chart.resize();
   const encode = echarts.format.encodeHTML;
-  const axisLabel = (v) => {
+  const valueLabel = (v) => {
     const a = Math.abs(v);
-    if (money && a >= 1e8) return `${fixed(v / 1e8, 2)}${lang === "zh" ? "亿" : "e8"}`;
-    if (money && a >= 1e4) return `${fixed(v / 1e4, 1)}${lang === "zh" ? "万" : "k0"}`;
+    if (money && a >= 1e8) return `${fixed(v / 1e8, 2)}${lang === "zh" ? "亿" : "×100M"}`;
+    if (money && a >= 1e4) return `${fixed(v / 1e4, 1)}${lang === "zh" ? "万" : "×10k"}`;
     return fixed(v, 0);
   };
+  const category = { type: "category", data: names, inverse: flat,
+    axisLabel: { interval: 0, width: 220, overflow: "truncate" } };
+  const value = { type: "value", axisLabel: { formatter: valueLabel } };
+  const fits = Math.floor((720 - 70) / 22);
   chart.setOption({
     animation: false,
-    grid: { left: 80, right: 20, top: 20, bottom: names.length > 12 ? 110 : 60 },
+    grid: flat ? { left: 10, right: 40, top: 10, bottom: 30, containLabel: true }
+      : { left: 80, right: 20, top: 20, bottom: 60 },
     tooltip: { trigger: "axis", axisPointer: { type: "shadow" },
       // the tooltip is HTML: every value from the API is escaped here
       formatter: (items) => items.map((i) => `${encode(String(i.name))}<br>${encode(seriesName)}: ${
         encode(money && exact ? yuan(exact[i.dataIndex]) : fixed(i.value, money ? 2 : 0))}`).join("<br>") },
-    xAxis: { type: "category", data: names, axisLabel: { rotate: names.length > 12 ? 45 : 0, interval: 0 } },
-    yAxis: { type: "value", axisLabel: { formatter: axisLabel } },
-    dataZoom: [{ type: "inside" }, { type: "slider", height: 16, bottom: 4 }],
+    xAxis: flat ? value : category,
+    yAxis: flat ? category : value,
+    dataZoom: flat
+      ? [{ type: "inside", yAxisIndex: 0, zoomOnMouseWheel: false, moveOnMouseWheel: true },
+        ...(names.length > fits ? [{ type: "slider", yAxisIndex: 0, right: 4, width: 14, startValue: 0,
+          endValue: fits - 1 }] : [])]
+      : [{ type: "inside" }],
     series: [{ name: seriesName, type: "bar", data: values.map((v) => ({ value: v,
       itemStyle: { color: v < 0 ? "#c62828" : "#2e7d32" } })) }],
   }, true);
@@ -557,11 +574,11 @@ async function pageHospital(main, region, hospitalId) {
       card(t("balance"), yuan(h.balance), "hospital-balance")));
   const worst = h.groups.filter((g) => fen(g.balance) < 0n).slice(0, 20);
   const chartBox = el("div", { class: "chart", id: "groups-chart" });
-  main.append(el("h2", { text: t("groupsTitle") }),
+  main.append(el("h2", { text: `${t("groupsTitle")}（${count(h.groups.length)}）` }), el("div", { class: "scroll" },
     table([{ key: "group", label: t("group") }, { key: "cases", label: t("cases"), kind: "count" },
       { key: "cost", label: t("cost"), kind: "money" }, { key: "payment", label: t("payment"), kind: "money" },
       { key: "balance", label: t("balance"), kind: "money", signed: true },
-      { key: "payment_ratio", label: t("ratio"), kind: "number2" }], h.groups, { id: "groups-table" }),
+      { key: "payment_ratio", label: t("ratio"), kind: "number2" }], h.groups, { id: "groups-table" })),
     el("h2", { text: t("worstGroups") }), chartBox);
   drawBars(chartBox, worst.map((g) => g.group), worst.map((g) => Number(g.balance)), t("balance"), true,
     worst.map((g) => g.balance));
@@ -579,7 +596,9 @@ async function pageHospital(main, region, hospitalId) {
 
 async function route() {
   disposeCharts();
-  const main = clear(document.getElementById("main"));
+  // each visit draws into a new box: a page still loading from an earlier visit draws into its own, detached box
+  const main = el("div", { class: "page" });
+  clear(document.getElementById("main")).append(main);
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   if (!token()) { renderChrome(); return pageLogin(main); }
   try {
