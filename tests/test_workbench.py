@@ -97,3 +97,19 @@ def test_money_is_formatted_by_string_arithmetic_in_the_pages():
         plain, compact = line.split("|")
         assert plain == present.yuan(Decimal(case)), case
         assert compact == present.money_compact(Decimal(case)), case
+
+
+def test_a_wheel_carries_every_page_file():
+    """pyproject.toml's package data for dipsim.server names every file under static/ (a wheel carries them)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "package-data"]["dipsim.server"]
+    files = [p.relative_to(STATIC_DIR.parent).as_posix() for p in STATIC_DIR.rglob("*") if p.is_file()]
+    assert len(files) >= 9
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pattern) and name.count("/") == pattern.count("/") for pattern in patterns), \
+            name
