@@ -207,6 +207,7 @@ def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, br
         "return !!echarts.getInstanceByDom(document.getElementById('change-chart'))"))
     _shot(driver, shots, "3-compare-result")
 
+    assert driver.find_element(By.ID, "run-set").text == f"中医医院加成（{TCM}）= {bonus}"
     rows = _table(driver, "hospital-table")
     api = _api(served, "bureau")
     answer = api.get(f"/runs/{run_id}/hospitals").json()["hospitals"]
@@ -235,6 +236,12 @@ def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, br
                                   "return [c.data, o.series[0].data.map(d => d.value)]")
     assert [round(v * 100) for v in chart[1]] == changes
     assert chart[0] == [f'{r["name"]} · {r["pool"]}' for r in rows]
+    # hovering a bar shows its hospital and the exact yuan; the name, HTML, stays text in the tooltip too
+    driver.execute_script("echarts.getInstanceByDom(document.getElementById('change-chart'))"
+                          ".dispatchAction({type: 'showTip', seriesIndex: 0, dataIndex: 0})")
+    tip = _wait(driver, lambda d: next((e for e in d.find_elements(By.CSS_SELECTOR, "#change-chart div")
+                                        if rows[0]["change"] in e.text), None))
+    assert HTML_NAME in tip.text and not driver.find_elements(By.ID, "injected")
     # point values: the variant's against the API's
     point_values = {p["pool"]: p for p in api.get(f"/runs/{run_id}").json()["point_values"]}
     for shown in _table(driver, "point-values"):

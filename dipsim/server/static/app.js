@@ -430,8 +430,11 @@ async function pageCompare(main, region, runId) {
 async function showRun(box, region, runId) {
   const run = await api(`/runs/${encodeURIComponent(runId)}`);
   const data = await api(`/runs/${encodeURIComponent(runId)}/hospitals`);
+  const registry = (await api(`/regions/${encodeURIComponent(region)}/parameters`)).parameters;
+  const label = Object.fromEntries(registry.map((p) => [p.path, p.label || p.path]));
   box.append(el("h2", { id: "run-title", "data-run": runId, text: `${t("variant")}：${run.name}` }),
-    el("p", { class: "note", text: Object.entries(run.set).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join("; ") }));
+    el("p", { class: "note", id: "run-set", text: Object.entries(run.set).map(([k, v]) =>
+      `${label[k] || k}（${k}）= ${typeof v === "boolean" ? (v ? t("yes") : t("no")) : JSON.stringify(v)}`).join("；") }));
   box.append(el("h2", { text: t("pointValues") }),
     table([{ key: "pool", label: t("pool") }, { key: "baseline", label: `${t("baseline")} ${t("pointValue")}`, kind: "number4" },
       { key: "variant", label: `${t("variant")} ${t("pointValue")}`, kind: "number4" },
