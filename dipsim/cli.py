@@ -938,8 +938,8 @@ def cmd_serve(args) -> int:
               f"dipsim users add NAME --reset --role ROLE [--hospital ID] --data {args.data})")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"warning: listening on {args.host} without TLS: put it behind a TLS proxy", markup=False)
-    print(f"dipsim API on http://{args.host}:{args.port}/api  (routes: /api/docs, /api/openapi.json); data "
-          f"{args.data}")
+    print(f"dipsim workbench on http://{args.host}:{args.port}/app/ ; API on http://{args.host}:{args.port}/api  "
+          f"(routes: /api/docs, /api/openapi.json); data {args.data}")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return EXIT_OK
 
@@ -1202,7 +1202,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_region_options(p, 200_000)
     p.add_argument("-o", "--out", default="dipsim_demo", help="output folder (default: ./dipsim_demo)")
 
-    p = add("serve", "The HTTP API (OpenAPI at /api/openapi.json, routes at /api/docs) on a data folder of "
+    p = add("serve", "The browser workbench (/app/) and the HTTP API (OpenAPI at /api/openapi.json, routes at "
+                     "/api/docs) on a data folder of "
                      "regions, runs, users and an audit log; --demo builds the demo region and two accounts into it "
                      "when absent. Needs pip install 'dipsim[server]'.", cmd_serve)
     p.add_argument("--data", default="dipsim_data", help="data folder, kept across restarts (default ./dipsim_data)")

@@ -23,7 +23,8 @@ from dipsim.server import create_app
 from dipsim.server.regions import CASES_DIR, CATALOG_DIR, HOSPITALS_FILE, POLICY_FILE
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-OPEN = {"/api/health", "/api/login", "/api/docs", "/api/openapi.json"}  # no token needed; no data in them
+OPEN = {"/api/health", "/api/login", "/api/docs", "/api/openapi.json",  # no token needed; no data in them
+        "/"}  # a redirect to the workbench's pages (/app/, static files: the same for everyone, no data)
 VARIANT = {"coefficient.tcm_hospital_bonus": 0.1, "coefficient.hospital": {"H0001": 1.05}}
 VARIANT_TOML = '{ "coefficient.tcm_hospital_bonus" = 0.1, "coefficient.hospital" = { "H0001" = 1.05 } }'
 
@@ -74,7 +75,7 @@ def _api_routes(app) -> list[tuple[str, str]]:
     route added later is covered without a change here."""
     routes = [(method, route.path) for route in app.routes for method in sorted(getattr(route, "methods", None) or ())
               if method != "HEAD"]
-    assert all(path.startswith("/api/") for _, path in routes)
+    assert all(path.startswith("/api/") or path == "/" for _, path in routes)
     assert sum(isinstance(route, APIRoute) for route in app.routes) >= 14
     return routes
 

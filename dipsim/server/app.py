@@ -286,7 +286,7 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
 
         loaded = server.region(region)
         values = _policy_values({p: loaded.policy.values.get(p, PARAMETERS[p].default) for p in PARAMETERS}, user)
-        items = [{"path": p.path, "type": p.type, "unit": p.unit, "doc": p.doc, "source": p.source,
+        items = [{"path": p.path, "label": p.label, "type": p.type, "unit": p.unit, "doc": p.doc, "source": p.source,
                   "default": p.default, "min": p.min, "max": p.max, "above": p.above, "below": p.below,
                   "choices": list(p.choices), "value": values[p.path]} for p in PARAMETERS.values()]
         return json.loads(json.dumps({"baseline": loaded.policy.name, "policy_sha256": loaded.policy.digest(),
@@ -407,4 +407,9 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
         record, rows = hospital_rows(run, user)
         return {"run": run, "name": record["name"], "hospitals": rows}
 
+    # ------------------------------------------------------------ the browser workbench (pages at /app/, open)
+
+    from dipsim.server.workbench import add_workbench
+
+    add_workbench(app, current_user)
     return app

@@ -1,0 +1,634 @@
+// dipsim workbench: plain JavaScript over the HTTP API (no build step, nothing loaded from elsewhere).
+// Rules: the bearer token lives in sessionStorage and goes in the Authorization header (no cookies); every value
+// from the API is put on the page as text (textContent / text nodes), never as HTML; money is the API's exact string
+// of yuan, written with thousands separators by string arithmetic (never a float, never scientific notation).
+"use strict";
+
+const TOKEN_KEY = "dipsim.token", USER_KEY = "dipsim.user", LANG_KEY = "dipsim.lang";
+// The parameters shown first on 情景对比 (the rest are under "more parameters").
+const KEY_PARAMETERS = ["coefficient.tcm_hospital_bonus", "tcm.same_price", "tcm.case_bonus", "outlier.low_ratio",
+  "outlier.high_ratio", "budget.reserve_share", "budget.point_value_floor", "budget.point_value_cap"];
+
+const T = {
+  zh: {
+    title: "dipsim 工作台", overview: "区域概览", compare: "情景对比", hospital: "医院详情", logout: "退出",
+    switchTo: "English", login: "登录", username: "用户名", password: "密码", loginFailed: "登录失败",
+    bureau: "医保局", hospitalRole: "医院", cases: "病例数", hospitals: "医院数", rejected: "退回记录",
+    budget: "预算总额", byLevel: "按医院等级", byType: "按机构类型", pools: "各统筹区（基准方案）",
+    level: "医院等级", type: "机构类型", pool: "统筹区-险种", cost: "医疗总费用（元）", budgetCol: "预算（元）",
+    available: "可分配预算（元）", pointValue: "结算点值（元/点）", status: "点值状态", fundPayout: "基金支付（元）",
+    baselineName: "基准方案", settlementDay: "结算日", params: "政策参数", moreParams: "更多参数",
+    variantName: "方案名称", run: "运行", running: "运行中…", runs: "已有方案", chooseRun: "选择方案",
+    noRuns: "尚无方案", onlyBureau: "只有医保局账户可以运行方案；下表为医保局已运行的方案。",
+    unit: "单位", meaning: "含义", source: "依据", notChanged: "未修改任何参数", pointValues: "点值",
+    baseline: "基准", variant: "方案", change: "变化", changeYuan: "变化（元）", changePct: "变化率",
+    hospitalId: "医院编码", name: "医院名称", baselinePayout: "基准基金支付（元）", payout: "方案基金支付（元）",
+    all: "全部", search: "搜索医院名称", shown: "显示", of: "共", rows: "家", chartTitle: "各医院基金支付变化（元）",
+    summary: "汇总", hospitalTable: "各医院", winners: "获益医院数", losers: "受损医院数", moved: "转移金额（元）",
+    tcmShare: "中医医院支付占比", group: "病组", payment: "支付（元）", balance: "盈亏（元）",
+    ratio: "支付/费用", groupsTitle: "病组盈亏（基准方案，亏损最多的在前）", open: "打开",
+    explain: "病例支付过程", caseId: "病例编号", show: "显示", yes: "是", no: "否", problems: "参数有误",
+    failed: "运行失败", status_balanced: "平衡", status_capped: "封顶", status_floored: "保底",
+    status_fixed: "固定点值", mustBe: "应", atLeast: "不小于", atMost: "不大于", above: "大于", below: "小于",
+    notNumber: "不是数字", worstGroups: "亏损最多的病组（元）",
+  },
+  en: {
+    title: "dipsim workbench", overview: "Region overview", compare: "Compare scenarios", hospital: "Hospital",
+    logout: "Log out", switchTo: "中文", login: "Log in", username: "User name", password: "Password",
+    loginFailed: "Log-in failed", bureau: "bureau", hospitalRole: "hospital", cases: "cases", hospitals: "hospitals",
+    rejected: "rejected rows", budget: "budget", byLevel: "By hospital level", byType: "By hospital type",
+    pools: "Pools (baseline)", level: "level", type: "type", pool: "pool", cost: "cost (yuan)",
+    budgetCol: "budget (yuan)", available: "budget available (yuan)", pointValue: "point value (yuan per point)",
+    status: "status", fundPayout: "fund payout (yuan)", baselineName: "baseline", settlementDay: "settlement day",
+    params: "Policy parameters", moreParams: "more parameters", variantName: "variant name", run: "Run",
+    running: "running…", runs: "Runs", chooseRun: "choose a run", noRuns: "no runs yet",
+    onlyBureau: "Only bureau accounts run variants; below are the bureau's runs.", unit: "unit",
+    meaning: "meaning", source: "source", notChanged: "no parameter changed", pointValues: "Point values",
+    baseline: "baseline", variant: "variant", change: "change", changeYuan: "change (yuan)", changePct: "change (%)",
+    hospitalId: "hospital", name: "name", baselinePayout: "baseline payout (yuan)", payout: "variant payout (yuan)",
+    hospitalTable: "Hospitals", all: "all", search: "search hospital name", shown: "shown", of: "of", rows: "", chartTitle:
+    "Change in fund payout by hospital (yuan)", summary: "Summary", winners: "winners", losers: "losers",
+    moved: "money moved (yuan)", tcmShare: "TCM hospitals' share", group: "group", payment: "payment (yuan)",
+    balance: "balance (yuan)", ratio: "payment / cost", groupsTitle: "Balance by group (baseline, largest loss first)",
+    open: "open", explain: "A case's payment chain", caseId: "case id", show: "show", yes: "yes", no: "no",
+    problems: "problems", failed: "the run failed", status_balanced: "balanced", status_capped: "capped",
+    status_floored: "floored", status_fixed: "fixed", mustBe: "must be", atLeast: ">=", atMost: "<=",
+    above: ">", below: "<", notNumber: "not a number", worstGroups: "Largest losses by group (yuan)",
+  },
+};
+
+let lang = localStorage.getItem(LANG_KEY) === "en" ? "en" : "zh";
+let labels = null;  // GET /api/labels
+const charts = [];
+
+function t(key) { return T[lang][key] ?? key; }
+
+// ------------------------------------------------------------------ elements (text only, never HTML)
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
+
+// ------------------------------------------------------------------ numbers (the rules of report/present.py)
+
+function groupDigits(digits) { return digits.replace(/\B(?=(\d{3})+(?!\d))/g, ","); }
+
+// The API's money "-1234567.8" / "12.34" -> "-1,234,567.80": exact, by string.
+function yuan(text) {
+  if (text === null || text === undefined || text === "") return "—";
+  let s = String(text).trim(), sign = "";
+  if (s.startsWith("-")) { sign = "-"; s = s.slice(1); }
+  let [whole, frac = ""] = s.split(".");
+  if (!/^\d+$/.test(whole) || !/^\d*$/.test(frac)) return String(text);
+  frac = (frac + "00").slice(0, 2);  // the API gives exactly 2 decimals
+  whole = whole.replace(/^0+(?=\d)/, "");
+  if (/^0+$/.test(whole) && frac === "00") sign = "";
+  return `${sign}${groupDigits(whole)}.${frac}`;
+}
+
+// Fen of the API's money string, as a BigInt (sorting and sums without floats).
+function fen(text) {
+  if (text === null || text === undefined) return null;
+  let s = String(text), sign = 1n;
+  if (s.startsWith("-")) { sign = -1n; s = s.slice(1); }
+  const [whole, frac = ""] = s.split(".");
+  return sign * (BigInt(whole) * 100n + BigInt((frac + "00").slice(0, 2)));
+}
+
+// 万元 / 亿元 for large totals (present.money_compact): on whole fen, half away from zero.
+function yuanCompact(text) {
+  const f = fen(text);
+  if (f === null) return "—";
+  const abs = f < 0n ? -f : f, sign = f < 0n ? "-" : "";
+  const scaled = (units) => {  // abs fen / units, to 2 decimals, half up
+    const hundredths = (abs * 100n * 2n / units + 1n) / 2n;
+    return `${sign}${groupDigits((hundredths / 100n).toString())}.${(hundredths % 100n).toString().padStart(2, "0")}`;
+  };
+  if (abs >= 1000000n) {  // 10,000.00 yuan
+    const wan = scaled(1000000n);
+    if (abs < 10000000000n && wan.replace(/[-,]/g, "") !== "10000.00") return `${wan} ${lang === "zh" ? "万元" : "×10k yuan"}`;
+    return `${scaled(10000000000n)} ${lang === "zh" ? "亿元" : "×100M yuan"}`;
+  }
+  return `${yuan(text)} ${lang === "zh" ? "元" : "yuan"}`;
+}
+
+function fixed(value, digits) {  // a plain number with separators, never an exponent
+  if (value === null || value === undefined || !Number.isFinite(Number(value))) return "—";
+  const v = Number(value);
+  if (Math.abs(v) >= 1e21) return groupDigits(BigInt(Math.round(v)).toString());
+  let s = Math.abs(v).toFixed(digits);
+  if (Number(s) === 0) return (0).toFixed(digits);
+  const [whole, frac] = s.split(".");
+  return `${v < 0 ? "-" : ""}${groupDigits(whole)}${frac !== undefined ? "." + frac : ""}`;
+}
+
+function count(value) { return fixed(value, 0); }
+
+function signedPct(value) {  // change_pct (already x100) -> "+1.23%"
+  if (value === null || value === undefined) return "—";
+  const s = fixed(value, 2);
+  return `${!s.startsWith("-") && Number(value.toFixed(2)) !== 0 ? "+" : ""}${s}%`;
+}
+
+function share(value) { return value === null || value === undefined ? "—" : `${fixed(value * 100, 2)}%`; }
+
+function levelRank(level) {
+  if (!labels) return 0;
+  const l = labels.level_aliases[level] || level;
+  const i = labels.levels.indexOf(l);
+  return i >= 0 ? i : labels.levels.length;
+}
+
+function compareLevels(a, b) {
+  const d = levelRank(a) - levelRank(b);
+  return d !== 0 ? d : String(a ?? "").localeCompare(String(b ?? ""), "zh");
+}
+
+function statusLabel(status) { return T[lang]["status_" + status] ?? status; }
+
+// ------------------------------------------------------------------ the API
+
+function token() { return sessionStorage.getItem(TOKEN_KEY); }
+function me() { try { return JSON.parse(sessionStorage.getItem(USER_KEY)); } catch { return null; } }
+
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(typeof detail === "string" ? detail : (detail && detail.message) || `HTTP ${status}`);
+    this.status = status; this.detail = detail;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = { "Accept": "application/json" };
+  if (token()) headers["Authorization"] = `Bearer ${token()}`;
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(`/api${path}`, { method: options.method || "GET", headers, cache: "no-store",
+    credentials: "omit", body: options.body !== undefined ? JSON.stringify(options.body) : undefined });
+  let body = null;
+  try { body = await response.json(); } catch { body = null; }
+  if (response.status === 401 && path !== "/login") {
+    sessionStorage.removeItem(TOKEN_KEY); sessionStorage.removeItem(USER_KEY);
+    location.hash = "#/login";
+  }
+  if (!response.ok) throw new ApiError(response.status, body && body.detail);
+  return body;
+}
+
+// ------------------------------------------------------------------ layout
+
+function setActive(page) {
+  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === page);
+}
+
+async function firstRegion() {
+  const regions = (await api("/regions")).regions;
+  return regions.length ? regions[0].id : null;
+}
+
+function renderChrome() {
+  document.title = t("title");
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  document.getElementById("lang-switch").textContent = t("switchTo");
+  const logout = document.getElementById("logout");
+  logout.textContent = t("logout");
+  const user = me(), nav = clear(document.getElementById("nav")), who = clear(document.getElementById("who"));
+  logout.hidden = !user;
+  if (!user) return;
+  const region = currentRegion;
+  const ownHospital = user.role === "hospital" ? user.hospital_id : null;
+  nav.append(el("a", { href: `#/region/${region}`, "data-page": "overview", text: t("overview") }),
+    el("a", { href: `#/compare/${region}`, "data-page": "compare", text: t("compare") }),
+    el("a", { href: `#/hospital/${region}/${ownHospital || ""}`, "data-page": "hospital", text: t("hospital") }));
+  who.textContent = `${user.name}（${user.role === "bureau" ? t("bureau") : t("hospitalRole") + " " + user.hospital_id}）`;
+}
+
+let currentRegion = null;
+
+function disposeCharts() { while (charts.length) { const c = charts.pop(); try { c.dispose(); } catch { /* gone */ } } }
+
+function table(columns, rows, attrs = {}) {
+  // columns: [{key, label, kind: money|count|number4|pct|text|share, value(row)}]
+  const head = el("tr", {}, columns.map((c) => el("th", { "data-col": c.key, text: c.label })));
+  const body = el("tbody", {}, rows.map((r) => row(columns, r)));
+  return el("table", attrs, el("thead", {}, head), body);
+}
+
+function cellText(kind, v) {
+  if (kind === "money") return yuan(v);
+  if (kind === "count") return count(v);
+  if (kind === "number4") return fixed(v, 4);
+  if (kind === "number2") return fixed(v, 2);
+  if (kind === "pct") return signedPct(v);
+  if (kind === "share") return share(v);
+  return v === null || v === undefined ? "" : String(v);
+}
+
+function row(columns, r) {
+  return el("tr", {}, columns.map((c) => {
+    const v = c.value ? c.value(r) : r[c.key];
+    const numeric = c.kind && c.kind !== "text";
+    let cls = numeric ? "num" : "";
+    if (c.signed && v !== null && v !== undefined) {
+      const sgn = c.kind === "money" ? fen(v) : Number(v);
+      if (sgn > 0) cls += " pos"; else if (sgn < 0) cls += " neg";
+    }
+    const td = el("td", { class: cls || null, "data-col": c.key, text: cellText(c.kind, v) });
+    if (c.link) { const target = c.link(r); if (target) { clear(td); td.append(el("a", { href: target, text: cellText(c.kind, v) })); } }
+    return td;
+  }));
+}
+
+// ------------------------------------------------------------------ pages
+
+async function pageLogin(main) {
+  const error = el("p", { class: "error", id: "login-error" });
+  const user = el("input", { id: "login-user", autocomplete: "username", required: true, maxlength: 64 });
+  const password = el("input", { id: "login-password", type: "password", autocomplete: "current-password",
+    required: true, maxlength: 256 });
+  const form = el("form", { class: "login", id: "login-form" }, el("h1", { text: t("title") }),
+    el("label", { for: "login-user", text: t("username") }), user,
+    el("label", { for: "login-password", text: t("password") }), password,
+    el("button", { type: "submit", id: "login-submit", text: t("login") }), error);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    try {
+      const answer = await api("/login", { method: "POST", body: { username: user.value, password: password.value } });
+      sessionStorage.setItem(TOKEN_KEY, answer.token);
+      sessionStorage.setItem(USER_KEY, JSON.stringify(answer.user));
+      const region = await firstRegion();
+      const target = region ? `#/region/${region}` : "#/";
+      if (location.hash === target) route(); else location.hash = target;
+    } catch (e) {
+      error.textContent = `${t("loginFailed")}: ${e.message}`;
+    }
+  });
+  main.append(form);
+  user.focus();
+}
+
+async function pageOverview(main, region) {
+  const o = await api(`/regions/${encodeURIComponent(region)}`);
+  const card = (k, v, id) => el("div", { class: "card", id }, el("div", { class: "k", text: k }), el("div", { class: "v", text: v }));
+  main.append(el("h1", { id: "page-title", text: `${t("overview")}：${o.title || o.id}` }),
+    el("div", { class: "cards" }, card(t("cases"), count(o.cases), "card-cases"),
+      card(t("hospitals"), count(o.hospitals), "card-hospitals"), card(t("budget"), yuanCompact(o.budget), "card-budget"),
+      card(t("rejected"), count(o.rejected), "card-rejected"),
+      card(t("settlementDay"), o.baseline.settlement_day || "—", "card-day")),
+    el("p", { class: "note", text: `${t("baselineName")}: ${o.baseline.name}` }));
+  const byLevel = [...o.by_level].sort((a, b) => compareLevels(a.level, b.level));
+  main.append(el("h2", { text: t("byLevel") }),
+    table([{ key: "level", label: t("level") }, { key: "hospitals", label: t("hospitals"), kind: "count" },
+      { key: "cases", label: t("cases"), kind: "count" }], byLevel, { id: "by-level" }),
+    el("h2", { text: t("byType") }),
+    table([{ key: "type", label: t("type") }, { key: "hospitals", label: t("hospitals"), kind: "count" },
+      { key: "cases", label: t("cases"), kind: "count" }], o.by_type, { id: "by-type" }),
+    el("h2", { text: t("pools") }),
+    table([{ key: "pool", label: t("pool") }, { key: "cases", label: t("cases"), kind: "count" },
+      { key: "cost", label: t("cost"), kind: "money" }, { key: "budget", label: t("budgetCol"), kind: "money" },
+      { key: "budget_available", label: t("available"), kind: "money" },
+      { key: "point_value", label: t("pointValue"), kind: "number4" },
+      { key: "status", label: t("status"), value: (r) => statusLabel(r.status) },
+      { key: "fund_payout", label: t("fundPayout"), kind: "money" }], o.pools, { id: "pools" }));
+  const chartBox = el("div", { class: "chart", id: "level-chart" });
+  main.append(el("h2", { text: `${t("byLevel")}：${t("cases")}` }), chartBox);
+  drawBars(chartBox, byLevel.map((r) => r.level), byLevel.map((r) => r.cases), t("cases"), false);
+}
+
+function parameterInput(p) {
+  const id = `param-${p.path}`;
+  const value = p.value;
+  if (p.type === "bool") {
+    return el("select", { id, "data-path": p.path }, el("option", { value: "true", text: t("yes"), selected: value === true }),
+      el("option", { value: "false", text: t("no"), selected: value === false }));
+  }
+  if (p.type === "str" && p.choices.length) {
+    return el("select", { id, "data-path": p.path }, p.choices.map((c) => el("option", { value: c, text: c, selected: c === value })));
+  }
+  if ((p.type === "float" || p.type === "int") && typeof value === "number") {
+    return el("input", { id, "data-path": p.path, type: "number", step: "any", value: String(value) });
+  }
+  return null;  // tables, schedules and dated values: shown, not edited here
+}
+
+function boundProblem(p, x) {
+  if (!Number.isFinite(x)) return t("notNumber");
+  if (p.type === "int" && !Number.isInteger(x)) return `${t("mustBe")} int`;
+  if (p.min !== null && x < p.min) return `${t("mustBe")} ${t("atLeast")} ${p.min}`;
+  if (p.max !== null && x > p.max) return `${t("mustBe")} ${t("atMost")} ${p.max}`;
+  if (p.above !== null && x <= p.above) return `${t("mustBe")} ${t("above")} ${p.above}`;
+  if (p.below !== null && x >= p.below) return `${t("mustBe")} ${t("below")} ${p.below}`;
+  return null;
+}
+
+function parameterBlock(p) {
+  const input = parameterInput(p);
+  const problem = el("div", { class: "problem" });
+  const block = el("div", { class: "param", "data-param": p.path },
+    el("div", { class: "label", text: `${p.label || p.path}` }),
+    el("div", { class: "meta", text: `${p.path}${p.unit ? " · " + t("unit") + ": " + p.unit : ""}` }),
+    input || el("div", { class: "meta", text: JSON.stringify(p.value) }),
+    el("div", { class: "meta", text: `${t("meaning")}: ${p.doc}`, title: p.source ? `${t("source")}: ${p.source}` : null }),
+    problem);
+  if (input) {
+    input.addEventListener("input", () => {
+      const v = readInput(p, input);
+      block.classList.toggle("changed", v.changed);
+      problem.textContent = v.problem || "";
+    });
+    input.addEventListener("change", () => input.dispatchEvent(new Event("input")));
+  }
+  return { block, input, p, problem };
+}
+
+function readInput(p, input) {
+  if (p.type === "bool") { const v = input.value === "true"; return { value: v, changed: v !== p.value }; }
+  if (p.type === "str") return { value: input.value, changed: input.value !== p.value };
+  const x = Number(input.value);
+  if (input.value.trim() === "") return { value: null, changed: true, problem: t("notNumber") };
+  return { value: p.type === "int" ? x : x, changed: x !== p.value, problem: boundProblem(p, x) };
+}
+
+async function pageCompare(main, region, runId) {
+  const user = me();
+  const isBureau = user.role === "bureau";
+  main.append(el("h1", { id: "page-title", text: t("compare") }));
+  const layout = el("div", { class: "layout" });
+  const left = el("div", { class: "params" }), right = el("div", { class: "results", id: "results" });
+  layout.append(left, right);
+  main.append(layout);
+  const runs = (await api(`/regions/${encodeURIComponent(region)}/runs`)).runs.filter((r) => r.status === "done");
+  const select = el("select", { id: "run-select" }, el("option", { value: "", text: runs.length ? t("chooseRun") : t("noRuns") }),
+    runs.map((r) => el("option", { value: r.id, text: `${r.name} · ${r.created}`, selected: r.id === runId })));
+  select.addEventListener("change", () => { if (select.value) location.hash = `#/compare/${region}/${select.value}`; });
+  left.append(el("h2", { text: t("runs") }), select);
+  if (isBureau) {
+    const params = (await api(`/regions/${encodeURIComponent(region)}/parameters`)).parameters;
+    const byPath = Object.fromEntries(params.map((p) => [p.path, p]));
+    const blocks = [];
+    left.append(el("h2", { text: t("params") }));
+    for (const path of KEY_PARAMETERS) if (byPath[path]) { const b = parameterBlock(byPath[path]); blocks.push(b); left.append(b.block); }
+    const more = el("details", { id: "more-params" }, el("summary", { text: t("moreParams") }));
+    for (const p of params) if (!KEY_PARAMETERS.includes(p.path)) { const b = parameterBlock(p); blocks.push(b); more.append(b.block); }
+    left.append(more);
+    const name = el("input", { id: "variant-name", maxlength: 100, placeholder: t("variantName") });
+    const status = el("div", { id: "run-status", class: "note" });
+    const button = el("button", { type: "button", id: "run-button", text: t("run") });
+    left.append(el("h2", { text: t("variantName") }), name, " ", button, status);
+    button.addEventListener("click", async () => {
+      const set = {};
+      const problems = [];
+      for (const b of blocks) {
+        if (!b.input) continue;
+        const v = readInput(b.p, b.input);
+        if (!v.changed) continue;
+        if (v.problem) problems.push(`${b.p.label || b.p.path}: ${v.problem}`);
+        set[b.p.path] = v.value;
+      }
+      status.className = "note"; status.textContent = "";
+      if (problems.length) { status.className = "error"; status.textContent = `${t("problems")}:\n${problems.join("\n")}`; return; }
+      if (!Object.keys(set).length) { status.textContent = t("notChanged"); return; }
+      button.disabled = true; status.textContent = t("running");
+      try {
+        const body = { set };
+        if (name.value.trim()) body.name = name.value.trim();
+        const run = await api(`/regions/${encodeURIComponent(region)}/runs`, { method: "POST", body });
+        let state = run;
+        while (state.status === "queued" || state.status === "running") {
+          status.textContent = `${t("running")} ${state.progress.done}/${state.progress.total}`;
+          await new Promise((r) => setTimeout(r, 150));
+          state = await api(`/runs/${run.id}`);
+        }
+        if (state.status !== "done") throw new ApiError(500, `${t("failed")}: ${state.error || state.status}`);
+        location.hash = `#/compare/${region}/${run.id}`;
+      } catch (e) {
+        status.className = "error";
+        const problemsList = e.detail && e.detail.problems;
+        status.textContent = problemsList ? `${t("problems")}:\n${problemsList.join("\n")}` : e.message;
+      } finally { button.disabled = false; }
+    });
+  } else {
+    left.append(el("p", { class: "note", text: t("onlyBureau") }));
+  }
+  if (runId) await showRun(right, region, runId);
+}
+
+async function showRun(box, region, runId) {
+  const run = await api(`/runs/${encodeURIComponent(runId)}`);
+  const data = await api(`/runs/${encodeURIComponent(runId)}/hospitals`);
+  const registry = (await api(`/regions/${encodeURIComponent(region)}/parameters`)).parameters;
+  const label = Object.fromEntries(registry.map((p) => [p.path, p.label || p.path]));
+  box.append(el("h2", { id: "run-title", "data-run": runId, text: `${t("variant")}：${run.name}` }),
+    el("p", { class: "note", id: "run-set", text: Object.entries(run.set).map(([k, v]) =>
+      `${label[k] || k}（${k}）= ${typeof v === "boolean" ? (v ? t("yes") : t("no")) : JSON.stringify(v)}`).join("；") }));
+  box.append(el("h2", { text: t("pointValues") }),
+    table([{ key: "pool", label: t("pool") }, { key: "baseline", label: `${t("baseline")} ${t("pointValue")}`, kind: "number4" },
+      { key: "variant", label: `${t("variant")} ${t("pointValue")}`, kind: "number4" },
+      { key: "change", label: t("changePct"), kind: "pct", signed: true,
+        value: (r) => (r.baseline ? (r.variant / r.baseline - 1) * 100 : null) },
+      { key: "status", label: t("status"), value: (r) => statusLabel(r.status) }], run.point_values, { id: "point-values" }));
+  if (run.summary && run.summary.variant) {
+    const s = run.summary.variant;
+    box.append(el("div", { class: "cards", id: "summary" },
+      ...[[t("winners"), count(s.winners)], [t("losers"), count(s.losers)], [t("moved"), yuan(s.moved)],
+        [t("tcmShare"), share(s.tcm_hospital_share)]].map(([k, v]) =>
+        el("div", { class: "card" }, el("div", { class: "k", text: k }), el("div", { class: "v", text: v })))));
+  }
+  const rows = data.hospitals;
+  const levels = [...new Set(rows.map((r) => r.level))].sort(compareLevels);
+  const types = [...new Set(rows.map((r) => r.type))].sort((a, b) => labels.types.indexOf(a) - labels.types.indexOf(b));
+  const levelFilter = el("select", { id: "filter-level" }, el("option", { value: "", text: `${t("level")}：${t("all")}` }),
+    levels.map((l) => el("option", { value: l, text: l })));
+  const typeFilter = el("select", { id: "filter-type" }, el("option", { value: "", text: `${t("type")}：${t("all")}` }),
+    types.map((l) => el("option", { value: l, text: l })));
+  const search = el("input", { id: "filter-name", type: "search", placeholder: t("search") });
+  const counter = el("span", { class: "note", id: "row-count" });
+  const isBureau = me().role === "bureau";
+  const manyPools = new Set(rows.map((r) => r.pool)).size > 1;
+  const chartName = (r) => `${r.name || r.hospital_id}${manyPools ? " · " + r.pool : ""}`;
+  const columns = [
+    { key: "hospital_id", label: t("hospitalId"), link: (r) => `#/hospital/${region}/${encodeURIComponent(r.hospital_id)}` },
+    { key: "name", label: t("name") }, { key: "level", label: t("level") }, { key: "type", label: t("type") },
+    { key: "pool", label: t("pool") }, { key: "baseline_payout", label: t("baselinePayout"), kind: "money" },
+    { key: "payout", label: t("payout"), kind: "money" }, { key: "change", label: t("changeYuan"), kind: "money", signed: true },
+    { key: "change_pct", label: t("changePct"), kind: "pct", signed: true }];
+  const sortKey = { level: (r) => levelRank(r.level) };
+  let sort = { key: "change", dir: 1 };
+  const headRow = el("tr", {}, columns.map((c) => {
+    const th = el("th", { class: "sortable", "data-col": c.key, text: c.label });
+    th.addEventListener("click", () => { sort = { key: c.key, dir: sort.key === c.key ? -sort.dir : 1 }; draw(); });
+    return th;
+  }));
+  const body = el("tbody");
+  const chartBox = el("div", { class: "chart", id: "change-chart" });
+  box.append(el("h2", { text: t("hospitalTable") }), el("div", { class: "filters" }, levelFilter, typeFilter, search, counter),
+    el("table", { id: "hospital-table" }, el("thead", {}, headRow), body),
+    el("h2", { text: t("chartTitle") }), chartBox);
+  const value = (r, key) => {
+    if (sortKey[key]) return sortKey[key](r);
+    const c = columns.find((x) => x.key === key);
+    if (c.kind === "money") return fen(r[key]);
+    return r[key];
+  };
+  function draw() {
+    const q = search.value.trim().toLowerCase();
+    const shown = rows.filter((r) => (!levelFilter.value || r.level === levelFilter.value)
+      && (!typeFilter.value || r.type === typeFilter.value)
+      && (!q || String(r.name || "").toLowerCase().includes(q) || String(r.hospital_id).toLowerCase().includes(q)));
+    shown.sort((a, b) => {
+      const x = value(a, sort.key), y = value(b, sort.key);
+      if (x === y) return String(a.hospital_id).localeCompare(String(b.hospital_id));
+      if (x === null || x === undefined) return 1;
+      if (y === null || y === undefined) return -1;
+      return (x < y ? -1 : 1) * sort.dir;
+    });
+    clear(body).append(...shown.map((r) => {
+      const tr = row(columns, r);
+      tr.setAttribute("data-hospital", r.hospital_id);
+      return tr;
+    }));
+    for (const th of headRow.children) {
+      th.classList.toggle("sorted-asc", th.dataset.col === sort.key && sort.dir === 1);
+      th.classList.toggle("sorted-desc", th.dataset.col === sort.key && sort.dir === -1);
+    }
+    counter.textContent = `${t("shown")} ${shown.length} / ${t("of")} ${rows.length} ${t("rows")}`;
+    const byChange = [...shown].sort((a, b) => (fen(a.change) < fen(b.change) ? -1 : fen(a.change) > fen(b.change) ? 1 : 0));
+    drawBars(chartBox, byChange.map((r) => chartName(r)), byChange.map((r) => Number(r.change)), t("changeYuan"),
+      true, byChange.map((r) => r.change));
+  }
+  for (const input of [levelFilter, typeFilter]) input.addEventListener("change", draw);
+  search.addEventListener("input", draw);
+  search.addEventListener("change", draw);
+  if (!isBureau) levelFilter.disabled = typeFilter.disabled = rows.length <= 1;
+  draw();
+}
+
+// An ECharts bar chart: hover shows the exact yuan (from the API's string), the axis reads 万 / 亿 (no exponent).
+// Many bars (hospitals, groups) lie on their side, names on the left, the box as tall as they need (up to a limit,
+// then a scroll bar).
+function drawBars(box, names, values, seriesName, money, exact) {
+  if (typeof echarts === "undefined") return;
+  const flat = names.length > 8;
+  box.style.height = flat ? `${Math.min(Math.max(names.length * 22 + 70, 300), 720)}px` : "";
+  let chart = echarts.getInstanceByDom(box);
+  if (!chart) { chart = echarts.init(box, null, { renderer: "canvas" }); charts.push(chart); }
+  chart.resize();
+  const encode = echarts.format.encodeHTML;
+  const valueLabel = (v) => {
+    const a = Math.abs(v);
+    if (money && a >= 1e8) return `${fixed(v / 1e8, 2)}${lang === "zh" ? "亿" : "×100M"}`;
+    if (money && a >= 1e4) return `${fixed(v / 1e4, 1)}${lang === "zh" ? "万" : "×10k"}`;
+    return fixed(v, 0);
+  };
+  const category = { type: "category", data: names, inverse: flat,
+    axisLabel: { interval: 0, width: 220, overflow: "truncate" } };
+  const value = { type: "value", axisLabel: { formatter: valueLabel } };
+  const fits = Math.floor((720 - 70) / 22);
+  chart.setOption({
+    animation: false,
+    grid: flat ? { left: 10, right: 40, top: 10, bottom: 30, containLabel: true }
+      : { left: 80, right: 20, top: 20, bottom: 60 },
+    tooltip: { trigger: "axis", axisPointer: { type: "shadow" },
+      // the tooltip is HTML: every value from the API is escaped here
+      formatter: (items) => items.map((i) => `${encode(String(i.name))}<br>${encode(seriesName)}: ${
+        encode(money && exact ? yuan(exact[i.dataIndex]) : fixed(i.value, money ? 2 : 0))}`).join("<br>") },
+    xAxis: flat ? value : category,
+    yAxis: flat ? category : value,
+    dataZoom: flat
+      ? [{ type: "inside", yAxisIndex: 0, zoomOnMouseWheel: false, moveOnMouseWheel: true },
+        ...(names.length > fits ? [{ type: "slider", yAxisIndex: 0, right: 4, width: 14, startValue: 0,
+          endValue: fits - 1 }] : [])]
+      : [{ type: "inside" }],
+    series: [{ name: seriesName, type: "bar", data: values.map((v) => ({ value: v,
+      itemStyle: { color: v < 0 ? "#c62828" : "#2e7d32" } })) }],
+  }, true);
+}
+
+async function pageHospital(main, region, hospitalId) {
+  const user = me();
+  const hospital = hospitalId || (user.role === "hospital" ? user.hospital_id : "");
+  main.append(el("h1", { id: "page-title", text: t("hospital") }));
+  if (user.role === "bureau") {
+    const input = el("input", { id: "hospital-input", value: hospital, placeholder: t("hospitalId") });
+    const go = el("button", { type: "button", text: t("open") });
+    go.addEventListener("click", () => { location.hash = `#/hospital/${region}/${encodeURIComponent(input.value.trim())}`; });
+    main.append(el("div", { class: "filters" }, input, go));
+  }
+  if (!hospital) return;
+  const h = await api(`/regions/${encodeURIComponent(region)}/hospitals/${encodeURIComponent(hospital)}`);
+  const card = (k, v, id) => el("div", { class: "card", id }, el("div", { class: "k", text: k }), el("div", { class: "v", text: v }));
+  main.append(el("h2", { id: "hospital-name", text: `${h.name || h.hospital_id}（${h.hospital_id}）` }),
+    el("div", { class: "cards" }, card(t("level"), h.level || "—"), card(t("type"), h.type || "—"),
+      card(t("cases"), count(h.cases)), card(t("cost"), yuan(h.cost)), card(t("payment"), yuan(h.payment)),
+      card(t("balance"), yuan(h.balance), "hospital-balance")));
+  const worst = h.groups.filter((g) => fen(g.balance) < 0n).slice(0, 20);
+  const chartBox = el("div", { class: "chart", id: "groups-chart" });
+  main.append(el("h2", { text: `${t("groupsTitle")}（${count(h.groups.length)}）` }), el("div", { class: "scroll" },
+    table([{ key: "group", label: t("group") }, { key: "cases", label: t("cases"), kind: "count" },
+      { key: "cost", label: t("cost"), kind: "money" }, { key: "payment", label: t("payment"), kind: "money" },
+      { key: "balance", label: t("balance"), kind: "money", signed: true },
+      { key: "payment_ratio", label: t("ratio"), kind: "number2" }], h.groups, { id: "groups-table" })),
+    el("h2", { text: t("worstGroups") }), chartBox);
+  drawBars(chartBox, worst.map((g) => g.group), worst.map((g) => Number(g.balance)), t("balance"), true,
+    worst.map((g) => g.balance));
+  const caseInput = el("input", { id: "case-input", placeholder: t("caseId"), maxlength: 64 });
+  const show = el("button", { type: "button", id: "case-show", text: t("show") });
+  const out = el("pre", { class: "explain", id: "case-explain" });
+  show.addEventListener("click", async () => {
+    try { out.textContent = (await api(`/regions/${encodeURIComponent(region)}/cases/${encodeURIComponent(caseInput.value.trim())}/explain`)).text; }
+    catch (e) { out.textContent = e.message; }
+  });
+  main.append(el("h2", { text: t("explain") }), el("div", { class: "filters" }, caseInput, show), out);
+}
+
+// ------------------------------------------------------------------ router
+
+async function route() {
+  disposeCharts();
+  // each visit draws into a new box: a page still loading from an earlier visit draws into its own, detached box
+  const main = el("div", { class: "page" });
+  clear(document.getElementById("main")).append(main);
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  if (!token()) { renderChrome(); return pageLogin(main); }
+  try {
+    if (!labels) labels = await api("/labels");
+    currentRegion = parts[1] || currentRegion || await firstRegion();
+    renderChrome();
+    const page = parts[0] || "region";
+    if (page === "login") { renderChrome(); return pageLogin(main); }
+    if (page === "compare") { setActive("compare"); return await pageCompare(main, currentRegion, parts[2]); }
+    if (page === "hospital") { setActive("hospital"); return await pageHospital(main, currentRegion, parts[2]); }
+    setActive("overview");
+    return await pageOverview(main, currentRegion);
+  } catch (e) {
+    main.append(el("p", { class: "error", id: "page-error", text: e.message }));
+  }
+}
+
+document.getElementById("lang-switch").addEventListener("click", () => {
+  lang = lang === "zh" ? "en" : "zh";
+  localStorage.setItem(LANG_KEY, lang);
+  route();
+});
+document.getElementById("logout").addEventListener("click", async () => {
+  try { await api("/logout", { method: "POST" }); } catch { /* the token may have expired */ }
+  sessionStorage.removeItem(TOKEN_KEY); sessionStorage.removeItem(USER_KEY);
+  location.hash = "#/login";
+});
+window.addEventListener("hashchange", route);
+window.addEventListener("resize", () => charts.forEach((c) => c.resize()));
+route();
