@@ -35,6 +35,8 @@ from dipsim.grouping.reference import Case, group_case
 from dipsim.grouping.tables import list_reads, load_scheme
 from dipsim.paths import tables_dir
 
+from case_tables import grouping_table
+
 HAND = "hand-drg-3.0"
 ROBOT = ["17.4100", "17.4200", "17.4300", "17.4400", "17.4500"]
 
@@ -129,23 +131,10 @@ def hand(tmp_path_factory):
     return make_hand_scheme(tmp_path_factory.mktemp("hand"))
 
 
-def _table(batch: list[Case]) -> pa.Table:
-    return pa.table({
-        "case_id": pa.array([str(i) for i in range(len(batch))], pa.string()),
-        "diagnoses": pa.array([c.diagnoses for c in batch], pa.list_(pa.string())),
-        "procedures": pa.array([c.procedures for c in batch], pa.list_(pa.string())),
-        "sex": pa.array([c.sex for c in batch], pa.int8()),
-        "age_years": pa.array([c.age_years for c in batch], pa.int16()),
-        "age_days": pa.array([c.age_days for c in batch], pa.int32()),
-        "birth_weight_g": pa.array([c.birth_weight_g for c in batch], pa.int32()),
-        "ventilation_hours": pa.array([c.ventilation_hours for c in batch], pa.float64()),
-        "los_days": pa.array([c.los_days for c in batch], pa.int32()),
-    })
-
 
 def group_both(scheme, batch: list[Case]) -> list[dict]:
     """Each case grouped by the reference and the kernel; they must agree on every output column."""
-    got = group_table(_table(batch), scheme).to_pylist()
+    got = group_table(grouping_table(batch), scheme).to_pylist()
     for case, kernel in zip(batch, got):
         ref = group_case(case, scheme)
         assert (kernel["drg"], kernel["adrg"], kernel["mdc"], kernel["cc_level"], kernel["reason"]) == (

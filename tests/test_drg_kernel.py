@@ -22,6 +22,8 @@ from dipsim.grouping.drg import encode_table, group_encoded, group_table
 from dipsim.grouping.reference import UNGROUPABLE, Case, group_case
 from dipsim.grouping.tables import load_scheme
 
+from case_tables import grouping_table
+
 SCHEMES = ("chs-drg-1.1", "chs-drg-1.1-beijing")
 UNKNOWN_DX = ["X99.999x999", "K35.800x999"]
 UNKNOWN_PX = ["99.9999x999", "47.0900x999"]
@@ -171,19 +173,6 @@ def cases(draw, p: Pools):
     return Case(diagnoses, procedures, sex, age_years, age_days, weight, hours, los)
 
 
-def _table(batch: list[Case]) -> pa.Table:
-    return pa.table({
-        "case_id": pa.array([str(i) for i in range(len(batch))], pa.string()),
-        "diagnoses": pa.array([c.diagnoses for c in batch], pa.list_(pa.string())),
-        "procedures": pa.array([c.procedures for c in batch], pa.list_(pa.string())),
-        "sex": pa.array([c.sex for c in batch], pa.int8()),
-        "age_years": pa.array([c.age_years for c in batch], pa.int16()),
-        "age_days": pa.array([c.age_days for c in batch], pa.int32()),
-        "birth_weight_g": pa.array([c.birth_weight_g for c in batch], pa.int32()),
-        "ventilation_hours": pa.array([c.ventilation_hours for c in batch], pa.float64()),
-        "los_days": pa.array([c.los_days for c in batch], pa.int32()),
-    })
-
 
 EXAMPLES = {"chs-drg-1.1": 0, "chs-drg-1.1-beijing": 0}  # cases checked, reported by -s / on failure
 REACHED: dict[str, set] = {"chs-drg-1.1": set(), "chs-drg-1.1-beijing": set()}  # outcomes the random cases hit
@@ -191,7 +180,7 @@ REACHED: dict[str, set] = {"chs-drg-1.1": set(), "chs-drg-1.1-beijing": set()}  
 
 def _check_batch(name: str, batch: list[Case]) -> None:
     scheme = with_qy(name)
-    table = _table(batch)
+    table = grouping_table(batch)
     out = group_table(table, scheme, chunk_size=7).to_pylist()  # small chunks: the chunking is exercised too
     status = group_encoded(encode_table(table, scheme), scheme).status
     for i, (case, got) in enumerate(zip(batch, out)):
@@ -245,8 +234,8 @@ def test_kernel_reaches_every_outcome():
         Case(["X99.999x999"]),  # unknown principal
         Case([None, "J96.000"]),
     ]
-    out = group_table(_table(batch), scheme).to_pylist()
-    assert group_table(_table(batch[4:5])).to_pylist()[0]["drg"] == "GS15"  # QY off, as the national list is
+    out = group_table(grouping_table(batch), scheme).to_pylist()
+    assert group_table(grouping_table(batch[4:5])).to_pylist()[0]["drg"] == "GS15"  # QY off, as the national list is
     for case, got in zip(batch, out):
         want = group_case(case, scheme)
         assert (got["drg"], got["adrg"], got["mdc"], got["cc_level"], got["reason"]) == (
@@ -261,7 +250,7 @@ def test_kernel_follows_the_beijing_age_and_stay_bands():
     """92.2200 is an RC1 radiotherapy procedure (bands by stay only), C45.706 an MDCR principal diagnosis."""
     scheme = load_scheme("chs-drg-1.1-beijing")
     batch = [Case(["C45.706"], ["92.2200"], los_days=los) for los in (None, 0, 1, 4, 6, 12, 13, 40)]
-    out = group_table(_table(batch), scheme).to_pylist()
+    out = group_table(grouping_table(batch), scheme).to_pylist()
     assert [g["drg"] for g in out] == ["0000", "RC18", "RC18", "RC16", "RC14", "RC14", "RC12", "RC12"]
     assert out[0]["reason"] == "ADRG RC1 has no DRG for this age / length of stay"
     for case, got in zip(batch, out):
@@ -279,7 +268,7 @@ def test_dictionary_encoded_code_lists_group_the_same():
     batch = [Case(["J18.900", "J96.000", ""], ["81.5100", None]), Case([None, "J96.000"]), Case([]),
              Case(["X99.999x999"]), Case(["P07.200", "K92.210"], age_years=0, age_days=3, birth_weight_g=1600),
              Case(["K92.210"], procedures=["81.5100"])]
-    table = _table(batch)
+    table = grouping_table(batch)
     coded = table.set_column(1, "diagnoses", _dictionary_lists(table["diagnoses"]))
     coded = coded.set_column(2, "procedures", _dictionary_lists(table["procedures"]))
     assert pa.types.is_dictionary(coded.schema.field("diagnoses").type.value_type)
@@ -287,7 +276,7 @@ def test_dictionary_encoded_code_lists_group_the_same():
 
 
 def test_group_table_edge_inputs():
-    empty = _table([])
+    empty = grouping_table([])
     assert group_table(empty).num_rows == 0
     # only diagnoses and case_id: every other column counts as missing
     minimal = pa.table({"case_id": ["a", "b"], "diagnoses": pa.array([["J18.900"], None], pa.list_(pa.string()))})

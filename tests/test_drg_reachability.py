@@ -21,7 +21,6 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass
 
-import pyarrow as pa
 import pytest
 
 from dipsim.grouping.reference import Case, group_case
@@ -32,7 +31,8 @@ from dipsim.grouping.tables import (
     load_scheme,
     scheme_folder,
 )
-from dipsim.schema import CASE_FIELD_BY_NAME
+
+from case_tables import grouping_table
 
 SCHEMES = {"chs-drg-2.0": (409, 634), "chs-drg-3.0": (492, 825)}  # ADRGs and DRGs of each scheme's official list
 PRE_MDC_TABLES = ("P", "Y", "Z")  # pre-MDC groups entered through the principal diagnosis
@@ -343,22 +343,6 @@ def _cases(name: str) -> tuple[dict[str, Case], list[str]]:
     return found, missing
 
 
-def _table(cases: dict[str, Case]) -> pa.Table:
-    """The cases as a case table of dipsim.schema's types; case_id = the target DRG."""
-    columns = {
-        "case_id": list(cases),
-        "diagnoses": [c.diagnoses for c in cases.values()],
-        "procedures": [c.procedures for c in cases.values()],
-        "sex": [c.sex for c in cases.values()],
-        "age_years": [c.age_years for c in cases.values()],
-        "age_days": [c.age_days for c in cases.values()],
-        "birth_weight_g": [c.birth_weight_g for c in cases.values()],
-        "los_days": [c.los_days for c in cases.values()],
-        "ventilation_hours": [c.ventilation_hours for c in cases.values()],
-    }
-    return pa.table({n: pa.array(v, type=CASE_FIELD_BY_NAME[n].type) for n, v in columns.items()})
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Tests
 
@@ -380,7 +364,7 @@ def test_the_kernel_puts_every_generated_case_in_its_drg(name):
 
     scheme = _scheme(name)
     found, _ = _cases(name)
-    out = group_table(_table(found), scheme=name)
+    out = group_table(grouping_table(found.values(), found), scheme=name)
     assert out["case_id"].to_pylist() == list(found)
     wrong = [(target, drg) for target, drg in zip(out["case_id"].to_pylist(), out["drg"].to_pylist())
              if target != drg]
