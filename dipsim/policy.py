@@ -198,15 +198,12 @@ def _drg_scheme_problems(mode: str, scheme: str) -> list[str]:
         return []
     if mode != "drg":
         return [f"{scheme!r} is set with payment.mode = {mode!r} (leave it unset, or set payment.mode = \"drg\")"]
-    from dipsim.paths import tables_dir
+    from dipsim.grouping.tables import scheme_folder
 
     try:
-        folder = tables_dir()
+        scheme_folder(scheme)
     except FileNotFoundError as exc:
         return [str(exc)]
-    if "/" in scheme or "\\" in scheme or not (folder / scheme / "adrg.csv").is_file():
-        known = sorted(p.name for p in folder.iterdir() if (p / "adrg.csv").is_file())
-        return [f"no grouper tables for {scheme!r} in {folder} (have: {', '.join(known)})"]
     return []
 
 

@@ -423,3 +423,12 @@ def test_json_build_fails_on_a_drg_rule_it_does_not_read_so(shared_reference, tm
     assert "CV19 ['AGE_GE_70'] but its name reads the band {}" in message
     assert "HIGH_RISK_PREGNANCY.dat (810 codes) differs from config.json" in message
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["../chs-drg-2.0", "chs-drg-2.0/", "..", "", "dip", "chs-drg-9.9"])
+def test_a_scheme_name_is_a_scheme_folder_never_a_path(name):
+    """`dip` is a folder of grouper_tables/ but not a CHS-DRG scheme (no adrg.csv); the others are no folder name."""
+    from dipsim.grouping.tables import scheme_folder
+
+    with pytest.raises(FileNotFoundError, match=r"no grouper tables for .* \(have: chs-drg-1.1, "):
+        scheme_folder(name)

@@ -298,11 +298,14 @@ def _min_counts(rules: dict) -> dict[str, dict[str, int]]:
 
 
 def scheme_folder(scheme: str, root: str | None = None) -> Path:
-    """grouper_tables/<scheme>/; FileNotFoundError lists the schemes there when it does not exist."""
-    folder = (Path(root) if root else tables_dir()) / scheme
-    if not folder.is_dir():
-        known = sorted(p.name for p in folder.parent.iterdir() if (p / "adrg.csv").is_file())
-        raise FileNotFoundError(f"no grouper tables for scheme {scheme!r} in {folder.parent} (have: {known})")
+    """grouper_tables/<scheme>/, a CHS-DRG scheme folder (it has adrg.csv); FileNotFoundError listing the schemes
+    there otherwise. A name is a folder's name, never a path (`../x`, `a/b` name no scheme): --scheme and a policy's
+    payment.drg_scheme both come here."""
+    parent = Path(root) if root else tables_dir()
+    folder = parent / scheme
+    if not scheme or scheme in (".", "..") or "/" in scheme or "\\" in scheme or not (folder / "adrg.csv").is_file():
+        known = ", ".join(sorted(p.name for p in parent.iterdir() if (p / "adrg.csv").is_file()))
+        raise FileNotFoundError(f"no grouper tables for {scheme!r} in {parent} (have: {known})")
     return folder
 
 
