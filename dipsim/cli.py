@@ -115,12 +115,10 @@ def _load(args, console: Console, path, **kwargs):
 
 
 def _file_digests(*paths) -> list[dict]:
-    """Manifest entries (file, sha256) of every file given, or under a folder given, in sorted order."""
-    from dipsim.io.writers import sha256_file
+    """`io.writers.file_digests` (imported when a command writes its manifest)."""
+    from dipsim.io.writers import file_digests
 
-    files = [f for p in map(Path, paths)
-             for f in ([p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file()))]
-    return [{"file": str(f), "sha256": sha256_file(f)} for f in files]
+    return file_digests(*paths)
 
 
 def cmd_validate(args) -> int:
@@ -623,15 +621,13 @@ def cmd_settle(args) -> int:
 
 
 def cmd_scenarios_run(args) -> int:
-    import hashlib
-
     import pyarrow as pa
 
     from dipsim.io.writers import OutputFolder
     from dipsim.payment.chain import discharge_days
     from dipsim.payment.terms import command_line_scheme, settlement_day
     from dipsim.region import budgets_from_cost
-    from dipsim.scenarios import BASELINE, grouped_cached, load_scenarios, run_scenarios, run_schemes
+    from dipsim.scenarios import BASELINE, grouped_cached, inputs_digest, load_scenarios, run_scenarios, run_schemes
 
     console = _console(args)
     scenario_set = load_scenarios(args.file, max_variants=args.max_variants)
@@ -653,7 +649,7 @@ def cmd_scenarios_run(args) -> int:
         if mode == "drg" else None
     schemes = run_schemes(scenario_set, day, scheme)
     inputs = _file_digests(args.cases, args.hospitals)
-    input_digest = hashlib.sha256("".join(i["sha256"] for i in inputs).encode()).hexdigest()
+    input_digest = inputs_digest(inputs)
     distinct = list(dict.fromkeys(schemes.values()))  # grouped once per distinct scheme, in order of first use
     with _progress(console, f"grouping ({mode}{': ' + ', '.join(distinct) if distinct else ''}, cached)",
                    max(len(distinct), 1)) as update:

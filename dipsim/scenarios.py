@@ -361,6 +361,14 @@ def _by_level(table: pd.DataFrame) -> pd.DataFrame:
     return grouped.round({"fund_payout": 2, "delta": 2})
 
 
+def inputs_digest(entries: list[dict]) -> str:
+    """One sha256 of the input files' (`io.writers.file_digests`: cases, then hospitals): the key `grouped_cached`
+    files a grouping under, so `dipsim scenarios run` and `dipsim serve` on the same files share it."""
+    import hashlib
+
+    return hashlib.sha256("".join(e["sha256"] for e in entries).encode()).hexdigest()
+
+
 def grouped_cached(cases: pa.Table, input_digest: str, mode: str, catalog=None,
                    scheme: str = "chs-drg-1.1") -> GroupedCases:
     """The cases grouped (`grouping.grouped_cases`), kept on disk (npz, no pickle) under a key made of the input

@@ -233,6 +233,13 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def file_digests(*paths) -> list[dict]:
+    """Manifest entries (file, sha256) of every file given, or under a folder given, in sorted order."""
+    files = [f for p in map(Path, paths)
+             for f in ([p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file()))]
+    return [{"file": str(f), "sha256": sha256_file(f)} for f in files]
+
+
 class OutputFolder:
     """A command's output folder. Every file is written through it (`csv`, `parquet`, `json`, or `add` for one a
     writer elsewhere made), and `manifest` writes manifest.json last, listing exactly those files with their

@@ -16,7 +16,6 @@ with FILE.toml's `baseline` naming DIR/regions/<id>/policy.toml.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import threading
 from decimal import Decimal
@@ -83,15 +82,6 @@ def build_demo_region(folder: Path, cases: int, hospitals: int, seed: int = 2025
             "cases": result.accepted.num_rows, "hospitals": hospitals, "seed": seed, "year": year}
 
 
-def _file_digest(*paths: Path) -> str:
-    """sha256 of the files' sha256 in order (a folder: its files sorted), as `dipsim scenarios run` keys its
-    grouping cache: the server and the command line share the cached grouping of a region."""
-    from dipsim.io.writers import sha256_file
-
-    files = [f for p in paths for f in ([p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file()))]
-    return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
-
-
 class LoadedRegion:
     """A region as the server reads it, once (`Server.region`): the validated cases (`io.validate.load_cases`) as
     `region.Region.of` keeps them, the hospitals table (`region.load_hospitals`), the baseline policy, the
@@ -99,10 +89,12 @@ class LoadedRegion:
 
     def __init__(self, folder: Path, record: dict):
         from dipsim.io.validate import load_cases
+        from dipsim.io.writers import file_digests
         from dipsim.payment.chain import discharge_days, run_chain
         from dipsim.payment.terms import command_line_scheme, settlement_day
         from dipsim.policy import load_policy
         from dipsim.region import Region, load_hospitals
+        from dipsim.scenarios import inputs_digest
 
         self.folder, self.record = folder, record
         self.policy = load_policy(folder / POLICY_FILE)
@@ -114,7 +106,8 @@ class LoadedRegion:
         self.day = settlement_day(discharge_days(self.cases), None)
         self.scheme = command_line_scheme(self.policy, self.day, None, "the baseline policy") \
             if self.mode == "drg" else None
-        self.inputs_sha256 = _file_digest(folder / CASES_DIR, folder / HOSPITALS_FILE)
+        # the key the command line's grouping cache uses for the same files (`scenarios.inputs_digest`)
+        self.inputs_sha256 = inputs_digest(file_digests(folder / CASES_DIR, folder / HOSPITALS_FILE))
         self._grouped: dict = {}
         self._lock = threading.Lock()
         self.catalog = None
