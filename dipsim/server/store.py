@@ -6,7 +6,7 @@ restarts.
     DIR/regions/index.json         region id -> title, mode, created
     DIR/regions/<id>/...           a region's files (`regions`)
     DIR/runs/index.json            run id -> region, name, status, user, created
-    DIR/runs/<id>/run.json         a run's inputs and results (`runs`)
+    DIR/runs/<id>/result.json      a done run's results, whole fen (`runs`)
 
 No path is made from user input: region and run ids are generated here (`new_id`), checked against their pattern
 (`REGION_ID`, `RUN_ID`) and looked up in an index before a folder of that name is opened; everything else a
