@@ -659,12 +659,12 @@ def cmd_scenarios_run(args) -> int:
 
             catalog = load_catalog(args.catalog)
             grouped = grouped_cached(cases, input_digest, mode, catalog)
+            update(1, 1)
         else:
             grouped = {}
             for number, name in enumerate(distinct):
                 grouped[name] = grouped_cached(cases, input_digest, mode, catalog, name)
                 update(number + 1, len(distinct))
-        update(max(len(distinct), 1), max(len(distinct), 1))
     with _progress(console, f"{scenario_set.name}: pricing and settling", len(scenario_set.variants) + 1) as update:
         try:
             results = run_scenarios(cases, hospitals, scenario_set, grouped, progress=update, on=args.on,

@@ -198,6 +198,7 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet,
     runs = [(BASELINE, scenarios.baseline)] + [(v.name, scenarios.baseline.overlay(v.changes, name=v.name))
                                                for v in scenarios.variants]
     schemes = run_schemes(scenarios, case_set.settlement_day(on), scheme)
+    switching = len(set(schemes.values())) > 1  # some variant groups under another scheme: keep what explains it
     payouts, points, pool_rows, reviews, screens, monitoring = {}, {}, [], [], {}, None
     workspace: dict = {}  # the pricing columns, allocated once: each variant reads only its settlement
     changes = []  # (name, the baseline's case points and point values, the variant's) of a scheme change
@@ -207,9 +208,9 @@ def run_scenarios(cases: pa.Table, hospitals: pa.Table, scenarios: ScenarioSet,
                         workspace=workspace)
         result = run.settlement
         values = {r["pool"]: r["point_value"] for r in result.pools}
-        if name == BASELINE:
+        if switching and name == BASELINE:
             before = (grouping, np.array(run.case_points, copy=True), values)  # the next run overwrites its columns
-        elif schemes.get(name) != schemes.get(BASELINE):
+        elif switching and schemes.get(name) != schemes.get(BASELINE):
             changes.append((name, before, (grouping, np.array(run.case_points, copy=True), values)))
         review_row = {"scenario": name, "review_applied": 0, "review_approved": 0.0, "review_amount": 0.0}
         if run.review is not None:
