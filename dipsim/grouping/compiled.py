@@ -135,7 +135,7 @@ class CompiledScheme:
     band_cc_mask: np.ndarray  # int8 (n_band): bit k = CC level k holds (CC_MASK_ALL: no CC-level condition)
     band_px_offsets: np.ndarray  # int64 (n_band + 1): CSR of band_px_codes
     band_px_codes: np.ndarray  # int32: sorted procedure ids per band (empty: no procedure condition)
-    band_drg: np.ndarray  # int16 (n_band, 3): DRG id per CC level, as adrg_drg (-1 where the band's CC levels fail)
+    band_drg: np.ndarray  # int16 (n_band, 3): DRG id per CC level, as adrg_drg
     # inverted indexes: code id -> ids of the lists holding it, sorted (so by owner ADRG)
     list_owner: np.ndarray  # int32 per list, -1 for the shared built-ins
     # split by the position a list reads: principal (dx / any_dx, px / any_px), secondary (any_dx / other_dx, any_px)
@@ -377,9 +377,8 @@ def _build(scheme: DrgScheme) -> CompiledScheme:
             if key in bounds:
                 adrg_bounds[i, j] = int(bounds[key])
     for j, band in enumerate(bands):
-        for level in CC_LEVELS:
-            if band.cc_levels is None or level in band.cc_levels:
-                band_drg[j, level] = drg_id(band.drgs, level)
+        for level in CC_LEVELS:  # a level outside the band's cc_levels is never read: band_cc_mask fails it first
+            band_drg[j, level] = drg_id(band.drgs, level)
     adrg_mdc = np.array([mdc_index.get(a.mdc, -1) for a in adrgs], dtype=np.int8)
     adrg_kind = np.array([_KINDS[a.kind] for a in adrgs], dtype=np.int8)
 
