@@ -105,8 +105,9 @@ def scenarios_of(data: dict, source: str, baseline: Policy | None = None, max_va
     count = len(named) + (math.prod(len(v) for v in values.values()) if values else 0)
     if count > max_variants:
         grid = " x ".join(f"{len(v)} {p}" for p, v in values.items())
-        raise InputError(f"{source}: {count:,} variants ({len(named)} named + the sweep's {grid}) are more than "
-                         f"{max_variants:,}: narrow the sweep{raise_hint}")
+        what, fix = (f"{len(named)} named + the sweep's {grid}", "narrow the sweep") if values else \
+            ("all named", "keep fewer")
+        raise InputError(f"{source}: {count:,} variants ({what}) are more than {max_variants:,}: {fix}{raise_hint}")
     if baseline is None:
         if "baseline" not in meta:
             raise InputError(f"{source}: [scenario] baseline = \"POLICY.toml\" is missing")
