@@ -149,6 +149,8 @@ def test_a_saved_file_reads_back_into_the_form(served):
         ("tcm_hospital_bonus=0.05, same_price=True", {TCM: 0.05, "tcm.same_price": True}),
         ("tcm_hospital_bonus=0.1, same_price=True", {TCM: 0.1, "tcm.same_price": True})]
     assert sweep.json()["notes"] == ["the [sweep] is expanded into 2 variant(s)"]
+    assert sweep.json()["sweep_variants"] == 2 and sweep.json()["baseline_ignored"] is None
+    assert got["baseline_ignored"] == "policy.toml" and got["sweep_variants"] == 0
 
 
 # ---------------------------------------------------------------- checks, with the command line's messages
@@ -303,3 +305,20 @@ def test_the_parameters_come_with_their_texts_in_both_languages(served):
         assert p["label"] and p["label_en"] and p["doc"] and p["doc_zh"] and p["section"] == p["path"].split(".")[0]
     tcm = next(p for p in items if p["path"] == TCM)
     assert (tcm["label"], tcm["label_en"]) == ("中医医院加成", "TCM hospital bonus")
+
+
+def test_the_page_is_served_and_puts_values_in_as_text_only(served):
+    """policy.js and policy.css come from this server, after app.js, under the pages' Content-Security-Policy;
+    the page inserts nothing as HTML and loads nothing from elsewhere."""
+    import re
+
+    from dipsim.server.workbench import STATIC_DIR
+
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    assert page.index('src="app.js"') < page.index('src="policy.js"') and 'href="policy.css"' in page
+    for path in ("/app/policy.js", "/app/policy.css"):
+        answer = served["client"].get(path)
+        assert answer.status_code == 200 and "script-src 'self';" in answer.headers["content-security-policy"]
+    script = (STATIC_DIR / "policy.js").read_text(encoding="utf-8")
+    assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(|new Function", script)
+    assert not re.search(r"https?://", script) and "localStorage" not in script

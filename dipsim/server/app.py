@@ -391,13 +391,15 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
             raise InputError(f"{SCENARIO_SOURCE}: not valid TOML (nested too deeply)") from exc
         scenarios = scenarios_of(data, SCENARIO_SOURCE, loaded.policy, MAX_SCENARIO_VARIANTS, raise_hint="")
         meta = data.get("scenario", {})
+        swept = sum(not v.named for v in scenarios.variants) if data.get("sweep") else 0
         notes = []
         if "baseline" in meta:
             notes.append(f"[scenario] baseline = {meta['baseline']!r} is not read: the variants are checked and run "
                          "on this region's baseline policy")
-        if data.get("sweep"):
-            notes.append(f"the [sweep] is expanded into {sum(not v.named for v in scenarios.variants)} variant(s)")
+        if swept:
+            notes.append(f"the [sweep] is expanded into {swept} variant(s)")
         answer = {"name": scenarios.name, "title": scenarios.title, "notes": notes,
+                  "baseline_ignored": meta.get("baseline"), "sweep_variants": swept,
                   "variants": [{"name": v.name, "named": v.named, "set": v.changes} for v in scenarios.variants]}
         return json.loads(json.dumps(answer, default=str))
 
