@@ -209,7 +209,7 @@ def _is_date(text) -> bool:
     return True
 
 
-def _scenario_toml(region: str, title: str | None, variants: list[dict]) -> str:
+def _scenario_toml(region: str, mode: str, title: str | None, variants: list[dict]) -> str:
     """A scenario file as `dipsim scenarios run FILE.toml` reads it: [scenario] with baseline = "policy.toml" (the
     region's baseline, GET /api/regions/{region}/policy.toml, saved beside it) and one [[variant]] per variant.
     Written by tomli_w: no value is formatted into TOML by hand."""
@@ -223,12 +223,13 @@ def _scenario_toml(region: str, title: str | None, variants: list[dict]) -> str:
         body = tomli_w.dumps(data)
     except (TypeError, ValueError) as exc:  # checked before: a value TOML cannot hold would have been refused
         raise InputError(f"{SCENARIO_SOURCE}: {exc}") from exc
+    catalog = f" --catalog DIR/regions/{region}/{CATALOG_DIR}" if mode == "dip" else ""
     return (f"# dipsim scenario file, saved from the workbench's 政策参数 page for region {region}.\n"
             f"# baseline = \"{POLICY_FILE}\" is the region's baseline policy: download it (GET "
             f"/api/regions/{region}/policy.toml) into the folder of this file.\n"
             f"# Run it: dipsim scenarios run THIS.toml --cases DIR/regions/{region}/{CASES_DIR.as_posix()} "
-            f"--hospitals DIR/regions/{region}/{HOSPITALS_FILE} --catalog DIR/regions/{region}/{CATALOG_DIR}\n"
-            f"# (DIR: the server's data folder; --catalog in DIP mode only)\n\n" + body)
+            f"--hospitals DIR/regions/{region}/{HOSPITALS_FILE}{catalog}\n"
+            f"# (DIR: the server's data folder)\n\n" + body)
 
 
 def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_hospitals: int = DEMO_HOSPITALS,
@@ -358,7 +359,8 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
         loaded = server.region(region)
         variants = [{**({"name": v.name} if v.name else {}), "set": v.changes} for v in body.variants]
         scenarios_of({"variant": variants}, SCENARIO_SOURCE, loaded.policy, MAX_SCENARIO_VARIANTS, raise_hint="")
-        return Response(_scenario_toml(region, body.title, variants), media_type="application/toml; charset=utf-8",
+        return Response(_scenario_toml(region, loaded.mode, body.title, variants),
+                        media_type="application/toml; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="scenario_{region}.toml"'})
 
     @app.get("/api/regions/{region}/policy.toml", tags=["regions"], response_class=Response,
