@@ -233,13 +233,24 @@ def test_bureau_saves_variants_as_a_scenario_file_and_loads_it_back(served, brow
     # a file whose names are HTML: shown as text, nothing made of it; a bad file: the server's message
     hostile = tmp_path / "hostile.toml"
     hostile.write_text(tomli_w.dumps({"scenario": {"title": HTML_NAME}, "variant": [
-        {"name": HTML_NAME, "set": {TCM: 0.05, "coefficient.hospital": {"H0001": 1.1}}}]}), encoding="utf-8")
+        {"name": HTML_NAME, "set": {TCM: 0.05, "coefficient.hospital": {"H0001": 1.1},
+                                    "budget.scale": {"2025-01-01": 1.0, "2025-07-01": 1.05}}}]}), encoding="utf-8")
     _open_policy(driver, served, "#load-scenario")
     driver.find_element(By.ID, "load-scenario").send_keys(str(hostile))
     _wait(driver, lambda d: d.find_element(By.ID, "variant-name-0").get_attribute("value") == HTML_NAME)
     assert len(driver.find_elements(By.CSS_SELECTOR, "[data-path][data-variant]")) > 0
     fixed = driver.find_element(By.CSS_SELECTOR, 'tr[data-param="coefficient.hospital"] td.variant-cell')
     assert "H0001" in fixed.text  # a table from the file: shown, kept
+    dated = driver.find_element(By.CSS_SELECTOR, 'tr[data-param="budget.scale"] td.variant-cell')
+    assert [tr.text for tr in dated.find_elements(By.CSS_SELECTOR, "table.mini tr")] == [
+        "日期 值", "2025-01-01 1", "2025-07-01 1.05"]  # a dated value: date -> value
+    driver.find_element(By.ID, "save-scenario").click()  # saved again: the values the form does not edit are kept
+    _wait(driver, lambda d: d.find_element(By.ID, "scenario-text").get_attribute("textContent").startswith(
+        "# dipsim scenario file"))  # the server's file (the page showed the one loaded until now)
+    again = tomllib.loads(driver.find_element(By.ID, "scenario-text").get_attribute("textContent"))
+    assert again["scenario"]["title"] == HTML_NAME and again["variant"] == [
+        {"name": HTML_NAME, "set": {TCM: 0.05, "coefficient.hospital": {"H0001": 1.1},
+                                    "budget.scale": {"2025-01-01": 1.0, "2025-07-01": 1.05}}}]
     assert not driver.find_elements(By.ID, "injected") and driver.execute_script("return window.injected") is None
     bad = tmp_path / "bad.toml"
     bad.write_text('[[variant]]\nname = "a"\nset = { "outlier.hgh_ratio" = 2.0 }\n', encoding="utf-8")
