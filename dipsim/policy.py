@@ -50,6 +50,8 @@ class Parameter:
     default: object
     doc: str = ""
     label: str = ""  # a short Chinese name (中医医院加成), for people: forms, variant names, reports
+    label_en: str = ""  # the same in English (TCM hospital bonus): the workbench in English
+    doc_zh: str = ""  # the meaning (`doc`) in Chinese, in the bureaus' terms (点值, 分值, 偏差病例, 特例单议, ...)
     unit: str = ""
     source: str = ""
     min: float | None = None  # inclusive bounds
@@ -62,7 +64,8 @@ class Parameter:
 def registry() -> dict[str, Parameter]:
     data = tomllib.loads(REGISTRY_FILE.read_text(encoding="utf-8"))
     return {path: Parameter(path=path, type=spec["type"], default=spec["default"], doc=spec.get("doc", ""),
-                            label=spec.get("label", ""), unit=spec.get("unit", ""), source=spec.get("source", ""),
+                            label=spec.get("label", ""), label_en=spec.get("label_en", ""),
+                            doc_zh=spec.get("doc_zh", ""), unit=spec.get("unit", ""), source=spec.get("source", ""),
                             min=spec.get("min"), max=spec.get("max"), above=spec.get("above"), below=spec.get("below"),
                             choices=tuple(spec.get("choices", ())))
             for path, spec in data.items()}

@@ -79,7 +79,17 @@ def load_scenarios(path, baseline: Policy | None = None, max_variants: int = MAX
     first (PolicyError lists every problem, naming the variant). A sweep is counted before it is built: more than
     `max_variants` variants in all is refused (a grid of 10^8 combinations would not fit in memory)."""
     path = Path(path)
-    data = read_toml(path, "scenario")
+    return scenarios_of(read_toml(path, "scenario"), str(path), baseline, max_variants, base_dir=path.parent,
+                        default_name=path.stem)
+
+
+def scenarios_of(data: dict, source: str, baseline: Policy | None = None, max_variants: int = MAX_VARIANTS,
+                 base_dir: Path | None = None, default_name: str = "scenario",
+                 raise_hint: str = ", or raise the limit with --max-variants N") -> ScenarioSet:
+    """The checks of `load_scenarios` on a scenario file's parsed TOML `data` (`source` names it in messages). The
+    baseline policy is `baseline` when given (`[scenario] baseline` is then not read at all: the server checks an
+    uploaded file against its region's baseline), else the file `[scenario] baseline` names, relative to
+    `base_dir`. `raise_hint` ends the message of too many variants (how the caller's limit is raised)."""
     meta, named, sweep = data.get("scenario", {}), data.get("variant", []), data.get("sweep", {})
     shape = [f"[{key}] must be a table" for key, value in (("scenario", meta), ("sweep", sweep))
              if not isinstance(value, dict)]
@@ -91,23 +101,24 @@ def load_scenarios(path, baseline: Policy | None = None, max_variants: int = MAX
     values = {p: v if isinstance(v, list) else [v] for p, v in sweep.items()} if not shape else {}
     shape += [f"[sweep] {p!r} has no values" for p, v in values.items() if not v]
     if shape:
-        raise InputError(f"{path}: " + "; ".join(shape))
+        raise InputError(f"{source}: " + "; ".join(shape))
     count = len(named) + (math.prod(len(v) for v in values.values()) if values else 0)
     if count > max_variants:
         grid = " x ".join(f"{len(v)} {p}" for p, v in values.items())
-        raise InputError(f"{path}: {count:,} variants ({len(named)} named + the sweep's {grid}) are more than "
-                         f"{max_variants:,}: narrow the sweep, or raise the limit with --max-variants N")
+        what, fix = (f"{len(named)} named + the sweep's {grid}", "narrow the sweep") if values else \
+            ("all named", "keep fewer")
+        raise InputError(f"{source}: {count:,} variants ({what}) are more than {max_variants:,}: {fix}{raise_hint}")
     if baseline is None:
         if "baseline" not in meta:
-            raise InputError(f"{path}: [scenario] baseline = \"POLICY.toml\" is missing")
-        baseline = load_policy(path.parent / meta["baseline"])
+            raise InputError(f"{source}: [scenario] baseline = \"POLICY.toml\" is missing")
+        baseline = load_policy((base_dir or Path(".")) / meta["baseline"])
     variants = named_variants(named)
     for combination in itertools.product(*values.values()) if values else ():  # no sweep: no combination
         changes = dict(zip(values, combination))
         variants.append(Variant(_label(changes), changes, named=False))
-    check_variants(baseline, variants, str(path))
-    return ScenarioSet(name=meta.get("name", path.stem), title=meta.get("title", meta.get("name", path.stem)),
-                       baseline=baseline, variants=variants, source=str(path))
+    check_variants(baseline, variants, source)
+    return ScenarioSet(name=meta.get("name", default_name), title=meta.get("title", meta.get("name", default_name)),
+                       baseline=baseline, variants=variants, source=source)
 
 
 def named_variants(named: list[dict]) -> list[Variant]:

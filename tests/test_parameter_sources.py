@@ -79,3 +79,17 @@ def test_every_cited_section_exists():
 def test_citation_parsing():
     assert cited_sections("see docs/domain.md §2, §7-9 and docs/domain.md §11.") == [2, 7, 8, 9, 11]
     assert cited_sections("DOMAIN.md §3") == []
+
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@pytest.mark.parametrize("path", sorted(PARAMETERS))
+def test_every_parameter_has_its_label_and_meaning_in_chinese_and_english(path):
+    """The workbench's 政策参数 page shows each parameter in the user's language: `label` (Chinese) and `label_en`,
+    `doc` (English) and `doc_zh` (Chinese), none empty, each in its language."""
+    p = PARAMETERS[path]
+    assert p.label.strip() and p.label_en.strip() and p.doc.strip() and p.doc_zh.strip(), path
+    assert CJK.search(p.label) and CJK.search(p.doc_zh), path
+    assert not CJK.search(p.label_en), path  # an English label, not the Chinese one copied
+    assert p.label_en != p.path and p.doc_zh != p.doc, path

@@ -25,6 +25,10 @@ from dipsim.server.regions import CASES_DIR, CATALOG_DIR, HOSPITALS_FILE, POLICY
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 OPEN = {"/api/health", "/api/login", "/api/docs", "/api/openapi.json",  # no token needed; no data in them
         "/"}  # a redirect to the workbench's pages (/app/, static files: the same for everyone, no data)
+# routes a hospital account gets 403 from, whatever it asks: the bureau's writes and what holds every hospital's data
+BUREAU_ONLY = {("POST", "/api/regions/{region}/runs"), ("GET", "/api/audit"),
+               ("POST", "/api/regions/{region}/scenario.toml"),  # the 政策参数 page's scenario files
+               ("GET", "/api/regions/{region}/policy.toml")}  # every hospital's coefficient is in it
 VARIANT = {"coefficient.tcm_hospital_bonus": 0.1, "coefficient.hospital": {"H0001": 1.05}}
 VARIANT_TOML = '{ "coefficient.tcm_hospital_bonus" = 0.1, "coefficient.hospital" = { "H0001" = 1.05 } }'
 
@@ -286,8 +290,8 @@ def test_a_hospital_account_reads_no_other_hospitals_data_through_any_route(demo
         for other in others:
             url = _filled(path, _path_values(demo, other, _case_of(demo, other)))
             answer = client.request(method, url, headers=token, json={"name": "h", "set": {}})
-            if method == "POST" and path.endswith("/runs"):
-                assert answer.status_code == 403  # runs are the bureau's
+            if (method, path) in BUREAU_ONLY:
+                assert answer.status_code == 403, (method, path)  # runs, scenario files, audit: the bureau's
             if "{hospital}" in path or "{case_id}" in path:
                 assert answer.status_code in (403, 404), (method, path, answer.status_code)
             assert_clean(_readable(answer), (method, url))
@@ -299,6 +303,7 @@ def test_a_hospital_account_reads_no_other_hospitals_data_through_any_route(demo
     rows = client.get(f"/api/runs/{demo['run']}/hospitals", headers=token).json()["hospitals"]
     assert rows and {r["hospital_id"] for r in rows} == {own}
     routes = {path for _, path in _api_routes(app)}  # the downloads were among the routes checked above
+    assert set(_api_routes(app)) >= BUREAU_ONLY
     assert {"/api/runs/{run}/hospitals.xlsx", "/api/runs/{run}/hospitals.csv"} <= routes
     sheet = _xlsx_rows(client.get(f"/api/runs/{demo['run']}/hospitals.xlsx", headers=token))
     assert [r["医院编码"].value for r in sheet] == [own] * len(rows)

@@ -30,6 +30,8 @@ from dipsim.server.runs import RunQueueFull, Runs
 from dipsim.server.store import REGION_PATTERN, RUN_PATTERN, DataFolder, new_id, now
 
 MAX_BODY_BYTES = 64 * 1024  # JSON requests only in this slice (no uploads)
+MAX_SCENARIO_VARIANTS = 50  # a scenario file of the 政策参数 page (each variant a run): more is refused
+SCENARIO_SOURCE = "the scenario file"  # how messages name a scenario file sent to the server
 CASE_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DEMO_CASES, DEMO_HOSPITALS = 200_000, 100  # `dipsim demo`'s region (built once: 5 s in bench_server's run)
@@ -53,6 +55,21 @@ class RunBody(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     name: str | None = Field(default=None, max_length=100)
     changes: dict[str, Any] = Field(default_factory=dict, alias="set")
+
+
+class ScenarioBody(BaseModel):
+    """A scenario of the 政策参数 page: a title and variants, each as a scenario file's [[variant]]."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(default=None, max_length=200)
+    variants: list[RunBody] = Field(default_factory=list)
+
+
+class ScenarioText(BaseModel):
+    """A scenario file's TOML text, as the user picked it (read as data only, never as a path to anything)."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str
 
 
 class BodyLimit:
@@ -168,12 +185,51 @@ def _demo_hospital(loaded: LoadedRegion) -> str:
 
 
 def _policy_values(values: dict, user: User) -> dict:
-    """What of a policy's values a user may read: a hospital sees coefficient.hospital only for itself."""
+    """What of a policy's values a user may read: a hospital sees coefficient.hospital only for itself (in every
+    dated value too: { "2025-01-01" = { H0001 = 1.05 } })."""
     if user.is_bureau or "coefficient.hospital" not in values:
         return values
-    own = values["coefficient.hospital"]
-    return {**values, "coefficient.hospital": {k: v for k, v in own.items() if k == user.hospital_id}
-            if isinstance(own, dict) else own}
+
+    def own(table):
+        return {k: v for k, v in table.items() if k == user.hospital_id} if isinstance(table, dict) else {}
+
+    value = values["coefficient.hospital"]
+    dated = isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()) and \
+        all(_is_date(k) for k in value)
+    return {**values, "coefficient.hospital": {day: own(v) for day, v in value.items()} if dated else own(value)}
+
+
+def _is_date(text) -> bool:
+    import datetime as dt
+
+    try:
+        dt.date.fromisoformat(str(text))
+    except ValueError:
+        return False
+    return True
+
+
+def _scenario_toml(region: str, mode: str, title: str | None, variants: list[dict]) -> str:
+    """A scenario file as `dipsim scenarios run FILE.toml` reads it: [scenario] with baseline = "policy.toml" (the
+    region's baseline, GET /api/regions/{region}/policy.toml, saved beside it) and one [[variant]] per variant.
+    Written by tomli_w: no value is formatted into TOML by hand."""
+    import tomli_w
+
+    from dipsim.server.regions import CASES_DIR, CATALOG_DIR, HOSPITALS_FILE, POLICY_FILE
+
+    data = {"scenario": {"name": "workbench", **({"title": title} if title else {}), "baseline": POLICY_FILE},
+            "variant": variants}
+    try:
+        body = tomli_w.dumps(data)
+    except (TypeError, ValueError) as exc:  # checked before: a value TOML cannot hold would have been refused
+        raise InputError(f"{SCENARIO_SOURCE}: {exc}") from exc
+    catalog = f" --catalog DIR/regions/{region}/{CATALOG_DIR}" if mode == "dip" else ""
+    return (f"# dipsim scenario file, saved from the workbench's 政策参数 page for region {region}.\n"
+            f"# baseline = \"{POLICY_FILE}\" is the region's baseline policy: download it (GET "
+            f"/api/regions/{region}/policy.toml) into the folder of this file.\n"
+            f"# Run it: dipsim scenarios run THIS.toml --cases DIR/regions/{region}/{CASES_DIR.as_posix()} "
+            f"--hospitals DIR/regions/{region}/{HOSPITALS_FILE}{catalog}\n"
+            f"# (DIR: the server's data folder)\n\n" + body)
 
 
 def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_hospitals: int = DEMO_HOSPITALS,
@@ -285,11 +341,69 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
 
         loaded = server.region(region)
         values = _policy_values({p: loaded.policy.values.get(p, PARAMETERS[p].default) for p in PARAMETERS}, user)
-        items = [{"path": p.path, "label": p.label, "type": p.type, "unit": p.unit, "doc": p.doc, "source": p.source,
+        items = [{"path": p.path, "section": p.path.split(".")[0], "label": p.label, "label_en": p.label_en,
+                  "type": p.type, "unit": p.unit, "doc": p.doc, "doc_zh": p.doc_zh, "source": p.source,
                   "default": p.default, "min": p.min, "max": p.max, "above": p.above, "below": p.below,
                   "choices": list(p.choices), "value": values[p.path]} for p in PARAMETERS.values()]
         return json.loads(json.dumps({"baseline": loaded.policy.name, "policy_sha256": loaded.policy.digest(),
                                       "parameters": items}, default=str))
+
+    @app.post("/api/regions/{region}/scenario.toml", tags=["regions"], response_class=Response,
+              responses={200: {"content": {"application/toml": {}}, "description": "the scenario file"}})
+    def scenario_file(body: ScenarioBody, region: RegionId, user: Bureau) -> Response:
+        """The 政策参数 page's variants as a scenario file (bureau only): checked as `dipsim scenarios run` checks
+        a scenario file, on the region's baseline, with its messages (422 with every problem); the file names the
+        baseline "policy.toml" (GET /api/regions/{region}/policy.toml) and runs under `dipsim scenarios run`."""
+        from dipsim.scenarios import scenarios_of
+
+        loaded = server.region(region)
+        variants = [{**({"name": v.name} if v.name else {}), "set": v.changes} for v in body.variants]
+        scenarios_of({"variant": variants}, SCENARIO_SOURCE, loaded.policy, MAX_SCENARIO_VARIANTS, raise_hint="")
+        return Response(_scenario_toml(region, loaded.mode, body.title, variants),
+                        media_type="application/toml; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="scenario_{region}.toml"'})
+
+    @app.get("/api/regions/{region}/policy.toml", tags=["regions"], response_class=Response,
+             responses={200: {"content": {"application/toml": {}}, "description": "the baseline policy file"}})
+    def policy_file(region: RegionId, user: Bureau) -> Response:
+        """The region's baseline policy file as stored (bureau only: it holds every hospital's coefficient): the
+        `baseline = "policy.toml"` of a scenario file saved from the 政策参数 page."""
+        from dipsim.server.regions import POLICY_FILE
+
+        loaded = server.region(region)
+        return Response((loaded.folder / POLICY_FILE).read_bytes(), media_type="application/toml; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{POLICY_FILE}"'})
+
+    @app.post("/api/regions/{region}/scenario/parse", tags=["regions"])
+    def scenario_parse(body: ScenarioText, region: RegionId, user: Caller) -> dict:
+        """A scenario file's text (`{"text": "..."}`, at most the body limit) read as data (TOML, nothing in it
+        run or opened) and checked as `dipsim scenarios run` checks it, on the region's baseline: its title and
+        variants (a [sweep] expanded), for the 政策参数 page's form. Its `[scenario] baseline` is not read (the
+        region's baseline is used; `notes` says so). Not TOML: 422 with the parser's message and line."""
+        import tomllib
+
+        from dipsim.scenarios import scenarios_of
+
+        loaded = server.region(region)
+        try:
+            data = tomllib.loads(body.text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"{SCENARIO_SOURCE}: not valid TOML ({exc})") from exc
+        except RecursionError as exc:
+            raise InputError(f"{SCENARIO_SOURCE}: not valid TOML (nested too deeply)") from exc
+        scenarios = scenarios_of(data, SCENARIO_SOURCE, loaded.policy, MAX_SCENARIO_VARIANTS, raise_hint="")
+        meta = data.get("scenario", {})
+        swept = sum(not v.named for v in scenarios.variants) if data.get("sweep") else 0
+        notes = []
+        if "baseline" in meta:
+            notes.append(f"[scenario] baseline = {meta['baseline']!r} is not read: the variants are checked and run "
+                         "on this region's baseline policy")
+        if swept:
+            notes.append(f"the [sweep] is expanded into {swept} variant(s)")
+        answer = {"name": scenarios.name, "title": scenarios.title, "notes": notes,
+                  "baseline_ignored": meta.get("baseline"), "sweep_variants": swept,
+                  "variants": [{"name": v.name, "named": v.named, "set": v.changes} for v in scenarios.variants]}
+        return json.loads(json.dumps(answer, default=str))
 
     @app.get("/api/regions/{region}/hospitals/{hospital}", tags=["regions"])
     def hospital_groups(region: RegionId, hospital: HospitalId,

@@ -212,6 +212,7 @@ function renderChrome() {
   const ownHospital = user.role === "hospital" ? user.hospital_id : null;
   nav.append(el("a", { href: `#/region/${region}`, "data-page": "overview", text: t("overview") }),
     el("a", { href: `#/compare/${region}`, "data-page": "compare", text: t("compare") }),
+    el("a", { href: `#/policy/${region}`, "data-page": "policy", text: t("policyNav") }),
     el("a", { href: `#/hospital/${region}/${ownHospital || ""}`, "data-page": "hospital", text: t("hospital") }));
   who.textContent = `${user.name}（${user.role === "bureau" ? t("bureau") : t("hospitalRole") + " " + user.hospital_id}）`;
 }
@@ -612,6 +613,7 @@ async function route() {
     if (page === "login") { renderChrome(); return pageLogin(main); }
     if (page === "compare") { setActive("compare"); return await pageCompare(main, currentRegion, parts[2]); }
     if (page === "hospital") { setActive("hospital"); return await pageHospital(main, currentRegion, parts[2]); }
+    if (page === "policy") { setActive("policy"); return await pagePolicy(main, currentRegion); }
     setActive("overview");
     return await pageOverview(main, currentRegion);
   } catch (e) {
