@@ -277,8 +277,8 @@ class LoadedRegion:
         with open(out / "pools.csv", encoding="utf-8-sig", newline="") as f:
             pools = {r["pool"]: r for r in csv.DictReader(f)}
         cases = pq.read_table(out / "cases.parquet", filters=[("hospital_id", "=", hospital_id)])
-        money = ("cost", "patient_paid", "group_payment", "band_adjustment", "payment", "fund_payout", "prepaid",
-                 "deposit", "deposit_released", "clearing")
+        money = ("cost", "group_payment", "band_adjustment", "payment", "patient_paid", "fund_payout", "prepaid",
+                 "deposit", "deposit_released", "clearing")  # from cost to payout, in the chain's order
         chains, totals = [], dict.fromkeys(money, 0)
         for row in rows:
             mine = cases.filter(pc.equal(cases["pool"], row["pool"]))

@@ -236,13 +236,13 @@ CHAIN_POINTS = {"group_points": ("1 病组分值", "1 group points"), "outlier":
                 "priced": ("5 辅助目录后（定价点数）", "5 after the auxiliary factor (priced points)"),
                 "supervised": ("6 监管扣减后", "6 after supervision cuts"),
                 "final": ("7 特例单议后（最终点数）", "7 after special-case review (final points)")}
-CHAIN_MONEY = {"group_payment": ("8-9 病组支付（点值×点数＋按项目，按分分配）", "8-9 group payment"),
+CHAIN_MONEY = {"cost": ("医疗总费用", "cost"),
+               "group_payment": ("8-9 病组支付（点值×点数＋按项目，按分分配）", "8-9 group payment"),
                "band_adjustment": ("9 结算调整（超支分担/结余留用）", "9 band adjustment"),
                "payment": ("9 支付合计", "9 payment"), "patient_paid": ("患者自付", "patient paid"),
                "fund_payout": ("9 基金支付", "9 fund payout"), "prepaid": ("10 预付", "10 prepaid"),
                "deposit": ("10 质量保证金", "10 quality deposit"),
-               "deposit_released": ("10 保证金返还", "10 deposit released"), "clearing": ("10 年终清算", "10 clearing"),
-               "cost": ("医疗总费用", "cost")}
+               "deposit_released": ("10 保证金返还", "10 deposit released"), "clearing": ("10 年终清算", "10 clearing")}
 
 
 def chain_rows(chain: dict, lang: str = "zh") -> list[dict]:
