@@ -433,6 +433,7 @@ def test_a_hospital_account_sees_only_its_own_hospital(served, browser, shots):
     served["server"].runs.wait()
     _login(driver, served, "hospital", shots)
     assert own in driver.find_element(By.ID, "who").text
+    assert not driver.find_elements(By.ID, "funds-table")  # the fund monitoring is the bureau's
     _shot(driver, shots, "6-overview-hospital")
 
     _open(driver, served, f"#/compare/{region}/{run}", "#hospital-table tbody tr")
@@ -447,9 +448,21 @@ def test_a_hospital_account_sees_only_its_own_hospital(served, browser, shots):
     names = {h["name"] for h in truth if h["hospital_id"] != own}
     text = driver.find_element(By.TAG_NAME, "body").text
     assert not any(h in text for h in others) and not any(n in text for n in names)
+    for bureau_only in ("summary-table", "run-by-level", "run-by-type", "run-pools"):
+        assert not driver.find_elements(By.ID, bureau_only)  # aggregates over hospitals: the bureau's
+    assert driver.find_elements(By.CSS_SELECTOR, '[data-download="hospitals.xlsx"]')  # its own rows, downloadable
     _shot(driver, shots, "7-compare-hospital")
+    # several runs side by side: its own rows only
+    second = bureau.post(f"/regions/{region}/runs", json={"name": "中医加成 5%", "set": {TCM: 0.05}}).json()["id"]
+    served["server"].runs.wait()
+    _open(driver, served, f"#/compare/{region}/{run},{second}", "#multi-table tbody tr")
+    multi = _table(driver, "multi-table")
+    assert multi and {r["hospital_id"] for r in multi} == {own}
+    text = driver.find_element(By.TAG_NAME, "body").text
+    assert not any(h in text for h in others) and not any(n in text for n in names)
+    _shot(driver, shots, "7b-compare-multi-hospital")
 
-    _open(driver, served, f"#/hospital/{region}/", "#groups-table")
+    _open(driver, served, f"#/hospital/{region}/", "#chain table.chain-money")
     assert driver.find_element(By.ID, "hospital-name").text.endswith(f"（{own}）")
     case = served["server"].region(region).case_table
     import pyarrow.compute as pc
