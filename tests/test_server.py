@@ -700,9 +700,11 @@ def test_a_hospitals_payment_chain_equals_the_settle_files(demo):
     assert client.get(f"/api/regions/{region}/hospitals/{demo['hospital']}/chain", headers=hospital).status_code == 200
     assert client.get(f"/api/regions/{region}/hospitals/H0001/chain", headers=hospital).status_code == 403
     table = _csv_rows(client.get(f"/api/regions/{region}/hospitals/H0001/chain.csv", headers=bureau))
-    paid = [r for r in table if r["项目"] == "基金支付"]
+    paid = [r for r in table if r["项目"] == "基金支付" and r["统筹区-险种"] != "合计"]
     assert [_yuan_fen(r["金额（元）"]) for r in paid] == [_yuan_fen(r["fund_payout"]) for r in settled
                                                       if r["hospital_id"] == "H0001"]
+    total = next(r for r in table if r["项目"] == "基金支付" and r["统筹区-险种"] == "合计")
+    assert _yuan_fen(total["金额（元）"]) == sum(_yuan_fen(r["金额（元）"]) for r in paid)
 
 
 def test_every_table_of_the_pages_downloads(demo):

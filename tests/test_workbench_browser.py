@@ -380,6 +380,8 @@ def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, br
         for item in ("fund_payout", "payment", "patient_paid", "clearing"):
             cell = chain.find_element(By.CSS_SELECTOR, f'tr[data-item="{item}"] td[data-col="amount"]')
             assert _fen(cell.text) == _fen(row[item]), item
+    total = driver.find_element(By.CSS_SELECTOR, '#chain-total tr[data-item="fund_payout"] td[data-col="amount"]')
+    assert _fen(total.text) == sum(_fen(r["fund_payout"]) for r in settled.values())
     points = driver.find_elements(By.CSS_SELECTOR, "#chain table.chain-points")
     for table_ in points:
         final = table_.find_elements(By.CSS_SELECTOR, 'tbody tr td[data-col="points"]')[-1].text

@@ -261,9 +261,15 @@ def chain_rows(chain: dict, lang: str = "zh") -> list[dict]:
                   else "review: approved (expected)", "value": review["approved"]},
                  {"pool": p["pool"], "step": "7", "item": "按项目支付" if pick == 0 else "paid by item",
                   "amount": review["item_paid"]},
+                 {"pool": p["pool"], "step": "2", "item": "按项目付费病例数" if pick == 0 else "cases paid by item",
+                  "value": p["paid_by_item"]},
                  {"pool": p["pool"], "step": "8", "item": "结算点值（元/点）" if pick == 0 else "point value",
                   "value": p["point_value"]}]
         for key, labels in CHAIN_MONEY.items():
             step, item = labels[pick].split(" ", 1) if labels[pick][0].isdigit() else ("", labels[pick])
             rows.append({"pool": p["pool"], "step": step, "item": item, "amount": p["money"][key]})
+    for key, labels in CHAIN_MONEY.items():  # the hospital's totals over its pools
+        step, item = labels[pick].split(" ", 1) if labels[pick][0].isdigit() else ("", labels[pick])
+        rows.append({"pool": "合计" if pick == 0 else "total", "step": step, "item": item,
+                     "amount": chain["total"][key]})
     return rows

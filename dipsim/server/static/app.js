@@ -47,7 +47,7 @@ const T = {
     money_band_adjustment: "9 结算调整", money_payment: "9 支付合计", money_patient_paid: "患者自付",
     money_fund_payout: "9 基金支付", money_prepaid: "10 预付", money_deposit: "10 质量保证金",
     money_deposit_released: "10 保证金返还", money_clearing: "10 年终清算", money_cost: "医疗总费用",
-    reviewCases: "特例单议", paidByItem: "按项目付费病例", pointsValue: "点数×点值（未按分分配）",
+    chainTotal: "各统筹区合计", reviewCases: "特例单议", paidByItem: "按项目付费病例", pointsValue: "点数×点值（未按分分配）",
     outlier_normal: "正常", outlier_low: "低倍率", outlier_high: "高倍率", outlier_extreme: "极端",
   },
   en: {
@@ -92,7 +92,7 @@ const T = {
     money_band_adjustment: "9 band adjustment", money_payment: "9 payment", money_patient_paid: "patient paid",
     money_fund_payout: "9 fund payout", money_prepaid: "10 prepaid", money_deposit: "10 quality deposit",
     money_deposit_released: "10 deposit released", money_clearing: "10 clearing", money_cost: "cost",
-    reviewCases: "special-case review", paidByItem: "cases paid by item",
+    chainTotal: "total over the pools", reviewCases: "special-case review", paidByItem: "cases paid by item",
     pointsValue: "points x point value (before the fen split)", outlier_normal: "normal", outlier_low: "low",
     outlier_high: "high", outlier_extreme: "extreme",
   },
@@ -824,6 +824,13 @@ async function showChain(main, hospitalPath) {
             { item: `${t("pointValue")}（${statusLabel(p.point_value_status)}）`, value: fixed(p.point_value, 6) },
             { item: t("pointsValue"), value: yuan(p.points_value) }], { class: "chain-review" }),
           moneyTable)));
+  }
+  if (c.pools.length > 1) {  // the hospital's money over its pools
+    const total = Object.keys(c.total).map((k) => ({ item: t("money_" + k), key: k, amount: c.total[k] }));
+    const totalTable = table([{ key: "item", label: t("item") }, { key: "amount", label: t("amount"), kind: "money" }],
+      total, { id: "chain-total" });
+    [...totalTable.tBodies[0].rows].forEach((tr, i) => tr.setAttribute("data-item", total[i].key));
+    box.append(el("h3", { text: t("chainTotal") }), totalTable);
   }
 }
 
