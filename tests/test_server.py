@@ -625,6 +625,15 @@ def test_compare_puts_runs_side_by_side(demo):
         assert client.get(f"/api/regions/{region}/compare?runs={bad}", headers=bureau).status_code == 422, bad
     assert client.get(f"/api/regions/{region}/compare?runs={runs[0]},x0000000000000000",
                       headers=bureau).status_code == 404
+    index = demo["server"].data.runs
+    record = index.get(runs[1])
+    try:  # runs made on another baseline, and a run not done, are not compared
+        index.update(runs[1], baseline_sha256="0" * 64)
+        assert client.get(f"/api/regions/{region}/compare?runs={','.join(runs)}", headers=bureau).status_code == 409
+        index.update(runs[1], baseline_sha256=record["baseline_sha256"], status="running")
+        assert client.get(f"/api/regions/{region}/compare?runs={','.join(runs)}", headers=bureau).status_code == 409
+    finally:
+        index.update(runs[1], baseline_sha256=record["baseline_sha256"], status=record["status"])
     rows = _csv_rows(client.get(f"/api/regions/{region}/compare.csv?runs={','.join(runs)}", headers=bureau))
     assert len(rows) == len(view["hospitals"])
     for r, h in zip(rows, view["hospitals"]):
