@@ -22,6 +22,7 @@ from dipsim.cli import main
 from dipsim.server import create_app
 from dipsim.server.regions import CASES_DIR, CATALOG_DIR, HOSPITALS_FILE, POLICY_FILE
 
+BUREAU_TABLES = ("pools", "by_level", "by_type", "summary")  # a run's aggregates over hospitals
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 OPEN = {"/api/health", "/api/login", "/api/docs", "/api/openapi.json",  # no token needed; no data in them
         "/"}  # a redirect to the workbench's pages (/app/, static files: the same for everyone, no data)
@@ -31,6 +32,16 @@ BUREAU_ONLY = {("POST", "/api/regions/{region}/runs"), ("GET", "/api/audit"),
                ("GET", "/api/regions/{region}/policy.toml")}  # every hospital's coefficient is in it
 VARIANT = {"coefficient.tcm_hospital_bonus": 0.1, "coefficient.hospital": {"H0001": 1.05}}
 VARIANT_TOML = '{ "coefficient.tcm_hospital_bonus" = 0.1, "coefficient.hospital" = { "H0001" = 1.05 } }'
+# a second run, with special-case review (特例单议) on: its outcome is in the run's summary
+REVIEW_NAME = "特例单议 + 中医加成 20%"
+REVIEW = {"review.in_effect": True, "coefficient.tcm_hospital_bonus": 0.2}
+REVIEW_TOML = '{ "review.in_effect" = true, "coefficient.tcm_hospital_bonus" = 0.2 }'
+# the query a route needs, by its path (the route-table tests fill it as they fill the path)
+QUERIES = {"/api/regions/{region}/compare": "?runs={run},{run2}",
+           "/api/regions/{region}/compare.xlsx": "?runs={run},{run2}",
+           "/api/regions/{region}/compare.csv": "?runs={run},{run2}",
+           "/api/regions/{region}/compare_point_values.xlsx": "?runs={run},{run2}",
+           "/api/regions/{region}/compare_point_values.csv": "?runs={run},{run2}"}
 
 
 class Clock:
@@ -57,10 +68,14 @@ def demo(tmp_path_factory):
     run = client.post(f"/api/regions/{region}/runs", headers=tokens["bureau"], json={"name": "中医加成 10%",
                                                                                        "set": VARIANT})
     assert run.status_code == 202, run.text
+    second = client.post(f"/api/regions/{region}/runs", headers=tokens["bureau"], json={"name": REVIEW_NAME,
+                                                                                          "set": REVIEW})
+    assert second.status_code == 202, second.text
     server.runs.wait()
     hospital = server.accounts.get("hospital").hospital_id
     return {"app": app, "server": server, "client": client, "tokens": tokens, "region": region, "data": data,
-            "run": run.json()["id"], "hospital": hospital, "folder": data / "regions" / region}
+            "run": run.json()["id"], "run2": second.json()["id"], "hospital": hospital,
+            "folder": data / "regions" / region}
 
 
 def _yuan_fen(text) -> int:
@@ -71,7 +86,8 @@ def _yuan_fen(text) -> int:
 
 
 def _filled(path: str, values: dict) -> str:
-    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+    """The route's path with its parameters filled from `values`, and its query (`QUERIES`) when it needs one."""
+    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path + QUERIES.get(path, ""))
 
 
 def _api_routes(app) -> list[tuple[str, str]]:
@@ -199,7 +215,8 @@ def test_users_command_adds_an_account_from_stdin(tmp_path, monkeypatch, capsys)
 
 
 def _path_values(demo, hospital: str, case_id: str) -> dict:
-    return {"region": demo["region"], "run": demo["run"], "hospital": hospital, "case_id": case_id}
+    return {"region": demo["region"], "run": demo["run"], "run2": demo["run2"], "hospital": hospital,
+            "case_id": case_id}
 
 
 def _case_of(demo, hospital: str) -> str:
@@ -294,6 +311,11 @@ def test_a_hospital_account_reads_no_other_hospitals_data_through_any_route(demo
                 assert answer.status_code == 403, (method, path)  # runs, scenario files, audit: the bureau's
             if "{hospital}" in path or "{case_id}" in path:
                 assert answer.status_code in (403, 404), (method, path, answer.status_code)
+            if path in QUERIES:  # the query filled: the route answers (with the hospital's own rows only)
+                assert answer.status_code == 200, (path, answer.text)
+            if path.removeprefix("/api/runs/{run}/").split(".")[0] in BUREAU_TABLES \
+                    or path.startswith("/api/regions/{region}/funds"):
+                assert answer.status_code == 403, (path, answer.status_code)  # aggregates: the bureau's
             assert_clean(_readable(answer), (method, url))
     # and its own data it does read
     assert client.get(f"/api/regions/{demo['region']}/hospitals/{own}", headers=token).status_code == 200
@@ -312,6 +334,11 @@ def test_a_hospital_account_reads_no_other_hospitals_data_through_any_route(demo
     assert [r["医院编码"] for r in table] == [own] * len(rows)
     run = client.get(f"/api/runs/{demo['run']}", headers=token).json()
     assert run["point_values"] and run["set"]["coefficient.hospital"] == {}  # H0001's coefficient not shown
+    assert not {"pools", "summary", "by_level", "by_type"} & set(run)  # the bureau's aggregates
+    compared = client.get(f"/api/regions/{demo['region']}/compare?runs={demo['run']},{demo['run2']}",
+                          headers=token).json()
+    assert {h["hospital_id"] for h in compared["hospitals"]} == {own} and len(compared["runs"]) == 2
+    assert compared["runs"][0]["set"]["coefficient.hospital"] == {}
     assert client.get("/api/audit", headers=token).status_code == 403
     # the bureau reads every hospital
     bureau = demo["tokens"]["bureau"]
@@ -519,3 +546,213 @@ def test_twenty_concurrent_runs_queue_in_the_worker_pool(demo):
         server.runs.max_pending = limit
     assert full.status_code == 503 and full.headers["Retry-After"] == "1"
     assert {k for k, _ in server.data.runs.items()} - before == set(views)  # no record of the refused run
+
+
+# ---------------------------------------------------------------- 情景对比 and 医院详情
+
+
+def _cli_tables(tmp_path, demo, name: str, set_toml: str, capsys) -> dict[str, list[dict]]:
+    """`dipsim scenarios run` of one variant on the server region's files: its CSV tables as rows of text."""
+    assert main(_cli_scenario(tmp_path, demo["folder"], name, set_toml)) == 0
+    capsys.readouterr()
+    tables = {}
+    for table in ("hospitals", "pools", "summary", "by_level", "funds"):
+        with open(tmp_path / "out" / f"{table}.csv", encoding="utf-8-sig") as f:
+            tables[table] = list(csv.DictReader(f))
+    return tables
+
+
+def test_a_runs_by_level_by_type_and_review_equal_scenarios_run(demo, tmp_path, capsys):
+    """By level (natural order) and by type: baseline and variant payout, change, hospitals, summed by hand from the
+    command line's hospitals.csv; by level also equal to its by_level.csv; the summary's special-case review
+    (特例单议) and winners equal its summary.csv."""
+    client, bureau = demo["client"], demo["tokens"]["bureau"]
+    cli = _cli_tables(tmp_path, demo, REVIEW_NAME, REVIEW_TOML, capsys)
+    run = client.get(f"/api/runs/{demo['run2']}", headers=bureau).json()
+    for key, view in (("level", run["by_level"]), ("type", run["by_type"])):
+        expected: dict = {}
+        for r in cli["hospitals"]:
+            entry = expected.setdefault(r[key], {"hospitals": set(), "baseline": 0, "variant": 0})
+            entry["hospitals"].add(r["hospital_id"])
+            entry["baseline" if r["scenario"] == "baseline" else "variant"] += _yuan_fen(r["fund_payout"])
+        assert {v[key] for v in view} == set(expected)
+        for v in view:
+            e = expected[v[key]]
+            assert (_yuan_fen(v["baseline_payout"]), _yuan_fen(v["payout"])) == (e["baseline"], e["variant"])
+            assert _yuan_fen(v["change"]) == e["variant"] - e["baseline"] and v["hospitals"] == len(e["hospitals"])
+            assert v["change_pct"] == pytest.approx((e["variant"] - e["baseline"]) / e["baseline"] * 100, abs=1e-4)
+    order = ["三级甲等", "三级乙等", "三级", "二级甲等", "二级乙等", "二级", "一级"]
+    levels = [v["level"] for v in run["by_level"]]
+    assert levels == sorted(levels, key=order.index) and len(levels) >= 2
+    by_level = {(r["scenario"], r["level"]): _yuan_fen(r["fund_payout"]) for r in cli["by_level"]}
+    for v in run["by_level"]:
+        assert _yuan_fen(v["payout"]) == by_level[(REVIEW_NAME, v["level"])]
+    assert sum(_yuan_fen(v["change"]) for v in run["by_type"]) == 0  # a fixed budget moves money, adds none
+    summary = {r["scenario"]: r for r in cli["summary"]}
+    for key, name in (("baseline", "baseline"), ("variant", REVIEW_NAME)):
+        mine, theirs = run["summary"][key], summary[name]
+        assert mine["review_applied"] == int(theirs["review_applied"])
+        assert mine["review_approved"] == pytest.approx(float(theirs["review_approved"]), abs=1e-9)
+        assert _yuan_fen(mine["review_amount"]) == _yuan_fen(theirs["review_amount"])
+        assert (mine["winners"], mine["losers"]) == (int(theirs["winners"]), int(theirs["losers"]))
+        assert mine["tcm_hospital_share"] == pytest.approx(float(theirs["tcm_hospital_share"]), rel=1e-12)
+    assert run["summary"]["variant"]["review_applied"] > 0 and _yuan_fen(run["summary"]["variant"]["review_amount"]) > 0
+    assert run["summary"]["baseline"]["review_applied"] == 0  # the baseline has no review
+    pools = {(r["scenario"], r["pool"]): _yuan_fen(r["fund_payout"]) for r in cli["pools"]}
+    for p in run["pools"]:
+        assert _yuan_fen(p["fund_payout"]) == pools[(REVIEW_NAME, p["pool"])]
+        assert _yuan_fen(p["baseline_fund_payout"]) == pools[("baseline", p["pool"])]
+
+
+def test_compare_puts_runs_side_by_side(demo):
+    """GET compare?runs=a,b: each run's point values and each hospital's payout and change equal to that run's own
+    view; fewer than 2 runs or a bad id: 422; a run not done: 409."""
+    client, bureau, region = demo["client"], demo["tokens"]["bureau"], demo["region"]
+    runs = [demo["run"], demo["run2"]]
+    view = client.get(f"/api/regions/{region}/compare?runs={','.join(runs)}", headers=bureau).json()
+    assert [r["id"] for r in view["runs"]] == runs and view["runs"][1]["name"] == REVIEW_NAME
+    assert view["runs"][1]["set"] == REVIEW
+    for i, run in enumerate(runs):
+        single = client.get(f"/api/runs/{run}", headers=bureau).json()["point_values"]
+        for p in view["point_values"]:
+            own = next(s for s in single if s["pool"] == p["pool"])
+            assert p["runs"][i] == own["variant"] and p["baseline"] == own["baseline"]
+        rows = {(h["hospital_id"], h["pool"]): h for h in
+                client.get(f"/api/runs/{run}/hospitals", headers=bureau).json()["hospitals"]}
+        assert len(rows) == len(view["hospitals"])
+        for h in view["hospitals"]:
+            own = rows[(h["hospital_id"], h["pool"])]
+            assert h["baseline_payout"] == own["baseline_payout"]
+            assert h["runs"][i]["payout"] == own["payout"] and h["runs"][i]["change"] == own["change"]
+            assert _yuan_fen(h["runs"][i]["change"]) == _yuan_fen(own["payout"]) - _yuan_fen(h["baseline_payout"])
+    assert any(h["runs"][0]["payout"] != h["runs"][1]["payout"] for h in view["hospitals"])
+    for bad in (runs[0], f"{runs[0]},{runs[0]}", f"{runs[0]},../x", ""):
+        assert client.get(f"/api/regions/{region}/compare?runs={bad}", headers=bureau).status_code == 422, bad
+    assert client.get(f"/api/regions/{region}/compare?runs={runs[0]},x0000000000000000",
+                      headers=bureau).status_code == 404
+    index = demo["server"].data.runs
+    record = index.get(runs[1])
+    try:  # runs made on another baseline, and a run not done, are not compared
+        index.update(runs[1], baseline_sha256="0" * 64)
+        assert client.get(f"/api/regions/{region}/compare?runs={','.join(runs)}", headers=bureau).status_code == 409
+        index.update(runs[1], baseline_sha256=record["baseline_sha256"], status="running")
+        assert client.get(f"/api/regions/{region}/compare?runs={','.join(runs)}", headers=bureau).status_code == 409
+    finally:
+        index.update(runs[1], baseline_sha256=record["baseline_sha256"], status=record["status"])
+    rows = _csv_rows(client.get(f"/api/regions/{region}/compare.csv?runs={','.join(runs)}", headers=bureau))
+    assert len(rows) == len(view["hospitals"])
+    for r, h in zip(rows, view["hospitals"]):
+        assert _yuan_fen(r[f"{REVIEW_NAME}：基金支付（元）"]) == _yuan_fen(h["runs"][1]["payout"])
+        assert _yuan_fen(r["中医加成 10%：变化（元）"]) == _yuan_fen(h["runs"][0]["change"])
+
+
+def test_fund_monitoring_equals_scenarios_run(demo, tmp_path, capsys):
+    """GET /api/regions/{region}/funds (bureau only): the baseline's fund monitoring, row for row the command
+    line's funds.csv (money to the fen), computed once per loaded region."""
+    client, bureau = demo["client"], demo["tokens"]["bureau"]
+    cli = _cli_tables(tmp_path, demo, "中医加成 10%", VARIANT_TOML, capsys)["funds"]
+    funds = client.get(f"/api/regions/{demo['region']}/funds", headers=bureau).json()["funds"]
+    assert len(funds) == len(cli) >= 12
+    for mine, theirs in zip(funds, cli):
+        assert (mine["pool"], mine["month"], mine["level"]) == (theirs["pool"], theirs["month"], theirs["level"])
+        assert mine["cases"] == int(theirs["cases"])
+        for key in ("claims", "claims_to_date", "budget_to_date", "projected_balance"):
+            assert _yuan_fen(mine[key]) == _yuan_fen(theirs[key]), key
+        assert mine["execution"] == pytest.approx(float(theirs["execution"]), abs=1e-12)
+    loaded = demo["server"].region(demo["region"])
+    assert loaded.funds() is loaded.funds()  # kept, not computed per request
+    sheet = _xlsx_rows(client.get(f"/api/regions/{demo['region']}/funds.xlsx", headers=bureau))
+    assert [r["当月基金应付（元）"].value for r in sheet] == [float(Decimal(f["claims"])) for f in funds]
+    assert sheet[0]["当月基金应付（元）"].number_format == "#,##0.00"
+    assert sheet[0]["监测等级"].value == funds[0]["level"]
+
+
+def test_a_hospitals_payment_chain_equals_the_settle_files(demo):
+    """GET .../hospitals/{hospital}/chain: per pool the points after each case step, summed here by hand over the
+    baseline's cases.parquet, the final points equal to hospitals.csv's, and the money of settlement equal to
+    hospitals.csv to the fen (both files read here with the csv module and pyarrow, not through the server)."""
+    import pyarrow.parquet as pq
+
+    client, bureau, region = demo["client"], demo["tokens"]["bureau"], demo["region"]
+    out = demo["folder"] / "baseline"
+    with open(out / "hospitals.csv", encoding="utf-8-sig") as f:
+        settled = list(csv.DictReader(f))
+    cases = pq.read_table(out / "cases.parquet").to_pylist()
+    for hospital in ("H0001", demo["hospital"]):
+        chain = client.get(f"/api/regions/{region}/hospitals/{hospital}/chain", headers=bureau).json()
+        rows = [r for r in settled if r["hospital_id"] == hospital]
+        assert [p["pool"] for p in chain["pools"]] == [r["pool"] for r in rows]
+        for p, row in zip(chain["pools"], rows):
+            mine = [c for c in cases if c["hospital_id"] == hospital and c["pool"] == row["pool"]]
+            assert p["cases"] == len(mine) == int(row["cases"])
+            steps = {s["step"]: s["points"] for s in p["points"]}
+            by_hand = {"group_points": 0.0, "outlier": 0.0, "coefficient": 0.0, "tcm_bonus": 0.0, "priced": 0.0,
+                       "supervised": 0.0, "final": 0.0}
+            for c in mine:
+                x = c["group_points"] * c["outlier_factor"] * (0.0 if c["paid_by_item"] else 1.0)
+                by_hand["group_points"] += c["group_points"]
+                by_hand["outlier"] += x
+                by_hand["coefficient"] += x * c["coefficient"]
+                by_hand["tcm_bonus"] += x * c["coefficient"] * (1 + c["bonus"])
+                by_hand["priced"] += c["priced_points"]
+                by_hand["supervised"] += c["supervised_points"]
+                by_hand["final"] += c["case_points"]
+            for step, value in by_hand.items():
+                assert steps[step] == pytest.approx(value, abs=1e-3), step
+            # the priced points are the product of the factors (step 5 = steps 1-4 x the auxiliary factor, 1 here)
+            assert steps["priced"] == pytest.approx(steps["tcm_bonus"], abs=1e-3)
+            assert round(steps["final"], 4) == pytest.approx(float(row["points"]), abs=1e-4)
+            for key in ("cost", "patient_paid", "group_payment", "band_adjustment", "payment", "fund_payout",
+                        "prepaid", "deposit", "deposit_released", "clearing"):
+                assert _yuan_fen(p["money"][key]) == _yuan_fen(row[key]), key
+            assert _yuan_fen(p["money"]["fund_payout"]) == _yuan_fen(p["money"]["payment"]) - \
+                _yuan_fen(p["money"]["patient_paid"])
+            assert sum(p["outliers"].values()) == p["cases"]
+        assert _yuan_fen(chain["total"]["fund_payout"]) == sum(_yuan_fen(r["fund_payout"]) for r in rows)
+    # a hospital account: its own chain only
+    hospital = demo["tokens"]["hospital"]
+    assert client.get(f"/api/regions/{region}/hospitals/{demo['hospital']}/chain", headers=hospital).status_code == 200
+    assert client.get(f"/api/regions/{region}/hospitals/H0001/chain", headers=hospital).status_code == 403
+    table = _csv_rows(client.get(f"/api/regions/{region}/hospitals/H0001/chain.csv", headers=bureau))
+    paid = [r for r in table if r["项目"] == "基金支付" and r["统筹区-险种"] != "合计"]
+    assert [_yuan_fen(r["金额（元）"]) for r in paid] == [_yuan_fen(r["fund_payout"]) for r in settled
+                                                      if r["hospital_id"] == "H0001"]
+    total = next(r for r in table if r["项目"] == "基金支付" and r["统筹区-险种"] == "合计")
+    assert _yuan_fen(total["金额（元）"]) == sum(_yuan_fen(r["金额（元）"]) for r in paid)
+
+
+def test_every_table_of_the_pages_downloads(demo):
+    """Each of a run's tables, the overview's, a hospital's and the compare view, as xlsx and CSV: Chinese
+    headers, money as numbers #,##0.00 equal to the JSON's yuan to the fen, text never a formula."""
+    client, bureau, region, run = demo["client"], demo["tokens"]["bureau"], demo["region"], demo["run2"]
+    view = client.get(f"/api/runs/{run}", headers=bureau).json()
+    for table, rows, money in (("by_level", view["by_level"], "方案基金支付（元）"),
+                               ("by_type", view["by_type"], "方案基金支付（元）"),
+                               ("pools", view["pools"], "方案基金支付（元）")):
+        sheet = _xlsx_rows(client.get(f"/api/runs/{run}/{table}.xlsx", headers=bureau))
+        assert len(sheet) == len(rows)
+        key = "payout" if table != "pools" else "fund_payout"
+        for cell, row in zip(sheet, rows):
+            assert _yuan_fen(repr(cell[money].value)) == _yuan_fen(row[key])
+            assert cell[money].number_format == "#,##0.00"
+        text = _csv_rows(client.get(f"/api/runs/{run}/{table}.csv", headers=bureau))
+        assert [_yuan_fen(r[money]) for r in text] == [_yuan_fen(r[key]) for r in rows]
+    summary = _xlsx_rows(client.get(f"/api/runs/{run}/summary.xlsx", headers=bureau))
+    assert [r["方案"].value for r in summary] == ["基准方案", REVIEW_NAME]
+    assert summary[1]["特例单议申请例数"].value == view["summary"]["variant"]["review_applied"]
+    values = _xlsx_rows(client.get(f"/api/runs/{run}/point_values.xlsx", headers=bureau))
+    assert [r["方案点值（元/点）"].value for r in values] == pytest.approx([p["variant"] for p in view["point_values"]],
+                                                                   rel=1e-14)  # Excel keeps 15 digits
+    overview = client.get(f"/api/regions/{region}", headers=bureau).json()
+    pools = _xlsx_rows(client.get(f"/api/regions/{region}/pools.xlsx", headers=bureau))
+    assert [_yuan_fen(repr(r["预算（元）"].value)) for r in pools] == [_yuan_fen(p["budget"])
+                                                                   for p in overview["pools"]]
+    levels = _xlsx_rows(client.get(f"/api/regions/{region}/by_level.xlsx", headers=bureau))
+    assert sum(r["医院数"].value for r in levels) == overview["hospitals"]
+    groups = client.get(f"/api/regions/{region}/hospitals/H0001", headers=bureau).json()["groups"]
+    sheet = _xlsx_rows(client.get(f"/api/regions/{region}/hospitals/H0001/groups.xlsx", headers=bureau))
+    assert [r["病组"].value for r in sheet] == [g["group"] for g in groups]
+    assert [_yuan_fen(repr(r["盈亏（元）"].value)) for r in sheet] == [_yuan_fen(g["balance"]) for g in groups]
+    assert all(r["病组"].data_type == "s" for r in sheet)
+    english = _csv_rows(client.get(f"/api/runs/{run}/by_level.csv?lang=en", headers=bureau))
+    assert "variant fund payout (yuan)" in english[0]

@@ -92,9 +92,18 @@ def shots(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def browser():
+def downloads_dir(tmp_path) -> Path:
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def browser(downloads_dir):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads_dir),
+                                              "download.prompt_for_download": False})
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                      "--window-size=1400,1100", "--lang=zh-CN", "--no-first-run", "--disable-extensions"):
         options.add_argument(argument)
@@ -104,6 +113,8 @@ def browser():
     except WebDriverException as exc:  # a Chromium that cannot start here (no display libraries, ...)
         pytest.skip(f"chromium did not start: {exc.msg}")
     driver.set_page_load_timeout(30)
+    # headless Chromium saves downloads only where DevTools says so
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads_dir)})
     yield driver
     driver.quit()
 
@@ -121,13 +132,33 @@ def _shot(driver, folder: Path, name: str) -> None:
     (folder / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
 
 
-def _login(driver, served, name: str, shots: Path) -> None:
+def _login(driver, served, name: str, shots: Path) -> float:
+    """Log in on the page; the seconds from the click to the overview's first card."""
     driver.get(f"{served['base']}/")  # redirected to /app/
     _wait(driver, ec.presence_of_element_located((By.ID, "login-user"))).send_keys(name)
     driver.find_element(By.ID, "login-password").send_keys(served["passwords"][name])
     _shot(driver, shots, f"0-login-{name}")
+    started = time.perf_counter()
     driver.find_element(By.ID, "login-submit").click()
     _wait(driver, ec.presence_of_element_located((By.ID, "card-cases")))
+    return time.perf_counter() - started
+
+
+def _downloaded(folder: Path, suffix: str, timeout: float = 30) -> Path:
+    """The one file Chromium finished saving in `folder` (no .crdownload left) with that suffix."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = [p for p in folder.iterdir() if p.suffix == suffix]
+        if done and not any(p.suffix == ".crdownload" for p in folder.iterdir()):
+            return done[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no {suffix} downloaded into {folder}: {sorted(p.name for p in folder.iterdir())}")
+
+
+def _times_path(shots: Path) -> Path:
+    """Where the page interaction times go: $DIPSIM_PAGE_TIMES, else page_times.json beside the screenshots."""
+    return Path(os.environ["DIPSIM_PAGE_TIMES"]) if os.environ.get("DIPSIM_PAGE_TIMES") \
+        else shots / "page_times.json"
 
 
 def _open(driver, served, hash_: str, ready: str) -> None:
@@ -167,14 +198,22 @@ def _cli_payouts(tmp_path, folder: Path, name: str, bonus: float) -> dict[tuple[
                 if r["scenario"] == name}
 
 
-def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, browser, shots, tmp_path, capsys):
+def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, browser, shots, tmp_path, capsys,
+                                                                     downloads_dir):
     region, driver = served["region"], browser
     loaded = served["server"].region(region)
     other = sorted(h for h in loaded.hospital_ids if h != served["hospital"])[0]
     loaded.names[other] = HTML_NAME  # shown as text wherever it appears, never run
-
-    _login(driver, served, "bureau", shots)
+    times = {"login_s": _login(driver, served, "bureau", shots)}  # page interaction times, seconds
     assert driver.current_url.startswith(f"{served['base']}/app/")
+    # the overview, loaded afresh (scripts, labels, the region, the fund monitoring, the charts)
+    driver.get("about:blank")  # leave the page (the token stays in the tab's sessionStorage), then load it again
+    started = time.perf_counter()
+    driver.get(f"{served['base']}/app/#/region/{region}")
+    _wait(driver, ec.presence_of_element_located((By.CSS_SELECTOR, "#funds-table tbody tr")))
+    _wait(driver, lambda d: d.execute_script(
+        "return !!echarts.getInstanceByDom(document.getElementById('funds-chart'))"))
+    times["overview_s"] = time.perf_counter() - started
     assert driver.find_element(By.ID, "card-cases").text.endswith("3,000")
     levels = [r["level"] for r in _table(driver, "by-level")]
     order = ["三级甲等", "三级乙等", "三级", "二级甲等", "二级乙等", "二级", "一级"]
@@ -183,6 +222,12 @@ def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, br
     assert ("万元" in budget or "亿元" in budget) and "e+" not in budget.lower()
     _wait(driver, lambda d: d.execute_script(
         "return !!echarts.getInstanceByDom(document.getElementById('level-chart'))"))
+    # the baseline's fund monitoring, by pool and month: the API's rows, money to the fen
+    funds = _api(served, "bureau").get(f"/regions/{region}/funds").json()["funds"]
+    shown_funds = _table(driver, "funds-table")
+    assert len(shown_funds) == len(funds) >= 12
+    assert [_fen(r["claims"]) for r in shown_funds] == [_fen(f["claims"]) for f in funds]
+    assert driver.find_element(By.CSS_SELECTOR, '[data-download="funds.xlsx"]').is_displayed()
     _shot(driver, shots, "1-overview-bureau")
 
     # 情景对比: the form from the parameter registry, the TCM bonus raised, run
@@ -200,8 +245,10 @@ def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, br
     field.clear()
     field.send_keys(str(bonus))
     driver.find_element(By.ID, "variant-name").send_keys("中医加成提高")
+    started = time.perf_counter()
     driver.find_element(By.ID, "run-button").click()
     _wait(driver, ec.presence_of_element_located((By.CSS_SELECTOR, "#hospital-table tbody tr")))
+    times["run_variant_s"] = time.perf_counter() - started
     run_id = driver.find_element(By.ID, "run-title").get_attribute("data-run")
     _wait(driver, lambda d: d.execute_script(
         "return !!echarts.getInstanceByDom(document.getElementById('change-chart'))"))
@@ -215,6 +262,36 @@ def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, br
     assert len(loaded.hospital_ids) == 12  # one row per hospital and pool (insurance scheme)
     cli = _cli_payouts(tmp_path, served["folder"], "中医加成提高", bonus)
     capsys.readouterr()
+    # the hospital table's Excel, downloaded in the browser (fetch with the token, a Blob link): every hospital's
+    # payout equal to `dipsim scenarios run`'s to the fen
+    driver.find_element(By.CSS_SELECTOR, '[data-download="hospitals.xlsx"]').click()
+    from openpyxl import load_workbook
+
+    book = load_workbook(_downloaded(downloads_dir, ".xlsx"))
+    sheet = list(book.worksheets[0].iter_rows(values_only=True))
+    heads, cells = sheet[0], [dict(zip(sheet[0], r)) for r in sheet[1:]]
+    assert "方案基金支付（元）" in heads and len(cells) == len(cli) == len(rows)
+    for cell in cells:
+        assert _fen(repr(cell["方案基金支付（元）"])) == cli[(cell["医院编码"], cell["统筹区-险种"])]
+    assert {c["医院名称"] for c in cells} >= {HTML_NAME}  # the HTML name, as text
+    driver.find_element(By.CSS_SELECTOR, '[data-download="hospitals.csv"]').click()
+    with open(_downloaded(downloads_dir, ".csv"), encoding="utf-8-sig") as f:
+        table = list(csv.DictReader(f))
+    assert {(r["医院编码"], r["统筹区-险种"]): _fen(r["方案基金支付（元）"]) for r in table} == cli
+    # the run's other tables: summary with the special-case review, by level (natural order), by type, pools
+    view = api.get(f"/runs/{run_id}").json()
+    summary = _table(driver, "summary-table")
+    assert [r["scenario"] for r in summary] == ["基准", "中医加成提高"]
+    assert [int(r["review_applied"].replace(",", "")) for r in summary] == \
+        [view["summary"][k]["review_applied"] for k in ("baseline", "variant")]
+    by_level = _table(driver, "run-by-level")
+    assert [r["level"] for r in by_level] == [v["level"] for v in view["by_level"]]
+    assert [_fen(r["change"]) for r in by_level] == [_fen(v["change"]) for v in view["by_level"]]
+    by_type = _table(driver, "run-by-type")
+    assert sum(_fen(r["change"]) for r in by_type) == 0 and {r["type"] for r in by_type} >= {"中医"}
+    for name in ("point-values", "summary", "by-level", "by-type", "pools", "hospitals"):
+        assert driver.find_elements(By.CSS_SELECTOR, f'[data-download="{name}"] a'), name
+    _shot(driver, shots, "3b-compare-tables")
     for shown in rows:
         truth = next(a for a in answer if a["hospital_id"] == shown["hospital_id"] and a["pool"] == shown["pool"])
         assert _fen(shown["payout"]) == _fen(truth["payout"]) == cli[(shown["hospital_id"], shown["pool"])]
@@ -250,13 +327,23 @@ def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, br
 
     # sort by payout (click twice: descending), filter by type and level, search by name
     header = driver.find_element(By.CSS_SELECTOR, '#hospital-table th[data-col="payout"]')
+    started = time.perf_counter()
     header.click()
+    _wait(driver, lambda d: "sorted-asc" in header.get_attribute("class"))
+    times["sort_s"] = time.perf_counter() - started
     header.click()
     payouts = [_fen(r["payout"]) for r in _table(driver, "hospital-table")]
     assert payouts == sorted(payouts, reverse=True)
+    started = time.perf_counter()
     Select(driver.find_element(By.ID, "filter-type")).select_by_value("中医")
-    assert {r["type"] for r in _table(driver, "hospital-table")} == {"中医"}
+    _wait(driver, lambda d: {r["type"] for r in _table(d, "hospital-table")} == {"中医"})
+    times["filter_s"] = time.perf_counter() - started
     Select(driver.find_element(By.ID, "filter-type")).select_by_value("")
+    pool = rows[0]["pool"]  # the pool filter
+    Select(driver.find_element(By.ID, "filter-pool")).select_by_value(pool)
+    in_pool = _table(driver, "hospital-table")
+    assert in_pool and {r["pool"] for r in in_pool} == {pool} and len(in_pool) < len(rows)
+    Select(driver.find_element(By.ID, "filter-pool")).select_by_value("")
     level = rows[0]["level"]
     Select(driver.find_element(By.ID, "filter-level")).select_by_value(level)
     filtered = _table(driver, "hospital-table")
@@ -272,8 +359,10 @@ def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, br
     assert len(_table(driver, "hospital-table")) == len(rows)
 
     # 医院详情 of a hospital, from its row: 病组盈亏, the largest loss first
+    started = time.perf_counter()
     driver.find_element(By.CSS_SELECTOR, f'#hospital-table tr[data-hospital="{other}"] a').click()
-    _wait(driver, ec.presence_of_element_located((By.ID, "groups-table")))
+    _wait(driver, ec.presence_of_element_located((By.CSS_SELECTOR, "#chain table.chain-money")))
+    times["open_hospital_s"] = time.perf_counter() - started
     groups = _table(driver, "groups-table")
     expected = api.get(f"/regions/{region}/hospitals/{other}").json()
     assert [g["group"] for g in groups] == [g["group"] for g in expected["groups"]]
@@ -281,10 +370,49 @@ def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, br
     assert balances == sorted(balances) and balances == [_fen(g["balance"]) for g in expected["groups"]]
     assert driver.find_element(By.ID, "hospital-name").text.startswith(HTML_NAME)
     _shot(driver, shots, "4-hospital-bureau")
+    # its payment chain: the settlement's money as the baseline's hospitals.csv has it, read here on its own
+    with open(served["folder"] / "baseline" / "hospitals.csv", encoding="utf-8-sig") as f:
+        settled = {r["pool"]: r for r in csv.DictReader(f) if r["hospital_id"] == other}
+    chains = driver.find_elements(By.CSS_SELECTOR, "#chain table.chain-money")
+    assert {c.get_attribute("data-pool") for c in chains} == set(settled)
+    for chain in chains:
+        row = settled[chain.get_attribute("data-pool")]
+        for item in ("fund_payout", "payment", "patient_paid", "clearing"):
+            cell = chain.find_element(By.CSS_SELECTOR, f'tr[data-item="{item}"] td[data-col="amount"]')
+            assert _fen(cell.text) == _fen(row[item]), item
+    total = driver.find_element(By.CSS_SELECTOR, '#chain-total tr[data-item="fund_payout"] td[data-col="amount"]')
+    assert _fen(total.text) == sum(_fen(r["fund_payout"]) for r in settled.values())
+    points = driver.find_elements(By.CSS_SELECTOR, "#chain table.chain-points")
+    for table_ in points:
+        final = table_.find_elements(By.CSS_SELECTOR, 'tbody tr td[data-col="points"]')[-1].text
+        assert Decimal(final.replace(",", "")) == round(Decimal(settled[table_.get_attribute("data-pool")]
+                                                                ["points"]), 4)
+    driver.execute_script("document.getElementById('chain').scrollIntoView()")
+    _shot(driver, shots, "4b-hospital-chain")
+
+    # several runs side by side: a second run, both ticked, compared
+    second = api.post(f"/regions/{region}/runs", json={"name": "中医加成 30%", "set": {TCM: 0.3}}).json()["id"]
+    served["server"].runs.wait()
+    _open(driver, served, f"#/compare/{region}", "#multi-runs")
+    for run in (run_id, second):
+        driver.find_element(By.CSS_SELECTOR, f'#multi-runs input[data-run="{run}"]').click()
+    driver.find_element(By.ID, "multi-button").click()
+    _wait(driver, ec.presence_of_element_located((By.CSS_SELECTOR, "#multi-table tbody tr")))
+    compared = api.get(f"/regions/{region}/compare?runs={run_id},{second}").json()
+    shown = {(r["hospital_id"], r["pool"]): r for r in _table(driver, "multi-table")}
+    assert len(shown) == len(compared["hospitals"]) == len(rows)
+    for h in compared["hospitals"]:
+        r = shown[(h["hospital_id"], h["pool"])]
+        assert [_fen(r[f"payout_{i}"]) for i in range(2)] == [_fen(x["payout"]) for x in h["runs"]]
+        assert _fen(r["payout_0"]) == cli[(h["hospital_id"], h["pool"])]
+    _wait(driver, lambda d: d.execute_script(
+        "return !!echarts.getInstanceByDom(document.getElementById('multi-chart'))"))
+    _shot(driver, shots, "3c-compare-multi")
 
     # English
     driver.find_element(By.ID, "lang-switch").click()
-    _wait(driver, lambda d: "Hospital" in d.find_element(By.ID, "page-title").text)
+    _wait(driver, lambda d: "Compare scenarios" in d.find_element(By.ID, "page-title").text)
+    _open(driver, served, f"#/hospital/{region}/{other}", "#chain table.chain-money")
     _open(driver, served, f"#/compare/{region}/{run_id}", "#hospital-table tbody tr")
     assert driver.find_element(By.CSS_SELECTOR, '#hospital-table th[data-col="payout"]').text == \
         "variant payout (yuan)"
@@ -293,6 +421,11 @@ def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, br
     _shot(driver, shots, "5-compare-english")
     driver.find_element(By.ID, "lang-switch").click()
     assert _severe_logs(driver) == []
+    path = _times_path(shots)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cases": loaded.cases.num_rows, "hospitals": len(loaded.hospital_ids),
+                                **{k: round(v, 3) for k, v in times.items()}}, indent=2), encoding="utf-8")
+    assert set(times) == {"login_s", "overview_s", "run_variant_s", "sort_s", "filter_s", "open_hospital_s"}
 
 
 def test_a_hospital_account_sees_only_its_own_hospital(served, browser, shots):
@@ -302,6 +435,7 @@ def test_a_hospital_account_sees_only_its_own_hospital(served, browser, shots):
     served["server"].runs.wait()
     _login(driver, served, "hospital", shots)
     assert own in driver.find_element(By.ID, "who").text
+    assert not driver.find_elements(By.ID, "funds-table")  # the fund monitoring is the bureau's
     _shot(driver, shots, "6-overview-hospital")
 
     _open(driver, served, f"#/compare/{region}/{run}", "#hospital-table tbody tr")
@@ -316,9 +450,21 @@ def test_a_hospital_account_sees_only_its_own_hospital(served, browser, shots):
     names = {h["name"] for h in truth if h["hospital_id"] != own}
     text = driver.find_element(By.TAG_NAME, "body").text
     assert not any(h in text for h in others) and not any(n in text for n in names)
+    for bureau_only in ("summary-table", "run-by-level", "run-by-type", "run-pools"):
+        assert not driver.find_elements(By.ID, bureau_only)  # aggregates over hospitals: the bureau's
+    assert driver.find_elements(By.CSS_SELECTOR, '[data-download="hospitals.xlsx"]')  # its own rows, downloadable
     _shot(driver, shots, "7-compare-hospital")
+    # several runs side by side: its own rows only
+    second = bureau.post(f"/regions/{region}/runs", json={"name": "中医加成 5%", "set": {TCM: 0.05}}).json()["id"]
+    served["server"].runs.wait()
+    _open(driver, served, f"#/compare/{region}/{run},{second}", "#multi-table tbody tr")
+    multi = _table(driver, "multi-table")
+    assert multi and {r["hospital_id"] for r in multi} == {own}
+    text = driver.find_element(By.TAG_NAME, "body").text
+    assert not any(h in text for h in others) and not any(n in text for n in names)
+    _shot(driver, shots, "7b-compare-multi-hospital")
 
-    _open(driver, served, f"#/hospital/{region}/", "#groups-table")
+    _open(driver, served, f"#/hospital/{region}/", "#chain table.chain-money")
     assert driver.find_element(By.ID, "hospital-name").text.endswith(f"（{own}）")
     case = served["server"].region(region).case_table
     import pyarrow.compute as pc

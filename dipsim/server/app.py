@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dipsim import __version__
 from dipsim.io.errors import InputError
-from dipsim.server import downloads
+from dipsim.report import present
+from dipsim.server import downloads, views
 from dipsim.server.accounts import HOSPITAL_ID, Accounts, LoginLimiter, Sessions, User
-from dipsim.server.regions import LoadedRegion, build_demo_region, yuan
+from dipsim.server.regions import LoadedRegion, build_demo_region
 from dipsim.server.runs import RunQueueFull, Runs
 from dipsim.server.store import REGION_PATTERN, RUN_PATTERN, DataFolder, new_id, now
 
@@ -41,6 +43,16 @@ RegionId = Annotated[str, PathParam(pattern=REGION_PATTERN, description="a regio
 RunId = Annotated[str, PathParam(pattern=RUN_PATTERN, description="a run id from POST /api/regions/{region}/runs")]
 HospitalId = Annotated[str, PathParam(pattern=HOSPITAL_ID.pattern, description="a hospital_id of the region")]
 CaseId = Annotated[str, PathParam(pattern=CASE_ID_PATTERN, description="a case_id of the region")]
+MAX_COMPARE = 12  # runs side by side
+CompareRuns = Annotated[str, Query(max_length=MAX_COMPARE * 20, description="run ids, comma-separated (2 to 12)")]
+Lang = Annotated[Literal["zh", "en"], Query(description="the headers' language")]
+MEDIA = {"xlsx": XLSX_TYPE, "csv": "text/csv; charset=utf-8"}
+# a download's sheet title
+TABLE_TITLES = {"hospitals": "各医院", "point_values": "点值", "pools": "各统筹区基金支付", "by_level": "按医院等级",
+                "by_type": "按机构类型", "summary": "汇总", "compare": "多方案对比",
+                "compare_point_values": "多方案点值",
+                "overview_by_level": "按医院等级", "overview_by_type": "按机构类型", "overview_pools": "各统筹区",
+                "funds": "基金运行监测", "groups": "病组盈亏", "chain": "支付过程"}
 
 
 class LoginBody(BaseModel):
@@ -440,15 +452,12 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
             view["user"] = record["user"]
         result = server.runs.result(run_id) if record["status"] == "done" else None
         if result is not None:
-            view["point_values"] = [{"pool": p["pool"], "baseline": p["baseline_point_value"],
-                                     "variant": p["point_value"], "status": p["status"]} for p in result["pools"]]
-            if user.is_bureau:
-                view["pools"] = [{"pool": p["pool"], "baseline_fund_payout": yuan(p["baseline_fund_payout_fen"]),
-                                  "fund_payout": yuan(p["fund_payout_fen"])} for p in result["pools"]]
-                view["summary"] = {k: {"winners": s["winners"], "losers": s["losers"], "unchanged": s["unchanged"],
-                                       "moved": yuan(s["moved_fen"]), "fund_payout": yuan(s["fund_payout_fen"]),
-                                       "tcm_hospital_share": s["tcm_hospital_share"]}
-                                   for k, s in result["summary"].items()}
+            view["point_values"] = views.point_values(result)  # published: every account reads them
+            if user.is_bureau:  # the aggregates over hospitals: the bureau's
+                view["pools"] = views.pools(result)
+                view["summary"] = {s.pop("key"): s for s in views.summary(result, record["name"])}
+                view["by_level"] = views.by_level(result)
+                view["by_type"] = views.by_type(result)
         return view
 
     def run_record(run_id: str) -> dict:
@@ -483,42 +492,166 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
         result = server.runs.result(run) if record["status"] == "done" else None
         if result is None:
             raise HTTPException(409, f"the run is {record['status']}, not done")
-        names = server.region(record["region"]).names
-        rows = []
-        for h in result["hospitals"]:
-            if not user.is_bureau and h["hospital_id"] != user.hospital_id:
-                continue
-            change = h["variant_fen"] - h["baseline_fen"]
-            rows.append({"hospital_id": h["hospital_id"], "name": names.get(h["hospital_id"]), "pool": h["pool"],
-                         "level": h["level"], "type": h["type"], "baseline_points": h["baseline_points"],
-                         "points": h["points"], "baseline_payout": yuan(h["baseline_fen"]),
-                         "payout": yuan(h["variant_fen"]), "change": yuan(change),
-                         "change_pct": round(change / h["baseline_fen"] * 100, 4) if h["baseline_fen"] else None})
+        rows = views.hospital_rows(result, server.region(record["region"]).names, user)
         return record, rows
 
-    @app.get("/api/runs/{run}/hospitals.xlsx", tags=["runs"], response_class=Response,
-             responses={200: {"content": {XLSX_TYPE: {}}, "description": "the hospital table as Excel"}})
-    def run_hospitals_xlsx(run: RunId, user: Caller) -> Response:
-        """The hospital table (the rows of /api/runs/{run}/hospitals) as Excel: Chinese headers, money in yuan as
-        numbers to the fen (#,##0.00), levels in their natural order; text is text, never a formula."""
-        _, rows = hospital_rows(run, user)
-        return Response(downloads.hospitals_xlsx(rows), media_type=XLSX_TYPE,
-                        headers=downloads.attachment(run, "xlsx"))
+    def done_result(run: str) -> tuple[dict, dict]:
+        """A done run's record and kept result; 404 / 409 otherwise."""
+        record = run_record(run)
+        result = server.runs.result(run) if record["status"] == "done" else None
+        if result is None:
+            raise HTTPException(409, f"the run is {record['status']}, not done")
+        return record, result
 
-    @app.get("/api/runs/{run}/hospitals.csv", tags=["runs"], response_class=Response,
-             responses={200: {"content": {"text/csv": {}}, "description": "the hospital table as CSV"}})
-    def run_hospitals_csv(run: RunId, user: Caller) -> Response:
-        """The hospital table (the rows of /api/runs/{run}/hospitals) as CSV: UTF-8 with a BOM, Chinese headers,
-        money in yuan to the fen, the change in % x 100; formula-like text prefixed with '."""
-        _, rows = hospital_rows(run, user)
-        return Response(downloads.hospitals_csv(rows), media_type="text/csv; charset=utf-8",
-                        headers=downloads.attachment(run, "csv"))
+    def run_download(table: str, extension: str):
+        """GET /api/runs/{run}/TABLE.xlsx|csv: one of a run's tables (`views.RUN_TABLES`) as a file; the
+        aggregates over hospitals (`views.BUREAU_RUN_TABLES`) for the bureau only, the hospital table scoped."""
+
+        def download(run: RunId, user: Caller, lang: Lang = "zh") -> Response:
+            if table in views.BUREAU_RUN_TABLES and not user.is_bureau:
+                raise HTTPException(403, "bureau accounts only")
+            if table == "hospitals":
+                _, rows = hospital_rows(run, user)
+                body = (downloads.hospitals_xlsx if extension == "xlsx" else downloads.hospitals_csv)(rows, lang)
+            else:
+                record, result = done_result(run)
+                rows = views.run_table(table, result, record["name"], server.region(record["region"]).names, user)
+                body = downloads.table_bytes(rows, views.COLUMNS[table], TABLE_TITLES[table], extension, lang)
+            return Response(body, media_type=MEDIA[extension], headers=downloads.attachment(run, extension, table))
+
+        download.__doc__ = (f"A run's {table} table as {extension.upper()} (Chinese headers, money in yuan to the "
+                            "fen, text never a formula)" + ("; bureau only" if table in views.BUREAU_RUN_TABLES
+                                                            else "; a hospital account: its own rows"))
+        return download
+
+    for table in views.RUN_TABLES:
+        for extension in ("xlsx", "csv"):
+            app.add_api_route(f"/api/runs/{{run}}/{table}.{extension}", run_download(table, extension),
+                              methods=["GET"], tags=["downloads"], response_class=Response,
+                              name=f"run_{table}_{extension}",
+                              responses={200: {"content": {MEDIA[extension]: {}}}})
 
     @app.get("/api/runs/{run}/hospitals", tags=["runs"])
     def run_hospitals(run: RunId, user: Caller) -> dict:
         """The hospital table: baseline and variant fund payout, change in yuan and % (a hospital: its own row)."""
         record, rows = hospital_rows(run, user)
         return {"run": run, "name": record["name"], "hospitals": rows}
+
+    def compare_view(region: str, runs: str, user: User) -> dict:
+        ids = list(dict.fromkeys(r.strip() for r in runs.split(",") if r.strip()))
+        if not 2 <= len(ids) <= MAX_COMPARE or not all(re.fullmatch(RUN_PATTERN, r) for r in ids):
+            raise HTTPException(422, f"runs: 2 to {MAX_COMPARE} run ids, comma-separated")
+        loaded = server.region(region)
+        chosen = []
+        for run_id in ids:
+            record, result = done_result(run_id)
+            if record["region"] != region:
+                raise HTTPException(404, "no such run in this region")
+            chosen.append((run_id, record, result))
+        if len({record["baseline_sha256"] for _, record, _ in chosen}) > 1:
+            raise HTTPException(409, "the runs were made on different baselines")
+        view = views.compare(chosen, loaded.names, user)
+        for entry, (_, record, _) in zip(view["runs"], chosen):
+            entry["set"] = _policy_values(record["set"], user)
+        return view
+
+    @app.get("/api/regions/{region}/compare", tags=["runs"])
+    def compare_runs(region: RegionId, user: Caller, runs: CompareRuns) -> dict:
+        """Several done runs of the region side by side (runs=ID,ID,...: 2 to 12, on one baseline): per pool the
+        point values, per (hospital, pool) the baseline payout and each run's payout, change in yuan and % (a
+        hospital account: its own rows)."""
+        return compare_view(region, runs, user)
+
+    def compare_download(extension: str):
+        def download(region: RegionId, user: Caller, runs: CompareRuns, lang: Lang = "zh") -> Response:
+            rows, columns, _, _ = views.compare_flat(compare_view(region, runs, user))
+            body = downloads.table_bytes(rows, columns, TABLE_TITLES["compare"], extension, lang)
+            return Response(body, media_type=MEDIA[extension],
+                            headers=downloads.attachment(region, extension, "compare"))
+
+        download.__doc__ = f"The compared runs' hospital table as {extension.upper()} (a hospital: its own rows)"
+        return download
+
+    def compare_values_download(extension: str):
+        def download(region: RegionId, user: Caller, runs: CompareRuns, lang: Lang = "zh") -> Response:
+            _, _, rows, columns = views.compare_flat(compare_view(region, runs, user))
+            body = downloads.table_bytes(rows, columns, TABLE_TITLES["compare_point_values"], extension, lang)
+            return Response(body, media_type=MEDIA[extension],
+                            headers=downloads.attachment(region, extension, "compare_point_values"))
+
+        download.__doc__ = f"The compared runs' point values as {extension.upper()} (published)"
+        return download
+
+    @app.get("/api/regions/{region}/funds", tags=["regions"])
+    def funds(region: RegionId, user: Bureau) -> dict:
+        """The baseline's fund monitoring by pool and month (`monitor.fund_monitor`; bureau only): claims, the
+        budget to date, execution and its warning / alert level, the projected point value and balance."""
+        return {"region": region, "funds": server.region(region).funds()}
+
+    @app.get("/api/regions/{region}/hospitals/{hospital}/chain", tags=["regions"])
+    def hospital_chain(region: RegionId, hospital: HospitalId, user: Caller) -> dict:
+        """One hospital's payment chain under the baseline, per pool: its points after each case step, the
+        special-case review, the point value and the money of settlement (the baseline's settlement files, to the
+        fen; a hospital account: its own only)."""
+        return own_hospital(region, hospital, user).hospital_chain(hospital)
+
+    def own_hospital(region: str, hospital: str, user: User) -> LoadedRegion:
+        if not user.is_bureau and hospital != user.hospital_id:
+            raise HTTPException(403, "a hospital account sees its own hospital only")
+        loaded = server.region(region)
+        if hospital not in loaded.hospital_ids:
+            raise HTTPException(404, "no such hospital with cases in this region")
+        return loaded
+
+    def region_download(table: str, extension: str):
+        bureau_only = table == "funds"
+
+        def download(region: RegionId, user: Caller, lang: Lang = "zh") -> Response:
+            if bureau_only and not user.is_bureau:
+                raise HTTPException(403, "bureau accounts only")
+            loaded = server.region(region)
+            if table == "funds":
+                rows = loaded.funds()
+            else:
+                overview = loaded.overview()
+                rows = overview[table]
+                if table == "by_level":
+                    rows = sorted(rows, key=lambda r: present.level_key(r["level"]))
+            name = "funds" if table == "funds" else f"overview_{table}"
+            body = downloads.table_bytes(rows, views.COLUMNS[name], TABLE_TITLES[name], extension, lang)
+            return Response(body, media_type=MEDIA[extension], headers=downloads.attachment(region, extension, name))
+
+        download.__doc__ = f"The region's {table} table as {extension.upper()}" + ("; bureau only" if bureau_only
+                                                                                 else "")
+        return download
+
+    def hospital_download(table: str, extension: str):
+        def download(region: RegionId, hospital: HospitalId, user: Caller, lang: Lang = "zh") -> Response:
+            loaded = own_hospital(region, hospital, user)
+            if table == "groups":
+                rows = loaded.hospital_groups(hospital)["groups"]
+            else:
+                rows = views.chain_rows(loaded.hospital_chain(hospital), lang)
+            body = downloads.table_bytes(rows, views.COLUMNS[table], TABLE_TITLES[table], extension, lang)
+            return Response(body, media_type=MEDIA[extension],
+                            headers=downloads.attachment(hospital, extension, table))
+
+        download.__doc__ = f"One hospital's {table} table as {extension.upper()} (a hospital account: its own only)"
+        return download
+
+    for extension in ("xlsx", "csv"):
+        get: dict[str, Any] = {"methods": ["GET"], "tags": ["downloads"], "response_class": Response,
+               "responses": {200: {"content": {MEDIA[extension]: {}}}}}
+        app.add_api_route(f"/api/regions/{{region}}/compare.{extension}", compare_download(extension),
+                          name=f"compare_{extension}", **get)
+        app.add_api_route(f"/api/regions/{{region}}/compare_point_values.{extension}",
+                          compare_values_download(extension), name=f"compare_point_values_{extension}", **get)
+        for table in ("by_level", "by_type", "pools", "funds"):
+            app.add_api_route(f"/api/regions/{{region}}/{table}.{extension}", region_download(table, extension),
+                              name=f"region_{table}_{extension}", **get)
+        for table in ("groups", "chain"):
+            app.add_api_route(f"/api/regions/{{region}}/hospitals/{{hospital}}/{table}.{extension}",
+                              hospital_download(table, extension), name=f"hospital_{table}_{extension}", **get)
 
     # ------------------------------------------------------------ the browser workbench (pages at /app/, open)
 

@@ -1,6 +1,7 @@
-"""Downloads of `dipsim serve`: a run's hospital table (the rows of GET /api/runs/{run}/hospitals, scoped as that
-route scopes them) as Excel and CSV through `report.export`: Chinese headers, money in yuan as numbers to the fen
-(`#,##0.00` in Excel), the change in %, hospital levels in their natural order, text never a formula."""
+"""Downloads of `dipsim serve`: every table of the pages (a run's hospital table, the rows of GET
+/api/runs/{run}/hospitals scoped as that route scopes them; the other tables of `views.COLUMNS`) as Excel and CSV
+through `report.export`: Chinese headers, money in yuan as numbers to the fen (`#,##0.00` in Excel), the change in
+%, hospital levels in their natural order, text never a formula."""
 
 from __future__ import annotations
 
@@ -53,6 +54,33 @@ def hospitals_csv(rows: list[dict], lang: str = "zh") -> bytes:
         return path.read_bytes()
 
 
-def attachment(run_id: str, extension: str) -> dict:
-    """The Content-Disposition of a download: a file name of the run's id (checked against RUN_PATTERN)."""
-    return {"Content-Disposition": f'attachment; filename="hospitals_{run_id}.{extension}"'}
+def attachment(run_id: str, extension: str, table: str = "hospitals") -> dict:
+    """The Content-Disposition of a download: a file name of the table and the run's (or region's) id, both
+    checked against their patterns by the route (no quote, no path)."""
+    return {"Content-Disposition": f'attachment; filename="{table}_{run_id}.{extension}"'}
+
+
+def table_frame(rows: list[dict], columns: list[tuple[str, Column]]) -> pd.DataFrame:
+    """Rows of a page's table as a frame of `columns` (in their order): money from its exact yuan strings to
+    numbers (a whole number of fen / 100 is the float nearest that amount: Excel shows and sums it to the fen)."""
+    frame = pd.DataFrame([{k: r.get(k) for k, _ in columns} for r in rows], columns=[k for k, _ in columns],
+                         dtype=object)
+    for key, spec in columns:
+        if spec.kind == present.MONEY:
+            frame[key] = [None if v is None else float(Decimal(v)) for v in frame[key]]
+    return frame
+
+
+def table_bytes(rows: list[dict], columns: list[tuple[str, Column]], title: str, extension: str,
+                lang: str = "zh") -> bytes:
+    """A page's table as .xlsx (one sheet titled `title`) or CSV (UTF-8 with a BOM), headers in `lang`."""
+    from dipsim.report.export import write_export_csv, write_xlsx
+
+    frame, spec = table_frame(rows, columns), dict(columns)
+    names = {present.BASELINE: "基准方案" if lang == "zh" else "baseline"}  # the summary's baseline row
+    with tempfile.TemporaryDirectory(prefix="dipsim-download-") as tmp:
+        if extension == "xlsx":
+            path = write_xlsx(frame, Path(tmp) / "table.xlsx", title, lang, names, sheet=title[:31], columns=spec)
+        else:
+            path = write_export_csv(frame, Path(tmp) / "table.csv", title, lang, names, columns=spec)
+        return path.read_bytes()

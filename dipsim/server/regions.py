@@ -109,6 +109,7 @@ class LoadedRegion:
         # the key the command line's grouping cache uses for the same files (`scenarios.inputs_digest`)
         self.inputs_sha256 = inputs_digest(file_digests(folder / CASES_DIR, folder / HOSPITALS_FILE))
         self._grouped: dict = {}
+        self._funds: list[dict] | None = None  # `funds`: computed on first use, then kept
         self._lock = threading.Lock()
         self.catalog = None
         if self.mode == "dip":
@@ -240,3 +241,88 @@ class LoadedRegion:
         from dipsim.payment.explain import explain_case
 
         return explain_case(self.folder / BASELINE_DIR, case_id)
+
+    def funds(self) -> list[dict]:
+        """The baseline's fund monitoring by pool and month (`monitor.fund_monitor`, as `dipsim scenarios run`'s
+        funds.csv has it for the baseline): computed once per loaded region, on first use, then kept. Money as
+        yuan strings to the fen, shares and point values as numbers. Empty when the cases have no discharge dates."""
+        with self._lock:
+            if self._funds is None:
+                from dipsim.scenarios import _funds
+
+                case_set = self.region.case_set
+                frame = _funds(case_set, self.baseline) if case_set.discharge_days is not None else None
+                rows = [] if frame is None else frame.to_dict("records")
+                money = {"claims", "claims_to_date", "budget_to_date", "projected_balance"}
+                self._funds = [{k: (yuan(to_fen(float(v))) if k in money else _plain(v)) for k, v in r.items()}
+                               for r in rows]
+            return self._funds
+
+    def hospital_chain(self, hospital_id: str) -> dict:
+        """One hospital's payment chain under the baseline (`payment.chain`'s steps, summed over its cases), per
+        pool, read from the baseline's settlement files (`dipsim settle`'s cases.parquet, hospitals.csv, pools.csv,
+        as `payment.explain.explain_hospital` reads them): the points after each case step (1 group points, 2 the
+        outlier factor (cases paid by item: 0), 3 the hospital coefficient, 4 the TCM bonus, 5 the auxiliary factor
+        = the priced points, 6 supervision cuts, 7 special-case review = the final points, hospitals.csv's), the
+        review's cases, then the pool's point value and the money of steps 8-10 exactly as hospitals.csv has it
+        (group payment, band adjustment, payment, patient paid, fund payout, prepaid, deposit, released, clearing),
+        in yuan strings to the fen. Steps 2-4's sums are of the chain's per-case factors multiplied in chain order."""
+        import csv
+
+        import pyarrow.parquet as pq
+
+        out = self.folder / BASELINE_DIR
+        with open(out / "hospitals.csv", encoding="utf-8-sig", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["hospital_id"] == hospital_id]
+        with open(out / "pools.csv", encoding="utf-8-sig", newline="") as f:
+            pools = {r["pool"]: r for r in csv.DictReader(f)}
+        cases = pq.read_table(out / "cases.parquet", filters=[("hospital_id", "=", hospital_id)])
+        money = ("cost", "group_payment", "band_adjustment", "payment", "patient_paid", "fund_payout", "prepaid",
+                 "deposit", "deposit_released", "clearing")  # from cost to payout, in the chain's order
+        chains, totals = [], dict.fromkeys(money, 0)
+        for row in rows:
+            mine = cases.filter(pc.equal(cases["pool"], row["pool"]))
+
+            def col(name: str, mine=mine) -> np.ndarray:
+                return mine[name].to_numpy(zero_copy_only=False).astype(np.float64)
+
+            by_item = mine["paid_by_item"].to_numpy(zero_copy_only=False).astype(bool)
+            outlier = col("group_points") * col("outlier_factor") * ~by_item
+            coefficient = outlier * col("coefficient")
+            bonus = coefficient * (1.0 + col("bonus"))
+            priced, supervised, final = col("priced_points"), col("supervised_points"), col("case_points")
+            applied = mine["review_applied"].to_numpy(zero_copy_only=False).astype(bool)
+            kinds = {k["values"]: int(k["counts"]) for k in pc.value_counts(mine["outlier"]).to_pylist()}
+            fen = {k: _fen_text(row[k]) for k in money}
+            for k in money:
+                totals[k] += fen[k]
+            value = float(pools[row["pool"]]["point_value"])
+            chains.append({
+                "pool": row["pool"], "cases": int(row["cases"]), "outliers": kinds,
+                "points": [{"step": step, "points": round(float(v.sum()), 4)} for step, v in (
+                    ("group_points", col("group_points")), ("outlier", outlier), ("coefficient", coefficient),
+                    ("tcm_bonus", bonus), ("priced", priced), ("supervised", supervised), ("final", final))],
+                "settled_points": float(row["points"]),
+                "review": {"applied": int(applied.sum()), "approved": round(float(col("review_approval").sum()), 4),
+                           "points_added": round(float(final.sum() - supervised.sum()), 4),
+                           "item_paid": yuan(to_fen(float(col("item_paid").sum())))},
+                "paid_by_item": int(by_item.sum()),
+                "point_value": value, "point_value_status": pools[row["pool"]]["status"],
+                "points_value": yuan(to_fen(value * float(row["points"]))),
+                "money": {k: yuan(fen[k]) for k in money}})
+        return {"hospital_id": hospital_id, "name": self.names.get(hospital_id), "pools": chains,
+                "total": {k: yuan(v) for k, v in totals.items()}}
+
+
+def _fen_text(text: str) -> int:
+    """A settlement file's yuan ("1234.56", "-0.01") as whole fen, exactly."""
+    return fen_of(Decimal(text))
+
+
+def _plain(value):
+    """A table cell as JSON: numpy numbers as Python's, NaN as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value

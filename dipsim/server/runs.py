@@ -125,7 +125,9 @@ def _sha256_json(value) -> str:
 
 def _result(results, name: str) -> dict:
     """What a run keeps: per (hospital, pool) the baseline's and the variant's fund payout in whole fen (the
-    settlement's, recovered exactly from its yuan) and points; per pool the point values; the summaries."""
+    settlement's, recovered exactly from its yuan) and points, with the hospital's level and type (the pages sum
+    them by level and type, in fen); per pool the point values and fund payouts; the summaries of the baseline and
+    the variant, with the special-case review's outcome (`scenarios.run_scenarios`' summary)."""
     table = results.hospitals
     base = table[table["scenario"] == BASELINE].set_index(["hospital_id", "pool"])
     var = table[table["scenario"] == name].set_index(["hospital_id", "pool"]).reindex(base.index)
@@ -150,5 +152,10 @@ def _result(results, name: str) -> dict:
                         "moved_fen": to_fen(float(row["moved"])),
                         "fund_payout_fen": to_fen(float(row["fund_payout"])),
                         "tcm_hospital_share": None if row["tcm_hospital_share"] != row["tcm_hospital_share"]
-                        else float(row["tcm_hospital_share"])}
+                        else float(row["tcm_hospital_share"]),
+                        # special-case review (特例单议), as the chain ran it: cases applied, approved in expected
+                        # value (review.approval_rate), the expected extra paid
+                        "review_applied": int(row["review_applied"]),
+                        "review_approved": float(row["review_approved"]),
+                        "review_amount_fen": to_fen(float(row["review_amount"]))}
     return {"hospitals": hospitals, "pools": pool_rows, "summary": summary}

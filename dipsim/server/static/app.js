@@ -31,6 +31,24 @@ const T = {
     failed: "运行失败", status_balanced: "平衡", status_capped: "封顶", status_floored: "保底",
     status_fixed: "固定点值", mustBe: "应", atLeast: "不小于", atMost: "不大于", above: "大于", below: "小于",
     notNumber: "不是数字", worstGroups: "亏损最多的病组（元）",
+    download: "下载", excel: "Excel", csv: "CSV", downloadFailed: "下载失败", baselinePayoutShort: "基准（元）",
+    byLevelRun: "按医院等级（基金支付）", byTypeRun: "按机构类型（基金支付）", poolsRun: "各统筹区基金支付",
+    summaryTable: "方案汇总（含特例单议）", scenario: "方案", unchanged: "不变医院数",
+    reviewApplied: "特例单议申请例数", reviewApproved: "特例单议核准例数（期望）", reviewAmount: "特例单议核准金额（元）",
+    funds: "基金运行监测（基准方案，按统筹区和月份）", month: "月份", claims: "当月基金应付（元）",
+    claimsToDate: "累计基金应付（元）", budgetToDate: "序时预算（元）", execution: "预算执行率", monitorLevel: "监测等级",
+    projectedValue: "预测年终点值", projectedBalance: "预测年末结余（元）", capacity: "可支付月数",
+    fundsChart: "预算执行率（按月）", multiCompare: "多方案对比", multiHint: "勾选两个或以上方案，并排对比",
+    compareButton: "对比", multiTitle: "多方案对比", points: "点数", changeOf: "变化", poolValues: "各统筹区点值",
+    chain: "支付过程（基准方案）", step: "步骤", item: "项目", amount: "金额（元）", outliers: "异常病例",
+    chain_group_points: "1 病组分值", chain_outlier: "2 异常病例调整后", chain_coefficient: "3 医院系数后",
+    chain_tcm_bonus: "4 中医加成后", chain_priced: "5 辅助目录后（定价点数）", chain_supervised: "6 监管扣减后",
+    chain_final: "7 特例单议后（最终点数）", money_group_payment: "8-9 病组支付（点值×点数＋按项目，按分分配）",
+    money_band_adjustment: "9 结算调整", money_payment: "9 支付合计", money_patient_paid: "患者自付",
+    money_fund_payout: "9 基金支付", money_prepaid: "10 预付", money_deposit: "10 质量保证金",
+    money_deposit_released: "10 保证金返还", money_clearing: "10 年终清算", money_cost: "医疗总费用",
+    chainTotal: "各统筹区合计", reviewCases: "特例单议", paidByItem: "按项目付费病例", pointsValue: "点数×点值（未按分分配）",
+    outlier_normal: "正常", outlier_low: "低倍率", outlier_high: "高倍率", outlier_extreme: "极端",
   },
   en: {
     title: "dipsim workbench", overview: "Region overview", compare: "Compare scenarios", hospital: "Hospital",
@@ -54,6 +72,29 @@ const T = {
     problems: "problems", failed: "the run failed", status_balanced: "balanced", status_capped: "capped",
     status_floored: "floored", status_fixed: "fixed", mustBe: "must be", atLeast: ">=", atMost: "<=",
     above: ">", below: "<", notNumber: "not a number", worstGroups: "Largest losses by group (yuan)",
+    download: "download", excel: "Excel", csv: "CSV", downloadFailed: "download failed",
+    baselinePayoutShort: "baseline (yuan)", byLevelRun: "By hospital level (fund payout)",
+    byTypeRun: "By hospital type (fund payout)", poolsRun: "Fund payout by pool",
+    summaryTable: "Summary (with special-case review)", scenario: "scenario", unchanged: "unchanged",
+    reviewApplied: "review: applied", reviewApproved: "review: approved (expected)",
+    reviewAmount: "review: amount (yuan)", funds: "Fund monitoring (baseline, by pool and month)", month: "month",
+    claims: "claims (yuan)", claimsToDate: "claims to date (yuan)", budgetToDate: "budget to date (yuan)",
+    execution: "execution", monitorLevel: "level", projectedValue: "projected point value",
+    projectedBalance: "projected balance (yuan)", capacity: "months of capacity", fundsChart: "Budget execution by month",
+    multiCompare: "Compare runs", multiHint: "tick two runs or more to see them side by side",
+    compareButton: "compare", multiTitle: "Runs side by side", points: "points", changeOf: "change",
+    poolValues: "Point values by pool", chain: "Payment chain (baseline)", step: "step", item: "item",
+    amount: "amount (yuan)", outliers: "outliers", chain_group_points: "1 group points",
+    chain_outlier: "2 after outliers", chain_coefficient: "3 after the hospital coefficient",
+    chain_tcm_bonus: "4 after the TCM bonus", chain_priced: "5 after the auxiliary factor (priced)",
+    chain_supervised: "6 after supervision cuts", chain_final: "7 after special-case review (final)",
+    money_group_payment: "8-9 group payment (value x points + by item, to the fen)",
+    money_band_adjustment: "9 band adjustment", money_payment: "9 payment", money_patient_paid: "patient paid",
+    money_fund_payout: "9 fund payout", money_prepaid: "10 prepaid", money_deposit: "10 quality deposit",
+    money_deposit_released: "10 deposit released", money_clearing: "10 clearing", money_cost: "cost",
+    chainTotal: "total over the pools", reviewCases: "special-case review", paidByItem: "cases paid by item",
+    pointsValue: "points x point value (before the fen split)", outlier_normal: "normal", outlier_low: "low",
+    outlier_high: "high", outlier_extreme: "extreme",
   },
 };
 
@@ -228,6 +269,44 @@ function table(columns, rows, attrs = {}) {
   return el("table", attrs, el("thead", {}, head), body);
 }
 
+// Download links of a table: the file comes through fetch with the bearer token (there is no cookie) and is
+// saved from a Blob link. `path`: the API path without its extension ("/runs/x.../hospitals"), `query`: "?runs=..".
+function downloads(path, name, query = "") {
+  const box = el("span", { class: "downloads", "data-download": name });
+  const note = el("span", { class: "error" });
+  for (const [ext, label] of [["xlsx", t("excel")], ["csv", t("csv")]]) {
+    const link = el("a", { href: "#", class: "download", "data-ext": ext, "data-download": `${name}.${ext}`,
+      text: `${t("download")} ${label}` });
+    link.addEventListener("click", async (event) => {
+      event.preventDefault();
+      note.textContent = "";
+      try {
+        const sep = query ? "&" : "?";
+        const response = await fetch(`/api${path}.${ext}${query}${sep}lang=${lang}`, { cache: "no-store",
+          credentials: "omit", headers: { "Authorization": `Bearer ${token()}` } });
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        const blob = await response.blob();
+        const disposition = response.headers.get("Content-Disposition") || "";
+        const file = (disposition.match(/filename="([^"]+)"/) || [])[1] || `${name}.${ext}`;
+        const url = URL.createObjectURL(blob);
+        const a = el("a", { href: url, download: file, hidden: true });
+        document.body.append(a);
+        a.click();
+        a.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 10000);
+      } catch (e) { note.textContent = `${t("downloadFailed")}: ${e.message}`; }
+    });
+    box.append(link, " ");
+  }
+  box.append(note);
+  return box;
+}
+
+// A heading with the table's download links beside it.
+function heading(text, path, name, query) {
+  return el("h2", { class: "with-downloads" }, el("span", { text }), path ? downloads(path, name, query) : null);
+}
+
 function cellText(kind, v) {
   if (kind === "money") return yuan(v);
   if (kind === "count") return count(v);
@@ -292,13 +371,14 @@ async function pageOverview(main, region) {
       card(t("settlementDay"), o.baseline.settlement_day || "—", "card-day")),
     el("p", { class: "note", text: `${t("baselineName")}: ${o.baseline.name}` }));
   const byLevel = [...o.by_level].sort((a, b) => compareLevels(a.level, b.level));
-  main.append(el("h2", { text: t("byLevel") }),
+  const base = `/regions/${encodeURIComponent(region)}`;
+  main.append(heading(t("byLevel"), `${base}/by_level`, "overview-by-level"),
     table([{ key: "level", label: t("level") }, { key: "hospitals", label: t("hospitals"), kind: "count" },
       { key: "cases", label: t("cases"), kind: "count" }], byLevel, { id: "by-level" }),
-    el("h2", { text: t("byType") }),
+    heading(t("byType"), `${base}/by_type`, "overview-by-type"),
     table([{ key: "type", label: t("type") }, { key: "hospitals", label: t("hospitals"), kind: "count" },
       { key: "cases", label: t("cases"), kind: "count" }], o.by_type, { id: "by-type" }),
-    el("h2", { text: t("pools") }),
+    heading(t("pools"), `${base}/pools`, "overview-pools"),
     table([{ key: "pool", label: t("pool") }, { key: "cases", label: t("cases"), kind: "count" },
       { key: "cost", label: t("cost"), kind: "money" }, { key: "budget", label: t("budgetCol"), kind: "money" },
       { key: "budget_available", label: t("available"), kind: "money" },
@@ -308,6 +388,41 @@ async function pageOverview(main, region) {
   const chartBox = el("div", { class: "chart", id: "level-chart" });
   main.append(el("h2", { text: `${t("byLevel")}：${t("cases")}` }), chartBox);
   drawBars(chartBox, byLevel.map((r) => r.level), byLevel.map((r) => r.cases), t("cases"), false);
+  if (me().role === "bureau") await showFunds(main, region);
+}
+
+// 基金运行监测: the baseline's fund monitoring by pool and month (bureau only), a table and the execution by month.
+async function showFunds(main, region) {
+  const rows = (await api(`/regions/${encodeURIComponent(region)}/funds`)).funds;
+  if (!rows.length) return;
+  const fundsChart = el("div", { class: "chart", id: "funds-chart" });
+  main.append(heading(t("funds"), `/regions/${encodeURIComponent(region)}/funds`, "funds"),
+    el("div", { class: "scroll" }, table([{ key: "pool", label: t("pool") }, { key: "month", label: t("month") },
+      { key: "cases", label: t("cases"), kind: "count" }, { key: "claims", label: t("claims"), kind: "money" },
+      { key: "claims_to_date", label: t("claimsToDate"), kind: "money" },
+      { key: "budget_to_date", label: t("budgetToDate"), kind: "money" },
+      { key: "execution", label: t("execution"), kind: "share" }, { key: "level", label: t("monitorLevel") },
+      { key: "projected_point_value", label: t("projectedValue"), kind: "number4" },
+      { key: "projected_balance", label: t("projectedBalance"), kind: "money", signed: true },
+      { key: "months_of_capacity", label: t("capacity"), kind: "number2" }], rows, { id: "funds-table" })),
+    el("h2", { text: t("fundsChart") }), fundsChart);
+  if (typeof echarts === "undefined") return;
+  const months = [...new Set(rows.map((r) => r.month))].sort();
+  const pools = [...new Set(rows.map((r) => r.pool))];
+  const chart = echarts.init(fundsChart, null, { renderer: "canvas" });
+  charts.push(chart);
+  const encode = echarts.format.encodeHTML;
+  chart.setOption({
+    animation: false, legend: { top: 0 }, grid: { left: 60, right: 20, top: 40, bottom: 60 },
+    tooltip: { trigger: "axis", formatter: (items) => items.map((i) => `${encode(String(i.seriesName))} ${
+      encode(String(i.name))}: ${encode(share(i.value))}`).join("<br>") },
+    xAxis: { type: "category", data: months }, yAxis: { type: "value", axisLabel: { formatter: (v) => share(v) } },
+    dataZoom: [{ type: "inside" }, { type: "slider", height: 16, bottom: 8 }],
+    series: pools.map((p) => ({ name: p, type: "line", data: months.map((m) => {
+      const r = rows.find((x) => x.pool === p && x.month === m);
+      return r ? r.execution : null;
+    }) })),
+  });
 }
 
 function parameterInput(p) {
@@ -377,6 +492,18 @@ async function pageCompare(main, region, runId) {
     runs.map((r) => el("option", { value: r.id, text: `${r.name} · ${r.created}`, selected: r.id === runId })));
   select.addEventListener("change", () => { if (select.value) location.hash = `#/compare/${region}/${select.value}`; });
   left.append(el("h2", { text: t("runs") }), select);
+  const chosen = new Set((runId || "").split(",").filter((r) => r && runId.includes(",")));
+  if (runs.length >= 2) {
+    const ticks = runs.map((r) => el("label", { class: "tick" }, el("input", { type: "checkbox", value: r.id,
+      "data-run": r.id, checked: chosen.has(r.id) }), ` ${r.name} · ${r.created}`));
+    const go = el("button", { type: "button", id: "multi-button", text: t("compareButton") });
+    go.addEventListener("click", () => {
+      const ids = ticks.map((l) => l.firstChild).filter((i) => i.checked).map((i) => i.value);
+      if (ids.length >= 2) location.hash = `#/compare/${region}/${ids.join(",")}`;
+    });
+    left.append(el("h2", { text: t("multiCompare") }), el("p", { class: "note", text: t("multiHint") }),
+      el("div", { id: "multi-runs", class: "ticks" }, ticks), go);
+  }
   if (isBureau) {
     const params = (await api(`/regions/${encodeURIComponent(region)}/parameters`)).parameters;
     const byPath = Object.fromEntries(params.map((p) => [p.path, p]));
@@ -425,7 +552,51 @@ async function pageCompare(main, region, runId) {
   } else {
     left.append(el("p", { class: "note", text: t("onlyBureau") }));
   }
-  if (runId) await showRun(right, region, runId);
+  if (runId && runId.includes(",")) await showMulti(right, region, runId.split(","));
+  else if (runId) await showRun(right, region, runId);
+}
+
+// Several runs side by side: point values per pool and each hospital's payout and change under each run.
+async function showMulti(box, region, ids) {
+  const query = `?runs=${ids.map(encodeURIComponent).join(",")}`;
+  const base = `/regions/${encodeURIComponent(region)}`;
+  const v = await api(`${base}/compare${query}`);
+  box.append(el("h2", { id: "multi-title", text: `${t("multiTitle")}：${v.runs.map((r) => r.name).join(" ／ ")}` }));
+  box.append(heading(t("poolValues"), `${base}/compare_point_values`, "compare-point-values", query),
+    table([{ key: "pool", label: t("pool") }, { key: "baseline", label: `${t("baseline")} ${t("pointValue")}`, kind: "number4" },
+      ...v.runs.map((r, i) => ({ key: `run_${i}`, label: `${r.name}`, kind: "number4", value: (row) => row.runs[i] }))],
+    v.point_values, { id: "multi-values" }));
+  const columns = [
+    { key: "hospital_id", label: t("hospitalId"), link: (r) => `#/hospital/${region}/${encodeURIComponent(r.hospital_id)}` },
+    { key: "name", label: t("name") }, { key: "level", label: t("level") }, { key: "type", label: t("type") },
+    { key: "pool", label: t("pool") }, { key: "baseline_payout", label: t("baselinePayoutShort"), kind: "money" }];
+  v.runs.forEach((r, i) => {
+    columns.push({ key: `payout_${i}`, label: `${r.name}（元）`, kind: "money", value: (row) => row.runs[i].payout },
+      { key: `change_${i}`, label: `${r.name} ${t("changeYuan")}`, kind: "money", signed: true, value: (row) => row.runs[i].change },
+      { key: `change_pct_${i}`, label: `${r.name} ${t("changePct")}`, kind: "pct", signed: true, value: (row) => row.runs[i].change_pct });
+  });
+  const rows = [...v.hospitals].sort((a, b) => compareLevels(a.level, b.level) || String(a.hospital_id).localeCompare(String(b.hospital_id)));
+  box.append(heading(t("hospitalTable"), `${base}/compare`, "compare", query),
+    el("div", { class: "scroll" }, table(columns, rows, { id: "multi-table" })));
+  const chartBox = el("div", { class: "chart", id: "multi-chart" });
+  box.append(el("h2", { text: t("chartTitle") }), chartBox);
+  if (typeof echarts === "undefined") return;
+  const manyPools = new Set(rows.map((r) => r.pool)).size > 1;
+  const names = rows.map((r) => `${r.name || r.hospital_id}${manyPools ? " · " + r.pool : ""}`);
+  box.style.minWidth = "0";
+  chartBox.style.height = `${Math.min(Math.max(rows.length * 14 * v.runs.length + 80, 300), 900)}px`;
+  const chart = echarts.init(chartBox, null, { renderer: "canvas" });
+  charts.push(chart);
+  const encode = echarts.format.encodeHTML;
+  chart.setOption({
+    animation: false, legend: { top: 0 }, grid: { left: 10, right: 30, top: 30, bottom: 30, containLabel: true },
+    tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, formatter: (items) => `${encode(String(items[0].name))}<br>${
+      items.map((i) => `${encode(String(i.seriesName))}: ${encode(yuan(rows[i.dataIndex].runs[i.seriesIndex].change))}`).join("<br>")}` },
+    yAxis: { type: "category", data: names, inverse: true, axisLabel: { interval: 0, width: 220, overflow: "truncate" } },
+    xAxis: { type: "value", axisLabel: { formatter: (x) => fixed(x, 0) } },
+    dataZoom: [{ type: "inside", yAxisIndex: 0, zoomOnMouseWheel: false, moveOnMouseWheel: true }],
+    series: v.runs.map((r, i) => ({ name: r.name, type: "bar", data: rows.map((row) => Number(row.runs[i].change)) })),
+  });
 }
 
 async function showRun(box, region, runId) {
@@ -436,7 +607,8 @@ async function showRun(box, region, runId) {
   box.append(el("h2", { id: "run-title", "data-run": runId, text: `${t("variant")}：${run.name}` }),
     el("p", { class: "note", id: "run-set", text: Object.entries(run.set).map(([k, v]) =>
       `${label[k] || k}（${k}）= ${typeof v === "boolean" ? (v ? t("yes") : t("no")) : JSON.stringify(v)}`).join("；") }));
-  box.append(el("h2", { text: t("pointValues") }),
+  const runPath = `/runs/${encodeURIComponent(runId)}`;
+  box.append(heading(t("pointValues"), `${runPath}/point_values`, "point-values"),
     table([{ key: "pool", label: t("pool") }, { key: "baseline", label: `${t("baseline")} ${t("pointValue")}`, kind: "number4" },
       { key: "variant", label: `${t("variant")} ${t("pointValue")}`, kind: "number4" },
       { key: "change", label: t("changePct"), kind: "pct", signed: true,
@@ -446,8 +618,31 @@ async function showRun(box, region, runId) {
     const s = run.summary.variant;
     box.append(el("div", { class: "cards", id: "summary" },
       ...[[t("winners"), count(s.winners)], [t("losers"), count(s.losers)], [t("moved"), yuan(s.moved)],
-        [t("tcmShare"), share(s.tcm_hospital_share)]].map(([k, v]) =>
+        [t("tcmShare"), share(s.tcm_hospital_share)], [t("reviewApplied"), count(s.review_applied)],
+        [t("reviewAmount"), yuan(s.review_amount)]].map(([k, v]) =>
         el("div", { class: "card" }, el("div", { class: "k", text: k }), el("div", { class: "v", text: v })))));
+    const summaryRows = ["baseline", "variant"].filter((k) => run.summary[k]).map((k) => ({ ...run.summary[k],
+      scenario: k === "baseline" ? t("baseline") : run.name }));
+    const aggregate = (key, label) => [{ key, label }, { key: "hospitals", label: t("hospitals"), kind: "count" },
+      { key: "baseline_payout", label: t("baselinePayout"), kind: "money" }, { key: "payout", label: t("payout"), kind: "money" },
+      { key: "change", label: t("changeYuan"), kind: "money", signed: true },
+      { key: "change_pct", label: t("changePct"), kind: "pct", signed: true }];
+    box.append(heading(t("summaryTable"), `${runPath}/summary`, "summary"),
+      table([{ key: "scenario", label: t("scenario") }, { key: "fund_payout", label: t("fundPayout"), kind: "money" },
+        { key: "winners", label: t("winners"), kind: "count" }, { key: "losers", label: t("losers"), kind: "count" },
+        { key: "unchanged", label: t("unchanged"), kind: "count" }, { key: "moved", label: t("moved"), kind: "money" },
+        { key: "tcm_hospital_share", label: t("tcmShare"), kind: "share" },
+        { key: "review_applied", label: t("reviewApplied"), kind: "count" },
+        { key: "review_approved", label: t("reviewApproved"), kind: "number2" },
+        { key: "review_amount", label: t("reviewAmount"), kind: "money" }], summaryRows, { id: "summary-table" }),
+      heading(t("byLevelRun"), `${runPath}/by_level`, "by-level"),
+      table(aggregate("level", t("level")), [...run.by_level].sort((a, b) => compareLevels(a.level, b.level)), { id: "run-by-level" }),
+      heading(t("byTypeRun"), `${runPath}/by_type`, "by-type"),
+      table(aggregate("type", t("type")), run.by_type, { id: "run-by-type" }),
+      heading(t("poolsRun"), `${runPath}/pools`, "pools"),
+      table([{ key: "pool", label: t("pool") }, { key: "baseline_fund_payout", label: t("baselinePayout"), kind: "money" },
+        { key: "fund_payout", label: t("payout"), kind: "money" },
+        { key: "change", label: t("changeYuan"), kind: "money", signed: true }], run.pools, { id: "run-pools" }));
   }
   const rows = data.hospitals;
   const levels = [...new Set(rows.map((r) => r.level))].sort(compareLevels);
@@ -456,6 +651,9 @@ async function showRun(box, region, runId) {
     levels.map((l) => el("option", { value: l, text: l })));
   const typeFilter = el("select", { id: "filter-type" }, el("option", { value: "", text: `${t("type")}：${t("all")}` }),
     types.map((l) => el("option", { value: l, text: l })));
+  const pools = [...new Set(rows.map((r) => r.pool))].sort();
+  const poolFilter = el("select", { id: "filter-pool" }, el("option", { value: "", text: `${t("pool")}：${t("all")}` }),
+    pools.map((p) => el("option", { value: p, text: p })));
   const search = el("input", { id: "filter-name", type: "search", placeholder: t("search") });
   const counter = el("span", { class: "note", id: "row-count" });
   const isBureau = me().role === "bureau";
@@ -476,7 +674,8 @@ async function showRun(box, region, runId) {
   }));
   const body = el("tbody");
   const chartBox = el("div", { class: "chart", id: "change-chart" });
-  box.append(el("h2", { text: t("hospitalTable") }), el("div", { class: "filters" }, levelFilter, typeFilter, search, counter),
+  box.append(heading(t("hospitalTable"), `${runPath}/hospitals`, "hospitals"),
+    el("div", { class: "filters" }, levelFilter, typeFilter, poolFilter, search, counter),
     el("table", { id: "hospital-table" }, el("thead", {}, headRow), body),
     el("h2", { text: t("chartTitle") }), chartBox);
   const value = (r, key) => {
@@ -488,7 +687,7 @@ async function showRun(box, region, runId) {
   function draw() {
     const q = search.value.trim().toLowerCase();
     const shown = rows.filter((r) => (!levelFilter.value || r.level === levelFilter.value)
-      && (!typeFilter.value || r.type === typeFilter.value)
+      && (!typeFilter.value || r.type === typeFilter.value) && (!poolFilter.value || r.pool === poolFilter.value)
       && (!q || String(r.name || "").toLowerCase().includes(q) || String(r.hospital_id).toLowerCase().includes(q)));
     shown.sort((a, b) => {
       const x = value(a, sort.key), y = value(b, sort.key);
@@ -511,7 +710,7 @@ async function showRun(box, region, runId) {
     drawBars(chartBox, byChange.map((r) => chartName(r)), byChange.map((r) => Number(r.change)), t("changeYuan"),
       true, byChange.map((r) => r.change));
   }
-  for (const input of [levelFilter, typeFilter]) input.addEventListener("change", draw);
+  for (const input of [levelFilter, typeFilter, poolFilter]) input.addEventListener("change", draw);
   search.addEventListener("input", draw);
   search.addEventListener("change", draw);
   if (!isBureau) levelFilter.disabled = typeFilter.disabled = rows.length <= 1;
@@ -576,9 +775,10 @@ async function pageHospital(main, region, hospitalId) {
     el("div", { class: "cards" }, card(t("level"), h.level || "—"), card(t("type"), h.type || "—"),
       card(t("cases"), count(h.cases)), card(t("cost"), yuan(h.cost)), card(t("payment"), yuan(h.payment)),
       card(t("balance"), yuan(h.balance), "hospital-balance")));
+  const hospitalPath = `/regions/${encodeURIComponent(region)}/hospitals/${encodeURIComponent(hospital)}`;
   const worst = h.groups.filter((g) => fen(g.balance) < 0n).slice(0, 20);
   const chartBox = el("div", { class: "chart", id: "groups-chart" });
-  main.append(el("h2", { text: `${t("groupsTitle")}（${count(h.groups.length)}）` }), el("div", { class: "scroll" },
+  main.append(heading(`${t("groupsTitle")}（${count(h.groups.length)}）`, `${hospitalPath}/groups`, "groups"), el("div", { class: "scroll" },
     table([{ key: "group", label: t("group") }, { key: "cases", label: t("cases"), kind: "count" },
       { key: "cost", label: t("cost"), kind: "money" }, { key: "payment", label: t("payment"), kind: "money" },
       { key: "balance", label: t("balance"), kind: "money", signed: true },
@@ -586,6 +786,7 @@ async function pageHospital(main, region, hospitalId) {
     el("h2", { text: t("worstGroups") }), chartBox);
   drawBars(chartBox, worst.map((g) => g.group), worst.map((g) => Number(g.balance)), t("balance"), true,
     worst.map((g) => g.balance));
+  await showChain(main, hospitalPath);
   const caseInput = el("input", { id: "case-input", placeholder: t("caseId"), maxlength: 64 });
   const show = el("button", { type: "button", id: "case-show", text: t("show") });
   const out = el("pre", { class: "explain", id: "case-explain" });
@@ -594,6 +795,44 @@ async function pageHospital(main, region, hospitalId) {
     catch (e) { out.textContent = e.message; }
   });
   main.append(el("h2", { text: t("explain") }), el("div", { class: "filters" }, caseInput, show), out);
+}
+
+// 支付过程: the hospital's money from cost to payout under the baseline, per pool: the points after each case step
+// of the payment chain, the special-case review, the point value and the settlement's amounts (to the fen).
+async function showChain(main, hospitalPath) {
+  const c = await api(`${hospitalPath}/chain`);
+  main.append(heading(t("chain"), `${hospitalPath}/chain`, "chain"));
+  const box = el("div", { id: "chain", class: "chain" });
+  main.append(box);
+  for (const p of c.pools) {
+    const outliers = Object.entries(p.outliers).map(([k, n]) => `${t("outlier_" + k)} ${count(n)}`).join("，");
+    const points = p.points.map((s, i) => ({ step: t("chain_" + s.step), points: s.points,
+      change: i ? s.points - p.points[i - 1].points : null }));
+    const review = p.review;
+    const money = Object.keys(p.money).map((k) => ({ item: t("money_" + k), key: k, amount: p.money[k] }));
+    const moneyTable = table([{ key: "item", label: t("item") }, { key: "amount", label: t("amount"), kind: "money" }],
+      money, { class: "chain-money", "data-pool": p.pool });
+    [...moneyTable.tBodies[0].rows].forEach((tr, i) => tr.setAttribute("data-item", money[i].key));
+    box.append(el("h3", { text: `${t("pool")}：${p.pool}（${t("cases")} ${count(p.cases)}；${t("outliers")}：${outliers}）` }),
+      el("div", { class: "layout" },
+        table([{ key: "step", label: t("step") }, { key: "points", label: t("points"), kind: "number4" },
+          { key: "change", label: t("changeOf"), kind: "number4", signed: true }], points, { class: "chain-points", "data-pool": p.pool }),
+        el("div", {},
+          table([{ key: "item", label: t("item") }, { key: "value", label: "" }], [
+            { item: t("reviewApplied"), value: count(review.applied) },
+            { item: t("reviewApproved"), value: fixed(review.approved, 2) },
+            { item: t("paidByItem"), value: count(p.paid_by_item) },
+            { item: `${t("pointValue")}（${statusLabel(p.point_value_status)}）`, value: fixed(p.point_value, 6) },
+            { item: t("pointsValue"), value: yuan(p.points_value) }], { class: "chain-review" }),
+          moneyTable)));
+  }
+  if (c.pools.length > 1) {  // the hospital's money over its pools
+    const total = Object.keys(c.total).map((k) => ({ item: t("money_" + k), key: k, amount: c.total[k] }));
+    const totalTable = table([{ key: "item", label: t("item") }, { key: "amount", label: t("amount"), kind: "money" }],
+      total, { id: "chain-total" });
+    [...totalTable.tBodies[0].rows].forEach((tr, i) => tr.setAttribute("data-item", total[i].key));
+    box.append(el("h3", { text: t("chainTotal") }), totalTable);
+  }
 }
 
 // ------------------------------------------------------------------ router
