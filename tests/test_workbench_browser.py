@@ -81,6 +81,7 @@ def served(tmp_path_factory):
            "hospital": server.accounts.get("hospital").hospital_id}
     web.should_exit = True
     thread.join(10)
+    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +234,8 @@ def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, br
     # 情景对比: the form from the parameter registry, the TCM bonus raised, run
     _open(driver, served, f"#/compare/{region}", f'[data-path="{TCM}"]')
     block = driver.find_element(By.CSS_SELECTOR, f'[data-param="{TCM}"]')
-    assert "中医医院加成" in block.text and "share" in block.text  # label, unit and meaning shown
+    # label, unit and meaning shown in Chinese (the registry's label, doc_zh; the unit translated)
+    assert "中医医院加成" in block.text and "加成比例" in block.text and "中医加成" in block.text
     field = driver.find_element(By.CSS_SELECTOR, f'[data-path="{TCM}"]')
     baseline_bonus = float(field.get_attribute("value"))
     _shot(driver, shots, "2-compare-form")

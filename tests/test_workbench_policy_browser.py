@@ -66,6 +66,7 @@ def served(tmp_path_factory):
            "passwords": dict(server.demo_passwords), "hospital": server.accounts.get("hospital").hospital_id}
     web.should_exit = True
     thread.join(10)
+    server.close()
 
 
 @pytest.fixture(scope="module")

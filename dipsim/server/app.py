@@ -141,6 +141,10 @@ class Server:
                 self._regions[region_id] = LoadedRegion(self.data.regions.folder(region_id), record)
             return self._regions[region_id]
 
+    def close(self) -> None:
+        """Wait for the runs under way and stop the worker threads (the server's end; tests' teardown)."""
+        self.runs.executor.shutdown(wait=True)
+
     def ensure_demo(self, cases: int = DEMO_CASES, hospitals: int = DEMO_HOSPITALS) -> str:
         """The demo region (built when the data folder has none) and the demo accounts (created when absent,
         their passwords kept in `demo_passwords` to be printed once)."""

@@ -425,6 +425,20 @@ async function showFunds(main, region) {
   });
 }
 
+const UNIT_ZH = {
+  "LOS / the group's median LOS": "住院天数 / 病组住院天数中位数", "[score from, share released]": "[起始分, 返还比例]",
+  cases: "例", "cost / group standard cost": "费用 / 病种标准费用", "cost / the group's median cost": "费用 / 病组费用中位数",
+  day: "天", days: "天", factor: "系数", hours: "小时", "observed / expected": "实际 / 预期",
+  "per mille of the hospital's cases": "占本院病例数的千分比", "points per RW": "点 / 权重", "points per flagged case": "点 / 例",
+  q: "q（支付 / 费用）", "share above the budget to date": "超序时预算的比例", "share added": "加成比例", share: "比例",
+  "standard score of ln(mortality)": "ln(死亡率) 标准分", "standard score": "标准分", "x budget point value": "× 预算点值",
+  "x budget.total": "× 预算总额", "yuan per point": "元 / 点", yuan: "元",
+};
+// a registry parameter's label, meaning and unit in the page's language
+function policyLabel(p) { return lang === "zh" ? (p.label || p.path) : (p.label_en || p.label || p.path); }
+function policyDoc(p) { return lang === "zh" ? (p.doc_zh || p.doc) : (p.doc || p.doc_zh); }
+function policyUnit(p) { return lang === "zh" ? (UNIT_ZH[p.unit] || p.unit) : p.unit; }
+
 function parameterInput(p) {
   const id = `param-${p.path}`;
   const value = p.value;
@@ -455,10 +469,10 @@ function parameterBlock(p) {
   const input = parameterInput(p);
   const problem = el("div", { class: "problem" });
   const block = el("div", { class: "param", "data-param": p.path },
-    el("div", { class: "label", text: `${p.label || p.path}` }),
-    el("div", { class: "meta", text: `${p.path}${p.unit ? " · " + t("unit") + ": " + p.unit : ""}` }),
+    el("div", { class: "label", text: policyLabel(p) }),
+    el("div", { class: "meta", text: `${p.path}${p.unit ? " · " + t("unit") + ": " + policyUnit(p) : ""}` }),
     input || el("div", { class: "meta", text: JSON.stringify(p.value) }),
-    el("div", { class: "meta", text: `${t("meaning")}: ${p.doc}`, title: p.source ? `${t("source")}: ${p.source}` : null }),
+    el("div", { class: "meta", text: `${t("meaning")}: ${policyDoc(p)}`, title: p.source ? `${t("source")}: ${p.source}` : null }),
     problem);
   if (input) {
     input.addEventListener("input", () => {
@@ -524,7 +538,7 @@ async function pageCompare(main, region, runId) {
         if (!b.input) continue;
         const v = readInput(b.p, b.input);
         if (!v.changed) continue;
-        if (v.problem) problems.push(`${b.p.label || b.p.path}: ${v.problem}`);
+        if (v.problem) problems.push(`${policyLabel(b.p)}: ${v.problem}`);
         set[b.p.path] = v.value;
       }
       status.className = "note"; status.textContent = "";
@@ -603,7 +617,7 @@ async function showRun(box, region, runId) {
   const run = await api(`/runs/${encodeURIComponent(runId)}`);
   const data = await api(`/runs/${encodeURIComponent(runId)}/hospitals`);
   const registry = (await api(`/regions/${encodeURIComponent(region)}/parameters`)).parameters;
-  const label = Object.fromEntries(registry.map((p) => [p.path, p.label || p.path]));
+  const label = Object.fromEntries(registry.map((p) => [p.path, policyLabel(p)]));
   box.append(el("h2", { id: "run-title", "data-run": runId, text: `${t("variant")}：${run.name}` }),
     el("p", { class: "note", id: "run-set", text: Object.entries(run.set).map(([k, v]) =>
       `${label[k] || k}（${k}）= ${typeof v === "boolean" ? (v ? t("yes") : t("no")) : JSON.stringify(v)}`).join("；") }));

@@ -44,21 +44,9 @@ const POLICY_SECTIONS = {
   review: ["特例单议", "Special-case review"], supervision: ["基金监管", "Fund supervision"],
   monitor: ["基金运行监测", "Fund monitoring"],
 };
-const UNIT_ZH = {
-  "LOS / the group's median LOS": "住院天数 / 病组住院天数中位数", "[score from, share released]": "[起始分, 返还比例]",
-  cases: "例", "cost / group standard cost": "费用 / 病种标准费用", "cost / the group's median cost": "费用 / 病组费用中位数",
-  day: "天", days: "天", factor: "系数", hours: "小时", "observed / expected": "实际 / 预期",
-  "per mille of the hospital's cases": "占本院病例数的千分比", "points per RW": "点 / 权重", "points per flagged case": "点 / 例",
-  q: "q（支付 / 费用）", "share above the budget to date": "超序时预算的比例", "share added": "加成比例", share: "比例",
-  "standard score of ln(mortality)": "ln(死亡率) 标准分", "standard score": "标准分", "x budget point value": "× 预算点值",
-  "x budget.total": "× 预算总额", "yuan per point": "元 / 点", yuan: "元",
-};
 const MAX_SCENARIO_BYTES = 60 * 1024;  // the server takes 64 KB a request, the JSON around the text included
 const policyDrafts = {};  // per region: the variants being edited, kept across pages and the language switch
 
-function policyLabel(p) { return lang === "zh" ? (p.label || p.path) : (p.label_en || p.label || p.path); }
-function policyDoc(p) { return lang === "zh" ? (p.doc_zh || p.doc) : (p.doc || p.doc_zh); }
-function policyUnit(p) { return lang === "zh" ? (UNIT_ZH[p.unit] || p.unit) : p.unit; }
 function sectionLabel(s) { const l = POLICY_SECTIONS[s]; return l ? l[lang === "zh" ? 0 : 1] : s || t("sectionOther"); }
 
 function isDatedValue(v) {
