@@ -133,6 +133,54 @@ def one_round(url: str, password: str, region: str, bonus: float, downloads: Pat
     return times
 
 
+def api_round(url: str, password: str, region: str, bonus: float, hospital: str) -> dict[str, float]:
+    """The baseline: the same steps as the API calls the pages make, from Python (httpx), with no browser: what the
+    pages add is the difference. Sort and filter make no call (the page does them), so they have no baseline."""
+    import httpx
+
+    times: dict[str, float] = {}
+    with httpx.Client(base_url=f"{url}/api", timeout=300) as client:
+        start = time.perf_counter()
+        token = client.post("/login", json={"username": "bench", "password": password}).json()["token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        client.get("/me").raise_for_status()
+        client.get("/regions").raise_for_status()
+        times["login_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        for path in ("/labels", f"/regions/{region}", f"/regions/{region}/funds"):
+            client.get(path).raise_for_status()
+        times["overview_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        for path in (f"/regions/{region}/runs", f"/regions/{region}/parameters"):
+            client.get(path).raise_for_status()
+        times["compare_page_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        run = client.post(f"/regions/{region}/runs", json={"set": {TCM: bonus}}).json()
+        while client.get(f"/runs/{run['id']}").json()["status"] in ("queued", "running"):
+            time.sleep(0.01)
+        client.get(f"/runs/{run['id']}/hospitals").raise_for_status()
+        times["run_variant_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        for path in (f"/regions/{region}/hospitals/{hospital}", f"/regions/{region}/hospitals/{hospital}/chain"):
+            client.get(path).raise_for_status()
+        times["open_hospital_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        client.get(f"/runs/{run['id']}/hospitals.xlsx").raise_for_status()
+        times["download_xlsx_s"] = time.perf_counter() - start
+    return times
+
+
+def first_hospital(url: str, password: str, region: str) -> str:
+    """A hospital of the region: the first row of its first done run (the pages' first round made one)."""
+    import httpx
+
+    with httpx.Client(base_url=f"{url}/api", timeout=300) as client:
+        token = client.post("/login", json={"username": "bench", "password": password}).json()["token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        run = next(r for r in client.get(f"/regions/{region}/runs").json()["runs"] if r["status"] == "done")
+        return str(client.get(f"/runs/{run['id']}/hospitals").json()["hospitals"][0]["hospital_id"])
+
+
 def main() -> None:
     from bench_server import ServeProcess, bench_account, ensure_data
 
@@ -148,7 +196,9 @@ def main() -> None:
     folder = HERE / "_work" / f"serve_{args.cases}"
     region = ensure_data(folder, args.cases)
     password = bench_account(folder)
-    rounds = []
+    rounds: list[dict[str, float]] = []
+    api_rounds: list[dict[str, float]] = []
+    hospital = ""
     with ServeProcess(folder) as serve, tempfile.TemporaryDirectory(prefix="bench-pages-") as tmp:
         for i in range(args.repeats):
             downloads = Path(tmp) / f"round{i}"
@@ -156,17 +206,30 @@ def main() -> None:
             # a new bonus each round: every run is a new variant, priced and settled anew
             rounds.append(one_round(serve.url, password, region, round(0.05 + 0.01 * i, 4), downloads))
             print(json.dumps(rounds[-1]), flush=True)
+            if i == 0:
+                hospital = first_hospital(serve.url, password, region)
+            # the baseline, in the same run: the API calls behind each step, without a browser
+            api_rounds.append(api_round(serve.url, password, region, round(0.5 + 0.01 * i, 4), hospital))
+            print(json.dumps({"api": api_rounds[-1]}), flush=True)
         rss = serve.peak_rss_mib()
     medians = {k: statistics.median(r[k] for r in rounds) for k in STEPS}
+    api_medians = {k: statistics.median(r[k] for r in api_rounds) for k in api_rounds[0]}
     if args.json:
         args.json.write_text(json.dumps({"cases": args.cases, "rounds": rounds, "median": medians,
+                                         "api_rounds": api_rounds, "api_median": api_medians,
                                          "server_peak_rss_mib": rss}, indent=2), encoding="utf-8")
     command = f"python benchmarks/bench_pages.py --cases {args.cases} --repeats {args.repeats}"
+
+    def line(k: str, v: float) -> str:
+        base = api_medians.get(k)
+        return (f"| {k.removesuffix('_s').replace('_', ' ')} | {v:.3f} | "
+                + (f"{base:.3f} | {v / base:.1f}x |" if base else "(no call) | |"))
+
     print("\n".join([machine_line(command), "",
-                     f"| step ({args.cases:,} cases, 100 hospitals; median of {args.repeats}) | seconds |",
-                     "|---|---:|", *(f"| {k.removesuffix('_s').replace('_', ' ')} | {v:.3f} |"
-                                      for k, v in medians.items()),
-                     f"| server peak RSS (MiB) | {rss:,.0f} |"]))
+                     f"| step ({args.cases:,} cases, 100 hospitals; median of {args.repeats}) | page (s) | "
+                     "its API calls alone (s) | page / API |",
+                     "|---|---:|---:|---:|", *(line(k, v) for k, v in medians.items()),
+                     f"| server peak RSS (MiB) | {rss:,.0f} | | |"]))
 
 
 if __name__ == "__main__":
