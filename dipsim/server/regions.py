@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -48,38 +49,127 @@ def fen_of(amount) -> int:
     return to_fen(float(amount))
 
 
-def build_demo_region(folder: Path, cases: int, hospitals: int, seed: int = 20250101, year: int = 2025) -> dict:
-    """The demo region (`dipsim demo`'s steps, with no set-up): a synthetic region (`synth.synthesize_region`),
-    validated (`io.pipeline.validate_to_dir`), a DIP catalogue built from it (`catalog.build_catalog`), and the
-    shipped DIP baseline (scenarios/baseline.toml) with budgets of 60% of each pool's cost. Returns the index
-    record."""
+@dataclass
+class Assembled:
+    """What `assemble_region` made of its inputs: the row accounting (rows read = accepted + rejected, the rejected
+    counting validation's and settlement's), the rejects (REJECT_SCHEMA, one line per reason), the warnings for
+    the user, the policy's mode and the index record's fields."""
+
+    rows_read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    rejected_at_settlement: int = 0
+    validation_warnings: int = 0
+    rejects: pa.Table | None = None
+    warnings: list[str] = field(default_factory=list)
+    mode: str = "dip"
+    hospitals: int = 0
+
+    def counts(self) -> dict:
+        return {"read": self.rows_read, "accepted": self.accepted, "rejected": self.rejected,
+                "rejected_at_settlement": self.rejected_at_settlement,
+                "reject_lines": 0 if self.rejects is None else self.rejects.num_rows,
+                "validation_warnings": self.validation_warnings}
+
+
+def budget_warning(pools: list[str], share: float = DEMO_BUDGET_SHARE) -> str:
+    return (f"预算未给出，按医疗总费用的 {share:.0%} 假定 / budget not given: assumed {share:.0%} of the billed cost "
+            f"for pool(s) {', '.join(pools)}; upload a policy with budget.total to set it")
+
+
+def assemble_region(folder: Path, cases_input: Path, hospitals_file: Path, policy: dict | None = None,
+                    policy_name: str | None = None, budget_share: float = DEMO_BUDGET_SHARE,
+                    step=None, rows_progress=None, result: Assembled | None = None) -> Assembled:
+    """A region folder (the layout above) from claims and a hospitals table through the command line's loader:
+    the claims validated (`io.pipeline.validate_to_dir`: a file, or a folder of Parquet), the hospitals table
+    checked (`region.load_hospitals`: Parquet, CSV or Excel) and kept as Parquet, the cases split into settleable
+    ones and rejects (`region.Region.of`), a DIP catalogue built from them (`catalog.build_catalog`; DIP policies),
+    and the policy (`policy`: a policy TOML's parsed content, else the shipped DIP baseline scenarios/baseline.toml)
+    with `budget_share` of each pool's cost as the budget of every pool it has none for (said in the warnings).
+
+    `step(name)` is told each step, `rows_progress(rows)` the rows read so far. `result` (an Assembled) is filled
+    as the steps go, so that the counts and rejects known when a later step fails are there. InputError (the
+    loader's messages) when the inputs cannot make a region."""
     import tomli_w
 
     from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
     from dipsim.io.pipeline import validate_to_dir
     from dipsim.io.toml_files import read_toml
     from dipsim.io.validate import load_cases
+    from dipsim.io.writers import write_parquet
     from dipsim.paths import scenarios_dir
-    from dipsim.region import Region, budgets_from_cost, load_hospitals
+    from dipsim.policy import load_policy
+    from dipsim.region import SETTLEMENT_COLUMNS, Region, budgets_from_cost, load_hospitals, settleable
+
+    def tell(name: str) -> None:
+        if step is not None:
+            step(name)
+
+    out = result if result is not None else Assembled()
+    folder.mkdir(parents=True, exist_ok=True)
+    tell("validate")
+    summary = validate_to_dir(cases_input, folder / "validated", rows_progress=rows_progress)
+    out.rows_read, out.accepted, out.rejected = summary.rows_read, summary.accepted, summary.rejected
+    out.validation_warnings = summary.warnings
+    if summary.warnings:
+        out.warnings.append(f"{summary.warnings:,} 条校验提示 / validation warnings (rows kept): "
+                            + "; ".join(f"{why} ({n:,})" for why, n in list(summary.warning_reasons.items())[:5]))
+    tell("hospitals")
+    hospitals = load_hospitals(hospitals_file)
+    write_parquet(hospitals, folder / HOSPITALS_FILE)
+    out.hospitals = hospitals.num_rows
+    tell("settle")
+    cases = load_cases(folder / CASES_DIR, dictionary_codes=True)
+    try:
+        region = Region.of(cases, hospitals, "the claims")
+    except InputError:
+        if set(SETTLEMENT_COLUMNS) <= set(cases.accepted.column_names):  # the rows it did reject, for the table
+            settled = settleable(cases.accepted, cases.accepted_rows, cases.accepted_sources)
+            out.accepted, out.rejected_at_settlement = settled.cases.num_rows, settled.n_rejected
+            out.rejected = cases.n_rejected + settled.n_rejected
+            out.rejects = pa.concat_tables([cases.rejects, settled.rejects])
+        else:
+            out.rejects = cases.rejects
+        raise
+    out.accepted, out.rejected = region.cases.num_rows, region.rejected
+    out.rejected_at_settlement = region.settled.n_rejected
+    out.rejects = region.rejects()
+    tell("policy")
+    data = dict(policy) if policy is not None else read_toml(scenarios_dir() / "baseline.toml", "policy")
+    if policy_name or "name" not in data.get("meta", {}):
+        data.setdefault("meta", {})["name"] = policy_name or "uploaded policy"
+    budgets = data.setdefault("budget", {})
+    given = budgets.get("total", {})
+    if not isinstance(given, dict):
+        raise InputError(f"budget.total: a table of pool = yuan, not {given!r}")
+    assumed = sorted(set(region.pools()) - set(given))
+    if assumed:
+        budgets["total"] = budgets_from_cost(region.cases, budget_share, dict(given), case_set=region.case_set)
+        out.warnings.append(budget_warning(assumed, budget_share))
+    (folder / POLICY_FILE).write_text(tomli_w.dumps(data), encoding="utf-8")
+    checked = load_policy(folder / POLICY_FILE)  # every problem of the policy at once, as the command line says
+    out.mode = checked.get("payment.mode")
+    if out.mode == "dip":
+        tell("catalog")
+        catalog = build_catalog(cases.accepted, CatalogOptions())
+        write_catalog(catalog, folder / CATALOG_DIR, [{"path": str(CASES_DIR), "accepted": cases.accepted.num_rows}])
+    return out
+
+
+def build_demo_region(folder: Path, cases: int, hospitals: int, seed: int = 20250101, year: int = 2025) -> dict:
+    """The demo region (`dipsim demo`'s steps, with no set-up): a synthetic region (`synth.synthesize_region`)
+    assembled as an upload is (`assemble_region`): validated, a DIP catalogue built from it, and the shipped DIP
+    baseline (scenarios/baseline.toml) with budgets of 60% of each pool's cost. Returns the index record."""
     from dipsim.synth import synthesize_region
 
     folder.mkdir(parents=True, exist_ok=True)
     raw = folder / "synthetic"
     synthesize_region(raw, cases=cases, hospitals=hospitals, seed=seed, year=year)
-    shutil.copyfile(raw / "hospitals.parquet", folder / HOSPITALS_FILE)
-    validate_to_dir(raw / "cases", folder / "validated")
+    made = assemble_region(folder, raw / "cases", raw / "hospitals.parquet",
+                           policy_name="demo baseline (scenarios/baseline.toml, budget 60% of cost)")
     shutil.rmtree(raw)
-    result = load_cases(folder / CASES_DIR, dictionary_codes=True)
-    region = Region.of(result, load_hospitals(folder / HOSPITALS_FILE), "the demo cases")
-    catalog = build_catalog(result.accepted, CatalogOptions())
-    write_catalog(catalog, folder / CATALOG_DIR, [{"path": str(CASES_DIR), "accepted": result.accepted.num_rows}])
-    baseline = read_toml(scenarios_dir() / "baseline.toml", "policy")
-    baseline.setdefault("meta", {})["name"] = "demo baseline (scenarios/baseline.toml, budget 60% of cost)"
-    baseline.setdefault("budget", {})["total"] = budgets_from_cost(region.cases, DEMO_BUDGET_SHARE,
-                                                                   case_set=region.case_set)
-    (folder / POLICY_FILE).write_text(tomli_w.dumps(baseline), encoding="utf-8")
     return {"title": "示例区域 (synthetic demo region)", "mode": "dip", "demo": True,
-            "cases": result.accepted.num_rows, "hospitals": hospitals, "seed": seed, "year": year}
+            "cases": made.accepted, "hospitals": hospitals, "seed": seed, "year": year}
 
 
 class LoadedRegion:
