@@ -107,6 +107,10 @@ def assemble_region(folder: Path, cases_input: Path, hospitals_file: Path, polic
 
     out = result if result is not None else Assembled()
     folder.mkdir(parents=True, exist_ok=True)
+    tell("hospitals")  # first: a bad hospitals table is said before the claims are read
+    hospitals = load_hospitals(hospitals_file)
+    write_parquet(hospitals, folder / HOSPITALS_FILE)
+    out.hospitals = hospitals.num_rows
     tell("validate")
     summary = validate_to_dir(cases_input, folder / "validated", rows_progress=rows_progress)
     out.rows_read, out.accepted, out.rejected = summary.rows_read, summary.accepted, summary.rejected
@@ -114,10 +118,6 @@ def assemble_region(folder: Path, cases_input: Path, hospitals_file: Path, polic
     if summary.warnings:
         out.warnings.append(f"{summary.warnings:,} 条校验提示 / validation warnings (rows kept): "
                             + "; ".join(f"{why} ({n:,})" for why, n in list(summary.warning_reasons.items())[:5]))
-    tell("hospitals")
-    hospitals = load_hospitals(hospitals_file)
-    write_parquet(hospitals, folder / HOSPITALS_FILE)
-    out.hospitals = hospitals.num_rows
     tell("settle")
     cases = load_cases(folder / CASES_DIR, dictionary_codes=True)
     try:
