@@ -55,8 +55,11 @@ def demo(tmp_path_factory):
     assert run.status_code == 202, run.text
     server.runs.wait()
     hospital = server.accounts.get("hospital").hospital_id
+    upload = client.post("/api/uploads", headers=tokens["bureau"], json={"title": "an upload"})  # for {upload}
+    assert upload.status_code == 201, upload.text
     return {"app": app, "server": server, "client": client, "tokens": tokens, "region": region, "data": data,
-            "run": run.json()["id"], "hospital": hospital, "folder": data / "regions" / region}
+            "run": run.json()["id"], "hospital": hospital, "folder": data / "regions" / region,
+            "upload": upload.json()["id"]}
 
 
 def _yuan_fen(text) -> int:
@@ -195,7 +198,8 @@ def test_users_command_adds_an_account_from_stdin(tmp_path, monkeypatch, capsys)
 
 
 def _path_values(demo, hospital: str, case_id: str) -> dict:
-    return {"region": demo["region"], "run": demo["run"], "hospital": hospital, "case_id": case_id}
+    return {"region": demo["region"], "run": demo["run"], "hospital": hospital, "case_id": case_id,
+            "upload": demo["upload"], "slot": "claims"}
 
 
 def _case_of(demo, hospital: str) -> str:
@@ -288,6 +292,8 @@ def test_a_hospital_account_reads_no_other_hospitals_data_through_any_route(demo
             answer = client.request(method, url, headers=token, json={"name": "h", "set": {}})
             if method == "POST" and path.endswith("/runs"):
                 assert answer.status_code == 403  # runs are the bureau's
+            if path.startswith("/api/uploads"):
+                assert answer.status_code == 403, (method, path)  # uploads are the bureau's
             if "{hospital}" in path or "{case_id}" in path:
                 assert answer.status_code in (403, 404), (method, path, answer.status_code)
             assert_clean(_readable(answer), (method, url))

@@ -79,7 +79,8 @@ def budget_warning(pools: list[str], share: float = DEMO_BUDGET_SHARE) -> str:
 
 def assemble_region(folder: Path, cases_input: Path, hospitals_file: Path, policy: dict | None = None,
                     policy_name: str | None = None, budget_share: float = DEMO_BUDGET_SHARE,
-                    step=None, rows_progress=None, result: Assembled | None = None) -> Assembled:
+                    step=None, rows_progress=None, result: Assembled | None = None,
+                    source: str = "the claims") -> Assembled:
     """A region folder (the layout above) from claims and a hospitals table through the command line's loader:
     the claims validated (`io.pipeline.validate_to_dir`: a file, or a folder of Parquet), the hospitals table
     checked (`region.load_hospitals`: Parquet, CSV or Excel) and kept as Parquet, the cases split into settleable
@@ -87,7 +88,8 @@ def assemble_region(folder: Path, cases_input: Path, hospitals_file: Path, polic
     and the policy (`policy`: a policy TOML's parsed content, else the shipped DIP baseline scenarios/baseline.toml)
     with `budget_share` of each pool's cost as the budget of every pool it has none for (said in the warnings).
 
-    `step(name)` is told each step, `rows_progress(rows)` the rows read so far. `result` (an Assembled) is filled
+    `step(name)` is told each step, `rows_progress(rows)` the rows read so far; `source` names the claims in
+    messages. `result` (an Assembled) is filled
     as the steps go, so that the counts and rejects known when a later step fails are there. InputError (the
     loader's messages) when the inputs cannot make a region."""
     import tomli_w
@@ -100,6 +102,7 @@ def assemble_region(folder: Path, cases_input: Path, hospitals_file: Path, polic
     from dipsim.paths import scenarios_dir
     from dipsim.policy import load_policy
     from dipsim.region import SETTLEMENT_COLUMNS, Region, budgets_from_cost, load_hospitals, settleable
+    from dipsim.region import settlement_columns as read_columns
 
     def tell(name: str) -> None:
         if step is not None:
@@ -112,28 +115,35 @@ def assemble_region(folder: Path, cases_input: Path, hospitals_file: Path, polic
     write_parquet(hospitals, folder / HOSPITALS_FILE)
     out.hospitals = hospitals.num_rows
     tell("validate")
-    summary = validate_to_dir(cases_input, folder / "validated", rows_progress=rows_progress)
-    out.rows_read, out.accepted, out.rejected = summary.rows_read, summary.accepted, summary.rejected
+    validation_rejects, settlement_rejects = [], []
+
+    def piece(validated) -> None:
+        """Each piece of the claims as validated: its rejects, and its accepted cases that cannot be settled (no
+        pool or hospital: `region.settleable`, as `Region.of` splits them below), with the upload's rows."""
+        validation_rejects.append(validated.rejects)
+        if set(SETTLEMENT_COLUMNS) <= set(read_columns(validated)):
+            settlement_rejects.append(settleable(validated.accepted, validated.accepted_rows,
+                                                 validated.accepted_sources))
+        out.rows_read += validated.rows_read
+        if rows_progress is not None:
+            rows_progress(out.rows_read)
+
+    out.rows_read = 0
+    summary = validate_to_dir(cases_input, folder / "validated", on_piece=piece)
+    at_settlement = sum(s.n_rejected for s in settlement_rejects)
+    out.rows_read, out.rejected_at_settlement = summary.rows_read, at_settlement
+    out.accepted, out.rejected = summary.accepted - at_settlement, summary.rejected + at_settlement
+    out.rejects = pa.concat_tables(validation_rejects + [s.rejects for s in settlement_rejects]) \
+        if validation_rejects else None
     out.validation_warnings = summary.warnings
     if summary.warnings:
         out.warnings.append(f"{summary.warnings:,} 条校验提示 / validation warnings (rows kept): "
                             + "; ".join(f"{why} ({n:,})" for why, n in list(summary.warning_reasons.items())[:5]))
     tell("settle")
     cases = load_cases(folder / CASES_DIR, dictionary_codes=True)
-    try:
-        region = Region.of(cases, hospitals, "the claims")
-    except InputError:
-        if set(SETTLEMENT_COLUMNS) <= set(cases.accepted.column_names):  # the rows it did reject, for the table
-            settled = settleable(cases.accepted, cases.accepted_rows, cases.accepted_sources)
-            out.accepted, out.rejected_at_settlement = settled.cases.num_rows, settled.n_rejected
-            out.rejected = cases.n_rejected + settled.n_rejected
-            out.rejects = pa.concat_tables([cases.rejects, settled.rejects])
-        else:
-            out.rejects = cases.rejects
-        raise
-    out.accepted, out.rejected = region.cases.num_rows, region.rejected
-    out.rejected_at_settlement = region.settled.n_rejected
-    out.rejects = region.rejects()
+    region = Region.of(cases, hospitals, source)
+    if region.cases.num_rows != out.accepted:  # the same split of the same rows: never otherwise
+        raise AssertionError(f"settleable cases {region.cases.num_rows} != {out.accepted} counted as validated")
     tell("policy")
     data = dict(policy) if policy is not None else read_toml(scenarios_dir() / "baseline.toml", "policy")
     if policy_name or "name" not in data.get("meta", {}):
@@ -283,8 +293,11 @@ class LoadedRegion:
 
         pools = self.pools()
         return {"title": self.record.get("title"), "mode": self.mode, "scheme": self.scheme,
-                "cases": self.cases.num_rows, "rows_read": int(getattr(self.region.result, "rows_read", 0)),
-                "rejected": int(self.region.rejected), "hospitals": len(table),
+                "cases": self.cases.num_rows,
+                # an uploaded region: its claims' rows and rejects (validation's and settlement's); else those of
+                # the validated cases it was loaded from
+                "rows_read": int(self.record.get("rows_read", getattr(self.region.result, "rows_read", 0))),
+                "rejected": int(self.record.get("rejected", self.region.rejected)), "hospitals": len(table),
                 "by_level": counted("level", HOSPITAL_LEVELS), "by_type": counted("type", HOSPITAL_TYPES),
                 "pools": pools,
                 "budget": yuan(sum(fen_of(r["budget"]) for r in self.baseline.pools.to_pylist())),

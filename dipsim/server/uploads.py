@@ -232,18 +232,33 @@ class Uploads:
             self.pending -= 1
 
     def _process(self, upload_id: str, user) -> None:
+        """Make the region (in the worker thread): whatever happens, the upload ends done or failed."""
+        started = time.perf_counter()
+        try:
+            self._make_region(upload_id, user, started)
+        except Exception as exc:  # not the input's fault (those are said by _make_region): said as such
+            log.exception("upload %s", upload_id)
+            self._finished(upload_id, "failed", error={"message": f"internal error ({type(exc).__name__})",
+                                                       "problems": []},
+                           elapsed_s=round(time.perf_counter() - started, 3))
+        finally:
+            self.progress.pop(upload_id, None)
+
+    def _make_region(self, upload_id: str, user, started: float) -> None:
         from dipsim.io.toml_files import read_toml
-        from dipsim.io.writers import write_parquet
         from dipsim.server.regions import Assembled, LoadedRegion, assemble_region
 
-        started = time.perf_counter()
         folder = self.folder(upload_id)
         record = self.record(upload_id)
         self.index.update(upload_id, status="processing")
         live = self.progress.setdefault(upload_id, {"step": None, "rows_read": 0})
         build = folder / "build"
         shutil.rmtree(build, ignore_errors=True)
-        names = self._names(folder, record, build)
+        region_id = new_id("region")
+        target = self.data.root / "regions" / region_id
+        files = {slot: [f for f in record["files"] if f["slot"] == slot] for slot in SLOTS}
+        names = self._names(folder, record, [build, target],
+                            files["policy"][-1]["name"] if files["policy"] else None)
         made = Assembled()
 
         def step(name: str) -> None:
@@ -253,38 +268,31 @@ class Uploads:
         def rows(n: int) -> None:
             live["rows_read"] = n
 
-        region_id, target = None, None
         try:
-            files = {slot: [folder / f["stored"] for f in record["files"] if f["slot"] == slot] for slot in SLOTS}
-            claims = files["claims"]
+            claims = [folder / f["stored"] for f in files["claims"]]
             if len(claims) > 1 and any(p.suffix not in PARQUET_SUFFIXES for p in claims):
                 raise InputError("several claims files are read together as Parquet partitions (as `dipsim "
                                  "validate FOLDER` reads a folder): send one CSV or Excel file, or Parquet files only")
             cases_input = claims[0] if len(claims) == 1 else claims[0].parent
-            policy = read_toml(files["policy"][-1], "policy") if files["policy"] else None
-            assemble_region(build, cases_input, files["hospitals"][-1], policy=policy,
+            policy = read_toml(folder / files["policy"][-1]["stored"], "policy") if files["policy"] else None
+            assemble_region(build, cases_input, folder / files["hospitals"][-1]["stored"], policy=policy,
                             policy_name=None if policy is not None else BASELINE_NAME, step=step,
-                            rows_progress=rows, result=made)
+                            rows_progress=rows, result=made,
+                            source=", ".join(f["name"] for f in files["claims"]))
+            counts = self._counts(made)
             step("load")
-            region_id = new_id("region")
-            target = self.data.root / "regions" / region_id
             build.rename(target)
             region = {"title": record["title"], "mode": made.mode, "cases": made.accepted,
-                      "hospitals": made.hospitals, "upload": upload_id, "user": user.name}
+                      "hospitals": made.hospitals, "rows_read": made.rows_read, "rejected": made.rejected,
+                      "upload": upload_id, "user": user.name}
             loaded = LoadedRegion(target, region)
-            self.register(region_id, {**region, "created": now()}, loaded)
-        except Exception as exc:
-            if target is not None:
-                shutil.rmtree(target, ignore_errors=True)
+        except InputError as exc:
+            shutil.rmtree(target, ignore_errors=True)
             shutil.rmtree(build, ignore_errors=True)
-            if isinstance(exc, InputError):
-                message = _shown(str(exc), names)
-                problems = [_shown(p, names) for p in getattr(exc, "problems", None) or
-                            str(exc).split("\n  ")[1:]] or [message.split("\n")[0]]
-            else:  # not the input's fault: said as such, the server goes on
-                log.exception("upload %s", upload_id)
-                message, problems = _shown(f"internal error ({type(exc).__name__}): {exc}", names), []
-            self._keep_rejects(folder, made, names, write_parquet)
+            message = _shown(str(exc), names)
+            problems = [_shown(p, names) for p in getattr(exc, "problems", None) or str(exc).split("\n  ")[1:]] \
+                or [message.split("\n")[0]]
+            self._keep_rejects(folder, made, names)
             self._finished(upload_id, "failed", step=live.get("step"), counts=self._counts(made),
                            warnings=[_shown(w, names) for w in made.warnings],
                            error={"message": message, "problems": problems},
@@ -292,10 +300,12 @@ class Uploads:
             self.data.audit.write(action="upload failed", user=user.name, role=user.role, upload=upload_id,
                                   error=message.split("\n")[0])
             return
-        finally:
-            self.progress.pop(upload_id, None)
-        self._keep_rejects(folder, made, names, write_parquet)
-        counts = self._counts(made)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+        self._keep_rejects(folder, made, names)
+        self.register(region_id, {**region, "created": now()}, loaded)
         self._finished(upload_id, "done", step="done", counts=counts, region=region_id,
                        warnings=[_shown(w, names) for w in made.warnings],
                        elapsed_s=round(time.perf_counter() - started, 3))
@@ -316,16 +326,24 @@ class Uploads:
         return counts
 
     @staticmethod
-    def _names(folder: Path, record: dict, build: Path) -> list[tuple[str, str]]:
-        """(text in a message, what to show instead): each stored file's path as its original name, the folders
-        as words; the longest first."""
+    def _names(folder: Path, record: dict, regions: list[Path], policy: str | None) -> list[tuple[str, str]]:
+        """(text in a message, what to show instead): each stored file's path as its original name, the region's
+        policy file as the uploaded policy's name, the folders as words; the longest first."""
+        from dipsim.server.regions import POLICY_FILE
+
         pairs = [(str(folder / f["stored"]), f["name"]) for f in record["files"]]
-        pairs += [(str(folder / "files" / "claims") + "/", ""), (str(folder / "files" / "claims"), "the claims files"),
-                  (str(build) + "/", ""), (str(build), "the region"), (str(folder), "the upload")]
+        pairs += [(str(folder / "files" / "claims") + "/", ""), (str(folder / "files" / "claims"), "the claims files")]
+        for region in regions:
+            if policy:
+                pairs.append((str(region / POLICY_FILE), policy))
+            pairs += [(str(region) + "/", ""), (str(region), "the region")]
+        pairs.append((str(folder), "the upload"))
         return sorted(pairs, key=lambda p: -len(p[0]))
 
-    def _keep_rejects(self, folder: Path, made, names, write_parquet) -> None:
+    def _keep_rejects(self, folder: Path, made, names) -> None:
         """The rejects (their files shown by original name) in rejects.parquet; none when the claims were not read."""
+        from dipsim.io.writers import write_parquet
+
         path = folder / REJECTS_FILE
         path.unlink(missing_ok=True)
         if made.rejects is None:
