@@ -510,3 +510,15 @@ def test_a_200k_row_upload_and_its_throughput(tmp_path, capsys):
         print(f"\n200,000 rows, {len(claims) / 2**20:.1f} MiB GB18030 CSV: upload + region {upload_s:.1f} s "
               f"({200_000 / upload_s:,.0f} rows/s; processing {view['elapsed_s']:.1f} s); dipsim validate "
               f"{validate_s:.1f} s ({200_000 / validate_s:,.0f} rows/s)")
+
+
+def test_the_upload_page_inserts_text_only_and_loads_nothing_from_elsewhere(served):
+    from dipsim.server.workbench import STATIC_DIR
+
+    script = (STATIC_DIR / "upload.js").read_text(encoding="utf-8")
+    assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(", script)
+    assert not re.search(r"https?://", script)  # API calls and downloads on this server only
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    assert page.index('src="app.js"') < page.index('src="upload.js"')  # it uses app.js's globals
+    answer = served["client"].get("/app/upload.js")
+    assert answer.status_code == 200 and "javascript" in answer.headers["content-type"]
