@@ -433,6 +433,23 @@ def test_an_upload_over_the_limit_gets_413_and_leaves_nothing(tmp_path, region_f
     files = [p for p in (tmp_path / "data" / "uploads" / upload).rglob("*") if p.is_file()]
     assert len(files) == 1 and files[0].stat().st_size == 6000  # no partial file left
     assert client.get(f"/api/uploads/{upload}", headers=bureau).json()["files"][0]["name"] == "a.csv"
+    # two files streaming at once count together: 6,000 bytes kept, 2 x 3,000 more streaming, one of them is over
+    second = client.post("/api/uploads", headers=bureau, json={"title": "y"}).json()["id"]
+    from concurrent.futures import ThreadPoolExecutor
+
+    def slow():
+        for _ in range(6):
+            time.sleep(0.05)
+            yield b"w" * 1000
+
+    put = f"/api/uploads/{second}/files/claims"
+    assert client.put(put, params={"name": "a.parquet"}, headers=bureau, content=b"z" * 3000).status_code == 200
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda n: client.put(put, params={"name": f"{n}.parquet"}, headers=bureau,
+                                                     content=slow()).status_code, (1, 2)))
+    assert sorted(answers) == [200, 413], answers
+    kept = [p for p in (tmp_path / "data" / "uploads" / second).rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in kept) == 9000
     # a JSON body keeps its own 64 KB limit
     assert client.post("/api/uploads", headers=bureau, json={"title": "x" * 70_000}).status_code == 413
 

@@ -458,7 +458,9 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
         name is kept as data). Claims: .csv/.txt/.tsv (UTF-8 or GB18030), .xlsx, .parquet (several Parquet files
         are read as one folder); hospitals: .csv, .xlsx, .parquet (a second replaces the first); policy: .toml.
         413 when the upload's files together pass the server's limit (dipsim serve --max-upload-mb)."""
-        return await server.uploads.receive(upload, slot, name, request.stream(), user)
+        length = request.headers.get("content-length")
+        return await server.uploads.receive(upload, slot, name, request.stream(), user,
+                                            int(length) if length and length.isdigit() else None)
 
     @app.post("/api/uploads/{upload}/process", tags=["uploads"], status_code=202)
     def process_upload(upload: UploadId, user: Bureau) -> dict:

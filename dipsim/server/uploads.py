@@ -92,6 +92,7 @@ class Uploads:
         self.index = data.uploads
         self.progress: dict[str, dict] = {}
         self.pending = 0
+        self._streaming: dict[str, int] = {}  # bytes of files being received, per upload
         self._lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dipsim-upload")
         for key, record in self.index.items():  # one the last server did not finish will not finish now
@@ -137,10 +138,25 @@ class Uploads:
 
     # ------------------------------------------------------------ files
 
-    async def receive(self, upload_id: str, slot: str, name: str, chunks: AsyncIterator[bytes], user) -> dict:
-        """Stream one file (the request body's `chunks`) to disk under a generated name, counting its bytes against
-        the upload's limit (UploadError 413 over it, the partial file deleted) and hashing them. Returns the file's
-        record (original name, bytes, sha256)."""
+    def _used(self, upload_id: str, slot: str) -> int:
+        """Bytes of the upload: its files kept (but the one a file of a single slot replaces) and those streaming."""
+        record = self.record(upload_id)
+        kept = sum(f["bytes"] for f in record["files"] if not (slot in SINGLE and f["slot"] == slot))
+        return kept + self._streaming.get(upload_id, 0)
+
+    def _done_streaming(self, upload_id: str, size: int) -> None:
+        left = self._streaming.get(upload_id, 0) - size
+        if left > 0:
+            self._streaming[upload_id] = left
+        else:
+            self._streaming.pop(upload_id, None)
+
+    async def receive(self, upload_id: str, slot: str, name: str, chunks: AsyncIterator[bytes], user,
+                      declared: int | None = None) -> dict:
+        """Stream one file (the request body's `chunks`, `declared` bytes by its Content-Length when given) to disk
+        under a generated name, counting its bytes, with those of the upload's other files kept or streaming,
+        against the upload's limit (UploadError 413 over it, the partial file deleted) and hashing them. Returns
+        the file's record (original name, bytes, sha256)."""
         import anyio
 
         folder = self.folder(upload_id)
@@ -149,8 +165,10 @@ class Uploads:
         record = self.record(upload_id)
         if record["status"] not in ("open", "failed"):
             raise UploadError(409, f"the upload is {record['status']}: start a new upload to send more files")
-        kept = [f for f in record["files"] if not (slot in SINGLE and f["slot"] == slot)]
-        room = self.max_bytes - sum(f["bytes"] for f in kept)
+        too_large = UploadError(413, f"the upload is over its limit of {self.max_bytes:,} bytes "
+                                     "(dipsim serve --max-upload-mb)")
+        if declared is not None and self._used(upload_id, slot) + declared > self.max_bytes:
+            raise too_large
         file_id = new_id("file")
         target_dir = folder / "files" / slot
         target_dir.mkdir(parents=True, exist_ok=True)
@@ -163,13 +181,17 @@ class Uploads:
             out.write(data)
             digest.update(data)
 
+        def count(n: int) -> None:
+            with self._lock:
+                if self._used(upload_id, slot) + n > self.max_bytes:
+                    raise too_large
+                self._streaming[upload_id] = self._streaming.get(upload_id, 0) + n
+
         try:
             with open(partial, "wb") as out:
                 async for chunk in chunks:
+                    count(len(chunk))
                     size += len(chunk)
-                    if size > room:
-                        raise UploadError(413, f"the upload is over its limit of {self.max_bytes:,} bytes "
-                                               "(dipsim serve --max-upload-mb)")
                     buffer += chunk
                     if len(buffer) >= WRITE_BYTES:
                         data, buffer = bytes(buffer), bytearray()
@@ -177,12 +199,17 @@ class Uploads:
                 if buffer:
                     await anyio.to_thread.run_sync(flush, out, bytes(buffer))
             partial.rename(target)
-        except BaseException:
+        except BaseException as exc:
             partial.unlink(missing_ok=True)
+            with self._lock:
+                self._done_streaming(upload_id, size)
+            if isinstance(exc, OSError):  # a full disk: said, not a server fault
+                raise UploadError(507, f"{name}: cannot be stored ({exc.strerror or exc})") from None
             raise
         entry = {"id": file_id, "slot": slot, "name": name, "stored": target.relative_to(folder).as_posix(),
                  "bytes": size, "sha256": digest.hexdigest(), "time": now()}
         with self._lock:
+            self._done_streaming(upload_id, size)  # the file is kept now, or deleted
             record = self.record(upload_id)
             if record["status"] not in ("open", "failed"):
                 target.unlink(missing_ok=True)
