@@ -120,6 +120,7 @@ def _checked(served, view: dict) -> list[dict]:
     assert first["total_lines"] == len(rows) == counts["reject_lines"]
     assert len({(r["file"], r["row"]) for r in rows}) == counts["rejected"]
     assert all(r["reason"] for r in rows)
+    assert all(len(v) <= 1001 for r in rows for v in r.values() if isinstance(v, str))  # a huge field cut
     text = client.get(f"/api/uploads/{upload}/rejects.csv", headers=bureau)
     assert text.status_code == 200 and text.headers["content-type"].startswith("text/csv")
     assert text.headers["x-content-type-options"] == "nosniff"
@@ -131,8 +132,11 @@ def _checked(served, view: dict) -> list[dict]:
             given = row[key] or ""
             shown = line[head]
             assert shown[:1] not in ("=", "+", "-", "@"), (head, shown)
+            if given.endswith("…") and len(given) == 1001:  # cut in the JSON: the CSV holds it whole
+                assert shown.lstrip("'").startswith(given[:1000]), head
+                continue
             assert shown == (("'" + given) if given[:1] in ("=", "+", "-", "@", "\t", "\r") else given) or \
-                len(given) > 32_767 or "\r" in given, (head, given, shown)
+                "\r" in given, (head, given, shown)
     book = client.get(f"/api/uploads/{upload}/rejects.xlsx", headers=bureau)
     assert book.status_code == 200 and book.headers["content-type"].startswith(XLSX_TYPE)
     from openpyxl import load_workbook

@@ -477,9 +477,13 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
 
     @app.get("/api/uploads/{upload}/rejects", tags=["uploads"])
     def upload_rejects(upload: UploadId, user: Bureau, limit: int = 100) -> dict:
-        """The first `limit` lines of the rejects table (file, row, case_id, field, value, reason) and their total."""
+        """The first `limit` lines of the rejects table (file, row, case_id, field, value, reason) and their total;
+        a text over 1,000 characters is cut there, with … (the downloads hold it whole)."""
         table = server.uploads.rejects(upload)
-        return {"total_lines": table.num_rows, "rows": table.slice(0, max(0, min(limit, 10_000))).to_pylist()}
+        rows = table.slice(0, max(0, min(limit, 10_000))).to_pylist()
+        return {"total_lines": table.num_rows,
+                "rows": [{k: v[:1000] + "…" if isinstance(v, str) and len(v) > 1000 else v for k, v in r.items()}
+                         for r in rows]}
 
     @app.get("/api/uploads/{upload}/rejects.csv", tags=["uploads"], response_class=Response,
              responses={200: {"content": {"text/csv": {}}, "description": "the rejects table as CSV"}})
