@@ -42,6 +42,12 @@ log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 2 << 30  # an upload's files together (2 GiB)
 MAX_PENDING = 8  # uploads queued or processing at once
+# claims of this many bytes or more are read, checked and catalogued in a child process (`python -m
+# dipsim.server.uploads JOB`, one an upload): those steps hold the GIL for up to 0.8 s at a time on 1M rows, which
+# would stall the server's other requests; a child costs about a second to start, so small uploads stay in the
+# worker thread
+PROCESS_BYTES = 16 << 20
+PROGRESS_FILE = "progress.json"
 WRITE_BYTES = 1 << 20  # streamed bytes are written (and hashed) off the event loop this many at a time
 SLOTS: dict[str, frozenset[str]] = {
     "claims": frozenset(CSV_SUFFIXES | EXCEL_SUFFIXES | PARQUET_SUFFIXES),
@@ -87,10 +93,10 @@ class Uploads:
     loaded)` is called with each region made (the server adds it to its index and loaded regions)."""
 
     def __init__(self, data: DataFolder, register: Callable, max_bytes: int = MAX_UPLOAD_BYTES,
-                 max_pending: int = MAX_PENDING):
+                 max_pending: int = MAX_PENDING, process_bytes: int = PROCESS_BYTES):
         self.data, self.register, self.max_bytes, self.max_pending = data, register, max_bytes, max_pending
+        self.process_bytes = process_bytes
         self.index = data.uploads
-        self.progress: dict[str, dict] = {}
         self.pending = 0
         self._streaming: dict[str, int] = {}  # bytes of files being received, per upload
         self._lock = threading.Lock()
@@ -128,7 +134,8 @@ class Uploads:
         """The record as the API shows it: stored names left out, the live step and rows read while processing."""
         record = self.record(upload_id)
         files = [{k: f[k] for k in ("id", "slot", "name", "bytes", "sha256", "time")} for f in record["files"]]
-        live = self.progress.get(upload_id, {}) if record["status"] in ("queued", "processing") else {}
+        live = _read_progress(self.data.root / "uploads" / upload_id / PROGRESS_FILE) \
+            if record["status"] in ("queued", "processing") else {}
         return {"id": upload_id, "title": record["title"], "user": record["user"], "created": record["created"],
                 "status": record["status"], "step": live.get("step", record.get("step")),
                 "rows_read_so_far": live.get("rows_read"), "files": files, "counts": record.get("counts"),
@@ -242,7 +249,7 @@ class Uploads:
             self.pending += 1
             self.index.update(upload_id, status="queued", step=None, counts=None, warnings=[], error=None,
                               region=None, finished=None, elapsed_s=None)
-        self.progress[upload_id] = {"step": None, "rows_read": 0}
+        _write_progress(self.folder(upload_id) / PROGRESS_FILE, None, 0)
         self.data.audit.write(action="process upload", user=user.name, role=user.role, upload=upload_id,
                               files=[{"slot": f["slot"], "name": f["name"], "sha256": f["sha256"]}
                                      for f in record["files"]])
@@ -269,16 +276,14 @@ class Uploads:
                                                        "problems": []},
                            elapsed_s=round(time.perf_counter() - started, 3))
         finally:
-            self.progress.pop(upload_id, None)
+            (self.data.root / "uploads" / upload_id / PROGRESS_FILE).unlink(missing_ok=True)
 
     def _make_region(self, upload_id: str, user, started: float) -> None:
-        from dipsim.io.toml_files import read_toml
-        from dipsim.server.regions import Assembled, LoadedRegion, assemble_region
+        from dipsim.server.regions import Assembled, LoadedRegion
 
         folder = self.folder(upload_id)
         record = self.record(upload_id)
         self.index.update(upload_id, status="processing")
-        live = self.progress.setdefault(upload_id, {"step": None, "rows_read": 0})
         build = folder / "build"
         shutil.rmtree(build, ignore_errors=True)
         region_id = new_id("region")
@@ -287,27 +292,25 @@ class Uploads:
         names = self._names(folder, record, [build, target],
                             files["policy"][-1]["name"] if files["policy"] else None)
         made = Assembled()
-
-        def step(name: str) -> None:
-            live["step"] = name
-            self.index.update(upload_id, step=name)
-
-        def rows(n: int) -> None:
-            live["rows_read"] = n
-
+        progress = folder / PROGRESS_FILE
         try:
             claims = [folder / f["stored"] for f in files["claims"]]
             if len(claims) > 1 and any(p.suffix not in PARQUET_SUFFIXES for p in claims):
                 raise InputError("several claims files are read together as Parquet partitions (as `dipsim "
                                  "validate FOLDER` reads a folder): send one CSV or Excel file, or Parquet files only")
             cases_input = claims[0] if len(claims) == 1 else claims[0].parent
-            policy = read_toml(folder / files["policy"][-1]["stored"], "policy") if files["policy"] else None
-            assemble_region(build, cases_input, folder / files["hospitals"][-1]["stored"], policy=policy,
-                            policy_name=None if policy is not None else BASELINE_NAME, step=step,
-                            rows_progress=rows, result=made,
-                            source=", ".join(f["name"] for f in files["claims"]))
+            policy = folder / files["policy"][-1]["stored"] if files["policy"] else None
+            job = (build, cases_input, folder / files["hospitals"][-1]["stored"], policy,
+                   None if policy is not None else BASELINE_NAME, ", ".join(f["name"] for f in files["claims"]),
+                   progress)
+            if sum(f["bytes"] for f in files["claims"]) >= self.process_bytes:
+                made, error = in_child(folder, *job)
+            else:
+                made, error = assemble_job(*job)
+            if error is not None:
+                raise _Failed(*error)
             counts = self._counts(made)
-            step("load")
+            _write_progress(progress, "load", made.rows_read)
             build.rename(target)
             region = {"title": record["title"], "mode": made.mode, "cases": made.accepted,
                       "hospitals": made.hospitals, "rows_read": made.rows_read, "rejected": made.rejected,
@@ -320,7 +323,7 @@ class Uploads:
             problems = [_shown(p, names) for p in getattr(exc, "problems", None) or str(exc).split("\n  ")[1:]] \
                 or [message.split("\n")[0]]
             self._keep_rejects(folder, made, names)
-            self._finished(upload_id, "failed", step=live.get("step"), counts=self._counts(made),
+            self._finished(upload_id, "failed", step=_read_progress(progress).get("step"), counts=self._counts(made),
                            warnings=[_shown(w, names) for w in made.warnings],
                            error={"message": message, "problems": problems},
                            elapsed_s=round(time.perf_counter() - started, 3))
@@ -401,6 +404,55 @@ class Uploads:
             time.sleep(0.05)
 
 
+class _Failed(InputError):
+    """An InputError of `assemble_job` (maybe in the child process), carried back as its message and problems."""
+
+    def __init__(self, message: str, problems: list[str]):
+        super().__init__(message)
+        self.problems = problems
+
+
+def _write_progress(path: Path, step: str | None, rows_read: int) -> None:
+    from dipsim.io.writers import write_json
+
+    write_json({"step": step, "rows_read": rows_read}, path)
+
+
+def _read_progress(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def assemble_job(build: Path, cases_input: Path, hospitals: Path, policy: Path | None, policy_name: str | None,
+                 source: str, progress: Path):
+    """`regions.assemble_region` of an upload (`policy`: its policy TOML file, parsed as data only), in the worker
+    thread or a child process: (Assembled, None), or (Assembled so far, (message, problems)) when the input cannot
+    make a region. Its step and rows read go to the `progress` file, which GET /api/uploads/{id} reads."""
+    from dipsim.io.toml_files import read_toml
+    from dipsim.server.regions import Assembled, assemble_region
+
+    made = Assembled()
+    state = {"step": None}
+
+    def step(name: str) -> None:
+        state["step"] = name
+        _write_progress(progress, name, made.rows_read)
+
+    def rows(n: int) -> None:
+        _write_progress(progress, state["step"], n)
+
+    try:
+        assemble_region(build, cases_input, hospitals, policy=read_toml(policy, "policy") if policy else None,
+                        policy_name=policy_name, step=step, rows_progress=rows, result=made, source=source)
+    except InputError as exc:
+        return made, (str(exc), list(getattr(exc, "problems", None) or str(exc).split("\n  ")[1:]))
+    return made, None
+
+
 def _shown(text: str, names: list[tuple[str, str]]) -> str:
     for stored, original in names:
         text = text.replace(stored, original)
@@ -423,3 +475,65 @@ def rejects_csv(table: pa.Table, lang: str = "zh") -> bytes:
     with tempfile.TemporaryDirectory(prefix="dipsim-csv-") as tmp:
         path = write_export_csv(table, Path(tmp) / "rejects.csv", "rejects", lang, columns=REJECT_COLUMNS)
         return path.read_bytes()
+
+
+JOB_FILE, JOB_RESULT, JOB_REJECTS = "job.json", "job-result.json", "job-rejects.parquet"
+
+
+def in_child(folder: Path, build: Path, cases_input: Path, hospitals: Path, policy: Path | None,
+             policy_name: str | None, source: str, progress: Path):
+    """`assemble_job` in a child process (`python -m dipsim.server.uploads FOLDER`: a new interpreter, never a fork
+    of the threaded server, importing nothing of the caller's main module), its memory given back when it ends.
+    The job and its result go through files of the upload's folder: JSON, and the rejects as Parquet."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    from dipsim.io.writers import write_json
+    from dipsim.server.regions import Assembled
+
+    for name in (JOB_RESULT, JOB_REJECTS):
+        (folder / name).unlink(missing_ok=True)
+    write_json({"build": str(build), "cases": str(cases_input), "hospitals": str(hospitals),
+                "policy": str(policy) if policy else None,
+                "policy_name": policy_name, "source": source, "progress": str(progress)}, folder / JOB_FILE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # the same dipsim as this one
+    done = subprocess.run([sys.executable, "-m", "dipsim.server.uploads", str(folder)], env=env,
+                          capture_output=True, text=True, errors="replace")
+    if done.returncode != 0 or not (folder / JOB_RESULT).is_file():
+        log.error("upload child in %s ended with %s: %s", folder, done.returncode, done.stderr[-4000:])
+        raise RuntimeError(f"the upload's child process ended with code {done.returncode}")
+    result = json.loads((folder / JOB_RESULT).read_text(encoding="utf-8"))
+    made = Assembled(**result["made"])
+    if (folder / JOB_REJECTS).is_file():
+        made.rejects = pq.read_table(folder / JOB_REJECTS)
+    for name in (JOB_FILE, JOB_RESULT, JOB_REJECTS):
+        (folder / name).unlink(missing_ok=True)
+    return made, tuple(result["error"]) if result["error"] else None
+
+
+def _child_main(folder: Path) -> int:
+    """The child of `in_child`: the job of FOLDER/job.json, its result written beside it."""
+    import dataclasses
+    import json
+
+    from dipsim.io.writers import write_json, write_parquet
+
+    job = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
+    made, error = assemble_job(Path(job["build"]), Path(job["cases"]), Path(job["hospitals"]),
+                               Path(job["policy"]) if job["policy"] else None, job["policy_name"], job["source"],
+                               Path(job["progress"]))
+    if made.rejects is not None:
+        write_parquet(made.rejects, folder / JOB_REJECTS)
+    fields = {f.name: getattr(made, f.name) for f in dataclasses.fields(made) if f.name != "rejects"}
+    write_json({"made": fields, "error": list(error) if error else None}, folder / JOB_RESULT)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_child_main(Path(sys.argv[1])))
