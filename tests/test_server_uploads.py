@@ -566,3 +566,22 @@ def test_large_uploads_are_processed_in_a_child_process_with_the_same_answers(se
         seen[where] = (view["counts"], _checked(served, view), bad["status"], bad["error"], bad["counts"])
     assert seen["thread"] == seen["child"]
     assert seen["child"][2] == "failed" and "outlier.high_ratio" in seen["child"][3]["problems"][0]
+
+
+def test_a_restart_keeps_uploads_and_fails_the_unfinished(served, region_files):
+    view = _upload(served, [("claims", "c.csv", _claims(region_files["rows"][:30])),
+                            ("hospitals", "h.csv", region_files["hospitals"].encode())])
+    unfinished = _upload(served, [("claims", "c.csv", b"x")], process=False)["id"]
+    served["server"].data.uploads.update(unfinished, status="processing")  # as if the server stopped mid-way
+    again = create_app(served["data"])
+    client = TestClient(again)
+    again.state.server.accounts.add("cy", "cy-password", "bureau")
+    token = {"Authorization": "Bearer " + client.post(
+        "/api/login", json={"username": "cy", "password": "cy-password"}).json()["token"]}
+    kept = client.get(f"/api/uploads/{view['id']}", headers=token).json()
+    assert kept["status"] == "done" and kept["counts"] == view["counts"] and kept["region"] == view["region"]
+    overview = client.get(f"/api/regions/{view['region']}", headers=token).json()
+    assert overview["rows_read"] == view["counts"]["read"] and overview["rejected"] == view["counts"]["rejected"]
+    stopped = client.get(f"/api/uploads/{unfinished}", headers=token).json()
+    assert stopped["status"] == "failed" and "stopped" in stopped["error"]["message"]
+    served["server"].data.uploads.update(unfinished, status="failed")
