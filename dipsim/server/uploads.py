@@ -436,7 +436,7 @@ def assemble_job(build: Path, cases_input: Path, hospitals: Path, policy: Path |
     from dipsim.server.regions import Assembled, assemble_region
 
     made = Assembled()
-    state = {"step": None}
+    state: dict[str, str | None] = {"step": None}
 
     def step(name: str) -> None:
         state["step"] = name
