@@ -73,9 +73,11 @@ def demo(tmp_path_factory):
     assert second.status_code == 202, second.text
     server.runs.wait()
     hospital = server.accounts.get("hospital").hospital_id
+    upload = client.post("/api/uploads", headers=tokens["bureau"], json={"title": "an upload"})  # for {upload}
+    assert upload.status_code == 201, upload.text
     return {"app": app, "server": server, "client": client, "tokens": tokens, "region": region, "data": data,
             "run": run.json()["id"], "run2": second.json()["id"], "hospital": hospital,
-            "folder": data / "regions" / region}
+            "folder": data / "regions" / region, "upload": upload.json()["id"]}
 
 
 def _yuan_fen(text) -> int:
@@ -216,7 +218,7 @@ def test_users_command_adds_an_account_from_stdin(tmp_path, monkeypatch, capsys)
 
 def _path_values(demo, hospital: str, case_id: str) -> dict:
     return {"region": demo["region"], "run": demo["run"], "run2": demo["run2"], "hospital": hospital,
-            "case_id": case_id}
+            "case_id": case_id, "upload": demo["upload"], "slot": "claims"}
 
 
 def _case_of(demo, hospital: str) -> str:
@@ -307,8 +309,8 @@ def test_a_hospital_account_reads_no_other_hospitals_data_through_any_route(demo
         for other in others:
             url = _filled(path, _path_values(demo, other, _case_of(demo, other)))
             answer = client.request(method, url, headers=token, json={"name": "h", "set": {}})
-            if (method, path) in BUREAU_ONLY:
-                assert answer.status_code == 403, (method, path)  # runs, scenario files, audit: the bureau's
+            if (method, path) in BUREAU_ONLY or path.startswith("/api/uploads"):
+                assert answer.status_code == 403, (method, path)  # runs, scenario files, audit, uploads: the bureau's
             if "{hospital}" in path or "{case_id}" in path:
                 assert answer.status_code in (403, 404), (method, path, answer.status_code)
             if path in QUERIES:  # the query filled: the route answers (with the hospital's own rows only)

@@ -130,8 +130,10 @@ def _listed_codes(accepted: pa.Table) -> pa.Table:
 
 
 def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = None, header_mapping=None,
-                    encoding: str | None = None, sheet=None, progress=None) -> ValidateSummary:
-    """Validate `input_path` into `out_dir`; `progress(done_files, total_files)` is called after each file.
+                    encoding: str | None = None, sheet=None, progress=None, on_piece=None) -> ValidateSummary:
+    """Validate `input_path` into `out_dir`; `progress(done_files, total_files)` is called after each file and
+    `on_piece(result)` with each piece's ValidationResult as written (its accepted rows with their row numbers,
+    its rejects; the server's uploads count rows and check settlement with them).
 
     The output is complete or unreadable: the previous manifest.json goes first, the parts, rejects and warnings
     are written, and the manifest (each part's name, row count, size and sha256) comes last. Readers refuse a
@@ -176,6 +178,8 @@ def validate_to_dir(input_path, out_dir, options: ValidationOptions | None = Non
                     counts[key] += n
                 n_warnings += result.n_warnings
                 first = first or result
+                if on_piece is not None:
+                    on_piece(result)
             writer.close()
         parts.append({"file": target.relative_to(out_dir).as_posix(), "rows": counts["accepted"],
                       "bytes": target.stat().st_size, "sha256": sha256_file(target)})

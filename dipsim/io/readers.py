@@ -1088,15 +1088,26 @@ def read_excel_raw(path: str | Path, sheet: str | int | None = None) -> tuple[pa
 
 
 def read_table_file(path: str | Path, what: str = "table") -> pa.Table:
-    """A small side table (hospitals, quality scores, seasonality): Parquet by its suffix, else CSV in UTF-8 or
-    GB18030 (`decode_text`) with column types inferred. InputError naming `what` when the file is absent."""
+    """A small side table (hospitals, quality scores, seasonality): Parquet by its suffix, an Excel workbook's first
+    sheet (every cell as text, an empty cell null), else CSV in UTF-8 or GB18030 (`decode_text`) with column types
+    inferred. InputError naming `what` when the file is absent or cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no {what} file")
     if path.suffix.lower() in PARQUET_SUFFIXES:
-        return pq.read_table(path)
+        try:
+            return pq.read_table(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise _unreadable(path, exc) from exc
+    if path.suffix.lower() in EXCEL_SUFFIXES:
+        table, _, _ = read_excel_raw(path)
+        return pa.table({name: pc.if_else(pc.equal(pc.utf8_trim_whitespace(table[name]), ""), None, table[name])
+                         for name in table.column_names})
     text, _ = decode_text(path.read_bytes())
-    return pacsv.read_csv(io.BytesIO(text.encode("utf-8")))
+    try:
+        return pacsv.read_csv(io.BytesIO(text.encode("utf-8")))
+    except pa.ArrowException as exc:  # empty, rows of another length, a stray quote
+        raise InputError(f"{path}: cannot read the {what} as CSV: {' '.join(str(exc).split())}") from exc
 
 
 def parquet_files(path: str | Path) -> list[Path]:

@@ -29,11 +29,14 @@ from dipsim.server import downloads, views
 from dipsim.server.accounts import HOSPITAL_ID, Accounts, LoginLimiter, Sessions, User
 from dipsim.server.regions import LoadedRegion, build_demo_region
 from dipsim.server.runs import RunQueueFull, Runs
-from dipsim.server.store import REGION_PATTERN, RUN_PATTERN, DataFolder, new_id, now
+from dipsim.server.store import REGION_PATTERN, RUN_PATTERN, UPLOAD_PATTERN, DataFolder, new_id, now
+from dipsim.server.uploads import MAX_UPLOAD_BYTES, SLOT_PATTERN, UploadError, Uploads
 
-MAX_BODY_BYTES = 64 * 1024  # JSON requests only in this slice (no uploads)
 MAX_SCENARIO_VARIANTS = 50  # a scenario file of the 政策参数 page (each variant a run): more is refused
 SCENARIO_SOURCE = "the scenario file"  # how messages name a scenario file sent to the server
+MAX_BODY_BYTES = 64 * 1024  # a JSON request's body; an uploaded file's has its own limit (`max_upload_bytes`)
+# the one route whose body is a file, streamed to disk under the upload's limit instead of MAX_BODY_BYTES
+UPLOAD_FILE_ROUTE = re.compile(r"^/api/uploads/[^/]+/files/[^/]+$")
 CASE_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DEMO_CASES, DEMO_HOSPITALS = 200_000, 100  # `dipsim demo`'s region (built once: 5 s in bench_server's run)
@@ -53,6 +56,9 @@ TABLE_TITLES = {"hospitals": "各医院", "point_values": "点值", "pools": "�
                 "compare_point_values": "多方案点值",
                 "overview_by_level": "按医院等级", "overview_by_type": "按机构类型", "overview_pools": "各统筹区",
                 "funds": "基金运行监测", "groups": "病组盈亏", "chain": "支付过程"}
+UploadId = Annotated[str, PathParam(pattern=UPLOAD_PATTERN, description="an upload id from POST /api/uploads")]
+Slot = Annotated[str, PathParam(pattern=SLOT_PATTERN, description="claims (one file or several Parquet files), "
+                                                               "hospitals or policy (one each)")]
 
 
 class LoginBody(BaseModel):
@@ -84,18 +90,26 @@ class ScenarioText(BaseModel):
     text: str
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over `limit` bytes gets 413, by its Content-Length or as it streams."""
+class UploadBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(default="", max_length=100, description="the new region's title")
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413, by its Content-Length or as it streams; a PUT of
+    an uploaded file (UPLOAD_FILE_ROUTE) has `upload_limit` instead (the route counts the upload's files together)."""
+
+    def __init__(self, app, limit: int, upload_limit: int = MAX_UPLOAD_BYTES):
+        self.app, self.limit, self.upload_limit = app, limit, upload_limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.upload_limit if scope.get("method") == "PUT" and UPLOAD_FILE_ROUTE.match(scope.get("path", "")) \
+            else self.limit
         length = dict(scope.get("headers") or []).get(b"content-length")
-        too_large = JSONResponse({"detail": f"request body over {self.limit:,} bytes"}, status_code=413)
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
+        too_large = JSONResponse({"detail": f"request body over {limit:,} bytes"}, status_code=413)
+        if length is not None and (not length.isdigit() or int(length) > limit):
             return await too_large(scope, receive, send)
         seen = 0
 
@@ -103,7 +117,7 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
+            if seen > limit:
                 raise _TooLarge
             return message
 
@@ -121,15 +135,22 @@ class Server:
     """The state behind the routes: the data folder, accounts, tokens, the login limiter, loaded regions, runs."""
 
     def __init__(self, data_dir, clock: Callable[[], float] = time.time, token_ttl_s: float | None = None,
-                 workers: int = 1):
+                 workers: int = 1, max_upload_bytes: int = MAX_UPLOAD_BYTES):
         self.data = DataFolder(data_dir)
         self.accounts = Accounts(self.data.users_path)
         self.sessions = Sessions(clock=clock, **({"ttl_s": token_ttl_s} if token_ttl_s else {}))
         self.limiter = LoginLimiter(clock=clock)
         self.runs = Runs(self.data, workers)
+        self.uploads = Uploads(self.data, self.add_region, max_upload_bytes)
         self._regions: dict[str, LoadedRegion] = {}
         self._lock = threading.Lock()
         self.demo_passwords: dict[str, str] = {}
+
+    def add_region(self, region_id: str, record: dict, loaded: LoadedRegion) -> None:
+        """A region made here (an upload), loaded already: into the index and the loaded regions."""
+        with self._lock:
+            self._regions[region_id] = loaded
+        self.data.regions.put(region_id, record)
 
     def region(self, region_id: str) -> LoadedRegion:
         """The loaded region of a known id; 404 otherwise (the id is looked up in the index, never joined raw)."""
@@ -250,10 +271,10 @@ def _scenario_toml(region: str, mode: str, title: str | None, variants: list[dic
 
 def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_hospitals: int = DEMO_HOSPITALS,
                clock: Callable[[], float] = time.time, token_ttl_s: float | None = None, workers: int = 1,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
     """The API over the data folder `data_dir`; `demo`: build the demo region (and accounts) when absent. The
     Server is `app.state.server` (its `demo_passwords` hold the demo accounts' passwords when created now)."""
-    server = Server(Path(data_dir), clock, token_ttl_s, workers)
+    server = Server(Path(data_dir), clock, token_ttl_s, workers, max_upload_bytes)
     if demo:
         server.ensure_demo(demo_cases, demo_hospitals)
     app = FastAPI(title="dipsim API", version=__version__, docs_url=None, redoc_url=None,
@@ -261,7 +282,7 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
                   description="DIP/DRG hospital-payment what-ifs. Money: strings of yuan with 2 decimals. "
                               "Authenticate with POST /api/login, then `Authorization: Bearer TOKEN`.")
     app.state.server = server
-    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(BodyLimit, limit=max_body_bytes, upload_limit=max_upload_bytes)
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
@@ -274,6 +295,11 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
     @app.exception_handler(RunQueueFull)
     async def queue_full(request: Request, exc: RunQueueFull):
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(UploadError)
+    async def upload_error(request: Request, exc: UploadError):
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status,
+                            headers={"Retry-After": "5"} if exc.status == 503 else None)
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError):
@@ -656,6 +682,81 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
         for table in ("groups", "chain"):
             app.add_api_route(f"/api/regions/{{region}}/hospitals/{{hospital}}/{table}.{extension}",
                               hospital_download(table, extension), name=f"hospital_{table}_{extension}", **get)
+    # ------------------------------------------------------------ uploads (bureau only)
+
+    @app.post("/api/uploads", tags=["uploads"], status_code=201)
+    def create_upload(body: UploadBody, user: Bureau) -> dict:
+        """A new upload: then PUT its files (claims, hospitals, optionally a policy TOML), then POST .../process."""
+        upload_id, _ = server.uploads.create(body.title, user)
+        return server.uploads.view(upload_id)
+
+    @app.get("/api/uploads", tags=["uploads"])
+    def list_uploads(user: Bureau) -> dict:
+        return {"uploads": [{"id": k, "title": r["title"], "status": r["status"], "created": r["created"],
+                             "user": r["user"], "region": r.get("region")} for k, r in server.uploads.index.items()]}
+
+    @app.put("/api/uploads/{upload}/files/{slot}", tags=["uploads"],
+             openapi_extra={"requestBody": {"required": True, "description": "the file's bytes, as they are",
+                                            "content": {"application/octet-stream": {"schema": {
+                                                "type": "string", "format": "binary"}}}}})
+    async def put_upload_file(upload: UploadId, slot: Slot, request: Request, user: Bureau,
+                              name: Annotated[str, Query(min_length=1, max_length=255,
+                                                         description="the file's original name (data only: its "
+                                                                     "suffix picks the reader)")]) -> dict:
+        """One file of the upload as the raw request body, streamed to disk under a generated name (the original
+        name is kept as data). Claims: .csv/.txt/.tsv (UTF-8 or GB18030), .xlsx, .parquet (several Parquet files
+        are read as one folder); hospitals: .csv, .xlsx, .parquet (a second replaces the first); policy: .toml.
+        413 when the upload's files together pass the server's limit (dipsim serve --max-upload-mb)."""
+        length = request.headers.get("content-length")
+        return await server.uploads.receive(upload, slot, name, request.stream(), user,
+                                            int(length) if length and length.isdigit() else None)
+
+    @app.post("/api/uploads/{upload}/process", tags=["uploads"], status_code=202)
+    def process_upload(upload: UploadId, user: Bureau) -> dict:
+        """Make a region of the upload's files off the event loop, through the command line's loader (validate,
+        hospitals, catalogue; the shipped DIP baseline with budgets of 60% of cost when no policy was sent).
+        Follow it with GET /api/uploads/{upload}."""
+        return server.uploads.submit(upload, user)
+
+    @app.get("/api/uploads/{upload}", tags=["uploads"])
+    def get_upload(upload: UploadId, user: Bureau) -> dict:
+        """An upload's files (original names, bytes, sha256), status, step and rows read so far; when processed,
+        the counts (read = accepted + rejected), the warnings, the loader's error or the new region's id."""
+        return server.uploads.view(upload)
+
+    @app.get("/api/uploads/{upload}/rejects", tags=["uploads"])
+    def upload_rejects(upload: UploadId, user: Bureau, limit: int = 100) -> dict:
+        """The first `limit` lines of the rejects table (file, row, case_id, field, value, reason) and their total;
+        a text over 1,000 characters is cut there, with … (the downloads hold it whole)."""
+        table = server.uploads.rejects(upload)
+        rows = table.slice(0, max(0, min(limit, 10_000))).to_pylist()
+        return {"total_lines": table.num_rows,
+                "rows": [{k: v[:1000] + "…" if isinstance(v, str) and len(v) > 1000 else v for k, v in r.items()}
+                         for r in rows]}
+
+    @app.get("/api/uploads/{upload}/rejects.csv", tags=["uploads"], response_class=Response,
+             responses={200: {"content": {"text/csv": {}}, "description": "the rejects table as CSV"}})
+    def upload_rejects_csv(upload: UploadId, user: Bureau) -> Response:
+        """Every line of the rejects table as CSV: UTF-8 with a BOM, Chinese headers, formula-like text prefixed
+        with '."""
+        from dipsim.server.uploads import rejects_csv
+
+        return Response(rejects_csv(server.uploads.rejects(upload)), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="rejects_{upload}.csv"'})
+
+    @app.get("/api/uploads/{upload}/rejects.xlsx", tags=["uploads"], response_class=Response,
+             responses={200: {"content": {XLSX_TYPE: {}}, "description": "the rejects table as Excel"}})
+    def upload_rejects_xlsx(upload: UploadId, user: Bureau) -> Response:
+        """Every line of the rejects table as Excel (text cells are text, never formulas); 409 over a sheet's
+        1,048,575 rows (take the CSV)."""
+        from dipsim.server.uploads import rejects_xlsx
+
+        try:
+            content = rejects_xlsx(server.uploads.rejects(upload))
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return Response(content, media_type=XLSX_TYPE,
+                        headers={"Content-Disposition": f'attachment; filename="rejects_{upload}.xlsx"'})
 
     # ------------------------------------------------------------ the browser workbench (pages at /app/, open)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -48,38 +49,137 @@ def fen_of(amount) -> int:
     return to_fen(float(amount))
 
 
-def build_demo_region(folder: Path, cases: int, hospitals: int, seed: int = 20250101, year: int = 2025) -> dict:
-    """The demo region (`dipsim demo`'s steps, with no set-up): a synthetic region (`synth.synthesize_region`),
-    validated (`io.pipeline.validate_to_dir`), a DIP catalogue built from it (`catalog.build_catalog`), and the
-    shipped DIP baseline (scenarios/baseline.toml) with budgets of 60% of each pool's cost. Returns the index
-    record."""
+@dataclass
+class Assembled:
+    """What `assemble_region` made of its inputs: the row accounting (rows read = accepted + rejected, the rejected
+    counting validation's and settlement's), the rejects (REJECT_SCHEMA, one line per reason), the warnings for
+    the user, the policy's mode and the index record's fields."""
+
+    rows_read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    rejected_at_settlement: int = 0
+    validation_warnings: int = 0
+    rejects: pa.Table | None = None
+    warnings: list[str] = field(default_factory=list)
+    mode: str = "dip"
+    hospitals: int = 0
+
+    def counts(self) -> dict:
+        return {"read": self.rows_read, "accepted": self.accepted, "rejected": self.rejected,
+                "rejected_at_settlement": self.rejected_at_settlement,
+                "reject_lines": 0 if self.rejects is None else self.rejects.num_rows,
+                "validation_warnings": self.validation_warnings}
+
+
+def budget_warning(pools: list[str], share: float = DEMO_BUDGET_SHARE) -> str:
+    return (f"预算未给出，按医疗总费用的 {share:.0%} 假定 / budget not given: assumed {share:.0%} of the billed cost "
+            f"for pool(s) {', '.join(pools)}; upload a policy with budget.total to set it")
+
+
+def assemble_region(folder: Path, cases_input: Path, hospitals_file: Path, policy: dict | None = None,
+                    policy_name: str | None = None, budget_share: float = DEMO_BUDGET_SHARE,
+                    step=None, rows_progress=None, result: Assembled | None = None,
+                    source: str = "the claims") -> Assembled:
+    """A region folder (the layout above) from claims and a hospitals table through the command line's loader:
+    the claims validated (`io.pipeline.validate_to_dir`: a file, or a folder of Parquet), the hospitals table
+    checked (`region.load_hospitals`: Parquet, CSV or Excel) and kept as Parquet, the cases split into settleable
+    ones and rejects (`region.Region.of`), a DIP catalogue built from them (`catalog.build_catalog`; DIP policies),
+    and the policy (`policy`: a policy TOML's parsed content, else the shipped DIP baseline scenarios/baseline.toml)
+    with `budget_share` of each pool's cost as the budget of every pool it has none for (said in the warnings).
+
+    `step(name)` is told each step, `rows_progress(rows)` the rows read so far; `source` names the claims in
+    messages. `result` (an Assembled) is filled
+    as the steps go, so that the counts and rejects known when a later step fails are there. InputError (the
+    loader's messages) when the inputs cannot make a region."""
     import tomli_w
 
     from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
     from dipsim.io.pipeline import validate_to_dir
     from dipsim.io.toml_files import read_toml
     from dipsim.io.validate import load_cases
+    from dipsim.io.writers import write_parquet
     from dipsim.paths import scenarios_dir
-    from dipsim.region import Region, budgets_from_cost, load_hospitals
+    from dipsim.policy import load_policy
+    from dipsim.region import SETTLEMENT_COLUMNS, Region, budgets_from_cost, load_hospitals, settleable
+    from dipsim.region import settlement_columns as read_columns
+
+    def tell(name: str) -> None:
+        if step is not None:
+            step(name)
+
+    out = result if result is not None else Assembled()
+    folder.mkdir(parents=True, exist_ok=True)
+    tell("hospitals")  # first: a bad hospitals table is said before the claims are read
+    hospitals = load_hospitals(hospitals_file)
+    write_parquet(hospitals, folder / HOSPITALS_FILE)
+    out.hospitals = hospitals.num_rows
+    tell("validate")
+    validation_rejects, settlement_rejects = [], []
+
+    def piece(validated) -> None:
+        """Each piece of the claims as validated: its rejects, and its accepted cases that cannot be settled (no
+        pool or hospital: `region.settleable`, as `Region.of` splits them below), with the upload's rows."""
+        validation_rejects.append(validated.rejects)
+        if set(SETTLEMENT_COLUMNS) <= set(read_columns(validated)):
+            settlement_rejects.append(settleable(validated.accepted, validated.accepted_rows,
+                                                 validated.accepted_sources))
+        out.rows_read += validated.rows_read
+        if rows_progress is not None:
+            rows_progress(out.rows_read)
+
+    out.rows_read = 0
+    summary = validate_to_dir(cases_input, folder / "validated", on_piece=piece)
+    at_settlement = sum(s.n_rejected for s in settlement_rejects)
+    out.rows_read, out.rejected_at_settlement = summary.rows_read, at_settlement
+    out.accepted, out.rejected = summary.accepted - at_settlement, summary.rejected + at_settlement
+    out.rejects = pa.concat_tables(validation_rejects + [s.rejects for s in settlement_rejects]) \
+        if validation_rejects else None
+    out.validation_warnings = summary.warnings
+    if summary.warnings:
+        out.warnings.append(f"{summary.warnings:,} 条校验提示 / validation warnings (rows kept): "
+                            + "; ".join(f"{why} ({n:,})" for why, n in list(summary.warning_reasons.items())[:5]))
+    tell("settle")
+    cases = load_cases(folder / CASES_DIR, dictionary_codes=True)
+    region = Region.of(cases, hospitals, source)
+    if region.cases.num_rows != out.accepted:  # the same split of the same rows: never otherwise
+        raise AssertionError(f"settleable cases {region.cases.num_rows} != {out.accepted} counted as validated")
+    tell("policy")
+    data = dict(policy) if policy is not None else read_toml(scenarios_dir() / "baseline.toml", "policy")
+    if policy_name or "name" not in data.get("meta", {}):
+        data.setdefault("meta", {})["name"] = policy_name or "uploaded policy"
+    budgets = data.setdefault("budget", {})
+    given = budgets.get("total", {})
+    if not isinstance(given, dict):
+        raise InputError(f"budget.total: a table of pool = yuan, not {given!r}")
+    assumed = sorted(set(region.pools()) - set(given))
+    if assumed:
+        budgets["total"] = budgets_from_cost(region.cases, budget_share, dict(given), case_set=region.case_set)
+        out.warnings.append(budget_warning(assumed, budget_share))
+    (folder / POLICY_FILE).write_text(tomli_w.dumps(data), encoding="utf-8")
+    checked = load_policy(folder / POLICY_FILE)  # every problem of the policy at once, as the command line says
+    out.mode = checked.get("payment.mode")
+    if out.mode == "dip":
+        tell("catalog")
+        catalog = build_catalog(cases.accepted, CatalogOptions())
+        write_catalog(catalog, folder / CATALOG_DIR, [{"path": str(CASES_DIR), "accepted": cases.accepted.num_rows}])
+    return out
+
+
+def build_demo_region(folder: Path, cases: int, hospitals: int, seed: int = 20250101, year: int = 2025) -> dict:
+    """The demo region (`dipsim demo`'s steps, with no set-up): a synthetic region (`synth.synthesize_region`)
+    assembled as an upload is (`assemble_region`): validated, a DIP catalogue built from it, and the shipped DIP
+    baseline (scenarios/baseline.toml) with budgets of 60% of each pool's cost. Returns the index record."""
     from dipsim.synth import synthesize_region
 
     folder.mkdir(parents=True, exist_ok=True)
     raw = folder / "synthetic"
     synthesize_region(raw, cases=cases, hospitals=hospitals, seed=seed, year=year)
-    shutil.copyfile(raw / "hospitals.parquet", folder / HOSPITALS_FILE)
-    validate_to_dir(raw / "cases", folder / "validated")
+    made = assemble_region(folder, raw / "cases", raw / "hospitals.parquet",
+                           policy_name="demo baseline (scenarios/baseline.toml, budget 60% of cost)")
     shutil.rmtree(raw)
-    result = load_cases(folder / CASES_DIR, dictionary_codes=True)
-    region = Region.of(result, load_hospitals(folder / HOSPITALS_FILE), "the demo cases")
-    catalog = build_catalog(result.accepted, CatalogOptions())
-    write_catalog(catalog, folder / CATALOG_DIR, [{"path": str(CASES_DIR), "accepted": result.accepted.num_rows}])
-    baseline = read_toml(scenarios_dir() / "baseline.toml", "policy")
-    baseline.setdefault("meta", {})["name"] = "demo baseline (scenarios/baseline.toml, budget 60% of cost)"
-    baseline.setdefault("budget", {})["total"] = budgets_from_cost(region.cases, DEMO_BUDGET_SHARE,
-                                                                   case_set=region.case_set)
-    (folder / POLICY_FILE).write_text(tomli_w.dumps(baseline), encoding="utf-8")
     return {"title": "示例区域 (synthetic demo region)", "mode": "dip", "demo": True,
-            "cases": result.accepted.num_rows, "hospitals": hospitals, "seed": seed, "year": year}
+            "cases": made.accepted, "hospitals": hospitals, "seed": seed, "year": year}
 
 
 class LoadedRegion:
@@ -194,8 +294,11 @@ class LoadedRegion:
 
         pools = self.pools()
         return {"title": self.record.get("title"), "mode": self.mode, "scheme": self.scheme,
-                "cases": self.cases.num_rows, "rows_read": int(getattr(self.region.result, "rows_read", 0)),
-                "rejected": int(self.region.rejected), "hospitals": len(table),
+                "cases": self.cases.num_rows,
+                # an uploaded region: its claims' rows and rejects (validation's and settlement's); else those of
+                # the validated cases it was loaded from
+                "rows_read": int(self.record.get("rows_read", getattr(self.region.result, "rows_read", 0))),
+                "rejected": int(self.record.get("rejected", self.region.rejected)), "hospitals": len(table),
                 "by_level": counted("level", HOSPITAL_LEVELS), "by_type": counted("type", HOSPITAL_TYPES),
                 "pools": pools,
                 "budget": yuan(sum(fen_of(r["budget"]) for r in self.baseline.pools.to_pylist())),

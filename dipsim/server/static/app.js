@@ -254,7 +254,8 @@ function renderChrome() {
   nav.append(el("a", { href: `#/region/${region}`, "data-page": "overview", text: t("overview") }),
     el("a", { href: `#/compare/${region}`, "data-page": "compare", text: t("compare") }),
     el("a", { href: `#/policy/${region}`, "data-page": "policy", text: t("policyNav") }),
-    el("a", { href: `#/hospital/${region}/${ownHospital || ""}`, "data-page": "hospital", text: t("hospital") }));
+    el("a", { href: `#/hospital/${region}/${ownHospital || ""}`, "data-page": "hospital", text: t("hospital") }),
+    ...(user.role === "bureau" ? [el("a", { href: "#/upload", "data-page": "upload", text: t("upload") })] : []));
   who.textContent = `${user.name}（${user.role === "bureau" ? t("bureau") : t("hospitalRole") + " " + user.hospital_id}）`;
 }
 
@@ -867,6 +868,7 @@ async function route() {
     if (page === "compare") { setActive("compare"); return await pageCompare(main, currentRegion, parts[2]); }
     if (page === "hospital") { setActive("hospital"); return await pageHospital(main, currentRegion, parts[2]); }
     if (page === "policy") { setActive("policy"); return await pagePolicy(main, currentRegion); }
+    if (page === "upload") { setActive("upload"); return await pageUpload(main); }
     setActive("overview");
     return await pageOverview(main, currentRegion);
   } catch (e) {
