@@ -28,7 +28,7 @@ pytest.importorskip("selenium", reason="selenium is not installed (pip install -
 import httpx
 import uvicorn
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
@@ -121,7 +121,8 @@ def browser(downloads_dir):
 
 
 def _wait(driver, condition, timeout: float = 30):
-    return WebDriverWait(driver, timeout).until(condition)
+    """Until `condition`; an element the page redrew meanwhile is looked up again."""
+    return WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(condition)
 
 
 def _shot(driver, folder: Path, name: str) -> None:

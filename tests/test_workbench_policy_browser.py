@@ -8,14 +8,9 @@ chromedriver."""
 
 from __future__ import annotations
 
-import base64
-import os
-import shutil
-import socket
 import threading
 import time
 import tomllib
-from pathlib import Path
 
 import pytest
 
@@ -25,22 +20,19 @@ pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
 
+import test_workbench_browser as workbench  # skipped there, and so here, without chromium
 import tomli_w
 import uvicorn
-from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
 from dipsim.server import create_app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-if CHROMIUM is None or CHROMEDRIVER is None:
-    pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)",
-                allow_module_level=True)
+# the driver (downloads into `downloads_dir`), the screenshots' folder and helpers as the workbench's browser test
+# sets them up
+browser, downloads_dir, shots = workbench.browser, workbench.downloads_dir, workbench.shots
+_free_port, _shot, _wait = workbench._free_port, workbench._shot, workbench._wait
 
 TCM = "coefficient.tcm_hospital_bonus"
 HIGH = "outlier.high_ratio"
@@ -69,56 +61,6 @@ def served(tmp_path_factory):
     server.close()
 
 
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    folder = Path(os.environ["DIPSIM_SCREENSHOTS"]) if os.environ.get("DIPSIM_SCREENSHOTS") \
-        else tmp_path_factory.mktemp("screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-def browser(tmp_path):
-    """Chromium, its downloads going to tmp_path / "downloads" (the driver's `downloads`)."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1400,1100", "--lang=zh-CN", "--no-first-run", "--disable-extensions"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    try:
-        driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    except WebDriverException as exc:  # a Chromium that cannot start here (no display libraries, ...)
-        pytest.skip(f"chromium did not start: {exc.msg}")
-    driver.set_page_load_timeout(30)
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-    driver.downloads = downloads
-    yield driver
-    driver.quit()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(driver, condition, timeout: float = 30):
-    """Until `condition`; an element the page redrew meanwhile (the form is redrawn when a file is loaded) is
-    looked up again."""
-    return WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(condition)
-
-
-def _shot(driver, folder: Path, name: str) -> None:
-    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 6000), "scale": 1}
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                                              "clip": clip})
-    (folder / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
-
-
 def _login(driver, served, name: str) -> None:
     driver.get(f"{served['base']}/")
     _wait(driver, ec.presence_of_element_located((By.ID, "login-user"))).send_keys(name)
@@ -145,7 +87,8 @@ def _severe_logs(driver) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def test_bureau_saves_variants_as_a_scenario_file_and_loads_it_back(served, browser, shots, tmp_path):
+def test_bureau_saves_variants_as_a_scenario_file_and_loads_it_back(served, browser, shots, tmp_path,
+                                                                     downloads_dir):
     driver, region = browser, served["region"]
     _login(driver, served, "bureau")
     _open_policy(driver, served, f'[data-variant="0"][data-path="{TCM}"]')
@@ -193,10 +136,10 @@ def test_bureau_saves_variants_as_a_scenario_file_and_loads_it_back(served, brow
     assert saved["scenario"] == {"name": "workbench", "title": "中医加成与偏差病例", "baseline": "policy.toml"}
     assert saved["variant"] == [{"name": "中医加成 12%", "set": {TCM: 0.12}},
                                 {"name": "超高界值 1.6", "set": {HIGH: 1.6, "tcm.same_price": False}}]
-    download = driver.downloads / f"scenario_{region}.toml"
+    download = downloads_dir / f"scenario_{region}.toml"
     _wait(driver, lambda d: download.is_file() and download.read_text(encoding="utf-8") == text, 15)
     driver.find_element(By.ID, "download-policy").click()
-    policy = driver.downloads / "policy.toml"
+    policy = downloads_dir / "policy.toml"
     _wait(driver, lambda d: policy.is_file() and policy.stat().st_size > 0, 15)
     assert policy.read_bytes() == (api.region(region).folder / "policy.toml").read_bytes()
     _shot(driver, shots, "p2-policy-saved")

@@ -27,7 +27,7 @@ from dipsim.server import create_app
 
 # the driver, its options and the screenshots' folder as the workbench's browser test sets them up (skipped there,
 # and so here, without chromium and chromedriver)
-driver = workbench.browser
+driver, downloads_dir = workbench.browser, workbench.downloads_dir
 screenshots = workbench.shots
 _free_port, _shot, _wait = workbench._free_port, workbench._shot, workbench._wait
 
@@ -82,6 +82,7 @@ def upload_server(tmp_path_factory):
            "hospitals": root / "医院.csv", "rows": len(rows) - 1}
     web.should_exit = True
     thread.join(10)
+    server.close()
 
 
 def _login(driver, served, name: str) -> None:

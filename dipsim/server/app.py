@@ -163,8 +163,10 @@ class Server:
             return self._regions[region_id]
 
     def close(self) -> None:
-        """Wait for the runs under way and stop the worker threads (the server's end; tests' teardown)."""
+        """Wait for the runs and uploads under way and stop their worker threads (the server's end; tests'
+        teardown)."""
         self.runs.executor.shutdown(wait=True)
+        self.uploads.executor.shutdown(wait=True)
 
     def ensure_demo(self, cases: int = DEMO_CASES, hospitals: int = DEMO_HOSPITALS) -> str:
         """The demo region (built when the data folder has none) and the demo accounts (created when absent,
