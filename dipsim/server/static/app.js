@@ -270,6 +270,29 @@ function table(columns, rows, attrs = {}) {
   return el("table", attrs, el("thead", {}, head), body);
 }
 
+// Save a blob as a file through a hidden blob: link (a download the page fetched itself, or text it holds).
+function saveBlob(blob, file) {
+  const url = URL.createObjectURL(blob);
+  const a = el("a", { href: url, download: file, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+// A run followed until it is done or failed: polled often at first (a variant takes ~0.1 s server-side), then
+// every 150 ms; `onProgress(state)` on each answer still going. Gives the run's last state.
+async function waitForRun(run, onProgress) {
+  let state = run, delay = 20;
+  while (state.status === "queued" || state.status === "running") {
+    if (onProgress) onProgress(state);
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 150);
+    state = await api(`/runs/${encodeURIComponent(run.id)}`);
+  }
+  return state;
+}
+
 // Download links of a table: the file comes through fetch with the bearer token (there is no cookie) and is
 // saved from a Blob link. `path`: the API path without its extension ("/runs/x.../hospitals"), `query`: "?runs=..".
 function downloads(path, name, query = "") {
@@ -286,15 +309,8 @@ function downloads(path, name, query = "") {
         const response = await fetch(`/api${path}.${ext}${query}${sep}lang=${lang}`, { cache: "no-store",
           credentials: "omit", headers: { "Authorization": `Bearer ${token()}` } });
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
-        const blob = await response.blob();
         const disposition = response.headers.get("Content-Disposition") || "";
-        const file = (disposition.match(/filename="([^"]+)"/) || [])[1] || `${name}.${ext}`;
-        const url = URL.createObjectURL(blob);
-        const a = el("a", { href: url, download: file, hidden: true });
-        document.body.append(a);
-        a.click();
-        a.remove();
-        setTimeout(() => URL.revokeObjectURL(url), 10000);
+        saveBlob(await response.blob(), (disposition.match(/filename="([^"]+)"/) || [])[1] || `${name}.${ext}`);
       } catch (e) { note.textContent = `${t("downloadFailed")}: ${e.message}`; }
     });
     box.append(link, " ");
@@ -550,12 +566,9 @@ async function pageCompare(main, region, runId) {
         const body = { set };
         if (name.value.trim()) body.name = name.value.trim();
         const run = await api(`/regions/${encodeURIComponent(region)}/runs`, { method: "POST", body });
-        let state = run;
-        while (state.status === "queued" || state.status === "running") {
-          status.textContent = `${t("running")} ${state.progress.done}/${state.progress.total}`;
-          await new Promise((r) => setTimeout(r, 150));
-          state = await api(`/runs/${run.id}`);
-        }
+        const state = await waitForRun(run, (s) => {
+          status.textContent = `${t("running")} ${s.progress.done}/${s.progress.total}`;
+        });
         if (state.status !== "done") throw new ApiError(500, `${t("failed")}: ${state.error || state.status}`);
         location.hash = `#/compare/${region}/${run.id}`;
       } catch (e) {

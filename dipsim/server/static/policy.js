@@ -175,14 +175,7 @@ function fixedCell(p, v, redraw) {
 }
 
 // A download of text the page holds, as a file (a blob: URL, no request).
-function downloadText(text, filename, type) {
-  const url = URL.createObjectURL(new Blob([text], { type }));
-  const a = el("a", { href: url, download: filename, hidden: true });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 5000);
-}
+function downloadText(text, filename, type) { saveBlob(new Blob([text], { type }), filename); }
 
 // A route that answers a file (TOML text): the text, or ApiError with the API's detail.
 async function apiText(path, options = {}) {
@@ -299,12 +292,7 @@ async function pagePolicy(main, region) {
           catch (e) { failures.push(`${v.name || JSON.stringify(v.set)}: ${problemText(e)}`); }
         }
         for (const r of started) {
-          let state = r;
-          while (state.status === "queued" || state.status === "running") {
-            say(`${t("running")} ${state.name} ${state.progress.done}/${state.progress.total}`);
-            await new Promise((done) => setTimeout(done, 150));
-            state = await api(`/runs/${encodeURIComponent(r.id)}`);
-          }
+          const state = await waitForRun(r, (s) => say(`${t("running")} ${s.name} ${s.progress.done}/${s.progress.total}`));
           links.append(el("li", { "data-run": r.id }, `${state.name}: `,
             state.status === "done" ? el("a", { href: `#/compare/${region}/${r.id}`, text: `${t("openCompare")} →` })
               : el("span", { class: "error", text: `${t("failed")}: ${state.error || state.status}` })));

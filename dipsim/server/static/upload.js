@@ -68,10 +68,7 @@ function uploadDownload(path, file, label, id) {
       const response = await fetch(`/api${path}`, { headers: { Authorization: `Bearer ${token()}` },
         cache: "no-store", credentials: "omit" });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      const url = URL.createObjectURL(await response.blob());
-      const a = el("a", { href: url, download: file, hidden: true });
-      document.body.append(a); a.click(); a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 10000);
+      saveBlob(await response.blob(), file);
     } catch (e) { note.textContent = e.message; }
   });
   return el("span", {}, link, " ", note);
