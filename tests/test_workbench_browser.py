@@ -7,6 +7,7 @@ when set, else the test's tmp folder). Skipped, with the reason, without seleniu
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import json
 import os
@@ -61,12 +62,10 @@ def _fen(text: str) -> int:
     return int(value)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """The demo region (small) behind uvicorn in a thread; the demo accounts' passwords."""
-    data = tmp_path_factory.mktemp("browser") / "data"
-    app = create_app(data, demo=True, demo_cases=3000, demo_hospitals=12)
-    server = app.state.server
+@contextlib.contextmanager
+def serve_in_thread(app):
+    """`app` behind uvicorn on a free port of 127.0.0.1, in a thread: its base URL. On exit uvicorn stops, then the
+    server's workers (`Server.close`)."""
     port = _free_port()
     web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=web.run, daemon=True)
@@ -75,13 +74,25 @@ def served(tmp_path_factory):
     while not web.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        web.should_exit = True
+        thread.join(10)
+        app.state.server.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The demo region (small) behind uvicorn in a thread; the demo accounts' passwords."""
+    data = tmp_path_factory.mktemp("browser") / "data"
+    app = create_app(data, demo=True, demo_cases=3000, demo_hospitals=12)
+    server = app.state.server
     region = next(iter(dict(server.data.regions.items())))
-    yield {"base": f"http://127.0.0.1:{port}", "server": server, "region": region,
-           "passwords": dict(server.demo_passwords), "folder": data / "regions" / region,
-           "hospital": server.accounts.get("hospital").hospital_id}
-    web.should_exit = True
-    thread.join(10)
-    server.close()
+    with serve_in_thread(app) as base:
+        yield {"base": base, "server": server, "region": region,
+               "passwords": dict(server.demo_passwords), "folder": data / "regions" / region,
+               "hospital": server.accounts.get("hospital").hospital_id}
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ chromedriver."""
 
 from __future__ import annotations
 
-import threading
-import time
 import tomllib
 
 import pytest
@@ -22,43 +20,19 @@ pytest.importorskip("selenium", reason="selenium is not installed (pip install -
 
 import test_workbench_browser as workbench  # skipped there, and so here, without chromium
 import tomli_w
-import uvicorn
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select
 
-from dipsim.server import create_app
-
 # the driver (downloads into `downloads_dir`), the screenshots' folder and helpers as the workbench's browser test
 # sets them up
 browser, downloads_dir, shots = workbench.browser, workbench.downloads_dir, workbench.shots
-_free_port, _shot, _wait = workbench._free_port, workbench._shot, workbench._wait
+_shot, _wait = workbench._shot, workbench._wait
+served = workbench.served  # the small demo region behind uvicorn, the demo accounts
 
 TCM = "coefficient.tcm_hospital_bonus"
 HIGH = "outlier.high_ratio"
 HTML_NAME = '<b id="injected">方案</b><script>window.injected = 1</script>'
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """The demo region (small) behind uvicorn in a thread; the demo accounts' passwords."""
-    data = tmp_path_factory.mktemp("policy-browser") / "data"
-    app = create_app(data, demo=True, demo_cases=3000, demo_hospitals=12)
-    server = app.state.server
-    port = _free_port()
-    web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not web.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    region = next(iter(dict(server.data.regions.items())))
-    yield {"base": f"http://127.0.0.1:{port}", "server": server, "region": region,
-           "passwords": dict(server.demo_passwords), "hospital": server.accounts.get("hospital").hospital_id}
-    web.should_exit = True
-    thread.join(10)
-    server.close()
 
 
 def _login(driver, served, name: str) -> None:

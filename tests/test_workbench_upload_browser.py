@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
-import time
 
 import pytest
 
@@ -19,7 +17,6 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
 
 import test_workbench_browser as workbench
-import uvicorn
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 
@@ -29,7 +26,7 @@ from dipsim.server import create_app
 # and so here, without chromium and chromedriver)
 driver, downloads_dir = workbench.browser, workbench.downloads_dir
 screenshots = workbench.shots
-_free_port, _shot, _wait = workbench._free_port, workbench._shot, workbench._wait
+serve_in_thread, _shot, _wait = workbench.serve_in_thread, workbench._shot, workbench._wait
 
 SCRIPT_ID = '<script>window.injected = 1</script>'
 IMG_NAME = '<img id="injected" src="x" onerror="window.injected = 2">'
@@ -70,19 +67,9 @@ def upload_server(tmp_path_factory):
     server = app.state.server
     server.accounts.add("ana", "ana-password", "bureau")
     server.accounts.add("bo", "bo-password", "hospital", "H0001")
-    port = _free_port()
-    web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not web.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield {"base": f"http://127.0.0.1:{port}", "server": server, "claims": root / "病例.csv",
-           "hospitals": root / "医院.csv", "rows": len(rows) - 1}
-    web.should_exit = True
-    thread.join(10)
-    server.close()
+    with serve_in_thread(app) as base:
+        yield {"base": base, "server": server, "claims": root / "病例.csv",
+               "hospitals": root / "医院.csv", "rows": len(rows) - 1}
 
 
 def _login(driver, served, name: str) -> None:

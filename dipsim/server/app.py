@@ -594,24 +594,18 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
         hospital account: its own rows)."""
         return compare_view(region, runs, user)
 
-    def compare_download(extension: str):
+    def compare_download(table: str, extension: str):
+        """A download of the compared runs: "compare" (the hospital table) or "compare_point_values"."""
         def download(region: RegionId, user: Caller, runs: CompareRuns, lang: Lang = "zh") -> Response:
-            rows, columns, _, _ = views.compare_flat(compare_view(region, runs, user))
-            body = downloads.table_bytes(rows, columns, TABLE_TITLES["compare"], extension, lang)
-            return Response(body, media_type=MEDIA[extension],
-                            headers=downloads.attachment(region, extension, "compare"))
+            hospital_rows, hospital_columns, value_rows, value_columns = views.compare_flat(
+                compare_view(region, runs, user))
+            rows, columns = (hospital_rows, hospital_columns) if table == "compare" else (value_rows, value_columns)
+            body = downloads.table_bytes(rows, columns, TABLE_TITLES[table], extension, lang)
+            return Response(body, media_type=MEDIA[extension], headers=downloads.attachment(region, extension, table))
 
-        download.__doc__ = f"The compared runs' hospital table as {extension.upper()} (a hospital: its own rows)"
-        return download
-
-    def compare_values_download(extension: str):
-        def download(region: RegionId, user: Caller, runs: CompareRuns, lang: Lang = "zh") -> Response:
-            _, _, rows, columns = views.compare_flat(compare_view(region, runs, user))
-            body = downloads.table_bytes(rows, columns, TABLE_TITLES["compare_point_values"], extension, lang)
-            return Response(body, media_type=MEDIA[extension],
-                            headers=downloads.attachment(region, extension, "compare_point_values"))
-
-        download.__doc__ = f"The compared runs' point values as {extension.upper()} (published)"
+        download.__doc__ = (f"The compared runs' hospital table as {extension.upper()} (a hospital: its own rows)"
+                            if table == "compare" else
+                            f"The compared runs' point values as {extension.upper()} (published)")
         return download
 
     @app.get("/api/regions/{region}/funds", tags=["regions"])
@@ -674,10 +668,9 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
     for extension in ("xlsx", "csv"):
         get: dict[str, Any] = {"methods": ["GET"], "tags": ["downloads"], "response_class": Response,
                "responses": {200: {"content": {MEDIA[extension]: {}}}}}
-        app.add_api_route(f"/api/regions/{{region}}/compare.{extension}", compare_download(extension),
-                          name=f"compare_{extension}", **get)
-        app.add_api_route(f"/api/regions/{{region}}/compare_point_values.{extension}",
-                          compare_values_download(extension), name=f"compare_point_values_{extension}", **get)
+        for table in ("compare", "compare_point_values"):
+            app.add_api_route(f"/api/regions/{{region}}/{table}.{extension}", compare_download(table, extension),
+                              name=f"{table}_{extension}", **get)
         for table in ("by_level", "by_type", "pools", "funds"):
             app.add_api_route(f"/api/regions/{{region}}/{table}.{extension}", region_download(table, extension),
                               name=f"region_{table}_{extension}", **get)
