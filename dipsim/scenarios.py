@@ -412,7 +412,7 @@ def grouped_cached(cases: pa.Table, input_digest: str, mode: str, catalog=None,
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as out:
-            np.savez(out, **{**grouped.arrays(), "group": np.asarray(grouped.group).astype(str)})
+            np.savez(out, **grouped.cache_arrays())
         os.replace(tmp, path)
     except OSError:
         pass
