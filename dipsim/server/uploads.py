@@ -515,6 +515,20 @@ def in_child(folder: Path, build: Path, cases_input: Path, hospitals: Path, poli
     return made, tuple(result["error"]) if result["error"] else None
 
 
+def _warm(build: Path, progress: Path, rows_read: int) -> None:
+    """In the child: load the region as the server will (`regions.LoadedRegion`), so its grouping lands in the
+    grouping cache and its baseline settlement in build/baseline/; the server's own load then only reads them
+    (at 1M cases grouping in the server held the GIL and stalled every request for ~3 s). A failure here is the
+    server's to report when it loads the region itself."""
+    from dipsim.server.regions import LoadedRegion
+
+    _write_progress(progress, "load", rows_read)
+    try:
+        LoadedRegion(build, {})
+    except Exception:  # the server's load says what is wrong
+        log.warning("warming the region in %s failed; the server loads it itself", build, exc_info=True)
+
+
 def _child_main(folder: Path) -> int:
     """The child of `in_child`: the job of FOLDER/job.json, its result written beside it."""
     import dataclasses
@@ -526,6 +540,8 @@ def _child_main(folder: Path) -> int:
     made, error = assemble_job(Path(job["build"]), Path(job["cases"]), Path(job["hospitals"]),
                                Path(job["policy"]) if job["policy"] else None, job["policy_name"], job["source"],
                                Path(job["progress"]))
+    if error is None:
+        _warm(Path(job["build"]), Path(job["progress"]), made.rows_read)
     if made.rejects is not None:
         write_parquet(made.rejects, folder / JOB_REJECTS)
     fields = {f.name: getattr(made, f.name) for f in dataclasses.fields(made) if f.name != "rejects"}
