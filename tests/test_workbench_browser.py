@@ -419,6 +419,17 @@ def test_bureau_raises_the_tcm_bonus_and_reads_every_hospitals_payout(served, br
         r = shown[(h["hospital_id"], h["pool"])]
         assert [_fen(r[f"payout_{i}"]) for i in range(2)] == [_fen(x["payout"]) for x in h["runs"]]
         assert _fen(r["payout_0"]) == cli[(h["hospital_id"], h["pool"])]
+    # sorted by the second run's change, largest first (two clicks), then filtered to the TCM hospitals
+    header = driver.find_element(By.CSS_SELECTOR, '#multi-table th[data-col="change_1"]')
+    header.click()
+    header.click()
+    _wait(driver, lambda d: "sorted-desc" in header.get_attribute("class"))
+    changes = [_fen(r["change_1"]) for r in _table(driver, "multi-table")]
+    assert changes == sorted(changes, reverse=True) and len(changes) == len(rows)
+    tcm = {h["hospital_id"] for h in compared["hospitals"] if h["type"] == "中医"}
+    assert tcm and len(tcm) < len({h["hospital_id"] for h in compared["hospitals"]})
+    Select(driver.find_elements(By.CSS_SELECTOR, ".filters select")[-2]).select_by_value("中医")  # type
+    _wait(driver, lambda d: {r["hospital_id"] for r in _table(d, "multi-table")} == tcm)
     _wait(driver, lambda d: d.execute_script(
         "return !!echarts.getInstanceByDom(document.getElementById('multi-chart'))"))
     _shot(driver, shots, "3c-compare-multi")

@@ -604,8 +604,10 @@ async function showMulti(box, region, ids) {
       { key: `change_pct_${i}`, label: `${r.name} ${t("changePct")}`, kind: "pct", signed: true, value: (row) => row.runs[i].change_pct });
   });
   const rows = [...v.hospitals].sort((a, b) => compareLevels(a.level, b.level) || String(a.hospital_id).localeCompare(String(b.hospital_id)));
-  box.append(heading(t("hospitalTable"), `${base}/compare`, "compare", query),
-    el("div", { class: "scroll" }, table(columns, rows, { id: "multi-table" })));
+  const multi = hospitalTable(columns, rows, { id: "multi-table", sort: "level", isBureau: me().role === "bureau" });
+  box.append(heading(t("hospitalTable"), `${base}/compare`, "compare", query), multi.filters,
+    el("div", { class: "scroll" }, multi.table));
+  multi.draw();
   const chartBox = el("div", { class: "chart", id: "multi-chart" });
   box.append(el("h2", { text: t("chartTitle") }), chartBox);
   if (typeof echarts === "undefined") return;
@@ -673,17 +675,6 @@ async function showRun(box, region, runId) {
         { key: "change", label: t("changeYuan"), kind: "money", signed: true }], run.pools, { id: "run-pools" }));
   }
   const rows = data.hospitals;
-  const levels = [...new Set(rows.map((r) => r.level))].sort(compareLevels);
-  const types = [...new Set(rows.map((r) => r.type))].sort((a, b) => labels.types.indexOf(a) - labels.types.indexOf(b));
-  const levelFilter = el("select", { id: "filter-level" }, el("option", { value: "", text: `${t("level")}：${t("all")}` }),
-    levels.map((l) => el("option", { value: l, text: l })));
-  const typeFilter = el("select", { id: "filter-type" }, el("option", { value: "", text: `${t("type")}：${t("all")}` }),
-    types.map((l) => el("option", { value: l, text: l })));
-  const pools = [...new Set(rows.map((r) => r.pool))].sort();
-  const poolFilter = el("select", { id: "filter-pool" }, el("option", { value: "", text: `${t("pool")}：${t("all")}` }),
-    pools.map((p) => el("option", { value: p, text: p })));
-  const search = el("input", { id: "filter-name", type: "search", placeholder: t("search") });
-  const counter = el("span", { class: "note", id: "row-count" });
   const isBureau = me().role === "bureau";
   const manyPools = new Set(rows.map((r) => r.pool)).size > 1;
   const chartName = (r) => `${r.name || r.hospital_id}${manyPools ? " · " + r.pool : ""}`;
@@ -693,24 +684,43 @@ async function showRun(box, region, runId) {
     { key: "pool", label: t("pool") }, { key: "baseline_payout", label: t("baselinePayout"), kind: "money" },
     { key: "payout", label: t("payout"), kind: "money" }, { key: "change", label: t("changeYuan"), kind: "money", signed: true },
     { key: "change_pct", label: t("changePct"), kind: "pct", signed: true }];
-  const sortKey = { level: (r) => levelRank(r.level) };
-  let sort = { key: "change", dir: 1 };
+  const chartBox = el("div", { class: "chart", id: "change-chart" });
+  const hospitals = hospitalTable(columns, rows, { id: "hospital-table", sort: "change", isBureau, ids: true,
+    onDraw: (shown) => {
+      const byChange = [...shown].sort((a, b) => (fen(a.change) < fen(b.change) ? -1 : fen(a.change) > fen(b.change) ? 1 : 0));
+      drawBars(chartBox, byChange.map((r) => chartName(r)), byChange.map((r) => Number(r.change)), t("changeYuan"),
+        true, byChange.map((r) => r.change));
+    } });
+  box.append(heading(t("hospitalTable"), `${runPath}/hospitals`, "hospitals"), hospitals.filters, hospitals.table,
+    el("h2", { text: t("chartTitle") }), chartBox);
+  hospitals.draw();
+}
+
+// A hospital table with filters by level, type and pool, a search by name or id, and sorting by any column (a click
+// on its header; again: the other way). `onDraw(shown)` after each draw (a chart of the rows shown). `ids`: the
+// filters' and counter's element ids (one such table on a page). Gives { filters, table, draw }.
+function hospitalTable(columns, rows, { id, sort: sortFirst, isBureau, onDraw, ids }) {
+  const idOf = (name) => (ids ? name : null);
+  const select = (name, label, values) => el("select", { id: idOf(`filter-${name}`) },
+    el("option", { value: "", text: `${label}：${t("all")}` }), values.map((l) => el("option", { value: l, text: l })));
+  const levelFilter = select("level", t("level"), [...new Set(rows.map((r) => r.level))].sort(compareLevels));
+  const typeFilter = select("type", t("type"), [...new Set(rows.map((r) => r.type))]
+    .sort((a, b) => labels.types.indexOf(a) - labels.types.indexOf(b)));
+  const poolFilter = select("pool", t("pool"), [...new Set(rows.map((r) => r.pool))].sort());
+  const search = el("input", { id: idOf("filter-name"), type: "search", placeholder: t("search") });
+  const counter = el("span", { class: "note", id: idOf("row-count") });
+  let sort = { key: sortFirst, dir: 1 };
   const headRow = el("tr", {}, columns.map((c) => {
     const th = el("th", { class: "sortable", "data-col": c.key, text: c.label });
     th.addEventListener("click", () => { sort = { key: c.key, dir: sort.key === c.key ? -sort.dir : 1 }; draw(); });
     return th;
   }));
   const body = el("tbody");
-  const chartBox = el("div", { class: "chart", id: "change-chart" });
-  box.append(heading(t("hospitalTable"), `${runPath}/hospitals`, "hospitals"),
-    el("div", { class: "filters" }, levelFilter, typeFilter, poolFilter, search, counter),
-    el("table", { id: "hospital-table" }, el("thead", {}, headRow), body),
-    el("h2", { text: t("chartTitle") }), chartBox);
   const value = (r, key) => {
-    if (sortKey[key]) return sortKey[key](r);
+    if (key === "level") return levelRank(r.level);
     const c = columns.find((x) => x.key === key);
-    if (c.kind === "money") return fen(r[key]);
-    return r[key];
+    const v = c.value ? c.value(r) : r[key];
+    return c.kind === "money" && v !== null && v !== undefined ? fen(v) : v;
   };
   function draw() {
     const q = search.value.trim().toLowerCase();
@@ -734,15 +744,14 @@ async function showRun(box, region, runId) {
       th.classList.toggle("sorted-desc", th.dataset.col === sort.key && sort.dir === -1);
     }
     counter.textContent = `${t("shown")} ${shown.length} / ${t("of")} ${rows.length} ${t("rows")}`;
-    const byChange = [...shown].sort((a, b) => (fen(a.change) < fen(b.change) ? -1 : fen(a.change) > fen(b.change) ? 1 : 0));
-    drawBars(chartBox, byChange.map((r) => chartName(r)), byChange.map((r) => Number(r.change)), t("changeYuan"),
-      true, byChange.map((r) => r.change));
+    if (onDraw) onDraw(shown);
   }
   for (const input of [levelFilter, typeFilter, poolFilter]) input.addEventListener("change", draw);
   search.addEventListener("input", draw);
   search.addEventListener("change", draw);
   if (!isBureau) levelFilter.disabled = typeFilter.disabled = rows.length <= 1;
-  draw();
+  return { filters: el("div", { class: "filters" }, levelFilter, typeFilter, poolFilter, search, counter),
+    table: el("table", { id }, el("thead", {}, headRow), body), draw };
 }
 
 // An ECharts bar chart: hover shows the exact yuan (from the API's string), the axis reads 万 / 亿 (no exponent).
