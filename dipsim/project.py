@@ -72,6 +72,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -201,7 +202,7 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
                 f"years = T is needed, a whole number of years from 1 to {MAX_YEARS}" +
                 (f" (got {years!r})" if years is not None else ""))
         years = None
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
 
     def check(table: str, key: str, kind: str, value):
         if kind == "rates":
@@ -263,7 +264,7 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
         if not isinstance(content, dict):
             problem(table, None, "must be a table of insured, contribution, ...")
             continue
-        fund = {}
+        given: dict[str, Any] = {}
         for key, value in content.items():
             if key not in FUND_KEYS:
                 problem(table, key, f"unknown key (expected one of {', '.join(FUND_KEYS)})")
@@ -273,14 +274,14 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
                 if key in ("insured", "contribution") and checked < 0:
                     problem(table, key, f"may not be negative (got {value!r})")
                     continue
-                fund[key] = checked
-        funds[str(pool)] = Fund(**fund)
+                given[key] = checked
+        funds[str(pool)] = Fund(**given)
     rule = values.get("rule", "policy")
     if rule not in RULES:
         problem("budget", "rule", f"one of {', '.join(repr(r) for r in RULES)} (got {rule!r})")
     share = values.get("share")
     if rule == "share_of_income":
-        if share is None or not 0 < share <= 1:  # type: ignore[operator]
+        if share is None or not 0 < share <= 1:
             problem("budget", "share" if share is not None else "rule",
                     f"rule \"share_of_income\" needs share, above 0 and at most 1 (got {share!r})")
         if not funds:
@@ -296,7 +297,7 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
     if problems:
         raise InputError(f"{source}: {len(problems)} problem(s) in the projection file:\n  " + "\n  ".join(problems))
     assert years is not None
-    for name, fund in funds.items():
+    for fund in funds.values():
         fund.insured_growth = fund.insured_growth or [0.0] * years
         fund.contribution_growth = fund.contribution_growth or [0.0] * years
     return ProjectionSpec(years=years, source=source, funds=funds,
@@ -435,7 +436,8 @@ class ProjectionResults:
         return {"years": self.years, "hospitals": self.hospitals}
 
 
-def _budget_rule(spec: ProjectionSpec, pools: list[str], year: int, previous: dict[str, float]) -> dict[str, float] | None:
+def _budget_rule(spec: ProjectionSpec, pools: list[str], year: int,
+                 previous: dict[str, float]) -> dict[str, float] | None:
     """The budgets of `year` under the rule (None: the policy's own, rule "policy")."""
     if spec.rule == "policy":
         return None
