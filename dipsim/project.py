@@ -44,15 +44,16 @@ Which rate applies to a hospital: its own (`*_by_hospital`), else its type's, el
 own, else its level's), else the overall one. Year t, hospital h with n_0 base cases:
 
 * volume: n_t = round_half_even(n_0 x prod_{s<=t} (1 + g_s)); the cases of h in a seeded order (`seed`, h): the
-  first n_t - n_0 are copied (copy k of case X is case "X~y<t>~<k>", k from 1; more copies than cases cycle
-  through the order again), or only the first n_t are kept when volume falls. The copies of year t+1 include those
-  of year t (the order is the same every year).
+  first n_t - n_0 are copied (copy k of case X is case "X~y<t>~<k>", k from 1, of patient "P~y<t>~<k>": another
+  patient's stay like it, not a readmission; more copies than cases cycle through the order again), or only
+  the first n_t are kept when volume falls. The copies of year t+1 include those of year t (the order is the same
+  every year).
 * dates: every date column (admission, discharge) moves t years on (29 February to 28 February), so a policy
   value dated by year is read on that year's days: the case-level terms on each case's discharge day, the pool
   terms on the year's last discharge (as `settle`).
-* cost: total_cost, patient_paid and the groups' standard cost x prod (1 + c_s), rounded to the fen per case (the
-  catalogue's points are frozen; its standard costs follow cost growth, so cost growth alone moves no case's
-  outlier class beyond the fen's rounding).
+* cost: total_cost, patient_paid (and fund_paid, tcm_cost when present) x prod (1 + c_s), rounded to the fen per
+  case; the groups' standard costs x the same factor (the catalogue's points are frozen; its standard costs follow
+  cost growth, so cost growth alone moves no case's outlier class beyond the fen's rounding).
 * drift: share_{h,t} = trend_{h,t} x r_{h,t-1}^(-elasticity), r the hospital's payment / cost ratio of year t-1
   (1 without cost); the drifted share D_{h,t} = min(1, D_{h,t-1} + share_{h,t}) (D_0 = 0); the
   round_half_even(D x n_t) cases of h first in a seeded hash of their case ids (`seed`) have their group points x
@@ -87,6 +88,7 @@ from dipsim.policy import Policy
 MAX_YEARS = 50
 RULES = ("policy", "share_of_income", "growth")
 DATE_COLUMNS = ("admission_date", "discharge_date")
+MONEY_COLUMNS = ("total_cost", "patient_paid", "fund_paid", "tcm_cost")  # grown with cost, to the fen
 
 # the keys of each table: (kind, what) with kind "rates" (a number or T numbers), "map" (name -> number), "number",
 # "int", "text", "bool"
@@ -371,15 +373,19 @@ def _fen(values: np.ndarray) -> np.ndarray:
 
 
 def year_table(cases: pa.Table, made: YearCases, year: int, cost_factor: float) -> pa.Table:
-    """The year's cases: the base cases taken by `made.rows`, copies renamed "<id>~y<year>~<k>", dates moved
-    `year` years on, costs x `cost_factor` to the fen."""
+    """The year's cases: the base cases taken by `made.rows`, a copy's case and patient ids made "<id>~y<year>~<k>"
+    (another patient's stay like it, not a readmission), dates moved `year` years on, the money columns
+    (`MONEY_COLUMNS`) x `cost_factor` to the fen."""
     table = cases.take(pa.array(made.rows))
-    ids = pc.cast(table["case_id"], pa.string()).to_numpy(zero_copy_only=False).astype(object)
     copied = made.copy > 0
-    if copied.any():
-        ids[copied] = [f"{i}~y{year}~{k}" for i, k in zip(ids[copied], made.copy[copied])]
-    table = table.set_column(table.column_names.index("case_id"), "case_id", pa.array(ids, pa.string()))
-    for name in ("total_cost", "patient_paid"):
+    for name in ("case_id", "patient_id") if copied.any() else ():
+        if name not in table.column_names:
+            continue
+        ids = pc.cast(table[name], pa.string()).to_numpy(zero_copy_only=False).astype(object)
+        at = copied & np.array([i is not None for i in ids])
+        ids[at] = [f"{i}~y{year}~{k}" for i, k in zip(ids[at], made.copy[at])]
+        table = table.set_column(table.column_names.index(name), name, pa.array(ids, pa.string()))
+    for name in MONEY_COLUMNS:
         if name in table.column_names and cost_factor != 1.0:
             values = pc.cast(table[name], pa.float64()).to_numpy(zero_copy_only=False)
             table = table.set_column(table.column_names.index(name), name, pa.array(_fen(values * cost_factor)))

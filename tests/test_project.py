@@ -81,6 +81,7 @@ def test_the_copies_are_named_from_their_case_and_grow_year_on_year():
     from dipsim.project import year_rows, year_table
 
     cases, _ = tiny()
+    cases = cases.append_column("patient_id", pa.array([f"p{i}" for i in range(20)]))
     spec = projection_of({"projection": {"years": 2, "seed": 7}, "demand": {"volume_growth_by_hospital": {"H1": 0.1}}})
     codes = np.array([0] * 10 + [1] * 10)
     one = year_table(cases, year_rows(codes, np.array(["H1", "H2"], object), {}, spec, 1), 1, 1.0)
@@ -90,6 +91,9 @@ def test_the_copies_are_named_from_their_case_and_grow_year_on_year():
     assert len(new1) == 1 and len(new2) == 2 and new1[0].endswith("~y1~1") and new1[0].startswith("a")
     assert new1[0].split("~")[0] == new2[0].split("~")[0]  # the same order every year: year 2 copies year 1's first
     assert len(set(one["case_id"].to_pylist())) == 21
+    # a copy is another patient's stay like it (p3~y1~1 for a copy of a3), not a readmission of the same patient
+    copy = next(r for r in one.to_pylist() if "~" in r["case_id"])
+    assert copy["patient_id"] == "p" + copy["case_id"][1:]
 
 
 def test_falling_volume_drops_cases_half_to_even():
