@@ -364,3 +364,11 @@ def test_cli_help_answers(capsys):
     text = capsys.readouterr().out
     assert "PROJECTION" in text or "projection file" in text
     assert "--cases" in text and "--budget-share" in text
+
+
+def test_dates_move_by_whole_years_29_february_to_28_february():
+    from dipsim.project import _shift_dates
+
+    column = pa.chunked_array([pa.array([dt.date(2024, 2, 29), None, dt.date(2025, 3, 1)], pa.date32())])
+    assert _shift_dates(column, 1).to_pylist() == [dt.date(2025, 2, 28), None, dt.date(2026, 3, 1)]
+    assert _shift_dates(column, 4).to_pylist() == [dt.date(2028, 2, 29), None, dt.date(2029, 3, 1)]
