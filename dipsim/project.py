@@ -466,6 +466,26 @@ def _budget_rule(spec: ProjectionSpec, pools: list[str], year: int,
     return out
 
 
+def _check_names(spec: ProjectionSpec, info: dict, hospital_ids: list, pools: list[str]) -> None:
+    """InputError naming every hospital, level, type or pool of the file that the region does not have (a typo
+    would otherwise change nothing, silently)."""
+    known = {"hospital": set(hospital_ids), "level": {v[0] for v in info.values()},
+             "type": {v[1] for v in info.values()}}
+    problems = []
+    for key, kind in (("volume_growth_by_hospital", "hospital"), ("volume_growth_by_level", "level"),
+                      ("volume_growth_by_type", "type"), ("drift_share_by_hospital", "hospital"),
+                      ("drift_share_by_level", "level")):
+        unknown = sorted(set(getattr(spec, key)) - known[kind])
+        if unknown:
+            problems.append(f"{key}: no {kind} {', '.join(map(str, unknown))} in the region (its {kind}s: "
+                            f"{', '.join(sorted(map(str, known[kind]))[:20])})")
+    unknown = sorted(set(spec.funds) - set(pools))
+    if unknown:
+        problems.append(f"[fund] {', '.join(unknown)}: not a pool of the cases ({', '.join(pools)})")
+    if problems:
+        raise InputError(f"{spec.source} and the region: " + "; ".join(problems))
+
+
 def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: ProjectionSpec, grouped: GroupedCases,
             aux_factor: np.ndarray | None = None, progress=None) -> ProjectionResults:
     """Settle the base year (year 0) and years 1..spec.years through the one payment chain (`run_chain`), each
@@ -476,6 +496,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     info = {r.hospital_id: (r.level, r.type) for r in info_frame.itertuples()}
     base_set = CaseSet.of(cases)
     codes, ids = base_set.hospitals.codes, base_set.hospitals.ids
+    _check_names(spec, info, ids.tolist(), base_set.pools)
     ratio = np.ones(len(ids))  # each hospital's payment / cost of the year before
     drifted_share = np.zeros(len(ids))
     pool_rows, hospital_rows = [], []

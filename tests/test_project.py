@@ -372,3 +372,16 @@ def test_dates_move_by_whole_years_29_february_to_28_february():
     column = pa.chunked_array([pa.array([dt.date(2024, 2, 29), None, dt.date(2025, 3, 1)], pa.date32())])
     assert _shift_dates(column, 1).to_pylist() == [dt.date(2025, 2, 28), None, dt.date(2026, 3, 1)]
     assert _shift_dates(column, 4).to_pylist() == [dt.date(2028, 2, 29), None, dt.date(2029, 3, 1)]
+
+
+def test_a_name_the_region_does_not_have_is_an_error():
+    cases, grouped = tiny()
+    spec = projection_of({"projection": {"years": 1}, "demand": {"volume_growth_by_hospital": {"H9": 0.1},
+                                                                 "volume_growth_by_level": {"三甲": 0.1}},
+                          "fund": {"P-resident": {"insured": 1}}}, "p.toml")
+    with pytest.raises(InputError) as error:
+        project(cases, HOSPITALS, policy(), spec, grouped)
+    message = str(error.value)
+    assert "volume_growth_by_hospital: no hospital H9 in the region (its hospitals: H1, H2)" in message
+    assert "volume_growth_by_level: no level 三甲 in the region" in message
+    assert "[fund] P-resident: not a pool of the cases (P-employee)" in message
