@@ -521,6 +521,13 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
         year_grouped = year_grouping(grouped, made.rows, drift, spec.drift_factor, cost_factor) if year else grouped
         case_set = CaseSet.of(table)
         day = case_set.settlement_day()
+        grouping = (policy.get("payment.mode", day), policy.get("payment.drg_scheme", day))
+        if year == 0:
+            base_grouping = grouping
+        elif grouping != base_grouping:
+            raise InputError(f"{spec.source}: year {year} ({day}) is under payment.mode / payment.drg_scheme "
+                             f"{grouping}, the base year under {base_grouping}: a projection groups the cases once "
+                             "and cannot change the grouping by year yet")
         pools = case_set.pools
         if year == 0:
             total = policy.get("budget.total", day)

@@ -385,3 +385,12 @@ def test_a_name_the_region_does_not_have_is_an_error():
     assert "volume_growth_by_hospital: no hospital H9 in the region (its hospitals: H1, H2)" in message
     assert "volume_growth_by_level: no level 三甲 in the region" in message
     assert "[fund] P-resident: not a pool of the cases (P-employee)" in message
+
+
+def test_a_grouping_changed_by_year_is_refused():
+    cases, grouped = tiny()
+    spec = projection_of({"projection": {"years": 1}})
+    dated = policy(**{"payment.mode": "drg", "payment.drg_scheme": {"2025-01-01": "chs-drg-1.1",
+                                                                    "2026-01-01": "chs-drg-2.0"}})
+    with pytest.raises(InputError, match="cannot change the grouping by year yet"):
+        project(cases, HOSPITALS, dated, spec, grouped)
