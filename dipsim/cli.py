@@ -708,6 +708,76 @@ def cmd_scenarios_run(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- project
+
+
+def cmd_project(args) -> int:
+    import pyarrow as pa
+
+    from dipsim.io.writers import OutputFolder
+    from dipsim.payment.chain import discharge_days
+    from dipsim.payment.terms import command_line_scheme, settlement_day
+    from dipsim.policy import load_policy
+    from dipsim.project import load_projection, point_value_plot, project
+    from dipsim.region import budgets_from_cost
+    from dipsim.scenarios import grouped_cached, inputs_digest
+
+    console = _console(args)
+    spec = load_projection(args.file)
+    policy_path = args.policy or spec.policy
+    if not policy_path:
+        raise InputError(f"{args.file}: no policy: set [projection] policy = \"POLICY.toml\" or give --policy")
+    policy = load_policy(policy_path)
+    mode = policy.get("payment.mode")
+    budgets = _budgets(args, policy)
+    region = _region(args, console, mode, args.cases)
+    cases, hospitals = region.cases, region.hospitals
+    if args.budget_share:
+        budgets = budgets_from_cost(cases, args.budget_share, budgets, region.case_set)
+    policy = policy.overlay({"budget.total": budgets}, name=policy.name)
+    day = settlement_day(discharge_days(cases), None)
+    _check_region(args, region, [("", policy)], None, day)
+    scheme = command_line_scheme(policy, day, args.scheme) if mode == "drg" else None
+    inputs = _file_digests(args.cases, args.hospitals)
+    console.print(f"{spec.name}: the base year and {spec.years} projected year(s), {cases.num_rows:,} base cases")
+    with _progress(console, f"grouping ({mode}, cached)", 1) as update:
+        catalog = None
+        if mode == "dip":
+            from dipsim.grouping.dip import load_catalog
+
+            catalog = load_catalog(args.catalog)
+        grouped = grouped_cached(cases, inputs_digest(inputs), mode, catalog, *([scheme] if scheme else []))
+        update(1, 1)
+
+    def year_done(year: int, total: int) -> None:
+        console.print(f"year {year} of {total} settled" if year else "the base year (year 0) settled")
+
+    try:
+        results = project(cases, hospitals, policy, spec, grouped, progress=year_done)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    out = OutputFolder(args.out)
+    for name, frame in results.tables().items():
+        out.csv(pa.Table.from_pandas(frame, preserve_index=False), f"{name}.csv")
+    if not args.no_report:
+        point_value_plot(results, out.path / "point_value.png", args.lang)
+        out.add("point_value.png")
+    out.manifest({"command": "project", "projection_file": args.file, "projection": spec.name,
+                  "years": spec.years, "seed": spec.seed, "policy": policy.source, "policy_name": policy.name,
+                  "policy_sha256": policy.digest(), "mode": mode, "catalog": args.catalog, "scheme": scheme,
+                  "budgets": budgets, "inputs": _file_digests(args.file, args.cases, args.hospitals,
+                                                               *([policy_path] if policy_path else [])),
+                  **region.manifest()})
+    print(region.counts())
+    for row in results.years.itertuples():
+        balance = f", balance {row.balance:,.2f} yuan ({row.months_of_capacity:.1f} months)" \
+            if row.balance is not None and row.balance == row.balance else ""
+        print(f"year {row.year} pool {row.pool}: point value {row.point_value:.6f}, {row.points:,.1f} points, "
+              f"fund payout {row.fund_payout:,.2f} yuan{balance}")
+    print(f"{spec.years + 1} years x {results.hospitals['hospital_id'].nunique():,} hospitals -> {out.path}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- nightly
 
 
@@ -1161,6 +1231,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="language of report.html and hospitals.xlsx (default zh)")
     p.add_argument("--no-report", action="store_true", help="write the tables only, no report.html")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result line(s), no progress")
+    _add_read_options(p)
+
+    p = add("project", "Project several years from a base year of cases (PROJECTION.toml: volume and cost growth, "
+                       "coding drift, the fund's income, budget rule and balance): each year a case set made from "
+                       "the base year and settled by the same payment chain as `settle`, to the fen. Writes "
+                       "DIR/years.csv (per year and pool), hospitals.csv (per year and hospital), point_value.png "
+                       "and manifest.json.", cmd_project)
+    p.add_argument("file", help="projection file (TOML; scenarios/projection_example.toml)")
+    p.add_argument("--cases", required=True, help="the base year's cases: file or folder of Parquet partitions")
+    p.add_argument("--hospitals", required=True, help="hospitals table (.parquet or .csv)")
+    p.add_argument("--policy", help="policy TOML (default: [projection] policy of the file); a value dated by year "
+                                    "is read on that year's days")
+    p.add_argument("--catalog", help="DIP catalogue folder (payment.mode = dip)")
+    p.add_argument("--scheme", help="CHS-DRG scheme (payment.mode = drg) when the policy sets no "
+                                    "payment.drg_scheme (default chs-drg-1.1)")
+    p.add_argument("--budget", action="append", default=[], metavar="POOL=YUAN",
+                   help="a pool's base-year budget; repeatable")
+    p.add_argument("--budget-share", type=_share, metavar="SHARE",
+                   help="for pools without a budget: SHARE x the pool's base-year cost billed by item")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--lang", choices=["zh", "en"], default="zh", help="language of point_value.png (default zh)")
+    p.add_argument("--no-report", action="store_true", help="write the tables only, no point_value.png")
     _add_read_options(p)
 
     p = add("nightly", "The nightly year-to-date point-value recalculation: group only new or changed claim "

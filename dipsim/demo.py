@@ -21,7 +21,7 @@ def demo_scenarios(cases, hospitals, grouped, budgets: dict, out: Path) -> list[
 
     reports = []
     for path in sorted(scenarios_dir().glob("*.toml")):
-        if path.stem.startswith("baseline"):
+        if path.stem.startswith(("baseline", "projection")):  # policies and projection files (`dipsim project`)
             continue
         scenario_set = load_scenarios(path)
         if scenario_set.baseline.get("payment.mode") != "dip":

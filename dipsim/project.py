@@ -1,0 +1,617 @@
+"""Projections: years, not a year (issue 20, first slice: deterministic). From a base year of grouped cases, years
+1..T are made as real case sets and each is settled by the one payment chain (`dipsim.payment.chain.run_chain`),
+exactly as `dipsim settle` settles a year, to the fen. Grouping is done once (the base year's); a projected year
+only re-prices and re-solves.
+
+A projection file (PROJECTION.toml; every key optional but `years`):
+
+    [projection]
+    name = "five_years"
+    years = 5                      # T: years 1..T after the base year (year 0, settled as given)
+    seed = 20250101                # which cases are copied, dropped or drift (deterministic for a seed)
+    policy = "baseline.toml"       # the policy (relative to this file; `dipsim project --policy` replaces it)
+
+    [demand]                       # yearly rates (0.03 = +3% a year); a number, or a list of T numbers (one a year)
+    volume_growth = 0.02           # case volume, every hospital
+    volume_growth_by_level = { "三级甲等" = 0.04 }   # a level's rate instead (one number, every year)
+    volume_growth_by_type = { "中医" = 0.03 }        # a type's rate instead
+    volume_growth_by_hospital = { H001 = 0.10 }      # a hospital's rate instead
+    cost_growth = 0.03             # cost per case (and patient payments, and the groups' standard costs)
+
+    [behaviour]                    # coding drift / intensity: a share of a hospital's cases whose points rise
+    drift_share = 0.01             # share of the hospital's cases added to the drifted ones each year
+    drift_share_by_level = { "三级甲等" = 0.02 }
+    drift_share_by_hospital = { H001 = 0.05 }
+    drift_factor = 1.2             # a drifted case's group points (DIP points, DRG RW) x this
+    drift_elasticity = 0.0         # response to last year's payment / cost ratio r: share x r^(-elasticity)
+
+    [budget]
+    rule = "policy"                # "policy": budget.total of the policy on the year's settlement day (dated
+                                   # values: levers by year); "share_of_income": share x the pool's fund income;
+                                   # "growth": last year's budget x (1 + growth)
+    share = 0.55                   # rule share_of_income
+    growth = 0.03                  # rule growth: a number or T numbers
+    cap_by_income = false          # rule growth: the budget grows no faster than the pool's fund income
+
+    [fund."990100-employee"]       # per settlement pool (统筹区-险种); a pool without one has no fund columns
+    insured = 500000               # insured persons in the base year
+    contribution = 1200.0          # yuan per insured person and year (the part financing inpatient care)
+    insured_growth = 0.0           # yearly rates: a number or T numbers
+    contribution_growth = 0.05
+    balance = 300000000.0          # the fund's balance at the end of the base year, yuan
+
+Which rate applies to a hospital: its own (`*_by_hospital`), else its type's, else its level's (volume; drift: its
+own, else its level's), else the overall one. Year t, hospital h with n_0 base cases:
+
+* volume: n_t = round_half_even(n_0 x prod_{s<=t} (1 + g_s)); the cases of h in a seeded order (`seed`, h): the
+  first n_t - n_0 are copied (copy k of case X is case "X~y<t>~<k>", k from 1, of patient "P~y<t>~<k>": another
+  patient's stay like it, not a readmission; more copies than cases cycle through the order again), or only
+  the first n_t are kept when volume falls. The copies of year t+1 include those of year t (the order is the same
+  every year).
+* dates: every date column (admission, discharge) moves t years on (29 February to 28 February), so a policy
+  value dated by year is read on that year's days: the case-level terms on each case's discharge day, the pool
+  terms on the year's last discharge (as `settle`).
+* cost: total_cost, patient_paid (and fund_paid, tcm_cost when present) x prod (1 + c_s), rounded to the fen per
+  case; the groups' standard costs x the same factor (the catalogue's points are frozen; its standard costs follow
+  cost growth, so cost growth alone moves no case's outlier class beyond the fen's rounding).
+* drift: share_{h,t} = trend_{h,t} x r_{h,t-1}^(-elasticity), r the hospital's payment / cost ratio of year t-1
+  (1 without cost); the drifted share D_{h,t} = min(1, D_{h,t-1} + share_{h,t}) (D_0 = 0); the
+  round_half_even(D x n_t) cases of h first in a seeded hash of their case ids (`seed`) have their group points x
+  factor. With elasticity 0 there is no response; a hospital paid below its cost (r < 1) drifts more when it is
+  above 0.
+* fund: income_t = round(insured_0 x prod(1 + i_s) x contribution_0 x prod(1 + c_s), 2) (yuan); the budget of the
+  rule (rounded to the fen); fund payout_t: the pool's settled fund payout; balance_t = balance_{t-1} + income_t -
+  fund payout_t (year 0: the given balance); months of payment capacity = balance_t / (fund payout_t / 12). The
+  reserve (budget.reserve_share) stays a policy parameter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dipsim.grouping.grouped_cases import GroupedCases
+from dipsim.io.errors import InputError
+from dipsim.payment.chain import CaseSet, run_chain
+from dipsim.policy import Policy
+
+MAX_YEARS = 50
+RULES = ("policy", "share_of_income", "growth")
+DATE_COLUMNS = ("admission_date", "discharge_date")
+MONEY_COLUMNS = ("total_cost", "patient_paid", "fund_paid", "tcm_cost")  # grown with cost, to the fen
+
+# the keys of each table: (kind, what) with kind "rates" (a number or T numbers), "map" (name -> number), "number",
+# "int", "text", "bool"
+KEYS = {
+    "projection": {"name": "text", "title": "text", "years": "int", "seed": "int", "policy": "text"},
+    "demand": {"volume_growth": "rates", "volume_growth_by_level": "map", "volume_growth_by_type": "map",
+               "volume_growth_by_hospital": "map", "cost_growth": "rates"},
+    "behaviour": {"drift_share": "rates", "drift_share_by_level": "map", "drift_share_by_hospital": "map",
+                  "drift_factor": "number", "drift_elasticity": "number"},
+    "budget": {"rule": "text", "share": "number", "growth": "rates", "cap_by_income": "bool"},
+}
+FUND_KEYS = {"insured": "number", "contribution": "number", "insured_growth": "rates",
+             "contribution_growth": "rates", "balance": "number"}
+
+
+@dataclass
+class Fund:
+    insured: float = 0.0
+    contribution: float = 0.0
+    insured_growth: list[float] = field(default_factory=list)
+    contribution_growth: list[float] = field(default_factory=list)
+    balance: float = 0.0
+
+    def income(self, year: int) -> float:
+        """The fund's income of `year` (0: the base year), yuan to the fen."""
+        insured = self.insured * math.prod(1 + g for g in self.insured_growth[:year])
+        contribution = self.contribution * math.prod(1 + g for g in self.contribution_growth[:year])
+        return round(insured * contribution, 2)
+
+
+@dataclass
+class ProjectionSpec:
+    """A projection file, checked (`load_projection`, `projection_of`); rates are lists of `years` numbers."""
+
+    years: int
+    name: str = "projection"
+    title: str = ""
+    seed: int = 0
+    policy: str | None = None  # the policy file, resolved against the projection file's folder
+    volume_growth: list[float] = field(default_factory=list)
+    volume_growth_by_level: dict[str, float] = field(default_factory=dict)
+    volume_growth_by_type: dict[str, float] = field(default_factory=dict)
+    volume_growth_by_hospital: dict[str, float] = field(default_factory=dict)
+    cost_growth: list[float] = field(default_factory=list)
+    drift_share: list[float] = field(default_factory=list)
+    drift_share_by_level: dict[str, float] = field(default_factory=dict)
+    drift_share_by_hospital: dict[str, float] = field(default_factory=dict)
+    drift_factor: float = 1.0
+    drift_elasticity: float = 0.0
+    rule: str = "policy"
+    share: float | None = None
+    growth: list[float] = field(default_factory=list)
+    cap_by_income: bool = False
+    funds: dict[str, Fund] = field(default_factory=dict)
+    source: str = "projection"
+
+    def __post_init__(self):
+        for name in ("volume_growth", "cost_growth", "drift_share", "growth"):
+            if not getattr(self, name):
+                setattr(self, name, [0.0] * self.years)
+
+
+def _line_of(text: str, table: str, key: str | None) -> str:
+    """' (line N)' of `key` in [table] of the TOML `text` (or of the table's header), '' when not found."""
+    lines = text.splitlines()
+    header = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+")
+    current, found = "", None
+    for number, line in enumerate(lines, 1):
+        m = header.match(line)
+        if m:
+            current = m.group(1).replace('"', "").replace(" ", "")
+            if key is None and current == table:
+                return f" (line {number})"
+            continue
+        if key is not None and current == table and re.match(rf'^\s*"?{re.escape(key)}"?\s*=', line):
+            found = number
+            break
+    return f" (line {found})" if found else ""
+
+
+def load_projection(path) -> ProjectionSpec:
+    """Read and check a projection file: InputError listing every problem, each with the file's line."""
+    path = Path(path)
+    from dipsim.io.toml_files import read_toml
+
+    data = read_toml(path, "projection")
+    text = path.read_text(encoding="utf-8")
+    spec = projection_of(data, str(path), text)
+    if spec.policy is not None:
+        spec.policy = str(path.parent / spec.policy)
+    return spec
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def projection_of(data: dict, source: str = "projection", text: str = "") -> ProjectionSpec:
+    """The checks of `load_projection` on parsed TOML `data` (`text`: the file, for line numbers)."""
+    problems: list[str] = []
+
+    def problem(table: str, key: str | None, what: str) -> None:
+        where = f"[{table}]" + (f" {key}" if key else "")
+        problems.append(f"{where}{_line_of(text, table, key)}: {what}")
+
+    unknown = sorted(set(data) - set(KEYS) - {"fund"})
+    for name in unknown:
+        problem(name, None, f"unknown table (expected {', '.join(f'[{k}]' for k in [*KEYS, 'fund.POOL'])})")
+    meta = data.get("projection", {})
+    years = meta.get("years") if isinstance(meta, dict) else None
+    if not isinstance(years, int) or isinstance(years, bool) or not 1 <= years <= MAX_YEARS:
+        problem("projection", "years" if years is not None else None,
+                f"years = T is needed, a whole number of years from 1 to {MAX_YEARS}" +
+                (f" (got {years!r})" if years is not None else ""))
+        years = None
+    values: dict[str, Any] = {}
+
+    def check(table: str, key: str, kind: str, value):
+        if kind == "rates":
+            rates = value if isinstance(value, list) else [value]
+            if not all(_number(v) and v > -1 for v in rates):
+                problem(table, key, f"a yearly rate above -1 (0.03 = +3% a year), or a list of them (got {value!r})")
+                return None
+            if isinstance(value, list) and years is not None and len(value) != years:
+                problem(table, key, f"{len(value)} rates for {years} years: give one number, or one per year")
+                return None
+            return list(rates) * (years or 1) if not isinstance(value, list) else list(value)
+        if kind == "map":
+            if not isinstance(value, dict) or not all(_number(v) and v > -1 for v in value.values()):
+                problem(table, key, f"a table of name = rate, each above -1, e.g. {{ \"三级甲等\" = 0.04 }} (got "
+                                    f"{value!r})")
+                return None
+            return {str(k): float(v) for k, v in value.items()}
+        if kind == "number":
+            if not _number(value):
+                problem(table, key, f"a number (got {value!r})")
+                return None
+            return float(value)
+        if kind == "int":
+            if not isinstance(value, int) or isinstance(value, bool):
+                problem(table, key, f"a whole number (got {value!r})")
+                return None
+            return value
+        if kind == "bool":
+            if not isinstance(value, bool):
+                problem(table, key, f"true or false (got {value!r})")
+                return None
+            return value
+        if not isinstance(value, str):
+            problem(table, key, f"text in quotes (got {value!r})")
+            return None
+        return value
+
+    for table, keys in KEYS.items():
+        content = data.get(table, {})
+        if not isinstance(content, dict):
+            problem(table, None, "must be a table")
+            continue
+        for key, value in content.items():
+            if key not in keys:
+                problem(table, key, f"unknown key (expected one of {', '.join(keys)})")
+                continue
+            if table == "projection" and key == "years":
+                continue
+            checked = check(table, key, keys[key], value)
+            if checked is not None:
+                values[key] = checked
+    funds: dict[str, Fund] = {}
+    fund_tables = data.get("fund", {})
+    if not isinstance(fund_tables, dict):
+        problem("fund", None, "must be tables [fund.\"POOL\"] (统筹区-险种)")
+        fund_tables = {}
+    for pool, content in fund_tables.items():
+        table = f"fund.{pool}"
+        if not isinstance(content, dict):
+            problem(table, None, "must be a table of insured, contribution, ...")
+            continue
+        given: dict[str, Any] = {}
+        for key, value in content.items():
+            if key not in FUND_KEYS:
+                problem(table, key, f"unknown key (expected one of {', '.join(FUND_KEYS)})")
+                continue
+            checked = check(table, key, FUND_KEYS[key], value)
+            if checked is not None:
+                if key in ("insured", "contribution") and checked < 0:
+                    problem(table, key, f"may not be negative (got {value!r})")
+                    continue
+                given[key] = checked
+        funds[str(pool)] = Fund(**given)
+    rule = values.get("rule", "policy")
+    if rule not in RULES:
+        problem("budget", "rule", f"one of {', '.join(repr(r) for r in RULES)} (got {rule!r})")
+    share = values.get("share")
+    if rule == "share_of_income":
+        if share is None or not 0 < share <= 1:
+            problem("budget", "share" if share is not None else "rule",
+                    f"rule \"share_of_income\" needs share, above 0 and at most 1 (got {share!r})")
+        if not funds:
+            problem("budget", "rule", "rule \"share_of_income\" needs a [fund.\"POOL\"] table for every pool")
+    factor = values.get("drift_factor", 1.0)
+    if isinstance(factor, float) and factor <= 0:
+        problem("behaviour", "drift_factor", f"above 0 (1.2: a drifted case's points x 1.2; got {factor!r})")
+    for key in ("drift_share", "drift_share_by_level", "drift_share_by_hospital"):
+        value = values.get(key)
+        shares = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else []
+        if any(not 0 <= s <= 1 for s in shares):
+            problem("behaviour", key, "shares from 0 to 1")
+    if problems:
+        raise InputError(f"{source}: {len(problems)} problem(s) in the projection file:\n  " + "\n  ".join(problems))
+    assert years is not None
+    for fund in funds.values():
+        fund.insured_growth = fund.insured_growth or [0.0] * years
+        fund.contribution_growth = fund.contribution_growth or [0.0] * years
+    return ProjectionSpec(years=years, source=source, funds=funds,
+                          **{k: v for k, v in values.items() if k in ProjectionSpec.__dataclass_fields__})
+
+
+# ------------------------------------------------------------------ making a year
+
+
+def _order(seed: int, key: str, n: int) -> np.ndarray:
+    """A seeded permutation of range(n), the same for the same (seed, key) on every machine."""
+    digest = hashlib.sha256(f"{seed}\0{key}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little")).permutation(n)
+
+
+def _rate(spec_overall: list[float], by: list[tuple[dict, str]], year: int) -> float:
+    """The rate of year `year` (1-based): the first of `by`'s (table, name) that names it, else the overall one."""
+    for table, name in by:
+        if name in table:
+            return table[name]
+    return spec_overall[year - 1]
+
+
+@dataclass
+class YearCases:
+    rows: np.ndarray  # index into the base cases, per case of the year
+    copy: np.ndarray  # 0: the base case itself; k: its k-th copy
+
+
+def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spec: ProjectionSpec,
+              year: int) -> YearCases:
+    """The base cases a year is made of (`volume` in the module's notes): per hospital the first n_t of its cases
+    in a seeded order, cycling for copies."""
+    rows, copies = [], []
+    by_hospital = np.argsort(hospital_codes, kind="stable")
+    bounds = np.searchsorted(hospital_codes[by_hospital], np.arange(len(hospital_ids) + 1))
+    for code, hospital in enumerate(hospital_ids):
+        own = by_hospital[bounds[code]:bounds[code + 1]]
+        n0 = len(own)
+        if not n0:
+            continue
+        level, kind = hospital_info.get(hospital, ("", ""))
+        factor = math.prod(1 + _rate(spec.volume_growth, [(spec.volume_growth_by_hospital, hospital),
+                                                          (spec.volume_growth_by_type, kind),
+                                                          (spec.volume_growth_by_level, level)], s)
+                           for s in range(1, year + 1))
+        n = int(np.round(n0 * factor))  # half to even
+        order = own[_order(spec.seed, f"volume\0{hospital}", n0)]
+        if n <= n0:
+            rows.append(np.sort(order[:n]))
+            copies.append(np.zeros(n, np.int64))
+        else:
+            extra = np.arange(n - n0)
+            rows += [own, order[extra % n0]]
+            copies += [np.zeros(n0, np.int64), extra // n0 + 1]
+    return YearCases(np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                     np.concatenate(copies) if copies else np.zeros(0, np.int64))
+
+
+def _shift_dates(column, years: int):
+    """A date column moved `years` years on (29 February to 28 February)."""
+    if years == 0:
+        return column
+    series = pd.Series(column.to_pandas() if hasattr(column, "to_pandas") else column)
+    moved = pd.to_datetime(series) + pd.DateOffset(years=years)
+    return pa.array(moved.dt.date, type=column.type if pa.types.is_date(column.type) else pa.date32())
+
+
+def _fen(values: np.ndarray) -> np.ndarray:
+    return np.round(values, 2)
+
+
+def year_table(cases: pa.Table, made: YearCases, year: int, cost_factor: float) -> pa.Table:
+    """The year's cases: the base cases taken by `made.rows`, a copy's case and patient ids made "<id>~y<year>~<k>"
+    (another patient's stay like it, not a readmission), dates moved `year` years on, the money columns
+    (`MONEY_COLUMNS`) x `cost_factor` to the fen."""
+    table = cases.take(pa.array(made.rows))
+    copied = made.copy > 0
+    for name in ("case_id", "patient_id") if copied.any() else ():
+        if name not in table.column_names:
+            continue
+        ids = pc.cast(table[name], pa.string()).to_numpy(zero_copy_only=False).astype(object)
+        at = copied & np.array([i is not None for i in ids])
+        ids[at] = [f"{i}~y{year}~{k}" for i, k in zip(ids[at], made.copy[at])]
+        table = table.set_column(table.column_names.index(name), name, pa.array(ids, pa.string()))
+    for name in MONEY_COLUMNS:
+        if name in table.column_names and cost_factor != 1.0:
+            values = pc.cast(table[name], pa.float64()).to_numpy(zero_copy_only=False)
+            table = table.set_column(table.column_names.index(name), name, pa.array(_fen(values * cost_factor)))
+    for name in DATE_COLUMNS:
+        if name in table.column_names and year:
+            table = table.set_column(table.column_names.index(name), name, _shift_dates(table[name], year))
+    return table
+
+
+def _hash_order(ids: np.ndarray, seed: int) -> np.ndarray:
+    """A number per case id, the same for the same (seed, id) in any year and on any machine."""
+    key = hashlib.sha256(f"{seed}".encode()).hexdigest()[:16]
+    return pd.util.hash_array(ids.astype(object), hash_key=key, categorize=False)
+
+
+def drifted(ids: np.ndarray, hospital_codes: np.ndarray, share: np.ndarray, seed: int) -> np.ndarray:
+    """Per case whether it drifts: per hospital code c the round_half_even(share[c] x n_c) cases first in the
+    seeded hash of their ids."""
+    out = np.zeros(len(ids), bool)
+    rank = _hash_order(ids, seed)
+    order = np.lexsort((rank, hospital_codes))
+    sorted_codes = hospital_codes[order]
+    bounds = np.searchsorted(sorted_codes, np.arange(len(share) + 1))
+    for code in range(len(share)):
+        n = bounds[code + 1] - bounds[code]
+        k = int(np.round(share[code] * n))
+        out[order[bounds[code]:bounds[code] + k]] = True
+    return out
+
+
+def year_grouping(grouped: GroupedCases, rows: np.ndarray, drift: np.ndarray, factor: float,
+                  cost_factor: float) -> GroupedCases:
+    """The base grouping taken by `rows`: drifted cases' group points x `factor`, standard costs x `cost_factor`."""
+    points = grouped.group_points[rows] * np.where(drift, factor, 1.0)
+    codes = (grouped.codes[0][rows], grouped.codes[1]) if grouped.codes is not None else None
+    return GroupedCases(group=grouped.group[rows], group_points=points,
+                        standard_cost=grouped.standard_cost[rows] * cost_factor,
+                        tcm_group_case=grouped.tcm_group_case[rows], tcm_treated=grouped.tcm_treated[rows],
+                        unit=grouped.unit, codes=codes)
+
+
+# ------------------------------------------------------------------ the projection
+
+
+@dataclass
+class ProjectionResults:
+    years: pd.DataFrame  # year, settlement_day, pool, cases, points, point_value, status, budget, budget_available,
+    # income, fund_payout, balance, months_of_capacity
+    hospitals: pd.DataFrame  # year, hospital_id, level, type, cases, cmi, drifted, points, cost, payment,
+    # fund_payout, payment_ratio
+    spec: ProjectionSpec | None = None
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"years": self.years, "hospitals": self.hospitals}
+
+
+def _budget_rule(spec: ProjectionSpec, pools: list[str], year: int,
+                 previous: dict[str, float]) -> dict[str, float] | None:
+    """The budgets of `year` under the rule (None: the policy's own, rule "policy")."""
+    if spec.rule == "policy":
+        return None
+    out = {}
+    for pool in pools:
+        fund = spec.funds.get(pool)
+        if spec.rule == "share_of_income":
+            if fund is None:
+                raise InputError(f"{spec.source}: budget rule share_of_income: pool {pool} has no [fund.\"{pool}\"]")
+            out[pool] = round(spec.share * fund.income(year), 2)  # type: ignore[operator]
+            continue
+        growth = spec.growth[year - 1]
+        if spec.cap_by_income:
+            if fund is None:
+                raise InputError(f"{spec.source}: cap_by_income: pool {pool} has no [fund.\"{pool}\"]")
+            before = fund.income(year - 1)
+            if before > 0:
+                growth = min(growth, fund.income(year) / before - 1)
+        out[pool] = round(previous[pool] * (1 + growth), 2)
+    return out
+
+
+def _check_names(spec: ProjectionSpec, info: dict, hospital_ids: list, pools: list[str]) -> None:
+    """InputError naming every hospital, level, type or pool of the file that the region does not have (a typo
+    would otherwise change nothing, silently)."""
+    known = {"hospital": set(hospital_ids), "level": {v[0] for v in info.values()},
+             "type": {v[1] for v in info.values()}}
+    problems = []
+    for key, kind in (("volume_growth_by_hospital", "hospital"), ("volume_growth_by_level", "level"),
+                      ("volume_growth_by_type", "type"), ("drift_share_by_hospital", "hospital"),
+                      ("drift_share_by_level", "level")):
+        unknown = sorted(set(getattr(spec, key)) - known[kind])
+        if unknown:
+            problems.append(f"{key}: no {kind} {', '.join(map(str, unknown))} in the region (its {kind}s: "
+                            f"{', '.join(sorted(map(str, known[kind]))[:20])})")
+    unknown = sorted(set(spec.funds) - set(pools))
+    if unknown:
+        problems.append(f"[fund] {', '.join(unknown)}: not a pool of the cases ({', '.join(pools)})")
+    if problems:
+        raise InputError(f"{spec.source} and the region: " + "; ".join(problems))
+
+
+def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: ProjectionSpec, grouped: GroupedCases,
+            aux_factor: np.ndarray | None = None, progress=None) -> ProjectionResults:
+    """Settle the base year (year 0) and years 1..spec.years through the one payment chain (`run_chain`), each
+    a real case set made from the base cases (the module's notes); `progress(done, total)` after each year."""
+    if len(grouped) != cases.num_rows:
+        raise ValueError(f"{len(grouped)} grouped cases for {cases.num_rows} cases")
+    info_frame = hospitals.select(["hospital_id", "level", "type"]).to_pandas()
+    info = {r.hospital_id: (r.level, r.type) for r in info_frame.itertuples()}
+    base_set = CaseSet.of(cases)
+    codes, ids = base_set.hospitals.codes, base_set.hospitals.ids
+    _check_names(spec, info, ids.tolist(), base_set.pools)
+    ratio = np.ones(len(ids))  # each hospital's payment / cost of the year before
+    drifted_share = np.zeros(len(ids))
+    pool_rows, hospital_rows = [], []
+    budgets: dict[str, float] = {}
+    balances = {pool: fund.balance for pool, fund in spec.funds.items()}
+    for year in range(spec.years + 1):
+        cost_factor = math.prod(1 + g for g in spec.cost_growth[:year])
+        if year == 0:
+            table, made = cases, YearCases(np.arange(cases.num_rows), np.zeros(cases.num_rows, np.int64))
+        else:
+            made = year_rows(codes, ids, info, spec, year)
+            table = year_table(cases, made, year, cost_factor)
+        year_codes = codes[made.rows]
+        if year:
+            trend = np.array([_rate(spec.drift_share, [(spec.drift_share_by_hospital, h),
+                                                       (spec.drift_share_by_level, info.get(h, ("", ""))[0])], year)
+                              for h in ids])
+            share = trend * np.power(np.where(ratio > 0, ratio, 1.0), -spec.drift_elasticity)
+            drifted_share = np.minimum(1.0, drifted_share + share)
+        drift = drifted(pc.cast(table["case_id"], pa.string()).to_numpy(zero_copy_only=False), year_codes,
+                        drifted_share, spec.seed) if drifted_share.any() else np.zeros(len(made.rows), bool)
+        year_grouped = year_grouping(grouped, made.rows, drift, spec.drift_factor, cost_factor) if year else grouped
+        case_set = CaseSet.of(table)
+        day = case_set.settlement_day()
+        grouping = (policy.get("payment.mode", day), policy.get("payment.drg_scheme", day))
+        if year == 0:
+            base_grouping = grouping
+        elif grouping != base_grouping:
+            raise InputError(f"{spec.source}: year {year} ({day}) is under payment.mode / payment.drg_scheme "
+                             f"{grouping}, the base year under {base_grouping}: a projection groups the cases once "
+                             "and cannot change the grouping by year yet")
+        pools = case_set.pools
+        if year == 0:
+            total = policy.get("budget.total", day)
+            budgets = {p: float(total[p]) for p in pools if p in total}
+            year_policy = policy
+        else:
+            rule = _budget_rule(spec, pools, year, budgets)
+            if rule is None:
+                total = policy.get("budget.total", day)
+                budgets = {p: float(total[p]) for p in pools if p in total}
+                year_policy = policy
+            else:
+                budgets = rule
+                year_policy = policy.overlay({"budget.total": {**policy.get("budget.total", day), **rule}},
+                                             name=policy.name)
+        run = run_chain(case_set, year_grouped, hospitals, year_policy, None,
+                        aux_factor[made.rows] if aux_factor is not None else None)
+        h = run.hospitals.to_pandas()
+        for row in run.pools.to_pylist():
+            pool = row["pool"]
+            fund = spec.funds.get(pool)
+            payout = float(row["fund_payout"])
+            income = balance = months = None
+            if fund is not None:
+                income = fund.income(year)
+                if year:
+                    balances[pool] = round(balances[pool] + income - payout, 2)
+                balance = balances[pool]
+                months = round(balance / (payout / 12), 4) if payout > 0 else None
+            pool_rows.append({"year": year, "settlement_day": day, "pool": pool,
+                              "cases": int(h.loc[h["pool"] == pool, "cases"].sum()),
+                              "points": row["total_points"], "point_value": row["point_value"],
+                              "status": row["status"], "budget": float(row["budget"]),
+                              "budget_available": float(row["budget_available"]), "income": income,
+                              "fund_payout": payout, "balance": balance, "months_of_capacity": months})
+        money = h.assign(**{k: h[k].astype(float) for k in ("cost", "payment", "fund_payout")})
+        by = money.groupby("hospital_id", sort=True)[["cases", "points", "cost", "payment", "fund_payout"]].sum()
+        weight = pd.Series(year_grouped.group_points, index=pd.Index(ids[year_codes])).groupby(level=0)
+        drift_count = pd.Series(drift.astype(np.int64), index=pd.Index(ids[year_codes])).groupby(level=0).sum()
+        by["cmi"] = weight.mean().reindex(by.index)
+        by["drifted"] = drift_count.reindex(by.index).fillna(0).astype(np.int64)
+        by["payment_ratio"] = np.where(by["cost"] > 0, by["payment"] / by["cost"].where(by["cost"] > 0, 1), np.nan)
+        for hospital, r in by.iterrows():
+            level, kind = info.get(hospital, ("", ""))
+            hospital_rows.append({"year": year, "hospital_id": hospital, "level": level, "type": kind,
+                                  "cases": int(r["cases"]), "cmi": round(float(r["cmi"]), 6),
+                                  "drifted": int(r["drifted"]), "points": round(float(r["points"]), 4),
+                                  "cost": round(float(r["cost"]), 2), "payment": round(float(r["payment"]), 2),
+                                  "fund_payout": round(float(r["fund_payout"]), 2),
+                                  "payment_ratio": round(float(r["payment_ratio"]), 6)})
+        paid = by["payment_ratio"].reindex(ids).to_numpy(dtype=float)
+        ratio = np.where(np.isfinite(paid), paid, 1.0)
+        if progress is not None:
+            progress(year, spec.years)
+    return ProjectionResults(pd.DataFrame(pool_rows), pd.DataFrame(hospital_rows), spec)
+
+
+def point_value_plot(results: ProjectionResults, path, lang: str = "zh") -> Path:
+    """A PNG of each pool's point value by year (Chinese labels in a CJK font, `report.fonts`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dipsim.report.fonts import cjk_font
+
+    family, _ = cjk_font()
+    text = {"zh": ("各统筹区结算点值（按年度）", "年度（0 为基年）", "点值（元/分）"),
+            "en": ("Settlement point value by year", "year (0: the base year)", "point value (yuan / point)")}[lang]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for pool, rows in results.years.groupby("pool", sort=True):
+        ax.plot(rows["year"], rows["point_value"], marker="o", label=str(pool))
+    ax.set_title(text[0], fontfamily=family)
+    ax.set_xlabel(text[1], fontfamily=family)
+    ax.set_ylabel(text[2], fontfamily=family)
+    ax.set_xticks(sorted(results.years["year"].unique()))
+    ax.legend(prop={"family": family})
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def settlement_years(results: ProjectionResults) -> list[dt.date]:
+    """The settlement day of each year, in order."""
+    return list(dict.fromkeys(results.years["settlement_day"]))
