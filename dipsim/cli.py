@@ -889,11 +889,29 @@ def _synthesize(args, console: Console, out: Path):
 
 def cmd_synth(args) -> int:
     console = _console(args)
+    if args.years > 1:
+        return _synthesize_years(args, console, Path(args.out))
     s = _synthesize(args, console, Path(args.out))
     print(f"synthesised {s.cases:,} cases in {s.hospitals} hospitals (seed {s.seed}, year {s.year}) -> {s.out_dir} "
           f"in {s.elapsed_s:.1f} s; ground truth: {len(s.upcoding_hospitals)} upcoding hospitals "
           f"({s.upcoded_cases:,} cases), {len(s.split_stay_hospitals)} split-stay hospitals "
           f"({s.split_pairs:,} pairs); {s.readmissions:,} readmissions")
+    return EXIT_OK
+
+
+def _synthesize_years(args, console: Console, out: Path) -> int:
+    from dipsim.synth.years import synthesize_years
+
+    with _progress(console, "synthesising years", args.years) as update:
+        s = synthesize_years(out, years=args.years, cases=args.cases, hospitals=args.hospitals, seed=args.seed,
+                             year=args.year, progress=update)
+    t = s.trends
+    print(f"synthesised {s.years} years of {args.hospitals} hospitals (seed {args.seed}, years {args.year}-"
+          f"{args.year + s.years - 1}): {', '.join(f'{n:,}' for n in s.cases_by_year)} cases -> {s.out_dir} in "
+          f"{s.elapsed_s:.1f} s; injected: volume +{t.volume_growth:.0%} a year (+{t.fast_volume_growth:.0%} in "
+          f"{', '.join(t.volume_growth_by_hospital)}), coding drift {', '.join(t.drift_share_by_hospital)} "
+          f"({t.drift_share:.0%} of cases a year to x{t.drift_factor:g} points), cost +{t.cost_growth:.0%} a year, "
+          f"budget +{t.budget_growth:.0%} a year; truth: truth.json, truth_projection.toml, budgets.csv")
     return EXIT_OK
 
 
@@ -1282,6 +1300,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "cases, and ground truth for injected upcoding and split stays. Deterministic for a seed.",
             cmd_synth)
     add_region_options(p, 1_000_000)
+    p.add_argument("--years", type=_positive_int, default=1, metavar="N",
+                   help="N > 1: a region of N years (year1/ as one year, then year2/cases ...) with known injected "
+                        "trends (volume, cost, coding drift in some hospitals) and their ground truth: truth.json, "
+                        "a projection file from year 1 (truth_projection.toml) and budgets.csv (issue 20; "
+                        "docs/synth_years.md). --cases is year 1's")
     p.add_argument("-o", "--out", required=True, help="output folder")
 
     p = add("demo", "The main job on the embedded default: synthesise a region, validate it, group it under "

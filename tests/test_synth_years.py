@@ -155,3 +155,25 @@ def test_projection_from_year_one_reproduces_year_three(region, tmp_path):
         points = h.loc[h["hospital_id"] == hospital, "points"].sum()
         assert mine.loc[hospital, "points"] == pytest.approx(points, rel=0.02)
         assert abs(u.loc[u["hospital_id"] == hospital, "points"].sum() / points - 1) > 0.05
+
+
+def test_cli_synth_years_then_project_the_truth(tmp_path, capsys):
+    """dipsim synth --years 2 writes the truth files; dipsim project runs the truth projection on year 1 as is
+    (its policy file beside it) and its year 1 budgets are budgets.csv's year 2."""
+    from dipsim.cli import main
+
+    out = tmp_path / "region"
+    assert main(["synth", "--years", "2", "--cases", "3000", "--hospitals", "6", "--seed", "5", "-o", str(out)]) == 0
+    assert "synthesised 2 years of 6 hospitals" in capsys.readouterr().out
+    for name in ("truth.json", "truth_projection.toml", "truth_policy.toml", "budgets.csv", "hospitals.parquet",
+                 "year1/cases", "year2/cases", "ground_truth/drifted_cases.parquet"):
+        assert (out / name).exists(), name
+    assert main(["catalog", "build", str(out / "year1" / "cases"), "-o", str(tmp_path / "cat")]) == 0
+    assert main(["project", str(out / "truth_projection.toml"), "--cases", str(out / "year1" / "cases"),
+                 "--hospitals", str(out / "hospitals.parquet"), "--catalog", str(tmp_path / "cat"), "--no-report",
+                 "-o", str(tmp_path / "proj")]) == 0
+    with open(out / "budgets.csv", encoding="utf-8-sig", newline="") as f:
+        budgets = {r["pool"]: r["budget"] for r in csv.DictReader(f) if r["year"] == "2"}
+    with open(tmp_path / "proj" / "years.csv", encoding="utf-8-sig", newline="") as f:
+        projected = {r["pool"]: r["budget"] for r in csv.DictReader(f) if r["year"] == "1"}
+    assert {p: float(b) for p, b in projected.items()} == {p: float(b) for p, b in budgets.items()}

@@ -44,6 +44,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -108,7 +109,8 @@ def make_year(base: pa.Table, y: int, trends: Trends, rng: np.random.Generator) 
     """Year `y` (>= 2) made from the year-1 cases `base`: (cases, drifted cases: year, case_id, hospital_id,
     factor); the module's notes."""
     hospital = base["hospital_id"].to_numpy()
-    rows, copy = [], []
+    rows: list[np.ndarray] = []
+    copy: list[np.ndarray] = []
     drifted_rows: list[np.ndarray] = []
     for h in sorted(set(hospital)):
         own = np.flatnonzero(hospital == h)
@@ -122,7 +124,7 @@ def make_year(base: pa.Table, y: int, trends: Trends, rng: np.random.Generator) 
             draws = np.concatenate([rng.permutation(own) for _ in range(-(-extra // n1))])[:extra]
             take = np.concatenate([own, draws])
             k = np.concatenate([np.zeros(n1, np.int64), np.arange(extra) // n1 + 1])
-        start = sum(len(r) for r in rows)
+        start = int(sum(len(r) for r in rows))
         rows.append(take)
         copy.append(k)
         share = min(1.0, (y - 1) * trends.drift_share_by_hospital.get(h, 0.0))
@@ -251,7 +253,7 @@ def synthesize_years(out_dir, years: int = 3, cases: int = 20_000, hospitals: in
         "# DIP with year 1's budgets (budgets.csv); every other parameter the default (dipsim policy).\n"
         f"[payment]\nmode = \"dip\"\n[budget]\ntotal = {{ {totals} }}\n", encoding="utf-8")
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "truth.json")
-    truth = {
+    truth: dict[str, Any] = {
         "generator": "dipsim.synth.synthesize_years", "dipsim_version": __version__,
         "parameters": {"years": years, "cases": cases, "hospitals": hospitals, "seed": seed, "year": year},
         "trends": {**asdict(trends), "example_values": "no public source (dipsim/synth/years.py)"},
@@ -265,10 +267,11 @@ def synthesize_years(out_dir, years: int = 3, cases: int = 20_000, hospitals: in
         "drifted_cases_by_year": {int(y): int(n) for y, n in
                                   pd.Series(drifted_all["year"].to_numpy()).value_counts().sort_index().items()},
         "files": {str(p.relative_to(out)): sha256_file(p) for p in files},
-        "elapsed_s": round(time.perf_counter() - started, 3),
     }
+    elapsed = round(time.perf_counter() - started, 3)
+    truth["elapsed_s"] = elapsed
     (out / "truth.json").write_text(json.dumps(truth, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return YearsSummary(out, years, cases_by_year, trends, truth["elapsed_s"])
+    return YearsSummary(out, years, cases_by_year, trends, elapsed)
 
 
 def year_folder(out_dir, y: int) -> Path:
