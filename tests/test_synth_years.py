@@ -177,3 +177,37 @@ def test_cli_synth_years_then_project_the_truth(tmp_path, capsys):
     with open(tmp_path / "proj" / "years.csv", encoding="utf-8-sig", newline="") as f:
         projected = {r["pool"]: r["budget"] for r in csv.DictReader(f) if r["year"] == "1"}
     assert {p: float(b) for p, b in projected.items()} == {p: float(b) for p, b in budgets.items()}
+
+
+def test_make_year_by_hand_falling_volume_and_full_drift():
+    """Two hospitals of 10 cases (cost 100 -> 100 x 1.1^2 = 121.00, patient 30 -> 36.30, fund 70 -> 84.70, discharged
+    29 February 2024 -> 28 February 2026): A falls 50% a year
+    -> year 2: round(10 x 0.5) = 5 of its own cases, year 3: round(2.5) = 2 (half to even); B +10% a year, drifting
+    60% a year -> year 3: round(10 x 1.21) = round(12.1) = 12 cases, all drifted (min(1, 2 x 0.6) = 1)."""
+    import datetime as dt
+
+    import numpy as np
+
+    from dipsim.synth.years import make_year
+
+    ids = [f"a{i}" for i in range(10)] + [f"b{i}" for i in range(10)]
+    base = pa.table({"case_id": ids, "patient_id": [f"p{i}" for i in range(20)], "hospital_id": ["A"] * 10 + ["B"] * 10,
+                     "total_cost": [100.0] * 20, "patient_paid": [30.0] * 20, "fund_paid": [70.0] * 20,
+                     "discharge_date": pa.array([dt.date(2024, 2, 29)] * 20, pa.date32())})
+    trends = Trends(volume_growth=0.0, volume_growth_by_hospital={"A": -0.5, "B": 0.1},
+                    drift_share_by_hospital={"B": 0.6}, cost_growth=0.1)
+    rng = np.random.default_rng(1)
+    y2, d2 = make_year(base, 2, trends, rng)
+    y3, d3 = make_year(base, 3, trends, rng)
+    assert [y2["hospital_id"].to_pylist().count(h) for h in "AB"] == [5, 11]
+    assert [y3["hospital_id"].to_pylist().count(h) for h in "AB"] == [2, 12]
+    assert set(y3.filter(pa.compute.equal(y3["hospital_id"], "A"))["case_id"].to_pylist()) <= {f"a{i}-Y3"
+                                                                                             for i in range(10)}
+    assert d2["hospital_id"].to_pylist() == ["B"] * 7  # round(0.6 x 11) = round(6.6) = 7
+    assert sorted(d3["case_id"].to_pylist()) == sorted(y3.filter(pa.compute.equal(y3["hospital_id"], "B"))
+                                                       ["case_id"].to_pylist())
+    assert set(y3["total_cost"].to_pylist()) == {121.0} and set(y3["patient_paid"].to_pylist()) == {36.3}
+    assert set(y3["fund_paid"].to_pylist()) == {84.7}
+    assert set(y3["discharge_date"].to_pylist()) == {dt.date(2026, 2, 28)}
+    copies = [c for c in y3["case_id"].to_pylist() if c.count("-") == 2]  # B: 12 - 10 copies, each the first
+    assert len(copies) == 2 and all(c.endswith("-Y3-1") for c in copies)
