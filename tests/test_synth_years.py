@@ -211,3 +211,25 @@ def test_make_year_by_hand_falling_volume_and_full_drift():
     assert set(y3["discharge_date"].to_pylist()) == {dt.date(2026, 2, 28)}
     copies = [c for c in y3["case_id"].to_pylist() if c.count("-") == 2]  # B: 12 - 10 copies, each the first
     assert len(copies) == 2 and all(c.endswith("-Y3-1") for c in copies)
+
+
+def test_cli_trend_options(tmp_path, capsys):
+    """--drift-share / --drift-factor / --cost-growth reach the truth projection; out of range or without --years
+    they are refused (exit code 1, an input error; no region written)."""
+    from dipsim.cli import main
+    from dipsim.project import load_projection
+
+    out = tmp_path / "region"
+    assert main(["synth", "--years", "2", "--cases", "2000", "--hospitals", "5", "--drift-share", "0.2",
+                 "--drift-factor", "1.5", "--cost-growth", "0.0", "-o", str(out)]) == 0
+    spec = load_projection(out / "truth_projection.toml")
+    assert spec.drift_factor == 1.5 and spec.cost_growth == [0.0]
+    assert set(spec.drift_share_by_hospital.values()) == {0.2}
+    capsys.readouterr()
+    assert main(["synth", "--years", "2", "--cases", "2000", "--hospitals", "5", "--drift-share", "1.5", "-o",
+                 str(tmp_path / "bad")]) == 1
+    assert "drift_share: a share from 0 to 1" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "truth.json").exists()
+    assert main(["synth", "--cases", "2000", "--hospitals", "5", "--drift-share", "0.1", "-o",
+                 str(tmp_path / "one")]) == 1
+    assert "give --years N" in capsys.readouterr().err

@@ -100,6 +100,25 @@ def choose_hospitals(case_counts: pd.Series, trends: Trends) -> Trends:
                      "volume_growth_by_hospital": {h: trends.fast_volume_growth for h in volume}})
 
 
+def check_trends(trends: Trends) -> None:
+    """ValueError naming the first value out of range (rates above -1, drift shares 0 to 1, factor above 0)."""
+    rates = {"volume_growth": trends.volume_growth, "fast_volume_growth": trends.fast_volume_growth,
+             "cost_growth": trends.cost_growth, "budget_growth": trends.budget_growth,
+             **{f"volume_growth_by_hospital[{h}]": g for h, g in trends.volume_growth_by_hospital.items()}}
+    for name, value in rates.items():
+        if not (math.isfinite(value) and value > -1):
+            raise ValueError(f"{name}: a yearly rate above -1 (got {value!r})")
+    shares = {"drift_share": trends.drift_share,
+              **{f"drift_share_by_hospital[{h}]": g for h, g in trends.drift_share_by_hospital.items()}}
+    for name, value in shares.items():
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name}: a share from 0 to 1 (got {value!r})")
+    if not (math.isfinite(trends.drift_factor) and trends.drift_factor > 0):
+        raise ValueError(f"drift_factor: above 0 (got {trends.drift_factor!r})")
+    if not 0 < trends.budget_share <= 1:
+        raise ValueError(f"budget_share: above 0, at most 1 (got {trends.budget_share!r})")
+
+
 def _shift_dates(column: pa.ChunkedArray, years: int) -> pa.Array:
     moved = pd.to_datetime(pd.Series(column.to_pandas())) + pd.DateOffset(years=years)
     return pa.array(moved.dt.date, pa.date32())
@@ -212,6 +231,7 @@ def synthesize_years(out_dir, years: int = 3, cases: int = 20_000, hospitals: in
 
     if years < 2:
         raise ValueError(f"years must be >= 2 for a multi-year region (got {years})")
+    check_trends(trends or Trends())
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
