@@ -889,11 +889,39 @@ def _synthesize(args, console: Console, out: Path):
 
 def cmd_synth(args) -> int:
     console = _console(args)
+    if args.years > 1:
+        return _synthesize_years(args, console, Path(args.out))
+    trend = [name for name in ("volume_growth", "fast_volume_growth", "cost_growth", "drift_share", "drift_factor",
+                               "budget_growth") if getattr(args, name) is not None]
+    if trend:
+        raise InputError(f"--{trend[0].replace('_', '-')} is a trend of a multi-year region: give --years N (N > 1)")
     s = _synthesize(args, console, Path(args.out))
     print(f"synthesised {s.cases:,} cases in {s.hospitals} hospitals (seed {s.seed}, year {s.year}) -> {s.out_dir} "
           f"in {s.elapsed_s:.1f} s; ground truth: {len(s.upcoding_hospitals)} upcoding hospitals "
           f"({s.upcoded_cases:,} cases), {len(s.split_stay_hospitals)} split-stay hospitals "
           f"({s.split_pairs:,} pairs); {s.readmissions:,} readmissions")
+    return EXIT_OK
+
+
+def _synthesize_years(args, console: Console, out: Path) -> int:
+    from dipsim.synth.years import Trends, synthesize_years
+
+    given = {name: getattr(args, name) for name in ("volume_growth", "fast_volume_growth", "cost_growth",
+                                                     "drift_share", "drift_factor", "budget_growth")
+             if getattr(args, name) is not None}
+    with _progress(console, "synthesising years", args.years) as update:
+        try:
+            s = synthesize_years(out, years=args.years, cases=args.cases, hospitals=args.hospitals, seed=args.seed,
+                                 year=args.year, trends=Trends(**given), progress=update)
+        except ValueError as exc:
+            raise InputError(f"synth --years: {exc}") from exc
+    t = s.trends
+    print(f"synthesised {s.years} years of {args.hospitals} hospitals (seed {args.seed}, years {args.year}-"
+          f"{args.year + s.years - 1}): {', '.join(f'{n:,}' for n in s.cases_by_year)} cases -> {s.out_dir} in "
+          f"{s.elapsed_s:.1f} s; injected: volume +{t.volume_growth:.0%} a year (+{t.fast_volume_growth:.0%} in "
+          f"{', '.join(t.volume_growth_by_hospital)}), coding drift {', '.join(t.drift_share_by_hospital)} "
+          f"({t.drift_share:.0%} of cases a year to x{t.drift_factor:g} points), cost +{t.cost_growth:.0%} a year, "
+          f"budget +{t.budget_growth:.0%} a year; truth: truth.json, truth_projection.toml, budgets.csv")
     return EXIT_OK
 
 
@@ -1282,6 +1310,19 @@ def build_parser() -> argparse.ArgumentParser:
                      "cases, and ground truth for injected upcoding and split stays. Deterministic for a seed.",
             cmd_synth)
     add_region_options(p, 1_000_000)
+    p.add_argument("--years", type=_positive_int, default=1, metavar="N",
+                   help="N > 1: a region of N years (year1/ as one year, then year2/cases ...) with known injected "
+                        "trends (volume, cost, coding drift in some hospitals) and their ground truth: truth.json, "
+                        "a projection file from year 1 (truth_projection.toml) and budgets.csv (issue 20; "
+                        "docs/synth_years.md). --cases is year 1's")
+    for flag, default, what in (("--volume-growth", "0.03", "cases, every hospital"),
+                                ("--fast-volume-growth", "0.10", "cases, the two fast-growing hospitals"),
+                                ("--cost-growth", "0.04", "cost per case"),
+                                ("--drift-share", "0.05", "share of the two drifting hospitals' cases coded up"),
+                                ("--budget-growth", "0.05", "the budget (60%% of year 1's cost)")):
+        p.add_argument(flag, type=float, metavar="RATE", help=f"--years: yearly rate, {what} (default {default})")
+    p.add_argument("--drift-factor", type=float, metavar="X",
+                   help="--years: a drifted case's group points x this (default 1.2)")
     p.add_argument("-o", "--out", required=True, help="output folder")
 
     p = add("demo", "The main job on the embedded default: synthesise a region, validate it, group it under "
