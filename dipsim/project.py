@@ -144,6 +144,10 @@ class ProjectionSpec:
     cap_by_income: bool = False
     funds: dict[str, Fund] = field(default_factory=dict)
     source: str = "projection"
+    # values given as distributions (`take_distributions`): path -> Distribution; the spec holds their central
+    # values, `template` the file's tables with those central values (what `draw_spec` fills with a draw's)
+    distributions: dict[tuple, Distribution] = field(default_factory=dict)
+    template: dict | None = None
 
     def __post_init__(self):
         for name in ("volume_growth", "cost_growth", "drift_share", "growth"):
@@ -186,6 +190,185 @@ def _number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# ------------------------------------------------------------------ distributions (Monte Carlo draws)
+
+# A number of the file (a rate, one of a list of rates, a map's entry, a number) may be a distribution, an inline
+# table with `dist` and its parameters, always bounded (min <= a draw <= max):
+#   { dist = "normal", mean = 0.03, sd = 0.01, min = 0.0, max = 0.06 }   normal truncated to [min, max] (redrawn)
+#   { dist = "uniform", min = 0.01, max = 0.05 }
+#   { dist = "triangular", min = 0.0, mode = 0.02, max = 0.05 }
+# A deterministic projection uses each one's central value (normal: mean, uniform: midpoint, triangular: mode);
+# `project_draws` draws them, draw k from the k-th child of numpy's SeedSequence(seed) (`draw_rng`).
+DISTRIBUTIONS = {"normal": ("mean", "sd", "min", "max"), "uniform": ("min", "max"),
+                 "triangular": ("min", "mode", "max")}
+MAX_REDRAWS = 10_000  # a truncated normal's tries before giving up (its bounds hold almost none of its mass)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    kind: str  # a key of DISTRIBUTIONS
+    low: float
+    high: float
+    mean: float = 0.0  # normal
+    sd: float = 0.0  # normal
+    mode: float = 0.0  # triangular
+
+    @property
+    def central(self) -> float:
+        """The value a deterministic projection uses: the normal's mean, the uniform's midpoint, the mode."""
+        return {"normal": self.mean, "uniform": (self.low + self.high) / 2, "triangular": self.mode}[self.kind]
+
+    def draw(self, rng: np.random.Generator) -> float:
+        if self.kind == "uniform":
+            return float(rng.uniform(self.low, self.high))
+        if self.kind == "triangular":
+            return float(rng.triangular(self.low, self.mode, self.high)) if self.low < self.high else self.low
+        for _ in range(MAX_REDRAWS):
+            value = float(rng.normal(self.mean, self.sd))
+            if self.low <= value <= self.high:
+                return value
+        raise InputError(f"a normal({self.mean}, {self.sd}) truncated to [{self.low}, {self.high}]: no draw within "
+                         f"the bounds in {MAX_REDRAWS} tries")
+
+
+def _distribution(value: dict) -> tuple[Distribution | None, str]:
+    """The distribution of an inline table {dist = ..., ...}, or (None, what is wrong)."""
+    kind = value.get("dist")
+    if kind not in DISTRIBUTIONS:
+        return None, f"dist is one of {', '.join(repr(k) for k in DISTRIBUTIONS)} (got {kind!r})"
+    needed = DISTRIBUTIONS[kind]
+    wrong = sorted(set(value) - {"dist", *needed})
+    missing = [k for k in needed if k not in value]
+    if wrong or missing:
+        return None, (f"a {kind} distribution is {{ dist = \"{kind}\", {', '.join(f'{k} = ...' for k in needed)} }}"
+                      f" (bounds required){'; unknown ' + ', '.join(wrong) if wrong else ''}"
+                      f"{'; missing ' + ', '.join(missing) if missing else ''}")
+    if not all(_number(value[k]) for k in needed):
+        return None, f"the {kind} distribution's {', '.join(needed)} must be numbers (got {value!r})"
+    low, high = float(value["min"]), float(value["max"])
+    if not low <= high:
+        return None, f"min <= max (got min = {low}, max = {high})"
+    if kind == "normal":
+        if not value["sd"] > 0 or not low <= value["mean"] <= high:
+            return None, f"sd above 0 and min <= mean <= max (got {value!r})"
+        return Distribution(kind, low, high, mean=float(value["mean"]), sd=float(value["sd"])), ""
+    if kind == "triangular":
+        if not low <= value["mode"] <= high:
+            return None, f"min <= mode <= max (got {value!r})"
+        return Distribution(kind, low, high, mode=float(value["mode"])), ""
+    return Distribution(kind, low, high), ""
+
+
+def _is_distribution(value) -> bool:
+    return isinstance(value, dict) and "dist" in value
+
+
+def take_distributions(data: dict, problem=None) -> tuple[dict, dict[tuple, Distribution]]:
+    """`data` with each distribution (of a key of kind rates, map or number: `KEYS`, `FUND_KEYS`) replaced by its
+    central value, and the distributions by path: (table, key), (table, key, index in the list), (table, key, map
+    name), ("fund", pool, key) ... `problem(table, key, what)` is told of each malformed one."""
+    found: dict[tuple, Distribution] = {}
+
+    def replace(table: str, key: str, value, path: tuple):
+        if _is_distribution(value):
+            dist, what = _distribution(value)
+            if dist is None:
+                if problem is not None:
+                    problem(table, key, what)
+                return value
+            found[path] = dist
+            return dist.central
+        return value
+
+    out: dict = {}
+    for table, content in data.items():
+        if not isinstance(content, dict):
+            out[table] = content
+            continue
+        tables = ([(f"fund.{pool}", (table, pool), c, FUND_KEYS) for pool, c in content.items()]
+                  if table == "fund" else [(table, (table,), content, KEYS.get(table, {}))])
+        new: dict = {}
+        for name, prefix, values, kinds in tables:
+            if not isinstance(values, dict):
+                new[prefix[-1]] = values
+                continue
+            row = {}
+            for key, value in values.items():
+                kind, path = kinds.get(key), (*prefix, key)
+                if kind in ("rates", "number"):
+                    row[key] = ([replace(name, key, v, (*path, i)) for i, v in enumerate(value)]
+                                if isinstance(value, list) else replace(name, key, value, path))
+                elif kind == "map" and isinstance(value, dict) and not _is_distribution(value):
+                    row[key] = {k: replace(name, key, v, (*path, k)) for k, v in value.items()}
+                else:
+                    row[key] = value
+            if table == "fund":
+                new[prefix[-1]] = row
+            else:
+                new = row
+        out[table] = new
+    return out, found
+
+
+def _path_text(path: tuple) -> str:
+    """A distribution's path as text: demand.volume_growth, demand.volume_growth[2], fund."P".balance ..."""
+    if path[0] == "fund":
+        head, rest = f'fund."{path[1]}".{path[2]}', path[3:]
+    else:
+        head, rest = f"{path[0]}.{path[1]}", path[2:]
+    return head + "".join(f"[{r}]" if isinstance(r, int) else f'["{r}"]' for r in rest)
+
+
+def filled(template: dict, values: dict[tuple, float]) -> dict:
+    """The file's tables `template` with the value at each path of `values` replaced."""
+    import copy
+
+    out = copy.deepcopy(template)
+    for path, value in values.items():
+        at = out
+        for step in path[:-1]:
+            at = at[step]
+        at[path[-1]] = value
+    return out
+
+
+def _bound_problems(data: dict, distributions: dict[tuple, Distribution], source: str, text: str) -> list[str]:
+    """The file's checks with every distribution at its min, then at its max: what a draw could break (each key's
+    allowed values are an interval, so both ends passing means every draw does)."""
+    problems = []
+    for end in ("min", "max"):
+        values = {path: (d.low if end == "min" else d.high) for path, d in distributions.items()}
+        try:
+            projection_of(filled(data, values), source, text)
+        except InputError as exc:
+            lines = str(exc).splitlines()[1:]
+            problems += [f"{line.strip()} (with every distribution at its {end})" for line in lines]
+    return problems
+
+
+def draw_rng(seed: int, draw: int) -> np.random.Generator:
+    """Draw k's generator: the k-th child of SeedSequence(seed) (`SeedSequence(seed).spawn(n)[k]` for any n > k),
+    so draw k is the same whatever the number of draws and wherever it runs."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(draw,)))
+
+
+def drawn_values(spec: ProjectionSpec, seed: int, draw: int) -> dict[tuple, float]:
+    """Draw k's value of each distribution of `spec`, drawn in the order of their paths as text (sorted)."""
+    rng = draw_rng(seed, draw)
+    return {path: spec.distributions[path].draw(rng)
+            for path in sorted(spec.distributions, key=_path_text)}
+
+
+def draw_spec(spec: ProjectionSpec, values: dict[tuple, float]) -> ProjectionSpec:
+    """`spec` with its distributions at `values` (checked as the file is)."""
+    if not spec.distributions:
+        return spec
+    assert spec.template is not None
+    out = projection_of(filled(spec.template, values), spec.source)
+    out.policy = spec.policy
+    return out
+
+
 def projection_of(data: dict, source: str = "projection", text: str = "") -> ProjectionSpec:
     """The checks of `load_projection` on parsed TOML `data` (`text`: the file, for line numbers)."""
     problems: list[str] = []
@@ -194,6 +377,7 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
         where = f"[{table}]" + (f" {key}" if key else "")
         problems.append(f"{where}{_line_of(text, table, key)}: {what}")
 
+    data, distributions = take_distributions(data, problem)
     unknown = sorted(set(data) - set(KEYS) - {"fund"})
     for name in unknown:
         problem(name, None, f"unknown table (expected {', '.join(f'[{k}]' for k in [*KEYS, 'fund.POOL'])})")
@@ -296,13 +480,16 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
         shares = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else []
         if any(not 0 <= s <= 1 for s in shares):
             problem("behaviour", key, "shares from 0 to 1")
+    if distributions and not problems:
+        problems += _bound_problems(data, distributions, source, text)
     if problems:
         raise InputError(f"{source}: {len(problems)} problem(s) in the projection file:\n  " + "\n  ".join(problems))
     assert years is not None
     for fund in funds.values():
         fund.insured_growth = fund.insured_growth or [0.0] * years
         fund.contribution_growth = fund.contribution_growth or [0.0] * years
-    return ProjectionSpec(years=years, source=source, funds=funds,
+    return ProjectionSpec(years=years, source=source, funds=funds, distributions=distributions,
+                          template=data if distributions else None,
                           **{k: v for k, v in values.items() if k in ProjectionSpec.__dataclass_fields__})
 
 
@@ -615,3 +802,128 @@ def point_value_plot(results: ProjectionResults, path, lang: str = "zh") -> Path
 def settlement_years(results: ProjectionResults) -> list[dt.date]:
     """The settlement day of each year, in order."""
     return list(dict.fromkeys(results.years["settlement_day"]))
+
+
+# ------------------------------------------------------------------ Monte Carlo draws
+
+QUANTILES = (0.1, 0.5, 0.9)
+POOL_MEASURES = ("point_value", "budget", "fund_payout", "balance", "months_of_capacity")
+HOSPITAL_MEASURES = ("cases", "points", "payment", "fund_payout")
+SCHEDULERS = ("synchronous", "processes")  # or a Dask scheduler's address
+
+
+@dataclass
+class DrawContext:
+    """What every draw reads (sent once to each Dask worker)."""
+
+    cases: pa.Table
+    hospitals: pa.Table
+    policy: Policy
+    spec: ProjectionSpec
+    grouped: GroupedCases
+    seed: int
+    aux_factor: np.ndarray | None = None
+
+
+def run_draw(context: DrawContext, draw: int) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Draw `draw`: its values of the spec's distributions (`drawn_values`) and the projection under them."""
+    values = drawn_values(context.spec, context.seed, draw)
+    results = project(context.cases, context.hospitals, context.policy, draw_spec(context.spec, values),
+                      context.grouped, context.aux_factor)
+    return ({_path_text(p): v for p, v in values.items()}, results.years.assign(draw=draw),
+            results.hospitals.assign(draw=draw))
+
+
+def _map_draws(context: DrawContext, draws: list[int], scheduler: str | None, progress=None) -> list:
+    """`run_draw` over `draws`: in this process (scheduler None), Dask's synchronous scheduler ("synchronous"), a
+    local cluster of 2 worker processes ("processes", as `dipsim nightly`'s Dask engine starts), or the Dask
+    scheduler at an address; the context scattered to the workers once."""
+    if scheduler is None:
+        out = []
+        for done, draw in enumerate(draws, 1):
+            out.append(run_draw(context, draw))
+            if progress is not None:
+                progress(done, len(draws))
+        return out
+    if scheduler == "synchronous":
+        import dask
+
+        shared = dask.delayed(context, traverse=False)
+        return list(dask.compute(*[dask.delayed(run_draw, pure=False)(shared, k) for k in draws],
+                                 scheduler="synchronous"))
+    from dask.distributed import Client, LocalCluster
+
+    def gather(client) -> list:
+        shared = client.scatter(context, broadcast=True)
+        return client.gather(client.map(run_draw, [shared] * len(draws), draws, pure=False))
+
+    if scheduler == "processes":
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            return gather(client)
+    with Client(scheduler) as client:
+        return gather(client)
+
+
+@dataclass
+class DrawResults:
+    parameters: pd.DataFrame  # draw, then one column per distribution (its path as text)
+    years: pd.DataFrame  # the projection's years table of every draw, with `draw`
+    hospitals: pd.DataFrame  # its hospitals table of every draw, with `draw`
+    bands: pd.DataFrame  # year, what ("pool" / "hospital"), pool, hospital_id, measure, draws, mean, p10, p50, p90
+    seed: int = 0
+
+    def draws_table(self) -> pd.DataFrame:
+        """draws.parquet: the pools' rows (what = "pool") and the hospitals' (what = "hospital") of every draw."""
+        pools = self.years.assign(what="pool")
+        hospitals = self.hospitals.assign(what="hospital")
+        first = ["draw", "year", "what"]
+        frame = pd.concat([pools, hospitals], ignore_index=True, sort=False)
+        return frame[first + [c for c in frame.columns if c not in first]]
+
+
+def quantile_name(q: float) -> str:
+    return f"p{q * 100:g}"
+
+
+def bands(years: pd.DataFrame, hospitals: pd.DataFrame, quantiles=QUANTILES) -> pd.DataFrame:
+    """Per year and pool (`POOL_MEASURES`) and per year and hospital (`HOSPITAL_MEASURES`): the number of draws,
+    the mean and the quantiles over the draws (numpy's linear interpolation: for n sorted values and q, the value at
+    position q x (n - 1), interpolated between its neighbours). A measure without values (a pool without a fund's
+    balance) has no row."""
+    rows = []
+    for what, frame, key, measures in (("pool", years, "pool", POOL_MEASURES),
+                                       ("hospital", hospitals, "hospital_id", HOSPITAL_MEASURES)):
+        for (year, name), group in frame.groupby(["year", key], sort=True):
+            for measure in measures:
+                values = pd.to_numeric(group[measure], errors="coerce").to_numpy(dtype=float)
+                values = values[np.isfinite(values)]
+                if not len(values):
+                    continue
+                rows.append({"year": int(year), "what": what, "pool": name if what == "pool" else None,
+                             "hospital_id": name if what == "hospital" else None, "measure": measure,
+                             "draws": len(values), "mean": float(values.mean()),
+                             **{quantile_name(q): float(v) for q, v in zip(quantiles, np.quantile(values, quantiles))}})
+    return pd.DataFrame(rows)
+
+
+def project_draws(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: ProjectionSpec, grouped: GroupedCases,
+                  draws: int, seed: int | None = None, scheduler: str | None = None, quantiles=QUANTILES,
+                  aux_factor: np.ndarray | None = None, progress=None) -> DrawResults:
+    """`draws` projections (draws 0..draws-1), each with the spec's distributions drawn from its own generator
+    (`draw_rng(seed, k)`, seed default the file's [projection] seed), and their bands. The cases a year copies,
+    drops or drifts follow the file's seed in every draw (only the parameters are drawn). `scheduler`: None (in this
+    process), "synchronous", "processes" or a Dask scheduler's address (`_map_draws`); the results are the same."""
+    if draws < 1:
+        raise InputError(f"--draws: at least 1 (got {draws})")
+    seed = spec.seed if seed is None else seed
+    if len(grouped) != cases.num_rows:
+        raise ValueError(f"{len(grouped)} grouped cases for {cases.num_rows} cases")
+    context = DrawContext(cases, hospitals, policy, spec, grouped, seed, aux_factor)
+    out = _map_draws(context, list(range(draws)), scheduler, progress)
+    parameters = pd.DataFrame([{"draw": k, **values} for k, (values, _, _) in enumerate(out)])
+    years = pd.concat([y for _, y, _ in out], ignore_index=True)
+    hospital_rows = pd.concat([h for _, _, h in out], ignore_index=True)
+    years = years[["draw", *[c for c in years.columns if c != "draw"]]]
+    hospital_rows = hospital_rows[["draw", *[c for c in hospital_rows.columns if c != "draw"]]]
+    return DrawResults(parameters, years, hospital_rows, bands(years, hospital_rows, quantiles), seed)
