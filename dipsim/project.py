@@ -591,16 +591,39 @@ def _hash_order(ids: np.ndarray, seed: int) -> np.ndarray:
 def drifted(ids: np.ndarray, hospital_codes: np.ndarray, share: np.ndarray, seed: int) -> np.ndarray:
     """Per case whether it drifts: per hospital code c the round_half_even(share[c] x n_c) cases first in the
     seeded hash of their ids."""
-    out = np.zeros(len(ids), bool)
+    return drifted_in(drift_order(ids, hospital_codes, len(share), seed), share)
+
+
+def drift_order(ids: np.ndarray, hospital_codes: np.ndarray, hospitals: int, seed: int) -> tuple:
+    """What `drifted` sorts, whatever the shares (cached between draws): the cases by hospital code, then by the
+    seeded hash of their ids, and each code's bounds in that order."""
     rank = _hash_order(ids, seed)
     order = np.lexsort((rank, hospital_codes))
     sorted_codes = hospital_codes[order]
-    bounds = np.searchsorted(sorted_codes, np.arange(len(share) + 1))
+    return order, np.searchsorted(sorted_codes, np.arange(hospitals + 1))
+
+
+def drifted_in(ordered: tuple, share: np.ndarray) -> np.ndarray:
+    """`drifted` on the cases' `drift_order`."""
+    order, bounds = ordered
+    out = np.zeros(len(order), bool)
     for code in range(len(share)):
         n = bounds[code + 1] - bounds[code]
         k = int(np.round(share[code] * n))
         out[order[bounds[code]:bounds[code] + k]] = True
     return out
+
+
+@dataclass
+class _Year:
+    """A projected year's cases as a draw reuses them (`project`'s cache)."""
+
+    table: pa.Table
+    case_set: CaseSet
+    drift_order: tuple | None = None
+
+
+CACHE_YEARS = 64  # years kept in `project`'s cache (the oldest dropped first)
 
 
 def year_grouping(grouped: GroupedCases, rows: np.ndarray, drift: np.ndarray, factor: float,
@@ -674,9 +697,12 @@ def _check_names(spec: ProjectionSpec, info: dict, hospital_ids: list, pools: li
 
 
 def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: ProjectionSpec, grouped: GroupedCases,
-            aux_factor: np.ndarray | None = None, progress=None) -> ProjectionResults:
+            aux_factor: np.ndarray | None = None, progress=None, cache: dict | None = None) -> ProjectionResults:
     """Settle the base year (year 0) and years 1..spec.years through the one payment chain (`run_chain`), each
-    a real case set made from the base cases (the module's notes); `progress(done, total)` after each year."""
+    a real case set made from the base cases (the module's notes); `progress(done, total)` after each year.
+    `cache` (a dict kept between calls on the same cases, e.g. by Monte Carlo draws): a year's case set whose
+    cases (rows and copies) and cost factor were made before is reused, and its cases' drift order; the results
+    are the same with or without it."""
     if len(grouped) != cases.num_rows:
         raise ValueError(f"{len(grouped)} grouped cases for {cases.num_rows} cases")
     info_frame = hospitals.select(["hospital_id", "level", "type"]).to_pandas()
@@ -692,10 +718,20 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     for year in range(spec.years + 1):
         cost_factor = math.prod(1 + g for g in spec.cost_growth[:year])
         if year == 0:
-            table, made = cases, YearCases(np.arange(cases.num_rows), np.zeros(cases.num_rows, np.int64))
+            made = YearCases(np.arange(cases.num_rows), np.zeros(cases.num_rows, np.int64))
         else:
             made = year_rows(codes, ids, info, spec, year)
-            table = year_table(cases, made, year, cost_factor)
+        key = (year, cost_factor, hashlib.sha256(made.rows.tobytes() + made.copy.tobytes()).hexdigest()) \
+            if cache is not None else None
+        known = cache.get(key) if cache is not None else None
+        if known is None:
+            table = cases if year == 0 else year_table(cases, made, year, cost_factor)
+            known = _Year(table, base_set if year == 0 else CaseSet.of(table))
+            if cache is not None:
+                cache[key] = known
+                while len(cache) > CACHE_YEARS:
+                    cache.pop(next(iter(cache)))
+        table = known.table
         year_codes = codes[made.rows]
         if year:
             trend = np.array([_rate(spec.drift_share, [(spec.drift_share_by_hospital, h),
@@ -703,10 +739,15 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
                               for h in ids])
             share = trend * np.power(np.where(ratio > 0, ratio, 1.0), -spec.drift_elasticity)
             drifted_share = np.minimum(1.0, drifted_share + share)
-        drift = drifted(pc.cast(table["case_id"], pa.string()).to_numpy(zero_copy_only=False), year_codes,
-                        drifted_share, spec.seed) if drifted_share.any() else np.zeros(len(made.rows), bool)
+        drift = np.zeros(len(made.rows), bool)
+        if drifted_share.any():
+            if known.drift_order is None or known.drift_order[0] != spec.seed:
+                known.drift_order = (spec.seed, drift_order(
+                    pc.cast(table["case_id"], pa.string()).to_numpy(zero_copy_only=False), year_codes, len(ids),
+                    spec.seed))
+            drift = drifted_in(known.drift_order[1], drifted_share)
         year_grouped = year_grouping(grouped, made.rows, drift, spec.drift_factor, cost_factor) if year else grouped
-        case_set = CaseSet.of(table)
+        case_set = known.case_set
         day = case_set.settlement_day()
         grouping = (policy.get("payment.mode", day), policy.get("payment.drg_scheme", day))
         if year == 0:
@@ -752,9 +793,12 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
                               "fund_payout": payout, "balance": balance, "months_of_capacity": months})
         money = h.assign(**{k: h[k].astype(float) for k in ("cost", "payment", "fund_payout")})
         by = money.groupby("hospital_id", sort=True)[["cases", "points", "cost", "payment", "fund_payout"]].sum()
-        weight = pd.Series(year_grouped.group_points, index=pd.Index(ids[year_codes])).groupby(level=0)
-        drift_count = pd.Series(drift.astype(np.int64), index=pd.Index(ids[year_codes])).groupby(level=0).sum()
-        by["cmi"] = weight.mean().reindex(by.index)
+        # grouped by hospital code, not by the million ids (the same cases in the same order in each group)
+        cmi = pd.Series(year_grouped.group_points).groupby(year_codes).mean()
+        cmi.index = pd.Index(ids[cmi.index.to_numpy()])
+        drift_count = pd.Series(np.bincount(year_codes, weights=drift, minlength=len(ids)).astype(np.int64),
+                                index=pd.Index(ids))
+        by["cmi"] = cmi.reindex(by.index)
         by["drifted"] = drift_count.reindex(by.index).fillna(0).astype(np.int64)
         by["payment_ratio"] = np.where(by["cost"] > 0, by["payment"] / by["cost"].where(by["cost"] > 0, 1), np.nan)
         for hospital, r in by.iterrows():
@@ -823,13 +867,17 @@ class DrawContext:
     grouped: GroupedCases
     seed: int
     aux_factor: np.ndarray | None = None
+    cache: dict = field(default_factory=dict)  # `project`'s, kept between the draws run where the context is
+
+    def __getstate__(self):  # sent to a Dask worker without the cache (each worker keeps its own)
+        return {**self.__dict__, "cache": {}}
 
 
 def run_draw(context: DrawContext, draw: int) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Draw `draw`: its values of the spec's distributions (`drawn_values`) and the projection under them."""
     values = drawn_values(context.spec, context.seed, draw)
     results = project(context.cases, context.hospitals, context.policy, draw_spec(context.spec, values),
-                      context.grouped, context.aux_factor)
+                      context.grouped, context.aux_factor, cache=context.cache)
     return ({_path_text(p): v for p, v in values.items()}, results.years.assign(draw=draw),
             results.hospitals.assign(draw=draw))
 

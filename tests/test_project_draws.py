@@ -233,3 +233,28 @@ def test_cli_draws_write_bands_draws_and_parameters(region, tmp_path, capsys):
                  "-o", str(tmp_path / "b")]) == 0
     for name in ("bands.csv", "parameters.csv", "years.csv", "hospitals.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_draws_reusing_the_years_cases_equal_projections_without_the_cache(region):
+    """Only drift drawn: every draw reuses the years' case sets and drift order (`project`'s cache); each draw's
+    tables are still those of a projection at its values run without any cache."""
+    from dipsim.policy import Policy
+
+    _, cases, hospitals, grouped, budgets = region
+    pol = Policy(values={}).overlay({"payment.mode": "dip", "budget.total": budgets})
+    data = {"projection": {"years": 2, "seed": 5},
+            "demand": {"volume_growth": 0.05, "cost_growth": 0.03},
+            "behaviour": {"drift_share": {"dist": "uniform", "min": 0.0, "max": 0.1},
+                          "drift_factor": {"dist": "triangular", "min": 1.0, "mode": 1.1, "max": 1.3}}}
+    spec = projection_of(data)
+    drawn = project_draws(cases, hospitals, pol, spec, grouped, draws=3, seed=8)
+    for k in range(3):
+        row = drawn.parameters.iloc[k]
+        plain = projection_of({**data, "behaviour": {"drift_share": row["behaviour.drift_share"],
+                                                     "drift_factor": row["behaviour.drift_factor"]}})
+        expected = project(cases, hospitals, pol, plain, grouped)
+        got = drawn.hospitals[drawn.hospitals["draw"] == k].drop(columns="draw").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, expected.hospitals)
+        got = drawn.years[drawn.years["draw"] == k].drop(columns="draw").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, expected.years)
+    assert drawn.hospitals.groupby("draw")["drifted"].sum().nunique() == 3  # the draws differ
