@@ -620,7 +620,9 @@ class _Year:
 
     table: pa.Table
     case_set: CaseSet
+    made: YearCases
     drift_order: tuple | None = None
+    base_run: tuple | None = None  # year 0: (what it was run on, its PaymentRun)
 
 
 CACHE_YEARS = 64  # years kept in `project`'s cache (the oldest dropped first)
@@ -700,9 +702,9 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
             aux_factor: np.ndarray | None = None, progress=None, cache: dict | None = None) -> ProjectionResults:
     """Settle the base year (year 0) and years 1..spec.years through the one payment chain (`run_chain`), each
     a real case set made from the base cases (the module's notes); `progress(done, total)` after each year.
-    `cache` (a dict kept between calls on the same cases, e.g. by Monte Carlo draws): a year's case set whose
-    cases (rows and copies) and cost factor were made before is reused, and its cases' drift order; the results
-    are the same with or without it."""
+    `cache` (a dict kept between calls on the same cases, hospitals, grouping and policy, e.g. by Monte Carlo
+    draws): a year's case set whose volume rates, seed and cost factor were seen before is reused, with its
+    cases' drift order, and the base year's settlement; the results are the same with or without it."""
     if len(grouped) != cases.num_rows:
         raise ValueError(f"{len(grouped)} grouped cases for {cases.num_rows} cases")
     info_frame = hospitals.select(["hospital_id", "level", "type"]).to_pandas()
@@ -717,21 +719,23 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     balances = {pool: fund.balance for pool, fund in spec.funds.items()}
     for year in range(spec.years + 1):
         cost_factor = math.prod(1 + g for g in spec.cost_growth[:year])
-        if year == 0:
-            made = YearCases(np.arange(cases.num_rows), np.zeros(cases.num_rows, np.int64))
-        else:
-            made = year_rows(codes, ids, info, spec, year)
-        key = (year, cost_factor, hashlib.sha256(made.rows.tobytes() + made.copy.tobytes()).hexdigest()) \
-            if cache is not None else None
+        # a year's cases follow from these (and from the cases and hospitals, which a cache is kept for)
+        key = (year, cost_factor, spec.seed, tuple(spec.volume_growth[:year]),
+               *(tuple(sorted(m.items())) for m in (spec.volume_growth_by_hospital, spec.volume_growth_by_type,
+                                                    spec.volume_growth_by_level))) if cache is not None else None
         known = cache.get(key) if cache is not None else None
         if known is None:
+            if year == 0:
+                made = YearCases(np.arange(cases.num_rows), np.zeros(cases.num_rows, np.int64))
+            else:
+                made = year_rows(codes, ids, info, spec, year)
             table = cases if year == 0 else year_table(cases, made, year, cost_factor)
-            known = _Year(table, base_set if year == 0 else CaseSet.of(table))
+            known = _Year(table, base_set if year == 0 else CaseSet.of(table), made)
             if cache is not None:
                 cache[key] = known
                 while len(cache) > CACHE_YEARS:
                     cache.pop(next(iter(cache)))
-        table = known.table
+        table, made = known.table, known.made
         year_codes = codes[made.rows]
         if year:
             trend = np.array([_rate(spec.drift_share, [(spec.drift_share_by_hospital, h),
@@ -771,8 +775,15 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
                 budgets = rule
                 year_policy = policy.overlay({"budget.total": {**policy.get("budget.total", day), **rule}},
                                              name=policy.name)
-        run = run_chain(case_set, year_grouped, hospitals, year_policy, None,
-                        aux_factor[made.rows] if aux_factor is not None else None)
+        # the base year is the same in every draw: its run reused (same cases, grouping, policy and factors)
+        same = (id(grouped), id(policy), id(hospitals), id(aux_factor))
+        if year == 0 and known.base_run is not None and known.base_run[0] == same:
+            run = known.base_run[1]
+        else:
+            run = run_chain(case_set, year_grouped, hospitals, year_policy, None,
+                            aux_factor[made.rows] if aux_factor is not None else None)
+            if year == 0 and cache is not None:
+                known.base_run = (same, run)
         h = run.hospitals.to_pandas()
         for row in run.pools.to_pylist():
             pool = row["pool"]
