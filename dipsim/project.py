@@ -63,6 +63,10 @@ own, else its level's), else the overall one. Year t, hospital h with n_0 base c
   rule (rounded to the fen); fund payout_t: the pool's settled fund payout; balance_t = balance_{t-1} + income_t -
   fund payout_t (year 0: the given balance); months of payment capacity = balance_t / (fund payout_t / 12). The
   reserve (budget.reserve_share) stays a policy parameter.
+
+Uncertainty (`project_draws`, `dipsim project --draws N`): a number of the file may be a bounded distribution
+(`DISTRIBUTIONS`: normal truncated, uniform, triangular); draw k draws them from the k-th child of
+SeedSequence(seed) and is projected as above; bands are the draws' quantiles (docs/projection.md).
 """
 
 from __future__ import annotations
