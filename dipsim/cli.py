@@ -771,7 +771,8 @@ def cmd_project(args) -> int:
         out.csv(pa.Table.from_pandas(drawn.parameters, preserve_index=False), "parameters.csv")
         out.parquet(pa.Table.from_pandas(drawn.draws_table(), preserve_index=False), "draws.parquet")
     if not args.no_report:
-        point_value_plot(results, out.path / "point_value.png", args.lang)
+        point_value_plot(results, out.path / "point_value.png", args.lang,
+                         drawn.bands if drawn is not None else None)
         out.add("point_value.png")
     out.manifest({"command": "project", "projection_file": args.file, "projection": spec.name,
                   "years": spec.years, "seed": spec.seed, "policy": policy.source, "policy_name": policy.name,
@@ -1281,7 +1282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, metavar="N",
                    help="Monte Carlo: N projections with the file's distributions drawn (draw k from the k-th "
                         "child seed of --seed); writes bands.csv (10/50/90%% per year, pool and hospital), "
-                        "draws.parquet and parameters.csv beside the central projection")
+                        "draws.parquet and parameters.csv beside the central projection, the 10-90%% band in "
+                        "point_value.png")
     p.add_argument("--seed", type=int, help="the draws' seed (default: [projection] seed of the file)")
     p.add_argument("--scheduler", metavar="ADDR",
                    help="run the draws on Dask: a scheduler's address, 'processes' (a local cluster of 2 "

@@ -831,8 +831,9 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     return ProjectionResults(pd.DataFrame(pool_rows), pd.DataFrame(hospital_rows), spec)
 
 
-def point_value_plot(results: ProjectionResults, path, lang: str = "zh") -> Path:
-    """A PNG of each pool's point value by year (Chinese labels in a CJK font, `report.fonts`)."""
+def point_value_plot(results: ProjectionResults, path, lang: str = "zh", bands: pd.DataFrame | None = None) -> Path:
+    """A PNG of each pool's point value by year (Chinese labels in a CJK font, `report.fonts`); with `bands`
+    (`DrawResults.bands`), each pool's 10-90% band of the draws shaded behind its line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -845,7 +846,11 @@ def point_value_plot(results: ProjectionResults, path, lang: str = "zh") -> Path
             "en": ("Settlement point value by year", "year (0: the base year)", "point value (yuan / point)")}[lang]
     fig, ax = plt.subplots(figsize=(7, 4))
     for pool, rows in results.years.groupby("pool", sort=True):
-        ax.plot(rows["year"], rows["point_value"], marker="o", label=str(pool))
+        line = ax.plot(rows["year"], rows["point_value"], marker="o", label=str(pool))[0]
+        if bands is not None and {"p10", "p90"} <= set(bands.columns):
+            band = bands[(bands["what"] == "pool") & (bands["pool"] == pool)
+                         & (bands["measure"] == "point_value")].sort_values("year")
+            ax.fill_between(band["year"], band["p10"], band["p90"], color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_title(text[0], fontfamily=family)
     ax.set_xlabel(text[1], fontfamily=family)
     ax.set_ylabel(text[2], fontfamily=family)

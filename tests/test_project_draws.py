@@ -227,7 +227,7 @@ def test_cli_draws_write_bands_draws_and_parameters(region, tmp_path, capsys):
     expected = [np.random.default_rng(c).uniform(0.0, 0.2) for c in np.random.SeedSequence(2).spawn(5)]
     assert parameters["demand.volume_growth"].to_numpy() == pytest.approx(expected, rel=1e-12)
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
-    assert manifest["draws"] == 5 and manifest["draw_seed"] == 2
+    assert manifest["draws"] == 5 and manifest["draw_seed"] == 2 and "point_value.png" in manifest["outputs"]
     assert manifest["distributions"]["demand.volume_growth"]["kind"] == "uniform"
     assert main(["project", str(tmp_path / "p.toml"), *common, "--scheduler", "synchronous",
                  "-o", str(tmp_path / "b")]) == 0
