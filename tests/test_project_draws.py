@@ -258,3 +258,18 @@ def test_draws_reusing_the_years_cases_equal_projections_without_the_cache(regio
         got = drawn.years[drawn.years["draw"] == k].drop(columns="draw").reset_index(drop=True)
         pd.testing.assert_frame_equal(got, expected.years)
     assert drawn.hospitals.groupby("draw")["drifted"].sum().nunique() == 3  # the draws differ
+
+
+def test_the_shipped_example_draws_drift_and_budget_growth_around_its_former_numbers():
+    """scenarios/projection_example.toml: drift share triangular(0, 0.02, 0.04) and budget growth normal(5%, 1%)
+    within 3-7%: without --draws the projection is the one of 0.02 and 0.05 (the file's numbers before)."""
+    from pathlib import Path
+
+    from dipsim.project import load_projection
+
+    spec = load_projection(Path(__file__).resolve().parents[1] / "scenarios" / "projection_example.toml")
+    assert spec.drift_share == [0.02] * 5 and spec.growth == [0.05] * 5
+    assert sorted(map(_path_text, spec.distributions)) == ["behaviour.drift_share", "budget.growth"]
+    values = [drawn_values(spec, spec.seed, k) for k in range(20)]
+    assert all(0.0 <= v[("behaviour", "drift_share")] <= 0.04 and 0.03 <= v[("budget", "growth")] <= 0.07
+               for v in values)
