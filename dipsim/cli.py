@@ -754,18 +754,33 @@ def cmd_project(args) -> int:
 
     try:
         results = project(cases, hospitals, policy, spec, grouped, progress=year_done)
+        drawn = None
+        if args.draws:
+            from dipsim.project import project_draws
+
+            with _progress(console, f"{args.draws} draws", args.draws) as update:
+                drawn = project_draws(cases, hospitals, policy, spec, grouped, args.draws, args.seed,
+                                      args.scheduler, progress=update)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     out = OutputFolder(args.out)
     for name, frame in results.tables().items():
         out.csv(pa.Table.from_pandas(frame, preserve_index=False), f"{name}.csv")
+    if drawn is not None:
+        out.csv(pa.Table.from_pandas(drawn.bands, preserve_index=False), "bands.csv")
+        out.csv(pa.Table.from_pandas(drawn.parameters, preserve_index=False), "parameters.csv")
+        out.parquet(pa.Table.from_pandas(drawn.draws_table(), preserve_index=False), "draws.parquet")
     if not args.no_report:
-        point_value_plot(results, out.path / "point_value.png", args.lang)
+        point_value_plot(results, out.path / "point_value.png", args.lang,
+                         drawn.bands if drawn is not None else None)
         out.add("point_value.png")
     out.manifest({"command": "project", "projection_file": args.file, "projection": spec.name,
                   "years": spec.years, "seed": spec.seed, "policy": policy.source, "policy_name": policy.name,
                   "policy_sha256": policy.digest(), "mode": mode, "catalog": args.catalog, "scheme": scheme,
-                  "budgets": budgets, "inputs": _file_digests(args.file, args.cases, args.hospitals,
+                  "budgets": budgets, "draws": args.draws or 0,
+                  "draw_seed": (spec.seed if args.seed is None else args.seed) if args.draws else None,
+                  "distributions": {path: vars(d) for path, d in _distributions(spec).items()},
+                  "inputs": _file_digests(args.file, args.cases, args.hospitals,
                                                                *([policy_path] if policy_path else [])),
                   **region.manifest()})
     print(region.counts())
@@ -774,8 +789,19 @@ def cmd_project(args) -> int:
             if row.balance is not None and row.balance == row.balance else ""
         print(f"year {row.year} pool {row.pool}: point value {row.point_value:.6f}, {row.points:,.1f} points, "
               f"fund payout {row.fund_payout:,.2f} yuan{balance}")
+    if drawn is not None:
+        b = drawn.bands
+        for row in b[(b["what"] == "pool") & (b["measure"] == "point_value")].itertuples():
+            print(f"year {row.year} pool {row.pool}: point value over {row.draws} draws p10 {row.p10:.6f}, "
+                  f"p50 {row.p50:.6f}, p90 {row.p90:.6f}")
     print(f"{spec.years + 1} years x {results.hospitals['hospital_id'].nunique():,} hospitals -> {out.path}")
     return EXIT_OK
+
+
+def _distributions(spec) -> dict:
+    from dipsim.project import _path_text
+
+    return {_path_text(path): d for path, d in sorted(spec.distributions.items(), key=lambda i: _path_text(i[0]))}
 
 
 # ---------------------------------------------------------------- nightly
@@ -1281,6 +1307,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--lang", choices=["zh", "en"], default="zh", help="language of point_value.png (default zh)")
     p.add_argument("--no-report", action="store_true", help="write the tables only, no point_value.png")
+    p.add_argument("--draws", type=int, metavar="N",
+                   help="Monte Carlo: N projections with the file's distributions drawn (draw k from the k-th "
+                        "child seed of --seed); writes bands.csv (10/50/90%% per year, pool and hospital), "
+                        "draws.parquet and parameters.csv beside the central projection, the 10-90%% band in "
+                        "point_value.png")
+    p.add_argument("--seed", type=int, help="the draws' seed (default: [projection] seed of the file)")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="run the draws on Dask: a scheduler's address, 'processes' (a local cluster of 2 "
+                        "processes) or 'synchronous'; the same results as in this process")
     _add_read_options(p)
 
     p = add("nightly", "The nightly year-to-date point-value recalculation: group only new or changed claim "

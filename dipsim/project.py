@@ -63,6 +63,10 @@ own, else its level's), else the overall one. Year t, hospital h with n_0 base c
   rule (rounded to the fen); fund payout_t: the pool's settled fund payout; balance_t = balance_{t-1} + income_t -
   fund payout_t (year 0: the given balance); months of payment capacity = balance_t / (fund payout_t / 12). The
   reserve (budget.reserve_share) stays a policy parameter.
+
+Uncertainty (`project_draws`, `dipsim project --draws N`): a number of the file may be a bounded distribution
+(`DISTRIBUTIONS`: normal truncated, uniform, triangular); draw k draws them from the k-th child of
+SeedSequence(seed) and is projected as above; bands are the draws' quantiles (docs/projection.md).
 """
 
 from __future__ import annotations
@@ -144,6 +148,10 @@ class ProjectionSpec:
     cap_by_income: bool = False
     funds: dict[str, Fund] = field(default_factory=dict)
     source: str = "projection"
+    # values given as distributions (`take_distributions`): path -> Distribution; the spec holds their central
+    # values, `template` the file's tables with those central values (what `draw_spec` fills with a draw's)
+    distributions: dict[tuple, Distribution] = field(default_factory=dict)
+    template: dict | None = None
 
     def __post_init__(self):
         for name in ("volume_growth", "cost_growth", "drift_share", "growth"):
@@ -186,6 +194,185 @@ def _number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# ------------------------------------------------------------------ distributions (Monte Carlo draws)
+
+# A number of the file (a rate, one of a list of rates, a map's entry, a number) may be a distribution, an inline
+# table with `dist` and its parameters, always bounded (min <= a draw <= max):
+#   { dist = "normal", mean = 0.03, sd = 0.01, min = 0.0, max = 0.06 }   normal truncated to [min, max] (redrawn)
+#   { dist = "uniform", min = 0.01, max = 0.05 }
+#   { dist = "triangular", min = 0.0, mode = 0.02, max = 0.05 }
+# A deterministic projection uses each one's central value (normal: mean, uniform: midpoint, triangular: mode);
+# `project_draws` draws them, draw k from the k-th child of numpy's SeedSequence(seed) (`draw_rng`).
+DISTRIBUTIONS = {"normal": ("mean", "sd", "min", "max"), "uniform": ("min", "max"),
+                 "triangular": ("min", "mode", "max")}
+MAX_REDRAWS = 10_000  # a truncated normal's tries before giving up (its bounds hold almost none of its mass)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    kind: str  # a key of DISTRIBUTIONS
+    low: float
+    high: float
+    mean: float = 0.0  # normal
+    sd: float = 0.0  # normal
+    mode: float = 0.0  # triangular
+
+    @property
+    def central(self) -> float:
+        """The value a deterministic projection uses: the normal's mean, the uniform's midpoint, the mode."""
+        return {"normal": self.mean, "uniform": (self.low + self.high) / 2, "triangular": self.mode}[self.kind]
+
+    def draw(self, rng: np.random.Generator) -> float:
+        if self.kind == "uniform":
+            return float(rng.uniform(self.low, self.high))
+        if self.kind == "triangular":
+            return float(rng.triangular(self.low, self.mode, self.high)) if self.low < self.high else self.low
+        for _ in range(MAX_REDRAWS):
+            value = float(rng.normal(self.mean, self.sd))
+            if self.low <= value <= self.high:
+                return value
+        raise InputError(f"a normal({self.mean}, {self.sd}) truncated to [{self.low}, {self.high}]: no draw within "
+                         f"the bounds in {MAX_REDRAWS} tries")
+
+
+def _distribution(value: dict) -> tuple[Distribution | None, str]:
+    """The distribution of an inline table {dist = ..., ...}, or (None, what is wrong)."""
+    kind = value.get("dist")
+    if kind not in DISTRIBUTIONS:
+        return None, f"dist is one of {', '.join(repr(k) for k in DISTRIBUTIONS)} (got {kind!r})"
+    needed = DISTRIBUTIONS[kind]
+    wrong = sorted(set(value) - {"dist", *needed})
+    missing = [k for k in needed if k not in value]
+    if wrong or missing:
+        return None, (f"a {kind} distribution is {{ dist = \"{kind}\", {', '.join(f'{k} = ...' for k in needed)} }}"
+                      f" (bounds required){'; unknown ' + ', '.join(wrong) if wrong else ''}"
+                      f"{'; missing ' + ', '.join(missing) if missing else ''}")
+    if not all(_number(value[k]) for k in needed):
+        return None, f"the {kind} distribution's {', '.join(needed)} must be numbers (got {value!r})"
+    low, high = float(value["min"]), float(value["max"])
+    if not low <= high:
+        return None, f"min <= max (got min = {low}, max = {high})"
+    if kind == "normal":
+        if not value["sd"] > 0 or not low <= value["mean"] <= high:
+            return None, f"sd above 0 and min <= mean <= max (got {value!r})"
+        return Distribution(kind, low, high, mean=float(value["mean"]), sd=float(value["sd"])), ""
+    if kind == "triangular":
+        if not low <= value["mode"] <= high:
+            return None, f"min <= mode <= max (got {value!r})"
+        return Distribution(kind, low, high, mode=float(value["mode"])), ""
+    return Distribution(kind, low, high), ""
+
+
+def _is_distribution(value) -> bool:
+    return isinstance(value, dict) and "dist" in value
+
+
+def take_distributions(data: dict, problem=None) -> tuple[dict, dict[tuple, Distribution]]:
+    """`data` with each distribution (of a key of kind rates, map or number: `KEYS`, `FUND_KEYS`) replaced by its
+    central value, and the distributions by path: (table, key), (table, key, index in the list), (table, key, map
+    name), ("fund", pool, key) ... `problem(table, key, what)` is told of each malformed one."""
+    found: dict[tuple, Distribution] = {}
+
+    def replace(table: str, key: str, value, path: tuple):
+        if _is_distribution(value):
+            dist, what = _distribution(value)
+            if dist is None:
+                if problem is not None:
+                    problem(table, key, what)
+                return value
+            found[path] = dist
+            return dist.central
+        return value
+
+    out: dict = {}
+    for table, content in data.items():
+        if not isinstance(content, dict):
+            out[table] = content
+            continue
+        tables = ([(f"fund.{pool}", (table, pool), c, FUND_KEYS) for pool, c in content.items()]
+                  if table == "fund" else [(table, (table,), content, KEYS.get(table, {}))])
+        new: dict = {}
+        for name, prefix, values, kinds in tables:
+            if not isinstance(values, dict):
+                new[prefix[-1]] = values
+                continue
+            row = {}
+            for key, value in values.items():
+                kind, path = kinds.get(key), (*prefix, key)
+                if kind in ("rates", "number"):
+                    row[key] = ([replace(name, key, v, (*path, i)) for i, v in enumerate(value)]
+                                if isinstance(value, list) else replace(name, key, value, path))
+                elif kind == "map" and isinstance(value, dict) and not _is_distribution(value):
+                    row[key] = {k: replace(name, key, v, (*path, k)) for k, v in value.items()}
+                else:
+                    row[key] = value
+            if table == "fund":
+                new[prefix[-1]] = row
+            else:
+                new = row
+        out[table] = new
+    return out, found
+
+
+def _path_text(path: tuple) -> str:
+    """A distribution's path as text: demand.volume_growth, demand.volume_growth[2], fund."P".balance ..."""
+    if path[0] == "fund":
+        head, rest = f'fund."{path[1]}".{path[2]}', path[3:]
+    else:
+        head, rest = f"{path[0]}.{path[1]}", path[2:]
+    return head + "".join(f"[{r}]" if isinstance(r, int) else f'["{r}"]' for r in rest)
+
+
+def filled(template: dict, values: dict[tuple, float]) -> dict:
+    """The file's tables `template` with the value at each path of `values` replaced."""
+    import copy
+
+    out = copy.deepcopy(template)
+    for path, value in values.items():
+        at = out
+        for step in path[:-1]:
+            at = at[step]
+        at[path[-1]] = value
+    return out
+
+
+def _bound_problems(data: dict, distributions: dict[tuple, Distribution], source: str, text: str) -> list[str]:
+    """The file's checks with every distribution at its min, then at its max: what a draw could break (each key's
+    allowed values are an interval, so both ends passing means every draw does)."""
+    problems = []
+    for end in ("min", "max"):
+        values = {path: (d.low if end == "min" else d.high) for path, d in distributions.items()}
+        try:
+            projection_of(filled(data, values), source, text)
+        except InputError as exc:
+            lines = str(exc).splitlines()[1:]
+            problems += [f"{line.strip()} (with every distribution at its {end})" for line in lines]
+    return problems
+
+
+def draw_rng(seed: int, draw: int) -> np.random.Generator:
+    """Draw k's generator: the k-th child of SeedSequence(seed) (`SeedSequence(seed).spawn(n)[k]` for any n > k),
+    so draw k is the same whatever the number of draws and wherever it runs."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(draw,)))
+
+
+def drawn_values(spec: ProjectionSpec, seed: int, draw: int) -> dict[tuple, float]:
+    """Draw k's value of each distribution of `spec`, drawn in the order of their paths as text (sorted)."""
+    rng = draw_rng(seed, draw)
+    return {path: spec.distributions[path].draw(rng)
+            for path in sorted(spec.distributions, key=_path_text)}
+
+
+def draw_spec(spec: ProjectionSpec, values: dict[tuple, float]) -> ProjectionSpec:
+    """`spec` with its distributions at `values` (checked as the file is)."""
+    if not spec.distributions:
+        return spec
+    assert spec.template is not None
+    out = projection_of(filled(spec.template, values), spec.source)
+    out.policy = spec.policy
+    return out
+
+
 def projection_of(data: dict, source: str = "projection", text: str = "") -> ProjectionSpec:
     """The checks of `load_projection` on parsed TOML `data` (`text`: the file, for line numbers)."""
     problems: list[str] = []
@@ -194,6 +381,7 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
         where = f"[{table}]" + (f" {key}" if key else "")
         problems.append(f"{where}{_line_of(text, table, key)}: {what}")
 
+    data, distributions = take_distributions(data, problem)
     unknown = sorted(set(data) - set(KEYS) - {"fund"})
     for name in unknown:
         problem(name, None, f"unknown table (expected {', '.join(f'[{k}]' for k in [*KEYS, 'fund.POOL'])})")
@@ -296,13 +484,16 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
         shares = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else []
         if any(not 0 <= s <= 1 for s in shares):
             problem("behaviour", key, "shares from 0 to 1")
+    if distributions and not problems:
+        problems += _bound_problems(data, distributions, source, text)
     if problems:
         raise InputError(f"{source}: {len(problems)} problem(s) in the projection file:\n  " + "\n  ".join(problems))
     assert years is not None
     for fund in funds.values():
         fund.insured_growth = fund.insured_growth or [0.0] * years
         fund.contribution_growth = fund.contribution_growth or [0.0] * years
-    return ProjectionSpec(years=years, source=source, funds=funds,
+    return ProjectionSpec(years=years, source=source, funds=funds, distributions=distributions,
+                          template=data if distributions else None,
                           **{k: v for k, v in values.items() if k in ProjectionSpec.__dataclass_fields__})
 
 
@@ -404,16 +595,41 @@ def _hash_order(ids: np.ndarray, seed: int) -> np.ndarray:
 def drifted(ids: np.ndarray, hospital_codes: np.ndarray, share: np.ndarray, seed: int) -> np.ndarray:
     """Per case whether it drifts: per hospital code c the round_half_even(share[c] x n_c) cases first in the
     seeded hash of their ids."""
-    out = np.zeros(len(ids), bool)
+    return drifted_in(drift_order(ids, hospital_codes, len(share), seed), share)
+
+
+def drift_order(ids: np.ndarray, hospital_codes: np.ndarray, hospitals: int, seed: int) -> tuple:
+    """What `drifted` sorts, whatever the shares (cached between draws): the cases by hospital code, then by the
+    seeded hash of their ids, and each code's bounds in that order."""
     rank = _hash_order(ids, seed)
     order = np.lexsort((rank, hospital_codes))
     sorted_codes = hospital_codes[order]
-    bounds = np.searchsorted(sorted_codes, np.arange(len(share) + 1))
+    return order, np.searchsorted(sorted_codes, np.arange(hospitals + 1))
+
+
+def drifted_in(ordered: tuple, share: np.ndarray) -> np.ndarray:
+    """`drifted` on the cases' `drift_order`."""
+    order, bounds = ordered
+    out = np.zeros(len(order), bool)
     for code in range(len(share)):
         n = bounds[code + 1] - bounds[code]
         k = int(np.round(share[code] * n))
         out[order[bounds[code]:bounds[code] + k]] = True
     return out
+
+
+@dataclass
+class _Year:
+    """A projected year's cases as a draw reuses them (`project`'s cache)."""
+
+    table: pa.Table
+    case_set: CaseSet
+    made: YearCases
+    drift_order: tuple | None = None
+    base_run: tuple | None = None  # year 0: (what it was run on, its PaymentRun)
+
+
+CACHE_YEARS = 64  # years kept in `project`'s cache (the oldest dropped first)
 
 
 def year_grouping(grouped: GroupedCases, rows: np.ndarray, drift: np.ndarray, factor: float,
@@ -487,9 +703,12 @@ def _check_names(spec: ProjectionSpec, info: dict, hospital_ids: list, pools: li
 
 
 def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: ProjectionSpec, grouped: GroupedCases,
-            aux_factor: np.ndarray | None = None, progress=None) -> ProjectionResults:
+            aux_factor: np.ndarray | None = None, progress=None, cache: dict | None = None) -> ProjectionResults:
     """Settle the base year (year 0) and years 1..spec.years through the one payment chain (`run_chain`), each
-    a real case set made from the base cases (the module's notes); `progress(done, total)` after each year."""
+    a real case set made from the base cases (the module's notes); `progress(done, total)` after each year.
+    `cache` (a dict kept between calls on the same cases, hospitals, grouping and policy, e.g. by Monte Carlo
+    draws): a year's case set whose volume rates, seed and cost factor were seen before is reused, with its
+    cases' drift order, and the base year's settlement; the results are the same with or without it."""
     if len(grouped) != cases.num_rows:
         raise ValueError(f"{len(grouped)} grouped cases for {cases.num_rows} cases")
     info_frame = hospitals.select(["hospital_id", "level", "type"]).to_pandas()
@@ -504,11 +723,23 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     balances = {pool: fund.balance for pool, fund in spec.funds.items()}
     for year in range(spec.years + 1):
         cost_factor = math.prod(1 + g for g in spec.cost_growth[:year])
-        if year == 0:
-            table, made = cases, YearCases(np.arange(cases.num_rows), np.zeros(cases.num_rows, np.int64))
-        else:
-            made = year_rows(codes, ids, info, spec, year)
-            table = year_table(cases, made, year, cost_factor)
+        # a year's cases follow from these (and from the cases and hospitals, which a cache is kept for)
+        key = (year, cost_factor, spec.seed, tuple(spec.volume_growth[:year]),
+               *(tuple(sorted(m.items())) for m in (spec.volume_growth_by_hospital, spec.volume_growth_by_type,
+                                                    spec.volume_growth_by_level))) if cache is not None else None
+        known = cache.get(key) if cache is not None else None
+        if known is None:
+            if year == 0:
+                made = YearCases(np.arange(cases.num_rows), np.zeros(cases.num_rows, np.int64))
+            else:
+                made = year_rows(codes, ids, info, spec, year)
+            table = cases if year == 0 else year_table(cases, made, year, cost_factor)
+            known = _Year(table, base_set if year == 0 else CaseSet.of(table), made)
+            if cache is not None:
+                cache[key] = known
+                while len(cache) > CACHE_YEARS:
+                    cache.pop(next(iter(cache)))
+        table, made = known.table, known.made
         year_codes = codes[made.rows]
         if year:
             trend = np.array([_rate(spec.drift_share, [(spec.drift_share_by_hospital, h),
@@ -516,10 +747,15 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
                               for h in ids])
             share = trend * np.power(np.where(ratio > 0, ratio, 1.0), -spec.drift_elasticity)
             drifted_share = np.minimum(1.0, drifted_share + share)
-        drift = drifted(pc.cast(table["case_id"], pa.string()).to_numpy(zero_copy_only=False), year_codes,
-                        drifted_share, spec.seed) if drifted_share.any() else np.zeros(len(made.rows), bool)
+        drift = np.zeros(len(made.rows), bool)
+        if drifted_share.any():
+            if known.drift_order is None or known.drift_order[0] != spec.seed:
+                known.drift_order = (spec.seed, drift_order(
+                    pc.cast(table["case_id"], pa.string()).to_numpy(zero_copy_only=False), year_codes, len(ids),
+                    spec.seed))
+            drift = drifted_in(known.drift_order[1], drifted_share)
         year_grouped = year_grouping(grouped, made.rows, drift, spec.drift_factor, cost_factor) if year else grouped
-        case_set = CaseSet.of(table)
+        case_set = known.case_set
         day = case_set.settlement_day()
         grouping = (policy.get("payment.mode", day), policy.get("payment.drg_scheme", day))
         if year == 0:
@@ -543,8 +779,15 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
                 budgets = rule
                 year_policy = policy.overlay({"budget.total": {**policy.get("budget.total", day), **rule}},
                                              name=policy.name)
-        run = run_chain(case_set, year_grouped, hospitals, year_policy, None,
-                        aux_factor[made.rows] if aux_factor is not None else None)
+        # the base year is the same in every draw: its run reused (same cases, grouping, policy and factors)
+        same = (id(grouped), id(policy), id(hospitals), id(aux_factor))
+        if year == 0 and known.base_run is not None and known.base_run[0] == same:
+            run = known.base_run[1]
+        else:
+            run = run_chain(case_set, year_grouped, hospitals, year_policy, None,
+                            aux_factor[made.rows] if aux_factor is not None else None)
+            if year == 0 and cache is not None:
+                known.base_run = (same, run)
         h = run.hospitals.to_pandas()
         for row in run.pools.to_pylist():
             pool = row["pool"]
@@ -565,9 +808,12 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
                               "fund_payout": payout, "balance": balance, "months_of_capacity": months})
         money = h.assign(**{k: h[k].astype(float) for k in ("cost", "payment", "fund_payout")})
         by = money.groupby("hospital_id", sort=True)[["cases", "points", "cost", "payment", "fund_payout"]].sum()
-        weight = pd.Series(year_grouped.group_points, index=pd.Index(ids[year_codes])).groupby(level=0)
-        drift_count = pd.Series(drift.astype(np.int64), index=pd.Index(ids[year_codes])).groupby(level=0).sum()
-        by["cmi"] = weight.mean().reindex(by.index)
+        # grouped by hospital code, not by the million ids (the same cases in the same order in each group)
+        cmi = pd.Series(year_grouped.group_points).groupby(year_codes).mean()
+        cmi.index = pd.Index(ids[cmi.index.to_numpy()])
+        drift_count = pd.Series(np.bincount(year_codes, weights=drift, minlength=len(ids)).astype(np.int64),
+                                index=pd.Index(ids))
+        by["cmi"] = cmi.reindex(by.index)
         by["drifted"] = drift_count.reindex(by.index).fillna(0).astype(np.int64)
         by["payment_ratio"] = np.where(by["cost"] > 0, by["payment"] / by["cost"].where(by["cost"] > 0, 1), np.nan)
         for hospital, r in by.iterrows():
@@ -585,8 +831,9 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     return ProjectionResults(pd.DataFrame(pool_rows), pd.DataFrame(hospital_rows), spec)
 
 
-def point_value_plot(results: ProjectionResults, path, lang: str = "zh") -> Path:
-    """A PNG of each pool's point value by year (Chinese labels in a CJK font, `report.fonts`)."""
+def point_value_plot(results: ProjectionResults, path, lang: str = "zh", bands: pd.DataFrame | None = None) -> Path:
+    """A PNG of each pool's point value by year (Chinese labels in a CJK font, `report.fonts`); with `bands`
+    (`DrawResults.bands`), each pool's 10-90% band of the draws shaded behind its line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -599,7 +846,11 @@ def point_value_plot(results: ProjectionResults, path, lang: str = "zh") -> Path
             "en": ("Settlement point value by year", "year (0: the base year)", "point value (yuan / point)")}[lang]
     fig, ax = plt.subplots(figsize=(7, 4))
     for pool, rows in results.years.groupby("pool", sort=True):
-        ax.plot(rows["year"], rows["point_value"], marker="o", label=str(pool))
+        line = ax.plot(rows["year"], rows["point_value"], marker="o", label=str(pool))[0]
+        if bands is not None and {"p10", "p90"} <= set(bands.columns):
+            band = bands[(bands["what"] == "pool") & (bands["pool"] == pool)
+                         & (bands["measure"] == "point_value")].sort_values("year")
+            ax.fill_between(band["year"], band["p10"], band["p90"], color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_title(text[0], fontfamily=family)
     ax.set_xlabel(text[1], fontfamily=family)
     ax.set_ylabel(text[2], fontfamily=family)
@@ -615,3 +866,132 @@ def point_value_plot(results: ProjectionResults, path, lang: str = "zh") -> Path
 def settlement_years(results: ProjectionResults) -> list[dt.date]:
     """The settlement day of each year, in order."""
     return list(dict.fromkeys(results.years["settlement_day"]))
+
+
+# ------------------------------------------------------------------ Monte Carlo draws
+
+QUANTILES = (0.1, 0.5, 0.9)
+POOL_MEASURES = ("point_value", "budget", "fund_payout", "balance", "months_of_capacity")
+HOSPITAL_MEASURES = ("cases", "points", "payment", "fund_payout")
+SCHEDULERS = ("synchronous", "processes")  # or a Dask scheduler's address
+
+
+@dataclass
+class DrawContext:
+    """What every draw reads (sent once to each Dask worker)."""
+
+    cases: pa.Table
+    hospitals: pa.Table
+    policy: Policy
+    spec: ProjectionSpec
+    grouped: GroupedCases
+    seed: int
+    aux_factor: np.ndarray | None = None
+    cache: dict = field(default_factory=dict)  # `project`'s, kept between the draws run where the context is
+
+    def __getstate__(self):  # sent to a Dask worker without the cache (each worker keeps its own)
+        return {**self.__dict__, "cache": {}}
+
+
+def run_draw(context: DrawContext, draw: int) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Draw `draw`: its values of the spec's distributions (`drawn_values`) and the projection under them."""
+    values = drawn_values(context.spec, context.seed, draw)
+    results = project(context.cases, context.hospitals, context.policy, draw_spec(context.spec, values),
+                      context.grouped, context.aux_factor, cache=context.cache)
+    return ({_path_text(p): v for p, v in values.items()}, results.years.assign(draw=draw),
+            results.hospitals.assign(draw=draw))
+
+
+def _map_draws(context: DrawContext, draws: list[int], scheduler: str | None, progress=None) -> list:
+    """`run_draw` over `draws`: in this process (scheduler None), Dask's synchronous scheduler ("synchronous"), a
+    local cluster of 2 worker processes ("processes", as `dipsim nightly`'s Dask engine starts), or the Dask
+    scheduler at an address; the context scattered to the workers once."""
+    if scheduler is None:
+        out = []
+        for done, draw in enumerate(draws, 1):
+            out.append(run_draw(context, draw))
+            if progress is not None:
+                progress(done, len(draws))
+        return out
+    if scheduler == "synchronous":
+        import dask
+
+        shared = dask.delayed(context, traverse=False)
+        return list(dask.compute(*[dask.delayed(run_draw, pure=False)(shared, k) for k in draws],
+                                 scheduler="synchronous"))
+    from dask.distributed import Client, LocalCluster
+
+    def gather(client) -> list:
+        shared = client.scatter(context, broadcast=True)
+        return client.gather(client.map(run_draw, [shared] * len(draws), draws, pure=False))
+
+    if scheduler == "processes":
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            return gather(client)
+    with Client(scheduler) as client:
+        return gather(client)
+
+
+@dataclass
+class DrawResults:
+    parameters: pd.DataFrame  # draw, then one column per distribution (its path as text)
+    years: pd.DataFrame  # the projection's years table of every draw, with `draw`
+    hospitals: pd.DataFrame  # its hospitals table of every draw, with `draw`
+    bands: pd.DataFrame  # year, what ("pool" / "hospital"), pool, hospital_id, measure, draws, mean, p10, p50, p90
+    seed: int = 0
+
+    def draws_table(self) -> pd.DataFrame:
+        """draws.parquet: the pools' rows (what = "pool") and the hospitals' (what = "hospital") of every draw."""
+        pools = self.years.assign(what="pool")
+        hospitals = self.hospitals.assign(what="hospital")
+        first = ["draw", "year", "what"]
+        frame = pd.concat([pools, hospitals], ignore_index=True, sort=False)
+        return frame[first + [c for c in frame.columns if c not in first]]
+
+
+def quantile_name(q: float) -> str:
+    return f"p{q * 100:g}"
+
+
+def bands(years: pd.DataFrame, hospitals: pd.DataFrame, quantiles=QUANTILES) -> pd.DataFrame:
+    """Per year and pool (`POOL_MEASURES`) and per year and hospital (`HOSPITAL_MEASURES`): the number of draws,
+    the mean and the quantiles over the draws (numpy's linear interpolation: for n sorted values and q, the value at
+    position q x (n - 1), interpolated between its neighbours). A measure without values (a pool without a fund's
+    balance) has no row."""
+    rows = []
+    for what, frame, key, measures in (("pool", years, "pool", POOL_MEASURES),
+                                       ("hospital", hospitals, "hospital_id", HOSPITAL_MEASURES)):
+        for (year, name), group in frame.groupby(["year", key], sort=True):
+            for measure in measures:
+                values = pd.to_numeric(group[measure], errors="coerce").to_numpy(dtype=float)
+                values = values[np.isfinite(values)]
+                if not len(values):
+                    continue
+                rows.append({"year": int(year), "what": what, "pool": name if what == "pool" else None,
+                             "hospital_id": name if what == "hospital" else None, "measure": measure,
+                             "draws": len(values), "mean": float(values.mean()),
+                             **{quantile_name(q): float(v) for q, v in zip(quantiles, np.quantile(values, quantiles))}})
+    return pd.DataFrame(rows)
+
+
+def project_draws(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: ProjectionSpec, grouped: GroupedCases,
+                  draws: int, seed: int | None = None, scheduler: str | None = None, quantiles=QUANTILES,
+                  aux_factor: np.ndarray | None = None, progress=None) -> DrawResults:
+    """`draws` projections (draws 0..draws-1), each with the spec's distributions drawn from its own generator
+    (`draw_rng(seed, k)`, seed default the file's [projection] seed), and their bands. The cases a year copies,
+    drops or drifts follow the file's seed in every draw (only the parameters are drawn). `scheduler`: None (in this
+    process), "synchronous", "processes" or a Dask scheduler's address (`_map_draws`); the results are the same."""
+    if draws < 1:
+        raise InputError(f"--draws: at least 1 (got {draws})")
+    seed = spec.seed if seed is None else seed
+    if len(grouped) != cases.num_rows:
+        raise ValueError(f"{len(grouped)} grouped cases for {cases.num_rows} cases")
+    context = DrawContext(cases, hospitals, policy, spec, grouped, seed, aux_factor)
+    out = _map_draws(context, list(range(draws)), scheduler, progress)
+    parameters = pd.DataFrame([{"draw": k, **values} for k, (values, _, _) in enumerate(out)])
+    years = pd.concat([y for _, y, _ in out], ignore_index=True)
+    hospital_rows = pd.concat([h for _, _, h in out], ignore_index=True)
+    years = years[["draw", *[c for c in years.columns if c != "draw"]]]
+    hospital_rows = hospital_rows[["draw", *[c for c in hospital_rows.columns if c != "draw"]]]
+    return DrawResults(parameters, years, hospital_rows, bands(years, hospital_rows, quantiles), seed)

@@ -26,6 +26,7 @@ PATH_SHAPE = re.compile(r"^[a-z_]+\.[a-z_0-9]+$")
 # String literals shaped like a parameter path, in a registry section, that are not parameters; each says why.
 NOT_PARAMETERS = {
     "review.csv",  # the special-case review outcomes `dipsim settle` writes (dipsim/cli.py)
+    "bands.csv",  # the Monte Carlo bands `dipsim project --draws` writes (dipsim/cli.py)
 }
 
 
