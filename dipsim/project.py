@@ -560,7 +560,10 @@ def _shift_dates(column, years: int):
 
 
 def _fen(values: np.ndarray) -> np.ndarray:
-    return np.round(values, 2)
+    """Yuan to the fen, half away from zero (`money.to_fen_array`, the rounding of every other amount)."""
+    from dipsim.money import to_fen_array
+
+    return to_fen_array(values) / 100
 
 
 def year_table(cases: pa.Table, made: YearCases, year: int, cost_factor: float) -> pa.Table:
@@ -576,10 +579,17 @@ def year_table(cases: pa.Table, made: YearCases, year: int, cost_factor: float) 
         at = copied & np.array([i is not None for i in ids])
         ids[at] = [f"{i}~y{year}~{k}" for i, k in zip(ids[at], made.copy[at])]
         table = table.set_column(table.column_names.index(name), name, pa.array(ids, pa.string()))
+    grown = {}
     for name in MONEY_COLUMNS:
         if name in table.column_names and cost_factor != 1.0:
-            values = pc.cast(table[name], pa.float64()).to_numpy(zero_copy_only=False)
-            table = table.set_column(table.column_names.index(name), name, pa.array(_fen(values * cost_factor)))
+            grown[name] = _fen(pc.cast(table[name], pa.float64()).to_numpy(zero_copy_only=False) * cost_factor)
+    if {"total_cost", "patient_paid", "fund_paid"} <= grown.keys():
+        # each amount rounded on its own could put fund + patient paid a fen over the total (the validator's rule
+        # fund_paid + patient_paid <= total_cost): the fund's share gives way, as `synth --years` does
+        room = np.round(grown["total_cost"] - np.nan_to_num(grown["patient_paid"]), 2)
+        grown["fund_paid"] = np.where(grown["fund_paid"] > room, room, grown["fund_paid"])
+    for name, values in grown.items():
+        table = table.set_column(table.column_names.index(name), name, pa.array(values))
     for name in DATE_COLUMNS:
         if name in table.column_names and year:
             table = table.set_column(table.column_names.index(name), name, _shift_dates(table[name], year))

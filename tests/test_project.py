@@ -96,6 +96,17 @@ def test_the_copies_are_named_from_their_case_and_grow_year_on_year():
     assert copy["patient_id"] == "p" + copy["case_id"][1:]
 
 
+def test_grown_money_keeps_fund_plus_patient_within_the_total():
+    """A total of 0.02 split 0.01 / 0.01, grown x 1.5: 0.03 in all, but 0.015 and 0.015 each round (half away from
+    zero) to 0.02: the fund's share gives way, 0.01, so fund + patient = total (the validator's rule)."""
+    from dipsim.project import YearCases, year_table
+
+    cases = pa.table({"case_id": ["a"], "total_cost": [0.02], "patient_paid": [0.01], "fund_paid": [0.01],
+                      "tcm_cost": [0.0]})
+    row = year_table(cases, YearCases(rows=np.array([0]), copy=np.array([0])), 1, 1.5).to_pylist()[0]
+    assert (row["total_cost"], row["patient_paid"], row["fund_paid"]) == (0.03, 0.02, 0.01)
+
+
 def test_falling_volume_drops_cases_half_to_even():
     """H2 -25%: 10 x 0.75 = 7.5 -> 8 (half to even); H1 -15%: 8.5 -> 8."""
     cases, grouped = tiny()
