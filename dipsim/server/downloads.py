@@ -37,21 +37,27 @@ def hospitals_frame(rows: list[dict]) -> pd.DataFrame:
     return present.ordered(frame, table="hospitals").reset_index(drop=True)
 
 
-def hospitals_xlsx(rows: list[dict], lang: str = "zh") -> bytes:
-    from dipsim.report.export import write_xlsx
+def export_bytes(table, extension: str, table_name: str, lang: str = "zh", columns=None, names=None,
+                 sheet: str | None = None) -> bytes:
+    """A table (Arrow or pandas) as the bytes of an .xlsx or a CSV file through `report.export` (the writers take a
+    path: a temporary folder holds the file while it is read back)."""
+    from dipsim.report.export import write_export_csv, write_xlsx
 
-    with tempfile.TemporaryDirectory(prefix="dipsim-xlsx-") as tmp:
-        path = write_xlsx(hospitals_frame(rows), Path(tmp) / "hospitals.xlsx", "hospitals", lang, columns=COLUMNS)
+    with tempfile.TemporaryDirectory(prefix="dipsim-download-") as tmp:
+        path = Path(tmp) / f"table.{extension}"
+        if extension == "xlsx":
+            write_xlsx(table, path, table_name, lang, names, sheet=sheet, columns=columns)
+        else:
+            write_export_csv(table, path, table_name, lang, names, columns=columns)
         return path.read_bytes()
+
+
+def hospitals_xlsx(rows: list[dict], lang: str = "zh") -> bytes:
+    return export_bytes(hospitals_frame(rows), "xlsx", "hospitals", lang, COLUMNS)
 
 
 def hospitals_csv(rows: list[dict], lang: str = "zh") -> bytes:
-    from dipsim.report.export import write_export_csv
-
-    with tempfile.TemporaryDirectory(prefix="dipsim-csv-") as tmp:
-        path = write_export_csv(hospitals_frame(rows), Path(tmp) / "hospitals.csv", "hospitals", lang,
-                                columns=COLUMNS)
-        return path.read_bytes()
+    return export_bytes(hospitals_frame(rows), "csv", "hospitals", lang, COLUMNS)
 
 
 def attachment(run_id: str, extension: str, table: str = "hospitals") -> dict:
@@ -74,13 +80,5 @@ def table_frame(rows: list[dict], columns: list[tuple[str, Column]]) -> pd.DataF
 def table_bytes(rows: list[dict], columns: list[tuple[str, Column]], title: str, extension: str,
                 lang: str = "zh") -> bytes:
     """A page's table as .xlsx (one sheet titled `title`) or CSV (UTF-8 with a BOM), headers in `lang`."""
-    from dipsim.report.export import write_export_csv, write_xlsx
-
-    frame, spec = table_frame(rows, columns), dict(columns)
     names = {present.BASELINE: "基准方案" if lang == "zh" else "baseline"}  # the summary's baseline row
-    with tempfile.TemporaryDirectory(prefix="dipsim-download-") as tmp:
-        if extension == "xlsx":
-            path = write_xlsx(frame, Path(tmp) / "table.xlsx", title, lang, names, sheet=title[:31], columns=spec)
-        else:
-            path = write_export_csv(frame, Path(tmp) / "table.csv", title, lang, names, columns=spec)
-        return path.read_bytes()
+    return export_bytes(table_frame(rows, columns), extension, title, lang, dict(columns), names, sheet=title[:31])

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -461,20 +460,16 @@ def _shown(text: str, names: list[tuple[str, str]]) -> str:
 
 def rejects_xlsx(table: pa.Table, lang: str = "zh") -> bytes:
     """The rejects as Excel (report.export: text cells are text, never formulas). ValueError over a sheet's rows."""
-    from dipsim.report.export import write_xlsx
+    from dipsim.server.downloads import export_bytes
 
-    with tempfile.TemporaryDirectory(prefix="dipsim-xlsx-") as tmp:
-        path = write_xlsx(table, Path(tmp) / "rejects.xlsx", "rejects", lang, columns=REJECT_COLUMNS)
-        return path.read_bytes()
+    return export_bytes(table, "xlsx", "rejects", lang, REJECT_COLUMNS)
 
 
 def rejects_csv(table: pa.Table, lang: str = "zh") -> bytes:
     """The rejects as CSV (UTF-8 with a BOM; formula-like text cells prefixed with ')."""
-    from dipsim.report.export import write_export_csv
+    from dipsim.server.downloads import export_bytes
 
-    with tempfile.TemporaryDirectory(prefix="dipsim-csv-") as tmp:
-        path = write_export_csv(table, Path(tmp) / "rejects.csv", "rejects", lang, columns=REJECT_COLUMNS)
-        return path.read_bytes()
+    return export_bytes(table, "csv", "rejects", lang, REJECT_COLUMNS)
 
 
 JOB_FILE, JOB_RESULT, JOB_REJECTS = "job.json", "job-result.json", "job-rejects.parquet"

@@ -19,6 +19,15 @@ MONEY, COUNT, POINTS, VALUE, PCT100, SHARE, NUMBER = (present.MONEY, present.COU
                                                       present.NUMBER)
 C = Column
 
+def _by(key: str, zh: str, en: str) -> list[tuple[str, Column]]:
+    """A run's fund payout by hospital level or type: the key, hospitals, baseline and variant payout, the change."""
+    return [(key, C(zh, en)), ("hospitals", C("医院数", "hospitals", COUNT)),
+            ("baseline_payout", C("基准基金支付（元）", "baseline fund payout (yuan)", MONEY)),
+            ("payout", C("方案基金支付（元）", "variant fund payout (yuan)", MONEY)),
+            ("change", C("变化（元）", "change (yuan)", MONEY)),
+            ("change_pct", C("变化率", "change (%)", PCT100))]
+
+
 # every table's columns, in order (a download has them, with these headers and kinds)
 COLUMNS: dict[str, list[tuple[str, Column]]] = {
     "point_values": [("pool", C("统筹区-险种", "pool")),
@@ -30,16 +39,8 @@ COLUMNS: dict[str, list[tuple[str, Column]]] = {
               ("baseline_fund_payout", C("基准基金支付（元）", "baseline fund payout (yuan)", MONEY)),
               ("fund_payout", C("方案基金支付（元）", "variant fund payout (yuan)", MONEY)),
               ("change", C("变化（元）", "change (yuan)", MONEY))],
-    "by_level": [("level", C("医院等级", "hospital level")), ("hospitals", C("医院数", "hospitals", COUNT)),
-                 ("baseline_payout", C("基准基金支付（元）", "baseline fund payout (yuan)", MONEY)),
-                 ("payout", C("方案基金支付（元）", "variant fund payout (yuan)", MONEY)),
-                 ("change", C("变化（元）", "change (yuan)", MONEY)),
-                 ("change_pct", C("变化率", "change (%)", PCT100))],
-    "by_type": [("type", C("机构类型", "hospital type")), ("hospitals", C("医院数", "hospitals", COUNT)),
-                ("baseline_payout", C("基准基金支付（元）", "baseline fund payout (yuan)", MONEY)),
-                ("payout", C("方案基金支付（元）", "variant fund payout (yuan)", MONEY)),
-                ("change", C("变化（元）", "change (yuan)", MONEY)),
-                ("change_pct", C("变化率", "change (%)", PCT100))],
+    "by_level": _by("level", "医院等级", "hospital level"),
+    "by_type": _by("type", "机构类型", "hospital type"),
     "summary": [("scenario", C("方案", "scenario")), ("fund_payout", C("基金支付（元）", "fund payout (yuan)", MONEY)),
                 ("winners", C("获益医院数", "winners", COUNT)), ("losers", C("受损医院数", "losers", COUNT)),
                 ("unchanged", C("不变医院数", "unchanged", COUNT)),
