@@ -712,18 +712,26 @@ def _worker_start(parent: int) -> None:
     threading.Thread(target=watch, name="dipsim-nightly-parent-watch", daemon=True).start()
 
 
-def _dask_map(function, items: list, scheduler: str | None) -> list:
-    """`function` over `items` on a Dask cluster: the scheduler at `scheduler`, or a local one (2 processes)."""
+def _dask_map(function, items: list, scheduler: str | None, shared=None) -> list:
+    """`function` over `items` on a Dask cluster: the scheduler at `scheduler`, or a local one (2 processes). With
+    `shared`, `function(shared, item)`: `shared` is sent to every worker once (scattered), not once per item."""
     from dask.distributed import Client, LocalCluster
 
     if not items:
         return []
+
+    def gather(client) -> list:
+        if shared is None:
+            return client.gather(client.map(function, items, pure=False))
+        sent = client.scatter(shared, broadcast=True)
+        return client.gather(client.map(function, [sent] * len(items), items, pure=False))
+
     if scheduler:
         with Client(scheduler) as client:
-            return client.gather(client.map(function, items, pure=False))
+            return gather(client)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        return client.gather(client.map(function, items, pure=False))
+        return gather(client)
 
 
 def _settle_chunked(cached: list[Path], drops: list[np.ndarray], hospitals: pa.Table, policy, catalog, day,

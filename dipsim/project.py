@@ -929,18 +929,9 @@ def _map_draws(context: DrawContext, draws: list[int], scheduler: str | None, pr
         shared = dask.delayed(context, traverse=False)
         return list(dask.compute(*[dask.delayed(run_draw, pure=False)(shared, k) for k in draws],
                                  scheduler="synchronous"))
-    from dask.distributed import Client, LocalCluster
+    from dipsim.nightly import _dask_map  # the cluster `dipsim nightly --engine dask` starts or joins
 
-    def gather(client) -> list:
-        shared = client.scatter(context, broadcast=True)
-        return client.gather(client.map(run_draw, [shared] * len(draws), draws, pure=False))
-
-    if scheduler == "processes":
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-                Client(cluster) as client:
-            return gather(client)
-    with Client(scheduler) as client:
-        return gather(client)
+    return _dask_map(run_draw, draws, None if scheduler == "processes" else scheduler, shared=context)
 
 
 @dataclass

@@ -19,6 +19,7 @@ MONEY, COUNT, POINTS, VALUE, PCT100, SHARE, NUMBER = (present.MONEY, present.COU
                                                       present.NUMBER)
 C = Column
 
+
 def _by(key: str, zh: str, en: str) -> list[tuple[str, Column]]:
     """A run's fund payout by hospital level or type: the key, hospitals, baseline and variant payout, the change."""
     return [(key, C(zh, en)), ("hospitals", C("医院数", "hospitals", COUNT)),
