@@ -213,12 +213,17 @@ class ApiError extends Error {
   }
 }
 
-async function api(path, options = {}) {
-  const headers = { "Accept": "application/json" };
+// A request to the API with the tab's token (no cookie is ever sent); `options.body` goes as JSON. The Response.
+function apiFetch(path, options = {}, accept = "application/json") {
+  const headers = { "Accept": accept };
   if (token()) headers["Authorization"] = `Bearer ${token()}`;
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(`/api${path}`, { method: options.method || "GET", headers, cache: "no-store",
+  return fetch(`/api${path}`, { method: options.method || "GET", headers, cache: "no-store",
     credentials: "omit", body: options.body !== undefined ? JSON.stringify(options.body) : undefined });
+}
+
+async function api(path, options = {}) {
+  const response = await apiFetch(path, options);
   let body = null;
   try { body = await response.json(); } catch { body = null; }
   if (response.status === 401 && path !== "/login") {
@@ -306,8 +311,7 @@ function downloads(path, name, query = "") {
       note.textContent = "";
       try {
         const sep = query ? "&" : "?";
-        const response = await fetch(`/api${path}.${ext}${query}${sep}lang=${lang}`, { cache: "no-store",
-          credentials: "omit", headers: { "Authorization": `Bearer ${token()}` } });
+        const response = await apiFetch(`${path}.${ext}${query}${sep}lang=${lang}`, {}, "*/*");
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         const disposition = response.headers.get("Content-Disposition") || "";
         saveBlob(await response.blob(), (disposition.match(/filename="([^"]+)"/) || [])[1] || `${name}.${ext}`);

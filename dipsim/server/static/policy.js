@@ -179,11 +179,7 @@ function downloadText(text, filename, type) { saveBlob(new Blob([text], { type }
 
 // A route that answers a file (TOML text): the text, or ApiError with the API's detail.
 async function apiText(path, options = {}) {
-  const headers = { "Accept": "application/toml, application/json" };
-  if (token()) headers["Authorization"] = `Bearer ${token()}`;
-  if (options.body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(`/api${path}`, { method: options.method || "GET", headers, cache: "no-store",
-    credentials: "omit", body: options.body !== undefined ? JSON.stringify(options.body) : undefined });
+  const response = await apiFetch(path, options, "application/toml, application/json");
   if (!response.ok) {
     let detail = null;
     try { detail = (await response.json()).detail; } catch { detail = null; }

@@ -65,8 +65,7 @@ function uploadDownload(path, file, label, id) {
     event.preventDefault();
     note.textContent = "";
     try {
-      const response = await fetch(`/api${path}`, { headers: { Authorization: `Bearer ${token()}` },
-        cache: "no-store", credentials: "omit" });
+      const response = await apiFetch(path, {}, "*/*");
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       saveBlob(await response.blob(), file);
     } catch (e) { note.textContent = e.message; }
