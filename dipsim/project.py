@@ -91,6 +91,7 @@ from dipsim.policy import Policy
 
 MAX_YEARS = 50
 RULES = ("policy", "share_of_income", "growth")
+BUDGET_POINT_VALUE_RULES = ("policy", "history")
 DATE_COLUMNS = ("admission_date", "discharge_date")
 MONEY_COLUMNS = ("total_cost", "patient_paid", "fund_paid", "tcm_cost")  # grown with cost, to the fen
 
@@ -102,7 +103,8 @@ KEYS = {
                "volume_growth_by_hospital": "map", "cost_growth": "rates"},
     "behaviour": {"drift_share": "rates", "drift_share_by_level": "map", "drift_share_by_hospital": "map",
                   "drift_factor": "number", "drift_elasticity": "number"},
-    "budget": {"rule": "text", "share": "number", "growth": "rates", "cap_by_income": "bool"},
+    "budget": {"rule": "text", "share": "number", "growth": "rates", "cap_by_income": "bool",
+               "budget_point_value": "text"},
 }
 FUND_KEYS = {"insured": "number", "contribution": "number", "insured_growth": "rates",
              "contribution_growth": "rates", "balance": "number"}
@@ -146,6 +148,7 @@ class ProjectionSpec:
     share: float | None = None
     growth: list[float] = field(default_factory=list)
     cap_by_income: bool = False
+    budget_point_value: str = "policy"
     funds: dict[str, Fund] = field(default_factory=dict)
     source: str = "projection"
     # values given as distributions (`take_distributions`): path -> Distribution; the spec holds their central
@@ -476,6 +479,9 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
                     f"rule \"share_of_income\" needs share, above 0 and at most 1 (got {share!r})")
         if not funds:
             problem("budget", "rule", "rule \"share_of_income\" needs a [fund.\"POOL\"] table for every pool")
+    if values.get("budget_point_value", "policy") not in BUDGET_POINT_VALUE_RULES:
+        problem("budget", "budget_point_value", f"one of {', '.join(repr(r) for r in BUDGET_POINT_VALUE_RULES)} "
+                                                f"(got {values['budget_point_value']!r})")
     factor = values.get("drift_factor", 1.0)
     if isinstance(factor, float) and factor <= 0:
         problem("behaviour", "drift_factor", f"above 0 (1.2: a drifted case's points x 1.2; got {factor!r})")
@@ -692,6 +698,33 @@ def _budget_rule(spec: ProjectionSpec, pools: list[str], year: int,
     return out
 
 
+def _with_budget_point_value(policy: Policy, day, pools: list[str], history: dict) -> Policy:
+    """`policy` with the budget point value (预算点值) of each pool it does not set on `day` made from the years
+    before (rule "history" of [budget] budget_point_value): expected money / expected points, each the 1:2:7
+    weighted mean of the last three years (`budget.weighted_budget_point_value`, the DIP technical specification's
+    rule as docs/domain.md §12 writes it), a year's money being what its points shared (`_spent_on_points`). Set at
+    the start of the year, it is the base of the point-value floor / cap and of the prepayment: a year whose points
+    grow faster than the years before settles below it."""
+
+    from dipsim.budget import weighted_budget_point_value
+
+    given = dict(policy.get("budget.budget_point_value", day))
+    made = {pool: weighted_budget_point_value([m for m, _ in history[pool][-3:]], [p for _, p in history[pool][-3:]])
+            for pool in pools if pool not in given and pool in history and history[pool][-1][1] > 0}
+    return policy.overlay({"budget.budget_point_value": {**given, **made}}, name=policy.name) if made else policy
+
+
+def _spent_on_points(run) -> dict[str, float]:
+    """Per pool, the money its points shared in a settled year: the available budget + patient payments - the cost
+    paid by item (what `budget._spending_point_value` divides by the points)."""
+    frame = run.case_set.frame
+    item = np.bincount(frame.codes, weights=frame.cost * np.asarray(run.columns["item_share"], dtype=np.float64),
+                       minlength=len(frame.pools))
+    available = {row["pool"]: float(row["budget_available"]) for row in run.pools.to_pylist()}
+    return {pool: available[pool] + float(frame.row_patient_paid[rows].sum() - item[rows].sum())
+            for pool, rows in frame.pool_order.items()}
+
+
 def _check_names(spec: ProjectionSpec, info: dict, hospital_ids: list, pools: list[str]) -> None:
     """InputError naming every hospital, level, type or pool of the file that the region does not have (a typo
     would otherwise change nothing, silently)."""
@@ -731,6 +764,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     pool_rows, hospital_rows = [], []
     budgets: dict[str, float] = {}
     balances = {pool: fund.balance for pool, fund in spec.funds.items()}
+    history: dict[str, list[tuple[float, float]]] = {}
     for year in range(spec.years + 1):
         cost_factor = math.prod(1 + g for g in spec.cost_growth[:year])
         # a year's cases follow from these (and from the cases and hospitals, which a cache is kept for)
@@ -789,6 +823,8 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
                 budgets = rule
                 year_policy = policy.overlay({"budget.total": {**policy.get("budget.total", day), **rule}},
                                              name=policy.name)
+        if year and spec.budget_point_value == "history":
+            year_policy = _with_budget_point_value(year_policy, day, pools, history)
         # the base year is the same in every draw: its run reused (same cases, grouping, policy and factors)
         same = (id(grouped), id(policy), id(hospitals), id(aux_factor))
         if year == 0 and known.base_run is not None and known.base_run[0] == same:
@@ -799,8 +835,11 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
             if year == 0 and cache is not None:
                 known.base_run = (same, run)
         h = run.hospitals.to_pandas()
+        spent = _spent_on_points(run) if spec.budget_point_value == "history" else {}
         for row in run.pools.to_pylist():
             pool = row["pool"]
+            if spent:  # the money the points shared and the points, for the next years' (rule "history")
+                history.setdefault(pool, []).append((spent[pool], row["total_points"]))
             fund = spec.funds.get(pool)
             payout = float(row["fund_payout"])
             income = balance = months = None
