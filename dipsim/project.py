@@ -88,6 +88,7 @@ from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
 from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy
+from dipsim.projection.reweight import CatalogueRule, catalogue_of, reweighting
 
 MAX_YEARS = 50
 RULES = ("policy", "share_of_income", "growth")
@@ -147,6 +148,7 @@ class ProjectionSpec:
     growth: list[float] = field(default_factory=list)
     cap_by_income: bool = False
     funds: dict[str, Fund] = field(default_factory=dict)
+    catalogue: CatalogueRule = field(default_factory=CatalogueRule)  # [catalogue]: frozen or re-weighted
     source: str = "projection"
     # values given as distributions (`take_distributions`): path -> Distribution; the spec holds their central
     # values, `template` the file's tables with those central values (what `draw_spec` fills with a draw's)
@@ -382,9 +384,10 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
         problems.append(f"{where}{_line_of(text, table, key)}: {what}")
 
     data, distributions = take_distributions(data, problem)
-    unknown = sorted(set(data) - set(KEYS) - {"fund"})
+    unknown = sorted(set(data) - set(KEYS) - {"fund", "catalogue"})
     for name in unknown:
-        problem(name, None, f"unknown table (expected {', '.join(f'[{k}]' for k in [*KEYS, 'fund.POOL'])})")
+        problem(name, None, "unknown table (expected "
+                            f"{', '.join(f'[{k}]' for k in [*KEYS, 'fund.POOL', 'catalogue'])})")
     meta = data.get("projection", {})
     years = meta.get("years") if isinstance(meta, dict) else None
     if not isinstance(years, int) or isinstance(years, bool) or not 1 <= years <= MAX_YEARS:
@@ -466,6 +469,7 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
                     continue
                 given[key] = checked
         funds[str(pool)] = Fund(**given)
+    catalogue = catalogue_of(data.get("catalogue"), years, problem)
     rule = values.get("rule", "policy")
     if rule not in RULES:
         problem("budget", "rule", f"one of {', '.join(repr(r) for r in RULES)} (got {rule!r})")
@@ -492,7 +496,7 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
     for fund in funds.values():
         fund.insured_growth = fund.insured_growth or [0.0] * years
         fund.contribution_growth = fund.contribution_growth or [0.0] * years
-    return ProjectionSpec(years=years, source=source, funds=funds, distributions=distributions,
+    return ProjectionSpec(years=years, source=source, funds=funds, catalogue=catalogue, distributions=distributions,
                           template=data if distributions else None,
                           **{k: v for k, v in values.items() if k in ProjectionSpec.__dataclass_fields__})
 
@@ -731,6 +735,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     pool_rows, hospital_rows = [], []
     budgets: dict[str, float] = {}
     balances = {pool: fund.balance for pool, fund in spec.funds.items()}
+    reweight = reweighting(spec.catalogue)  # None: the frozen catalogue
     for year in range(spec.years + 1):
         cost_factor = math.prod(1 + g for g in spec.cost_growth[:year])
         # a year's cases follow from these (and from the cases and hospitals, which a cache is kept for)
@@ -765,6 +770,8 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
                     spec.seed))
             drift = drifted_in(known.drift_order[1], drifted_share)
         year_grouped = year_grouping(grouped, made.rows, drift, spec.drift_factor, cost_factor) if year else grouped
+        if reweight is not None:
+            year_grouped = reweight.grouping(year, year_grouped)
         case_set = known.case_set
         day = case_set.settlement_day()
         grouping = (policy.get("payment.mode", day), policy.get("payment.drg_scheme", day))
@@ -798,6 +805,8 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
                             aux_factor[made.rows] if aux_factor is not None else None)
             if year == 0 and cache is not None:
                 known.base_run = (same, run)
+        if reweight is not None:
+            reweight.settled(year, year_grouped, table)
         h = run.hospitals.to_pandas()
         for row in run.pools.to_pylist():
             pool = row["pool"]
