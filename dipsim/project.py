@@ -40,6 +40,12 @@ A projection file (PROJECTION.toml; every key optional but `years`):
     contribution_growth = 0.05
     balance = 300000000.0          # the fund's balance at the end of the base year, yuan
 
+    [catalogue]                    # the year's catalogue (`dipsim.projection.reweight`)
+    rule = "reweight"              # "frozen" (default): the base catalogue's points; "reweight": each year's points
+                                   # and standard costs from the settled cases of the last years
+    weights = [1, 2, 7]            # those years' weights, oldest first
+    from_year = 1                  # the first projected year re-weighted
+
 Which rate applies to a hospital: its own (`*_by_hospital`), else its type's, else its level's (volume; drift: its
 own, else its level's), else the overall one. Year t, hospital h with n_0 base cases:
 
@@ -53,7 +59,8 @@ own, else its level's), else the overall one. Year t, hospital h with n_0 base c
   terms on the year's last discharge (as `settle`).
 * cost: total_cost, patient_paid (and fund_paid, tcm_cost when present) x prod (1 + c_s), rounded to the fen per
   case; the groups' standard costs x the same factor (the catalogue's points are frozen; its standard costs follow
-  cost growth, so cost growth alone moves no case's outlier class beyond the fen's rounding).
+  cost growth, so cost growth alone moves no case's outlier class beyond the fen's rounding). Under [catalogue]
+  rule "reweight" both come from the last years' settled cases instead (`dipsim.projection.reweight`).
 * drift: share_{h,t} = trend_{h,t} x r_{h,t-1}^(-elasticity), r the hospital's payment / cost ratio of year t-1
   (1 without cost); the drifted share D_{h,t} = min(1, D_{h,t-1} + share_{h,t}) (D_0 = 0); the
   round_half_even(D x n_t) cases of h first in a seeded hash of their case ids (`seed`) have their group points x
