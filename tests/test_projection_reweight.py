@@ -15,6 +15,7 @@ from dipsim.io.errors import InputError
 from dipsim.policy import Policy
 from dipsim.project import project, projection_of
 from dipsim.projection.reweight import CatalogueRule, Reweighting
+from tests.test_project import region as region  # a fixture (module scope): 3,000 cases, the builder's catalogue
 
 HOSPITALS = pa.table({"hospital_id": ["H1", "H2"], "level": ["三级甲等", "二级甲等"], "type": ["综合", "综合"],
                       "coefficient_override": [1.0, 1.0]})  # coefficient 1: a case's points are its group's
@@ -94,11 +95,11 @@ def test_a_drifted_case_keeps_its_multiple_and_the_ungroupable_are_left_alone():
 # ------------------------------------------------------------------ through the projection
 
 
-def region(a1=400.0):
-    """One pool P-employee, budget 10,000 (the policy's). H1: case a1 in group A (cost `a1`); H2: b1 in A (600) and
+def two_groups():
+    """One pool P-employee, budget 10,000 (the policy's). H1: case a1 in group A (cost 400); H2: b1 in A (600) and
     b2 in B (2,000). Catalogue A 50 points (standard cost 500), B 200 (2,000). Patients paid nothing."""
     cases = pa.table({"case_id": ["a1", "b1", "b2"], "hospital_id": ["H1", "H2", "H2"], "pool": ["P"] * 3,
-                      "insurance_type": ["employee"] * 3, "total_cost": [a1, 600.0, 2_000.0],
+                      "insurance_type": ["employee"] * 3, "total_cost": [400.0, 600.0, 2_000.0],
                       "patient_paid": [0.0] * 3,
                       "discharge_date": pa.array([dt.date(2025, 3, 1), dt.date(2025, 6, 1), dt.date(2025, 12, 1)],
                                                  pa.date32())})
@@ -133,7 +134,7 @@ def test_two_years_money_by_hand():
     floors 999,999, the fen to H2 (.56) -> H1 4,338.98, H2 5,661.02 (frozen: 200 / 450 -> 4,444.44 and 5,555.56):
     H1's cheap A cases lower A's weight relative to B. Standard cost of A 12,800 / 27 = 474.07: every case
     normal (400 / 474.07 = 0.84, 600 / 474.07 = 1.27)."""
-    cases, grouped = region()
+    cases, grouped = two_groups()
     demand = {"demand": {"volume_growth_by_hospital": {"H1": 1.0}}}
     results = project(cases, HOSPITALS, policy(), spec(2, {"rule": "reweight"}, **demand), grouped)
     one, two = by(results, 1), by(results, 2)
@@ -150,7 +151,7 @@ def test_zero_growth_every_year_is_the_base_year_to_the_fen():
     """No growth, rule reweight: each window holds the base year's cases again, so m_g and M are the base year's
     (500, 2,000; 1,000) and the points 0.5 x 100 = 50 and 2 x 100 = 200: the catalogue back, every year, every fen.
     With from_year 2 the same."""
-    cases, grouped = region()
+    cases, grouped = two_groups()
     base = project(cases, HOSPITALS, policy(), spec(4), grouped)
     for catalogue in ({"rule": "reweight"}, {"rule": "reweight", "from_year": 2, "weights": [1, 2, 7]}):
         results = project(cases, HOSPITALS, policy(), spec(4, catalogue), grouped)
@@ -162,19 +163,44 @@ def test_zero_growth_every_year_is_the_base_year_to_the_fen():
         assert results.years["point_value"].tolist() == [base.years["point_value"][0]] * 5
 
 
+def test_zero_growth_with_the_builders_catalogue_of_the_base_year_gives_it_back_to_the_fen(region):
+    """The catalogue `dipsim catalog build` made from the base year's 3,000 cases (trimmed, points m_g / M x 1000
+    rounded to 4 decimals): re-weighting the unchanged years gives back every case's points and standard cost, and
+    every hospital's money to the fen. The scale S comes out 1000 to 4 decimals (the noise of the catalogue's
+    rounding, about 1e-9 relative, is below the points' precision)."""
+    _, cases, hospitals, grouped, budgets = region
+    region_policy = Policy(values={}).overlay({"payment.mode": "dip", "budget.total": budgets})
+    state = Reweighting(CatalogueRule(rule="reweight"))
+    state.settled(0, grouped, cases)
+    assert state.scale == 1000.0
+    again = state.grouping(1, grouped)
+    assert np.array_equal(again.group_points, grouped.group_points)
+    assert np.array_equal(again.standard_cost, grouped.standard_cost, equal_nan=True)
+    results = project(cases, hospitals, region_policy, spec(3, {"rule": "reweight"}), grouped)
+    h = results.hospitals
+    base = h[h["year"] == 0].drop(columns="year").reset_index(drop=True)
+    for year in (1, 2, 3):
+        assert h[h["year"] == year].drop(columns="year").reset_index(drop=True).equals(base)
+    assert results.years["point_value"].nunique() == len(budgets)
+
+
 def test_zero_growth_with_a_catalogue_off_its_costs_is_a_fixed_point_from_year_one():
-    """A at 60 points, not its cost share (500 / 1,000 of B's 2,000 / 1,000 x ...): S = (60 + 60 + 200) / 3 = 320 / 3;
-    year 1: A = 0.5 x 320 / 3 = 53.3333, B = 2 x 320 / 3 = 213.3333 (the base year's points of the whole, 320,
-    kept: 2 x 53.3333 + 213.3333 = 319.9999 after the 4 decimals); years 2..3 the same window again: equal to
-    year 1 to the fen. H1's cmi (its one A case) 60 in the base year, 53.3333 after."""
-    cases, grouped = region()
-    grouped = grouping(["A", "A", "B"], points={"A": 60.0}, codes=True)
+    """A at 65 points, not its cost share (the base year's means: A 500, B 2,000, M 1,000; 0.5 and 2 x M):
+    S = (65 + 65 + 200) / (0.5 + 0.5 + 2) = 110; year 1: A = 0.5 x 110 = 55, B = 2 x 110 = 220 (the base year's
+    points of the whole kept: 55 + 55 + 220 = 330); years 2..3 the same window again: equal to year 1 to the fen.
+    H1's cmi (its one A case) 65 in the base year, 55 after; the point value 10,000 / 330 every year, the money
+    moves from H1 to H2: year 0 H1 65 / 330 of 10,000 = 196,969.70 fen (H2 803,030.30: the fen left to H1, .70)
+    -> 1,969.70; year 1 55 / 330 -> 166,666.67 fen (H2 833,333.33: the fen to H1) -> 1,666.67."""
+    cases, grouped = two_groups()
+    grouped = grouping(["A", "A", "B"], points={"A": 65.0}, codes=True)
     results = project(cases, HOSPITALS, policy(), spec(3, {"rule": "reweight"}), grouped)
     h = results.hospitals
-    assert h.loc[h["hospital_id"] == "H1", "cmi"].tolist() == [60.0, 53.3333, 53.3333, 53.3333]
+    assert h.loc[h["hospital_id"] == "H1", "cmi"].tolist() == [65.0, 55.0, 55.0, 55.0]
+    assert h.loc[h["hospital_id"] == "H1", "fund_payout"].tolist() == [1_969.70] + [1_666.67] * 3
     one = h[h["year"] == 1].drop(columns="year").reset_index(drop=True)
     for year in (2, 3):
         assert h[h["year"] == year].drop(columns="year").reset_index(drop=True).equals(one)
+    assert results.years["point_value"].tolist() == pytest.approx([10_000 / 330] * 4, abs=1e-9)  # 9 decimals
 
 
 def test_cost_growth_alone_keeps_the_points_and_the_standard_costs_lag(monkeypatch):
@@ -193,7 +219,7 @@ def test_cost_growth_alone_keeps_the_points_and_the_standard_costs_lag(monkeypat
         return chain(case_set, grouped, *args)
 
     monkeypatch.setattr(dipsim.project, "run_chain", recording)
-    cases, grouped = region()
+    cases, grouped = two_groups()
     project(cases, HOSPITALS, policy(), spec(3, {"rule": "reweight"}, demand={"cost_growth": 0.1}), grouped)
     assert [list(points) for points, _ in seen] == [[50.0, 50.0, 200.0]] * 4
     assert seen[1][1] == pytest.approx([500.0, 500.0, 2_000.0], abs=1e-9)

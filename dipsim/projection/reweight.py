@@ -23,12 +23,15 @@ the window keeps the points and standard cost the year gives it (the frozen rule
 
 The scale S (the points of the whole) is set once, on the base year: the base year's cases have the same total
 points under the base catalogue and under their own re-weighting, S = sum_i p0_i / sum_i (m_g(i) / M) over the base
-year's counted cases (m, M of the base year alone, before rounding). So re-weighting alone on an unchanged region
-(zero growth) gives back a base catalogue made by the builder from the base year (exactly when its points are
-m_g / M x scale; a catalogue rounded to 4 decimals may come back 0.0001 off in a group), and years 1..T equal each
-other whatever the base catalogue. Under cost growth alone every group's m_g and M grow alike: the points stay, and
-the standard costs lag the year's costs (the window's weighted mean of past prices), so more cases pass the high
-outlier threshold: the real effect of re-weighting under cost growth.
+year's counted cases (m, M of the base year alone, before rounding), rounded to the points' 4 decimals (the
+catalogue's own rounding puts S about 1e-9 off its builder's 1000; rounded, S is 1000 again). So re-weighting alone
+on an unchanged region (zero growth) gives back the catalogue the builder made from the base year, every case's
+points and standard cost and every fen (tested on a synthetic region), and years 1..T equal each other whatever the
+base catalogue (year 1 re-anchors a catalogue made on other years or costs on the base year's costs).
+
+Under cost growth alone every group's m_g and M grow alike: the points stay, and the standard costs lag the year's
+costs (the window's weighted mean of past prices), so more cases pass the high outlier threshold: the real effect
+of re-weighting under cost growth.
 
 Per case: points = the group's re-weighted points, times what the year's own grouping multiplied the catalogue's
 points by (a drifted case's drift factor: points x new / catalogue's); standard cost = the group's m_g.
@@ -51,8 +54,10 @@ from dipsim.schema import float_column
 from dipsim.tcm import TCM_PREFIX
 
 RULES = ("frozen", "reweight")
-# 国家医疗保障局办公室《国家医疗保障按病种分值付费（DIP）技术规范》(医保办发〔2020〕50号): group points from the last
-# three years' cases weighted 1:2:7, oldest first (docs/domain.md §6); the catalogue builder's default
+# 国家医疗保障局办公室《国家医疗保障按病种分值付费（DIP）技术规范》(医保办发〔2020〕50号), as the project cites it
+# (dipsim/data/policy_parameters.toml, docs/domain.md §6): group points from the last three years' cases weighted
+# 1:2:7, oldest first; the catalogue builder's default. (The text is not among the policy texts shipped in
+# ../shared/docs/policy_texts.)
 WEIGHTS = CatalogOptions().year_weights
 TRIM_PERCENTILES = CatalogOptions().trim_percentiles  # the builder's trimming within a group
 MAX_WEIGHTS = 10  # years in the window at most
@@ -184,7 +189,8 @@ class Reweighting:
         mean, overall = self._means([0], np.ones(1))
         unit = self._points(mean, overall, 1.0, decimals=None)
         use = np.isfinite(unit) & self._priced() & (cases > 0)
-        return float((cases[use] * self.catalogue_points[use]).sum() / (cases[use] * unit[use]).sum())
+        scale = (cases[use] * self.catalogue_points[use]).sum() / (cases[use] * unit[use]).sum()
+        return round(float(scale), POINTS_DECIMALS)  # to the points' precision: a builder's 1000 comes back exactly
 
     def catalogue(self, year: int) -> tuple[np.ndarray, np.ndarray]:
         """Year `year`'s re-weighted points and standard cost per group number (NaN: no case in the window)."""
