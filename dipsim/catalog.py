@@ -411,7 +411,8 @@ def _trimmed(g: np.ndarray, cost: np.ndarray, size: np.ndarray, percentiles: tup
     """Cases kept by trimming within each group: the bounds are the group's order statistics at the positions
     p (n - 1) rounded outward (pandas' `lower` / `higher` quantiles), so a small group keeps its extremes (fewer
     than 41 cases at 2.5 / 97.5) and equal costs are kept or dropped together."""
-    order = np.lexsort((cost, g))
+    by_cost = np.argsort(cost)  # then by group, stably (a radix sort of the integers): by group, then cost
+    order = by_cost[np.argsort(g[by_cost], kind="stable")]
     start = np.zeros(len(size) + 1, dtype=np.int64)
     np.cumsum(size, out=start[1:])
     sorted_cost = cost[order]

@@ -742,7 +742,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     pool_rows, hospital_rows = [], []
     budgets: dict[str, float] = {}
     balances = {pool: fund.balance for pool, fund in spec.funds.items()}
-    reweight = reweighting(spec.catalogue)  # None: the frozen catalogue
+    reweight = reweighting(spec.catalogue, cache)  # None: the frozen catalogue
     for year in range(spec.years + 1):
         cost_factor = math.prod(1 + g for g in spec.cost_growth[:year])
         # a year's cases follow from these (and from the cases and hospitals, which a cache is kept for)

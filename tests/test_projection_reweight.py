@@ -257,3 +257,19 @@ def test_a_file_names_the_line_of_a_wrong_catalogue_key(tmp_path):
                     encoding="utf-8")
     with pytest.raises(InputError, match=r"\[catalogue\] weights \(line 6\)"):
         dipsim.project.load_projection(path)
+
+
+def test_draws_reuse_the_years_statistics_and_get_the_same_answer():
+    """`project`'s cache (kept between Monte Carlo draws) keeps each year's statistics by its cases' costs and groups:
+    a second projection through it reads them back and settles the same years, to the fen, as one without it."""
+    cases, grouped = two_groups()
+    years = spec(3, {"rule": "reweight"}, demand={"volume_growth_by_hospital": {"H1": 1.0}, "cost_growth": 0.05})
+    alone = project(cases, HOSPITALS, policy(), years, grouped)
+    cache: dict = {}
+    first = project(cases, HOSPITALS, policy(), years, grouped, cache=cache)
+    kept = dict(cache["reweight statistics"])
+    again = project(cases, HOSPITALS, policy(), years, grouped, cache=cache)
+    assert len(kept) == 4 and set(cache["reweight statistics"]) == set(kept)  # read back, nothing new
+    for results in (first, again):
+        assert results.hospitals.equals(alone.hospitals) and results.years.equals(alone.years)
+    assert by(alone, 3)["H1"]["cmi"] != 50.0  # re-weighted: H1's cheap copies lower A's weight

@@ -40,6 +40,7 @@ points by (a drifted case's drift factor: points x new / catalogue's); standard 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -61,6 +62,8 @@ RULES = ("frozen", "reweight")
 WEIGHTS = CatalogOptions().year_weights
 TRIM_PERCENTILES = CatalogOptions().trim_percentiles  # the builder's trimming within a group
 MAX_WEIGHTS = 10  # years in the window at most
+MEMO_KEY = "reweight statistics"  # where `project`'s cache keeps the years' statistics
+MEMO_YEARS = 64
 
 
 @dataclass(frozen=True)
@@ -109,9 +112,23 @@ def catalogue_of(content, years: int | None, problem) -> CatalogueRule:
     return CatalogueRule(**given)
 
 
-def reweighting(rule: CatalogueRule) -> Reweighting | None:
-    """The state a projection keeps for `rule` over its years (None: the frozen catalogue, nothing to keep)."""
-    return Reweighting(rule) if rule.rule == "reweight" else None
+def reweighting(rule: CatalogueRule, cache: dict | None = None) -> Reweighting | None:
+    """The state a projection keeps for `rule` over its years (None: the frozen catalogue, nothing to keep);
+    `cache`: `project`'s, kept between draws, where the years' statistics are kept too."""
+    if rule.rule != "reweight":
+        return None
+    return Reweighting(rule, memo=cache.setdefault(MEMO_KEY, {}) if cache is not None else None)
+
+
+def _statistics(index: np.ndarray, cost: np.ndarray, priced: np.ndarray, groups: int) -> tuple:
+    """Per group of a year's grouping (`index` per case into its `groups` groups): the cases counted (a group with
+    points, a positive cost), and the cost sum and count of those kept by the builder's trimming."""
+    counted = priced[index] & np.isfinite(cost) & (cost > 0)
+    g, cost = index[counted], cost[counted]
+    size = np.bincount(g, minlength=groups)
+    local = (np.cumsum(size > 0) - 1)[g]  # the groups with cases numbered 0, 1, ... (`_trimmed`'s)
+    kept = _trimmed(local, cost, size[size > 0], TRIM_PERCENTILES)
+    return size, np.bincount(g[kept], weights=cost[kept], minlength=groups), np.bincount(g[kept], minlength=groups)
 
 
 def _pad(values: np.ndarray, n: int) -> np.ndarray:
@@ -129,16 +146,17 @@ class Reweighting:
     sums: dict[int, np.ndarray] = field(default_factory=dict)  # year -> cost sum of the kept cases, per group
     counts: dict[int, np.ndarray] = field(default_factory=dict)  # year -> kept cases per group
     scale: float | None = None  # S, set on the base year
+    memo: dict | None = None  # a year's statistics by its cases' costs and groups (kept between draws)
 
-    def _groups(self, grouped: GroupedCases) -> np.ndarray:
-        """Each case's group number; a group seen for the first time gets the points of its first case (the base
-        year has no drift: the catalogue's)."""
+    def _groups(self, grouped: GroupedCases) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Each case's index into the grouping's own groups, their names and their numbers here; a group seen for
+        the first time gets the points of its first case (the base year has no drift: the catalogue's)."""
         if grouped.codes is not None:
-            index, names = np.asarray(grouped.codes[0]), grouped.codes[1].to_pylist()
+            index, names = np.asarray(grouped.codes[0]), [str(n) for n in grouped.codes[1].to_pylist()]
         else:
             index, uniques = pd.factorize(np.asarray(grouped.group, dtype=object))
-            names = list(uniques)
-        numbers = np.array([self.names.setdefault(str(name), len(self.names)) for name in names], np.int64)
+            names = [str(n) for n in uniques]
+        numbers = np.array([self.names.setdefault(name, len(self.names)) for name in names], np.int64)
         known = len(self.catalogue_points)
         if len(self.names) > known:
             seen, first = np.unique(index, return_index=True)
@@ -146,7 +164,7 @@ class Reweighting:
             new = numbers[seen] >= known
             points[numbers[seen][new] - known] = grouped.group_points[first[new]]
             self.catalogue_points = np.concatenate([self.catalogue_points, points])
-        return numbers[index] if len(index) else np.zeros(0, np.int64)
+        return index, numbers, names
 
     def _priced(self) -> np.ndarray:
         """The groups that take part: their points finite and above 0 (not the ungroupable, not a DRG without RW)."""
@@ -154,20 +172,29 @@ class Reweighting:
             return np.isfinite(self.catalogue_points) & (self.catalogue_points > 0)
 
     def settled(self, year: int, grouped: GroupedCases, cases: pa.Table) -> None:
-        """Keep year `year`'s cost sum and count per group of the cases kept (the module's notes)."""
-        g = self._groups(grouped)
+        """Keep year `year`'s cost sum and count per group of the cases kept (the module's notes); the same
+        cases, groups and costs again (another draw's year) are read from `memo`."""
+        index, numbers, names = self._groups(grouped)
         cost = float_column(cases, "total_cost")
-        counted = self._priced()[g] & np.isfinite(cost) & (cost > 0)
-        g, cost = g[counted], cost[counted]
+        priced = self._priced()[numbers]
+        key = None
+        if self.memo is not None:
+            digest = hashlib.sha256(cost.tobytes())
+            for part in (np.asarray(index, np.int64).tobytes(), "\0".join(names).encode(), priced.tobytes()):
+                digest.update(part)
+            key = digest.digest()
+        found = self.memo.get(key) if self.memo is not None else None
+        if found is None:
+            found = _statistics(index, cost, priced, len(names))
+            if self.memo is not None:
+                self.memo[key] = found
+                while len(self.memo) > MEMO_YEARS:
+                    self.memo.pop(next(iter(self.memo)))
         n = len(self.names)
-        kept = np.zeros(len(g), bool)
-        if len(g):
-            present, local = np.unique(g, return_inverse=True)
-            kept = _trimmed(local, cost, np.bincount(local, minlength=len(present)), TRIM_PERCENTILES)
-        self.sums[year] = np.bincount(g[kept], weights=cost[kept], minlength=n)
-        self.counts[year] = np.bincount(g[kept], minlength=n)
+        size, sums, counts = (np.bincount(numbers, weights=v, minlength=n) for v in found)  # by number here
+        self.sums[year], self.counts[year] = sums, counts.astype(np.int64)
         if year == 0:
-            self.scale = self._scale(np.bincount(g, minlength=n))
+            self.scale = self._scale(size)
 
     def _means(self, years: list[int], weights: np.ndarray) -> tuple[np.ndarray, float]:
         n = len(self.names)
@@ -205,7 +232,8 @@ class Reweighting:
         from `from_year` on (before: as given)."""
         if year < self.rule.from_year:
             return grouped
-        g = self._groups(grouped)
+        index, numbers, _ = self._groups(grouped)
+        g = numbers[index]
         points, mean = self.catalogue(year)
         before = self.catalogue_points[g]
         new = points[g]
