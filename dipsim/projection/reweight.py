@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,12 +74,10 @@ class CatalogueRule:
     from_year: int = 1
 
 
-def _number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def catalogue_of(content, years: int | None, problem) -> CatalogueRule:
     """The [catalogue] table checked; `problem(table, key, what)` is told of each problem."""
+    from dipsim.project import _number  # (imported here: dipsim.project imports this module)
+
     if content is None:
         return CatalogueRule()
     if not isinstance(content, dict):
