@@ -331,20 +331,12 @@ def build_catalog(cases: pa.Table, options: CatalogOptions | None = None, cost_c
     cell = g[used] * len(years) + y[used]
     cell_n = np.bincount(cell, minlength=n_groups * len(years)).reshape(n_groups, len(years))
     cell_sum = np.bincount(cell, weights=cost[used], minlength=n_groups * len(years)).reshape(n_groups, len(years))
-    has = cell_n > 0
-    cell_mean = np.divide(cell_sum, cell_n, out=np.zeros_like(cell_sum), where=has)
-    weight_sum = (has * w).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        group_mean = (cell_mean * w).sum(axis=1) / weight_sum  # NaN: no case in a weighted year
+    group_mean, overall = weighted_means(cell_sum, cell_n, w)
     if opts.reference_group is not None:
         ref = np.flatnonzero(group_names == opts.reference_group)
         if len(ref) == 0:
             raise ValueError(f"reference group {opts.reference_group!r} is not in the catalogue")
         overall = group_mean[ref[0]]
-    else:
-        year_n, year_sum = cell_n.sum(axis=0), cell_sum.sum(axis=0)
-        present = year_n > 0
-        overall = float((year_sum[present] / year_n[present] * w[present]).sum() / w[present].sum())
 
     kept_n = np.bincount(g[kept], minlength=n_groups)
     kept_mean = np.bincount(g[kept], weights=cost[kept], minlength=n_groups) / np.maximum(kept_n, 1)
@@ -353,7 +345,6 @@ def build_catalog(cases: pa.Table, options: CatalogOptions | None = None, cost_c
     np.minimum.at(first, g, np.arange(len(g)))
     core, is_tcm = is_core[first], ~western[first]
     pick = frame.iloc[first]
-    points = group_mean / overall * opts.scale
     out = pd.DataFrame({
         "group_id": np.asarray(group_names, dtype=object),
         "kind": np.where(core, CORE, np.where(is_tcm, TCM, COMPREHENSIVE)),
@@ -361,8 +352,7 @@ def build_catalog(cases: pa.Table, options: CatalogOptions | None = None, cost_c
                               pick["category"].to_numpy(dtype=object)),
         "procedures": np.where(core, pick["procedures"].to_numpy(dtype=object), ""),
         "treatment": np.where(is_tcm, "中医", np.array(TREATMENTS, dtype=object)[pick["treatment"].to_numpy()]),
-        "points": np.round(_western_points(np.asarray(group_names, dtype=object), is_tcm, points),
-                           POINTS_DECIMALS),
+        "points": group_points(np.asarray(group_names, dtype=object), is_tcm, group_mean, overall, opts.scale),
         "cases": size,
         "cases_used": kept_n,
         "mean_cost": group_mean,
@@ -379,6 +369,29 @@ def build_catalog(cases: pa.Table, options: CatalogOptions | None = None, cost_c
                            "cases": pa.array(key_counts, pa.int64())}, schema=KEYS_SCHEMA).sort_by("key")
     return Catalog(groups=table, threshold=threshold, coverage=float(is_core.mean()), cases=len(frame),
                    cases_skipped=int((~usable).sum()), years=weights, options=opts, keys=keys_table)
+
+
+def weighted_means(cell_sum: np.ndarray, cell_n: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """The year-weighted mean costs from the (groups x years) cost sums and case counts of the cases kept and the
+    years' weights (oldest first): m_i = sum_y w_y mean_iy / sum of w_y over the years group i has cases in (NaN:
+    none), and M = the same weighted mean of each year's mean over all its cases (the years with cases)."""
+    has = cell_n > 0
+    cell_mean = np.divide(cell_sum, cell_n, out=np.zeros_like(cell_sum, dtype=float), where=has)
+    weight_sum = (has * weights).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        group_mean = (cell_mean * weights).sum(axis=1) / weight_sum  # NaN: no case in a weighted year
+    year_n, year_sum = cell_n.sum(axis=0), cell_sum.sum(axis=0)
+    present = year_n > 0
+    overall = float((year_sum[present] / year_n[present] * weights[present]).sum() / weights[present].sum())
+    return group_mean, overall
+
+
+def group_points(group_ids: np.ndarray, is_tcm: np.ndarray, group_mean: np.ndarray, overall: float, scale: float,
+                 decimals: int | None = POINTS_DECIMALS) -> np.ndarray:
+    """病种分值 = m_i / M x scale, a TCM group at its Western group's points (`_western_points`), rounded to
+    `decimals` (None: not rounded)."""
+    points = _western_points(group_ids, is_tcm, group_mean / overall * scale)
+    return points if decimals is None else np.round(points, decimals)
 
 
 def _western_points(group_ids: np.ndarray, is_tcm: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -398,7 +411,8 @@ def _trimmed(g: np.ndarray, cost: np.ndarray, size: np.ndarray, percentiles: tup
     """Cases kept by trimming within each group: the bounds are the group's order statistics at the positions
     p (n - 1) rounded outward (pandas' `lower` / `higher` quantiles), so a small group keeps its extremes (fewer
     than 41 cases at 2.5 / 97.5) and equal costs are kept or dropped together."""
-    order = np.lexsort((cost, g))
+    by_cost = np.argsort(cost)  # then by group, stably (a radix sort of the integers): by group, then cost
+    order = by_cost[np.argsort(g[by_cost], kind="stable")]
     start = np.zeros(len(size) + 1, dtype=np.int64)
     np.cumsum(size, out=start[1:])
     sorted_cost = cost[order]

@@ -40,6 +40,12 @@ A projection file (PROJECTION.toml; every key optional but `years`):
     contribution_growth = 0.05
     balance = 300000000.0          # the fund's balance at the end of the base year, yuan
 
+    [catalogue]                    # the year's catalogue (`dipsim.projection.reweight`)
+    rule = "reweight"              # "frozen" (default): the base catalogue's points; "reweight": each year's points
+                                   # and standard costs from the settled cases of the last years
+    weights = [1, 2, 7]            # those years' weights, oldest first
+    from_year = 1                  # the first projected year re-weighted
+
 Which rate applies to a hospital: its own (`*_by_hospital`), else its type's, else its level's (volume; drift: its
 own, else its level's), else the overall one. Year t, hospital h with n_0 base cases:
 
@@ -53,7 +59,8 @@ own, else its level's), else the overall one. Year t, hospital h with n_0 base c
   terms on the year's last discharge (as `settle`).
 * cost: total_cost, patient_paid (and fund_paid, tcm_cost when present) x prod (1 + c_s), rounded to the fen per
   case; the groups' standard costs x the same factor (the catalogue's points are frozen; its standard costs follow
-  cost growth, so cost growth alone moves no case's outlier class beyond the fen's rounding).
+  cost growth, so cost growth alone moves no case's outlier class beyond the fen's rounding). Under [catalogue]
+  rule "reweight" both come from the last years' settled cases instead (`dipsim.projection.reweight`).
 * drift: share_{h,t} = trend_{h,t} x r_{h,t-1}^(-elasticity), r the hospital's payment / cost ratio of year t-1
   (1 without cost); the drifted share D_{h,t} = min(1, D_{h,t-1} + share_{h,t}) (D_0 = 0); the
   round_half_even(D x n_t) cases of h first in a seeded hash of their case ids (`seed`) have their group points x
@@ -88,6 +95,7 @@ from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
 from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy
+from dipsim.projection.reweight import CatalogueRule, catalogue_of, reweighting
 
 MAX_YEARS = 50
 RULES = ("policy", "share_of_income", "growth")
@@ -150,6 +158,7 @@ class ProjectionSpec:
     cap_by_income: bool = False
     budget_point_value: str = "policy"
     funds: dict[str, Fund] = field(default_factory=dict)
+    catalogue: CatalogueRule = field(default_factory=CatalogueRule)  # [catalogue]: frozen or re-weighted
     source: str = "projection"
     # values given as distributions (`take_distributions`): path -> Distribution; the spec holds their central
     # values, `template` the file's tables with those central values (what `draw_spec` fills with a draw's)
@@ -385,9 +394,10 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
         problems.append(f"{where}{_line_of(text, table, key)}: {what}")
 
     data, distributions = take_distributions(data, problem)
-    unknown = sorted(set(data) - set(KEYS) - {"fund"})
+    unknown = sorted(set(data) - set(KEYS) - {"fund", "catalogue"})
     for name in unknown:
-        problem(name, None, f"unknown table (expected {', '.join(f'[{k}]' for k in [*KEYS, 'fund.POOL'])})")
+        problem(name, None, "unknown table (expected "
+                            f"{', '.join(f'[{k}]' for k in [*KEYS, 'fund.POOL', 'catalogue'])})")
     meta = data.get("projection", {})
     years = meta.get("years") if isinstance(meta, dict) else None
     if not isinstance(years, int) or isinstance(years, bool) or not 1 <= years <= MAX_YEARS:
@@ -469,6 +479,7 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
                     continue
                 given[key] = checked
         funds[str(pool)] = Fund(**given)
+    catalogue = catalogue_of(data.get("catalogue"), years, problem)
     rule = values.get("rule", "policy")
     if rule not in RULES:
         problem("budget", "rule", f"one of {', '.join(repr(r) for r in RULES)} (got {rule!r})")
@@ -498,7 +509,7 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
     for fund in funds.values():
         fund.insured_growth = fund.insured_growth or [0.0] * years
         fund.contribution_growth = fund.contribution_growth or [0.0] * years
-    return ProjectionSpec(years=years, source=source, funds=funds, distributions=distributions,
+    return ProjectionSpec(years=years, source=source, funds=funds, catalogue=catalogue, distributions=distributions,
                           template=data if distributions else None,
                           **{k: v for k, v in values.items() if k in ProjectionSpec.__dataclass_fields__})
 
@@ -765,6 +776,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     budgets: dict[str, float] = {}
     balances = {pool: fund.balance for pool, fund in spec.funds.items()}
     history: dict[str, list[tuple[float, float]]] = {}
+    reweight = reweighting(spec.catalogue, cache)  # None: the frozen catalogue
     for year in range(spec.years + 1):
         cost_factor = math.prod(1 + g for g in spec.cost_growth[:year])
         # a year's cases follow from these (and from the cases and hospitals, which a cache is kept for)
@@ -799,6 +811,8 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
                     spec.seed))
             drift = drifted_in(known.drift_order[1], drifted_share)
         year_grouped = year_grouping(grouped, made.rows, drift, spec.drift_factor, cost_factor) if year else grouped
+        if reweight is not None:
+            year_grouped = reweight.grouping(year, year_grouped)
         case_set = known.case_set
         day = case_set.settlement_day()
         grouping = (policy.get("payment.mode", day), policy.get("payment.drg_scheme", day))
@@ -834,6 +848,8 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
                             aux_factor[made.rows] if aux_factor is not None else None)
             if year == 0 and cache is not None:
                 known.base_run = (same, run)
+        if reweight is not None:
+            reweight.settled(year, year_grouped, table)
         h = run.hospitals.to_pandas()
         spent = _spent_on_points(run) if spec.budget_point_value == "history" else {}
         for row in run.pools.to_pylist():
