@@ -133,7 +133,8 @@ def read_spec(text: str, years: int | None, source: str = SOURCE):
             problems.append(f"{where}: {policy!r} names a file on the server: a projection sent to the workbench "
                             "runs on the region's own policy and no file it names is opened (remove the line)")
         else:
-            notes.append(f"[projection] policy = {policy!r} is not read: the region's own policy is used")
+            notes.append(f"[projection] policy = {policy!r} 未读取，使用本区域的政策 / is not read: the region's own "
+                         "policy is used")
     if years is not None:
         if isinstance(years, bool) or not isinstance(years, int) or not 1 <= years <= MAX_PROJECTION_YEARS:
             problems.append(f"years: a whole number from 1 to {MAX_PROJECTION_YEARS} (got {years!r})")
@@ -194,7 +195,8 @@ class Projections:
         spec, notes = read_spec(text, years, f"the example {EXAMPLE_FILE}" if example else SOURCE)
         check_region(spec, loaded)
         if draws and not spec.distributions:
-            notes.append("the file gives no distribution: every draw equals the central projection")
+            notes.append("文件中没有分布，各次抽样与中心预测相同 / the file gives no distribution: every draw equals "
+                         "the central projection")
         with self._lock:
             if self.pending >= self.max_pending:
                 raise RunQueueFull(f"{self.pending} projections are queued or running: try again shortly")

@@ -19,7 +19,8 @@ Object.assign(T.zh, {
   payoutLevelChart: "各医院等级基金支付（元，按年度）", payoutOwnChart: "本院基金支付（元，按年度；阴影：10%-90%）",
   yearsTable: "各年度统筹区", byLevelTable: "各年度按医院等级", bandsTable: "抽样区间（10%-90%）", income: "基金收入（元）",
   fundBalance: "基金结余（元）", cmi: "CMI", drifted: "编码升级病例数", draws: "抽样次数", band: "10%-90% 区间",
-  projectionDone: "完成，用时", seconds: "秒", projectionNotes: "说明",
+  projectionDone: "完成，用时", seconds: "秒", projectionNotes: "说明", pstatus_queued: "排队中",
+  pstatus_running: "运行中", pstatus_done: "完成", pstatus_failed: "失败", pstatus_cancelled: "已取消",
 });
 Object.assign(T.en, {
   projectionNav: "Projection", projectionTitle: "Projection over several years",
@@ -34,8 +35,13 @@ Object.assign(T.en, {
   payoutOwnChart: "This hospital's fund payout (yuan, by year; shaded: 10-90%)", yearsTable: "Years by pool",
   byLevelTable: "Years by hospital level", bandsTable: "Bands of the draws (10-90%)", income: "fund income (yuan)",
   fundBalance: "fund balance (yuan)", cmi: "CMI", drifted: "drifted cases", draws: "draws", band: "10-90% band",
-  projectionDone: "done in", seconds: "s", projectionNotes: "notes",
+  projectionDone: "done in", seconds: "s", projectionNotes: "notes", pstatus_queued: "queued",
+  pstatus_running: "running", pstatus_done: "done", pstatus_failed: "failed", pstatus_cancelled: "cancelled",
 });
+
+function projectionOption(p) {
+  return `${p.title || p.name}（${p.years} ${t("year")}，${t("pstatus_" + p.status)}，${p.created}）`;
+}
 
 const PROJECTION_TEXT_LIMIT = 32 * 1024;  // the server's MAX_PROJECTION_TEXT (characters)
 
@@ -45,7 +51,7 @@ async function pageProjection(main, region, projectionId) {
   const listed = (await api(`/regions/${encodeURIComponent(region)}/projections`)).projections;
   const select = el("select", { id: "projection-select" },
     el("option", { value: "", text: listed.length ? t("projectionChoose") : t("projectionNone") }),
-    listed.map((p) => el("option", { value: p.id, text: `${p.title || p.name}（${p.years} ${t("year")}，${p.status}，${p.created}）` })));
+    listed.map((p) => el("option", { value: p.id, text: projectionOption(p) })));
   select.value = projectionId || "";
   select.addEventListener("change", () => { if (select.value) location.hash = `#/projection/${region}/${select.value}`; });
   if (user.role === "bureau") main.append(projectionForm(region));
@@ -123,6 +129,8 @@ async function showProjection(box, projectionId) {
     p = await waitForRun(p, (s) => { progress.textContent = `${t("projectionProgress")} ${s.progress.done} / ${s.progress.total}`; },
       "/projections");
     cancel.remove();
+    const option = document.querySelector(`#projection-select option[value="${CSS.escape(projectionId)}"]`);
+    if (option) option.textContent = projectionOption(p);
   }
   if (p.status === "cancelled") { progress.textContent = t("projectionCancelled"); return; }
   if (p.status !== "done") {
