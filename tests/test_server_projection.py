@@ -146,9 +146,7 @@ def test_a_hospital_account_reads_the_point_values_and_its_own_rows(served):
     view = _get(served, "hospital").json()
     assert {k for r in view["years_table"] for k in r} == {"year", "settlement_day", "pool", "point_value", "status"}
     assert view["hospitals"] and {r["hospital_id"] for r in view["hospitals"]} == {own}
-    assert {(b["what"], b["measure"]) for b in view["bands"]} == {("pool", "point_value"), ("hospital", "cases"),
-                                                                   ("hospital", "points"), ("hospital", "payment"),
-                                                                   ("hospital", "fund_payout")}
+    assert {(b["what"], b["measure"]) for b in view["bands"]} == {("pool", "point_value"), ("hospital", "fund_payout")}
     assert {b["hospital_id"] for b in view["bands"] if b["what"] == "hospital"} == {own}
     assert "by_level" not in view and "user" not in view
     token = served["tokens"]["hospital"]
@@ -157,6 +155,11 @@ def test_a_hospital_account_reads_the_point_values_and_its_own_rows(served):
         assert client.get(f"{path}/by_level.{extension}", headers=token).status_code == 403
     rows = list(csv.DictReader(_get(served, "hospital", "/hospitals.csv").content.decode("utf-8-sig").splitlines()))
     assert {r["医院编码"] for r in rows} == {own} and len(rows) == 3
+    bands = list(csv.DictReader(_get(served, "hospital", "/bands.csv").content.decode("utf-8-sig").splitlines()))
+    assert {(r["对象"], r["指标"]) for r in bands} == {("pool", "point_value"), ("hospital", "cases"),
+                                                  ("hospital", "points"), ("hospital", "payment"),
+                                                  ("hospital", "fund_payout")}
+    assert {r["医院编码"] for r in bands if r["对象"] == "hospital"} == {own}
     header = _get(served, "hospital", "/years.csv").content.decode("utf-8-sig").splitlines()[0]
     assert "基金" not in header and "预算" not in header  # the pools' money is the bureau's
     started = client.post(f"/api/regions/{served['region']}/projections", headers=token, json={"example": True})

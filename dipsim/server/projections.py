@@ -324,10 +324,13 @@ def hospital_rows(frame: pd.DataFrame, names: dict, user) -> list[dict]:
                  lambda values, keys: {"name": names.get(str(values[keys.index("hospital_id")]))})
 
 
-def band_rows(frame: pd.DataFrame | None, user) -> list[dict]:
-    """The draws' bands: a hospital account the pools' point value bands and its own hospital's."""
+def band_rows(frame: pd.DataFrame | None, user, hospital_measures=None) -> list[dict]:
+    """The draws' bands: a hospital account the pools' point value bands and its own hospital's; the hospitals'
+    of `hospital_measures` only when given."""
     if frame is None or frame.empty:
         return []
+    if hospital_measures is not None:
+        frame = frame[(frame["what"] != "hospital") | frame["measure"].isin(hospital_measures)]
     if not user.is_bureau:
         mine = (frame["what"] == "hospital") & (frame["hospital_id"].astype(str) == user.hospital_id)
         frame = frame[((frame["what"] == "pool") & (frame["measure"] == "point_value")) | mine]
@@ -373,7 +376,8 @@ def view(projection_id: str, record: dict, projections: Projections, names: dict
         tables = projections.tables(projection_id)
         out["years_table"] = year_rows(tables["years"], user)
         out["hospitals"] = hospital_rows(tables["hospitals"], names, user)
-        out["bands"] = band_rows(tables.get("bands"), user)
+        # the page draws the hospitals' payout paths: their other bands are in the download (bands.xlsx / .csv)
+        out["bands"] = band_rows(tables.get("bands"), user, ("fund_payout",))
         if user.is_bureau:
             out["by_level"] = by_level(tables["hospitals"])
     return out

@@ -66,14 +66,13 @@ async function pageProjection(main, region, projectionId) {
 function projectionForm(region) {
   const example = el("input", { type: "radio", name: "projection-source", id: "projection-example", checked: true });
   const own = el("input", { type: "radio", name: "projection-source", id: "projection-own" });
-  const text = el("textarea", { id: "projection-text", rows: 12, cols: 90, maxlength: PROJECTION_TEXT_LIMIT,
-    spellcheck: "false" });
+  // no maxlength: a longer text would be cut silently; it is refused below, with a message
+  const text = el("textarea", { id: "projection-text", rows: 12, cols: 90, spellcheck: "false" });
   const file = el("input", { type: "file", id: "projection-file", accept: ".toml,text/plain" });
   const years = el("input", { type: "number", id: "projection-years", min: 1, max: 10, step: 1, value: 5 });
   const draws = el("input", { type: "number", id: "projection-draws", min: 0, max: 200, step: 1, value: 20 });
   const run = el("button", { type: "button", id: "projection-run", text: t("projectionRun") });
   const problems = el("div", { class: "error", id: "projection-problems" });
-  const notes = el("div", { class: "note", id: "projection-notes" });
   api("/projection_example").then((e) => { if (!text.value) text.value = e.text; }).catch(() => {});
   text.addEventListener("input", () => { own.checked = true; });
   file.addEventListener("change", () => {
@@ -108,7 +107,7 @@ function projectionForm(region) {
     text,
     el("div", { class: "filters" }, el("label", {}, `${t("projectionYears")} `, years),
       el("label", {}, `${t("projectionDraws")} `, draws), run),
-    problems, notes);
+    problems);
 }
 
 async function showProjection(box, projectionId) {
