@@ -27,6 +27,7 @@ from dipsim.io.errors import InputError
 from dipsim.report import present
 from dipsim.server import downloads, views
 from dipsim.server.accounts import HOSPITAL_ID, Accounts, LoginLimiter, Sessions, User
+from dipsim.server.downloads import MEDIA, XLSX_TYPE
 from dipsim.server.projections import MAX_DRAWS, Projections, add_projection_routes
 from dipsim.server.regions import LoadedRegion, build_demo_region
 from dipsim.server.runs import RunQueueFull, Runs
@@ -39,7 +40,6 @@ MAX_BODY_BYTES = 64 * 1024  # a JSON request's body; an uploaded file's has its 
 # the one route whose body is a file, streamed to disk under the upload's limit instead of MAX_BODY_BYTES
 UPLOAD_FILE_ROUTE = re.compile(r"^/api/uploads/[^/]+/files/[^/]+$")
 CASE_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DEMO_CASES, DEMO_HOSPITALS = 200_000, 100  # `dipsim demo`'s region (built once: 5 s in bench_server's run)
 
 
@@ -50,7 +50,6 @@ CaseId = Annotated[str, PathParam(pattern=CASE_ID_PATTERN, description="a case_i
 MAX_COMPARE = 12  # runs side by side
 CompareRuns = Annotated[str, Query(max_length=MAX_COMPARE * 20, description="run ids, comma-separated (2 to 12)")]
 Lang = Annotated[Literal["zh", "en"], Query(description="the headers' language")]
-MEDIA = {"xlsx": XLSX_TYPE, "csv": "text/csv; charset=utf-8"}
 # a download's sheet title
 TABLE_TITLES = {"hospitals": "各医院", "point_values": "点值", "pools": "各统筹区基金支付", "by_level": "按医院等级",
                 "by_type": "按机构类型", "summary": "汇总", "compare": "多方案对比",

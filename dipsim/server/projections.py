@@ -416,7 +416,7 @@ def add_projection_routes(app, server, caller, bureau) -> None:
 
     from dipsim.server import downloads
     from dipsim.server.accounts import User
-    from dipsim.server.app import MEDIA as media
+    from dipsim.server.downloads import MEDIA as media
     from dipsim.server.store import PROJECTION_PATTERN, REGION_PATTERN
 
     region_id = Annotated[str, PathParam(pattern=REGION_PATTERN, description="a region id from GET /api/regions")]
