@@ -1048,7 +1048,7 @@ def cmd_serve(args) -> int:
     if args.demo:
         console.print(f"the demo region ({args.demo_cases:,} cases) and accounts in {args.data}, made when absent")
     app = create_app(args.data, demo=args.demo, demo_cases=args.demo_cases, workers=args.workers,
-                     max_upload_bytes=args.max_upload_mb << 20)
+                     max_upload_bytes=args.max_upload_mb << 20, max_draws=args.max_draws)
     server = app.state.server
     for name, password in server.demo_passwords.items():
         user = server.accounts.get(name)
@@ -1381,6 +1381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int, default=1, help="runs at a time in the worker pool (default 1)")
     p.add_argument("--max-upload-mb", type=_positive_int, default=2048,
                    help="the most an upload's files may hold together, in MiB (default 2048: 2 GiB)")
+    p.add_argument("--max-draws", type=_positive_int, default=200,
+                   help="the most Monte Carlo draws of one projection on the 多年预测 page (default 200)")
 
     users_sub = add_group("users", "accounts of dipsim serve", "Accounts of `dipsim serve` in its data folder.")
     for action, text in (("add", "Add an account; the password is read from stdin (first line) or asked twice"),

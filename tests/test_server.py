@@ -29,7 +29,11 @@ OPEN = {"/api/health", "/api/login", "/api/docs", "/api/openapi.json",  # no tok
 # routes a hospital account gets 403 from, whatever it asks: the bureau's writes and what holds every hospital's data
 BUREAU_ONLY = {("POST", "/api/regions/{region}/runs"), ("GET", "/api/audit"),
                ("POST", "/api/regions/{region}/scenario.toml"),  # the 政策参数 page's scenario files
-               ("GET", "/api/regions/{region}/policy.toml")}  # every hospital's coefficient is in it
+               ("GET", "/api/regions/{region}/policy.toml"),  # every hospital's coefficient is in it
+               ("POST", "/api/regions/{region}/projections"),  # 多年预测: the bureau runs projections ...
+               ("POST", "/api/projections/{projection}/cancel"),  # ... and cancels them
+               ("GET", "/api/projections/{projection}/by_level.xlsx"),  # payouts summed over hospitals
+               ("GET", "/api/projections/{projection}/by_level.csv")}
 VARIANT = {"coefficient.tcm_hospital_bonus": 0.1, "coefficient.hospital": {"H0001": 1.05}}
 VARIANT_TOML = '{ "coefficient.tcm_hospital_bonus" = 0.1, "coefficient.hospital" = { "H0001" = 1.05 } }'
 # a second run, with special-case review (特例单议) on: its outcome is in the run's summary
@@ -75,9 +79,14 @@ def demo(tmp_path_factory):
     hospital = server.accounts.get("hospital").hospital_id
     upload = client.post("/api/uploads", headers=tokens["bureau"], json={"title": "an upload"})  # for {upload}
     assert upload.status_code == 201, upload.text
+    projection = client.post(f"/api/regions/{region}/projections", headers=tokens["bureau"],  # for {projection}
+                             json={"example": True, "years": 1, "draws": 2})
+    assert projection.status_code == 202, projection.text
+    server.projections.wait()
     return {"app": app, "server": server, "client": client, "tokens": tokens, "region": region, "data": data,
             "run": run.json()["id"], "run2": second.json()["id"], "hospital": hospital,
-            "folder": data / "regions" / region, "upload": upload.json()["id"]}
+            "folder": data / "regions" / region, "upload": upload.json()["id"],
+            "projection": projection.json()["id"]}
 
 
 def _yuan_fen(text) -> int:
@@ -218,7 +227,7 @@ def test_users_command_adds_an_account_from_stdin(tmp_path, monkeypatch, capsys)
 
 def _path_values(demo, hospital: str, case_id: str) -> dict:
     return {"region": demo["region"], "run": demo["run"], "run2": demo["run2"], "hospital": hospital,
-            "case_id": case_id, "upload": demo["upload"], "slot": "claims"}
+            "case_id": case_id, "upload": demo["upload"], "slot": "claims", "projection": demo["projection"]}
 
 
 def _case_of(demo, hospital: str) -> str:

@@ -9,7 +9,8 @@ The server holds no payment logic of its own: a run is `scenarios.check_variants
 Modules: `store` (the data folder: generated ids, indexes, audit log), `accounts` (users, argon2 password hashes,
 bearer tokens, login rate limiting), `regions` (a region's files, its demo build, and what is loaded of it),
 `runs` (runs in a worker pool, kept on disk), `uploads` (regions made from uploaded claims and hospitals tables
-through the same loader, `regions.assemble_region`), `app` (`create_app`: the routes and the scope checks).
+through the same loader, `regions.assemble_region`), `projections` (多年预测: `project.project` /
+`project_draws` on a region, in the background), `app` (`create_app`: the routes and the scope checks).
 
 FastAPI, uvicorn and argon2-cffi are an optional extra (`pip install 'dipsim[server]'`): importing this package
 needs none of them; `create_app` does.

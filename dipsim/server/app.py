@@ -27,6 +27,8 @@ from dipsim.io.errors import InputError
 from dipsim.report import present
 from dipsim.server import downloads, views
 from dipsim.server.accounts import HOSPITAL_ID, Accounts, LoginLimiter, Sessions, User
+from dipsim.server.downloads import MEDIA, XLSX_TYPE
+from dipsim.server.projections import MAX_DRAWS, Projections, add_projection_routes
 from dipsim.server.regions import LoadedRegion, build_demo_region
 from dipsim.server.runs import RunQueueFull, Runs
 from dipsim.server.store import REGION_PATTERN, RUN_PATTERN, UPLOAD_PATTERN, DataFolder, new_id, now
@@ -38,7 +40,6 @@ MAX_BODY_BYTES = 64 * 1024  # a JSON request's body; an uploaded file's has its 
 # the one route whose body is a file, streamed to disk under the upload's limit instead of MAX_BODY_BYTES
 UPLOAD_FILE_ROUTE = re.compile(r"^/api/uploads/[^/]+/files/[^/]+$")
 CASE_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DEMO_CASES, DEMO_HOSPITALS = 200_000, 100  # `dipsim demo`'s region (built once: 5 s in bench_server's run)
 
 
@@ -49,7 +50,6 @@ CaseId = Annotated[str, PathParam(pattern=CASE_ID_PATTERN, description="a case_i
 MAX_COMPARE = 12  # runs side by side
 CompareRuns = Annotated[str, Query(max_length=MAX_COMPARE * 20, description="run ids, comma-separated (2 to 12)")]
 Lang = Annotated[Literal["zh", "en"], Query(description="the headers' language")]
-MEDIA = {"xlsx": XLSX_TYPE, "csv": "text/csv; charset=utf-8"}
 # a download's sheet title
 TABLE_TITLES = {"hospitals": "各医院", "point_values": "点值", "pools": "各统筹区基金支付", "by_level": "按医院等级",
                 "by_type": "按机构类型", "summary": "汇总", "compare": "多方案对比",
@@ -135,13 +135,14 @@ class Server:
     """The state behind the routes: the data folder, accounts, tokens, the login limiter, loaded regions, runs."""
 
     def __init__(self, data_dir, clock: Callable[[], float] = time.time, token_ttl_s: float | None = None,
-                 workers: int = 1, max_upload_bytes: int = MAX_UPLOAD_BYTES):
+                 workers: int = 1, max_upload_bytes: int = MAX_UPLOAD_BYTES, max_draws: int = MAX_DRAWS):
         self.data = DataFolder(data_dir)
         self.accounts = Accounts(self.data.users_path)
         self.sessions = Sessions(clock=clock, **({"ttl_s": token_ttl_s} if token_ttl_s else {}))
         self.limiter = LoginLimiter(clock=clock)
         self.runs = Runs(self.data, workers)
         self.uploads = Uploads(self.data, self.add_region, max_upload_bytes)
+        self.projections = Projections(self.data, max_draws)
         self._regions: dict[str, LoadedRegion] = {}
         self._lock = threading.Lock()
         self.demo_passwords: dict[str, str] = {}
@@ -167,6 +168,7 @@ class Server:
         teardown)."""
         self.runs.executor.shutdown(wait=True)
         self.uploads.executor.shutdown(wait=True)
+        self.projections.executor.shutdown(wait=True)
 
     def ensure_demo(self, cases: int = DEMO_CASES, hospitals: int = DEMO_HOSPITALS) -> str:
         """The demo region (built when the data folder has none) and the demo accounts (created when absent,
@@ -273,10 +275,12 @@ def _scenario_toml(region: str, mode: str, title: str | None, variants: list[dic
 
 def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_hospitals: int = DEMO_HOSPITALS,
                clock: Callable[[], float] = time.time, token_ttl_s: float | None = None, workers: int = 1,
-               max_body_bytes: int = MAX_BODY_BYTES, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               max_draws: int = MAX_DRAWS) -> FastAPI:
     """The API over the data folder `data_dir`; `demo`: build the demo region (and accounts) when absent. The
-    Server is `app.state.server` (its `demo_passwords` hold the demo accounts' passwords when created now)."""
-    server = Server(Path(data_dir), clock, token_ttl_s, workers, max_upload_bytes)
+    Server is `app.state.server` (its `demo_passwords` hold the demo accounts' passwords when created now).
+    `max_draws`: the most Monte Carlo draws of one projection (多年预测)."""
+    server = Server(Path(data_dir), clock, token_ttl_s, workers, max_upload_bytes, max_draws)
     if demo:
         server.ensure_demo(demo_cases, demo_hospitals)
     app = FastAPI(title="dipsim API", version=__version__, docs_url=None, redoc_url=None,
@@ -752,6 +756,10 @@ def create_app(data_dir, demo: bool = False, demo_cases: int = DEMO_CASES, demo_
             raise HTTPException(409, str(exc)) from None
         return Response(content, media_type=XLSX_TYPE,
                         headers={"Content-Disposition": f'attachment; filename="rejects_{upload}.xlsx"'})
+
+    # ------------------------------------------------------------ projections (多年预测: `projections`)
+
+    add_projection_routes(app, server, current_user, bureau_user)
 
     # ------------------------------------------------------------ the browser workbench (pages at /app/, open)
 

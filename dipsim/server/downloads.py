@@ -14,6 +14,9 @@ import pandas as pd
 from dipsim.report import present
 from dipsim.report.present import Column
 
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+MEDIA = {"xlsx": XLSX_TYPE, "csv": "text/csv; charset=utf-8"}  # a download's media type by its extension
+
 # the route's columns that are not scenario-output columns of `present.COLUMNS` (or mean something else here)
 COLUMNS: dict[str, Column] = {
     "baseline_points": Column("基准点数", "baseline points", present.POINTS),

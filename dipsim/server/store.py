@@ -9,6 +9,8 @@ restarts.
     DIR/runs/<id>/result.json      a done run's results, whole fen (`runs`)
     DIR/uploads/index.json         upload id -> title, status, files (original names as data), counts
     DIR/uploads/<id>/files/        the uploaded files, under generated names (`uploads`)
+    DIR/projections/index.json     projection id -> region, name, years, draws, status, user, created
+    DIR/projections/<id>/          a projection's file as run and its tables (`projections`)
 
 No path is made from user input: region and run ids are generated here (`new_id`), checked against their pattern
 (`REGION_ID`, `RUN_ID`) and looked up in an index before a folder of that name is opened; everything else a
@@ -29,7 +31,9 @@ from dipsim.io.writers import write_json
 REGION_ID = re.compile(r"^r[0-9a-f]{12}$")
 RUN_ID = re.compile(r"^x[0-9a-f]{16}$")
 UPLOAD_ID = re.compile(r"^u[0-9a-f]{16}$")
+PROJECTION_ID = re.compile(r"^p[0-9a-f]{16}$")
 REGION_PATTERN, RUN_PATTERN, UPLOAD_PATTERN = REGION_ID.pattern, RUN_ID.pattern, UPLOAD_ID.pattern
+PROJECTION_PATTERN = PROJECTION_ID.pattern
 
 
 def now() -> str:
@@ -39,10 +43,10 @@ def now() -> str:
 
 def new_id(kind: str) -> str:
     """A fresh random id: r + 12 hex digits for a region, x + 16 for a run, u + 16 for an upload, f + 16 for an
-    uploaded file's name."""
+    uploaded file's name, p + 16 for a projection."""
     if kind == "region":
         return "r" + secrets.token_hex(6)
-    return {"run": "x", "upload": "u", "file": "f"}[kind] + secrets.token_hex(8)
+    return {"run": "x", "upload": "u", "file": "f", "projection": "p"}[kind] + secrets.token_hex(8)
 
 
 class Index:
@@ -117,8 +121,10 @@ class DataFolder:
         (self.root / "regions").mkdir(parents=True, exist_ok=True)
         (self.root / "runs").mkdir(parents=True, exist_ok=True)
         (self.root / "uploads").mkdir(parents=True, exist_ok=True)
+        (self.root / "projections").mkdir(parents=True, exist_ok=True)
         self.regions = Index(self.root / "regions" / "index.json", REGION_ID)
         self.runs = Index(self.root / "runs" / "index.json", RUN_ID)
         self.uploads = Index(self.root / "uploads" / "index.json", UPLOAD_ID)
+        self.projections = Index(self.root / "projections" / "index.json", PROJECTION_ID)
         self.audit = AuditLog(self.root / "audit.jsonl")
         self.users_path = self.root / "users.json"

@@ -259,6 +259,7 @@ function renderChrome() {
   nav.append(el("a", { href: `#/region/${region}`, "data-page": "overview", text: t("overview") }),
     el("a", { href: `#/compare/${region}`, "data-page": "compare", text: t("compare") }),
     el("a", { href: `#/policy/${region}`, "data-page": "policy", text: t("policyNav") }),
+    el("a", { href: `#/projection/${region}`, "data-page": "projection", text: t("projectionNav") }),
     el("a", { href: `#/hospital/${region}/${ownHospital || ""}`, "data-page": "hospital", text: t("hospital") }),
     ...(user.role === "bureau" ? [el("a", { href: "#/upload", "data-page": "upload", text: t("upload") })] : []));
   who.textContent = `${user.name}（${user.role === "bureau" ? t("bureau") : t("hospitalRole") + " " + user.hospital_id}）`;
@@ -286,14 +287,15 @@ function saveBlob(blob, file) {
 }
 
 // A run followed until it is done or failed: polled often at first (a variant takes ~0.1 s server-side), then
-// every 150 ms; `onProgress(state)` on each answer still going. Gives the run's last state.
-async function waitForRun(run, onProgress) {
+// every 150 ms; `onProgress(state)` on each answer still going. Gives the run's last state. `path`: "/projections"
+// for a projection.
+async function waitForRun(run, onProgress, path = "/runs") {
   let state = run, delay = 20;
   while (state.status === "queued" || state.status === "running") {
     if (onProgress) onProgress(state);
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(delay * 2, 150);
-    state = await api(`/runs/${encodeURIComponent(run.id)}`);
+    state = await api(`${path}/${encodeURIComponent(run.id)}`);
   }
   return state;
 }
@@ -702,15 +704,18 @@ async function showRun(box, region, runId) {
 
 // A hospital table with filters by level, type and pool, a search by name or id, and sorting by any column (a click
 // on its header; again: the other way). `onDraw(shown)` after each draw (a chart of the rows shown). `ids`: the
-// filters' and counter's element ids (one such table on a page). Gives { filters, table, draw }.
-function hospitalTable(columns, rows, { id, sort: sortFirst, isBureau, onDraw, ids }) {
+// filters' and counter's element ids (one such table on a page); `third`: the third filter's { key, label } instead of
+// the pool's (a projection's year). Gives { filters, table, draw }.
+function hospitalTable(columns, rows, { id, sort: sortFirst, isBureau, onDraw, ids, third }) {
   const idOf = (name) => (ids ? name : null);
   const select = (name, label, values) => el("select", { id: idOf(`filter-${name}`) },
     el("option", { value: "", text: `${label}：${t("all")}` }), values.map((l) => el("option", { value: l, text: l })));
   const levelFilter = select("level", t("level"), [...new Set(rows.map((r) => r.level))].sort(compareLevels));
   const typeFilter = select("type", t("type"), [...new Set(rows.map((r) => r.type))]
     .sort((a, b) => labels.types.indexOf(a) - labels.types.indexOf(b)));
-  const poolFilter = select("pool", t("pool"), [...new Set(rows.map((r) => r.pool))].sort());
+  const thirdKey = third ? third.key : "pool";
+  const poolFilter = select(thirdKey, third ? third.label : t("pool"), [...new Set(rows.map((r) => String(r[thirdKey])))]
+    .sort((a, b) => a.localeCompare(b, undefined, { numeric: true })));
   const search = el("input", { id: idOf("filter-name"), type: "search", placeholder: t("search") });
   const counter = el("span", { class: "note", id: idOf("row-count") });
   let sort = { key: sortFirst, dir: 1 };
@@ -729,7 +734,7 @@ function hospitalTable(columns, rows, { id, sort: sortFirst, isBureau, onDraw, i
   function draw() {
     const q = search.value.trim().toLowerCase();
     const shown = rows.filter((r) => (!levelFilter.value || r.level === levelFilter.value)
-      && (!typeFilter.value || r.type === typeFilter.value) && (!poolFilter.value || r.pool === poolFilter.value)
+      && (!typeFilter.value || r.type === typeFilter.value) && (!poolFilter.value || String(r[thirdKey]) === poolFilter.value)
       && (!q || String(r.name || "").toLowerCase().includes(q) || String(r.hospital_id).toLowerCase().includes(q)));
     shown.sort((a, b) => {
       const x = value(a, sort.key), y = value(b, sort.key);
@@ -894,6 +899,7 @@ async function route() {
     if (page === "compare") { setActive("compare"); return await pageCompare(main, currentRegion, parts[2]); }
     if (page === "hospital") { setActive("hospital"); return await pageHospital(main, currentRegion, parts[2]); }
     if (page === "policy") { setActive("policy"); return await pagePolicy(main, currentRegion); }
+    if (page === "projection") { setActive("projection"); return await pageProjection(main, currentRegion, parts[2]); }
     if (page === "upload") { setActive("upload"); return await pageUpload(main); }
     setActive("overview");
     return await pageOverview(main, currentRegion);
