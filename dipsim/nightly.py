@@ -737,8 +737,9 @@ def _dask_map(function, items: list, scheduler: str | None, shared=None) -> list
 def _settle_chunked(cached: list[Path], drops: list[np.ndarray], hospitals: pa.Table, policy, catalog, day,
                     scheduler=False, workers: _Workers | None = None) -> tuple[pa.Table, pa.Table]:
     """Price one cached partition at a time (on Dask when `scheduler` is not False, else in `workers` when they
-    take the job), keep per (pool, hospital, month) sums, settle them on the client (steps 8-10,
-    `payment.chain.settle_pools`: the months for the monthly prepayment). The sums are added in partition order
+    take the job), keep per (pool, hospital, month) sums, settle them on the client (steps 8-11,
+    `payment.chain.settle_pools`: the hospitals' growth caps on their year's sums, the months for the monthly
+    prepayment). The sums are added in partition order
     whatever the engine."""
     import pandas as pd
 
@@ -762,7 +763,8 @@ def _settle_chunked(cached: list[Path], drops: list[np.ndarray], hospitals: pa.T
     frame = SettlementFrame.from_sums(pools, hospital_ids, total["cases"].to_numpy(), total["cost"].to_numpy(),
                                       by_month["patient_paid"])
     terms = resolve(policy, None, 0, settlement=day)
-    result = settle_pools(frame, None, None, terms, row_sums=(by_month["points"], by_month["item"]))
+    result = settle_pools(frame, None, None, terms, row_sums=(by_month["points"], by_month["item"]),
+                          hospitals=hospitals)
     return result.tables()
 
 

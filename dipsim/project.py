@@ -86,6 +86,7 @@ import pyarrow.compute as pc
 
 from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
+from dipsim.payment.caps import settled_points, with_references
 from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy
 
@@ -730,6 +731,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     drifted_share = np.zeros(len(ids))
     pool_rows, hospital_rows = [], []
     budgets: dict[str, float] = {}
+    reference: dict[str, float] = {}  # hospital -> the points it was paid on last year
     balances = {pool: fund.balance for pool, fund in spec.funds.items()}
     for year in range(spec.years + 1):
         cost_factor = math.prod(1 + g for g in spec.cost_growth[:year])
@@ -794,10 +796,12 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
         if year == 0 and known.base_run is not None and known.base_run[0] == same:
             run = known.base_run[1]
         else:
-            run = run_chain(case_set, year_grouped, hospitals, year_policy, None,
-                            aux_factor[made.rows] if aux_factor is not None else None)
+            # the growth cap's reference (budget.hospital_cap_*): year t's is the points year t - 1 was paid on
+            run = run_chain(case_set, year_grouped, with_references(hospitals, reference) if year else hospitals,
+                            year_policy, None, aux_factor[made.rows] if aux_factor is not None else None)
             if year == 0 and cache is not None:
                 known.base_run = (same, run)
+        reference = settled_points(run.settlement)
         h = run.hospitals.to_pandas()
         for row in run.pools.to_pylist():
             pool = row["pool"]
