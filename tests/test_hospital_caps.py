@@ -313,6 +313,36 @@ def test_nightly_is_settle_under_a_cap(world, capped_world, tmp_path, monkeypatc
                       f"nightly {engine} vs settle")
 
 
+def test_nightly_year_to_date_caps_at_the_same_share(world, capped_world, tmp_path):  # noqa: F811
+    """Six months of the year: nightly settles them with half the annual budget, and caps each hospital at half
+    its reference; `dipsim settle` of the same six months with the budgets halved and the references halved pays
+    the same, to the fen."""
+    import shutil
+
+    from dipsim.cli import main
+    from dipsim.nightly import run_nightly
+
+    half = tmp_path / "half"
+    half.mkdir()
+    for path in sorted((world / "region" / "cases").iterdir())[:6]:
+        shutil.copytree(path, half / path.name)
+    table = pq.read_table(world / "hospitals_ref.parquet")
+    halved = [None if r is None else r / 2 for r in table["reference_points"].to_pylist()]
+    pq.write_table(table.set_column(table.column_names.index("reference_points"), "reference_points",
+                                    pa.array(halved, pa.float64())), tmp_path / "hospitals_half.parquet")
+    (tmp_path / "half.toml").write_text(capped_policy().replace(
+        BUDGETS, '{ "990100-employee" = 7500000.0, "990100-resident" = 8000000.0 }'), encoding="utf-8")
+    with pytest.warns(CapWarning):
+        result = run_nightly(half, world / "capped.toml", world / "hospitals_ref.parquet", tmp_path / "state",
+                             tmp_path / "out", world / "cat", log=lambda _: None, engine="chunked")
+        code = main(["settle", str(half), "--policy", str(tmp_path / "half.toml"), "--catalog", str(world / "cat"),
+                     "--hospitals", str(tmp_path / "hospitals_half.parquet"), "-o", str(tmp_path / "settle"), "-q"])
+    assert result.budget_share == 0.5 and code == 0
+    assert_same_money(read_rows(tmp_path / "settle" / "hospitals.csv"), read_rows(result.run_dir / "hospitals.csv"),
+                      "nightly six months vs settle at half")
+    assert (pq.read_table(tmp_path / "settle" / "cases.parquet")["cap_factor"].to_numpy() < 1).any()
+
+
 def test_explain_shows_the_cap(capped_world):
     """`dipsim explain`: a capped case's step 8 with its hospital's factor; the hospital's reviewed and final
     points."""

@@ -128,3 +128,12 @@ def with_references(hospitals: pa.Table, references: dict[str, float]) -> pa.Tab
     if REFERENCE_COLUMN in hospitals.column_names:
         return hospitals.set_column(hospitals.column_names.index(REFERENCE_COLUMN), REFERENCE_COLUMN, column)
     return hospitals.append_column(REFERENCE_COLUMN, column)
+
+
+def scaled_references(hospitals: pa.Table, share: float) -> pa.Table:
+    """The hospitals table with its `reference_points` (where it has them) x `share`: a year-to-date settlement
+    (nightly) caps the points so far against the same share of the year's reference as its budget's."""
+    if REFERENCE_COLUMN not in hospitals.column_names or share == 1:
+        return hospitals
+    at = hospitals.column_names.index(REFERENCE_COLUMN)
+    return hospitals.set_column(at, REFERENCE_COLUMN, pc.multiply(pc.cast(hospitals[at], pa.float64()), share))
