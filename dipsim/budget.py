@@ -264,6 +264,7 @@ class RegionSettlement:
     points: np.ndarray
     amounts: dict  # name -> fen per row: group_payment, band_adjustment, payment, fund_payout, prepaid, ...
     pools: list  # one dict per pool
+    cap_factor: np.ndarray | None = None  # per row, its hospital's growth-cap factor (step 8; None: no cap)
 
     def tables(self) -> tuple[pa.Table, pa.Table]:
         f = self.frame
@@ -315,7 +316,7 @@ def _spending_point_value(available: float, patient_paid: np.ndarray, item_cost:
 def settle_frame(frame: SettlementFrame, case_points, terms: PoolTerms, quality: dict[str, float] | None = None,
                  paid_by_item=None, budget_extra: dict | None = None, row_sums: tuple | None = None
                  ) -> RegionSettlement:
-    """Steps 8-10 of the payment chain for every pool of `frame`: the settlement point value (结算点值) that spends
+    """Steps 9-11 of the payment chain for every pool of `frame`: the settlement point value (结算点值) that spends
     the pool's available budget (`PoolTerms.available`), with the bands and the point-value floor / cap; the
     amounts to the fen; the year's cycle (`year_cycle`). `budget_extra` (pool -> yuan) is added to a pool's
     available budget (special cases funded from the reserve). `row_sums` = (points, item-paid cost) per row and

@@ -16,6 +16,7 @@
 3. **Year to date**: all cached partitions are priced under the policy and settled with the year-to-date share of
    the annual budget: pro-rata by months (m / 12), or by last year's seasonality (`--seasonality`, the share of the
    year's cost in each month). The point value that spends that share is the projection of the year's value.
+   A hospital's growth-cap reference (`reference_points`, `payment.caps`) is taken at the same share.
 4. **Output**: the results go to `OUT/runs/<id>/` (id = hash of the inputs, policy and version), written in a
    temporary folder and renamed into place, then `OUT/latest` (a symbolic link) is switched atomically. A failure
    at any step leaves the previous `latest` as it was. A rerun with the same data gives the same id and
@@ -396,6 +397,7 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
 
     from dipsim.io.readers import parquet_files
     from dipsim.io.writers import OutputFolder, sha256_file, temp_dir
+    from dipsim.payment.caps import scaled_references
     from dipsim.payment.terms import command_line_scheme, every_case_terms
     from dipsim.policy import load_policy
     from dipsim.region import load_hospitals
@@ -460,6 +462,7 @@ def run_nightly(claims: Path, policy_path: Path, hospitals_path: Path, state: Pa
         share = budget_share(months, seasonality)
         annual = policy.get("budget.total")
         ytd_policy = policy.overlay({"budget.total": {p: round(b * share, 2) for p, b in annual.items()}})
+        hospitals = scaled_references(hospitals, share)  # the growth cap's references, as the budget: year to date
         last_days = [c["last_day"] for c in counts if c["last_day"]]
         day = dt.date.fromisoformat(max(last_days)) if last_days else None  # the settlement day: the last discharge
         # special-case review, history coefficients and supervision screens look at every case of the year at once
@@ -737,9 +740,9 @@ def _dask_map(function, items: list, scheduler: str | None, shared=None) -> list
 def _settle_chunked(cached: list[Path], drops: list[np.ndarray], hospitals: pa.Table, policy, catalog, day,
                     scheduler=False, workers: _Workers | None = None) -> tuple[pa.Table, pa.Table]:
     """Price one cached partition at a time (on Dask when `scheduler` is not False, else in `workers` when they
-    take the job), keep per (pool, hospital, month) sums, settle them on the client (steps 8-10,
-    `payment.chain.settle_pools`: the months for the monthly prepayment). The sums are added in partition order
-    whatever the engine."""
+    take the job), keep per (pool, hospital, month) sums, settle them on the client (steps 8-11,
+    `payment.chain.settle_pools`: the hospitals' growth caps on their year's sums, the months for the monthly
+    prepayment). The sums are added in partition order whatever the engine."""
     import pandas as pd
 
     from dipsim.budget import SettlementFrame
@@ -762,7 +765,8 @@ def _settle_chunked(cached: list[Path], drops: list[np.ndarray], hospitals: pa.T
     frame = SettlementFrame.from_sums(pools, hospital_ids, total["cases"].to_numpy(), total["cost"].to_numpy(),
                                       by_month["patient_paid"])
     terms = resolve(policy, None, 0, settlement=day)
-    result = settle_pools(frame, None, None, terms, row_sums=(by_month["points"], by_month["item"]))
+    result = settle_pools(frame, None, None, terms, row_sums=(by_month["points"], by_month["item"]),
+                          hospitals=hospitals)
     return result.tables()
 
 

@@ -210,6 +210,12 @@ def _drg_scheme_problems(mode: str, scheme: str) -> list[str]:
     return []
 
 
+def _hospital_cap_problems(growth: float, tiers: list) -> list[str]:
+    from dipsim.payment.caps import tier_problems
+
+    return tier_problems(growth, tiers)
+
+
 RULES: tuple[Rule, ...] = (
     Rule("budget.point_value_floor <= budget.point_value_cap",
          ("budget.point_value_floor", "budget.point_value_cap"),
@@ -233,6 +239,10 @@ RULES: tuple[Rule, ...] = (
          ("payment.mode", "payment.drg_scheme"),
          "the cases are grouped under grouper_tables/<payment.drg_scheme>; DIP mode groups to a catalogue",
          _drg_scheme_problems),
+    Rule("budget.hospital_cap_tiers: from 0, ascending, weights in [0, 1] not increasing",
+         ("budget.hospital_cap_growth", "budget.hospital_cap_tiers"),
+         "a point's weight by where it lies against its hospital's cap (step 8 of the chain, docs/domain.md §12)",
+         _hospital_cap_problems),
 )
 
 _NOT_IN_FORCE = object()

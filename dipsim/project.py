@@ -93,6 +93,7 @@ import pyarrow.compute as pc
 
 from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
+from dipsim.payment.caps import settled_points, with_references
 from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy
 from dipsim.projection.reweight import CatalogueRule, catalogue_of, reweighting
@@ -774,6 +775,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     drifted_share = np.zeros(len(ids))
     pool_rows, hospital_rows = [], []
     budgets: dict[str, float] = {}
+    reference: dict[str, float] = {}  # hospital -> the points it was paid on last year
     balances = {pool: fund.balance for pool, fund in spec.funds.items()}
     history: dict[str, list[tuple[float, float]]] = {}
     reweight = reweighting(spec.catalogue, cache)  # None: the frozen catalogue
@@ -844,12 +846,14 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
         if year == 0 and known.base_run is not None and known.base_run[0] == same:
             run = known.base_run[1]
         else:
-            run = run_chain(case_set, year_grouped, hospitals, year_policy, None,
-                            aux_factor[made.rows] if aux_factor is not None else None)
+            # the growth cap's reference (budget.hospital_cap_*): year t's is the points year t - 1 was paid on
+            run = run_chain(case_set, year_grouped, with_references(hospitals, reference) if year else hospitals,
+                            year_policy, None, aux_factor[made.rows] if aux_factor is not None else None)
             if year == 0 and cache is not None:
                 known.base_run = (same, run)
         if reweight is not None:
             reweight.settled(year, year_grouped, table)
+        reference = settled_points(run.settlement)
         h = run.hospitals.to_pandas()
         spent = _spent_on_points(run) if spec.budget_point_value == "history" else {}
         for row in run.pools.to_pylist():

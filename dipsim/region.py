@@ -1,10 +1,11 @@
 """The region a settlement runs on, checked before anything is grouped or priced (docs/domain.md §2, §7-12): the
 hospitals table, the cases' hospitals and settlement pools, and a budget for every pool.
 
-* **Hospitals table** (`load_hospitals`): columns hospital_id, level and type (coefficient_override optional).
-  Every row has an id and no id comes twice (a second row used to replace the first one's level and coefficient
-  silently); a coefficient_override, where given, is a finite number above 0. What pricing reads of the cases'
-  hospitals (their level, type) is `pricing.hospital_problems`.
+* **Hospitals table** (`load_hospitals`): columns hospital_id, level and type (coefficient_override and
+  reference_points optional). Every row has an id and no id comes twice (a second row used to replace the first
+  one's level and coefficient silently); a coefficient_override, where given, is a finite number above 0; a
+  reference_points (the hospital's reference for the growth cap, `payment.caps`), a finite number of 0 or more.
+  What pricing reads of the cases' hospitals (their level, type) is `pricing.hospital_problems`.
 * **Settleable cases** (`settleable`): a case is paid in the pool 统筹区-险种 (`settlement.case_pools`) through its
   hospital. A case without 统筹区 (pool), without a known insurance type (validation leaves an unknown one empty) or
   without hospital_id has no pool or hospital to be paid in: it used to make a phantom pool ("-resident",
@@ -175,13 +176,15 @@ def load_hospitals(path) -> pa.Table:
 
 
 def check_hospitals(table: pa.Table, source: str) -> pa.Table:
-    """The hospitals table with hospital_id, level and type as trimmed text (coefficient_override as float64);
-    InputError listing every row without an id, every id on two rows or more, every override that is not a finite
-    number above 0. Rows are numbered from 1, the first under the header."""
+    """The hospitals table with hospital_id, level and type as trimmed text (coefficient_override and
+    reference_points as float64); InputError listing every row without an id, every id on two rows or more, every
+    override that is not a finite number above 0, every reference that is not a finite number of 0 or more. Rows
+    are numbered from 1, the first under the header."""
     missing = [name for name in HOSPITAL_COLUMNS if name not in table.column_names]
     if missing:
         raise InputError(f"{source}: the hospitals table has no column {', '.join(missing)} (it needs hospital_id, "
-                         f"level, type and optionally coefficient_override; found {', '.join(table.column_names)})")
+                         f"level, type and optionally coefficient_override, reference_points; found "
+                         f"{', '.join(table.column_names)})")
     for name in HOSPITAL_COLUMNS:
         text = pc.utf8_trim_whitespace(pc.cast(table[name], pa.string()))
         table = table.set_column(table.column_names.index(name), name, text)
@@ -195,17 +198,23 @@ def check_hospitals(table: pa.Table, source: str) -> pa.Table:
     for hospital_id, at in repeated.groupby(repeated, sort=True).groups.items():
         problems.append(f"hospital_id {hospital_id} is on rows {_rows(np.asarray(at) + 1)} (each hospital once: "
                         "a later row would replace the earlier one's level and coefficient)")
-    if "coefficient_override" in table.column_names:
+    # optional numbers: (column, the lowest value allowed, whether it may be equal, why)
+    for name, low, equal, why in (
+            ("coefficient_override", 0.0, False,
+             "a finite number above 0 (leave it empty for the level's coefficient)"),
+            ("reference_points", 0.0, True, "a finite number of 0 or more (the hospital's reference points for "
+                                            "budget.hospital_cap_tiers; leave it empty for none)")):
+        if name not in table.column_names:
+            continue
         try:
-            override = pc.cast(table["coefficient_override"], pa.float64())
+            values = pc.cast(table[name], pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise InputError(f"{source}: coefficient_override must be a number (or empty) on every row") from None
-        table = table.set_column(table.column_names.index("coefficient_override"), "coefficient_override", override)
-        values = pc.fill_null(override, 1.0).to_numpy(zero_copy_only=False)
-        bad = ~np.isfinite(values) | (values <= 0)
+            raise InputError(f"{source}: {name} must be a number (or empty) on every row") from None
+        table = table.set_column(table.column_names.index(name), name, values)
+        numbers = pc.fill_null(values, low + 1.0).to_numpy(zero_copy_only=False)
+        bad = ~np.isfinite(numbers) | ((numbers < low) if equal else (numbers <= low))
         if bad.any():
-            problems.append(f"coefficient_override on row(s) {_rows(row_numbers[bad])} is not a finite number above "
-                            "0 (leave it empty for the level's coefficient)")
+            problems.append(f"{name} on row(s) {_rows(row_numbers[bad])} is not {why}")
     if problems:
         raise InputError(f"{source}: {len(problems)} problem(s) in the hospitals table:\n  " + "\n  ".join(problems))
     return table

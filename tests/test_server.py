@@ -479,7 +479,7 @@ def test_region_overview_parameters_groups_and_explain(demo):
         assert _yuan_fen(g["balance"]) == _yuan_fen(g["payment"]) - _yuan_fen(g["cost"])
     case = _case_of(demo, "H0001")
     text = client.get(f"/api/regions/{region}/cases/{case}/explain", headers=bureau).json()["text"]
-    assert text.startswith(f"case {case}: hospital H0001") and "8. pool point value" in text
+    assert text.startswith(f"case {case}: hospital H0001") and "9. pool point value" in text
     assert client.get(f"/api/regions/{region}/cases/NO-SUCH-CASE/explain", headers=bureau).status_code == 404
     assert client.get("/api/regions/r000000000000", headers=bureau).status_code == 404
     assert client.get("/api/regions/..%2F..%2Fetc", headers=bureau).status_code in (404, 422)

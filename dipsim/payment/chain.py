@@ -11,12 +11,14 @@ Every command that pays (settle, each scenario variant, nightly's three engines,
     5  auxiliary factor     the auxiliary catalogue (辅助目录), 1 without one
     6  supervision cuts     supervision.*_factor, supervision.deduction_points on screened cases
     7  special-case review  review.* (特例单议): approved cases paid by item or reset to cost
-    8  pool point value     budget.*, bands.*: the value that spends each pool's available budget
-    9  fen rounding         amounts to the fen, summing exactly to the budget (largest remainder)
-   10  year cycle           cycle.*: prepayment, quality deposit and its release, clearing
+    8  hospital growth cap  budget.hospital_cap_*: a hospital's points above its cap count at lower weights
+    9  pool point value     budget.*, bands.*: the value that spends each pool's available budget
+   10  fen rounding         amounts to the fen, summing exactly to the budget (largest remainder)
+   11  year cycle           cycle.*: prepayment, quality deposit and its release, clearing
 
-Steps 1-7 act on cases, with the case-level terms in force on each case's discharge date; steps 8-10 on pools,
-with the terms of the settlement day (`payment.terms`). Each step's outcome is a column of the case table
+Steps 1-7 act on cases, with the case-level terms in force on each case's discharge date; step 8 on each hospital's
+points of the period (`payment.caps`: its factor multiplies its cases' points), steps 9-11 on pools, with the terms
+of the settlement day (`payment.terms`). Each step's outcome is a column of the case table
 (`PaymentRun.case_table`), so a hospital's points are the sum of its cases' final points, to the last digit.
 """
 
@@ -34,6 +36,7 @@ import pyarrow.compute as pc
 from dipsim.budget import RegionSettlement, SettlementFrame, settle_frame
 from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
+from dipsim.payment.caps import hospital_factors
 from dipsim.payment.terms import Terms, resolve, settlement_day
 from dipsim.pricing import OUTLIER_CLASSES, CaseHospitals, price
 from dipsim.review import Review, apply_review
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
     from dipsim.policy import Policy
 
 # the case table's columns with (nearly) a value per case, and its text columns (`PaymentRun.case_table_options`)
-CONTINUOUS_COLUMNS = ("r", "outlier_factor", "priced_points", "supervised_points", "case_points")
+CONTINUOUS_COLUMNS = ("r", "outlier_factor", "priced_points", "supervised_points", "reviewed_points", "case_points")
 TEXT_COLUMNS = ("case_id", "hospital_id", "pool", "group")
 # the outlier column's categories, as pandas wrote them before
 OUTLIER_DICTIONARY = pa.array(OUTLIER_CLASSES, pa.large_string())
@@ -57,6 +60,7 @@ STEPS = (
     ("auxiliary factor", "the auxiliary catalogue (辅助目录), 1 without one"),
     ("supervision cuts", "supervision.*_factor, supervision.deduction_points on screened cases"),
     ("special-case review", "review.* (特例单议): approved cases paid by item or reset to cost"),
+    ("hospital growth cap", "budget.hospital_cap_*: a hospital's points above its cap count at lower weights"),
     ("pool point value", "budget.*, bands.*: the value that spends each pool's available budget"),
     ("fen rounding", "amounts to the fen, summing exactly to the budget (largest remainder)"),
     ("year cycle", "cycle.*: prepayment, quality deposit and its release, clearing"),
@@ -231,7 +235,7 @@ class PaymentRun:
 
     @property
     def case_points(self) -> np.ndarray:
-        """Each case's final points (after every case step): what the pools settle."""
+        """Each case's final points (after every case step and its hospital's growth cap): what the pools settle."""
         return self.columns["case_points"]
 
     @staticmethod
@@ -357,9 +361,27 @@ def settle_pools(
     quality: dict | None = None,
     reserve_funding: dict | None = None,
     row_sums: tuple | None = None,
+    hospitals: pa.Table | None = None,
 ) -> RegionSettlement:
-    """Steps 8-10 (`budget.settle_frame`) under the pool terms of the settlement day."""
-    return settle_frame(frame, case_points, terms.pool, quality, item_share, reserve_funding, row_sums)
+    """Step 8, the hospitals' growth caps (`payment.caps`: each hospital's points over all its rows of `frame`,
+    against its reference in `hospitals`), then steps 9-11 (`budget.settle_frame`) on the capped points, under the
+    pool terms of the settlement day. The factor per row is the settlement's `cap_factor` (None without a cap)."""
+    factor = None
+    if terms.pool.hospital_cap_tiers:
+        if hospitals is None:
+            raise ValueError("budget.hospital_cap_tiers is in force: settle_pools needs the hospitals table")
+        monthly = None if row_sums is None else np.asarray(row_sums[0], dtype=np.float64).reshape(len(frame.pools), -1)
+        points = frame.sum(case_points) if monthly is None else monthly.sum(axis=1)
+        factor = hospital_factors(
+            frame.hospitals, points, hospitals, terms.pool.hospital_cap_growth, terms.pool.hospital_cap_tiers
+        )
+        if monthly is None:
+            case_points = np.asarray(case_points, dtype=np.float64) * factor[frame.codes]
+        else:
+            row_sums = (monthly * factor[:, None], row_sums[1])  # type: ignore[index]
+    settlement = settle_frame(frame, case_points, terms.pool, quality, item_share, reserve_funding, row_sums)
+    settlement.cap_factor = factor
+    return settlement
 
 
 def run_chain(
@@ -375,7 +397,8 @@ def run_chain(
 ) -> PaymentRun:
     """Every step of the chain on a case set under a policy: the terms resolved once (`payment.terms.resolve`:
     each case's on its discharge date, the pools' on the settlement day, everything on `on` when given), the cases
-    priced (steps 1-7), the pools settled (8-10). `quality`: hospital_id -> quality score (100 when absent).
+    priced (steps 1-7), the hospitals capped (8), the pools settled (9-11). `quality`: hospital_id -> quality score
+    (100 when absent).
     A sweep passes the same `screens_cache` (screens run once per set of their thresholds) and `workspace` (the
     pricing columns written into arrays allocated once: the next run with it overwrites this run's columns)."""
     if len(grouped) != len(case_set):
@@ -390,5 +413,14 @@ def run_chain(
         terms,
         quality,
         outcome.reserve_funding if outcome is not None else None,
+        hospitals=hospitals,
     )
+    # step 8's columns: the review's points, the hospital's factor (the product settle_pools settled), the final
+    reviewed = columns.pop("case_points")
+    columns["reviewed_points"] = reviewed
+    if settlement.cap_factor is None:
+        columns.update(cap_factor=np.broadcast_to(1.0, (len(case_set),)), case_points=reviewed)
+    else:
+        factor = settlement.cap_factor[case_set.frame.codes]
+        columns.update(cap_factor=factor, case_points=np.asarray(reviewed, dtype=np.float64) * factor)
     return PaymentRun(case_set, grouped, columns, settlement, outcome.review if outcome is not None else None, terms)

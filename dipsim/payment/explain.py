@@ -44,7 +44,7 @@ def _num(value, digits: int = 4) -> str:
 
 
 def explain_case(settle_dir, case_id: str) -> str:
-    """One case of a `dipsim settle` output folder through the payment chain (`chain.STEPS` 1-7, then the pool's
+    """One case of a `dipsim settle` output folder through the payment chain (`chain.STEPS` 1-8, then the pool's
     point value), in words: each step's parameters by registry path with the value in force on the case's policy
     day (terms.json) and the registry's source, and the step's result from cases.parquet."""
     import pyarrow.csv as pacsv
@@ -163,13 +163,14 @@ def explain_case(settle_dir, case_id: str) -> str:
         + param("supervision.deduction_points")
     )
     # 7 review
+    reviewed = case["reviewed_points"]
     if case["review_applied"]:
         review = (
-            f"applied, approval {case['review_approval']:.2%}: final points {_num(case['case_points'])}, "
+            f"applied, approval {case['review_approval']:.2%}: reviewed points {_num(reviewed)}, "
             f"share paid by item {case['item_share']:.4f}, {case['item_paid']:,.2f} yuan by item"
         )
     else:
-        review = f"not applied: final points = supervised points = {_num(case['case_points'])}"
+        review = f"not applied: reviewed points = supervised points = {_num(reviewed)}"
     lines.append(f"{step(7)} (特例单议): {review}")
     lines += param("review.in_effect")
     if values.get("review.in_effect"):
@@ -182,10 +183,18 @@ def explain_case(settle_dir, case_id: str) -> str:
         )
     if not case["review_applied"] and case["item_paid"]:
         lines.append(f"   paid by item: {case['item_paid']:,.2f} yuan")
-    # 8 pool point value
+    # 8 hospital growth cap
+    lines.append(
+        f"{step(8)}: the hospital's factor {case['cap_factor']:.6f} (its effective / raw points of the period, over "
+        f"its pools): final points = {_num(reviewed)} x {case['cap_factor']:.6f} = {_num(case['case_points'])}"
+    )
+    lines += param("budget.hospital_cap_tiers", " ([from x the cap, weight]; empty: no cap)")
+    if values.get("budget.hospital_cap_tiers"):
+        lines += param("budget.hospital_cap_growth", " (cap = the hospital's reference_points x (1 + this))")
+    # 9 pool point value
     share = pool["point_value"] * case["case_points"]
     lines += [
-        f"{step(8)} (点值): pool {case['pool']}'s point value {pool['point_value']:.6f} yuan ({pool['status']}) x "
+        f"{step(9)} (点值): pool {case['pool']}'s point value {pool['point_value']:.6f} yuan ({pool['status']}) x "
         f"final points {_num(case['case_points'])} = {share:,.4f} yuan: the case's share of its hospital's group "
         "payment,",
         "   before the settlement bands and the fen rounding, which act on the hospital's total (explain --hospital)",
@@ -224,9 +233,11 @@ def explain_hospital(out_dir, hospital_id: str) -> str:
         pool = pools[row["pool"]]
         mine = cases.filter(pc.equal(cases["pool"], row["pool"]))
         kinds = {k["values"]: k["counts"] for k in pc.value_counts(mine["outlier"]).to_pylist()}
-        priced, supervised, final = (
-            float(pc.sum(mine[name]).as_py() or 0.0) for name in ("priced_points", "supervised_points", "case_points")
+        priced, supervised, reviewed, final = (
+            float(pc.sum(mine[name]).as_py() or 0.0)
+            for name in ("priced_points", "supervised_points", "reviewed_points", "case_points")
         )
+        factor = pc.max(mine["cap_factor"]).as_py()
         lines += [
             f"pool {row['pool']}: {row['cases']:,} cases",
             "  priced points = group points x outlier factor x coefficient x (1 + bonus) x auxiliary factor:",
@@ -242,8 +253,10 @@ def explain_hospital(out_dir, hospital_id: str) -> str:
             f"    priced points {priced:,.4f}",
             f"  supervised points = priced points x supervision factor - deduction (floor 0): {priced:,.4f} "
             f"{supervised - priced:+,.4f} = {supervised:,.4f}",
-            f"  final points after special-case review (特例单议): {supervised:,.4f} {final - supervised:+,.4f} = "
-            f"{final:,.4f}",
+            f"  reviewed points after special-case review (特例单议): {supervised:,.4f} {reviewed - supervised:+,.4f} "
+            f"= {reviewed:,.4f}",
+            f"  final points after the hospital's growth cap (its factor over its pools): {reviewed:,.4f} x "
+            f"{factor if factor is not None else 1.0:.6f} = {final:,.4f}",
             f"    the hospital's points are the sum of its cases' final points: {final:,.4f} = hospitals.csv "
             f"points {row['points']:,.4f}" + ("" if round(final, 4) == round(row["points"], 4) else " (MISMATCH)"),
             f"  point value {pool['point_value']:.6f} yuan ({pool['status']}; the pool's {pool['total_points']:,.4f} "

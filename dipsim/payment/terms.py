@@ -197,8 +197,8 @@ class ReviewTerms:
 
 @dataclass(frozen=True)
 class PoolTerms:
-    """A pool's settlement parameters on the settlement day: budget, reserve, bands, point-value floor / cap, the
-    year's cycle (steps 8-10)."""
+    """A pool's settlement parameters on the settlement day: the hospitals' growth caps (step 8), budget, reserve,
+    bands, point-value floor / cap, the year's cycle (steps 9-11)."""
 
     budget_total: dict[str, float]  # pool -> annual budget (yuan), before the scale
     scale: float
@@ -211,6 +211,8 @@ class PoolTerms:
     prepay_share: float
     quality_deposit_share: float
     quality_schedule: tuple[tuple[float, float], ...]
+    hospital_cap_growth: float  # step 8: a hospital's cap = its reference points x (1 + this)
+    hospital_cap_tiers: tuple[tuple[float, float], ...]  # [from (x the cap), weight]; empty: no cap
 
     @classmethod
     def of(cls, policy: Policy, day: dt.date | None) -> PoolTerms:
@@ -234,6 +236,8 @@ class PoolTerms:
             prepay_share=float(policy.get("cycle.prepay_share", day)),
             quality_deposit_share=float(policy.get("cycle.quality_deposit_share", day)),
             quality_schedule=tuple((float(s), float(v)) for s, v in policy.get("cycle.quality_schedule", day)),
+            hospital_cap_growth=float(policy.get("budget.hospital_cap_growth", day)),
+            hospital_cap_tiers=tuple((float(s), float(w)) for s, w in policy.get("budget.hospital_cap_tiers", day)),
         )
 
     def budget(self, pool: str) -> float:

@@ -366,8 +366,9 @@ class LoadedRegion:
         pool, read from the baseline's settlement files (`dipsim settle`'s cases.parquet, hospitals.csv, pools.csv,
         as `payment.explain.explain_hospital` reads them): the points after each case step (1 group points, 2 the
         outlier factor (cases paid by item: 0), 3 the hospital coefficient, 4 the TCM bonus, 5 the auxiliary factor
-        = the priced points, 6 supervision cuts, 7 special-case review = the final points, hospitals.csv's), the
-        review's cases, then the pool's point value and the money of steps 8-10 exactly as hospitals.csv has it
+        = the priced points, 6 supervision cuts, 7 special-case review, 8 the hospital's growth cap = the final
+        points, hospitals.csv's), the review's cases, then the pool's point value and the money of steps 9-11
+        exactly as hospitals.csv has it
         (group payment, band adjustment, payment, patient paid, fund payout, prepaid, deposit, released, clearing),
         in yuan strings to the fen. Steps 2-4's sums are of the chain's per-case factors multiplied in chain order."""
         import csv
@@ -394,6 +395,7 @@ class LoadedRegion:
             coefficient = outlier * col("coefficient")
             bonus = coefficient * (1.0 + col("bonus"))
             priced, supervised, final = col("priced_points"), col("supervised_points"), col("case_points")
+            reviewed = col("reviewed_points")
             applied = mine["review_applied"].to_numpy(zero_copy_only=False).astype(bool)
             kinds = {k["values"]: int(k["counts"]) for k in pc.value_counts(mine["outlier"]).to_pylist()}
             fen = {k: _fen_text(row[k]) for k in money}
@@ -404,10 +406,11 @@ class LoadedRegion:
                 "pool": row["pool"], "cases": int(row["cases"]), "outliers": kinds,
                 "points": [{"step": step, "points": round(float(v.sum()), 4)} for step, v in (
                     ("group_points", col("group_points")), ("outlier", outlier), ("coefficient", coefficient),
-                    ("tcm_bonus", bonus), ("priced", priced), ("supervised", supervised), ("final", final))],
+                    ("tcm_bonus", bonus), ("priced", priced), ("supervised", supervised), ("reviewed", reviewed),
+                    ("final", final))],
                 "settled_points": float(row["points"]),
                 "review": {"applied": int(applied.sum()), "approved": round(float(col("review_approval").sum()), 4),
-                           "points_added": round(float(final.sum() - supervised.sum()), 4),
+                           "points_added": round(float(reviewed.sum() - supervised.sum()), 4),
                            "item_paid": yuan(to_fen(float(col("item_paid").sum())))},
                 "paid_by_item": int(by_item.sum()),
                 "point_value": value, "point_value_status": pools[row["pool"]]["status"],

@@ -237,14 +237,15 @@ CHAIN_POINTS = {"group_points": ("1 病组分值", "1 group points"), "outlier":
                 "tcm_bonus": ("4 中医加成后", "4 after the TCM bonus"),
                 "priced": ("5 辅助目录后（定价点数）", "5 after the auxiliary factor (priced points)"),
                 "supervised": ("6 监管扣减后", "6 after supervision cuts"),
-                "final": ("7 特例单议后（最终点数）", "7 after special-case review (final points)")}
+                "reviewed": ("7 特例单议后", "7 after special-case review"),
+                "final": ("8 医院增长上限后（最终点数）", "8 after the hospital growth cap (final points)")}
 CHAIN_MONEY = {"cost": ("医疗总费用", "cost"),
-               "group_payment": ("8-9 病组支付（点值×点数＋按项目，按分分配）", "8-9 group payment"),
-               "band_adjustment": ("9 结算调整（超支分担/结余留用）", "9 band adjustment"),
-               "payment": ("9 支付合计", "9 payment"), "patient_paid": ("患者自付", "patient paid"),
-               "fund_payout": ("9 基金支付", "9 fund payout"), "prepaid": ("10 预付", "10 prepaid"),
-               "deposit": ("10 质量保证金", "10 quality deposit"),
-               "deposit_released": ("10 保证金返还", "10 deposit released"), "clearing": ("10 年终清算", "10 clearing")}
+               "group_payment": ("9-10 病组支付（点值×点数＋按项目，按分分配）", "9-10 group payment"),
+               "band_adjustment": ("10 结算调整（超支分担/结余留用）", "10 band adjustment"),
+               "payment": ("10 支付合计", "10 payment"), "patient_paid": ("患者自付", "patient paid"),
+               "fund_payout": ("10 基金支付", "10 fund payout"), "prepaid": ("11 预付", "11 prepaid"),
+               "deposit": ("11 质量保证金", "11 quality deposit"),
+               "deposit_released": ("11 保证金返还", "11 deposit released"), "clearing": ("11 年终清算", "11 clearing")}
 
 
 def chain_rows(chain: dict, lang: str = "zh") -> list[dict]:
@@ -265,7 +266,7 @@ def chain_rows(chain: dict, lang: str = "zh") -> list[dict]:
                   "amount": review["item_paid"]},
                  {"pool": p["pool"], "step": "2", "item": "按项目付费病例数" if pick == 0 else "cases paid by item",
                   "value": p["paid_by_item"]},
-                 {"pool": p["pool"], "step": "8", "item": "结算点值（元/点）" if pick == 0 else "point value",
+                 {"pool": p["pool"], "step": "9", "item": "结算点值（元/点）" if pick == 0 else "point value",
                   "value": p["point_value"]}]
         for key, labels in CHAIN_MONEY.items():
             step, item = labels[pick].split(" ", 1) if labels[pick][0].isdigit() else ("", labels[pick])

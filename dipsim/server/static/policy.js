@@ -13,7 +13,7 @@ Object.assign(T.zh, {
   removeVariant: "删除此方案", saveScenario: "保存为情景文件", loadScenario: "载入情景文件", downloadPolicy: "下载基准政策 policy.toml",
   runVariants: "运行", scenarioTitle: "情景标题", scenarioText: "情景文件内容", saved: "已保存情景文件",
   loaded: "已载入情景文件", runLinks: "运行结果", openCompare: "情景对比", date: "日期", value: "值", key: "项",
-  scoreFrom: "起始分", shareReleased: "返还比例", empty: "（空）", unchanged: "（基准）", tooLarge: "文件过大",
+  scoreFrom: "起始分", shareReleased: "返还比例", capFrom: "起点（上限倍数）", capWeight: "点数权重", empty: "（空）", unchanged: "（基准）", tooLarge: "文件过大",
   noVariants: "尚无方案：点击“添加方案”", fixedValue: "文件中的值（只读）", clearValue: "清除", checking: "检查中…",
   sectionOther: "其他", cliHint: "情景文件与 policy.toml 放在同一文件夹，即可用 dipsim scenarios run 运行。",
   notes: "说明", sha: "政策 sha256",
@@ -28,7 +28,8 @@ Object.assign(T.en, {
   loadScenario: "Load a scenario file", downloadPolicy: "Download the baseline policy.toml", runVariants: "Run",
   scenarioTitle: "scenario title", scenarioText: "The scenario file", saved: "scenario file saved",
   loaded: "scenario file loaded", runLinks: "Runs", openCompare: "compare", date: "date", value: "value", key: "key",
-  scoreFrom: "score from", shareReleased: "share released", empty: "(empty)", unchanged: "(baseline)",
+  scoreFrom: "score from", shareReleased: "share released", capFrom: "from (x the cap)", capWeight: "weight of a point",
+  empty: "(empty)", unchanged: "(baseline)",
   tooLarge: "the file is too large", noVariants: "no variant yet: add one", fixedValue: "value from the file (read only)",
   clearValue: "clear", checking: "checking…", sectionOther: "other",
   cliHint: "Put the scenario file and policy.toml in one folder and run it with dipsim scenarios run.",
@@ -77,7 +78,8 @@ function valueView(p, v) {
   }
   if (Array.isArray(v)) {
     if (!v.length) return el("span", { class: "note", text: t("empty") });
-    const heads = p.type === "schedule" ? [t("scoreFrom"), t("shareReleased")] : [t("key"), t("value")];
+    const heads = p.path === "budget.hospital_cap_tiers" ? [t("capFrom"), t("capWeight")]
+      : p.type === "schedule" ? [t("scoreFrom"), t("shareReleased")] : [t("key"), t("value")];
     return mini(heads, v.map((pair) => Array.isArray(pair) ? [scalarText(pair[0]), scalarText(pair[1])] : [scalarText(pair), ""]));
   }
   if (typeof v === "object") {
