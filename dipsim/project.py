@@ -24,6 +24,9 @@ A projection file (PROJECTION.toml; every key optional but `years`):
     drift_share_by_hospital = { H001 = 0.05 }
     drift_factor = 1.2             # a drifted case's group points (DIP points, DRG RW) x this
     drift_elasticity = 0.0         # response to last year's payment / cost ratio r: share x r^(-elasticity)
+    severity_share = 0.01          # moves between groups (dipsim.projection.moves, with a group table): cases moved
+    intensity_share = 0.01         # up a severity level / to the next group up of their diagnosis (DIP); each with
+                                   # _by_level, _by_hospital, _elasticity, _elasticity_pv (docs/projection.md)
 
     [budget]
     rule = "policy"                # "policy": budget.total of the policy on the year's settlement day (dated

@@ -249,3 +249,58 @@ def test_dip_severity_moves_the_auxiliary_level_up():
     # without the auxiliary catalogue a DIP group has no severity to move up
     with pytest.raises(InputError, match="auxiliary catalogue"):
         project(cases, HOSPITALS, policy("dip"), spec, grouped, groups=dip_group_table(grouped, catalog()))
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_cli_moves_cases_on_a_synthetic_region(tmp_path):
+    """`dipsim project` builds the group table itself: DRG severity share 0.1 for every hospital: in year 1 each
+    hospital has round_half_even(0.1 x its cases) picked, moved or counted as could not move; DIP with --auxiliary
+    moves severity and intensity, and the manifest names the auxiliary catalogue; DIP severity without it is exit 1.
+    (The CMI need not rise: the region's weights are calibrated on its own costs, an x3 may weigh less than its x5.)"""
+    import csv
+    import json
+    from pathlib import Path
+
+    from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
+    from dipsim.cli import main
+    from dipsim.io import load_cases
+    from dipsim.synth import synthesize_region
+
+    synthesize_region(tmp_path / "region", cases=3_000, hospitals=6, seed=4)
+    write_catalog(build_catalog(load_cases(tmp_path / "region" / "cases").accepted, CatalogOptions(threshold=10)),
+                  tmp_path / "cat")
+    common = ["--cases", str(tmp_path / "region" / "cases"), "--hospitals",
+              str(tmp_path / "region" / "hospitals.parquet"), "--budget-share", "0.6", "-q", "--no-report"]
+    scenarios = Path(__file__).resolve().parent.parent / "scenarios"
+    examples = Path(__file__).resolve().parent.parent / "examples"
+
+    def rows(out):
+        with open(out / "hospitals.csv", encoding="utf-8-sig", newline="") as f:
+            return {(r["year"], r["hospital_id"]): r for r in csv.DictReader(f)}
+
+    drg = tmp_path / "drg.toml"
+    drg.write_text(f'[projection]\nyears = 1\npolicy = "{(scenarios / "baseline_drg.toml").as_posix()}"\n'
+                   '[behaviour]\nseverity_share = 0.1\n', encoding="utf-8")
+    assert main(["project", str(drg), *common, "-o", str(tmp_path / "drg")]) == 0
+    got = rows(tmp_path / "drg")
+    hospitals = {h for _, h in got}
+    for h in hospitals:
+        y0, y1 = got["0", h], got["1", h]
+        picked = int(y1["severity_moved"]) + int(y1["severity_unmoved"])
+        assert picked == round(0.1 * int(y1["cases"])), h
+        assert y0["severity_moved"] == "0" and y0["cases"] == y1["cases"]
+    assert sum(int(got["1", h]["severity_moved"]) for h in hospitals) > 0
+
+    dip = tmp_path / "dip.toml"
+    dip.write_text(f'[projection]\nyears = 1\npolicy = "{(scenarios / "baseline.toml").as_posix()}"\n'
+                   '[behaviour]\nseverity_share = 0.1\nintensity_share = 0.1\n', encoding="utf-8")
+    assert main(["project", str(dip), *common, "--catalog", str(tmp_path / "cat"), "--auxiliary",
+                 str(examples / "dip_auxiliary.toml"), "-o", str(tmp_path / "dip")]) == 0
+    got = rows(tmp_path / "dip")
+    assert sum(int(got["1", h]["severity_moved"]) for h in hospitals) > 0
+    assert sum(int(got["1", h]["intensity_moved"]) for h in hospitals) > 0
+    manifest = json.loads((tmp_path / "dip" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["auxiliary"] == str(examples / "dip_auxiliary.toml")
+    assert main(["project", str(dip), *common, "--catalog", str(tmp_path / "cat"), "-o", str(tmp_path / "x")]) == 1
