@@ -719,8 +719,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     ratio = np.ones(len(ids))  # each hospital's payment / cost of the year before
     drifted_share = np.zeros(len(ids))
     moves = group_moves.Moves(spec, groups, ids, info)
-    if aux_factor is None:
-        aux_factor = moves.aux_factor
+    aux_factor = moves.aux_factor(aux_factor)
     pool_rows, hospital_rows = [], []
     budgets: dict[str, float] = {}
     balances = {pool: fund.balance for pool, fund in spec.funds.items()}

@@ -246,6 +246,10 @@ def test_dip_severity_moves_the_auxiliary_level_up():
     y0, y1 = by(results, 0), by(results, 1)
     assert y0["H1"]["points"] == 460.0 and y1["H1"]["points"] == pytest.approx(492.0)
     assert (y1["H1"]["severity_moved"], y1["H1"]["severity_unmoved"]) == (2, 2)
+    same = project(cases, HOSPITALS, policy("dip"), spec, grouped, np.array([1.2, 1.1, 1.3, 1.0, 1.0]), groups=table)
+    assert by(same, 1)["H1"]["points"] == y1["H1"]["points"]
+    with pytest.raises(ValueError, match="auxiliary catalogue"):  # aux factors of another catalogue
+        project(cases, HOSPITALS, policy("dip"), spec, grouped, np.ones(5), groups=table)
     # without the auxiliary catalogue a DIP group has no severity to move up
     with pytest.raises(InputError, match="auxiliary catalogue"):
         project(cases, HOSPITALS, policy("dip"), spec, grouped, groups=dip_group_table(grouped, catalog()))

@@ -266,9 +266,13 @@ class Moves:
         self.pv_ratio = np.ones(len(ids))
         self.point_values: dict | None = None
 
-    @property
-    def aux_factor(self) -> np.ndarray | None:
-        return self.table.aux_factor if self.table is not None else None
+    def aux_factor(self, given: np.ndarray | None) -> np.ndarray | None:
+        """The base cases' aux factors: `given`, else the group table's (built with the auxiliary catalogue whose
+        levels severity moves climb: given ones must be those)."""
+        own = self.table.aux_factor if self.table is not None else None
+        if given is not None and own is not None and not np.array_equal(given, own):
+            raise ValueError("the aux factors given are not those of the group table's auxiliary catalogue")
+        return given if given is not None else own
 
     def year(self, year: int, ratio: np.ndarray, grouped: GroupedCases, rows: np.ndarray, codes: np.ndarray,
              cases: pa.Table, orders: dict, points_factor: np.ndarray, cost_factor: float,
