@@ -78,14 +78,19 @@ def select_order(ids: np.ndarray, hospital_codes: np.ndarray, hospitals: int, se
     return order, np.searchsorted(hospital_codes[order], np.arange(hospitals + 1))
 
 
-def selected(ordered: tuple, share: np.ndarray) -> np.ndarray:
-    """Per case whether it is picked: per hospital code c the round_half_even(share[c] x n_c) cases first in
-    `ordered` (`select_order`)."""
+def selected_rows(ordered: tuple, share: np.ndarray) -> np.ndarray:
+    """The cases picked: per hospital code c the round_half_even(share[c] x n_c) cases first in `ordered`
+    (`select_order`), as positions."""
     order, bounds = ordered
-    out = np.zeros(len(order), bool)
-    for code in range(len(share)):
-        k = int(np.round(share[code] * (bounds[code + 1] - bounds[code])))
-        out[order[bounds[code]:bounds[code] + k]] = True
+    counts = np.round(share * np.diff(bounds)).astype(np.int64)
+    return np.concatenate([order[bounds[c]:bounds[c] + counts[c]] for c in range(len(share))] or
+                          [np.zeros(0, np.int64)])
+
+
+def selected(ordered: tuple, share: np.ndarray) -> np.ndarray:
+    """`selected_rows` as a mask: per case whether it is picked."""
+    out = np.zeros(len(ordered[0]), bool)
+    out[selected_rows(ordered, share)] = True
     return out
 
 
@@ -286,11 +291,7 @@ class Moves:
         if not self.active:
             return grouped, aux_factor, counts
         assert table is not None
-        group = grouped.codes[0].astype(np.int64) if grouped.codes is not None else None
-        names = list(grouped.codes[1].to_pylist()) if grouped.codes is not None else None
-        points, standard = grouped.group_points.copy(), grouped.standard_cost.copy()
-        labels = np.asarray(grouped.group, dtype=object).copy()
-        base_group = table.case_group[rows]
+        moved = None  # the grouping's arrays, copied at the first group move: points, standard cost, labels, codes
         for move in self.active:
             trend = np.array([rate(getattr(spec, f"{move}_share"),
                                    [(getattr(spec, f"{move}_share_by_hospital"), h),
@@ -303,47 +304,82 @@ class Moves:
             if key not in orders:
                 orders[key] = select_order(pc.cast(cases["case_id"], pa.string()).to_numpy(zero_copy_only=False),
                                            codes, len(self.ids), f"{spec.seed}\0{move}")
-            picked = selected(orders[key], self.moved[move])
+            at = selected_rows(orders[key], self.moved[move])  # the picked cases (positions in the year)
             if move == "severity" and table.aux_up is not None:  # DIP: the aux severity level
-                raised = table.aux_up[rows]
-                done = picked & np.isfinite(raised)
-                aux_factor = np.where(done, raised, aux_factor)
+                assert aux_factor is not None
+                raised = table.aux_up[rows[at]]
+                ok = np.isfinite(raised)
+                aux_factor = aux_factor.copy()
+                aux_factor[at[ok]] = raised[ok]
             else:
                 up = table.severity_up if move == "severity" else table.intensity_up
                 assert up is not None
-                target = np.where(base_group >= 0, up[np.maximum(base_group, 0)], -1)
-                done = picked & (target >= 0)
-                to = target[done]
-                points[done] = table.points[to] * points_factor[done]
-                standard[done] = table.standard_cost[to] * cost_factor
-                labels[done] = table.codes[to]
-                if group is not None and names is not None:
-                    have = set(names)
-                    names += [c for c in dict.fromkeys(table.codes[to]) if c not in have]
-                    group[done] = pd.Index(names).get_indexer(table.codes[to])
-            counts[f"{move}_moved"] = np.bincount(codes, weights=done, minlength=len(self.ids)).astype(np.int64)
-            counts[f"{move}_unmoved"] = np.bincount(codes, weights=picked & ~done,
-                                                    minlength=len(self.ids)).astype(np.int64)
-        moved = GroupedCases(group=labels, group_points=points, standard_cost=standard,
-                             tcm_group_case=grouped.tcm_group_case, tcm_treated=grouped.tcm_treated,
-                             unit=grouped.unit,
-                             codes=(group.astype(np.int32), pa.array(names, pa.string()))
-                             if group is not None else None)
-        return moved, aux_factor, counts
+                base = table.case_group[rows[at]]
+                target = np.where(base >= 0, up[np.maximum(base, 0)], -1)
+                ok = target >= 0
+                moved = moved or _Moved.of(grouped)
+                moved.move(at[ok], target[ok], table, points_factor, cost_factor)
+            counts[f"{move}_moved"] = np.bincount(codes[at[ok]], minlength=len(self.ids))
+            counts[f"{move}_unmoved"] = np.bincount(codes[at[~ok]], minlength=len(self.ids))
+        return (moved.grouping(grouped) if moved is not None else grouped), aux_factor, counts
 
     def observe(self, run) -> None:
         """After a year's settlement: each hospital's point-value ratio to the year before (its pools' point values,
-        weighted by its points in each; 1 where a point value is missing), read by the next year's moves."""
-        values = {r["pool"]: r["point_value"] for r in run.pools.to_pylist()}
+        weighted by its points in each; 1 where a point value is missing), read by the next year's moves. Nothing
+        to do without a response to the point value (every elasticity_pv 0)."""
+        if not any(getattr(self.spec, f"{m}_elasticity_pv") for m in self.active):
+            return
+        pools = run.pools
+        values = dict(zip(pools["pool"].to_pylist(), pools["point_value"].to_pylist()))
         before, self.point_values = self.point_values, values
         if before is None:
             return
-        h = run.hospitals.select(["hospital_id", "pool", "points"]).to_pandas()
-        h["ratio"] = [values[p] / before[p] if values.get(p) and before.get(p) else 1.0 for p in h["pool"]]
-        h["weighted"] = h["ratio"] * h["points"]
-        by = h.groupby("hospital_id")[["weighted", "points"]].sum()
-        ratio = (by["weighted"] / by["points"].where(by["points"] > 0)).reindex(self.ids)
-        self.pv_ratio = ratio.fillna(1.0).to_numpy(dtype=float)
+        h = run.hospitals
+        position = {hospital: k for k, hospital in enumerate(self.ids.tolist())}
+        weighted, points = np.zeros(len(self.ids)), np.zeros(len(self.ids))
+        for hospital, pool, p in zip(h["hospital_id"].to_pylist(), h["pool"].to_pylist(), h["points"].to_pylist()):
+            k = position.get(hospital)
+            if k is not None and p:
+                weighted[k] += p * (values[pool] / before[pool] if values.get(pool) and before.get(pool) else 1.0)
+                points[k] += p
+        self.pv_ratio = np.where(points > 0, weighted / np.where(points > 0, points, 1.0), 1.0)
+
+
+@dataclass
+class _Moved:
+    """A year's grouping as group moves change it (copied once, changed in place)."""
+
+    points: np.ndarray
+    standard: np.ndarray
+    labels: np.ndarray
+    group: np.ndarray | None  # the grouping's codes (index per case, names), when it has them
+    names: list | None
+
+    @classmethod
+    def of(cls, grouped: GroupedCases) -> _Moved:
+        return cls(grouped.group_points.copy(), grouped.standard_cost.copy(),
+                   np.asarray(grouped.group, dtype=object).copy(),
+                   grouped.codes[0].astype(np.int32) if grouped.codes is not None else None,
+                   grouped.codes[1].to_pylist() if grouped.codes is not None else None)
+
+    def move(self, at: np.ndarray, to: np.ndarray, table: GroupTable, points_factor: np.ndarray,
+             cost_factor: float) -> None:
+        """Cases `at` into the table's groups `to`: their code, points (x points_factor) and standard cost (x the
+        year's cost growth)."""
+        self.points[at] = table.points[to] * points_factor[at]
+        self.standard[at] = table.standard_cost[to] * cost_factor
+        self.labels[at] = table.codes[to]
+        if self.group is not None and self.names is not None:
+            distinct, inverse = np.unique(to, return_inverse=True)
+            have = set(self.names)
+            self.names += [c for c in table.codes[distinct] if c not in have]
+            self.group[at] = pd.Index(self.names).get_indexer(table.codes[distinct])[inverse]
+
+    def grouping(self, grouped: GroupedCases) -> GroupedCases:
+        return GroupedCases(group=self.labels, group_points=self.points, standard_cost=self.standard,
+                            tcm_group_case=grouped.tcm_group_case, tcm_treated=grouped.tcm_treated,
+                            unit=grouped.unit,
+                            codes=(self.group, pa.array(self.names, pa.string())) if self.group is not None else None)
 
 
 def wanted(spec) -> bool:
