@@ -24,8 +24,9 @@ Which cases: per hospital h and move m, share_{h,t} = trend_{h,t} x r_{h,t-1}^(-
 (pv_{h,t-1} / pv_{h,t-2})^(-elasticity_pv) (r: payment / cost of year t-1; pv: the point value of h's pools, weighted
 by h's points in each, 1 before year 2); the moved share M_{h,t} = min(1, M_{h,t-1} + share_{h,t}); the
 round_half_even(M x n_t) cases of h first in a seeded hash of their case ids (`select_order` with key
-"<seed>\\0<move>", one order per move) are picked; a picked case moves one step (once: a moved case stays moved,
-it does not climb again next year)."""
+"<seed>\\0<move>", one order per move, the same every year: a moved base case stays moved while the volume does
+not change) are picked; a picked case moves one step from its base group (once: it does not climb again next
+year)."""
 
 from __future__ import annotations
 
