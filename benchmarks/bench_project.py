@@ -8,7 +8,10 @@ The region is benchmarks/_work/region_N (as bench_load.py makes it), validated; 
 (threshold 200), budgets are 60% of each pool's cost, the policy scenarios/baseline.toml. The projection: volume
 +3% and cost +4% a year (fixed), coding drift share uniform(0, 4%) a year, factor 1.1, the budget growing by a
 normal(5%, 2%) truncated to [0, 10%] a year (drawn). With --draw-volume the volume growth is drawn too
-(uniform(0, 6%)): every draw then builds its own years' case sets (nothing reused between draws).
+(uniform(0, 6%)): every draw then builds its own years' case sets (nothing reused between draws). With --moves the
+drift is moves between groups instead (`dipsim.projection.moves`): severity share uniform(0, 4%) a year (the
+auxiliary catalogue examples/dip_auxiliary.toml's severity levels) and intensity share 1% a year with elasticity
+0.5 to the point value's change (the group table and the aux table built once, before the timings).
 
 Reported: run_chain alone on the base year (the floor of a settled year), one deterministic projection (each year's
 case set built from the base year and settled), the draws (the first builds and caches the years' case sets, the
@@ -34,6 +37,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=100)
     parser.add_argument("--scheduler", help="Dask: 'processes', 'synchronous' or an address (default: in process)")
     parser.add_argument("--draw-volume", action="store_true", help="draw the volume growth too (no reuse)")
+    parser.add_argument("--moves", action="store_true", help="severity and intensity moves instead of drift_factor")
     args = parser.parse_args()
 
     from dipsim.catalog import CatalogOptions, build_catalog
@@ -58,23 +62,34 @@ def main() -> None:
             "behaviour": {"drift_share": {"dist": "uniform", "min": 0.0, "max": 0.04}, "drift_factor": 1.1},
             "budget": {"rule": "growth",
                        "growth": {"dist": "normal", "mean": 0.05, "sd": 0.02, "min": 0.0, "max": 0.1}}}
+    groups = aux_factor = None
+    if args.moves:
+        from dipsim.auxiliary import auxiliary_table, load_auxiliary
+        from dipsim.projection.moves import dip_group_table
+
+        aux = load_auxiliary(HERE.parent / "examples" / "dip_auxiliary.toml")
+        aux_table = auxiliary_table(cases, aux)
+        aux_factor = aux_table["aux_factor"].to_numpy()
+        groups = dip_group_table(grouped, DipCatalog(built.groups, built.options, "bench", built.keys), aux_table, aux)
+        data["behaviour"] = {"severity_share": {"dist": "uniform", "min": 0.0, "max": 0.04},
+                             "intensity_share": 0.01, "intensity_elasticity_pv": 0.5}
     spec = projection_of(data)
 
     case_set = CaseSet.of(cases)
     run_chain(case_set, grouped, hospitals, policy)  # compiled, warm
     chain_s = best_of(3, lambda: run_chain(case_set, grouped, hospitals, policy))
     start = time.perf_counter()
-    project(cases, hospitals, policy, spec, grouped)
+    project(cases, hospitals, policy, spec, grouped, aux_factor, groups=groups)
     one_s = time.perf_counter() - start
     start = time.perf_counter()
     drawn = project_draws(cases, hospitals, policy, spec, grouped, args.draws, seed=20250101,
-                          scheduler=args.scheduler)
+                          scheduler=args.scheduler, aux_factor=aux_factor, groups=groups)
     draws_s = time.perf_counter() - start
     settled = args.draws * (args.years + 1)
     engine = args.scheduler or "in process"
     print(machine_line(f"python benchmarks/bench_project.py --cases {args.cases} --years {args.years} --draws "
                        f"{args.draws}" + (f" --scheduler {args.scheduler}" if args.scheduler else "")
-                       + (" --draw-volume" if args.draw_volume else "")))
+                       + (" --draw-volume" if args.draw_volume else "") + (" --moves" if args.moves else "")))
     print()
     print("| step | cases | settled years | seconds | per settled year |")
     print("|---|---:|---:|---:|---:|")

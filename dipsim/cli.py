@@ -748,19 +748,20 @@ def cmd_project(args) -> int:
             catalog = load_catalog(args.catalog)
         grouped = grouped_cached(cases, inputs_digest(inputs), mode, catalog, *([scheme] if scheme else []))
         update(1, 1)
+    aux_factor, groups = _projection_moves(args, spec, cases, grouped, mode, catalog, scheme)
 
     def year_done(year: int, total: int) -> None:
         console.print(f"year {year} of {total} settled" if year else "the base year (year 0) settled")
 
     try:
-        results = project(cases, hospitals, policy, spec, grouped, progress=year_done)
+        results = project(cases, hospitals, policy, spec, grouped, aux_factor, progress=year_done, groups=groups)
         drawn = None
         if args.draws:
             from dipsim.project import project_draws
 
             with _progress(console, f"{args.draws} draws", args.draws) as update:
                 drawn = project_draws(cases, hospitals, policy, spec, grouped, args.draws, args.seed,
-                                      args.scheduler, progress=update)
+                                      args.scheduler, aux_factor=aux_factor, progress=update, groups=groups)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     out = OutputFolder(args.out)
@@ -777,7 +778,7 @@ def cmd_project(args) -> int:
     out.manifest({"command": "project", "projection_file": args.file, "projection": spec.name,
                   "years": spec.years, "seed": spec.seed, "policy": policy.source, "policy_name": policy.name,
                   "policy_sha256": policy.digest(), "mode": mode, "catalog": args.catalog, "scheme": scheme,
-                  "budgets": budgets, "draws": args.draws or 0,
+                  "auxiliary": args.auxiliary, "budgets": budgets, "draws": args.draws or 0,
                   "draw_seed": (spec.seed if args.seed is None else args.seed) if args.draws else None,
                   "distributions": {path: vars(d) for path, d in _distributions(spec).items()},
                   "inputs": _file_digests(args.file, args.cases, args.hospitals,
@@ -796,6 +797,22 @@ def cmd_project(args) -> int:
                   f"p50 {row.p50:.6f}, p90 {row.p90:.6f}")
     print(f"{spec.years + 1} years x {results.hospitals['hospital_id'].nunique():,} hospitals -> {out.path}")
     return EXIT_OK
+
+
+def _projection_moves(args, spec, cases, grouped, mode: str, catalog, scheme):
+    """The base cases' aux factors (--auxiliary, DIP) and the group table that severity / intensity moves need
+    (`dipsim.projection.moves`; None when the file moves no case)."""
+    from dipsim.projection.moves import group_table, wanted
+
+    aux = aux_table = aux_factor = None
+    if args.auxiliary:
+        from dipsim.auxiliary import auxiliary_table, load_auxiliary
+
+        aux = load_auxiliary(args.auxiliary)
+        aux_table = auxiliary_table(cases, aux)
+        aux_factor = aux_table["aux_factor"].to_numpy()
+    groups = group_table(grouped, mode, catalog, scheme, aux_table, aux) if wanted(spec) else None
+    return aux_factor, groups
 
 
 def _distributions(spec) -> dict:
@@ -1300,6 +1317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", help="DIP catalogue folder (payment.mode = dip)")
     p.add_argument("--scheme", help="CHS-DRG scheme (payment.mode = drg) when the policy sets no "
                                     "payment.drg_scheme (default chs-drg-1.1)")
+    p.add_argument("--auxiliary", metavar="FILE", help="DIP auxiliary catalogue TOML (辅助目录: the cases' aux "
+                                                       "factors, and DIP severity moves; default: none)")
     p.add_argument("--budget", action="append", default=[], metavar="POOL=YUAN",
                    help="a pool's base-year budget; repeatable")
     p.add_argument("--budget-share", type=_share, metavar="SHARE",

@@ -24,6 +24,9 @@ A projection file (PROJECTION.toml; every key optional but `years`):
     drift_share_by_hospital = { H001 = 0.05 }
     drift_factor = 1.2             # a drifted case's group points (DIP points, DRG RW) x this
     drift_elasticity = 0.0         # response to last year's payment / cost ratio r: share x r^(-elasticity)
+    severity_share = 0.01          # moves between groups (dipsim.projection.moves, with a group table): cases moved
+    intensity_share = 0.01         # up a severity level / to the next group up of their diagnosis (DIP); each with
+                                   # _by_level, _by_hospital, _elasticity, _elasticity_pv (docs/projection.md)
 
     [budget]
     rule = "policy"                # "policy": budget.total of the policy on the year's settlement day (dated
@@ -96,6 +99,9 @@ from dipsim.io.errors import InputError
 from dipsim.payment.caps import settled_points, with_references
 from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy
+from dipsim.projection import moves as group_moves
+from dipsim.projection.moves import rate as _rate
+from dipsim.projection.moves import select_order, selected
 from dipsim.projection.reweight import CatalogueRule, catalogue_of, reweighting
 
 MAX_YEARS = 50
@@ -111,7 +117,7 @@ KEYS = {
     "demand": {"volume_growth": "rates", "volume_growth_by_level": "map", "volume_growth_by_type": "map",
                "volume_growth_by_hospital": "map", "cost_growth": "rates"},
     "behaviour": {"drift_share": "rates", "drift_share_by_level": "map", "drift_share_by_hospital": "map",
-                  "drift_factor": "number", "drift_elasticity": "number"},
+                  "drift_factor": "number", "drift_elasticity": "number", **group_moves.MOVE_KEYS},
     "budget": {"rule": "text", "share": "number", "growth": "rates", "cap_by_income": "bool",
                "budget_point_value": "text"},
 }
@@ -153,6 +159,18 @@ class ProjectionSpec:
     drift_share_by_hospital: dict[str, float] = field(default_factory=dict)
     drift_factor: float = 1.0
     drift_elasticity: float = 0.0
+    # moves between groups (`dipsim.projection.moves`): severity_share, ..._by_level, ..._by_hospital,
+    # ..._elasticity, ..._elasticity_pv, the same for intensity
+    severity_share: list[float] = field(default_factory=list)
+    severity_share_by_level: dict[str, float] = field(default_factory=dict)
+    severity_share_by_hospital: dict[str, float] = field(default_factory=dict)
+    severity_elasticity: float = 0.0
+    severity_elasticity_pv: float = 0.0
+    intensity_share: list[float] = field(default_factory=list)
+    intensity_share_by_level: dict[str, float] = field(default_factory=dict)
+    intensity_share_by_hospital: dict[str, float] = field(default_factory=dict)
+    intensity_elasticity: float = 0.0
+    intensity_elasticity_pv: float = 0.0
     rule: str = "policy"
     share: float | None = None
     growth: list[float] = field(default_factory=list)
@@ -167,7 +185,7 @@ class ProjectionSpec:
     template: dict | None = None
 
     def __post_init__(self):
-        for name in ("volume_growth", "cost_growth", "drift_share", "growth"):
+        for name in ("volume_growth", "cost_growth", "drift_share", "severity_share", "intensity_share", "growth"):
             if not getattr(self, name):
                 setattr(self, name, [0.0] * self.years)
 
@@ -497,7 +515,8 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
     factor = values.get("drift_factor", 1.0)
     if isinstance(factor, float) and factor <= 0:
         problem("behaviour", "drift_factor", f"above 0 (1.2: a drifted case's points x 1.2; got {factor!r})")
-    for key in ("drift_share", "drift_share_by_level", "drift_share_by_hospital"):
+    for key in ("drift_share", "drift_share_by_level", "drift_share_by_hospital",
+                *(f"{m}_share{by}" for m in group_moves.MOVES for by in ("", "_by_level", "_by_hospital"))):
         value = values.get(key)
         shares = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else []
         if any(not 0 <= s <= 1 for s in shares):
@@ -522,14 +541,6 @@ def _order(seed: int, key: str, n: int) -> np.ndarray:
     """A seeded permutation of range(n), the same for the same (seed, key) on every machine."""
     digest = hashlib.sha256(f"{seed}\0{key}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little")).permutation(n)
-
-
-def _rate(spec_overall: list[float], by: list[tuple[dict, str]], year: int) -> float:
-    """The rate of year `year` (1-based): the first of `by`'s (table, name) that names it, else the overall one."""
-    for table, name in by:
-        if name in table:
-            return table[name]
-    return spec_overall[year - 1]
 
 
 @dataclass
@@ -614,36 +625,10 @@ def year_table(cases: pa.Table, made: YearCases, year: int, cost_factor: float) 
     return table
 
 
-def _hash_order(ids: np.ndarray, seed: int) -> np.ndarray:
-    """A number per case id, the same for the same (seed, id) in any year and on any machine."""
-    key = hashlib.sha256(f"{seed}".encode()).hexdigest()[:16]
-    return pd.util.hash_array(ids.astype(object), hash_key=key, categorize=False)
-
-
 def drifted(ids: np.ndarray, hospital_codes: np.ndarray, share: np.ndarray, seed: int) -> np.ndarray:
     """Per case whether it drifts: per hospital code c the round_half_even(share[c] x n_c) cases first in the
     seeded hash of their ids."""
-    return drifted_in(drift_order(ids, hospital_codes, len(share), seed), share)
-
-
-def drift_order(ids: np.ndarray, hospital_codes: np.ndarray, hospitals: int, seed: int) -> tuple:
-    """What `drifted` sorts, whatever the shares (cached between draws): the cases by hospital code, then by the
-    seeded hash of their ids, and each code's bounds in that order."""
-    rank = _hash_order(ids, seed)
-    order = np.lexsort((rank, hospital_codes))
-    sorted_codes = hospital_codes[order]
-    return order, np.searchsorted(sorted_codes, np.arange(hospitals + 1))
-
-
-def drifted_in(ordered: tuple, share: np.ndarray) -> np.ndarray:
-    """`drifted` on the cases' `drift_order`."""
-    order, bounds = ordered
-    out = np.zeros(len(order), bool)
-    for code in range(len(share)):
-        n = bounds[code + 1] - bounds[code]
-        k = int(np.round(share[code] * n))
-        out[order[bounds[code]:bounds[code] + k]] = True
-    return out
+    return selected(select_order(ids, hospital_codes, len(share), seed), share)
 
 
 @dataclass
@@ -655,6 +640,7 @@ class _Year:
     made: YearCases
     drift_order: tuple | None = None
     base_run: tuple | None = None  # year 0: (what it was run on, its PaymentRun)
+    move_orders: dict = field(default_factory=dict)  # (seed, move) -> the cases' order (`group_moves.select_order`)
 
 
 CACHE_YEARS = 64  # years kept in `project`'s cache (the oldest dropped first)
@@ -678,8 +664,8 @@ def year_grouping(grouped: GroupedCases, rows: np.ndarray, drift: np.ndarray, fa
 class ProjectionResults:
     years: pd.DataFrame  # year, settlement_day, pool, cases, points, point_value, status, budget, budget_available,
     # income, fund_payout, balance, months_of_capacity
-    hospitals: pd.DataFrame  # year, hospital_id, level, type, cases, cmi, drifted, points, cost, payment,
-    # fund_payout, payment_ratio
+    hospitals: pd.DataFrame  # year, hospital_id, level, type, cases, cmi, drifted, severity_moved,
+    # severity_unmoved, intensity_moved, intensity_unmoved, points, cost, payment, fund_payout, payment_ratio
     spec: ProjectionSpec | None = None
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -744,8 +730,9 @@ def _check_names(spec: ProjectionSpec, info: dict, hospital_ids: list, pools: li
              "type": {v[1] for v in info.values()}}
     problems = []
     for key, kind in (("volume_growth_by_hospital", "hospital"), ("volume_growth_by_level", "level"),
-                      ("volume_growth_by_type", "type"), ("drift_share_by_hospital", "hospital"),
-                      ("drift_share_by_level", "level")):
+                      ("volume_growth_by_type", "type"),
+                      *((f"{m}_share_by_{k}", k) for m in ("drift", *group_moves.MOVES)
+                        for k in ("hospital", "level"))):
         unknown = sorted(set(getattr(spec, key)) - known[kind])
         if unknown:
             problems.append(f"{key}: no {kind} {', '.join(map(str, unknown))} in the region (its {kind}s: "
@@ -758,9 +745,12 @@ def _check_names(spec: ProjectionSpec, info: dict, hospital_ids: list, pools: li
 
 
 def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: ProjectionSpec, grouped: GroupedCases,
-            aux_factor: np.ndarray | None = None, progress=None, cache: dict | None = None) -> ProjectionResults:
+            aux_factor: np.ndarray | None = None, progress=None, cache: dict | None = None,
+            groups: group_moves.GroupTable | None = None) -> ProjectionResults:
     """Settle the base year (year 0) and years 1..spec.years through the one payment chain (`run_chain`), each
     a real case set made from the base cases (the module's notes); `progress(done, total)` after each year.
+    `groups` (`group_moves.group_table`): what cases move between (severity, intensity); without it only the
+    older drift model (points x drift_factor) is available; its aux factors are the base cases' when it has them.
     `cache` (a dict kept between calls on the same cases, hospitals, grouping and policy, e.g. by Monte Carlo
     draws): a year's case set whose volume rates, seed and cost factor were seen before is reused, with its
     cases' drift order, and the base year's settlement; the results are the same with or without it."""
@@ -773,6 +763,8 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     _check_names(spec, info, ids.tolist(), base_set.pools)
     ratio = np.ones(len(ids))  # each hospital's payment / cost of the year before
     drifted_share = np.zeros(len(ids))
+    moves = group_moves.Moves(spec, groups, ids, info)
+    aux_factor = moves.aux_factor(aux_factor)
     pool_rows, hospital_rows = [], []
     budgets: dict[str, float] = {}
     reference: dict[str, float] = {}  # hospital -> the points it was paid on last year
@@ -808,12 +800,17 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
         drift = np.zeros(len(made.rows), bool)
         if drifted_share.any():
             if known.drift_order is None or known.drift_order[0] != spec.seed:
-                known.drift_order = (spec.seed, drift_order(
+                known.drift_order = (spec.seed, select_order(
                     pc.cast(table["case_id"], pa.string()).to_numpy(zero_copy_only=False), year_codes, len(ids),
                     spec.seed))
-            drift = drifted_in(known.drift_order[1], drifted_share)
+            drift = selected(known.drift_order[1], drifted_share)
         year_grouped = year_grouping(grouped, made.rows, drift, spec.drift_factor, cost_factor) if year else grouped
-        if reweight is not None:
+        year_aux, moved = aux_factor[made.rows] if aux_factor is not None else None, group_moves.no_moves(ids)
+        if year:
+            year_grouped, year_aux, moved = moves.year(year, ratio, year_grouped, made.rows, year_codes, table,
+                                                       known.move_orders, np.where(drift, spec.drift_factor, 1.0),
+                                                       cost_factor, year_aux)
+        if reweight is not None:  # after the moves: a moved case takes its new group's re-weighted points
             year_grouped = reweight.grouping(year, year_grouped)
         case_set = known.case_set
         day = case_set.settlement_day()
@@ -848,12 +845,13 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
         else:
             # the growth cap's reference (budget.hospital_cap_*): year t's is the points year t - 1 was paid on
             run = run_chain(case_set, year_grouped, with_references(hospitals, reference) if year else hospitals,
-                            year_policy, None, aux_factor[made.rows] if aux_factor is not None else None)
+                            year_policy, None, year_aux)
             if year == 0 and cache is not None:
                 known.base_run = (same, run)
         if reweight is not None:
             reweight.settled(year, year_grouped, table)
         reference = settled_points(run.settlement)
+        moves.observe(run)
         h = run.hospitals.to_pandas()
         spent = _spent_on_points(run) if spec.budget_point_value == "history" else {}
         for row in run.pools.to_pylist():
@@ -884,12 +882,15 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
                                 index=pd.Index(ids))
         by["cmi"] = cmi.reindex(by.index)
         by["drifted"] = drift_count.reindex(by.index).fillna(0).astype(np.int64)
+        by = by.join(moved)
         by["payment_ratio"] = np.where(by["cost"] > 0, by["payment"] / by["cost"].where(by["cost"] > 0, 1), np.nan)
         for hospital, r in by.iterrows():
             level, kind = info.get(hospital, ("", ""))
             hospital_rows.append({"year": year, "hospital_id": hospital, "level": level, "type": kind,
                                   "cases": int(r["cases"]), "cmi": round(float(r["cmi"]), 6),
-                                  "drifted": int(r["drifted"]), "points": round(float(r["points"]), 4),
+                                  "drifted": int(r["drifted"]),
+                                  **{c: int(r[c]) for c in group_moves.COUNT_COLUMNS},
+                                  "points": round(float(r["points"]), 4),
                                   "cost": round(float(r["cost"]), 2), "payment": round(float(r["payment"]), 2),
                                   "fund_payout": round(float(r["fund_payout"]), 2),
                                   "payment_ratio": round(float(r["payment_ratio"]), 6)})
@@ -956,6 +957,7 @@ class DrawContext:
     grouped: GroupedCases
     seed: int
     aux_factor: np.ndarray | None = None
+    groups: group_moves.GroupTable | None = None
     cache: dict = field(default_factory=dict)  # `project`'s, kept between the draws run where the context is
 
     def __getstate__(self):  # sent to a Dask worker without the cache (each worker keeps its own)
@@ -966,7 +968,7 @@ def run_draw(context: DrawContext, draw: int) -> tuple[dict, pd.DataFrame, pd.Da
     """Draw `draw`: its values of the spec's distributions (`drawn_values`) and the projection under them."""
     values = drawn_values(context.spec, context.seed, draw)
     results = project(context.cases, context.hospitals, context.policy, draw_spec(context.spec, values),
-                      context.grouped, context.aux_factor, cache=context.cache)
+                      context.grouped, context.aux_factor, cache=context.cache, groups=context.groups)
     return ({_path_text(p): v for p, v in values.items()}, results.years.assign(draw=draw),
             results.hospitals.assign(draw=draw))
 
@@ -1037,7 +1039,8 @@ def bands(years: pd.DataFrame, hospitals: pd.DataFrame, quantiles=QUANTILES) -> 
 
 def project_draws(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: ProjectionSpec, grouped: GroupedCases,
                   draws: int, seed: int | None = None, scheduler: str | None = None, quantiles=QUANTILES,
-                  aux_factor: np.ndarray | None = None, progress=None) -> DrawResults:
+                  aux_factor: np.ndarray | None = None, progress=None,
+                  groups: group_moves.GroupTable | None = None) -> DrawResults:
     """`draws` projections (draws 0..draws-1), each with the spec's distributions drawn from its own generator
     (`draw_rng(seed, k)`, seed default the file's [projection] seed), and their bands. The cases a year copies,
     drops or drifts follow the file's seed in every draw (only the parameters are drawn). `scheduler`: None (in this
@@ -1047,7 +1050,7 @@ def project_draws(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Pr
     seed = spec.seed if seed is None else seed
     if len(grouped) != cases.num_rows:
         raise ValueError(f"{len(grouped)} grouped cases for {cases.num_rows} cases")
-    context = DrawContext(cases, hospitals, policy, spec, grouped, seed, aux_factor)
+    context = DrawContext(cases, hospitals, policy, spec, grouped, seed, aux_factor, groups)
     out = _map_draws(context, list(range(draws)), scheduler, progress)
     parameters = pd.DataFrame([{"draw": k, **values} for k, (values, _, _) in enumerate(out)])
     years = pd.concat([y for _, y, _ in out], ignore_index=True)
