@@ -830,7 +830,9 @@ def _print_side_by_side(comparison, lang: str) -> None:
     from dipsim.projection.levers import side_by_side
 
     frame = side_by_side(comparison, lang)
-    table = Table(*[Text(str(c)) for c in frame.columns], show_lines=False)
+    table = Table()
+    for name in frame.columns:
+        table.add_column(Text(str(name)), overflow="fold")
     for row in frame.itertuples(index=False, name=None):
         table.add_row(*[Text(str(v)) for v in row])
     Console(file=sys.stdout, highlight=False, width=max(120, 28 * len(frame.columns))).print(table)

@@ -321,8 +321,9 @@ def read_rows(path) -> list[dict]:
 
 
 def test_cli_end_to_end_on_a_synthetic_region(region, tmp_path, capsys):
-    """`dipsim project` with zero growth writes its tables, figures, report and manifest; its base year pays each hospital
-    what `dipsim settle` pays it (summed over its pools), to the fen; a bad file is exit 1 naming its line."""
+    """`dipsim project` with zero growth writes its tables, figures, report and manifest; its base year pays each
+    hospital what `dipsim settle` pays it (summed over its pools), to the fen; a bad file is exit 1 naming its
+    line."""
     from dipsim.cli import main
 
     root, _, _, _, budgets = region
