@@ -151,6 +151,21 @@ projection = { seed = 1 }
     assert "[scenario.baseline] (line 33): the name 'baseline' is the file itself" in message
 
 
+def test_the_shipped_example_compares_none_a_reserve_and_a_floor_on_its_policy():
+    from pathlib import Path
+
+    from dipsim.policy import load_policy
+    from dipsim.project import load_projection
+
+    spec = load_projection(Path(__file__).resolve().parents[1] / "scenarios" / "projection_example.toml")
+    scenarios = lever_scenarios(spec, load_policy(spec.policy))
+    assert [s.name for s in scenarios] == ["baseline", "reserve", "floor"]
+    reserve, floor = scenarios[1].changes, scenarios[2].changes
+    assert reserve == {"budget.reserve_share": {"2025-01-01": 0.0, "2026-01-01": 0.05}}
+    assert floor["budget.point_value_floor"] == {"2025-01-01": 0.0, "2026-01-01": 1.0}
+    assert all(s.spec.seed == spec.seed and s.spec.years == spec.years for s in scenarios)
+
+
 # ------------------------------------------------------------------ the command
 
 
