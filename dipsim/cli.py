@@ -738,7 +738,8 @@ def cmd_project(args) -> int:
         budgets = budgets_from_cost(cases, args.budget_share, budgets, region.case_set)
     policy = policy.overlay({"budget.total": budgets}, name=policy.name)
     day = settlement_day(discharge_days(cases), None)
-    _check_region(args, region, [("", policy)], None, day)
+    _check_region(args, region, [("", policy)] + [(f"scenario {s.name!r}", policy.overlay(s.changes))
+                                                  for s in scenarios[1:]], None, day)
     scheme = command_line_scheme(policy, day, args.scheme) if mode == "drg" else None
     inputs = _file_digests(args.cases, args.hospitals)
     console.print(f"{spec.name}: the base year and {spec.years} projected year(s), {cases.num_rows:,} base cases"

@@ -138,17 +138,21 @@ volume_growth = -2
 projection = { seed = 1 }
 
 [scenario.baseline]
+
+[scenario.drg]
+policy = { "payment.drg_scheme" = "chs-drg-2.0" }
 '''
     with pytest.raises(InputError) as error:
         lever_scenarios(spec_of(text), policy())
     message = str(error.value)
-    assert message.startswith("p.toml: 5 problem(s) in the scenarios:")
+    assert message.startswith("p.toml: 7 problem(s) in the scenarios:")
     assert "[scenario.typo] policy (line 22): budget.reserve_shar: unknown parameter (did you mean " \
            "budget.reserve_share?)" in message
     assert "[scenario.too_much] policy (line 25): budget.reserve_share: 1.5 must be below 1.0" in message
     assert "[scenario.bad] [demand] volume_growth (line 28): a yearly rate above -1" in message
     assert "[scenario.seeded] projection (line 31): a scenario runs the file's [projection]" in message
     assert "[scenario.baseline] (line 33): the name 'baseline' is the file itself" in message
+    assert "[scenario.drg] policy (line 36): payment.drg_scheme: a projection groups the cases once" in message
 
 
 def test_the_shipped_example_compares_none_a_reserve_and_a_floor_on_its_policy():
@@ -280,3 +284,13 @@ def test_the_console_prints_the_scenarios_side_by_side(levers_run):
     assert "point value, year 2" in printed and "fund payout, year 2" in printed
     assert "vs year 0" in printed and "vs baseline" in printed
     assert "3 scenario(s) x 3 years" in printed
+
+
+@pytest.mark.slow
+def test_every_scenarios_draws_on_one_local_dask_cluster_give_the_in_process_results():
+    pytest.importorskip("dask.distributed")
+    uncertain = FILE.replace("cost_growth = 0.03", 'cost_growth = { dist = "uniform", min = 0.0, max = 0.06 }')
+    local = run(uncertain, draws=3, seed=4)
+    dask = run(uncertain, draws=3, seed=4, scheduler="processes")
+    for part in ("years", "hospitals", "bands", "parameters"):
+        pd.testing.assert_frame_equal(getattr(local.drawn, part), getattr(dask.drawn, part))

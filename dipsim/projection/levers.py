@@ -22,6 +22,7 @@ hospitals summed over their pools); docs/projection.md ("Lever scenarios").
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ FIXED = ("projection",)  # the tables a scenario may not change: every scenario 
 POOL_COMPARED = ("point_value", "balance", "months_of_capacity")  # per pool, from years.csv
 LEVEL_COMPARED = ("fund_payout",)  # per hospital level, summed from hospitals.csv
 MONEY = ("balance", "fund_payout")  # compared to the fen
+GROUPING = ("payment.mode", "payment.drg_scheme")  # the cases are grouped once: no scenario changes these
 
 
 @dataclass
@@ -140,6 +142,10 @@ def _scenario(spec: ProjectionSpec, policy: Policy, name: str, table: dict,
                           f"{changes!r})")
         changes = {}
     changes = _flatten(changes)
+    for path in GROUPING:
+        if path in changes:
+            problems.append(f"{where} policy{_policy_line(spec.text, name, path)}: {path}: a projection groups the "
+                            "cases once, under the file's policy: a scenario cannot change the grouping")
     tables = _tables()
     overrides = {}
     for key, value in table.items():
@@ -213,8 +219,30 @@ def project_levers(cases: pa.Table, hospitals: pa.Table, policy: Policy, scenari
                    draw_progress=None) -> LeverResults:
     """Project each scenario (`project`: its policy = `policy` overlaid with its changes, its spec) on the same
     cases, and with `draws` its Monte Carlo draws (`project_draws`, the same `seed` for every scenario). The
-    years' case sets are shared between scenarios that make the same years (`project`'s cache). `progress(name,
-    year, total)` after each year, `draw_progress(name, done, total)` after each draw."""
+    years' case sets are shared between scenarios that make the same years (`project`'s cache). `scheduler`: as
+    `project_draws`'s ("processes": one local cluster for all the scenarios). `progress(name, year, total)` after
+    each year, `draw_progress(name, done, total)` after each draw."""
+    with _one_cluster(scheduler if draws else None, len(scenarios)) as scheduler:
+        return _project_levers(cases, hospitals, policy, scenarios, grouped, aux_factor, draws, seed, scheduler,
+                               progress, draw_progress)
+
+
+@contextlib.contextmanager
+def _one_cluster(scheduler: str | None, scenarios: int):
+    """The scheduler every scenario's draws run on: "processes" (a local cluster of 2 worker processes, as
+    `dipsim nightly --engine dask` starts) is started once for all the scenarios and its address handed on; any
+    other scheduler as it is."""
+    if scheduler != "processes" or scenarios < 2:
+        yield scheduler
+        return
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def _project_levers(cases, hospitals, policy, scenarios, grouped, aux_factor, draws, seed, scheduler, progress,
+                    draw_progress) -> LeverResults:
     cache: dict = {}
     policies = []  # kept alive: the cache knows a base year's settlement by its policy's id
     years, hospital_rows, drawn = [], [], []
