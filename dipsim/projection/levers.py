@@ -41,6 +41,8 @@ FIXED = ("projection",)  # the tables a scenario may not change: every scenario 
 POOL_COMPARED = ("point_value", "balance", "months_of_capacity")  # per pool, from years.csv
 LEVEL_COMPARED = ("fund_payout",)  # per hospital level, summed from hospitals.csv
 MONEY = ("balance", "fund_payout")  # compared to the fen
+DIGITS = {"point_value": 10, "months_of_capacity": 4, "balance": 2, "fund_payout": 2}  # as years.csv has them
+PERCENT_DIGITS = 10  # change_pct, against_baseline_pct
 GROUPING = ("payment.mode", "payment.drg_scheme")  # the cases are grouped once: no scenario changes these
 
 
@@ -287,7 +289,8 @@ def comparison(years: pd.DataFrame, hospitals: pd.DataFrame, titles: dict[str, s
     scenario, title, measure, pool, level, base_year, year, base, value, change (value - base), change_pct
     (value / base - 1; empty when base is 0), against_baseline (value - the baseline's value), against_baseline_pct.
     Pool measures (`POOL_COMPARED`) are years.csv's rows; a level's fund payout the sum of its hospitals' rows of
-    hospitals.csv. A measure without a value (a pool without a fund: no balance) has no row. Money to the fen."""
+    hospitals.csv. A measure without a value (a pool without a fund: no balance) has no row. Changes rounded to
+    the digits of their measure in years.csv (`DIGITS`: money to the fen), percents to 10 decimals."""
     last = int(years["year"].max())
     levels = level_payouts(hospitals)
     rows = []
@@ -306,19 +309,27 @@ def comparison(years: pd.DataFrame, hospitals: pd.DataFrame, titles: dict[str, s
     frame = frame[frame["base"].notna() & frame["value"].notna()].reset_index(drop=True)
     frame.insert(5, "base_year", 0)
     frame.insert(6, "year", last)
-    money = frame["measure"].isin(MONEY)
-    frame["change"] = np.where(money, (frame["value"] - frame["base"]).round(2), frame["value"] - frame["base"])
+    digits = frame["measure"].map(DIGITS)
+    frame["change"] = _rounded(frame["value"] - frame["base"], digits)
     frame["change_pct"] = np.where(frame["base"] != 0, frame["value"] / frame["base"].where(frame["base"] != 0) - 1,
                                    np.nan)
     key = frame["measure"] + "\0" + frame["pool"].fillna("") + "\0" + frame["level"].fillna("")
     baseline = frame["value"].where(frame["scenario"] == BASELINE).groupby(key).first()
     frame["_baseline"] = key.map(baseline)
     against = frame["value"] - frame["_baseline"]
-    frame["against_baseline"] = np.where(money, against.round(2), against)
+    frame["against_baseline"] = _rounded(against, digits)
     frame["against_baseline_pct"] = np.where(frame["_baseline"] != 0,
                                              frame["value"] / frame["_baseline"].where(frame["_baseline"] != 0) - 1,
                                              np.nan)
+    for column in ("change_pct", "against_baseline_pct"):
+        frame[column] = frame[column].round(PERCENT_DIGITS)
     return frame.drop(columns="_baseline")
+
+
+def _rounded(values: pd.Series, digits: pd.Series) -> pd.Series:
+    """Each value rounded to its measure's digits (money to the fen), no float noise from the subtraction."""
+    return pd.Series([round(v, d) if v == v else v for v, d in zip(values, digits)], index=values.index,
+                     dtype=float)
 
 
 SIDE = {"zh": {"point_value": "第 {y} 年点值（元/点）", "balance": "第 {y} 年基金结余", "months_of_capacity":
