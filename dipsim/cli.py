@@ -718,7 +718,8 @@ def cmd_project(args) -> int:
     from dipsim.payment.chain import discharge_days
     from dipsim.payment.terms import command_line_scheme, settlement_day
     from dipsim.policy import load_policy
-    from dipsim.project import load_projection, point_value_plot, project
+    from dipsim.project import load_projection
+    from dipsim.projection.levers import lever_scenarios, project_levers
     from dipsim.region import budgets_from_cost
     from dipsim.scenarios import grouped_cached, inputs_digest
 
@@ -728,6 +729,7 @@ def cmd_project(args) -> int:
     if not policy_path:
         raise InputError(f"{args.file}: no policy: set [projection] policy = \"POLICY.toml\" or give --policy")
     policy = load_policy(policy_path)
+    scenarios = lever_scenarios(spec, policy)  # every scenario checked before the cases are read
     mode = policy.get("payment.mode")
     budgets = _budgets(args, policy)
     region = _region(args, console, mode, args.cases)
@@ -736,10 +738,12 @@ def cmd_project(args) -> int:
         budgets = budgets_from_cost(cases, args.budget_share, budgets, region.case_set)
     policy = policy.overlay({"budget.total": budgets}, name=policy.name)
     day = settlement_day(discharge_days(cases), None)
-    _check_region(args, region, [("", policy)], None, day)
+    _check_region(args, region, [("", policy)] + [(f"scenario {s.name!r}", policy.overlay(s.changes))
+                                                  for s in scenarios[1:]], None, day)
     scheme = command_line_scheme(policy, day, args.scheme) if mode == "drg" else None
     inputs = _file_digests(args.cases, args.hospitals)
-    console.print(f"{spec.name}: the base year and {spec.years} projected year(s), {cases.num_rows:,} base cases")
+    console.print(f"{spec.name}: the base year and {spec.years} projected year(s), {cases.num_rows:,} base cases"
+                  + (f", {len(scenarios)} scenarios" if len(scenarios) > 1 else ""))
     with _progress(console, f"grouping ({mode}, cached)", 1) as update:
         catalog = None
         if mode == "dip":
@@ -748,22 +752,27 @@ def cmd_project(args) -> int:
             catalog = load_catalog(args.catalog)
         grouped = grouped_cached(cases, inputs_digest(inputs), mode, catalog, *([scheme] if scheme else []))
         update(1, 1)
-    aux_factor, groups = _projection_moves(args, spec, cases, grouped, mode, catalog, scheme)
+    aux_factor, groups = _projection_moves(args, [s.spec for s in scenarios], cases, grouped, mode, catalog, scheme)
 
-    def year_done(year: int, total: int) -> None:
-        console.print(f"year {year} of {total} settled" if year else "the base year (year 0) settled")
+    def year_done(name: str, year: int, total: int) -> None:
+        head = f"{name}: " if len(scenarios) > 1 else ""
+        console.print(head + (f"year {year} of {total} settled" if year else "the base year (year 0) settled"))
 
     try:
-        results = project(cases, hospitals, policy, spec, grouped, aux_factor, progress=year_done, groups=groups)
-        drawn = None
-        if args.draws:
-            from dipsim.project import project_draws
+        with _progress(console, f"{args.draws} draws x {len(scenarios)} scenario(s)", args.draws * len(scenarios)) \
+                if args.draws else contextlib.nullcontext(lambda done, total: None) as update:
+            done: dict[str, int] = {}
 
-            with _progress(console, f"{args.draws} draws", args.draws) as update:
-                drawn = project_draws(cases, hospitals, policy, spec, grouped, args.draws, args.seed,
-                                      args.scheduler, aux_factor=aux_factor, progress=update, groups=groups)
+            def draw_done(name: str, k: int, total: int) -> None:
+                done[name] = k
+                update(sum(done.values()), total * len(scenarios))
+
+            results = project_levers(cases, hospitals, policy, scenarios, grouped, aux_factor, draws=args.draws or 0,
+                                     seed=args.seed, scheduler=args.scheduler, progress=year_done,
+                                     draw_progress=draw_done, groups=groups)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
+    drawn = results.drawn
     out = OutputFolder(args.out)
     for name, frame in results.tables().items():
         out.csv(pa.Table.from_pandas(frame, preserve_index=False), f"{name}.csv")
@@ -771,37 +780,53 @@ def cmd_project(args) -> int:
         out.csv(pa.Table.from_pandas(drawn.bands, preserve_index=False), "bands.csv")
         out.csv(pa.Table.from_pandas(drawn.parameters, preserve_index=False), "parameters.csv")
         out.parquet(pa.Table.from_pandas(drawn.draws_table(), preserve_index=False), "draws.parquet")
+    fields = {"command": "project", "projection_file": args.file, "projection": spec.name, "title": spec.title,
+              "scenarios": [{"name": s.name, "title": s.title, "policy": s.changes} for s in scenarios],
+              "years": spec.years, "seed": spec.seed, "policy": policy.source, "policy_name": policy.name,
+              "policy_sha256": policy.digest(), "mode": mode, "catalog": args.catalog, "scheme": scheme,
+              "auxiliary": args.auxiliary, "budgets": budgets, "draws": args.draws or 0,
+              "draw_seed": (spec.seed if args.seed is None else args.seed) if args.draws else None,
+              "distributions": {path: vars(d) for path, d in _distributions(spec).items()},
+              "inputs": _file_digests(args.file, args.cases, args.hospitals, *([policy_path] if policy_path else [])),
+              **region.manifest()}
     if not args.no_report:
-        point_value_plot(results, out.path / "point_value.png", args.lang,
-                         drawn.bands if drawn is not None else None)
-        out.add("point_value.png")
-    out.manifest({"command": "project", "projection_file": args.file, "projection": spec.name,
-                  "years": spec.years, "seed": spec.seed, "policy": policy.source, "policy_name": policy.name,
-                  "policy_sha256": policy.digest(), "mode": mode, "catalog": args.catalog, "scheme": scheme,
-                  "auxiliary": args.auxiliary, "budgets": budgets, "draws": args.draws or 0,
-                  "draw_seed": (spec.seed if args.seed is None else args.seed) if args.draws else None,
-                  "distributions": {path: vars(d) for path, d in _distributions(spec).items()},
-                  "inputs": _file_digests(args.file, args.cases, args.hospitals,
-                                                               *([policy_path] if policy_path else [])),
-                  **region.manifest()})
+        from dipsim.projection.plots import projection_figures
+        from dipsim.projection.report import write_projection_report
+
+        with _progress(console, "figures and report", 1) as update:
+            figures = projection_figures(results.years, results.hospitals, args.lang,
+                                         drawn.bands if drawn is not None else None, results.titles)
+            for name, png in figures.items():
+                (out.path / f"{name}.png").write_bytes(png)
+                out.add(f"{name}.png")
+            write_projection_report(results, figures, fields, out.path / "report.html", spec.title or spec.name,
+                                    args.lang)
+            out.add("report.html")
+            update(1, 1)
+    out.manifest(fields)
     print(region.counts())
     for row in results.years.itertuples():
+        head = f"{row.scenario}: " if len(scenarios) > 1 else ""
         balance = f", balance {row.balance:,.2f} yuan ({row.months_of_capacity:.1f} months)" \
             if row.balance is not None and row.balance == row.balance else ""
-        print(f"year {row.year} pool {row.pool}: point value {row.point_value:.6f}, {row.points:,.1f} points, "
+        print(f"{head}year {row.year} pool {row.pool}: point value {row.point_value:.6f}, {row.points:,.1f} points, "
               f"fund payout {row.fund_payout:,.2f} yuan{balance}")
     if drawn is not None:
         b = drawn.bands
         for row in b[(b["what"] == "pool") & (b["measure"] == "point_value")].itertuples():
-            print(f"year {row.year} pool {row.pool}: point value over {row.draws} draws p10 {row.p10:.6f}, "
+            head = f"{row.scenario}: " if len(scenarios) > 1 else ""
+            print(f"{head}year {row.year} pool {row.pool}: point value over {row.draws} draws p10 {row.p10:.6f}, "
                   f"p50 {row.p50:.6f}, p90 {row.p90:.6f}")
-    print(f"{spec.years + 1} years x {results.hospitals['hospital_id'].nunique():,} hospitals -> {out.path}")
+    if len(scenarios) > 1:
+        _print_side_by_side(results.comparison, args.lang)
+    print(f"{len(scenarios)} scenario(s) x {spec.years + 1} years x {results.hospitals['hospital_id'].nunique():,} "
+          f"hospitals -> {out.path}")
     return EXIT_OK
 
 
-def _projection_moves(args, spec, cases, grouped, mode: str, catalog, scheme):
+def _projection_moves(args, specs, cases, grouped, mode: str, catalog, scheme):
     """The base cases' aux factors (--auxiliary, DIP) and the group table that severity / intensity moves need
-    (`dipsim.projection.moves`; None when the file moves no case)."""
+    (`dipsim.projection.moves`; None when no scenario of the file moves a case)."""
     from dipsim.projection.moves import group_table, wanted
 
     aux = aux_table = aux_factor = None
@@ -811,8 +836,24 @@ def _projection_moves(args, spec, cases, grouped, mode: str, catalog, scheme):
         aux = load_auxiliary(args.auxiliary)
         aux_table = auxiliary_table(cases, aux)
         aux_factor = aux_table["aux_factor"].to_numpy()
-    groups = group_table(grouped, mode, catalog, scheme, aux_table, aux) if wanted(spec) else None
+    groups = group_table(grouped, mode, catalog, scheme, aux_table, aux) if any(map(wanted, specs)) else None
     return aux_factor, groups
+
+
+def _print_side_by_side(comparison, lang: str) -> None:
+    """The scenarios side by side on stdout (rich; every cell plain text, no markup read from a title)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from dipsim.projection.levers import side_by_side
+
+    frame = side_by_side(comparison, lang)
+    table = Table()
+    for name in frame.columns:
+        table.add_column(Text(str(name)), overflow="fold")
+    for row in frame.itertuples(index=False, name=None):
+        table.add_row(*[Text(str(v)) for v in row])
+    Console(file=sys.stdout, highlight=False, width=max(120, 28 * len(frame.columns))).print(table)
 
 
 def _distributions(spec) -> dict:
@@ -1307,8 +1348,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("project", "Project several years from a base year of cases (PROJECTION.toml: volume and cost growth, "
                        "coding drift, the fund's income, budget rule and balance): each year a case set made from "
                        "the base year and settled by the same payment chain as `settle`, to the fen. Writes "
-                       "DIR/years.csv (per year and pool), hospitals.csv (per year and hospital), point_value.png "
-                       "and manifest.json.", cmd_project)
+                       "DIR/years.csv (per year and pool), hospitals.csv (per year and hospital), comparison.csv, "
+                       "the figures (point_value.png, balance.png, payout_by_level.png), report.html and "
+                       "manifest.json; every [scenario.NAME] of the file (lever scenarios) side by side, with the "
+                       "same seed.", cmd_project)
     p.add_argument("file", help="projection file (TOML; scenarios/projection_example.toml)")
     p.add_argument("--cases", required=True, help="the base year's cases: file or folder of Parquet partitions")
     p.add_argument("--hospitals", required=True, help="hospitals table (.parquet or .csv)")
@@ -1324,13 +1367,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-share", type=_share, metavar="SHARE",
                    help="for pools without a budget: SHARE x the pool's base-year cost billed by item")
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--lang", choices=["zh", "en"], default="zh", help="language of point_value.png (default zh)")
-    p.add_argument("--no-report", action="store_true", help="write the tables only, no point_value.png")
+    p.add_argument("--lang", choices=["zh", "en"], default="zh",
+                   help="language of the figures and report.html (default zh)")
+    p.add_argument("--no-report", action="store_true", help="write the tables only, no figures nor report.html")
     p.add_argument("--draws", type=int, metavar="N",
                    help="Monte Carlo: N projections with the file's distributions drawn (draw k from the k-th "
                         "child seed of --seed); writes bands.csv (10/50/90%% per year, pool and hospital), "
-                        "draws.parquet and parameters.csv beside the central projection, the 10-90%% band in "
-                        "point_value.png")
+                        "draws.parquet and parameters.csv beside the central projection, the 10-90%% bands in "
+                        "the figures; every scenario with the same draws")
     p.add_argument("--seed", type=int, help="the draws' seed (default: [projection] seed of the file)")
     p.add_argument("--scheduler", metavar="ADDR",
                    help="run the draws on Dask: a scheduler's address, 'processes' (a local cluster of 2 "

@@ -183,6 +183,11 @@ class ProjectionSpec:
     # values, `template` the file's tables with those central values (what `draw_spec` fills with a draw's)
     distributions: dict[tuple, Distribution] = field(default_factory=dict)
     template: dict | None = None
+    # lever scenarios (`dipsim.projection.levers`): the file's [scenario.NAME] tables as read, the file's other
+    # tables as read (what a scenario's tables replace keys of) and its text (for line numbers)
+    scenarios: dict = field(default_factory=dict)
+    data: dict | None = None
+    text: str = ""
 
     def __post_init__(self):
         for name in ("volume_growth", "cost_growth", "drift_share", "severity_share", "intensity_share", "growth"):
@@ -412,6 +417,11 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
         where = f"[{table}]" + (f" {key}" if key else "")
         problems.append(f"{where}{_line_of(text, table, key)}: {what}")
 
+    scenarios = data.get("scenario", {})  # checked and run by `dipsim.projection.levers`
+    if not isinstance(scenarios, dict) or not all(isinstance(v, dict) for v in scenarios.values()):
+        problem("scenario", None, "must be tables [scenario.NAME] (title = \"...\", policy = { ... }, ...)")
+        scenarios = {}
+    data = read = {k: v for k, v in data.items() if k != "scenario"}
     data, distributions = take_distributions(data, problem)
     unknown = sorted(set(data) - set(KEYS) - {"fund", "catalogue"})
     for name in unknown:
@@ -530,7 +540,7 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
         fund.insured_growth = fund.insured_growth or [0.0] * years
         fund.contribution_growth = fund.contribution_growth or [0.0] * years
     return ProjectionSpec(years=years, source=source, funds=funds, catalogue=catalogue, distributions=distributions,
-                          template=data if distributions else None,
+                          template=data if distributions else None, scenarios=scenarios, data=read, text=text,
                           **{k: v for k, v in values.items() if k in ProjectionSpec.__dataclass_fields__})
 
 
@@ -901,38 +911,6 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     return ProjectionResults(pd.DataFrame(pool_rows), pd.DataFrame(hospital_rows), spec)
 
 
-def point_value_plot(results: ProjectionResults, path, lang: str = "zh", bands: pd.DataFrame | None = None) -> Path:
-    """A PNG of each pool's point value by year (Chinese labels in a CJK font, `report.fonts`); with `bands`
-    (`DrawResults.bands`), each pool's 10-90% band of the draws shaded behind its line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dipsim.report.fonts import cjk_font
-
-    family, _ = cjk_font()
-    text = {"zh": ("各统筹区结算点值（按年度）", "年度（0 为基年）", "点值（元/分）"),
-            "en": ("Settlement point value by year", "year (0: the base year)", "point value (yuan / point)")}[lang]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for pool, rows in results.years.groupby("pool", sort=True):
-        line = ax.plot(rows["year"], rows["point_value"], marker="o", label=str(pool))[0]
-        if bands is not None and {"p10", "p90"} <= set(bands.columns):
-            band = bands[(bands["what"] == "pool") & (bands["pool"] == pool)
-                         & (bands["measure"] == "point_value")].sort_values("year")
-            ax.fill_between(band["year"], band["p10"], band["p90"], color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_title(text[0], fontfamily=family)
-    ax.set_xlabel(text[1], fontfamily=family)
-    ax.set_ylabel(text[2], fontfamily=family)
-    ax.set_xticks(sorted(results.years["year"].unique()))
-    ax.legend(prop={"family": family})
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def settlement_years(results: ProjectionResults) -> list[dt.date]:
     """The settlement day of each year, in order."""
     return list(dict.fromkeys(results.years["settlement_day"]))
@@ -1000,7 +978,8 @@ class DrawResults:
     parameters: pd.DataFrame  # draw, then one column per distribution (its path as text)
     years: pd.DataFrame  # the projection's years table of every draw, with `draw`
     hospitals: pd.DataFrame  # its hospitals table of every draw, with `draw`
-    bands: pd.DataFrame  # year, what ("pool" / "hospital"), pool, hospital_id, measure, draws, mean, p10, p50, p90
+    bands: pd.DataFrame  # year, what ("pool" / "hospital" / "level"), pool, hospital_id, level, measure, draws,
+    # mean, p10, p50, p90
     seed: int = 0
 
     def draws_table(self) -> pd.DataFrame:
@@ -1017,13 +996,16 @@ def quantile_name(q: float) -> str:
 
 
 def bands(years: pd.DataFrame, hospitals: pd.DataFrame, quantiles=QUANTILES) -> pd.DataFrame:
-    """Per year and pool (`POOL_MEASURES`) and per year and hospital (`HOSPITAL_MEASURES`): the number of draws,
-    the mean and the quantiles over the draws (numpy's linear interpolation: for n sorted values and q, the value at
-    position q x (n - 1), interpolated between its neighbours). A measure without values (a pool without a fund's
-    balance) has no row."""
+    """Per year and pool (`POOL_MEASURES`), per year and hospital and per year and hospital level (the level's
+    hospitals summed in each draw; `HOSPITAL_MEASURES`): the number of draws, the mean and the quantiles over the
+    draws (numpy's linear interpolation: for n sorted values and q, the value at position q x (n - 1), interpolated
+    between its neighbours). A measure without values (a pool without a fund's balance) has no row."""
     rows = []
+    levels = hospitals.groupby(["draw", "year", "level"], sort=True)[list(HOSPITAL_MEASURES)].sum().reset_index() \
+        if {"draw", "level"} <= set(hospitals.columns) else hospitals.iloc[:0].assign(level=None)
     for what, frame, key, measures in (("pool", years, "pool", POOL_MEASURES),
-                                       ("hospital", hospitals, "hospital_id", HOSPITAL_MEASURES)):
+                                       ("hospital", hospitals, "hospital_id", HOSPITAL_MEASURES),
+                                       ("level", levels, "level", HOSPITAL_MEASURES)):
         for (year, name), group in frame.groupby(["year", key], sort=True):
             for measure in measures:
                 values = pd.to_numeric(group[measure], errors="coerce").to_numpy(dtype=float)
@@ -1031,7 +1013,8 @@ def bands(years: pd.DataFrame, hospitals: pd.DataFrame, quantiles=QUANTILES) -> 
                 if not len(values):
                     continue
                 rows.append({"year": int(year), "what": what, "pool": name if what == "pool" else None,
-                             "hospital_id": name if what == "hospital" else None, "measure": measure,
+                             "hospital_id": name if what == "hospital" else None,
+                             "level": name if what == "level" else None, "measure": measure,
                              "draws": len(values), "mean": float(values.mean()),
                              **{quantile_name(q): float(v) for q, v in zip(quantiles, np.quantile(values, quantiles))}})
     return pd.DataFrame(rows)

@@ -352,8 +352,9 @@ def read_rows(path) -> list[dict]:
 
 
 def test_cli_end_to_end_on_a_synthetic_region(region, tmp_path, capsys):
-    """`dipsim project` with zero growth writes its tables, plot and manifest; its base year pays each hospital
-    what `dipsim settle` pays it (summed over its pools), to the fen; a bad file is exit 1 naming its line."""
+    """`dipsim project` with zero growth writes its tables, figures, report and manifest; its base year pays each
+    hospital what `dipsim settle` pays it (summed over its pools), to the fen; a bad file is exit 1 naming its
+    line."""
     from dipsim.cli import main
 
     root, _, _, _, budgets = region
@@ -370,12 +371,14 @@ def test_cli_end_to_end_on_a_synthetic_region(region, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "year 2 pool 990100-employee" in out and "months" in out
     names = {p.name for p in (tmp_path / "out").iterdir()}
-    assert {"years.csv", "hospitals.csv", "point_value.png", "manifest.json"} <= names
+    assert {"years.csv", "hospitals.csv", "comparison.csv", "point_value.png", "balance.png", "payout_by_level.png",
+            "report.html", "manifest.json"} <= names
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["command"] == "project" and manifest["policy_sha256"]
     named = {e["file"] for e in manifest["inputs"]}
     assert {str(projection), str(policy_file)} <= named and len(named) == 12 + 1 + 2  # 12 months of cases
-    assert set(manifest["outputs"]) == {"years.csv", "hospitals.csv", "point_value.png"}
+    assert set(manifest["outputs"]) == {"years.csv", "hospitals.csv", "comparison.csv", "point_value.png",
+                                        "balance.png", "payout_by_level.png", "report.html"}
     rows = read_rows(tmp_path / "out" / "hospitals.csv")
     assert main(["settle", str(root / "region" / "cases"), "--policy", str(policy_file), "--hospitals",
                  str(root / "region" / "hospitals.parquet"), "--catalog", str(root / "cat"), "-q",

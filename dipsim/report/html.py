@@ -66,15 +66,38 @@ def _scheme_change(results: ScenarioResults, text: dict, lang: str, runs: list[s
     return parts
 
 
-def write_report(results: ScenarioResults, path, title: str, lang: str = "zh") -> Path:
-    """Write the report; returns its path."""
+STYLE = ("<style>body{font-family:'Noto Sans CJK SC','Microsoft YaHei',sans-serif;margin:2em;max-width:1100px}"
+         "table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;border-bottom:1px solid #ddd}"
+         "th{text-align:center}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
+         "td.t{text-align:left}img{max-width:100%}</style>")
+
+
+def image_html(name: str, png: bytes) -> str:
+    """A figure embedded in the page (base64 PNG: no file beside it, nothing fetched)."""
+    data = base64.b64encode(png).decode("ascii")
+    return f"<p><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'></p>"
+
+
+def write_page(path, heading: str, parts: list[str]) -> Path:
+    """Write a whole self-contained page: `heading` (text, escaped here) as its title and first heading, then
+    `parts` (HTML, each escaped by its maker)."""
     from dipsim.io.writers import atomic_path
 
+    heading = html.escape(heading)
+    page = ["<!DOCTYPE html><html><head><meta charset='utf-8'>", f"<title>{heading}</title>",
+            f"{STYLE}</head><body>", f"<h1>{heading}</h1>", *parts, "</body></html>"]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(page), encoding="utf-8")
+    return path
+
+
+def write_report(results: ScenarioResults, path, title: str, lang: str = "zh") -> Path:
+    """Write the report; returns its path."""
     text = HEAD[lang]
     names = run_names(results.variants, lang)
     runs = list(results.summary["scenario"])
     images = figures(results, lang)
-    heading = html.escape(text["title"].format(t=title))
 
     def table(key: str, frame) -> list[str]:
         """A heading and the frame (runs and levels in order, columns named in `lang`); nothing without a frame."""
@@ -85,13 +108,6 @@ def write_report(results: ScenarioResults, path, title: str, lang: str = "zh") -
     pools = results.pools[[c for c in ("scenario", "pool", "point_value", "status", "budget_available",
                                        "fund_payout") if c in results.pools]]
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{heading}</title>",
-        "<style>body{font-family:'Noto Sans CJK SC','Microsoft YaHei',sans-serif;margin:2em;max-width:1100px}"
-        "table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;border-bottom:1px solid #ddd}"
-        "th{text-align:center}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
-        "td.t{text-align:left}img{max-width:100%}</style></head><body>",
-        f"<h1>{heading}</h1>",
         f"<p>{html.escape(text['built'].format(v=__version__, d=dt.date.today().isoformat()))}</p>",
         f"<p>{html.escape(text['note'])}</p>",
         *table("summary", results.summary), *table("pools", pools), *table("by_level", results.by_level),
@@ -99,12 +115,6 @@ def write_report(results: ScenarioResults, path, title: str, lang: str = "zh") -
         *table("funds", results.funds if results.funds is not None and len(results.funds) else None),
         *_scheme_change(results, text, lang, runs, names),
         f"<h2>{html.escape(text['figures'])}</h2>",
+        *(image_html(name, png) for name, png in images.items()),
     ]
-    for name, png in images.items():
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(f"<p><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'></p>")
-    parts.append("</body></html>")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    return write_page(path, text["title"].format(t=title), parts)

@@ -205,6 +205,12 @@ COLUMNS: dict[str, Column] = {
     "value_after": Column("方案点数价值（元）", "value after (yuan)", MONEY),
     "family": Column("ADRG（基准）", "ADRG (baseline)"),
     "why": Column("主要原因（ADRG）", "why (ADRG)"),
+    # a projection's years.csv (`dipsim project`)
+    "year": Column("年度", "year"),
+    "settlement_day": Column("结算日", "settlement day"),
+    "budget": Column("预算（元）", "budget (yuan)", MONEY),
+    "income": Column("基金收入（元）", "fund income (yuan)", MONEY),
+    "balance": Column("基金结余（元）", "fund balance (yuan)", MONEY),
 }
 TABLE_COLUMNS: dict[str, dict[str, Column]] = {
     "funds": {"level": Column("监测等级", "monitoring level")},  # 正常 / 预警 / 警报, not a hospital level
