@@ -72,6 +72,7 @@ SeedSequence(seed) and is projected as above; bands are the draws' quantiles (do
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import math
 import re
@@ -88,6 +89,7 @@ from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
 from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy
+from dipsim.projection import years as year_cases
 
 MAX_YEARS = 50
 RULES = ("policy", "share_of_income", "growth")
@@ -520,15 +522,22 @@ class YearCases:
     copy: np.ndarray  # 0: the base case itself; k: its k-th copy
 
 
-def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spec: ProjectionSpec,
-              year: int) -> YearCases:
-    """The base cases a year is made of (`volume` in the module's notes): per hospital the first n_t of its cases
-    in a seeded order, cycling for copies."""
-    rows, copies = [], []
+def volume_orders(hospital_codes: np.ndarray, hospital_ids, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per hospital code: its base cases (rows, in order) and the same in the order seeded by (seed, hospital) that
+    `year_rows` keeps and copies them in (the same every year and draw: `project`'s cache keeps it)."""
     by_hospital = np.argsort(hospital_codes, kind="stable")
     bounds = np.searchsorted(hospital_codes[by_hospital], np.arange(len(hospital_ids) + 1))
-    for code, hospital in enumerate(hospital_ids):
-        own = by_hospital[bounds[code]:bounds[code + 1]]
+    owns = [by_hospital[bounds[code]:bounds[code + 1]] for code in range(len(hospital_ids))]
+    return [(own, own[_order(seed, f"volume\0{hospital}", len(own))]) for own, hospital in zip(owns, hospital_ids)]
+
+
+def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spec: ProjectionSpec,
+              year: int, orders: list | None = None) -> YearCases:
+    """The base cases a year is made of (`volume` in the module's notes): per hospital the first n_t of its cases
+    in a seeded order (`volume_orders`, given or made), cycling for copies; the year's cases by hospital code."""
+    rows, copies = [], []
+    orders = volume_orders(hospital_codes, hospital_ids, spec.seed) if orders is None else orders
+    for (own, order), hospital in zip(orders, hospital_ids):
         n0 = len(own)
         if not n0:
             continue
@@ -538,7 +547,6 @@ def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spe
                                                           (spec.volume_growth_by_level, level)], s)
                            for s in range(1, year + 1))
         n = int(np.round(n0 * factor))  # half to even
-        order = own[_order(spec.seed, f"volume\0{hospital}", n0)]
         if n <= n0:
             rows.append(np.sort(order[:n]))
             copies.append(np.zeros(n, np.int64))
@@ -551,95 +559,65 @@ def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spe
 
 
 def _shift_dates(column, years: int):
-    """A date column moved `years` years on (29 February to 28 February)."""
+    """A date column moved `years` years on (29 February to 28 February; `projection.years.shift_days`)."""
     if years == 0:
         return column
-    series = pd.Series(column.to_pandas() if hasattr(column, "to_pandas") else column)
-    moved = pd.to_datetime(series) + pd.DateOffset(years=years)
-    return pa.array(moved.dt.date, type=column.type if pa.types.is_date(column.type) else pa.date32())
-
-
-def _fen(values: np.ndarray) -> np.ndarray:
-    """Yuan to the fen, half away from zero (`money.to_fen_array`, the rounding of every other amount)."""
-    from dipsim.money import to_fen_array
-
-    return to_fen_array(values) / 100
+    days = pc.cast(pc.cast(column, pa.date32()), pa.int32())
+    if isinstance(days, pa.ChunkedArray):
+        days = days.combine_chunks()
+    moved = year_cases.shift_days(pc.fill_null(days, 0).to_numpy(zero_copy_only=False), years)
+    out = pa.array(moved.astype(np.int32), pa.int32(), mask=days.is_null().to_numpy(zero_copy_only=False))
+    return pc.cast(out.cast(pa.date32()), column.type if pa.types.is_date(column.type) else pa.date32())
 
 
 def year_table(cases: pa.Table, made: YearCases, year: int, cost_factor: float) -> pa.Table:
     """The year's cases: the base cases taken by `made.rows`, a copy's case and patient ids made "<id>~y<year>~<k>"
     (another patient's stay like it, not a readmission), dates moved `year` years on, the money columns
-    (`MONEY_COLUMNS`) x `cost_factor` to the fen."""
+    (`MONEY_COLUMNS`) x `cost_factor` to the fen. A projection makes it only when something reads the year's
+    table (`projection.years.year_case_set`)."""
     table = cases.take(pa.array(made.rows))
     copied = made.copy > 0
-    for name in ("case_id", "patient_id") if copied.any() else ():
-        if name not in table.column_names:
-            continue
-        ids = pc.cast(table[name], pa.string()).to_numpy(zero_copy_only=False).astype(object)
-        at = copied & np.array([i is not None for i in ids])
-        ids[at] = [f"{i}~y{year}~{k}" for i, k in zip(ids[at], made.copy[at])]
-        table = table.set_column(table.column_names.index(name), name, pa.array(ids, pa.string()))
+    if copied.any():
+        mask = pa.array(copied)
+        suffix = pc.binary_join_element_wise(f"~y{year}~", pc.cast(pa.array(made.copy), pa.string()), "")
+        for name in ("case_id", "patient_id"):
+            if name in table.column_names:
+                ids = pc.cast(table[name], pa.string())
+                ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+                named = pc.if_else(mask, pc.binary_join_element_wise(ids, suffix, ""), ids)  # null stays null
+                table = table.set_column(table.column_names.index(name), name, named)
     grown = {}
     for name in MONEY_COLUMNS:
         if name in table.column_names and cost_factor != 1.0:
-            grown[name] = _fen(pc.cast(table[name], pa.float64()).to_numpy(zero_copy_only=False) * cost_factor)
+            values = pc.cast(table[name], pa.float64()).to_numpy(zero_copy_only=False)  # NaN: missing
+            grown[name] = np.where(np.isnan(values), np.nan, year_cases.grown(np.nan_to_num(values), cost_factor))
     if {"total_cost", "patient_paid", "fund_paid"} <= grown.keys():
         # each amount rounded on its own could put fund + patient paid a fen over the total (the validator's rule
         # fund_paid + patient_paid <= total_cost): the fund's share gives way, as `synth --years` does
         room = np.round(grown["total_cost"] - np.nan_to_num(grown["patient_paid"]), 2)
         grown["fund_paid"] = np.where(grown["fund_paid"] > room, room, grown["fund_paid"])
-    for name, values in grown.items():
-        table = table.set_column(table.column_names.index(name), name, pa.array(values))
+    for name, values in grown.items():  # a missing amount stays missing (NaN to null)
+        table = table.set_column(table.column_names.index(name), name, pa.array(values, from_pandas=True))
     for name in DATE_COLUMNS:
         if name in table.column_names and year:
             table = table.set_column(table.column_names.index(name), name, _shift_dates(table[name], year))
     return table
 
 
-def _hash_order(ids: np.ndarray, seed: int) -> np.ndarray:
-    """A number per case id, the same for the same (seed, id) in any year and on any machine."""
-    key = hashlib.sha256(f"{seed}".encode()).hexdigest()[:16]
-    return pd.util.hash_array(ids.astype(object), hash_key=key, categorize=False)
-
-
-def drifted(ids: np.ndarray, hospital_codes: np.ndarray, share: np.ndarray, seed: int) -> np.ndarray:
-    """Per case whether it drifts: per hospital code c the round_half_even(share[c] x n_c) cases first in the
-    seeded hash of their ids."""
-    return drifted_in(drift_order(ids, hospital_codes, len(share), seed), share)
-
-
-def drift_order(ids: np.ndarray, hospital_codes: np.ndarray, hospitals: int, seed: int) -> tuple:
-    """What `drifted` sorts, whatever the shares (cached between draws): the cases by hospital code, then by the
-    seeded hash of their ids, and each code's bounds in that order."""
-    rank = _hash_order(ids, seed)
-    order = np.lexsort((rank, hospital_codes))
-    sorted_codes = hospital_codes[order]
-    return order, np.searchsorted(sorted_codes, np.arange(hospitals + 1))
-
-
-def drifted_in(ordered: tuple, share: np.ndarray) -> np.ndarray:
-    """`drifted` on the cases' `drift_order`."""
-    order, bounds = ordered
-    out = np.zeros(len(order), bool)
-    for code in range(len(share)):
-        n = bounds[code + 1] - bounds[code]
-        k = int(np.round(share[code] * n))
-        out[order[bounds[code]:bounds[code] + k]] = True
-    return out
-
-
 @dataclass
 class _Year:
     """A projected year's cases as a draw reuses them (`project`'s cache)."""
 
-    table: pa.Table
     case_set: CaseSet
     made: YearCases
-    drift_order: tuple | None = None
+    ranks: tuple | None = None  # (seed, each case's drift rank: `projection.years.copy_ranks`)
     base_run: tuple | None = None  # year 0: (what it was run on, its PaymentRun)
 
 
-CACHE_YEARS = 64  # years kept in `project`'s cache (the oldest dropped first)
+# years kept in `project`'s cache (the oldest dropped first): a year of 1M cases holds about 0.1 GB of arrays; a
+# draw that draws volume or cost growth makes new years, cheaply (`projection.years`), so only repeated ones pay
+CACHE_YEARS = 12
+BASE = "base"  # `project`'s cache: the base year's case set and drift ranks (kept while years come and go)
 
 
 def year_grouping(grouped: GroupedCases, rows: np.ndarray, drift: np.ndarray, factor: float,
@@ -717,13 +695,20 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     """Settle the base year (year 0) and years 1..spec.years through the one payment chain (`run_chain`), each
     a real case set made from the base cases (the module's notes); `progress(done, total)` after each year.
     `cache` (a dict kept between calls on the same cases, hospitals, grouping and policy, e.g. by Monte Carlo
-    draws): a year's case set whose volume rates, seed and cost factor were seen before is reused, with its
-    cases' drift order, and the base year's settlement; the results are the same with or without it."""
+    draws): the base year's case set and its cases' drift ranks are made once, a year's case set whose volume
+    rates, seed and cost factor were seen before is reused, with its cases' drift ranks, and the base year's
+    settlement; the results are the same with or without it."""
     if len(grouped) != cases.num_rows:
         raise ValueError(f"{len(grouped)} grouped cases for {cases.num_rows} cases")
     info_frame = hospitals.select(["hospital_id", "level", "type"]).to_pandas()
     info = {r.hospital_id: (r.level, r.type) for r in info_frame.itertuples()}
-    base_set = CaseSet.of(cases)
+    base = cache.get(BASE) if cache is not None else None
+    if base is None:
+        # by seed: each base case's drift rank (`case_ranks`), each hospital's cases in order (`volume_orders`)
+        base = {"set": CaseSet.of(cases), "ranks": {}, "orders": {}}
+        if cache is not None:
+            cache[BASE] = base
+    base_set = base["set"]
     codes, ids = base_set.hospitals.codes, base_set.hospitals.ids
     _check_names(spec, info, ids.tolist(), base_set.pools)
     ratio = np.ones(len(ids))  # each hospital's payment / cost of the year before
@@ -741,15 +726,18 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
         if known is None:
             if year == 0:
                 made = YearCases(np.arange(cases.num_rows), np.zeros(cases.num_rows, np.int64))
+                known = _Year(base_set, made)
             else:
-                made = year_rows(codes, ids, info, spec, year)
-            table = cases if year == 0 else year_table(cases, made, year, cost_factor)
-            known = _Year(table, base_set if year == 0 else CaseSet.of(table), made)
+                if spec.seed not in base["orders"]:
+                    base["orders"][spec.seed] = volume_orders(codes, ids, spec.seed)
+                made = year_rows(codes, ids, info, spec, year, base["orders"][spec.seed])
+                known = _Year(year_cases.year_case_set(base_set, made.rows, year, cost_factor, functools.partial(
+                    year_table, cases, made, year, cost_factor)), made)
             if cache is not None:
                 cache[key] = known
-                while len(cache) > CACHE_YEARS:
-                    cache.pop(next(iter(cache)))
-        table, made = known.table, known.made
+                while len(cache) > CACHE_YEARS + 1:
+                    cache.pop(next(k for k in cache if k != BASE))
+        made = known.made
         year_codes = codes[made.rows]
         if year:
             trend = np.array([_rate(spec.drift_share, [(spec.drift_share_by_hospital, h),
@@ -759,11 +747,12 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
             drifted_share = np.minimum(1.0, drifted_share + share)
         drift = np.zeros(len(made.rows), bool)
         if drifted_share.any():
-            if known.drift_order is None or known.drift_order[0] != spec.seed:
-                known.drift_order = (spec.seed, drift_order(
-                    pc.cast(table["case_id"], pa.string()).to_numpy(zero_copy_only=False), year_codes, len(ids),
-                    spec.seed))
-            drift = drifted_in(known.drift_order[1], drifted_share)
+            if known.ranks is None or known.ranks[0] != spec.seed:
+                if spec.seed not in base["ranks"]:
+                    base["ranks"][spec.seed] = year_cases.case_ranks(
+                        pc.cast(cases["case_id"], pa.string()).to_numpy(zero_copy_only=False), spec.seed)
+                known.ranks = (spec.seed, year_cases.copy_ranks(base["ranks"][spec.seed][made.rows], made.copy))
+            drift = year_cases.drifted_by_rank(known.ranks[1], year_codes, drifted_share)
         year_grouped = year_grouping(grouped, made.rows, drift, spec.drift_factor, cost_factor) if year else grouped
         case_set = known.case_set
         day = case_set.settlement_day()
