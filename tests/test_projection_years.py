@@ -195,3 +195,17 @@ def test_a_year_table_is_made_only_for_the_screens(region, monkeypatch):
     paid = paid.round(2)
     year1 = results.hospitals[results.hospitals["year"] == 1].set_index("hospital_id")["fund_payout"]
     assert year1.to_dict() == paid.to_dict()
+
+
+def test_the_drifted_cases_with_many_ties_match_a_plain_sort():
+    """500 cases of 5 hospitals in no order, ranks 0-19 (many equal): per hospital the round(share x n) cases first
+    by (rank, position), sorted in plain Python."""
+    rng = np.random.default_rng(3)
+    ranks = rng.integers(0, 20, 500).astype(np.uint64)
+    codes = rng.integers(0, 5, 500)
+    share = np.array([0.0, 0.13, 0.5, 0.77, 1.0])
+    expected = set()
+    for code in range(5):
+        own = [i for i in range(500) if codes[i] == code]
+        expected |= set(sorted(own, key=lambda i: (int(ranks[i]), i))[:round(share[code] * len(own))])
+    assert set(np.flatnonzero(drifted_by_rank(ranks, codes, share)).tolist()) == expected

@@ -155,7 +155,7 @@ class CaseSet:
     # one's arrays: a projected year's table of a million cases is made only when the screens or `case_table` read it)
     cases: pa.Table | Callable[[], pa.Table]
     hospitals: CaseHospitals
-    pool: np.ndarray
+    pool_text: np.ndarray | None  # each case's pool as text (`pool`); None: read from `pool_codes` when needed
     cost: np.ndarray
     patient_paid: np.ndarray
     discharge_days: np.ndarray | None
@@ -164,6 +164,14 @@ class CaseSet:
     ventilation_hours: np.ndarray | None
     # `pool` as (int64 code per case, the pools it codes into) when made from the cases (`case_pool_codes`)
     pool_codes: tuple[np.ndarray, np.ndarray] | None = None
+
+    @functools.cached_property
+    def pool(self) -> np.ndarray:
+        """Each case's settlement pool, 统筹区-险种, as text."""
+        if self.pool_text is not None:
+            return self.pool_text
+        assert self.pool_codes is not None
+        return self.pool_codes[1][self.pool_codes[0]]
 
     @functools.cached_property
     def table(self) -> pa.Table:
@@ -175,7 +183,7 @@ class CaseSet:
         """The (pool, hospital) rows, by discharge month: built when first settled (a chunked run sums its own)."""
         return SettlementFrame.of(
             None,
-            self.pool,
+            self.pool if self.pool_codes is None else None,
             self.cost,
             self.patient_paid,
             self.month,
@@ -203,12 +211,8 @@ class CaseSet:
     @classmethod
     def of(cls, cases: pa.Table, pool: np.ndarray | None = None) -> CaseSet:
         """`pool`: each case's 统筹区-险种 when already made (`case_pool_codes` of the cases otherwise)."""
-        pool_codes = None
-        if pool is None:
-            pool_codes = case_pool_codes(cases)
-            pool = pool_codes[1][pool_codes[0]]
-        else:
-            pool = np.asarray(pool, dtype=object)
+        pool_codes = case_pool_codes(cases) if pool is None else None  # the text made when read (`pool`)
+        pool = None if pool is None else np.asarray(pool, dtype=object)
         # the cost writable, as the pricing kernel takes it (Arrow's zero-copy arrays are read-only): copied once
         cost = np.require(float_column(cases, "total_cost", 0.0), requirements=("C", "W"))
         paid = float_column(cases, "patient_paid", 0.0)
@@ -221,7 +225,7 @@ class CaseSet:
         return cls(
             cases=cases,
             hospitals=CaseHospitals.of(cases["hospital_id"]),
-            pool=pool,
+            pool_text=pool,
             cost=cost,
             patient_paid=paid,
             discharge_days=days,
@@ -256,7 +260,7 @@ class CaseSet:
         return CaseSet(
             cases=table,
             hospitals=CaseHospitals(self.hospitals.codes[rows], self.hospitals.ids),
-            pool=self.pool[rows],
+            pool_text=None if pool_codes is not None else self.pool[rows],
             cost=np.require(self.cost[rows] if cost is None else cost, np.float64, ("C", "W")),
             patient_paid=self.patient_paid[rows] if patient_paid is None else np.asarray(patient_paid, np.float64),
             discharge_days=days,

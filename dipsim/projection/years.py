@@ -88,22 +88,24 @@ def copy_ranks(ranks: np.ndarray, copy: np.ndarray) -> np.ndarray:
 
 def drifted_by_rank(ranks: np.ndarray, hospital_codes: np.ndarray, share: np.ndarray) -> np.ndarray:
     """Per case whether it drifts: per hospital code c the round_half_even(share[c] x n_c) of its n_c cases with
-    the lowest ranks (equal ranks: the earlier case first), found by partition, not by sorting the cases."""
+    the lowest ranks (equal ranks: the earlier case first). Each hospital's k-th lowest rank is found by partition
+    (not by sorting its cases); the cases below it, and as many as needed of those equal to it, drift."""
     codes = np.asarray(hospital_codes)
     by = np.argsort(codes, kind="stable") if np.any(codes[1:] < codes[:-1]) else None  # a year's are by hospital
+    sorted_ranks = ranks if by is None else ranks[by]
     bounds = np.searchsorted(codes if by is None else codes[by], np.arange(len(share) + 1))
-    out = np.zeros(len(codes), bool)
-    for code in np.flatnonzero(share > 0):
-        low, high = bounds[code], bounds[code + 1]
-        k = int(np.round(share[code] * (high - low)))
-        if not k:
-            continue
-        at = np.arange(low, high) if by is None else by[low:high]
-        if k < high - low:
-            rank = ranks[at]
-            kth = np.partition(rank, k - 1)[k - 1]
-            below = rank < kth
-            tied = np.flatnonzero(rank == kth)[:k - int(below.sum())]
-            at = np.concatenate([at[below], at[tied]])
-        out[at] = True
+    count = np.round(share * np.diff(bounds)).astype(np.int64)
+    kth = np.zeros(len(share), np.uint64)  # no case is below 0, none is needed at it
+    for code in np.flatnonzero(count):
+        k = count[code]
+        kth[code] = np.partition(sorted_ranks[bounds[code]:bounds[code + 1]], k - 1)[k - 1]
+    case_kth = kth[codes]
+    out = ranks < case_kth
+    tied = np.flatnonzero((ranks == case_kth) & (count[codes] > 0))
+    if len(tied):  # as many as still needed of the cases at the k-th rank, the earlier first
+        needed = count - np.bincount(codes[out], minlength=len(share))
+        tied_codes = codes[tied]
+        order = np.argsort(tied_codes, kind="stable")
+        starts = np.searchsorted(tied_codes[order], tied_codes[order])
+        out[tied[order][np.arange(len(order)) - starts < needed[tied_codes[order]]]] = True
     return out
