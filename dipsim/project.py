@@ -610,7 +610,7 @@ class _Year:
 
     case_set: CaseSet
     made: YearCases
-    ranks: tuple | None = None  # (seed, each case's drift rank: `projection.years.copy_ranks`)
+    ranks: year_cases.DriftRanks | None = None  # each case's drift rank under a seed, and their order
     base_run: tuple | None = None  # year 0: (what it was run on, its PaymentRun)
 
 
@@ -747,12 +747,13 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
             drifted_share = np.minimum(1.0, drifted_share + share)
         drift = np.zeros(len(made.rows), bool)
         if drifted_share.any():
-            if known.ranks is None or known.ranks[0] != spec.seed:
+            if known.ranks is None or known.ranks.seed != spec.seed:
                 if spec.seed not in base["ranks"]:
                     base["ranks"][spec.seed] = year_cases.case_ranks(
                         pc.cast(cases["case_id"], pa.string()).to_numpy(zero_copy_only=False), spec.seed)
-                known.ranks = (spec.seed, year_cases.copy_ranks(base["ranks"][spec.seed][made.rows], made.copy))
-            drift = year_cases.drifted_by_rank(known.ranks[1], year_codes, drifted_share)
+                known.ranks = year_cases.DriftRanks(spec.seed, year_cases.copy_ranks(
+                    base["ranks"][spec.seed][made.rows], made.copy), year_codes)
+            drift = known.ranks.drifted(drifted_share)
         year_grouped = year_grouping(grouped, made.rows, drift, spec.drift_factor, cost_factor) if year else grouped
         case_set = known.case_set
         day = case_set.settlement_day()

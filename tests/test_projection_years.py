@@ -14,7 +14,7 @@ import pytest
 from dipsim.payment.chain import CaseSet, months_of_days, run_chain
 from dipsim.policy import Policy
 from dipsim.project import YearCases, project, projection_of, volume_orders, year_grouping, year_rows, year_table
-from dipsim.projection.years import case_ranks, copy_ranks, drifted_by_rank, shift_days, year_case_set
+from dipsim.projection.years import DriftRanks, case_ranks, copy_ranks, drifted_by_rank, shift_days, year_case_set
 from tests.test_project import region as region  # a fixture (module scope)
 
 EPOCH = dt.date(1970, 1, 1)
@@ -209,3 +209,6 @@ def test_the_drifted_cases_with_many_ties_match_a_plain_sort():
         own = [i for i in range(500) if codes[i] == code]
         expected |= set(sorted(own, key=lambda i: (int(ranks[i]), i))[:round(share[code] * len(own))])
     assert set(np.flatnonzero(drifted_by_rank(ranks, codes, share)).tolist()) == expected
+    again = DriftRanks(0, ranks, codes)  # a cached year: selected by partition once, then from its sorted order
+    assert [set(np.flatnonzero(again.drifted(share)).tolist()) for _ in range(3)] == [expected] * 3
+    assert again.order is not None

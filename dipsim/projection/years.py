@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -109,3 +110,41 @@ def drifted_by_rank(ranks: np.ndarray, hospital_codes: np.ndarray, share: np.nda
         starts = np.searchsorted(tied_codes[order], tied_codes[order])
         out[tied[order][np.arange(len(order)) - starts < needed[tied_codes[order]]]] = True
     return out
+
+
+def drift_order(ranks: np.ndarray, hospital_codes: np.ndarray, hospitals: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cases by hospital code, then rank, then position (a stable sort), and each code's bounds in that order:
+    what `drifted_in` takes each hospital's first cases from."""
+    order = np.lexsort((ranks, hospital_codes))
+    return order, np.searchsorted(hospital_codes[order], np.arange(hospitals + 1))
+
+
+def drifted_in(ordered: tuple[np.ndarray, np.ndarray], share: np.ndarray) -> np.ndarray:
+    """`drifted_by_rank` on the cases' `drift_order`: per hospital code its first round_half_even(share x n)."""
+    order, bounds = ordered
+    out = np.zeros(len(order), bool)
+    for code in np.flatnonzero(share > 0):
+        k = int(np.round(share[code] * (bounds[code + 1] - bounds[code])))
+        out[order[bounds[code]:bounds[code] + k]] = True
+    return out
+
+
+@dataclass
+class DriftRanks:
+    """A year's cases' drift ranks (`copy_ranks` under a seed) and hospital codes. A year drifted once (a draw's
+    own year) is selected by partition (`drifted_by_rank`); a year drifted again (kept in `project`'s cache for the
+    next draw) is sorted once (`drift_order`), then each draw takes each hospital's first cases. The same cases."""
+
+    seed: int
+    ranks: np.ndarray
+    hospital_codes: np.ndarray
+    uses: int = 0
+    order: tuple[np.ndarray, np.ndarray] | None = None
+
+    def drifted(self, share: np.ndarray) -> np.ndarray:
+        self.uses += 1
+        if self.uses == 1:
+            return drifted_by_rank(self.ranks, self.hospital_codes, share)
+        if self.order is None:
+            self.order = drift_order(self.ranks, self.hospital_codes, len(share))
+        return drifted_in(self.order, share)
