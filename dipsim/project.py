@@ -1,7 +1,8 @@
 """Projections: years, not a year (issue 20, first slice: deterministic). From a base year of grouped cases, years
 1..T are made as real case sets and each is settled by the one payment chain (`dipsim.payment.chain.run_chain`),
 exactly as `dipsim settle` settles a year, to the fen. Grouping is done once (the base year's); a projected year
-only re-prices and re-solves.
+only re-prices and re-solves. A year's case set is index arrays into the base year's (`dipsim.projection.years`);
+its table, with the copies' ids, is made only when something reads it (the supervision screens, a case table).
 
 A projection file (PROJECTION.toml; every key optional but `years`):
 
@@ -57,8 +58,9 @@ own, else its level's), else the overall one. Year t, hospital h with n_0 base c
 * drift: share_{h,t} = trend_{h,t} x r_{h,t-1}^(-elasticity), r the hospital's payment / cost ratio of year t-1
   (1 without cost); the drifted share D_{h,t} = min(1, D_{h,t-1} + share_{h,t}) (D_0 = 0); the
   round_half_even(D x n_t) cases of h first in a seeded hash of their case ids (`seed`) have their group points x
-  factor. With elasticity 0 there is no response; a hospital paid below its cost (r < 1) drifts more when it is
-  above 0.
+  factor; a copy's number is its base case's hash mixed with k (splitmix64), the same in every year it is made
+  (`projection.years.copy_ranks`). With elasticity 0 there is no response; a hospital paid below its cost
+  (r < 1) drifts more when it is above 0.
 * fund: income_t = round(insured_0 x prod(1 + i_s) x contribution_0 x prod(1 + c_s), 2) (yuan); the budget of the
   rule (rounded to the fen); fund payout_t: the pool's settled fund payout; balance_t = balance_{t-1} + income_t -
   fund payout_t (year 0: the given balance); months of payment capacity = balance_t / (fund payout_t / 12). The
