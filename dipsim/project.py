@@ -1,7 +1,8 @@
 """Projections: years, not a year (issue 20, first slice: deterministic). From a base year of grouped cases, years
 1..T are made as real case sets and each is settled by the one payment chain (`dipsim.payment.chain.run_chain`),
 exactly as `dipsim settle` settles a year, to the fen. Grouping is done once (the base year's); a projected year
-only re-prices and re-solves.
+only re-prices and re-solves. A year's case set is index arrays into the base year's (`dipsim.projection.years`);
+its table, with the copies' ids, is made only when something reads it (the supervision screens, a case table).
 
 A projection file (PROJECTION.toml; every key optional but `years`):
 
@@ -67,8 +68,9 @@ own, else its level's), else the overall one. Year t, hospital h with n_0 base c
 * drift: share_{h,t} = trend_{h,t} x r_{h,t-1}^(-elasticity), r the hospital's payment / cost ratio of year t-1
   (1 without cost); the drifted share D_{h,t} = min(1, D_{h,t-1} + share_{h,t}) (D_0 = 0); the
   round_half_even(D x n_t) cases of h first in a seeded hash of their case ids (`seed`) have their group points x
-  factor. With elasticity 0 there is no response; a hospital paid below its cost (r < 1) drifts more when it is
-  above 0.
+  factor; a copy's number is its base case's hash mixed with k (splitmix64), the same in every year it is made
+  (`projection.years.copy_ranks`). With elasticity 0 there is no response; a hospital paid below its cost
+  (r < 1) drifts more when it is above 0.
 * fund: income_t = round(insured_0 x prod(1 + i_s) x contribution_0 x prod(1 + c_s), 2) (yuan); the budget of the
   rule (rounded to the fen); fund payout_t: the pool's settled fund payout; balance_t = balance_{t-1} + income_t -
   fund payout_t (year 0: the given balance); months of payment capacity = balance_t / (fund payout_t / 12). The
@@ -82,6 +84,7 @@ SeedSequence(seed) and is projected as above; bands are the draws' quantiles (do
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import math
 import re
@@ -100,8 +103,8 @@ from dipsim.payment.caps import settled_points, with_references
 from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy
 from dipsim.projection import moves as group_moves
+from dipsim.projection import years as year_cases
 from dipsim.projection.moves import rate as _rate
-from dipsim.projection.moves import select_order, selected
 from dipsim.projection.reweight import CatalogueRule, catalogue_of, reweighting
 
 MAX_YEARS = 50
@@ -559,15 +562,22 @@ class YearCases:
     copy: np.ndarray  # 0: the base case itself; k: its k-th copy
 
 
-def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spec: ProjectionSpec,
-              year: int) -> YearCases:
-    """The base cases a year is made of (`volume` in the module's notes): per hospital the first n_t of its cases
-    in a seeded order, cycling for copies."""
-    rows, copies = [], []
+def volume_orders(hospital_codes: np.ndarray, hospital_ids, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per hospital code: its base cases (rows, in order) and the same in the order seeded by (seed, hospital) that
+    `year_rows` keeps and copies them in (the same every year and draw: `project`'s cache keeps it)."""
     by_hospital = np.argsort(hospital_codes, kind="stable")
     bounds = np.searchsorted(hospital_codes[by_hospital], np.arange(len(hospital_ids) + 1))
-    for code, hospital in enumerate(hospital_ids):
-        own = by_hospital[bounds[code]:bounds[code + 1]]
+    owns = [by_hospital[bounds[code]:bounds[code + 1]] for code in range(len(hospital_ids))]
+    return [(own, own[_order(seed, f"volume\0{hospital}", len(own))]) for own, hospital in zip(owns, hospital_ids)]
+
+
+def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spec: ProjectionSpec,
+              year: int, orders: list | None = None) -> YearCases:
+    """The base cases a year is made of (`volume` in the module's notes): per hospital the first n_t of its cases
+    in a seeded order (`volume_orders`, given or made), cycling for copies; the year's cases by hospital code."""
+    rows, copies = [], []
+    orders = volume_orders(hospital_codes, hospital_ids, spec.seed) if orders is None else orders
+    for (own, order), hospital in zip(orders, hospital_ids):
         n0 = len(own)
         if not n0:
             continue
@@ -577,7 +587,6 @@ def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spe
                                                           (spec.volume_growth_by_level, level)], s)
                            for s in range(1, year + 1))
         n = int(np.round(n0 * factor))  # half to even
-        order = own[_order(spec.seed, f"volume\0{hospital}", n0)]
         if n <= n0:
             rows.append(np.sort(order[:n]))
             copies.append(np.zeros(n, np.int64))
@@ -590,70 +599,66 @@ def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spe
 
 
 def _shift_dates(column, years: int):
-    """A date column moved `years` years on (29 February to 28 February)."""
+    """A date column moved `years` years on (29 February to 28 February; `projection.years.shift_days`)."""
     if years == 0:
         return column
-    series = pd.Series(column.to_pandas() if hasattr(column, "to_pandas") else column)
-    moved = pd.to_datetime(series) + pd.DateOffset(years=years)
-    return pa.array(moved.dt.date, type=column.type if pa.types.is_date(column.type) else pa.date32())
-
-
-def _fen(values: np.ndarray) -> np.ndarray:
-    """Yuan to the fen, half away from zero (`money.to_fen_array`, the rounding of every other amount)."""
-    from dipsim.money import to_fen_array
-
-    return to_fen_array(values) / 100
+    days = pc.cast(pc.cast(column, pa.date32()), pa.int32())
+    if isinstance(days, pa.ChunkedArray):
+        days = days.combine_chunks()
+    moved = year_cases.shift_days(pc.fill_null(days, 0).to_numpy(zero_copy_only=False), years)
+    out = pa.array(moved.astype(np.int32), pa.int32(), mask=days.is_null().to_numpy(zero_copy_only=False))
+    return pc.cast(out.cast(pa.date32()), column.type if pa.types.is_date(column.type) else pa.date32())
 
 
 def year_table(cases: pa.Table, made: YearCases, year: int, cost_factor: float) -> pa.Table:
     """The year's cases: the base cases taken by `made.rows`, a copy's case and patient ids made "<id>~y<year>~<k>"
     (another patient's stay like it, not a readmission), dates moved `year` years on, the money columns
-    (`MONEY_COLUMNS`) x `cost_factor` to the fen."""
+    (`MONEY_COLUMNS`) x `cost_factor` to the fen. A projection makes it only when something reads the year's
+    table (`projection.years.year_case_set`)."""
     table = cases.take(pa.array(made.rows))
     copied = made.copy > 0
-    for name in ("case_id", "patient_id") if copied.any() else ():
-        if name not in table.column_names:
-            continue
-        ids = pc.cast(table[name], pa.string()).to_numpy(zero_copy_only=False).astype(object)
-        at = copied & np.array([i is not None for i in ids])
-        ids[at] = [f"{i}~y{year}~{k}" for i, k in zip(ids[at], made.copy[at])]
-        table = table.set_column(table.column_names.index(name), name, pa.array(ids, pa.string()))
+    if copied.any():
+        mask = pa.array(copied)
+        suffix = pc.binary_join_element_wise(f"~y{year}~", pc.cast(pa.array(made.copy), pa.string()), "")
+        for name in ("case_id", "patient_id"):
+            if name in table.column_names:
+                ids = pc.cast(table[name], pa.string())
+                ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+                named = pc.if_else(mask, pc.binary_join_element_wise(ids, suffix, ""), ids)  # null stays null
+                table = table.set_column(table.column_names.index(name), name, named)
     grown = {}
     for name in MONEY_COLUMNS:
         if name in table.column_names and cost_factor != 1.0:
-            grown[name] = _fen(pc.cast(table[name], pa.float64()).to_numpy(zero_copy_only=False) * cost_factor)
+            values = pc.cast(table[name], pa.float64()).to_numpy(zero_copy_only=False)  # NaN: missing
+            grown[name] = np.where(np.isnan(values), np.nan, year_cases.grown(np.nan_to_num(values), cost_factor))
     if {"total_cost", "patient_paid", "fund_paid"} <= grown.keys():
         # each amount rounded on its own could put fund + patient paid a fen over the total (the validator's rule
         # fund_paid + patient_paid <= total_cost): the fund's share gives way, as `synth --years` does
         room = np.round(grown["total_cost"] - np.nan_to_num(grown["patient_paid"]), 2)
         grown["fund_paid"] = np.where(grown["fund_paid"] > room, room, grown["fund_paid"])
-    for name, values in grown.items():
-        table = table.set_column(table.column_names.index(name), name, pa.array(values))
+    for name, values in grown.items():  # a missing amount stays missing (NaN to null)
+        table = table.set_column(table.column_names.index(name), name, pa.array(values, from_pandas=True))
     for name in DATE_COLUMNS:
         if name in table.column_names and year:
             table = table.set_column(table.column_names.index(name), name, _shift_dates(table[name], year))
     return table
 
 
-def drifted(ids: np.ndarray, hospital_codes: np.ndarray, share: np.ndarray, seed: int) -> np.ndarray:
-    """Per case whether it drifts: per hospital code c the round_half_even(share[c] x n_c) cases first in the
-    seeded hash of their ids."""
-    return selected(select_order(ids, hospital_codes, len(share), seed), share)
-
-
 @dataclass
 class _Year:
     """A projected year's cases as a draw reuses them (`project`'s cache)."""
 
-    table: pa.Table
     case_set: CaseSet
     made: YearCases
-    drift_order: tuple | None = None
+    ranks: year_cases.DriftRanks | None = None  # each case's drift rank under a seed, and their order
     base_run: tuple | None = None  # year 0: (what it was run on, its PaymentRun)
-    move_orders: dict = field(default_factory=dict)  # (seed, move) -> the cases' order (`group_moves.select_order`)
+    move_orders: dict = field(default_factory=dict)  # (seed, move) -> the cases' order (`years.drift_order`)
 
 
-CACHE_YEARS = 64  # years kept in `project`'s cache (the oldest dropped first)
+# years kept in `project`'s cache (the oldest dropped first): a year of 1M cases holds about 0.1 GB of arrays; a
+# draw that draws volume or cost growth makes new years, cheaply (`projection.years`), so only repeated ones pay
+CACHE_YEARS = 12
+BASE = "base"  # `project`'s cache: the base year's case set and drift ranks (kept while years come and go)
 
 
 def year_grouping(grouped: GroupedCases, rows: np.ndarray, drift: np.ndarray, factor: float,
@@ -762,13 +767,20 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     `groups` (`group_moves.group_table`): what cases move between (severity, intensity); without it only the
     older drift model (points x drift_factor) is available; its aux factors are the base cases' when it has them.
     `cache` (a dict kept between calls on the same cases, hospitals, grouping and policy, e.g. by Monte Carlo
-    draws): a year's case set whose volume rates, seed and cost factor were seen before is reused, with its
-    cases' drift order, and the base year's settlement; the results are the same with or without it."""
+    draws): the base year's case set and its cases' drift ranks are made once, a year's case set whose volume
+    rates, seed and cost factor were seen before is reused, with its cases' drift ranks, and the base year's
+    settlement; the results are the same with or without it."""
     if len(grouped) != cases.num_rows:
         raise ValueError(f"{len(grouped)} grouped cases for {cases.num_rows} cases")
     info_frame = hospitals.select(["hospital_id", "level", "type"]).to_pandas()
     info = {r.hospital_id: (r.level, r.type) for r in info_frame.itertuples()}
-    base_set = CaseSet.of(cases)
+    base = cache.get(BASE) if cache is not None else None
+    if base is None:
+        # by seed: each base case's drift rank (`case_ranks`), each hospital's cases in order (`volume_orders`)
+        base = {"set": CaseSet.of(cases), "ranks": {}, "orders": {}}
+        if cache is not None:
+            cache[BASE] = base
+    base_set = base["set"]
     codes, ids = base_set.hospitals.codes, base_set.hospitals.ids
     _check_names(spec, info, ids.tolist(), base_set.pools)
     ratio = np.ones(len(ids))  # each hospital's payment / cost of the year before
@@ -791,16 +803,28 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
         if known is None:
             if year == 0:
                 made = YearCases(np.arange(cases.num_rows), np.zeros(cases.num_rows, np.int64))
+                known = _Year(base_set, made)
             else:
-                made = year_rows(codes, ids, info, spec, year)
-            table = cases if year == 0 else year_table(cases, made, year, cost_factor)
-            known = _Year(table, base_set if year == 0 else CaseSet.of(table), made)
+                if spec.seed not in base["orders"]:
+                    base["orders"][spec.seed] = volume_orders(codes, ids, spec.seed)
+                made = year_rows(codes, ids, info, spec, year, base["orders"][spec.seed])
+                known = _Year(year_cases.year_case_set(base_set, made.rows, year, cost_factor, functools.partial(
+                    year_table, cases, made, year, cost_factor)), made)
             if cache is not None:
                 cache[key] = known
-                while len(cache) > CACHE_YEARS:
-                    cache.pop(next(iter(cache)))
-        table, made = known.table, known.made
+                while len(cache) > CACHE_YEARS + 1:
+                    cache.pop(next(k for k in cache if k != BASE))
+        made = known.made
         year_codes = codes[made.rows]
+
+        def year_ranks(seed, made=made) -> np.ndarray:
+            """The year's cases' ranks under `seed` (the file's seed: drift; "<seed>\\0<move>": a move): each base
+            case's seeded hash of its id (`case_ranks`, once per seed), a copy's mixed with its copy number."""
+            if seed not in base["ranks"]:
+                base["ranks"][seed] = year_cases.case_ranks(
+                    pc.cast(cases["case_id"], pa.string()).to_numpy(zero_copy_only=False), seed)
+            return year_cases.copy_ranks(base["ranks"][seed][made.rows], made.copy)
+
         if year:
             trend = np.array([_rate(spec.drift_share, [(spec.drift_share_by_hospital, h),
                                                        (spec.drift_share_by_level, info.get(h, ("", ""))[0])], year)
@@ -809,15 +833,13 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
             drifted_share = np.minimum(1.0, drifted_share + share)
         drift = np.zeros(len(made.rows), bool)
         if drifted_share.any():
-            if known.drift_order is None or known.drift_order[0] != spec.seed:
-                known.drift_order = (spec.seed, select_order(
-                    pc.cast(table["case_id"], pa.string()).to_numpy(zero_copy_only=False), year_codes, len(ids),
-                    spec.seed))
-            drift = selected(known.drift_order[1], drifted_share)
+            if known.ranks is None or known.ranks.seed != spec.seed:
+                known.ranks = year_cases.DriftRanks(spec.seed, year_ranks(spec.seed), year_codes)
+            drift = known.ranks.drifted(drifted_share)
         year_grouped = year_grouping(grouped, made.rows, drift, spec.drift_factor, cost_factor) if year else grouped
         year_aux, moved = aux_factor[made.rows] if aux_factor is not None else None, group_moves.no_moves(ids)
         if year:
-            year_grouped, year_aux, moved = moves.year(year, ratio, year_grouped, made.rows, year_codes, table,
+            year_grouped, year_aux, moved = moves.year(year, ratio, year_grouped, made.rows, year_codes, year_ranks,
                                                        known.move_orders, np.where(drift, spec.drift_factor, 1.0),
                                                        cost_factor, year_aux)
         if reweight is not None:  # after the moves: a moved case takes its new group's re-weighted points
@@ -859,7 +881,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
             if year == 0 and cache is not None:
                 known.base_run = (same, run)
         if reweight is not None:
-            reweight.settled(year, year_grouped, table)
+            reweight.settled(year, year_grouped, known.case_set.cost)
         reference = settled_points(run.settlement)
         moves.observe(run)
         h = run.hospitals.to_pandas()

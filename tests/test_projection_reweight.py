@@ -12,6 +12,7 @@ import pytest
 import dipsim.project
 from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
+from dipsim.payment.chain import CaseSet
 from dipsim.policy import Policy
 from dipsim.project import project, projection_of
 from dipsim.projection.reweight import CatalogueRule, Reweighting
@@ -36,8 +37,8 @@ def grouping(groups, points=None, codes=False) -> GroupedCases:
                         else None)
 
 
-def costs(values) -> pa.Table:
-    return pa.table({"total_cost": pa.array(values, pa.float64())})
+def costs(values) -> np.ndarray:
+    return np.array(values, np.float64)
 
 
 # ------------------------------------------------------------------ the formula by hand
@@ -171,7 +172,7 @@ def test_zero_growth_with_the_builders_catalogue_of_the_base_year_gives_it_back_
     _, cases, hospitals, grouped, budgets = region
     region_policy = Policy(values={}).overlay({"payment.mode": "dip", "budget.total": budgets})
     state = Reweighting(CatalogueRule(rule="reweight"))
-    state.settled(0, grouped, cases)
+    state.settled(0, grouped, CaseSet.of(cases).cost)
     assert state.scale == 1000.0
     again = state.grouping(1, grouped)
     assert np.array_equal(again.group_points, grouped.group_points)

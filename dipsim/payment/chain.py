@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -118,6 +119,28 @@ def discharge_months(dates) -> np.ndarray:
     return pc.fill_null(pc.add(pc.multiply(pc.year(dates), 12), pc.month(dates)), 0).to_numpy(zero_copy_only=False)
 
 
+def by_day(days: np.ndarray, function) -> np.ndarray:
+    """`function(days)` (elementwise on days since 1970-01-01, int64) computed once per day of the days' range and
+    looked up: a year's million cases are discharged on a few hundred days (numpy's calendar conversions are slow)."""
+    days = np.asarray(days, dtype=np.int64)
+    if not len(days):
+        return np.asarray(function(days))
+    low, high = int(days.min()), int(days.max())
+    if high - low >= len(days):  # fewer cases than days: computed case by case
+        return np.asarray(function(days))
+    return np.asarray(function(np.arange(low, high + 1, dtype=np.int64)))[days - low]
+
+
+def months_of_days(days: np.ndarray) -> np.ndarray:
+    """`discharge_months` of discharge days since 1970-01-01 (-1 without a date, as `discharge_days` gives them)."""
+
+    def months(day: np.ndarray) -> np.ndarray:
+        since = day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)  # months since 1970-01
+        return np.where(day == -1, 0, (since // 12 + 1970) * 12 + since % 12 + 1)
+
+    return by_day(days, months)
+
+
 def discharge_days(cases: pa.Table) -> np.ndarray | None:
     """Per case its discharge date as days since 1970-01-01 (-1 without one); None without the column."""
     if "discharge_date" not in cases.column_names:
@@ -132,24 +155,39 @@ class CaseSet:
     cases (`table`, for the screens), each case's hospital, pool, cost, patient payments, discharge day, stay and
     ventilation, and the (pool, hospital) rows they settle in (`frame`, by discharge month)."""
 
-    table: pa.Table
+    # the validated cases, or a function that makes them when `table` is first read (a case set `taken` from another
+    # one's arrays: a projected year's table of a million cases is made only when the screens or `case_table` read it)
+    cases: pa.Table | Callable[[], pa.Table]
     hospitals: CaseHospitals
-    pool: np.ndarray
+    pool_text: np.ndarray | None  # each case's pool as text (`pool`); None: read from `pool_codes` when needed
     cost: np.ndarray
     patient_paid: np.ndarray
     discharge_days: np.ndarray | None
     month: np.ndarray | None  # year x 12 + month of discharge (0 without a date)
     los_days: np.ndarray | None
     ventilation_hours: np.ndarray | None
-    # `pool` as (int64 code per case, the distinct pools) when made from the cases (`case_pool_codes`)
+    # `pool` as (int64 code per case, the pools it codes into) when made from the cases (`case_pool_codes`)
     pool_codes: tuple[np.ndarray, np.ndarray] | None = None
+
+    @functools.cached_property
+    def pool(self) -> np.ndarray:
+        """Each case's settlement pool, 统筹区-险种, as text."""
+        if self.pool_text is not None:
+            return self.pool_text
+        assert self.pool_codes is not None
+        return self.pool_codes[1][self.pool_codes[0]]
+
+    @functools.cached_property
+    def table(self) -> pa.Table:
+        """The validated cases (what the screens and `case_table` read), made when first read if not given."""
+        return self.cases if isinstance(self.cases, pa.Table) else self.cases()
 
     @functools.cached_property
     def frame(self) -> SettlementFrame:
         """The (pool, hospital) rows, by discharge month: built when first settled (a chunked run sums its own)."""
         return SettlementFrame.of(
             None,
-            self.pool,
+            self.pool if self.pool_codes is None else None,
             self.cost,
             self.patient_paid,
             self.month,
@@ -160,7 +198,10 @@ class CaseSet:
     @functools.cached_property
     def pools(self) -> list[str]:
         """The settlement pools of the cases, sorted."""
-        return sorted(set(self.pool_codes[1] if self.pool_codes is not None else self.pool))
+        if self.pool_codes is None:
+            return sorted(set(self.pool))
+        codes, names = self.pool_codes
+        return sorted(set(names[np.bincount(codes, minlength=len(names)) > 0]))  # a `taken` set may miss some
 
     @functools.cached_property
     def last_day(self) -> dt.date | None:
@@ -174,12 +215,8 @@ class CaseSet:
     @classmethod
     def of(cls, cases: pa.Table, pool: np.ndarray | None = None) -> CaseSet:
         """`pool`: each case's 统筹区-险种 when already made (`case_pool_codes` of the cases otherwise)."""
-        pool_codes = None
-        if pool is None:
-            pool_codes = case_pool_codes(cases)
-            pool = pool_codes[1][pool_codes[0]]
-        else:
-            pool = np.asarray(pool, dtype=object)
+        pool_codes = case_pool_codes(cases) if pool is None else None  # the text made when read (`pool`)
+        pool = None if pool is None else np.asarray(pool, dtype=object)
         # the cost writable, as the pricing kernel takes it (Arrow's zero-copy arrays are read-only): copied once
         cost = np.require(float_column(cases, "total_cost", 0.0), requirements=("C", "W"))
         paid = float_column(cases, "patient_paid", 0.0)
@@ -190,15 +227,50 @@ class CaseSet:
             return float_column(cases, name) if name in cases.column_names else None
 
         return cls(
-            table=cases,
+            cases=cases,
             hospitals=CaseHospitals.of(cases["hospital_id"]),
-            pool=pool,
+            pool_text=pool,
             cost=cost,
             patient_paid=paid,
             discharge_days=days,
             month=month,
             los_days=optional("los_days"),
             ventilation_hours=optional("ventilation_hours"),
+            pool_codes=pool_codes,
+        )
+
+    def taken(
+        self,
+        rows: np.ndarray,
+        table: Callable[[], pa.Table],
+        cost: np.ndarray | None = None,
+        patient_paid: np.ndarray | None = None,
+        discharge_days: np.ndarray | None = None,
+    ) -> CaseSet:
+        """The cases at `rows` (a case may be taken more than once) as a case set made from this one's arrays, not
+        from a table: `cost`, `patient_paid` and `discharge_days` (-1 without a date) replace the taken ones when
+        given (one per row; the month follows the day), `table()` makes the rows' table when first read
+        (`table`). It must make the cases these arrays are read from (`CaseSet.of` of it reads the same)."""
+        rows = np.asarray(rows, dtype=np.int64)
+
+        def take(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[rows]
+
+        if discharge_days is None:
+            days, month = take(self.discharge_days), take(self.month)
+        else:
+            days, month = np.asarray(discharge_days, dtype=np.int64), months_of_days(discharge_days)
+        pool_codes = None if self.pool_codes is None else (self.pool_codes[0][rows], self.pool_codes[1])
+        return CaseSet(
+            cases=table,
+            hospitals=CaseHospitals(self.hospitals.codes[rows], self.hospitals.ids),
+            pool_text=None if pool_codes is not None else self.pool[rows],
+            cost=np.require(self.cost[rows] if cost is None else cost, np.float64, ("C", "W")),
+            patient_paid=self.patient_paid[rows] if patient_paid is None else np.asarray(patient_paid, np.float64),
+            discharge_days=days,
+            month=month,
+            los_days=take(self.los_days),
+            ventilation_hours=take(self.ventilation_hours),
             pool_codes=pool_codes,
         )
 

@@ -23,23 +23,22 @@ keeps the older model (`drift_*`: a drifted case keeps its group, its points x d
 Which cases: per hospital h and move m, share_{h,t} = trend_{h,t} x r_{h,t-1}^(-elasticity) x
 (pv_{h,t-1} / pv_{h,t-2})^(-elasticity_pv) (r: payment / cost of year t-1; pv: the point value of h's pools, weighted
 by h's points in each, 1 before year 2); the moved share M_{h,t} = min(1, M_{h,t-1} + share_{h,t}); the
-round_half_even(M x n_t) cases of h first in a seeded hash of their case ids (`select_order` with key
-"<seed>\\0<move>", one order per move, the same every year: a moved base case stays moved while the volume does
-not change) are picked; a picked case moves one step from its base group (once: it does not climb again next
-year)."""
+round_half_even(M x n_t) cases of h first by their ranks under the key "<seed>\\0<move>" (`projection.years`: a
+base case's seeded hash of its id, a copy's mixed with its copy number; one order per move, the same every year: a
+moved case stays moved while the volume does not change) are picked; a picked case moves one step from its base
+group (once: it does not climb again next year)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
+from dipsim.projection.years import drift_order
 
 MOVES = ("severity", "intensity")
 COUNT_COLUMNS = ("severity_moved", "severity_unmoved", "intensity_moved", "intensity_unmoved")
@@ -65,34 +64,13 @@ def rate(overall: list[float], by: list[tuple[dict, str]], year: int) -> float:
     return overall[year - 1]
 
 
-def _hash_order(ids: np.ndarray, seed) -> np.ndarray:
-    """A number per case id, the same for the same (seed, id) in any year and on any machine."""
-    key = hashlib.sha256(f"{seed}".encode()).hexdigest()[:16]
-    return pd.util.hash_array(ids.astype(object), hash_key=key, categorize=False)
-
-
-def select_order(ids: np.ndarray, hospital_codes: np.ndarray, hospitals: int, seed) -> tuple:
-    """What `selected` reads, whatever the shares (cached between draws): the cases by hospital code, then by the
-    seeded hash of their ids (`seed`: the file's seed, or "<seed>\\0<move>"), and each code's bounds in that order."""
-    rank = _hash_order(ids, seed)
-    order = np.lexsort((rank, hospital_codes))
-    return order, np.searchsorted(hospital_codes[order], np.arange(hospitals + 1))
-
-
 def selected_rows(ordered: tuple, share: np.ndarray) -> np.ndarray:
     """The cases picked: per hospital code c the round_half_even(share[c] x n_c) cases first in `ordered`
-    (`select_order`), as positions."""
+    (`projection.years.drift_order`), as positions."""
     order, bounds = ordered
     counts = np.round(share * np.diff(bounds)).astype(np.int64)
     return np.concatenate([order[bounds[c]:bounds[c] + counts[c]] for c in range(len(share))] or
                           [np.zeros(0, np.int64)])
-
-
-def selected(ordered: tuple, share: np.ndarray) -> np.ndarray:
-    """`selected_rows` as a mask: per case whether it is picked."""
-    out = np.zeros(len(ordered[0]), bool)
-    out[selected_rows(ordered, share)] = True
-    return out
 
 
 # ------------------------------------------------------------------ the group table
@@ -281,11 +259,12 @@ class Moves:
         return given if given is not None else own
 
     def year(self, year: int, ratio: np.ndarray, grouped: GroupedCases, rows: np.ndarray, codes: np.ndarray,
-             cases: pa.Table, orders: dict, points_factor: np.ndarray, cost_factor: float,
+             ranks_of, orders: dict, points_factor: np.ndarray, cost_factor: float,
              aux_factor: np.ndarray | None) -> tuple[GroupedCases, np.ndarray | None, pd.DataFrame]:
         """Year `year`'s moves on its grouping `grouped` (the base grouping taken by `rows`, cases of hospital
-        codes `codes`): the moved grouping, aux factors and counts per hospital (`COUNT_COLUMNS`). `orders` keeps
-        the cases' order per move (the year's cache); `points_factor`: per case, what its group points are
+        codes `codes`): the moved grouping, aux factors and counts per hospital (`COUNT_COLUMNS`). `ranks_of(seed)`:
+        the year's cases' ranks under a seed (`projection.years.copy_ranks`); `orders` keeps the cases' order per
+        move (the year's cache); `points_factor`: per case, what its group points are
         multiplied by besides the group (the older drift model's factor)."""
         spec, table = self.spec, self.table
         counts = no_moves(self.ids)
@@ -303,8 +282,7 @@ class Moves:
             self.moved[move] = np.minimum(1.0, self.moved[move] + share)
             key = (spec.seed, move)
             if key not in orders:
-                orders[key] = select_order(pc.cast(cases["case_id"], pa.string()).to_numpy(zero_copy_only=False),
-                                           codes, len(self.ids), f"{spec.seed}\0{move}")
+                orders[key] = drift_order(ranks_of(f"{spec.seed}\0{move}"), codes, len(self.ids))
             at = selected_rows(orders[key], self.moved[move])  # the picked cases (positions in the year)
             if move == "severity" and table.aux_up is not None:  # DIP: the aux severity level
                 assert aux_factor is not None

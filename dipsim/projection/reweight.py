@@ -45,12 +45,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from dipsim.catalog import POINTS_DECIMALS, CatalogOptions, _trimmed, _year_weights, group_points, weighted_means
 from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
-from dipsim.schema import float_column
 from dipsim.tcm import TCM_PREFIX
 
 RULES = ("frozen", "reweight")
@@ -168,11 +166,12 @@ class Reweighting:
         with np.errstate(invalid="ignore"):
             return np.isfinite(self.catalogue_points) & (self.catalogue_points > 0)
 
-    def settled(self, year: int, grouped: GroupedCases, cases: pa.Table) -> None:
-        """Keep year `year`'s cost sum and count per group of the cases kept (the module's notes); the same
-        cases, groups and costs again (another draw's year) are read from `memo`."""
+    def settled(self, year: int, grouped: GroupedCases, cost: np.ndarray) -> None:
+        """Keep year `year`'s cost sum and count per group of the cases kept (the module's notes; `cost`: each
+        case's total_cost, 0 when missing, as the year's case set has it); the same cases, groups and costs again
+        (another draw's year) are read from `memo`."""
         index, numbers, names = self._groups(grouped)
-        cost = float_column(cases, "total_cost")
+        cost = np.ascontiguousarray(cost, dtype=np.float64)
         priced = self._priced()[numbers]
         key = None
         if self.memo is not None:
