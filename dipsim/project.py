@@ -99,6 +99,7 @@ import pyarrow.compute as pc
 
 from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
+from dipsim.io.toml_files import is_number as _number
 from dipsim.payment.caps import settled_points, with_references
 from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy
@@ -227,10 +228,6 @@ def load_projection(path) -> ProjectionSpec:
     if spec.policy is not None:
         spec.policy = str(path.parent / spec.policy)
     return spec
-
-
-def _number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ------------------------------------------------------------------ distributions (Monte Carlo draws)

@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from dipsim.paths import scenarios_dir
 from dipsim.project import project, project_draws, projection_of
+from dipsim.projection.levers import lever_scenarios, project_levers
 from dipsim.server import create_app
 from dipsim.server import projections as server_projections
 
@@ -85,31 +86,40 @@ def test_the_example_is_the_shipped_file_and_packaged():
 
 def test_a_projection_equals_the_python_api_to_the_fen(served):
     loaded = served["loaded"]
-    expected = project(loaded.cases, loaded.hospitals, loaded.policy, _example(2), loaded.grouped(None))
+    # the example's own projection and its lever scenarios ([scenario.NAME]), as `dipsim project` runs them
+    expected = project_levers(loaded.cases, loaded.hospitals, loaded.policy,
+                              lever_scenarios(_example(2), loaded.policy), loaded.grouped(None))
+    scenarios = list(dict.fromkeys(expected.years["scenario"]))
+    assert scenarios == ["baseline", "reserve", "floor", "caps", "reweight"]
+    alone = project(loaded.cases, loaded.hospitals, loaded.policy, _example(2), loaded.grouped(None))
+    assert expected.years[expected.years["scenario"] == "baseline"].drop(columns="scenario").reset_index(
+        drop=True).equals(alone.years)  # the baseline is the file projected alone
     view = _get(served, "bureau").json()
     assert view["status"] == "done" and view["years"] == 2 and view["progress"]["done"] == view["progress"]["total"]
     assert any("not read" in note for note in view["notes"])  # the example's policy = "baseline.toml"
     years = view["years_table"]
-    assert len(years) == len(expected.years) == 3 * 2  # years 0, 1, 2 of the demo's two pools
+    assert len(years) == len(expected.years) == 5 * 3 * 2  # 5 scenarios, years 0, 1, 2 of the demo's two pools
     for got, want in zip(years, expected.years.to_dict("records")):
-        assert (got["year"], got["pool"], got["status"]) == (want["year"], want["pool"], want["status"])
+        assert (got["scenario"], got["year"], got["pool"], got["status"]) == (want["scenario"], want["year"],
+                                                                             want["pool"], want["status"])
         assert got["point_value"] == want["point_value"]
         for key in ("budget", "fund_payout", "income", "balance"):
             assert _fen(got[key]) == round(want[key] * 100), (key, got, want)
     assert [r["balance"] for r in years[:2]] == ["57000000.00", "64000000.00"]  # the example's base-year balances
     hospitals = view["hospitals"]
-    assert len(hospitals) == len(expected.hospitals) == 3 * 12
+    assert len(hospitals) == len(expected.hospitals) == 5 * 3 * 12
     for got, want in zip(hospitals, expected.hospitals.to_dict("records")):
-        assert (got["year"], got["hospital_id"], got["cases"]) == (want["year"], want["hospital_id"], want["cases"])
+        assert (got["scenario"], got["year"], got["hospital_id"], got["cases"]) == (
+            want["scenario"], want["year"], want["hospital_id"], want["cases"])
         assert got["name"] == loaded.names[got["hospital_id"]]
         for key in ("cost", "payment", "fund_payout"):
             assert _fen(got[key]) == round(want[key] * 100), (key, got, want)
     # by level: the hospitals' fund payouts in fen, summed by hand here
     sums: dict = {}
     for want in expected.hospitals.to_dict("records"):
-        sums[(want["year"], want["level"])] = sums.get((want["year"], want["level"]), 0) + round(
-            want["fund_payout"] * 100)
-    assert {(r["year"], r["level"]): _fen(r["fund_payout"]) for r in view["by_level"]} == sums
+        key = (want["scenario"], want["year"], want["level"])
+        sums[key] = sums.get(key, 0) + round(want["fund_payout"] * 100)
+    assert {(r["scenario"], r["year"], r["level"]): _fen(r["fund_payout"]) for r in view["by_level"]} == sums
     assert next(r["level"] for r in view["by_level"] if r["year"] == 0) == "三级甲等"  # levels in their natural order
     # the years table as CSV: Chinese headers, the same fen
     rows = list(csv.DictReader(_get(served, "bureau", "/years.csv").content.decode("utf-8-sig").splitlines()))
@@ -123,7 +133,8 @@ def test_draws_give_the_bands_of_project_draws(served):
     drawn = project_draws(loaded.cases, loaded.hospitals, loaded.policy, _example(2), loaded.grouped(None), 3)
     view = _get(served, "bureau").json()
     want = drawn.bands[(drawn.bands["what"] == "pool") & (drawn.bands["measure"] == "point_value")]
-    got = [b for b in view["bands"] if b["what"] == "pool" and b["measure"] == "point_value"]
+    got = [b for b in view["bands"] if b["what"] == "pool" and b["measure"] == "point_value"
+           and b["scenario"] == "baseline"]  # the file's own projection (its scenarios have theirs)
     assert len(got) == len(want) == 6
     for g, w in zip(got, want.to_dict("records")):
         assert (g["year"], g["pool"], g["draws"]) == (w["year"], w["pool"], 3)
@@ -134,7 +145,7 @@ def test_draws_give_the_bands_of_project_draws(served):
     from openpyxl import load_workbook
 
     sheet = load_workbook(io.BytesIO(book.content)).worksheets[0]
-    assert [c.value for c in next(sheet.iter_rows())][:3] == ["年度", "对象", "统筹区-险种"]
+    assert [c.value for c in next(sheet.iter_rows())][:4] == ["方案", "年度", "对象", "统筹区-险种"]
     # more draws than the server allows: refused with the limit
     over = served["client"].post(f"/api/regions/{served['region']}/projections", headers=served["tokens"]["bureau"],
                                  json={"example": True, "years": 1, "draws": MAX_DRAWS + 1})
@@ -144,7 +155,8 @@ def test_draws_give_the_bands_of_project_draws(served):
 def test_a_hospital_account_reads_the_point_values_and_its_own_rows(served):
     own, client = served["hospital"], served["client"]
     view = _get(served, "hospital").json()
-    assert {k for r in view["years_table"] for k in r} == {"year", "settlement_day", "pool", "point_value", "status"}
+    assert {k for r in view["years_table"] for k in r} == {"scenario", "year", "settlement_day", "pool", "point_value",
+                                                           "status"}
     assert view["hospitals"] and {r["hospital_id"] for r in view["hospitals"]} == {own}
     assert {(b["what"], b["measure"]) for b in view["bands"]} == {("pool", "point_value"), ("hospital", "fund_payout")}
     assert {b["hospital_id"] for b in view["bands"] if b["what"] == "hospital"} == {own}
@@ -154,7 +166,7 @@ def test_a_hospital_account_reads_the_point_values_and_its_own_rows(served):
     for extension in ("csv", "xlsx"):
         assert client.get(f"{path}/by_level.{extension}", headers=token).status_code == 403
     rows = list(csv.DictReader(_get(served, "hospital", "/hospitals.csv").content.decode("utf-8-sig").splitlines()))
-    assert {r["医院编码"] for r in rows} == {own} and len(rows) == 3
+    assert {r["医院编码"] for r in rows} == {own} and len(rows) == 5 * 3  # 5 scenarios x 3 years
     bands = list(csv.DictReader(_get(served, "hospital", "/bands.csv").content.decode("utf-8-sig").splitlines()))
     assert {(r["对象"], r["指标"]) for r in bands} == {("pool", "point_value"), ("hospital", "cases"),
                                                   ("hospital", "points"), ("hospital", "payment"),

@@ -24,7 +24,8 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select
 
 from dipsim.paths import scenarios_dir
-from dipsim.project import project, projection_of
+from dipsim.project import projection_of
+from dipsim.projection.levers import lever_scenarios, project_levers
 
 # the server, driver, screenshots and helpers of the workbench's browser test (skipped there, and so here, without
 # chromium and chromedriver)
@@ -79,31 +80,35 @@ def test_bureau_runs_the_example_and_reads_the_paths_tables_and_downloads(served
     _shot(driver, shots, "p2-projection-bureau")
     projection = driver.find_element(By.ID, "projection-title").get_attribute("data-projection")
     assert driver.current_url.endswith(f"#/projection/{region}/{projection}")
-    # the point value chart: per pool a line and its band (base p10 + width stacked), 3 years each
-    series = _series(driver, "pv-chart")
-    lines = [s for s in series if not s["stack"]]
-    assert sorted(s["name"] for s in lines) == sorted(loaded.region.case_set.pools)
-    assert len([s for s in series if s["stack"]]) == 2 * len(lines) and all(len(s["data"]) == 3 for s in series)
-    # the years table equals the Python API's projection of the same file, inputs and policy, to the fen
+    # the point value chart: per scenario of the example (its own, then its levers) and pool a line and its band
+    # (base p10 + width stacked), 3 years each
     data = tomllib.loads((scenarios_dir() / "projection_example.toml").read_text(encoding="utf-8"))
     data["projection"]["years"] = 2
-    expected = project(loaded.cases, loaded.hospitals, loaded.policy, projection_of(data), loaded.grouped(None))
+    scenarios = lever_scenarios(projection_of(data), loaded.policy)
+    series = _series(driver, "pv-chart")
+    lines = [s for s in series if not s["stack"]]
+    assert sorted(s["name"] for s in lines) == sorted(f"{scenario.name} · {pool}" for scenario in scenarios
+                                                      for pool in loaded.region.case_set.pools)
+    assert len([s for s in series if s["stack"]]) == 2 * len(lines) and all(len(s["data"]) == 3 for s in series)
+    # the years table equals the Python API's projection of the same file, inputs and policy, to the fen
+    expected = project_levers(loaded.cases, loaded.hospitals, loaded.policy, scenarios, loaded.grouped(None))
     rows = _table(driver, "projection-years-table")
     assert [_fen(r["fund_payout"]) for r in rows] == [round(v * 100) for v in expected.years["fund_payout"]]
     assert [_fen(r["balance"]) for r in rows] == [round(v * 100) for v in expected.years["balance"]]
     assert [float(r["point_value"].replace(",", "")) for r in rows] == \
         [round(v, 4) for v in expected.years["point_value"]]
     balance = _series(driver, "balance-chart")
-    assert next(s["data"] for s in balance if not s["stack"]) == [float(v) for v in expected.years["balance"][::2]]
+    baseline = expected.years[expected.years["scenario"] == "baseline"]
+    assert next(s["data"] for s in balance if not s["stack"]) == [float(v) for v in baseline["balance"][::2]]
     levels = [s["name"] for s in _series(driver, "payout-chart")]
-    assert levels[0] == "三级甲等" and len(levels) >= 2
+    assert levels[0] == "baseline · 三级甲等" and len(levels) >= 2 * len(scenarios)
     # the hospitals table: every hospital each year, filtered by year; the HTML name as text
     hospitals = _table(driver, "hospital-table")
-    assert len(hospitals) == 3 * 12 and any(r["name"] == HTML_NAME for r in hospitals)
+    assert len(hospitals) == len(scenarios) * 3 * 12 and any(r["name"] == HTML_NAME for r in hospitals)
     assert not driver.find_elements(By.ID, "injected") and driver.execute_script("return window.injected") is None
     Select(driver.find_element(By.ID, "filter-year")).select_by_value("2")
     filtered = _table(driver, "hospital-table")
-    assert {r["year"] for r in filtered} == {"2"} and len(filtered) == 12
+    assert {r["year"] for r in filtered} == {"2"} and len(filtered) == len(scenarios) * 12
     # the years table downloaded in the browser: Chinese headers, the same fen
     driver.find_element(By.CSS_SELECTOR, '[data-download="projection-years.csv"]').click()
     with open(_downloaded(downloads_dir, ".csv"), encoding="utf-8-sig") as f:
@@ -135,6 +140,7 @@ def test_a_hospital_account_sees_the_point_values_and_its_own_payout_path(served
                                                                          "#projection-years-table th")]
     assert "fund_payout" not in heads and "balance" not in heads and "point_value" in heads
     assert not driver.find_elements(By.ID, "projection-by-level-table")
+    scenarios = ["baseline", "reserve", "floor", "caps", "reweight"]  # the example's own projection and its levers
     assert [s["name"] for s in _series(driver, "payout-chart") if not s["stack"]] == \
-        [server.region(region).names[own]]
+        [f"{scenario} · {server.region(region).names[own]}" for scenario in scenarios]
     _shot(driver, shots, "p3-projection-hospital")

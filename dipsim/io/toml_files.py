@@ -4,6 +4,7 @@ file saved as GBK by Notepad on a Chinese Windows) or is not TOML. Every such fi
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 
@@ -24,3 +25,8 @@ def read_toml(path: str | Path, what: str) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not a {what} file: not valid TOML ({exc})") from exc
+
+
+def is_number(value) -> bool:
+    """A TOML value that is a finite number (an integer or a float, not a boolean)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

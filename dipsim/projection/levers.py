@@ -66,7 +66,7 @@ def _header(*parts: str) -> str:
 
 def _tables() -> list[str]:
     """The file's tables a scenario may replace keys of."""
-    return [t for t in KEYS if t not in FIXED] + ["fund"]
+    return [t for t in KEYS if t not in FIXED] + ["catalogue", "fund"]
 
 
 def merged(data: dict, overrides: dict) -> dict:

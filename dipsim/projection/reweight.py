@@ -49,6 +49,7 @@ import pandas as pd
 from dipsim.catalog import POINTS_DECIMALS, CatalogOptions, _trimmed, _year_weights, group_points, weighted_means
 from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
+from dipsim.io.toml_files import is_number as _number
 from dipsim.tcm import TCM_PREFIX
 
 RULES = ("frozen", "reweight")
@@ -74,7 +75,6 @@ class CatalogueRule:
 
 def catalogue_of(content, years: int | None, problem) -> CatalogueRule:
     """The [catalogue] table checked; `problem(table, key, what)` is told of each problem."""
-    from dipsim.project import _number  # (imported here: dipsim.project imports this module)
 
     if content is None:
         return CatalogueRule()

@@ -194,6 +194,9 @@ class Projections:
             raise InputError(f"draws: a whole number from 0 to {self.max_draws} (this server's limit; got {draws!r})")
         spec, notes = read_spec(text, years, f"the example {EXAMPLE_FILE}" if example else SOURCE)
         check_region(spec, loaded)
+        from dipsim.projection.levers import lever_scenarios
+
+        scenarios = lever_scenarios(spec, loaded.policy)  # the file and its [scenario.NAME], checked as the CLI does
         if draws and not spec.distributions:
             notes.append("文件中没有分布，各次抽样与中心预测相同 / the file gives no distribution: every draw equals "
                          "the central projection")
@@ -215,9 +218,9 @@ class Projections:
                               region=region_id, name=spec.name, years=spec.years, draws=draws, seed=record["seed"],
                               example=example, text_sha256=text_sha256, policy_sha256=record["policy_sha256"],
                               inputs_sha256=loaded.inputs_sha256)
-        self.progress[projection_id] = (0, spec.years + 1 + draws)
+        self.progress[projection_id] = (0, len(scenarios) * (spec.years + 1 + draws))
         try:
-            self.executor.submit(self._run, projection_id, loaded, spec, draws, record["seed"])
+            self.executor.submit(self._run, projection_id, loaded, scenarios, draws, record["seed"])
         except BaseException:
             self._finished(projection_id, "failed", error="the projection could not be queued")
             raise
@@ -236,28 +239,31 @@ class Projections:
         with self._lock:
             self.pending -= 1
 
-    def _run(self, projection_id: str, loaded, spec, draws: int, seed: int) -> None:
-        from dipsim.project import project, project_draws
+    def _run(self, projection_id: str, loaded, scenarios, draws: int, seed: int) -> None:
+        from dipsim.projection.levers import project_levers
 
         started = time.perf_counter()
-        years = spec.years + 1
+        years = scenarios[0].spec.years + 1
+        order = {s.name: k for k, s in enumerate(scenarios)}
+        total = len(scenarios) * (years + draws)
 
-        def step(done: int) -> None:
+        def step(name: str, done: int) -> None:  # `done` steps of scenario `name` (its years, then its draws)
             if projection_id in self._cancel:
                 raise Cancelled
-            self.progress[projection_id] = (done, years + draws)
+            self.progress[projection_id] = (order[name] * (years + draws) + done, total)
 
         try:
-            step(0)
+            step(scenarios[0].name, 0)
             self.index.update(projection_id, status="running")
             grouped = loaded.grouped(loaded.scheme)
-            results = project(loaded.cases, loaded.hospitals, loaded.policy, spec, grouped,
-                              progress=lambda year, _total: step(year + 1))
-            tables = dict(results.tables())
-            if draws:
-                drawn = project_draws(loaded.cases, loaded.hospitals, loaded.policy, spec, grouped, draws, seed,
-                                      progress=lambda done, _total: step(years + done))
-                tables["bands"] = drawn.bands
+            # every scenario: the file's own ("baseline"), then its [scenario.NAME] (the same cases, seed and
+            # draws), each one's draws after its central projection
+            results = project_levers(loaded.cases, loaded.hospitals, loaded.policy, scenarios, grouped, draws=draws,
+                                     seed=seed, progress=lambda name, year, _total: step(name, year + 1),
+                                     draw_progress=lambda name, done, _total: step(name, years + done))
+            tables = {"years": results.years, "hospitals": results.hospitals}
+            if results.drawn is not None:
+                tables["bands"] = results.drawn.bands
             folder = self.folder(projection_id)
             for name, frame in tables.items():
                 frame.to_parquet(folder / f"{name}.parquet", index=False)
