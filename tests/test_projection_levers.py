@@ -155,7 +155,7 @@ policy = { "payment.drg_scheme" = "chs-drg-2.0" }
     assert "[scenario.drg] policy (line 36): payment.drg_scheme: a projection groups the cases once" in message
 
 
-def test_the_shipped_example_compares_none_a_reserve_and_a_floor_on_its_policy():
+def test_the_shipped_example_compares_the_five_levers_on_its_policy():
     from pathlib import Path
 
     from dipsim.policy import load_policy
@@ -163,10 +163,13 @@ def test_the_shipped_example_compares_none_a_reserve_and_a_floor_on_its_policy()
 
     spec = load_projection(Path(__file__).resolve().parents[1] / "scenarios" / "projection_example.toml")
     scenarios = lever_scenarios(spec, load_policy(spec.policy))
-    assert [s.name for s in scenarios] == ["baseline", "reserve", "floor"]
-    reserve, floor = scenarios[1].changes, scenarios[2].changes
+    assert [s.name for s in scenarios] == ["baseline", "reserve", "floor", "caps", "reweight"]
+    reserve, floor, caps = scenarios[1].changes, scenarios[2].changes, scenarios[3].changes
     assert reserve == {"budget.reserve_share": {"2025-01-01": 0.0, "2026-01-01": 0.05}}
     assert floor["budget.point_value_floor"] == {"2025-01-01": 0.0, "2026-01-01": 1.0}
+    assert scenarios[2].spec.budget_point_value == "history"  # the floor's base set from the years before
+    assert caps["budget.hospital_cap_tiers"]["2026-01-01"] == [[0.0, 1.0], [1.0, 0.79], [1.05, 0.53], [1.10, 0.26]]
+    assert scenarios[4].spec.catalogue.rule == "reweight" and not scenarios[4].changes
     assert all(s.spec.seed == spec.seed and s.spec.years == spec.years for s in scenarios)
 
 
