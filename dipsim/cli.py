@@ -1377,10 +1377,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the figures; every scenario with the same draws")
     p.add_argument("--seed", type=int, help="the draws' seed (default: [projection] seed of the file)")
     p.add_argument("--scheduler", metavar="ADDR",
-                   help="where the draws run: 'fork' (experimental: one forked process per core of this machine, "
-                        "sharing the cases; it hung once in CI), or on Dask: a scheduler's address, "
-                        "'processes' (a local cluster of 2 processes) or 'synchronous'; the same results as in "
-                        "this process (the default)")
+                   help="run the draws on Dask: a scheduler's address, 'processes' (a local cluster of 2 "
+                        "processes) or 'synchronous'; the same results as in this process")
     _add_read_options(p)
 
     p = add("nightly", "The nightly year-to-date point-value recalculation: group only new or changed claim "

@@ -940,7 +940,7 @@ def settlement_years(results: ProjectionResults) -> list[dt.date]:
 QUANTILES = (0.1, 0.5, 0.9)
 POOL_MEASURES = ("point_value", "budget", "fund_payout", "balance", "months_of_capacity")
 HOSPITAL_MEASURES = ("cases", "points", "payment", "fund_payout")
-SCHEDULERS = ("synchronous", "processes", "fork")  # or a Dask scheduler's address
+SCHEDULERS = ("synchronous", "processes")  # or a Dask scheduler's address
 
 
 @dataclass
@@ -971,9 +971,9 @@ def run_draw(context: DrawContext, draw: int) -> tuple[dict, pd.DataFrame, pd.Da
 
 
 def _map_draws(context: DrawContext, draws: list[int], scheduler: str | None, progress=None) -> list:
-    """`run_draw` over `draws`: in this process (scheduler None), in forked processes of this machine ("fork"),
-    Dask's synchronous scheduler ("synchronous"), a local cluster of 2 worker processes ("processes", as `dipsim
-    nightly`'s Dask engine starts), or the Dask scheduler at an address; the context scattered to the workers once."""
+    """`run_draw` over `draws`: in this process (scheduler None), Dask's synchronous scheduler ("synchronous"), a
+    local cluster of 2 worker processes ("processes", as `dipsim nightly`'s Dask engine starts), or the Dask
+    scheduler at an address; the context scattered to the workers once."""
     if scheduler is None:
         out = []
         for done, draw in enumerate(draws, 1):
@@ -981,8 +981,6 @@ def _map_draws(context: DrawContext, draws: list[int], scheduler: str | None, pr
             if progress is not None:
                 progress(done, len(draws))
         return out
-    if scheduler == "fork":
-        return _fork_map(context, draws, progress)
     if scheduler == "synchronous":
         import dask
 
@@ -992,45 +990,6 @@ def _map_draws(context: DrawContext, draws: list[int], scheduler: str | None, pr
     from dipsim.nightly import _dask_map  # the cluster `dipsim nightly --engine dask` starts or joins
 
     return _dask_map(run_draw, draws, None if scheduler == "processes" else scheduler, shared=context)
-
-
-_FORKED: DrawContext | None = None  # the context a forked worker inherits (`_fork_map`)
-
-
-def _forked_draw(draw: int):
-    assert _FORKED is not None
-    return run_draw(_FORKED, draw)
-
-
-def _fork_map(context: DrawContext, draws: list[int], progress=None) -> list:
-    """`run_draw` over `draws` in one forked process per core of this machine (Linux, macOS): the first draw runs
-    here, filling the context's cache (the base year's case set, ranks and settlement), then the workers, forked
-    from this process, share those and the cases without copying them (copy on write) and run the others; results
-    come back in order. The same results as in this process (each draw is its own seeded generator's)."""
-    import multiprocessing
-    import os
-
-    global _FORKED
-    if not draws:
-        return []
-    out = [run_draw(context, draws[0])]
-    if progress is not None:
-        progress(1, len(draws))
-    rest = draws[1:]
-    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
-                  len(rest))
-    if workers <= 1:
-        return out + _map_draws(context, rest, None, (lambda d, t: progress(d + 1, t + 1)) if progress else None)
-    _FORKED = context
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for done, result in enumerate(pool.imap(_forked_draw, rest), 2):
-                out.append(result)
-                if progress is not None:
-                    progress(done, len(draws))
-    finally:
-        _FORKED = None
-    return out
 
 
 @dataclass

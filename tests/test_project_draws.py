@@ -186,25 +186,6 @@ def test_the_synchronous_scheduler_gives_the_in_process_results():
         pd.testing.assert_frame_equal(a, b)
 
 
-@pytest.mark.slow  # hung on a fresh clone's CI run (fork after pyarrow / Numba threads): experimental
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork on this platform")
-def test_forked_processes_give_the_in_process_results():
-    """scheduler "fork": draw 0 here, the others in forked workers (one per core, at least 2 here: 5 draws), in
-    order; volume and cost drawn too (each draw builds its own years)."""
-    cases, grouped = tiny()
-    spec = projection_of({**UNCERTAIN, "demand": {"volume_growth": {"dist": "uniform", "min": 0.0, "max": 0.3},
-                                                  "cost_growth": {"dist": "uniform", "min": 0.0, "max": 0.1}}})
-    local = project_draws(cases, HOSPITALS, policy(), spec, grouped, draws=5, seed=11)
-    seen = []
-    forked = project_draws(cases, HOSPITALS, policy(), spec, grouped, draws=5, seed=11, scheduler="fork",
-                           progress=lambda done, total: seen.append((done, total)))
-    for a, b in ((local.years, forked.years), (local.hospitals, forked.hospitals), (local.bands, forked.bands),
-                 (local.parameters, forked.parameters)):
-        pd.testing.assert_frame_equal(a, b)
-    assert seen == [(k, 5) for k in range(1, 6)]
-    assert local.years["cases"].nunique() > 1  # the draws differ (volume drawn), so order matters
-
-
 @pytest.mark.slow
 def test_a_local_dask_cluster_gives_the_in_process_results():
     pytest.importorskip("dask.distributed")
