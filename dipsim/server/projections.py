@@ -281,11 +281,7 @@ class Projections:
 
     def wait(self, timeout: float = 120.0) -> None:
         """Wait until no projection is queued or running (tests)."""
-        deadline = time.monotonic() + timeout
-        while any(r.get("status") in ("queued", "running") for _, r in self.index.items()):
-            if time.monotonic() > deadline:
-                raise TimeoutError("projections still going")
-            time.sleep(0.05)
+        self.index.wait(("queued", "running"), timeout, "projections")
 
 
 # ------------------------------------------------------------------ what the page reads (scoped)

@@ -110,11 +110,7 @@ class Runs:
 
     def wait(self, timeout: float = 60.0) -> None:
         """Wait until no run is queued or running (tests)."""
-        deadline = time.monotonic() + timeout
-        while any(r.get("status") in ("queued", "running") for _, r in self.data.runs.items()):
-            if time.monotonic() > deadline:
-                raise TimeoutError("runs still going")
-            time.sleep(0.05)
+        self.data.runs.wait(("queued", "running"), timeout, "runs")
 
 
 def _sha256_json(value) -> str:

@@ -24,6 +24,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from pathlib import Path
 
 from dipsim.io.writers import write_json
@@ -88,6 +89,14 @@ class Index:
     def items(self) -> list[tuple[str, dict]]:
         with self._lock:
             return [(k, dict(v)) for k, v in self._items.items()]
+
+    def wait(self, busy: tuple[str, ...], timeout: float, what: str) -> None:
+        """Wait until no record's status is one of `busy` (tests): TimeoutError naming `what` after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while any(r.get("status") in busy for _, r in self.items()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} still going")
+            time.sleep(0.05)
 
 
 class AuditLog:

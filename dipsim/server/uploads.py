@@ -396,11 +396,7 @@ class Uploads:
 
     def wait(self, timeout: float = 120.0) -> None:
         """Wait until no upload is queued or processing (tests)."""
-        deadline = time.monotonic() + timeout
-        while any(r.get("status") in ("queued", "processing") for _, r in self.index.items()):
-            if time.monotonic() > deadline:
-                raise TimeoutError("uploads still processing")
-            time.sleep(0.05)
+        self.index.wait(("queued", "processing"), timeout, "uploads")
 
 
 class _Failed(InputError):
