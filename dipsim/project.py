@@ -125,6 +125,7 @@ KEYS = {
     "budget": {"rule": "text", "share": "number", "growth": "rates", "cap_by_income": "bool",
                "budget_point_value": "text"},
 }
+TABLES = (*KEYS, "catalogue", "fund")  # the file's tables: KEYS's, [catalogue] (`projection.reweight`), [fund.POOL]
 FUND_KEYS = {"insured": "number", "contribution": "number", "insured_growth": "rates",
              "contribution_growth": "rates", "balance": "number"}
 
@@ -423,10 +424,10 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
         scenarios = {}
     data = read = {k: v for k, v in data.items() if k != "scenario"}
     data, distributions = take_distributions(data, problem)
-    unknown = sorted(set(data) - set(KEYS) - {"fund", "catalogue"})
+    unknown = sorted(set(data) - set(TABLES))
     for name in unknown:
         problem(name, None, "unknown table (expected "
-                            f"{', '.join(f'[{k}]' for k in [*KEYS, 'fund.POOL', 'catalogue'])})")
+                            f"{', '.join(f'[{k}.POOL]' if k == 'fund' else f'[{k}]' for k in TABLES)})")
     meta = data.get("projection", {})
     years = meta.get("years") if isinstance(meta, dict) else None
     if not isinstance(years, int) or isinstance(years, bool) or not 1 <= years <= MAX_YEARS:

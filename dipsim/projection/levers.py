@@ -33,7 +33,7 @@ import pyarrow as pa
 from dipsim.grouping.grouped_cases import GroupedCases
 from dipsim.io.errors import InputError
 from dipsim.policy import Policy, PolicyError, _flatten
-from dipsim.project import KEYS, DrawResults, ProjectionSpec, _line_of, project, project_draws, projection_of
+from dipsim.project import TABLES, DrawResults, ProjectionSpec, _line_of, project, project_draws, projection_of
 from dipsim.report.present import level_key
 from dipsim.scenarios import BASELINE, Variant, check_variants
 
@@ -66,7 +66,7 @@ def _header(*parts: str) -> str:
 
 def _tables() -> list[str]:
     """The file's tables a scenario may replace keys of."""
-    return [t for t in KEYS if t not in FIXED] + ["catalogue", "fund"]
+    return [t for t in TABLES if t not in FIXED]
 
 
 def merged(data: dict, overrides: dict) -> dict:
