@@ -23,7 +23,7 @@ Hospital amounts are rounded to the fen by the largest-remainder method so that 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
@@ -265,6 +265,9 @@ class RegionSettlement:
     amounts: dict  # name -> fen per row: group_payment, band_adjustment, payment, fund_payout, prepaid, ...
     pools: list  # one dict per pool
     cap_factor: np.ndarray | None = None  # per row, its hospital's growth-cap factor (step 8; None: no cap)
+    # per pool, the money its points shared: available budget + patient payments - cost paid by item (yuan; what
+    # the budget point value of the year's own figures divides by the points: `_spending_point_value`)
+    spent_on_points: dict = field(default_factory=dict)
 
     def tables(self) -> tuple[pa.Table, pa.Table]:
         f = self.frame
@@ -309,8 +312,16 @@ def _spending_point_value(available: float, patient_paid: np.ndarray, item_cost:
                           points: np.ndarray) -> float:
     """The point value that would spend the available budget without bands: what the points share (budget +
     patient payments - cost paid by item) over the points (0 without points)."""
-    spend = available + patient_paid.sum() - item_cost.sum()
-    return spend / points.sum() if points.sum() > 0 else 0.0
+    return _point_value_of(_spent_on_points(available, patient_paid, item_cost), points)
+
+
+def _spent_on_points(available: float, patient_paid: np.ndarray, item_cost: np.ndarray) -> float:
+    """What the points of a pool share: its available budget + patient payments - the cost paid by item."""
+    return available + patient_paid.sum() - item_cost.sum()
+
+
+def _point_value_of(spent: float, points: np.ndarray) -> float:
+    return spent / points.sum() if points.sum() > 0 else 0.0
 
 
 def settle_frame(frame: SettlementFrame, case_points, terms: PoolTerms, quality: dict[str, float] | None = None,
@@ -341,13 +352,14 @@ def settle_frame(frame: SettlementFrame, case_points, terms: PoolTerms, quality:
     names = ("group_payment", "band_adjustment", "payment", "fund_payout", "prepaid", "deposit", "deposit_released",
              "clearing")
     amounts = {name: np.zeros(len(frame.pools), dtype=np.int64) for name in names}
-    pool_rows = []
+    pool_rows, spent = [], {}
     for p, order in frame.pool_order.items():
         available = terms.available(p, (budget_extra or {}).get(p, 0.0))
         points, paid_h, item_h = points_row[order], frame.row_patient_paid[order], item_row[order]
+        spent[p] = _spent_on_points(available, paid_h, item_h)
         budget_value = terms.budget_point_value.get(p)
         if budget_value is None:
-            budget_value = _spending_point_value(available, paid_h, item_h, points)
+            budget_value = _point_value_of(spent[p], points)
         try:
             s = settle_pool(points, frame.row_cost[order], paid_h, available, terms.bands,
                             floor_ratio * budget_value if floor_ratio > 0 else None,
@@ -365,7 +377,7 @@ def settle_frame(frame: SettlementFrame, case_points, terms: PoolTerms, quality:
                           "budget_point_value": budget_value, "point_value": s.point_value, "status": s.status,
                           "total_points": round(float(points.sum()), 4), "fund_payout": s.fund_payout_total_fen,
                           "unspent": s.unspent_fen, "overrun": s.overrun_fen})
-    return RegionSettlement(frame=frame, points=points_row, amounts=amounts, pools=pool_rows)
+    return RegionSettlement(frame=frame, points=points_row, amounts=amounts, pools=pool_rows, spent_on_points=spent)
 
 
 def settle(hospital_id, pool, case_points, cost, patient_paid, policy, on=None, month=None,

@@ -713,27 +713,15 @@ def _with_budget_point_value(policy: Policy, day, pools: list[str], history: dic
     """`policy` with the budget point value (预算点值) of each pool it does not set on `day` made from the years
     before (rule "history" of [budget] budget_point_value): expected money / expected points, each the 1:2:7
     weighted mean of the last three years (`budget.weighted_budget_point_value`, the DIP technical specification's
-    rule as docs/domain.md §12 writes it), a year's money being what its points shared (`_spent_on_points`). Set at
-    the start of the year, it is the base of the point-value floor / cap and of the prepayment: a year whose points
-    grow faster than the years before settles below it."""
-
+    rule as docs/domain.md §12 writes it), a year's money being what its points shared
+    (`RegionSettlement.spent_on_points`). Set at the start of the year, it is the base of the point-value floor /
+    cap and of the prepayment: a year whose points grow faster than the years before settles below it."""
     from dipsim.budget import weighted_budget_point_value
 
     given = dict(policy.get("budget.budget_point_value", day))
     made = {pool: weighted_budget_point_value([m for m, _ in history[pool][-3:]], [p for _, p in history[pool][-3:]])
             for pool in pools if pool not in given and pool in history and history[pool][-1][1] > 0}
     return policy.overlay({"budget.budget_point_value": {**given, **made}}, name=policy.name) if made else policy
-
-
-def _spent_on_points(run) -> dict[str, float]:
-    """Per pool, the money its points shared in a settled year: the available budget + patient payments - the cost
-    paid by item (what `budget._spending_point_value` divides by the points)."""
-    frame = run.case_set.frame
-    item = np.bincount(frame.codes, weights=frame.cost * np.asarray(run.columns["item_share"], dtype=np.float64),
-                       minlength=len(frame.pools))
-    available = {row["pool"]: float(row["budget_available"]) for row in run.pools.to_pylist()}
-    return {pool: available[pool] + float(frame.row_patient_paid[rows].sum() - item[rows].sum())
-            for pool, rows in frame.pool_order.items()}
 
 
 def _check_names(spec: ProjectionSpec, info: dict, hospital_ids: list, pools: list[str]) -> None:
@@ -883,11 +871,10 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
         reference = settled_points(run.settlement)
         moves.observe(run)
         h = run.hospitals.to_pandas()
-        spent = _spent_on_points(run) if spec.budget_point_value == "history" else {}
         for row in run.pools.to_pylist():
             pool = row["pool"]
-            if spent:  # the money the points shared and the points, for the next years' (rule "history")
-                history.setdefault(pool, []).append((spent[pool], row["total_points"]))
+            # the money the points shared and the points, for the next years' budget point value (rule "history")
+            history.setdefault(pool, []).append((run.settlement.spent_on_points[pool], row["total_points"]))
             fund = spec.funds.get(pool)
             payout = float(row["fund_payout"])
             income = balance = months = None
