@@ -23,7 +23,7 @@ Hospital amounts are rounded to the fen by the largest-remainder method so that 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import numpy as np
@@ -226,6 +226,25 @@ class SettlementFrame:
         frame.row_cost, frame.row_patient_paid = frame.sum(cost), frame.sum(patient_paid)
         frame.monthly_patient_paid = frame.monthly(patient_paid)
         return frame
+
+    def taken(self, rows: np.ndarray, cost: np.ndarray, patient_paid: np.ndarray,
+              month_values: np.ndarray | None) -> SettlementFrame | None:
+        """The frame of this frame's cases at `rows` (a case may be taken more than once: a projected year,
+        `CaseSet.taken`), with their own `cost` and `patient_paid` and the month columns' values `month_values`: this
+        frame's rows and month columns, each case in its base case's row and month, no factorising again. None when
+        a row would have no case (`of` would not make that row: the caller makes the frame with `of`). A month
+        column left without a case stays, empty: it adds nothing to any sum."""
+        from dipsim.payment.frame_kernel import taken_rows
+
+        cost, patient_paid = np.asarray(cost, dtype=np.float64), np.asarray(patient_paid, dtype=np.float64)
+        codes, cell, cases, row_cost, row_paid, cell_paid = taken_rows(
+            self.codes, self.cell, np.asarray(rows, dtype=np.int64), cost, patient_paid, len(self.pools),
+            len(self.pools) * self.n_months)
+        if not cases.all():
+            return None
+        return replace(self, codes=codes, cell=cell, cases=cases, cost=cost, patient_paid=patient_paid,
+                       month_values=month_values, row_cost=row_cost, row_patient_paid=row_paid,
+                       monthly_patient_paid=cell_paid.reshape(len(self.pools), self.n_months))
 
     @classmethod
     def from_sums(cls, pools, hospitals, cases, cost, monthly_patient_paid) -> SettlementFrame:

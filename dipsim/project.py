@@ -103,6 +103,7 @@ from dipsim.io.toml_files import is_number as _number
 from dipsim.payment.caps import settled_points, with_references
 from dipsim.payment.chain import CaseSet, run_chain
 from dipsim.policy import Policy
+from dipsim.projection import kernels
 from dipsim.projection import moves as group_moves
 from dipsim.projection import years as year_cases
 from dipsim.projection.moves import rate as _rate
@@ -662,10 +663,10 @@ BASE = "base"  # `project`'s cache: the base year's case set and drift ranks (ke
 def year_grouping(grouped: GroupedCases, rows: np.ndarray, drift: np.ndarray, factor: float,
                   cost_factor: float) -> GroupedCases:
     """The base grouping taken by `rows`: drifted cases' group points x `factor`, standard costs x `cost_factor`."""
-    points = grouped.group_points[rows] * np.where(drift, factor, 1.0)
+    points = kernels.take_scaled_where(grouped.group_points, rows, drift, factor)
     codes = (grouped.codes[0][rows], grouped.codes[1]) if grouped.codes is not None else None
     return GroupedCases(group=grouped.group[rows], group_points=points,
-                        standard_cost=grouped.standard_cost[rows] * cost_factor,
+                        standard_cost=kernels.take_scaled(grouped.standard_cost, rows, cost_factor),
                         tcm_group_case=grouped.tcm_group_case[rows], tcm_treated=grouped.tcm_treated[rows],
                         unit=grouped.unit, codes=codes)
 
@@ -745,6 +746,40 @@ def _check_names(spec: ProjectionSpec, info: dict, hospital_ids: list, pools: li
         raise InputError(f"{spec.source} and the region: " + "; ".join(problems))
 
 
+
+def _summed_by(table: pa.Table, key: str, names: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The distinct values of `key` in `table` (a settlement's hospitals table: a few hundred rows) and, per value,
+    the sum of each of `names` as floats (decimal yuan to float, as the tables' readers take them)."""
+    values, codes = np.unique(table[key].to_numpy(zero_copy_only=False), return_inverse=True)
+    return values, [np.bincount(codes, weights=pc.cast(table[name], pa.float64()).to_numpy(zero_copy_only=False),
+                                minlength=len(values)) for name in names]
+
+
+def hospital_year(year: int, run, group_points: np.ndarray, codes: np.ndarray, drift: np.ndarray,
+                  moved: pd.DataFrame, ids: np.ndarray, info: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    """A settled year's rows of hospitals.csv (one per hospital with cases, by hospital id: its pools summed) and
+    each hospital code's payment / cost ratio (1 where it has no cost or no case: no response), what the next
+    year's responses read. CMI: the mean group points of the hospital's cases (by code, not by the million ids)."""
+    hospitals, (cases, points, cost, payment, fund_payout) = _summed_by(
+        run.hospitals, "hospital_id", ["cases", "points", "cost", "payment", "fund_payout"])
+    code_of = pd.Index(ids).get_indexer(hospitals)
+    cmi = np.bincount(codes, weights=group_points, minlength=len(ids))[code_of] / np.maximum(cases, 1)
+    drifted = np.bincount(codes[drift], minlength=len(ids))[code_of]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        paid = np.where(cost > 0, payment / np.where(cost > 0, cost, 1.0), np.nan)
+    levels = [info.get(h, ("", "")) for h in hospitals]
+    counts = moved.reindex(hospitals).fillna(0).astype(np.int64)
+    table = pd.DataFrame({"year": year, "hospital_id": hospitals, "level": [lv for lv, _ in levels],
+                          "type": [kind for _, kind in levels], "cases": cases.astype(np.int64),
+                          "cmi": np.round(cmi, 6), "drifted": drifted,
+                          **{c: counts[c].to_numpy() for c in group_moves.COUNT_COLUMNS},
+                          "points": np.round(points, 4), "cost": np.round(cost, 2), "payment": np.round(payment, 2),
+                          "fund_payout": np.round(fund_payout, 2), "payment_ratio": np.round(paid, 6)})
+    ratio = np.ones(len(ids))
+    ratio[code_of] = np.where(np.isfinite(paid), paid, 1.0)
+    return table, ratio
+
+
 def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: ProjectionSpec, grouped: GroupedCases,
             aux_factor: np.ndarray | None = None, progress=None, cache: dict | None = None,
             groups: group_moves.GroupTable | None = None) -> ProjectionResults:
@@ -773,7 +808,8 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     drifted_share = np.zeros(len(ids))
     moves = group_moves.Moves(spec, groups, ids, info)
     aux_factor = moves.aux_factor(aux_factor)
-    pool_rows, hospital_rows = [], []
+    pool_rows: list[dict] = []
+    hospital_tables: list[pd.DataFrame] = []
     budgets: dict[str, float] = {}
     reference: dict[str, float] = {}  # hospital -> the points it was paid on last year
     balances = {pool: fund.balance for pool, fund in spec.funds.items()}
@@ -809,7 +845,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
             if seed not in base["ranks"]:
                 base["ranks"][seed] = year_cases.case_ranks(
                     pc.cast(cases["case_id"], pa.string()).to_numpy(zero_copy_only=False), seed)
-            return year_cases.copy_ranks(base["ranks"][seed][made.rows], made.copy)
+            return year_cases.copy_ranks(base["ranks"][seed], made.copy, made.rows)
 
         if year:
             trend = np.array([_rate(spec.drift_share, [(spec.drift_share_by_hospital, h),
@@ -870,7 +906,8 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
             reweight.settled(year, year_grouped, known.case_set.cost)
         reference = settled_points(run.settlement)
         moves.observe(run)
-        h = run.hospitals.to_pandas()
+        pool_names, (pool_cases,) = _summed_by(run.hospitals, "pool", ["cases"])
+        cases_by_pool = dict(zip(pool_names.tolist(), pool_cases.tolist()))
         for row in run.pools.to_pylist():
             pool = row["pool"]
             # the money the points shared and the points, for the next years' budget point value (rule "history")
@@ -885,37 +922,16 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
                 balance = balances[pool]
                 months = round(balance / (payout / 12), 4) if payout > 0 else None
             pool_rows.append({"year": year, "settlement_day": day, "pool": pool,
-                              "cases": int(h.loc[h["pool"] == pool, "cases"].sum()),
+                              "cases": int(cases_by_pool.get(pool, 0)),
                               "points": row["total_points"], "point_value": row["point_value"],
                               "status": row["status"], "budget": float(row["budget"]),
                               "budget_available": float(row["budget_available"]), "income": income,
                               "fund_payout": payout, "balance": balance, "months_of_capacity": months})
-        money = h.assign(**{k: h[k].astype(float) for k in ("cost", "payment", "fund_payout")})
-        by = money.groupby("hospital_id", sort=True)[["cases", "points", "cost", "payment", "fund_payout"]].sum()
-        # grouped by hospital code, not by the million ids (the same cases in the same order in each group)
-        cmi = pd.Series(year_grouped.group_points).groupby(year_codes).mean()
-        cmi.index = pd.Index(ids[cmi.index.to_numpy()])
-        drift_count = pd.Series(np.bincount(year_codes, weights=drift, minlength=len(ids)).astype(np.int64),
-                                index=pd.Index(ids))
-        by["cmi"] = cmi.reindex(by.index)
-        by["drifted"] = drift_count.reindex(by.index).fillna(0).astype(np.int64)
-        by = by.join(moved)
-        by["payment_ratio"] = np.where(by["cost"] > 0, by["payment"] / by["cost"].where(by["cost"] > 0, 1), np.nan)
-        for hospital, r in by.iterrows():
-            level, kind = info.get(hospital, ("", ""))
-            hospital_rows.append({"year": year, "hospital_id": hospital, "level": level, "type": kind,
-                                  "cases": int(r["cases"]), "cmi": round(float(r["cmi"]), 6),
-                                  "drifted": int(r["drifted"]),
-                                  **{c: int(r[c]) for c in group_moves.COUNT_COLUMNS},
-                                  "points": round(float(r["points"]), 4),
-                                  "cost": round(float(r["cost"]), 2), "payment": round(float(r["payment"]), 2),
-                                  "fund_payout": round(float(r["fund_payout"]), 2),
-                                  "payment_ratio": round(float(r["payment_ratio"]), 6)})
-        paid = by["payment_ratio"].reindex(ids).to_numpy(dtype=float)
-        ratio = np.where(np.isfinite(paid), paid, 1.0)
+        table, ratio = hospital_year(year, run, year_grouped.group_points, year_codes, drift, moved, ids, info)
+        hospital_tables.append(table)
         if progress is not None:
             progress(year, spec.years)
-    return ProjectionResults(pd.DataFrame(pool_rows), pd.DataFrame(hospital_rows), spec)
+    return ProjectionResults(pd.DataFrame(pool_rows), pd.concat(hospital_tables, ignore_index=True), spec)
 
 
 def settlement_years(results: ProjectionResults) -> list[dt.date]:

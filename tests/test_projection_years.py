@@ -70,6 +70,25 @@ def assert_same_case_sets(got: CaseSet, expected: CaseSet) -> None:
         np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
     assert got.last_day == expected.last_day
     assert got.cost.flags.writeable
+    assert_same_frames(got.frame, expected.frame)
+
+
+def assert_same_frames(got, expected) -> None:
+    """The same (pool, hospital) rows with the same cases, cost and patient payments, and the same patient
+    payments in each month (the month columns may come in another order)."""
+    assert got.pools.tolist() == expected.pools.tolist() and got.hospitals.tolist() == expected.hospitals.tolist()
+    np.testing.assert_array_equal(got.cases, expected.cases)
+    np.testing.assert_array_equal(got.row_cost, expected.row_cost)  # the same sums, bit for bit
+    np.testing.assert_array_equal(got.row_patient_paid, expected.row_patient_paid)
+
+    def by_month(frame) -> dict:
+        months = frame.month_values if frame.month_values is not None else [None]
+        return {m: frame.monthly_patient_paid[:, i] for i, m in enumerate(months)}
+
+    got_months, expected_months = by_month(got), by_month(expected)
+    assert set(expected_months) <= set(got_months)
+    for month, column in got_months.items():  # a month column without a case stays, empty
+        np.testing.assert_array_equal(column, expected_months.get(month, np.zeros(len(column))))
 
 
 @pytest.mark.parametrize("year, factor", [(1, 1.0), (1, 1.037), (4, 1.5), (3, 0.97)])
@@ -95,6 +114,17 @@ def test_a_year_case_set_reads_as_its_table(year, factor):
         assert taken.cost[:2].tolist() == [1_037.05, 345.66]  # -> 345.66; a missing payment: 0
         assert taken.patient_paid[:2].tolist() == [103.75, 0.0]  # 100.05 x 1.037 = 103.75185
         assert taken.discharge_days[0] == (dt.date(2025, 2, 28) - EPOCH).days
+
+
+def test_a_year_without_one_hospitals_cases_has_its_frame_made_afresh():
+    """H2 keeps no case: the frame taken from the base's would keep H2's row (0 cases), so the year's frame is made
+    from its own cases (H1's row only), as `settle` would make it."""
+    cases = hand_cases()
+    base = CaseSet.of(cases)
+    made = YearCases(rows=np.array([0, 1, 2, 2]), copy=np.array([0, 0, 0, 1]))
+    taken = year_case_set(base, made.rows, 2, 1.1, lambda: year_table(cases, made, 2, 1.1))
+    assert taken.frame.hospitals.tolist() == ["H1"] and taken.frame.cases.tolist() == [4]
+    assert_same_case_sets(taken, CaseSet.of(year_table(cases, made, 2, 1.1)))
 
 
 def test_the_regions_year_case_set_reads_as_its_table(region):

@@ -149,6 +149,18 @@ def discharge_days(cases: pa.Table) -> np.ndarray | None:
     return pc.fill_null(days, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
+def _stay_columns(cases: pa.Table) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The cases' stay (days) and ventilation hours, None for a column they do not have (`CaseSet.of`)."""
+    return tuple(float_column(cases, name) if name in cases.column_names else None  # type: ignore[return-value]
+                 for name in ("los_days", "ventilation_hours"))
+
+
+def _taken_stay_columns(case_set: CaseSet, rows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """`case_set`'s stay and ventilation hours taken by `rows` (`CaseSet.taken`)."""
+    return tuple(None if values is None else values[rows]  # type: ignore[return-value]
+                 for values in (case_set.los_days, case_set.ventilation_hours))
+
+
 @dataclass(frozen=True)
 class CaseSet:
     """The cases of a run as the chain reads them, built once (a sweep of scenarios reuses it): the validated
@@ -164,10 +176,13 @@ class CaseSet:
     patient_paid: np.ndarray
     discharge_days: np.ndarray | None
     month: np.ndarray | None  # year x 12 + month of discharge (0 without a date)
-    los_days: np.ndarray | None
-    ventilation_hours: np.ndarray | None
+    # the special-case review's columns, (stay, ventilation hours) (None: not in the cases), made when first read
+    # (`los_days`, `ventilation_hours`): only a policy with review reads them
+    stay_columns: Callable[[], tuple[np.ndarray | None, np.ndarray | None]]
     # `pool` as (int64 code per case, the pools it codes into) when made from the cases (`case_pool_codes`)
     pool_codes: tuple[np.ndarray, np.ndarray] | None = None
+    # makes `frame` from another case set's (`taken`: SettlementFrame.taken), None when it cannot
+    frame_from: Callable[[], SettlementFrame | None] | None = None
 
     @functools.cached_property
     def pool(self) -> np.ndarray:
@@ -178,6 +193,20 @@ class CaseSet:
         return self.pool_codes[1][self.pool_codes[0]]
 
     @functools.cached_property
+    def _stay(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        return self.stay_columns()
+
+    @property
+    def los_days(self) -> np.ndarray | None:
+        """Each case's length of stay (days), None without the column."""
+        return self._stay[0]
+
+    @property
+    def ventilation_hours(self) -> np.ndarray | None:
+        """Each case's hours of ventilation, None without the column."""
+        return self._stay[1]
+
+    @functools.cached_property
     def table(self) -> pa.Table:
         """The validated cases (what the screens and `case_table` read), made when first read if not given."""
         return self.cases if isinstance(self.cases, pa.Table) else self.cases()
@@ -185,6 +214,9 @@ class CaseSet:
     @functools.cached_property
     def frame(self) -> SettlementFrame:
         """The (pool, hospital) rows, by discharge month: built when first settled (a chunked run sums its own)."""
+        made = self.frame_from() if self.frame_from is not None else None
+        if made is not None:
+            return made
         return SettlementFrame.of(
             None,
             self.pool if self.pool_codes is None else None,
@@ -223,9 +255,6 @@ class CaseSet:
         days = discharge_days(cases)
         month = None if days is None else discharge_months(cases["discharge_date"])
 
-        def optional(name: str) -> np.ndarray | None:
-            return float_column(cases, name) if name in cases.column_names else None
-
         return cls(
             cases=cases,
             hospitals=CaseHospitals.of(cases["hospital_id"]),
@@ -234,8 +263,7 @@ class CaseSet:
             patient_paid=paid,
             discharge_days=days,
             month=month,
-            los_days=optional("los_days"),
-            ventilation_hours=optional("ventilation_hours"),
+            stay_columns=functools.partial(_stay_columns, cases),
             pool_codes=pool_codes,
         )
 
@@ -246,32 +274,46 @@ class CaseSet:
         cost: np.ndarray | None = None,
         patient_paid: np.ndarray | None = None,
         discharge_days: np.ndarray | None = None,
+        years_on: int = 0,
     ) -> CaseSet:
         """The cases at `rows` (a case may be taken more than once) as a case set made from this one's arrays, not
         from a table: `cost`, `patient_paid` and `discharge_days` (-1 without a date) replace the taken ones when
         given (one per row; the month follows the day), `table()` makes the rows' table when first read
-        (`table`). It must make the cases these arrays are read from (`CaseSet.of` of it reads the same)."""
+        (`table`). It must make the cases these arrays are read from (`CaseSet.of` of it reads the same).
+        `years_on`: the given days are the taken ones moved that many whole years on (`projection.years.shift_days`:
+        the same month), so each case's month is its base case's that many years on, and its settlement frame this
+        set's frame taken by `rows` (`SettlementFrame.taken`: no factorising again)."""
         rows = np.asarray(rows, dtype=np.int64)
 
         def take(values: np.ndarray | None) -> np.ndarray | None:
             return None if values is None else values[rows]
 
+        month_values, same_months = self.frame.month_values, True
         if discharge_days is None:
             days, month = take(self.discharge_days), take(self.month)
-        else:
+        elif years_on and self.month is not None and month_values is not None:
+            days, month = np.asarray(discharge_days, dtype=np.int64), self.month[rows]
+            np.add(month, 12 * years_on, out=month, where=month != 0)  # 0: no discharge date
+            month_values = np.where(month_values == 0, 0, month_values + 12 * years_on)
+        else:  # other days: their months made afresh, and the frame
             days, month = np.asarray(discharge_days, dtype=np.int64), months_of_days(discharge_days)
+            same_months = False
         pool_codes = None if self.pool_codes is None else (self.pool_codes[0][rows], self.pool_codes[1])
+        cost = np.require(self.cost[rows] if cost is None else cost, np.float64, ("C", "W"))
+        patient_paid = self.patient_paid[rows] if patient_paid is None else np.asarray(patient_paid, np.float64)
+        frame_from = functools.partial(self.frame.taken, rows, cost, patient_paid, month_values) if same_months \
+            else None
         return CaseSet(
             cases=table,
             hospitals=CaseHospitals(self.hospitals.codes[rows], self.hospitals.ids),
             pool_text=None if pool_codes is not None else self.pool[rows],
-            cost=np.require(self.cost[rows] if cost is None else cost, np.float64, ("C", "W")),
-            patient_paid=self.patient_paid[rows] if patient_paid is None else np.asarray(patient_paid, np.float64),
+            cost=cost,
+            patient_paid=patient_paid,
             discharge_days=days,
             month=month,
-            los_days=take(self.los_days),
-            ventilation_hours=take(self.ventilation_hours),
+            stay_columns=functools.partial(_taken_stay_columns, self, rows),
             pool_codes=pool_codes,
+            frame_from=frame_from,
         )
 
     def __len__(self) -> int:

@@ -20,12 +20,28 @@ import pyarrow as pa
 
 from dipsim.money import to_fen_array
 from dipsim.payment.chain import CaseSet, by_day
+from dipsim.projection import kernels
 
-# splitmix64 (Steele, Lea, Flood 2014; the constants of Vigna's public-domain splitmix64.c): a copy's number is
-# mixed into its base case's hash so that copies of one case get unrelated ranks
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
-MIX_2 = np.uint64(0x94D049BB133111EB)
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc (mallopt(3)) to keep freed memory for the next allocation instead of handing it back to
+    the system at once: M_MMAP_THRESHOLD 32 MiB (arrays of a few million cases from the heap, not mapped afresh),
+    M_TRIM_THRESHOLD 1 GiB, M_TOP_PAD 64 MiB. A projection makes and drops arrays of a million cases many times a
+    year; with glibc's defaults each new one page-faults its memory in again, about a fifth of a Monte Carlo draw
+    at 1M cases (benchmarks/RESULTS.md). Process-wide, so `dipsim project` calls it, the library functions do not
+    (a notebook may: the process then keeps up to about 1 GiB it freed). False where the C library is not glibc
+    (nothing done)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # malloc.h
+    return all(mallopt(option, value) == 1 for option, value in (
+        (m_mmap_threshold, 32 << 20), (m_trim_threshold, 1 << 30), (m_top_pad, 64 << 20)))
 
 
 def grown(yuan: np.ndarray, factor: float) -> np.ndarray:
@@ -57,14 +73,18 @@ def year_case_set(base: CaseSet, rows: np.ndarray, year: int, cost_factor: float
     """Year `year`'s case set: the base case set's cases at `rows`, cost and patient payments x `cost_factor` to
     the fen (`grown`), discharge days moved `year` years on (`shift_days`), the year's table made by `table()`
     when first read. The same arrays as `CaseSet.of(table())` (tested), without making the table."""
+    rows = np.asarray(rows, dtype=np.int64)
     days = None
     if base.discharge_days is not None and year:
-        taken = base.discharge_days[rows]
-        days = np.where(taken == -1, -1, shift_days(taken, year))  # -1: no discharge date
+        dated = base.discharge_days[base.discharge_days != -1]  # -1: no discharge date
+        low = int(dated.min()) if len(dated) else 0
+        moved = shift_days(np.arange(low, int(dated.max()) + 1 if len(dated) else 1), year)
+        days = kernels.take_looked_up(base.discharge_days, rows, moved, low, -1)
     cost = paid = None
-    if cost_factor != 1.0:
-        cost, paid = grown(base.cost[rows], cost_factor), grown(base.patient_paid[rows], cost_factor)
-    return base.taken(rows, table, cost, paid, days)
+    if cost_factor != 1.0:  # as `grown`, in one pass
+        cost, paid = (kernels.take_grown(base.cost, rows, cost_factor),
+                      kernels.take_grown(base.patient_paid, rows, cost_factor))
+    return base.taken(rows, table, cost, paid, days, years_on=year)
 
 
 def case_ranks(ids: np.ndarray, seed: int) -> np.ndarray:
@@ -73,42 +93,27 @@ def case_ranks(ids: np.ndarray, seed: int) -> np.ndarray:
     return pd.util.hash_array(np.asarray(ids, dtype=object), hash_key=key, categorize=False)
 
 
-def copy_ranks(ranks: np.ndarray, copy: np.ndarray) -> np.ndarray:
-    """The ranks of a year's cases from their base cases' `ranks` (taken by the year's rows) and their copy
-    numbers (0: the base case itself, its rank as it is; k: the k-th copy, its base rank mixed with k by
-    splitmix64's finaliser: numbers, no copied id is hashed)."""
-    out = np.array(ranks, dtype=np.uint64)
-    at = np.flatnonzero(copy > 0)
-    if len(at):
-        x = out[at] + np.asarray(copy[at], dtype=np.uint64) * GOLDEN  # wraps modulo 2^64
-        x = (x ^ (x >> np.uint64(30))) * MIX_1
-        x = (x ^ (x >> np.uint64(27))) * MIX_2
-        out[at] = x ^ (x >> np.uint64(31))
-    return out
+def copy_ranks(ranks: np.ndarray, copy: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """The ranks of a year's cases from their base cases' `ranks` (taken by the year's `rows`; None: `ranks` are
+    already the year's) and their copy numbers (0: the base case itself, its rank as it is; k: the k-th copy, its
+    base rank mixed with k by splitmix64's finaliser, `kernels.take_copy_ranks`: numbers, no copied id is hashed)."""
+    rows = np.arange(len(copy), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+    return kernels.take_copy_ranks(np.asarray(ranks, np.uint64), rows, np.asarray(copy, np.int64))
 
 
 def drifted_by_rank(ranks: np.ndarray, hospital_codes: np.ndarray, share: np.ndarray) -> np.ndarray:
     """Per case whether it drifts: per hospital code c the round_half_even(share[c] x n_c) of its n_c cases with
     the lowest ranks (equal ranks: the earlier case first). Each hospital's k-th lowest rank is found by partition
-    (not by sorting its cases); the cases below it, and as many as needed of those equal to it, drift."""
+    (not by sorting its cases); the cases below it, and as many as needed of those equal to it, drift
+    (`kernels.lowest_ranks`, the hospitals in parallel)."""
     codes = np.asarray(hospital_codes)
     by = np.argsort(codes, kind="stable") if np.any(codes[1:] < codes[:-1]) else None  # a year's are by hospital
-    sorted_ranks = ranks if by is None else ranks[by]
     bounds = np.searchsorted(codes if by is None else codes[by], np.arange(len(share) + 1))
     count = np.round(share * np.diff(bounds)).astype(np.int64)
-    kth = np.zeros(len(share), np.uint64)  # no case is below 0, none is needed at it
-    for code in np.flatnonzero(count):
-        k = count[code]
-        kth[code] = np.partition(sorted_ranks[bounds[code]:bounds[code + 1]], k - 1)[k - 1]
-    case_kth = kth[codes]
-    out = ranks < case_kth
-    tied = np.flatnonzero((ranks == case_kth) & (count[codes] > 0))
-    if len(tied):  # as many as still needed of the cases at the k-th rank, the earlier first
-        needed = count - np.bincount(codes[out], minlength=len(share))
-        tied_codes = codes[tied]
-        order = np.argsort(tied_codes, kind="stable")
-        starts = np.searchsorted(tied_codes[order], tied_codes[order])
-        out[tied[order][np.arange(len(order)) - starts < needed[tied_codes[order]]]] = True
+    if by is None:
+        return kernels.lowest_ranks(np.asarray(ranks, np.uint64), bounds, count)
+    out = np.zeros(len(codes), bool)
+    out[by] = kernels.lowest_ranks(np.asarray(ranks, np.uint64)[by], bounds, count)
     return out
 
 
