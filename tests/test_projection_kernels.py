@@ -51,3 +51,12 @@ def test_points_scaled_where_drifted():
     got = kernels.take_scaled_where(points, rows, drift, 1.1)
     assert got.tobytes() == (points[rows] * np.where(drift, 1.1, 1.0)).tobytes()
     assert kernels.take_scaled(points, rows, 1.04).tobytes() == (points[rows] * 1.04).tobytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2**64 - 1), min_size=1, max_size=80), st.data())
+def test_kth_smallest_is_numpys_partition(values, data):
+    """Random ranks, and many equal ones (hypothesis shrinks towards them)."""
+    ranks = np.array(values, np.uint64)
+    k = data.draw(st.integers(min_value=0, max_value=len(values) - 1))
+    assert kernels.kth_smallest(ranks, k) == np.partition(ranks, k)[k]
