@@ -17,11 +17,8 @@ drift share uniform(0, 4%) a year, factor 1.1, the budget growing by a normal(5%
   examples/dip_auxiliary.toml's severity levels) and intensity share 1% a year with elasticity 0.5 to the point
   value's change (the group table and the aux table built once, before the timings).
 
-Memory: `dipsim project` asks glibc to keep freed memory (`projection.years.keep_freed_memory`); the draws are
-measured as it runs them. With --malloc both (the default for --case drawn), the drawn case runs first with glibc's
-defaults (the baseline: each new million-case array page-faulted in again), then kept. The projection kernels'
-(`dipsim.projection.kernels`, `payment.frame_kernel`) Numba compile time is measured apart, in a fresh process
-with an empty cache, then with the cache it wrote.
+The projection kernels' (`dipsim.projection.kernels`, `payment.frame_kernel`) Numba compile time is measured
+apart, in a fresh process with an empty cache, then with the cache it wrote.
 
 Reported: run_chain alone on the base year (the floor of a settled year); building the last year's case set from
 the base year as index arrays (`year_case_set`), against the baseline of making the year's table and reading it
@@ -99,8 +96,6 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=100)
     parser.add_argument("--scheduler", help="Dask: 'processes', 'synchronous' or an address (default: in process)")
     parser.add_argument("--case", choices=[*CASES, "moves", "both"], default="both")
-    parser.add_argument("--malloc", choices=["kept", "both"], default="both",
-                        help="both: the drawn case with glibc's defaults first, then with freed memory kept")
     args = parser.parse_args()
     compile_cold, compile_cached = compile_times()
 
@@ -111,7 +106,7 @@ def main() -> None:
     from dipsim.payment.chain import CaseSet, run_chain
     from dipsim.policy import load_policy
     from dipsim.project import project, project_draws, projection_of, year_rows, year_table
-    from dipsim.projection.years import keep_freed_memory, year_case_set
+    from dipsim.projection.years import year_case_set
     from dipsim.region import budgets_from_cost
 
     region = ensure_region(args.cases, args.seed)
@@ -161,17 +156,12 @@ def main() -> None:
     project(cases, hospitals, policy, spec, grouped)
     one = clock.lap()
     draws = {}
-    runs = [(case, "kept") for case in (CASES if args.case == "both" else [args.case])]
-    if args.malloc == "both" and ("drawn", "kept") in runs:
-        runs.insert(0, ("drawn", "default"))
-    for case, memory in runs:
-        if memory == "kept":
-            keep_freed_memory()
+    for case in CASES if args.case == "both" else [args.case]:
         clock = Clock()
         drawn = project_draws(cases, hospitals, policy, specs[case], grouped, args.draws, seed=20250101,
                               scheduler=args.scheduler, progress=clock.tick, aux_factor=aux_factor, groups=groups)
         clock.tick(args.draws, args.draws)  # the bands
-        draws[case if memory == "kept" else f"{case}, glibc's malloc defaults"] = (clock.laps, len(drawn.bands))
+        draws[case] = (clock.laps, len(drawn.bands))
     engine = args.scheduler or "in process"
     print(machine_line(f"python benchmarks/bench_project.py --cases {args.cases} --years {args.years} --draws "
                        f"{args.draws}" + (f" --scheduler {args.scheduler}" if args.scheduler else "")
@@ -189,7 +179,7 @@ def main() -> None:
           f"{one[1]:.2f} | {one[0] / (args.years + 1):.3f} |")
     settled = args.draws * (args.years + 1)
     for case, (laps, _) in draws.items():
-        what = f"{engine}, {'volume and cost drawn' if case.startswith('drawn') else 'volume and cost fixed'}" + \
+        what = f"{engine}, {'volume and cost drawn' if case == 'drawn' else 'volume and cost fixed'}" + \
             (", moves between groups" if case == "moves" else "")
         wall, cpu = sum(w for w, _ in laps), sum(c for _, c in laps)
         if args.scheduler is None:  # the draws one by one in this process: the first apart

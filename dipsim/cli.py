@@ -720,12 +720,10 @@ def cmd_project(args) -> int:
     from dipsim.policy import load_policy
     from dipsim.project import load_projection
     from dipsim.projection.levers import lever_scenarios, project_levers
-    from dipsim.projection.years import keep_freed_memory
     from dipsim.region import budgets_from_cost
     from dipsim.scenarios import grouped_cached, inputs_digest
 
     console = _console(args)
-    keep_freed_memory()  # a projection's arrays reused, not page-faulted in afresh (projection.years)
     spec = load_projection(args.file)
     policy_path = args.policy or spec.policy
     if not policy_path:

@@ -23,27 +23,6 @@ from dipsim.payment.chain import CaseSet, by_day
 from dipsim.projection import kernels
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc's malloc (mallopt(3)) to keep freed memory for the next allocation instead of handing it back to
-    the system at once: M_MMAP_THRESHOLD 32 MiB (arrays of a few million cases from the heap, not mapped afresh),
-    M_TRIM_THRESHOLD 1 GiB, M_TOP_PAD 64 MiB. A projection makes and drops arrays of a million cases many times a
-    year; with glibc's defaults each new one page-faults its memory in again, about a fifth of a Monte Carlo draw
-    at 1M cases (benchmarks/RESULTS.md). Process-wide, so `dipsim project` calls it, the library functions do not
-    (a notebook may: the process then keeps up to about 1 GiB it freed). False where the C library is not glibc
-    (nothing done)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # malloc.h
-    return all(mallopt(option, value) == 1 for option, value in (
-        (m_mmap_threshold, 32 << 20), (m_trim_threshold, 1 << 30), (m_top_pad, 64 << 20)))
-
-
 def grown(yuan: np.ndarray, factor: float) -> np.ndarray:
     """Amounts x `factor`, to the fen, half away from zero (`money.to_fen_array`, the rounding of every other
     amount)."""
