@@ -747,6 +747,78 @@ def _check_names(spec: ProjectionSpec, info: dict, hospital_ids: list, pools: li
 
 
 
+def _year_cases(cases: pa.Table, base: dict, spec: ProjectionSpec, year: int, cost_factor: float, info: dict,
+                cache: dict | None) -> _Year:
+    """Year `year`'s cases (`year_rows`, `year_case_set`): from `cache` when a year of the same volume rates, seed
+    and cost factor was made before (a Monte Carlo draw of other drift or budget), else made and kept there (the
+    oldest dropped beyond `CACHE_YEARS`). `base`: the base year's case set and, by seed, its hospitals' case orders."""
+    base_set = base["set"]
+    key = (year, cost_factor, spec.seed, tuple(spec.volume_growth[:year]),
+           *(tuple(sorted(m.items())) for m in (spec.volume_growth_by_hospital, spec.volume_growth_by_type,
+                                                spec.volume_growth_by_level))) if cache is not None else None
+    known = cache.get(key) if cache is not None else None
+    if known is not None:
+        return known
+    codes, ids = base_set.hospitals.codes, base_set.hospitals.ids
+    if year == 0:
+        known = _Year(base_set, YearCases(np.arange(cases.num_rows), np.zeros(cases.num_rows, np.int64)))
+    else:
+        if spec.seed not in base["orders"]:
+            base["orders"][spec.seed] = volume_orders(codes, ids, spec.seed)
+        made = year_rows(codes, ids, info, spec, year, base["orders"][spec.seed])
+        known = _Year(year_cases.year_case_set(base_set, made.rows, year, cost_factor, functools.partial(
+            year_table, cases, made, year, cost_factor)), made)
+    if cache is not None:
+        cache[key] = known
+        while len(cache) > CACHE_YEARS + 1:
+            cache.pop(next(k for k in cache if k != BASE))
+    return known
+
+
+def _year_policy(policy: Policy, spec: ProjectionSpec, year: int, day, pools: list[str], budgets: dict[str, float],
+                 history: dict) -> tuple[Policy, dict[str, float]]:
+    """The policy a year is settled under and its pools' budgets: the policy's own budget.total on the year's
+    settlement day (year 0, and rule "policy"), else the file's budget rule (`_budget_rule`, from last year's
+    `budgets`) over it; with [budget] budget_point_value = "history", the budget point value from the years
+    before (`_with_budget_point_value`)."""
+    rule = _budget_rule(spec, pools, year, budgets) if year else None
+    if rule is None:
+        total = policy.get("budget.total", day)
+        budgets, year_policy = {p: float(total[p]) for p in pools if p in total}, policy
+    else:
+        budgets = rule
+        year_policy = policy.overlay({"budget.total": {**policy.get("budget.total", day), **rule}}, name=policy.name)
+    if year and spec.budget_point_value == "history":
+        year_policy = _with_budget_point_value(year_policy, day, pools, history)
+    return year_policy, budgets
+
+
+def _pool_year(year: int, day, run, spec: ProjectionSpec, balances: dict[str, float], history: dict) -> list[dict]:
+    """A settled year's rows of years.csv, one per pool, and what the next years read: each pool's fund balance
+    (`balances`: + the fund's income - the pool's fund payout, to the fen) and the money its points shared and the
+    points (`history`, for the budget point value of rule "history")."""
+    pool_names, (pool_cases,) = _summed_by(run.hospitals, "pool", ["cases"])
+    cases_by_pool = dict(zip(pool_names.tolist(), pool_cases.tolist()))
+    rows = []
+    for row in run.pools.to_pylist():
+        pool = row["pool"]
+        history.setdefault(pool, []).append((run.settlement.spent_on_points[pool], row["total_points"]))
+        fund = spec.funds.get(pool)
+        payout = float(row["fund_payout"])
+        income = balance = months = None
+        if fund is not None:
+            income = fund.income(year)
+            if year:
+                balances[pool] = round(balances[pool] + income - payout, 2)
+            balance = balances[pool]
+            months = round(balance / (payout / 12), 4) if payout > 0 else None
+        rows.append({"year": year, "settlement_day": day, "pool": pool, "cases": int(cases_by_pool.get(pool, 0)),
+                     "points": row["total_points"], "point_value": row["point_value"], "status": row["status"],
+                     "budget": float(row["budget"]), "budget_available": float(row["budget_available"]),
+                     "income": income, "fund_payout": payout, "balance": balance, "months_of_capacity": months})
+    return rows
+
+
 def _summed_by(table: pa.Table, key: str, names: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
     """The distinct values of `key` in `table` (a settlement's hospitals table: a few hundred rows) and, per value,
     the sum of each of `names` as floats (decimal yuan to float, as the tables' readers take them)."""
@@ -817,25 +889,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     reweight = reweighting(spec.catalogue, cache)  # None: the frozen catalogue
     for year in range(spec.years + 1):
         cost_factor = math.prod(1 + g for g in spec.cost_growth[:year])
-        # a year's cases follow from these (and from the cases and hospitals, which a cache is kept for)
-        key = (year, cost_factor, spec.seed, tuple(spec.volume_growth[:year]),
-               *(tuple(sorted(m.items())) for m in (spec.volume_growth_by_hospital, spec.volume_growth_by_type,
-                                                    spec.volume_growth_by_level))) if cache is not None else None
-        known = cache.get(key) if cache is not None else None
-        if known is None:
-            if year == 0:
-                made = YearCases(np.arange(cases.num_rows), np.zeros(cases.num_rows, np.int64))
-                known = _Year(base_set, made)
-            else:
-                if spec.seed not in base["orders"]:
-                    base["orders"][spec.seed] = volume_orders(codes, ids, spec.seed)
-                made = year_rows(codes, ids, info, spec, year, base["orders"][spec.seed])
-                known = _Year(year_cases.year_case_set(base_set, made.rows, year, cost_factor, functools.partial(
-                    year_table, cases, made, year, cost_factor)), made)
-            if cache is not None:
-                cache[key] = known
-                while len(cache) > CACHE_YEARS + 1:
-                    cache.pop(next(k for k in cache if k != BASE))
+        known = _year_cases(cases, base, spec, year, cost_factor, info, cache)
         made = known.made
         year_codes = codes[made.rows]
 
@@ -875,23 +929,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
             raise InputError(f"{spec.source}: year {year} ({day}) is under payment.mode / payment.drg_scheme "
                              f"{grouping}, the base year under {base_grouping}: a projection groups the cases once "
                              "and cannot change the grouping by year yet")
-        pools = case_set.pools
-        if year == 0:
-            total = policy.get("budget.total", day)
-            budgets = {p: float(total[p]) for p in pools if p in total}
-            year_policy = policy
-        else:
-            rule = _budget_rule(spec, pools, year, budgets)
-            if rule is None:
-                total = policy.get("budget.total", day)
-                budgets = {p: float(total[p]) for p in pools if p in total}
-                year_policy = policy
-            else:
-                budgets = rule
-                year_policy = policy.overlay({"budget.total": {**policy.get("budget.total", day), **rule}},
-                                             name=policy.name)
-        if year and spec.budget_point_value == "history":
-            year_policy = _with_budget_point_value(year_policy, day, pools, history)
+        year_policy, budgets = _year_policy(policy, spec, year, day, case_set.pools, budgets, history)
         # the base year is the same in every draw: its run reused (same cases, grouping, policy and factors)
         same = (id(grouped), id(policy), id(hospitals), id(aux_factor))
         if year == 0 and known.base_run is not None and known.base_run[0] == same:
@@ -906,27 +944,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
             reweight.settled(year, year_grouped, known.case_set.cost)
         reference = settled_points(run.settlement)
         moves.observe(run)
-        pool_names, (pool_cases,) = _summed_by(run.hospitals, "pool", ["cases"])
-        cases_by_pool = dict(zip(pool_names.tolist(), pool_cases.tolist()))
-        for row in run.pools.to_pylist():
-            pool = row["pool"]
-            # the money the points shared and the points, for the next years' budget point value (rule "history")
-            history.setdefault(pool, []).append((run.settlement.spent_on_points[pool], row["total_points"]))
-            fund = spec.funds.get(pool)
-            payout = float(row["fund_payout"])
-            income = balance = months = None
-            if fund is not None:
-                income = fund.income(year)
-                if year:
-                    balances[pool] = round(balances[pool] + income - payout, 2)
-                balance = balances[pool]
-                months = round(balance / (payout / 12), 4) if payout > 0 else None
-            pool_rows.append({"year": year, "settlement_day": day, "pool": pool,
-                              "cases": int(cases_by_pool.get(pool, 0)),
-                              "points": row["total_points"], "point_value": row["point_value"],
-                              "status": row["status"], "budget": float(row["budget"]),
-                              "budget_available": float(row["budget_available"]), "income": income,
-                              "fund_payout": payout, "balance": balance, "months_of_capacity": months})
+        pool_rows += _pool_year(year, day, run, spec, balances, history)
         table, ratio = hospital_year(year, run, year_grouped.group_points, year_codes, drift, moved, ids, info)
         hospital_tables.append(table)
         if progress is not None:
