@@ -718,7 +718,7 @@ def cmd_project(args) -> int:
     from dipsim.payment.chain import discharge_days
     from dipsim.payment.terms import command_line_scheme, settlement_day
     from dipsim.policy import load_policy
-    from dipsim.project import load_projection
+    from dipsim.project import ageing_warning, load_projection
     from dipsim.projection.levers import lever_scenarios, project_levers
     from dipsim.region import budgets_from_cost
     from dipsim.scenarios import grouped_cached, inputs_digest
@@ -744,6 +744,9 @@ def cmd_project(args) -> int:
     inputs = _file_digests(args.cases, args.hospitals)
     console.print(f"{spec.name}: the base year and {spec.years} projected year(s), {cases.num_rows:,} base cases"
                   + (f", {len(scenarios)} scenarios" if len(scenarios) > 1 else ""))
+    warnings = list(dict.fromkeys(w for s in scenarios if (w := ageing_warning(cases, s.spec))))
+    for warning in warnings:  # shown with --quiet too
+        _console(argparse.Namespace(quiet=False)).print(f"warning: {warning}", markup=False, soft_wrap=True)
     with _progress(console, f"grouping ({mode}, cached)", 1) as update:
         catalog = None
         if mode == "dip":
@@ -786,7 +789,7 @@ def cmd_project(args) -> int:
               "policy_sha256": policy.digest(), "mode": mode, "catalog": args.catalog, "scheme": scheme,
               "auxiliary": args.auxiliary, "budgets": budgets, "draws": args.draws or 0,
               "draw_seed": (spec.seed if args.seed is None else args.seed) if args.draws else None,
-              "distributions": {path: vars(d) for path, d in _distributions(spec).items()},
+              "distributions": {path: vars(d) for path, d in _distributions(spec).items()}, "warnings": warnings,
               "inputs": _file_digests(args.file, args.cases, args.hospitals, *([policy_path] if policy_path else [])),
               **region.manifest()}
     if not args.no_report:

@@ -17,6 +17,7 @@ A projection file (PROJECTION.toml; every key optional but `years`):
     volume_growth_by_level = { "三级甲等" = 0.04 }   # a level's rate instead (one number, every year)
     volume_growth_by_type = { "中医" = 0.03 }        # a type's rate instead
     volume_growth_by_hospital = { H001 = 0.10 }      # a hospital's rate instead
+    volume_growth_by_age = { "0-14" = -0.02, "65-" = 0.04 }  # ageing: an age band's cases grow by this too
     cost_growth = 0.03             # cost per case (and patient payments, and the groups' standard costs)
 
     [behaviour]                    # coding drift / intensity: a share of a hospital's cases whose points rise
@@ -25,6 +26,9 @@ A projection file (PROJECTION.toml; every key optional but `years`):
     drift_share_by_hospital = { H001 = 0.05 }
     drift_factor = 1.2             # a drifted case's group points (DIP points, DRG RW) x this
     drift_elasticity = 0.0         # response to last year's payment / cost ratio r: share x r^(-elasticity)
+    drift_elasticity_pv = 0.0      # ... and to the point value's change v: share x v^(-elasticity_pv)
+    volume_elasticity = 0.0        # volume: each year's growth factor x r^(volume_elasticity)
+    volume_elasticity_pv = 0.0     # ... x v^(-volume_elasticity_pv): more cases when the point value falls
     severity_share = 0.01          # moves between groups (dipsim.projection.moves, with a group table): cases moved
     intensity_share = 0.01         # up a severity level / to the next group up of their diagnosis (DIP); each with
                                    # _by_level, _by_hospital, _elasticity, _elasticity_pv (docs/projection.md)
@@ -86,6 +90,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -120,9 +125,10 @@ MONEY_COLUMNS = ("total_cost", "patient_paid", "fund_paid", "tcm_cost")  # grown
 KEYS = {
     "projection": {"name": "text", "title": "text", "years": "int", "seed": "int", "policy": "text"},
     "demand": {"volume_growth": "rates", "volume_growth_by_level": "map", "volume_growth_by_type": "map",
-               "volume_growth_by_hospital": "map", "cost_growth": "rates"},
+               "volume_growth_by_hospital": "map", "volume_growth_by_age": "map", "cost_growth": "rates"},
     "behaviour": {"drift_share": "rates", "drift_share_by_level": "map", "drift_share_by_hospital": "map",
-                  "drift_factor": "number", "drift_elasticity": "number", **group_moves.MOVE_KEYS},
+                  "drift_factor": "number", "drift_elasticity": "number", "drift_elasticity_pv": "number",
+                  "volume_elasticity": "number", "volume_elasticity_pv": "number", **group_moves.MOVE_KEYS},
     "budget": {"rule": "text", "share": "number", "growth": "rates", "cap_by_income": "bool",
                "budget_point_value": "text"},
 }
@@ -159,12 +165,16 @@ class ProjectionSpec:
     volume_growth_by_level: dict[str, float] = field(default_factory=dict)
     volume_growth_by_type: dict[str, float] = field(default_factory=dict)
     volume_growth_by_hospital: dict[str, float] = field(default_factory=dict)
+    volume_growth_by_age: dict[str, float] = field(default_factory=dict)  # age band ("0-14", "65-") -> rate
     cost_growth: list[float] = field(default_factory=list)
     drift_share: list[float] = field(default_factory=list)
     drift_share_by_level: dict[str, float] = field(default_factory=dict)
     drift_share_by_hospital: dict[str, float] = field(default_factory=dict)
     drift_factor: float = 1.0
     drift_elasticity: float = 0.0
+    drift_elasticity_pv: float = 0.0
+    volume_elasticity: float = 0.0  # volume's response to last year's payment / cost ratio
+    volume_elasticity_pv: float = 0.0  # ... and to the point value's change
     # moves between groups (`dipsim.projection.moves`): severity_share, ..._by_level, ..._by_hospital,
     # ..._elasticity, ..._elasticity_pv, the same for intensity
     severity_share: list[float] = field(default_factory=list)
@@ -524,6 +534,10 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
     if values.get("budget_point_value", "policy") not in BUDGET_POINT_VALUE_RULES:
         problem("budget", "budget_point_value", f"one of {', '.join(repr(r) for r in BUDGET_POINT_VALUE_RULES)} "
                                                 f"(got {values['budget_point_value']!r})")
+    if isinstance(values.get("volume_growth_by_age"), dict):
+        _, wrong = age_bands(values["volume_growth_by_age"])
+        if wrong:
+            problem("demand", "volume_growth_by_age", wrong)
     factor = values.get("drift_factor", 1.0)
     if isinstance(factor, float) and factor <= 0:
         problem("behaviour", "drift_factor", f"above 0 (1.2: a drifted case's points x 1.2; got {factor!r})")
@@ -570,29 +584,95 @@ def volume_orders(hospital_codes: np.ndarray, hospital_ids, seed: int) -> list[t
     return [(own, own[_order(seed, f"volume\0{hospital}", len(own))]) for own, hospital in zip(owns, hospital_ids)]
 
 
+def volume_factors(spec: ProjectionSpec, hospital_ids, hospital_info: dict, year: int) -> np.ndarray:
+    """Per hospital code, its volume rate of `year` (1-based): its own (`volume_growth_by_hospital`), else its
+    type's, else its level's, else the overall one."""
+    out = np.empty(len(hospital_ids))
+    for code, hospital in enumerate(hospital_ids):
+        level, kind = hospital_info.get(hospital, ("", ""))
+        out[code] = _rate(spec.volume_growth, [(spec.volume_growth_by_hospital, hospital),
+                                               (spec.volume_growth_by_type, kind),
+                                               (spec.volume_growth_by_level, level)], year)
+    return out
+
+
+def age_bands(rates: dict[str, float]) -> tuple[list[tuple[int, int | None, float]], str]:
+    """The age bands of `volume_growth_by_age` ("A-B": ages A to B years, both included; "A-": A and over) as
+    (low, high or None, rate), lowest first, and '' or what is wrong (a band that is not "A-B" / "A-" with whole
+    years, B below A, or two bands sharing an age)."""
+    bands = []
+    for label, rate in rates.items():
+        m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d*)\s*", str(label))
+        if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
+            return [], (f"age bands are \"A-B\" (ages A to B, whole years, both included) or \"A-\" (A and over), "
+                        f"e.g. {{ \"0-14\" = 0.0, \"65-\" = 0.04 }} (got {label!r})")
+        bands.append((int(m.group(1)), int(m.group(2)) if m.group(2) else None, float(rate)))
+    bands.sort(key=lambda b: b[0])
+    for (low, high, _), (next_low, _, _) in itertools.pairwise(bands):
+        if high is None or high >= next_low:
+            return [], f"age bands overlap: {low}-{'' if high is None else high} and {next_low}-"
+    return bands, ""
+
+
+def case_age_bands(cases: pa.Table, spec: ProjectionSpec) -> np.ndarray | None:
+    """Per base case the index of its age band in `age_bands(spec.volume_growth_by_age)` (-1: no age, or an age
+    in no band), from its age at admission (age_years); None without ageing."""
+    if not spec.volume_growth_by_age:
+        return None
+    bands, _ = age_bands(spec.volume_growth_by_age)
+    out = np.full(cases.num_rows, -1, np.int64)
+    if "age_years" not in cases.column_names:
+        return out
+    ages = pc.cast(cases["age_years"], pa.float64()).to_numpy(zero_copy_only=False)  # NaN: no age
+    for k, (low, high, _) in enumerate(bands):
+        out[(ages >= low) & ((ages <= high) if high is not None else np.isfinite(ages))] = k
+    return out
+
+
+def ageing_warning(cases: pa.Table, spec: ProjectionSpec) -> str:
+    """'' or a warning: how many base cases have no age or an age in no band of volume_growth_by_age (they grow by
+    their hospital's rate only)."""
+    bands = case_age_bands(cases, spec)
+    if bands is None or not (bands == -1).any():
+        return ""
+    count = int((bands == -1).sum())
+    return (f"volume_growth_by_age: {count:,} of {len(bands):,} base cases have no age (age_years) or an age in "
+            f"no band ({', '.join(spec.volume_growth_by_age)}): they grow by their hospital's rate only")
+
+
 def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spec: ProjectionSpec,
-              year: int, orders: list | None = None) -> YearCases:
+              year: int, orders: list | None = None, factors: np.ndarray | None = None,
+              bands: np.ndarray | None = None) -> YearCases:
     """The base cases a year is made of (`volume` in the module's notes): per hospital the first n_t of its cases
-    in a seeded order (`volume_orders`, given or made), cycling for copies; the year's cases by hospital code."""
+    in a seeded order (`volume_orders`, given or made), cycling for copies; the year's cases by hospital code.
+    `factors`: per hospital code its volume factor since the base year (default: the product of its rates,
+    `volume_factors`; `project` passes its own with the responses in). `bands`: per base case its age band
+    (`case_age_bands`): with ageing each of a hospital's bands is counted and taken on its own (its cases in the
+    hospital's seeded order), its count x the band's factor prod(1 + a_b) too."""
+    if factors is None:
+        factors = np.prod([1 + volume_factors(spec, hospital_ids, hospital_info, s) for s in range(1, year + 1)],
+                          axis=0) if year else np.ones(len(hospital_ids))
+    band_factors = np.array([(1 + rate) ** year for _, _, rate in age_bands(spec.volume_growth_by_age)[0]])
     rows, copies = [], []
     orders = volume_orders(hospital_codes, hospital_ids, spec.seed) if orders is None else orders
-    for (own, order), hospital in zip(orders, hospital_ids):
-        n0 = len(own)
-        if not n0:
+    for (own, order), factor in zip(orders, factors):
+        if not len(own):
             continue
-        level, kind = hospital_info.get(hospital, ("", ""))
-        factor = math.prod(1 + _rate(spec.volume_growth, [(spec.volume_growth_by_hospital, hospital),
-                                                          (spec.volume_growth_by_type, kind),
-                                                          (spec.volume_growth_by_level, level)], s)
-                           for s in range(1, year + 1))
-        n = int(np.round(n0 * factor))  # half to even
-        if n <= n0:
-            rows.append(np.sort(order[:n]))
-            copies.append(np.zeros(n, np.int64))
-        else:
-            extra = np.arange(n - n0)
-            rows += [own, order[extra % n0]]
-            copies += [np.zeros(n0, np.int64), extra // n0 + 1]
+        if bands is None:
+            parts = [(own, order, factor)]
+        else:  # per age band (-1: none, the hospital's factor alone), in the hospital's seeded order
+            parts = [(own[bands[own] == b], order[bands[order] == b], factor * (band_factors[b] if b >= 0 else 1.0))
+                     for b in np.unique(bands[own])]
+        for part_own, part_order, part_factor in parts:
+            n0 = len(part_own)
+            n = int(np.round(n0 * part_factor))  # half to even
+            if n <= n0:
+                rows.append(np.sort(part_order[:n]))
+                copies.append(np.zeros(n, np.int64))
+            else:
+                extra = np.arange(n - n0)
+                rows += [part_own, part_order[extra % n0]]
+                copies += [np.zeros(n0, np.int64), extra // n0 + 1]
     return YearCases(np.concatenate(rows) if rows else np.zeros(0, np.int64),
                      np.concatenate(copies) if copies else np.zeros(0, np.int64))
 
@@ -747,15 +827,15 @@ def _check_names(spec: ProjectionSpec, info: dict, hospital_ids: list, pools: li
 
 
 
-def _year_cases(cases: pa.Table, base: dict, spec: ProjectionSpec, year: int, cost_factor: float, info: dict,
-                cache: dict | None) -> _Year:
-    """Year `year`'s cases (`year_rows`, `year_case_set`): from `cache` when a year of the same volume rates, seed
-    and cost factor was made before (a Monte Carlo draw of other drift or budget), else made and kept there (the
-    oldest dropped beyond `CACHE_YEARS`). `base`: the base year's case set and, by seed, its hospitals' case orders."""
+def _year_cases(cases: pa.Table, base: dict, spec: ProjectionSpec, year: int, cost_factor: float,
+                volume: np.ndarray, info: dict, cache: dict | None) -> _Year:
+    """Year `year`'s cases (`year_rows`, `year_case_set`), `volume` the hospitals' volume factors since the base
+    year: from `cache` when a year of the same factors, ageing, seed and cost factor was made before (a Monte Carlo
+    draw of other drift or budget), else made and kept there (the oldest dropped beyond `CACHE_YEARS`). `base`: the
+    base year's case set and, by seed, its hospitals' case orders, by ageing its cases' age bands."""
     base_set = base["set"]
-    key = (year, cost_factor, spec.seed, tuple(spec.volume_growth[:year]),
-           *(tuple(sorted(m.items())) for m in (spec.volume_growth_by_hospital, spec.volume_growth_by_type,
-                                                spec.volume_growth_by_level))) if cache is not None else None
+    ageing = tuple(sorted(spec.volume_growth_by_age.items()))
+    key = (year, cost_factor, spec.seed, volume.tobytes(), ageing) if cache is not None else None
     known = cache.get(key) if cache is not None else None
     if known is not None:
         return known
@@ -765,7 +845,10 @@ def _year_cases(cases: pa.Table, base: dict, spec: ProjectionSpec, year: int, co
     else:
         if spec.seed not in base["orders"]:
             base["orders"][spec.seed] = volume_orders(codes, ids, spec.seed)
-        made = year_rows(codes, ids, info, spec, year, base["orders"][spec.seed])
+        if ageing and ageing not in base["bands"]:
+            base["bands"][ageing] = case_age_bands(cases, spec)
+        made = year_rows(codes, ids, info, spec, year, base["orders"][spec.seed], volume,
+                         base["bands"][ageing] if ageing else None)
         known = _Year(year_cases.year_case_set(base_set, made.rows, year, cost_factor, functools.partial(
             year_table, cases, made, year, cost_factor)), made)
     if cache is not None:
@@ -869,8 +952,9 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     info = {r.hospital_id: (r.level, r.type) for r in info_frame.itertuples()}
     base = cache.get(BASE) if cache is not None else None
     if base is None:
-        # by seed: each base case's drift rank (`case_ranks`), each hospital's cases in order (`volume_orders`)
-        base = {"set": CaseSet.of(cases), "ranks": {}, "orders": {}}
+        # by seed: each base case's drift rank (`case_ranks`), each hospital's cases in order (`volume_orders`);
+        # by ageing: each base case's age band (`case_age_bands`)
+        base = {"set": CaseSet.of(cases), "ranks": {}, "orders": {}, "bands": {}}
         if cache is not None:
             cache[BASE] = base
     base_set = base["set"]
@@ -878,6 +962,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     _check_names(spec, info, ids.tolist(), base_set.pools)
     ratio = np.ones(len(ids))  # each hospital's payment / cost of the year before
     drifted_share = np.zeros(len(ids))
+    volume = np.ones(len(ids))  # each hospital's volume factor since the base year
     moves = group_moves.Moves(spec, groups, ids, info)
     aux_factor = moves.aux_factor(aux_factor)
     pool_rows: list[dict] = []
@@ -889,7 +974,13 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     reweight = reweighting(spec.catalogue, cache)  # None: the frozen catalogue
     for year in range(spec.years + 1):
         cost_factor = math.prod(1 + g for g in spec.cost_growth[:year])
-        known = _year_cases(cases, base, spec, year, cost_factor, info, cache)
+        if year:  # the year's volume growth: its rate, x the responses to last year's payment and point value
+            volume = volume * (1 + volume_factors(spec, ids, info, year))
+            if spec.volume_elasticity:
+                volume = volume * np.power(np.where(ratio > 0, ratio, 1.0), spec.volume_elasticity)
+            if spec.volume_elasticity_pv:
+                volume = volume * np.power(moves.pv_ratio, -spec.volume_elasticity_pv)
+        known = _year_cases(cases, base, spec, year, cost_factor, volume, info, cache)
         made = known.made
         year_codes = codes[made.rows]
 
@@ -905,7 +996,8 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
             trend = np.array([_rate(spec.drift_share, [(spec.drift_share_by_hospital, h),
                                                        (spec.drift_share_by_level, info.get(h, ("", ""))[0])], year)
                               for h in ids])
-            share = trend * np.power(np.where(ratio > 0, ratio, 1.0), -spec.drift_elasticity)
+            share = (trend * np.power(np.where(ratio > 0, ratio, 1.0), -spec.drift_elasticity)
+                     * np.power(moves.pv_ratio, -spec.drift_elasticity_pv))
             drifted_share = np.minimum(1.0, drifted_share + share)
         drift = np.zeros(len(made.rows), bool)
         if drifted_share.any():

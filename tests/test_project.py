@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import re
 from decimal import Decimal
 
 import numpy as np
@@ -398,6 +399,13 @@ def test_cli_end_to_end_on_a_synthetic_region(region, tmp_path, capsys):
     bad.write_text('[projection]\nyears = 2\n\n[demand]\nvolume = 0.1\n', encoding="utf-8")
     assert main(["project", str(bad), *common, "--policy", str(policy_file), "-o", str(tmp_path / "bad")]) == 1
     assert "[demand] volume (line 5): unknown key" in capsys.readouterr().err
+    aged = tmp_path / "aged.toml"  # ageing of the 65+ only: the younger cases are in no band, a warning
+    aged.write_text('[projection]\nyears = 1\n[demand]\nvolume_growth_by_age = { "65-" = 0.1 }\n', encoding="utf-8")
+    assert main(["project", str(aged), *common, "--policy", str(policy_file), "--no-report",
+                 "-o", str(tmp_path / "aged")]) == 0
+    warned = json.loads((tmp_path / "aged" / "manifest.json").read_text(encoding="utf-8"))["warnings"]
+    assert len(warned) == 1 and "have no age (age_years) or an age in no band (65-)" in warned[0]
+    assert "warning: volume_growth_by_age:" in capsys.readouterr().err
 
 
 def test_cli_help_answers(capsys):
@@ -439,3 +447,79 @@ def test_a_grouping_changed_by_year_is_refused():
                                                                     "2026-01-01": "chs-drg-2.0"}})
     with pytest.raises(InputError, match="cannot change the grouping by year yet"):
         project(cases, HOSPITALS, dated, spec, grouped)
+
+
+# ------------------------------------------------------------------ ageing and the hospitals' volume responses
+
+
+def test_volume_responds_to_last_years_payment_over_cost_by_hand():
+    """volume_elasticity 1: each year's growth factor x r (last year's payment / cost), no trend.
+    Base year: H1 costs 1,000 a case, H2 1,250 (r = 1.25 of the standard 1,000: normal); 1,000 points each, V = 5:
+    H1 paid 5,000.00 for 10,000.00 (r = 0.5), H2 5,000.00 for 12,500.00 (r = 0.4).
+    Year 1: H1 round(10 x 0.5) = 5 cases, H2 round(10 x 0.4) = 4; V = 10,000 / 900 = 11.1111...: H1 5,555.56 for
+    5,000.00 (r = 1.111112), H2 4,444.44 for 5,000.00 (r = 0.888888).
+    Year 2: H1 round(10 x 0.5 x 1.111112) = round(5.56) = 6, H2 round(10 x 0.4 x 0.888888) = round(3.56) = 4."""
+    cases, grouped = tiny(costs=(1_000.0, 1_250.0))
+    spec = projection_of({"projection": {"years": 2}, "behaviour": {"volume_elasticity": 1.0}})
+    results = project(cases, HOSPITALS, policy(), spec, grouped)
+    assert [(by(results, t)["H1"]["cases"], by(results, t)["H2"]["cases"]) for t in (0, 1, 2)] == \
+        [(10, 10), (5, 4), (6, 4)]
+    assert (by(results, 1)["H1"]["fund_payout"], by(results, 1)["H2"]["fund_payout"]) == (5_555.56, 4_444.44)
+
+
+def test_volume_and_drift_respond_to_the_point_values_fall_by_hand():
+    """H1 +100% cases a year. Base year V = 10,000 / 2,000 = 5. Year 1: H1 20 cases, H2 10: V = 10,000 / 3,000, a
+    ratio of 2/3 to the base year's.
+    volume_elasticity_pv 1: year 2's growth factors x (2/3)^-1 = 1.5: H1 10 x 2 x 2 x 1.5 = 60 cases, H2 10 x 1.5 = 15.
+    drift_elasticity_pv 1 (drift share 0.1 a year, factor 1.2, no volume response): year 1 drifts D = 0.1, H1 2 of
+    20 cases, H2 1 of 10: points 1,800 + 240 = 2,040 and 900 + 120 = 1,020, V = 10,000 / 3,060, a ratio of
+    (10,000 / 3,060) / 5 = 0.653595 to the base year's; year 2's share 0.1 / 0.653595 = 0.153, D = 0.253: H1 40 x
+    0.253 = 10.12 -> 10 cases drifted, H2 10 x 0.253 -> 3 (without the response: D = 0.2, 8 and 2)."""
+    cases, grouped = tiny()
+    growth = {"volume_growth_by_hospital": {"H1": 1.0}}
+    spec = projection_of({"projection": {"years": 2}, "demand": growth, "behaviour": {"volume_elasticity_pv": 1.0}})
+    results = project(cases, HOSPITALS, policy(), spec, grouped)
+    assert pool(results, 1)["point_value"] == pytest.approx(10_000 / 3_000, abs=1e-9)
+    assert [(by(results, t)["H1"]["cases"], by(results, t)["H2"]["cases"]) for t in (1, 2)] == [(20, 10), (60, 15)]
+    drifting = {"drift_share": 0.1, "drift_factor": 1.2}
+    for elasticity, expected in ((1.0, (10, 3)), (0.0, (8, 2))):
+        spec = projection_of({"projection": {"years": 2, "seed": 3}, "demand": growth,
+                              "behaviour": {**drifting, "drift_elasticity_pv": elasticity}})
+        results = project(cases, HOSPITALS, policy(), spec, grouped)
+        assert (by(results, 1)["H1"]["drifted"], by(results, 1)["H2"]["drifted"]) == (2, 1)
+        assert (by(results, 2)["H1"]["drifted"], by(results, 2)["H2"]["drifted"]) == expected
+
+
+def aged(ages):
+    """`tiny` with each case's age at admission (age_years; None: no age)."""
+    cases, grouped = tiny()
+    return cases.append_column("age_years", pa.array(ages, pa.int16())), grouped
+
+
+def test_ageing_by_band_by_hand():
+    """H1's cases aged 70 x 5, 30 x 3 (in no band) and 2 without an age; H2's all 10. Bands 0-14 -50% a year, 65-
+    +50%. Year 1: H1 65+ round(5 x 1.5) = round(7.5) = 8 (half to even), the 5 others kept: 13; H2 round(10 x 0.5) =
+    5. Year 2: H1 round(5 x 2.25) = round(11.25) = 11, + 5 = 16; H2 round(10 x 0.25) = round(2.5) = 2. Every copy
+    is of a case aged 70; 5 of the 20 base cases have no band (a warning)."""
+    from dipsim.project import ageing_warning, case_age_bands, year_rows
+
+    cases, grouped = aged([70] * 5 + [30] * 3 + [None] * 2 + [10] * 10)
+    spec = projection_of({"projection": {"years": 2, "seed": 5},
+                          "demand": {"volume_growth_by_age": {"65-": 0.5, "0-14": -0.5}}})
+    results = project(cases, HOSPITALS, policy(), spec, grouped)
+    assert [(by(results, t)["H1"]["cases"], by(results, t)["H2"]["cases"]) for t in (1, 2)] == [(13, 5), (16, 2)]
+    bands = case_age_bands(cases, spec)
+    assert bands.tolist() == [1] * 5 + [-1] * 5 + [0] * 10  # bands lowest first: 0-14, 65-
+    made = year_rows(np.array([0] * 10 + [1] * 10), np.array(["H1", "H2"], object), {}, spec, 2, bands=bands)
+    copied = made.rows[made.copy > 0]
+    assert len(copied) == 6 and set(copied.tolist()) <= {0, 1, 2, 3, 4}
+    assert ageing_warning(cases, spec).startswith("volume_growth_by_age: 5 of 20 base cases have no age")
+    assert ageing_warning(cases, projection_of({"projection": {"years": 1}})) == ""
+
+
+@pytest.mark.parametrize("bands, wrong", [({"65-70": 0.1, "70-": 0.1}, "overlap: 65-70 and 70-"),
+                                          ({"old": 0.1}, "(got 'old')"), ({"70-65": 0.1}, "(got '70-65')"),
+                                          ({"0-": 0.0, "65-": 0.1}, "overlap: 0- and 65-")])
+def test_age_bands_are_checked(bands, wrong):
+    with pytest.raises(InputError, match=r"volume_growth_by_age.*" + re.escape(wrong)):
+        projection_of({"projection": {"years": 1}, "demand": {"volume_growth_by_age": bands}})

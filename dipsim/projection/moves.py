@@ -304,9 +304,11 @@ class Moves:
 
     def observe(self, run) -> None:
         """After a year's settlement: each hospital's point-value ratio to the year before (its pools' point values,
-        weighted by its points in each; 1 where a point value is missing), read by the next year's moves. Nothing
-        to do without a response to the point value (every elasticity_pv 0)."""
-        if not any(getattr(self.spec, f"{m}_elasticity_pv") for m in self.active):
+        weighted by its points in each; 1 where a point value is missing), read by the next year's moves, drift
+        (`drift_elasticity_pv`) and volume (`volume_elasticity_pv`). Nothing to do without a response to the point
+        value (every elasticity_pv 0)."""
+        if not (any(getattr(self.spec, f"{m}_elasticity_pv") for m in self.active)
+                or getattr(self.spec, "drift_elasticity_pv", 0) or getattr(self.spec, "volume_elasticity_pv", 0)):
             return
         pools = run.pools
         values = dict(zip(pools["pool"].to_pylist(), pools["point_value"].to_pylist()))
