@@ -839,8 +839,14 @@ def _projection_moves(args, specs, cases, grouped, mode: str, catalog, scheme):
         aux = load_auxiliary(args.auxiliary)
         aux_table = auxiliary_table(cases, aux)
         aux_factor = aux_table["aux_factor"].to_numpy()
-    groups = group_table(grouped, mode, catalog, scheme, aux_table, aux) if any(map(wanted, specs)) else None
-    return aux_factor, groups
+    if not any(map(wanted, specs)):
+        return aux_factor, None
+    diagnoses = None
+    if mode == "drg" and "diagnoses" in cases.column_names:  # DRG intensity: where each diagnosis is treated
+        from dipsim.supervise import first_codes
+
+        diagnoses = first_codes(cases["diagnoses"]).to_numpy(zero_copy_only=False)
+    return aux_factor, group_table(grouped, mode, catalog, scheme, aux_table, aux, diagnoses)
 
 
 def _print_side_by_side(comparison, lang: str) -> None:

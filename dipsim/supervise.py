@@ -77,7 +77,7 @@ class _Coded:
         return np.where(c >= 0, self.labels[np.maximum(c, 0)] if len(self.labels) else None, None)
 
 
-def _first(column) -> pa.Array:
+def first_codes(column) -> pa.Array:
     """The first code of each code list (principal diagnosis / procedure); null for an empty or missing list."""
     lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     has = pc.fill_null(pc.greater(pc.list_value_length(lists), 0), False)
@@ -121,8 +121,8 @@ class _Cases:
         return cls(
             case_id=pc.cast(cases["case_id"], pa.string()).combine_chunks(), hospital=coded("hospital_id"),
             patient=coded("patient_id"), group=_Coded.of(pa.array(np.asarray(group, dtype=object), pa.string())),
-            dx=coded("diagnoses", _first(cases["diagnoses"])),
-            px=coded("procedures", _first(cases["procedures"]) if "procedures" in names else None),
+            dx=coded("diagnoses", first_codes(cases["diagnoses"])),
+            px=coded("procedures", first_codes(cases["procedures"]) if "procedures" in names else None),
             admission=_days(cases["admission_date"]) if "admission_date" in names else np.full(n, np.nan),
             discharge=_days(cases["discharge_date"]) if "discharge_date" in names else np.full(n, np.nan),
             los=number("los_days"), cost=number("total_cost"), mode=number("discharge_mode", 0).astype(np.int16),

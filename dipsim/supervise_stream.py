@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 from numba import njit
 
 from dipsim.schema import DISCHARGE_DEATH, float_column
-from dipsim.supervise import FLAG_COLUMNS, SCREENS, TRANSFER_MODES, _days, _first
+from dipsim.supervise import FLAG_COLUMNS, SCREENS, TRANSFER_MODES, _days, first_codes
 
 CHUNK_ROWS = 1 << 18  # spilled rows read back at a time
 BUCKET_STAYS = 500_000  # stays per patient bucket that `bucket_count` aims at
@@ -384,8 +384,8 @@ class _Stream:
             return labels.encode(values if values is not None else cases[name])
 
         hospital = coded(self.hospitals, "hospital_id")
-        dx = coded(self.dx, "diagnoses", _first(cases["diagnoses"]))
-        px = coded(self.px, "procedures", _first(cases["procedures"]) if "procedures" in names else None)
+        dx = coded(self.dx, "diagnoses", first_codes(cases["diagnoses"]))
+        px = coded(self.px, "procedures", first_codes(cases["procedures"]) if "procedures" in names else None)
         admission = _days(cases["admission_date"]) if "admission_date" in names else np.full(n, np.nan)
         discharge = _days(cases["discharge_date"]) if "discharge_date" in names else np.full(n, np.nan)
         los, cost = float_column(cases, "los_days"), float_column(cases, "total_cost")

@@ -173,13 +173,54 @@ def test_moves_without_a_group_table_or_intensity_under_drg_are_errors():
     with pytest.raises(InputError, match="group table"):
         project(cases, HOSPITALS, policy(), spec, grouped)
     spec = projection_of({"projection": {"years": 1}, "behaviour": {"intensity_share": 0.1}})
-    with pytest.raises(InputError, match="DIP only"):
+    with pytest.raises(InputError, match="need the cases' principal diagnoses"):
         project(cases, HOSPITALS, policy(), spec, grouped, groups=drg_group_table(grouped, SCHEME))
     with pytest.raises(InputError, match="severity_share_by_hospital: no hospital H9"):
         project(cases, HOSPITALS, policy(), projection_of({"projection": {"years": 1}, "behaviour": {
             "severity_share_by_hospital": {"H9": 0.1}}}), grouped, groups=drg_group_table(grouped, SCHEME))
     with pytest.raises(InputError, match="intensity_share"):
         projection_of({"projection": {"years": 1}, "behaviour": {"intensity_share": 1.5}})
+
+
+def test_drg_intensity_moves_to_the_next_drg_its_diagnosis_is_treated_in_by_hand():
+    """Where the base year treats each principal diagnosis (DRGs with at least 5 of its cases):
+    K35: XYZ5 x 6 (RW 0.8), ABC5 x 5 (4 in H1, 1 in H2; RW 1.0), ABC1 x 2 (RW 2.0: too few, not a treatment of K35);
+    J18: ABC3 x 5 (1.5), ABC1 x 5 (2.0); one ABC5 case without a diagnosis.
+    So K35 in XYZ5 -> ABC5; K35 in ABC5 or ABC1: nothing above among K35's treatments; J18 in ABC3 -> ABC1, J18 in
+    ABC1: the top; no diagnosis: no move. Each case costs its DRG's standard cost (1,000 per RW: r = 1).
+    Year 1, every H1 case picked (share 1): 6 + 5 = 11 moved, 4 + 2 + 5 + 1 = 12 could not. H1's points (RW x 100;
+    a moved case r = cost / new standard cost: 800 / 1,000 = 0.8 and 1,500 / 2,000 = 0.75, normal): 6 x 100 + 4 x 100
+    + 2 x 200 + 5 x 200 + 5 x 200 + 100 = 3,500, against 6 x 80 + 4 x 100 + 2 x 200 + 5 x 150 + 5 x 200 + 100 =
+    3,130 in the base year; H2's ABC5 case (K35, no target) 100 in both."""
+    groups = ["XYZ5"] * 6 + ["ABC5"] * 4 + ["ABC1"] * 2 + ["ABC3"] * 5 + ["ABC1"] * 5 + ["ABC5"] + ["ABC5"]
+    diagnoses = np.array(["K35"] * 12 + ["J18"] * 10 + [None] + ["K35"], dtype=object)
+    hospitals = ["H1"] * 23 + ["H2"]
+    cases, grouped = region(groups, [1_000.0 * RW[g] for g in groups], hospitals)
+    table = drg_group_table(grouped, SCHEME, diagnoses=diagnoses)
+    target = [table.codes[t] if t >= 0 else None for t in table.case_intensity_up]
+    assert target == ["ABC5"] * 6 + [None] * 6 + ["ABC1"] * 5 + [None] * 5 + [None, None]
+    spec = projection_of({"projection": {"years": 1}, "behaviour": {"intensity_share_by_hospital": {"H1": 1.0}}})
+    results = project(cases, HOSPITALS, policy(), spec, grouped, groups=table)
+    y0, y1 = by(results, 0), by(results, 1)
+    assert (y1["H1"]["intensity_moved"], y1["H1"]["intensity_unmoved"]) == (11, 12)
+    assert (y0["H1"]["points"], y1["H1"]["points"], y1["H2"]["points"]) == (3_130.0, 3_500.0, 100.0)
+
+
+def test_drg_intensity_ties_go_to_the_lower_code_and_few_cases_are_no_treatment():
+    """Diagnosis T: 5 cases each in DRGs B and A (both 2.0 points) and C (1.0): a C case moves to A (the lower code
+    of the tie); with 4 cases in A it is no treatment of T, so to B; a case of another diagnosis does not move."""
+    from dipsim.projection.moves import drg_intensity_up
+
+    codes, points = np.array(["B", "A", "C"], object), np.array([2.0, 2.0, 1.0])
+    case_group = np.array([2] * 5 + [0] * 5 + [1] * 5 + [2])
+    diagnoses = np.array(["T"] * 15 + ["U"], object)
+    up = drg_intensity_up(case_group, points, codes, diagnoses)
+    assert [codes[t] if t >= 0 else None for t in up] == ["A"] * 5 + [None] * 10 + [None]
+    up = drg_intensity_up(case_group[1:], points, codes, diagnoses[1:], min_cases=5)  # one C case fewer: still A
+    assert codes[up[0]] == "A"
+    fewer_a = np.array([2] * 5 + [0] * 5 + [1] * 4)
+    up = drg_intensity_up(fewer_a, points, codes, np.array(["T"] * 14, object))
+    assert [codes[t] if t >= 0 else None for t in up[:5]] == ["B"] * 5
 
 
 # ------------------------------------------------------------------ DIP
@@ -308,3 +349,18 @@ def test_cli_moves_cases_on_a_synthetic_region(tmp_path):
     manifest = json.loads((tmp_path / "dip" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["auxiliary"] == str(examples / "dip_auxiliary.toml")
     assert main(["project", str(dip), *common, "--catalog", str(tmp_path / "cat"), "-o", str(tmp_path / "x")]) == 1
+
+
+def test_the_command_gives_drg_intensity_the_cases_principal_diagnoses():
+    """`dipsim project`'s group table (`cli._projection_moves`) reads each case's principal diagnosis from its
+    diagnoses list (the first code): K35's XYZ5 cases move to ABC5, as above."""
+    import argparse
+
+    from dipsim.cli import _projection_moves
+
+    groups = ["XYZ5"] * 5 + ["ABC5"] * 5
+    cases, grouped = region(groups, [1_000.0 * RW[g] for g in groups], ["H1"] * 10)
+    cases = cases.append_column("diagnoses", pa.array([["K35", "E11"]] * 10, pa.list_(pa.string())))
+    spec = projection_of({"projection": {"years": 1}, "behaviour": {"intensity_share": 0.5}})
+    _, table = _projection_moves(argparse.Namespace(auxiliary=None), [spec], cases, grouped, "drg", None, SCHEME)
+    assert [table.codes[t] if t >= 0 else None for t in table.case_intensity_up] == ["ABC5"] * 5 + [None] * 5

@@ -12,8 +12,12 @@ Two moves, each a trend plus responses (`[behaviour]` keys `severity_*` and `int
   counted as could not move (`*_unmoved`).
 * **intensity** (treatment intensity): DIP, a case moved to the group of the same principal diagnosis (the
   catalogue's `diagnosis`) next up by points (the fewest points above its own; TCM groups, 中医优势病种 paid
-  同病同价, neither move nor are moved to). DRG: not modelled: a medical ADRG has no one surgical ADRG of its
-  diagnosis to move to (which operation?), so `intensity_*` under DRG is an error, not a guess.
+  同病同价, neither move nor are moved to). DRG: a DRG is not a diagnosis's group (a medical ADRG has no one surgical
+  ADRG of its diagnosis), so the region's own practice says where a case of that diagnosis is treated more
+  intensively: among the DRGs the base year's cases of the same principal diagnosis were grouped into, each by
+  at least `INTENSITY_MIN_CASES` of them (a DRG seen once or twice for a diagnosis is not a treatment pattern),
+  the one with the fewest points above the case's own DRG (`drg_group_table` with the cases' principal
+  diagnoses).
 
 A moved case takes the target group's code, points (DIP points, DRG RW) and standard cost (x the year's cost growth),
 so its outlier class follows from its cost against the new standard cost. What the moves need is a `GroupTable`,
@@ -45,6 +49,9 @@ COUNT_COLUMNS = ("severity_moved", "severity_unmoved", "intensity_moved", "inten
 # CHS-DRG severity suffixes, lowest first: 5 不伴合并症或并发症, 3 伴(一般)合并症或并发症, 1 伴严重合并症或并发症
 # (国家医保局 CHS-DRG 分组方案 1.1 / 2.0: the DRG code's last digit; grouper_tables/*/drg.csv `suffix`)
 SEVERITY_RANK = {"5": 0, "3": 1, "1": 2}
+# DRG intensity: a DRG is a treatment of a diagnosis in the region when at least this many base cases of the diagnosis
+# were grouped into it (a rule of this model, docs/projection.md; no policy text sets one)
+INTENSITY_MIN_CASES = 5
 # the auxiliary catalogue's coding levels (dipsim.auxiliary.SEVERITY_CLASSES): I no CC, II CC, III MCC; IV is death
 AUX_NEXT = {"I": "II", "II": "III"}
 # the [behaviour] keys of each move (projection file kind: "rates", "map", "number")
@@ -88,6 +95,7 @@ class GroupTable:
     case_group: np.ndarray  # per base case: its group's index in `codes` (-1: none, e.g. ungroupable)
     severity_up: np.ndarray | None = None  # DRG, per group: the next DRG up of its ADRG (-1: could not move)
     intensity_up: np.ndarray | None = None  # DIP, per group: the next group up of its diagnosis (-1: none)
+    case_intensity_up: np.ndarray | None = None  # DRG, per base case: the next DRG up of its diagnosis (-1: none)
     aux_factor: np.ndarray | None = None  # DIP with an auxiliary catalogue, per base case: its aux factor
     aux_up: np.ndarray | None = None  # ... and its aux factor one severity level up (NaN: could not move)
 
@@ -96,10 +104,19 @@ class GroupTable:
         if move == "severity" and self.severity_up is None and self.aux_up is None:
             return ("DIP severity moves need the auxiliary catalogue (辅助目录: `dipsim project --auxiliary FILE`, "
                     "or dip_group_table(..., aux_table, aux)): a DIP group has no severity levels")
-        if move == "intensity" and self.intensity_up is None:
-            return ("treatment intensity moves are DIP only: a DRG case has no one higher-points group of the same "
-                    "diagnosis (which surgical ADRG?), docs/projection.md")
+        if move == "intensity" and self.intensity_up is None and self.case_intensity_up is None:
+            return ("DRG treatment intensity moves need the cases' principal diagnoses (drg_group_table(..., "
+                    "diagnoses=...); `dipsim project` passes them)")
         return ""
+
+    def up(self, move: str, base_rows: np.ndarray) -> np.ndarray:
+        """The group (index in `codes`) each base case at `base_rows` moves to by `move` (-1: it cannot)."""
+        if move == "intensity" and self.case_intensity_up is not None:
+            return self.case_intensity_up[base_rows]
+        up = self.severity_up if move == "severity" else self.intensity_up
+        assert up is not None
+        base = self.case_group[base_rows]
+        return np.where(base >= 0, up[np.maximum(base, 0)], -1)
 
 
 def _distinct(grouped: GroupedCases) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,13 +142,14 @@ def scheme_adrgs(scheme: str) -> dict[str, str]:
     return dict(zip(table["drg"].str.strip(), table["adrg"].str.strip()))
 
 
-def drg_group_table(grouped: GroupedCases, scheme: str | dict[str, str], weights: pd.DataFrame | None = None
-                    ) -> GroupTable:
+def drg_group_table(grouped: GroupedCases, scheme: str | dict[str, str], weights: pd.DataFrame | None = None,
+                    diagnoses: np.ndarray | None = None) -> GroupTable:
     """The DRG groups with a weight and each one's severity move: the next DRG up the 5 -> 3 -> 1 ladder of its
     ADRG in `scheme` (a name, or DRG code -> ADRG), -1 when the scheme has none, the region no weight for it, or the
     DRG is not on the ladder. The weights: `weights` (drg, rw, mean_cost: a published table, as `group_drg` takes),
     else as the base cases have them (`group_drg` calibrates them on the region's costs: a DRG without a base case
-    has no weight to move to)."""
+    has no weight to move to). With `diagnoses` (each base case's principal diagnosis, "" or None without), each
+    case's intensity move (`drg_intensity_up`)."""
     if grouped.unit != "rw":
         raise ValueError("drg_group_table: a DRG grouping (unit rw) is needed")
     adrgs = scheme_adrgs(scheme) if isinstance(scheme, str) else dict(scheme)
@@ -158,7 +176,33 @@ def drg_group_table(grouped: GroupedCases, scheme: str | dict[str, str], weights
         higher = [r for r in steps if rank is not None and r > rank]
         if higher:
             up[k] = position.get_indexer([steps[min(higher)]])[0]
-    return GroupTable("rw", codes, points, cost, case_group.astype(np.int64), severity_up=up)
+    intensity = None if diagnoses is None else drg_intensity_up(case_group, points, codes, diagnoses)
+    return GroupTable("rw", codes, points, cost, case_group.astype(np.int64), severity_up=up,
+                      case_intensity_up=intensity)
+
+
+def drg_intensity_up(case_group: np.ndarray, points: np.ndarray, codes: np.ndarray, diagnoses: np.ndarray,
+                     min_cases: int = INTENSITY_MIN_CASES) -> np.ndarray:
+    """Per base case the DRG (index in `codes`) it moves to by treatment intensity, -1 for none: of the DRGs that at
+    least `min_cases` base cases of its principal diagnosis were grouped into, the one with the fewest points above
+    its own DRG's (ties: the lower code). A case without a diagnosis or a weighted DRG does not move."""
+    diagnosis = pd.Series(diagnoses, dtype=object).fillna("").astype(str).to_numpy(dtype=object)
+    found = (case_group >= 0) & (diagnosis != "")
+    pairs = pd.DataFrame({"diagnosis": diagnosis[found], "group": case_group[found]})
+    pairs = pairs.groupby(["diagnosis", "group"], sort=False).size().rename("cases").reset_index()
+    pairs["points"], pairs["code"] = points[pairs["group"]], codes[pairs["group"]]
+    targets = pairs[pairs["cases"] >= min_cases].sort_values(["points", "code"])
+    # each (diagnosis, DRG) pair: the first treatment of its diagnosis with more points (strictly)
+    nearest = pd.merge_asof(pairs.reset_index().sort_values("points"),
+                            targets[["diagnosis", "points", "group"]].rename(columns={"group": "target"}),
+                            on="points", by="diagnosis", direction="forward", allow_exact_matches=False)
+    target = np.full(len(pairs), -1, np.int64)
+    target[nearest["index"].to_numpy()] = nearest["target"].fillna(-1).to_numpy(dtype=np.int64)
+    pair_of = pd.MultiIndex.from_frame(pairs[["diagnosis", "group"]]).get_indexer(
+        pd.MultiIndex.from_arrays([diagnosis[found], case_group[found]]))
+    out = np.full(len(case_group), -1, np.int64)
+    out[np.flatnonzero(found)] = target[pair_of]
+    return out
 
 
 def dip_group_table(grouped: GroupedCases, catalog, aux_table: pa.Table | None = None, aux=None) -> GroupTable:
@@ -211,11 +255,11 @@ def _aux_up(table: pa.Table, aux) -> tuple[np.ndarray, np.ndarray]:
 
 
 def group_table(grouped: GroupedCases, mode: str, catalog=None, scheme: str | None = None,
-                aux_table: pa.Table | None = None, aux=None) -> GroupTable:
-    """`dip_group_table` or `drg_group_table`, by `mode`."""
+                aux_table: pa.Table | None = None, aux=None, diagnoses: np.ndarray | None = None) -> GroupTable:
+    """`dip_group_table` or `drg_group_table` (with the cases' principal `diagnoses`), by `mode`."""
     if mode == "dip":
         return dip_group_table(grouped, catalog, aux_table, aux)
-    return drg_group_table(grouped, scheme or "chs-drg-1.1")
+    return drg_group_table(grouped, scheme or "chs-drg-1.1", diagnoses=diagnoses)
 
 
 # ------------------------------------------------------------------ a year's moves
@@ -291,10 +335,7 @@ class Moves:
                 aux_factor = aux_factor.copy()
                 aux_factor[at[ok]] = raised[ok]
             else:
-                up = table.severity_up if move == "severity" else table.intensity_up
-                assert up is not None
-                base = table.case_group[rows[at]]
-                target = np.where(base >= 0, up[np.maximum(base, 0)], -1)
+                target = table.up(move, rows[at])
                 ok = target >= 0
                 moved = moved or _Moved.of(grouped)
                 moved.move(at[ok], target[ok], table, points_factor, cost_factor)
