@@ -121,6 +121,9 @@ def test_a_projection_equals_the_python_api_to_the_fen(served):
         sums[key] = sums.get(key, 0) + round(want["fund_payout"] * 100)
     assert {(r["scenario"], r["year"], r["level"]): _fen(r["fund_payout"]) for r in view["by_level"]} == sums
     assert next(r["level"] for r in view["by_level"] if r["year"] == 0) == "三级甲等"  # levels in their natural order
+    # the scenarios in the file's order, with their titles (the page's picker), and the by-level rows in it too
+    assert [s["name"] for s in view["scenarios"]] == scenarios and view["scenarios"][1]["title"]
+    assert list(dict.fromkeys(r["scenario"] for r in view["by_level"])) == scenarios
     # the years table as CSV: Chinese headers, the same fen
     rows = list(csv.DictReader(_get(served, "bureau", "/years.csv").content.decode("utf-8-sig").splitlines()))
     assert [_fen(r["基金支付（元）"]) for r in rows] == [round(v * 100) for v in expected.years["fund_payout"]]
@@ -313,6 +316,8 @@ def test_a_scenario_column_is_kept_and_summed_by_scenario():
                      "payment": "300.30", "fund_payout": "300.30"},
                     {"scenario": "reserve", "year": 1, "level": "三级甲等", "hospitals": 1, "cases": 3,
                      "payment": "50.05", "fund_payout": "50.05"}]
+    later_first = hospitals.assign(scenario=["zeta", "zeta", "alpha"])  # the file's order, not the names'
+    assert [r["scenario"] for r in server_projections.by_level(later_first)] == ["zeta", "alpha"]
     listed, columns = server_projections.table_rows("hospitals", {"hospitals": hospitals}, {"H1": "甲"}, Bureau())
     assert [r["scenario"] for r in listed] == ["none", "none", "reserve"] and columns[0][0] == "scenario"
     plain, columns = server_projections.table_rows("hospitals", {"hospitals": hospitals.drop(columns="scenario")},

@@ -85,6 +85,24 @@ def test_bureau_runs_the_example_and_reads_the_paths_tables_and_downloads(served
     data = tomllib.loads((scenarios_dir() / "projection_example.toml").read_text(encoding="utf-8"))
     data["projection"]["years"] = 2
     scenarios = lever_scenarios(projection_of(data), loaded.policy)
+    pools = loaded.region.case_set.pools
+
+    def pv_lines() -> list[str]:
+        return sorted(s["name"] for s in _series(driver, "pv-chart") if not s["stack"])
+
+    # five scenarios x two pools would crowd a chart: the baseline and the first lever at first, the picker
+    # (each scenario's box, with its title, in the file's order) adds or drops the others and the pools
+    picker = driver.find_elements(By.CSS_SELECTOR, "#projection-scenario-picker input")
+    assert [b.get_attribute("data-name") for b in picker] == [s.name for s in scenarios]
+    assert [b.is_selected() for b in picker] == [True, True, False, False, False]
+    assert scenarios[1].title in driver.find_element(By.ID, "projection-scenario-picker").text
+    assert pv_lines() == sorted(f"{s.name} · {pool}" for s in scenarios[:2] for pool in pools)
+    assert {r["scenario"] for r in _table(driver, "projection-by-level-table")} == {"baseline", "reserve"}
+    driver.find_elements(By.CSS_SELECTOR, "#projection-pool-picker input")[0].click()  # the first pool dropped
+    assert pv_lines() == sorted(f"{s.name} · {pools[1]}" for s in scenarios[:2])
+    driver.find_elements(By.CSS_SELECTOR, "#projection-pool-picker input")[0].click()
+    for box in picker[2:]:
+        box.click()
     series = _series(driver, "pv-chart")
     lines = [s for s in series if not s["stack"]]
     assert sorted(s["name"] for s in lines) == sorted(f"{scenario.name} · {pool}" for scenario in scenarios
@@ -102,6 +120,8 @@ def test_bureau_runs_the_example_and_reads_the_paths_tables_and_downloads(served
     assert next(s["data"] for s in balance if not s["stack"]) == [float(v) for v in baseline["balance"][::2]]
     levels = [s["name"] for s in _series(driver, "payout-chart")]
     assert levels[0] == "baseline · 三级甲等" and len(levels) >= 2 * len(scenarios)
+    assert [r["scenario"] for r in _table(driver, "projection-by-level-table")][::len(levels) // len(scenarios)] \
+        == [s.name for s in scenarios for _ in range(3)]  # the file's order, years 0-2 each
     # the hospitals table: every hospital each year, filtered by year; the HTML name as text
     hospitals = _table(driver, "hospital-table")
     assert len(hospitals) == len(scenarios) * 3 * 12 and any(r["name"] == HTML_NAME for r in hospitals)
@@ -142,5 +162,8 @@ def test_a_hospital_account_sees_the_point_values_and_its_own_payout_path(served
     assert not driver.find_elements(By.ID, "projection-by-level-table")
     scenarios = ["baseline", "reserve", "floor", "caps", "reweight"]  # the example's own projection and its levers
     assert [s["name"] for s in _series(driver, "payout-chart") if not s["stack"]] == \
-        [f"{scenario} · {server.region(region).names[own]}" for scenario in scenarios]
+        [f"{scenario} · {server.region(region).names[own]}" for scenario in scenarios[:2]]  # the picker's first two
+    driver.find_elements(By.CSS_SELECTOR, "#projection-scenario-picker input")[2].click()
+    assert [s["name"] for s in _series(driver, "payout-chart") if not s["stack"]] == \
+        [f"{scenario} · {server.region(region).names[own]}" for scenario in scenarios[:3]]
     _shot(driver, shots, "p3-projection-hospital")

@@ -276,11 +276,26 @@ def _project_levers(cases, hospitals, policy, scenarios, grouped, aux_factor, dr
 # ------------------------------------------------------------------ the comparison
 
 
+LEVEL_MONEY = ("payment", "fund_payout")
+
+
 def level_payouts(hospitals: pd.DataFrame, measure: str = "fund_payout") -> pd.DataFrame:
-    """scenario (when there), year, level, `measure`: the hospitals of each level summed (to the fen)."""
+    """Per (scenario, draw,) year and hospital level, in the order of the scenarios' first rows (the file's: the
+    baseline first), then year and level: hospitals, cases and the money (`LEVEL_MONEY`) of the level's hospitals
+    summed in whole fen (exact), as yuan. `measure` is one of them (kept for the callers that name theirs)."""
+    from dipsim.money import to_fen_array
+
+    assert measure in LEVEL_MONEY
     keys = [k for k in ("scenario", "draw", "year", "level") if k in hospitals.columns]
-    out = hospitals.groupby(keys, sort=True, dropna=False)[measure].sum().reset_index()
-    out[measure] = out[measure].round(2)
+    work = hospitals.assign(**{m: to_fen_array(hospitals[m].to_numpy(float)) for m in LEVEL_MONEY})
+    out = work.groupby(keys, sort=True, dropna=False).agg(
+        hospitals=("hospital_id", "nunique"), cases=("cases", "sum"),
+        **{m: (m, "sum") for m in LEVEL_MONEY}).reset_index()
+    for m in LEVEL_MONEY:
+        out[m] = out[m] / 100
+    if "scenario" in keys:  # the file's order, not the names'
+        order = {name: k for k, name in enumerate(pd.unique(hospitals["scenario"]))}
+        out = out.sort_values("scenario", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
     return out
 
 

@@ -209,7 +209,8 @@ class Projections:
         record = {"region": region_id, "name": spec.name, "title": spec.title, "years": spec.years, "draws": draws,
                   "seed": spec.seed if seed is None else seed, "example": example, "notes": notes,
                   "status": "queued", "user": user.name, "created": now(), "text_sha256": text_sha256,
-                  "policy_sha256": loaded.policy.digest(), "inputs_sha256": loaded.inputs_sha256}
+                  "policy_sha256": loaded.policy.digest(), "inputs_sha256": loaded.inputs_sha256,
+                  "scenarios": [{"name": s.name, "title": s.title} for s in scenarios]}  # the file's order
         folder = self.folder(projection_id)
         folder.mkdir(parents=True)
         (folder / "projection.toml").write_text(text, encoding="utf-8")
@@ -345,22 +346,18 @@ def band_rows(frame: pd.DataFrame | None, user, hospital_measures=None) -> list[
 
 
 def by_level(frame: pd.DataFrame) -> list[dict]:
-    """Per (scenario,) year and hospital level: hospitals, cases, payment and fund payout summed in whole fen; levels
-    in their natural order (`present.level_key`)."""
-    from dipsim.money import to_fen_array
+    """Per (scenario,) year and hospital level: hospitals, cases, payment and fund payout summed in whole fen
+    (`levers.level_payouts`, as comparison.csv and the figures sum them); scenarios in the file's order, levels in
+    their natural order (`present.level_key`)."""
+    from dipsim.projection.levers import level_payouts
 
-    keys = [k for k in (SCENARIO, "year", "level") if k in frame.columns]
-    work = frame.assign(payment_fen=to_fen_array(frame["payment"].to_numpy(float)),
-                        fund_fen=to_fen_array(frame["fund_payout"].to_numpy(float)))
-    sums = work.groupby(keys, sort=False).agg(hospitals=("hospital_id", "nunique"), cases=("cases", "sum"),
-                                             payment_fen=("payment_fen", "sum"), fund_fen=("fund_fen", "sum"))
-    rows = []
-    for key, r in sums.iterrows():
-        named = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
-        rows.append({**{k: _cell(k, v) for k, v in named.items()}, "hospitals": int(r["hospitals"]),
-                     "cases": int(r["cases"]), "payment": yuan(int(r["payment_fen"])),
-                     "fund_payout": yuan(int(r["fund_fen"]))})
-    rows.sort(key=lambda r: (str(r.get(SCENARIO, "")), r["year"], present.level_key(r["level"])))
+    sums = level_payouts(frame)
+    order = {name: k for k, name in enumerate(pd.unique(sums[SCENARIO]))} if SCENARIO in sums else {}
+    rows = [{**({SCENARIO: r[SCENARIO]} if SCENARIO in sums else {}), "year": int(r["year"]),
+             "level": _cell("level", r["level"]), "hospitals": int(r["hospitals"]), "cases": int(r["cases"]),
+             "payment": yuan(to_fen(r["payment"])), "fund_payout": yuan(to_fen(r["fund_payout"]))}
+            for r in sums.to_dict("records")]
+    rows.sort(key=lambda r: (order.get(r.get(SCENARIO), 0), r["year"], present.level_key(r["level"])))
     return rows
 
 
@@ -370,7 +367,7 @@ def view(projection_id: str, record: dict, projections: Projections, names: dict
     out = {"id": projection_id, **{k: record.get(k) for k in ("region", "name", "title", "years", "draws", "seed",
                                                                 "example", "notes", "status", "created",
                                                                 "finished", "elapsed_s", "error",
-                                                                "policy_sha256")},
+                                                                "policy_sha256", "scenarios")},
            "progress": {"done": done, "total": total}}
     if user.is_bureau:
         out["user"] = record["user"]

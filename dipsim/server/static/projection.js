@@ -6,7 +6,8 @@
 // fund balance path with its band, the payouts by hospital level per year, the years table and the hospitals table,
 // with downloads. A hospital account reads the bureau's projections scoped as the other pages are: the point values
 // (published), its own hospital's payout path and rows. A `scenario` column (lever scenarios) gives one line per
-// scenario. Uses app.js's globals; every value is put on the page as text (tooltips: escaped).
+// scenario and pool; boxes choose the scenarios and pools the charts and the by-level table show (the baseline and
+// the first lever at first). Uses app.js's globals; every value is put on the page as text (tooltips: escaped).
 "use strict";
 
 Object.assign(T.zh, {
@@ -21,6 +22,7 @@ Object.assign(T.zh, {
   fundBalance: "基金结余（元）", cmi: "CMI", drifted: "编码升级病例数", draws: "抽样次数", band: "10%-90% 区间",
   projectionDone: "完成，用时", seconds: "秒", projectionNotes: "说明", pstatus_queued: "排队中",
   pstatus_running: "运行中", pstatus_done: "完成", pstatus_failed: "失败", pstatus_cancelled: "已取消",
+  scenariosShown: "显示的方案", poolsShown: "显示的统筹区",
 });
 Object.assign(T.en, {
   projectionNav: "Projection", projectionTitle: "Projection over several years",
@@ -37,6 +39,7 @@ Object.assign(T.en, {
   fundBalance: "fund balance (yuan)", cmi: "CMI", drifted: "drifted cases", draws: "draws", band: "10-90% band",
   projectionDone: "done in", seconds: "s", projectionNotes: "notes", pstatus_queued: "queued",
   pstatus_running: "running", pstatus_done: "done", pstatus_failed: "failed", pstatus_cancelled: "cancelled",
+  scenariosShown: "scenarios shown", poolsShown: "pools shown",
 });
 
 function projectionOption(p) {
@@ -140,37 +143,66 @@ async function showProjection(box, projectionId) {
   const isBureau = me().role === "bureau";
   const scenarioOf = (r) => (r.scenario === undefined || r.scenario === null ? "" : `${r.scenario} · `);
   const bandsOf = (what, measure, match) => p.bands.filter((b) => b.what === what && b.measure === measure && match(b));
-  // the point value per (scenario, pool), with its band
+  // which scenarios and pools the charts and the by-level table show: scenario x pool lines crowd a chart, so
+  // beyond two scenarios the baseline and the first other are shown at first, and boxes add the others
+  const scenarios = (p.scenarios && p.scenarios.length ? p.scenarios
+    : [...new Set(p.years_table.map((r) => r.scenario).filter((s) => s !== undefined && s !== null))]
+      .map((name) => ({ name, title: name })));
+  const poolNames = [...new Set(p.years_table.map((r) => r.pool))];
+  const chosen = { scenario: new Set(scenarios.slice(0, 2).map((s) => s.name)), pool: new Set(poolNames) };
+  const shown = (r) => (r.scenario === undefined || r.scenario === null || chosen.scenario.has(r.scenario))
+    && (r.pool === undefined || chosen.pool.has(r.pool));
+  const ticks = (what, label, items) => el("div", { class: "ticks", id: `projection-${what}-picker` },
+    el("strong", { text: label }), items.map((item) => {
+      const input = el("input", { type: "checkbox", "data-name": item.name, checked: chosen[what].has(item.name) });
+      input.addEventListener("change", () => {
+        if (input.checked) chosen[what].add(item.name); else chosen[what].delete(item.name);
+        drawCharts();
+      });
+      return el("label", { class: "tick" }, input, ` ${item.title && item.title !== item.name ? `${item.name}（${item.title}）` : item.name}`);
+    }));
+  if (scenarios.length > 1) box.append(ticks("scenario", t("scenariosShown"), scenarios));
+  if (poolNames.length > 1) box.append(ticks("pool", t("poolsShown"), poolNames.map((name) => ({ name }))));
   const pvChart = el("div", { class: "chart", id: "pv-chart" });
   box.append(el("h2", { text: t("pvChart") }), pvChart);
-  const pools = groupRows(p.years_table, (r) => `${scenarioOf(r)}${r.pool}`);
-  drawPaths(pvChart, [...pools].map(([name, rows]) => ({ name, rows, value: (r) => r.point_value,
-    band: bandsOf("pool", "point_value", (b) => b.pool === rows[0].pool && (b.scenario ?? null) === (rows[0].scenario ?? null)) })),
-  false);
-  if (isBureau) {
-    const balanceChart = el("div", { class: "chart", id: "balance-chart" });
-    box.append(el("h2", { text: t("balanceChart") }), balanceChart);
-    drawPaths(balanceChart, [...pools].filter(([, rows]) => rows.some((r) => r.balance !== null)).map(([name, rows]) => ({
-      name, rows, value: (r) => (r.balance === null ? null : Number(r.balance)), exact: (r) => r.balance,
-      band: bandsOf("pool", "balance", (b) => b.pool === rows[0].pool && (b.scenario ?? null) === (rows[0].scenario ?? null)) })),
-    true);
-    const payoutChart = el("div", { class: "chart", id: "payout-chart" });
-    box.append(el("h2", { text: t("payoutLevelChart") }), payoutChart);
-    const levels = [...groupRows(p.by_level, (r) => `${scenarioOf(r)}${r.level}`)]
-      .sort(([, a], [, b]) => compareLevels(a[0].level, b[0].level));
-    drawPaths(payoutChart, levels.map(([name, rows]) => ({ name, rows, value: (r) => Number(r.fund_payout),
-      exact: (r) => r.fund_payout, band: [] })), true);
-  } else {
-    const payoutChart = el("div", { class: "chart", id: "payout-chart" });
-    box.append(el("h2", { text: t("payoutOwnChart") }), payoutChart);
-    const own = groupRows(p.hospitals, (r) => `${scenarioOf(r)}${r.name || r.hospital_id}`);
-    drawPaths(payoutChart, [...own].map(([name, rows]) => ({ name, rows, value: (r) => Number(r.fund_payout),
-      exact: (r) => r.fund_payout,
-      band: bandsOf("hospital", "fund_payout", (b) => b.hospital_id === rows[0].hospital_id && (b.scenario ?? null) === (rows[0].scenario ?? null)) })),
-    true);
+  const balanceChart = el("div", { class: "chart", id: "balance-chart" });
+  const payoutChart = el("div", { class: "chart", id: "payout-chart" });
+  box.append(...(isBureau ? [el("h2", { text: t("balanceChart") }), balanceChart] : []),
+    el("h2", { text: t(isBureau ? "payoutLevelChart" : "payoutOwnChart") }), payoutChart);
+  const levelTable = el("div", { class: "scroll" });
+  const sameLine = (rows) => (b) => (b.scenario ?? null) === (rows[0].scenario ?? null);
+  function drawCharts() {
+    for (const chartBox of [pvChart, balanceChart, payoutChart]) {  // drawn afresh with the boxes' choice
+      const old = typeof echarts === "undefined" ? null : echarts.getInstanceByDom(chartBox);
+      if (old) { charts.splice(charts.indexOf(old), 1); old.dispose(); }
+    }
+    const pools = groupRows(p.years_table.filter(shown), (r) => `${scenarioOf(r)}${r.pool}`);
+    drawPaths(pvChart, [...pools].map(([name, rows]) => ({ name, rows, value: (r) => r.point_value,
+      band: bandsOf("pool", "point_value", (b) => b.pool === rows[0].pool && sameLine(rows)(b)) })), false);
+    if (isBureau) {
+      drawPaths(balanceChart, [...pools].filter(([, rows]) => rows.some((r) => r.balance !== null)).map(([name, rows]) => ({
+        name, rows, value: (r) => (r.balance === null ? null : Number(r.balance)), exact: (r) => r.balance,
+        band: bandsOf("pool", "balance", (b) => b.pool === rows[0].pool && sameLine(rows)(b)) })), true);
+      const levels = [...groupRows(p.by_level.filter(shown), (r) => `${scenarioOf(r)}${r.level}`)]
+        .sort(([, a], [, b]) => compareLevels(a[0].level, b[0].level));
+      drawPaths(payoutChart, levels.map(([name, rows]) => ({ name, rows, value: (r) => Number(r.fund_payout),
+        exact: (r) => r.fund_payout, band: [] })), true);
+      levelTable.replaceChildren(table([...scenarioColumn, { key: "year", label: t("year"), kind: "count" },
+        { key: "level", label: t("level") }, { key: "hospitals", label: t("hospitals"), kind: "count" },
+        { key: "cases", label: t("cases"), kind: "count" }, { key: "payment", label: t("payment"), kind: "money" },
+        { key: "fund_payout", label: t("fundPayout"), kind: "money" }], p.by_level.filter(shown),
+      { id: "projection-by-level-table" }));
+    } else {
+      const own = groupRows(p.hospitals.filter(shown), (r) => `${scenarioOf(r)}${r.name || r.hospital_id}`);
+      drawPaths(payoutChart, [...own].map(([name, rows]) => ({ name, rows, value: (r) => Number(r.fund_payout),
+        exact: (r) => r.fund_payout,
+        band: bandsOf("hospital", "fund_payout", (b) => b.hospital_id === rows[0].hospital_id && sameLine(rows)(b)) })),
+      true);
+    }
   }
   const hasScenario = p.years_table.some((r) => r.scenario !== undefined);
   const scenarioColumn = hasScenario ? [{ key: "scenario", label: t("scenario") }] : [];
+  drawCharts();
   const yearColumns = [...scenarioColumn, { key: "year", label: t("year"), kind: "count" },
     { key: "settlement_day", label: t("settlementDay") }, { key: "pool", label: t("pool") },
     ...(isBureau ? [{ key: "cases", label: t("cases"), kind: "count" }, { key: "points", label: t("points"), kind: "number2" }] : []),
@@ -182,11 +214,7 @@ async function showProjection(box, projectionId) {
   box.append(heading(t("yearsTable"), `${path}/years`, "projection-years"),
     el("div", { class: "scroll" }, table(yearColumns, p.years_table, { id: "projection-years-table" })));
   if (isBureau) {
-    box.append(heading(t("byLevelTable"), `${path}/by_level`, "projection-by-level"),
-      el("div", { class: "scroll" }, table([...scenarioColumn, { key: "year", label: t("year"), kind: "count" },
-        { key: "level", label: t("level") }, { key: "hospitals", label: t("hospitals"), kind: "count" },
-        { key: "cases", label: t("cases"), kind: "count" }, { key: "payment", label: t("payment"), kind: "money" },
-        { key: "fund_payout", label: t("fundPayout"), kind: "money" }], p.by_level, { id: "projection-by-level-table" })));
+    box.append(heading(t("byLevelTable"), `${path}/by_level`, "projection-by-level"), levelTable);
   }
   const columns = [...scenarioColumn, { key: "year", label: t("year"), kind: "count" },
     { key: "hospital_id", label: t("hospitalId") }, { key: "name", label: t("name") }, { key: "level", label: t("level") },
