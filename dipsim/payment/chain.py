@@ -151,14 +151,16 @@ def discharge_days(cases: pa.Table) -> np.ndarray | None:
 
 def _stay_columns(cases: pa.Table) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The cases' stay (days) and ventilation hours, None for a column they do not have (`CaseSet.of`)."""
-    return tuple(float_column(cases, name) if name in cases.column_names else None  # type: ignore[return-value]
-                 for name in ("los_days", "ventilation_hours"))
+    los, ventilation = (
+        float_column(cases, n) if n in cases.column_names else None for n in ("los_days", "ventilation_hours")
+    )
+    return los, ventilation
 
 
 def _taken_stay_columns(case_set: CaseSet, rows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
     """`case_set`'s stay and ventilation hours taken by `rows` (`CaseSet.taken`)."""
-    return tuple(None if values is None else values[rows]  # type: ignore[return-value]
-                 for values in (case_set.los_days, case_set.ventilation_hours))
+    los, ventilation = (None if v is None else v[rows] for v in (case_set.los_days, case_set.ventilation_hours))
+    return los, ventilation
 
 
 @dataclass(frozen=True)
@@ -301,8 +303,9 @@ class CaseSet:
         pool_codes = None if self.pool_codes is None else (self.pool_codes[0][rows], self.pool_codes[1])
         cost = np.require(self.cost[rows] if cost is None else cost, np.float64, ("C", "W"))
         patient_paid = self.patient_paid[rows] if patient_paid is None else np.asarray(patient_paid, np.float64)
-        frame_from = functools.partial(self.frame.taken, rows, cost, patient_paid, month_values) if same_months \
-            else None
+        frame_from = (
+            functools.partial(self.frame.taken, rows, cost, patient_paid, month_values) if same_months else None
+        )
         return CaseSet(
             cases=table,
             hospitals=CaseHospitals(self.hospitals.codes[rows], self.hospitals.ids),
