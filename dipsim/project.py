@@ -57,7 +57,9 @@ A projection file (PROJECTION.toml; every key optional but `years`):
 Which rate applies to a hospital: its own (`*_by_hospital`), else its type's, else its level's (volume; drift: its
 own, else its level's), else the overall one. Year t, hospital h with n_0 base cases:
 
-* volume: n_t = round_half_even(n_0 x prod_{s<=t} (1 + g_s)); the cases of h in a seeded order (`seed`, h): the
+* volume: n_t = round_half_even(n_0 x prod_{s<=t} (1 + g_s)) (x the responses volume_elasticity to last year's
+  payment / cost and volume_elasticity_pv to the point value's change; with volume_growth_by_age each age band of
+  h counted apart, x its own rate: docs/projection.md); the cases of h in a seeded order (`seed`, h): the
   first n_t - n_0 are copied (copy k of case X is case "X~y<t>~<k>", k from 1, of patient "P~y<t>~<k>": another
   patient's stay like it, not a readmission; more copies than cases cycle through the order again), or only
   the first n_t are kept when volume falls. The copies of year t+1 include those of year t (the order is the same
@@ -584,7 +586,7 @@ def volume_orders(hospital_codes: np.ndarray, hospital_ids, seed: int) -> list[t
     return [(own, own[_order(seed, f"volume\0{hospital}", len(own))]) for own, hospital in zip(owns, hospital_ids)]
 
 
-def volume_factors(spec: ProjectionSpec, hospital_ids, hospital_info: dict, year: int) -> np.ndarray:
+def volume_rates(spec: ProjectionSpec, hospital_ids, hospital_info: dict, year: int) -> np.ndarray:
     """Per hospital code, its volume rate of `year` (1-based): its own (`volume_growth_by_hospital`), else its
     type's, else its level's, else the overall one."""
     out = np.empty(len(hospital_ids))
@@ -650,7 +652,7 @@ def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spe
     (`case_age_bands`): with ageing each of a hospital's bands is counted and taken on its own (its cases in the
     hospital's seeded order), its count x the band's factor prod(1 + a_b) too."""
     if factors is None:
-        factors = np.prod([1 + volume_factors(spec, hospital_ids, hospital_info, s) for s in range(1, year + 1)],
+        factors = np.prod([1 + volume_rates(spec, hospital_ids, hospital_info, s) for s in range(1, year + 1)],
                           axis=0) if year else np.ones(len(hospital_ids))
     band_factors = np.array([(1 + rate) ** year for _, _, rate in age_bands(spec.volume_growth_by_age)[0]])
     rows, copies = [], []
@@ -826,7 +828,6 @@ def _check_names(spec: ProjectionSpec, info: dict, hospital_ids: list, pools: li
         raise InputError(f"{spec.source} and the region: " + "; ".join(problems))
 
 
-
 def _year_cases(cases: pa.Table, base: dict, spec: ProjectionSpec, year: int, cost_factor: float,
                 volume: np.ndarray, info: dict, cache: dict | None) -> _Year:
     """Year `year`'s cases (`year_rows`, `year_case_set`), `volume` the hospitals' volume factors since the base
@@ -975,7 +976,7 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     for year in range(spec.years + 1):
         cost_factor = math.prod(1 + g for g in spec.cost_growth[:year])
         if year:  # the year's volume growth: its rate, x the responses to last year's payment and point value
-            volume = volume * (1 + volume_factors(spec, ids, info, year))
+            volume = volume * (1 + volume_rates(spec, ids, info, year))
             if spec.volume_elasticity:
                 volume = volume * np.power(np.where(ratio > 0, ratio, 1.0), spec.volume_elasticity)
             if spec.volume_elasticity_pv:
