@@ -113,6 +113,7 @@ from dipsim.projection import moves as group_moves
 from dipsim.projection import years as year_cases
 from dipsim.projection.moves import rate as _rate
 from dipsim.projection.reweight import CatalogueRule, catalogue_of, reweighting
+from dipsim.schema import float_column
 
 MAX_YEARS = 50
 RULES = ("policy", "share_of_income", "growth")
@@ -616,14 +617,15 @@ def age_bands(rates: dict[str, float]) -> tuple[list[tuple[int, int | None, floa
 
 def case_age_bands(cases: pa.Table, spec: ProjectionSpec) -> np.ndarray | None:
     """Per base case the index of its age band in `age_bands(spec.volume_growth_by_age)` (-1: no age, or an age
-    in no band), from its age at admission (age_years); None without ageing."""
+    in no band), from its age at admission: age_years, else, where that is missing, the whole years in age_days
+    (the 住院病案首页's 年龄(天), filled for a child under one year and by some exports for all: 0 to 364 days is
+    age 0, as `dipsim.auxiliary` reads it); None without ageing."""
     if not spec.volume_growth_by_age:
         return None
     bands, _ = age_bands(spec.volume_growth_by_age)
     out = np.full(cases.num_rows, -1, np.int64)
-    if "age_years" not in cases.column_names:
-        return out
-    ages = pc.cast(cases["age_years"], pa.float64()).to_numpy(zero_copy_only=False)  # NaN: no age
+    ages = float_column(cases, "age_years")  # NaN: no age
+    ages = np.where(np.isnan(ages), np.floor(float_column(cases, "age_days") / 365), ages)
     for k, (low, high, _) in enumerate(bands):
         out[(ages >= low) & ((ages <= high) if high is not None else np.isfinite(ages))] = k
     return out
@@ -636,8 +638,8 @@ def ageing_warning(cases: pa.Table, spec: ProjectionSpec) -> str:
     if bands is None or not (bands == -1).any():
         return ""
     count = int((bands == -1).sum())
-    return (f"volume_growth_by_age: {count:,} of {len(bands):,} base cases have no age (age_years) or an age in "
-            f"no band ({', '.join(spec.volume_growth_by_age)}): they grow by their hospital's rate only")
+    return (f"volume_growth_by_age: {count:,} of {len(bands):,} base cases have no age (age_years, age_days) or an "
+            f"age in no band ({', '.join(spec.volume_growth_by_age)}): they grow by their hospital's rate only")
 
 
 def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spec: ProjectionSpec,
