@@ -519,10 +519,12 @@ def test_ageing_by_band_by_hand():
 
 @pytest.mark.parametrize("bands, wrong", [({"65-70": 0.1, "70-": 0.1}, "overlap: 65-70 and 70-"),
                                           ({"old": 0.1}, "(got 'old')"), ({"70-65": 0.1}, "(got '70-65')"),
-                                          ({"0-": 0.0, "65-": 0.1}, "overlap: 0- and 65-")])
+                                          ({"0-": 0.0, "65-": 0.1}, "overlap: 0- and 65-"),
+                                          ({"65-": [0.1]}, "1 rates for 2 years"), ({"65-": -1.5}, "above -1"),
+                                          ([0.1], "a table of age band = rate")])
 def test_age_bands_are_checked(bands, wrong):
     with pytest.raises(InputError, match=r"volume_growth_by_age.*" + re.escape(wrong)):
-        projection_of({"projection": {"years": 1}, "demand": {"volume_growth_by_age": bands}})
+        projection_of({"projection": {"years": 2}, "demand": {"volume_growth_by_age": bands}})
 
 
 def test_a_child_without_age_years_is_banded_by_age_days():
@@ -556,3 +558,25 @@ def test_year_rows_by_hospital_factor_and_band_by_hand():
     everyone = projection_of({"projection": {"years": 1, "seed": 7}, "demand": {"volume_growth_by_age": {"0-": 0.0}}})
     same = year_rows(codes, ids, {}, everyone, 1, factors=factors, bands=case_age_bands(cases, everyone))
     assert same.rows.tolist() == made.rows.tolist() and same.copy.tolist() == made.copy.tolist()
+
+
+def test_ageing_rates_by_year_by_hand():
+    """65- [+50%, -20%]: H1's 5 cases aged 70 -> round(7.5) = 8 in year 1, round(5 x 1.5 x 0.8) = 6 in year 2, its 5
+    aged 30 (no band) kept: 13, 11; H2's 10 cases aged 10 (0-14 at 0): 10 both years."""
+    cases, grouped = aged([70] * 5 + [30] * 5 + [10] * 10)
+    spec = projection_of({"projection": {"years": 2, "seed": 5},
+                          "demand": {"volume_growth_by_age": {"65-": [0.5, -0.2], "0-14": 0.0}}})
+    assert spec.volume_growth_by_age == {"65-": [0.5, -0.2], "0-14": [0.0, 0.0]}
+    results = project(cases, HOSPITALS, policy(), spec, grouped)
+    assert [(by(results, t)["H1"]["cases"], by(results, t)["H2"]["cases"]) for t in (1, 2)] == [(13, 10), (11, 10)]
+
+
+def test_ageing_rates_may_be_distributions():
+    """A band's rate, or one year's of its list, drawn: held at the central value (uniform: the midpoint), the draws
+    by path."""
+    spec = projection_of({"projection": {"years": 2}, "demand": {"volume_growth_by_age": {
+        "65-": [{"dist": "uniform", "min": 0.01, "max": 0.05}, 0.02], "0-14": {"dist": "uniform", "min": -0.02,
+                                                                             "max": 0.0}}}})
+    assert spec.volume_growth_by_age == {"65-": [pytest.approx(0.03), 0.02], "0-14": [-0.01, -0.01]}
+    assert set(spec.distributions) == {("demand", "volume_growth_by_age", "65-", 0),
+                                       ("demand", "volume_growth_by_age", "0-14")}
