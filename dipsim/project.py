@@ -18,6 +18,7 @@ A projection file (PROJECTION.toml; every key optional but `years`):
     volume_growth_by_type = { "中医" = 0.03 }        # a type's rate instead
     volume_growth_by_hospital = { H001 = 0.10 }      # a hospital's rate instead
     volume_growth_by_age = { "0-14" = -0.02, "65-" = 0.04 }  # ageing: an age band's cases grow by this too
+                                                             # (a number, or T numbers, per band)
     cost_growth = 0.03             # cost per case (and patient payments, and the groups' standard costs)
 
     [behaviour]                    # coding drift / intensity: a share of a hospital's cases whose points rise
@@ -115,6 +116,7 @@ from dipsim.projection import moves as group_moves
 from dipsim.projection import years as year_cases
 from dipsim.projection.moves import rate as _rate
 from dipsim.projection.reweight import CatalogueRule, catalogue_of, reweighting
+from dipsim.schema import float_column
 
 MAX_YEARS = 50
 RULES = ("policy", "share_of_income", "growth")
@@ -122,12 +124,12 @@ BUDGET_POINT_VALUE_RULES = ("policy", "history")
 DATE_COLUMNS = ("admission_date", "discharge_date")
 MONEY_COLUMNS = ("total_cost", "patient_paid", "fund_paid", "tcm_cost")  # grown with cost, to the fen
 
-# the keys of each table: (kind, what) with kind "rates" (a number or T numbers), "map" (name -> number), "number",
-# "int", "text", "bool"
+# the keys of each table: (kind, what) with kind "rates" (a number or T numbers), "map" (name -> number), "ages"
+# (age band -> a number or T numbers), "number", "int", "text", "bool"
 KEYS = {
     "projection": {"name": "text", "title": "text", "years": "int", "seed": "int", "policy": "text"},
     "demand": {"volume_growth": "rates", "volume_growth_by_level": "map", "volume_growth_by_type": "map",
-               "volume_growth_by_hospital": "map", "volume_growth_by_age": "map", "cost_growth": "rates"},
+               "volume_growth_by_hospital": "map", "volume_growth_by_age": "ages", "cost_growth": "rates"},
     "behaviour": {"drift_share": "rates", "drift_share_by_level": "map", "drift_share_by_hospital": "map",
                   "drift_factor": "number", "drift_elasticity": "number", "drift_elasticity_pv": "number",
                   "volume_elasticity": "number", "volume_elasticity_pv": "number", **group_moves.MOVE_KEYS},
@@ -167,7 +169,7 @@ class ProjectionSpec:
     volume_growth_by_level: dict[str, float] = field(default_factory=dict)
     volume_growth_by_type: dict[str, float] = field(default_factory=dict)
     volume_growth_by_hospital: dict[str, float] = field(default_factory=dict)
-    volume_growth_by_age: dict[str, float] = field(default_factory=dict)  # age band ("0-14", "65-") -> rate
+    volume_growth_by_age: dict[str, list[float]] = field(default_factory=dict)  # age band ("0-14", "65-") -> T rates
     cost_growth: list[float] = field(default_factory=list)
     drift_share: list[float] = field(default_factory=list)
     drift_share_by_level: dict[str, float] = field(default_factory=dict)
@@ -352,8 +354,10 @@ def take_distributions(data: dict, problem=None) -> tuple[dict, dict[tuple, Dist
                 if kind in ("rates", "number"):
                     row[key] = ([replace(name, key, v, (*path, i)) for i, v in enumerate(value)]
                                 if isinstance(value, list) else replace(name, key, value, path))
-                elif kind == "map" and isinstance(value, dict) and not _is_distribution(value):
-                    row[key] = {k: replace(name, key, v, (*path, k)) for k, v in value.items()}
+                elif kind in ("map", "ages") and isinstance(value, dict) and not _is_distribution(value):
+                    row[key] = {k: ([replace(name, key, x, (*path, k, i)) for i, x in enumerate(v)]
+                                    if kind == "ages" and isinstance(v, list) else replace(name, key, v, (*path, k)))
+                                for k, v in value.items()}
                 else:
                     row[key] = value
             if table == "fund":
@@ -466,6 +470,13 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
                                     f"{value!r})")
                 return None
             return {str(k): float(v) for k, v in value.items()}
+        if kind == "ages":
+            if not isinstance(value, dict):
+                problem(table, key, f"a table of age band = rate (or a list of T rates), e.g. {{ \"0-14\" = 0.0, "
+                                    f"\"65-\" = [0.04, 0.05] }} (got {value!r})")
+                return None
+            rates = {str(k): check(table, key, "rates", v) for k, v in value.items()}
+            return None if any(r is None for r in rates.values()) else rates
         if kind == "number":
             if not _number(value):
                 problem(table, key, f"a number (got {value!r})")
@@ -598,9 +609,9 @@ def volume_rates(spec: ProjectionSpec, hospital_ids, hospital_info: dict, year: 
     return out
 
 
-def age_bands(rates: dict[str, float]) -> tuple[list[tuple[int, int | None, float]], str]:
+def age_bands(rates: dict[str, list[float]]) -> tuple[list[tuple[int, int | None, list[float]]], str]:
     """The age bands of `volume_growth_by_age` ("A-B": ages A to B years, both included; "A-": A and over) as
-    (low, high or None, rate), lowest first, and '' or what is wrong (a band that is not "A-B" / "A-" with whole
+    (low, high or None, its rates), lowest first, and '' or what is wrong (a band that is not "A-B" / "A-" with whole
     years, B below A, or two bands sharing an age)."""
     bands = []
     for label, rate in rates.items():
@@ -608,7 +619,7 @@ def age_bands(rates: dict[str, float]) -> tuple[list[tuple[int, int | None, floa
         if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
             return [], (f"age bands are \"A-B\" (ages A to B, whole years, both included) or \"A-\" (A and over), "
                         f"e.g. {{ \"0-14\" = 0.0, \"65-\" = 0.04 }} (got {label!r})")
-        bands.append((int(m.group(1)), int(m.group(2)) if m.group(2) else None, float(rate)))
+        bands.append((int(m.group(1)), int(m.group(2)) if m.group(2) else None, rate))
     bands.sort(key=lambda b: b[0])
     for (low, high, _), (next_low, _, _) in itertools.pairwise(bands):
         if high is None or high >= next_low:
@@ -618,14 +629,15 @@ def age_bands(rates: dict[str, float]) -> tuple[list[tuple[int, int | None, floa
 
 def case_age_bands(cases: pa.Table, spec: ProjectionSpec) -> np.ndarray | None:
     """Per base case the index of its age band in `age_bands(spec.volume_growth_by_age)` (-1: no age, or an age
-    in no band), from its age at admission (age_years); None without ageing."""
+    in no band), from its age at admission: age_years, else, where that is missing, the whole years in age_days
+    (the 住院病案首页's 年龄(天), filled for a child under one year and by some exports for all: 0 to 364 days is
+    age 0, as `dipsim.auxiliary` reads it); None without ageing."""
     if not spec.volume_growth_by_age:
         return None
     bands, _ = age_bands(spec.volume_growth_by_age)
     out = np.full(cases.num_rows, -1, np.int64)
-    if "age_years" not in cases.column_names:
-        return out
-    ages = pc.cast(cases["age_years"], pa.float64()).to_numpy(zero_copy_only=False)  # NaN: no age
+    ages = float_column(cases, "age_years")  # NaN: no age
+    ages = np.where(np.isnan(ages), np.floor(float_column(cases, "age_days") / 365), ages)
     for k, (low, high, _) in enumerate(bands):
         out[(ages >= low) & ((ages <= high) if high is not None else np.isfinite(ages))] = k
     return out
@@ -638,8 +650,8 @@ def ageing_warning(cases: pa.Table, spec: ProjectionSpec) -> str:
     if bands is None or not (bands == -1).any():
         return ""
     count = int((bands == -1).sum())
-    return (f"volume_growth_by_age: {count:,} of {len(bands):,} base cases have no age (age_years) or an age in "
-            f"no band ({', '.join(spec.volume_growth_by_age)}): they grow by their hospital's rate only")
+    return (f"volume_growth_by_age: {count:,} of {len(bands):,} base cases have no age (age_years, age_days) or an "
+            f"age in no band ({', '.join(spec.volume_growth_by_age)}): they grow by their hospital's rate only")
 
 
 def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spec: ProjectionSpec,
@@ -650,11 +662,12 @@ def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spe
     `factors`: per hospital code its volume factor since the base year (default: the product of its rates,
     `volume_factors`; `project` passes its own with the responses in). `bands`: per base case its age band
     (`case_age_bands`): with ageing each of a hospital's bands is counted and taken on its own (its cases in the
-    hospital's seeded order), its count x the band's factor prod(1 + a_b) too."""
+    hospital's seeded order), its count x the band's factor prod_{s<=year}(1 + a_{b,s}) too."""
     if factors is None:
         factors = np.prod([1 + volume_rates(spec, hospital_ids, hospital_info, s) for s in range(1, year + 1)],
                           axis=0) if year else np.ones(len(hospital_ids))
-    band_factors = np.array([(1 + rate) ** year for _, _, rate in age_bands(spec.volume_growth_by_age)[0]])
+    band_factors = np.array([math.prod(1 + a for a in rates[:year])
+                             for _, _, rates in age_bands(spec.volume_growth_by_age)[0]])
     rows, copies = [], []
     orders = volume_orders(hospital_codes, hospital_ids, spec.seed) if orders is None else orders
     for (own, order), factor in zip(orders, factors):
@@ -835,7 +848,7 @@ def _year_cases(cases: pa.Table, base: dict, spec: ProjectionSpec, year: int, co
     draw of other drift or budget), else made and kept there (the oldest dropped beyond `CACHE_YEARS`). `base`: the
     base year's case set and, by seed, its hospitals' case orders, by ageing its cases' age bands."""
     base_set = base["set"]
-    ageing = tuple(sorted(spec.volume_growth_by_age.items()))
+    ageing = tuple(sorted((band, tuple(rates)) for band, rates in spec.volume_growth_by_age.items()))
     key = (year, cost_factor, spec.seed, volume.tobytes(), ageing) if cache is not None else None
     known = cache.get(key) if cache is not None else None
     if known is not None:

@@ -404,7 +404,7 @@ def test_cli_end_to_end_on_a_synthetic_region(region, tmp_path, capsys):
     assert main(["project", str(aged), *common, "--policy", str(policy_file), "--no-report",
                  "-o", str(tmp_path / "aged")]) == 0
     warned = json.loads((tmp_path / "aged" / "manifest.json").read_text(encoding="utf-8"))["warnings"]
-    assert len(warned) == 1 and "have no age (age_years) or an age in no band (65-)" in warned[0]
+    assert len(warned) == 1 and "have no age (age_years, age_days) or an age in no band (65-)" in warned[0]
     assert "warning: volume_growth_by_age:" in capsys.readouterr().err
 
 
@@ -519,7 +519,64 @@ def test_ageing_by_band_by_hand():
 
 @pytest.mark.parametrize("bands, wrong", [({"65-70": 0.1, "70-": 0.1}, "overlap: 65-70 and 70-"),
                                           ({"old": 0.1}, "(got 'old')"), ({"70-65": 0.1}, "(got '70-65')"),
-                                          ({"0-": 0.0, "65-": 0.1}, "overlap: 0- and 65-")])
+                                          ({"0-": 0.0, "65-": 0.1}, "overlap: 0- and 65-"),
+                                          ({"65-": [0.1]}, "1 rates for 2 years"), ({"65-": -1.5}, "above -1"),
+                                          ([0.1], "a table of age band = rate")])
 def test_age_bands_are_checked(bands, wrong):
     with pytest.raises(InputError, match=r"volume_growth_by_age.*" + re.escape(wrong)):
-        projection_of({"projection": {"years": 1}, "demand": {"volume_growth_by_age": bands}})
+        projection_of({"projection": {"years": 2}, "demand": {"volume_growth_by_age": bands}})
+
+
+def test_a_child_without_age_years_is_banded_by_age_days():
+    """age_years missing: the whole years in age_days (0-364 days: age 0; 400 days: 1; 5,500 days: 15); both
+    missing: no band."""
+    from dipsim.project import case_age_bands
+
+    cases, _ = aged([None, None, None, None, 3] + [40] * 15)
+    cases = cases.append_column("age_days", pa.array([30, 400, 5_500, None] + [None] * 16, pa.int32()))
+    spec = projection_of({"projection": {"years": 1}, "demand": {"volume_growth_by_age": {"0-14": 0.1, "15-": 0.0}}})
+    assert case_age_bands(cases, spec).tolist() == [0, 0, 1, -1, 0] + [1] * 15
+
+
+def test_year_rows_by_hospital_factor_and_band_by_hand():
+    """factors given (as project passes them, responses in): H1 x 1.25 (a payment / cost ratio of 1.25 at
+    volume_elasticity 1), H2 x 0.75. No ageing: H1 round(10 x 1.25) = round(12.5) = 12 (half to even), H2
+    round(7.5) = 8. Ageing 65- +50% (H1's first 4 cases aged 70, the rest 30, in no band; H2 all 70): H1 round(4 x
+    1.25 x 1.5) = round(7.5) = 8 + round(6 x 1.25) = round(7.5) = 8 -> 16; H2 round(10 x 0.75 x 1.5) = round(11.25)
+    = 11. One band 0- at 0 holding every case: the same rows, in the same order, as without ageing."""
+    from dipsim.project import case_age_bands, year_rows
+
+    cases, _ = aged([70] * 4 + [30] * 6 + [70] * 10)
+    codes, ids, factors = np.array([0] * 10 + [1] * 10), np.array(["H1", "H2"], object), np.array([1.25, 0.75])
+    plain = projection_of({"projection": {"years": 1, "seed": 7}})
+    made = year_rows(codes, ids, {}, plain, 1, factors=factors)
+    assert np.bincount(codes[made.rows]).tolist() == [12, 8]
+    ageing = projection_of({"projection": {"years": 1, "seed": 7}, "demand": {"volume_growth_by_age": {"65-": 0.5}}})
+    banded = year_rows(codes, ids, {}, ageing, 1, factors=factors, bands=case_age_bands(cases, ageing))
+    assert np.bincount(codes[banded.rows]).tolist() == [16, 11]
+    assert np.bincount(banded.rows[codes[banded.rows] == 0], minlength=10)[:4].sum() == 8  # H1's aged 70
+    everyone = projection_of({"projection": {"years": 1, "seed": 7}, "demand": {"volume_growth_by_age": {"0-": 0.0}}})
+    same = year_rows(codes, ids, {}, everyone, 1, factors=factors, bands=case_age_bands(cases, everyone))
+    assert same.rows.tolist() == made.rows.tolist() and same.copy.tolist() == made.copy.tolist()
+
+
+def test_ageing_rates_by_year_by_hand():
+    """65- [+50%, -20%]: H1's 5 cases aged 70 -> round(7.5) = 8 in year 1, round(5 x 1.5 x 0.8) = 6 in year 2, its 5
+    aged 30 (no band) kept: 13, 11; H2's 10 cases aged 10 (0-14 at 0): 10 both years."""
+    cases, grouped = aged([70] * 5 + [30] * 5 + [10] * 10)
+    spec = projection_of({"projection": {"years": 2, "seed": 5},
+                          "demand": {"volume_growth_by_age": {"65-": [0.5, -0.2], "0-14": 0.0}}})
+    assert spec.volume_growth_by_age == {"65-": [0.5, -0.2], "0-14": [0.0, 0.0]}
+    results = project(cases, HOSPITALS, policy(), spec, grouped)
+    assert [(by(results, t)["H1"]["cases"], by(results, t)["H2"]["cases"]) for t in (1, 2)] == [(13, 10), (11, 10)]
+
+
+def test_ageing_rates_may_be_distributions():
+    """A band's rate, or one year's of its list, drawn: held at the central value (uniform: the midpoint), the draws
+    by path."""
+    spec = projection_of({"projection": {"years": 2}, "demand": {"volume_growth_by_age": {
+        "65-": [{"dist": "uniform", "min": 0.01, "max": 0.05}, 0.02], "0-14": {"dist": "uniform", "min": -0.02,
+                                                                             "max": 0.0}}}})
+    assert spec.volume_growth_by_age == {"65-": [pytest.approx(0.03), 0.02], "0-14": [-0.01, -0.01]}
+    assert set(spec.distributions) == {("demand", "volume_growth_by_age", "65-", 0),
+                                       ("demand", "volume_growth_by_age", "0-14")}
