@@ -660,7 +660,7 @@ def year_rows(hospital_codes: np.ndarray, hospital_ids, hospital_info: dict, spe
     """The base cases a year is made of (`volume` in the module's notes): per hospital the first n_t of its cases
     in a seeded order (`volume_orders`, given or made), cycling for copies; the year's cases by hospital code.
     `factors`: per hospital code its volume factor since the base year (default: the product of its rates,
-    `volume_factors`; `project` passes its own with the responses in). `bands`: per base case its age band
+    `volume_rates`; `project` passes its own with the responses in). `bands`: per base case its age band
     (`case_age_bands`): with ageing each of a hospital's bands is counted and taken on its own (its cases in the
     hospital's seeded order), its count x the band's factor prod_{s<=year}(1 + a_{b,s}) too."""
     if factors is None:
