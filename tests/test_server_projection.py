@@ -316,6 +316,7 @@ def test_a_scenario_column_is_kept_and_summed_by_scenario():
                      "payment": "300.30", "fund_payout": "300.30"},
                     {"scenario": "reserve", "year": 1, "level": "三级甲等", "hospitals": 1, "cases": 3,
                      "payment": "50.05", "fund_payout": "50.05"}]
+    assert server_projections.table_rows("by_level", {"hospitals": hospitals}, {}, Bureau())[0] == rows  # download
     later_first = hospitals.assign(scenario=["zeta", "zeta", "alpha"])  # the file's order, not the names'
     assert [r["scenario"] for r in server_projections.by_level(later_first)] == ["zeta", "alpha"]
     listed, columns = server_projections.table_rows("hospitals", {"hospitals": hospitals}, {"H1": "甲"}, Bureau())

@@ -101,6 +101,10 @@ def test_bureau_runs_the_example_and_reads_the_paths_tables_and_downloads(served
     driver.find_elements(By.CSS_SELECTOR, "#projection-pool-picker input")[0].click()  # the first pool dropped
     assert pv_lines() == sorted(f"{s.name} · {pools[1]}" for s in scenarios[:2])
     driver.find_elements(By.CSS_SELECTOR, "#projection-pool-picker input")[0].click()
+    picker[1].click()  # the first lever unticked: its lines and by-level rows go, the baseline's stay
+    assert pv_lines() == sorted(f"baseline · {pool}" for pool in pools)
+    assert {r["scenario"] for r in _table(driver, "projection-by-level-table")} == {"baseline"}
+    picker[1].click()
     for box in picker[2:]:
         box.click()
     series = _series(driver, "pv-chart")
