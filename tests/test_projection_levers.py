@@ -123,6 +123,22 @@ def test_level_bands_sum_the_levels_hospitals_in_each_draw():
     assert level.loc[("baseline", 1, "cases"), "p90"] > level.loc[("baseline", 1, "cases"), "p10"]
 
 
+def test_level_payouts_sum_whole_fen_per_scenario_in_the_files_order():
+    """By hand: zeta's two 三级甲等 hospitals 0.10 + 0.20 = 0.30 yuan (30 fen, not the float 0.30000000000000004),
+    100.01 + 0.02 = 100.03 payment; alpha's one 二级甲等 hospital 7.77; zeta first (its first row), not by name."""
+    from dipsim.projection.levers import level_payouts
+
+    hospitals = pd.DataFrame({"scenario": ["zeta", "zeta", "alpha"], "year": [1, 1, 1],
+                              "hospital_id": ["H1", "H3", "H2"], "level": ["三级甲等", "三级甲等", "二级甲等"],
+                              "cases": [2, 5, 4], "payment": [100.01, 0.02, 7.77], "fund_payout": [0.10, 0.20, 7.77]})
+    out = level_payouts(hospitals)
+    assert out.to_dict("records") == [
+        {"scenario": "zeta", "year": 1, "level": "三级甲等", "hospitals": 2, "cases": 7, "payment": 100.03,
+         "fund_payout": 0.30},
+        {"scenario": "alpha", "year": 1, "level": "二级甲等", "hospitals": 1, "cases": 4, "payment": 7.77,
+         "fund_payout": 7.77}]
+
+
 def test_every_problem_of_every_scenario_is_listed_with_its_line():
     text = FILE + '''
 [scenario.typo]
