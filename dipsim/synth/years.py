@@ -58,6 +58,9 @@ from dipsim.schema import CASE_SCHEMA
 
 MONEY = ("total_cost", "patient_paid", "fund_paid", "tcm_cost")  # fund after patient (fen rounding)
 DATES = ("admission_date", "discharge_date")
+DRIFT_MODELS = ("moves", "points")
+MOVED_SCHEMA = pa.schema([("year", pa.int32()), ("case_id", pa.string()), ("hospital_id", pa.string()),
+                          ("from_group", pa.string()), ("to_group", pa.string())])
 
 
 @dataclass
@@ -77,6 +80,7 @@ class Trends:
     fast_volume_growth: float = 0.10
     drift_hospitals: int = 2  # how many drift when none is named
     drift_share: float = 0.05
+    drift_model: str = "moves"  # "moves": codes changed (intensity); "points": the older points x drift_factor
 
 
 @dataclass
@@ -113,6 +117,8 @@ def check_trends(trends: Trends) -> None:
     for name, value in shares.items():
         if not 0 <= value <= 1:
             raise ValueError(f"{name}: a share from 0 to 1 (got {value!r})")
+    if trends.drift_model not in DRIFT_MODELS:
+        raise ValueError(f"drift_model: one of {', '.join(DRIFT_MODELS)} (got {trends.drift_model!r})")
     if not (math.isfinite(trends.drift_factor) and trends.drift_factor > 0):
         raise ValueError(f"drift_factor: above 0 (got {trends.drift_factor!r})")
     if not 0 < trends.budget_share <= 1:
@@ -179,6 +185,64 @@ def make_year(base: pa.Table, y: int, trends: Trends, rng: np.random.Generator) 
     return table, drifted
 
 
+def target_procedures(base: pa.Table, catalog) -> dict[str, list[str]]:
+    """Per catalogue group, procedure codes that group a case of its diagnosis into it: a core group's own key set
+    (its exact key: the grouper's first rule), else (a comprehensive group: a category x treatment type) the
+    procedures of the first year-1 case grouped into it."""
+    from dipsim.grouping.grouped_cases import group_dip
+
+    groups = catalog.groups.to_pylist()
+    codes = {g["group_id"]: [c for c in g["procedures"].split("+") if c] for g in groups if g["kind"] == "core"}
+    grouped = group_dip(base, catalog).group
+    procedures = base["procedures"].to_pylist()
+    for k in range(len(grouped)):
+        codes.setdefault(str(grouped[k]), list(procedures[k] or []))
+    return codes
+
+
+def recode_intensity(table: pa.Table, drifted: pa.Table, catalog, codes: dict[str, list[str]],
+                     y: int) -> tuple[pa.Table, pa.Table, dict[str, int]]:
+    """Year `y`'s `table` with its `drifted` cases (the picked ones) coded up by treatment intensity, as a hospital
+    does it: each picked case's procedures are replaced by `codes` of the group of its principal diagnosis next up by
+    points in the region's catalogue (`moves.dip_group_table`'s intensity target: the one the projection moves it
+    to). The year is regrouped by the
+    ordinary DIP grouper: a case whose new codes do not reach the target (or that has no group above) keeps its own
+    codes and is counted. Returns (table, moved cases: MOVED_SCHEMA, {hospital_id: picked cases not moved})."""
+    from dipsim.grouping.grouped_cases import group_dip
+    from dipsim.projection.moves import dip_group_table
+
+    grouped = group_dip(table, catalog)
+    groups = dip_group_table(grouped, catalog)
+    ids = table["case_id"].to_numpy(zero_copy_only=False)
+    at = np.sort(pd.Index(ids).get_indexer(drifted["case_id"].to_numpy(zero_copy_only=False)))
+    target = groups.up("intensity", at)
+    to = np.where(target >= 0, groups.codes[np.maximum(target, 0)], "").astype(object)
+    procedures = table["procedures"].to_pylist()
+    old = {int(a): procedures[a] for a in at}
+    for a, t in zip(at, to):
+        if t and t in codes:
+            procedures[a] = codes[t]
+    recoded = _set_procedures(table, procedures)
+    reached = np.asarray(group_dip(recoded, catalog).group, dtype=object)[at] == to
+    reached &= to != ""
+    for a in at[~reached]:  # not reached: the case keeps its own codes
+        procedures[a] = old[int(a)]
+    table = _set_procedures(table, procedures)
+    hospital = table["hospital_id"].to_numpy(zero_copy_only=False)
+    moved = pa.table({"year": pa.array(np.full(int(reached.sum()), y, np.int32)),
+                      "case_id": pa.array(ids[at[reached]], pa.string()),
+                      "hospital_id": pa.array(hospital[at[reached]], pa.string()),
+                      "from_group": pa.array(np.asarray(grouped.group, dtype=object)[at[reached]], pa.string()),
+                      "to_group": pa.array(to[reached], pa.string())}, schema=MOVED_SCHEMA)
+    unmoved = pd.Series(hospital[at[~reached]]).value_counts().sort_index()
+    return table, moved, {str(h): int(n) for h, n in unmoved.items()}
+
+
+def _set_procedures(table: pa.Table, procedures: list) -> pa.Table:
+    return table.set_column(table.column_names.index("procedures"), "procedures",
+                            pa.array(procedures, table.schema.field("procedures").type))
+
+
 def apply_drift(grouped, case_ids, drifted: pa.Table, cost_factor: float = 1.0):
     """A grouping (`GroupedCases`) of a synthetic year with its ground-truth drift applied as the projection
     applies drift: the drifted cases' group points x their factor; standard costs x `cost_factor` (the catalogue's
@@ -200,13 +264,18 @@ def projection_toml(trends: Trends, years: int, seed: int) -> str:
     return (
         "# The trends injected by dipsim synth --years (truth.json), as a projection from year 1: run it on\n"
         "# year1/cases (the policy truth_policy.toml: DIP, year 1's budgets; rule growth gives budgets.csv's).\n"
-        "# Drift is injected in the projection's terms (dipsim/synth/years.py): drifted cases' points x factor.\n"
-        f"[projection]\nname = \"synth_truth\"\nyears = {years - 1}\nseed = {seed}\npolicy = \"truth_policy.toml\"\n\n"
+        + ("# Drift is injected as intensity moves (dipsim/synth/years.py): picked cases' procedures recoded to the\n"
+           "# group of the same diagnosis next up by points; project with the catalogue built from year1/cases.\n"
+           if trends.drift_model == "moves" else
+           "# Drift is injected in the projection's terms (dipsim/synth/years.py): drifted cases' points x factor.\n")
+        + f"[projection]\nname = \"synth_truth\"\nyears = {years - 1}\nseed = {seed}\npolicy = \"truth_policy.toml\"\n\n"
         f"[demand]\nvolume_growth = {trends.volume_growth!r}\n"
         f"volume_growth_by_hospital = {table(trends.volume_growth_by_hospital)}\n"
         f"cost_growth = {trends.cost_growth!r}\n\n"
-        f"[behaviour]\ndrift_share = 0.0\ndrift_share_by_hospital = {table(trends.drift_share_by_hospital)}\n"
-        f"drift_factor = {trends.drift_factor!r}\ndrift_elasticity = 0.0\n\n"
+        + (f"[behaviour]\nintensity_share_by_hospital = {table(trends.drift_share_by_hospital)}\n"
+           "intensity_elasticity = 0.0\n\n" if trends.drift_model == "moves" else
+           f"[behaviour]\ndrift_share = 0.0\ndrift_share_by_hospital = {table(trends.drift_share_by_hospital)}\n"
+           f"drift_factor = {trends.drift_factor!r}\ndrift_elasticity = 0.0\n\n") +
         f"[budget]\nrule = \"growth\"\ngrowth = {trends.budget_growth!r}\n")
 
 
@@ -243,6 +312,15 @@ def synthesize_years(out_dir, years: int = 3, cases: int = 20_000, hospitals: in
     trends = choose_hospitals(counts, trends or Trends())
     rng = np.random.default_rng(np.random.SeedSequence([seed, 20]))  # not synthesize_region's streams
     budget1 = budgets_from_cost(base, trends.budget_share)
+    moves = trends.drift_model == "moves"
+    if moves:  # the region's catalogue, as `dipsim catalog build year1/cases` (default options) writes it
+        from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
+        from dipsim.grouping.dip import load_catalog
+
+        write_catalog(build_catalog(base, CatalogOptions()), out / "ground_truth" / "catalog")
+        catalog = load_catalog(out / "ground_truth" / "catalog")
+        codes = target_procedures(base, catalog)
+    moved_tables, unmoved_by_year = [], {}
     budget_rows = []
     drifted_tables = []
     cases_by_year = [base.num_rows]
@@ -255,6 +333,9 @@ def synthesize_years(out_dir, years: int = 3, cases: int = 20_000, hospitals: in
         if y == 1:
             continue
         table, drifted = make_year(base, y, trends, rng)
+        if moves:
+            table, moved, unmoved_by_year[y] = recode_intensity(table, drifted, catalog, codes, y)
+            moved_tables.append(moved)
         folder = out / f"year{y}" / "cases"
         if folder.exists():
             shutil.rmtree(folder)
@@ -265,7 +346,11 @@ def synthesize_years(out_dir, years: int = 3, cases: int = 20_000, hospitals: in
             progress(y, years)
     drifted_all = pa.concat_tables(drifted_tables)
     (out / "ground_truth").mkdir(exist_ok=True)
-    pq.write_table(drifted_all, out / "ground_truth" / "drifted_cases.parquet", compression="zstd")
+    if moves:
+        moved_all = pa.concat_tables(moved_tables)
+        pq.write_table(moved_all, out / "ground_truth" / "moved_cases.parquet", compression="zstd")
+    else:
+        pq.write_table(drifted_all, out / "ground_truth" / "drifted_cases.parquet", compression="zstd")
     write_csv(pa.Table.from_pylist(budget_rows), out / "budgets.csv")
     (out / "truth_projection.toml").write_text(projection_toml(trends, years, seed), encoding="utf-8")
     totals = ", ".join(f'"{pool}" = {b!r}' for pool, b in sorted(budget1.items()))
@@ -277,15 +362,24 @@ def synthesize_years(out_dir, years: int = 3, cases: int = 20_000, hospitals: in
         "generator": "dipsim.synth.synthesize_years", "dipsim_version": __version__,
         "parameters": {"years": years, "cases": cases, "hospitals": hospitals, "seed": seed, "year": year},
         "trends": {**asdict(trends), "example_values": "no public source (dipsim/synth/years.py)"},
-        "drift_model": "a drifted case's group points x drift_factor (the projection's model, injected as "
-                       "case-level truth: ground_truth/drifted_cases.parquet; apply with "
-                       "dipsim.synth.years.apply_drift); drifted share of a drifting hospital's cases in year y: "
-                       "min(1, (y - 1) x share)",
+        "drift_model": ("intensity moves: a picked case's procedures recoded so that the DIP grouper puts it in "
+                        "the group of its principal diagnosis next up by points in the region's catalogue "
+                        "(ground_truth/catalog, built from year 1; moves.dip_group_table's target); "
+                        "ground_truth/moved_cases.parquet; projection key intensity_share_by_hospital"
+                        if moves else
+                        "a drifted case's group points x drift_factor (the projection's model, injected as "
+                        "case-level truth: ground_truth/drifted_cases.parquet; apply with "
+                        "dipsim.synth.years.apply_drift)")
+                       + "; picked share of a drifting hospital's cases in year y: min(1, (y - 1) x share)",
         "cost_model": "money columns x (1 + cost_growth)^(y-1) to the fen; the catalogue's standard costs follow",
         "budgets": budget_rows,
         "cases_by_year": cases_by_year,
         "drifted_cases_by_year": {int(y): int(n) for y, n in
                                   pd.Series(drifted_all["year"].to_numpy()).value_counts().sort_index().items()},
+        **({"moved_cases_by_year": {int(y): int(n) for y, n in pd.Series(
+                moved_all["year"].to_numpy()).value_counts().sort_index().items()},
+            "unmoved_by_year": {"_": "picked cases with no group above, or whose new codes did not reach it",
+                                **{str(y): u for y, u in unmoved_by_year.items()}}} if moves else {}),
         "files": {str(p.relative_to(out)): sha256_file(p) for p in files},
     }
     elapsed = round(time.perf_counter() - started, 3)
