@@ -268,7 +268,8 @@ def projection_toml(trends: Trends, years: int, seed: int) -> str:
            "# group of the same diagnosis next up by points; project with the catalogue built from year1/cases.\n"
            if trends.drift_model == "moves" else
            "# Drift is injected in the projection's terms (dipsim/synth/years.py): drifted cases' points x factor.\n")
-        + f"[projection]\nname = \"synth_truth\"\nyears = {years - 1}\nseed = {seed}\npolicy = \"truth_policy.toml\"\n\n"
+        + f"[projection]\nname = \"synth_truth\"\nyears = {years - 1}\nseed = {seed}\n"
+        "policy = \"truth_policy.toml\"\n\n"
         f"[demand]\nvolume_growth = {trends.volume_growth!r}\n"
         f"volume_growth_by_hospital = {table(trends.volume_growth_by_hospital)}\n"
         f"cost_growth = {trends.cost_growth!r}\n\n"
