@@ -239,7 +239,8 @@ def test_make_year_by_hand_falling_volume_and_full_drift():
 
 def test_cli_trend_options(tmp_path, capsys):
     """--drift-share / --drift-model points / --drift-factor / --cost-growth reach the truth projection; out of
-    range, a factor without the points model or without --years they are refused (exit code 1, an input error; no region written)."""
+    range, a factor without the points model or without --years they are refused (exit code 1, an input error; no
+    region written)."""
     from dipsim.cli import main
     from dipsim.project import load_projection
 

@@ -9,7 +9,9 @@
     out_dir/truth.json                              the injected parameters, hospitals, counts, sha256 of every file
     out_dir/truth_projection.toml                   the same parameters as a PROJECTION.toml, projecting from year 1
     out_dir/truth_policy.toml                       its policy: DIP, year 1's budgets
-    out_dir/ground_truth/drifted_cases.parquet      year, case_id, hospital_id, factor: the cases coded up
+    out_dir/ground_truth/catalog/                   the region's DIP catalogue (year 1's cases, default options)
+    out_dir/ground_truth/moved_cases.parquet        year, case_id, hospital_id, from_group, to_group: cases recoded
+    (--drift-model points: out_dir/ground_truth/drifted_cases.parquet, year, case_id, hospital_id, factor, instead)
 
 Year 1 is a region of ``synthesize_region``. Year y >= 2 is made from year 1's cases, per hospital h with n_1 cases:
 
@@ -22,14 +24,21 @@ Year 1 is a region of ``synthesize_region``. Year y >= 2 is made from year 1's c
   patient id "-Y<y>-<k>" (another patient's stay, not a readmission).
 * cost: total_cost, patient_paid, fund_paid, tcm_cost x (1 + c)^(y-1), to the fen per case (fund_paid at most
   total - patient, so that rounding never bills more than the total).
-* coding drift, in the projection's terms: a drifting hospital's drifted share is D_y = min(1, (y - 1) x s_h)
-  (s_h its yearly share, as the projection's D_t = D_{t-1} + share), and round_half_even(D_y x n_y) of its cases,
-  drawn at random, are coded into a group of ``drift_factor`` x the points. Case records carry codes, not points:
-  a group of exactly that many more points cannot be reached by changing codes whatever the catalogue, so the
-  drift is recorded as case-level ground truth (``drifted_cases.parquet``: which cases, what factor) and a
-  settlement of year y applies it to the grouped cases (`apply_drift`), as the projection's drift does (a drifted
-  case's group points x factor; the grouping's standard costs x the cost factor, the catalogue's costs following
-  cost growth). That is the projection's model injected in its own terms, said here and in truth.json.
+* coding drift (default model "moves"), as hospitals do it: by changing codes. A drifting hospital's picked share
+  is D_y = min(1, (y - 1) x s_h) (s_h its yearly share, as the projection's D_t = D_{t-1} + share), and
+  round_half_even(D_y x n_y) of its cases, drawn at random, are picked. Each picked case is recoded by treatment
+  intensity (`recode_intensity`): its procedure codes are replaced so that the ordinary DIP grouper, with the
+  region's catalogue (built from year 1 as `dipsim catalog build` would), puts it in the group of the same principal
+  diagnosis next up by points - the target `dipsim.projection.moves.dip_group_table` gives the projection's
+  intensity move. The codes written: a core group's own procedure set (its exact key); a comprehensive group's
+  (category x treatment type), the procedures of the first year-1 case grouped into it. Year y is regrouped from its
+  records: a picked case with no group above, or whose new codes still do not reach the target (a comprehensive
+  target that the case's subcategory with those codes would key as a core group), keeps its codes and is counted
+  (truth.json `unmoved_by_year`), as the projection counts its unmoved cases. Costs are not changed (the coding
+  changes, not the care). Severity (auxiliary CC/MCC diagnoses) is not injected. The truth projection states
+  ``intensity_share_by_hospital``. ``drift_model="points"`` (`--drift-model points`) keeps the older injection:
+  ``drift_factor`` x the points of the picked cases, recorded as ground truth (drifted_cases.parquet) and applied
+  to a year's grouping at settlement (`apply_drift`), the projection's ``drift_*`` model.
 * budgets: year 1 ``budget_share`` x each pool's total cost (`dipsim.region.budgets_from_cost`), then x (1 + b)
   a year, to the fen.
 
@@ -66,8 +75,9 @@ MOVED_SCHEMA = pa.schema([("year", pa.int32()), ("case_id", pa.string()), ("hosp
 @dataclass
 class Trends:
     """The injected trends. Hospitals are chosen by `choose_hospitals` unless named. Example values (no public
-    source): +3% cases a year, +10% in two hospitals; two hospitals coding 5% more of their cases a year into
-    groups of 1.2 x the points; cost +4% a year; the budget 60% of year 1's cost, +5% a year."""
+    source): +3% cases a year, +10% in two hospitals; two hospitals recoding 5% more of their cases a year into
+    the next group up (drift_model "moves"; "points": groups of drift_factor 1.2 x the points); cost +4% a year;
+    the budget 60% of year 1's cost, +5% a year."""
 
     volume_growth: float = 0.03
     volume_growth_by_hospital: dict[str, float] = field(default_factory=dict)
@@ -379,8 +389,9 @@ def synthesize_years(out_dir, years: int = 3, cases: int = 20_000, hospitals: in
                                   pd.Series(drifted_all["year"].to_numpy()).value_counts().sort_index().items()},
         **({"moved_cases_by_year": {int(y): int(n) for y, n in pd.Series(
                 moved_all["year"].to_numpy()).value_counts().sort_index().items()},
-            "unmoved_by_year": {"_": "picked cases with no group above, or whose new codes did not reach it",
-                                **{str(y): u for y, u in unmoved_by_year.items()}}} if moves else {}),
+            "unmoved_by_year": {str(y): u for y, u in unmoved_by_year.items()},
+            "unmoved_note": "picked cases kept with their own codes, per hospital: no group of the diagnosis above "
+                            "theirs, or new codes that do not reach it"} if moves else {}),
         "files": {str(p.relative_to(out)): sha256_file(p) for p in files},
     }
     elapsed = round(time.perf_counter() - started, 3)
