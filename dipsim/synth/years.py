@@ -215,9 +215,9 @@ def recode_intensity(table: pa.Table, drifted: pa.Table, catalog, codes: dict[st
     """Year `y`'s `table` with its `drifted` cases (the picked ones) coded up by treatment intensity, as a hospital
     does it: each picked case's procedures are replaced by `codes` of the group of its principal diagnosis next up by
     points in the region's catalogue (`moves.dip_group_table`'s intensity target: the one the projection moves it
-    to). The year is regrouped by the
-    ordinary DIP grouper: a case whose new codes do not reach the target (or that has no group above) keeps its own
-    codes and is counted. Returns (table, moved cases: MOVED_SCHEMA, {hospital_id: picked cases not moved})."""
+    to). The year is regrouped by the ordinary DIP grouper: a case whose new codes do not reach the target (or that
+    has no group above) keeps its own codes and is counted. Returns (table, moved cases: MOVED_SCHEMA,
+    {hospital_id: picked cases not moved})."""
     from dipsim.grouping.grouped_cases import group_dip
     from dipsim.projection.moves import dip_group_table
 
