@@ -985,7 +985,7 @@ def cmd_synth(args) -> int:
     if args.years > 1:
         return _synthesize_years(args, console, Path(args.out))
     trend = [name for name in ("volume_growth", "fast_volume_growth", "cost_growth", "drift_share", "drift_factor",
-                               "budget_growth") if getattr(args, name) is not None]
+                               "budget_growth", "drift_model") if getattr(args, name) is not None]
     if trend:
         raise InputError(f"--{trend[0].replace('_', '-')} is a trend of a multi-year region: give --years N (N > 1)")
     s = _synthesize(args, console, Path(args.out))
@@ -1000,8 +1000,11 @@ def _synthesize_years(args, console: Console, out: Path) -> int:
     from dipsim.synth.years import Trends, synthesize_years
 
     given = {name: getattr(args, name) for name in ("volume_growth", "fast_volume_growth", "cost_growth",
-                                                     "drift_share", "drift_factor", "budget_growth")
+                                                     "drift_share", "drift_factor", "budget_growth", "drift_model")
              if getattr(args, name) is not None}
+    if "drift_factor" in given and given.get("drift_model") != "points":
+        raise InputError("synth --years: --drift-factor is the points drift model's: give --drift-model points "
+                         "(the default, moves, recodes cases into the next group up: no factor)")
     with _progress(console, "synthesising years", args.years) as update:
         try:
             s = synthesize_years(out, years=args.years, cases=args.cases, hospitals=args.hospitals, seed=args.seed,
@@ -1013,7 +1016,9 @@ def _synthesize_years(args, console: Console, out: Path) -> int:
           f"{args.year + s.years - 1}): {', '.join(f'{n:,}' for n in s.cases_by_year)} cases -> {s.out_dir} in "
           f"{s.elapsed_s:.1f} s; injected: volume +{t.volume_growth:.0%} a year (+{t.fast_volume_growth:.0%} in "
           f"{', '.join(t.volume_growth_by_hospital)}), coding drift {', '.join(t.drift_share_by_hospital)} "
-          f"({t.drift_share:.0%} of cases a year to x{t.drift_factor:g} points), cost +{t.cost_growth:.0%} a year, "
+          f"({t.drift_share:.0%} of cases a year "
+          f"{'recoded to the next group up' if t.drift_model == 'moves' else f'to x{t.drift_factor:g} points'}), "
+          f"cost +{t.cost_growth:.0%} a year, "
           f"budget +{t.budget_growth:.0%} a year; truth: truth.json, truth_projection.toml, budgets.csv")
     return EXIT_OK
 
@@ -1428,8 +1433,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 ("--drift-share", "0.05", "share of the two drifting hospitals' cases coded up"),
                                 ("--budget-growth", "0.05", "the budget (60%% of year 1's cost)")):
         p.add_argument(flag, type=float, metavar="RATE", help=f"--years: yearly rate, {what} (default {default})")
+    p.add_argument("--drift-model", choices=("moves", "points"),
+                   help="--years: how drift is injected: moves (default) recodes a picked case's procedures so that "
+                        "the DIP grouper puts it in the group of its diagnosis next up by points (projection key "
+                        "intensity_share_by_hospital; ground_truth/moved_cases.parquet); points: the older "
+                        "points x --drift-factor, applied at settlement (ground_truth/drifted_cases.parquet)")
     p.add_argument("--drift-factor", type=float, metavar="X",
-                   help="--years: a drifted case's group points x this (default 1.2)")
+                   help="--years --drift-model points: a drifted case's group points x this (default 1.2)")
     p.add_argument("-o", "--out", required=True, help="output folder")
 
     p = add("demo", "The main job on the embedded default: synthesise a region, validate it, group it under "

@@ -9,7 +9,9 @@
     out_dir/truth.json                              the injected parameters, hospitals, counts, sha256 of every file
     out_dir/truth_projection.toml                   the same parameters as a PROJECTION.toml, projecting from year 1
     out_dir/truth_policy.toml                       its policy: DIP, year 1's budgets
-    out_dir/ground_truth/drifted_cases.parquet      year, case_id, hospital_id, factor: the cases coded up
+    out_dir/ground_truth/catalog/                   the region's DIP catalogue (year 1's cases, default options)
+    out_dir/ground_truth/moved_cases.parquet        year, case_id, hospital_id, from_group, to_group: cases recoded
+    (--drift-model points: out_dir/ground_truth/drifted_cases.parquet, year, case_id, hospital_id, factor, instead)
 
 Year 1 is a region of ``synthesize_region``. Year y >= 2 is made from year 1's cases, per hospital h with n_1 cases:
 
@@ -22,14 +24,21 @@ Year 1 is a region of ``synthesize_region``. Year y >= 2 is made from year 1's c
   patient id "-Y<y>-<k>" (another patient's stay, not a readmission).
 * cost: total_cost, patient_paid, fund_paid, tcm_cost x (1 + c)^(y-1), to the fen per case (fund_paid at most
   total - patient, so that rounding never bills more than the total).
-* coding drift, in the projection's terms: a drifting hospital's drifted share is D_y = min(1, (y - 1) x s_h)
-  (s_h its yearly share, as the projection's D_t = D_{t-1} + share), and round_half_even(D_y x n_y) of its cases,
-  drawn at random, are coded into a group of ``drift_factor`` x the points. Case records carry codes, not points:
-  a group of exactly that many more points cannot be reached by changing codes whatever the catalogue, so the
-  drift is recorded as case-level ground truth (``drifted_cases.parquet``: which cases, what factor) and a
-  settlement of year y applies it to the grouped cases (`apply_drift`), as the projection's drift does (a drifted
-  case's group points x factor; the grouping's standard costs x the cost factor, the catalogue's costs following
-  cost growth). That is the projection's model injected in its own terms, said here and in truth.json.
+* coding drift (default model "moves"), as hospitals do it: by changing codes. A drifting hospital's picked share
+  is D_y = min(1, (y - 1) x s_h) (s_h its yearly share, as the projection's D_t = D_{t-1} + share), and
+  round_half_even(D_y x n_y) of its cases, drawn at random, are picked. Each picked case is recoded by treatment
+  intensity (`recode_intensity`): its procedure codes are replaced so that the ordinary DIP grouper, with the
+  region's catalogue (built from year 1 as `dipsim catalog build` would), puts it in the group of the same principal
+  diagnosis next up by points - the target `dipsim.projection.moves.dip_group_table` gives the projection's
+  intensity move. The codes written: a core group's own procedure set (its exact key); a comprehensive group's
+  (category x treatment type), the procedures of the first year-1 case grouped into it. Year y is regrouped from its
+  records: a picked case with no group above, or whose new codes still do not reach the target (a comprehensive
+  target that the case's subcategory with those codes would key as a core group), keeps its codes and is counted
+  (truth.json `unmoved_by_year`), as the projection counts its unmoved cases. Costs are not changed (the coding
+  changes, not the care). Severity (auxiliary CC/MCC diagnoses) is not injected. The truth projection states
+  ``intensity_share_by_hospital``. ``drift_model="points"`` (`--drift-model points`) keeps the older injection:
+  ``drift_factor`` x the points of the picked cases, recorded as ground truth (drifted_cases.parquet) and applied
+  to a year's grouping at settlement (`apply_drift`), the projection's ``drift_*`` model.
 * budgets: year 1 ``budget_share`` x each pool's total cost (`dipsim.region.budgets_from_cost`), then x (1 + b)
   a year, to the fen.
 
@@ -58,13 +67,17 @@ from dipsim.schema import CASE_SCHEMA
 
 MONEY = ("total_cost", "patient_paid", "fund_paid", "tcm_cost")  # fund after patient (fen rounding)
 DATES = ("admission_date", "discharge_date")
+DRIFT_MODELS = ("moves", "points")
+MOVED_SCHEMA = pa.schema([("year", pa.int32()), ("case_id", pa.string()), ("hospital_id", pa.string()),
+                          ("from_group", pa.string()), ("to_group", pa.string())])
 
 
 @dataclass
 class Trends:
     """The injected trends. Hospitals are chosen by `choose_hospitals` unless named. Example values (no public
-    source): +3% cases a year, +10% in two hospitals; two hospitals coding 5% more of their cases a year into
-    groups of 1.2 x the points; cost +4% a year; the budget 60% of year 1's cost, +5% a year."""
+    source): +3% cases a year, +10% in two hospitals; two hospitals recoding 5% more of their cases a year into
+    the next group up (drift_model "moves"; "points": groups of drift_factor 1.2 x the points); cost +4% a year;
+    the budget 60% of year 1's cost, +5% a year."""
 
     volume_growth: float = 0.03
     volume_growth_by_hospital: dict[str, float] = field(default_factory=dict)
@@ -77,6 +90,7 @@ class Trends:
     fast_volume_growth: float = 0.10
     drift_hospitals: int = 2  # how many drift when none is named
     drift_share: float = 0.05
+    drift_model: str = "moves"  # "moves": codes changed (intensity); "points": the older points x drift_factor
 
 
 @dataclass
@@ -113,6 +127,8 @@ def check_trends(trends: Trends) -> None:
     for name, value in shares.items():
         if not 0 <= value <= 1:
             raise ValueError(f"{name}: a share from 0 to 1 (got {value!r})")
+    if trends.drift_model not in DRIFT_MODELS:
+        raise ValueError(f"drift_model: one of {', '.join(DRIFT_MODELS)} (got {trends.drift_model!r})")
     if not (math.isfinite(trends.drift_factor) and trends.drift_factor > 0):
         raise ValueError(f"drift_factor: above 0 (got {trends.drift_factor!r})")
     if not 0 < trends.budget_share <= 1:
@@ -179,6 +195,64 @@ def make_year(base: pa.Table, y: int, trends: Trends, rng: np.random.Generator) 
     return table, drifted
 
 
+def target_procedures(base: pa.Table, catalog) -> dict[str, list[str]]:
+    """Per catalogue group, procedure codes that group a case of its diagnosis into it: a core group's own key set
+    (its exact key: the grouper's first rule), else (a comprehensive group: a category x treatment type) the
+    procedures of the first year-1 case grouped into it."""
+    from dipsim.grouping.grouped_cases import group_dip
+
+    groups = catalog.groups.to_pylist()
+    codes = {g["group_id"]: [c for c in g["procedures"].split("+") if c] for g in groups if g["kind"] == "core"}
+    grouped = group_dip(base, catalog).group
+    procedures = base["procedures"].to_pylist()
+    for k in range(len(grouped)):
+        codes.setdefault(str(grouped[k]), list(procedures[k] or []))
+    return codes
+
+
+def recode_intensity(table: pa.Table, drifted: pa.Table, catalog, codes: dict[str, list[str]],
+                     y: int) -> tuple[pa.Table, pa.Table, dict[str, int]]:
+    """Year `y`'s `table` with its `drifted` cases (the picked ones) coded up by treatment intensity, as a hospital
+    does it: each picked case's procedures are replaced by `codes` of the group of its principal diagnosis next up by
+    points in the region's catalogue (`moves.dip_group_table`'s intensity target: the one the projection moves it
+    to). The year is regrouped by the ordinary DIP grouper: a case whose new codes do not reach the target (or that
+    has no group above) keeps its own codes and is counted. Returns (table, moved cases: MOVED_SCHEMA,
+    {hospital_id: picked cases not moved})."""
+    from dipsim.grouping.grouped_cases import group_dip
+    from dipsim.projection.moves import dip_group_table
+
+    grouped = group_dip(table, catalog)
+    groups = dip_group_table(grouped, catalog)
+    ids = table["case_id"].to_numpy(zero_copy_only=False)
+    at = np.sort(pd.Index(ids).get_indexer(drifted["case_id"].to_numpy(zero_copy_only=False)))
+    target = groups.up("intensity", at)
+    to = np.where(target >= 0, groups.codes[np.maximum(target, 0)], "").astype(object)
+    procedures = table["procedures"].to_pylist()
+    old = {int(a): procedures[a] for a in at}
+    for a, t in zip(at, to):
+        if t and t in codes:
+            procedures[a] = codes[t]
+    recoded = _set_procedures(table, procedures)
+    reached = np.asarray(group_dip(recoded, catalog).group, dtype=object)[at] == to
+    reached &= to != ""
+    for a in at[~reached]:  # not reached: the case keeps its own codes
+        procedures[a] = old[int(a)]
+    table = _set_procedures(table, procedures)
+    hospital = table["hospital_id"].to_numpy(zero_copy_only=False)
+    moved = pa.table({"year": pa.array(np.full(int(reached.sum()), y, np.int32)),
+                      "case_id": pa.array(ids[at[reached]], pa.string()),
+                      "hospital_id": pa.array(hospital[at[reached]], pa.string()),
+                      "from_group": pa.array(np.asarray(grouped.group, dtype=object)[at[reached]], pa.string()),
+                      "to_group": pa.array(to[reached], pa.string())}, schema=MOVED_SCHEMA)
+    unmoved = pd.Series(hospital[at[~reached]]).value_counts().sort_index()
+    return table, moved, {str(h): int(n) for h, n in unmoved.items()}
+
+
+def _set_procedures(table: pa.Table, procedures: list) -> pa.Table:
+    return table.set_column(table.column_names.index("procedures"), "procedures",
+                            pa.array(procedures, table.schema.field("procedures").type))
+
+
 def apply_drift(grouped, case_ids, drifted: pa.Table, cost_factor: float = 1.0):
     """A grouping (`GroupedCases`) of a synthetic year with its ground-truth drift applied as the projection
     applies drift: the drifted cases' group points x their factor; standard costs x `cost_factor` (the catalogue's
@@ -200,13 +274,19 @@ def projection_toml(trends: Trends, years: int, seed: int) -> str:
     return (
         "# The trends injected by dipsim synth --years (truth.json), as a projection from year 1: run it on\n"
         "# year1/cases (the policy truth_policy.toml: DIP, year 1's budgets; rule growth gives budgets.csv's).\n"
-        "# Drift is injected in the projection's terms (dipsim/synth/years.py): drifted cases' points x factor.\n"
-        f"[projection]\nname = \"synth_truth\"\nyears = {years - 1}\nseed = {seed}\npolicy = \"truth_policy.toml\"\n\n"
+        + ("# Drift is injected as intensity moves (dipsim/synth/years.py): picked cases' procedures recoded to the\n"
+           "# group of the same diagnosis next up by points; project with the catalogue built from year1/cases.\n"
+           if trends.drift_model == "moves" else
+           "# Drift is injected in the projection's terms (dipsim/synth/years.py): drifted cases' points x factor.\n")
+        + f"[projection]\nname = \"synth_truth\"\nyears = {years - 1}\nseed = {seed}\n"
+        "policy = \"truth_policy.toml\"\n\n"
         f"[demand]\nvolume_growth = {trends.volume_growth!r}\n"
         f"volume_growth_by_hospital = {table(trends.volume_growth_by_hospital)}\n"
         f"cost_growth = {trends.cost_growth!r}\n\n"
-        f"[behaviour]\ndrift_share = 0.0\ndrift_share_by_hospital = {table(trends.drift_share_by_hospital)}\n"
-        f"drift_factor = {trends.drift_factor!r}\ndrift_elasticity = 0.0\n\n"
+        + (f"[behaviour]\nintensity_share_by_hospital = {table(trends.drift_share_by_hospital)}\n"
+           "intensity_elasticity = 0.0\n\n" if trends.drift_model == "moves" else
+           f"[behaviour]\ndrift_share = 0.0\ndrift_share_by_hospital = {table(trends.drift_share_by_hospital)}\n"
+           f"drift_factor = {trends.drift_factor!r}\ndrift_elasticity = 0.0\n\n") +
         f"[budget]\nrule = \"growth\"\ngrowth = {trends.budget_growth!r}\n")
 
 
@@ -243,6 +323,15 @@ def synthesize_years(out_dir, years: int = 3, cases: int = 20_000, hospitals: in
     trends = choose_hospitals(counts, trends or Trends())
     rng = np.random.default_rng(np.random.SeedSequence([seed, 20]))  # not synthesize_region's streams
     budget1 = budgets_from_cost(base, trends.budget_share)
+    moves = trends.drift_model == "moves"
+    if moves:  # the region's catalogue, as `dipsim catalog build year1/cases` (default options) writes it
+        from dipsim.catalog import CatalogOptions, build_catalog, write_catalog
+        from dipsim.grouping.dip import load_catalog
+
+        write_catalog(build_catalog(base, CatalogOptions()), out / "ground_truth" / "catalog")
+        catalog = load_catalog(out / "ground_truth" / "catalog")
+        codes = target_procedures(base, catalog)
+    moved_tables, unmoved_by_year = [], {}
     budget_rows = []
     drifted_tables = []
     cases_by_year = [base.num_rows]
@@ -255,6 +344,9 @@ def synthesize_years(out_dir, years: int = 3, cases: int = 20_000, hospitals: in
         if y == 1:
             continue
         table, drifted = make_year(base, y, trends, rng)
+        if moves:
+            table, moved, unmoved_by_year[y] = recode_intensity(table, drifted, catalog, codes, y)
+            moved_tables.append(moved)
         folder = out / f"year{y}" / "cases"
         if folder.exists():
             shutil.rmtree(folder)
@@ -265,7 +357,11 @@ def synthesize_years(out_dir, years: int = 3, cases: int = 20_000, hospitals: in
             progress(y, years)
     drifted_all = pa.concat_tables(drifted_tables)
     (out / "ground_truth").mkdir(exist_ok=True)
-    pq.write_table(drifted_all, out / "ground_truth" / "drifted_cases.parquet", compression="zstd")
+    if moves:
+        moved_all = pa.concat_tables(moved_tables)
+        pq.write_table(moved_all, out / "ground_truth" / "moved_cases.parquet", compression="zstd")
+    else:
+        pq.write_table(drifted_all, out / "ground_truth" / "drifted_cases.parquet", compression="zstd")
     write_csv(pa.Table.from_pylist(budget_rows), out / "budgets.csv")
     (out / "truth_projection.toml").write_text(projection_toml(trends, years, seed), encoding="utf-8")
     totals = ", ".join(f'"{pool}" = {b!r}' for pool, b in sorted(budget1.items()))
@@ -277,15 +373,25 @@ def synthesize_years(out_dir, years: int = 3, cases: int = 20_000, hospitals: in
         "generator": "dipsim.synth.synthesize_years", "dipsim_version": __version__,
         "parameters": {"years": years, "cases": cases, "hospitals": hospitals, "seed": seed, "year": year},
         "trends": {**asdict(trends), "example_values": "no public source (dipsim/synth/years.py)"},
-        "drift_model": "a drifted case's group points x drift_factor (the projection's model, injected as "
-                       "case-level truth: ground_truth/drifted_cases.parquet; apply with "
-                       "dipsim.synth.years.apply_drift); drifted share of a drifting hospital's cases in year y: "
-                       "min(1, (y - 1) x share)",
+        "drift_model": ("intensity moves: a picked case's procedures recoded so that the DIP grouper puts it in "
+                        "the group of its principal diagnosis next up by points in the region's catalogue "
+                        "(ground_truth/catalog, built from year 1; moves.dip_group_table's target); "
+                        "ground_truth/moved_cases.parquet; projection key intensity_share_by_hospital"
+                        if moves else
+                        "a drifted case's group points x drift_factor (the projection's model, injected as "
+                        "case-level truth: ground_truth/drifted_cases.parquet; apply with "
+                        "dipsim.synth.years.apply_drift)")
+                       + "; picked share of a drifting hospital's cases in year y: min(1, (y - 1) x share)",
         "cost_model": "money columns x (1 + cost_growth)^(y-1) to the fen; the catalogue's standard costs follow",
         "budgets": budget_rows,
         "cases_by_year": cases_by_year,
         "drifted_cases_by_year": {int(y): int(n) for y, n in
                                   pd.Series(drifted_all["year"].to_numpy()).value_counts().sort_index().items()},
+        **({"moved_cases_by_year": {int(y): int(n) for y, n in pd.Series(
+                moved_all["year"].to_numpy()).value_counts().sort_index().items()},
+            "unmoved_by_year": {str(y): u for y, u in unmoved_by_year.items()},
+            "unmoved_note": "picked cases kept with their own codes, per hospital: no group of the diagnosis above "
+                            "theirs, or new codes that do not reach it"} if moves else {}),
         "files": {str(p.relative_to(out)): sha256_file(p) for p in files},
     }
     elapsed = round(time.perf_counter() - started, 3)
