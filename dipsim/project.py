@@ -31,8 +31,9 @@ A projection file (PROJECTION.toml; every key optional but `years`):
     volume_elasticity = 0.0        # volume: each year's growth factor x r^(volume_elasticity)
     volume_elasticity_pv = 0.0     # ... x v^(-volume_elasticity_pv): more cases when the point value falls
     severity_share = 0.01          # moves between groups (dipsim.projection.moves, with a group table): cases moved
-    intensity_share = 0.01         # up a severity level / to the next group up of their diagnosis (DIP); each with
+    intensity_share = 0.01         # up a severity level / to the next group up of their diagnosis; each with
                                    # _by_level, _by_hospital, _elasticity, _elasticity_pv (docs/projection.md)
+    intensity_min_cases = 5        # DRG: a diagnosis's treatments are the DRGs of at least 5 of its base cases
 
     [budget]
     rule = "policy"                # "policy": budget.total of the policy on the year's settlement day (dated
@@ -72,8 +73,9 @@ own, else its level's), else the overall one. Year t, hospital h with n_0 base c
   case; the groups' standard costs x the same factor (the catalogue's points are frozen; its standard costs follow
   cost growth, so cost growth alone moves no case's outlier class beyond the fen's rounding). Under [catalogue]
   rule "reweight" both come from the last years' settled cases instead (`dipsim.projection.reweight`).
-* drift: share_{h,t} = trend_{h,t} x r_{h,t-1}^(-elasticity), r the hospital's payment / cost ratio of year t-1
-  (1 without cost); the drifted share D_{h,t} = min(1, D_{h,t-1} + share_{h,t}) (D_0 = 0); the
+* drift: share_{h,t} = trend_{h,t} x r_{h,t-1}^(-elasticity) x (pv_{h,t-1} / pv_{h,t-2})^(-elasticity_pv), r the
+  hospital's payment / cost ratio of year t-1 (1 without cost), pv its point value (`moves.Moves.pv_ratio`); the
+  drifted share D_{h,t} = min(1, D_{h,t-1} + share_{h,t}) (D_0 = 0); the
   round_half_even(D x n_t) cases of h first in a seeded hash of their case ids (`seed`) have their group points x
   factor; a copy's number is its base case's hash mixed with k (splitmix64), the same in every year it is made
   (`projection.years.copy_ranks`). With elasticity 0 there is no response; a hospital paid below its cost
@@ -191,6 +193,7 @@ class ProjectionSpec:
     intensity_share_by_hospital: dict[str, float] = field(default_factory=dict)
     intensity_elasticity: float = 0.0
     intensity_elasticity_pv: float = 0.0
+    intensity_min_cases: int = group_moves.INTENSITY_MIN_CASES  # DRG: base cases making a DRG a diagnosis's treatment
     rule: str = "policy"
     share: float | None = None
     growth: list[float] = field(default_factory=list)
@@ -554,6 +557,9 @@ def projection_of(data: dict, source: str = "projection", text: str = "") -> Pro
     factor = values.get("drift_factor", 1.0)
     if isinstance(factor, float) and factor <= 0:
         problem("behaviour", "drift_factor", f"above 0 (1.2: a drifted case's points x 1.2; got {factor!r})")
+    if isinstance(values.get("intensity_min_cases"), int) and values["intensity_min_cases"] < 1:
+        problem("behaviour", "intensity_min_cases", "a whole number from 1 (5: a DRG is a treatment of a diagnosis "
+                f"when at least 5 base cases of it were grouped there; got {values['intensity_min_cases']!r})")
     for key in ("drift_share", "drift_share_by_level", "drift_share_by_hospital",
                 *(f"{m}_share{by}" for m in group_moves.MOVES for by in ("", "_by_level", "_by_hospital"))):
         value = values.get(key)

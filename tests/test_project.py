@@ -488,6 +488,10 @@ def test_volume_and_drift_respond_to_the_point_values_fall_by_hand():
         results = project(cases, HOSPITALS, policy(), spec, grouped)
         assert (by(results, 1)["H1"]["drifted"], by(results, 1)["H2"]["drifted"]) == (2, 1)
         assert (by(results, 2)["H1"]["drifted"], by(results, 2)["H2"]["drifted"]) == expected
+    # drift_elasticity_pv 0 is the file without the key: the same hospitals' years to the fen
+    without = project(cases, HOSPITALS, policy(), projection_of({"projection": {"years": 2, "seed": 3},
+                                                                 "demand": growth, "behaviour": drifting}), grouped)
+    assert without.hospitals.equals(results.hospitals) and without.years.equals(results.years)
 
 
 def aged(ages):

@@ -223,6 +223,38 @@ def test_drg_intensity_ties_go_to_the_lower_code_and_few_cases_are_no_treatment(
     assert [codes[t] if t >= 0 else None for t in up[:5]] == ["B"] * 5
 
 
+def test_drg_intensity_neither_moves_from_nor_to_qy_or_0000():
+    """Diagnosis T: 5 cases each in C (1.0 RW), AQY (2.0, 与主要诊断无关的手术), 0000 (2.5, ungroupable) and B (3.0):
+    a C case moves to B (AQY and 0000 are no treatment of T, though nearer); AQY, 0000 and B cases stay."""
+    from dipsim.projection.moves import drg_intensity_up
+
+    codes, points = np.array(["C", "AQY", "0000", "B"], object), np.array([1.0, 2.0, 2.5, 3.0])
+    case_group = np.repeat([0, 1, 2, 3], 5)
+    up = drg_intensity_up(case_group, points, codes, np.array(["T"] * 20, object))
+    assert [codes[t] if t >= 0 else None for t in up] == ["B"] * 5 + [None] * 15
+
+
+def test_intensity_min_cases_is_read_from_the_file():
+    """The region of test_drg_intensity_moves_to_the_next_drg_its_diagnosis_is_treated_in_by_hand with [behaviour]
+    intensity_min_cases = 2: K35's ABC1 (2 cases) is now a treatment, so H1's 4 K35 ABC5 cases move to it too: 6
+    (XYZ5 -> ABC5) + 4 (ABC5 -> ABC1) + 5 (J18 ABC3 -> ABC1) = 15 moved, 2 + 5 (ABC1, the top) + 1 (no diagnosis) =
+    8 could not; the table given (built with 5) is not changed. 0, or not a whole number, is an error."""
+    groups = ["XYZ5"] * 6 + ["ABC5"] * 4 + ["ABC1"] * 2 + ["ABC3"] * 5 + ["ABC1"] * 5 + ["ABC5"] + ["ABC5"]
+    diagnoses = np.array(["K35"] * 12 + ["J18"] * 10 + [None] + ["K35"], dtype=object)
+    cases, grouped = region(groups, [1_000.0 * RW[g] for g in groups], ["H1"] * 23 + ["H2"])
+    table = drg_group_table(grouped, SCHEME, diagnoses=diagnoses)
+    before = table.case_intensity_up.copy()
+    spec = projection_of({"projection": {"years": 1},
+                          "behaviour": {"intensity_share_by_hospital": {"H1": 1.0}, "intensity_min_cases": 2}})
+    assert spec.intensity_min_cases == 2
+    y1 = by(project(cases, HOSPITALS, policy(), spec, grouped, groups=table), 1)
+    assert (y1["H1"]["intensity_moved"], y1["H1"]["intensity_unmoved"]) == (15, 8)
+    assert np.array_equal(table.case_intensity_up, before) and table.min_cases == 5
+    for wrong in (0, 2.5):
+        with pytest.raises(InputError, match="intensity_min_cases"):
+            projection_of({"projection": {"years": 1}, "behaviour": {"intensity_min_cases": wrong}})
+
+
 # ------------------------------------------------------------------ DIP
 
 

@@ -15,9 +15,9 @@ Two moves, each a trend plus responses (`[behaviour]` keys `severity_*` and `int
   同病同价, neither move nor are moved to). DRG: a DRG is not a diagnosis's group (a medical ADRG has no one surgical
   ADRG of its diagnosis), so the region's own practice says where a case of that diagnosis is treated more
   intensively: among the DRGs the base year's cases of the same principal diagnosis were grouped into, each by
-  at least `INTENSITY_MIN_CASES` of them (a DRG seen once or twice for a diagnosis is not a treatment pattern),
-  the one with the fewest points above the case's own DRG (`drg_group_table` with the cases' principal
-  diagnoses).
+  at least `intensity_min_cases` of them (default `INTENSITY_MIN_CASES`, 5: a DRG seen once or twice for a
+  diagnosis is not a treatment pattern), the one with the fewest points above the case's own DRG, whatever its
+  severity suffix (`drg_group_table` with the cases' principal diagnoses); 0000 and xQY groups are no treatment.
 
 A moved case takes the target group's code, points (DIP points, DRG RW) and standard cost (x the year's cost growth),
 so its outlier class follows from its cost against the new standard cost. What the moves need is a `GroupTable`,
@@ -34,13 +34,14 @@ group (once: it does not climb again next year)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from dipsim.grouping.grouped_cases import GroupedCases
+from dipsim.grouping.reference import UNGROUPABLE
 from dipsim.io.errors import InputError
 from dipsim.projection.years import drift_order
 
@@ -50,14 +51,15 @@ COUNT_COLUMNS = ("severity_moved", "severity_unmoved", "intensity_moved", "inten
 # (国家医保局 CHS-DRG 分组方案 1.1 / 2.0: the DRG code's last digit; grouper_tables/*/drg.csv `suffix`)
 SEVERITY_RANK = {"5": 0, "3": 1, "1": 2}
 # DRG intensity: a DRG is a treatment of a diagnosis in the region when at least this many base cases of the diagnosis
-# were grouped into it (a rule of this model, docs/projection.md; no policy text sets one)
+# were grouped into it (a rule of this model, docs/projection.md; no policy text sets one); the default of the
+# [behaviour] key intensity_min_cases
 INTENSITY_MIN_CASES = 5
 # the auxiliary catalogue's coding levels (dipsim.auxiliary.SEVERITY_CLASSES): I no CC, II CC, III MCC; IV is death
 AUX_NEXT = {"I": "II", "II": "III"}
 # the [behaviour] keys of each move (projection file kind: "rates", "map", "number")
-MOVE_KEYS = {f"{m}_{k}": kind for m in MOVES for k, kind in (
+MOVE_KEYS = {**{f"{m}_{k}": kind for m in MOVES for k, kind in (
     ("share", "rates"), ("share_by_level", "map"), ("share_by_hospital", "map"), ("elasticity", "number"),
-    ("elasticity_pv", "number"))}
+    ("elasticity_pv", "number"))}, "intensity_min_cases": "int"}
 
 
 # ------------------------------------------------------------------ which cases (seeded, stable year to year)
@@ -96,6 +98,8 @@ class GroupTable:
     severity_up: np.ndarray | None = None  # DRG, per group: the next DRG up of its ADRG (-1: could not move)
     intensity_up: np.ndarray | None = None  # DIP, per group: the next group up of its diagnosis (-1: none)
     case_intensity_up: np.ndarray | None = None  # DRG, per base case: the next DRG up of its diagnosis (-1: none)
+    diagnoses: np.ndarray | None = None  # DRG, per base case: its principal diagnosis (what case_intensity_up read)
+    min_cases: int = INTENSITY_MIN_CASES  # DRG: the intensity_min_cases case_intensity_up was built with
     aux_factor: np.ndarray | None = None  # DIP with an auxiliary catalogue, per base case: its aux factor
     aux_up: np.ndarray | None = None  # ... and its aux factor one severity level up (NaN: could not move)
 
@@ -143,13 +147,13 @@ def scheme_adrgs(scheme: str) -> dict[str, str]:
 
 
 def drg_group_table(grouped: GroupedCases, scheme: str | dict[str, str], weights: pd.DataFrame | None = None,
-                    diagnoses: np.ndarray | None = None) -> GroupTable:
+                    diagnoses: np.ndarray | None = None, min_cases: int = INTENSITY_MIN_CASES) -> GroupTable:
     """The DRG groups with a weight and each one's severity move: the next DRG up the 5 -> 3 -> 1 ladder of its
     ADRG in `scheme` (a name, or DRG code -> ADRG), -1 when the scheme has none, the region no weight for it, or the
     DRG is not on the ladder. The weights: `weights` (drg, rw, mean_cost: a published table, as `group_drg` takes),
     else as the base cases have them (`group_drg` calibrates them on the region's costs: a DRG without a base case
     has no weight to move to). With `diagnoses` (each base case's principal diagnosis, "" or None without), each
-    case's intensity move (`drg_intensity_up`)."""
+    case's intensity move (`drg_intensity_up`, with `min_cases`)."""
     if grouped.unit != "rw":
         raise ValueError("drg_group_table: a DRG grouping (unit rw) is needed")
     adrgs = scheme_adrgs(scheme) if isinstance(scheme, str) else dict(scheme)
@@ -176,18 +180,22 @@ def drg_group_table(grouped: GroupedCases, scheme: str | dict[str, str], weights
         higher = [r for r in steps if rank is not None and r > rank]
         if higher:
             up[k] = position.get_indexer([steps[min(higher)]])[0]
-    intensity = None if diagnoses is None else drg_intensity_up(case_group, points, codes, diagnoses)
+    intensity = None if diagnoses is None else drg_intensity_up(case_group, points, codes, diagnoses, min_cases)
     return GroupTable("rw", codes, points, cost, case_group.astype(np.int64), severity_up=up,
-                      case_intensity_up=intensity)
+                      case_intensity_up=intensity, diagnoses=diagnoses, min_cases=min_cases)
 
 
 def drg_intensity_up(case_group: np.ndarray, points: np.ndarray, codes: np.ndarray, diagnoses: np.ndarray,
                      min_cases: int = INTENSITY_MIN_CASES) -> np.ndarray:
     """Per base case the DRG (index in `codes`) it moves to by treatment intensity, -1 for none: of the DRGs that at
     least `min_cases` base cases of its principal diagnosis were grouped into, the one with the fewest points above
-    its own DRG's (ties: the lower code). A case without a diagnosis or a weighted DRG does not move."""
+    its own DRG's (ties: the lower code). A case without a diagnosis or a weighted DRG does not move, nor one in the
+    ungroupable 0000 or an xQY group (与主要诊断无关的手术: an operation unrelated to the diagnosis is no treatment
+    pattern of it), and neither is a target."""
     diagnosis = pd.Series(diagnoses, dtype=object).fillna("").astype(str).to_numpy(dtype=object)
-    found = (case_group >= 0) & (diagnosis != "")
+    code = pd.Series(codes, dtype=object).astype(str)
+    treatment = ~(code.str.startswith(UNGROUPABLE) | code.str.endswith("QY")).to_numpy()
+    found = (case_group >= 0) & (diagnosis != "") & treatment[np.maximum(case_group, 0)]
     pairs = pd.DataFrame({"diagnosis": diagnosis[found], "group": case_group[found]})
     pairs = pairs.groupby(["diagnosis", "group"], sort=False).size().rename("cases").reset_index()
     pairs["points"], pairs["code"] = points[pairs["group"]], codes[pairs["group"]]
@@ -255,11 +263,12 @@ def _aux_up(table: pa.Table, aux) -> tuple[np.ndarray, np.ndarray]:
 
 
 def group_table(grouped: GroupedCases, mode: str, catalog=None, scheme: str | None = None,
-                aux_table: pa.Table | None = None, aux=None, diagnoses: np.ndarray | None = None) -> GroupTable:
-    """`dip_group_table` or `drg_group_table` (with the cases' principal `diagnoses`), by `mode`."""
+                aux_table: pa.Table | None = None, aux=None, diagnoses: np.ndarray | None = None,
+                min_cases: int = INTENSITY_MIN_CASES) -> GroupTable:
+    """`dip_group_table` or `drg_group_table` (with the cases' principal `diagnoses` and `min_cases`), by `mode`."""
     if mode == "dip":
         return dip_group_table(grouped, catalog, aux_table, aux)
-    return drg_group_table(grouped, scheme or "chs-drg-1.1", diagnoses=diagnoses)
+    return drg_group_table(grouped, scheme or "chs-drg-1.1", diagnoses=diagnoses, min_cases=min_cases)
 
 
 # ------------------------------------------------------------------ a year's moves
@@ -290,6 +299,11 @@ class Moves:
         problems = [f"{m}_share: {why}" for m in self.active if (why := table.can(m))] if table else []
         if problems:
             raise InputError(f"{spec.source}: [behaviour] " + "; ".join(problems))
+        min_cases = getattr(spec, "intensity_min_cases", INTENSITY_MIN_CASES)
+        if ("intensity" in self.active and table is not None and table.diagnoses is not None
+                and table.min_cases != min_cases):  # the file's intensity_min_cases, not the table's: rebuilt once
+            self.table = table = replace(table, min_cases=min_cases, case_intensity_up=drg_intensity_up(
+                table.case_group, table.points, table.codes, table.diagnoses, min_cases))
         self.moved = {m: np.zeros(len(ids)) for m in self.active}
         self.pv_ratio = np.ones(len(ids))
         self.point_values: dict | None = None
