@@ -116,7 +116,6 @@ from dipsim.policy import Policy
 from dipsim.projection import kernels
 from dipsim.projection import moves as group_moves
 from dipsim.projection import years as year_cases
-from dipsim.projection.moves import rate as _rate
 from dipsim.projection.reweight import CatalogueRule, catalogue_of, reweighting
 from dipsim.schema import float_column
 
@@ -605,14 +604,10 @@ def volume_orders(hospital_codes: np.ndarray, hospital_ids, seed: int) -> list[t
 
 def volume_rates(spec: ProjectionSpec, hospital_ids, hospital_info: dict, year: int) -> np.ndarray:
     """Per hospital code, its volume rate of `year` (1-based): its own (`volume_growth_by_hospital`), else its
-    type's, else its level's, else the overall one."""
-    out = np.empty(len(hospital_ids))
-    for code, hospital in enumerate(hospital_ids):
-        level, kind = hospital_info.get(hospital, ("", ""))
-        out[code] = _rate(spec.volume_growth, [(spec.volume_growth_by_hospital, hospital),
-                                               (spec.volume_growth_by_type, kind),
-                                               (spec.volume_growth_by_level, level)], year)
-    return out
+    type's, else its level's, else the overall one (`moves.hospital_rates`)."""
+    return group_moves.hospital_rates(spec.volume_growth, hospital_ids, hospital_info, year,
+                                      spec.volume_growth_by_hospital, spec.volume_growth_by_level,
+                                      spec.volume_growth_by_type)
 
 
 def age_bands(rates: dict[str, list[float]]) -> tuple[list[tuple[int, int | None, list[float]]], str]:
@@ -994,12 +989,10 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
     reweight = reweighting(spec.catalogue, cache)  # None: the frozen catalogue
     for year in range(spec.years + 1):
         cost_factor = math.prod(1 + g for g in spec.cost_growth[:year])
-        if year:  # the year's volume growth: its rate, x the responses to last year's payment and point value
-            volume = volume * (1 + volume_rates(spec, ids, info, year))
-            if spec.volume_elasticity:
-                volume = volume * np.power(np.where(ratio > 0, ratio, 1.0), spec.volume_elasticity)
-            if spec.volume_elasticity_pv:
-                volume = volume * np.power(moves.pv_ratio, -spec.volume_elasticity_pv)
+        if year:  # the year's volume growth: its rate, x the responses to last year's payment (r^(+elasticity):
+            # paid above cost, more cases) and point value
+            volume = volume * ((1 + volume_rates(spec, ids, info, year)) * group_moves.response(
+                ratio, moves.pv_ratio, -spec.volume_elasticity, spec.volume_elasticity_pv))
         known = _year_cases(cases, base, spec, year, cost_factor, volume, info, cache)
         made = known.made
         year_codes = codes[made.rows]
@@ -1013,12 +1006,8 @@ def project(cases: pa.Table, hospitals: pa.Table, policy: Policy, spec: Projecti
             return year_cases.copy_ranks(base["ranks"][seed], made.copy, made.rows)
 
         if year:
-            trend = np.array([_rate(spec.drift_share, [(spec.drift_share_by_hospital, h),
-                                                       (spec.drift_share_by_level, info.get(h, ("", ""))[0])], year)
-                              for h in ids])
-            share = (trend * np.power(np.where(ratio > 0, ratio, 1.0), -spec.drift_elasticity)
-                     * np.power(moves.pv_ratio, -spec.drift_elasticity_pv))
-            drifted_share = np.minimum(1.0, drifted_share + share)
+            added = group_moves.share(spec, "drift", ids, info, year, ratio, moves.pv_ratio)
+            drifted_share = np.minimum(1.0, drifted_share + added)
         drift = np.zeros(len(made.rows), bool)
         if drifted_share.any():
             if known.ranks is None or known.ranks.seed != spec.seed:

@@ -73,6 +73,33 @@ def rate(overall: list[float], by: list[tuple[dict, str]], year: int) -> float:
     return overall[year - 1]
 
 
+def hospital_rates(overall: list[float], ids, info: dict, year: int, by_hospital: dict, by_level: dict,
+                   by_type: dict | None = None) -> np.ndarray:
+    """Per hospital code its rate of `year` (`rate`): its own, else its type's (when `by_type` is given), else its
+    level's, else the overall one. `info`: hospital -> (level, type)."""
+    out = np.empty(len(ids))
+    for code, hospital in enumerate(ids):
+        level, kind = info.get(hospital, ("", ""))
+        by = [(by_hospital, hospital), *([(by_type, kind)] if by_type is not None else []), (by_level, level)]
+        out[code] = rate(overall, by, year)
+    return out
+
+
+def response(ratio: np.ndarray, pv_ratio: np.ndarray, elasticity: float, elasticity_pv: float) -> np.ndarray:
+    """Per hospital r^(-elasticity) x (pv_{t-1} / pv_{t-2})^(-elasticity_pv), r last year's payment / cost (a
+    hospital without cost: 1): what a trend is multiplied by (every elasticity 0: exactly 1)."""
+    return np.power(np.where(ratio > 0, ratio, 1.0), -elasticity) * np.power(pv_ratio, -elasticity_pv)
+
+
+def share(spec, name: str, ids, info: dict, year: int, ratio: np.ndarray, pv_ratio: np.ndarray) -> np.ndarray:
+    """Per hospital code the share of its cases a behaviour (`name`: drift, severity, intensity) adds in `year`:
+    its trend (`<name>_share`, `_by_hospital`, `_by_level`) x its response (`<name>_elasticity`, `_elasticity_pv`)."""
+    trend = hospital_rates(getattr(spec, f"{name}_share"), ids, info, year, getattr(spec, f"{name}_share_by_hospital"),
+                           getattr(spec, f"{name}_share_by_level"))
+    return trend * response(ratio, pv_ratio, getattr(spec, f"{name}_elasticity"),
+                            getattr(spec, f"{name}_elasticity_pv"))
+
+
 def selected_rows(ordered: tuple, share: np.ndarray) -> np.ndarray:
     """The cases picked: per hospital code c the round_half_even(share[c] x n_c) cases first in `ordered`
     (`projection.years.drift_order`), as positions."""
@@ -299,7 +326,7 @@ class Moves:
         problems = [f"{m}_share: {why}" for m in self.active if (why := table.can(m))] if table else []
         if problems:
             raise InputError(f"{spec.source}: [behaviour] " + "; ".join(problems))
-        min_cases = getattr(spec, "intensity_min_cases", INTENSITY_MIN_CASES)
+        min_cases = spec.intensity_min_cases
         if ("intensity" in self.active and table is not None and table.diagnoses is not None
                 and table.min_cases != min_cases):  # the file's intensity_min_cases, not the table's: rebuilt once
             self.table = table = replace(table, min_cases=min_cases, case_intensity_up=drg_intensity_up(
@@ -331,13 +358,8 @@ class Moves:
         assert table is not None
         moved = None  # the grouping's arrays, copied at the first group move: points, standard cost, labels, codes
         for move in self.active:
-            trend = np.array([rate(getattr(spec, f"{move}_share"),
-                                   [(getattr(spec, f"{move}_share_by_hospital"), h),
-                                    (getattr(spec, f"{move}_share_by_level"), self.info.get(h, ("", ""))[0])], year)
-                              for h in self.ids])
-            share = (trend * np.power(np.where(ratio > 0, ratio, 1.0), -getattr(spec, f"{move}_elasticity"))
-                     * np.power(self.pv_ratio, -getattr(spec, f"{move}_elasticity_pv")))
-            self.moved[move] = np.minimum(1.0, self.moved[move] + share)
+            added = share(spec, move, self.ids, self.info, year, ratio, self.pv_ratio)
+            self.moved[move] = np.minimum(1.0, self.moved[move] + added)
             key = (spec.seed, move)
             if key not in orders:
                 orders[key] = drift_order(ranks_of(f"{spec.seed}\0{move}"), codes, len(self.ids))
@@ -363,7 +385,7 @@ class Moves:
         (`drift_elasticity_pv`) and volume (`volume_elasticity_pv`). Nothing to do without a response to the point
         value (every elasticity_pv 0)."""
         if not (any(getattr(self.spec, f"{m}_elasticity_pv") for m in self.active)
-                or getattr(self.spec, "drift_elasticity_pv", 0) or getattr(self.spec, "volume_elasticity_pv", 0)):
+                or self.spec.drift_elasticity_pv or self.spec.volume_elasticity_pv):
             return
         pools = run.pools
         values = dict(zip(pools["pool"].to_pylist(), pools["point_value"].to_pylist()))
