@@ -67,7 +67,7 @@ t = time.perf_counter()
 from dipsim.payment.frame_kernel import taken_rows
 from dipsim.projection import kernels
 rows, x, n = np.zeros(2, np.int64), np.ones(2), np.zeros(2, np.int64)
-kernels.take_grown(x, rows, 1.1); kernels.take_scaled(x, rows, 1.1)
+kernels.take_grown(x, rows, 1.1)
 kernels.take_scaled_where(x, rows, np.zeros(2, bool), 1.1); kernels.take_looked_up(n, rows, n, 0, -1)
 u = n.astype(np.uint64)
 kernels.take_copy_ranks(u, rows, n); kernels.lowest_ranks(u, np.array([0, 2]), n[:1])

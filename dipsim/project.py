@@ -762,7 +762,7 @@ def year_grouping(grouped: GroupedCases, rows: np.ndarray, drift: np.ndarray, fa
     points = kernels.take_scaled_where(grouped.group_points, rows, drift, factor)
     codes = (grouped.codes[0][rows], grouped.codes[1]) if grouped.codes is not None else None
     return GroupedCases(group=grouped.group[rows], group_points=points,
-                        standard_cost=kernels.take_scaled(grouped.standard_cost, rows, cost_factor),
+                        standard_cost=grouped.standard_cost[rows] * cost_factor,
                         tcm_group_case=grouped.tcm_group_case[rows], tcm_treated=grouped.tcm_treated[rows],
                         unit=grouped.unit, codes=codes)
 

@@ -22,15 +22,6 @@ def take_grown(yuan, rows, factor):
 
 
 @njit(cache=True)
-def take_scaled(values, rows, factor):
-    """values[rows] x factor (one factor for every case)."""
-    out = np.empty(rows.shape[0], np.float64)
-    for i in range(rows.shape[0]):
-        out[i] = values[rows[i]] * factor
-    return out
-
-
-@njit(cache=True)
 def take_scaled_where(values, rows, scaled, factor):
     """values[rows] x factor where scaled (per taken case), else values[rows]."""
     out = np.empty(rows.shape[0], np.float64)
@@ -48,7 +39,6 @@ def take_looked_up(values, rows, table, low, missing):
         v = values[rows[i]]
         out[i] = missing if v == missing else table[v - low]
     return out
-
 
 
 # splitmix64 (Steele, Lea, Flood 2014; the constants of Vigna's public-domain splitmix64.c): a copy's number is

@@ -279,13 +279,12 @@ def _project_levers(cases, hospitals, policy, scenarios, grouped, aux_factor, dr
 LEVEL_MONEY = ("payment", "fund_payout")
 
 
-def level_payouts(hospitals: pd.DataFrame, measure: str = "fund_payout") -> pd.DataFrame:
+def level_payouts(hospitals: pd.DataFrame) -> pd.DataFrame:
     """Per (scenario, draw,) year and hospital level, in the order of the scenarios' first rows (the file's: the
     baseline first), then year and level: hospitals, cases and the money (`LEVEL_MONEY`) of the level's hospitals
-    summed in whole fen (exact), as yuan. `measure` is one of them (kept for the callers that name theirs)."""
+    summed in whole fen (exact), as yuan."""
     from dipsim.money import to_fen_array
 
-    assert measure in LEVEL_MONEY
     keys = [k for k in ("scenario", "draw", "year", "level") if k in hospitals.columns]
     work = hospitals.assign(**{m: to_fen_array(hospitals[m].to_numpy(float)) for m in LEVEL_MONEY})
     out = work.groupby(keys, sort=True, dropna=False).agg(

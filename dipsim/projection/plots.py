@@ -37,7 +37,7 @@ FIGURES = {"point_value": ("pool", "pool", "point_value", 1.0), "balance": ("poo
 def _paths(years: pd.DataFrame, hospitals: pd.DataFrame, figure: str) -> pd.DataFrame:
     """scenario, year, the figure's key (pool / level), value: the central projection's path."""
     what, key, measure, _ = FIGURES[figure]
-    frame = years if what == "pool" else level_payouts(hospitals, measure)
+    frame = years if what == "pool" else level_payouts(hospitals)
     frame = frame if "scenario" in frame else frame.assign(scenario="baseline")
     out = frame[["scenario", "year", key, measure]].rename(columns={measure: "value"})
     out["value"] = pd.to_numeric(out["value"], errors="coerce")

@@ -18,15 +18,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from dipsim.money import to_fen_array
 from dipsim.payment.chain import CaseSet, by_day
 from dipsim.projection import kernels
 
 
-def grown(yuan: np.ndarray, factor: float) -> np.ndarray:
-    """Amounts x `factor`, to the fen, half away from zero (`money.to_fen_array`, the rounding of every other
-    amount)."""
-    return to_fen_array(np.asarray(yuan, dtype=np.float64) * factor) / 100
+def grown(yuan: np.ndarray, factor: float, rows: np.ndarray | None = None) -> np.ndarray:
+    """Amounts (taken by `rows`; None: all) x `factor`, to the fen, half away from zero, as `money.to_fen_array`
+    rounds every other amount (`kernels.take_grown`: the take, growth and rounding in one pass)."""
+    yuan = np.asarray(yuan, dtype=np.float64)
+    rows = np.arange(len(yuan), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    return kernels.take_grown(yuan, rows, factor)
 
 
 def shift_days(days: np.ndarray, years: int) -> np.ndarray:
@@ -60,9 +61,8 @@ def year_case_set(base: CaseSet, rows: np.ndarray, year: int, cost_factor: float
         moved = shift_days(np.arange(low, int(dated.max()) + 1 if len(dated) else 1), year)
         days = kernels.take_looked_up(base.discharge_days, rows, moved, low, -1)
     cost = paid = None
-    if cost_factor != 1.0:  # as `grown`, in one pass
-        cost, paid = (kernels.take_grown(base.cost, rows, cost_factor),
-                      kernels.take_grown(base.patient_paid, rows, cost_factor))
+    if cost_factor != 1.0:
+        cost, paid = grown(base.cost, cost_factor, rows), grown(base.patient_paid, cost_factor, rows)
     return base.taken(rows, table, cost, paid, days, years_on=year)
 
 
