@@ -846,8 +846,7 @@ def _projection_moves(args, specs, cases, grouped, mode: str, catalog, scheme):
         from dipsim.supervise import first_codes
 
         diagnoses = first_codes(cases["diagnoses"]).to_numpy(zero_copy_only=False)
-    return aux_factor, group_table(grouped, mode, catalog, scheme, aux_table, aux, diagnoses,
-                                   specs[0].intensity_min_cases)  # another scenario's value: Moves rebuilds it
+    return aux_factor, group_table(grouped, mode, catalog, scheme, aux_table, aux, diagnoses)
 
 
 def _print_side_by_side(comparison, lang: str) -> None:

@@ -197,7 +197,7 @@ def test_drg_intensity_moves_to_the_next_drg_its_diagnosis_is_treated_in_by_hand
     hospitals = ["H1"] * 23 + ["H2"]
     cases, grouped = region(groups, [1_000.0 * RW[g] for g in groups], hospitals)
     table = drg_group_table(grouped, SCHEME, diagnoses=diagnoses)
-    target = [table.codes[t] if t >= 0 else None for t in table.case_intensity_up]
+    target = [table.codes[t] if t >= 0 else None for t in table.intensity_targets()]
     assert target == ["ABC5"] * 6 + [None] * 6 + ["ABC1"] * 5 + [None] * 5 + [None, None]
     spec = projection_of({"projection": {"years": 1}, "behaviour": {"intensity_share_by_hospital": {"H1": 1.0}}})
     results = project(cases, HOSPITALS, policy(), spec, grouped, groups=table)
@@ -238,18 +238,18 @@ def test_intensity_min_cases_is_read_from_the_file():
     """The region of test_drg_intensity_moves_to_the_next_drg_its_diagnosis_is_treated_in_by_hand with [behaviour]
     intensity_min_cases = 2: K35's ABC1 (2 cases) is now a treatment, so H1's 4 K35 ABC5 cases move to it too: 6
     (XYZ5 -> ABC5) + 4 (ABC5 -> ABC1) + 5 (J18 ABC3 -> ABC1) = 15 moved, 2 + 5 (ABC1, the top) + 1 (no diagnosis) =
-    8 could not; the table given (built with 5) is not changed. 0, or not a whole number, is an error."""
+    8 could not; the table's targets at the default 5 are not changed. 0, or not a whole number, is an error."""
     groups = ["XYZ5"] * 6 + ["ABC5"] * 4 + ["ABC1"] * 2 + ["ABC3"] * 5 + ["ABC1"] * 5 + ["ABC5"] + ["ABC5"]
     diagnoses = np.array(["K35"] * 12 + ["J18"] * 10 + [None] + ["K35"], dtype=object)
     cases, grouped = region(groups, [1_000.0 * RW[g] for g in groups], ["H1"] * 23 + ["H2"])
     table = drg_group_table(grouped, SCHEME, diagnoses=diagnoses)
-    before = table.case_intensity_up.copy()
+    before = table.intensity_targets().copy()
     spec = projection_of({"projection": {"years": 1},
                           "behaviour": {"intensity_share_by_hospital": {"H1": 1.0}, "intensity_min_cases": 2}})
     assert spec.intensity_min_cases == 2
     y1 = by(project(cases, HOSPITALS, policy(), spec, grouped, groups=table), 1)
     assert (y1["H1"]["intensity_moved"], y1["H1"]["intensity_unmoved"]) == (15, 8)
-    assert np.array_equal(table.case_intensity_up, before) and table.min_cases == 5
+    assert np.array_equal(table.intensity_targets(5), before) and not np.array_equal(table.intensity_targets(2), before)
     for wrong in (0, 2.5):
         with pytest.raises(InputError, match="intensity_min_cases"):
             projection_of({"projection": {"years": 1}, "behaviour": {"intensity_min_cases": wrong}})
@@ -395,4 +395,4 @@ def test_the_command_gives_drg_intensity_the_cases_principal_diagnoses():
     cases = cases.append_column("diagnoses", pa.array([["K35", "E11"]] * 10, pa.list_(pa.string())))
     spec = projection_of({"projection": {"years": 1}, "behaviour": {"intensity_share": 0.5}})
     _, table = _projection_moves(argparse.Namespace(auxiliary=None), [spec], cases, grouped, "drg", None, SCHEME)
-    assert [table.codes[t] if t >= 0 else None for t in table.case_intensity_up] == ["ABC5"] * 5 + [None] * 5
+    assert [table.codes[t] if t >= 0 else None for t in table.intensity_targets()] == ["ABC5"] * 5 + [None] * 5

@@ -34,7 +34,7 @@ group (once: it does not climb again next year)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -124,26 +124,35 @@ class GroupTable:
     case_group: np.ndarray  # per base case: its group's index in `codes` (-1: none, e.g. ungroupable)
     severity_up: np.ndarray | None = None  # DRG, per group: the next DRG up of its ADRG (-1: could not move)
     intensity_up: np.ndarray | None = None  # DIP, per group: the next group up of its diagnosis (-1: none)
-    case_intensity_up: np.ndarray | None = None  # DRG, per base case: the next DRG up of its diagnosis (-1: none)
-    diagnoses: np.ndarray | None = None  # DRG, per base case: its principal diagnosis (what case_intensity_up read)
-    min_cases: int = INTENSITY_MIN_CASES  # DRG: the intensity_min_cases case_intensity_up was built with
+    diagnoses: np.ndarray | None = None  # DRG, per base case: its principal diagnosis (intensity's targets)
     aux_factor: np.ndarray | None = None  # DIP with an auxiliary catalogue, per base case: its aux factor
     aux_up: np.ndarray | None = None  # ... and its aux factor one severity level up (NaN: could not move)
+    _intensity: dict = field(default_factory=dict, repr=False, compare=False)  # intensity_targets by min_cases
 
     def can(self, move: str) -> str:
         """'' when this table can make `move`, else why not."""
         if move == "severity" and self.severity_up is None and self.aux_up is None:
             return ("DIP severity moves need the auxiliary catalogue (辅助目录: `dipsim project --auxiliary FILE`, "
                     "or dip_group_table(..., aux_table, aux)): a DIP group has no severity levels")
-        if move == "intensity" and self.intensity_up is None and self.case_intensity_up is None:
+        if move == "intensity" and self.intensity_up is None and self.diagnoses is None:
             return ("DRG treatment intensity moves need the cases' principal diagnoses (drg_group_table(..., "
                     "diagnoses=...); `dipsim project` passes them)")
         return ""
 
-    def up(self, move: str, base_rows: np.ndarray) -> np.ndarray:
-        """The group (index in `codes`) each base case at `base_rows` moves to by `move` (-1: it cannot)."""
-        if move == "intensity" and self.case_intensity_up is not None:
-            return self.case_intensity_up[base_rows]
+    def intensity_targets(self, min_cases: int = INTENSITY_MIN_CASES) -> np.ndarray:
+        """DRG: per base case the DRG it moves to by intensity (`drg_intensity_up` with `min_cases`), made once per
+        value for the table (every draw and scenario of a projection reads the same)."""
+        assert self.diagnoses is not None
+        if min_cases not in self._intensity:
+            self._intensity[min_cases] = drg_intensity_up(self.case_group, self.points, self.codes, self.diagnoses,
+                                                          min_cases)
+        return self._intensity[min_cases]
+
+    def up(self, move: str, base_rows: np.ndarray, min_cases: int = INTENSITY_MIN_CASES) -> np.ndarray:
+        """The group (index in `codes`) each base case at `base_rows` moves to by `move` (-1: it cannot); DRG
+        intensity with the file's `intensity_min_cases`."""
+        if move == "intensity" and self.diagnoses is not None:
+            return self.intensity_targets(min_cases)[base_rows]
         up = self.severity_up if move == "severity" else self.intensity_up
         assert up is not None
         base = self.case_group[base_rows]
@@ -174,13 +183,13 @@ def scheme_adrgs(scheme: str) -> dict[str, str]:
 
 
 def drg_group_table(grouped: GroupedCases, scheme: str | dict[str, str], weights: pd.DataFrame | None = None,
-                    diagnoses: np.ndarray | None = None, min_cases: int = INTENSITY_MIN_CASES) -> GroupTable:
+                    diagnoses: np.ndarray | None = None) -> GroupTable:
     """The DRG groups with a weight and each one's severity move: the next DRG up the 5 -> 3 -> 1 ladder of its
     ADRG in `scheme` (a name, or DRG code -> ADRG), -1 when the scheme has none, the region no weight for it, or the
     DRG is not on the ladder. The weights: `weights` (drg, rw, mean_cost: a published table, as `group_drg` takes),
     else as the base cases have them (`group_drg` calibrates them on the region's costs: a DRG without a base case
     has no weight to move to). With `diagnoses` (each base case's principal diagnosis, "" or None without), each
-    case's intensity move (`drg_intensity_up`, with `min_cases`)."""
+    case's intensity move (`GroupTable.intensity_targets`)."""
     if grouped.unit != "rw":
         raise ValueError("drg_group_table: a DRG grouping (unit rw) is needed")
     adrgs = scheme_adrgs(scheme) if isinstance(scheme, str) else dict(scheme)
@@ -207,9 +216,7 @@ def drg_group_table(grouped: GroupedCases, scheme: str | dict[str, str], weights
         higher = [r for r in steps if rank is not None and r > rank]
         if higher:
             up[k] = position.get_indexer([steps[min(higher)]])[0]
-    intensity = None if diagnoses is None else drg_intensity_up(case_group, points, codes, diagnoses, min_cases)
-    return GroupTable("rw", codes, points, cost, case_group.astype(np.int64), severity_up=up,
-                      case_intensity_up=intensity, diagnoses=diagnoses, min_cases=min_cases)
+    return GroupTable("rw", codes, points, cost, case_group.astype(np.int64), severity_up=up, diagnoses=diagnoses)
 
 
 def drg_intensity_up(case_group: np.ndarray, points: np.ndarray, codes: np.ndarray, diagnoses: np.ndarray,
@@ -290,12 +297,11 @@ def _aux_up(table: pa.Table, aux) -> tuple[np.ndarray, np.ndarray]:
 
 
 def group_table(grouped: GroupedCases, mode: str, catalog=None, scheme: str | None = None,
-                aux_table: pa.Table | None = None, aux=None, diagnoses: np.ndarray | None = None,
-                min_cases: int = INTENSITY_MIN_CASES) -> GroupTable:
-    """`dip_group_table` or `drg_group_table` (with the cases' principal `diagnoses` and `min_cases`), by `mode`."""
+                aux_table: pa.Table | None = None, aux=None, diagnoses: np.ndarray | None = None) -> GroupTable:
+    """`dip_group_table` or `drg_group_table` (with the cases' principal `diagnoses`), by `mode`."""
     if mode == "dip":
         return dip_group_table(grouped, catalog, aux_table, aux)
-    return drg_group_table(grouped, scheme or "chs-drg-1.1", diagnoses=diagnoses, min_cases=min_cases)
+    return drg_group_table(grouped, scheme or "chs-drg-1.1", diagnoses=diagnoses)
 
 
 # ------------------------------------------------------------------ a year's moves
@@ -326,11 +332,6 @@ class Moves:
         problems = [f"{m}_share: {why}" for m in self.active if (why := table.can(m))] if table else []
         if problems:
             raise InputError(f"{spec.source}: [behaviour] " + "; ".join(problems))
-        min_cases = spec.intensity_min_cases
-        if ("intensity" in self.active and table is not None and table.diagnoses is not None
-                and table.min_cases != min_cases):  # the file's intensity_min_cases, not the table's: rebuilt once
-            self.table = table = replace(table, min_cases=min_cases, case_intensity_up=drg_intensity_up(
-                table.case_group, table.points, table.codes, table.diagnoses, min_cases))
         self.moved = {m: np.zeros(len(ids)) for m in self.active}
         self.pv_ratio = np.ones(len(ids))
         self.point_values: dict | None = None
@@ -371,7 +372,7 @@ class Moves:
                 aux_factor = aux_factor.copy()
                 aux_factor[at[ok]] = raised[ok]
             else:
-                target = table.up(move, rows[at])
+                target = table.up(move, rows[at], spec.intensity_min_cases)
                 ok = target >= 0
                 moved = moved or _Moved.of(grouped)
                 moved.move(at[ok], target[ok], table, points_factor, cost_factor)
